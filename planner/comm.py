@@ -1,0 +1,320 @@
+"""Communication: where each parallel group sits, what a collective costs, what each dim sends.
+
+Placement follows Megatron-LM's rank order tp → cp → ep (inside dp) → dp → pp, innermost first
+(megatron/core/parallel_state.py). Collective time is the α-β model of cost-model.md §6.2 on the
+bottleneck domain; groups that span scale-up domains use the two-level (hierarchical) form of
+§1.4. Volumes per parallel dimension follow §2. Sizes in bytes, times in seconds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from planner import calibration as cal
+from planner.cluster import Cluster
+from planner.model.architecture import Architecture
+from planner.plan import Plan
+
+Op = Literal["all_reduce", "reduce_scatter", "all_gather", "all_to_all", "send_recv"]
+Dim = Literal["tp", "cp", "ep", "dp", "pp", "dp_cp", "edp"]
+"""Parallel groups: the five degrees, plus `dp_cp` (dense gradients are reduced over dp × cp,
+Megatron-Core's data-parallel-with-context group) and `edp` (expert data parallel, dp·cp/ep)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """One communication group as the fabric sees it."""
+
+    size: int
+    """Ranks in the group (n)."""
+    per_domain: int
+    """Members of the group that share one scale-up domain (g)."""
+    domains: int
+    """Scale-up domains (nodes, or NVL72 racks) the group spans (k)."""
+
+
+def _stride_and_size(plan: Plan, dim: Dim) -> tuple[int, int]:
+    p = plan.parallel
+    return {
+        "tp": (1, p.tp),
+        "cp": (p.tp, p.cp),
+        "ep": (p.tp, p.ep),  # experts take the innermost ranks of dp × cp (Megatron-Core)
+        "dp": (p.tp * p.cp, p.dp),
+        "dp_cp": (p.tp, p.cp * p.dp),
+        "edp": (p.tp * p.ep, p.cp * p.dp // p.ep),
+        "pp": (p.tp * p.cp * p.dp, p.pp),
+    }[dim]
+
+
+def group_placement(plan: Plan, dim: Dim, cluster: Cluster) -> Group:
+    """Size, members per scale-up domain and domains spanned by the group of `dim`.
+
+    A group is `size` ranks `stride` apart, stride = product of the inner degrees (§6.1).
+    Degrees and domain sizes are assumed to divide each other (powers of two, or a group inside
+    a domain), as they do for launchable layouts.
+    """
+    stride, size = _stride_and_size(plan, dim)
+    domain = cluster.scale_up_domain
+    if stride * size <= domain:
+        per_domain = size
+    else:
+        per_domain = max(1, min(size, domain // stride))
+    return Group(size=size, per_domain=per_domain, domains=math.ceil(size / per_domain))
+
+
+# ----------------------------------------------------------------------------- α-β model
+
+def bus_factor(op: Op, n: int) -> float:
+    """Bytes each rank moves per payload byte (nccl-tests PERFORMANCE.md busbw factors, §1.1)."""
+    if op == "all_reduce":
+        return 2 * (n - 1) / n
+    if op in ("reduce_scatter", "all_gather", "all_to_all"):
+        return (n - 1) / n
+    return 1.0  # send_recv
+
+
+def ring_steps(op: Op, n: int) -> int:
+    """Latency steps of the ring algorithm (§6.2): AR 2(n−1), RS/AG/A2A n−1, send/recv 1."""
+    if op == "send_recv":
+        return 1
+    return 2 * (n - 1) if op == "all_reduce" else n - 1
+
+
+def _tree_steps(op: Op, k: int) -> int:
+    # Tree (AR) / PAT (AG, RS) latency grows with log2 of the nodes (NCCL tuning.cc, §1.3).
+    depth = max(1, math.ceil(math.log2(k)))
+    return 2 * depth if op == "all_reduce" else depth
+
+
+def latency_s(op: Op, group: Group) -> float:
+    """α term: NCCL's base + per-step latencies, intra- vs inter-domain steps (§1.3, §6.2).
+
+    NCCL's ring charges nInterSteps = ring_steps(op, nodes) at the network rate and the rest at
+    the NVLink rate; across domains we charge the smaller of the ring and tree step counts, as
+    NCCL switches to tree/PAT when latency dominates.
+    """
+    total = ring_steps(op, group.size)
+    if group.domains == 1:
+        return cal.ALPHA_BASE_S + total * cal.ALPHA_STEP_S["scale_up"]
+    inter_ring = ring_steps(op, group.domains)
+    inter = min(inter_ring, _tree_steps(op, group.domains))
+    intra = max(0, total - inter_ring)
+    return (cal.ALPHA_BASE_S + intra * cal.ALPHA_STEP_S["scale_up"]
+            + inter * cal.ALPHA_STEP_S["network"])
+
+
+def scale_up_bandwidth(op: Op, n: int, cluster: Cluster) -> float:
+    """Achieved per-GPU bytes/s of an n-GPU group inside one scale-up domain: e_dom · B_dom.
+
+    Meshes (AMD XGMI, Gaudi) give a group (n−1) peer links (§1.6); NVLink all-reduce on
+    NVLS-capable parts (Hopper, Blackwell) ramps from the ring efficiency at 4 GPUs to the NVLS
+    one at 8 (§6.2).
+    """
+    kind = cluster.scale_up_kind
+    line = cluster.scale_up_bandwidth
+    if cluster.per_peer_bandwidth and op != "send_recv":
+        line = min(line, (n - 1) * cluster.per_peer_bandwidth)
+    elif cluster.per_peer_bandwidth:
+        line = min(line, cluster.per_peer_bandwidth)
+    eff = cal.LINK_EFFICIENCY.get(kind, cal.LINK_EFFICIENCY["pcie"])
+    nvls = _nvls_efficiency(cluster.gpu.id) if kind == "nvlink" and op == "all_reduce" else None
+    if nvls is not None and n > cal.NVLS_MIN_GPUS:
+        ramp = min(1.0, (n - cal.NVLS_MIN_GPUS) / (8 - cal.NVLS_MIN_GPUS))
+        eff = eff + ramp * (nvls - eff)
+    return eff * line
+
+
+def _nvls_efficiency(gpu_id: str) -> float | None:
+    for prefix, eff in cal.NVLS_ALLREDUCE_EFFICIENCY.items():
+        if gpu_id.startswith(prefix):
+            return eff
+    return None
+
+
+def network_bandwidth(cluster: Cluster) -> float:
+    """Achieved scale-out bytes/s per GPU: NIC bandwidth per GPU (rail-optimized) · e_nic."""
+    if cluster.nic_bandwidth_per_node <= 0:
+        raise ValueError("a group spans several scale-up domains but the cluster has no"
+                         " inter-node network (inter_node)")
+    return cluster.nic_bandwidth_per_gpu * cal.LINK_EFFICIENCY.get(cluster.nic_kind, 0.75)
+
+
+def collective_time(op: Op, payload_bytes: float, group: Group, cluster: Cluster) -> float:
+    """Seconds for one collective: α·steps + f(op, n)·S / (e_dom·B_dom) (§6.2).
+
+    `payload_bytes` S is the full tensor for all_reduce / reduce_scatter / all_gather, the bytes
+    each rank holds for all_to_all, and the message for send_recv (nccl-tests conventions, §1.1).
+    A group inside one domain uses the scale-up fabric; a group with one member per domain rides
+    the NICs (one per GPU); otherwise the two-level form of §1.4 — intra-domain RS/AG over the
+    scale-up fabric and the 1/g shard across domains over the NICs — combined as
+    0.5·(max + sum) of the two terms (§6.2 default between the overlapped and serial bounds).
+    """
+    n, g, k = group.size, group.per_domain, group.domains
+    if n <= 1 or payload_bytes <= 0:
+        return 0.0
+    alpha = latency_s(op, group)
+    if k == 1:
+        return alpha + bus_factor(op, n) * payload_bytes / scale_up_bandwidth(op, n, cluster)
+    nic = network_bandwidth(cluster)
+    if g == 1 or op == "send_recv":
+        return alpha + bus_factor(op, n) * payload_bytes / nic
+    up = scale_up_bandwidth(op, g, cluster)
+    if op == "all_to_all":
+        # (g−1)/n of the rank's data stays in its domain, (n−g)/n leaves it.
+        intra = payload_bytes * (g - 1) / n / up
+        inter = payload_bytes * (n - g) / n / nic
+    else:
+        intra = bus_factor(op, g) * payload_bytes / up
+        inter = bus_factor(op, k) * (payload_bytes / g) / nic
+    return alpha + 0.5 * (max(intra, inter) + intra + inter)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """`count` identical collectives of one kind on one group."""
+
+    op: Op
+    payload_bytes: float
+    group: Group
+    count: float = 1
+
+    @property
+    def wire_bytes(self) -> float:
+        """Bytes each GPU sends: count · f(op, n) · S (§2 'bytes on the wire per GPU')."""
+        if self.group.size <= 1:
+            return 0.0
+        return self.count * bus_factor(self.op, self.group.size) * self.payload_bytes
+
+    def seconds(self, cluster: Cluster) -> float:
+        return self.count * collective_time(self.op, self.payload_bytes, self.group, cluster)
+
+    def scaled(self, factor: float) -> "Traffic":
+        return Traffic(self.op, self.payload_bytes, self.group, self.count * factor)
+
+
+def total_seconds(traffic: tuple[Traffic, ...], cluster: Cluster) -> float:
+    return sum(t.seconds(cluster) for t in traffic)
+
+
+def total_wire_bytes(traffic: tuple[Traffic, ...]) -> float:
+    return sum(t.wire_bytes for t in traffic)
+
+
+@dataclass(frozen=True)
+class CommBytes:
+    """Bytes each GPU sends per training step, by parallel dimension (busiest stage)."""
+
+    dp: float
+    tp: float
+    pp: float
+    cp: float
+    ep: float
+
+    @property
+    def total(self) -> float:
+        return self.dp + self.tp + self.pp + self.cp + self.ep
+
+
+# ----------------------------------------------------------------------------- volumes (§2)
+
+def activation_bytes(precision: str) -> int:
+    """Bytes per activation element on the wire: 16-bit except fp32 training (fp8 GEMMs keep
+    bf16 activations between layers, Transformer Engine)."""
+    return 4 if precision == "fp32" else 2
+
+
+def tp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:
+    """One layer, one micro-batch, forward + backward: 4 all-reduces of b·(s/c)·h ([MEG19];
+    [MEG21 §3.2] 8bsh(t−1)/t elements), or with SP 4 all-gathers + 4 reduce-scatters of the
+    same tensor, same bytes ([SEL22 §4.2.2])."""
+    if plan.tp == 1:
+        return ()
+    group = group_placement(plan, "tp", cluster)
+    tensor = plan.mbs * seq_len / plan.cp * arch.hidden * activation_bytes(plan.precision)
+    if plan.parallel.sp:
+        return (Traffic("all_gather", tensor, group, 4), Traffic("reduce_scatter", tensor, group, 4))
+    return (Traffic("all_reduce", tensor, group, 4),)
+
+
+def cp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:
+    """One layer, one micro-batch: ring attention passes each rank's K,V chunk c−1 times in the
+    forward, and K,V again plus dK,dV in the backward — 3(c−1) sends of 2·b·(s/c)·h_kv·q
+    ([MCP] via §2; h_kv of the KV heads this TP rank holds, GQA shrinks it)."""
+    c = plan.cp
+    if c == 1:
+        return ()
+    att = arch.attention
+    kv_heads_local = max(1, att.num_kv_heads // plan.tp)
+    kv_width = kv_heads_local * (att.head_dim + att.value_head_dim)  # K and V together
+    chunk = plan.mbs * seq_len / c * kv_width * activation_bytes(plan.precision)
+    return (Traffic("send_recv", chunk, group_placement(plan, "cp", cluster), 3 * (c - 1)),)
+
+
+def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:
+    """One MoE layer, one micro-batch: dispatch + combine all-to-all in forward and backward,
+    each b·(s/c)·top_k·h·q bytes per rank ([LLA]; §6.4), (e−1)/e of it leaving the GPU. With SP
+    each TP rank dispatches its 1/t of the tokens."""
+    if plan.ep == 1 or arch.moe is None:
+        return ()
+    tokens = plan.mbs * seq_len / plan.cp / (plan.tp if plan.parallel.sp else 1)
+    held = tokens * arch.moe.top_k * arch.hidden * activation_bytes(plan.precision) * cal.MOE_IMBALANCE
+    return (Traffic("all_to_all", held, group_placement(plan, "ep", cluster), 4),)
+
+
+def pp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:
+    """One stage boundary, one micro-batch: activations forward and gradients backward, each
+    b·(s/c)·h·q, divided by t by the scatter/gather optimization (or SP) [MEG21 §4.1]."""
+    if plan.pp == 1:
+        return ()
+    message = plan.mbs * seq_len / plan.cp * arch.hidden * activation_bytes(plan.precision) / plan.tp
+    return (Traffic("send_recv", message, group_placement(plan, "pp", cluster), 2),)
+
+
+@dataclass(frozen=True)
+class DPTraffic:
+    """Data-parallel collectives of one GPU, by when they run (what they can overlap with)."""
+
+    step_backward: tuple[Traffic, ...]
+    """Once per step, issued during the last micro-batch's backward (gradient buckets)."""
+    step_forward: tuple[Traffic, ...]
+    """Once per step, overlapping the next step's first forward (ZeRO-1/2 parameter gather)."""
+    microbatch_forward: tuple[Traffic, ...]
+    """Every micro-batch's forward (ZeRO-3 parameter gather)."""
+    microbatch_backward: tuple[Traffic, ...]
+    """Every micro-batch's backward (ZeRO-2 gradient reduce-scatter with accumulation; ZeRO-3
+    parameter re-gather and gradient reduce-scatter)."""
+
+    def wire_bytes(self, microbatches: int) -> float:
+        per_mb = total_wire_bytes(self.microbatch_forward + self.microbatch_backward)
+        return total_wire_bytes(self.step_backward + self.step_forward) + microbatches * per_mb
+
+
+def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads: float,
+               dense_gather: float, expert_gather: float, grad_bytes: float) -> DPTraffic:
+    """Gradient and parameter collectives of one GPU over its data-parallel groups (§2).
+
+    `*_grads`: trainable parameters this GPU holds (dense ones reduce over dp × cp, experts over
+    the expert-data-parallel group); `*_gather`: bytes of parameters ZeRO gathers (the updated
+    trainable ones for ZeRO-1/2, every held parameter for ZeRO-3).
+    DDP: one all-reduce per step; ZeRO-1: reduce-scatter + all-gather, same volume [ZERO];
+    ZeRO-2: the reduce-scatter repeats per micro-batch with accumulation [MLE]; ZeRO-3: 2
+    all-gathers + 1 reduce-scatter per micro-batch, 1.5× DDP per pass [ZERO], [ZERO++].
+    """
+    dense, expert = group_placement(plan, "dp_cp", cluster), group_placement(plan, "edp", cluster)
+
+    def both(op: Op, dense_bytes: float, expert_bytes: float) -> tuple[Traffic, ...]:
+        out = (Traffic(op, dense_bytes, dense),)
+        return out + ((Traffic(op, expert_bytes, expert),) if expert_bytes > 0 else ())
+
+    reduce_ = both("reduce_scatter", dense_grads * grad_bytes, expert_grads * grad_bytes)
+    gather = both("all_gather", dense_gather, expert_gather)
+    none: tuple[Traffic, ...] = ()
+    if plan.zero == 0:
+        return DPTraffic(both("all_reduce", dense_grads * grad_bytes, expert_grads * grad_bytes),
+                         none, none, none)
+    if plan.zero == 1 or (plan.zero == 2 and plan.gas == 1):
+        return DPTraffic(reduce_, gather, none, none)
+    if plan.zero == 2:
+        return DPTraffic(none, gather, none, reduce_)
+    return DPTraffic(none, none, gather, gather + reduce_)

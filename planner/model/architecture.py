@@ -1,0 +1,169 @@
+"""The architecture of a decoder-only transformer, as the planner needs to know it.
+
+One frozen description serves every family: the fields are what changes parameter counts,
+FLOPs and activation shapes. Builders (presets, Hugging Face config.json, Megatron arguments)
+produce it; the pure functions in `params.py` and `flops.py` read it. No hardware here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NormKind = Literal["rmsnorm", "layernorm"]
+PositionKind = Literal["rope", "learned", "alibi", "none"]
+QkNormKind = Literal["head", "projection"]
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Self-attention shape of one layer.
+
+    MHA: num_kv_heads == num_heads; GQA: 1 < num_kv_heads < num_heads; MQA: num_kv_heads == 1.
+    MLA (DeepSeek-V2/V3) sets `kv_lora_rank` (and optionally `q_lora_rank`); then `head_dim` is
+    the query/key head dim (qk_nope_head_dim + qk_rope_head_dim), `v_head_dim` the value head dim
+    and `num_kv_heads == num_heads` (training up-projects the latent to full per-head keys/values).
+    """
+
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    v_head_dim: int | None = None
+    """Value head dim when it differs from `head_dim` (MLA); None means equal to head_dim."""
+    qkv_bias: bool = False
+    """Biases on the q/k/v projections. MLA: on the down-projections q_a_proj and
+    kv_a_proj_with_mqa (Hugging Face `attention_bias`)."""
+    out_bias: bool = False
+    qk_norm: QkNormKind | None = None
+    """RMSNorm on queries and keys: 'head' normalizes each head (weights of head_dim: Qwen3,
+    Gemma 3), 'projection' the whole q and k projections (weights of q_dim and kv_dim: OLMo-2)."""
+    q_lora_rank: int | None = None
+    """MLA: rank of the query down-projection; None means a plain q projection."""
+    kv_lora_rank: int | None = None
+    """MLA: rank of the compressed KV latent; None means not MLA."""
+    qk_rope_head_dim: int = 0
+    """MLA: the decoupled RoPE part of each query/key head (shared key across heads)."""
+    sliding_window: int | None = None
+    """Tokens each query attends to in sliding-window layers (None: full attention)."""
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+    @property
+    def kind(self) -> str:
+        if self.is_mla:
+            return "mla"
+        if self.num_kv_heads == self.num_heads:
+            return "mha"
+        return "mqa" if self.num_kv_heads == 1 else "gqa"
+
+    @property
+    def value_head_dim(self) -> int:
+        return self.v_head_dim if self.v_head_dim is not None else self.head_dim
+
+    @property
+    def q_dim(self) -> int:
+        """Width of all query heads together."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of all key heads together (GQA: num_kv_heads * head_dim)."""
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def v_dim(self) -> int:
+        """Width of all value heads together."""
+        return self.num_kv_heads * self.value_head_dim
+
+    @property
+    def qk_nope_head_dim(self) -> int:
+        """MLA: the part of each query/key head without RoPE."""
+        return self.head_dim - self.qk_rope_head_dim
+
+
+@dataclass(frozen=True)
+class MoE:
+    """Mixture-of-experts MLP (Mixtral, Qwen-MoE, DeepSeek-V2/V3, Grok-1 style)."""
+
+    num_experts: int
+    """Routed experts per MoE layer."""
+    top_k: int
+    """Routed experts each token goes to."""
+    expert_ffn: int
+    """Intermediate size of one routed expert."""
+    num_shared_experts: int = 0
+    shared_ffn: int = 0
+    """Intermediate size of the shared expert(s), all together (Qwen2-MoE: one expert of this size;
+    DeepSeek: n_shared_experts * moe_intermediate_size, built as one MLP)."""
+    shared_expert_gate: bool = False
+    """Qwen2-MoE gates its shared expert with a sigmoid(h -> 1) projection."""
+    router_bias: bool = False
+    """A trained router bias (Grok-style); DeepSeek-V3's correction bias is a buffer, not a parameter."""
+    first_dense_layers: int = 0
+    """Leading layers with a dense MLP instead (DeepSeek `first_k_dense_replace`)."""
+    layer_freq: int = 1
+    """Every `layer_freq`-th layer is MoE, counting from 1 (Qwen `decoder_sparse_step`:
+    layer i is sparse when (i + 1) % layer_freq == 0)."""
+    dense_layers: tuple[int, ...] = ()
+    """Explicit dense-MLP layer indices (Qwen `mlp_only_layers`)."""
+    layers: tuple[int, ...] | None = None
+    """0-based indices of the layers with routed experts, when the builder knows them exactly;
+    then the three rule fields above are descriptive only. Builders fill it because families
+    place MoE layers by different rules (Qwen counts from 1; DeepSeek from `first_k_dense_replace`)."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A decoder-only transformer language model."""
+
+    name: str
+    family: str
+    """The Hugging Face `model_type` (llama, mixtral, qwen3_moe, deepseek_v3, gpt2 ...)."""
+    hidden: int
+    num_layers: int
+    vocab: int
+    ffn: int
+    """Intermediate size of the dense MLP (used by dense layers of MoE models too)."""
+    attention: Attention
+    gated_mlp: bool = True
+    """SwiGLU/GeGLU (gate, up, down: 3 matrices) vs plain (up, down: 2 matrices)."""
+    mlp_bias: bool = False
+    """Biases on the dense MLP's (and shared experts') projections."""
+    norm: NormKind = "rmsnorm"
+    """LayerNorm carries a bias (2h parameters), RMSNorm only a weight (h)."""
+    norms_per_layer: int = 2
+    """Hidden-size norms in each block: 2 for pre-norm (attention and MLP inputs), 4 for Gemma 2/3
+    (pre and post each sub-block), 1 for a parallel block sharing one input norm (Falcon-7B)."""
+    parallel_residual: bool = False
+    """Attention and MLP read the same input and add to the residual together (GPT-J, GPT-NeoX,
+    Falcon); changes activations, not parameters."""
+    tied_embeddings: bool = False
+    lm_head_bias: bool = False
+    position: PositionKind = "rope"
+    max_positions: int = 0
+    """Rows of a learned position embedding (only when position == 'learned')."""
+    moe: MoE | None = None
+    mtp_layers: int = 0
+    """DeepSeek-V3 multi-token-prediction modules (held in checkpoints, reported separately)."""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    """Notes from the builder (assumed fields), for messages only."""
+
+    def is_moe_layer(self, index: int) -> bool:
+        """True when layer `index` (0-based) has a routed-expert MLP."""
+        moe = self.moe
+        if moe is None:
+            return False
+        if moe.layers is not None:
+            return index in moe.layers
+        if index < moe.first_dense_layers or index in moe.dense_layers:
+            return False
+        return (index + 1) % moe.layer_freq == 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        return sum(self.is_moe_layer(i) for i in range(self.num_layers))
+
+    @property
+    def head_dim(self) -> int:
+        return self.attention.head_dim

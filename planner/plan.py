@@ -1,0 +1,106 @@
+"""A training plan: how one job is laid out on the cluster.
+
+`ParallelDims` is the validated set of parallel degrees (torchtitan `parallel_dims.py` style):
+its check names every factor. `Plan` adds the execution choices (ZeRO, recompute, batch split,
+precision ...). Both are frozen; the models read them and never change them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+Recompute = Literal["none", "selective", "full"]
+Offload = Literal["none", "optimizer", "optimizer+params"]
+Quant = Literal["none", "int8", "nf4", "fp8"]
+
+RECOMPUTE_POLICIES: tuple[Recompute, ...] = ("none", "selective", "full")
+OFFLOAD_CHOICES: tuple[Offload, ...] = ("none", "optimizer", "optimizer+params")
+QUANT_CHOICES: tuple[Quant, ...] = ("none", "int8", "nf4", "fp8")
+
+
+class PlanError(ValueError):
+    """A plan that contradicts itself or the job (degrees, divisibility)."""
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    """Parallel degrees. World = tp * cp * pp * dp; ep divides dp * cp (Megatron-Core)."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
+    vpp: int = 1
+    """Virtual pipeline chunks per pipeline rank (interleaved 1F1B); 1 means not interleaved."""
+    sp: bool = False
+    """Megatron sequence parallelism inside the TP group."""
+
+    @property
+    def world(self) -> int:
+        return self.tp * self.cp * self.pp * self.dp
+
+    def check(self, world: int | None = None) -> None:
+        for f in ("tp", "pp", "dp", "cp", "ep", "vpp"):
+            if getattr(self, f) < 1:
+                raise PlanError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if world is not None and self.world != world:
+            raise PlanError(
+                f"dp({self.dp}) * cp({self.cp}) * tp({self.tp}) * pp({self.pp}) = {self.world}"
+                f" != world size({world})"
+            )
+        if (self.dp * self.cp) % self.ep:
+            raise PlanError(f"ep({self.ep}) must divide dp({self.dp}) * cp({self.cp})")
+        if self.sp and self.tp == 1:
+            raise PlanError("sp (sequence parallelism) needs tp > 1")
+        if self.vpp > 1 and self.pp == 1:
+            raise PlanError(f"vpp({self.vpp}) needs pp > 1")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything that decides a training step's memory and time, for one job on one cluster."""
+
+    parallel: ParallelDims
+    zero: int = 0
+    """ZeRO stage over the data-parallel group: 0 none, 1 optimizer states, 2 + gradients, 3 + weights."""
+    recompute: Recompute = "none"
+    mbs: int = 1
+    """Micro-batch size in sequences per GPU."""
+    gas: int = 1
+    """Micro-batches per optimizer step per data-parallel rank (gradient accumulation steps);
+    also the number of micro-batches in flight through the pipeline."""
+    lora_rank: int = 0
+    quant: Quant = "none"
+    """Storage of frozen base weights (LoRA/QLoRA): none (compute dtype), int8, nf4, fp8."""
+    precision: str = "bf16"
+    offload: Offload = "none"
+    optimizer: str = "adamw"
+
+    def __getattr__(self, name: str):
+        # Plan.tp, Plan.pp ... read through to the parallel degrees.
+        if name in _PARALLEL_FIELDS:
+            return getattr(self.parallel, name)
+        raise AttributeError(name)
+
+    @property
+    def global_batch(self) -> int:
+        return self.mbs * self.gas * self.parallel.dp
+
+    def with_(self, **changes) -> "Plan":
+        """A copy with plan keys changed; parallel keys (tp, pp ...) may be given flat."""
+        par = {k: changes.pop(k) for k in list(changes) if k in _PARALLEL_FIELDS}
+        parallel = replace(self.parallel, **par) if par else self.parallel
+        return replace(self, parallel=parallel, **changes)
+
+    def key(self) -> tuple:
+        """A hashable identity of the plan (distinct plans in top-K)."""
+        return (tuple(getattr(self.parallel, f) for f in _PARALLEL_FIELDS),) + tuple(
+            getattr(self, f.name) for f in fields(self) if f.name != "parallel"
+        )
+
+
+_PARALLEL_FIELDS = tuple(f.name for f in fields(ParallelDims))
+PLAN_KEYS = _PARALLEL_FIELDS + tuple(f.name for f in fields(Plan) if f.name != "parallel")
+KEY_ALIASES = {"lora": "lora_rank"}
+"""Names INTERFACE.md's `--plan SPEC` uses for keys the JSON spells out."""

@@ -1,0 +1,1 @@
+"""Rendering results: JSON documents (INTERFACE.md) and rich tables for people."""

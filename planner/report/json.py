@@ -1,0 +1,64 @@
+"""The JSON documents of INTERFACE.md: sizes in bytes, times in seconds."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from planner.evaluate import Evaluation
+from planner.model.params import ParamCount
+from planner.search.result import SolveResult
+
+
+def plan_document(ev: Evaluation) -> dict:
+    plan = ev.plan
+    p = plan.parallel
+    t = ev.time
+    memory = {**ev.memory.as_dict(), "capacity": ev.capacity}
+    return {
+        "fits": ev.fits,
+        "parallel": {"tp": p.tp, "pp": p.pp, "dp": p.dp, "cp": p.cp, "ep": p.ep, "vpp": p.vpp, "sp": p.sp},
+        "zero": plan.zero,
+        "recompute": plan.recompute,
+        "mbs": plan.mbs,
+        "gas": plan.gas,
+        "lora_rank": plan.lora_rank,
+        "quant": plan.quant,
+        "precision": plan.precision,
+        "offload": plan.offload,
+        "optimizer": plan.optimizer,
+        "memory": memory,
+        "stages": [
+            {"layers": s.layers, "recompute_layers": s.recompute_layers,
+             "memory": {**s.memory.as_dict(), "capacity": ev.capacity}}
+            for s in ev.stages
+        ],
+        "host_memory_per_node": ev.host_bytes_per_node,
+        "time": {
+            "step": t.step, "compute": t.compute, "comm_exposed": t.comm_exposed, "bubble": t.bubble,
+            "recompute": t.recompute, "tp": t.tp, "cp": t.cp, "ep": t.ep, "pp": t.pp, "dp": t.dp,
+            "optimizer": t.optimizer, "offload": t.offload,
+        },
+        "throughput": {"tokens_per_s": t.tokens_per_s, "mfu": t.mfu, "hfu": t.hfu},
+        "comm_bytes": {k: int(v) for k, v in asdict(ev.comm_bytes).items()},
+        "why_not": ev.why_not(),
+    }
+
+
+def solve_document(result: SolveResult, explanation: str | None) -> dict:
+    return {
+        "status": result.status,
+        "objective": result.objective,
+        "solve_seconds": result.solve_seconds,
+        "plans": [plan_document(ev) for ev in result.plans],
+        "explanation": explanation,
+        "candidates": result.candidates,
+    }
+
+
+def params_document(counts: ParamCount) -> dict:
+    return {
+        "total": counts.total,
+        "active": counts.active,
+        "embedding": counts.embedding,
+        "by_component": dict(counts.by_component),
+        "mtp": counts.mtp,
+    }

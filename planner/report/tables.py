@@ -1,0 +1,172 @@
+"""Rich tables for people: every number with its unit; GiB means 2^30 bytes."""
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from hardware import Accelerator
+from planner.evaluate import Evaluation
+from planner.memory import MemoryBreakdown
+from planner.model.architecture import Architecture
+from planner.model.params import ParamCount
+from planner.search.explain import describe_plan
+from planner.search.result import SolveResult
+
+GiB = 2**30
+MEMORY_TERMS = ("weights", "gradients", "optimizer", "master_weights", "activations", "buffers", "runtime")
+BAR_WIDTH = 12
+
+
+def _gib(n: float) -> str:
+    return f"{n / GiB:,.2f}"
+
+
+def _seconds(s: float) -> str:
+    if s >= 1:
+        return f"{s:,.2f} s"
+    return f"{s * 1e3:,.1f} ms"
+
+
+def _bar(used: float, capacity: float) -> Text:
+    share = min(used / capacity, 1.0) if capacity else 1.0
+    filled = round(share * BAR_WIDTH)
+    style = "red" if used > capacity else ("yellow" if share > 0.9 else "green")
+    return Text("█" * filled + "░" * (BAR_WIDTH - filled), style=style)
+
+
+def _layout(ev: Evaluation) -> str:
+    p = ev.plan.parallel
+    text = f"tp{p.tp} pp{p.pp} dp{p.dp}"
+    for key in ("cp", "ep", "vpp"):
+        if getattr(p, key) > 1:
+            text += f" {key}{getattr(p, key)}"
+    return text + (" +sp" if p.sp else "")
+
+
+def solve_view(result: SolveResult, title: str, explanation: str | None) -> Group:
+    parts = []
+    header = Text(title, style="bold")
+    header.append(f"\n{result.status} · objective {result.objective} · {result.candidates:,} legal plans"
+                  f" · solved in {result.solve_seconds:.2f} s", style="dim")
+    parts.append(header)
+    if not result.plans:
+        parts.append(Text(explanation or "No plan fits.", style="red"))
+        return Group(*parts)
+    plans = Table(title="Best plans", title_justify="left", header_style="bold")
+    for col, justify in (("#", "right"), ("layout", "left"), ("zero", "right"), ("recompute", "left"),
+                         ("mbs × gas", "right"), ("peak GiB / usable", "right"), ("", "left"),
+                         ("step", "right"), ("tokens/s", "right"), ("MFU", "right")):
+        plans.add_column(col, justify=justify, no_wrap=True)
+    for i, ev in enumerate(result.plans, 1):
+        plans.add_row(
+            str(i), _layout(ev), str(ev.plan.zero), ev.plan.recompute, f"{ev.plan.mbs} × {ev.plan.gas}",
+            f"{_gib(ev.memory.total)} / {_gib(ev.capacity)}", _bar(ev.memory.total, ev.capacity),
+            _seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}", f"{ev.time.mfu:.1%}")
+    parts.append(plans)
+    parts.append(memory_table([ev.memory for ev in result.plans], [f"#{i}" for i in range(1, len(result.plans) + 1)],
+                              result.plans[0].capacity, "Per-GPU memory of the most loaded stage (GiB)"))
+    return Group(*parts)
+
+
+def memory_table(breakdowns: list[MemoryBreakdown], names: list[str], capacity: int, title: str) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("term")
+    for name in names:
+        table.add_column(name, justify="right")
+    for term in MEMORY_TERMS:
+        values = [getattr(b, term) for b in breakdowns]
+        largest = [v == max(b.as_dict()[t] for t in MEMORY_TERMS) and v > 0 for v, b in zip(values, breakdowns)]
+        table.add_row(term.replace("_", " "),
+                      *[Text(_gib(v), style="bold" if big else "") for v, big in zip(values, largest)])
+    table.add_row(Text("total", style="bold"),
+                  *[Text(_gib(b.total), style="bold red" if b.total > capacity else "bold") for b in breakdowns])
+    table.add_row("usable", *[_gib(capacity)] * len(breakdowns))
+    return table
+
+
+def estimate_view(ev: Evaluation, title: str, all_stages: bool) -> Group:
+    parts = []
+    status = Text("fits" if ev.fits else "does not fit", style="bold green" if ev.fits else "bold red")
+    header = Text(title + "\n", style="bold")
+    header.append(describe_plan(ev.plan) + f" · gas={ev.plan.gas} · {ev.plan.precision} · {ev.plan.optimizer}\n",
+                  style="dim")
+    header.append_text(status)
+    if not ev.fits:
+        header.append(": " + (ev.why_not() or ""), style="red")
+    parts.append(header)
+    if all_stages and len(ev.stages) > 1:
+        parts.append(memory_table([s.memory for s in ev.stages],
+                                  [f"stage {s.stage} ({s.layers} layers)" for s in ev.stages],
+                                  ev.capacity, "Per-GPU memory by pipeline stage (GiB)"))
+    else:
+        stage = ev.peak_stage
+        where = f"stage {stage.stage} of {len(ev.stages)}, {stage.layers} layers" if len(ev.stages) > 1 else "one GPU"
+        parts.append(memory_table([stage.memory], ["GiB"], ev.capacity, f"Per-GPU memory, most loaded ({where})"))
+    if ev.host_bytes_per_node:
+        parts.append(Text(f"host memory for offload: {_gib(ev.host_bytes_per_node)} GiB per node"))
+    t = ev.time
+    times = Table(title="Step time", title_justify="left", header_style="bold")
+    times.add_column("part")
+    times.add_column("time", justify="right")
+    for name in ("compute", "recompute", "bubble", "tp", "cp", "ep", "pp", "dp", "optimizer", "offload"):
+        value = getattr(t, name)
+        if value > 0 or name in ("compute", "bubble"):
+            label = f"{name} (exposed comm)" if name in ("tp", "cp", "ep", "pp", "dp") else name
+            times.add_row(label, _seconds(value))
+    times.add_row(Text("step", style="bold"), Text(_seconds(t.step), style="bold"))
+    parts.append(times)
+    parts.append(Text(f"{t.tokens_per_s:,.0f} tokens/s · MFU {t.mfu:.1%} · HFU {t.hfu:.1%}"))
+    return Group(*parts)
+
+
+def params_view(arch: Architecture, counts: ParamCount) -> Group:
+    table = Table(title=f"{arch.name} ({arch.family})", title_justify="left", header_style="bold")
+    table.add_column("component")
+    table.add_column("parameters", justify="right")
+    table.add_column("share", justify="right")
+    for name, value in counts.by_component.items():
+        table.add_row(name.replace("_", " "), f"{value:,}", f"{value / counts.total:.1%}")
+    table.add_row(Text("total", style="bold"), Text(f"{counts.total:,}", style="bold"), "100.0%")
+    lines = [table]
+    if counts.active != counts.total:
+        lines.append(Text(f"active per token: {counts.active:,} ({counts.active / counts.total:.1%})"))
+    if counts.mtp:
+        lines.append(Text(f"multi-token-prediction layers (not in total): {counts.mtp:,}"))
+    return Group(*lines)
+
+
+def gpus_view(gpus: list[Accelerator]) -> Table:
+    table = Table(title="Accelerators (GiB = 2^30 bytes; TFLOP/s dense; GB/s = 10^9 bytes/s, one direction)",
+                  title_justify="left", header_style="bold")
+    for col in ("id", "name", "memory GiB", "usable GiB", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB/s", "scale-up"):
+        table.add_column(col, justify="left" if col in ("id", "name", "scale-up") else "right")
+    for g in gpus:
+        bf16 = g.peak_flops.get("bf16") or g.peak_flops.get("fp16")
+        fp8 = g.peak_flops.get("fp8")
+        table.add_row(g.id, g.name, _gib(g.memory_bytes), _gib(g.usable_bytes),
+                      f"{bf16 / 1e12:,.0f}" if bf16 else "-", f"{fp8 / 1e12:,.0f}" if fp8 else "-",
+                      f"{g.hbm_bandwidth / 1e9:,.0f}",
+                      f"{g.scale_up_kind} ×{g.scale_up_domain} {g.scale_up_bandwidth / 1e9:,.0f} GB/s")
+    return table
+
+
+def models_view(rows: list[tuple[str, Architecture, ParamCount]]) -> Table:
+    table = Table(title="Model presets", title_justify="left", header_style="bold")
+    for col in ("name", "family", "parameters", "active", "layers", "hidden", "heads / kv", "experts"):
+        table.add_column(col, justify="left" if col in ("name", "family") else "right")
+    for name, arch, counts in rows:
+        moe = arch.moe
+        table.add_row(name, arch.family, f"{counts.total / 1e9:,.2f} B",
+                      f"{counts.active / 1e9:,.2f} B", str(arch.num_layers), str(arch.hidden),
+                      f"{arch.attention.num_heads} / {arch.attention.num_kv_heads}",
+                      f"{moe.num_experts} top-{moe.top_k}" if moe else "-")
+    return table
+
+
+def console(stderr: bool = False) -> Console:
+    # rich honours NO_COLOR and drops styling when the stream is not a terminal; piped output
+    # gets a fixed width wide enough for the plan table instead of rich's 80 columns.
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else 132
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)

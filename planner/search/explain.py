@@ -1,0 +1,113 @@
+"""When nothing fits: which requirements collide, and the smallest changes that would fit."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hardware import catalog
+from planner.cluster import Cluster
+from planner.plan import Plan
+from planner.rules import plan_problems
+from planner.search.brute import admissible
+from planner.search.space import JobDefaults, candidate_plans
+from planner.search.table import Row, build_table, capacity_mib
+from planner.spec.job import Constraint
+from planner.workload import Workload
+from planner.plan import ParallelDims
+
+GiB = 2**30
+MiB = 2**20
+_MAX_SCALE = 64  # try clusters up to 64x larger when suggesting more GPUs
+
+
+def describe_plan(plan: Plan) -> str:
+    p = plan.parallel
+    parts = [f"tp={p.tp}", f"pp={p.pp}", f"dp={p.dp}"]
+    parts += [f"{k}={getattr(p, k)}" for k in ("cp", "ep", "vpp") if getattr(p, k) > 1]
+    if p.sp:
+        parts.append("sp")
+    parts += [f"zero={plan.zero}", f"recompute={plan.recompute}", f"mbs={plan.mbs}"]
+    if plan.offload != "none":
+        parts.append(f"offload={plan.offload}")
+    if plan.lora_rank:
+        parts.append(f"lora_rank={plan.lora_rank}")
+    if plan.quant != "none":
+        parts.append(f"quant={plan.quant}")
+    return " ".join(parts)
+
+
+def _least_memory(rows: list[Row], constraints: dict[str, Constraint]) -> Row | None:
+    ok = [r for r in rows if all(c.allows(r.values[k]) for k, c in constraints.items())]
+    return min(ok, key=lambda r: r.memory_mib, default=None)
+
+
+def _fits_anywhere(rows: list[Row], constraints: dict[str, Constraint], cluster: Cluster) -> bool:
+    return any(admissible(r, constraints, capacity_mib(cluster), None) for r in rows)
+
+
+def explain_infeasible(rows: list[Row], conflict: tuple[str, ...], workload: Workload, cluster: Cluster,
+                       defaults: JobDefaults, constraints: dict[str, Constraint]) -> str:
+    """One paragraph: why no plan fits, and what change would make one fit."""
+    if not rows:
+        return _no_legal_layout(workload, cluster, defaults)
+    sentences = []
+    user = [c.removeprefix("constraints.") for c in conflict if c.startswith("constraints.")]
+    best = _least_memory(rows, constraints)
+    if best is None:
+        keys = ", ".join(f"{k} {constraints[k].describe()}" for k in (user or constraints))
+        sentences.append(f"No legal plan satisfies the job's constraints together ({keys}) on {cluster.world} GPUs.")
+    else:
+        ev = best.evaluation
+        stage = ev.peak_stage
+        where = f" on pipeline stage {stage.stage}" if len(ev.stages) > 1 else ""
+        terms = {k: v for k, v in stage.memory.as_dict().items() if k != "total"}
+        largest = max(terms, key=terms.get)
+        limited = " within the constraints on " + ", ".join(user) if user else ""
+        sentences.append(
+            f"No plan fits in memory: the plan needing the least memory{limited} ({describe_plan(ev.plan)})"
+            f" needs {ev.memory.total / GiB:.1f} GiB per GPU{where}, {(ev.memory.total - ev.capacity) / GiB:.1f} GiB"
+            f" more than the {ev.capacity / GiB:.1f} GiB usable on {cluster.gpu.id};"
+            f" its largest term is {largest.replace('_', ' ')} ({terms[largest] / GiB:.1f} GiB).")
+        if user:
+            free = _least_memory(rows, {})
+            if free is not None and free.memory_mib <= capacity_mib(cluster):
+                sentences.append(f"Without the constraints on {', '.join(user)} a plan would fit"
+                                 f" ({describe_plan(free.evaluation.plan)}).")
+    sentences += _suggestions(workload, cluster, defaults, constraints, best)
+    return " ".join(sentences)
+
+
+def _no_legal_layout(workload: Workload, cluster: Cluster, defaults: JobDefaults) -> str:
+    plan = Plan(parallel=ParallelDims(dp=cluster.world), mbs=1,
+                gas=max(1, workload.global_batch // cluster.world), lora_rank=defaults.lora_ranks[0],
+                quant=defaults.quant, precision=defaults.precision, optimizer=defaults.optimizer)
+    problems = plan_problems(plan, workload, cluster)
+    reason = "; ".join(problems) if problems else "no combination of tp, pp and dp divides the job"
+    return (f"No legal layout of {workload.arch.name} on {cluster.world} GPUs: {reason}."
+            f" Choose a global batch that divides by the data-parallel size, or another GPU count.")
+
+
+def _suggestions(workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                 constraints: dict[str, Constraint], best: Row | None) -> list[str]:
+    out = []
+    scale = 2
+    while scale <= _MAX_SCALE:
+        bigger = cluster.with_size(cluster.nodes * scale) if cluster.nodes > 1 or cluster.gpus_per_node >= 8 \
+            else cluster.with_size(1, cluster.gpus_per_node * scale)
+        rows = build_table(candidate_plans(workload, bigger, defaults, constraints), workload, bigger, "memory")
+        if _fits_anywhere(rows, constraints, bigger):
+            out.append(f"It would fit on {bigger.world} GPUs ({bigger.nodes} nodes of {bigger.gpus_per_node}).")
+            break
+        scale *= 2
+    if workload.training in ("pretrain", "full"):
+        lora = replace(workload, training="lora", lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"))
+        lora_defaults = replace(defaults, lora_ranks=(16,))
+        rows = build_table(candidate_plans(lora, cluster, lora_defaults, {}), lora, cluster, "memory")
+        if _fits_anywhere(rows, {}, cluster):
+            out.append("Fine-tuning with LoRA (rank 16 on the attention projections) would fit on this cluster.")
+    if best is not None:
+        needed = best.evaluation.memory.total + cluster.memory_reserve
+        larger = sorted((g for g in catalog().values() if g.usable_bytes >= needed), key=lambda g: g.usable_bytes)
+        if larger:
+            names = ", ".join(g.id for g in larger[:3])
+            out.append(f"GPUs with enough memory for that plan: {names}.")
+    return out

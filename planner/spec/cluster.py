@@ -1,0 +1,96 @@
+"""cluster.yaml: the hardware a job runs on (INTERFACE.md, "Input files")."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from planner.units import parse_rate, parse_size
+
+LinkKind = Literal["infiniband", "roce", "efa", "ethernet"]
+ScaleUpKind = Literal["nvlink", "xgmi", "ici", "roce-mesh", "pcie"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InterNode(_Strict):
+    """The scale-out network between nodes."""
+
+    nic_gbps: float = Field(gt=0)
+    """Line rate of one NIC in Gbit/s (400 for NDR InfiniBand). A string with a unit is accepted."""
+    nics_per_node: PositiveInt = 8
+    kind: LinkKind = "infiniband"
+
+    @field_validator("nic_gbps", mode="before")
+    @classmethod
+    def _gbps(cls, v):
+        return parse_rate(v) * 8 / 1e9 if isinstance(v, str) else v
+
+
+class IntraNode(_Strict):
+    """Overrides of the catalog's scale-up fabric (a PCIe box of GPUs that have NVLink, say)."""
+
+    kind: ScaleUpKind | None = None
+    bandwidth: float | None = Field(default=None, gt=0)
+    """Per-GPU unidirectional bandwidth in bytes/s; accepts `450GB/s` or `100Gbps`."""
+    domain: PositiveInt | None = None
+    """GPUs in one scale-up domain (defaults to the catalog's, capped by gpus_per_node)."""
+
+    @field_validator("bandwidth", mode="before")
+    @classmethod
+    def _rate(cls, v):
+        return parse_rate(v) if isinstance(v, str) else v
+
+
+class CustomGPU(_Strict):
+    """A GPU not in the catalog, or a catalog GPU with some figures changed (`base`)."""
+
+    base: str | None = None
+    """A catalog id to start from; every other field overrides it."""
+    id: str | None = None
+    name: str | None = None
+    memory: int | None = Field(default=None, gt=0)
+    """Device memory in bytes (`80GiB`)."""
+    usable: int | None = Field(default=None, gt=0)
+    """Memory the driver reports, in bytes; defaults to 99% of `memory`."""
+    peak_tflops: dict[str, float] | None = None
+    """Dense peak TFLOP/s (1e12) by dtype: bf16, fp16, fp8, tf32, fp32."""
+    hbm_bandwidth: float | None = Field(default=None, gt=0)
+    """Bytes/s (`3.35TB/s`)."""
+    scale_up: IntraNode | None = None
+    host_link: float | None = Field(default=None, gt=0)
+    """PCIe host link, bytes/s per direction (`64GB/s`)."""
+
+    @field_validator("memory", "usable", mode="before")
+    @classmethod
+    def _size(cls, v):
+        return parse_size(v) if isinstance(v, str) else v
+
+    @field_validator("hbm_bandwidth", "host_link", mode="before")
+    @classmethod
+    def _rate(cls, v):
+        return parse_rate(v) if isinstance(v, str) else v
+
+
+class ClusterSpec(_Strict):
+    """A homogeneous cluster: `nodes` nodes of `gpus_per_node` GPUs of one type."""
+
+    gpu: str | CustomGPU
+    """An id from `planner gpus`, or a mapping of the same fields for a custom GPU."""
+    gpus_per_node: PositiveInt = 8
+    nodes: PositiveInt = 1
+    inter_node: InterNode | None = None
+    """Required when nodes > 1."""
+    intra_node: IntraNode | None = None
+    memory_reserve_gib: float = Field(default=0.0, ge=0)
+    """GiB kept free on each GPU on top of the modelled runtime allowance."""
+    host_memory_gib: float | None = Field(default=None, gt=0)
+    """Host RAM per node in GiB, for CPU offload."""
+    price_per_gpu_hour: float | None = Field(default=None, ge=0)
+    """Price of one GPU-hour, for cost in `capacity`."""
+
+    @property
+    def world(self) -> int:
+        return self.gpus_per_node * self.nodes

@@ -1,0 +1,136 @@
+"""job.yaml: what to train and how it may be laid out (INTERFACE.md, "Input files")."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from planner.units import parse_count
+
+Training = Literal["pretrain", "full", "lora", "qlora"]
+Precision = Literal["bf16", "fp16", "fp8", "fp32", "bf16-pure", "bf16-autocast"]
+Optimizer = Literal["adamw", "adam", "adamw8bit", "sgd", "sgd-momentum", "adafactor"]
+Quant = Literal["none", "int8", "nf4", "fp8"]
+
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoraSpec(_Strict):
+    """LoRA adapters (arXiv 2106.09685): rank r adds r*(d_in + d_out) parameters per target."""
+
+    rank: PositiveInt | list[PositiveInt] = 16
+    """One rank, or a list of ranks to search."""
+    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    """Module names: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (or `all-linear`)."""
+    alpha: float | None = None
+    """Scaling only; does not change memory or time."""
+    dropout: float | None = None
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return tuple(self.rank) if isinstance(self.rank, list) else (self.rank,)
+
+
+class Constraint(_Strict):
+    """Allowed values of one plan key: a list, or bounds (both inclusive)."""
+
+    values: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        # `tp: [1, 2, 4]`, `tp: 8`, `sp: true` or `pp: {max: 16}`
+        if isinstance(v, list):
+            return {"values": tuple(v)}
+        if isinstance(v, (int, float, str, bool)):
+            return {"values": (v,)}
+        return v
+
+    @model_validator(mode="after")
+    def _not_empty(self):
+        if self.values is not None and len(self.values) == 0:
+            raise ValueError("an empty list allows nothing; give at least one value")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) > max ({self.max:g})")
+        return self
+
+    def allows(self, value: Any) -> bool:
+        if self.values is not None and value not in self.values:
+            return False
+        if self.min is not None and value < self.min:
+            return False
+        if self.max is not None and value > self.max:
+            return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.values is not None:
+            parts.append("in [" + ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.values) + "]")
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        return " and ".join(parts)
+
+
+class JobSpec(_Strict):
+    """A training job: the model, the data shape, the training mode and any limits on the plan."""
+
+    model: str | dict[str, Any]
+    """A preset from `planner models`, a path to a Hugging Face config.json (relative to the job
+    file), or an inline mapping of config.json fields."""
+    training: Training = "pretrain"
+    seq_len: PositiveInt
+    """Tokens per sequence."""
+    global_batch: PositiveInt
+    """Sequences per optimizer step (= mbs * gas * dp)."""
+    precision: Precision = "bf16"
+    """bf16/fp16/fp8: mixed precision with fp32 master weights and optimizer states."""
+    optimizer: Optimizer = "adamw"
+    lora: LoraSpec | None = None
+    quant: Quant | None = None
+    """Frozen base-weight storage for lora/qlora (qlora defaults to nf4)."""
+    tokens: float | None = Field(default=None, gt=0)
+    """Training budget in tokens (`1.0e12`, `15T`), for time and cost."""
+    constraints: dict[str, Constraint] = Field(default_factory=dict)
+    """Limits on any plan key: `{tp: [1, 2, 4, 8], pp: {max: 16}, zero: [1, 3]}`."""
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _aliases(cls, v):
+        # INTERFACE.md calls the LoRA rank `lora` in plan specs; accept it here too.
+        if isinstance(v, dict) and "lora" in v and "lora_rank" not in v:
+            v = {("lora_rank" if k == "lora" else k): c for k, c in v.items()}
+        return v
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _count(cls, v):
+        return parse_count(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _coherent(self):
+        if self.training in ("lora", "qlora") and self.lora is None:
+            object.__setattr__(self, "lora", LoraSpec())
+        if self.training not in ("lora", "qlora") and self.lora is not None:
+            raise ValueError(f"lora: given, but training is {self.training!r}; use training: lora or qlora")
+        if self.quant not in (None, "none") and self.training not in ("lora", "qlora"):
+            raise ValueError(f"quant: {self.quant!r} quantizes frozen base weights, which only lora/qlora have")
+        if self.training == "qlora" and self.quant in (None, "none"):
+            object.__setattr__(self, "quant", "nf4")
+        return self
+
+    @property
+    def base_quant(self) -> str:
+        return self.quant or "none"
+
+    @property
+    def trains_adapters(self) -> bool:
+        return self.training in ("lora", "qlora")

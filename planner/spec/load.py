@@ -1,0 +1,146 @@
+"""Reading cluster.yaml and job.yaml: safe YAML, every error named by file and field."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from planner.errors import InputError, did_you_mean
+from planner.plan import OFFLOAD_CHOICES, PLAN_KEYS, QUANT_CHOICES, RECOMPUTE_POLICIES
+from planner.spec.cluster import ClusterSpec
+from planner.spec.job import JobSpec
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from `path` (safe loading only)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", file=str(path))
+    if path.is_dir():
+        raise InputError("is a directory; give a YAML file", file=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"YAML syntax error at {where}{problem}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("not a text file (cannot decode as UTF-8)", file=str(path)) from None
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise InputError(f"expected a mapping of fields, found {kind}", file=str(path))
+    return data
+
+
+_UNION_BRANCHES = {"str", "int", "float", "bool", "list", "dict", "CustomGPU", "Constraint", "LoraSpec"}
+
+
+def _field_path(loc: tuple) -> str:
+    """`a.b[2].c` from a pydantic error location, without the union-branch names it inserts
+    (`gpu.str`, `constraints.tp.function-after[...]`)."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in _UNION_BRANCHES or any(ch in str(item) for ch in "[(-"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def validation_message(exc: ValidationError, model: type[BaseModel]) -> str:
+    """All of pydantic's errors, one `field: message` each, with valid names for unknown fields."""
+    lines = []
+    seen = set()
+    for err in exc.errors():
+        field = _field_path(err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            parent = model
+            name = str(err["loc"][-1])
+            valid = _fields_at(parent, err["loc"][:-1])
+            msg = f"unknown field{did_you_mean(name, valid)}; valid fields: {', '.join(valid)}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "literal_error":
+            msg = msg.replace("Input should be", "must be one of")
+        key = (field, msg)
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"{field}: {msg}")
+    return "; ".join(lines)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    current: Any = model
+    for item in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or item not in fields:
+            break
+        annotation = fields[item].annotation
+        for arg in (getattr(annotation, "__args__", None) or (annotation,)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+                break
+    return list(getattr(current, "model_fields", {}))
+
+
+def load_cluster(path: str | Path) -> ClusterSpec:
+    data = read_yaml(path)
+    try:
+        spec = ClusterSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(validation_message(exc, ClusterSpec), file=str(path)) from None
+    if spec.nodes > 1 and spec.inter_node is None:
+        raise InputError(
+            f"required when nodes > 1 (nodes: {spec.nodes}); e.g. {{nic_gbps: 400, nics_per_node: 8, kind: infiniband}}",
+            file=str(path), field="inter_node")
+    return spec
+
+
+_INT_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas", "lora_rank")
+_CHOICES = {
+    "zero": (0, 1, 2, 3),
+    "recompute": RECOMPUTE_POLICIES,
+    "sp": (False, True),
+    "offload": OFFLOAD_CHOICES,
+    "quant": QUANT_CHOICES,
+}
+
+
+def _check_constraints(spec: JobSpec, file: str) -> None:
+    for key, constraint in spec.constraints.items():
+        field = f"constraints.{key}"
+        if key not in PLAN_KEYS:
+            raise InputError(f"not a plan key{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
+                             file=file, field=field)
+        values = constraint.values or ()
+        if key in _INT_KEYS:
+            bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < (0 if key == "lora_rank" else 1)]
+            if bad:
+                raise InputError(f"{bad[0]!r} is not a positive integer", file=file, field=field)
+        elif key in _CHOICES:
+            valid = _CHOICES[key]
+            bad = [v for v in values if v not in valid or (isinstance(v, bool) != isinstance(valid[0], bool))]
+            if bad:
+                shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in valid)
+                raise InputError(f"{bad[0]!r} is not valid; valid: {shown}", file=file, field=field)
+            if constraint.min is not None or constraint.max is not None:
+                if not all(isinstance(v, int) and not isinstance(v, bool) for v in valid):
+                    raise InputError("min/max apply to numbers; give a list of allowed values", file=file, field=field)
+        if not any(constraint.allows(v) for v in (values or [constraint.min if constraint.min is not None else constraint.max])):
+            raise InputError(f"allows no value ({constraint.describe()})", file=file, field=field)
+
+
+def load_job(path: str | Path) -> JobSpec:
+    data = read_yaml(path)
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(validation_message(exc, JobSpec), file=str(path)) from None
+    _check_constraints(spec, str(path))
+    return spec

@@ -1,0 +1,330 @@
+"""Step time of a training plan: compute, recompute, exposed communication, bubble, optimizer.
+
+The model of cost-model.md §6.3-6.5: per micro-batch and pipeline stage, forward compute from
+the layers' FLOPs on peak × η, backward = 2 × forward, recompute per policy, TP/EP collectives
+on the critical path, CP and DP communication hidden behind compute up to an overlap fraction,
+1F1B bubble (p−1)/v · (t_F + t_B), the slowest stage setting the pace. Constants live in
+`planner.calibration`; collectives in `planner.comm`. Seconds and FLOPs throughout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from planner import calibration as cal
+from planner.cluster import Cluster
+from planner.comm import (
+    CommBytes, DPTraffic, Traffic, cp_traffic, dp_traffic, ep_traffic, pp_traffic,
+    total_seconds, total_wire_bytes, tp_traffic,
+)
+from planner.memory import PRECISION_STATE_BYTES, QUANT_WEIGHT_BYTES
+from planner.model.architecture import Architecture
+from planner.model.flops import layer_flops, logits_flops, training_flops_per_token
+from planner.model.params import lora_params
+from planner.plan import Plan, PlanError
+from planner.shard import StageShard, stage_shards
+from planner.workload import Workload
+
+__all__ = ["CommBytes", "TimeBreakdown", "estimate_time", "layer_efficiency"]
+
+COMPUTE_DTYPE = {"bf16": "bf16", "bf16-pure": "bf16", "bf16-autocast": "bf16",
+                 "fp16": "fp16", "fp8": "fp8", "fp32": "fp32"}
+"""Tensor-core dtype of the GEMMs per training precision. fp8 (Transformer Engine) runs the
+linear layers in fp8 and attention and the output layer in bf16; fp32 uses what
+`Accelerator.peak("fp32")` gives (TF32 where the part has it)."""
+
+MFU_PEAK_DTYPE = {"fp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
+"""Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit and fp8 precision (common
+practice: Megatron, PaLM App. B report against the 16-bit peak), fp16's for fp16, and
+peak("fp32") for fp32 training."""
+
+
+@dataclass(frozen=True)
+class TimeBreakdown:
+    """One optimizer step, seconds, on the pipeline stage that sets the pace."""
+
+    step: float
+    """Wall time of a step: compute + recompute + tp + cp + ep + bubble + pp + dp + optimizer
+    + offload."""
+    compute: float
+    """Forward and backward of all micro-batches on the slowest stage, without recompute."""
+    recompute: float
+    """Activation recomputation (full: one more forward; selective: the attention core)."""
+    bubble: float
+    """Pipeline fill and drain: (p−1)/v · (t_F + t_B) of one micro-batch [MEG21 §2.2]."""
+    comm_exposed: float
+    """tp + cp + ep + pp + dp: communication not hidden behind compute."""
+    tp: float
+    cp: float
+    ep: float
+    pp: float
+    dp: float
+    optimizer: float
+    """Optimizer step on the GPU, HBM-bound."""
+    offload: float
+    """CPU offload: gradients down, parameters up, CPU optimizer (exposed)."""
+    tokens_per_s: float
+    mfu: float
+    """Model FLOPs per second / (GPUs × reference peak); recompute not counted [PALM App. B]."""
+    hfu: float
+    """As MFU with the recompute FLOPs counted [SEL22 §6.3]."""
+    model_flops: float
+    """Model FLOPs of one step on all GPUs (training_flops_per_token × tokens)."""
+
+
+def layer_efficiency(gpu, dtype: str, gemm_flops: float) -> float:
+    """η: achieved / peak FLOP/s of a layer's GEMMs on one GPU (§6.3).
+
+    η = 0.7 × MAMF fraction × size factor, the size factor F / (F + peak·t_half) falling for
+    GEMMs of F FLOPs that last only microseconds (calibration.GEMM_HALF_EFFICIENCY_S).
+    """
+    return _Rate(gpu, dtype).efficiency(gemm_flops)
+
+
+class _Rate:
+    """Peak and large-GEMM efficiency of one GPU and dtype, looked up once per stage."""
+
+    def __init__(self, gpu, dtype: str):
+        if dtype == "fp8" and not gpu.supports("fp8"):
+            dtype = "bf16"
+        self.peak = gpu.peak(dtype)
+        self.large = cal.LAYER_FRACTION_OF_MAMF * cal.mamf_fraction(gpu.id, dtype)
+        self.half_flops = self.peak * cal.GEMM_HALF_EFFICIENCY_S
+
+    def efficiency(self, gemm_flops: float) -> float:
+        return self.large * gemm_flops / (gemm_flops + self.half_flops)
+
+    def seconds(self, flops: float, gemm_flops: float) -> float:
+        """Seconds for `flops` done as GEMMs of `gemm_flops` each."""
+        return flops / (self.peak * self.efficiency(gemm_flops)) if flops > 0 else 0.0
+
+
+@lru_cache(maxsize=256)
+def _layer_flops_per_token(arch: Architecture, seq_len: int) -> tuple[tuple[float, float], ...]:
+    """(linear, attention) forward FLOPs per token of every layer (causal attention)."""
+    out = []
+    for i in range(arch.num_layers):
+        lf = layer_flops(arch, i, seq_len)
+        out.append((lf.linear, lf.attention))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class _StageCompute:
+    forward: float
+    backward: float
+    recompute: float
+    attention_forward: float
+    """Attention-core forward seconds (what ring attention hides its transfers behind)."""
+
+
+def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> _StageCompute:
+    """Compute seconds of one micro-batch on one GPU of a stage (§6.3)."""
+    arch, gpu = workload.arch, cluster.gpu
+    tp, ep = plan.tp, plan.ep
+    dtype = COMPUTE_DTYPE.get(plan.precision, "bf16")
+    rate = _Rate(gpu, dtype)
+    rate16 = _Rate(gpu, "bf16" if dtype == "fp8" else dtype)  # attention core, output layer
+    tokens = plan.mbs * workload.seq_len / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
+    # LoRA/QLoRA: frozen weights need no weight gradient, only the input gradient (1× forward).
+    linear_backward = 1.0 if workload.trains_adapters else 2.0
+    mlp_mats = 3 if arch.gated_mlp else 2
+    per_layer = _layer_flops_per_token(arch, workload.seq_len)
+    fwd = bwd = attn = 0.0
+    for i in range(shard.first_layer, shard.first_layer + shard.num_layers):
+        linear_pt, attention_pt = per_layer[i]
+        linear, attention = linear_pt * tokens / tp, attention_pt * tokens / tp
+        # GEMM launches: QKV and output projections, then the MLP matrices of each local expert.
+        experts_local = arch.moe.num_experts // ep if arch.is_moe_layer(i) else 1
+        gemms = 2 + mlp_mats * experts_local
+        t_lin = rate.seconds(linear, linear / gemms)
+        t_att = rate16.seconds(attention, attention)
+        fwd += t_lin + t_att
+        bwd += linear_backward * t_lin + 2 * t_att
+        attn += t_att
+    # Full: the layers' forward again; selective: the attention core again; none: 0 (§6.3).
+    recompute = {"full": fwd, "selective": attn}.get(plan.recompute, 0.0)
+    if shard.stage == plan.pp - 1:
+        # Output layer on the last stage; embedding lookup is negligible (§6.3).
+        logits = logits_flops(arch) * tokens / tp
+        t_out = rate16.seconds(logits, logits)
+        fwd += t_out
+        bwd += linear_backward * t_out
+    return _StageCompute(forward=fwd, backward=bwd, recompute=recompute, attention_forward=attn)
+
+
+def _stage_params(plan: Plan, workload: Workload, shard: StageShard) -> tuple[float, float, float, float]:
+    """(dense trainable, expert trainable, dense gathered bytes, expert gathered bytes) of a GPU.
+
+    Gathered bytes are what ZeRO all-gathers: the trainable weights for ZeRO-1/2, every held
+    weight for ZeRO-3 (frozen LoRA bases at their quantized size).
+    """
+    weight_b = PRECISION_STATE_BYTES[plan.precision][0]
+    if not workload.trains_adapters:
+        dense, expert = shard.dense, shard.expert
+        return dense, expert, dense * weight_b, expert * weight_b
+    arch = workload.arch
+    adapters = sum(lora_params(arch, i, plan.lora_rank, workload.lora_targets)
+                   for i in range(shard.first_layer, shard.first_layer + shard.num_layers)) / plan.tp
+    gathered = adapters * weight_b
+    if plan.zero == 3:
+        gathered += shard.total * QUANT_WEIGHT_BYTES.get(plan.quant, weight_b)
+    return adapters, 0.0, gathered, 0.0
+
+
+def _updated_params(plan: Plan, dense: float, expert: float) -> float:
+    """Trainable parameters whose optimizer step runs on this GPU (ZeRO ≥ 1 shards them)."""
+    if plan.zero == 0:
+        return dense + expert
+    dpc = plan.dp * plan.cp
+    return dense / dpc + expert / max(1, dpc // plan.ep)
+
+
+def _optimizer_bytes_per_param(plan: Plan) -> float:
+    b = cal.OPTIMIZER_BYTES_PER_PARAM.get(plan.optimizer, cal.DEFAULT_OPTIMIZER_BYTES_PER_PARAM)
+    return b * (cal.PURE_16BIT_OPTIMIZER_FACTOR if plan.precision == "bf16-pure" else 1.0)
+
+
+def _optimizer_and_offload(plan: Plan, cluster: Cluster, updated: float, held_bytes: float) -> tuple[float, float]:
+    """(GPU optimizer seconds, offload seconds) of one step (§6.5; ZeRO-Offload / -Infinity).
+
+    GPU: optimizer bytes per parameter / HBM bandwidth. Offloaded: gradients down and 16-bit
+    weights up over the host link, the step on the CPU at host-memory speed, all exposed;
+    offloaded parameters also come up for every micro-batch's forward and backward.
+    """
+    opt_bytes = updated * _optimizer_bytes_per_param(plan)
+    if plan.offload == "none":
+        return opt_bytes / cluster.gpu.hbm_bandwidth, 0.0
+    weight_b, grad_b, _ = PRECISION_STATE_BYTES[plan.precision]
+    host = cluster.gpu.host_link_bandwidth * cal.HOST_LINK_EFFICIENCY
+    offload = updated * (grad_b + weight_b) / host + opt_bytes / cal.HOST_MEMORY_BANDWIDTH_PER_GPU
+    if plan.offload == "optimizer+params":
+        offload += 2 * plan.gas * held_bytes / (plan.dp * plan.cp) / host
+    return 0.0, offload
+
+
+def _exposed(comm_s: float, compute_s: float) -> float:
+    """Communication left after hiding behind `compute_s` up to the overlap fraction (§6.5)."""
+    return max(0.0, comm_s - cal.OVERLAP_FRACTION * compute_s)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    compute: _StageCompute
+    tp: float
+    cp: float
+    ep: float
+    dp_microbatch: float
+    forward: float
+    """t_F: forward of one micro-batch with its exposed communication."""
+    backward: float
+    """t_B: backward (+ recompute) of one micro-batch with its exposed communication."""
+    dp_step: float
+    optimizer: float
+    offload: float
+    bytes: CommBytes
+
+
+def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
+           per_layer: dict[str, tuple[Traffic, ...]]) -> _Stage:
+    c = _stage_compute(plan, workload, cluster, shard)
+    m, layers, full = plan.gas, shard.num_layers, plan.recompute == "full"
+    redo = 1.5 if full else 1.0  # full recompute repeats the forward's collectives (half of them)
+    # TP and EP: on the critical path, half in forward, half in backward (§6.4).
+    tp = layers * total_seconds(per_layer["tp"], cluster)
+    ep = shard.moe_layers * total_seconds(per_layer["ep"], cluster)
+    # CP: (c−1) KV sends in forward, 2(c−1) in backward, hidden behind the attention core.
+    cp_total = layers * total_seconds(per_layer["cp"], cluster)
+    cp_f = _exposed(cp_total / 3, c.attention_forward)
+    cp_b = _exposed(2 * cp_total / 3, 2 * c.attention_forward) + (cp_f if full else 0.0)
+    # DP: ZeRO collectives of every micro-batch, hidden behind that pass's compute.
+    weights = _stage_params(plan, workload, shard)
+    dense, expert, dense_gather, expert_gather = weights
+    grad_b = PRECISION_STATE_BYTES[plan.precision][1]
+    dp: DPTraffic = dp_traffic(plan, cluster, dense_grads=dense, expert_grads=expert,
+                               dense_gather=dense_gather, expert_gather=expert_gather,
+                               grad_bytes=grad_b)
+    dp_f = _exposed(total_seconds(dp.microbatch_forward, cluster), c.forward)
+    dp_b = _exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute)
+    t_f = c.forward + tp / 2 + ep / 2 + cp_f + dp_f
+    t_b = c.backward + c.recompute + (tp + ep) * (redo - 0.5) + cp_b + dp_b
+    # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
+    # next forward.
+    dp_step = (_exposed(total_seconds(dp.step_backward, cluster), c.backward + c.recompute)
+               + _exposed(total_seconds(dp.step_forward, cluster), c.forward))
+    updated = _updated_params(plan, dense, expert)
+    optimizer, offload = _optimizer_and_offload(plan, cluster, updated, dense_gather + expert_gather)
+    cp_redo = 4 / 3 if full else 1.0  # full recompute repeats the forward's (c−1) of 3(c−1) sends
+    comm_bytes = CommBytes(
+        dp=dp.wire_bytes(m),
+        tp=m * layers * redo * total_wire_bytes(per_layer["tp"]),
+        pp=m * plan.vpp * total_wire_bytes(per_layer["pp"]),
+        cp=m * layers * cp_redo * total_wire_bytes(per_layer["cp"]),
+        ep=m * shard.moe_layers * redo * total_wire_bytes(per_layer["ep"]),
+    )
+    return _Stage(compute=c, tp=tp * redo, cp=cp_f + cp_b, ep=ep * redo, dp_microbatch=dp_f + dp_b,
+                  forward=t_f, backward=t_b, dp_step=dp_step, optimizer=optimizer,
+                  offload=offload, bytes=comm_bytes)
+
+
+def _recompute_flops_per_token(plan: Plan, arch: Architecture, seq_len: int) -> float:
+    per_layer = _layer_flops_per_token(arch, seq_len)
+    if plan.recompute == "full":
+        return sum(lin + att for lin, att in per_layer)
+    if plan.recompute == "selective":
+        return sum(att for _, att in per_layer)
+    return 0.0
+
+
+def estimate_time(plan: Plan, workload: Workload, cluster: Cluster) -> tuple[TimeBreakdown, CommBytes]:
+    """Step time and its breakdown, and bytes on the wire per GPU, for one plan (§6.5).
+
+    T_step = (m + (p−1)/v)·(t_F + t_B)|slowest stage + (p−1)·v·T_pp + max over stages of
+    (DP exposed + optimizer + offload), with m = gas micro-batches per step.
+    """
+    if plan.global_batch != workload.global_batch:
+        raise PlanError(f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({plan.dp}) = {plan.global_batch}"
+                        f" != global batch ({workload.global_batch})")
+    arch, seq = workload.arch, workload.seq_len
+    p, v, m = plan.pp, plan.vpp, plan.gas
+    per_layer = {
+        "tp": tp_traffic(plan, arch, seq, cluster),
+        "cp": cp_traffic(plan, arch, seq, cluster),
+        "ep": ep_traffic(plan, arch, seq, cluster),
+        "pp": pp_traffic(plan, arch, seq, cluster),
+    }
+    stages = [_stage(plan, workload, cluster, s, per_layer) for s in stage_shards(plan, arch)]
+    pace = max(stages, key=lambda s: s.forward + s.backward)
+    tail = max(stages, key=lambda s: s.dp_step + s.optimizer + s.offload)
+    per_microbatch = pace.forward + pace.backward
+    bubble = (p - 1) / v * per_microbatch
+    # Pipeline p2p on the fill/drain path: (p−1) boundaries, ×v with interleaving (§6.4-6.5).
+    pp = (p - 1) * v * total_seconds(per_layer["pp"], cluster)
+    step = m * per_microbatch + bubble + pp + tail.dp_step + tail.optimizer + tail.offload
+    c = pace.compute
+    dp = m * pace.dp_microbatch + tail.dp_step
+    tokens = workload.global_batch * seq
+    model_flops = training_flops_per_token(arch, seq) * tokens
+    recompute_flops = _recompute_flops_per_token(plan, arch, seq) * tokens
+    peak = cluster.gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16")) * plan.parallel.world
+    breakdown = TimeBreakdown(
+        step=step,
+        compute=m * (c.forward + c.backward),
+        recompute=m * c.recompute,
+        bubble=bubble,
+        comm_exposed=m * (pace.tp + pace.cp + pace.ep) + pp + dp,
+        tp=m * pace.tp,
+        cp=m * pace.cp,
+        ep=m * pace.ep,
+        pp=pp,
+        dp=dp,
+        optimizer=tail.optimizer,
+        offload=tail.offload,
+        tokens_per_s=tokens / step,
+        mfu=model_flops / (step * peak),
+        hfu=(model_flops + recompute_flops) / (step * peak),
+        model_flops=model_flops,
+    )
+    busiest = CommBytes(**{f: max(getattr(s.bytes, f) for s in stages)
+                           for f in ("dp", "tp", "pp", "cp", "ep")})
+    return breakdown, busiest

@@ -1,0 +1,35 @@
+import pytest
+
+from planner.plan import KEY_ALIASES, PLAN_KEYS, ParallelDims, Plan, PlanError
+
+
+def test_world_size_check_names_every_factor():
+    dims = ParallelDims(tp=8, pp=16, dp=4)
+    with pytest.raises(PlanError, match=r"dp\(4\) \* cp\(1\) \* tp\(8\) \* pp\(16\) = 512 != world size\(256\)"):
+        dims.check(world=256)
+
+
+@pytest.mark.parametrize("dims, message", [
+    (ParallelDims(tp=1, sp=True), "needs tp > 1"),
+    (ParallelDims(vpp=2), "needs pp > 1"),
+    (ParallelDims(dp=4, ep=3), "must divide"),
+    (ParallelDims(tp=0), ">= 1"),
+])
+def test_inconsistent_degrees_are_rejected(dims, message):
+    with pytest.raises(PlanError, match=message):
+        dims.check()
+
+
+def test_plan_reads_parallel_keys_and_derives_global_batch():
+    plan = Plan(parallel=ParallelDims(tp=2, dp=4), mbs=2, gas=8)
+    assert (plan.tp, plan.dp, plan.pp) == (2, 4, 1)
+    assert plan.global_batch == 64
+    changed = plan.with_(tp=4, zero=3)
+    assert (changed.tp, changed.zero, changed.dp) == (4, 3, 4)
+    assert plan.key() != changed.key()
+
+
+def test_plan_keys_are_the_interface_keys():
+    # INTERFACE.md `--plan SPEC` keys; `lora` there is the JSON's `lora_rank`.
+    interface = "tp pp dp cp ep vpp sp zero recompute mbs gas lora quant precision offload optimizer".split()
+    assert {KEY_ALIASES.get(k, k) for k in interface} == set(PLAN_KEYS)
