@@ -52,10 +52,21 @@ class Cluster:
         return self.nic_bandwidth_per_node / self.gpus_per_node
 
     def with_size(self, nodes: int, gpus_per_node: int | None = None) -> "Cluster":
-        """The same cluster with another node count (capacity planning)."""
+        """The same cluster with another node count (capacity planning, suggestions).
+
+        A single node grown to several gets the catalog's typical NIC per GPU as its network
+        (or one 100 Gbps Ethernet port per node for parts without a typical scale-out NIC).
+        """
         gpn = gpus_per_node or self.gpus_per_node
         domain = self.scale_up_domain if self.scale_up_domain > self.gpus_per_node else gpn
-        return replace(self, nodes=nodes, gpus_per_node=gpn, scale_up_domain=domain)
+        network = {}
+        if nodes > 1 and self.nic_bandwidth_per_node <= 0:
+            if self.gpu.nic_gbps_per_gpu:
+                network = dict(nic_kind="infiniband", nics_per_node=gpn,
+                               nic_bandwidth_per_node=self.gpu.nic_gbps_per_gpu * 1e9 / 8 * gpn)
+            else:
+                network = dict(nic_kind="ethernet", nics_per_node=1, nic_bandwidth_per_node=100e9 / 8)
+        return replace(self, nodes=nodes, gpus_per_node=gpn, scale_up_domain=domain, **network)
 
 
 def resolve_accelerator(gpu: str | CustomGPU, file: str | None = None) -> Accelerator:

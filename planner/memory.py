@@ -274,9 +274,11 @@ def _stage_activation_bytes(plan: Plan, workload: Workload, shard: StageShard, t
     total = inflight * per_microbatch
     tp, sp = plan.parallel.tp, plan.parallel.sp
     if plan.recompute == "full" and shard.num_layers:
-        # Recomputing a layer in backward rebuilds its full activations: one layer's working set.
+        # Recomputing a layer in backward rebuilds its full activations, whose input is the
+        # checkpoint already counted: one layer's working set on top of the checkpoints.
         unrecomputed = plan.with_(recompute="none")
-        total += tokens * max(layer_activation_bytes_per_token(arch, i, unrecomputed) for i in layers)
+        checkpoint = layer_activation_bytes_per_token(arch, shard.first_layer, plan)
+        total += tokens * (max(layer_activation_bytes_per_token(arch, i, unrecomputed) for i in layers) - checkpoint)
     if shard.stage == 0:
         # Embedding output (the first layer's input), per in-flight micro-batch.
         total += inflight * tokens * 2 * arch.hidden / (tp if sp else 1)

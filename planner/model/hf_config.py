@@ -19,10 +19,9 @@ from planner.errors import InputError, unknown_name
 from planner.model.architecture import Architecture, Attention, MoE
 from planner.model.presets import get_preset, list_presets
 
-_EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
-
 _LLAMA_DEFAULTS = {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
                    "attention_bias": False, "mlp_bias": False}
+_DERIVED = {"num_key_value_heads": "num_attention_heads", "head_dim": "hidden_size / num_attention_heads"}
 _QWEN_MOE_RULE = {"decoder_sparse_step": 1, "mlp_only_layers": None}
 
 # transformers 5.24 class defaults of the optional fields each family reads.
@@ -63,6 +62,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True,
                  "use_parallel_residual": True},
     "phi3": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False},
+    "llama4_text": {"num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": False,
+                    "attention_bias": False, "intermediate_size_mlp": 16384, "num_local_experts": 16,
+                    "num_experts_per_tok": 1, "moe_layers": None, "interleave_moe_layer_step": 1},
     "gpt2": {"n_inner": None, "n_positions": 1024, "tie_word_embeddings": True},
     "falcon": {"num_kv_heads": None, "ffn_hidden_size": None, "tie_word_embeddings": True,
                "bias": False, "new_decoder_architecture": False, "multi_query": True,
@@ -94,7 +96,7 @@ class _Fields:
                 return self.raw[k]
         value = self.defaults[key]
         if self.note_defaults:
-            self.assumed.append(f"{key} = {value}")
+            self.assumed.append(f"{key} = {_DERIVED.get(key, value) if value is None else value}")
         return value
 
     def optional_int(self, key: str, *aliases: str) -> int | None:
@@ -135,15 +137,17 @@ def _attention(f: _Fields, *, bias: bool = False, out_bias: bool | None = None,
     )
 
 
-def _decoder(f: _Fields, name: str, attention: Attention, **fields: Any) -> Architecture:
-    """The fields every family shares; `fields` override the Llama-style rest."""
+def _decoder(f: _Fields, name: str, attention: Attention, ffn: int | None = None,
+             **fields: Any) -> Architecture:
+    """The fields every family shares; `fields` override the Llama-style rest. The dense MLP
+    width is `intermediate_size` unless given."""
     return Architecture(
         name=name,
         family=f.model_type,
         hidden=f.required("hidden_size"),
         num_layers=f.required("num_hidden_layers"),
         vocab=f.required("vocab_size"),
-        ffn=f.required("intermediate_size"),
+        ffn=ffn or f.required("intermediate_size"),
         attention=attention,
         tied_embeddings=f.flag("tie_word_embeddings"),
         **fields,
@@ -181,6 +185,24 @@ def _mixtral(f: _Fields, name: str) -> Architecture:
     return _decoder(f, name, _attention(f), moe=moe)
 
 
+def _llama4(f: _Fields, name: str) -> Architecture:
+    """Llama 4 text decoder (modeling_llama4.py): MoE layers at `moe_layers`, by default every
+    `interleave_moe_layer_step`-th counting from 1, each with routed experts and one shared
+    expert of `intermediate_size`; dense layers use `intermediate_size_mlp`. Its q/k norm is a
+    parameter-free L2 norm."""
+    num_layers = f.required("num_hidden_layers")
+    step = f.optional_int("interleave_moe_layer_step") or 1
+    listed = f.get("moe_layers")
+    sparse = set(listed) if listed is not None else set(range(step - 1, num_layers, step))
+    expert_ffn = f.required("intermediate_size")
+    moe = _moe(num_layers, lambda i: i in sparse, num_experts=f.count("num_local_experts"),
+               top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
+               num_shared_experts=1, shared_ffn=expert_ffn, layer_freq=step)
+    bias = f.flag("attention_bias")
+    return _decoder(f, name, _attention(f, bias=bias), ffn=f.optional_int("intermediate_size_mlp"),
+                    moe=moe)
+
+
 def _qwen2(f: _Fields, name: str) -> Architecture:
     return _decoder(f, name, _attention(f, bias=True, out_bias=False))
 
@@ -202,8 +224,9 @@ def _qwen_moe(f: _Fields, **shared: Any) -> MoE | None:
 
 def _qwen2_moe(f: _Fields, name: str) -> Architecture:
     shared_ffn = f.count("shared_expert_intermediate_size")
+    # transformers builds the shared expert and its gate even at width 0.
     moe = _qwen_moe(f, num_shared_experts=int(shared_ffn > 0), shared_ffn=shared_ffn,
-                    shared_expert_gate=shared_ffn > 0)
+                    shared_expert_gate=True)
     return _decoder(f, name, _attention(f, bias=f.flag("qkv_bias"), out_bias=False), moe=moe)
 
 
@@ -319,7 +342,7 @@ def _falcon(f: _Fields, name: str) -> Architecture:
 
 
 _BUILDERS: dict[str, Callable[[_Fields, str], Architecture]] = {
-    "llama": _llama, "mistral": _mistral, "mixtral": _mixtral, "phi3": _phi3,
+    "llama": _llama, "llama4_text": _llama4, "mistral": _mistral, "mixtral": _mixtral, "phi3": _phi3,
     "qwen2": _qwen2, "qwen2_moe": _qwen2_moe, "qwen3": _qwen3, "qwen3_moe": _qwen3_moe,
     "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
     "gemma": _gemma, "gemma2": _gemma, "gemma3_text": _gemma, "olmo2": _olmo2,
@@ -347,11 +370,16 @@ def architecture_from_config(cfg: dict, name: str) -> Architecture:
     return _unknown(cfg, model_type, name)
 
 
+_EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
+
+
 def _unknown(cfg: dict, model_type: Any, name: str) -> Architecture:
-    """Read an unknown model_type as Llama, listing every assumption in extra['assumed']."""
-    f = _Fields(cfg, str(model_type), _LLAMA_DEFAULTS, note_defaults=True)
+    """Read an unknown (or missing) model_type as Llama, listing every assumption in
+    extra['assumed']."""
+    f = _Fields(cfg, str(model_type or "llama"), _LLAMA_DEFAULTS, note_defaults=True)
     arch = _llama(f, name)
-    assumed = [f"model_type {model_type!r} read as llama (RMSNorm, SwiGLU, RoPE, pre-norm)", *f.assumed]
+    given = f"model_type {model_type!r}" if model_type else "no model_type"
+    assumed = [f"{given} read as llama (RMSNorm, SwiGLU, RoPE, pre-norm)", *f.assumed]
     if any(key in cfg for key in _EXPERT_COUNT_KEYS):
         assumed.append("expert fields ignored: a dense MLP in every layer")
     warnings.warn(f"{name}: unknown model_type {model_type!r} (known: "

@@ -99,9 +99,11 @@ def attention_linears(attention: Attention, hidden: int) -> dict[str, tuple[int,
 
 
 def mlp_linears(hidden: int, ffn: int, gated: bool, bias: bool) -> dict[str, tuple[int, int, bool]]:
-    """One MLP: (gate_proj,) up_proj, down_proj -> (d_in, d_out, bias); none when ffn is 0."""
-    if ffn == 0:
-        return {}
+    """One MLP: (gate_proj,) up_proj, down_proj -> (d_in, d_out, bias).
+
+    ffn may be 0: transformers still builds a zero-width MLP (DeepSeek's shared experts with
+    n_shared_experts = 0), which holds only down_proj's bias when there are biases.
+    """
     gate = {"gate_proj": (hidden, ffn, bias)} if gated else {}
     return {**gate, "up_proj": (hidden, ffn, bias), "down_proj": (ffn, hidden, bias)}
 
@@ -241,7 +243,7 @@ def lora_params(arch: Architecture, index: int, rank: int, targets: Iterable[str
     else:
         dense = mlp_linears(h, arch.ffn, arch.gated_mlp, False)
         adapted += [shape for name, shape in dense.items() if name in wanted]
-    return sum(rank * (d_in + d_out) for d_in, d_out, _ in adapted)
+    return sum(rank * (d_in + d_out) for d_in, d_out, _ in adapted if d_in * d_out)
 
 
 def _lora_target_set(targets: Iterable[str]) -> set[str]:

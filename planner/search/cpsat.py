@@ -112,6 +112,28 @@ def _decode(pm: PlanModel, solver: cp_model.CpSolver) -> tuple:
     return tuple(out)
 
 
+def _new_solver(time_limit: float | None = None) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = SOLVER_WORKERS
+    solver.parameters.random_seed = RANDOM_SEED
+    if time_limit is not None:
+        solver.parameters.max_time_in_seconds = time_limit
+    return solver
+
+
+def _minimal_core(pm: PlanModel, core: list[int]) -> list[int]:
+    """Shrink a sufficient set of assumptions to one where each is needed (deletion filter):
+    CP-SAT's core is sufficient, not minimal, and the explanation should name only the culprits."""
+    kept = list(core)
+    for index in list(core):
+        trial = [i for i in kept if i != index]
+        pm.model.clear_assumptions()
+        pm.model.add_assumptions([pm.model.get_bool_var_from_proto_index(i) for i in trial])
+        if _new_solver().solve(pm.model) == cp_model.INFEASIBLE:
+            kept = trial
+    return kept
+
+
 def solve_cpsat(rows: list[Row], constraints: dict[str, Constraint], capacity_mib: int,
                 host_capacity_mib: int | None, top: int, time_limit: float | None = None,
                 ) -> tuple[str, list[Row], tuple[str, ...]]:
@@ -123,16 +145,12 @@ def solve_cpsat(rows: list[Row], constraints: dict[str, Constraint], capacity_mi
     found: list[Row] = []
     status_name = "optimal"
     while len(found) < top:
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = SOLVER_WORKERS
-        solver.parameters.random_seed = RANDOM_SEED
-        if time_limit is not None:
-            solver.parameters.max_time_in_seconds = time_limit
+        solver = _new_solver(time_limit)
         status = solver.solve(pm.model)
         if status == cp_model.INFEASIBLE:
             if not found:
-                core = tuple(pm.assumptions[i] for i in solver.sufficient_assumptions_for_infeasibility())
-                return "infeasible", [], core
+                core = _minimal_core(pm, list(solver.sufficient_assumptions_for_infeasibility()))
+                return "infeasible", [], tuple(pm.assumptions[i] for i in core)
             break
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             break  # time limit before any further solution

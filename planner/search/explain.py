@@ -5,14 +5,13 @@ from dataclasses import replace
 
 from hardware import catalog
 from planner.cluster import Cluster
-from planner.plan import Plan
+from planner.plan import ParallelDims, Plan
 from planner.rules import plan_problems
-from planner.search.brute import admissible
+from planner.memory import estimate_memory
 from planner.search.space import JobDefaults, candidate_plans
-from planner.search.table import Row, build_table, capacity_mib
+from planner.search.table import Row, capacity_mib
 from planner.spec.job import Constraint
 from planner.workload import Workload
-from planner.plan import ParallelDims
 
 GiB = 2**30
 MiB = 2**20
@@ -40,8 +39,15 @@ def _least_memory(rows: list[Row], constraints: dict[str, Constraint]) -> Row | 
     return min(ok, key=lambda r: r.memory_mib, default=None)
 
 
-def _fits_anywhere(rows: list[Row], constraints: dict[str, Constraint], cluster: Cluster) -> bool:
-    return any(admissible(r, constraints, capacity_mib(cluster), None) for r in rows)
+def _some_plan_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                    constraints: dict[str, Constraint]) -> bool:
+    """True as soon as one legal plan within the constraints fits in memory (memory model only)."""
+    for plan in candidate_plans(workload, cluster, defaults, constraints):
+        if not all(c.allows(getattr(plan, k)) for k, c in constraints.items()):
+            continue
+        if max(s.memory.total for s in estimate_memory(plan, workload, cluster)) <= cluster.capacity:
+            return True
+    return False
 
 
 def explain_infeasible(rows: list[Row], conflict: tuple[str, ...], workload: Workload, cluster: Cluster,
@@ -93,16 +99,14 @@ def _suggestions(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     while scale <= _MAX_SCALE:
         bigger = cluster.with_size(cluster.nodes * scale) if cluster.nodes > 1 or cluster.gpus_per_node >= 8 \
             else cluster.with_size(1, cluster.gpus_per_node * scale)
-        rows = build_table(candidate_plans(workload, bigger, defaults, constraints), workload, bigger, "memory")
-        if _fits_anywhere(rows, constraints, bigger):
+        if _some_plan_fits(workload, bigger, defaults, constraints):
             out.append(f"It would fit on {bigger.world} GPUs ({bigger.nodes} nodes of {bigger.gpus_per_node}).")
             break
         scale *= 2
     if workload.training in ("pretrain", "full"):
         lora = replace(workload, training="lora", lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"))
         lora_defaults = replace(defaults, lora_ranks=(16,))
-        rows = build_table(candidate_plans(lora, cluster, lora_defaults, {}), lora, cluster, "memory")
-        if _fits_anywhere(rows, {}, cluster):
+        if _some_plan_fits(lora, cluster, lora_defaults, {}):
             out.append("Fine-tuning with LoRA (rank 16 on the attention projections) would fit on this cluster.")
     if best is not None:
         needed = best.evaluation.memory.total + cluster.memory_reserve

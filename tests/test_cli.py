@@ -1,0 +1,177 @@
+"""The `planner` command through its real entry point: outputs, JSON contract, exit codes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from planner.cli import app
+
+from conftest import EXAMPLES
+
+runner = CliRunner()
+CLUSTERS, JOBS = EXAMPLES / "clusters", EXAMPLES / "jobs"
+PLAN_KEYS = {"fits", "parallel", "zero", "recompute", "mbs", "gas", "lora_rank", "quant", "precision",
+             "offload", "optimizer", "memory", "time", "throughput", "comm_bytes", "stages"}
+MEMORY_KEYS = {"weights", "gradients", "optimizer", "master_weights", "activations", "buffers", "runtime",
+               "total", "capacity"}
+
+
+def run(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def run_json(*args: str):
+    result = run(*args, "--json")
+    return result, json.loads(result.stdout)
+
+
+def test_console_script_is_installed_and_runs():
+    script = Path(sys.executable).parent / "planner"
+    out = subprocess.run([str(script), "params", "llama3-8b", "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["total"] == 8_030_261_248
+
+
+@pytest.mark.parametrize("model, total", [("llama3-8b", 8_030_261_248), ("llama3.1-405b", 405_853_388_800)])
+def test_params_json_gives_exact_totals(model, total):
+    result, doc = run_json("params", model)
+    assert result.exit_code == 0
+    assert doc["total"] == total and doc["active"] == total
+    assert sum(doc["by_component"].values()) == total
+
+
+def test_params_of_a_moe_model_reports_active():
+    result, doc = run_json("params", "mixtral-8x7b")
+    assert (doc["total"], doc["active"]) == (46_702_792_704, 12_879_925_248)
+
+
+def test_params_reads_a_config_json(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": "mistral", "vocab_size": 32000, "hidden_size": 4096,
+                                  "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                                  "num_key_value_heads": 8, "tie_word_embeddings": False}))
+    result, doc = run_json("params", str(config))
+    assert doc["total"] == 7_241_732_096  # Mistral-7B-v0.1, transformers meta-device count
+
+
+def test_gpus_and_models_list_the_catalog_and_presets():
+    result, doc = run_json("gpus")
+    assert result.exit_code == 0 and len(doc["gpus"]) >= 25
+    h100 = next(g for g in doc["gpus"] if g["id"] == "h100_sxm_80gb")
+    assert h100["peak_flops"]["bf16"] == 989e12
+    result, doc = run_json("models")
+    names = {m["name"] for m in doc["models"]}
+    assert {"llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "llama3-70b", "llama3.1-405b", "mistral-7b",
+            "mixtral-8x7b", "qwen3-8b", "qwen3-30b-a3b", "deepseek-v3", "gpt3-175b"} <= names
+    assert "h100_sxm_80gb" in run("gpus").stdout
+
+
+def test_solve_prints_plans_with_memory_in_gib():
+    result = run("solve", CLUSTERS / "h100-8nodes-ib.yaml", JOBS / "llama3-70b-pretrain.yaml", "--top", "3")
+    assert result.exit_code == 0, result.output
+    assert "Best plans" in result.stdout and "GiB" in result.stdout and "MFU" in result.stdout
+    assert "activations" in result.stdout
+
+
+def test_solve_json_follows_the_interface():
+    result, doc = run_json("solve", CLUSTERS / "h100-8nodes-ib.yaml", JOBS / "llama3-70b-pretrain.yaml")
+    assert result.exit_code == 0
+    assert doc["status"] in ("optimal", "feasible") and doc["objective"] == "step-time"
+    assert isinstance(doc["solve_seconds"], float) and doc["explanation"] is None
+    assert 1 <= len(doc["plans"]) <= 5
+    steps = [p["time"]["step"] for p in doc["plans"]]
+    assert steps == sorted(steps)
+    for plan in doc["plans"]:
+        assert PLAN_KEYS <= set(plan) and MEMORY_KEYS <= set(plan["memory"])
+        assert plan["fits"] and plan["memory"]["total"] <= plan["memory"]["capacity"]
+        assert plan["parallel"]["tp"] in (1, 2, 4, 8)  # the job's constraint
+        p = plan["parallel"]
+        assert p["tp"] * p["pp"] * p["dp"] * p["cp"] == 64
+        assert plan["mbs"] * plan["gas"] * p["dp"] == 512
+        assert isinstance(plan["memory"]["total"], int)
+        assert plan["memory"]["total"] == max(s["memory"]["total"] for s in plan["stages"])
+        assert sum(s["layers"] for s in plan["stages"]) == 80
+
+
+def test_solve_on_an_impossible_job_exits_1_and_explains():
+    result, doc = run_json("solve", CLUSTERS / "rtx4090-pcie-box.yaml", JOBS / "llama3.1-405b-full-finetune.yaml")
+    assert result.exit_code == 1
+    assert doc["status"] == "infeasible" and doc["plans"] == []
+    assert "No plan fits in memory" in doc["explanation"]
+    plain = run("solve", CLUSTERS / "rtx4090-pcie-box.yaml", JOBS / "llama3.1-405b-full-finetune.yaml")
+    assert plain.exit_code == 1 and "No plan fits" in plain.stdout
+
+
+def test_brute_force_finds_the_same_best_objective():
+    args = ("solve", CLUSTERS / "h100-1node.yaml", JOBS / "llama3-8b-full-finetune.yaml")
+    _, cpsat = run_json(*args)
+    _, brute = run_json(*args, "--solver", "brute")
+    assert cpsat["plans"][0]["time"]["step"] == pytest.approx(brute["plans"][0]["time"]["step"], abs=1e-6)
+
+
+def test_estimate_of_a_plan_that_cannot_fit_names_the_overflow():
+    args = ("estimate", CLUSTERS / "h100-1node.yaml", JOBS / "llama3-8b-full-finetune.yaml",
+            "--plan", "tp=1,pp=1,zero=0,recompute=none,mbs=8")
+    result = run(*args)
+    assert result.exit_code == 1
+    assert "does not fit" in result.stdout and "GiB over" in result.stdout and "largest term" in result.stdout
+    result, doc = run_json(*args)
+    assert result.exit_code == 1 and doc["fits"] is False
+    assert doc["memory"]["total"] > doc["memory"]["capacity"]
+    assert "over" in doc["why_not"]
+
+
+def test_estimate_of_a_plan_that_fits():
+    result, doc = run_json("estimate", CLUSTERS / "h100-8nodes-ib.yaml", JOBS / "llama3-70b-pretrain.yaml",
+                           "--plan", "tp=8 pp=4 zero=1 recompute=selective sp=true mbs=1")
+    assert result.exit_code == 0, result.output
+    assert doc["fits"] and doc["parallel"] == {"tp": 8, "pp": 4, "dp": 2, "cp": 1, "ep": 1, "vpp": 1, "sp": True}
+    assert doc["gas"] == 256 and len(doc["stages"]) == 4
+    stages = run("estimate", CLUSTERS / "h100-8nodes-ib.yaml", JOBS / "llama3-70b-pretrain.yaml",
+                 "--plan", "tp=8,pp=4,zero=1,mbs=1", "--stages")
+    assert "stage 3" in stages.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("solve", "missing.yaml", JOBS / "llama3-8b-full-finetune.yaml"), "missing.yaml: file not found"),
+    (("params", "llama3-8"), "did you mean"),
+    (("solve", CLUSTERS / "h100-1node.yaml", JOBS / "llama3-8b-full-finetune.yaml", "--objective", "speed"),
+     "--objective: unknown value 'speed'"),
+    (("estimate", CLUSTERS / "h100-1node.yaml", JOBS / "llama3-8b-full-finetune.yaml", "--plan", "tp=3"),
+     "--plan"),
+    (("estimate", CLUSTERS / "h100-1node.yaml", JOBS / "llama3-8b-full-finetune.yaml", "--plan", "tq=2"),
+     "unknown key 'tq' (did you mean tp"),
+])
+def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(args, fragment):
+    result = run(*args)
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.output
+    result = run(*args, "--json")
+    assert result.exit_code == 2
+    assert fragment in json.loads(result.stdout)["error"]
+
+
+def test_bad_files_exit_2_naming_file_and_field(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("model: llama3-8b\nseq_len: 4096\nglobal_batch: 8\nconstraints: {zero: [7]}\n")
+    result = run("solve", CLUSTERS / "h100-1node.yaml", job)
+    assert result.exit_code == 2
+    assert f"{job}: constraints.zero: 7 is not valid" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["solve", "estimate", "params", "gpus", "models"])
+def test_every_command_has_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "--json" in result.stdout
+
+
+def test_no_color_and_piped_output_have_no_escape_codes():
+    env = {**os.environ, "NO_COLOR": "1"}
+    script = Path(sys.executable).parent / "planner"
+    out = subprocess.run([str(script), "gpus"], capture_output=True, text=True, env=env, check=True)
+    assert "\x1b[" not in out.stdout

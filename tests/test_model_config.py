@@ -1,0 +1,162 @@
+"""Architectures from presets and Hugging Face config.json: defaults, layer rules and errors."""
+import json
+from dataclasses import replace
+
+import pytest
+
+from planner.errors import InputError
+from planner.model import architecture_from_config, count_params, get_preset, list_presets, load_architecture
+from planner.model.presets import preset_config
+
+REQUIRED_PRESETS = [
+    "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "llama3-70b", "llama3.1-405b", "llama3.2-1b",
+    "llama3.2-3b", "mistral-7b", "mixtral-8x7b", "mixtral-8x22b", "qwen2-7b", "qwen3-8b", "qwen3-32b",
+    "qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v3", "deepseek-v2-lite", "gpt3-175b", "debug",
+]
+
+LLAMA = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
+         "num_attention_heads": 8, "vocab_size": 32000}
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_builds_and_hashes(name):
+    arch = get_preset(name)
+    assert arch.name == name
+    hash(arch)  # planner.shard caches per architecture
+
+
+def test_required_presets_exist_and_debug_is_tiny():
+    assert set(REQUIRED_PRESETS) <= set(list_presets())
+    assert count_params(get_preset("debug")).total < 5_000_000
+    assert count_params(get_preset("debug-moe")).total < 5_000_000
+
+
+def test_llama_defaults_follow_transformers():
+    arch = architecture_from_config(LLAMA, "x")
+    assert (arch.attention.num_kv_heads, arch.head_dim) == (8, 64)  # kv = heads, head_dim = h / heads
+    assert not (arch.tied_embeddings or arch.attention.qkv_bias or arch.mlp_bias)
+    assert architecture_from_config({**LLAMA, "num_key_value_heads": None}, "x").attention.num_kv_heads == 8
+
+
+@pytest.mark.parametrize("model_type, kv_heads, head_dim, tied", [
+    ("qwen2", 32, 64, False),  # Qwen2Config: num_key_value_heads = 32
+    ("qwen3", 32, 128, False),  # Qwen3Config: head_dim = 128
+    ("mistral", 8, 64, False),
+    ("gemma", 16, 256, True),
+    ("gemma2", 4, 256, True),
+])
+def test_family_defaults_for_omitted_fields(model_type, kv_heads, head_dim, tied):
+    arch = architecture_from_config({**LLAMA, "model_type": model_type}, "x")
+    assert (arch.attention.num_kv_heads, arch.head_dim, arch.tied_embeddings) == (kv_heads, head_dim, tied)
+
+
+def test_family_specific_structure():
+    qwen2 = architecture_from_config({**LLAMA, "model_type": "qwen2"}, "x").attention
+    assert (qwen2.qkv_bias, qwen2.out_bias) == (True, False)
+    assert architecture_from_config({**LLAMA, "model_type": "qwen3"}, "x").attention.qk_norm == "head"
+    assert architecture_from_config({**LLAMA, "model_type": "olmo2"}, "x").attention.qk_norm == "projection"
+    assert architecture_from_config({**LLAMA, "model_type": "gemma2"}, "x").norms_per_layer == 4
+    gpt2 = get_preset("gpt3-175b")
+    assert (gpt2.position, gpt2.max_positions, gpt2.norm, gpt2.gated_mlp, gpt2.ffn) == \
+        ("learned", 2048, "layernorm", False, 4 * 12288)
+
+
+def test_mla_fields():
+    lite = get_preset("deepseek-v2-lite").attention
+    assert (lite.kind, lite.q_lora_rank, lite.kv_lora_rank, lite.head_dim, lite.value_head_dim) == \
+        ("mla", None, 512, 192, 128)
+    v3 = get_preset("deepseek-v3")
+    assert (v3.attention.q_lora_rank, v3.mtp_layers) == (1536, 1)
+    assert (v3.moe.num_shared_experts, v3.moe.shared_ffn, v3.moe.first_dense_layers) == (1, 2048, 3)
+
+
+def test_qwen_moe_layers_count_from_one():
+    # modeling_qwen3_moe.py: sparse when (i + 1) % decoder_sparse_step == 0 and i not in mlp_only_layers.
+    cfg = {**LLAMA, "model_type": "qwen3_moe", "num_hidden_layers": 6, "moe_intermediate_size": 64,
+           "num_experts": 4, "num_experts_per_tok": 2, "decoder_sparse_step": 2, "mlp_only_layers": [3]}
+    arch = architecture_from_config(cfg, "x")
+    assert [arch.is_moe_layer(i) for i in range(6)] == [False, True, False, False, False, True]
+    assert arch.num_moe_layers == 2
+
+
+def test_deepseek_moe_layers_start_after_the_dense_ones():
+    arch = get_preset("deepseek-v3")
+    assert [arch.is_moe_layer(i) for i in range(5)] == [False, False, False, True, True]
+    assert arch.num_moe_layers == 58
+
+
+def test_no_sparse_layer_means_no_moe():
+    cfg = {**LLAMA, "model_type": "qwen3_moe", "moe_intermediate_size": 64, "num_experts": 4,
+           "num_experts_per_tok": 2, "mlp_only_layers": [0, 1, 2, 3]}
+    assert architecture_from_config(cfg, "x").moe is None
+
+
+def test_multimodal_config_reads_the_text_decoder():
+    text = {k: v for k, v in preset_config("gemma3-1b").items() if k != "model_type"}
+    arch = architecture_from_config({"model_type": "gemma3", "text_config": text}, "gemma3-1b")
+    assert (arch.family, count_params(arch).total) == ("gemma3_text", 999_885_952)
+
+
+def test_unknown_model_type_reads_as_llama_with_a_warning():
+    with pytest.warns(UserWarning, match="unknown model_type 'mystery'"):
+        arch = architecture_from_config({**LLAMA, "model_type": "mystery"}, "m")
+    assert count_params(arch).total == count_params(architecture_from_config(LLAMA, "x")).total
+    assert arch.extra["assumed"][0] == "model_type 'mystery' read as llama (RMSNorm, SwiGLU, RoPE, pre-norm)"
+    assert "num_key_value_heads = num_attention_heads" in arch.extra["assumed"]
+    assert "tie_word_embeddings = False" in arch.extra["assumed"]
+
+
+@pytest.mark.parametrize("missing", ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
+                                     "intermediate_size"])
+def test_missing_required_field_is_named(missing):
+    cfg = {k: v for k, v in LLAMA.items() if k != missing}
+    with pytest.raises(InputError, match=f"missing required field '{missing}'") as error:
+        architecture_from_config(cfg, "x")
+    assert error.value.field == missing
+
+
+@pytest.mark.parametrize("value", ["4096", -1, 0, 2.5, True])
+def test_invalid_size_is_an_input_error(value):
+    with pytest.raises(InputError, match="must be a positive integer") as error:
+        architecture_from_config({**LLAMA, "hidden_size": value}, "x")
+    assert error.value.field == "hidden_size"
+
+
+def test_moe_without_top_k_is_an_input_error():
+    cfg = preset_config("deepseek-v2-lite")
+    del cfg["num_experts_per_tok"]  # DeepseekV2Config has no default for it
+    with pytest.raises(InputError, match="num_experts_per_tok: required by the MoE layers"):
+        architecture_from_config(cfg, "x")
+
+
+def test_load_preset_inline_file_and_folder(tmp_path):
+    assert load_architecture("llama3-8b") == get_preset("llama3-8b")
+    inline = load_architecture(dict(LLAMA))
+    assert inline.hidden == 512
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(LLAMA))
+    from_file = load_architecture("ckpt/config.json", base_dir=tmp_path)
+    assert from_file == load_architecture("ckpt", base_dir=tmp_path) == replace(inline, name="ckpt")
+
+
+def test_unknown_preset_suggests_names():
+    with pytest.raises(InputError, match=r"^job.yaml: model: unknown model preset 'llama3-8' "
+                                         r"\(did you mean llama3-8b") as error:
+        load_architecture("llama3-8", file="job.yaml")
+    assert error.value.field == "model"
+
+
+def test_inline_error_is_placed_under_model():
+    cfg = {k: v for k, v in LLAMA.items() if k != "vocab_size"}
+    with pytest.raises(InputError, match=r"^job.yaml: model.vocab_size: missing required field"):
+        load_architecture(cfg, file="job.yaml")
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({k: v for k, v in LLAMA.items() if k != "num_hidden_layers"}))
+    with pytest.raises(InputError, match=r"config.json: num_hidden_layers: missing required field"):
+        load_architecture("config.json", base_dir=tmp_path, file="job.yaml")
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match=r"^job.yaml: model: cannot read .*config.json as JSON"):
+        load_architecture("config.json", base_dir=tmp_path, file="job.yaml")

@@ -1,0 +1,236 @@
+"""Exact parameter counts against transformers' own counts (tests/data/models.yaml and below)."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.errors import InputError
+from planner.model import (
+    architecture_from_config,
+    count_params,
+    embedding_params,
+    get_preset,
+    layer_params,
+    list_presets,
+    lora_params,
+    output_params,
+)
+
+MODELS = yaml.safe_load((Path(__file__).parent / "data" / "models.yaml").read_text())["models"]
+
+
+def _arch(entry):
+    return architecture_from_config(entry["config"], entry["name"])
+
+
+@pytest.mark.parametrize("entry", MODELS, ids=lambda e: e["name"])
+def test_total_and_active_match_transformers(entry):
+    counted = count_params(_arch(entry))
+    assert (counted.total, counted.active) == (entry["measured"]["total"], entry["measured"]["active"])
+
+
+# Entries whose name-based buckets are clean (no 'other'): every component must match too.
+CLEAN = [e for e in MODELS if "other" not in e["measured"]["by_component"]]
+
+
+@pytest.mark.parametrize("entry", CLEAN, ids=lambda e: e["name"])
+def test_components_match_transformers(entry):
+    counted = count_params(_arch(entry))
+    assert counted.by_component == entry["measured"]["by_component"]
+    assert counted.embedding == entry["measured"]["embedding"]
+
+
+@pytest.mark.parametrize("entry", [e for e in MODELS if e["config"]["model_type"] == "gpt2"],
+                         ids=lambda e: e["name"])
+def test_gpt2_other_bucket_is_positions_and_layernorms(entry):
+    # models.yaml: other = learned position embedding wpe + LayerNorms ln_1/ln_2/ln_f.
+    counted = count_params(_arch(entry)).by_component
+    assert counted["position_embedding"] + counted["norms"] == entry["measured"]["by_component"]["other"]
+    assert counted["embedding"] == entry["measured"]["embedding"]
+
+
+def test_pythia_input_embedding_is_the_other_bucket():
+    # models.yaml: its bucketing misses gpt_neox.embed_in, printed as other (and embedding 0).
+    entry = next(e for e in MODELS if e["name"] == "pythia-6.9b")
+    assert count_params(_arch(entry)).embedding == entry["measured"]["by_component"]["other"]
+
+
+@pytest.mark.parametrize("entry", [e for e in MODELS if e["name"] in list_presets()],
+                         ids=lambda e: e["name"])
+def test_presets_are_the_published_configs(entry):
+    assert get_preset(entry["name"]) == _arch(entry)
+
+
+@pytest.mark.parametrize("name, total, active", [
+    ("llama3-8b", 8_030_261_248, 8_030_261_248),
+    ("llama3.1-405b", 405_853_388_800, 405_853_388_800),
+    ("mistral-7b", 7_241_732_096, 7_241_732_096),
+    ("deepseek-v3", 671_026_404_352, 37_552_282_624),  # ../shared/tools/README.md, without MTP
+    # Text decoders measured with ../shared/tools/hf_param_count.py (Meta: 109B and 400B, 17B active).
+    ("llama4-scout", 107_769_861_120, 17_172_894_720),
+    ("llama4-maverick", 400_711_848_960, 17_184_691_200),
+])
+def test_preset_counts(name, total, active):
+    counted = count_params(get_preset(name))
+    assert (counted.total, counted.active) == (total, active)
+
+
+def test_gpt3_175b_from_the_paper_shape():
+    # 96 x (12h^2 + 13h) + V h + 2048 h + 2h with h = 12288, V = 50257 (GPT-2 layout, tied):
+    # GPT-3 paper Table 2.1 rounds it to 175.0B.
+    h, layers, vocab, positions = 12288, 96, 50257, 2048
+    expected = layers * (12 * h * h + 13 * h) + vocab * h + positions * h + 2 * h
+    assert expected == 174_604_259_328
+    assert count_params(get_preset("gpt3-175b")).total == expected
+
+
+def test_deepseek_v3_router_bias_is_a_buffer_and_mtp_is_apart():
+    counted = count_params(get_preset("deepseek-v3"))
+    # 58 MoE layers x 256 experts x 7168: the router weight only; transformers counts the
+    # e_score_correction_bias (58 x 256 = 14,848) among buffers, not parameters.
+    assert counted.by_component["router"] == 58 * 256 * 7168
+    # One MTP module: eh_proj (2h x h) + enorm, hnorm, head norm + one MoE block, whose parts are
+    # the per-layer shares of the measured components (attention over 61 layers, experts over 58).
+    h = 7168
+    block = (11_413_422_080 // 61 + 653_908_770_816 // 58 + 2_554_331_136 // 58
+             + 106_430_464 // 58 + 2 * h + 1536 + 512)
+    assert counted.mtp == 2 * h * h + 3 * h + block == 11_610_067_968
+
+
+# Synthetic configs (odd sizes, biases, defaults left out, MLA with/without q LoRA, sparse steps,
+# mlp-only and dense-first layers, Falcon variants), measured with
+# ../shared/tools/hf_param_count.py (transformers 5.24.0, torch 2.13.0, meta device).
+SYNTHETIC = [
+    ({"model_type": "llama", "vocab_size": 1000, "hidden_size": 96, "intermediate_size": 200, "num_hidden_layers": 3,
+      "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 24, "attention_bias": True, "mlp_bias": True,
+      "tie_word_embeddings": True}, 382560, 382560),
+    ({"model_type": "mistral", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 4}, 235072, 235072),
+    ({"model_type": "qwen2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 4}, 335552, 335552),
+    ({"model_type": "qwen2_moe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 40, "shared_expert_intermediate_size": 0, "num_hidden_layers": 5,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 6, "num_experts_per_tok": 2,
+      "decoder_sparse_step": 2, "mlp_only_layers": [3], "qkv_bias": False}, 351872, 321152),
+    ({"model_type": "qwen3_moe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 40, "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "head_dim": 32, "num_experts": 8, "num_experts_per_tok": 3, "decoder_sparse_step": 3, "mlp_only_layers": [0, 5],
+      "attention_bias": True, "tie_word_embeddings": True}, 420544, 382144),
+    ({"model_type": "deepseek_v2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 30, "num_hidden_layers": 4, "first_k_dense_replace": 2, "num_attention_heads": 4,
+      "n_routed_experts": 5, "n_shared_experts": 3, "num_experts_per_tok": 2, "q_lora_rank": None, "kv_lora_rank": 24,
+      "qk_nope_head_dim": 12, "qk_rope_head_dim": 8, "v_head_dim": 10, "attention_bias": True, "mlp_bias": True},
+     328032, 293472),
+    ({"model_type": "deepseek_v3", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 30, "num_hidden_layers": 4, "first_k_dense_replace": 1, "num_attention_heads": 4,
+      "n_routed_experts": 8, "n_shared_experts": 0, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1,
+      "q_lora_rank": 20, "kv_lora_rank": 24, "qk_nope_head_dim": 12, "qk_rope_head_dim": 8, "v_head_dim": 10,
+      "tie_word_embeddings": True}, 271728, 168048),
+    ({"model_type": "gemma2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 3,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "tie_word_embeddings": False},
+     252096, 252096),
+    ({"model_type": "gemma3_text", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 32,
+      "attention_bias": True}, 213632, 213632),
+    ({"model_type": "olmo2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 8, "num_key_value_heads": 2, "attention_bias": True}, 206880, 206880),
+    ({"model_type": "gpt_neox", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "attention_bias": False, "tie_word_embeddings": True},
+     136236, 136236),
+    ({"model_type": "phi3", "vocab_size": 1000, "hidden_size": 96, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 6, "num_key_value_heads": 3, "pad_token_id": None}, 334176, 334176),
+    ({"model_type": "llama4_text", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40,
+      "intermediate_size_mlp": 150, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "head_dim": 16, "num_local_experts": 5, "num_experts_per_tok": 2, "moe_layers": [0, 3],
+      "attention_bias": True}, 328896, 282816),
+    ({"model_type": "llama4_text", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40,
+      "intermediate_size_mlp": 150, "num_hidden_layers": 5, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "head_dim": 16, "num_local_experts": 5, "num_experts_per_tok": 2, "interleave_moe_layer_step": 2},
+     369344, 323264),
+    ({"model_type": "gpt2", "vocab_size": 1000, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_inner": 100,
+      "n_positions": 128, "tie_word_embeddings": False}, 196040, 196040),
+    ({"model_type": "falcon", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2,
+      "num_attention_heads": 4}, 150400, 150400),
+    ({"model_type": "falcon", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 8,
+      "new_decoder_architecture": True, "num_kv_heads": 2, "bias": True, "ffn_hidden_size": 100,
+      "tie_word_embeddings": False}, 175368, 175368),
+    ({"model_type": "falcon", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+      "multi_query": False, "parallel_attn": False, "bias": True, "alibi": True}, 164096, 164096),
+]
+
+
+@pytest.mark.parametrize("config, total, active", SYNTHETIC,
+                         ids=[f"{c['model_type']}-{i}" for i, (c, _, _) in enumerate(SYNTHETIC)])
+def test_synthetic_configs_match_transformers(config, total, active):
+    counted = count_params(architecture_from_config(config, "synthetic"))
+    assert (counted.total, counted.active) == (total, active)
+
+
+@pytest.mark.parametrize("name", ["llama3-8b", "gpt2-small", "qwen3-30b-a3b", "deepseek-v3", "debug-moe"])
+def test_layers_embedding_and_output_add_up_to_the_total(name):
+    arch = get_preset(name)
+    layers = sum(layer_params(arch, i).total for i in range(arch.num_layers))
+    assert layers + embedding_params(arch) + output_params(arch) == count_params(arch).total
+
+
+def test_embedding_and_output_params():
+    gpt2 = get_preset("gpt2-small")
+    assert embedding_params(gpt2) == 50257 * 768 + 1024 * 768  # token + learned positions
+    assert output_params(gpt2) == 2 * 768  # ln_f weight and bias; the head is the tied embedding
+    llama = get_preset("llama3-8b")
+    assert output_params(llama) == 4096 + 128256 * 4096
+
+
+def test_per_expert_params():
+    # REFERENCES.md: one Mixtral SwiGLU expert = 3 x 4096 x 14336.
+    mixtral = layer_params(get_preset("mixtral-8x7b"), 0)
+    assert mixtral.per_expert == 176_160_768
+    assert mixtral.routed_experts == 8 * mixtral.per_expert
+    assert layer_params(get_preset("llama3-8b"), 0).per_expert == 0
+
+
+def test_dense_first_layers_of_deepseek_v3():
+    arch = get_preset("deepseek-v3")
+    dense, sparse = layer_params(arch, 2), layer_params(arch, 3)
+    assert (dense.dense_mlp, dense.routed_experts) == (3 * 7168 * 18432, 0)
+    assert (sparse.dense_mlp, sparse.per_expert, sparse.shared_experts) == (0, 3 * 7168 * 2048, 3 * 7168 * 2048)
+
+
+# LoRA: r * (d_in + d_out) per adapted matrix (arXiv 2106.09685).
+def test_lora_mixtral_experts_from_references():
+    # REFERENCES.md: r = 16 on gate/up/down of 8 experts x 32 layers = 226,492,416.
+    arch = get_preset("mixtral-8x7b")
+    total = sum(lora_params(arch, i, 16, ["gate_proj", "up_proj", "down_proj"]) for i in range(32))
+    assert total == 226_492_416
+
+
+def test_lora_llama3_8b_matches_peft():
+    # PEFT prints these trainable counts for Llama-3-8B at r = 16.
+    arch = get_preset("llama3-8b")
+    attention = sum(lora_params(arch, i, 16, ["q_proj", "k_proj", "v_proj", "o_proj"]) for i in range(32))
+    everything = sum(lora_params(arch, i, 16, ["all-linear"]) for i in range(32))
+    assert (attention, everything) == (13_631_488, 41_943_040)
+
+
+def test_lora_mla_projections():
+    # DeepSeek-V2-Lite (no q LoRA): q_proj 2048 -> 16 x 192; k/v select kv_a_proj_with_mqa
+    # (2048 -> 512 + 64) and kv_b_proj (512 -> 16 x (128 + 128)) once, whichever names them.
+    arch = get_preset("deepseek-v2-lite")
+    kv = 8 * (2048 + 576) + 8 * (512 + 4096)
+    assert lora_params(arch, 0, 8, ["q_proj"]) == 8 * (2048 + 3072)
+    assert lora_params(arch, 0, 8, ["k_proj"]) == lora_params(arch, 0, 8, ["k_proj", "v_proj"]) == kv
+    # DeepSeek-V3 has q LoRA: q_proj adapts q_a_proj (7168 -> 1536) and q_b_proj (1536 -> 128 x 192).
+    v3 = get_preset("deepseek-v3")
+    assert lora_params(v3, 0, 4, ["q_proj"]) == 4 * (7168 + 1536) + 4 * (1536 + 128 * 192)
+
+
+def test_lora_moe_layer_adapts_routed_and_shared_experts():
+    arch = get_preset("deepseek-v2-lite")
+    # Layer 1 is sparse: 64 routed experts of 1408 and the 2 shared ones as one MLP of 2816.
+    expected = 64 * 3 * 4 * (2048 + 1408) + 3 * 4 * (2048 + 2816)
+    assert lora_params(arch, 1, 4, ["gate_proj", "up_proj", "down_proj"]) == expected
+
+
+def test_lora_unknown_target_suggests_the_name():
+    with pytest.raises(InputError, match=r"^lora.targets: unknown LoRA target 'q_porj' \(did you mean q_proj or"):
+        lora_params(get_preset("debug"), 0, 8, ["q_porj"])
