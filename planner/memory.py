@@ -8,6 +8,7 @@ in-flight micro-batches follow Megatron-LM's schedules (megatron/core/pipeline_p
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from planner.cluster import Cluster
 from planner.model.architecture import Architecture
@@ -125,12 +126,16 @@ def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan)
     (Korthikanti §4.2.2). Selective recompute drops the attention core (the log-sum-exp and
     output) and full recompute keeps only the layer input.
     """
-    tp, sp = plan.parallel.tp, plan.parallel.sp
+    return _layer_activation_bytes_per_token(arch, index, plan.parallel.tp, plan.parallel.sp, plan.recompute)
+
+
+@lru_cache(maxsize=65536)
+def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str) -> float:
     h = arch.hidden
     att = arch.attention
     seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
 
-    if plan.recompute == "full":
+    if recompute == "full":
         return 2 * h * seq_sharded
 
     replicated = (2 * 2 * h + 2 * h + 2 * h) * seq_sharded  # two norm inputs, QKV input, fc1 input
@@ -146,7 +151,7 @@ def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan)
     else:
         attention = 2 * att.q_dim + 2 * att.kv_dim + 2 * att.kv_dim
         attention_core = 2 * att.q_dim + 4 * att.num_heads
-    if plan.recompute == "none":
+    if recompute == "none":
         attention += attention_core
     else:
         # Selective: Megatron's core-attention checkpoint recomputes the attention core; its

@@ -19,7 +19,7 @@ from planner.comm import (
 )
 from planner.memory import PRECISION_STATE_BYTES, QUANT_WEIGHT_BYTES
 from planner.model.architecture import Architecture
-from planner.model.flops import layer_flops, logits_flops, training_flops_per_token
+from planner.model.flops import forward_flops_per_token, layer_flops, logits_flops, training_flops_per_token
 from planner.model.params import lora_params
 from planner.plan import Plan, PlanError
 from planner.shard import StageShard, stage_shards
@@ -304,7 +304,12 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster) -> tuple[Tim
     c = pace.compute
     dp = m * pace.dp_microbatch + tail.dp_step
     tokens = workload.global_batch * seq
-    model_flops = training_flops_per_token(arch, seq) * tokens
+    if workload.trains_adapters:
+        # Frozen weights need no weight gradients: the backward is one forward's worth
+        # (input gradients), so adapter training does 2x forward, not 3x (LoRA, arXiv 2106.09685 §4.2).
+        model_flops = 2 * forward_flops_per_token(arch, seq) * tokens
+    else:
+        model_flops = training_flops_per_token(arch, seq) * tokens
     recompute_flops = _recompute_flops_per_token(plan, arch, seq) * tokens
     peak = cluster.gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16")) * plan.parallel.world
     breakdown = TimeBreakdown(

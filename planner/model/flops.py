@@ -17,6 +17,7 @@ Sliding-window layers are counted as full attention (an upper bound).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from planner.model.architecture import Architecture
 from planner.model.params import attention_linears, mlp_linears
@@ -72,6 +73,7 @@ def logits_flops(arch: Architecture) -> float:
     return 2.0 * arch.hidden * arch.vocab
 
 
+@lru_cache(maxsize=256)
 def forward_flops_per_token(arch: Architecture, seq_len: int, causal: bool = True) -> float:
     """Forward FLOPs per token: every block plus the logits."""
     blocks = sum(layer_flops(arch, i, seq_len, causal).total for i in range(arch.num_layers))

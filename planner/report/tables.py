@@ -41,7 +41,14 @@ def _layout(ev: Evaluation) -> str:
     for key in ("cp", "ep", "vpp"):
         if getattr(p, key) > 1:
             text += f" {key}{getattr(p, key)}"
-    return text + (" +sp" if p.sp else "")
+    text += " +sp" if p.sp else ""
+    if ev.plan.lora_rank:
+        text += f" · LoRA r{ev.plan.lora_rank}"
+    if ev.plan.quant != "none":
+        text += f" {ev.plan.quant}"
+    if ev.plan.offload != "none":
+        text += f" · offload {ev.plan.offload}"
+    return text
 
 
 def solve_view(result: SolveResult, title: str, explanation: str | None) -> Group:

@@ -55,6 +55,8 @@ def explain_infeasible(rows: list[Row], conflict: tuple[str, ...], workload: Wor
     """One paragraph: why no plan fits, and what change would make one fit."""
     if not rows:
         return _no_legal_layout(workload, cluster, defaults)
+    if conflict == ("time limit",):
+        return "The solver's time limit ran out before it found a plan; raise --time-limit."
     sentences = []
     user = [c.removeprefix("constraints.") for c in conflict if c.startswith("constraints.")]
     best = _least_memory(rows, constraints)
