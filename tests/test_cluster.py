@@ -1,0 +1,47 @@
+"""From cluster.yaml to the models' cluster: fabrics, domains, capacity."""
+import pytest
+
+from planner.cluster import build_cluster
+from planner.errors import InputError
+from planner.spec.cluster import ClusterSpec
+
+GiB = 2**30
+
+
+def test_capacity_is_usable_memory_less_the_reserve():
+    c = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, memory_reserve_gib=2))
+    assert c.capacity == c.gpu.usable_bytes - 2 * GiB
+    assert c.gpu.usable_bytes == round(79.65 * GiB)
+
+
+def test_network_bandwidth_per_node_and_gpu():
+    c = build_cluster(ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=4,
+                                  inter_node={"nic_gbps": 200, "nics_per_node": 8, "kind": "infiniband"}))
+    assert c.nic_bandwidth_per_node == pytest.approx(8 * 25e9)
+    assert c.nic_bandwidth_per_gpu == pytest.approx(25e9)
+    assert (c.scale_up_kind, c.scale_up_domain) == ("nvlink", 8)
+
+
+def test_nvl72_domain_spans_trays_of_four():
+    c = build_cluster(ClusterSpec(gpu="gb200_nvl72_per_gpu", gpus_per_node=4, nodes=36,
+                                  inter_node={"nic_gbps": 800, "nics_per_node": 4}))
+    assert c.scale_up_domain == 72
+
+
+def test_pcie_override_uses_the_host_link():
+    c = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, intra_node={"kind": "pcie"}))
+    assert c.scale_up_kind == "pcie" and c.scale_up_bandwidth == c.gpu.host_link_bandwidth
+
+
+def test_growing_a_single_node_assumes_the_catalog_nic():
+    one = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8))
+    four = one.with_size(4)
+    assert four.world == 32 and four.nic_bandwidth_per_gpu == pytest.approx(50e9)
+
+
+def test_custom_gpu_needs_its_figures():
+    with pytest.raises(InputError, match="a custom GPU needs memory, peak_tflops, hbm_bandwidth"):
+        build_cluster(ClusterSpec(gpu={"id": "x"}, gpus_per_node=1))
+    c = build_cluster(ClusterSpec(gpu={"id": "x", "memory": "48GiB", "peak_tflops": {"bf16": 200},
+                                       "hbm_bandwidth": "1TB/s"}, gpus_per_node=2))
+    assert c.gpu.peak("bf16") == 200e12 and c.gpu.usable_bytes == int(48 * GiB * 0.99)
