@@ -200,6 +200,9 @@ def models(as_json: bool = JsonOption) -> None:
         tables.console().print(tables.models_view(rows))
 
 
+import planner.commands  # noqa: E402,F401  (registers the commands of planner/commands/)
+
+
 def main() -> None:
     app()
 

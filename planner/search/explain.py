@@ -94,17 +94,39 @@ def _no_legal_layout(workload: Workload, cluster: Cluster, defaults: JobDefaults
             f" Choose a global batch that divides by the data-parallel size, or another GPU count.")
 
 
+def _grown(cluster: Cluster, factor: int) -> Cluster:
+    """The cluster with `factor` times the GPUs: more nodes, or a fuller node for small boxes."""
+    if cluster.nodes > 1 or cluster.gpus_per_node >= 8:
+        return cluster.with_size(cluster.nodes * factor)
+    return cluster.with_size(1, cluster.gpus_per_node * factor)
+
+
+def _smallest_cluster_that_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                                constraints: dict[str, Constraint]) -> Cluster | None:
+    """Doubling up to 64x finds a size that fits; bisection then finds the fewest nodes
+    (fit is close to monotone in the GPU count; divisibility of the batch can break ties)."""
+    factor = 2
+    while factor <= _MAX_SCALE and not _some_plan_fits(workload, _grown(cluster, factor), defaults, constraints):
+        factor *= 2
+    if factor > _MAX_SCALE:
+        return None
+    low, high = factor // 2, factor  # low does not fit, high does
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _some_plan_fits(workload, _grown(cluster, mid), defaults, constraints):
+            high = mid
+        else:
+            low = mid
+    return _grown(cluster, high)
+
+
 def _suggestions(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                  constraints: dict[str, Constraint], best: Row | None) -> list[str]:
     out = []
-    scale = 2
-    while scale <= _MAX_SCALE:
-        bigger = cluster.with_size(cluster.nodes * scale) if cluster.nodes > 1 or cluster.gpus_per_node >= 8 \
-            else cluster.with_size(1, cluster.gpus_per_node * scale)
-        if _some_plan_fits(workload, bigger, defaults, constraints):
-            out.append(f"It would fit on {bigger.world} GPUs ({bigger.nodes} nodes of {bigger.gpus_per_node}).")
-            break
-        scale *= 2
+    smallest = _smallest_cluster_that_fits(workload, cluster, defaults, constraints)
+    if smallest is not None:
+        out.append(f"It would fit on {smallest.world} GPUs ({smallest.nodes} nodes of {smallest.gpus_per_node}),"
+                   f" the fewest of this kind that fit.")
     if workload.training in ("pretrain", "full"):
         lora = replace(workload, training="lora", lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"))
         lora_defaults = replace(defaults, lora_ranks=(16,))

@@ -1,0 +1,5 @@
+"""Commands beyond the core ones of `planner.cli`, one module each.
+
+Each module registers its command on `planner.cli.app` when imported; `planner.cli` imports this
+package last, so every module listed here can use the CLI's shared helpers.
+"""
