@@ -11,7 +11,7 @@ from planner.model import load_architecture
 from planner.plan import KEY_ALIASES, PLAN_KEYS, OFFLOAD_CHOICES, QUANT_CHOICES, RECOMPUTE_POLICIES, ParallelDims, Plan
 from planner.search.space import JobDefaults
 from planner.spec import JobSpec, load_cluster, load_job
-from planner.spec.job import DEFAULT_LORA_TARGETS, Optimizer, Precision
+from planner.spec.job import Optimizer, Precision
 from planner.workload import Workload
 
 

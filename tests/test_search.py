@@ -1,7 +1,5 @@
 """The CP-SAT search against brute-force enumeration of the same space, and its explanations."""
-from dataclasses import replace
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from planner.cluster import build_cluster

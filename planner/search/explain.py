@@ -7,15 +7,14 @@ from hardware import catalog
 from planner.cluster import Cluster
 from planner.plan import ParallelDims, Plan
 from planner.rules import plan_problems
-from planner.memory import estimate_memory
-from planner.search.space import JobDefaults, candidate_plans
+from planner.search.sizing import smallest_fitting_cluster, some_plan_fits
+from planner.search.space import JobDefaults
 from planner.search.table import Row, capacity_mib
 from planner.spec.job import Constraint
 from planner.workload import Workload
 
 GiB = 2**30
 MiB = 2**20
-_MAX_SCALE = 64  # try clusters up to 64x larger when suggesting more GPUs
 
 
 def describe_plan(plan: Plan) -> str:
@@ -37,17 +36,6 @@ def describe_plan(plan: Plan) -> str:
 def _least_memory(rows: list[Row], constraints: dict[str, Constraint]) -> Row | None:
     ok = [r for r in rows if all(c.allows(r.values[k]) for k, c in constraints.items())]
     return min(ok, key=lambda r: r.memory_mib, default=None)
-
-
-def _some_plan_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
-                    constraints: dict[str, Constraint]) -> bool:
-    """True as soon as one legal plan within the constraints fits in memory (memory model only)."""
-    for plan in candidate_plans(workload, cluster, defaults, constraints):
-        if not all(c.allows(getattr(plan, k)) for k, c in constraints.items()):
-            continue
-        if max(s.memory.total for s in estimate_memory(plan, workload, cluster)) <= cluster.capacity:
-            return True
-    return False
 
 
 def explain_infeasible(rows: list[Row], conflict: tuple[str, ...], workload: Workload, cluster: Cluster,
@@ -94,43 +82,17 @@ def _no_legal_layout(workload: Workload, cluster: Cluster, defaults: JobDefaults
             f" Choose a global batch that divides by the data-parallel size, or another GPU count.")
 
 
-def _grown(cluster: Cluster, factor: int) -> Cluster:
-    """The cluster with `factor` times the GPUs: more nodes, or a fuller node for small boxes."""
-    if cluster.nodes > 1 or cluster.gpus_per_node >= 8:
-        return cluster.with_size(cluster.nodes * factor)
-    return cluster.with_size(1, cluster.gpus_per_node * factor)
-
-
-def _smallest_cluster_that_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
-                                constraints: dict[str, Constraint]) -> Cluster | None:
-    """Doubling up to 64x finds a size that fits; bisection then finds the fewest nodes
-    (fit is close to monotone in the GPU count; divisibility of the batch can break ties)."""
-    factor = 2
-    while factor <= _MAX_SCALE and not _some_plan_fits(workload, _grown(cluster, factor), defaults, constraints):
-        factor *= 2
-    if factor > _MAX_SCALE:
-        return None
-    low, high = factor // 2, factor  # low does not fit, high does
-    while high - low > 1:
-        mid = (low + high) // 2
-        if _some_plan_fits(workload, _grown(cluster, mid), defaults, constraints):
-            high = mid
-        else:
-            low = mid
-    return _grown(cluster, high)
-
-
 def _suggestions(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                  constraints: dict[str, Constraint], best: Row | None) -> list[str]:
     out = []
-    smallest = _smallest_cluster_that_fits(workload, cluster, defaults, constraints)
+    smallest = smallest_fitting_cluster(workload, cluster, defaults, constraints)
     if smallest is not None:
         out.append(f"It would fit on {smallest.world} GPUs ({smallest.nodes} nodes of {smallest.gpus_per_node}),"
                    f" the fewest of this kind that fit.")
     if workload.training in ("pretrain", "full"):
         lora = replace(workload, training="lora", lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"))
         lora_defaults = replace(defaults, lora_ranks=(16,))
-        if _some_plan_fits(lora, cluster, lora_defaults, {}):
+        if some_plan_fits(lora, cluster, lora_defaults, {}):
             out.append("Fine-tuning with LoRA (rank 16 on the attention projections) would fit on this cluster.")
     if best is not None:
         needed = best.evaluation.memory.total + cluster.memory_reserve
