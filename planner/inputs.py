@@ -16,6 +16,14 @@ from planner.workload import Workload
 
 
 @dataclass(frozen=True)
+class JobInputs:
+    workload: Workload
+    job: JobSpec
+    defaults: JobDefaults
+    job_file: str
+
+
+@dataclass(frozen=True)
 class Inputs:
     cluster: Cluster
     workload: Workload
@@ -25,9 +33,8 @@ class Inputs:
     job_file: str
 
 
-def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
-    cluster_spec = load_cluster(cluster_path)
-    cluster = build_cluster(cluster_spec, str(cluster_path))
+def load_job_inputs(job_path: str | Path) -> JobInputs:
+    """The job alone: its architecture, workload and plan defaults (capacity planning)."""
     job = load_job(job_path)
     arch = load_architecture(job.model, base_dir=Path(job_path).parent, file=str(job_path))
     targets = tuple(job.lora.targets) if job.lora else ()
@@ -39,11 +46,19 @@ def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
         lora_ranks=job.lora.ranks if job.lora else (0,),
         quant=job.base_quant,
     )
-    if job.precision == "fp8" and not cluster.gpu.supports("fp8"):
+    return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
+
+
+def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
+    cluster_spec = load_cluster(cluster_path)
+    cluster = build_cluster(cluster_spec, str(cluster_path))
+    job = load_job_inputs(job_path)
+    precision = job.job.precision
+    if precision == "fp8" and not cluster.gpu.supports("fp8"):
         raise InputError(f"{cluster.gpu.id} has no fp8 tensor cores; use bf16", file=str(job_path), field="precision")
-    if job.precision.startswith("bf16") and not cluster.gpu.supports("bf16"):
+    if precision.startswith("bf16") and not cluster.gpu.supports("bf16"):
         raise InputError(f"{cluster.gpu.id} has no bf16 support; use fp16", file=str(job_path), field="precision")
-    return Inputs(cluster=cluster, workload=workload, job=job, defaults=defaults,
+    return Inputs(cluster=cluster, workload=job.workload, job=job.job, defaults=job.defaults,
                   cluster_file=str(cluster_path), job_file=str(job_path))
 
 

@@ -3,3 +3,4 @@
 Each module registers its command on `planner.cli.app` when imported; `planner.cli` imports this
 package last, so every module listed here can use the CLI's shared helpers.
 """
+from planner.commands import capacity  # noqa: F401

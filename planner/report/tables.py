@@ -35,7 +35,8 @@ def _bar(used: float, capacity: float) -> Text:
     return Text("█" * filled + "░" * (BAR_WIDTH - filled), style=style)
 
 
-def _layout(ev: Evaluation) -> str:
+def describe_layout(ev: Evaluation) -> str:
+    """`tp4 pp2 dp8 +sp · LoRA r16 nf4`: the parallel layout and adapter choices in one line."""
     p = ev.plan.parallel
     text = f"tp{p.tp} pp{p.pp} dp{p.dp}"
     for key in ("cp", "ep", "vpp"):
@@ -67,7 +68,7 @@ def solve_view(result: SolveResult, title: str, explanation: str | None) -> Grou
         plans.add_column(col, justify=justify, no_wrap=True)
     for i, ev in enumerate(result.plans, 1):
         plans.add_row(
-            str(i), _layout(ev), str(ev.plan.zero), ev.plan.recompute, f"{ev.plan.mbs} × {ev.plan.gas}",
+            str(i), describe_layout(ev), str(ev.plan.zero), ev.plan.recompute, f"{ev.plan.mbs} × {ev.plan.gas}",
             f"{_gib(ev.memory.total)} / {_gib(ev.capacity)}", _bar(ev.memory.total, ev.capacity),
             _seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}", f"{ev.time.mfu:.1%}")
     parts.append(plans)
