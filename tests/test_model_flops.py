@@ -3,6 +3,7 @@ import pytest
 
 from planner.model import (
     count_params,
+    flops_per_token,
     forward_flops_per_token,
     get_preset,
     layer_flops,
@@ -88,3 +89,15 @@ def test_logits_and_forward_totals():
     layers = sum(layer_flops(arch, i, 2048).total for i in range(32))
     assert forward_flops_per_token(arch, 2048) == layers + logits_flops(arch)
     assert training_flops_per_token(arch, 2048) == 3 * forward_flops_per_token(arch, 2048)
+
+
+def test_flops_per_token_gives_training_and_inference_causal_and_full():
+    arch = get_preset("llama3-8b")
+    flops = flops_per_token(arch, 4096)
+    assert flops.seq_len == 4096
+    assert flops.inference == forward_flops_per_token(arch, 4096)
+    assert flops.training == 3 * flops.inference
+    assert flops.inference_full_attention == forward_flops_per_token(arch, 4096, causal=False)
+    assert flops.training_full_attention == 3 * flops.inference_full_attention
+    # The causal mask halves QK^T and AV: 2·s/2·H·(d_qk + d_v) per layer and token, forward.
+    assert flops.inference_full_attention - flops.inference == 32 * 2 * 2048 * 32 * 256

@@ -10,6 +10,7 @@ from planner.model import (
     count_params,
     embedding_params,
     get_preset,
+    layer_kinds,
     layer_params,
     list_presets,
     lora_params,
@@ -69,10 +70,31 @@ def test_presets_are_the_published_configs(entry):
     # Text decoders measured with ../shared/tools/hf_param_count.py (Meta: 109B and 400B, 17B active).
     ("llama4-scout", 107_769_861_120, 17_172_894_720),
     ("llama4-maverick", 400_711_848_960, 17_184_691_200),
+    ("gpt-oss-20b", 20_914_757_184, 4_187_440_704),
+    ("gpt-oss-120b", 116_829_156_672, 5_711_982_912),
 ])
 def test_preset_counts(name, total, active):
     counted = count_params(get_preset(name))
     assert (counted.total, counted.active) == (total, active)
+
+
+@pytest.mark.parametrize("name, card_total, card_active", [("gpt-oss-20b", 20.91e9, 3.61e9),
+                                                           ("gpt-oss-120b", 116.83e9, 5.13e9)])
+def test_gpt_oss_model_card(name, card_total, card_active):
+    # The model card's Table 1 rounds to 10M and counts active parameters without the input embedding.
+    counted = count_params(get_preset(name))
+    assert round(counted.total, -7) == card_total
+    assert round(counted.active - counted.embedding, -7) == card_active
+
+
+def test_gpt_oss_layer_has_sinks_and_biased_experts_and_router():
+    # Per layer (modeling_gpt_oss.py): q/k/v/o with biases, 64 sinks; 32 experts of
+    # gate_up_proj (h x 2f) + bias (2f) and down_proj (f x h) + bias (h); router weight and bias.
+    h, f, experts = 2880, 2880, 32
+    layer = layer_params(get_preset("gpt-oss-20b"), 0)
+    assert layer.attention == (h * 64 * 64 + 64 * 64) + 2 * (h * 8 * 64 + 8 * 64) + (64 * 64 * h + h) + 64
+    assert layer.per_expert == h * 2 * f + 2 * f + f * h + h
+    assert layer.router == experts * h + experts
 
 
 def test_gpt3_175b_from_the_paper_shape():
@@ -147,6 +169,9 @@ SYNTHETIC = [
       "intermediate_size_mlp": 150, "num_hidden_layers": 5, "num_attention_heads": 4, "num_key_value_heads": 2,
       "head_dim": 16, "num_local_experts": 5, "num_experts_per_tok": 2, "interleave_moe_layer_step": 2},
      369344, 323264),
+    ({"model_type": "gpt_oss", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40,
+      "num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 12,
+      "num_local_experts": 5, "num_experts_per_tok": 2, "attention_bias": False}, 283665, 213249),
     ({"model_type": "gpt2", "vocab_size": 1000, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_inner": 100,
       "n_positions": 128, "tie_word_embeddings": False}, 196040, 196040),
     ({"model_type": "falcon", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2,
@@ -182,11 +207,36 @@ def test_embedding_and_output_params():
 
 
 def test_per_expert_params():
-    # REFERENCES.md: one Mixtral SwiGLU expert = 3 x 4096 x 14336.
+    # Seed example (REFERENCES.md): one Mixtral-8x7B SwiGLU expert = 3 x 4096 x 14336.
     mixtral = layer_params(get_preset("mixtral-8x7b"), 0)
-    assert mixtral.per_expert == 176_160_768
+    assert mixtral.per_expert == 3 * 4096 * 14336 == 176_160_768
     assert mixtral.routed_experts == 8 * mixtral.per_expert
+    # A token uses 2 of the 8 experts and everything else in the layer.
+    assert mixtral.active == mixtral.total - 6 * 176_160_768
     assert layer_params(get_preset("llama3-8b"), 0).per_expert == 0
+
+
+def test_layer_kinds_of_deepseek_v3():
+    arch = get_preset("deepseek-v3")
+    dense, moe, mtp = layer_kinds(arch)
+    assert (dense.kind, dense.layers, dense.params) == ("dense", 3, layer_params(arch, 0).total)
+    assert (moe.kind, moe.layers, moe.params, moe.per_expert) == ("moe", 58, layer_params(arch, 3).total,
+                                                                  3 * 7168 * 2048)
+    assert (mtp.kind, mtp.layers, mtp.params) == ("mtp", 1, count_params(arch).mtp)
+    # Dense blocks, MoE blocks, embedding and output make the total; MTP stays apart.
+    blocks = dense.layers * dense.params + moe.layers * moe.params
+    assert blocks + embedding_params(arch) + output_params(arch) == 671_026_404_352
+    # Active: the 58 MoE layers use 8 of 256 experts, dense layers everything.
+    assert moe.active == moe.params - 248 * moe.per_expert and dense.active == dense.params
+    counted = count_params(arch)
+    assert counted.total - counted.active == 58 * (moe.params - moe.active)
+
+
+@pytest.mark.parametrize("name, kinds", [("llama3-8b", [("dense", 32)]), ("mixtral-8x7b", [("moe", 32)]),
+                                         ("llama4-maverick", [("dense", 24), ("moe", 24)]),
+                                         ("debug-moe", [("dense", 1), ("moe", 3), ("mtp", 1)])])
+def test_layer_kinds_present(name, kinds):
+    assert [(k.kind, k.layers) for k in count_params(get_preset(name)).by_layer_kind] == kinds
 
 
 def test_dense_first_layers_of_deepseek_v3():
@@ -198,8 +248,12 @@ def test_dense_first_layers_of_deepseek_v3():
 
 # LoRA: r * (d_in + d_out) per adapted matrix (arXiv 2106.09685).
 def test_lora_mixtral_experts_from_references():
-    # REFERENCES.md: r = 16 on gate/up/down of 8 experts x 32 layers = 226,492,416.
+    # Seed example: r = 16 on one expert's gate/up/down (4096 <-> 14336) = 884,736; REFERENCES.md:
+    # 8 experts x 32 layers = 226,492,416.
     arch = get_preset("mixtral-8x7b")
+    one_expert = 3 * 16 * (4096 + 14336)
+    assert one_expert == 884_736
+    assert lora_params(arch, 0, 16, ["gate_proj", "up_proj", "down_proj"]) == 8 * one_expert
     total = sum(lora_params(arch, i, 16, ["gate_proj", "up_proj", "down_proj"]) for i in range(32))
     assert total == 226_492_416
 

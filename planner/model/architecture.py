@@ -11,7 +11,7 @@ from typing import Literal
 
 NormKind = Literal["rmsnorm", "layernorm"]
 PositionKind = Literal["rope", "learned", "alibi", "none"]
-QkNormKind = Literal["head", "projection"]
+QkNormKind = Literal["head", "projection", "latent"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,12 @@ class Attention:
     kv_a_proj_with_mqa (Hugging Face `attention_bias`)."""
     out_bias: bool = False
     qk_norm: QkNormKind | None = None
-    """RMSNorm on queries and keys: 'head' normalizes each head (weights of head_dim: Qwen3,
-    Gemma 3), 'projection' the whole q and k projections (weights of q_dim and kv_dim: OLMo-2)."""
+    """Norms on queries and keys: 'head' normalizes each head (weights of head_dim: Qwen3,
+    Gemma 3, Megatron --qk-layernorm), 'projection' the whole q and k projections (weights of
+    q_dim and kv_dim: OLMo-2), 'latent' the MLA latents (q_lora_rank when there is a q LoRA, and
+    kv_lora_rank: DeepSeek's q_a_layernorm and kv_a_layernorm; Megatron only with --qk-layernorm)."""
+    sinks: bool = False
+    """A learned attention-sink logit per head (gpt-oss `sinks`: num_heads parameters)."""
     q_lora_rank: int | None = None
     """MLA: rank of the query down-projection; None means a plain q projection."""
     kv_lora_rank: int | None = None
@@ -97,9 +101,17 @@ class MoE:
     """Intermediate size of the shared expert(s), all together (Qwen2-MoE: one expert of this size;
     DeepSeek: n_shared_experts * moe_intermediate_size, built as one MLP)."""
     shared_expert_gate: bool = False
-    """Qwen2-MoE gates its shared expert with a sigmoid(h -> 1) projection."""
+    """Qwen2-MoE (and Megatron --moe-shared-expert-gate) gate the shared expert with a
+    sigmoid(h -> 1) projection."""
+    shared_expert_bias: bool = False
+    """Biases on the shared experts' projections (DeepSeek-V2 `mlp_bias`). transformers builds
+    DeepSeek's shared MLP even at width 0, which then holds only its down-projection bias."""
+    expert_bias: bool = False
+    """Biases on the routed experts' projections (gpt-oss; Megatron MoE without
+    --disable-bias-linear)."""
     router_bias: bool = False
-    """A trained router bias (Grok-style); DeepSeek-V3's correction bias is a buffer, not a parameter."""
+    """A trained router bias (gpt-oss); DeepSeek-V3's correction bias and Megatron's
+    --moe-router-enable-expert-bias are buffers, not parameters."""
     first_dense_layers: int = 0
     """Leading layers with a dense MLP instead (DeepSeek `first_k_dense_replace`)."""
     layer_freq: int = 1
@@ -129,7 +141,7 @@ class Architecture:
     gated_mlp: bool = True
     """SwiGLU/GeGLU (gate, up, down: 3 matrices) vs plain (up, down: 2 matrices)."""
     mlp_bias: bool = False
-    """Biases on the dense MLP's (and shared experts') projections."""
+    """Biases on the dense MLP's projections."""
     norm: NormKind = "rmsnorm"
     """LayerNorm carries a bias (2h parameters), RMSNorm only a weight (h)."""
     norms_per_layer: int = 2

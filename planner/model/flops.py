@@ -83,3 +83,30 @@ def forward_flops_per_token(arch: Architecture, seq_len: int, causal: bool = Tru
 def training_flops_per_token(arch: Architecture, seq_len: int, causal: bool = True) -> float:
     """Model FLOPs per trained token (forward + backward, no recomputation): 3 x forward."""
     return TRAINING_FLOPS_PER_FORWARD * forward_flops_per_token(arch, seq_len, causal)
+
+
+@dataclass(frozen=True)
+class FlopsPerToken:
+    """Model FLOPs per token at one sequence length, with and without causal halving."""
+
+    seq_len: int
+    training: float
+    """Forward + backward per trained token, causal attention (a query sees s/2 keys on average)."""
+    inference: float
+    """Forward per token, causal attention: prefilling s tokens, or decoding them one by one
+    with a KV cache (the t-th token reads t keys: s/2 on average)."""
+    training_full_attention: float
+    """Training with the whole s x s score matrix counted, as PaLM App. B and Korthikanti App. A do."""
+    inference_full_attention: float
+    """Inference with the whole s x s score matrix counted."""
+
+
+def flops_per_token(arch: Architecture, seq_len: int) -> FlopsPerToken:
+    """Training and inference FLOPs per token, causal-halved and full (without MTP modules)."""
+    return FlopsPerToken(
+        seq_len=seq_len,
+        training=training_flops_per_token(arch, seq_len, causal=True),
+        inference=forward_flops_per_token(arch, seq_len, causal=True),
+        training_full_attention=training_flops_per_token(arch, seq_len, causal=False),
+        inference_full_attention=forward_flops_per_token(arch, seq_len, causal=False),
+    )

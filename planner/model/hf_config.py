@@ -8,16 +8,13 @@ fields is read as Llama, with a warning naming every assumption.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from planner.errors import InputError, unknown_name
+from planner.errors import InputError
 from planner.model.architecture import Architecture, Attention, MoE
-from planner.model.presets import get_preset, list_presets
 
 _LLAMA_DEFAULTS = {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
                    "attention_bias": False, "mlp_bias": False}
@@ -66,6 +63,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                     "attention_bias": False, "intermediate_size_mlp": 16384, "num_local_experts": 16,
                     "num_experts_per_tok": 1, "moe_layers": None, "interleave_moe_layer_step": 1},
     "gpt2": {"n_inner": None, "n_positions": 1024, "tie_word_embeddings": True},
+    "gpt_oss": {"num_key_value_heads": 8, "head_dim": 64, "tie_word_embeddings": False,
+                "attention_bias": True, "num_local_experts": 128, "num_experts_per_tok": 4},
     "falcon": {"num_kv_heads": None, "ffn_hidden_size": None, "tie_word_embeddings": True,
                "bias": False, "new_decoder_architecture": False, "multi_query": True,
                "parallel_attn": True, "num_ln_in_parallel_attn": None, "alibi": False},
@@ -203,6 +202,17 @@ def _llama4(f: _Fields, name: str) -> Architecture:
                     moe=moe)
 
 
+def _gpt_oss(f: _Fields, name: str) -> Architecture:
+    """gpt-oss (modeling_gpt_oss.py): GQA with biases and a learned sink logit per head; every
+    layer MoE with a biased router and routed SwiGLU experts with biases (fused gate_up_proj),
+    no shared expert. Sliding-window and full layers alternate, with the same shapes."""
+    attention = replace(_attention(f, bias=f.flag("attention_bias")), sinks=True)
+    moe = _moe(f.required("num_hidden_layers"), lambda i: True,
+               num_experts=f.count("num_local_experts"), top_k=f.optional_int("num_experts_per_tok"),
+               expert_ffn=f.required("intermediate_size"), expert_bias=True, router_bias=True)
+    return _decoder(f, name, attention, moe=moe)
+
+
 def _qwen2(f: _Fields, name: str) -> Architecture:
     return _decoder(f, name, _attention(f, bias=True, out_bias=False))
 
@@ -254,20 +264,21 @@ def _deepseek(f: _Fields, name: str) -> Architecture:
         q_lora_rank=f.optional_int("q_lora_rank"),
         kv_lora_rank=f.optional_int("kv_lora_rank"),
         qk_rope_head_dim=rope,
+        qk_norm="latent",
     )
     first_dense = f.count("first_k_dense_replace")
     expert_ffn = f.required("moe_intermediate_size")
     num_shared = f.count("n_shared_experts")
+    v3 = f.model_type == "deepseek_v3"
+    mlp_bias = False if v3 else f.flag("mlp_bias")  # V3 has no mlp_bias field
     moe = _moe(f.required("num_hidden_layers"), lambda i: i >= first_dense,
                num_experts=f.count("n_routed_experts", "num_local_experts", "num_experts"),
                top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
                num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,
-               first_dense_layers=first_dense)
-    if f.model_type == "deepseek_v3":
-        # No MLP bias in V3; MTP modules (num_mtp_layers in transformers) are counted apart.
-        return _decoder(f, name, attention, moe=moe,
-                        mtp_layers=f.count("num_nextn_predict_layers", "num_mtp_layers"))
-    return _decoder(f, name, attention, moe=moe, mlp_bias=f.flag("mlp_bias"))
+               shared_expert_bias=mlp_bias, first_dense_layers=first_dense)
+    # V3's MTP modules (num_mtp_layers in transformers) are counted apart.
+    mtp = f.count("num_nextn_predict_layers", "num_mtp_layers") if v3 else 0
+    return _decoder(f, name, attention, moe=moe, mlp_bias=mlp_bias, mtp_layers=mtp)
 
 
 def _gemma(f: _Fields, name: str) -> Architecture:
@@ -346,7 +357,7 @@ _BUILDERS: dict[str, Callable[[_Fields, str], Architecture]] = {
     "qwen2": _qwen2, "qwen2_moe": _qwen2_moe, "qwen3": _qwen3, "qwen3_moe": _qwen3_moe,
     "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
     "gemma": _gemma, "gemma2": _gemma, "gemma3_text": _gemma, "olmo2": _olmo2,
-    "gpt_neox": _gpt_neox, "gpt2": _gpt2, "falcon": _falcon,
+    "gpt_neox": _gpt_neox, "gpt2": _gpt2, "falcon": _falcon, "gpt_oss": _gpt_oss,
 }
 
 
@@ -386,32 +397,3 @@ def _unknown(cfg: dict, model_type: Any, name: str) -> Architecture:
                   f"{', '.join(supported_model_types())}); assumed: {'; '.join(assumed)}",
                   stacklevel=2)
     return replace(arch, extra={"assumed": assumed})
-
-
-def load_architecture(value: str | dict, base_dir: Path | None = None,
-                      file: str | None = None) -> Architecture:
-    """A preset name, a path to a config.json (or a checkpoint folder holding one, relative to
-    `base_dir`), or an inline mapping of config.json fields. `file` is the job file, for errors."""
-    if isinstance(value, dict):
-        try:
-            return architecture_from_config(value, name=str(value.get("model_type", "custom")))
-        except InputError as error:
-            raise error.located(file=file, field_prefix="model") from None
-    if value in list_presets():
-        return get_preset(value)
-    path = Path(base_dir or ".") / value
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
-        message = unknown_name("model preset", value, list_presets())
-        raise InputError(f"{message}; nor is it a config.json file ({path})", file=file, field="model")
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read {path} as JSON: {error}", file=file, field="model") from None
-    if not isinstance(cfg, dict):
-        raise InputError(f"{path} holds no JSON object", file=file, field="model")
-    try:
-        return architecture_from_config(cfg, name=path.parent.name or path.stem)
-    except InputError as error:
-        raise error.located(file=str(path)) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from planner.errors import InputError, unknown_name
 from planner.model.architecture import Architecture, Attention
@@ -22,16 +23,19 @@ class LayerParams:
     """Parameters of one transformer block, by component."""
 
     attention: int
-    """Projections (and their biases); q/k norms and MLA latent norms are in `norms`."""
+    """Projections (and their biases, and gpt-oss sinks); q/k norms and MLA latent norms are in
+    `norms`."""
     dense_mlp: int
     routed_experts: int
     """All routed experts of the layer together."""
     shared_experts: int
-    """Shared expert(s), with Qwen2-MoE's shared-expert gate."""
+    """Shared expert(s), with their gate (Qwen2-MoE, Megatron --moe-shared-expert-gate)."""
     router: int
     norms: int
     num_experts: int = 0
     """Routed experts in this layer (0 in a dense layer)."""
+    top_k: int = 0
+    """Routed experts each token goes to (0 in a dense layer)."""
 
     @property
     def total(self) -> int:
@@ -42,6 +46,27 @@ class LayerParams:
     def per_expert(self) -> int:
         """Parameters of ONE routed expert (0 in a dense layer)."""
         return self.routed_experts // self.num_experts if self.num_experts else 0
+
+    @property
+    def active(self) -> int:
+        """Parameters one token uses: all but the routed experts it is not sent to."""
+        return self.total - self.routed_experts + self.top_k * self.per_expert
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """Blocks of one shape: how many the model has and the parameters of each."""
+
+    kind: Literal["dense", "moe", "mtp"]
+    """'dense' (dense MLP), 'moe' (routed experts) or 'mtp' (DeepSeek-V3 multi-token-prediction
+    module: a block like the last main one, plus its norms and input projection)."""
+    layers: int
+    params: int
+    """Parameters of one block."""
+    active: int
+    """Parameters of one block that a token uses."""
+    per_expert: int = 0
+    """Parameters of one routed expert (0 without experts)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,8 @@ class ParamCount:
     by_component: dict[str, int]
     """embedding, position_embedding, attention, dense_mlp, routed_experts, shared_experts,
     router, norms, lm_head; zero entries omitted."""
+    by_layer_kind: tuple[LayerKind, ...]
+    """Dense blocks, MoE blocks and MTP modules, the kinds present only."""
     mtp: int = 0
     """DeepSeek-V3 multi-token-prediction modules, not in `total`."""
 
@@ -113,9 +140,9 @@ def _sum_linears(linears: dict[str, tuple[int, int, bool]]) -> int:
 
 
 def _attention_norm_params(arch: Architecture) -> int:
-    """q/k norms and MLA's latent norms (q_a_layernorm, kv_a_layernorm)."""
+    """q/k norms, or MLA's latent norms (q_a_layernorm when there is a q LoRA, kv_a_layernorm)."""
     a = arch.attention
-    if a.is_mla:
+    if a.qk_norm == "latent":
         return norm_params(arch, (a.q_lora_rank or 0) + a.kv_lora_rank)
     if a.qk_norm == "head":
         return 2 * norm_params(arch, a.head_dim)
@@ -127,16 +154,17 @@ def _attention_norm_params(arch: Architecture) -> int:
 def layer_params(arch: Architecture, index: int) -> LayerParams:
     """Parameters of block `index` (0-based)."""
     h = arch.hidden
-    attention = _sum_linears(attention_linears(arch.attention, h))
+    a = arch.attention
+    # gpt-oss: one learned sink logit per head.
+    attention = _sum_linears(attention_linears(a, h)) + (a.num_heads if a.sinks else 0)
     norms = arch.norms_per_layer * norm_params(arch, h) + _attention_norm_params(arch)
     if not arch.is_moe_layer(index):
         dense = _sum_linears(mlp_linears(h, arch.ffn, arch.gated_mlp, arch.mlp_bias))
         return LayerParams(attention=attention, dense_mlp=dense, routed_experts=0,
                            shared_experts=0, router=0, norms=norms)
     moe = arch.moe
-    # Routed experts: SwiGLU without biases in every supported family (fused gate_up_proj).
-    per_expert = _sum_linears(mlp_linears(h, moe.expert_ffn, arch.gated_mlp, False))
-    shared = _sum_linears(mlp_linears(h, moe.shared_ffn, arch.gated_mlp, arch.mlp_bias))
+    per_expert = _sum_linears(mlp_linears(h, moe.expert_ffn, arch.gated_mlp, moe.expert_bias))
+    shared = _sum_linears(mlp_linears(h, moe.shared_ffn, arch.gated_mlp, moe.shared_expert_bias))
     shared += h if moe.shared_expert_gate else 0
     return LayerParams(
         attention=attention,
@@ -146,6 +174,7 @@ def layer_params(arch: Architecture, index: int) -> LayerParams:
         router=linear_params(h, moe.num_experts, moe.router_bias),
         norms=norms,
         num_experts=moe.num_experts,
+        top_k=moe.top_k,
     )
 
 
@@ -169,19 +198,45 @@ def _lm_head_params(arch: Architecture) -> int:
     return linear_params(arch.hidden, arch.vocab, arch.lm_head_bias)
 
 
-def mtp_params(arch: Architecture) -> int:
-    """DeepSeek-V3 multi-token-prediction modules (arXiv 2412.19437 §2.2, Figure 3).
+def _mtp_module_extra(arch: Architecture) -> int:
+    """What an MTP module adds to its block (arXiv 2412.19437 §2.2, Figure 3; Megatron-Core
+    MultiTokenPredictionLayer): two norms (enorm on the embedding, hnorm on the previous hidden
+    state), the projection eh_proj (2h -> h, no bias) and its own final norm. Its embedding and
+    output head are the main model's (shared); the released DeepSeek-V3 checkpoint stores copies
+    of both, which this leaves out."""
+    h = arch.hidden
+    return 3 * norm_params(arch, h) + 2 * h * h
 
-    Each module: two RMSNorms (enorm on the embedding, hnorm on the previous hidden state),
-    the projection eh_proj (2h -> h), one transformer block shaped like the last main layer
-    (an MoE layer) and the shared head's final norm. Its embedding and output head are the
-    main model's (shared); the released checkpoint stores copies of both, which this leaves out.
-    """
+
+def mtp_params(arch: Architecture) -> int:
+    """All multi-token-prediction modules: each a block shaped like the last main layer (an MoE
+    layer in DeepSeek-V3) plus `_mtp_module_extra`."""
     if arch.mtp_layers == 0:
         return 0
-    h = arch.hidden
     block = layer_params(arch, arch.num_layers - 1).total
-    return arch.mtp_layers * (block + 3 * norm_params(arch, h) + 2 * h * h)
+    return arch.mtp_layers * (block + _mtp_module_extra(arch))
+
+
+def layer_kinds(arch: Architecture) -> tuple[LayerKind, ...]:
+    """Dense blocks, MoE blocks and MTP modules: count and parameters of each, kinds present only.
+
+    All blocks of a kind have one shape: an Architecture has one attention, one dense MLP and one
+    MoE shape, and MTP modules copy the last main block.
+    """
+    indices = {"dense": [], "moe": []}
+    for index in range(arch.num_layers):
+        indices["moe" if arch.is_moe_layer(index) else "dense"].append(index)
+    kinds = []
+    for kind, found in indices.items():
+        if found:
+            block = layer_params(arch, found[0])
+            kinds.append(LayerKind(kind, len(found), block.total, block.active, block.per_expert))
+    if arch.mtp_layers:
+        block = layer_params(arch, arch.num_layers - 1)
+        extra = _mtp_module_extra(arch)
+        kinds.append(LayerKind("mtp", arch.mtp_layers, block.total + extra, block.active + extra,
+                               block.per_expert))
+    return tuple(kinds)
 
 
 def count_params(arch: Architecture) -> ParamCount:
@@ -199,14 +254,14 @@ def count_params(arch: Architecture) -> ParamCount:
         "lm_head": _lm_head_params(arch),
     }
     total = sum(by_component.values())
-    routed = by_component["routed_experts"]
     # Each token runs top_k of the E routed experts of a layer; all else is always used.
-    active_routed = sum(p.per_expert for p in layers) * (arch.moe.top_k if arch.moe else 0)
+    unused = sum(p.total - p.active for p in layers)
     return ParamCount(
         total=total,
-        active=total - routed + active_routed,
+        active=total - unused,
         embedding=by_component["embedding"],
         by_component={k: v for k, v in by_component.items() if v},
+        by_layer_kind=layer_kinds(arch),
         mtp=mtp_params(arch),
     )
 

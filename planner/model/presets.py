@@ -8,12 +8,9 @@ tied, learned positions). `debug` and `debug-moe` are tiny models for fast tests
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from planner.errors import InputError, unknown_name
-
-if TYPE_CHECKING:
-    from planner.model.architecture import Architecture
+from planner.model.architecture import Architecture
+from planner.model.hf_config import architecture_from_config
 
 PRESETS: dict[str, dict] = {
     "debug": dict(model_type="llama", hidden_size=256, intermediate_size=704, num_hidden_layers=4,
@@ -137,6 +134,16 @@ PRESETS: dict[str, dict] = {
                             num_local_experts=128, num_experts_per_tok=1,
                             interleave_moe_layer_step=2, vocab_size=202048,
                             tie_word_embeddings=False),
+    # gpt-oss (OpenAI's gpt-oss-120b & gpt-oss-20b model card, 2025, Table 1: 116.83B and 20.91B
+    # total; its 5.13B and 3.61B active leave out the input embedding, which this counts).
+    "gpt-oss-20b": dict(model_type="gpt_oss", vocab_size=201088, hidden_size=2880,
+                        intermediate_size=2880, num_hidden_layers=24, num_attention_heads=64,
+                        num_key_value_heads=8, head_dim=64, num_local_experts=32,
+                        num_experts_per_tok=4, attention_bias=True, tie_word_embeddings=False),
+    "gpt-oss-120b": dict(model_type="gpt_oss", vocab_size=201088, hidden_size=2880,
+                         intermediate_size=2880, num_hidden_layers=36, num_attention_heads=64,
+                         num_key_value_heads=8, head_dim=64, num_local_experts=128,
+                         num_experts_per_tok=4, attention_bias=True, tie_word_embeddings=False),
     "gemma-7b": dict(model_type="gemma", vocab_size=256000, hidden_size=3072,
                      intermediate_size=24576, num_hidden_layers=28, num_attention_heads=16,
                      num_key_value_heads=16, head_dim=256, tie_word_embeddings=True),
@@ -168,7 +175,4 @@ def preset_config(name: str) -> dict:
 
 def get_preset(name: str) -> Architecture:
     """The architecture of a preset."""
-    # Imported here: hf_config imports this registry to resolve preset names.
-    from planner.model.hf_config import architecture_from_config
-
     return architecture_from_config(preset_config(name), name)

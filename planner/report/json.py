@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from planner.evaluate import Evaluation
+from planner.model.flops import FlopsPerToken
 from planner.model.params import ParamCount
 from planner.search.result import SolveResult
 
@@ -54,11 +55,19 @@ def solve_document(result: SolveResult, explanation: str | None) -> dict:
     }
 
 
-def params_document(counts: ParamCount) -> dict:
+def params_document(counts: ParamCount, flops: FlopsPerToken) -> dict:
     return {
         "total": counts.total,
         "active": counts.active,
         "embedding": counts.embedding,
         "by_component": dict(counts.by_component),
+        "by_layer_kind": {k.kind: {"layers": k.layers, "params": k.params, "active": k.active,
+                                   "per_expert": k.per_expert}
+                          for k in counts.by_layer_kind},
         "mtp": counts.mtp,
+        "flops_per_token": {
+            "seq_len": flops.seq_len,
+            "training": {"causal": flops.training, "full": flops.training_full_attention},
+            "inference": {"causal": flops.inference, "full": flops.inference_full_attention},
+        },
     }

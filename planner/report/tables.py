@@ -9,6 +9,7 @@ from hardware import Accelerator
 from planner.evaluate import Evaluation
 from planner.memory import MemoryBreakdown
 from planner.model.architecture import Architecture
+from planner.model.flops import FlopsPerToken
 from planner.model.params import ParamCount
 from planner.search.explain import describe_plan
 from planner.search.result import SolveResult
@@ -128,20 +129,42 @@ def estimate_view(ev: Evaluation, title: str, all_stages: bool) -> Group:
     return Group(*parts)
 
 
-def params_view(arch: Architecture, counts: ParamCount) -> Group:
-    table = Table(title=f"{arch.name} ({arch.family})", title_justify="left", header_style="bold")
-    table.add_column("component")
-    table.add_column("parameters", justify="right")
-    table.add_column("share", justify="right")
+def params_view(arch: Architecture, counts: ParamCount, flops: FlopsPerToken) -> Group:
+    labels = {"embedding": "embedding", "position_embedding": "position embedding", "attention": "attention",
+              "dense_mlp": "MLP (dense)", "routed_experts": "routed experts", "shared_experts": "shared experts",
+              "router": "router", "norms": "norms", "lm_head": "output (lm head)"}
+    header = Text(f"{arch.name} ({arch.family}) · {arch.num_layers} layers · hidden {arch.hidden:,} · "
+                  f"{arch.attention.kind.upper()} {arch.attention.num_heads} heads", style="bold")
+    if arch.moe:
+        header.append(f" · {arch.moe.num_experts} experts, top-{arch.moe.top_k}", style="bold")
+    header.append(f"\ntotal {counts.total:,} ({counts.total / 1e9:,.2f} B) · active per token {counts.active:,} "
+                  f"({counts.active / 1e9:,.2f} B, {counts.active / counts.total:.1%}) · "
+                  f"input embedding {counts.embedding:,}")
+    components = Table(title="Parameters by component", title_justify="left", header_style="bold")
+    for col, justify in (("component", "left"), ("parameters", "right"), ("share", "right")):
+        components.add_column(col, justify=justify)
     for name, value in counts.by_component.items():
-        table.add_row(name.replace("_", " "), f"{value:,}", f"{value / counts.total:.1%}")
-    table.add_row(Text("total", style="bold"), Text(f"{counts.total:,}", style="bold"), "100.0%")
-    lines = [table]
-    if counts.active != counts.total:
-        lines.append(Text(f"active per token: {counts.active:,} ({counts.active / counts.total:.1%})"))
-    if counts.mtp:
-        lines.append(Text(f"multi-token-prediction layers (not in total): {counts.mtp:,}"))
-    return Group(*lines)
+        components.add_row(labels[name], f"{value:,}", f"{value / counts.total:.1%}")
+    components.add_row(Text("total", style="bold"), Text(f"{counts.total:,}", style="bold"), "100.0%")
+    kinds = Table(title="Parameters by layer kind", title_justify="left", header_style="bold")
+    sparse = arch.moe is not None  # active and per-expert columns only for MoE models
+    for col in ("kind", "layers", "parameters each", *(("active each", "one routed expert") if sparse else ()),
+                "all layers"):
+        kinds.add_column(col, justify="left" if col == "kind" else "right")
+    kind_labels = {"dense": "dense layer", "moe": "MoE layer", "mtp": "MTP module (not in total)"}
+    for kind in counts.by_layer_kind:
+        moe_cells = (f"{kind.active:,}", f"{kind.per_expert:,}" if kind.per_expert else "-") if sparse else ()
+        kinds.add_row(kind_labels[kind.kind], str(kind.layers), f"{kind.params:,}", *moe_cells,
+                      f"{kind.layers * kind.params:,}", style="dim" if kind.kind == "mtp" else None)
+    mtp = " (without the MTP modules)" if counts.mtp else ""
+    compute = Table(title=f"FLOPs per token at sequence length {flops.seq_len:,}{mtp}, GFLOP",
+                    title_justify="left", header_style="bold")
+    for col, justify in (("", "left"), ("causal (mask halves attention)", "right"), ("full attention", "right")):
+        compute.add_column(col, justify=justify)
+    compute.add_row("training (forward + backward)", f"{flops.training / 1e9:,.2f}",
+                    f"{flops.training_full_attention / 1e9:,.2f}")
+    compute.add_row("inference (forward)", f"{flops.inference / 1e9:,.2f}", f"{flops.inference_full_attention / 1e9:,.2f}")
+    return Group(header, components, kinds, compute)
 
 
 def gpus_view(gpus: list[Accelerator]) -> Table:

@@ -1,0 +1,1 @@
+"""Cross-checks against the real frameworks (marker `validate`; needs the `validate` extra)."""

@@ -1,0 +1,272 @@
+"""The planner's parameter counts against transformers itself, on random valid configs.
+
+For each family, hypothesis draws small configs (every shape field the family reads, often left
+out so the class default applies), transformers builds `AutoModelForCausalLM.from_config` on the
+meta device (no memory, no weights: as ../shared/tools/hf_param_count.py does) and the planner's
+`count_params` must give `sum(p.numel())` exactly, tied tensors once; for MoE families also the
+active count, total - routed + routed * top_k / num_experts, with the routed experts found by
+their module names.
+
+Run: .venv/bin/python -m pytest -m validate tests/validate -q
+"""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+hypothesis = pytest.importorskip("hypothesis")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # noqa: E402
+
+from planner.model import architecture_from_config, count_params  # noqa: E402
+
+pytestmark = pytest.mark.validate
+
+EXAMPLES_PER_FAMILY = 200
+"""Random configs per family (at least 50 asked; 200 x 19 families take about 25 s on 2 cores)."""
+
+VOCAB = st.integers(1, 300)
+LAYERS = st.integers(1, 4)
+WIDTH = st.integers(1, 48)
+HEAD_DIM = st.sampled_from([2, 4, 6, 8, 12, 16])  # even: RoPE rotates pairs
+FLAG = st.booleans()
+
+
+def hf_counts(config: dict) -> tuple[int, int]:
+    """Total and active parameters of the transformers model for a config.json mapping."""
+    fields = dict(config)
+    model_type = fields.pop("model_type")
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **fields))
+    total = sum(p.numel() for p in model.parameters())  # each shared (tied) tensor once
+    routed = {name: p.numel() for name, p in model.named_parameters() if ".experts." in name}
+    if not routed:
+        return total, total
+    hf = model.config
+    experts = next(getattr(hf, k) for k in ("num_local_experts", "num_experts", "n_routed_experts")
+                   if getattr(hf, k, None))
+    routed_total = sum(routed.values())
+    assert routed_total % experts == 0
+    return total, total - routed_total + routed_total // experts * hf.num_experts_per_tok
+
+
+def _set(draw, config: dict, key: str, strategy) -> None:
+    """Set the field, or leave it out (the class default then applies) half of the time."""
+    value = draw(st.none() | st.tuples(strategy))
+    if value is not None:
+        config[key] = value[0]
+
+
+@st.composite
+def _heads(draw) -> tuple[int, int]:
+    """Query heads and a key/value head count dividing them (MHA, GQA, MQA)."""
+    heads = draw(st.integers(1, 8))
+    kv = draw(st.sampled_from([d for d in range(1, heads + 1) if heads % d == 0]))
+    return heads, kv
+
+
+@st.composite
+def _decoder(draw, model_type: str, *, head_dim: bool = True, kv_default_is_heads: bool = False,
+             intermediate: bool = True) -> dict:
+    """The fields Llama-style families share. An explicit head_dim may differ from hidden / heads
+    (Gemma, Qwen3); without one, transformers derives it as hidden / heads."""
+    heads, kv = draw(_heads())
+    per_head = draw(HEAD_DIM)
+    config = {"model_type": model_type, "vocab_size": draw(VOCAB), "num_hidden_layers": draw(LAYERS),
+              "num_attention_heads": heads, "pad_token_id": None}
+    # transformers' config validators want hidden_size a multiple of the heads, head_dim or not.
+    config["hidden_size"] = heads * draw(st.integers(1, 12))
+    if head_dim and draw(FLAG):
+        config["head_dim"] = per_head
+    else:
+        config["hidden_size"] = heads * per_head
+    if kv_default_is_heads and kv == heads:
+        _set(draw, config, "num_key_value_heads", st.just(kv))
+    else:
+        config["num_key_value_heads"] = kv
+    if intermediate:
+        config["intermediate_size"] = draw(WIDTH)
+    _set(draw, config, "tie_word_embeddings", FLAG)
+    return config
+
+
+@st.composite
+def _experts(draw, config: dict, count_key: str, top_k_key: str = "num_experts_per_tok") -> dict:
+    experts = draw(st.integers(1, 6))
+    config[count_key] = experts
+    config[top_k_key] = draw(st.integers(1, experts))
+    return config
+
+
+@st.composite
+def _sparse_layers(draw, config: dict) -> dict:
+    """Qwen-MoE layer rule: decoder_sparse_step and mlp_only_layers."""
+    config["decoder_sparse_step"] = draw(st.integers(1, 3))
+    config["mlp_only_layers"] = draw(st.lists(st.integers(0, config["num_hidden_layers"] - 1), unique=True))
+    config["moe_intermediate_size"] = draw(WIDTH)
+    return config
+
+
+@st.composite
+def llama(draw):
+    config = draw(_decoder("llama", kv_default_is_heads=True))
+    _set(draw, config, "attention_bias", FLAG)
+    _set(draw, config, "mlp_bias", FLAG)
+    return config
+
+
+@st.composite
+def mixtral(draw):
+    return draw(_experts(draw(_decoder("mixtral")), "num_local_experts"))
+
+
+@st.composite
+def qwen2_moe(draw):
+    config = draw(_sparse_layers(draw(_experts(draw(_decoder("qwen2_moe", head_dim=False)), "num_experts"))))
+    config["shared_expert_intermediate_size"] = draw(st.integers(0, 48))
+    _set(draw, config, "qkv_bias", FLAG)
+    return config
+
+
+@st.composite
+def qwen3(draw, model_type: str = "qwen3"):
+    config = draw(_decoder(model_type))
+    _set(draw, config, "attention_bias", FLAG)
+    return config
+
+
+@st.composite
+def qwen3_moe(draw):
+    return draw(_sparse_layers(draw(_experts(draw(qwen3("qwen3_moe")), "num_experts"))))
+
+
+@st.composite
+def deepseek(draw, model_type: str):
+    """MLA with or without q LoRA, dense-first layers, shared and routed experts."""
+    layers, heads = draw(LAYERS), draw(st.integers(1, 6))
+    config = {"model_type": model_type, "vocab_size": draw(VOCAB), "num_hidden_layers": layers,
+              # The config validator wants hidden_size a multiple of the heads.
+              "hidden_size": heads * draw(HEAD_DIM), "intermediate_size": draw(WIDTH),
+              "moe_intermediate_size": draw(WIDTH), "num_attention_heads": heads,
+              "q_lora_rank": draw(st.none() | st.integers(1, 16)), "kv_lora_rank": draw(st.integers(1, 16)),
+              "qk_nope_head_dim": draw(st.integers(0, 8)), "qk_rope_head_dim": draw(HEAD_DIM),
+              "v_head_dim": draw(st.integers(1, 8)), "n_shared_experts": draw(st.integers(0, 2)),
+              "first_k_dense_replace": draw(st.integers(0, layers)), "n_group": 1, "topk_group": 1,
+              "pad_token_id": None}
+    config = draw(_experts(config, "n_routed_experts"))
+    _set(draw, config, "attention_bias", FLAG)
+    _set(draw, config, "tie_word_embeddings", FLAG)
+    if model_type == "deepseek_v2":
+        _set(draw, config, "mlp_bias", FLAG)
+    return config
+
+
+@st.composite
+def gemma(draw, model_type: str):
+    config = draw(_decoder(model_type))
+    _set(draw, config, "attention_bias", FLAG)
+    return config
+
+
+@st.composite
+def olmo2(draw):
+    config = draw(_decoder("olmo2", head_dim=False, kv_default_is_heads=True))
+    _set(draw, config, "attention_bias", FLAG)
+    return config
+
+
+@st.composite
+def llama4_text(draw):
+    """MoE layers every interleave_moe_layer_step-th layer, or listed in moe_layers."""
+    config = draw(_experts(draw(_decoder("llama4_text")), "num_local_experts"))
+    config["intermediate_size_mlp"] = draw(WIDTH)
+    layers = config["num_hidden_layers"]
+    if draw(FLAG):
+        config["moe_layers"] = draw(st.lists(st.integers(0, layers - 1), unique=True))
+    else:
+        config["interleave_moe_layer_step"] = draw(st.integers(1, 3))
+    _set(draw, config, "attention_bias", FLAG)
+    return config
+
+
+@st.composite
+def gpt_oss(draw):
+    config = draw(_experts(draw(_decoder("gpt_oss")), "num_local_experts"))
+    _set(draw, config, "attention_bias", FLAG)
+    return config
+
+
+@st.composite
+def gpt_neox(draw):
+    config = draw(_decoder("gpt_neox", head_dim=False))
+    config["num_key_value_heads"] = config["num_attention_heads"]  # fused MHA only
+    _set(draw, config, "attention_bias", FLAG)
+    _set(draw, config, "use_parallel_residual", FLAG)
+    _set(draw, config, "rotary_pct", st.sampled_from([0.25, 0.5, 1.0]))
+    return config
+
+
+@st.composite
+def gpt2(draw):
+    heads = draw(st.integers(1, 8))
+    config = {"model_type": "gpt2", "vocab_size": draw(VOCAB), "n_layer": draw(LAYERS), "n_head": heads,
+              "n_embd": heads * draw(HEAD_DIM)}
+    _set(draw, config, "n_inner", WIDTH)
+    _set(draw, config, "n_positions", st.integers(1, 64))
+    _set(draw, config, "tie_word_embeddings", FLAG)
+    return config
+
+
+@st.composite
+def falcon(draw):
+    """Falcon-7B (multi-query, one norm), Falcon-40B/180B (new decoder: kv groups, two norms),
+    RW-style sequential blocks with biases and ALiBi."""
+    heads, kv = draw(_heads())
+    config = {"model_type": "falcon", "vocab_size": draw(VOCAB), "num_hidden_layers": draw(LAYERS),
+              "num_attention_heads": heads, "hidden_size": heads * draw(HEAD_DIM), "pad_token_id": None}
+    _set(draw, config, "new_decoder_architecture", FLAG)
+    if config.get("new_decoder_architecture"):
+        config["num_kv_heads"] = kv
+    _set(draw, config, "multi_query", FLAG)
+    _set(draw, config, "parallel_attn", FLAG)
+    _set(draw, config, "num_ln_in_parallel_attn", st.sampled_from([1, 2]))
+    _set(draw, config, "bias", FLAG)
+    _set(draw, config, "alibi", FLAG)
+    _set(draw, config, "ffn_hidden_size", WIDTH)
+    _set(draw, config, "tie_word_embeddings", FLAG)
+    return config
+
+
+FAMILIES = {
+    "gpt2": gpt2(), "gpt_neox": gpt_neox(), "llama": llama(), "mistral": _decoder("mistral"),
+    "mixtral": mixtral(), "qwen2": _decoder("qwen2", head_dim=False), "qwen2_moe": qwen2_moe(),
+    "qwen3": qwen3(), "qwen3_moe": qwen3_moe(), "deepseek_v2": deepseek("deepseek_v2"),
+    "deepseek_v3": deepseek("deepseek_v3"), "gemma": gemma("gemma"), "gemma2": gemma("gemma2"),
+    "gemma3_text": gemma("gemma3_text"), "phi3": _decoder("phi3", head_dim=False, kv_default_is_heads=True),
+    "olmo2": olmo2(), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quiet_transformers():
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # config notices about defaults, not failures
+    yield
+    transformers.logging.set_verbosity(verbosity)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")  # width-0 shared experts
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@settings(max_examples=EXAMPLES_PER_FAMILY, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_counts_equal_transformers(family, data):
+    if family not in CONFIG_MAPPING_NAMES:
+        pytest.skip(f"transformers {transformers.__version__} has no {family}")
+    config = data.draw(FAMILIES[family], label="config")
+    counted = count_params(architecture_from_config(config, family))
+    assert (counted.total, counted.active) == hf_counts(config)
