@@ -1,0 +1,294 @@
+"""Megatron-LM launch scripts to plans (the bash reader, Megatron's flags and checks) and plans to
+Megatron arguments and torchrun commands, round trip included."""
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from planner.errors import InputError
+from planner.frameworks import UnsupportedPlan
+from planner.frameworks.megatron import (
+    emit_megatron, emit_torchrun, megatron_problems, parse_megatron, parse_megatron_text,
+)
+from planner.frameworks.megatron_flags import launch_arguments, parse_flags
+from planner.frameworks.shell import read_script
+from planner.inputs import load_inputs
+from planner.plan import ParallelDims, Plan
+from planner.search.space import candidate_plans
+from planner.spec.job import Constraint
+
+from conftest import EXAMPLES
+
+CLUSTER_64 = EXAMPLES / "clusters" / "h100-8nodes-ib.yaml"
+LLAMA_8B = EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml"  # seq 8192, global batch 512
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return load_inputs(CLUSTER_64, LLAMA_8B)
+
+
+def args(text: str, **kw) -> str:
+    """A launch script running pretrain_gpt.py with the given arguments."""
+    return f"torchrun --nproc-per-node 8 --nnodes 8 pretrain_gpt.py --seq-length 8192 --global-batch-size 512 {text}"
+
+
+# -- the bash reader ------------------------------------------------------------------------
+
+def test_variables_expansions_and_arithmetic():
+    script = read_script(
+        'GPUS=8   # per node\n'
+        'NODES=${NODES:-4}\n'
+        'WORLD=$((GPUS * NODES))\n'
+        'TP=2; PP="${PP:-"1"}"\n'
+        'export NAME=run-$TP\n'
+        'ARGS="--a 1 \\\n   --b ${TP}"\n'
+        "QUOTED='$TP stays'\n"
+        'OUT=$(date)\n')
+    assert script.variables == {"GPUS": "8", "NODES": "4", "WORLD": "32", "TP": "2", "PP": "1", "NAME": "run-2",
+                                "ARGS": "--a 1    --b 2", "QUOTED": "$TP stays", "OUT": "$(date)"}
+    assert script.notes == ["$(date) is a command substitution, not run; left as written"]
+
+
+def test_arrays_word_splitting_and_the_launch_line():
+    script = read_script(
+        'A=(\n  --x 1   # a comment\n  --y "two words"\n)\n'
+        'A+=(--z)\n'
+        'S="--s 3"\n'
+        'CUDA_DEVICE_MAX_CONNECTIONS=1 torchrun --nnodes 2 pretrain_gpt.py \\\n'
+        '    ${A[@]} "${A[@]}" $S "$S" --save $CKPT 2>&1 | tee log.txt\n')
+    launch = launch_arguments(script)
+    assert launch.args == ("--x", "1", "--y", "two", "words", "--z", "--x", "1", "--y", "two words", "--z",
+                           "--s", "3", "--s 3", "--save", "${CKPT}")
+    assert (launch.form, launch.program, launch.launcher, launch.line) == (
+        "launch line", "pretrain_gpt.py", ("torchrun", "--nnodes", "2"), 7)
+    assert script.unset == {"CKPT"}
+
+
+def test_an_arguments_file_and_a_fragment_of_lists():
+    plain = launch_arguments(read_script("--num-layers 32\n# comment\n--bf16 --micro-batch-size=2\n"))
+    assert (plain.form, plain.args) == ("arguments file", ("--num-layers", "32", "--bf16", "--micro-batch-size=2"))
+    fragment = launch_arguments(read_script('M=(--a 1)\nP=(--b)\nALL=("${M[@]}" "${P[@]}")\nX=(--c)\n'))
+    assert (fragment.form, fragment.args) == ("variables", ("--a", "1", "--b", "--c"))
+    assert launch_arguments(read_script("echo hello\n")) is None
+
+
+def test_flags_parse_as_argparse_would():
+    flags, notes = parse_flags(["--a", "1", "--b=2", "--c", "--d", "x", "y", "--tensor_model_parallel_size", "4",
+                                "--a", "3", "stray"][:-1] + ["--e", "-1"])
+    assert flags == {"a": "3", "b": "2", "c": True, "d": ["x", "y"], "tensor-model-parallel-size": "4", "e": "-1"}
+    assert notes == ["--tensor_model_parallel_size: Megatron-LM spells it --tensor-model-parallel-size; read as that",
+                     "--a is given more than once; the last value counts (argparse)"]
+
+
+# -- scripts to plans -----------------------------------------------------------------------
+
+def test_llama3_8b_example(llama):
+    shape, job = parse_megatron(EXAMPLES / "megatron" / "llama3-8b-pretrain.sh", llama)
+    assert job.plan == Plan(parallel=ParallelDims(tp=2, pp=1, dp=32, sp=True), zero=1, recompute="selective",
+                            mbs=1, gas=16, precision="bf16", optimizer="adamw")
+    assert job.workload.framework == "megatron" and job.workload.global_batch == 512
+    assert shape["num-layers"] == "32" and shape["swiglu"] is True and "micro-batch-size" not in shape
+    assert job.read["form"] == "launch line" and job.read["--tensor-model-parallel-size"] == "2"
+    assert len(job.warnings) == 1 and job.warnings[0].startswith("read; no effect on the planner's memory or step"
+                                                                 " time: --use-mcore-models, --transformer-impl")
+
+
+def test_mixtral_example_with_expert_parallelism():
+    inputs = load_inputs(CLUSTER_64, EXAMPLES / "jobs" / "mixtral-8x7b-pretrain.yaml")
+    _, job = parse_megatron(EXAMPLES / "megatron" / "mixtral-8x7b-ep.sh", inputs)
+    assert job.plan == Plan(parallel=ParallelDims(tp=1, pp=4, dp=16, ep=8), zero=1, mbs=1, gas=16,
+                            precision="bf16", optimizer="adamw")
+    assert job.warnings[:2] == (
+        "the script has shell conditionals or loops; every branch was read in order (the last assignment wins)",
+        "--sequence-parallel with tensor-model-parallel-size 1: Megatron-LM disables it")
+
+
+@pytest.mark.parametrize("flags, field, message", [
+    ("--bf16", "--micro-batch-size", "missing (Megatron-LM requires it)"),
+    ("--micro-batch-size 1 --tensor-model-parallel-size $TP", "--tensor-model-parallel-size",
+     "'${TP}' cannot be read without running the script (TP not set in the script)"),
+    ("--micro-batch-size 1 --tensor-model-parallel-size 3", "--tensor-model-parallel-size",
+     "tp(3) * pp(1) * cp(1) = 3 does not divide the cluster's 64 GPUs"),
+    ("--micro-batch-size 3", "--global-batch-size",
+     "512 is not a multiple of micro-batch-size (3) * data-parallel size (64 = 64 GPUs / (tp 1 * pp 1 * cp 1))"),
+    ("--micro-batch-size 1 --bf16 --fp16", "--fp16", "cannot be combined with --bf16"),
+    ("--micro-batch-size 1 --bf16 yes", "--bf16", "takes no value, got 'yes'"),
+    ("--micro-batch-size 1 --pipeline-model-parallel-size 4 --num-layers-per-virtual-pipeline-stage 3",
+     "--num-layers-per-virtual-pipeline-stage", "3 does not divide the 32 layers per pipeline stage evenly"),
+    ("--micro-batch-size 1 --pipeline-model-parallel-size 4 --num-layers-per-virtual-pipeline-stage 2"
+     " --num-virtual-stages-per-pipeline-rank 2", "--num-virtual-stages-per-pipeline-rank", "give only one of"),
+    ("--micro-batch-size 1 --pipeline-model-parallel-size 4 --decoder-first-pipeline-num-layers 6",
+     "--decoder-first-pipeline-num-layers", "first 6, last None: the other 26 of 32 layers do not split evenly"
+                                            " over 3 middle stages"),
+    ("--micro-batch-size 1 --recompute-granularity some", "--recompute-granularity",
+     "must be one of full, selective, got 'some'"),
+])
+def test_bad_arguments_name_file_and_flag(llama, flags, field, message):
+    with pytest.raises(InputError) as err:
+        parse_megatron_text(args(flags), llama, "train.sh")
+    assert (err.value.file, err.value.field) == ("train.sh", field)
+    assert message in err.value.detail
+
+
+def test_no_arguments_and_a_lora_job_are_bad_input(llama, write_yaml):
+    with pytest.raises(InputError, match="no Megatron-LM arguments found"):
+        parse_megatron_text("echo hi\n", llama, "train.sh")
+    job = write_yaml("lora.yaml", {"model": "llama3-8b", "training": "lora", "seq_len": 4096, "global_batch": 64})
+    with pytest.raises(InputError) as err:
+        parse_megatron_text(args("--micro-batch-size 1"), load_inputs(CLUSTER_64, job), "train.sh")
+    assert (err.value.file, err.value.field) == (str(job), "training")
+
+
+@pytest.mark.parametrize("flags, recompute, warning", [
+    ("--recompute-granularity full --recompute-method uniform --recompute-num-layers 1", "full", None),
+    ("--recompute-granularity selective", "selective", None),
+    ("--recompute-activations", "selective", None),
+    ("--recompute-granularity full --recompute-method block --recompute-num-layers 32", "full", None),
+    ("--recompute-granularity full --recompute-method block --recompute-num-layers 4", "none",
+     "--recompute-method block --recompute-num-layers 4: only 4 of the 32 layers per stage are recomputed, which"
+     " the planner cannot express; planned without recompute (memory is over-estimated, step time"
+     " under-estimated)"),
+    ("--recompute-granularity full --recompute-method uniform --recompute-num-layers 2", "full",
+     "--recompute-method uniform --recompute-num-layers 2: checkpoints every 2 layers and rebuilds 2 at once; the"
+     " planner models one checkpoint per layer"),
+    ("--recompute-method uniform", "none", "--recompute-method / --recompute-num-layers do nothing without"
+                                           " --recompute-granularity"),
+])
+def test_recompute(llama, flags, recompute, warning):
+    _, job = parse_megatron_text(args(f"--micro-batch-size 1 --bf16 {flags}"), llama)
+    assert job.plan.recompute == recompute
+    assert warning is None or warning in job.warnings
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("--bf16 --fp8-format hybrid", {"precision": "fp8"}),
+    ("--fp16", {"precision": "fp16"}),
+    ("", {"precision": "fp32"}),
+    ("--bf16 --optimizer sgd", {"optimizer": "sgd-momentum"}),
+    ("--bf16 --optimizer sgd --sgd-momentum 0", {"optimizer": "sgd"}),
+    ("--bf16 --use-distributed-optimizer --optimizer-cpu-offload", {"zero": 1, "offload": "optimizer"}),
+    ("--bf16 --use-torch-fsdp2", {"zero": 3}),
+    ("--bf16 --use-megatron-fsdp --data-parallel-sharding-strategy optim_grads", {"zero": 2}),
+    ("--bf16 --tensor-model-parallel-size 4 --pipeline-model-parallel-size 4 --num-layers-per-virtual-pipeline-stage 2"
+     " --sequence-parallel --context-parallel-size 2", {"tp": 4, "pp": 4, "vpp": 4, "cp": 2, "dp": 2, "sp": True,
+                                                        "gas": 256}),
+])
+def test_plan_keys(llama, flags, expected):
+    _, job = parse_megatron_text(args(f"--micro-batch-size 1 {flags}"), llama)
+    assert {k: getattr(job.plan, k) for k in expected} == expected
+
+
+def test_what_differs_from_the_job_is_said(llama):
+    script = ("torchrun --nproc-per-node 8 --nnodes 2 pretrain_gpt.py --micro-batch-size 1 --bf16 --seq-length 4096"
+              " --global-batch-size 256 --pipeline-model-parallel-size 4 --decoder-first-pipeline-num-layers 6"
+              " --decoder-last-pipeline-num-layers 6 --num-layers 32 --hidden-size 5120 --num-attention-heads 32"
+              " --group-query-attention --num-query-groups 8 --ffn-hidden-size 14336 --swiglu --normalization RMSNorm"
+              " --position-embedding-type rope --untie-embeddings-and-output-weights --disable-bias-linear"
+              " --vocab-size 128256 --moe-expert-capacity-factor 1.25 --my-flag 3 --lr 1e-4")
+    _, job = parse_megatron_text(script, llama)
+    assert (job.workload.seq_len, job.workload.global_batch, job.plan.gas) == (4096, 256, 16)
+    assert job.warnings == (
+        "the script splits the layers [6, 10, 10, 6] over the pipeline stages; the planner models [8, 8, 8, 8]"
+        " (uneven partitions follow planner/shard.py's rule), so per-stage memory is for that split",
+        "--global-batch-size 256 differs from the job's global_batch 512; planned with the script's",
+        "--seq-length 4096 differs from the job's seq_len 8192; planned with the script's",
+        "--hidden-dropout 0.1 (the default): dropout keeps masks the planner does not count (it assumes no dropout,"
+        " as in Llama-style recipes)",
+        "--attention-dropout 0.1 (the default): dropout keeps masks the planner does not count (it assumes no"
+        " dropout, as in Llama-style recipes)",
+        "the script's model differs from the job's llama3-8b (script vs job): hidden size 5120 vs 4096; head dim 160"
+        " vs 128 (10.46 B vs 8.03 B parameters); planned with the job's",
+        "the launch line starts 2 x 8 = 16 GPUs; the cluster has 64; planned for the cluster",
+        "--moe-expert-capacity-factor: drops or pads tokens at a capacity; the planner assumes dropless routing with"
+        " balanced experts",
+        "not modelled (their effect on memory and time is not counted): --my-flag",
+        "read; no effect on the planner's memory or step time: --lr",
+    )
+
+
+# -- plans to arguments ---------------------------------------------------------------------
+
+def test_emit_megatron(llama):
+    plan = Plan(parallel=ParallelDims(tp=2, pp=4, dp=8, vpp=2, sp=True), zero=1, recompute="full", mbs=2, gas=32,
+                precision="fp8", offload="optimizer")
+    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    assert text.splitlines()[3:] == [
+        "MODEL_ARGS=(", "    --num-layers 32", "    --hidden-size 4096", "    --ffn-hidden-size 14336",
+        "    --num-attention-heads 32", "    --kv-channels 128", "    --group-query-attention",
+        "    --num-query-groups 8", "    --position-embedding-type rope", "    --normalization RMSNorm",
+        "    --swiglu", "    --untie-embeddings-and-output-weights", "    --disable-bias-linear",
+        "    --vocab-size 128256", ")",
+        "PARALLEL_ARGS=(", "    --tensor-model-parallel-size 2", "    --pipeline-model-parallel-size 4",
+        "    --context-parallel-size 1", "    --num-layers-per-virtual-pipeline-stage 4", "    --sequence-parallel",
+        "    --use-distributed-optimizer", "    --optimizer-cpu-offload", "    --optimizer-offload-fraction 1.0", ")",
+        "TRAINING_ARGS=(", "    --micro-batch-size 2", "    --global-batch-size 512", "    --seq-length 8192",
+        "    --max-position-embeddings 8192", "    --attention-dropout 0.0", "    --hidden-dropout 0.0",
+        "    --recompute-granularity full", "    --recompute-method uniform", "    --recompute-num-layers 1",
+        "    --bf16", "    --fp8-format hybrid", "    --optimizer adam", ")",
+        'MEGATRON_ARGS=("${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}")',
+    ]
+    _, job = parse_megatron_text(text, llama)
+    assert job.plan == plan
+
+
+def test_emit_refuses_plans_megatron_cannot_run(llama):
+    plan = Plan(parallel=ParallelDims(dp=64), zero=3, mbs=1, gas=8, optimizer="adamw8bit")
+    with pytest.raises(UnsupportedPlan) as err:
+        emit_megatron(plan, llama.workload, llama.workload.arch)
+    assert str(err.value) == ("Megatron-LM cannot run this plan: ZeRO stage zero=3 (it runs zero in 0, 1); optimizer"
+                              " optimizer=adamw8bit (it runs optimizer in adamw, adam, sgd, sgd-momentum)")
+
+
+def test_emit_torchrun(llama):
+    plan = Plan(parallel=ParallelDims(tp=8, dp=8), zero=1, mbs=1, gas=64)
+    lines = emit_torchrun(plan, llama.cluster).splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    assert lines[5:] == ["torchrun \\", "    --nnodes 8 \\", "    --nproc-per-node 8 \\", "    --rdzv-backend c10d \\",
+                         '    --rdzv-endpoint "${MASTER_ADDR:?set MASTER_ADDR}:${MASTER_PORT:-29500}" \\',
+                         '    --rdzv-id "${JOB_ID:-planner}" \\', '    "$@"']
+    with pytest.raises(UnsupportedPlan, match="the plan uses 8 GPUs; the cluster has 64"):
+        emit_torchrun(Plan(parallel=ParallelDims(dp=8)), llama.cluster)
+
+
+# Round trip over the solver's plan space on small jobs: every plan Megatron-LM runs.
+_JOBS = {
+    "dense": ({"model": "debug", "seq_len": 512, "global_batch": 32},
+              {"precision": ["bf16", "fp16", "fp8", "fp32"], "optimizer": ["adamw", "sgd", "sgd-momentum"],
+               "offload": ["none", "optimizer"], "cp": [1, 2], "vpp": [1, 2]}),
+    "uneven": ({"model": {"model_type": "llama", "hidden_size": 256, "intermediate_size": 704,
+                          "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
+                          "vocab_size": 1024}, "seq_len": 256, "global_batch": 16, "optimizer": "adam"}, {}),
+    "moe": ({"model": "debug-moe", "seq_len": 256, "global_batch": 16}, {"ep": [1, 2, 4, 8]}),
+}
+
+
+@pytest.fixture(scope="module")
+def spaces(tmp_path_factory):
+    root = tmp_path_factory.mktemp("megatron")
+    (root / "cluster.yaml").write_text(yaml.safe_dump({"gpu": "h100_sxm_80gb", "gpus_per_node": 8, "nodes": 1}))
+    out = {}
+    for name, (job, constraints) in _JOBS.items():
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(job))
+        inputs = load_inputs(root / "cluster.yaml", root / f"{name}.yaml")
+        limits = {k: Constraint(values=tuple(v)) for k, v in constraints.items()}
+        plans = [p for p in candidate_plans(inputs.workload, inputs.cluster, inputs.defaults, limits)
+                 if not megatron_problems(p)]
+        out[name] = (inputs, plans)
+    return out
+
+
+def test_the_round_trip_spaces_are_not_trivial(spaces):
+    sizes = {name: len(plans) for name, (_, plans) in spaces.items()}
+    assert sizes["dense"] > 1000 and sizes["uneven"] > 50 and sizes["moe"] > 100, sizes
+    assert any(p.pp == 4 for p in spaces["uneven"][1])  # 6 layers over 4 stages: [1, 2, 2, 1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_parse_of_emit_is_the_plan(spaces, data):
+    name = data.draw(st.sampled_from(sorted(spaces)))
+    inputs, plans = spaces[name]
+    plan = data.draw(st.sampled_from(plans))
+    _, job = parse_megatron_text(emit_megatron(plan, inputs.workload, inputs.workload.arch), inputs)
+    assert job.plan == plan
+    assert (job.workload.seq_len, job.workload.global_batch) == (inputs.workload.seq_len, inputs.workload.global_batch)
