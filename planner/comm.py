@@ -87,18 +87,32 @@ def _tree_steps(op: Op, k: int) -> int:
     return 2 * depth if op == "all_reduce" else depth
 
 
+def _has_log_algorithm(op: Op, group: Group) -> bool:
+    """Whether NCCL has a logarithmic-latency algorithm for this collective across domains.
+
+    All-reduce: tree / NVLS-tree. All-gather and reduce-scatter: only PAT, and only with one
+    rank per node (NCCL ≥ 2.23); otherwise ring, whose latency grows with every rank (§1.3:
+    "ring latency grows linearly in ranks"). All-to-all and send/recv are point-to-point.
+    """
+    if op == "all_reduce":
+        return True
+    return op in ("all_gather", "reduce_scatter") and group.per_domain == 1
+
+
 def latency_s(op: Op, group: Group) -> float:
     """α term: NCCL's base + per-step latencies, intra- vs inter-domain steps (§1.3, §6.2).
 
     NCCL's ring charges nInterSteps = ring_steps(op, nodes) at the network rate and the rest at
-    the NVLink rate; across domains we charge the smaller of the ring and tree step counts, as
-    NCCL switches to tree/PAT when latency dominates.
+    the NVLink rate. Across domains, where NCCL has a tree-like algorithm (`_has_log_algorithm`)
+    we charge the smaller of the ring and tree step counts, as NCCL switches to it when latency
+    dominates; ZeRO-3's all-gathers over a 1,536-GPU data-parallel group pay all 1,535 ring
+    steps.
     """
     total = ring_steps(op, group.size)
     if group.domains == 1:
         return cal.ALPHA_BASE_S + total * cal.ALPHA_STEP_S["scale_up"]
     inter_ring = ring_steps(op, group.domains)
-    inter = min(inter_ring, _tree_steps(op, group.domains))
+    inter = min(inter_ring, _tree_steps(op, group.domains)) if _has_log_algorithm(op, group) else inter_ring
     intra = max(0, total - inter_ring)
     return (cal.ALPHA_BASE_S + intra * cal.ALPHA_STEP_S["scale_up"]
             + inter * cal.ALPHA_STEP_S["network"])
@@ -189,6 +203,26 @@ class Traffic:
     def seconds(self, cluster: Cluster) -> float:
         return self.count * collective_time(self.op, self.payload_bytes, self.group, cluster)
 
+    @property
+    def link_bytes(self) -> tuple[float, float]:
+        """(scale-up, scale-out) bytes each GPU sends: inside a domain all on the scale-up
+        fabric; one member per domain (or send/recv across domains) all on the NIC; otherwise
+        the two-level split of `collective_time` (intra RS/AG of S, inter of the S/g shard;
+        all-to-all (g−1)/n of S inside, (n−g)/n out)."""
+        n, g, k = self.group.size, self.group.per_domain, self.group.domains
+        if n <= 1:
+            return 0.0, 0.0
+        if k == 1:
+            return self.wire_bytes, 0.0
+        if g == 1 or self.op == "send_recv":
+            return 0.0, self.wire_bytes
+        s = self.payload_bytes
+        if self.op == "all_to_all":
+            up, out = s * (g - 1) / n, s * (n - g) / n
+        else:
+            up, out = bus_factor(self.op, g) * s, bus_factor(self.op, k) * s / g
+        return self.count * up, self.count * out
+
     def scaled(self, factor: float) -> "Traffic":
         return Traffic(self.op, self.payload_bytes, self.group, self.count * factor)
 
@@ -201,15 +235,28 @@ def total_wire_bytes(traffic: tuple[Traffic, ...]) -> float:
     return sum(t.wire_bytes for t in traffic)
 
 
+def total_link_bytes(traffic: tuple[Traffic, ...]) -> tuple[float, float]:
+    """(scale-up, scale-out) bytes of a set of collectives (`Traffic.link_bytes`)."""
+    pairs = [t.link_bytes for t in traffic]
+    return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+
+
 @dataclass(frozen=True)
 class CommBytes:
-    """Bytes each GPU sends per training step, by parallel dimension (busiest stage)."""
+    """Bytes each GPU sends per training step, by parallel dimension (busiest stage), and by
+    link class (`--objective comm`)."""
 
     dp: float
     tp: float
     pp: float
     cp: float
     ep: float
+    scale_up: float = 0.0
+    """All dimensions together, over the scale-up fabric (NVLink, XGMI ...), busiest stage."""
+    scale_out: float = 0.0
+    """All dimensions together, over the GPU's NIC (InfiniBand, RoCE, EFA ...), busiest stage.
+    With two-level collectives these split the bytes as `Traffic.link_bytes` does, so
+    scale_up + scale_out differs from `total` (flat ring volumes, nccl-tests busbw convention)."""
 
     @property
     def total(self) -> float:
@@ -289,9 +336,16 @@ class DPTraffic:
         per_mb = total_wire_bytes(self.microbatch_forward + self.microbatch_backward)
         return total_wire_bytes(self.step_backward + self.step_forward) + microbatches * per_mb
 
+    def link_bytes(self, microbatches: int) -> tuple[float, float]:
+        """(scale-up, scale-out) bytes of one step."""
+        step_up, step_out = total_link_bytes(self.step_backward + self.step_forward)
+        mb_up, mb_out = total_link_bytes(self.microbatch_forward + self.microbatch_backward)
+        return step_up + microbatches * mb_up, step_out + microbatches * mb_out
+
 
 def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads: float,
-               dense_gather: float, expert_gather: float, grad_bytes: float) -> DPTraffic:
+               dense_gather: float, expert_gather: float, grad_bytes: float,
+               layers: int = 1) -> DPTraffic:
     """Gradient and parameter collectives of one GPU over its data-parallel groups (§2).
 
     `*_grads`: trainable parameters this GPU holds (dense ones reduce over dp × cp, experts over
@@ -299,13 +353,16 @@ def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads
     trainable ones for ZeRO-1/2, every held parameter for ZeRO-3).
     DDP: one all-reduce per step; ZeRO-1: reduce-scatter + all-gather, same volume [ZERO];
     ZeRO-2: the reduce-scatter repeats per micro-batch with accumulation [MLE]; ZeRO-3: 2
-    all-gathers + 1 reduce-scatter per micro-batch, 1.5× DDP per pass [ZERO], [ZERO++].
+    all-gathers + 1 reduce-scatter per micro-batch, 1.5× DDP per pass [ZERO], [ZERO++], issued
+    layer by layer (FSDP units / DeepSpeed modules): `layers` collectives of 1/layers of the
+    bytes each, every one paying the full latency of the group.
     """
     dense, expert = group_placement(plan, "dp_cp", cluster), group_placement(plan, "edp", cluster)
+    split = max(1, layers) if plan.zero == 3 else 1
 
     def both(op: Op, dense_bytes: float, expert_bytes: float) -> tuple[Traffic, ...]:
-        out = (Traffic(op, dense_bytes, dense),)
-        return out + ((Traffic(op, expert_bytes, expert),) if expert_bytes > 0 else ())
+        out = (Traffic(op, dense_bytes / split, dense, split),)
+        return out + ((Traffic(op, expert_bytes / split, expert, split),) if expert_bytes > 0 else ())
 
     reduce_ = both("reduce_scatter", dense_grads * grad_bytes, expert_grads * grad_bytes)
     gather = both("all_gather", dense_gather, expert_gather)

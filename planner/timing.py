@@ -1,10 +1,13 @@
 """Step time of a training plan: compute, recompute, exposed communication, bubble, optimizer.
 
 The model of cost-model.md §6.3-6.5: per micro-batch and pipeline stage, forward compute from
-the layers' FLOPs on peak × η, backward = 2 × forward, recompute per policy, TP/EP collectives
-on the critical path, CP and DP communication hidden behind compute up to an overlap fraction,
-1F1B bubble (p−1)/v · (t_F + t_B), the slowest stage setting the pace. Constants live in
-`planner.calibration`; collectives in `planner.comm`. Seconds and FLOPs throughout.
+the layers' GEMM FLOPs on peak × η plus their memory-bound kernels (norms, residual adds, the
+MLP activation and, for unfused attention, the s×s scores) at achieved HBM bandwidth; GEMM
+backward = 2 × forward; recompute per policy; TP/EP collectives on the critical path; CP and DP
+communication hidden behind compute up to an overlap fraction (ZeRO-3 layer by layer, prefetch
+depth one); 1F1B bubble (p−1)/v · (t_F + t_B), the slowest stage setting the pace. Constants
+live in `planner.calibration` (derived in validation/calibrate.py); collectives in
+`planner.comm`. Seconds and FLOPs throughout; validated in docs/validation.md.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from planner import calibration as cal
 from planner.cluster import Cluster
 from planner.comm import (
     CommBytes, DPTraffic, Traffic, cp_traffic, dp_traffic, ep_traffic, pp_traffic,
-    total_seconds, total_wire_bytes, tp_traffic,
+    total_link_bytes, total_seconds, total_wire_bytes, tp_traffic,
 )
 from planner.memory import PRECISION_STATE_BYTES, QUANT_WEIGHT_BYTES
 from planner.model.architecture import Architecture
@@ -75,8 +78,9 @@ class TimeBreakdown:
 def layer_efficiency(gpu, dtype: str, gemm_flops: float) -> float:
     """η: achieved / peak FLOP/s of a layer's GEMMs on one GPU (§6.3).
 
-    η = 0.7 × MAMF fraction × size factor, the size factor F / (F + peak·t_half) falling for
-    GEMMs of F FLOPs that last only microseconds (calibration.GEMM_HALF_EFFICIENCY_S).
+    η = 0.8 × MAMF fraction × size factor, the size factor F / (F + peak·t_half) falling for
+    GEMMs of F FLOPs that last only microseconds (calibration.GEMM_HALF_EFFICIENCY_S). The
+    layer's memory-bound kernels are timed apart, at HBM bandwidth (`_stage_compute`).
     """
     return _Rate(gpu, dtype).efficiency(gemm_flops)
 
@@ -88,7 +92,7 @@ class _Rate:
         if dtype == "fp8" and not gpu.supports("fp8"):
             dtype = "bf16"
         self.peak = gpu.peak(dtype)
-        self.large = cal.LAYER_FRACTION_OF_MAMF * cal.mamf_fraction(gpu.id, dtype)
+        self.large = cal.GEMM_FRACTION_OF_MAMF * cal.mamf_fraction(gpu.id, dtype)
         self.half_flops = self.peak * cal.GEMM_HALF_EFFICIENCY_S
 
     def efficiency(self, gemm_flops: float) -> float:
@@ -97,6 +101,13 @@ class _Rate:
     def seconds(self, flops: float, gemm_flops: float) -> float:
         """Seconds for `flops` done as GEMMs of `gemm_flops` each."""
         return flops / (self.peak * self.efficiency(gemm_flops)) if flops > 0 else 0.0
+
+
+def _activation_units(arch: Architecture, index: int) -> float:
+    """FFN units one token passes through the activation function in layer `index`."""
+    if not arch.is_moe_layer(index):
+        return arch.ffn
+    return arch.moe.top_k * arch.moe.expert_ffn + arch.moe.shared_ffn
 
 
 @lru_cache(maxsize=256)
@@ -119,29 +130,48 @@ class _StageCompute:
 
 
 def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> _StageCompute:
-    """Compute seconds of one micro-batch on one GPU of a stage (§6.3)."""
+    """Compute seconds of one micro-batch on one GPU of a stage (§6.3).
+
+    Per layer: the GEMMs at peak × η, plus the memory-bound kernels at achieved HBM bandwidth —
+    norms and residual adds (replicated over TP unless SP), the MLP activation, and, when the
+    attention is unfused, the s×s score traffic (calibration: SEL22 Table 4 derivation).
+    """
     arch, gpu = workload.arch, cluster.gpu
     tp, ep = plan.tp, plan.ep
     dtype = COMPUTE_DTYPE.get(plan.precision, "bf16")
     rate = _Rate(gpu, dtype)
     rate16 = _Rate(gpu, "bf16" if dtype == "fp8" else dtype)  # attention core, output layer
-    tokens = plan.mbs * workload.seq_len / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
+    hbm = gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
+    seq = workload.seq_len
+    tokens = plan.mbs * seq / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
     # LoRA/QLoRA: frozen weights need no weight gradient, only the input gradient (1× forward).
     linear_backward = 1.0 if workload.trains_adapters else 2.0
     mlp_mats = 3 if arch.gated_mlp else 2
-    per_layer = _layer_flops_per_token(arch, workload.seq_len)
+    per_layer = _layer_flops_per_token(arch, seq)
+    unfused = workload.attention_kernel == "unfused"
+    # Unfused kernels compute the whole s×s matrix (mask applied after): 2× the causal FLOPs,
+    # and move every score through HBM (calibration.UNFUSED_ATTENTION_BYTES_PER_SCORE).
+    attention_factor = 2.0 if unfused else 1.0
+    scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
+    score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
+    score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
+    # Norms and residual adds run on every TP rank's full b·s·h unless SP splits them.
+    replicated = sum(cal.ELEMENTWISE_BYTES_PER_TOKEN.values()) * arch.hidden / (tp if plan.parallel.sp else 1)
+    act = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if arch.gated_mlp else "gelu"]
     fwd = bwd = attn = 0.0
     for i in range(shard.first_layer, shard.first_layer + shard.num_layers):
         linear_pt, attention_pt = per_layer[i]
-        linear, attention = linear_pt * tokens / tp, attention_pt * tokens / tp
+        linear = linear_pt * tokens / tp
+        attention = attention_factor * attention_pt * tokens / tp
         # GEMM launches: QKV and output projections, then the MLP matrices of each local expert.
         experts_local = arch.moe.num_experts // ep if arch.is_moe_layer(i) else 1
         gemms = 2 + mlp_mats * experts_local
         t_lin = rate.seconds(linear, linear / gemms)
         t_att = rate16.seconds(attention, attention)
-        fwd += t_lin + t_att
-        bwd += linear_backward * t_lin + 2 * t_att
-        attn += t_att
+        t_elt = tokens * (replicated + act * _activation_units(arch, i) / tp) / hbm
+        fwd += t_lin + t_att + score_f + t_elt
+        bwd += linear_backward * t_lin + 2 * t_att + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
+        attn += t_att + score_f
     # Full: the layers' forward again; selective: the attention core again; none: 0 (§6.3).
     recompute = {"full": fwd, "selective": attn}.get(plan.recompute, 0.0)
     if shard.stage == plan.pp - 1:
@@ -188,13 +218,13 @@ def _optimizer_bytes_per_param(plan: Plan) -> float:
 def _optimizer_and_offload(plan: Plan, cluster: Cluster, updated: float, held_bytes: float) -> tuple[float, float]:
     """(GPU optimizer seconds, offload seconds) of one step (§6.5; ZeRO-Offload / -Infinity).
 
-    GPU: optimizer bytes per parameter / HBM bandwidth. Offloaded: gradients down and 16-bit
+    GPU: optimizer bytes per parameter / achieved HBM bandwidth (HBM_EFFICIENCY). Offloaded: gradients down and 16-bit
     weights up over the host link, the step on the CPU at host-memory speed, all exposed;
     offloaded parameters also come up for every micro-batch's forward and backward.
     """
     opt_bytes = updated * _optimizer_bytes_per_param(plan)
     if plan.offload == "none":
-        return opt_bytes / cluster.gpu.hbm_bandwidth, 0.0
+        return opt_bytes / (cluster.gpu.hbm_bandwidth * cal.HBM_EFFICIENCY), 0.0
     weight_b, grad_b, _ = PRECISION_STATE_BYTES[plan.precision]
     host = cluster.gpu.host_link_bandwidth * cal.HOST_LINK_EFFICIENCY
     offload = updated * (grad_b + weight_b) / host + opt_bytes / cal.HOST_MEMORY_BANDWIDTH_PER_GPU
@@ -206,6 +236,18 @@ def _optimizer_and_offload(plan: Plan, cluster: Cluster, updated: float, held_by
 def _exposed(comm_s: float, compute_s: float) -> float:
     """Communication left after hiding behind `compute_s` up to the overlap fraction (§6.5)."""
     return max(0.0, comm_s - cal.OVERLAP_FRACTION * compute_s)
+
+
+def _layerwise_exposed(comm_s: float, compute_s: float, layers: int) -> float:
+    """ZeRO-3 collectives issued layer by layer with a prefetch depth of one (§6.5: "ZeRO-3 per
+    layer: Σ max(0, T_AG,layer − t_layer)"): layer i+1's collective runs during layer i's
+    compute and must finish before layer i+1 starts; the first one has nothing to hide behind.
+    `comm_s` and `compute_s` are whole-stage totals, spread evenly over the layers."""
+    if comm_s <= 0:
+        return 0.0
+    n = max(1, layers)
+    per_comm, per_compute = comm_s / n, compute_s / n
+    return per_comm + (n - 1) * _exposed(per_comm, per_compute)
 
 
 @dataclass(frozen=True)
@@ -243,9 +285,15 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     grad_b = PRECISION_STATE_BYTES[plan.precision][1]
     dp: DPTraffic = dp_traffic(plan, cluster, dense_grads=dense, expert_grads=expert,
                                dense_gather=dense_gather, expert_gather=expert_gather,
-                               grad_bytes=grad_b)
-    dp_f = _exposed(total_seconds(dp.microbatch_forward, cluster), c.forward)
-    dp_b = _exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute)
+                               grad_bytes=grad_b, layers=layers)
+    if plan.zero == 3:
+        # Backward: layer i−1's re-gather and layer i+1's reduce-scatter share the links during
+        # layer i; the last reduce-scatter is exposed like the first gather.
+        dp_f = _layerwise_exposed(total_seconds(dp.microbatch_forward, cluster), c.forward, layers)
+        dp_b = _layerwise_exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute, layers)
+    else:
+        dp_f = _exposed(total_seconds(dp.microbatch_forward, cluster), c.forward)
+        dp_b = _exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute)
     t_f = c.forward + tp / 2 + ep / 2 + cp_f + dp_f
     t_b = c.backward + c.recompute + (tp + ep) * (redo - 0.5) + cp_b + dp_b
     # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
@@ -255,12 +303,15 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     updated = _updated_params(plan, dense, expert)
     optimizer, offload = _optimizer_and_offload(plan, cluster, updated, dense_gather + expert_gather)
     cp_redo = 4 / 3 if full else 1.0  # full recompute repeats the forward's (c−1) of 3(c−1) sends
+    # Per step: (traffic, times it runs) of each dimension.
+    runs = {"tp": (per_layer["tp"], m * layers * redo), "pp": (per_layer["pp"], m * plan.vpp),
+            "cp": (per_layer["cp"], m * layers * cp_redo), "ep": (per_layer["ep"], m * shard.moe_layers * redo)}
+    links = [dp.link_bytes(m)] + [tuple(n * b for b in total_link_bytes(t)) for t, n in runs.values()]
     comm_bytes = CommBytes(
         dp=dp.wire_bytes(m),
-        tp=m * layers * redo * total_wire_bytes(per_layer["tp"]),
-        pp=m * plan.vpp * total_wire_bytes(per_layer["pp"]),
-        cp=m * layers * cp_redo * total_wire_bytes(per_layer["cp"]),
-        ep=m * shard.moe_layers * redo * total_wire_bytes(per_layer["ep"]),
+        **{dim: n * total_wire_bytes(t) for dim, (t, n) in runs.items()},
+        scale_up=sum(up for up, _ in links),
+        scale_out=sum(out for _, out in links),
     )
     return _Stage(compute=c, tp=tp * redo, cp=cp_f + cp_b, ep=ep * redo, dp_microbatch=dp_f + dp_b,
                   forward=t_f, backward=t_b, dp_step=dp_step, optimizer=optimizer,
@@ -331,5 +382,5 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster) -> tuple[Tim
         model_flops=model_flops,
     )
     busiest = CommBytes(**{f: max(getattr(s.bytes, f) for s in stages)
-                           for f in ("dp", "tp", "pp", "cp", "ep")})
+                           for f in ("dp", "tp", "pp", "cp", "ep", "scale_up", "scale_out")})
     return breakdown, busiest

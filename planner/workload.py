@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from planner.model.architecture import Architecture
 
@@ -17,6 +18,17 @@ class Workload:
     lora_targets: tuple[str, ...] = ()
     tokens: float | None = None
     """Training budget in tokens, for time and cost."""
+    attention_kernel: Literal["flash", "unfused"] = "flash"
+    """How the attention core runs: `flash` (FlashAttention-style fused kernel: causal FLOPs, no
+    s×s scores in HBM) or `unfused` (Megatron-LM before FlashAttention: full s×s scores written,
+    masked, softmaxed and dropped out in HBM). Only the time model reads it; published runs
+    before 2022 state `unfused` (validation/data/runs.yaml)."""
+    framework: Literal["megatron", "hf", "deepspeed"] = "megatron"
+    """What runs the step, which decides what it keeps in memory (planner/memory.py): `megatron`
+    (Megatron-Core / Transformer Engine fused kernels, persistent gradient buffer, fused Adam),
+    `hf` (Hugging Face transformers modules on PyTorch: eager norms and SwiGLU, torch.autocast
+    or FSDP2 mixed precision, gradients allocated in backward, foreach AdamW) or `deepspeed`
+    (the same modules on DeepSpeed's ZeRO engine, with its fp32 gradient copy)."""
 
     @property
     def trains_adapters(self) -> bool:

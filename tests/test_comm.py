@@ -116,7 +116,7 @@ def test_mesh_bandwidth_grows_with_peers():
 def test_nvls_all_reduce_on_hopper():
     c = cluster(gpu="h100_sxm_80gb")
     t = collective_time("all_reduce", S, Group(8, 8, 1), c) - latency_s("all_reduce", Group(8, 8, 1))
-    assert t == pytest.approx(2 * 7 / 8 * S / (1.05 * 450 * GB))
+    assert t == pytest.approx(2 * 7 / 8 * S / (1.07 * 450 * GB))
     t4 = collective_time("all_reduce", S, Group(4, 4, 1), c) - latency_s("all_reduce", Group(4, 4, 1))
     assert t4 == pytest.approx(2 * 3 / 4 * S / (0.80 * 450 * GB))  # ring below NVLS_MIN_GPUS
 
@@ -155,3 +155,31 @@ def test_pp_message_is_scattered_over_tp():
     assert t.op == "send_recv" and t.count == 2
     assert t.payload_bytes == pytest.approx(2048 * 4096 * 2 / 8)
     assert t.group == Group(2, 1, 2)
+
+
+def test_all_gather_across_nodes_is_a_ring():
+    # NCCL has no tree for all-gather / reduce-scatter; PAT only with one rank per node.
+    g = Group(1536, 8, 192)  # ZeRO-3 over 192 nodes of 8
+    intra_steps, inter_steps = 1535 - 191, 191
+    expected = cal.ALPHA_BASE_S + intra_steps * cal.ALPHA_STEP_S["scale_up"] + inter_steps * cal.ALPHA_STEP_S["network"]
+    for op in ("all_gather", "reduce_scatter"):
+        assert latency_s(op, g) == pytest.approx(expected)
+    # All-reduce over the same group may use the tree: 2·⌈log2 192⌉ = 16 network steps.
+    tree = cal.ALPHA_BASE_S + intra_steps * 2 * cal.ALPHA_STEP_S["scale_up"] + 16 * cal.ALPHA_STEP_S["network"]
+    assert latency_s("all_reduce", g) == pytest.approx(tree)
+    # One rank per node: PAT, ⌈log2 192⌉ = 8 network steps.
+    assert latency_s("all_gather", Group(192, 1, 192)) == pytest.approx(cal.ALPHA_BASE_S + 8 * cal.ALPHA_STEP_S["network"])
+
+
+def test_link_bytes_split_by_fabric():
+    inside = Traffic("all_reduce", S, Group(8, 8, 1), 2)
+    assert inside.link_bytes == (pytest.approx(2 * 2 * 7 / 8 * S), 0.0)
+    across = Traffic("all_gather", S, Group(16, 1, 16))
+    assert across.link_bytes == (0.0, pytest.approx(15 / 16 * S))
+    two_level = Traffic("reduce_scatter", S, Group(16, 4, 4))
+    up, out = two_level.link_bytes
+    assert up == pytest.approx(3 / 4 * S)  # inside the node over 4 GPUs
+    assert out == pytest.approx(3 / 4 * S / 4)  # the 1/g shard over 4 nodes
+    a2a = Traffic("all_to_all", S, Group(16, 8, 2))
+    assert a2a.link_bytes == (pytest.approx(S * 7 / 16), pytest.approx(S * 8 / 16))
+    assert Traffic("send_recv", S, Group(2, 1, 2), 3).link_bytes == (0.0, pytest.approx(3 * S))

@@ -88,8 +88,9 @@ def test_recompute_costs_time():
     steps = [run(deep, cl, 16, tp=8, recompute=r)[0] for r in ("none", "selective", "full")]
     assert steps[0].recompute == 0
     assert steps[0].step < steps[1].step < steps[2].step
-    # Full recompute adds about one forward: a third of the compute.
-    assert steps[2].recompute == pytest.approx(steps[2].compute / 3, rel=0.08)
+    # Full recompute adds one forward: a third of the GEMMs, a half of the element-wise
+    # kernels (their backward costs about one forward).
+    assert steps[2].compute / 3 < steps[2].recompute < 0.4 * steps[2].compute
     assert steps[2].hfu > steps[2].mfu
 
 
@@ -122,7 +123,7 @@ def test_fp8_is_faster_on_hopper():
 def test_size_factor_penalizes_small_gemms():
     gpu = selene(1).gpu
     big, small = layer_efficiency(gpu, "bf16", 1e12), layer_efficiency(gpu, "bf16", 1e8)
-    assert big == pytest.approx(0.7 * 0.869, rel=0.01)
+    assert big == pytest.approx(0.84 * 0.869, rel=0.01)
     assert small < 0.3 * big
 
 
@@ -152,17 +153,67 @@ def test_global_batch_must_match():
         estimate_time(p, Workload(arch=SMALL, training="pretrain", seq_len=SEQ, global_batch=8), selene(1))
 
 
-# ----------------------------------------------------------------------------- published runs
-# [SEL22] Korthikanti et al. 2022, arXiv 2205.05198, Table 5 (data/runs.yaml), Selene A100.
-# Blind predictions: no constant is tuned to these runs.
+# ----------------------------------------------------------------------------- kernels and properties
+# Published runs ([SEL22], [MEG21]) are predicted in tests/test_validation_runs.py.
 
-@pytest.mark.parametrize("arch,nodes,plan,measured_s", [
-    (gpt(6144, 64, 48), 1, dict(tp=8, mbs=4, sp=True, recompute="selective"), 1.10),
-    (gpt(6144, 64, 48), 1, dict(tp=8, mbs=4, recompute="full"), 1.42),
-    (gpt(12288, 96, 96), 8, dict(tp=8, pp=8, vpp=3, mbs=1, sp=True, recompute="selective"), 13.75),
-    (gpt(12288, 96, 96), 8, dict(tp=8, pp=8, vpp=3, mbs=1, recompute="full"), 18.13),
-], ids=["22b-sp-selective", "22b-full", "175b-sp-selective", "175b-full"])
-def test_sel22_step_time_within_25_percent(arch, nodes, plan, measured_s):
-    global_batch = 4 if nodes == 1 else 64
-    t, _ = run(arch, selene(nodes), global_batch, **plan)
-    assert t.step == pytest.approx(measured_s, rel=0.25)
+def test_unfused_attention_costs_hbm_time():
+    cl, arch = selene(1), gpt(2304, 24, 4)
+    flash = run(arch, cl, 8, dp=8)[0]
+    unfused_wl = Workload(arch=arch, training="pretrain", seq_len=SEQ, global_batch=8, attention_kernel="unfused")
+    unfused = estimate_time(Plan(parallel=ParallelDims(dp=8)), unfused_wl, cl)[0]
+    # Small hidden size, long sequence: the s×s traffic is a large share of the layer.
+    assert unfused.compute > 1.3 * flash.compute
+    assert unfused.mfu < flash.mfu  # model FLOPs are the same (causal); the time is not
+
+
+def test_sequence_parallel_splits_norms_and_residuals():
+    arch = gpt(6144, 64, 4)
+    plain = run(arch, selene(1), 4, tp=8, mbs=4)[0]
+    sp = run(arch, selene(1), 4, tp=8, mbs=4, sp=True)[0]
+    assert sp.compute < plain.compute
+    assert sp.tp == pytest.approx(plain.tp, rel=0.05)  # same bytes on the wire
+
+
+PLANS_FOR_PROPERTIES = (
+    dict(tp=8, pp=4, vpp=2, dp=2, sp=True, recompute="selective"),
+    dict(tp=2, dp=32, zero=3, recompute="full"),
+    dict(tp=4, cp=2, dp=8, zero=1),
+    dict(tp=8, pp=2, dp=4, zero=1, recompute="full"),
+    dict(dp=64, zero=2, mbs=2),
+)
+
+
+@pytest.mark.parametrize("plan", PLANS_FOR_PROPERTIES)
+def test_more_bandwidth_never_slows_a_plan(plan):
+    arch = gpt(4096, 32, 16)
+
+    def step(nic_gbps: float, nvlink_scale: float) -> float:
+        spec = ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=8,
+                           inter_node={"nic_gbps": nic_gbps, "nics_per_node": 8},
+                           intra_node={"bandwidth": 300e9 * nvlink_scale})
+        return run(arch, build_cluster(spec), 256, **dict(plan))[0].step
+
+    steps_nic = [step(g, 1.0) for g in (25, 100, 200, 400, 800)]
+    assert all(a >= b for a, b in zip(steps_nic, steps_nic[1:]))
+    steps_nvl = [step(200, f) for f in (0.25, 0.5, 1.0, 2.0)]
+    assert all(a >= b for a, b in zip(steps_nvl, steps_nvl[1:]))
+
+
+@pytest.mark.parametrize("plan", [dict(tp=8, pp=4), dict(tp=8, pp=4, vpp=2), dict(tp=4, pp=8, sp=True, recompute="selective")])
+def test_more_microbatches_never_raise_the_bubble_fraction(plan):
+    cl = selene(4)
+    fractions = [(t.bubble / t.step) for t, _ in (run(SMALL, cl, 8 * m, mbs=1, **plan) for m in (1, 2, 3, 4, 8, 16, 32))]
+    assert all(a >= b for a, b in zip(fractions, fractions[1:]))
+
+
+def test_comm_bytes_by_link_class():
+    cl = selene(2)
+    _, inside = run(SMALL, cl, 16, tp=8, dp=2)
+    # TP inside the node rides NVLink only; the dp=2 gradient all-reduce crosses the NICs.
+    assert inside.scale_up == pytest.approx(inside.tp)
+    assert inside.scale_out == pytest.approx(inside.dp)
+    _, spread = run(SMALL, cl, 16, tp=2, dp=8)
+    # dp=8 of stride 2: 4 members per node, 2 nodes: a two-level all-reduce on both fabrics.
+    assert spread.scale_up > spread.tp and spread.scale_out > 0
+    _, single = run(SMALL, selene(1), 8, dp=8)
+    assert single.scale_out == 0 and single.scale_up == pytest.approx(single.dp)
