@@ -4,20 +4,34 @@ Model states follow the ZeRO paper (Rajbhandari et al. 2019, arXiv 1910.02054, �
 activations follow Korthikanti et al. 2022 (arXiv 2205.05198, §4 and Table 2), re-derived per
 saved tensor for modern layers (SwiGLU, GQA, RMSNorm, flash attention, MoE, MLA); the pipeline's
 in-flight micro-batches follow Megatron-LM's schedules (megatron/core/pipeline_parallel/schedules.py).
+
+What a step keeps depends on the framework that runs it (`Workload.framework`):
+  megatron   Megatron-Core / Transformer Engine: fused norms and cross entropy, 16-bit parameters
+             with fp32 main weights in the optimizer, a persistent gradient buffer, fused Adam.
+  hf         Hugging Face transformers modules trained by PyTorch (Trainer, accelerate, plain
+             loops): eager RMSNorm and SwiGLU, SDPA, torch.autocast under DDP or FSDP2's
+             MixedPrecisionPolicy, gradients allocated in backward (zero_grad(set_to_none=True)),
+             foreach AdamW. Measured with PyTorch's MemTracker in validation/memory/.
+  deepspeed  the same Hugging Face modules on DeepSpeed's engine: 16-bit modules, ZeRO partitions
+             with an fp32 gradient copy for the optimizer step, fused Adam.
+The peak is the largest of the step's phases (end of forward, start of backward, backward through
+the layers, optimizer step); `StageMemory.phase` names it and `StageMemory.detail` itemizes it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 from planner.cluster import Cluster
 from planner.model.architecture import Architecture
-from planner.model.params import layer_params, lora_params
+from planner.model.params import ALL_LINEAR, LORA_TARGETS, attention_linears, layer_params, lora_params, \
+    mlp_linears, output_params
 from planner.plan import Plan
 from planner.shard import StageShard, stage_shards
 from planner.workload import Workload
 
 GiB = 2**30
+FRAMEWORKS = ("megatron", "hf", "deepspeed")
 
 # (weight, gradient, fp32 master) bytes per trainable parameter, by training precision.
 # Mixed precision keeps 16-bit weights and gradients and an fp32 master copy (ZeRO §3: 2 + 2 + 4
@@ -32,6 +46,7 @@ PRECISION_STATE_BYTES: dict[str, tuple[int, int, int]] = {
     "bf16-pure": (2, 2, 0),
     "bf16-autocast": (4, 4, 0),
 }
+MIXED = ("bf16", "fp16", "fp8")
 
 # Storage bytes per frozen base-weight parameter (LoRA/QLoRA), with quantization scales:
 # int8: bitsandbytes LLM.int8 keeps one fp32 scale per output row (negligible, counted as 0);
@@ -48,7 +63,7 @@ def optimizer_state_bytes(optimizer: str, precision: str, hidden: int) -> float:
     2021, arXiv 2110.02861); SGD with momentum: one buffer; Adafactor: factored second moment,
     rows + cols per matrix, about 2/h of a value per parameter (Shazeer & Stern 2018).
     """
-    state_dtype = 2 if precision == "bf16-pure" else 4
+    state_dtype = _state_dtype_bytes(precision)
     if optimizer in ("adamw", "adam"):
         return 2 * state_dtype
     if optimizer == "adamw8bit":
@@ -62,6 +77,11 @@ def optimizer_state_bytes(optimizer: str, precision: str, hidden: int) -> float:
     raise ValueError(f"unknown optimizer {optimizer!r}")
 
 
+def _state_dtype_bytes(precision: str) -> int:
+    """Optimizer states take the dtype of the parameters they update: bf16 only in pure bf16."""
+    return 2 if precision == "bf16-pure" else 4
+
+
 # Runtime allowance, shown as its own term (REFERENCES.md "Practice that changes the real peak"):
 # the CUDA context and NCCL communicator buffers (0.3-1 GiB per process), plus a fraction of the
 # live tensor bytes lost to caching-allocator fragmentation (cost-model.md §4 suggests 5-10%;
@@ -71,6 +91,11 @@ FRAGMENTATION = 0.05
 
 # Communication buckets: PyTorch DDP's default bucket_cap_mb=25 (two buckets in flight).
 DDP_BUCKET_BYTES = 2 * 25 * 2**20
+
+# DeepSpeed ZeRO-3 steps the optimizer one sub-group of parameters at a time, each with its fp32
+# gradient copy (`sub_group_size` default 1e9, deepspeed/runtime/zero/config.py; stage3.py
+# `_prepare_fp32_grad_for_sub_group`).
+DEEPSPEED_SUB_GROUP_PARAMS = 10**9
 
 
 @dataclass(frozen=True)
@@ -102,6 +127,62 @@ class StageMemory:
     memory: MemoryBreakdown
     host_bytes: int
     """Bytes this GPU keeps in host memory (CPU offload)."""
+    phase: str = "backward start"
+    """The phase of the step at which this GPU peaks: forward end, backward start, backward
+    layers (recomputing or walking back through the layers) or optimizer step."""
+    detail: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+    """The terms of `memory` itemized at that phase (bytes), e.g. activations = layers +
+    logits + logits_grad + autocast_weight_copies; optimizer = optimizer_states + optimizer_step_temp."""
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """What the framework's kernels save for backward, by precision (see the module docstring)."""
+
+    framework: str
+    act: int
+    """Bytes per element of saved matmul outputs and attention tensors."""
+    residual: int
+    """Bytes per element of the residual stream (fp32 under torch.autocast: fp32 parameters)."""
+    autocast: bool
+    """torch.autocast: each linear saves its own bf16 cast of an fp32 input, and the bf16 copies
+    of the weights stay cached until the autocast region ends (or backward frees them)."""
+
+
+def kernels(framework: str, precision: str, zero: int = 0) -> Kernels:
+    """The activation dtypes of a framework at a training precision.
+
+    megatron and deepspeed run 16-bit modules (fp32 only for fp32 training). hf: `bf16-pure` casts
+    the model to bf16; `bf16-autocast` keeps fp32 parameters and runs torch.autocast; `bf16`
+    (PyTorch-native mixed precision) is torch.autocast under DDP (ZeRO 0-2) and FSDP2's
+    MixedPrecisionPolicy(param bf16, reduce fp32) under ZeRO-3, which casts parameters when it
+    gathers them and then runs pure-bf16 modules (tools/README.md: same per-layer bytes).
+    """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; valid: {', '.join(FRAMEWORKS)}")
+    if precision == "fp32":
+        return Kernels(framework, 4, 4, False)
+    if framework == "hf" and (precision == "bf16-autocast" or (precision in MIXED and zero < 3)):
+        return Kernels(framework, 2, 4, True)
+    if framework == "deepspeed" and precision == "bf16-autocast":
+        return Kernels(framework, 2, 4, True)
+    return Kernels(framework, 2, 2, False)
+
+
+def state_bytes(framework: str, precision: str) -> tuple[int, int, int, int]:
+    """(weight, gradient, master, fp32 gradient copy) bytes per trainable parameter.
+
+    hf mixed precision keeps fp32 parameters, which are the master weights (torch.autocast; FSDP2
+    MixedPrecisionPolicy keeps fp32 sharded parameters and reduces gradients in fp32): 4 + 4.
+    DeepSpeed's mixed-precision optimizers step on an fp32 copy of the gradient partition
+    (stage_1_and_2.py `single_partition_of_fp32_groups[i].grad`, stage3.py
+    `_prepare_fp32_grad_for_sub_group`, bf16_optimizer.py `fp32_groups_gradients`): 4 more.
+    """
+    if framework == "hf" and precision in MIXED:
+        return 4, 4, 0, 0
+    weight, grad, master = PRECISION_STATE_BYTES[precision]
+    fp32_grad = 4 if framework == "deepspeed" and master else 0
+    return weight, grad, master, fp32_grad
 
 
 def _tokens_per_gpu(plan: Plan, workload: Workload) -> float:
@@ -109,76 +190,192 @@ def _tokens_per_gpu(plan: Plan, workload: Workload) -> float:
     return plan.mbs * workload.seq_len / plan.parallel.cp
 
 
-def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan) -> float:
-    """Bytes saved for backward by one layer per token (16-bit activations, no dropout).
+def _adapted(plan: Plan, workload: Workload | None) -> frozenset[str] | None:
+    """Module names carrying LoRA adapters; None when every weight trains."""
+    if workload is None or not workload.trains_adapters:
+        return None
+    names: set[str] = set()
+    for target in workload.lora_targets:
+        names.update(LORA_TARGETS if target == ALL_LINEAR else (target,))
+    return frozenset(names)
 
-    Korthikanti et al. 2022 Table 2 counts, per token of a GPT layer, 34h + 5as bytes; without
-    dropout masks (2 x h bytes) and with flash attention (no s x s scores; a fp32 log-sum-exp
-    per head instead) the same tensors give, for any layer shape:
-      norms          2 x 2h      inputs of the two norms
-      attention      2h          QKV input (norm output)
-                     2q + 2kv    Q and K;   2kv V;   2q  attention output = out-proj input
+
+def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
+                                     workload: Workload | None = None) -> float:
+    """Bytes saved for backward by one layer per token (no dropout), for the workload's framework.
+
+    Megatron (Korthikanti et al. 2022 Table 2 counts 34h + 5as bytes per token of a GPT layer;
+    without dropout masks (2 x h bytes) and with flash attention (no s x s scores; a fp32
+    log-sum-exp per head instead) the same tensors give, for any layer shape, with e bytes per
+    16-bit element):
+      norms          2 x e h     inputs of the two norms (fused TE norms save their input)
+      attention      e h         QKV input (norm output)
+                     e q + 2 e kv  Q, K and V;   e q  attention output = out-proj input
                      4a          fp32 log-sum-exp per head (flash attention)
-      MLP            2h          fc1 input
-                     gated: 4i (fc1 output, gate and up) + 2i (fc2 input); plain: 2i + 2i
+      MLP            e h         fc1 input
+                     gated: 2 e i (fc1 output, gate and up) + e i (fc2 input); plain: e i + e i
     (check: GPT with q = kv = h, i = 4h gives 32h = 34h - 2h of dropout masks.)
-    With TP the sharded tensors divide by t; SP also divides the norm and matmul inputs by t
-    (Korthikanti §4.2.2). Selective recompute drops the attention core (the log-sum-exp and
-    output) and full recompute keeps only the layer input.
+    Hugging Face modules (`_hf_layer_bytes`) save more: see there. With TP the sharded tensors
+    divide by t; SP also divides the norm and matmul inputs by t (Korthikanti §4.2.2). Selective
+    recompute drops the attention core (the log-sum-exp and output) and full recompute keeps only
+    the layer input. LoRA: a frozen linear without an adapter keeps no input (autograd saves a
+    matmul input only for its weight gradient), a frozen norm weight needs no normalized copy,
+    each adapter keeps its rank-r output, and nothing before the first layer needs a gradient.
     """
-    return _layer_activation_bytes_per_token(arch, index, plan.parallel.tp, plan.parallel.sp, plan.recompute)
+    framework = workload.framework if workload is not None else "megatron"
+    return _layer_activation_bytes_per_token(
+        arch, index, plan.parallel.tp, plan.parallel.sp, plan.recompute,
+        kernels(framework, plan.precision, plan.zero), _adapted(plan, workload), plan.lora_rank)
 
 
 @lru_cache(maxsize=65536)
-def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str) -> float:
+def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str,
+                                      k: Kernels, adapted: frozenset[str] | None, rank: int) -> float:
+    h = arch.hidden
+    seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
+    if recompute == "full":
+        # The checkpoint: the layer input in the residual stream's dtype (Megatron: 2h).
+        return k.residual * h * seq_sharded
+    if k.framework == "megatron":
+        replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank)
+    else:
+        replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank)
+    return replicated * seq_sharded + sharded / tp
+
+
+def _needs_grad(adapted: frozenset[str] | None, *names: str) -> int:
+    """How many of these linears need their input saved (trainable, or carrying an adapter)."""
+    return len(names) if adapted is None else sum(n in adapted for n in names)
+
+
+def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int,
+                          adapted: frozenset[str] | None, rank: int) -> tuple[float, float]:
+    """(replicated, TP-sharded) bytes per token of a Megatron/TE layer (see the caller)."""
     h = arch.hidden
     att = arch.attention
-    seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
-
-    if recompute == "full":
-        return 2 * h * seq_sharded
-
-    replicated = (2 * 2 * h + 2 * h + 2 * h) * seq_sharded  # two norm inputs, QKV input, fc1 input
+    first_frozen = adapted is not None and index == 0
+    norms = e * h * (1 if first_frozen else 2)  # inputs of the two norms
+    qkv_input = e * h if _needs_grad(adapted, "q_proj", "k_proj", "v_proj") else 0
+    replicated = norms + qkv_input
     if att.is_mla:
         # MLA: the compressed q and kv latents (and their norms' inputs) feed the up-projections.
         latent = (att.q_lora_rank or 0) + att.kv_lora_rank + att.qk_rope_head_dim
-        replicated += 2 * 2 * latent
+        replicated += 2 * e * latent
         q = att.num_heads * att.head_dim
-        k = att.num_heads * att.head_dim
-        v = att.num_heads * att.value_head_dim
-        attention = 2 * q + 2 * k + 2 * v
-        attention_core = 2 * v + 4 * att.num_heads
+        attention = e * (q + q + att.num_heads * att.value_head_dim)
+        attention_core = e * att.num_heads * att.value_head_dim + 4 * att.num_heads
     else:
-        attention = 2 * att.q_dim + 2 * att.kv_dim + 2 * att.kv_dim
-        attention_core = 2 * att.q_dim + 4 * att.num_heads
+        attention = e * (att.q_dim + 2 * att.kv_dim)
+        attention_core = e * att.q_dim + 4 * att.num_heads
     if recompute == "none":
         attention += attention_core
     else:
         # Selective: Megatron's core-attention checkpoint recomputes the attention core; its
-        # output stays alive as the out-projection's input only when the next op keeps it, so
-        # count it once as the out-projection input.
-        attention += 2 * (att.num_heads * att.value_head_dim)
+        # output stays alive as the out-projection's input.
+        attention += e * att.num_heads * att.value_head_dim
 
-    mlp = _mlp_activation_bytes_per_token(arch, index)
-    return replicated + (attention + mlp) / tp
-
-
-def _mlp_activation_bytes_per_token(arch: Architecture, index: int) -> float:
-    """MLP bytes per token excluding the (replicated) fc1 input."""
     def ffn_bytes(i: int) -> float:
-        return (4 * i + 2 * i) if arch.gated_mlp else (2 * i + 2 * i)
+        # gated: fc1 output (gate and up) 2 e i + fc2 input e i; plain: fc1 output + fc2 input
+        fc2_input = e * i if _needs_grad(adapted, "down_proj") else 0
+        return (2 * e * i if arch.gated_mlp else e * i) + fc2_input
 
+    fc1_input = e * h if _needs_grad(adapted, "gate_proj", "up_proj") or arch.is_moe_layer(index) else 0
+    replicated += fc1_input + _adapter_bytes(arch, e, adapted, rank)
     if not arch.is_moe_layer(index):
-        return ffn_bytes(arch.ffn)
+        return replicated, attention + ffn_bytes(arch.ffn)
     moe = arch.moe
-    h = arch.hidden
     # Router: fp32 logits and probabilities over E experts; each token is dispatched to top_k
-    # experts (permuted input and un-permuted output, 2h each) whose FFN activations are those of
+    # experts (permuted input and un-permuted output, e h each) whose FFN activations are those of
     # a dense FFN of the expert size (Megatron-Core token dispatcher; capacity factor 1).
-    routed = moe.top_k * (2 * h + 2 * h + ffn_bytes(moe.expert_ffn))
+    routed = moe.top_k * (2 * e * h + ffn_bytes(moe.expert_ffn))
     router = 2 * 4 * moe.num_experts
     shared = ffn_bytes(moe.shared_ffn) if moe.shared_ffn else 0
-    return routed + router + shared
+    return replicated, attention + routed + router + shared
+
+
+def _adapter_bytes(arch: Architecture, e: int, adapted: frozenset[str] | None, rank: int) -> float:
+    """LoRA: each adapter keeps its rank-r output A x for B's gradient."""
+    if adapted is None:
+        return 0.0
+    names = set(attention_linears(arch.attention, arch.hidden)) | {"gate_proj", "up_proj", "down_proj"}
+    return e * rank * len(adapted & names)
+
+
+def _norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool) -> float:
+    """One Hugging Face norm over h features, per token.
+
+    RMSNorm (LlamaRMSNorm and kin) upcasts its input to fp32 (4h, the input itself when it is
+    fp32), saves rsqrt (4) and, for the weight's gradient, the normalized input in the input
+    dtype (residual bytes x h). LayerNorm (aten native_layer_norm) saves its input, mean and rstd.
+    """
+    h = arch.hidden
+    if arch.norm == "layernorm":
+        return k.residual * h + 8
+    return 4 * h + 4 + (k.residual * h if weight_trains else 0)
+
+
+def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
+                    adapted: frozenset[str] | None, rank: int) -> tuple[float, float]:
+    """(replicated, TP-sharded) bytes per token saved by a Hugging Face decoder layer.
+
+    Per saved tensor (transformers 5.24, torch 2.13; tools/README.md and validation/memory/, exact
+    on 10 shapes): with e bytes per activation and r per residual element,
+      norms        2 x (4h + r h + 4)     (see _norm_bytes)
+      linear inputs  r h per group sharing the norm output (q/k/v; gate/up or router); under
+                   torch.autocast each linear saves its own bf16 cast instead: 2h x 3 and 2h x 2
+      attention    e q + 2 e kv (SDPA's q, k, v) + e q (output, the o_proj input) + 4a (fp32 lse);
+                   q/k RMSNorm per head: 4q + e q + 4a and 4kv + e kv + 4g more
+      SwiGLU       gate, SiLU(gate), up and their product (the down_proj input): 4 e i
+      MoE (grouped_mm experts)  router probabilities 4E (fp32) and top-k indices 8 top_k; per
+                   routed copy the gathered input e h, gate_up 2 e i, SiLU e i, product e i,
+                   the expert output e h (kept for the routing-weight product), 3 int64 indices
+                   and the routing weight (32 bytes)
+    which gives sb(20h + 4kv + 8i) + 8sb + 4asb for pure-bf16 Llama (q = h), sb(30h + 4kv + 8i)
+    + 8sb + 4asb under autocast and sb(32h + 8kv + 16i) + 8sb + 4asb in fp32.
+    """
+    h, e = arch.hidden, k.act
+    att = arch.attention
+    full = adapted is None
+
+    def inputs(n: int) -> float:
+        if n == 0:
+            return 0.0
+        return 2 * h * n if k.autocast else k.residual * h
+
+    norms = (0 if adapted is not None and index == 0 else _norm_bytes(arch, k, full)) + _norm_bytes(arch, k, full)
+    qkv = _needs_grad(adapted, "q_proj", "k_proj", "v_proj")
+    replicated = norms + inputs(qkv) + _adapter_bytes(arch, e, adapted, rank)
+    if att.is_mla:
+        latent = (att.q_lora_rank or 0) + att.kv_lora_rank + att.qk_rope_head_dim
+        replicated += 2 * e * latent  # as for Megatron: not validated against HF's MLA modules
+        q = att.num_heads * att.head_dim
+        attention = e * (q + q + att.num_heads * att.value_head_dim)
+        core = e * att.num_heads * att.value_head_dim + 4 * att.num_heads
+    else:
+        attention = e * (att.q_dim + 2 * att.kv_dim)
+        core = e * att.q_dim + 4 * att.num_heads
+        if att.qk_norm == "head":
+            attention += (4 * att.q_dim + (e * att.q_dim if full else 0) + 4 * att.num_heads
+                          + 4 * att.kv_dim + (e * att.kv_dim if full else 0) + 4 * att.num_kv_heads)
+        elif att.qk_norm == "projection":
+            # one RMSNorm over all of q and one over all of k (OLMo-2): 4w + e w + 4 each
+            attention += sum(4 * w + (e * w if full else 0) + 4 for w in (att.q_dim, att.kv_dim))
+    attention += core if recompute == "none" else e * att.num_heads * att.value_head_dim
+
+    def swiglu(i: int) -> float:
+        product = e * i if _needs_grad(adapted, "down_proj") else 0
+        return (3 * e * i if arch.gated_mlp else e * i) + product
+
+    if not arch.is_moe_layer(index):
+        replicated += inputs(_needs_grad(adapted, "gate_proj", "up_proj") if arch.gated_mlp
+                             else _needs_grad(adapted, "up_proj"))
+        return replicated, attention + swiglu(arch.ffn)
+    moe = arch.moe
+    replicated += inputs(1 if full else 0)  # the router's input (experts gather their rows from it)
+    router = 4 * moe.num_experts + 8 * moe.top_k
+    routed = moe.top_k * (2 * e * h + swiglu(moe.expert_ffn) + 32)
+    shared = swiglu(moe.shared_ffn) + (e if moe.shared_expert_gate else 0) if moe.shared_ffn else 0
+    return replicated, attention + router + routed + shared
 
 
 def inflight_microbatches(plan: Plan, stage: int) -> float:
@@ -219,7 +416,9 @@ def _frozen_and_trainable(plan: Plan, workload: Workload, shard: StageShard) -> 
 def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster) -> list[StageMemory]:
     """Peak bytes per GPU for every pipeline stage."""
     arch = workload.arch
-    weight_b, grad_b, master_b = PRECISION_STATE_BYTES[plan.precision]
+    framework = workload.framework
+    k = kernels(framework, plan.precision, plan.zero)
+    weight_b, grad_b, master_b, fp32_grad_b = state_bytes(framework, plan.precision)
     opt_b = optimizer_state_bytes(plan.optimizer, plan.precision, arch.hidden)
     dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
     expert_dp_shard = max(1, dp_shard // plan.parallel.ep)
@@ -229,7 +428,9 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster) -> list[St
         trainable, frozen, quantized = _frozen_and_trainable(plan, workload, shard)
         if workload.trains_adapters:
             dense_trainable, expert_trainable = trainable, 0.0
-            frozen_bytes = frozen * weight_b + quantized * QUANT_WEIGHT_BYTES.get(plan.quant, weight_b)
+            # Frozen base weights stay in the compute dtype: no fp32 copy of a weight that never steps.
+            frozen_b = 2 if plan.precision in MIXED else weight_b
+            frozen_bytes = frozen * frozen_b + quantized * QUANT_WEIGHT_BYTES.get(plan.quant, weight_b)
         else:
             dense_trainable, expert_trainable = shard.dense, shard.expert
             frozen_bytes = 0.0
@@ -242,67 +443,222 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster) -> list[St
 
         # ZeRO-1 shards optimizer states and master weights, ZeRO-2 gradients too, ZeRO-3 weights
         # (frozen base weights included: DeepSpeed ZeRO-3 and FSDP shard every parameter).
-        weights = sharded(weight_b, 3) + (frozen_bytes / dp_shard if plan.zero == 3 else frozen_bytes)
-        gradients = sharded(grad_b, 2)
-        optimizer = sharded(opt_b, 1)
-        master = sharded(master_b, 1)
+        terms = {
+            "weights": sharded(weight_b, 3) + (frozen_bytes / dp_shard if plan.zero == 3 else frozen_bytes),
+            "gradients": sharded(grad_b, 2),
+            "fp32_gradient_copy": _deepspeed_fp32_grads(plan, sharded(fp32_grad_b, 1), fp32_grad_b),
+            "optimizer_states": sharded(opt_b, 1),
+            "master_weights": sharded(master_b, 1),
+            # PyTorch's foreach AdamW allocates one more copy of the (local) parameters in step():
+            # torch._foreach_sqrt(exp_avg_sq) (torch/optim/adamw.py `_multi_tensor_adamw`).
+            "optimizer_step_temp": (sharded(_state_dtype_bytes(plan.precision), 1)
+                                    if framework == "hf" and plan.optimizer in ("adamw", "adam") else 0.0),
+        }
         host = 0.0
         if plan.offload in ("optimizer", "optimizer+params"):
-            host += optimizer + master  # ZeRO-Offload keeps fp32 states on the CPU
-            optimizer = master = 0.0
-        if plan.offload == "optimizer+params":
-            host += weights  # ZeRO-Infinity: parameters live on the host, fetched per layer
-            weights = 0.0
-
-        activations = _stage_activation_bytes(plan, workload, shard, tokens)
-        buffers = _buffer_bytes(plan, workload, shard, weight_b)
-        live = weights + gradients + optimizer + master + activations + buffers
+            # ZeRO-Offload keeps fp32 states on the CPU and steps there (arXiv 2101.06840 §4); DeepSpeed
+            # also moves the reduced gradient partitions there (ZeRO-2/3), FSDP2's CPUOffloadPolicy
+            # the sharded gradients with the parameters.
+            moved = ["optimizer_states", "master_weights", "fp32_gradient_copy", "optimizer_step_temp"]
+            if (framework == "deepspeed" and plan.zero >= 2) or (framework == "hf" and plan.offload == "optimizer+params"):
+                moved.append("gradients")
+            if plan.offload == "optimizer+params":
+                moved.append("weights")  # ZeRO-Infinity: parameters live on the host, fetched per layer
+            for name in moved:
+                host += terms[name] if name != "optimizer_step_temp" else 0.0
+                terms[name] = 0.0
+        phase, memory_terms, detail = _peak_phase(plan, workload, shard, tokens, k, terms, weight_b)
+        live = sum(memory_terms.values())
         runtime = CUDA_CONTEXT_BYTES + FRAGMENTATION * live
+        detail = {**detail, "cuda_context": CUDA_CONTEXT_BYTES, "fragmentation": int(FRAGMENTATION * live)}
         stages.append(StageMemory(
             stage=shard.stage,
             layers=shard.num_layers,
             recompute_layers=shard.num_layers if plan.recompute == "full" else 0,
-            memory=MemoryBreakdown(
-                weights=int(weights), gradients=int(gradients), optimizer=int(optimizer),
-                master_weights=int(master), activations=int(activations), buffers=int(buffers),
-                runtime=int(runtime)),
+            memory=MemoryBreakdown(**{name: int(v) for name, v in memory_terms.items()}, runtime=int(runtime)),
             host_bytes=int(host),
+            phase=phase,
+            detail={name: int(v) for name, v in detail.items()},
         ))
     return stages
 
 
-def _stage_activation_bytes(plan: Plan, workload: Workload, shard: StageShard, tokens: float) -> float:
+def _deepspeed_fp32_grads(plan: Plan, nbytes: float, per_param: int) -> float:
+    """DeepSpeed ZeRO-3 holds the fp32 gradient copy of one optimizer sub-group at a time."""
+    if plan.zero == 3 and per_param:
+        return min(nbytes, per_param * DEEPSPEED_SUB_GROUP_PARAMS)
+    return nbytes
+
+
+def _peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
+                states: dict[str, float], weight_b: int) -> tuple[str, dict[str, float], dict[str, float]]:
+    """The phase of the step with the most live bytes: (name, MemoryBreakdown terms, itemized terms).
+
+    Megatron and DeepSpeed keep their gradient buffers for the whole step and step with fused
+    Adam: their peak is the start of backward with every term present. Under hf the gradients
+    only exist from backward on (unless accumulated over micro-batches), so the peak is one of:
+      forward end      states + saved activations + all autocast weight copies (the autocast
+                       cache lives until the forward ends, recomputed layers included)
+      backward start   states + saved activations + the loss's fp32 gradients (logits_grad)
+      backward layers  states + the output layer's gradients + saved activations + the working
+                       set of the layer being recomputed (full recompute)
+      optimizer step   states + all gradients + the foreach temporary
+    """
+    act = _activation_terms(plan, workload, shard, tokens, k)
+    buffers = _buffer_bytes(plan, workload, shard, weight_b, k)
+    all_grads = {"gradients": states["gradients"], "fp32_gradient_copy": states["fp32_gradient_copy"]}
+
+    def phase(grads: dict[str, float], acts: dict[str, float], buf: dict[str, float], temp: float = 0.0):
+        parts = {
+            "weights": {"weights": states["weights"]},
+            "gradients": grads,
+            "optimizer": {"optimizer_states": states["optimizer_states"], "optimizer_step_temp": temp},
+            "master_weights": {"master_weights": states["master_weights"]},
+            "activations": acts,
+            "buffers": buf,
+        }
+        memory = {term: sum(p.values()) for term, p in parts.items()}
+        detail = {name: v for p in parts.values() for name, v in p.items() if v}
+        return memory, detail
+
+    saved = {n: act[n] for n in ("layers", "embedding", "final_norm", "logits")}
+    if workload.framework != "hf":
+        acts = {**saved, "logits_grad": act["logits_grad"], "recompute_working_set": act["recompute_working_set"],
+                "autocast_weight_copies": act["autocast_weight_copies_saved"]}
+        return ("backward start", *phase(all_grads, acts, buffers))
+
+    lazy = plan.gas == 1  # zero_grad(set_to_none=True): gradients appear in backward
+    fwd_grads = {} if lazy else all_grads
+    candidates = {
+        "forward end": phase(fwd_grads, {**saved, "autocast_weight_copies": act["autocast_weight_copies"]}, buffers),
+        "backward start": phase(fwd_grads, {**saved, "logits_grad": act["logits_grad"],
+                                            "autocast_weight_copies": act["autocast_weight_copies_saved"]}, buffers),
+        "backward layers": phase(
+            {**fwd_grads, "output_layer_grad": act["output_layer_grad"] if lazy else 0.0},
+            {"layers": act["layers"], "embedding": act["embedding"],
+             "autocast_weight_copies": act["autocast_weight_copies_layers"],
+             "recompute_working_set": act["recompute_working_set"]}, buffers),
+        "optimizer step": phase(all_grads, {}, {n: v for n, v in buffers.items() if n == "ddp_buckets"},
+                                states["optimizer_step_temp"]),
+    }
+    name = max(candidates, key=lambda n: sum(candidates[n][0].values()))
+    return (name, *candidates[name])
+
+
+def _linear_params(arch: Architecture, index: int) -> int:
+    p = layer_params(arch, index)
+    return p.total - p.norms
+
+
+def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float,
+                      k: Kernels) -> dict[str, float]:
+    """Activation bytes of one GPU of the stage, by kind."""
     arch = workload.arch
-    layers = range(shard.first_layer, shard.first_layer + shard.num_layers)
-    per_microbatch = tokens * sum(layer_activation_bytes_per_token(arch, i, plan) for i in layers)
-    inflight = inflight_microbatches(plan, shard.stage)
-    total = inflight * per_microbatch
     tp, sp = plan.parallel.tp, plan.parallel.sp
+    adapted = _adapted(plan, workload)
+    first, last = shard.stage == 0, shard.stage == plan.parallel.pp - 1
+    layers = range(shard.first_layer, shard.first_layer + shard.num_layers)
+    per_token = [layer_activation_bytes_per_token(arch, i, plan, workload) for i in layers]
+    inflight = inflight_microbatches(plan, shard.stage)
+    out = dict.fromkeys(("layers", "embedding", "final_norm", "logits", "logits_grad", "recompute_working_set",
+                         "autocast_weight_copies", "autocast_weight_copies_saved",
+                         "autocast_weight_copies_layers", "output_layer_grad"), 0.0)
+    out["layers"] = inflight * tokens * sum(per_token)
     if plan.recompute == "full" and shard.num_layers:
         # Recomputing a layer in backward rebuilds its full activations, whose input is the
         # checkpoint already counted: one layer's working set on top of the checkpoints.
         unrecomputed = plan.with_(recompute="none")
-        checkpoint = layer_activation_bytes_per_token(arch, shard.first_layer, plan)
-        total += tokens * (max(layer_activation_bytes_per_token(arch, i, unrecomputed) for i in layers) - checkpoint)
-    if shard.stage == 0:
-        # Embedding output (the first layer's input), per in-flight micro-batch.
-        total += inflight * tokens * 2 * arch.hidden / (tp if sp else 1)
-    if shard.stage == plan.parallel.pp - 1:
-        # Logits: 16-bit matmul output plus the fp32 copy the cross entropy keeps for backward,
-        # vocab-parallel over TP (Korthikanti §4.3: 4 s b V / t in fp32, plus the 2-byte output).
-        total += tokens * (2 + 4) * arch.vocab / tp
-    return total
+        out["recompute_working_set"] = tokens * (
+            max(layer_activation_bytes_per_token(arch, i, unrecomputed, workload) for i in layers) - per_token[0])
+    vocab = arch.vocab / tp
+    if workload.framework == "megatron":
+        if first:
+            # Embedding output (the first layer's input), per in-flight micro-batch.
+            out["embedding"] = inflight * tokens * k.act * arch.hidden / (tp if sp else 1)
+        if last:
+            # Logits: the matmul output plus the fp32 copy the fused cross entropy keeps for
+            # backward, vocab-parallel over TP (Korthikanti §4.3: 4 s b V / t in fp32).
+            out["logits"] = tokens * (k.act + 4) * vocab
+        return out
+    if last:
+        # HF: the final norm and the lm_head input (when lm_head trains); the logits the model
+        # returns (e bytes) and the fp32 log-softmax cross entropy saves (transformers
+        # ForCausalLMLoss upcasts the logits); backward starts with two fp32 b s V gradients
+        # (of the log-softmax output and of the logits) alive together (MemTracker `Temp`).
+        h_in = arch.hidden * (2 if k.autocast else k.residual) if adapted is None else 0
+        out["final_norm"] = tokens * (_norm_bytes(arch, k, adapted is None) + h_in) / (tp if sp else 1)
+        out["logits"] = tokens * (k.act + 4) * vocab
+        out["logits_grad"] = tokens * 8 * vocab
+        out["output_layer_grad"] = _output_grad_bytes(plan, workload, k)
+    if k.autocast and not (adapted is not None and plan.precision in MIXED):
+        # torch.autocast caches a bf16 copy of every linear weight it casts until the autocast
+        # region (the forward) ends; matmuls save them for backward, so without recompute they
+        # live until each layer's backward (tools/README.md: +2 B/param). Recompute drops them
+        # with the cache and rebuilds one layer's copies; lm_head's stay saved.
+        layer_copies = [2 * _linear_params(arch, i) / tp for i in layers]
+        head = 2 * output_params(arch) / tp if last else 0.0
+        out["autocast_weight_copies"] = sum(layer_copies) + head
+        recomputed = plan.recompute == "full"
+        out["autocast_weight_copies_saved"] = head + (0.0 if recomputed else sum(layer_copies))
+        out["autocast_weight_copies_layers"] = max(layer_copies, default=0.0) if recomputed else sum(layer_copies)
+    return out
 
 
-def _buffer_bytes(plan: Plan, workload: Workload, shard: StageShard, weight_b: int) -> float:
-    """Communication buffers: DDP/ZeRO-1/2 gradient buckets; ZeRO-3 gathers whole layers.
+def _output_grad_bytes(plan: Plan, workload: Workload, k: Kernels) -> float:
+    """Gradients of the output layer, the first ones backward allocates (hf, full training)."""
+    if workload.trains_adapters:
+        return 0.0
+    arch = workload.arch
+    params = output_params(arch) / plan.parallel.tp
+    if plan.zero == 3:
+        # FSDP2 reduce-scatters the root module's gradients only when its backward ends.
+        return params * k.act
+    return params * state_bytes(workload.framework, plan.precision)[1] / (plan.parallel.dp if plan.zero >= 2 else 1)
 
-    ZeRO-3 / FSDP all-gathers one layer's parameters for compute and prefetches the next
-    (DeepSpeed stage3 prefetch; FSDP2 keeps one layer unsharded plus one in flight).
+
+def _buffer_bytes(plan: Plan, workload: Workload, shard: StageShard, weight_b: int,
+                  k: Kernels) -> dict[str, float]:
+    """Communication buffers: DDP/ZeRO-1/2 gradient buckets; ZeRO-3 gathered parameters.
+
+    megatron: ZeRO-3 gathers one layer's parameters for compute and prefetches the next.
+    hf (FSDP2 `fully_shard` per decoder layer and on the root): the root's parameters
+    (embedding, final norm, lm_head) stay unsharded from forward through backward, and a layer is
+    gathered while the next one's all-gather is in flight (implicit prefetch), in the compute dtype.
+    deepspeed: parameters are gathered per module; its own estimator (stage3.py
+    `estimate_zero3_model_states_mem_needs`) holds 4 bytes per parameter of the largest module: the
+    module in use and the one prefetched, in 16 bits.
     """
     if plan.zero < 3:
-        return DDP_BUCKET_BYTES if plan.parallel.dp > 1 else 0.0
+        return {"ddp_buckets": DDP_BUCKET_BYTES} if plan.parallel.dp > 1 else {}
     arch = workload.arch
+    tp = plan.parallel.tp
+    ep = max(1, plan.parallel.ep if arch.moe else 1)
     layers = range(shard.first_layer, shard.first_layer + shard.num_layers)
     largest = max((layer_params(arch, i).total for i in layers), default=0)
-    return 2 * largest * weight_b / (plan.parallel.tp * max(1, plan.parallel.ep if arch.moe else 1))
+    if workload.framework == "megatron":
+        return {"zero3_gathered_layers": 2 * largest * weight_b / (tp * ep)}
+    gathered = 2 if plan.precision in MIXED else weight_b  # MixedPrecisionPolicy casts on gather
+    if workload.framework == "hf":
+        root = 0.0
+        if shard.stage == 0:
+            root += arch.vocab * arch.hidden
+        if shard.stage == plan.parallel.pp - 1:
+            root += output_params(arch)
+        return {"fsdp_root_params": root * gathered / tp, "zero3_gathered_layers": 2 * largest * gathered / (tp * ep)}
+    return {"zero3_gathered_modules": 2 * gathered * _largest_module_params(arch) / tp}
+
+
+def _largest_module_params(arch: Architecture) -> int:
+    """Parameters held directly by the largest Hugging Face module (DeepSpeed's `largest layer`):
+    the embedding or lm_head, a projection, or a layer's fused routed experts (3-D parameters)."""
+    sizes = [arch.vocab * arch.hidden]
+    for i in range(arch.num_layers):
+        sizes += [d_in * d_out for d_in, d_out, _ in attention_linears(arch.attention, arch.hidden).values()]
+        p = layer_params(arch, i)
+        if arch.is_moe_layer(i):
+            sizes.append(p.routed_experts)
+            if arch.moe.shared_ffn:
+                sizes += [a * b for a, b, _ in mlp_linears(arch.hidden, arch.moe.shared_ffn, arch.gated_mlp, False).values()]
+        else:
+            sizes += [a * b for a, b, _ in mlp_linears(arch.hidden, arch.ffn, arch.gated_mlp, False).values()]
+    return max(sizes)
