@@ -152,22 +152,6 @@ def estimate(
 
 
 @app.command()
-@handles_input_errors
-def params(
-    model: str = typer.Argument(..., help="A preset (`planner models`) or a path to a Hugging Face config.json.",
-                                show_default=False),
-    as_json: bool = JsonOption,
-) -> None:
-    """Exact parameter counts of an architecture, by component."""
-    arch = load_architecture(model, base_dir=Path.cwd())
-    counts = count_params(arch)
-    if as_json:
-        _emit_json(report_json.params_document(counts))
-    else:
-        tables.console().print(tables.params_view(arch, counts))
-
-
-@app.command()
 def gpus(as_json: bool = JsonOption) -> None:
     """List the accelerator catalog."""
     gpus = list(catalog().values())

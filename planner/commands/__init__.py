@@ -4,3 +4,6 @@ Each module registers its command on `planner.cli.app` when imported; `planner.c
 package last, so every module listed here can use the CLI's shared helpers.
 """
 from planner.commands import capacity  # noqa: F401
+from planner.commands import infer  # noqa: F401
+from planner.commands import params  # noqa: F401
+from planner.commands import check  # noqa: F401
