@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -187,7 +188,13 @@ def models(as_json: bool = JsonOption) -> None:
 import planner.commands  # noqa: E402,F401  (registers the commands of planner/commands/)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings are for people at a terminal: one line on stderr, no source line."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()
 
 
