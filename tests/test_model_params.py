@@ -288,3 +288,15 @@ def test_lora_moe_layer_adapts_routed_and_shared_experts():
 def test_lora_unknown_target_suggests_the_name():
     with pytest.raises(InputError, match=r"^lora.targets: unknown LoRA target 'q_porj' \(did you mean q_proj or"):
         lora_params(get_preset("debug"), 0, 8, ["q_porj"])
+
+
+def test_grok1_counts_by_hand():
+    # Grok-1 (xai-org/grok-1): 64 layers, hidden 6144, 48 query / 8 KV heads of 128, 8 experts of
+    # width 32768 (three matrices each), top-2, four RMSNorms per layer, vocab 131072 tied.
+    h, layers, experts, ffn, vocab = 6144, 64, 8, 32768, 131072
+    attention = 2 * h * h + 2 * h * 8 * 128
+    expert = 3 * h * ffn
+    per_layer = attention + experts * expert + h * experts + 4 * h
+    counts = count_params(get_preset("grok-1"))
+    assert counts.total == layers * per_layer + vocab * h + h == 315_684_820_992
+    assert counts.active == counts.total - layers * (experts - 2) * expert == 83_756_587_008

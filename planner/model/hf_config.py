@@ -65,6 +65,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt2": {"n_inner": None, "n_positions": 1024, "tie_word_embeddings": True},
     "gpt_oss": {"num_key_value_heads": 8, "head_dim": 64, "tie_word_embeddings": False,
                 "attention_bias": True, "num_local_experts": 128, "num_experts_per_tok": 4},
+    # hpcai-tech/grok-1 configuration_grok1.py (the Hugging Face port of xai-org/grok-1).
+    "grok-1": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": True,
+               "num_experts": 8, "num_experts_per_tok": 2},
     "falcon": {"num_kv_heads": None, "ffn_hidden_size": None, "tie_word_embeddings": True,
                "bias": False, "new_decoder_architecture": False, "multi_query": True,
                "parallel_attn": True, "num_ln_in_parallel_attn": None, "alibi": False},
@@ -182,6 +185,16 @@ def _mixtral(f: _Fields, name: str) -> Architecture:
     moe = _moe(f.required("num_hidden_layers"), lambda i: True, num_experts=f.count("num_local_experts"),
                top_k=f.optional_int("num_experts_per_tok"), expert_ffn=ffn)
     return _decoder(f, name, _attention(f), moe=moe)
+
+
+def _grok1(f: _Fields, name: str) -> Architecture:
+    """Grok-1 (xai-org/grok-1 model.py; hpcai-tech/grok-1 modeling_grok1.py): GQA without
+    biases; every layer MoE of gated-GELU experts (linear, linear_v, linear_1: three matrices,
+    as SwiGLU) behind a bias-free router; RMSNorm before and after each sub-block (four per
+    layer); the output projection is the input embedding transposed."""
+    moe = _moe(f.required("num_hidden_layers"), lambda i: True, num_experts=f.count("num_experts"),
+               top_k=f.optional_int("num_experts_per_tok"), expert_ffn=f.required("intermediate_size"))
+    return _decoder(f, name, _attention(f), moe=moe, norms_per_layer=4)
 
 
 def _llama4(f: _Fields, name: str) -> Architecture:
@@ -358,6 +371,7 @@ _BUILDERS: dict[str, Callable[[_Fields, str], Architecture]] = {
     "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
     "gemma": _gemma, "gemma2": _gemma, "gemma3_text": _gemma, "olmo2": _olmo2,
     "gpt_neox": _gpt_neox, "gpt2": _gpt2, "falcon": _falcon, "gpt_oss": _gpt_oss,
+    "grok-1": _grok1,
 }
 
 
