@@ -24,13 +24,15 @@ from functools import lru_cache
 
 from planner.cluster import Cluster
 from planner.model.architecture import Architecture
-from planner.model.params import ALL_LINEAR, LORA_TARGETS, attention_linears, layer_params, lora_params, \
-    mlp_linears, output_params
+from planner.model.params import ALL_LINEAR, LORA_TARGETS, attention_linears, embedding_params, layer_params, \
+    lora_params, mlp_linears, output_params
 from planner.plan import Plan
 from planner.shard import StageShard, stage_shards
 from planner.workload import Workload
 
 GiB = 2**30
+NORMS, ROUTER = "norms", "router"
+"""Names of the norm weights and the MoE router among the trainable modules of a layer."""
 FRAMEWORKS = ("megatron", "hf", "deepspeed")
 
 # (weight, gradient, fp32 master) bytes per trainable parameter, by training precision.
@@ -47,6 +49,9 @@ PRECISION_STATE_BYTES: dict[str, tuple[int, int, int]] = {
     "bf16-autocast": (4, 4, 0),
 }
 MIXED = ("bf16", "fp16", "fp8")
+
+# Megatron-LM's gradient buffer under bf16 parameters: fp32 (see `state_bytes`).
+MEGATRON_BF16_GRAD_BYTES = 4
 
 # Storage bytes per frozen base-weight parameter (LoRA/QLoRA), with quantization scales:
 # int8: bitsandbytes LLM.int8 keeps one fp32 scale per output row (negligible, counted as 0);
@@ -177,10 +182,17 @@ def state_bytes(framework: str, precision: str) -> tuple[int, int, int, int]:
     DeepSpeed's mixed-precision optimizers step on an fp32 copy of the gradient partition
     (stage_1_and_2.py `single_partition_of_fp32_groups[i].grad`, stage3.py
     `_prepare_fp32_grad_for_sub_group`, bf16_optimizer.py `fp32_groups_gradients`): 4 more.
+    Megatron-LM accumulates and all-reduces gradients in fp32 whenever the parameters are bf16
+    (megatron/training/arguments.py: "accumulate and all-reduce gradients in fp32 for bfloat16
+    data type"; the main_grad buffer of megatron/core/distributed/param_and_grad_buffer.py), so
+    bf16 and fp8 (bf16 parameters) keep 4-byte gradients: 2 + 4 + 4 + 8 = 18 B/param, as
+    Megatron's theoretical_memory_usage.py counts. fp16 keeps fp16 gradients (its default).
     """
     if framework == "hf" and precision in MIXED:
         return 4, 4, 0, 0
     weight, grad, master = PRECISION_STATE_BYTES[precision]
+    if framework == "megatron" and precision in ("bf16", "fp8"):
+        grad = MEGATRON_BF16_GRAD_BYTES
     fp32_grad = 4 if framework == "deepspeed" and master else 0
     return weight, grad, master, fp32_grad
 
@@ -201,7 +213,8 @@ def _adapted(plan: Plan, workload: Workload | None) -> frozenset[str] | None:
 
 
 def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
-                                     workload: Workload | None = None) -> float:
+                                     workload: Workload | None = None, *,
+                                     partial: PartialTraining | None = None) -> float:
     """Bytes saved for backward by one layer per token (no dropout), for the workload's framework.
 
     Megatron (Korthikanti et al. 2022 Table 2 counts 34h + 5as bytes per token of a GPT layer;
@@ -221,25 +234,36 @@ def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
     the layer input. LoRA: a frozen linear without an adapter keeps no input (autograd saves a
     matmul input only for its weight gradient), a frozen norm weight needs no normalized copy,
     each adapter keeps its rank-r output, and nothing before the first layer needs a gradient.
+    Partial fine-tuning (`partial`) is the same rule with the trainable modules in place of the
+    adapters: layers before the first trainable one keep nothing at all.
     """
     framework = workload.framework if workload is not None else "megatron"
+    if partial is not None:
+        first = partial.first_trainable_layer(arch)
+        if first is None or index < first:
+            return 0.0
+        adapted, input_grad = partial.layer_modules(arch, index), index > first
+    else:
+        adapted = _adapted(plan, workload)
+        input_grad = adapted is None or index > 0
     return _layer_activation_bytes_per_token(
         arch, index, plan.parallel.tp, plan.parallel.sp, plan.recompute,
-        kernels(framework, plan.precision, plan.zero), _adapted(plan, workload), plan.lora_rank)
+        kernels(framework, plan.precision, plan.zero), adapted, plan.lora_rank, input_grad)
 
 
 @lru_cache(maxsize=65536)
 def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str,
-                                      k: Kernels, adapted: frozenset[str] | None, rank: int) -> float:
+                                      k: Kernels, adapted: frozenset[str] | None, rank: int,
+                                      input_grad: bool = True) -> float:
     h = arch.hidden
     seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
     if recompute == "full":
         # The checkpoint: the layer input in the residual stream's dtype (Megatron: 2h).
         return k.residual * h * seq_sharded
     if k.framework == "megatron":
-        replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank)
+        replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad)
     else:
-        replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank)
+        replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank, input_grad)
     return replicated * seq_sharded + sharded / tp
 
 
@@ -249,11 +273,11 @@ def _needs_grad(adapted: frozenset[str] | None, *names: str) -> int:
 
 
 def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int,
-                          adapted: frozenset[str] | None, rank: int) -> tuple[float, float]:
+                          adapted: frozenset[str] | None, rank: int, input_grad: bool = True) -> tuple[float, float]:
     """(replicated, TP-sharded) bytes per token of a Megatron/TE layer (see the caller)."""
     h = arch.hidden
     att = arch.attention
-    first_frozen = adapted is not None and index == 0
+    first_frozen = not input_grad
     norms = e * h * (1 if first_frozen else 2)  # inputs of the two norms
     qkv_input = e * h if _needs_grad(adapted, "q_proj", "k_proj", "v_proj") else 0
     replicated = norms + qkv_input
@@ -315,7 +339,7 @@ def _norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool) -> float:
 
 
 def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
-                    adapted: frozenset[str] | None, rank: int) -> tuple[float, float]:
+                    adapted: frozenset[str] | None, rank: int, input_grad: bool = True) -> tuple[float, float]:
     """(replicated, TP-sharded) bytes per token saved by a Hugging Face decoder layer.
 
     Per saved tensor (transformers 5.24, torch 2.13; tools/README.md and validation/memory/, exact
@@ -335,14 +359,19 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
     """
     h, e = arch.hidden, k.act
     att = arch.attention
-    full = adapted is None
+    full = adapted is None or NORMS in adapted  # the norm weights train
 
     def inputs(n: int) -> float:
         if n == 0:
             return 0.0
         return 2 * h * n if k.autocast else k.residual * h
 
-    norms = (0 if adapted is not None and index == 0 else _norm_bytes(arch, k, full)) + _norm_bytes(arch, k, full)
+    # The first norm of a layer whose input needs no gradient keeps only what its weight's gradient needs.
+    first_norm = _norm_bytes(arch, k, full) if input_grad else (k.residual * arch.hidden if full else 0)
+    # No gradient reaches the attention block of the first trainable layer when nothing in it trains
+    # (partial fine-tuning of the MLP, experts or router only): autograd records nothing there.
+    attention_graph = input_grad or full or bool(_needs_grad(adapted, *attention_linears(att, h)))
+    norms = first_norm + (_norm_bytes(arch, k, full) if attention_graph else 0)
     qkv = _needs_grad(adapted, "q_proj", "k_proj", "v_proj")
     replicated = norms + inputs(qkv) + _adapter_bytes(arch, e, adapted, rank)
     if att.is_mla:
@@ -361,6 +390,8 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
             # one RMSNorm over all of q and one over all of k (OLMo-2): 4w + e w + 4 each
             attention += sum(4 * w + (e * w if full else 0) + 4 for w in (att.q_dim, att.kv_dim))
     attention += core if recompute == "none" else e * att.num_heads * att.value_head_dim
+    if not attention_graph:
+        attention = 0.0
 
     def swiglu(i: int) -> float:
         product = e * i if _needs_grad(adapted, "down_proj") else 0
@@ -371,9 +402,12 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
                              else _needs_grad(adapted, "up_proj"))
         return replicated, attention + swiglu(arch.ffn)
     moe = arch.moe
-    replicated += inputs(1 if full else 0)  # the router's input (experts gather their rows from it)
+    replicated += inputs(_needs_grad(adapted, ROUTER))  # the router's input (experts gather their rows from it)
     router = 4 * moe.num_experts + 8 * moe.top_k
     routed = moe.top_k * (2 * e * h + swiglu(moe.expert_ffn) + 32)
+    if not attention_graph and not _needs_grad(adapted, "gate_proj", "up_proj", "down_proj"):
+        # Frozen experts on an input without gradient: only their outputs, for the router's gradient.
+        routed = moe.top_k * (e * h + 32)
     shared = swiglu(moe.shared_ffn) + (e if moe.shared_expert_gate else 0) if moe.shared_ffn else 0
     return replicated, attention + router + routed + shared
 
@@ -391,6 +425,95 @@ def inflight_microbatches(plan: Plan, stage: int) -> float:
         return float(min(m, p - stage))
     chunks = (p - stage - 1) * 2 + (v - 1) * p + 1
     return min(chunks, m * v) / v
+
+
+@dataclass(frozen=True)
+class PartialTraining:
+    """Partial fine-tuning: only the chosen parameters train, everything else is frozen.
+
+    Frozen parameters cost only their weight bytes (in the compute dtype, as LoRA's frozen base);
+    trainable ones carry the full state (gradient, master weight, optimizer states)
+    (REFERENCES.md "Partial fine-tuning"). E.g. Mixtral router-only:
+    `PartialTraining(router=True)`; 6 layers x 2 experts: `PartialTraining(layers=(0, ..., 5), experts=2)`.
+    Activations follow the LoRA rule (`layer_activation_bytes_per_token`): layers before the first
+    trainable one keep nothing, a frozen linear keeps no input, a frozen norm no normalized copy.
+    Checked against MemTracker in validation/memory/ (partial-*). Routed experts are counted one
+    module per expert (Megatron SequentialMLP); transformers' fused expert tensors train all
+    experts of a layer or none.
+    """
+
+    layers: tuple[int, ...] | None = None
+    """Decoder layers (0-based) whose chosen parts train; None: every layer."""
+    experts: int = 0
+    """Routed experts trained in each chosen MoE layer (the whole expert FFN)."""
+    router: bool = False
+    """The MoE router (gate) of each chosen MoE layer."""
+    attention: bool = False
+    """Attention projections of each chosen layer."""
+    mlp: bool = False
+    """Dense MLP and shared experts of each chosen layer."""
+    norms: bool = False
+    """Norms of each chosen layer."""
+    embedding: bool = False
+    output: bool = False
+    """The output layer (lm_head) and the final norm."""
+
+    def layer_trainable(self, arch: Architecture, index: int) -> tuple[int, int]:
+        """(non-expert, routed-expert) trainable parameters of layer `index`, before sharding."""
+        if self.layers is not None and index not in self.layers:
+            return 0, 0
+        p = layer_params(arch, index)
+        dense = (p.attention * self.attention + (p.dense_mlp + p.shared_experts) * self.mlp
+                 + p.norms * self.norms + p.router * self.router)
+        return dense, p.per_expert * min(self.experts, p.num_experts)
+
+    def layer_modules(self, arch: Architecture, index: int) -> frozenset[str]:
+        """The trainable modules of layer `index` by LoRA-style name (experts as gate/up/down_proj)."""
+        if self.layers is not None and index not in self.layers:
+            return frozenset()
+        names: set[str] = set()
+        if self.attention:
+            names.update(attention_linears(arch.attention, arch.hidden))
+        if self.mlp or (self.experts and arch.is_moe_layer(index)):
+            names.update(("gate_proj", "up_proj", "down_proj"))
+        if self.router and arch.is_moe_layer(index):
+            names.add(ROUTER)
+        if self.norms:
+            names.add(NORMS)
+        return frozenset(names)
+
+    def first_trainable_layer(self, arch: Architecture) -> int | None:
+        """The first layer whose input needs a gradient's path (0 when the embedding trains)."""
+        if self.embedding:
+            return 0
+        return next((i for i in range(arch.num_layers) if any(self.layer_trainable(arch, i))), None)
+
+    def trainable_params(self, arch: Architecture) -> int:
+        """Trainable parameters of the whole model (no parallelism)."""
+        out = sum(sum(self.layer_trainable(arch, i)) for i in range(arch.num_layers))
+        return out + embedding_params(arch) * self.embedding + output_params(arch) * self.output
+
+
+def _partial_trainable(plan: Plan, arch: Architecture, shard: StageShard,
+                       partial: PartialTraining) -> tuple[float, float]:
+    """(non-expert, routed-expert) trainable parameters on one GPU of the stage.
+
+    Routed experts: E/ep of each layer live on a GPU; the trained ones are assumed spread evenly,
+    so the most loaded GPU holds ceil(trained / ep) of them (never more than E/ep)."""
+    tp, ep = plan.parallel.tp, plan.parallel.ep
+    dense = expert = 0.0
+    for i in range(shard.first_layer, shard.first_layer + shard.num_layers):
+        d, e = partial.layer_trainable(arch, i)
+        dense += d
+        if e:
+            p = layer_params(arch, i)
+            local = min(-(-min(partial.experts, p.num_experts) // ep), p.num_experts // ep)
+            expert += local * p.per_expert
+    if shard.stage == 0 and partial.embedding:
+        dense += embedding_params(arch)
+    if shard.stage == plan.parallel.pp - 1 and partial.output:
+        dense += output_params(arch)
+    return dense / tp, expert / tp
 
 
 def _frozen_and_trainable(plan: Plan, workload: Workload, shard: StageShard) -> tuple[float, float, float]:
@@ -413,8 +536,16 @@ def _frozen_and_trainable(plan: Plan, workload: Workload, shard: StageShard) -> 
     return adapters, shard.total - quantized, quantized
 
 
-def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster) -> list[StageMemory]:
-    """Peak bytes per GPU for every pipeline stage."""
+def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
+                    partial: PartialTraining | None = None,
+                    only_stages: tuple[int, ...] | None = None) -> list[StageMemory]:
+    """Peak bytes per GPU for every pipeline stage.
+
+    `partial`: train only these parameters of a full fine-tune (`PartialTraining`); None trains
+    what `workload.training` says (everything, or the LoRA adapters). `only_stages`: only these
+    pipeline stages, in order (the search probes the first, second and last)."""
+    if partial is not None and workload.trains_adapters:
+        raise ValueError("partial fine-tuning and LoRA adapters do not combine; choose one")
     arch = workload.arch
     framework = workload.framework
     k = kernels(framework, plan.precision, plan.zero)
@@ -425,8 +556,14 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster) -> list[St
     tokens = _tokens_per_gpu(plan, workload)
     stages = []
     for shard in stage_shards(plan, arch):
+        if only_stages is not None and shard.stage not in only_stages:
+            continue
         trainable, frozen, quantized = _frozen_and_trainable(plan, workload, shard)
-        if workload.trains_adapters:
+        if partial is not None:
+            dense_trainable, expert_trainable = _partial_trainable(plan, arch, shard, partial)
+            frozen_b = 2 if plan.precision in MIXED else weight_b
+            frozen_bytes = (shard.total - dense_trainable - expert_trainable) * frozen_b
+        elif workload.trains_adapters:
             dense_trainable, expert_trainable = trainable, 0.0
             # Frozen base weights stay in the compute dtype: no fp32 copy of a weight that never steps.
             frozen_b = 2 if plan.precision in MIXED else weight_b
@@ -456,25 +593,32 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster) -> list[St
         }
         host = 0.0
         if plan.offload in ("optimizer", "optimizer+params"):
-            # ZeRO-Offload keeps fp32 states on the CPU and steps there (arXiv 2101.06840 §4); DeepSpeed
-            # also moves the reduced gradient partitions there (ZeRO-2/3), FSDP2's CPUOffloadPolicy
-            # the sharded gradients with the parameters.
+            # ZeRO-Offload keeps fp32 states on the CPU and steps there (arXiv 2101.06840 §4). DeepSpeed
+            # ZeRO-2/3 copies each reduced gradient partition straight into the fp32 gradients on the
+            # host, for every sub-group (stage_1_and_2.py `async_inplace_copy_grad_to_fp32_buffer_from_gpu`,
+            # stage3.py `partition_grads`): no 16-bit gradient partition is kept, and the host holds
+            # 4 + 4 + 8 = 16 B/param/N, as DeepSpeed's estimator counts (before its 1.5 buffer factor).
+            # FSDP2's CPUOffloadPolicy moves the sharded gradients with the parameters.
+            if framework == "deepspeed" and fp32_grad_b:
+                terms["fp32_gradient_copy"] = sharded(fp32_grad_b, 1)
             moved = ["optimizer_states", "master_weights", "fp32_gradient_copy", "optimizer_step_temp"]
-            if (framework == "deepspeed" and plan.zero >= 2) or (framework == "hf" and plan.offload == "optimizer+params"):
+            if framework == "deepspeed" and plan.zero >= 2:
+                terms["gradients"] = 0.0
+            if framework == "hf" and plan.offload == "optimizer+params":
                 moved.append("gradients")
             if plan.offload == "optimizer+params":
                 moved.append("weights")  # ZeRO-Infinity: parameters live on the host, fetched per layer
             for name in moved:
                 host += terms[name] if name != "optimizer_step_temp" else 0.0
                 terms[name] = 0.0
-        phase, memory_terms, detail = _peak_phase(plan, workload, shard, tokens, k, terms, weight_b)
+        phase, memory_terms, detail = _peak_phase(plan, workload, shard, tokens, k, terms, weight_b, partial)
         live = sum(memory_terms.values())
         runtime = CUDA_CONTEXT_BYTES + FRAGMENTATION * live
         detail = {**detail, "cuda_context": CUDA_CONTEXT_BYTES, "fragmentation": int(FRAGMENTATION * live)}
         stages.append(StageMemory(
             stage=shard.stage,
             layers=shard.num_layers,
-            recompute_layers=shard.num_layers if plan.recompute == "full" else 0,
+            recompute_layers=plan.recomputed_layers(shard.stage, shard.num_layers),
             memory=MemoryBreakdown(**{name: int(v) for name, v in memory_terms.items()}, runtime=int(runtime)),
             host_bytes=int(host),
             phase=phase,
@@ -491,7 +635,8 @@ def _deepspeed_fp32_grads(plan: Plan, nbytes: float, per_param: int) -> float:
 
 
 def _peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
-                states: dict[str, float], weight_b: int) -> tuple[str, dict[str, float], dict[str, float]]:
+                states: dict[str, float], weight_b: int,
+                partial: PartialTraining | None = None) -> tuple[str, dict[str, float], dict[str, float]]:
     """The phase of the step with the most live bytes: (name, MemoryBreakdown terms, itemized terms).
 
     Megatron and DeepSpeed keep their gradient buffers for the whole step and step with fused
@@ -504,7 +649,7 @@ def _peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float
                        set of the layer being recomputed (full recompute)
       optimizer step   states + all gradients + the foreach temporary
     """
-    act = _activation_terms(plan, workload, shard, tokens, k)
+    act = _activation_terms(plan, workload, shard, tokens, k, partial)
     buffers = _buffer_bytes(plan, workload, shard, weight_b, k)
     all_grads = {"gradients": states["gradients"], "fp32_gradient_copy": states["fp32_gradient_copy"]}
 
@@ -550,26 +695,39 @@ def _linear_params(arch: Architecture, index: int) -> int:
     return p.total - p.norms
 
 
-def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float,
-                      k: Kernels) -> dict[str, float]:
+def _trainable_linear_params(arch: Architecture, index: int, partial: PartialTraining) -> int:
+    """Trainable parameters of layer `index` held in linears (all but its trainable norms)."""
+    dense, expert = partial.layer_trainable(arch, index)
+    in_scope = partial.layers is None or index in partial.layers
+    return dense + expert - (layer_params(arch, index).norms if partial.norms and in_scope else 0)
+
+
+def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
+                      partial: PartialTraining | None = None) -> dict[str, float]:
     """Activation bytes of one GPU of the stage, by kind."""
     arch = workload.arch
     tp, sp = plan.parallel.tp, plan.parallel.sp
     adapted = _adapted(plan, workload)
     first, last = shard.stage == 0, shard.stage == plan.parallel.pp - 1
     layers = range(shard.first_layer, shard.first_layer + shard.num_layers)
-    per_token = [layer_activation_bytes_per_token(arch, i, plan, workload) for i in layers]
+    # Partial recompute (recompute_layers): the stage's first layers are recomputed, the rest keep
+    # everything (Megatron --recompute-method block).
+    recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)
+    kept = plan.with_(recompute="none") if plan.recompute == "full" else plan
+    per_token = [layer_activation_bytes_per_token(arch, i, plan if n < recomputed else kept, workload, partial=partial)
+                 for n, i in enumerate(layers)]
     inflight = inflight_microbatches(plan, shard.stage)
     out = dict.fromkeys(("layers", "embedding", "final_norm", "logits", "logits_grad", "recompute_working_set",
                          "autocast_weight_copies", "autocast_weight_copies_saved",
                          "autocast_weight_copies_layers", "output_layer_grad"), 0.0)
     out["layers"] = inflight * tokens * sum(per_token)
-    if plan.recompute == "full" and shard.num_layers:
+    if recomputed:
         # Recomputing a layer in backward rebuilds its full activations, whose input is the
         # checkpoint already counted: one layer's working set on top of the checkpoints.
         unrecomputed = plan.with_(recompute="none")
         out["recompute_working_set"] = tokens * (
-            max(layer_activation_bytes_per_token(arch, i, unrecomputed, workload) for i in layers) - per_token[0])
+            max(layer_activation_bytes_per_token(arch, i, unrecomputed, workload, partial=partial) for i in layers)
+            - per_token[0])
     vocab = arch.vocab / tp
     if workload.framework == "megatron":
         if first:
@@ -585,18 +743,23 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
         # returns (e bytes) and the fp32 log-softmax cross entropy saves (transformers
         # ForCausalLMLoss upcasts the logits); backward starts with two fp32 b s V gradients
         # (of the log-softmax output and of the logits) alive together (MemTracker `Temp`).
-        h_in = arch.hidden * (2 if k.autocast else k.residual) if adapted is None else 0
-        out["final_norm"] = tokens * (_norm_bytes(arch, k, adapted is None) + h_in) / (tp if sp else 1)
+        head_trains = adapted is None and (partial is None or partial.output)
+        h_in = arch.hidden * (2 if k.autocast else k.residual) if head_trains else 0
+        out["final_norm"] = tokens * (_norm_bytes(arch, k, head_trains) + h_in) / (tp if sp else 1)
         out["logits"] = tokens * (k.act + 4) * vocab
         out["logits_grad"] = tokens * 8 * vocab
-        out["output_layer_grad"] = _output_grad_bytes(plan, workload, k)
+        out["output_layer_grad"] = _output_grad_bytes(plan, workload, k) if partial is None or partial.output else 0.0
     if k.autocast and not (adapted is not None and plan.precision in MIXED):
         # torch.autocast caches a bf16 copy of every linear weight it casts until the autocast
         # region (the forward) ends; matmuls save them for backward, so without recompute they
         # live until each layer's backward (tools/README.md: +2 B/param). Recompute drops them
         # with the cache and rebuilds one layer's copies; lm_head's stay saved.
-        layer_copies = [2 * _linear_params(arch, i) / tp for i in layers]
-        head = 2 * output_params(arch) / tp if last else 0.0
+        # Partial fine-tuning in mixed precision keeps frozen weights in bf16, which autocast uses as
+        # they are: only the trainable (fp32) linears get a bf16 copy.
+        only_trainable = partial is not None and plan.precision in MIXED
+        layer_copies = [2 * (_trainable_linear_params(arch, i, partial) if only_trainable else _linear_params(arch, i))
+                        / tp for i in layers]
+        head = 2 * output_params(arch) / tp if last and (not only_trainable or partial.output) else 0.0
         out["autocast_weight_copies"] = sum(layer_copies) + head
         recomputed = plan.recompute == "full"
         out["autocast_weight_copies_saved"] = head + (0.0 if recomputed else sum(layer_copies))
@@ -645,10 +808,10 @@ def _buffer_bytes(plan: Plan, workload: Workload, shard: StageShard, weight_b: i
         if shard.stage == plan.parallel.pp - 1:
             root += output_params(arch)
         return {"fsdp_root_params": root * gathered / tp, "zero3_gathered_layers": 2 * largest * gathered / (tp * ep)}
-    return {"zero3_gathered_modules": 2 * gathered * _largest_module_params(arch) / tp}
+    return {"zero3_gathered_modules": 2 * gathered * largest_module_params(arch) / tp}
 
 
-def _largest_module_params(arch: Architecture) -> int:
+def largest_module_params(arch: Architecture) -> int:
     """Parameters held directly by the largest Hugging Face module (DeepSpeed's `largest layer`):
     the embedding or lm_head, a projection, or a layer's fused routed experts (3-D parameters)."""
     sizes = [arch.vocab * arch.hidden]

@@ -66,7 +66,8 @@ def stage_shards(plan: Plan, arch: Architecture) -> list[StageShard]:
     pp, tp, ep = plan.parallel.pp, plan.parallel.tp, plan.parallel.ep
     shards = []
     first = 0
-    for stage, count in enumerate(stage_layer_counts(arch.num_layers, pp)):
+    counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
+    for stage, count in enumerate(counts):
         dense, expert, moe_layers = _layer_sums(arch, first, count)
         if stage == 0:
             dense += embedding_params(arch)

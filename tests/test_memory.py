@@ -4,7 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from planner.cluster import build_cluster
 from planner.memory import (
-    PRECISION_STATE_BYTES, estimate_memory, inflight_microbatches, layer_activation_bytes_per_token,
+    PRECISION_STATE_BYTES, QUANT_WEIGHT_BYTES, PartialTraining, estimate_memory, inflight_microbatches,
+    layer_activation_bytes_per_token, optimizer_state_bytes,
 )
 from planner.model import load_architecture
 from planner.model.architecture import Architecture, Attention
@@ -33,7 +34,8 @@ def llama8b(training="full", batch=8):
     (3, (2 / 8, 2 / 8, 8 / 8, 4 / 8)),
 ])
 def test_zero_stages_follow_the_zero_paper(zero, per_param):
-    plan = Plan(parallel=ParallelDims(dp=8), zero=zero, gas=1)
+    # The paper's mixed precision is fp16 (fp16 gradients); Megatron's bf16 keeps fp32 ones (below).
+    plan = Plan(parallel=ParallelDims(dp=8), zero=zero, gas=1, precision="fp16")
     (stage,) = estimate_memory(plan, llama8b(), H100)
     m = stage.memory
     expected = [int(LLAMA3_8B * b) for b in per_param]
@@ -41,8 +43,17 @@ def test_zero_stages_follow_the_zero_paper(zero, per_param):
 
 
 def test_sixteen_bytes_per_parameter_without_zero():
-    (stage,) = estimate_memory(Plan(parallel=ParallelDims(dp=8)), llama8b(), H100)
+    (stage,) = estimate_memory(Plan(parallel=ParallelDims(dp=8), precision="fp16"), llama8b(), H100)
     assert states(stage) == 16 * LLAMA3_8B
+
+
+def test_megatron_bf16_keeps_fp32_gradients_like_its_theoretical_memory():
+    """Megatron-LM accumulates bf16 gradients in fp32: 18 B/param, 6 + 12/d with the distributed
+    optimizer (megatron/training/theoretical_memory_usage.py)."""
+    (plain,) = estimate_memory(Plan(parallel=ParallelDims(dp=8)), llama8b(), H100)
+    assert states(plain) == 18 * LLAMA3_8B
+    (dist,) = estimate_memory(Plan(parallel=ParallelDims(dp=8), zero=1), llama8b(), H100)
+    assert states(dist) == int(6 * LLAMA3_8B) + int(12 * LLAMA3_8B / 8)
 
 
 def test_pure_bf16_and_fp32_state_bytes():
@@ -157,3 +168,105 @@ def test_recompute_never_raises_activation_bytes(plan, model):
         # Each policy keeps at most what no recompute keeps; full vs selective depends on the
         # stage (one layer and one micro-batch in flight: full recompute rebuilds it all).
         assert selective <= none and full <= none
+
+
+# ---------------------------------------------------------------- training modes the seed examples need
+
+def mixtral(training="full", **kw):
+    return Workload(arch=load_architecture("mixtral-8x7b"), training=training, seq_len=4096, global_batch=1,
+                    framework="hf", **kw)
+
+
+def test_partial_training_counts_the_seed_examples():
+    """REFERENCES.md "Partial fine-tuning": router only; 6 layers x 2 experts = 2,113,929,216."""
+    arch = load_architecture("mixtral-8x7b")
+    assert PartialTraining(router=True).trainable_params(arch) == 32 * 8 * 4096
+    assert PartialTraining(layers=tuple(range(6)), experts=2).trainable_params(arch) == 6 * 2 * 176_160_768
+
+
+def test_partial_training_frozen_weights_cost_only_their_bytes():
+    arch = load_architecture("mixtral-8x7b")
+    total = 46_702_792_704
+    plan = Plan(parallel=ParallelDims(), precision="bf16", recompute="full")
+    part = PartialTraining(layers=tuple(range(6)), experts=2)
+    trainable = part.trainable_params(arch)
+    (s,) = estimate_memory(plan, mixtral(), H100, partial=part)
+    # hf mixed precision: trainable weights fp32 (4 B), frozen bf16 (2 B); fp32 gradients, 8 B of Adam.
+    assert s.memory.weights == 4 * trainable + 2 * (total - trainable)
+    assert s.detail["optimizer_states"] == 8 * trainable
+    # Under Megatron: bf16 weights, fp32 gradients and master, Adam, for the trainable part only.
+    meg = Workload(arch=arch, training="full", seq_len=4096, global_batch=1)
+    (m,) = estimate_memory(plan, meg, H100, partial=part)
+    assert (m.memory.weights, m.memory.gradients, m.memory.master_weights) == (2 * total, 4 * trainable, 4 * trainable)
+
+
+def test_partial_training_spreads_trained_experts_over_ep():
+    arch = load_architecture("mixtral-8x7b")
+    wl = Workload(arch=arch, training="full", seq_len=4096, global_batch=8)
+    part = PartialTraining(layers=(0,), experts=2)
+    expert = 176_160_768
+    (one,) = estimate_memory(Plan(parallel=ParallelDims(dp=8), precision="bf16"), wl, H100, partial=part)
+    (ep8,) = estimate_memory(Plan(parallel=ParallelDims(dp=8, ep=8), precision="bf16"), wl, H100, partial=part)
+    assert one.memory.gradients == 4 * 2 * expert
+    assert ep8.memory.gradients == 4 * 1 * expert  # two trained experts on eight ranks: one on the busiest
+
+
+def test_partial_training_and_lora_do_not_combine():
+    with pytest.raises(ValueError):
+        estimate_memory(Plan(parallel=ParallelDims(), lora_rank=16), mixtral("lora", lora_targets=("q_proj",)), H100,
+                        partial=PartialTraining(router=True))
+
+
+def test_nf4_double_quantization_bytes():
+    """QLoRA §3: 4-bit codes + an 8-bit absmax per 64 weights + an fp32 scale per 256 absmax = 4.127 bits."""
+    assert QUANT_WEIGHT_BYTES["nf4"] == pytest.approx((4 + 8 / 64 + 32 / (64 * 256)) / 8, rel=1e-3)
+
+
+@pytest.mark.parametrize("optimizer, per_param", [
+    ("adamw", 8.0), ("sgd", 0.0), ("sgd-momentum", 4.0),
+    # bitsandbytes 8-bit Adam: two 1-byte moments and an fp32 absmax per 2048-element block.
+    ("adamw8bit", 2 + 8 / 2048),
+    # Adafactor: a row and a column second moment per h x h matrix: 2h fp32 values for h^2 weights.
+    ("adafactor", 4 * 2 / 4096),
+])
+def test_optimizer_state_bytes_per_parameter(optimizer, per_param):
+    assert optimizer_state_bytes(optimizer, "bf16", 4096) == pytest.approx(per_param)
+
+
+def test_deepspeed_offload_keeps_sixteen_bytes_per_parameter_on_the_host():
+    """ZeRO-Offload: fp32 master 4 + Adam 8 + fp32 gradients 4 per parameter of the partition on the
+    host (DeepSpeed's estimator: 16 B/param per node before its 1.5 margin); the GPU keeps no gradient
+    partition under ZeRO-2/3; with the parameters offloaded as well, 2 more on the host."""
+    wl = Workload(arch=load_architecture("llama3-8b"), training="full", seq_len=4096, global_batch=8,
+                  framework="deepspeed")
+    for zero in (2, 3):
+        (s,) = estimate_memory(Plan(parallel=ParallelDims(dp=8), zero=zero, offload="optimizer"), wl, H100)
+        assert s.host_bytes == pytest.approx(16 * LLAMA3_8B / 8, rel=1e-9)
+        assert s.memory.gradients == 0 and s.memory.optimizer == 0 and s.memory.master_weights == 0
+    (s,) = estimate_memory(Plan(parallel=ParallelDims(dp=8), zero=3, offload="optimizer+params"), wl, H100)
+    assert s.host_bytes == pytest.approx(18 * LLAMA3_8B / 8, rel=1e-9)
+    assert s.memory.weights == 0
+
+
+def test_offload_host_bytes_are_checked_against_host_memory():
+    from planner.evaluate import evaluate
+    wl = Workload(arch=load_architecture("llama3-8b"), training="full", seq_len=4096, global_batch=8,
+                  framework="deepspeed")
+    plan = Plan(parallel=ParallelDims(dp=8), zero=3, offload="optimizer")
+    small = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1, host_memory_gib=64))
+    big = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1, host_memory_gib=512))
+    assert not evaluate(plan, wl, small).fits_host
+    assert evaluate(plan, wl, big).fits_host
+
+
+def test_docs_seed_training_section_is_what_the_script_prints():
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "validation" / "memory" / "seed_examples.py"
+    spec = importlib.util.spec_from_file_location("seed_examples", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    page = module.DOC.read_text()
+    assert module.section() in page, "docs/examples.md is stale: run validation/memory/seed_examples.py --write"

@@ -1,5 +1,10 @@
 #!/usr/bin/env python
-"""MemTracker on one LoRA training step of a small Hugging Face Llama, with hand-built adapters.
+"""MemTracker on one LoRA or partial fine-tuning step of a small Hugging Face model.
+
+`--mode lora` (default) wraps linears with hand-built adapters (below); `--mode partial` trains
+only the chosen parts (`--train attention mlp experts router norms embedding output`) of the chosen
+layers (`--train-layers`, default all) and freezes every other parameter. Fused MoE expert tensors
+(transformers 5: one [E, ...] parameter per projection) train all experts of a layer or none.
 
 None of the shared tools (../shared/tools/) trains adapters, and PEFT is not a dependency here, so
 this script wraps the chosen `nn.Linear` modules itself, the way LoRA (Hu et al. 2021, arXiv
@@ -63,6 +68,8 @@ def lora_wrap(model, targets: tuple[str, ...], rank: int, alpha: float) -> int:
     for p in model.parameters():
         p.requires_grad_(False)
     n = 0
+    if not targets:
+        return 0
     for layer in model.model.layers:
         for parent in list(layer.modules()):
             for name, child in list(parent.named_children()):
@@ -70,6 +77,35 @@ def lora_wrap(model, targets: tuple[str, ...], rank: int, alpha: float) -> int:
                     wrapped = LoRALinear(child)
                     setattr(parent, name, wrapped)
                     n += sum(p.numel() for p in (wrapped.lora_A.weight, wrapped.lora_B.weight))
+    return n
+
+
+def partial_freeze(model, parts: set[str], layers: list[int] | None) -> int:
+    """Freeze everything but the chosen parts of the chosen layers; return the trainable count."""
+    import re
+
+    n = 0
+    for name, p in model.named_parameters():
+        m = re.match(r"model\.layers\.(\d+)\.(.*)", name)
+        if m:
+            index, rest = int(m.group(1)), m.group(2)
+            if "norm" in rest:
+                part = "norms"
+            elif rest.startswith("self_attn."):
+                part = "attention"
+            elif ".experts." in rest:
+                part = "experts"
+            elif rest.startswith("mlp.gate.") or ".router." in rest:
+                part = "router"
+            else:
+                part = "mlp"
+            train = part in parts and (layers is None or index in layers)
+        elif name.startswith("model.embed_tokens"):
+            train = "embedding" in parts
+        else:  # lm_head, the final norm
+            train = "output" in parts
+        p.requires_grad_(train)
+        n += p.numel() if train else 0
     return n
 
 
@@ -91,12 +127,16 @@ def run(args) -> dict:
     torch.manual_seed(0)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    trainable = lora_wrap(model, targets, args.rank, args.alpha)
+    if args.mode == "lora":
+        trainable = lora_wrap(model, targets, args.rank, args.alpha)
+    else:
+        trainable = partial_freeze(model, set(args.train), args.train_layers)
     model.train()
     if args.recompute:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, foreach=args.foreach)
+    opt = (torch.optim.AdamW(params, lr=1e-4, foreach=args.foreach) if args.optimizer == "adamw"
+           else torch.optim.SGD(params, lr=1e-4, momentum=0.9, foreach=args.foreach))
     ids = torch.randint(0, config.vocab_size, (args.batch, args.seq))
     build_s = time.perf_counter() - t0
 
@@ -159,8 +199,9 @@ def run(args) -> dict:
     return {
         "config": {"model_type": model_type, **{k: v for k, v in cfg_dict.items() if k != "use_cache"}},
         "batch": args.batch, "seq": args.seq, "precision": args.precision, "recompute": args.recompute,
-        "attn": "sdpa", "optimizer": "adamw", "foreach": args.foreach, "fake": False,
-        "lora": {"rank": args.rank, "alpha": args.alpha, "targets": list(targets)},
+        "attn": "sdpa", "optimizer": args.optimizer, "foreach": args.foreach, "fake": False, "mode": args.mode,
+        **({"lora": {"rank": args.rank, "alpha": args.alpha, "targets": list(targets)}} if args.mode == "lora" else
+           {"partial": {"train": args.train, "layers": args.train_layers}}),
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": trainable,
@@ -188,6 +229,13 @@ def main() -> None:
     ap.add_argument("--targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"],
                     help="module names inside each decoder layer, or all-linear")
     ap.add_argument("--recompute", action="store_true", help="HF gradient checkpointing (non-reentrant)")
+    ap.add_argument("--mode", choices=["lora", "partial"], default="lora")
+    ap.add_argument("--train", nargs="+", default=[],
+                    choices=["attention", "mlp", "experts", "router", "norms", "embedding", "output"],
+                    help="partial mode: the parts that train")
+    ap.add_argument("--train-layers", nargs="+", type=int, default=None,
+                    help="partial mode: the decoder layers whose parts train (default: all)")
+    ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="sgd: momentum 0.9")
     ap.add_argument("--foreach", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--iters", type=int, default=2)
     args = ap.parse_args()
