@@ -3,6 +3,10 @@ throughput, and the days and cost to train the job's token budget.
 
 Each GPU count is a full search (the same one `planner solve` runs); the counts are the fewest
 that fit (found with the memory model alone, `search.sizing`) and then doublings of it.
+A loop, not GPU count and type as solver variables: every (type, count) needs its own layout
+table (dp, the network and the stage coefficients change with the count), building the tables
+is most of the time (CP-SAT takes a tenth of a second per count on the reference cases,
+benchmarks/solve.py), and the table wants the best plan of every row, not one optimum.
 """
 from __future__ import annotations
 

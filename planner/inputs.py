@@ -68,7 +68,9 @@ _CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant"
 
 
 def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
-    """A plan from `tp=8,pp=4,zero=1,recompute=selective,mbs=1` (INTERFACE.md `--plan SPEC`).
+    """A plan from `tp=8,pp=4,zero=1,recompute=selective,mbs=1` (INTERFACE.md `--plan SPEC`);
+    uneven pipelines and partial recompute: `first_stage_layers=6,last_stage_layers=6,
+    recompute=full,recompute_layers=4/2/2/0`.
 
     Omitted keys take the job's defaults; dp is derived from the GPU count, gas from the batch.
     """
@@ -87,6 +89,12 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
             if raw.lower() not in _BOOL:
                 raise InputError(f"sp={raw!r}: use true or false", field="--plan")
             values[key] = _BOOL[raw.lower()]
+        elif key == "recompute_layers":
+            try:
+                values[key] = tuple(int(r) for r in raw.split("/"))
+            except ValueError:
+                raise InputError(f"recompute_layers={raw!r}: one count per pipeline stage, e.g. 4/2/2/0,"
+                                 f" or one count for every stage", field="--plan") from None
         elif key in _CHOICES:
             if raw not in _CHOICES[key]:
                 raise InputError(f"{key}={raw!r}: valid: {', '.join(_CHOICES[key])}", field="--plan")
@@ -127,5 +135,13 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         precision=str(values.get("precision", d.precision)),
         offload=values.get("offload", "none"),
         optimizer=str(values.get("optimizer", d.optimizer)),
+        first_stage_layers=values.get("first_stage_layers"),
+        last_stage_layers=values.get("last_stage_layers"),
+        recompute_layers=_per_stage(values.get("recompute_layers"), pp),
     )
+
+
+def _per_stage(counts: tuple[int, ...] | None, pp: int) -> tuple[int, ...] | None:
+    """`recompute_layers=4` means 4 on every stage (Megatron --recompute-num-layers)."""
+    return counts * pp if counts is not None and len(counts) == 1 else counts
 

@@ -76,6 +76,15 @@ class Plan:
     precision: str = "bf16"
     offload: Offload = "none"
     optimizer: str = "adamw"
+    first_stage_layers: int | None = None
+    """Layers on the first pipeline stage (Megatron `--decoder-first-pipeline-num-layers`); None:
+    the default split. The first stage also holds the embedding."""
+    last_stage_layers: int | None = None
+    """Layers on the last pipeline stage (`--decoder-last-pipeline-num-layers`); None: the default
+    split. The last stage also holds the final norm, output layer and loss."""
+    recompute_layers: tuple[int, ...] | None = None
+    """With recompute `full`: layers recomputed on each pipeline stage, the first ones of the stage
+    (Megatron `--recompute-method block --recompute-num-layers`); None: every layer."""
 
     def __getattr__(self, name: str):
         # Plan.tp, Plan.pp ... read through to the parallel degrees.
@@ -86,6 +95,36 @@ class Plan:
     @property
     def global_batch(self) -> int:
         return self.mbs * self.gas * self.parallel.dp
+
+    def layer_partition(self, num_layers: int) -> tuple[int, ...] | None:
+        """Layers per pipeline stage when the plan sets the first or last stage's count, else None
+        (the default split of `planner.shard.stage_layer_counts`). The middle stages share the
+        rest evenly, as Megatron requires; a remainder that does not divide raises PlanError."""
+        pp, first, last = self.parallel.pp, self.first_stage_layers, self.last_stage_layers
+        if pp == 1 or (first is None and last is None):
+            return None
+        if pp == 2 and (first is None or last is None):
+            first = num_layers - last if first is None else first
+            last = num_layers - first if last is None else last
+        ends = [n for n in (first, last) if n is not None]
+        rest, middle = num_layers - sum(ends), pp - len(ends)
+        if middle == 0:
+            if rest:
+                raise PlanError(f"first ({first}) + last ({last}) stage layers != {num_layers} layers")
+            return (first, last)
+        if rest < middle or rest % middle:
+            raise PlanError(f"the {rest} layers left after the first/last stages do not split evenly"
+                            f" over {middle} stages")
+        mid = rest // middle
+        return (mid if first is None else first,) + (mid,) * (pp - 2) + (mid if last is None else last,)
+
+    def recomputed_layers(self, stage: int, layers: int) -> int:
+        """Layers of `stage` (holding `layers`) that are recomputed in full in backward."""
+        if self.recompute != "full":
+            return 0
+        if self.recompute_layers is None:
+            return layers
+        return min(layers, self.recompute_layers[stage])
 
     def with_(self, **changes) -> "Plan":
         """A copy with plan keys changed; parallel keys (tp, pp ...) may be given flat."""

@@ -6,7 +6,7 @@ the solver proposes is always one Megatron-LM or DeepSpeed would launch.
 from __future__ import annotations
 
 from planner.cluster import Cluster
-from planner.plan import Plan
+from planner.plan import Plan, PlanError
 from planner.workload import Workload
 
 
@@ -32,10 +32,15 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
     need(arch.attention.is_mla or arch.attention.num_kv_heads % par.tp == 0,
          f"key/value heads ({arch.attention.num_kv_heads}) must divide by tp ({par.tp})")
     need(par.pp <= arch.num_layers, f"pp ({par.pp}) exceeds the {arch.num_layers} layers")
+    partition = _partition_problems(plan, arch.num_layers, problems)
     # Interleaving: layers split into pp * vpp chunks, micro-batches a multiple of pp (Megatron).
     if par.vpp > 1:
-        need(arch.num_layers % (par.pp * par.vpp) == 0,
-             f"layers ({arch.num_layers}) must divide by pp * vpp ({par.pp * par.vpp}) to interleave")
+        if partition is None:
+            need(arch.num_layers % (par.pp * par.vpp) == 0,
+                 f"layers ({arch.num_layers}) must divide by pp * vpp ({par.pp * par.vpp}) to interleave")
+        else:
+            need(all(n % par.vpp == 0 for n in partition),
+                 f"every stage's layers ({'/'.join(map(str, partition))}) must divide by vpp ({par.vpp}) to interleave")
         need(plan.gas % par.pp == 0, f"micro-batches per step ({plan.gas}) must be a multiple of pp ({par.pp}) to interleave")
     need(plan.mbs * plan.gas * par.dp == workload.global_batch,
          f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({par.dp}) = {plan.mbs * plan.gas * par.dp}"
@@ -66,3 +71,31 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
     if plan.precision.startswith("bf16"):
         need(cluster.gpu.supports("bf16"), f"{cluster.gpu.id} has no bf16 support; use fp16")
     return problems
+
+
+def _partition_problems(plan: Plan, num_layers: int, problems: list[str]) -> tuple[int, ...] | None:
+    """Uneven pipeline partitions (Megatron --decoder-first/last-pipeline-num-layers) and
+    per-stage recompute counts (--recompute-num-layers; a count above a stage's layers recomputes
+    all of them): appends what is wrong, returns the layers per stage when the plan sets them."""
+    pp = plan.parallel.pp
+    partition = None
+    ends = {k: getattr(plan, k) for k in ("first_stage_layers", "last_stage_layers") if getattr(plan, k) is not None}
+    if ends and pp == 1:
+        problems.append(f"{' and '.join(ends)} need pp > 1")
+    elif ends:
+        bad = [f"{k} ({v})" for k, v in ends.items() if v < 1]
+        if bad:
+            problems.append(f"{', '.join(bad)} must be >= 1")
+        else:
+            try:
+                partition = plan.layer_partition(num_layers)
+            except PlanError as exc:
+                problems.append(str(exc))
+    if plan.recompute_layers is not None:
+        if plan.recompute != "full":
+            problems.append(f"recompute_layers needs recompute full (this plan has {plan.recompute})")
+        elif len(plan.recompute_layers) != pp:
+            problems.append(f"recompute_layers gives {len(plan.recompute_layers)} stages, pp is {pp}")
+        elif any(r < 0 for r in plan.recompute_layers):
+            problems.append(f"recompute_layers ({'/'.join(map(str, plan.recompute_layers))}) must be >= 0")
+    return partition

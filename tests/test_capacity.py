@@ -8,6 +8,7 @@ from hardware import get_accelerator
 from planner.capacity import cluster_for, plan_capacity, sizes_to_try
 from planner.cli import app
 from planner.inputs import load_job_inputs
+from planner.spec.job import Constraint
 
 from conftest import EXAMPLES
 
@@ -18,10 +19,13 @@ JOB = EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"
 def test_sizes_start_at_the_fewest_gpus_that_fit():
     job = load_job_inputs(JOB)
     node = cluster_for(get_accelerator("h100_sxm_80gb"), None, 2.5)
-    sizes = sizes_to_try(job.workload, node, job.defaults, {}, max_gpus=64)
-    # 8B parameters x 16 bytes = 128 GB of model states: one 80 GB GPU cannot hold them.
+    no_offload = {"offload": Constraint(values=("none",))}
+    sizes = sizes_to_try(job.workload, node, job.defaults, no_offload, max_gpus=64)
+    # 8B parameters x 16 bytes = 128 GB of model states: one 80 GB GPU cannot hold them...
     assert [c.world for c in sizes] == [2, 4, 8, 16, 32, 64]
     assert [c.nodes for c in sizes] == [1, 1, 1, 2, 4, 8]
+    # ... unless ZeRO-Infinity keeps parameters and optimizer states in host memory.
+    assert sizes_to_try(job.workload, node, job.defaults, {}, max_gpus=64)[0].world == 1
 
 
 def test_days_and_cost_follow_from_throughput_and_price():
@@ -43,7 +47,7 @@ def test_capacity_json_and_plot(tmp_path):
                                  "--plot", str(plot), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert [r["gpus"] for r in doc["rows"]] == [2, 4, 8]
+    assert [r["gpus"] for r in doc["rows"]] == [1, 2, 4, 8]  # 1: ZeRO-Infinity offload
     for row in doc["rows"]:
         assert set(row) >= {"gpu", "gpus", "plan", "tokens_per_s", "days", "cost"}
         assert row["gpu"] == "h100_sxm_80gb" and row["plan"]["fits"]

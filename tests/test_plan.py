@@ -32,4 +32,25 @@ def test_plan_reads_parallel_keys_and_derives_global_batch():
 def test_plan_keys_are_the_interface_keys():
     # INTERFACE.md `--plan SPEC` keys; `lora` there is the JSON's `lora_rank`.
     interface = "tp pp dp cp ep vpp sp zero recompute mbs gas lora quant precision offload optimizer".split()
-    assert {KEY_ALIASES.get(k, k) for k in interface} == set(PLAN_KEYS)
+    # Issue 7 adds the pipeline partition and per-stage recompute counts.
+    stages = ["first_stage_layers", "last_stage_layers", "recompute_layers"]
+    assert {KEY_ALIASES.get(k, k) for k in interface + stages} == set(PLAN_KEYS)
+
+
+@pytest.mark.parametrize("first, last, expected", [
+    (None, None, None), (6, 6, (6, 10, 10, 6)), (2, None, (2, 10, 10, 10)), (None, 5, (9, 9, 9, 5))])
+def test_uneven_partitions_follow_megatron_first_and_last(first, last, expected):
+    plan = Plan(parallel=ParallelDims(pp=4), first_stage_layers=first, last_stage_layers=last)
+    assert plan.layer_partition(32) == expected
+
+
+def test_a_partition_that_does_not_divide_is_an_error():
+    with pytest.raises(PlanError, match="do not split evenly"):
+        Plan(parallel=ParallelDims(pp=4), first_stage_layers=5, last_stage_layers=6).layer_partition(32)
+
+
+def test_recomputed_layers_per_stage():
+    plan = Plan(parallel=ParallelDims(pp=2), recompute="full", recompute_layers=(3, 0))
+    assert (plan.recomputed_layers(0, 8), plan.recomputed_layers(1, 8)) == (3, 0)
+    assert Plan(parallel=ParallelDims(pp=2), recompute="full").recomputed_layers(1, 8) == 8
+    assert Plan(parallel=ParallelDims(pp=2), recompute="selective").recomputed_layers(0, 8) == 0

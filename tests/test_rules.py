@@ -34,6 +34,15 @@ def test_a_legal_plan_has_no_problems():
     (Plan(parallel=ParallelDims(dp=8), gas=2), wl(training="lora"), "needs a LoRA rank"),
     (Plan(parallel=ParallelDims(dp=8), gas=2, quant="nf4"), wl(), "quant nf4 quantizes frozen base weights"),
     (Plan(parallel=ParallelDims(dp=8, cp=1), gas=2, precision="fp8"), wl(), None),
+    (Plan(parallel=ParallelDims(dp=8), gas=2, first_stage_layers=4), wl(), "need pp > 1"),
+    (Plan(parallel=ParallelDims(pp=4, dp=2), gas=8, first_stage_layers=5, last_stage_layers=6), wl(),
+     "do not split evenly"),
+    (Plan(parallel=ParallelDims(pp=4, dp=2), gas=8, first_stage_layers=6, last_stage_layers=6), wl(), None),
+    (Plan(parallel=ParallelDims(pp=2, dp=4), gas=4, recompute_layers=(2, 2)), wl(), "needs recompute full"),
+    (Plan(parallel=ParallelDims(pp=2, dp=4), gas=4, recompute="full", recompute_layers=(2,)), wl(),
+     "gives 1 stages, pp is 2"),
+    (Plan(parallel=ParallelDims(pp=4, vpp=2, dp=2), gas=8, first_stage_layers=5, last_stage_layers=7), wl(),
+     "must divide by vpp (2)"),
 ])
 def test_each_rule_names_what_is_wrong(plan, workload, fragment):
     problems = plan_problems(plan, workload, H100x8)

@@ -26,6 +26,10 @@ def plan_document(ev: Evaluation) -> dict:
         "precision": plan.precision,
         "offload": plan.offload,
         "optimizer": plan.optimizer,
+        # Uneven pipeline partition and partial recompute, as the stages list shows them.
+        "first_stage_layers": ev.stages[0].layers,
+        "last_stage_layers": ev.stages[-1].layers,
+        "recompute_layers": [s.recompute_layers for s in ev.stages],
         "memory": memory,
         "stages": [
             {"layers": s.layers, "recompute_layers": s.recompute_layers,
@@ -52,6 +56,7 @@ def solve_document(result: SolveResult, explanation: str | None) -> dict:
         "plans": [plan_document(ev) for ev in result.plans],
         "explanation": explanation,
         "candidates": result.candidates,
+        "reasons": list(result.reasons),
     }
 
 

@@ -1,15 +1,18 @@
-"""Search the plan space: candidates -> CP-SAT (or brute force) -> ranked plans, or why none fits."""
+"""Search the plan space: candidates -> layouts with linear stage costs -> CP-SAT (or brute
+force) -> ranked plans with the reasons the runners-up lose, or why none fits."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
 from planner.cluster import Cluster
+from planner.evaluate import Evaluation, evaluate
 from planner.search.brute import solve_brute
 from planner.search.cpsat import solve_cpsat
+from planner.search.layouts import Layout
 from planner.search.result import SolveResult
 from planner.search.space import JobDefaults, candidate_plans
-from planner.search.table import OBJECTIVES, Row, build_table, capacity_mib, host_capacity_mib
+from planner.search.table import OBJECTIVES, build_table, capacity_kib, host_capacity_kib
 from planner.spec.job import Constraint
 from planner.workload import Workload
 
@@ -20,35 +23,113 @@ __all__ = ["OBJECTIVES", "SOLVERS", "JobDefaults", "SolveResult", "candidate_tab
 
 def candidate_table(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     constraints: dict[str, Constraint], objective: str,
-                    progress: Callable[[int], None] | None = None) -> list[Row]:
-    plans = list(candidate_plans(workload, cluster, defaults, constraints))
-    return build_table(plans, workload, cluster, objective, progress)
+                    progress: Callable[[int], None] | None = None, screen: bool = True) -> list[Layout]:
+    plans = candidate_plans(workload, cluster, defaults, constraints)
+    return build_table(plans, workload, cluster, objective, progress, screen)
 
 
 def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
            constraints: dict[str, Constraint], *, objective: str = "step-time", top: int = 5,
            solver: str = "cp-sat", time_limit: float | None = None,
-           rows: list[Row] | None = None) -> SolveResult:
-    """The best `top` distinct plans under memory and the user's constraints."""
+           rows: list[Layout] | None = None) -> SolveResult:
+    """The best `top` distinct layouts, each with its best partition and recompute counts."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; valid: {', '.join(SOLVERS)}")
     start = time.perf_counter()
     if rows is None:
         rows = candidate_table(workload, cluster, defaults, constraints, objective)
-    cap, host_cap = capacity_mib(cluster), host_capacity_mib(cluster)
+    cap, host_cap = capacity_kib(cluster), host_capacity_kib(cluster)
+    layers = workload.arch.num_layers
     conflict: tuple[str, ...] = ()
     if solver == "brute":
-        best = solve_brute(rows, constraints, cap, host_cap, top)
-        status = "optimal" if best else "infeasible"
-    elif solver == "cp-sat":
-        status, best, conflict = solve_cpsat(rows, constraints, cap, host_cap, top, time_limit)
+        points = solve_brute(rows, constraints, cap, host_cap, top, objective, layers)
+        status = "optimal" if points else "infeasible"
     else:
-        raise ValueError(f"unknown solver {solver!r}; valid: {', '.join(SOLVERS)}")
+        status, points, conflict = solve_cpsat(rows, constraints, cap, host_cap, top, objective, layers, time_limit)
+    solve_seconds = time.perf_counter() - start
+    # The models evaluate each plan in full and the plans are shown in that order: the stage
+    # coefficients are exact for memory, while a DP collective's exposure, max(0, comm − overlap ×
+    # compute), bends with the recompute count and the coefficients take its chord (at most a
+    # few per cent over; tests/test_solver_agreement.py). A plan the full model would place
+    # over capacity is dropped rather than shown.
+    evaluated = [(p, evaluate(p.plan(layers), workload, cluster)) for p in points]
+    evaluated = sorted(((p, ev) for p, ev in evaluated if ev.fits_gpu), key=lambda pe: exact_objective(pe[1], objective))
+    plans = tuple(ev for _, ev in evaluated)
+    if points and not plans:
+        status, conflict = "infeasible", ("memory",)
+    why = reasons(plans, objective)
+    if plans and solver == "cp-sat":
+        why += tuple(f"best of another family, {text}" for text in reasons(
+            (plans[0],) + _other_families(rows, plans, constraints, cap, host_cap, objective, workload, cluster),
+            objective))
     return SolveResult(
         status=status,
         objective=objective,
-        plans=tuple(r.evaluation for r in best),
-        solve_seconds=time.perf_counter() - start,
+        plans=plans,
+        solve_seconds=solve_seconds,
         candidates=len(rows),
         conflict=conflict,
+        reasons=why,
+        objective_values=tuple(p.cost for p, _ in evaluated),
     )
+
+
+def exact_objective(ev: Evaluation, objective: str) -> float:
+    """The objective by the full models (seconds, GPU-seconds or bytes)."""
+    if objective == "memory":
+        return ev.memory.total
+    if objective == "comm":
+        return ev.time.comm_exposed
+    return ev.time.step * (ev.plan.parallel.world if objective == "cost" else 1)
+
+
+FAMILIES = 2
+"""Other (tp, pp) families whose best plan is compared with the best in the reasons."""
+
+
+def _other_families(rows: list[Layout], plans: tuple[Evaluation, ...], constraints: dict[str, Constraint],
+                    cap: int, host_cap: int | None, objective: str, workload: Workload,
+                    cluster: Cluster) -> tuple[Evaluation, ...]:
+    """The best plans of the next (tp, pp) families: the runners-up of the top K are often the
+    best layout with another ZeRO stage or recompute policy; these say why other shapes lose."""
+    families = {(ev.plan.tp, ev.plan.pp) for ev in plans}
+    out: list[Evaluation] = []
+    for _ in range(FAMILIES):
+        rest = [lay for lay in rows if (lay.plan.tp, lay.plan.pp) not in families]
+        _, found, _ = solve_cpsat(rest, constraints, cap, host_cap, 1, objective, workload.arch.num_layers)
+        if not found:
+            break
+        ev = evaluate(found[0].plan(workload.arch.num_layers), workload, cluster)
+        families.add((ev.plan.tp, ev.plan.pp))
+        if ev.fits_gpu:
+            out.append(ev)
+    return tuple(out)
+
+
+TIME_TERMS = ("compute", "recompute", "bubble", "tp", "cp", "ep", "pp", "dp", "optimizer", "offload")
+
+
+def reasons(plans: tuple[Evaluation, ...], objective: str) -> tuple[str, ...]:
+    """Why each runner-up loses to the best plan: the step-time terms that differ most."""
+    from planner.search.explain import describe_plan  # explain imports this package
+    if len(plans) < 2:
+        return ()
+    best = plans[0]
+    out = []
+    for ev in plans[1:]:
+        if objective == "memory":
+            out.append(f"{describe_plan(ev.plan)}: {(ev.memory.total - best.memory.total) / 2**30:+.2f} GiB at its peak")
+            continue
+        diffs = {t: getattr(ev.time, t) - getattr(best.time, t) for t in TIME_TERMS}
+        worse = sorted((t for t in diffs if diffs[t] > 0), key=lambda t: -diffs[t])[:2]
+        better = sorted((t for t in diffs if diffs[t] < 0), key=lambda t: diffs[t])[:1]
+        text = (f"{describe_plan(ev.plan)}: step {ev.time.step:.3f} s"
+                f" ({(ev.time.step / best.time.step - 1):+.1%})")
+        if worse:
+            text += ", more " + " and ".join(f"{t} (+{diffs[t]:.3f} s)" for t in worse)
+        if better:
+            text += f", less {better[0]} ({diffs[better[0]]:.3f} s)"
+        out.append(text)
+    return tuple(out)

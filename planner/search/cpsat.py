@@ -1,64 +1,190 @@
-"""The CP-SAT model: choose one plan of the candidate table, within memory and the user's limits.
+"""The CP-SAT model: an outer layout, and per stage the layers it holds and the layers it recomputes.
 
-One Boolean per candidate plan, exactly one chosen; the objective is the chosen plan's integer
-cost. Memory, host memory and every user constraint each switch off the candidates that break
-them, through an assumption literal, so that an infeasible problem comes back with the subset of
-requirements to blame (SufficientAssumptionsForInfeasibility, shrunk to a minimal core).
-Top-K distinct plans come from re-solving with each plan found switched off (a no-good cut).
+One Boolean per outer layout (layouts.py), exactly one chosen. The layouts of one pipeline depth
+share integer variables per stage class: layers (first, middle, last; first + (pp − 2)·middle +
+last = layers) and recomputed layers, with a Boolean "recomputes at all" for the working set.
+The chosen layout's linear coefficients bind them: each class's memory within the GPU (and host
+memory under offload), and the step time as
+
+    step = p2p + max over classes (m + (p − 1)/v)·(t_F + t_B) + max over classes tail
+
+with the two maxima as variables bounded below by every class of the chosen layout (exact at the
+optimum). Memory, host memory and every user constraint hold through assumption literals, so an
+infeasible model comes back with the requirements to blame (SufficientAssumptionsForInfeasibility,
+shrunk to a minimal core). Top-K distinct layouts by no-good cuts on the layout Booleans.
 """
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from planner.search.table import Row
+from planner.search.layouts import Layout
+from planner.search.point import Point, first_last_allowed, layout_forbidden, lower_bound, recompute_allowed, untimed_unfit
 from planner.spec.job import Constraint
 
 # Solver parameters in one place: deterministic (one worker, fixed seed).
 SOLVER_WORKERS = 1
 RANDOM_SEED = 17
+BIG = 2**50
+
+
+@dataclass
+class _Group:
+    """Variables shared by the layouts of one pipeline depth."""
+
+    n: list[cp_model.IntVar]
+    r: list[cp_model.IntVar]
+    y: list[cp_model.IntVar]
 
 
 @dataclass
 class PlanModel:
     model: cp_model.CpModel
     chosen: list[cp_model.IntVar]
-    """chosen[i]: candidate i is the plan."""
+    """chosen[i]: layout i is the plan."""
+    groups: dict[int, _Group]
     assumptions: dict[int, str]
     """Assumption literal index -> what it enforces (`memory`, `host memory`, `constraints.tp`)."""
 
 
-def build_model(rows: list[Row], constraints: dict[str, Constraint], capacity_mib: int,
-                host_capacity_mib: int | None) -> PlanModel:
+def _linear(coef: tuple[int, int, int, int], g: _Group | None, k: int):
+    a, b, c, w = coef
+    if g is None:
+        return a
+    return a + b * g.n[k] + c * g.r[k] + w * g.y[k]
+
+
+def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,
+                host_capacity_kib: int | None, objective: str, layers: int) -> PlanModel:
     model = cp_model.CpModel()
-    chosen = [model.new_bool_var(f"plan_{i}") for i in range(len(rows))]
+    chosen = [model.new_bool_var(f"layout_{i}") for i in range(len(layouts))]
     assumptions: dict[int, str] = {}
+    literals: dict[str, cp_model.IntVar] = {}
 
-    def forbid_when_assumed(name: str, broken: list[int]) -> None:
-        lit = model.new_bool_var(name)
-        assumptions[lit.index] = name
-        model.add(sum(chosen[i] for i in broken) == 0).only_enforce_if(lit)
+    def literal(name: str) -> cp_model.IntVar:
+        if name not in literals:
+            literals[name] = model.new_bool_var(name)
+            assumptions[literals[name].index] = name
+        return literals[name]
 
-    # Exactly one plan.
+    # Exactly one layout.
     model.add_exactly_one(chosen)
-    # Every stage of the plan within the GPU's usable memory (and the node's host memory).
-    forbid_when_assumed("memory", [i for i, r in enumerate(rows) if r.memory_mib > capacity_mib])
-    if host_capacity_mib is not None:
-        forbid_when_assumed("host memory", [i for i, r in enumerate(rows) if r.host_mib > host_capacity_mib])
-    # The user's limits on plan keys.
-    for key, c in constraints.items():
-        forbid_when_assumed(f"constraints.{key}", [i for i, r in enumerate(rows) if not c.allows(r.values[key])])
+    # Stage variables per pipeline depth: layers and recomputed layers per class.
+    groups: dict[int, _Group] = {}
+    for pp in sorted({lay.pp for lay in layouts if not lay.exact}):
+        classes = 1 if pp == 1 else 2 if pp == 2 else 3
+        n = [model.new_int_var(1, layers, f"layers_pp{pp}_{k}") for k in range(classes)]
+        r = [model.new_int_var(0, layers, f"recomputed_pp{pp}_{k}") for k in range(classes)]
+        y = [model.new_bool_var(f"recomputes_pp{pp}_{k}") for k in range(classes)]
+        # The classes hold every layer once: first + (pp − 2)·middle + last.
+        model.add(sum(cnt * v for cnt, v in zip((1,) if pp == 1 else (1, 1) if pp == 2 else (1, pp - 2, 1), n))
+                  == layers)
+        for k in range(classes):
+            # Recompute at most the stage's layers; y says whether any (the working set).
+            model.add(r[k] <= n[k])
+            model.add(r[k] >= y[k])
+            model.add(r[k] <= layers * y[k])
+        groups[pp] = _Group(n=n, r=r, y=y)
+
+    pace = model.new_int_var(-BIG, BIG, "pace")
+    tail = model.new_int_var(-BIG, BIG, "tail")
+    for i, (lay, x) in enumerate(zip(layouts, chosen)):
+        g = None if lay.exact else groups[lay.pp]
+        # The user's limits on outer keys switch the layout off.
+        for key in layout_forbidden(lay, constraints):
+            model.add_implication(literal(f"constraints.{key}"), x.Not())
+        if untimed_unfit(lay, capacity_kib, objective):
+            model.add_implication(literal("memory"), x.Not())
+            continue
+        if g is not None:
+            for k, cls in enumerate(lay.classes):
+                # The layout's partition: fixed, or free above the class's fewest layers.
+                if cls.fixed is not None:
+                    model.add(g.n[k] == cls.fixed).only_enforce_if(x)
+                else:
+                    model.add(g.n[k] >= cls.low).only_enforce_if(x)
+                # Recompute: none, any count, or the whole stage.
+                if cls.recompute == "none":
+                    model.add(g.y[k] == 0).only_enforce_if(x)
+                elif cls.recompute == "all":
+                    model.add(g.r[k] == g.n[k]).only_enforce_if([x, g.y[k]])
+            # The user's recompute policies: `none` is no stage recomputing, `full` some.
+            if lay.plan.recompute == "full":
+                allow_none, allow_full = recompute_allowed(constraints)
+                if not (allow_none and allow_full):
+                    lit = literal("constraints.recompute")
+                    if not allow_none and not allow_full:
+                        model.add_implication(lit, x.Not())
+                    elif not allow_none:
+                        model.add(sum(g.y) >= 1).only_enforce_if([x, lit])
+                    else:
+                        model.add(sum(g.y) == 0).only_enforce_if([x, lit])
+            # The user's bounds on the first and last stages' layers.
+            if lay.pp > 1:
+                for key, k in (("first_stage_layers", 0), ("last_stage_layers", len(lay.classes) - 1)):
+                    c = constraints.get(key)
+                    if c is None:
+                        continue
+                    lit = literal(f"constraints.{key}")
+                    if c.values is not None:
+                        allowed = [v for v in c.values if isinstance(v, int)]
+                        model.add_linear_expression_in_domain(
+                            g.n[k], cp_model.Domain.from_values(allowed)).only_enforce_if([x, lit])
+                    if c.min is not None:
+                        model.add(g.n[k] >= math.ceil(c.min)).only_enforce_if([x, lit])
+                    if c.max is not None:
+                        model.add(g.n[k] <= math.floor(c.max)).only_enforce_if([x, lit])
+        elif not first_last_allowed(lay, constraints):
+            for key in ("first_stage_layers", "last_stage_layers"):
+                if key in constraints:
+                    model.add_implication(literal(f"constraints.{key}"), x.Not())
+        # Every stage within the GPU's usable memory, and the node's host memory under offload.
+        for k in range(len(lay.classes)):
+            mem = _linear(lay.mem[k], g, k)
+            if g is None:
+                if mem > capacity_kib:
+                    model.add_implication(literal("memory"), x.Not())
+            else:
+                model.add(mem <= capacity_kib).only_enforce_if([x, literal("memory")])
+            if host_capacity_kib is not None and lay.plan.offload != "none":
+                host = _linear(lay.host[k], g, k)
+                if g is None:
+                    if host > host_capacity_kib:
+                        model.add_implication(literal("host memory"), x.Not())
+                else:
+                    model.add(host <= host_capacity_kib).only_enforce_if([x, literal("host memory")])
+        # The objective's maxima over the classes of the chosen layout.
+        for k in range(len(lay.classes)):
+            if objective in ("step-time", "cost"):
+                model.add(pace >= _linear(lay.pace[k], g, k)).only_enforce_if(x)
+                model.add(tail >= _linear(lay.tail[k], g, k)).only_enforce_if(x)
+            elif objective == "comm":
+                model.add(pace >= _linear(lay.comm[k], g, k)).only_enforce_if(x)
+            else:
+                model.add(pace >= _linear(lay.mem[k], g, k)).only_enforce_if(x)
 
     model.add_assumptions([model.get_bool_var_from_proto_index(i) for i in assumptions])
-    model.minimize(sum(r.cost * x for r, x in zip(rows, chosen)))
-    return PlanModel(model=model, chosen=chosen, assumptions=assumptions)
+    consts = [0 if objective == "memory" else lay.const for lay in layouts]
+    total = sum(c * x for c, x in zip(consts, chosen)) + pace
+    if objective in ("step-time", "cost"):
+        total += tail
+    else:
+        model.add(tail == 0)
+    model.minimize(total)
+    return PlanModel(model=model, chosen=chosen, groups=groups, assumptions=assumptions)
 
 
 def _new_solver(time_limit: float | None = None) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = SOLVER_WORKERS
     solver.parameters.random_seed = RANDOM_SEED
+    # The model is one exactly-one over layouts with enforced linear rows: probing them in
+    # presolve costs more than the search it saves.
+    solver.parameters.cp_model_probing_level = 0
+    solver.parameters.max_presolve_iterations = 1
     if time_limit is not None:
         solver.parameters.max_time_in_seconds = time_limit
     return solver
@@ -77,14 +203,48 @@ def _minimal_core(pm: PlanModel, core: list[int]) -> list[int]:
     return kept
 
 
-def solve_cpsat(rows: list[Row], constraints: dict[str, Constraint], capacity_mib: int,
-                host_capacity_mib: int | None, top: int, time_limit: float | None = None,
-                ) -> tuple[str, list[Row], tuple[str, ...]]:
-    """(status, best rows in order, conflicting requirements when infeasible)."""
-    if not rows:
+FIRST_BATCH = 48
+"""Layouts in the first lazy round; each later round takes four times as many."""
+
+
+def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,
+                host_capacity_kib: int | None, top: int, objective: str, layers: int,
+                time_limit: float | None = None) -> tuple[str, list[Point], tuple[str, ...]]:
+    """(status, best points in order, conflicting requirements when infeasible).
+
+    Lazy rounds: the layouts of lowest lower bound first (point.lower_bound); the plans found
+    are the best of all once the K-th of them costs no more than the lowest bound left out.
+    Otherwise (or when the round is infeasible) four times as many layouts go in; the last
+    round holds them all, and only it may call the problem infeasible.
+    """
+    if not layouts:
         return "infeasible", [], ()
-    pm = build_model(rows, constraints, capacity_mib, host_capacity_mib)
-    found: list[Row] = []
+    bounds = [lower_bound(lay, objective, layers) for lay in layouts]
+    order = sorted(range(len(layouts)), key=lambda i: (bounds[i], i))
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
+
+    def left() -> float | None:
+        return None if deadline is None else max(0.01, deadline - time.perf_counter())
+
+    size = FIRST_BATCH
+    while size < len(layouts):
+        subset = [layouts[i] for i in order[:size]]
+        status, found, _ = _solve(subset, constraints, capacity_kib, host_capacity_kib, top, objective,
+                                  layers, left(), hint=0)
+        if status == "feasible" or (len(found) == top and found[-1].cost <= bounds[order[size]]):
+            return status, found, ()
+        size *= 4
+    return _solve(layouts, constraints, capacity_kib, host_capacity_kib, top, objective, layers, left(),
+                  hint=order[0])
+
+
+def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,
+           host_capacity_kib: int | None, top: int, objective: str, layers: int,
+           time_limit: float | None, hint: int | None = None) -> tuple[str, list[Point], tuple[str, ...]]:
+    pm = build_model(layouts, constraints, capacity_kib, host_capacity_kib, objective, layers)
+    if hint is not None:
+        pm.model.add_hint(pm.chosen[hint], True)  # greedy hint: the layout of least lower bound
+    found: list[Point] = []
     status_name = "optimal"
     while len(found) < top:
         solver = _new_solver(time_limit)
@@ -101,7 +261,14 @@ def solve_cpsat(rows: list[Row], constraints: dict[str, Constraint], capacity_mi
         if status == cp_model.FEASIBLE:
             status_name = "feasible"
         index = next(i for i, x in enumerate(pm.chosen) if solver.boolean_value(x))
-        found.append(rows[index])
-        # No-good cut: the next plan is another one.
+        lay = layouts[index]
+        if lay.exact:
+            n = r = ()
+        else:
+            g = pm.groups[lay.pp]
+            n = tuple(solver.value(v) for v in g.n)
+            r = tuple(solver.value(v) for v in g.r)
+        found.append(Point(layout=lay, layers=n, recomputed=r, cost=round(solver.objective_value)))
+        # No-good cut: the next plan is another layout.
         pm.model.add(pm.chosen[index] == 0)
     return status_name, found, ()

@@ -8,8 +8,11 @@ from planner.cluster import Cluster
 from planner.plan import ParallelDims, Plan
 from planner.rules import plan_problems
 from planner.search.sizing import smallest_fitting_cluster, some_plan_fits
+from planner.evaluate import Evaluation, evaluate
+from planner.search.cpsat import solve_cpsat
+from planner.search.layouts import Layout
 from planner.search.space import JobDefaults
-from planner.search.table import Row, capacity_mib
+from planner.search.table import capacity_kib
 from planner.spec.job import Constraint
 from planner.workload import Workload
 
@@ -23,7 +26,12 @@ def describe_plan(plan: Plan) -> str:
     parts += [f"{k}={getattr(p, k)}" for k in ("cp", "ep", "vpp") if getattr(p, k) > 1]
     if p.sp:
         parts.append("sp")
-    parts += [f"zero={plan.zero}", f"recompute={plan.recompute}", f"mbs={plan.mbs}"]
+    if plan.first_stage_layers is not None or plan.last_stage_layers is not None:
+        parts.append(f"layers={plan.first_stage_layers}..{plan.last_stage_layers}")
+    parts += [f"zero={plan.zero}", f"recompute={plan.recompute}"]
+    if plan.recompute_layers is not None:
+        parts.append(f"recompute_layers={'/'.join(map(str, _runs(plan.recompute_layers)))}")
+    parts.append(f"mbs={plan.mbs}")
     if plan.offload != "none":
         parts.append(f"offload={plan.offload}")
     if plan.lora_rank:
@@ -33,12 +41,30 @@ def describe_plan(plan: Plan) -> str:
     return " ".join(parts)
 
 
-def _least_memory(rows: list[Row], constraints: dict[str, Constraint]) -> Row | None:
-    ok = [r for r in rows if all(c.allows(r.values[k]) for k, c in constraints.items())]
-    return min(ok, key=lambda r: r.memory_mib, default=None)
+def _runs(counts: tuple[int, ...]) -> list[str]:
+    """4/2/2/2/0 -> 4, 2x3, 0: per-stage counts, repeats folded."""
+    out: list[str] = []
+    i = 0
+    while i < len(counts):
+        j = i
+        while j < len(counts) and counts[j] == counts[i]:
+            j += 1
+        out.append(str(counts[i]) if j - i == 1 else f"{counts[i]}x{j - i}")
+        i = j
+    return out
 
 
-def explain_infeasible(rows: list[Row], conflict: tuple[str, ...], workload: Workload, cluster: Cluster,
+def _least_memory(rows: list[Layout], constraints: dict[str, Constraint], workload: Workload,
+                  cluster: Cluster) -> Evaluation | None:
+    """The plan needing the least memory within the constraints, found by the solver itself
+    (objective `memory`, capacity unbounded)."""
+    status, points, _ = solve_cpsat(rows, constraints, 2**62, None, 1, "memory", workload.arch.num_layers)
+    if not points:
+        return None
+    return evaluate(points[0].plan(workload.arch.num_layers), workload, cluster)
+
+
+def explain_infeasible(rows: list[Layout], conflict: tuple[str, ...], workload: Workload, cluster: Cluster,
                        defaults: JobDefaults, constraints: dict[str, Constraint]) -> str:
     """One paragraph: why no plan fits, and what change would make one fit."""
     if not rows:
@@ -47,12 +73,12 @@ def explain_infeasible(rows: list[Row], conflict: tuple[str, ...], workload: Wor
         return "The solver's time limit ran out before it found a plan; raise --time-limit."
     sentences = []
     user = [c.removeprefix("constraints.") for c in conflict if c.startswith("constraints.")]
-    best = _least_memory(rows, constraints)
+    best = _least_memory(rows, constraints, workload, cluster)
     if best is None:
         keys = ", ".join(f"{k} {constraints[k].describe()}" for k in (user or constraints))
         sentences.append(f"No legal plan satisfies the job's constraints together ({keys}) on {cluster.world} GPUs.")
     else:
-        ev = best.evaluation
+        ev = best
         stage = ev.peak_stage
         where = f" on pipeline stage {stage.stage}" if len(ev.stages) > 1 else ""
         terms = {k: v for k, v in stage.memory.as_dict().items() if k != "total"}
@@ -64,10 +90,10 @@ def explain_infeasible(rows: list[Row], conflict: tuple[str, ...], workload: Wor
             f" more than the {ev.capacity / GiB:.1f} GiB usable on {cluster.gpu.id};"
             f" its largest term is {largest.replace('_', ' ')} ({terms[largest] / GiB:.1f} GiB).")
         if user:
-            free = _least_memory(rows, {})
-            if free is not None and free.memory_mib <= capacity_mib(cluster):
+            free = _least_memory(rows, {}, workload, cluster)
+            if free is not None and free.memory.total <= capacity_kib(cluster) * 1024:
                 sentences.append(f"Without the constraints on {', '.join(user)} a plan would fit"
-                                 f" ({describe_plan(free.evaluation.plan)}).")
+                                 f" ({describe_plan(free.plan)}).")
     sentences += _suggestions(workload, cluster, defaults, constraints, best)
     return " ".join(sentences)
 
@@ -83,7 +109,7 @@ def _no_legal_layout(workload: Workload, cluster: Cluster, defaults: JobDefaults
 
 
 def _suggestions(workload: Workload, cluster: Cluster, defaults: JobDefaults,
-                 constraints: dict[str, Constraint], best: Row | None) -> list[str]:
+                 constraints: dict[str, Constraint], best: Evaluation | None) -> list[str]:
     out = []
     smallest = smallest_fitting_cluster(workload, cluster, defaults, constraints)
     if smallest is not None:
@@ -95,7 +121,7 @@ def _suggestions(workload: Workload, cluster: Cluster, defaults: JobDefaults,
         if some_plan_fits(lora, cluster, lora_defaults, {}):
             out.append("Fine-tuning with LoRA (rank 16 on the attention projections) would fit on this cluster.")
     if best is not None:
-        needed = best.evaluation.memory.total + cluster.memory_reserve
+        needed = best.memory.total + cluster.memory_reserve
         larger = sorted((g for g in catalog().values() if g.usable_bytes >= needed), key=lambda g: g.usable_bytes)
         if larger:
             names = ", ".join(g.id for g in larger[:3])

@@ -14,9 +14,14 @@ class SolveResult:
     status: Status
     objective: str
     plans: tuple[Evaluation, ...]
-    """Best first; distinct plans."""
+    """Best first by the full models; distinct layouts, each with its best partition and
+    recompute counts."""
     solve_seconds: float
     candidates: int
-    """Legal plans considered (before memory and the user's constraints)."""
+    """Layouts considered (before memory and the user's constraints)."""
     conflict: tuple[str, ...] = ()
     """When infeasible: the requirements that together leave no plan (`memory`, `constraints.tp` ...)."""
+    reasons: tuple[str, ...] = ()
+    """Why each runner-up loses to the best plan, in words (one per plan after the first)."""
+    objective_values: tuple[int, ...] = ()
+    """The solver's objective for each plan (µs, or KiB for `memory`), in the order of `plans`."""

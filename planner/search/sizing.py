@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from planner.cluster import Cluster
 from planner.memory import estimate_memory
+from planner.search.layouts import KiB, fits_somewhere, lead_layers, memory_layout
+from planner.search.point import STAGE_KEYS
 from planner.search.space import JobDefaults, candidate_plans
 from planner.spec.job import Constraint
 from planner.workload import Workload
@@ -13,12 +15,19 @@ MAX_GROWTH = 64
 
 def some_plan_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                    constraints: dict[str, Constraint]) -> bool:
-    """True as soon as one legal plan within the constraints fits in memory (memory model only)."""
+    """True as soon as one legal plan within the constraints fits in memory (memory model only):
+    with the default partition, or, for pipelines recomputing every layer (the least memory),
+    with any partition of the layers (layouts.fits_somewhere)."""
+    lead = lead_layers(workload.arch)
     for plan in candidate_plans(workload, cluster, defaults, constraints):
-        if not all(c.allows(getattr(plan, k)) for k, c in constraints.items()):
+        if not all(c.allows(getattr(plan, k)) for k, c in constraints.items() if k not in STAGE_KEYS):
             continue
         if max(s.memory.total for s in estimate_memory(plan, workload, cluster)) <= cluster.capacity:
             return True
+        if plan.parallel.pp > 1 and plan.recompute == "full" and lead is not None:
+            layout, _, _ = memory_layout(plan, workload, cluster, lead)
+            if layout.variable_partition and fits_somewhere(layout, cluster.capacity // KiB, workload.arch.num_layers):
+                return True
     return False
 
 

@@ -47,18 +47,61 @@ def _expressible(layers: int, pp: int) -> bool:
     return len(set(counts[1:-1])) <= 1
 
 
+CP_MIN_TOKENS = 8192
+"""Context parallelism is searched by default only while each rank keeps at least this many
+tokens of a sequence (CP pays for long contexts; Llama 3 trained 8K sequences without it)."""
+VPP_CHOICES = (1, 2, 4)
+"""Interleaved pipeline chunks searched by default (Megatron --num-layers-per-virtual-pipeline-stage)."""
+
+
+def default_cps(seq_len: int, world: int) -> tuple[int, ...]:
+    out, cp = [1], 2
+    while seq_len // cp >= CP_MIN_TOKENS and world % cp == 0:
+        out.append(cp)
+        cp *= 2
+    return tuple(out)
+
+
+def default_eps(workload: Workload) -> tuple[int, ...]:
+    """Expert parallelism: every divisor of the expert count (rules.py keeps ep inside dp x cp)."""
+    moe = workload.arch.moe
+    return tuple(divisors(moe.num_experts)) if moe is not None else (1,)
+
+
+def default_quants(workload: Workload, cluster: Cluster, job_quant: str) -> tuple[str, ...]:
+    """The job's storage of the base weights. A `quant` constraint opens the others (none, int8,
+    nf4, fp8; fp8 only where the GPU has it): the launch configs do not carry the choice (it is
+    the model loader's), so the search does not change it unasked."""
+    return (job_quant,)
+
+
+def default_precisions(job_precision: str, cluster: Cluster) -> tuple[str, ...]:
+    """The job's precision; an fp8 job may also run bf16 (fp8 only where the GPU has it)."""
+    if job_precision == "fp8":
+        return ("fp8", "bf16") if cluster.gpu.supports("fp8") else ("bf16",)
+    return (job_precision,)
+
+
+def default_optimizers(job_optimizer: str) -> tuple[str, ...]:
+    """The job's optimizer; a job that allows 8-bit AdamW may also use AdamW."""
+    return ("adamw8bit", "adamw") if job_optimizer == "adamw8bit" else (job_optimizer,)
+
+
 def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     constraints: dict[str, Constraint]) -> Iterator[Plan]:
-    """Every structurally valid plan (rules.py), constraints not applied."""
+    """Every structurally valid plan (rules.py) with the default layer partition, constraints not
+    applied. The search varies the partition and partial recompute of each of them."""
     arch = workload.arch
     world = cluster.world
-    cps = [c for c in _values("cp", (1,), constraints) if isinstance(c, int) and c >= 1 and world % c == 0]
-    eps = _values("ep", (1,), constraints)
-    vpps = _values("vpp", (1,), constraints)
-    offloads = [o for o in _values("offload", ("none",), constraints) if o in OFFLOAD_CHOICES]
-    quants = [q for q in _values("quant", (defaults.quant,), constraints) if q in QUANT_CHOICES]
-    precisions = _values("precision", (defaults.precision,), constraints)
-    optimizers = _values("optimizer", (defaults.optimizer,), constraints)
+    cps = [c for c in _values("cp", default_cps(workload.seq_len, world), constraints)
+           if isinstance(c, int) and c >= 1 and world % c == 0]
+    eps = _values("ep", default_eps(workload), constraints)
+    vpps = _values("vpp", VPP_CHOICES, constraints)
+    offloads = [o for o in _values("offload", OFFLOAD_CHOICES, constraints) if o in OFFLOAD_CHOICES]
+    quants = [q for q in _values("quant", default_quants(workload, cluster, defaults.quant), constraints)
+              if q in QUANT_CHOICES and (q != "fp8" or cluster.gpu.supports("fp8"))]
+    precisions = _values("precision", default_precisions(defaults.precision, cluster), constraints)
+    optimizers = _values("optimizer", default_optimizers(defaults.optimizer), constraints)
     ranks = _values("lora_rank", defaults.lora_ranks, constraints)
     heads = arch.attention.num_heads
     for cp in cps:
@@ -72,11 +115,15 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                 if workload.global_batch % dp:
                     continue
                 per_rank = workload.global_batch // dp
-                for ep, vpp, mbs in itertools.product(eps, vpps, divisors(per_rank)):
+                for ep, vpp, mbs in itertools.product(eps, vpps if pp > 1 else (1,), divisors(per_rank)):
+                    if (dp * cp) % ep or (vpp > 1 and (arch.num_layers % (pp * vpp) or (per_rank // mbs) % pp)):
+                        continue
                     sps = (False, True) if tp > 1 else (False,)
                     zeros = (0, 1, 2, 3) if pp == 1 else (0, 1)
                     for sp, zero, recompute, offload, quant, precision, optimizer, rank in itertools.product(
                             sps, zeros, RECOMPUTE_POLICIES, offloads, quants, precisions, optimizers, ranks):
+                        if offload != "none" and (zero == 0 or (offload == "optimizer+params" and zero != 3)):
+                            continue
                         plan = Plan(
                             parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, sp=sp),
                             zero=zero, recompute=recompute, mbs=mbs, gas=per_rank // mbs,

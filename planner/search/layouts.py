@@ -1,0 +1,357 @@
+"""The factored plan space both solvers read: outer layouts, each with linear per-stage costs.
+
+An outer layout fixes every plan key but the pipeline partition and the recompute counts (tp,
+pp, dp, cp, ep, vpp, sp, zero, mbs, offload, precision, optimizer, LoRA rank, quantization, and
+the recompute policy). For a fixed layout, a stage's memory and time are linear in the layers it
+holds (n) and the layers it recomputes (r): every layer of a homogeneous stack adds the same
+bytes and seconds, and recomputing one more layer trades the same activation bytes for the same
+forward seconds. So the pure models (memory.py, timing.py) are evaluated at a few probe plans
+and each stage class (first, middle, last) gets integer coefficients
+
+    value = a + b·n + c·r + w·[r > 0]
+
+(w: the one-layer working set of recomputation). Stages: the first holds the embedding, the last
+the logits and loss; the middle ones share one count (Megatron --decoder-first/last-pipeline-
+num-layers) and the busiest of them, stage 1 (most micro-batches in flight), stands for them all.
+Layouts where this does not hold (interleaved pipelines, stacks whose layers differ beyond a
+leading dense block) keep the default partition and are evaluated exactly, recompute none or full.
+Units: memory KiB, time microseconds.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+import numpy as np
+
+from planner.cluster import Cluster
+from planner.memory import estimate_memory
+from planner.model.architecture import Architecture
+from planner.model.params import layer_params
+from planner.plan import PLAN_KEYS, Plan
+from planner.shard import stage_layer_counts
+from planner.timing import stage_seconds
+from planner.workload import Workload
+
+KiB = 2**10
+OBJECTIVES = ("step-time", "comm", "memory", "cost")
+Linear = tuple[int, int, int, int]
+"""(a, b, c, w): a + b·layers + c·recomputed + w·[recomputed > 0]."""
+
+
+@dataclass(frozen=True)
+class StageClass:
+    stage: int
+    """The pipeline stage whose costs stand for the class (0, 1 or pp − 1)."""
+    count: int
+    """Stages in the class."""
+    low: int
+    """Fewest layers a stage of the class may hold."""
+    fixed: int | None
+    """The class's layers when the partition is fixed."""
+    recompute: str
+    """`none` (r = 0), `free` (0 ≤ r ≤ n) or `all` (r ∈ {0, n}: a leading block of other layers)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    plan: Plan
+    """The outer layout, default partition; recompute `full` means 0..n layers per stage."""
+    values: dict[str, object]
+    """Plan keys for the user's constraints (recompute: the policy)."""
+    classes: tuple[StageClass, ...]
+    mem: tuple[Linear, ...]
+    """Peak bytes per GPU of each class, KiB."""
+    host: tuple[Linear, ...]
+    """Host bytes per node for offload, KiB (offload layouts only, else zeros)."""
+    pace: tuple[Linear, ...]
+    """(m + (p − 1)/v) × t_F + t_B of one micro-batch, µs: the slowest class sets the step."""
+    tail: tuple[Linear, ...]
+    """Exposed DP collectives + optimizer + offload once per step, µs."""
+    comm: tuple[Linear, ...]
+    """Exposed communication of the step, µs."""
+    const: int
+    """Pipeline p2p of the step, µs."""
+    exact: bool = False
+    """Evaluated at one point (no partition or recompute variables)."""
+    world: int = field(default=1, compare=False)
+    timed: bool = True
+    """False when no point fits in `screened_kib`: the time terms were not computed."""
+    screened_kib: int | None = None
+
+    @property
+    def pp(self) -> int:
+        return self.plan.parallel.pp
+
+    @property
+    def variable_partition(self) -> bool:
+        return any(c.fixed is None for c in self.classes)
+
+
+def plan_values(plan: Plan) -> dict[str, object]:
+    return {key: getattr(plan, key) for key in PLAN_KEYS}
+
+
+def lead_layers(arch: Architecture) -> int | None:
+    """Leading layers unlike the rest (DeepSeek's dense-first layers); None when the layers after
+    them still differ (interleaved MoE, sliding-window patterns): such stacks are not linear."""
+    def signature(i: int) -> tuple:
+        p = layer_params(arch, i)
+        return (p.total, p.routed_experts, arch.is_moe_layer(i))
+    last = signature(arch.num_layers - 1)
+    lead = 0
+    while lead < arch.num_layers and signature(lead) != last:
+        lead += 1
+    if any(signature(i) != last for i in range(lead, arch.num_layers)):
+        return None
+    return lead
+
+
+@lru_cache(maxsize=1024)
+def partitions(layers: int, pp: int, first_low: int) -> tuple[tuple[int, int, int], ...]:
+    """Every (first, middle, last) split with first + (pp − 2)·middle + last = layers (pp ≥ 2;
+    middle is 0 for pp = 2), first ≥ first_low, the others ≥ 1."""
+    out = []
+    mids = [0] if pp == 2 else range(1, (layers - first_low - 1) // (pp - 2) + 1)
+    for mid in mids:
+        rest = layers - (pp - 2) * mid
+        for first in range(first_low, rest):
+            out.append((first, mid, rest - first))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1024)
+def _probe_partitions(layers: int, pp: int, first_low: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Two splits where every class's count differs (the middle one may stay when it must)."""
+    options = partitions(layers, pp, first_low)
+    if len(options) < 2:
+        return None
+    even = stage_layer_counts(layers, pp)
+    target = (even[0], even[1] if pp > 2 else 0, even[-1])
+    p1 = min(options, key=lambda t: (sum(abs(a - b) for a, b in zip(t, target)), t))
+    single_mid = len({t[1] for t in options}) == 1
+    for p2 in sorted(options, key=lambda t: (sum(abs(a - b) for a, b in zip(t, p1)), t)):
+        if p2[0] != p1[0] and p2[2] != p1[2] and (single_mid or p2[1] != p1[1]):
+            return p1, p2
+    return None
+
+
+def _split(counts: tuple[int, int, int], pp: int) -> tuple[int, ...]:
+    first, mid, last = counts
+    return (first,) + (mid,) * (pp - 2) + (last,)
+
+
+def _memory_values(plan: Plan, workload: Workload, cluster: Cluster, stages: tuple[int, ...]) -> list[tuple[float, ...]]:
+    """(memory KiB, host KiB per node) of the listed stages."""
+    memory = {m.stage: m for m in estimate_memory(plan, workload, cluster, only_stages=stages)}
+    return [(memory[s].memory.total / KiB, memory[s].host_bytes * cluster.gpus_per_node / KiB) for s in stages]
+
+
+def _time_values(plan: Plan, workload: Workload, cluster: Cluster, stages: tuple[int, ...],
+                 m_factor: float) -> tuple[list[tuple[float, ...]], float]:
+    """(pace µs, tail µs, comm µs) of the listed stages, and the step's pipeline p2p µs."""
+    seconds, p2p = stage_seconds(plan, workload, cluster, stages=stages)
+    return ([(m_factor * t.microbatch * 1e6, t.tail * 1e6, t.comm * 1e6) for t in seconds], p2p * 1e6)
+
+
+def _with(plan: Plan, split: tuple[int, ...] | None, recompute: tuple[int, ...] | None) -> Plan:
+    changes: dict[str, object] = {}
+    if split is not None:
+        changes.update(first_stage_layers=split[0], last_stage_layers=split[-1])
+    if recompute is not None:
+        changes.update(recompute="full", recompute_layers=recompute)
+    elif plan.recompute == "full":
+        changes.update(recompute="none")
+    return plan.with_(**changes)
+
+
+@dataclass(frozen=True)
+class _Probes:
+    """The probe plans of a layout: partitions p1 (and p2), recompute none / all / one layer."""
+
+    stages: tuple[int, ...]
+    p1: tuple[int, ...]
+    p2: tuple[int, ...] | None
+    split1: tuple[int, ...] | None
+    modes: tuple[str, ...]
+    lead: int
+
+    def plans(self, plan: Plan) -> list[Plan | None]:
+        """A: p1 none, B: p2 none, C: p1 all, D: p1 one layer per stage, E: p2 all."""
+        full = plan.recompute == "full"
+        p1, p2, lead = self.p1, self.p2, self.lead
+        ones = tuple(p1[s] if s == 0 and lead else min(1, p1[s]) for s in range(len(p1)))
+        return [
+            _with(plan, self.split1, None),
+            _with(plan, p2, None) if p2 else None,
+            _with(plan, self.split1, tuple(p1)) if full else None,
+            _with(plan, self.split1, ones) if full else None,
+            _with(plan, p2, tuple(p2)) if full and p2 and lead else None,
+        ]
+
+    def coefficients(self, values: list[list[tuple[float, ...]] | None], term: int, k: int,
+                     recompute: bool, ceil: bool) -> Linear:
+        """(a, b, c, w) of one term of class k from the probe values."""
+        a, b, c, d, e = (None if v is None else v[k][term] for v in values)
+        s = self.stages[k]
+        n1 = self.p1[s]
+        slope = (b - a) / (self.p2[s] - n1) if b is not None and self.p2[s] != n1 else 0.0
+        cr = w = 0.0
+        if recompute and c is not None:
+            if self.modes[k] == "free":
+                cr = (c - d) / (n1 - 1) if n1 > 1 else c - a
+                w = d - a - cr if n1 > 1 else 0.0
+            elif e is not None:  # r = n: a + w + (b + c)·n
+                cr = (e - c) / (self.p2[s] - n1) - slope
+                w = c - a - cr * n1
+            elif n1:
+                cr = (c - a) / n1
+        intercept = a - slope * n1
+        return (math.ceil(intercept) if ceil else round(intercept), round(slope), round(cr), round(w))
+
+
+def _probes(plan: Plan, workload: Workload, lead: int) -> _Probes:
+    pp, vpp = plan.parallel.pp, plan.parallel.vpp
+    layers = workload.arch.num_layers
+    stages = (0,) if pp == 1 else (0, pp - 1) if pp == 2 else (0, 1, pp - 1)
+    found = _probe_partitions(layers, pp, max(1, lead)) if pp > 1 and vpp == 1 else None
+    p1 = _split(found[0], pp) if found else stage_layer_counts(layers, pp)
+    full = plan.recompute == "full"
+    modes = tuple("none" if not full else "all" if (s == 0 and lead) else "free" for s in stages)
+    return _Probes(stages=stages, p1=p1, p2=_split(found[1], pp) if found else None,
+                   split1=p1 if found else None, modes=modes, lead=lead)
+
+
+def build_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int | None,
+                 screen_kib: int | None = None) -> list[Layout]:
+    """The layout(s) of one candidate plan: one with variables, or an exact point. With
+    `screen_kib`, a layout that fits nowhere in that many KiB is not timed (`timed` False)."""
+    pp, vpp = plan.parallel.pp, plan.parallel.vpp
+    m_factor = plan.gas + (pp - 1) / vpp
+    if lead is None:
+        return [_exact(plan, workload, cluster, m_factor)]
+    layout, pr, plans = memory_layout(plan, workload, cluster, lead, screen_kib)
+    if screen_kib is not None and not fits_somewhere(layout, screen_kib, workload.arch.num_layers):
+        return [layout]
+    full = plan.recompute == "full"
+    timing = _each(plans, lambda p: _time_values(p, workload, cluster, pr.stages, m_factor))
+    values = [None if t is None else t[0] for t in timing]
+    terms = [tuple(pr.coefficients(values, term, k, full, False) for k in range(len(pr.stages)))
+             for term in range(3)]
+    return [replace(layout, pace=terms[0], tail=terms[1], comm=terms[2], const=round(timing[0][1]),
+                    timed=True, screened_kib=None)]
+
+
+def _each(plans: list[Plan | None], evaluate: Callable[[Plan], object]) -> list:
+    """`evaluate` on each probe plan, once per distinct plan (None stays None)."""
+    seen: dict[Plan, object] = {}
+    out = []
+    for p in plans:
+        if p is not None and p not in seen:
+            seen[p] = evaluate(p)
+        out.append(None if p is None else seen[p])
+    return out
+
+
+def memory_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int,
+                  screen_kib: int | None = None) -> tuple[Layout, _Probes, list[Plan | None]]:
+    """The layout with its memory terms only (`timed` False), its probes and probe plans."""
+    pp = plan.parallel.pp
+    pr = _probes(plan, workload, lead)
+    full = plan.recompute == "full"
+    plans = pr.plans(plan)
+    memory = _each(plans, lambda p: _memory_values(p, workload, cluster, pr.stages))
+    mem = tuple(pr.coefficients(memory, 0, k, full, True) for k in range(len(pr.stages)))
+    host = tuple(pr.coefficients(memory, 1, k, False, True) for k in range(len(pr.stages)))
+    counts = (1,) if pp == 1 else (1, 1) if pp == 2 else (1, pp - 2, 1)
+    classes = tuple(
+        StageClass(stage=s, count=counts[k], low=max(1, lead) if s == 0 else 1,
+                   fixed=None if pr.p2 is not None else pr.p1[s], recompute=pr.modes[k])
+        for k, s in enumerate(pr.stages))
+    layout = Layout(plan=plan, values=plan_values(plan), classes=classes, mem=mem, host=host,
+                    pace=(), tail=(), comm=(), const=0, world=cluster.world, timed=False,
+                    screened_kib=screen_kib)
+    return layout, pr, plans
+
+
+def _exact(plan: Plan, workload: Workload, cluster: Cluster, m_factor: float) -> Layout:
+    """A layout evaluated at its one point: default partition, recompute as the plan says."""
+    pp = plan.parallel.pp
+    stages = tuple(range(pp))
+    memory = _memory_values(plan, workload, cluster, stages)
+    timing, p2p = _time_values(plan, workload, cluster, stages, m_factor)
+    mem, host = (max(v[t] for v in memory) for t in range(2))
+    pace, tail, comm = (max(v[t] for v in timing) for t in range(3))
+    return Layout(plan=plan, values=plan_values(plan),
+                  classes=(StageClass(stage=0, count=pp, low=1, fixed=workload.arch.num_layers, recompute="none"),),
+                  mem=((math.ceil(mem), 0, 0, 0),), host=((math.ceil(host), 0, 0, 0),),
+                  pace=((round(pace), 0, 0, 0),), tail=((round(tail), 0, 0, 0),), comm=((round(comm), 0, 0, 0),),
+                  const=round(p2p), exact=True, world=cluster.world)
+
+
+def fits_somewhere(layout: Layout, capacity_kib: int, layers: int) -> bool:
+    """Some partition and recompute counts of the layout fit in `capacity_kib` (memory alone):
+    each class at its least memory (recompute none, one layer or all), over every partition."""
+    from planner.search.point import split_matrix  # point imports this module
+    split = split_matrix(layout, layers)
+    worst = np.zeros(len(split), dtype=np.int64)
+    for k, ((a, b, c, w), cls) in enumerate(zip(layout.mem, layout.classes)):
+        n = split[:, k]
+        base = a + b * n
+        options = [base]
+        if cls.recompute == "free":
+            options += [base + c + w, base + c * n + w]
+        elif cls.recompute == "all":
+            options.append(base + c * n + w)
+        worst = np.maximum(worst, np.min(np.stack(options), axis=0))
+    return bool((worst <= capacity_kib).any())
+
+
+def build_layouts(plans: Iterable[Plan], workload: Workload, cluster: Cluster, objective: str = "step-time",
+                  progress: Callable[[int], None] | None = None, screen: bool = True) -> list[Layout]:
+    """Layouts of the candidate plans. Recompute `none` is the `full` layout with r = 0, so
+    only `selective` and `full` candidates become layouts (plus `none` ones that are exact).
+
+    With `screen` (the cluster's capacity): a layout that fits nowhere is not timed, nor are
+    larger micro-batches of it (memory grows with the micro-batch); and, unless the objective
+    is memory, CPU offload is only tried where the same layout without it fits nowhere
+    (offload only adds time in the model: it earns its place by fitting)."""
+    lead = lead_layers(workload.arch)
+    screen_kib = cluster.capacity // KiB if screen else None
+    out: list[Layout] = []
+    unfit: dict[tuple, int] = {}  # layout without mbs -> smallest micro-batch that fits nowhere
+    fits: set[tuple] = set()      # layouts (offload none) that fit somewhere
+    deferred: list[Plan] = []
+    done = 0
+
+    def add(plan: Plan) -> None:
+        nonlocal done
+        key = plan.with_(mbs=1, gas=1).key()
+        if screen and plan.mbs > unfit.get(key, plan.mbs):
+            pass
+        elif plan.recompute != "none" or lead is None:
+            made = build_layout(plan, workload, cluster, lead, screen_kib)
+            out.extend(made)
+            if screen and not made[0].timed:
+                unfit[key] = min(unfit.get(key, plan.mbs), plan.mbs)
+            elif screen and any(m.timed and fits_somewhere(m, screen_kib, workload.arch.num_layers) for m in made):
+                fits.add(plan.with_(offload="none").key())
+        done += 1
+        if progress is not None:
+            progress(done)
+
+    for plan in plans:
+        if screen and plan.offload != "none" and objective != "memory":
+            deferred.append(plan)
+        else:
+            add(plan)
+    for plan in deferred:
+        if plan.with_(offload="none").key() in fits:
+            done += 1
+            if progress is not None:
+                progress(done)
+        else:
+            add(plan)
+    return out

@@ -1,0 +1,136 @@
+"""One point of the factored space: a layout with its layers and recomputed layers per stage
+class, its integer cost, and the plan it stands for. Shared by CP-SAT and brute force."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from planner.plan import Plan
+from planner.search.layouts import Layout, partitions
+from planner.shard import stage_layer_counts
+from planner.spec.job import Constraint
+
+UNREACHABLE = 2**62
+
+STAGE_KEYS = ("first_stage_layers", "last_stage_layers", "recompute_layers", "recompute")
+"""Plan keys the stage variables decide; the others are the layout's."""
+
+
+@dataclass(frozen=True)
+class Point:
+    layout: Layout
+    layers: tuple[int, ...]
+    """Layers per stage class (first, middle, last); empty for exact layouts."""
+    recomputed: tuple[int, ...]
+    cost: int
+    """The objective in the solvers' integers (µs, or KiB for `memory`)."""
+
+    def plan(self, num_layers: int) -> Plan:
+        """The plan with its partition and recompute counts (defaults where they are the defaults)."""
+        plan = self.layout.plan
+        if self.layout.exact:
+            return plan
+        pp = plan.parallel.pp
+        split = self.layers if pp > 1 else (num_layers,)
+        counts = _expand(split, pp)
+        recomputed = _expand(self.recomputed, pp)
+        changes: dict[str, object] = {}
+        if pp > 1 and counts != stage_layer_counts(num_layers, pp):
+            changes.update(first_stage_layers=counts[0], last_stage_layers=counts[-1])
+        if plan.recompute == "full":
+            if not any(recomputed):
+                changes.update(recompute="none")
+            elif recomputed != counts:
+                changes.update(recompute_layers=recomputed)
+        return plan.with_(**changes)
+
+
+def _expand(per_class: tuple[int, ...], pp: int) -> tuple[int, ...]:
+    if pp <= 2:
+        return tuple(per_class)
+    first, mid, last = per_class
+    return (first,) + (mid,) * (pp - 2) + (last,)
+
+
+def linear(coef: tuple[int, int, int, int], n: int, r: int) -> int:
+    a, b, c, w = coef
+    return a + b * n + c * r + w * (r > 0)
+
+
+def layout_forbidden(layout: Layout, constraints: dict[str, Constraint]) -> list[str]:
+    """The user's constraints on outer keys that rule this layout out."""
+    variable_recompute = not layout.exact and layout.plan.recompute == "full"
+    out = []
+    for key, c in constraints.items():
+        if key in STAGE_KEYS and (key != "recompute" or variable_recompute):
+            continue
+        if key in layout.values and not c.allows(layout.values[key]):
+            out.append(key)
+    return out
+
+
+def recompute_allowed(constraints: dict[str, Constraint]) -> tuple[bool, bool]:
+    """(no stage recomputing allowed, some stage recomputing allowed) for `full` layouts."""
+    c = constraints.get("recompute")
+    if c is None:
+        return True, True
+    return c.allows("none"), c.allows("full")
+
+
+def first_last_allowed(layout: Layout, constraints: dict[str, Constraint]) -> bool:
+    """Exact layouts: their default partition within the user's first/last stage bounds."""
+    if layout.pp == 1:
+        return True
+    counts = stage_layer_counts(layout.classes[0].fixed, layout.pp)
+    return all(constraints[key].allows(n) for key, n in (("first_stage_layers", counts[0]),
+                                                          ("last_stage_layers", counts[-1]))
+               if key in constraints)
+
+
+def lower_bound(layout: Layout, objective: str, layers: int) -> int:
+    """A bound no point of the layout beats (memory ignored): each class's cost at its cheapest
+    recompute count, minimized over the partitions. It orders the layouts for the lazy CP-SAT
+    search, which stops adding layouts once the plans found beat every bound left."""
+    if not layout.timed and objective != "memory":
+        return UNREACHABLE  # fits nowhere: no point to bound
+    split = split_matrix(layout, layers)
+
+    def cheapest(coefs) -> np.ndarray:
+        cols = []
+        for k, (a, b, c, w) in enumerate(coefs):
+            n = split[:, k]
+            low = np.minimum(0, c) * n + min(0, w) if layout.classes[k].recompute != "none" else 0
+            cols.append(a + b * n + low)
+        return np.max(np.stack(cols, axis=1), axis=1)
+
+    if objective == "memory":
+        return int(cheapest(layout.mem).min())
+    if objective == "comm":
+        return layout.const + int(cheapest(layout.comm).min())
+    return layout.const + int(cheapest(layout.pace).min()) + int(cheapest(layout.tail).min())
+
+
+def split_matrix(layout: Layout, layers: int) -> np.ndarray:
+    if layout.exact or all(c.fixed is not None for c in layout.classes):
+        return np.array([[c.fixed for c in layout.classes]], dtype=np.int64)
+    return _partition_array(layers, layout.pp, layout.classes[0].low)
+
+
+@lru_cache(maxsize=256)
+def _partition_array(layers: int, pp: int, low: int) -> np.ndarray:
+    rows = partitions(layers, pp, low)
+    cols = [0, 2] if pp == 2 else [0, 1, 2]
+    return np.array(rows, dtype=np.int64)[:, cols]
+
+
+def untimed_unfit(layout: Layout, capacity_kib: int, objective: str) -> bool:
+    """A layout screened out at build time: it fits nowhere within `capacity_kib`. Its time
+    terms were never computed, so it may only be asked about at that capacity or less."""
+    if layout.timed or objective == "memory":
+        return False
+    if capacity_kib > layout.screened_kib:
+        raise ValueError(f"layout screened at {layout.screened_kib} KiB asked about {capacity_kib} KiB;"
+                         f" build the table with screen=False")
+    return True

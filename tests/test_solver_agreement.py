@@ -1,0 +1,197 @@
+"""CP-SAT against brute force on the factored space (issue 7): uneven partitions and per-stage
+recompute counts included; and the linear stage coefficients against the models themselves."""
+from functools import lru_cache
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from planner.cluster import build_cluster
+from planner.evaluate import evaluate
+from planner.model import architecture_from_config, load_architecture
+from planner.plan import ParallelDims, Plan
+from planner.search import JobDefaults, candidate_table, search
+from planner.search.brute import solve_brute
+from planner.search.cpsat import solve_cpsat
+from planner.search.layouts import KiB, build_layout, lead_layers, partitions
+from planner.search.point import Point, linear
+from planner.spec.cluster import ClusterSpec
+from planner.spec.job import Constraint
+from planner.workload import Workload
+
+BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
+DEBUG8 = dict(model_type="llama", hidden_size=256, intermediate_size=704, num_hidden_layers=8,
+              num_attention_heads=8, num_key_value_heads=4, vocab_size=1024, tie_word_embeddings=False)
+
+
+def arch(name: str):
+    return architecture_from_config(DEBUG8, name="debug8") if name == "debug8" else load_architecture(name)
+
+
+@lru_cache(maxsize=None)
+def table(gpn: int, nodes: int, model: str, seq: int, batch: int, offload: bool):
+    inter = {"nic_gbps": 100, "nics_per_node": 1, "kind": "ethernet"} if nodes > 1 else None
+    cluster = build_cluster(ClusterSpec(gpu="rtx4090", gpus_per_node=gpn, nodes=nodes, inter_node=inter))
+    wl = Workload(arch=arch(model), training="pretrain", seq_len=seq, global_batch=batch)
+    limits = {} if offload else {"offload": Constraint(values=("none",))}
+    return cluster, wl, candidate_table(wl, cluster, BF16_ADAMW, limits, "step-time", screen=False)
+
+
+constraint_values = {
+    "tp": st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=2, unique=True),
+    "pp": st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=2, unique=True),
+    "zero": st.lists(st.sampled_from([0, 1, 2, 3]), min_size=1, max_size=3, unique=True),
+    "recompute": st.lists(st.sampled_from(["none", "selective", "full"]), min_size=1, max_size=2, unique=True),
+    "sp": st.lists(st.booleans(), min_size=1, max_size=1),
+    "vpp": st.lists(st.sampled_from([1, 2]), min_size=1, max_size=1),
+}
+
+
+@st.composite
+def cases(draw):
+    gpn = draw(st.sampled_from([1, 2, 4, 8]))
+    nodes = draw(st.sampled_from([1, 2]))
+    model = draw(st.sampled_from(["debug", "debug8", "debug-moe"]))
+    seq = draw(st.sampled_from([1024, 4096, 8192]))
+    batch = draw(st.sampled_from([8, 16]))
+    offload = draw(st.booleans())
+    keys = draw(st.lists(st.sampled_from(sorted(constraint_values)), max_size=2, unique=True))
+    constraints = {k: Constraint(values=tuple(draw(constraint_values[k]))) for k in keys}
+    if draw(st.booleans()):
+        constraints["first_stage_layers"] = Constraint(max=draw(st.sampled_from([1, 2, 3])))
+    # Capacity from tight to roomy (KiB): a share of the cases is infeasible, many need recompute
+    # or an uneven partition.
+    capacity = draw(st.integers(min_value=64 * 1024, max_value=3 * 1024 * 1024))
+    objective = draw(st.sampled_from(["step-time", "comm", "memory", "cost"]))
+    top = draw(st.integers(min_value=1, max_value=3))
+    return (gpn, nodes, model, seq, batch, offload), constraints, capacity, objective, top
+
+
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases())
+def test_cpsat_agrees_with_brute_force(case):
+    key, constraints, capacity, objective, top = case
+    cluster, wl, layouts = table(*key)
+    layers = wl.arch.num_layers
+    brute = solve_brute(layouts, constraints, capacity, None, top, objective, layers)
+    status, found, conflict = solve_cpsat(layouts, constraints, capacity, None, top, objective, layers)
+    assert (status == "infeasible") == (not brute)
+    # The same costs in the same order: the best objective and the next ones of the top-K.
+    assert [p.cost for p in found] == [p.cost for p in brute]
+    assert len({id(p.layout) for p in found}) == len(found)  # distinct layouts
+    for p in found:
+        n = p.layers or tuple(c.fixed for c in p.layout.classes)
+        r = p.recomputed or (0,) * len(n)
+        assert max(linear(m, a, b) for m, a, b in zip(p.layout.mem, n, r)) <= capacity
+        plan = p.plan(layers)
+        effective = {"first_stage_layers": n[0], "recompute": "full" if any(r) else plan.recompute}
+        for k, c in constraints.items():
+            if k != "first_stage_layers" or plan.pp > 1:
+                assert c.allows(effective.get(k, getattr(plan, k)))
+    if status == "infeasible" and layouts:
+        assert conflict  # an infeasible model names what is to blame
+
+
+def test_partitions_cover_every_split():
+    assert partitions(8, 2, 1) == tuple((f, 0, 8 - f) for f in range(1, 8))
+    three = partitions(8, 3, 1)
+    assert all(f + m + last == 8 and min(f, m, last) >= 1 for f, m, last in three) and len(three) == 21
+    assert lead_layers(load_architecture("debug")) == 0
+    assert lead_layers(load_architecture("debug-moe")) == 1
+    assert lead_layers(load_architecture("deepseek-v3")) == 3
+
+
+@pytest.mark.parametrize("model, tp, pp, recompute", [
+    ("llama3-8b", 2, 4, "full"), ("llama3-8b", 1, 2, "selective"), ("llama3-8b", 1, 1, "full"),
+    ("debug-moe", 1, 2, "full"), ("mixtral-8x7b", 2, 4, "full")])
+def test_stage_costs_are_linear_in_layers_and_recomputed_layers(model, tp, pp, recompute):
+    """The coefficients, taken from a few probe plans, predict the models at other points."""
+    cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8))
+    wl = Workload(arch=load_architecture(model), training="pretrain", seq_len=4096, global_batch=64)
+    dp = 8 // (tp * pp)
+    plan = Plan(parallel=ParallelDims(tp=tp, pp=pp, dp=dp, sp=tp > 1), zero=1, recompute=recompute,
+                mbs=1, gas=64 // dp)
+    layers = wl.arch.num_layers
+    (layout,) = build_layout(plan, wl, cluster, lead_layers(wl.arch))
+    splits = [(layers,)] if pp == 1 else [(f, last) if pp == 2 else (f, m, last)
+                                          for f, m, last in partitions(layers, pp, layout.classes[0].low)][::7]
+    for split in splits[:6]:
+        options = [(0,) if c.recompute == "none" else (0, n) if c.recompute == "all" else (0, 1, n // 2, n)
+                   for c, n in zip(layout.classes, split)]
+        for recomputed in {tuple(o[i % len(o)] for o in options) for i in range(4)}:
+            point = Point(layout=layout, layers=split if pp > 1 else (layers,), recomputed=recomputed, cost=0)
+            ev = evaluate(point.plan(layers), wl, cluster)
+            for k, cls in enumerate(layout.classes):
+                stage = ev.stages[cls.stage]
+                predicted = linear(layout.mem[k], split[k], recomputed[k]) * KiB
+                assert predicted == pytest.approx(stage.memory.total, rel=1e-3, abs=4 * 2**20)
+            pace = max(linear(c, n, r) for c, n, r in zip(layout.pace, split, recomputed))
+            tail = max(linear(c, n, r) for c, n, r in zip(layout.tail, split, recomputed))
+            assert (layout.const + pace + tail) / 1e6 == pytest.approx(ev.time.step, rel=0.02)
+
+
+def test_an_uneven_partition_fits_where_the_even_one_does_not():
+    """8B at pp 4 with 54.6 GiB usable and no recompute: the first stage (embedding, most
+    micro-batches in flight) needs 58.7 GiB with 8 layers; the solver gives it fewer."""
+    cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=4, memory_reserve_gib=25))
+    wl = Workload(arch=load_architecture("llama3-8b"), training="pretrain", seq_len=4096, global_batch=16)
+    limits = {"tp": Constraint(values=(1,)), "pp": Constraint(values=(4,)), "recompute": Constraint(values=("none",)),
+              "zero": Constraint(values=(1,)), "offload": Constraint(values=("none",)), "vpp": Constraint(values=(1,))}
+    even = evaluate(Plan(parallel=ParallelDims(pp=4), zero=1, mbs=1, gas=16), wl, cluster)
+    result = search(wl, cluster, BF16_ADAMW, limits, top=1)
+    brute = search(wl, cluster, BF16_ADAMW, limits, top=1, solver="brute")
+    assert result.plans and result.objective_values == brute.objective_values
+    best = result.plans[0]
+    assert best.fits and [s.layers for s in best.stages] != [8, 8, 8, 8]
+    assert best.stages[0].layers < max(s.layers for s in best.stages)
+    assert not even.fits and best.memory.total < even.memory.total
+
+
+def test_partial_recompute_per_stage():
+    """Estimate accepts per-stage recompute counts and the memory and time follow them."""
+    cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8))
+    wl = Workload(arch=load_architecture("llama3-8b"), training="pretrain", seq_len=8192, global_batch=64)
+    base = Plan(parallel=ParallelDims(tp=2, pp=4, sp=True), zero=1, recompute="full", mbs=1, gas=64)
+    none, full = evaluate(base.with_(recompute="none"), wl, cluster), evaluate(base, wl, cluster)
+    part = evaluate(base.with_(recompute_layers=(8, 4, 2, 0)), wl, cluster)
+    assert [s.recompute_layers for s in part.stages] == [8, 4, 2, 0]
+    assert full.stages[0].memory.total == part.stages[0].memory.total
+    assert full.stages[3].memory.total < part.stages[3].memory.total <= none.stages[3].memory.total
+    # The slowest stage sets the pace: recomputing 2 of its 8 layers costs a quarter of full recompute.
+    quarter = evaluate(base.with_(recompute_layers=(2, 2, 2, 2)), wl, cluster)
+    assert none.time.step < quarter.time.step < full.time.step
+    assert quarter.time.recompute == pytest.approx(full.time.recompute / 4, rel=0.01)
+
+
+def test_estimate_takes_the_partition_and_recompute_counts():
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import EXAMPLES
+    from planner.cli import app
+
+    spec = "tp=1,pp=4,zero=1,first_stage_layers=6,last_stage_layers=10,recompute=full,recompute_layers=4/2/2/0"
+    result = CliRunner().invoke(app, ["estimate", str(EXAMPLES / "clusters" / "h100-1node.yaml"),
+                                      str(EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml"), "--plan", spec, "--json"])
+    assert result.exit_code in (0, 1), result.output
+    doc = json.loads(result.stdout)
+    assert [s["layers"] for s in doc["stages"]] == [6, 8, 8, 10]
+    assert [s["recompute_layers"] for s in doc["stages"]] == [4, 2, 2, 0]
+    assert (doc["first_stage_layers"], doc["last_stage_layers"], doc["recompute_layers"]) == (6, 10, [4, 2, 2, 0])
+    bad = CliRunner().invoke(app, ["estimate", str(EXAMPLES / "clusters" / "h100-1node.yaml"),
+                                   str(EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml"), "--plan",
+                                   "pp=4,first_stage_layers=5,last_stage_layers=6"])
+    assert bad.exit_code == 2 and "do not split evenly" in bad.stderr
+
+
+def test_405b_on_8_gpus_names_the_fewest_gpus_that_fit():
+    from planner.search.explain import explain_infeasible
+
+    cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8))
+    wl = Workload(arch=load_architecture("llama3.1-405b"), training="pretrain", seq_len=8192, global_batch=2048)
+    rows = candidate_table(wl, cluster, BF16_ADAMW, {}, "step-time")
+    result = search(wl, cluster, BF16_ADAMW, {}, rows=rows)
+    assert result.status == "infeasible" and not result.plans
+    text = explain_infeasible(rows, result.conflict, wl, cluster, BF16_ADAMW, {})
+    assert "It would fit on 32 GPUs" in text
