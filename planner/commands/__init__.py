@@ -7,3 +7,4 @@ from planner.commands import capacity  # noqa: F401
 from planner.commands import infer  # noqa: F401
 from planner.commands import params  # noqa: F401
 from planner.commands import check  # noqa: F401
+from planner.commands import report  # noqa: F401

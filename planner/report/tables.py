@@ -1,5 +1,12 @@
-"""Rich tables for people: every number with its unit; GiB means 2^30 bytes."""
+"""Rich tables for people: every number with its unit; GiB means 2^30 bytes.
+
+What limits a plan stands out: the headroom of the tightest GPU (yellow under a tenth of its
+memory, red when over) and the largest term of its stage. Styles are dropped where rich finds no
+terminal or NO_COLOR is set; the words and numbers carry the meaning on their own.
+"""
 from __future__ import annotations
+
+import sys
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -16,7 +23,7 @@ from planner.search.result import SolveResult
 
 GiB = 2**30
 MEMORY_TERMS = ("weights", "gradients", "optimizer", "master_weights", "activations", "buffers", "runtime")
-BAR_WIDTH = 12
+BAR_WIDTH = 10
 
 
 def _gib(n: float) -> str:
@@ -26,14 +33,40 @@ def _gib(n: float) -> str:
 def _seconds(s: float) -> str:
     if s >= 1:
         return f"{s:,.2f} s"
-    return f"{s * 1e3:,.1f} ms"
+    return f"{s * 1e3:,.1f} ms" if s >= 1e-3 or s == 0 else f"{s * 1e6:,.0f} µs"
 
 
 def _bar(used: float, capacity: float) -> Text:
     share = min(used / capacity, 1.0) if capacity else 1.0
     filled = round(share * BAR_WIDTH)
     style = "red" if used > capacity else ("yellow" if share > 0.9 else "green")
-    return Text("█" * filled + "░" * (BAR_WIDTH - filled), style=style)
+    full, empty = _bar_glyphs()
+    return Text(full * filled + empty * (BAR_WIDTH - filled), style=style)
+
+
+def _bar_glyphs() -> tuple[str, str]:
+    # Block glyphs only where the output can encode them (a pipe under LANG=C may be ASCII).
+    encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower()
+    return ("█", "░") if encoding.startswith("utf") else ("#", ".")
+
+
+def tightest_term(ev: Evaluation) -> tuple[int, str]:
+    """The stage with the least headroom and its largest term: what to shrink first to fit more."""
+    stage = ev.peak_stage
+    terms = {term: getattr(stage.memory, term) for term in MEMORY_TERMS}
+    return stage.stage, max(terms, key=terms.get)
+
+
+def _largest_term_text(ev: Evaluation) -> Text:
+    stage, term = tightest_term(ev)
+    where = f" (stage {stage})" if len(ev.stages) > 1 else ""
+    return Text(f"{term.replace('_', ' ')}{where}", style="bold")
+
+
+def _headroom_text(free: float, capacity: float, unit: str = " GiB") -> Text:
+    """Bytes left on the tightest GPU; yellow under a tenth of capacity, red when over."""
+    style = "bold red" if free < 0 else ("bold yellow" if free < 0.1 * capacity else "")
+    return Text(f"{_gib(free)}{unit}", style=style)
 
 
 def describe_layout(ev: Evaluation) -> str:
@@ -44,6 +77,8 @@ def describe_layout(ev: Evaluation) -> str:
         if getattr(p, key) > 1:
             text += f" {key}{getattr(p, key)}"
     text += " +sp" if p.sp else ""
+    if len(ev.stages) > 1 and len({s.layers for s in ev.stages}) > 1:
+        text += f" layers {ev.stages[0].layers}/{ev.stages[1].layers}…/{ev.stages[-1].layers}"  # uneven partition
     if ev.plan.lora_rank:
         text += f" · LoRA r{ev.plan.lora_rank}"
     if ev.plan.quant != "none":
@@ -62,35 +97,64 @@ def solve_view(result: SolveResult, title: str, explanation: str | None) -> Grou
     if not result.plans:
         parts.append(Text(explanation or "No plan fits.", style="red"))
         return Group(*parts)
-    plans = Table(title="Best plans", title_justify="left", header_style="bold")
-    for col, justify in (("#", "right"), ("layout", "left"), ("zero", "right"), ("recompute", "left"),
-                         ("mbs × gas", "right"), ("peak GiB / usable", "right"), ("", "left"),
-                         ("step", "right"), ("tokens/s", "right"), ("MFU", "right")):
-        plans.add_column(col, justify=justify, no_wrap=True)
+    capacity = result.plans[0].capacity
+    plans = Table(title=f"Best plans (per-GPU memory of the most loaded stage; usable {_gib(capacity)} GiB)",
+                  title_justify="left", header_style="bold")
+    rows = []
     for i, ev in enumerate(result.plans, 1):
-        plans.add_row(
-            str(i), describe_layout(ev), str(ev.plan.zero), ev.plan.recompute, f"{ev.plan.mbs} × {ev.plan.gas}",
-            f"{_gib(ev.memory.total)} / {_gib(ev.capacity)}", _bar(ev.memory.total, ev.capacity),
-            _seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}", f"{ev.time.mfu:.1%}")
+        memory = _bar(ev.memory.total, ev.capacity).append(f" {_gib(ev.memory.total)} GiB", style="")
+        rows.append((
+            str(i), describe_layout(ev), str(ev.plan.zero), _recompute_text(ev), f"{ev.plan.mbs} × {ev.plan.gas}",
+            memory, _headroom_text(ev.capacity - ev.memory.total, ev.capacity), _largest_term_text(ev),
+            _seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}",
+            f"{ev.time.mfu:.1%}"))
+    # Figures never shrink (a cut number misleads); the words wrap when the terminal is narrow.
+    wrapping = {"layout", "recompute", "largest term"}
+    for j, (col, justify) in enumerate((("#", "right"), ("layout", "left"), ("ZeRO", "right"), ("recompute", "left"),
+                                        ("mbs × gas", "right"), ("peak memory", "left"), ("headroom", "right"),
+                                        ("largest term", "left"),
+                                        ("step", "right"), ("tokens/s", "right"), ("MFU", "right"))):
+        widest = max([len(col)] + [len(str(row[j])) for row in rows])
+        plans.add_column(col, justify=justify, no_wrap=col not in wrapping,
+                         min_width=None if col in wrapping else widest)
+    for row in rows:
+        plans.add_row(*row)
     parts.append(plans)
     parts.append(memory_table([ev.memory for ev in result.plans], [f"#{i}" for i in range(1, len(result.plans) + 1)],
-                              result.plans[0].capacity, "Per-GPU memory of the most loaded stage (GiB)"))
+                              result.plans[0].capacity, "Memory by term, GiB (2^30 bytes)"))
+    if result.reasons:
+        why = Text()
+        why.append("Why #1: the runners-up lose by", style="bold")
+        for i, reason in enumerate(result.reasons, 2):
+            why.append(f"\n  #{i} {reason}")
+        parts.append(why)
     return Group(*parts)
 
 
+def _recompute_text(ev: Evaluation) -> str:
+    """`full`, or `full 3/1/1/0 layers` when only some layers of each stage are recomputed."""
+    if ev.plan.recompute_layers is None:
+        return ev.plan.recompute
+    counts = [s.recompute_layers for s in ev.stages]
+    shown = "/".join(map(str, counts)) if len(counts) <= 4 else f"{counts[0]}/{counts[1]}…/{counts[-1]}"
+    return f"full {shown} layers"
+
+
 def memory_table(breakdowns: list[MemoryBreakdown], names: list[str], capacity: int, title: str) -> Table:
+    """Terms down, plans or stages across; each column's largest term and the tightest column stand out."""
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("term")
     for name in names:
         table.add_column(name, justify="right")
     for term in MEMORY_TERMS:
         values = [getattr(b, term) for b in breakdowns]
-        largest = [v == max(b.as_dict()[t] for t in MEMORY_TERMS) and v > 0 for v, b in zip(values, breakdowns)]
+        largest = [v == max(getattr(b, t) for t in MEMORY_TERMS) and v > 0 for v, b in zip(values, breakdowns)]
         table.add_row(term.replace("_", " "),
-                      *[Text(_gib(v), style="bold" if big else "") for v, big in zip(values, largest)])
+                      *[Text(_gib(v), style="bold yellow" if big else "") for v, big in zip(values, largest)])
     table.add_row(Text("total", style="bold"),
                   *[Text(_gib(b.total), style="bold red" if b.total > capacity else "bold") for b in breakdowns])
     table.add_row("usable", *[_gib(capacity)] * len(breakdowns))
+    table.add_row("headroom", *[_headroom_text(capacity - b.total, capacity, unit="") for b in breakdowns])
     return table
 
 
@@ -107,7 +171,7 @@ def estimate_view(ev: Evaluation, title: str, all_stages: bool) -> Group:
     if all_stages and len(ev.stages) > 1:
         parts.append(memory_table([s.memory for s in ev.stages],
                                   [f"stage {s.stage} ({s.layers} layers)" for s in ev.stages],
-                                  ev.capacity, "Per-GPU memory by pipeline stage (GiB)"))
+                                  ev.capacity, "Per-GPU memory by pipeline stage, GiB (2^30 bytes)"))
     else:
         stage = ev.peak_stage
         where = f"stage {stage.stage} of {len(ev.stages)}, {stage.layers} layers" if len(ev.stages) > 1 else "one GPU"
@@ -118,12 +182,13 @@ def estimate_view(ev: Evaluation, title: str, all_stages: bool) -> Group:
     times = Table(title="Step time", title_justify="left", header_style="bold")
     times.add_column("part")
     times.add_column("time", justify="right")
+    times.add_column("share of step", justify="right")
     for name in ("compute", "recompute", "bubble", "tp", "cp", "ep", "pp", "dp", "optimizer", "offload"):
         value = getattr(t, name)
         if value > 0 or name in ("compute", "bubble"):
             label = f"{name} (exposed comm)" if name in ("tp", "cp", "ep", "pp", "dp") else name
-            times.add_row(label, _seconds(value))
-    times.add_row(Text("step", style="bold"), Text(_seconds(t.step), style="bold"))
+            times.add_row(label, _seconds(value), f"{value / t.step:.1%}" if t.step else "-")
+    times.add_row(Text("step", style="bold"), Text(_seconds(t.step), style="bold"), "100.0%")
     parts.append(times)
     parts.append(Text(f"{t.tokens_per_s:,.0f} tokens/s · MFU {t.mfu:.1%} · HFU {t.hfu:.1%}"))
     return Group(*parts)
@@ -198,6 +263,15 @@ def models_view(rows: list[tuple[str, Architecture, ParamCount]]) -> Table:
 def console(stderr: bool = False) -> Console:
     # rich honours NO_COLOR and drops styling when the stream is not a terminal; piped output
     # gets a fixed width wide enough for the plan table instead of rich's 80 columns.
+    _replace_unencodable(sys.stderr if stderr else sys.stdout)
     probe = Console(stderr=stderr)
-    width = None if probe.is_terminal else 132
+    width = None if probe.is_terminal else 160
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def _replace_unencodable(stream) -> None:
+    """On a stream that cannot encode `·`, `×` or box lines (PYTHONIOENCODING=ascii, a legacy code
+    page), print `?` for them instead of failing with a traceback."""
+    encoding = (getattr(stream, "encoding", None) or "").lower()
+    if encoding and not encoding.startswith("utf") and hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="replace")

@@ -21,7 +21,9 @@ class InterNode(_Strict):
     nic_gbps: float = Field(gt=0)
     """Line rate of one NIC in Gbit/s (400 for NDR InfiniBand). A string with a unit is accepted."""
     nics_per_node: PositiveInt = 8
+    """NICs of the scale-out network per node (DGX H100: 8, one per GPU)."""
     kind: LinkKind = "infiniband"
+    """infiniband, roce, efa or ethernet: sets the achievable fraction of line rate."""
 
     @field_validator("nic_gbps", mode="before")
     @classmethod
@@ -33,6 +35,7 @@ class IntraNode(_Strict):
     """Overrides of the catalog's scale-up fabric (a PCIe box of GPUs that have NVLink, say)."""
 
     kind: ScaleUpKind | None = None
+    """nvlink, xgmi, ici, roce-mesh or pcie (defaults to the catalog's)."""
     bandwidth: float | None = Field(default=None, gt=0)
     """Per-GPU unidirectional bandwidth in bytes/s; accepts `450GB/s` or `100Gbps`."""
     domain: PositiveInt | None = None
@@ -50,7 +53,9 @@ class CustomGPU(_Strict):
     base: str | None = None
     """A catalog id to start from; every other field overrides it."""
     id: str | None = None
+    """Short name used in tables and JSON (defaults to `<base>-custom`, or `custom`)."""
     name: str | None = None
+    """Long name for people."""
     memory: int | None = Field(default=None, gt=0)
     """Device memory in bytes (`80GiB`)."""
     usable: int | None = Field(default=None, gt=0)
@@ -60,6 +65,7 @@ class CustomGPU(_Strict):
     hbm_bandwidth: float | None = Field(default=None, gt=0)
     """Bytes/s (`3.35TB/s`)."""
     scale_up: IntraNode | None = None
+    """The GPU's scale-up fabric (kind, per-GPU bandwidth, domain size)."""
     host_link: float | None = Field(default=None, gt=0)
     """PCIe host link, bytes/s per direction (`64GB/s`)."""
 
@@ -80,10 +86,13 @@ class ClusterSpec(_Strict):
     gpu: str | CustomGPU
     """An id from `planner gpus`, or a mapping of the same fields for a custom GPU."""
     gpus_per_node: PositiveInt = 8
+    """GPUs in one node (one server)."""
     nodes: PositiveInt = 1
+    """Nodes in the cluster; the world size is nodes × gpus_per_node."""
     inter_node: InterNode | None = None
     """Required when nodes > 1."""
     intra_node: IntraNode | None = None
+    """Overrides of the GPU's scale-up fabric inside a node (a PCIe box, say)."""
     memory_reserve_gib: float = Field(default=0.0, ge=0)
     """GiB kept free on each GPU on top of the modelled runtime allowance."""
     host_memory_gib: float | None = Field(default=None, gt=0)

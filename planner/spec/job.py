@@ -29,6 +29,7 @@ class LoraSpec(_Strict):
     alpha: float | None = None
     """Scaling only; does not change memory or time."""
     dropout: float | None = None
+    """Adapter dropout probability; does not change memory or time."""
 
     @property
     def ranks(self) -> tuple[int, ...]:
@@ -39,8 +40,11 @@ class Constraint(_Strict):
     """Allowed values of one plan key: a list, or bounds (both inclusive)."""
 
     values: tuple[Any, ...] | None = None
+    """The allowed values (`tp: [1, 2, 4]` is shorthand for `tp: {values: [1, 2, 4]}`)."""
     min: float | None = None
+    """Smallest allowed value, inclusive."""
     max: float | None = None
+    """Largest allowed value, inclusive."""
 
     @model_validator(mode="before")
     @classmethod
@@ -87,6 +91,8 @@ class JobSpec(_Strict):
     """A preset from `planner models`, a path to a Hugging Face config.json (relative to the job
     file), or an inline mapping of config.json fields."""
     training: Training = "pretrain"
+    """pretrain or full (every weight trains), lora (adapters on frozen 16-bit weights) or
+    qlora (adapters on frozen weights stored in `quant`, nf4 by default)."""
     seq_len: PositiveInt
     """Tokens per sequence."""
     global_batch: PositiveInt
@@ -94,7 +100,10 @@ class JobSpec(_Strict):
     precision: Precision = "bf16"
     """bf16/fp16/fp8: mixed precision with fp32 master weights and optimizer states."""
     optimizer: Optimizer = "adamw"
+    """adamw/adam (two fp32 states), adamw8bit (two 8-bit states with block scales), sgd,
+    sgd-momentum (one state) or adafactor (factored second moment)."""
     lora: LoraSpec | None = None
+    """Adapter rank(s) and target modules, for lora and qlora."""
     quant: Quant | None = None
     """Frozen base-weight storage for lora/qlora (qlora defaults to nf4)."""
     tokens: float | None = Field(default=None, gt=0)
