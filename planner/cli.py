@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -17,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hardware import catalog
 from planner.errors import InputError, unknown_name
 from planner.evaluate import evaluate
+from planner.frameworks import EMIT_KINDS
+from planner.frameworks.emit import write_emits
 from planner.inputs import Inputs, load_inputs, parse_plan_spec
 from planner.model import count_params, list_presets, load_architecture
 from planner.report import json as report_json
@@ -83,11 +86,18 @@ def solve(
     objective: str = typer.Option("step-time", "--objective", help="step-time | comm | memory | cost"),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.01, help="Solver time limit, seconds."),
     solver: str = typer.Option("cp-sat", "--solver", help="cp-sat | brute (enumerates the same space)."),
+    emit: Optional[str] = typer.Option(None, "--emit", show_default=False,
+                                       help="deepspeed | megatron | torchrun: write launch files for the best plan."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for --emit (created).", show_default=False),
     as_json: bool = JsonOption,
 ) -> None:
     """Search the plan space; print the best plans with per-GPU memory by term."""
     _choice(objective, OBJECTIVES, "--objective")
     _choice(solver, SOLVERS, "--solver")
+    if emit is not None:
+        _choice(emit, EMIT_KINDS, "--emit")
+    if (emit is None) != (out is None):
+        raise InputError("--emit and --out go together", field="--emit" if emit is None else "--out")
     inputs = load_inputs(cluster, job)
     plans = list(candidate_plans(inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints))
     with _progress(len(plans), "evaluating plans", enabled=not as_json) as advance:
@@ -99,31 +109,54 @@ def solve(
     if result.status == "infeasible":
         explanation = explain_infeasible(rows, result.conflict, inputs.workload, inputs.cluster,
                                          inputs.defaults, inputs.job.constraints)
+    # Launch files for the best plan; rendered in full before anything is written (bad input
+    # writes nothing), and nothing at all when no plan fits.
+    written = write_emits(emit, result.plans[0], inputs, out) if emit is not None and result.plans else []
     if as_json:
-        _emit_json(report_json.solve_document(result, explanation))
+        document = report_json.solve_document(result, explanation)
+        if emit is not None:
+            document["emitted"] = [str(p) for p in written]
+        _emit_json(document)
     else:
-        tables.console().print(tables.solve_view(result, _title(inputs), explanation))
+        console = tables.console()
+        console.print(tables.solve_view(result, _title(inputs), explanation))
+        for path in written:
+            console.print(f"wrote {path}")
+        if emit is not None and not result.plans:
+            console.print(f"--emit {emit}: nothing written, no plan fits")
     raise typer.Exit(EXIT_OK if result.plans else EXIT_NO_FIT)
 
 
 class _progress:
-    """A progress bar on stderr for searches long enough to notice (rich; off when not a TTY)."""
+    """A progress bar on stderr for searches that take more than a second (rich; off when not a
+    TTY): it appears once the first second has passed."""
+
+    DELAY_S = 1.0
 
     def __init__(self, total: int, label: str, enabled: bool):
-        self.enabled = enabled and total > 2000 and sys.stderr.isatty()
+        self.enabled = enabled and total > 0 and sys.stderr.isatty()
         self.total, self.label = total, label
+        self.bar = None
 
     def __enter__(self):
         if not self.enabled:
             return None
-        self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=tables.console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda done: self.bar.update(task, completed=done) if done % 200 == 0 else None
+        start = time.perf_counter()
+
+        def advance(done: int) -> None:
+            if self.bar is None:
+                if time.perf_counter() - start < self.DELAY_S:
+                    return
+                self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                    console=tables.console(stderr=True), transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task(self.label, total=self.total)
+            if done % 50 == 0 or done == self.total:
+                self.bar.update(self.task, completed=done)
+        return advance
 
     def __exit__(self, *exc):
-        if self.enabled:
+        if self.bar is not None:
             self.bar.stop()
         return False
 

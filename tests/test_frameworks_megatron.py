@@ -13,6 +13,7 @@ from planner.frameworks.megatron_flags import launch_arguments, parse_flags
 from planner.frameworks.shell import read_script
 from planner.inputs import load_inputs
 from planner.plan import ParallelDims, Plan
+from planner.shard import stage_layer_counts
 from planner.search.space import candidate_plans
 from planner.spec.job import Constraint
 
@@ -144,10 +145,7 @@ def test_no_arguments_and_a_lora_job_are_bad_input(llama, write_yaml):
     ("--recompute-granularity selective", "selective", None),
     ("--recompute-activations", "selective", None),
     ("--recompute-granularity full --recompute-method block --recompute-num-layers 32", "full", None),
-    ("--recompute-granularity full --recompute-method block --recompute-num-layers 4", "none",
-     "--recompute-method block --recompute-num-layers 4: only 4 of the 32 layers per stage are recomputed, which"
-     " the planner cannot express; planned without recompute (memory is over-estimated, step time"
-     " under-estimated)"),
+    ("--recompute-granularity full --recompute-method block --recompute-num-layers 0", "none", None),
     ("--recompute-granularity full --recompute-method uniform --recompute-num-layers 2", "full",
      "--recompute-method uniform --recompute-num-layers 2: checkpoints every 2 layers and rebuilds 2 at once; the"
      " planner models one checkpoint per layer"),
@@ -178,6 +176,30 @@ def test_plan_keys(llama, flags, expected):
     assert {k: getattr(job.plan, k) for k in expected} == expected
 
 
+def test_block_recompute_counts_the_first_layers_of_every_stage(llama):
+    script = args("--micro-batch-size 1 --bf16 --pipeline-model-parallel-size 4 --decoder-first-pipeline-num-layers 3"
+                  " --decoder-last-pipeline-num-layers 5 --recompute-granularity full --recompute-method block"
+                  " --recompute-num-layers 4")
+    _, job = parse_megatron_text(script, llama)
+    plan = job.plan
+    assert plan.layer_partition(32) == (3, 12, 12, 5)
+    # megatron-core recomputes the first N layers of each stage; the 3-layer first stage all of its.
+    assert (plan.recompute, plan.recompute_layers) == ("full", (3, 4, 4, 4))
+    assert [plan.recomputed_layers(i, n) for i, n in enumerate((3, 12, 12, 5))] == [3, 4, 4, 4]
+    assert not job.warnings or all("recompute" not in w for w in job.warnings)
+
+
+def test_per_stage_counts_are_emitted_as_the_largest_with_a_note(llama):
+    plan = Plan(parallel=ParallelDims(pp=4, dp=16), zero=1, mbs=1, gas=32, recompute="full",
+                first_stage_layers=6, last_stage_layers=6, recompute_layers=(4, 2, 2, 0))
+    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    assert "--recompute-method block" in text and "--recompute-num-layers 4" in text
+    assert "--decoder-first-pipeline-num-layers 6" in text and "--decoder-last-pipeline-num-layers 6" in text
+    assert "# the plan recomputes 4/2/2/0 layers per stage" in text
+    _, job = parse_megatron_text(text, llama)
+    assert job.plan == plan.with_(recompute_layers=(4, 4, 4, 4))
+
+
 def test_what_differs_from_the_job_is_said(llama):
     script = ("torchrun --nproc-per-node 8 --nnodes 2 pretrain_gpt.py --micro-batch-size 1 --bf16 --seq-length 4096"
               " --global-batch-size 256 --pipeline-model-parallel-size 4 --decoder-first-pipeline-num-layers 6"
@@ -187,9 +209,9 @@ def test_what_differs_from_the_job_is_said(llama):
               " --vocab-size 128256 --moe-expert-capacity-factor 1.25 --my-flag 3 --lr 1e-4")
     _, job = parse_megatron_text(script, llama)
     assert (job.workload.seq_len, job.workload.global_batch, job.plan.gas) == (4096, 256, 16)
+    assert (job.plan.first_stage_layers, job.plan.last_stage_layers) == (6, 6)
+    assert job.plan.layer_partition(32) == (6, 10, 10, 6)
     assert job.warnings == (
-        "the script splits the layers [6, 10, 10, 6] over the pipeline stages; the planner models [8, 8, 8, 8]"
-        " (uneven partitions follow planner/shard.py's rule), so per-stage memory is for that split",
         "--global-batch-size 256 differs from the job's global_batch 512; planned with the script's",
         "--seq-length 4096 differs from the job's seq_len 8192; planned with the script's",
         "--hidden-dropout 0.1 (the default): dropout keeps masks the planner does not count (it assumes no dropout,"
@@ -292,3 +314,40 @@ def test_parse_of_emit_is_the_plan(spaces, data):
     _, job = parse_megatron_text(emit_megatron(plan, inputs.workload, inputs.workload.arch), inputs)
     assert job.plan == plan
     assert (job.workload.seq_len, job.workload.global_batch) == (inputs.workload.seq_len, inputs.workload.global_batch)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_parse_of_emit_keeps_partitions_and_block_recompute(spaces, data):
+    """The solver's stage keys: uneven first/last stages and the first N layers of every stage
+    recomputed (the plans planner.search.point.Point.plan builds, in their canonical form)."""
+    inputs, plans = spaces["uneven"]
+    layers = inputs.workload.arch.num_layers
+    plan = data.draw(st.sampled_from([p for p in plans if p.pp > 1 and p.vpp == 1 and p.recompute == "full"]))
+    pp = plan.pp
+    first = data.draw(st.integers(1, layers - (pp - 1)), label="first")
+    last = data.draw(st.integers(1, layers - first - (pp - 2)), label="last")
+    rest = layers - first - last
+    if pp > 2 and rest % (pp - 2) or (pp == 2 and rest):
+        return
+    counts = (first,) + ((rest // (pp - 2),) * (pp - 2) if pp > 2 else ()) + (last,)
+    plan = plan.with_(first_stage_layers=first, last_stage_layers=last)
+    if counts == stage_layer_counts(layers, pp):
+        plan = plan.with_(first_stage_layers=None, last_stage_layers=None)
+    n = data.draw(st.integers(1, max(counts)), label="recompute-num-layers")
+    clipped = tuple(min(c, n) for c in counts)
+    plan = plan.with_(recompute_layers=None if clipped == counts else clipped)
+    assert plan.layer_partition(layers) in (None, counts)
+    _, job = parse_megatron_text(emit_megatron(plan, inputs.workload, inputs.workload.arch), inputs)
+    assert job.plan == plan
+
+
+def test_block_recompute_with_virtual_stages_counts_per_model_chunk(llama):
+    # pp 4 × vpp 2 over 32 layers: 8 layers per stage in two chunks of 4; recomputing 4 per stage
+    # is --recompute-num-layers 2 (megatron-core applies it to each chunk).
+    plan = Plan(parallel=ParallelDims(pp=4, dp=16, vpp=2), zero=1, mbs=1, gas=32, recompute="full",
+                recompute_layers=(4, 4, 4, 4))
+    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    assert "--recompute-num-layers 2" in text and "# the plan recomputes" not in text
+    _, job = parse_megatron_text(text, llama)
+    assert job.plan == plan

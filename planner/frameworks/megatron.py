@@ -139,7 +139,7 @@ def _plan(r: _Reader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Worklo
                       f" divide the cluster's {world} GPUs")
     dp = world // (tp * pp * cp)
     vpp = _virtual_stages(r, arch.num_layers, pp)
-    _check_partition(r, arch.num_layers, pp, vpp, warnings)
+    first, last = _partition(r, arch.num_layers, pp, vpp, warnings)
 
     mbs = r.integer("micro-batch-size")
     if mbs is None:
@@ -179,10 +179,14 @@ def _plan(r: _Reader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Worklo
                         f" (ep {ep}, tp {tp}; validate_args); planned without it")
     plan = Plan(
         parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, sp=sp),
-        zero=_zero(r), recompute=_recompute(r, arch.num_layers // pp // vpp, warnings), mbs=mbs,
+        zero=_zero(r), mbs=mbs,
         gas=global_batch // (mbs * dp), lora_rank=0, quant="none", precision=precision,
         offload=_offload(r, warnings), optimizer=_optimizer(r, job.optimizer, warnings),
+        first_stage_layers=first, last_stage_layers=last,
     )
+    stage_layers = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
+    recompute, recompute_layers = _recompute(r, stage_layers, vpp, warnings)
+    plan = plan.with_(recompute=recompute, recompute_layers=recompute_layers)
     return plan, with_framework(replace(inputs.workload, global_batch=global_batch, seq_len=seq_len), "megatron")
 
 
@@ -203,9 +207,12 @@ def _virtual_stages(r: _Reader, layers: int, pp: int) -> int:
     return layers // pp // value
 
 
-def _check_partition(r: _Reader, layers: int, pp: int, vpp: int, warnings: list[str]) -> None:
-    """Uneven stages (--decoder-first/last-pipeline-num-layers) as megatron-core's
-    get_num_layers_to_build splits them; the planner models its own rule (planner/shard.py)."""
+def _partition(r: _Reader, layers: int, pp: int, vpp: int, warnings: list[str]
+               ) -> tuple[int | None, int | None]:
+    """Uneven stages (--decoder-first/last-pipeline-num-layers), split as megatron-core's
+    get_num_layers_to_build does: the middle stages share the rest evenly. Returned as the plan's
+    first/last stage layers, or (None, None) when the split is the planner's default one
+    (planner/shard.py), so that every split has one spelling."""
     first = r.integer("decoder-first-pipeline-num-layers", minimum=0)
     last = r.integer("decoder-last-pipeline-num-layers", minimum=0)
     ours = stage_layer_counts(layers, pp)
@@ -213,7 +220,7 @@ def _check_partition(r: _Reader, layers: int, pp: int, vpp: int, warnings: list[
         if layers % pp and pp > 1:
             raise r.error("pipeline-model-parallel-size", f"the model's {layers} layers do not divide by pp {pp};"
                           " set --decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers")
-        return
+        return None, None
     if pp < 2:
         raise r.error("decoder-first-pipeline-num-layers" if first is not None else "decoder-last-pipeline-num-layers",
                       "needs --pipeline-model-parallel-size > 1")
@@ -224,13 +231,22 @@ def _check_partition(r: _Reader, layers: int, pp: int, vpp: int, warnings: list[
                       f" {rest} of {layers} layers do not split evenly over {stages_left} middle stages")
     middle = rest // stages_left if stages_left else 0
     counts = (middle if first is None else first,) + (middle,) * (pp - 2) + (middle if last is None else last,)
-    if counts != ours:
-        warnings.append(f"the script splits the layers {list(counts)} over the pipeline stages; the planner"
-                        f" models {list(ours)} (uneven partitions follow planner/shard.py's rule), so per-stage"
-                        " memory is for that split")
+    if counts == ours:
+        return None, None
+    if vpp > 1 or 0 in counts:
+        warnings.append(f"the script splits the layers {list(counts)} over the pipeline stages"
+                        f"{' with virtual stages' if vpp > 1 else ''}; the planner models {list(ours)}"
+                        " (uneven splits are planned without virtual stages, every stage holding a layer),"
+                        " so per-stage memory is for that split")
+        return None, None
+    return counts[0], counts[-1]
 
 
-def _recompute(r: _Reader, layers_per_chunk: int, warnings: list[str]) -> str:
+def _recompute(r: _Reader, stage_layers: tuple[int, ...], vpp: int, warnings: list[str]
+               ) -> tuple[str, tuple[int, ...] | None]:
+    """The recompute policy, and for `--recompute-method block` the layers recomputed on each
+    stage: megatron-core recomputes the first N layers of every stage (transformer_block.py
+    _checkpointed_forward), so a stage of fewer layers recomputes all of them."""
     granularity = r.choice("recompute-granularity", ("full", "selective"))
     if r.flag("recompute-activations"):  # arguments.py: the old flag means selective
         granularity = granularity or "selective"
@@ -246,23 +262,25 @@ def _recompute(r: _Reader, layers_per_chunk: int, warnings: list[str]) -> str:
     if granularity is None:
         if method or count is not None:
             warnings.append("--recompute-method / --recompute-num-layers do nothing without --recompute-granularity")
-        return "none"
+        return "none", None
     if granularity == "selective":
         if method:
             warnings.append("--recompute-method applies to full recompute only; ignored with selective")
-        return "selective"
+        return "selective", None
     if method is None:
         warnings.append("--recompute-granularity full without --recompute-method: megatron-core requires uniform"
                         " or block (transformer_config.py); planned as uniform with one layer per checkpoint")
     elif method == "uniform" and (count or 1) > 1:
         warnings.append(f"--recompute-method uniform --recompute-num-layers {count}: checkpoints every {count}"
                         f" layers and rebuilds {count} at once; the planner models one checkpoint per layer")
-    elif method == "block" and (count or 0) < layers_per_chunk:
-        warnings.append(f"--recompute-method block --recompute-num-layers {count or 0}: only {count or 0} of the"
-                        f" {layers_per_chunk} layers per stage are recomputed, which the planner cannot express;"
-                        " planned without recompute (memory is over-estimated, step time under-estimated)")
-        return "none"
-    return "full"
+    elif method == "block":
+        count = count or 0
+        if count == 0:
+            return "none", None
+        # With virtual stages the count applies to each of a stage's vpp model chunks.
+        recomputed = tuple(min(n, count * vpp) for n in stage_layers)
+        return "full", None if recomputed == tuple(stage_layers) else recomputed
+    return "full", None
 
 
 def _zero(r: _Reader) -> int:
@@ -359,7 +377,7 @@ def emit_megatron(plan: Plan, workload: Workload, arch: Architecture) -> str:
         parallel.append(f"--expert-model-parallel-size {p.ep}")
     if p.vpp > 1:
         parallel.append(f"--num-layers-per-virtual-pipeline-stage {arch.num_layers // p.pp // p.vpp}")
-    counts = stage_layer_counts(arch.num_layers, p.pp)
+    counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, p.pp)
     if len(set(counts)) > 1:
         parallel += [f"--decoder-first-pipeline-num-layers {counts[0]}", f"--decoder-last-pipeline-num-layers {counts[-1]}"]
     if p.sp:
@@ -374,9 +392,19 @@ def emit_megatron(plan: Plan, workload: Workload, arch: Architecture) -> str:
         training.append(f"--max-position-embeddings {workload.seq_len}")
     # The planner's activations have no dropout masks (Llama-style); Megatron's default is 0.1.
     training += ["--attention-dropout 0.0", "--hidden-dropout 0.0"]
-    training += {"none": [], "selective": ["--recompute-granularity selective"],
-                 "full": ["--recompute-granularity full", "--recompute-method uniform", "--recompute-num-layers 1"]
-                 }[plan.recompute]
+    block = _block_recompute(plan, counts)
+    notes = []
+    if block is not None:
+        training += ["--recompute-granularity full", "--recompute-method block", f"--recompute-num-layers {block}"]
+        planned = [plan.recomputed_layers(i, n) for i, n in enumerate(counts)]
+        if planned != [min(n, block * p.vpp) for n in counts]:
+            notes.append(f"the plan recomputes {'/'.join(map(str, planned))} layers per stage; Megatron-LM takes one"
+                         f" --recompute-num-layers for every stage, so each stage recomputes its first {block}"
+                         " (less memory, a little more time than planned)")
+    else:
+        training += {"none": [], "selective": ["--recompute-granularity selective"],
+                     "full": ["--recompute-granularity full", "--recompute-method uniform", "--recompute-num-layers 1"]
+                     }[plan.recompute]
     training += {"bf16": ["--bf16"], "fp16": ["--fp16"], "fp8": ["--bf16", "--fp8-format hybrid"], "fp32": []
                  }[plan.precision]
     training += ["--optimizer sgd", f"--sgd-momentum {_SGD_MOMENTUM_DEFAULT if plan.optimizer == 'sgd-momentum' else 0}"
@@ -385,12 +413,24 @@ def emit_megatron(plan: Plan, workload: Workload, arch: Architecture) -> str:
     blocks = [("MODEL_ARGS", model), ("PARALLEL_ARGS", parallel), ("TRAINING_ARGS", training)]
     lines = [f"# Megatron-LM arguments from `planner` for {arch.name}: {_describe(plan)}",
              "# Flags: megatron/training/arguments.py. Add data, tokenizer, checkpoint and learning-rate flags."]
-    if note:
-        lines.append(f"# {note}")
+    for text in ([note] if note else []) + notes:
+        lines.append(f"# {text}")
     for name, flags in blocks:
         lines += [f"{name}=("] + [f"    {flag}" for flag in flags] + [")"]
     lines.append('MEGATRON_ARGS=("${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}")')
     return "\n".join(lines) + "\n"
+
+
+def _block_recompute(plan: Plan, counts: tuple[int, ...]) -> int | None:
+    """`--recompute-num-layers` of block recompute for a plan that recomputes only some layers of
+    a stage (the largest per-stage count: Megatron-LM has one, applied to each of a stage's vpp
+    model chunks), or None when every layer of every stage is recomputed or none is."""
+    if plan.recompute != "full" or plan.recompute_layers is None:
+        return None
+    planned = [plan.recomputed_layers(i, n) for i, n in enumerate(counts)]
+    if planned == list(counts):
+        return None
+    return -(-max(planned) // plan.parallel.vpp)
 
 
 def _describe(plan: Plan) -> str:

@@ -1,0 +1,188 @@
+"""`planner solve ... --emit deepspeed|megatron|torchrun --out DIR` (issue 8), and `planner check`
+of the example ZeRO-3 config: launch files for the best plan, nothing written on bad input or
+when nothing fits; the OOM reported with the nearest fitting change as a diff."""
+from __future__ import annotations
+
+import json
+import os
+
+import yaml
+from typer.testing import CliRunner
+
+from planner.cli import app
+from planner.frameworks.deepspeed import parse_deepspeed_config
+from planner.frameworks.megatron import parse_megatron
+from planner.inputs import load_inputs
+
+from conftest import EXAMPLES
+
+runner = CliRunner()
+CLUSTERS, JOBS = EXAMPLES / "clusters", EXAMPLES / "jobs"
+ONE_NODE = CLUSTERS / "h100-1node.yaml"
+FINETUNE_8B = JOBS / "llama3-8b-full-finetune.yaml"
+ZERO3_AUTO = EXAMPLES / "deepspeed" / "zero3-hf-auto.json"
+TWO_NODES = {"gpu": "h100_sxm_80gb", "gpus_per_node": 8, "nodes": 2,
+             "inter_node": {"nic_gbps": 400, "nics_per_node": 8, "kind": "infiniband"}}
+SMALL_PRETRAIN = {"model": "llama3.2-1b", "training": "pretrain", "seq_len": 4096, "global_batch": 64}
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def run_json(*args):
+    result = run(*args, "--json")
+    return result, json.loads(result.stdout) if result.stdout.strip() else None
+
+
+def plan_keys(doc_or_plan) -> dict:
+    """The plan keys a launch file carries, from a JSON plan document or a Plan."""
+    if isinstance(doc_or_plan, dict):
+        d = doc_or_plan
+        return {**d["parallel"], "zero": d["zero"], "recompute": d["recompute"], "mbs": d["mbs"],
+                "gas": d["gas"], "precision": d["precision"], "offload": d["offload"]}
+    p = doc_or_plan
+    par = p.parallel
+    return {"tp": par.tp, "pp": par.pp, "dp": par.dp, "cp": par.cp, "ep": par.ep, "vpp": par.vpp, "sp": par.sp,
+            "zero": p.zero, "recompute": p.recompute, "mbs": p.mbs, "gas": p.gas, "precision": p.precision,
+            "offload": p.offload}
+
+
+# ----------------------------------------------------------------------------- solve --emit
+
+def test_solve_emits_a_deepspeed_config_of_the_best_plan(tmp_path):
+    out = tmp_path / "launch"
+    result, doc = run_json("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--emit", "deepspeed", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert doc["emitted"] == [str(out / "ds_config.json")]
+    config = json.loads((out / "ds_config.json").read_text())
+    assert config["train_batch_size"] == 64
+    # What DeepSpeed will run is the plan the solver ranked first.
+    parsed = parse_deepspeed_config(config, load_inputs(ONE_NODE, FINETUNE_8B))
+    assert plan_keys(parsed.plan) == plan_keys(doc["plans"][0])
+
+
+def test_solve_emits_megatron_arguments_and_a_torchrun_line(tmp_path, write_yaml):
+    cluster = write_yaml("cluster.yaml", TWO_NODES)
+    job = write_yaml("job.yaml", {**SMALL_PRETRAIN, "constraints": {"zero": [0, 1]}})
+    _, doc = run_json("solve", cluster, job, "--top", "1")
+    best = doc["plans"][0]
+    out = tmp_path / "megatron"
+    result = run("solve", cluster, job, "--top", "1", "--emit", "megatron", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out / 'megatron_args.sh'}" in " ".join(result.stdout.split())
+    _, parsed = parse_megatron(out / "megatron_args.sh", load_inputs(cluster, job))
+    assert plan_keys(parsed.plan) == plan_keys(best)
+
+    result = run("solve", cluster, job, "--top", "1", "--emit", "torchrun", "--out", out)
+    assert result.exit_code == 0, result.output
+    script = out / "torchrun.sh"
+    assert "--nnodes 2" in script.read_text() and "--nproc-per-node 8" in script.read_text()
+    assert os.access(script, os.X_OK)
+
+
+def test_a_best_plan_the_framework_cannot_run_is_bad_input_and_writes_nothing(tmp_path):
+    # The best plan for this fine-tune shards with ZeRO-2/3, which Megatron-LM does not run: exit 2,
+    # the constraint that would plan for it named, no directory created.
+    out = tmp_path / "never"
+    result = run("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--emit", "megatron", "--out", out)
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "Megatron-LM cannot run this plan" in message and "constraints: {zero: [0, 1]}" in message
+    assert not out.exists()
+
+
+def test_bad_emit_options_exit_2_before_anything_is_written(tmp_path):
+    out = tmp_path / "never"
+    cases = [
+        (("--emit", "fsdp", "--out", out), "--emit"),
+        (("--emit", "deepspeed"), "--emit and --out go together"),
+        (("--out", out), "--emit and --out go together"),
+    ]
+    for extra, expected in cases:
+        result = run("solve", ONE_NODE, FINETUNE_8B, *extra)
+        assert result.exit_code == 2, extra
+        assert expected in result.output, extra
+    # A missing job file: bad input, nothing written.
+    result = run("solve", ONE_NODE, tmp_path / "missing.yaml", "--emit", "deepspeed", "--out", out)
+    assert result.exit_code == 2
+    assert not out.exists()
+    # --out naming a file.
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    result = run("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--emit", "deepspeed", "--out", a_file)
+    assert result.exit_code == 2 and "not a directory" in " ".join(result.output.split())
+    assert a_file.read_text() == "keep me"
+
+
+def test_nothing_is_written_when_no_plan_fits(tmp_path, write_yaml):
+    out = tmp_path / "never"
+    job = write_yaml("job.yaml", {"model": "llama3-70b", "training": "full", "seq_len": 4096, "global_batch": 8})
+    args = ("solve", CLUSTERS / "rtx4090-pcie-box.yaml", job, "--emit", "deepspeed", "--out", out)
+    result, doc = run_json(*args)
+    assert result.exit_code == 1
+    assert doc["status"] == "infeasible" and doc["emitted"] == []
+    plain = run(*args)
+    assert plain.exit_code == 1 and "nothing written, no plan fits" in " ".join(plain.stdout.split())
+    assert not out.exists()
+
+
+def test_solve_without_emit_keeps_its_document():
+    _, doc = run_json("solve", ONE_NODE, FINETUNE_8B, "--top", "1")
+    assert "emitted" not in doc
+
+
+# ----------------------------------------------------------------------------- check of the ZeRO-3 example
+
+def test_zero3_example_that_ooms_is_reported_with_the_nearest_fitting_change(tmp_path):
+    # The HF Trainer's ZeRO-3 config at --per_device_train_batch_size 4, no gradient checkpointing,
+    # on one H100 node: activations overflow; the nearest fitting plans come as diffs of the file's.
+    args = ("check", ONE_NODE, FINETUNE_8B, "--deepspeed", ZERO3_AUTO, "--micro-batch", "4")
+    result, doc = run_json(*args)
+    assert result.exit_code == 1
+    assert doc["fits"] is False and doc["headroom"] < 0
+    assert "largest term is activations" in doc["why_not"]
+    assert doc["suggestions"] and all(s["fits"] for s in doc["suggestions"])
+    nearest = doc["suggestions"][0]["changes"]
+    assert nearest and len(nearest) <= 2
+    assert all(before != after for before, after in nearest.values())
+    assert any(key in nearest for key in ("mbs", "recompute", "offload", "tp"))
+    plain = " ".join(run(*args).stdout.split())
+    assert "does not fit" in plain and "Nearest plans that fit" in plain and "→" in plain
+
+    # --emit writes the nearest fitting plan, which DeepSpeed reads back as that plan.
+    out = tmp_path / "fixed"
+    result, doc = run_json(*args, "--emit", "deepspeed", "--out", out)
+    assert result.exit_code == 1 and doc["emitted"] == [str(out / "ds_config.json")]
+    fixed = parse_deepspeed_config(json.loads((out / "ds_config.json").read_text()),
+                                   load_inputs(ONE_NODE, FINETUNE_8B))
+    assert plan_keys(fixed.plan) == plan_keys(doc["suggestions"][0])
+
+
+def test_zero3_example_that_fits_reports_its_headroom():
+    args = ("check", ONE_NODE, FINETUNE_8B, "--deepspeed", ZERO3_AUTO, "--micro-batch", "1",
+            "--gradient-checkpointing")
+    result, doc = run_json(*args)
+    assert result.exit_code == 0
+    assert doc["fits"] is True and doc["suggestions"] == []
+    assert doc["headroom"] == doc["memory"]["capacity"] - doc["memory"]["total"] > 0
+    assert "headroom" in run(*args).stdout
+
+
+# ----------------------------------------------------------------------------- --objective comm
+
+def test_objective_comm_minimizes_exposed_communication_and_reports_bytes_by_link(write_yaml):
+    cluster = write_yaml("cluster.yaml", TWO_NODES)
+    job = write_yaml("job.yaml", SMALL_PRETRAIN)
+    _, comm = run_json("solve", cluster, job, "--objective", "comm", "--top", "3", "--solver", "brute")
+    _, step = run_json("solve", cluster, job, "--top", "1", "--solver", "brute")
+    assert comm["objective"] == "comm"
+    exposed = [p["time"]["comm_exposed"] for p in comm["plans"]]
+    assert exposed == sorted(exposed)
+    assert exposed[0] <= step["plans"][0]["time"]["comm_exposed"]
+    for p in comm["plans"] + step["plans"]:
+        b = p["comm_bytes"]
+        # Bytes per GPU per step on each link class, next to the per-dimension volumes.
+        assert {"dp", "tp", "pp", "cp", "ep", "scale_up", "scale_out"} <= set(b)
+        assert all(isinstance(v, int) and v >= 0 for v in b.values())
+        assert b["scale_out"] > 0  # 16 GPUs on 2 nodes: some group crosses the network
