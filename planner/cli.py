@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hardware import catalog
 from planner.errors import InputError, unknown_name
+from planner.partial import describe as describe_partial
 from planner.evaluate import evaluate
 from planner.frameworks import EMIT_KINDS
 from planner.frameworks.emit import write_emits
@@ -73,7 +74,10 @@ def _choice(value: str, valid: tuple[str, ...], option: str) -> str:
 
 def _title(inputs: Inputs) -> str:
     c = inputs.cluster
-    return (f"{inputs.workload.arch.name} · {inputs.job.training} · seq {inputs.workload.seq_len:,} · "
+    training = inputs.job.training
+    if inputs.workload.partial is not None:
+        training += f" ({describe_partial(inputs.workload.partial, inputs.workload.arch)})"
+    return (f"{inputs.workload.arch.name} · {training} · seq {inputs.workload.seq_len:,} · "
             f"global batch {inputs.workload.global_batch:,} on {c.nodes} × {c.gpus_per_node} {c.gpu.id}")
 
 

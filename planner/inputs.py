@@ -8,6 +8,7 @@ from typing import get_args
 from planner.cluster import Cluster, build_cluster
 from planner.errors import InputError, did_you_mean
 from planner.model import load_architecture
+from planner.partial import PartialTraining
 from planner.plan import KEY_ALIASES, PLAN_KEYS, OFFLOAD_CHOICES, QUANT_CHOICES, RECOMPUTE_POLICIES, ParallelDims, Plan
 from planner.search.space import JobDefaults
 from planner.spec import JobSpec, load_cluster, load_job
@@ -39,7 +40,8 @@ def load_job_inputs(job_path: str | Path) -> JobInputs:
     arch = load_architecture(job.model, base_dir=Path(job_path).parent, file=str(job_path))
     targets = tuple(job.lora.targets) if job.lora else ()
     workload = Workload(arch=arch, training=job.training, seq_len=job.seq_len,
-                        global_batch=job.global_batch, lora_targets=targets, tokens=job.tokens)
+                        global_batch=job.global_batch, lora_targets=targets, tokens=job.tokens,
+                        partial=_partial(job, arch, str(job_path)))
     defaults = JobDefaults(
         precision=job.precision,
         optimizer=job.optimizer,
@@ -47,6 +49,25 @@ def load_job_inputs(job_path: str | Path) -> JobInputs:
         quant=job.base_quant,
     )
     return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
+
+
+def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
+    """job.yaml `trainable` checked against the model it names."""
+    spec = job.trainable
+    if spec is None:
+        return None
+    if spec.layers is not None and max(spec.layers) >= arch.num_layers:
+        raise InputError(f"layer {max(spec.layers)} does not exist: {arch.name} has layers 0 to {arch.num_layers - 1}",
+                         file=job_file, field="trainable.layers")
+    if (spec.experts or spec.router) and arch.moe is None:
+        raise InputError(f"{arch.name} is dense: it has no experts or router to train", file=job_file,
+                         field="trainable.experts" if spec.experts else "trainable.router")
+    if spec.experts and spec.experts > arch.moe.num_experts:
+        raise InputError(f"{spec.experts} experts per layer, but {arch.name} has {arch.moe.num_experts}",
+                         file=job_file, field="trainable.experts")
+    return PartialTraining(layers=None if spec.layers is None else tuple(sorted(set(spec.layers))),
+                           experts=spec.experts, router=spec.router, attention=spec.attention, mlp=spec.mlp,
+                           norms=spec.norms, embedding=spec.embedding, output=spec.output)
 
 
 def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:

@@ -28,10 +28,10 @@ from planner.model.params import ALL_LINEAR, LORA_TARGETS, attention_linears, em
     lora_params, mlp_linears, output_params
 from planner.plan import Plan
 from planner.shard import StageShard, stage_shards
+from planner.partial import NORMS, ROUTER, PartialTraining, partial_trainable
 from planner.workload import Workload
 
 GiB = 2**30
-NORMS, ROUTER = "norms", "router"
 """Names of the norm weights and the MoE router among the trainable modules of a layer."""
 FRAMEWORKS = ("megatron", "hf", "deepspeed")
 
@@ -427,95 +427,6 @@ def inflight_microbatches(plan: Plan, stage: int) -> float:
     return min(chunks, m * v) / v
 
 
-@dataclass(frozen=True)
-class PartialTraining:
-    """Partial fine-tuning: only the chosen parameters train, everything else is frozen.
-
-    Frozen parameters cost only their weight bytes (in the compute dtype, as LoRA's frozen base);
-    trainable ones carry the full state (gradient, master weight, optimizer states)
-    (REFERENCES.md "Partial fine-tuning"). E.g. Mixtral router-only:
-    `PartialTraining(router=True)`; 6 layers x 2 experts: `PartialTraining(layers=(0, ..., 5), experts=2)`.
-    Activations follow the LoRA rule (`layer_activation_bytes_per_token`): layers before the first
-    trainable one keep nothing, a frozen linear keeps no input, a frozen norm no normalized copy.
-    Checked against MemTracker in validation/memory/ (partial-*). Routed experts are counted one
-    module per expert (Megatron SequentialMLP); transformers' fused expert tensors train all
-    experts of a layer or none.
-    """
-
-    layers: tuple[int, ...] | None = None
-    """Decoder layers (0-based) whose chosen parts train; None: every layer."""
-    experts: int = 0
-    """Routed experts trained in each chosen MoE layer (the whole expert FFN)."""
-    router: bool = False
-    """The MoE router (gate) of each chosen MoE layer."""
-    attention: bool = False
-    """Attention projections of each chosen layer."""
-    mlp: bool = False
-    """Dense MLP and shared experts of each chosen layer."""
-    norms: bool = False
-    """Norms of each chosen layer."""
-    embedding: bool = False
-    output: bool = False
-    """The output layer (lm_head) and the final norm."""
-
-    def layer_trainable(self, arch: Architecture, index: int) -> tuple[int, int]:
-        """(non-expert, routed-expert) trainable parameters of layer `index`, before sharding."""
-        if self.layers is not None and index not in self.layers:
-            return 0, 0
-        p = layer_params(arch, index)
-        dense = (p.attention * self.attention + (p.dense_mlp + p.shared_experts) * self.mlp
-                 + p.norms * self.norms + p.router * self.router)
-        return dense, p.per_expert * min(self.experts, p.num_experts)
-
-    def layer_modules(self, arch: Architecture, index: int) -> frozenset[str]:
-        """The trainable modules of layer `index` by LoRA-style name (experts as gate/up/down_proj)."""
-        if self.layers is not None and index not in self.layers:
-            return frozenset()
-        names: set[str] = set()
-        if self.attention:
-            names.update(attention_linears(arch.attention, arch.hidden))
-        if self.mlp or (self.experts and arch.is_moe_layer(index)):
-            names.update(("gate_proj", "up_proj", "down_proj"))
-        if self.router and arch.is_moe_layer(index):
-            names.add(ROUTER)
-        if self.norms:
-            names.add(NORMS)
-        return frozenset(names)
-
-    def first_trainable_layer(self, arch: Architecture) -> int | None:
-        """The first layer whose input needs a gradient's path (0 when the embedding trains)."""
-        if self.embedding:
-            return 0
-        return next((i for i in range(arch.num_layers) if any(self.layer_trainable(arch, i))), None)
-
-    def trainable_params(self, arch: Architecture) -> int:
-        """Trainable parameters of the whole model (no parallelism)."""
-        out = sum(sum(self.layer_trainable(arch, i)) for i in range(arch.num_layers))
-        return out + embedding_params(arch) * self.embedding + output_params(arch) * self.output
-
-
-def _partial_trainable(plan: Plan, arch: Architecture, shard: StageShard,
-                       partial: PartialTraining) -> tuple[float, float]:
-    """(non-expert, routed-expert) trainable parameters on one GPU of the stage.
-
-    Routed experts: E/ep of each layer live on a GPU; the trained ones are assumed spread evenly,
-    so the most loaded GPU holds ceil(trained / ep) of them (never more than E/ep)."""
-    tp, ep = plan.parallel.tp, plan.parallel.ep
-    dense = expert = 0.0
-    for i in range(shard.first_layer, shard.first_layer + shard.num_layers):
-        d, e = partial.layer_trainable(arch, i)
-        dense += d
-        if e:
-            p = layer_params(arch, i)
-            local = min(-(-min(partial.experts, p.num_experts) // ep), p.num_experts // ep)
-            expert += local * p.per_expert
-    if shard.stage == 0 and partial.embedding:
-        dense += embedding_params(arch)
-    if shard.stage == plan.parallel.pp - 1 and partial.output:
-        dense += output_params(arch)
-    return dense / tp, expert / tp
-
-
 def _frozen_and_trainable(plan: Plan, workload: Workload, shard: StageShard) -> tuple[float, float, float]:
     """(trainable params, frozen params, frozen quantized params) held by one GPU of the stage."""
     if not workload.trains_adapters:
@@ -544,6 +455,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     `partial`: train only these parameters of a full fine-tune (`PartialTraining`); None trains
     what `workload.training` says (everything, or the LoRA adapters). `only_stages`: only these
     pipeline stages, in order (the search probes the first, second and last)."""
+    partial = partial if partial is not None else workload.partial
     if partial is not None and workload.trains_adapters:
         raise ValueError("partial fine-tuning and LoRA adapters do not combine; choose one")
     arch = workload.arch
@@ -560,7 +472,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
             continue
         trainable, frozen, quantized = _frozen_and_trainable(plan, workload, shard)
         if partial is not None:
-            dense_trainable, expert_trainable = _partial_trainable(plan, arch, shard, partial)
+            dense_trainable, expert_trainable = partial_trainable(plan, arch, shard, partial)
             frozen_b = 2 if plan.precision in MIXED else weight_b
             frozen_bytes = (shard.total - dense_trainable - expert_trainable) * frozen_b
         elif workload.trains_adapters:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from planner.model.architecture import Architecture
+from planner.partial import PartialTraining
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class Workload:
     `hf` (Hugging Face transformers modules on PyTorch: eager norms and SwiGLU, torch.autocast
     or FSDP2 mixed precision, gradients allocated in backward, foreach AdamW) or `deepspeed`
     (the same modules on DeepSpeed's ZeRO engine, with its fp32 gradient copy)."""
+
+    partial: PartialTraining | None = None
+    """Partial fine-tuning (job.yaml `trainable`): only these parameters train; None trains
+    what `training` says (everything, or the LoRA adapters)."""
 
     @property
     def trains_adapters(self) -> bool:

@@ -16,12 +16,12 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from planner.spec import ClusterSpec, Constraint, CustomGPU, InterNode, IntraNode, JobSpec, LoraSpec
+from planner.spec import ClusterSpec, Constraint, CustomGPU, InterNode, IntraNode, JobSpec, LoraSpec, TrainableSpec
 
 # (file, top-level model, nested models in the order they are introduced)
 FILES = (
     ("cluster.yaml", ClusterSpec, (InterNode, IntraNode, CustomGPU)),
-    ("job.yaml", JobSpec, (LoraSpec, Constraint)),
+    ("job.yaml", JobSpec, (LoraSpec, TrainableSpec, Constraint)),
 )
 
 HEADER = """# File formats

@@ -94,6 +94,14 @@ def plan_values(plan: Plan) -> dict[str, object]:
     return {key: getattr(plan, key) for key in PLAN_KEYS}
 
 
+def linear_lead(workload: Workload) -> int | None:
+    """`lead_layers` of the job's stack, or None when memory and time are not linear in the layers
+    a stage holds: partial fine-tuning of chosen layers makes each layer's cost its own."""
+    if workload.partial is not None and workload.partial.layers is not None:
+        return None
+    return lead_layers(workload.arch)
+
+
 def lead_layers(arch: Architecture) -> int | None:
     """Leading layers unlike the rest (DeepSeek's dense-first layers); None when the layers after
     them still differ (interleaved MoE, sliding-window patterns): such stacks are not linear."""
@@ -318,7 +326,7 @@ def build_layouts(plans: Iterable[Plan], workload: Workload, cluster: Cluster, o
     larger micro-batches of it (memory grows with the micro-batch); and, unless the objective
     is memory, CPU offload is only tried where the same layout without it fits nowhere
     (offload only adds time in the model: it earns its place by fitting)."""
-    lead = lead_layers(workload.arch)
+    lead = linear_lead(workload)
     screen_kib = cluster.capacity // KiB if screen else None
     out: list[Layout] = []
     unfit: dict[tuple, int] = {}  # layout without mbs -> smallest micro-batch that fits nowhere

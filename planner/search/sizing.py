@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from planner.cluster import Cluster
 from planner.memory import estimate_memory
-from planner.search.layouts import KiB, fits_somewhere, lead_layers, memory_layout
+from planner.search.layouts import KiB, fits_somewhere, linear_lead, memory_layout
 from planner.search.point import STAGE_KEYS
 from planner.search.space import JobDefaults, candidate_plans
 from planner.spec.job import Constraint
@@ -18,7 +18,7 @@ def some_plan_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     """True as soon as one legal plan within the constraints fits in memory (memory model only):
     with the default partition, or, for pipelines recomputing every layer (the least memory),
     with any partition of the layers (layouts.fits_somewhere)."""
-    lead = lead_layers(workload.arch)
+    lead = linear_lead(workload)
     for plan in candidate_plans(workload, cluster, defaults, constraints):
         if not all(c.allows(getattr(plan, k)) for k, c in constraints.items() if k not in STAGE_KEYS):
             continue

@@ -36,6 +36,38 @@ class LoraSpec(_Strict):
         return tuple(self.rank) if isinstance(self.rank, list) else (self.rank,)
 
 
+class TrainableSpec(_Strict):
+    """Partial fine-tuning (training: full): only these parameters train, the rest is frozen.
+    `{router: true}` trains a MoE's routers; `{layers: [0, 1, 2, 3, 4, 5], experts: 2}` two
+    experts in each of six layers."""
+
+    layers: list[int] | None = None
+    """Decoder layers (0-based) whose chosen parts train; omitted: every layer."""
+    experts: int = Field(default=0, ge=0)
+    """Routed experts trained in each chosen MoE layer (whole expert FFNs)."""
+    router: bool = False
+    """The router (gate) of each chosen MoE layer."""
+    attention: bool = False
+    """The attention projections of each chosen layer."""
+    mlp: bool = False
+    """The dense MLP (and shared experts) of each chosen layer."""
+    norms: bool = False
+    """The norms of each chosen layer."""
+    embedding: bool = False
+    """The input embedding."""
+    output: bool = False
+    """The output layer (lm_head) and the final norm."""
+
+    @model_validator(mode="after")
+    def _something_trains(self):
+        if not (self.experts or self.router or self.attention or self.mlp or self.norms or self.embedding
+                or self.output):
+            raise ValueError("nothing would train: set experts, router, attention, mlp, norms, embedding or output")
+        if self.layers is not None and (not self.layers or min(self.layers) < 0):
+            raise ValueError("layers: give 0-based layer indices (at least one), or leave it out for every layer")
+        return self
+
+
 class Constraint(_Strict):
     """Allowed values of one plan key: a list, or bounds (both inclusive)."""
 
@@ -104,6 +136,8 @@ class JobSpec(_Strict):
     sgd-momentum (one state) or adafactor (factored second moment)."""
     lora: LoraSpec | None = None
     """Adapter rank(s) and target modules, for lora and qlora."""
+    trainable: TrainableSpec | None = None
+    """Partial fine-tuning with training: full — only these parameters train."""
     quant: Quant | None = None
     """Frozen base-weight storage for lora/qlora (qlora defaults to nf4)."""
     tokens: float | None = Field(default=None, gt=0)
@@ -130,6 +164,8 @@ class JobSpec(_Strict):
             object.__setattr__(self, "lora", LoraSpec())
         if self.training not in ("lora", "qlora") and self.lora is not None:
             raise ValueError(f"lora: given, but training is {self.training!r}; use training: lora or qlora")
+        if self.trainable is not None and self.training != "full":
+            raise ValueError(f"trainable: partial fine-tuning needs training: full (training is {self.training!r})")
         if self.quant not in (None, "none") and self.training not in ("lora", "qlora"):
             raise ValueError(f"quant: {self.quant!r} quantizes frozen base weights, which only lora/qlora have")
         if self.training == "qlora" and self.quant in (None, "none"):
