@@ -11,7 +11,7 @@ from html import escape
 
 from planner.evaluate import Evaluation
 from planner.report.charts import Chart, TIME_PARTS, part_label
-from planner.report.tables import tightest_term, describe_layout
+from planner.report.tables import describe_layout, format_seconds, tightest_term
 
 GiB = 2**30
 
@@ -109,7 +109,7 @@ def _plan_row(rank: int, ev: Evaluation) -> list[str]:
     return [str(rank), describe_layout(ev), str(ev.plan.zero), ev.plan.recompute,
             f"{ev.plan.mbs} × {ev.plan.gas}", f"{_gib(ev.memory.total)} / {_gib(ev.capacity)}",
             _gib(ev.capacity - ev.memory.total), f"{where}{term.replace('_', ' ')}",
-            _seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}", f"{ev.time.mfu:.1%}"]
+            format_seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}", f"{ev.time.mfu:.1%}"]
 
 
 def _memory_section(charts: Sequence[Chart]) -> str:
@@ -122,7 +122,7 @@ def _time_section(plans: Sequence[Evaluation], chart: Chart | None) -> str:
         return _section("Step time", ["<p>No plan to show.</p>"], "time")
     parts = [p for p in TIME_PARTS if any(getattr(ev.time, p) > 0 for ev in plans)]
     header = ("#", *(part_label(p) for p in parts), "step")
-    rows = [[str(rank), *(_seconds(getattr(ev.time, p)) for p in parts), _seconds(ev.time.step)]
+    rows = [[str(rank), *(format_seconds(getattr(ev.time, p)) for p in parts), format_seconds(ev.time.step)]
             for rank, ev in enumerate(plans, 1)]
     return _section("Step time", [_figure(chart), _table(header, rows, text_columns=set())], "time")
 
@@ -145,9 +145,3 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: s
 
 def _gib(n: float) -> str:
     return f"{n / GiB:,.2f} GiB"
-
-
-def _seconds(s: float) -> str:
-    if s >= 1:
-        return f"{s:,.2f} s"
-    return f"{s * 1e3:,.1f} ms" if s >= 1e-3 or s == 0 else f"{s * 1e6:,.0f} µs"

@@ -30,7 +30,8 @@ def _gib(n: float) -> str:
     return f"{n / GiB:,.2f}"
 
 
-def _seconds(s: float) -> str:
+def format_seconds(s: float) -> str:
+    """Seconds with a unit people read at a glance: `2.31 s`, `14.2 ms`, `35 µs`."""
     if s >= 1:
         return f"{s:,.2f} s"
     return f"{s * 1e3:,.1f} ms" if s >= 1e-3 or s == 0 else f"{s * 1e6:,.0f} µs"
@@ -106,7 +107,7 @@ def solve_view(result: SolveResult, title: str, explanation: str | None) -> Grou
         rows.append((
             str(i), describe_layout(ev), str(ev.plan.zero), _recompute_text(ev), f"{ev.plan.mbs} × {ev.plan.gas}",
             memory, _headroom_text(ev.capacity - ev.memory.total, ev.capacity), _largest_term_text(ev),
-            _seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}",
+            format_seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}",
             f"{ev.time.mfu:.1%}"))
     # Figures never shrink (a cut number misleads); the words wrap when the terminal is narrow.
     wrapping = {"layout", "recompute", "largest term"}
@@ -187,8 +188,8 @@ def estimate_view(ev: Evaluation, title: str, all_stages: bool) -> Group:
         value = getattr(t, name)
         if value > 0 or name in ("compute", "bubble"):
             label = f"{name} (exposed comm)" if name in ("tp", "cp", "ep", "pp", "dp") else name
-            times.add_row(label, _seconds(value), f"{value / t.step:.1%}" if t.step else "-")
-    times.add_row(Text("step", style="bold"), Text(_seconds(t.step), style="bold"), "100.0%")
+            times.add_row(label, format_seconds(value), f"{value / t.step:.1%}" if t.step else "-")
+    times.add_row(Text("step", style="bold"), Text(format_seconds(t.step), style="bold"), "100.0%")
     parts.append(times)
     parts.append(Text(f"{t.tokens_per_s:,.0f} tokens/s · MFU {t.mfu:.1%} · HFU {t.hfu:.1%}"))
     return Group(*parts)
