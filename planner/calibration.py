@@ -133,12 +133,45 @@ ALPHA_BASE_S = 25e-6
 at 16 MiB) with NCCL's per-step latencies below kept (validation/calibrate.py). NCCL's own base
 is 8.4 µs ([NCCL] tuning.cc, §1.3); the rest is kernel launch and framework overhead, which
 [MLE]'s sweeps include too (§1.5 fits 78-160 µs per 8-GPU all-reduce)."""
+NCCL_BASE_LATENCY_S = 8.4e-6
+"""NCCL's own fixed latency of a ring/tree collective, Simple protocol ([NCCL] tuning.cc baseLat,
+cost-model §1.3)."""
+HOST_OP_S = ALPHA_BASE_S - NCCL_BASE_LATENCY_S
+"""Host time of one framework-issued GPU operation (Python and dispatcher, launch): what the
+fitted per-collective α above adds to NCCL's own base latency, 16.6 µs. Charged per rank where a
+framework issues one operation per rank of the group (DeepSpeed ZeRO-3's list collectives,
+`DEEPSPEED_ZERO3`)."""
 ALPHA_STEP_S: dict[str, float] = {
     # Per-step hardware latency, NCCL Simple protocol ([NCCL] tuning.cc, §1.3): NVLink 3.4 µs,
     # network 14 µs; other scale-up fabrics assumed like NVLink (XGMI, ICI) or PCIe-like.
     "scale_up": 3.4e-6,
     "network": 14e-6,
 }
+
+DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD = 100_000
+"""Elements under which DeepSpeed ZeRO-3 keeps a parameter gathered on every rank and never
+fetches it (`stage3_param_persistence_threshold`, default 1e5 in stage3.py since 0.3)."""
+
+DEEPSPEED_ZERO3 = "per-parameter, synchronized"
+"""How DeepSpeed ZeRO-3 runs its collectives in the time model — the ZeRO-3 of DeepSpeed 0.3.x
+(early 2021), the only DeepSpeed whose published step times we validate ([MEG21] Table 2,
+docs/validation.md), read from its source (deepspeed 0.3.13 runtime/zero/):
+- one all-gather per partitioned parameter tensor as each sub-module runs, forward and backward
+  (partition_parameters.py `_allgather_param`), one reduce-scatter per gradient tensor
+  (`_reduce_scatter_gradient`), all on the flat data-parallel group: every one pays the full
+  ring latency of that group (n − 1 steps, `comm.latency_s`);
+- no overlap with compute: `_allgather_param` calls torch.cuda.synchronize() before every
+  gather and stage3.py `fetch_sub_module` synchronizes the device again once the sub-module's
+  gathers are in; the reduction stream's reduce-scatters are drained by the next gather's
+  synchronize. The collectives' time adds to the step;
+- torch.distributed's list API: each gather/reduce-scatter passes n tensor views (one per rank,
+  a Python `narrow` loop), which ProcessGroupNCCL (torch ≤ 1.10) copies out of / into a flat
+  buffer with one copy per rank: n host operations per collective, HOST_OP_S each, issued
+  while the device waits.
+DeepSpeed ≥ 0.6 coalesces a sub-module's gathers through `_all_gather_base`, buckets the
+reduce-scatters and dropped the device-wide synchronizes; the planner has no framework-version
+input yet, so `deepspeed` means this generation (its per-parameter latency is the part that
+survives)."""
 
 OVERLAP_FRACTION = 0.8
 """Share of a compute phase that can hide communication issued during it: DP gradient buckets

@@ -345,7 +345,7 @@ class DPTraffic:
 
 def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads: float,
                dense_gather: float, expert_gather: float, grad_bytes: float,
-               layers: int = 1) -> DPTraffic:
+               layers: int = 1, gathers_per_layer: float = 1, reduces_per_layer: float = 1) -> DPTraffic:
     """Gradient and parameter collectives of one GPU over its data-parallel groups (§2).
 
     `*_grads`: trainable parameters this GPU holds (dense ones reduce over dp × cp, experts over
@@ -355,23 +355,81 @@ def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads
     ZeRO-2: the reduce-scatter repeats per micro-batch with accumulation [MLE]; ZeRO-3: 2
     all-gathers + 1 reduce-scatter per micro-batch, 1.5× DDP per pass [ZERO], [ZERO++], issued
     layer by layer (FSDP units / DeepSpeed modules): `layers` collectives of 1/layers of the
-    bytes each, every one paying the full latency of the group.
+    bytes each, every one paying the full latency of the group. Full recompute adds no third
+    gather: a layer is recomputed right before its backward, under the one backward gather (FSDP2
+    unshards in the pre-backward hook and skips the recomputed forward's; DeepSpeed keeps the
+    fetched parameters within stage3_max_reuse_distance, 1e9 elements by default — and so does
+    re-gather weights followed by more than ~5e8 elements in their layer, e.g. GPT-3 175B's qkv,
+    proj and fc1, not modelled: docs/validation.md, ZeRO-3 (DeepSpeed)).
+    `gathers_per_layer` / `reduces_per_layer`: ZeRO-3 collectives per layer and pass — 1 for a
+    framework that gathers a layer's parameters as one flat buffer (FSDP units, Megatron), the
+    number of parameter tensors for DeepSpeed's per-parameter fetch (`deepspeed_zero3_tensors`):
+    the bytes split over more collectives, each paying the group's full latency.
     """
     dense, expert = group_placement(plan, "dp_cp", cluster), group_placement(plan, "edp", cluster)
-    split = max(1, layers) if plan.zero == 3 else 1
+    zero3 = plan.zero == 3
+    gather_split = max(1.0, layers * gathers_per_layer) if zero3 else 1
+    reduce_split = max(1.0, layers * reduces_per_layer) if zero3 else 1
 
-    def both(op: Op, dense_bytes: float, expert_bytes: float) -> tuple[Traffic, ...]:
+    def both(op: Op, dense_bytes: float, expert_bytes: float, split: float) -> tuple[Traffic, ...]:
         out = (Traffic(op, dense_bytes / split, dense, split),)
         return out + ((Traffic(op, expert_bytes / split, expert, split),) if expert_bytes > 0 else ())
 
-    reduce_ = both("reduce_scatter", dense_grads * grad_bytes, expert_grads * grad_bytes)
-    gather = both("all_gather", dense_gather, expert_gather)
+    reduce_ = both("reduce_scatter", dense_grads * grad_bytes, expert_grads * grad_bytes, reduce_split)
+    gather = both("all_gather", dense_gather, expert_gather, gather_split)
     none: tuple[Traffic, ...] = ()
     if plan.zero == 0:
-        return DPTraffic(both("all_reduce", dense_grads * grad_bytes, expert_grads * grad_bytes),
+        return DPTraffic(both("all_reduce", dense_grads * grad_bytes, expert_grads * grad_bytes, 1),
                          none, none, none)
     if plan.zero == 1 or (plan.zero == 2 and plan.gas == 1):
         return DPTraffic(reduce_, gather, none, none)
     if plan.zero == 2:
         return DPTraffic(none, gather, none, reduce_)
     return DPTraffic(none, none, gather, gather + reduce_)
+
+
+def deepspeed_zero3_tensors(arch: Architecture, first_layer: int, num_layers: int,
+                            persistence_threshold: float) -> tuple[float, float]:
+    """(gathered, reduced) parameter tensors per layer, averaged over a stage, for DeepSpeed ZeRO-3.
+
+    DeepSpeed partitions every parameter tensor flat over the data-parallel group and fetches a
+    sub-module's tensors one all-gather each (partition_parameters.py `_allgather_param`);
+    tensors under `stage3_param_persistence_threshold` elements stay gathered and are never
+    fetched. Every gradient is reduce-scattered on its own (`_reduce_scatter_gradient`), small
+    ones included. Tensors: each linear's weight and bias, each norm's weight and bias; q, k, v
+    as one fused tensor in families whose modules fuse them (GPT-2 `c_attn`, Megatron-LM's
+    query_key_value, GPT-NeoX, Falcon, Phi-3), else three.
+    """
+    from planner.model.params import attention_linears, mlp_linears
+
+    if num_layers <= 0:
+        return 0.0, 0.0
+    gathered = reduced = 0
+    fused_qkv = arch.family in FUSED_QKV_FAMILIES
+    h = arch.hidden
+    for i in range(first_layer, first_layer + num_layers):
+        shapes = dict(attention_linears(arch.attention, h))
+        if fused_qkv and {"q_proj", "k_proj", "v_proj"} <= shapes.keys():
+            q, k, v = (shapes.pop(n) for n in ("q_proj", "k_proj", "v_proj"))
+            shapes = {"qkv": (h, q[1] + k[1] + v[1], q[2]), **shapes}
+        linears = list(shapes.values())
+        if arch.is_moe_layer(i):
+            moe = arch.moe
+            linears += list(mlp_linears(h, moe.expert_ffn, arch.gated_mlp, moe.expert_bias).values()) * moe.num_experts
+            if moe.shared_ffn:
+                linears += list(mlp_linears(h, moe.shared_ffn, arch.gated_mlp, moe.shared_expert_bias).values())
+            linears.append((h, moe.num_experts, moe.router_bias))
+        else:
+            linears += list(mlp_linears(h, arch.ffn, arch.gated_mlp, arch.mlp_bias).values())
+        tensors = []
+        for d_in, d_out, bias in linears:
+            tensors.append(d_in * d_out)
+            tensors += [d_out] if bias else []
+        tensors += [h] * arch.norms_per_layer * (2 if arch.norm == "layernorm" else 1)
+        gathered += sum(1 for t in tensors if t >= persistence_threshold)
+        reduced += len(tensors)
+    return gathered / num_layers, reduced / num_layers
+
+
+FUSED_QKV_FAMILIES = frozenset({"gpt2", "gpt_neox", "falcon", "phi3"})
+"""Hugging Face model types (and Megatron-LM's GPT) whose attention holds q, k, v in one tensor."""

@@ -5,7 +5,8 @@ the layers' GEMM FLOPs on peak × η plus their memory-bound kernels (norms, res
 MLP activation and, for unfused attention, the s×s scores) at achieved HBM bandwidth; GEMM
 backward = 2 × forward; recompute per policy; TP/EP collectives on the critical path; CP and DP
 communication hidden behind compute up to an overlap fraction (ZeRO-3 layer by layer, prefetch
-depth one); 1F1B bubble (p−1)/v · (t_F + t_B), the slowest stage setting the pace. Constants
+depth one; DeepSpeed's ZeRO-3 per parameter tensor and exposed, calibration.DEEPSPEED_ZERO3);
+1F1B bubble (p−1)/v · (t_F + t_B), the slowest stage setting the pace. Constants
 live in `planner.calibration` (derived in validation/calibrate.py); collectives in
 `planner.comm`. Seconds and FLOPs throughout; validated in docs/validation.md.
 """
@@ -13,22 +14,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 from planner import calibration as cal
 from planner.cluster import Cluster
 from planner.comm import (
-    CommBytes, DPTraffic, Traffic, cp_traffic, dp_traffic, ep_traffic, pp_traffic,
-    total_link_bytes, total_seconds, total_wire_bytes, tp_traffic,
+    CommBytes, DPTraffic, Traffic, cp_traffic, deepspeed_zero3_tensors, dp_traffic, ep_traffic,
+    pp_traffic, total_link_bytes, total_seconds, total_wire_bytes, tp_traffic,
 )
-from planner.memory import PRECISION_STATE_BYTES, QUANT_WEIGHT_BYTES
+from planner.memory import PRECISION_STATE_BYTES, QUANT_WEIGHT_BYTES, state_bytes
 from planner.model.architecture import Architecture
 from planner.model.flops import forward_flops_per_token, layer_flops, logits_flops, training_flops_per_token
 from planner.model.params import lora_params
+from planner.partial import partial_trainable
 from planner.plan import Plan, PlanError
 from planner.shard import StageShard, stage_shards
 from planner.workload import Workload
 
-__all__ = ["CommBytes", "TimeBreakdown", "estimate_time", "layer_efficiency"]
+__all__ = ["SCHEDULES", "CommBytes", "Schedule", "TimeBreakdown", "bubble_fraction", "estimate_time",
+           "layer_efficiency"]
+
+Schedule = Literal["1f1b", "interleaved", "zb-h1", "dualpipe"]
+SCHEDULES: tuple[Schedule, ...] = ("1f1b", "interleaved", "zb-h1", "dualpipe")
+"""Pipeline schedules the bubble is modelled for: 1F1B (PipeDream-Flush) [MEG21 §2.2.1];
+interleaved 1F1B with vpp chunks per rank [MEG21 §2.2.2]; ZB-H1, zero-bubble with backward split
+into input (B) and weight (W) gradients at 1F1B's memory [ZB] arXiv 2401.10241 §3; DualPipe,
+bidirectional with forward/backward chunks overlapped (DeepSeek-V3 arXiv 2412.19437 §3.2.1)."""
 
 COMPUTE_DTYPE = {"bf16": "bf16", "bf16-pure": "bf16", "bf16-autocast": "bf16",
                  "fp16": "fp16", "fp8": "fp8", "fp32": "fp32"}
@@ -40,6 +51,48 @@ MFU_PEAK_DTYPE = {"fp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
 """Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit and fp8 precision (common
 practice: Megatron, PaLM App. B report against the 16-bit peak), fp16's for fp16, and
 peak("fp32") for fp32 training."""
+
+
+def bubble_fraction(schedule: Schedule, p: int, m: int, v: int = 1, w_share: float = 1 / 3) -> float:
+    """Pipeline idle time of a step / its ideal time m·(t_F + t_B), for one schedule.
+
+    `w_share` = t_W / (t_F + t_B): the weight-gradient share of a micro-batch's work (1/3 when
+    the forward, input-gradient and weight-gradient passes take the same time). In units of one
+    micro-batch's work, F + B_in + W = 1 with F = B_in = (1 − w)/2 and the full backward B = B_in + W:
+    - 1F1B: (p−1)·(F + B)/m [MEG21 eq. 1]; interleaved: (p−1)/(v·m) [MEG21 §2.2.2].
+    - ZB-H1: (p−1)·(F + B − 2W)/m ([ZB] §3; DeepSeek-V3 Table 2 "ZB1P"), 1/3 of 1F1B at equal
+      passes; LoRA's frozen weights have no W pass (w = 0) and get 1F1B's bubble.
+    - DualPipe: (p/2 − 1)·(F&B + B − 3W)/m (DeepSeek-V3 Table 2), F&B — a forward and a backward
+      chunk overlapped — taken as F + B (the pairing hides communication, not compute); p even.
+    The idle time does not depend on m, so the fraction never rises with more micro-batches.
+    """
+    if p <= 1:
+        return 0.0
+    if schedule == "1f1b":
+        return (p - 1) / m
+    if schedule == "interleaved":
+        return (p - 1) / (v * m)
+    w = min(max(w_share, 0.0), 0.5)
+    backward = (1 - w) / 2 + w  # B: input + weight gradients
+    if schedule == "zb-h1":
+        return (p - 1) * (1 - 2 * w) / m
+    if schedule == "dualpipe":
+        return max(0, p // 2 - 1) * (1 + backward - 3 * w) / m
+    raise ValueError(f"unknown pipeline schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+
+
+def default_schedule(plan: Plan) -> Schedule:
+    """What Megatron-LM runs for a plan: interleaved 1F1B when vpp > 1, else 1F1B."""
+    return "interleaved" if plan.vpp > 1 else "1f1b"
+
+
+def _check_schedule(plan: Plan, schedule: Schedule) -> None:
+    if schedule not in SCHEDULES:
+        raise PlanError(f"unknown pipeline schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if schedule != "interleaved" and plan.vpp > 1:
+        raise PlanError(f"vpp({plan.vpp}) > 1 is the interleaved schedule, not {schedule}")
+    if schedule == "dualpipe" and plan.pp % 2:
+        raise PlanError(f"DualPipe runs the pipeline from both ends: pp({plan.pp}) must be even")
 
 
 @dataclass(frozen=True)
@@ -73,6 +126,8 @@ class TimeBreakdown:
     """As MFU with the recompute FLOPs counted [SEL22 §6.3]."""
     model_flops: float
     """Model FLOPs of one step on all GPUs (training_flops_per_token × tokens)."""
+    schedule: str = "1f1b"
+    """Pipeline schedule the bubble was computed for (`SCHEDULES`)."""
 
 
 def layer_efficiency(gpu, dtype: str, gemm_flops: float) -> float:
@@ -127,6 +182,9 @@ class _StageCompute:
     recompute: float
     attention_forward: float
     """Attention-core forward seconds (what ring attention hides its transfers behind)."""
+    weight_grad: float = 0.0
+    """Part of `backward` that computes weight gradients (W of zero-bubble schedules): one
+    forward's worth of every trained GEMM; none for LoRA's frozen weights."""
 
 
 def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> _StageCompute:
@@ -146,6 +204,10 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     tokens = plan.mbs * seq / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
     # LoRA/QLoRA: frozen weights need no weight gradient, only the input gradient (1× forward).
     linear_backward = 1.0 if workload.trains_adapters else 2.0
+    # Partial fine-tuning: weight gradients of the trained GEMMs only, and no backward at all
+    # below the first trainable layer (nothing there needs a gradient).
+    partial = workload.partial
+    first_trained = partial.first_trainable_layer(arch) if partial is not None else 0
     mlp_mats = 3 if arch.gated_mlp else 2
     per_layer = _layer_flops_per_token(arch, seq)
     unfused = workload.attention_kernel == "unfused"
@@ -158,8 +220,9 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     # Norms and residual adds run on every TP rank's full b·s·h unless SP splits them.
     replicated = sum(cal.ELEMENTWISE_BYTES_PER_TOKEN.values()) * arch.hidden / (tp if plan.parallel.sp else 1)
     act = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if arch.gated_mlp else "gelu"]
-    fwd = bwd = attn = 0.0
-    for i in range(shard.first_layer, shard.first_layer + shard.num_layers):
+    fwd = bwd = attn = redo = wgrad = 0.0
+    recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
+    for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
         linear_pt, attention_pt = per_layer[i]
         linear = linear_pt * tokens / tp
         attention = attention_factor * attention_pt * tokens / tp
@@ -170,17 +233,30 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
         t_att = rate16.seconds(attention, attention)
         t_elt = tokens * (replicated + act * _activation_units(arch, i) / tp) / hbm
         fwd += t_lin + t_att + score_f + t_elt
-        bwd += linear_backward * t_lin + 2 * t_att + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
+        redo += t_lin + t_att + score_f + t_elt if n < recomputed else 0.0
+        if partial is None:
+            bwd += linear_backward * t_lin + 2 * t_att + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
+            wgrad += (linear_backward - 1) * t_lin
+        elif first_trained is not None and i >= first_trained:
+            trained = partial.weight_grad_fraction(arch, i, linear_pt) * t_lin
+            bwd += t_lin + trained + 2 * t_att + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
+            wgrad += trained
         attn += t_att + score_f
     # Full: the layers' forward again; selective: the attention core again; none: 0 (§6.3).
-    recompute = {"full": fwd, "selective": attn}.get(plan.recompute, 0.0)
+    recompute = {"full": redo, "selective": attn}.get(plan.recompute, 0.0)
     if shard.stage == plan.pp - 1:
         # Output layer on the last stage; embedding lookup is negligible (§6.3).
         logits = logits_flops(arch) * tokens / tp
         t_out = rate16.seconds(logits, logits)
         fwd += t_out
-        bwd += linear_backward * t_out
-    return _StageCompute(forward=fwd, backward=bwd, recompute=recompute, attention_forward=attn)
+        if partial is None:
+            bwd += linear_backward * t_out
+            wgrad += (linear_backward - 1) * t_out
+        elif first_trained is not None or partial.output:
+            bwd += (first_trained is not None) * t_out + partial.output * t_out
+            wgrad += partial.output * t_out
+    return _StageCompute(forward=fwd, backward=bwd, recompute=recompute, attention_forward=attn,
+                         weight_grad=wgrad)
 
 
 def _stage_params(plan: Plan, workload: Workload, shard: StageShard) -> tuple[float, float, float, float]:
@@ -190,6 +266,10 @@ def _stage_params(plan: Plan, workload: Workload, shard: StageShard) -> tuple[fl
     weight for ZeRO-3 (frozen LoRA bases at their quantized size).
     """
     weight_b = PRECISION_STATE_BYTES[plan.precision][0]
+    if workload.partial is not None:
+        dense, expert = partial_trainable(plan, workload.arch, shard, workload.partial)
+        held = (shard.dense + shard.expert) * weight_b
+        return dense, expert, held if plan.zero == 3 else (dense + expert) * weight_b, 0.0
     if not workload.trains_adapters:
         dense, expert = shard.dense, shard.expert
         return dense, expert, dense * weight_b, expert * weight_b
@@ -250,6 +330,13 @@ def _layerwise_exposed(comm_s: float, compute_s: float, layers: int) -> float:
     return per_comm + (n - 1) * _exposed(per_comm, per_compute)
 
 
+def _synchronized_seconds(traffic: tuple[Traffic, ...], cluster: Cluster) -> float:
+    """Collectives that run alone on the device, each issued through torch.distributed's list API
+    (one tensor view per rank, copied by one host operation each): NCCL time + n · HOST_OP_S."""
+    host = sum(t.count * t.group.size * cal.HOST_OP_S for t in traffic if t.group.size > 1)
+    return total_seconds(traffic, cluster) + host
+
+
 @dataclass(frozen=True)
 class _Stage:
     compute: _StageCompute
@@ -268,25 +355,44 @@ class _Stage:
 
 
 def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
-           per_layer: dict[str, tuple[Traffic, ...]]) -> _Stage:
+           per_layer: dict[str, tuple[Traffic, ...]], schedule: Schedule | None = None) -> _Stage:
     c = _stage_compute(plan, workload, cluster, shard)
-    m, layers, full = plan.gas, shard.num_layers, plan.recompute == "full"
-    redo = 1.5 if full else 1.0  # full recompute repeats the forward's collectives (half of them)
+    m, layers = plan.gas, shard.num_layers
+    # Share of the stage's layers recomputed in full (all of them unless recompute_layers says).
+    share = plan.recomputed_layers(shard.stage, layers) / layers if layers else 0.0
+    redo = 1 + 0.5 * share  # full recompute repeats the forward's collectives (half of them)
     # TP and EP: on the critical path, half in forward, half in backward (§6.4).
     tp = layers * total_seconds(per_layer["tp"], cluster)
     ep = shard.moe_layers * total_seconds(per_layer["ep"], cluster)
+    if schedule == "dualpipe":
+        # DualPipe pairs a forward and a backward chunk so that each one's all-to-all runs under
+        # the other's compute (DeepSeek-V3 §3.2.1): exposed only beyond the overlap fraction.
+        ep = _exposed(ep, c.forward + c.backward + c.recompute)
     # CP: (c−1) KV sends in forward, 2(c−1) in backward, hidden behind the attention core.
     cp_total = layers * total_seconds(per_layer["cp"], cluster)
     cp_f = _exposed(cp_total / 3, c.attention_forward)
-    cp_b = _exposed(2 * cp_total / 3, 2 * c.attention_forward) + (cp_f if full else 0.0)
+    cp_b = _exposed(2 * cp_total / 3, 2 * c.attention_forward) + cp_f * share
     # DP: ZeRO collectives of every micro-batch, hidden behind that pass's compute.
     weights = _stage_params(plan, workload, shard)
     dense, expert, dense_gather, expert_gather = weights
-    grad_b = PRECISION_STATE_BYTES[plan.precision][1]
+    # Gradients cross the wire in the dtype the framework reduces them in (memory.state_bytes):
+    # fp32 for Megatron-LM with bf16/fp8 parameters and for FSDP2's reduce_dtype, 16-bit otherwise.
+    grad_b = state_bytes(workload.framework, plan.precision)[1]
+    deepspeed3 = plan.zero == 3 and workload.framework == "deepspeed"
+    per_layer_collectives = (deepspeed_zero3_tensors(workload.arch, shard.first_layer, layers,
+                                                     cal.DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD)
+                             if deepspeed3 else (1, 1))
     dp: DPTraffic = dp_traffic(plan, cluster, dense_grads=dense, expert_grads=expert,
                                dense_gather=dense_gather, expert_gather=expert_gather,
-                               grad_bytes=grad_b, layers=layers)
-    if plan.zero == 3:
+                               grad_bytes=grad_b, layers=layers, gathers_per_layer=per_layer_collectives[0],
+                               reduces_per_layer=per_layer_collectives[1])
+    if deepspeed3 and workload.framework_release == "0.3":
+        # DeepSpeed 0.3 ZeRO-3 (calibration.DEEPSPEED_ZERO3): per-tensor collectives, each behind a
+        # device-wide synchronize, each with one host operation per rank of the group: exposed.
+        # Current releases prefetch and coalesce: the per-tensor latencies, hidden like FSDP's.
+        dp_f = _synchronized_seconds(dp.microbatch_forward, cluster)
+        dp_b = _synchronized_seconds(dp.microbatch_backward, cluster)
+    elif plan.zero == 3:
         # Backward: layer i−1's re-gather and layer i+1's reduce-scatter share the links during
         # layer i; the last reduce-scatter is exposed like the first gather.
         dp_f = _layerwise_exposed(total_seconds(dp.microbatch_forward, cluster), c.forward, layers)
@@ -302,9 +408,10 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
                + _exposed(total_seconds(dp.step_forward, cluster), c.forward))
     updated = _updated_params(plan, dense, expert)
     optimizer, offload = _optimizer_and_offload(plan, cluster, updated, dense_gather + expert_gather)
-    cp_redo = 4 / 3 if full else 1.0  # full recompute repeats the forward's (c−1) of 3(c−1) sends
+    cp_redo = 1 + share / 3  # full recompute repeats the forward's (c−1) of 3(c−1) sends
     # Per step: (traffic, times it runs) of each dimension.
-    runs = {"tp": (per_layer["tp"], m * layers * redo), "pp": (per_layer["pp"], m * plan.vpp),
+    chunks = 2 if schedule == "dualpipe" else plan.vpp  # DualPipe: two chunks per rank, both ways
+    runs = {"tp": (per_layer["tp"], m * layers * redo), "pp": (per_layer["pp"], m * chunks),
             "cp": (per_layer["cp"], m * layers * cp_redo), "ep": (per_layer["ep"], m * shard.moe_layers * redo)}
     links = [dp.link_bytes(m)] + [tuple(n * b for b in total_link_bytes(t)) for t, n in runs.values()]
     comm_bytes = CommBytes(
@@ -321,21 +428,27 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
 def _recompute_flops_per_token(plan: Plan, arch: Architecture, seq_len: int) -> float:
     per_layer = _layer_flops_per_token(arch, seq_len)
     if plan.recompute == "full":
-        return sum(lin + att for lin, att in per_layer)
+        share = sum(plan.recomputed_layers(s.stage, s.num_layers) for s in stage_shards(plan, arch)) / arch.num_layers
+        return share * sum(lin + att for lin, att in per_layer)
     if plan.recompute == "selective":
         return sum(att for _, att in per_layer)
     return 0.0
 
 
-def estimate_time(plan: Plan, workload: Workload, cluster: Cluster) -> tuple[TimeBreakdown, CommBytes]:
+def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
+                  schedule: Schedule | None = None) -> tuple[TimeBreakdown, CommBytes]:
     """Step time and its breakdown, and bytes on the wire per GPU, for one plan (§6.5).
 
-    T_step = (m + (p−1)/v)·(t_F + t_B)|slowest stage + (p−1)·v·T_pp + max over stages of
-    (DP exposed + optimizer + offload), with m = gas micro-batches per step.
+    T_step = m·(t_F + t_B)·(1 + bubble_fraction)|slowest stage + (p−1)·v·T_pp + max over stages
+    of (DP exposed + optimizer + offload), with m = gas micro-batches per step; for 1F1B and
+    interleaved 1F1B the bubble is (p−1)/v·(t_F + t_B). `schedule` defaults to what Megatron-LM
+    runs for the plan (`default_schedule`).
     """
     if plan.global_batch != workload.global_batch:
         raise PlanError(f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({plan.dp}) = {plan.global_batch}"
                         f" != global batch ({workload.global_batch})")
+    schedule = schedule or default_schedule(plan)
+    _check_schedule(plan, schedule)
     arch, seq = workload.arch, workload.seq_len
     p, v, m = plan.pp, plan.vpp, plan.gas
     per_layer = {
@@ -344,13 +457,15 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster) -> tuple[Tim
         "ep": ep_traffic(plan, arch, seq, cluster),
         "pp": pp_traffic(plan, arch, seq, cluster),
     }
-    stages = [_stage(plan, workload, cluster, s, per_layer) for s in stage_shards(plan, arch)]
+    stages = [_stage(plan, workload, cluster, s, per_layer, schedule) for s in stage_shards(plan, arch)]
     pace = max(stages, key=lambda s: s.forward + s.backward)
     tail = max(stages, key=lambda s: s.dp_step + s.optimizer + s.offload)
     per_microbatch = pace.forward + pace.backward
-    bubble = (p - 1) / v * per_microbatch
-    # Pipeline p2p on the fill/drain path: (p−1) boundaries, ×v with interleaving (§6.4-6.5).
-    pp = (p - 1) * v * total_seconds(per_layer["pp"], cluster)
+    w_share = pace.compute.weight_grad / per_microbatch if per_microbatch > 0 else 0.0
+    bubble = bubble_fraction(schedule, p, m, v, w_share) * m * per_microbatch
+    # Pipeline p2p on the fill/drain path: (p−1) boundaries, ×v with interleaving, ×2 for
+    # DualPipe's two chunks per rank (§6.4-6.5).
+    pp = (p - 1) * (2 if schedule == "dualpipe" else v) * total_seconds(per_layer["pp"], cluster)
     step = m * per_microbatch + bubble + pp + tail.dp_step + tail.optimizer + tail.offload
     c = pace.compute
     dp = m * pace.dp_microbatch + tail.dp_step
@@ -359,6 +474,10 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster) -> tuple[Tim
         # Frozen weights need no weight gradients: the backward is one forward's worth
         # (input gradients), so adapter training does 2x forward, not 3x (LoRA, arXiv 2106.09685 §4.2).
         model_flops = 2 * forward_flops_per_token(arch, seq) * tokens
+    elif workload.partial is not None:
+        # Partial fine-tuning: the same 2x forward, plus the trained GEMMs' weight gradients.
+        model_flops = (2 * forward_flops_per_token(arch, seq)
+                       + 2 * workload.partial.active_trainable_params(arch)) * tokens
     else:
         model_flops = training_flops_per_token(arch, seq) * tokens
     recompute_flops = _recompute_flops_per_token(plan, arch, seq) * tokens
@@ -380,7 +499,40 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster) -> tuple[Tim
         mfu=model_flops / (step * peak),
         hfu=(model_flops + recompute_flops) / (step * peak),
         model_flops=model_flops,
+        schedule=schedule,
     )
     busiest = CommBytes(**{f: max(getattr(s.bytes, f) for s in stages)
                            for f in ("dp", "tp", "pp", "cp", "ep", "scale_up", "scale_out")})
     return breakdown, busiest
+
+
+@dataclass(frozen=True)
+class StageSeconds:
+    """One pipeline stage's share of a step (the search's per-stage coefficients)."""
+
+    microbatch: float
+    """t_F + t_B of one micro-batch: the slowest stage's sets the pace of the pipeline."""
+    tail: float
+    """Once per step: exposed DP collectives, optimizer step and offload."""
+    comm: float
+    """Exposed communication of the stage over the step (tp, cp, ep, dp)."""
+
+
+def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
+                  stages: tuple[int, ...] | None = None) -> tuple[tuple[StageSeconds, ...], float]:
+    """(per stage seconds, pipeline p2p seconds of the step): estimate_time's step is
+    (m + (p−1)/v)·max microbatch + p2p + max tail. `stages`: only these, in order."""
+    arch, seq = workload.arch, workload.seq_len
+    per_layer = {
+        "tp": tp_traffic(plan, arch, seq, cluster),
+        "cp": cp_traffic(plan, arch, seq, cluster),
+        "ep": ep_traffic(plan, arch, seq, cluster),
+        "pp": pp_traffic(plan, arch, seq, cluster),
+    }
+    m = plan.gas
+    out = tuple(
+        StageSeconds(microbatch=s.forward + s.backward, tail=s.dp_step + s.optimizer + s.offload,
+                     comm=m * (s.tp + s.cp + s.ep + s.dp_microbatch) + s.dp_step)
+        for s in (_stage(plan, workload, cluster, shard, per_layer) for shard in stage_shards(plan, arch)
+                  if stages is None or shard.stage in stages))
+    return out, (plan.pp - 1) * plan.vpp * total_seconds(per_layer["pp"], cluster)

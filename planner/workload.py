@@ -31,6 +31,11 @@ class Workload:
     or FSDP2 mixed precision, gradients allocated in backward, foreach AdamW) or `deepspeed`
     (the same modules on DeepSpeed's ZeRO engine, with its fp32 gradient copy)."""
 
+    framework_release: str | None = None
+    """A past release whose behaviour the time model charges instead of the current one's: `0.3`
+    for DeepSpeed before 0.4, whose ZeRO-3 gathered every tensor on its own behind a device-wide
+    synchronize, through per-rank list copies (the 2021 runs of validation/data/runs.yaml).
+    None: the current release (DeepSpeed prefetches and coalesces its ZeRO-3 fetches)."""
     partial: PartialTraining | None = None
     """Partial fine-tuning (job.yaml `trainable`): only these parameters train; None trains
     what `training` says (everything, or the LoRA adapters)."""

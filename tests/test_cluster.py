@@ -45,3 +45,22 @@ def test_custom_gpu_needs_its_figures():
     c = build_cluster(ClusterSpec(gpu={"id": "x", "memory": "48GiB", "peak_tflops": {"bf16": 200},
                                        "hbm_bandwidth": "1TB/s"}, gpus_per_node=2))
     assert c.gpu.peak("bf16") == 200e12 and c.gpu.usable_bytes == int(48 * GiB * 0.99)
+
+
+def test_nic_kind_and_mesh_links_come_through():
+    c = build_cluster(ClusterSpec(gpu="mi300x", gpus_per_node=8, nodes=2,
+                                  inter_node={"nic_gbps": 400, "nics_per_node": 8, "kind": "roce"}))
+    assert (c.nic_kind, c.nics_per_node) == ("roce", 8)
+    assert (c.scale_up_kind, c.per_peer_bandwidth) == ("xgmi", pytest.approx(64e9))
+    single = build_cluster(ClusterSpec(gpu="gaudi3", gpus_per_node=8))
+    assert single.nic_kind == "none" and single.scale_up_kind == "roce-mesh"
+    # A PCIe override drops the mesh's per-peer links: the switch (host) path is shared.
+    pcie = build_cluster(ClusterSpec(gpu="mi300x", gpus_per_node=8, intra_node={"kind": "pcie"}))
+    assert pcie.per_peer_bandwidth is None
+
+
+def test_pcie_box_domain_is_the_node():
+    c = build_cluster(ClusterSpec(gpu="rtx4090", gpus_per_node=4, nodes=2,
+                                  inter_node={"nic_gbps": 100, "nics_per_node": 1, "kind": "ethernet"}))
+    assert (c.scale_up_kind, c.scale_up_domain) == ("pcie", 4)
+    assert c.nic_bandwidth_per_gpu == pytest.approx(100e9 / 8 / 4)

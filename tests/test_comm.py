@@ -183,3 +183,120 @@ def test_link_bytes_split_by_fabric():
     a2a = Traffic("all_to_all", S, Group(16, 8, 2))
     assert a2a.link_bytes == (pytest.approx(S * 7 / 16), pytest.approx(S * 8 / 16))
     assert Traffic("send_recv", S, Group(2, 1, 2), 3).link_bytes == (0.0, pytest.approx(3 * S))
+
+
+# ----------------------------------------------------------------------------- topology kinds (§1.6, §6.1)
+
+def test_nic_kind_sets_the_network_efficiency():
+    def dp_all_reduce(kind: str) -> float:
+        c = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=4,
+                                      inter_node={"nic_gbps": 400, "nics_per_node": 8, "kind": kind}))
+        g = group_placement(plan(tp=8, dp=4), "dp", c)
+        return collective_time("all_reduce", S, g, c) - latency_s("all_reduce", g)
+
+    ib = dp_all_reduce("infiniband")
+    assert ib == pytest.approx(2 * 3 / 4 * S / (50 * GB * 0.92))  # NDR ring 46-48 of 50 GB/s
+    for kind in ("roce", "efa", "ethernet"):
+        assert dp_all_reduce(kind) == pytest.approx(ib * 0.92 / cal.LINK_EFFICIENCY[kind])
+        assert dp_all_reduce(kind) > ib
+
+
+def test_nvl72_keeps_model_parallel_groups_of_up_to_72_on_nvlink():
+    c = build_cluster(ClusterSpec(gpu="gb200_nvl72_per_gpu", gpus_per_node=4, nodes=36,
+                                  inter_node={"nic_gbps": 400, "nics_per_node": 4}))
+    # EP 64 over 16 trays of 4 GPUs: one NVLink domain, no NIC on the path.
+    ep = group_placement(plan(ep=64, dp=144), "ep", c)
+    assert ep == Group(64, 64, 1)
+    a2a = Traffic("all_to_all", S, ep)
+    assert a2a.link_bytes == (pytest.approx(63 / 64 * S), 0.0)
+    assert collective_time("all_to_all", S, ep, c) == pytest.approx(
+        latency_s("all_to_all", ep) + 63 / 64 * S / (0.80 * 900 * GB))
+    # The same group on 8-GPU HGX B200 nodes crosses 8 nodes over the NICs.
+    hgx = build_cluster(ClusterSpec(gpu="b200_hgx", gpus_per_node=8, nodes=18,
+                                    inter_node={"nic_gbps": 400, "nics_per_node": 8}))
+    assert group_placement(plan(ep=64, dp=144), "ep", hgx) == Group(64, 8, 8)
+    assert collective_time("all_to_all", S, Group(64, 8, 8), hgx) > 3 * collective_time("all_to_all", S, ep, c)
+    # Two racks: the data-parallel group of TP-8 ranks holds 9 per rack.
+    assert group_placement(plan(tp=8, dp=18), "dp", c) == Group(18, 9, 2)
+
+
+def test_pcie_box_collectives_run_at_pcie_speed():
+    box = build_cluster(ClusterSpec(gpu="l40s_48gb", gpus_per_node=8))
+    assert (box.scale_up_kind, box.scale_up_bandwidth) == ("pcie", pytest.approx(31 * GB))
+    g = Group(8, 8, 1)
+    t = collective_time("all_reduce", S, g, box) - latency_s("all_reduce", g)
+    assert t == pytest.approx(2 * 7 / 8 * S / (cal.LINK_EFFICIENCY["pcie"] * 31 * GB))
+    # No NVLS on PCIe; and an NVLink node is an order of magnitude faster for the same group.
+    nvlink = collective_time("all_reduce", S, g, cluster(gpu="h100_sxm_80gb"))
+    assert collective_time("all_reduce", S, g, box) > 10 * nvlink
+
+
+def test_gaudi_mesh_gives_a_group_of_n_its_n_minus_1_links():
+    c = cluster(gpu="gaudi3")
+    assert c.scale_up_kind == "roce-mesh" and c.per_peer_bandwidth == pytest.approx(75 * GB)
+    for n in (2, 4, 8):
+        g = Group(n, n, 1)
+        t = collective_time("reduce_scatter", S, g, c) - latency_s("reduce_scatter", g)
+        line = min(525 * GB, (n - 1) * 75 * GB)
+        assert t == pytest.approx((n - 1) / n * S / (cal.LINK_EFFICIENCY["roce-mesh"] * line))
+    # Point-to-point (pipeline) traffic gets one peer link.
+    p2p = collective_time("send_recv", S, Group(2, 2, 1), c) - latency_s("send_recv", Group(2, 2, 1))
+    assert p2p == pytest.approx(S / (cal.LINK_EFFICIENCY["roce-mesh"] * 75 * GB))
+
+
+# ----------------------------------------------------------------------------- CP ring and EP all-to-all by hand
+
+def test_context_parallel_ring_sends_by_hand():
+    from planner.comm import cp_traffic
+    c, a = cluster(), arch(hidden=4096, heads=32, kv_heads=8)  # GQA: 8 KV heads of 128
+    (t,) = cp_traffic(plan(tp=2, cp=4), a, 8192, c)
+    # 3(c−1) sends per layer per micro-batch of K and V for this TP rank's 4 KV heads, s/c tokens.
+    assert (t.op, t.count) == ("send_recv", 9)
+    assert t.payload_bytes == pytest.approx(8192 / 4 * (4 * 2 * 128) * 2)
+    assert t.group == Group(4, 4, 1)  # stride tp = 2, inside the node
+    assert cp_traffic(plan(tp=2), a, 8192, c) == ()
+
+
+def test_expert_all_to_all_scales_with_top_k():
+    import dataclasses
+
+    from planner.comm import ep_traffic
+    from planner.model.architecture import MoE
+    c = cluster(nodes=2)
+    for top_k in (1, 2, 8):
+        a = dataclasses.replace(arch(), moe=MoE(num_experts=16, top_k=top_k, expert_ffn=1024))
+        (t,) = ep_traffic(plan(dp=16, ep=16), a, 4096, c)
+        # Dispatch + combine, forward + backward: 4 all-to-alls of b·s·k·h·q per rank (§6.4).
+        assert (t.op, t.count) == ("all_to_all", 4)
+        assert t.payload_bytes == pytest.approx(4096 * top_k * 4096 * 2 * cal.MOE_IMBALANCE)
+        assert t.group == Group(16, 8, 2)
+        assert t.wire_bytes == pytest.approx(4 * 15 / 16 * t.payload_bytes)
+
+
+def test_one_layers_gather_achieves_less_bandwidth_across_more_ranks():
+    # ZeRO-3 gathers one layer at a time: at a fixed layer size the per-rank shard shrinks with the
+    # group while the ring's n − 1 latency steps grow, so the achieved bus bandwidth falls.
+    layer = 175e9 / 96 * 2  # one GPT-3 layer in bf16
+    busbw = []
+    for nodes in (8, 64, 192):
+        c = cluster(nodes=nodes)
+        g = Group(8 * nodes, 8, nodes)
+        busbw.append(bus_factor("all_gather", g.size) * layer / collective_time("all_gather", layer, g, c))
+    assert busbw[0] > busbw[1] > busbw[2]
+    assert busbw[2] < 0.85 * busbw[0]
+
+
+def test_deepspeed_zero3_fetches_each_large_tensor_and_reduces_every_tensor():
+    # A GPT-2 layer (h = 1024): fused qkv 1024x3072, proj 1024x1024, fc1 1024x4096, fc2 4096x1024
+    # weights are >= 1e5 elements and gathered one each; their 4 biases (3072, 1024, 4096, 1024)
+    # and the 2 LayerNorms' weights and biases (1024 each) stay gathered (DeepSpeed
+    # stage3_param_persistence_threshold) but each of the 12 gradients is reduce-scattered.
+    from planner.comm import deepspeed_zero3_tensors
+    gpt2 = Architecture(name="gpt", family="gpt2", hidden=1024, num_layers=2, vocab=50304, ffn=4096,
+                        attention=Attention(16, 16, 64, qkv_bias=True, out_bias=True), gated_mlp=False,
+                        mlp_bias=True, norm="layernorm", tied_embeddings=True, position="learned",
+                        max_positions=2048)
+    assert deepspeed_zero3_tensors(gpt2, 0, 2, cal.DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD) == (4, 12)
+    # Llama-style: separate q, k, v, o and gate, up, down, no biases, 2 RMSNorms: 7 and 9.
+    llama = arch(hidden=4096, heads=32, kv_heads=8)
+    assert deepspeed_zero3_tensors(llama, 0, 1, cal.DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD) == (7, 9)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from planner.cluster import build_cluster
 from planner.model.architecture import Architecture, Attention, MoE
 from planner.plan import ParallelDims, Plan, PlanError
 from planner.spec.cluster import ClusterSpec
-from planner.timing import estimate_time, layer_efficiency
+from planner.timing import SCHEDULES, estimate_time, layer_efficiency
 from planner.workload import Workload
 
 SEQ = 2048
@@ -37,12 +38,13 @@ def h100(nodes: int = 1):
     return build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=nodes, inter_node=inter))
 
 
-def run(arch, cluster, global_batch, seq=SEQ, **plan):
+def run(arch, cluster, global_batch, seq=SEQ, schedule=None, **plan):
     par = {k: plan.pop(k) for k in list(plan) if k in ("tp", "pp", "dp", "cp", "ep", "vpp", "sp")}
     dims = ParallelDims(**par)
     mbs = plan.pop("mbs", 1)
     p = Plan(parallel=dims, mbs=mbs, gas=global_batch // (mbs * dims.dp), **plan)
-    return estimate_time(p, Workload(arch=arch, training="pretrain", seq_len=seq, global_batch=global_batch), cluster)
+    wl = Workload(arch=arch, training="pretrain", seq_len=seq, global_batch=global_batch)
+    return estimate_time(p, wl, cluster, schedule=schedule)
 
 
 SMALL = gpt(2048, 16, 8)
@@ -102,15 +104,29 @@ def test_more_tp_within_node_raises_tp_bytes():
 
 
 def test_zero3_moves_one_and_a_half_times_ddp():
+    # [ZERO]: DDP 2Ψ, ZeRO-1 RS + AG 2Ψ, ZeRO-3 2 AG + RS 3Ψ, with 16-bit weights and gradients.
     cl = selene(2)
-    ddp = run(SMALL, cl, 16, dp=16)[1].dp
-    z1 = run(SMALL, cl, 16, dp=16, zero=1)[1].dp
-    z3 = run(SMALL, cl, 16, dp=16, zero=3)[1].dp
+    ddp = run(SMALL, cl, 16, dp=16, precision="fp16")[1].dp
+    z1 = run(SMALL, cl, 16, dp=16, zero=1, precision="fp16")[1].dp
+    z3 = run(SMALL, cl, 16, dp=16, zero=3, precision="fp16")[1].dp
     assert z1 == pytest.approx(ddp)
     assert z3 == pytest.approx(1.5 * ddp)
     # ZeRO-3 gathers again every micro-batch.
-    z3_acc = run(SMALL, cl, 64, dp=16, zero=3)[1].dp
+    z3_acc = run(SMALL, cl, 64, dp=16, zero=3, precision="fp16")[1].dp
     assert z3_acc == pytest.approx(4 * z3)
+
+
+def test_gradients_cross_the_wire_in_the_frameworks_reduce_dtype():
+    # Megatron-LM all-reduces bf16 models' gradients in fp32 (arguments.py: "accumulate and
+    # all-reduce gradients in fp32 for bfloat16 data type"); DeepSpeed reduces the 16-bit ones.
+    cl = selene(2)
+    fp16 = run(SMALL, cl, 16, dp=16, precision="fp16")[1].dp
+    assert run(SMALL, cl, 16, dp=16, precision="bf16")[1].dp == pytest.approx(2 * fp16)
+    # Distributed optimizer: fp32 reduce-scatter + bf16 all-gather = 3/4 of the fp32 all-reduce.
+    assert run(SMALL, cl, 16, dp=16, zero=1, precision="bf16")[1].dp == pytest.approx(1.5 * fp16)
+    deepspeed = Workload(arch=SMALL, training="pretrain", seq_len=SEQ, global_batch=16, framework="deepspeed")
+    _, b = estimate_time(Plan(parallel=ParallelDims(dp=16)), deepspeed, cl)
+    assert b.dp == pytest.approx(fp16)
 
 
 def test_fp8_is_faster_on_hopper():
@@ -217,3 +233,182 @@ def test_comm_bytes_by_link_class():
     assert spread.scale_up > spread.tp and spread.scale_out > 0
     _, single = run(SMALL, selene(1), 8, dp=8)
     assert single.scale_out == 0 and single.scale_up == pytest.approx(single.dp)
+
+
+# ----------------------------------------------------------------------------- pipeline schedules
+
+def test_bubble_fractions_by_hand():
+    from planner.timing import bubble_fraction
+    assert bubble_fraction("1f1b", 4, 8) == pytest.approx(3 / 8)  # [MEG21] eq. 1
+    assert bubble_fraction("interleaved", 4, 8, v=2) == pytest.approx(3 / 16)
+    # ZB-H1 at T_F = T_B = T_W: (p−1)(F + B − 2W) = a third of 1F1B's (p−1)(F + B) ([ZB] §3).
+    assert bubble_fraction("zb-h1", 4, 8, w_share=1 / 3) == pytest.approx(3 / 8 / 3)
+    assert bubble_fraction("zb-h1", 4, 8, w_share=0.0) == pytest.approx(3 / 8)  # no W pass: 1F1B
+    # DualPipe: (p/2 − 1)(F&B + B − 3W) = 3·(1 + 2/3 − 1) in thirds of a micro-batch, p = 8.
+    assert bubble_fraction("dualpipe", 8, 16, w_share=1 / 3) == pytest.approx(3 * (2 / 3) / 16)
+    assert bubble_fraction("1f1b", 1, 8) == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(schedule=st.sampled_from(SCHEDULES), p=st.sampled_from([2, 4, 6, 8, 16, 32]),
+       v=st.integers(1, 4), w=st.floats(0, 0.5), m=st.integers(1, 256), more=st.integers(1, 256))
+def test_more_microbatches_never_raise_the_bubble_fraction_of_any_schedule(schedule, p, v, w, m, more):
+    from planner.timing import bubble_fraction
+    v = v if schedule == "interleaved" else 1
+    assert bubble_fraction(schedule, p, m + more, v, w) <= bubble_fraction(schedule, p, m, v, w)
+
+
+def test_zero_bubble_and_dualpipe_shorten_the_bubble():
+    # GEMM-bound layers (h = 8192 over TP 8): W is close to a third of a micro-batch's work.
+    cl = selene(4)
+    plans = {s: run(gpt(8192, 64, 8), cl, 32, tp=8, pp=4, schedule=s)[0] for s in ("1f1b", "zb-h1", "dualpipe")}
+    assert plans["zb-h1"].bubble < 0.6 * plans["1f1b"].bubble
+    assert plans["dualpipe"].bubble < plans["1f1b"].bubble
+    assert plans["zb-h1"].compute == pytest.approx(plans["1f1b"].compute)  # same work, less idle
+    assert plans["zb-h1"].step < plans["1f1b"].step
+
+
+def test_zero_bubble_gains_nothing_without_weight_gradients():
+    # LoRA: the frozen base weights have no W pass to fill the bubble with.
+    wl = Workload(arch=SMALL, training="lora", seq_len=SEQ, global_batch=32, lora_targets=("q_proj", "v_proj"))
+    p = Plan(parallel=ParallelDims(tp=8, pp=4), gas=32, lora_rank=8)
+    one, _ = estimate_time(p, wl, selene(4), schedule="1f1b")
+    zb, _ = estimate_time(p, wl, selene(4), schedule="zb-h1")
+    assert zb.bubble == pytest.approx(one.bubble)
+
+
+def test_dualpipe_hides_the_expert_all_to_all():
+    moe = dataclasses.replace(gpt(2048, 16, 8), moe=MoE(num_experts=8, top_k=2, expert_ffn=4096))
+    one, _ = run(moe, h100(4), 64, pp=2, dp=16, ep=8, schedule="1f1b")
+    dual, b = run(moe, h100(4), 64, pp=2, dp=16, ep=8, schedule="dualpipe")
+    assert one.ep > 0 and dual.ep < one.ep
+    assert (one.schedule, dual.schedule) == ("1f1b", "dualpipe")
+    assert run(moe, h100(4), 64, pp=2, vpp=2, dp=16, ep=8)[0].schedule == "interleaved"  # the default
+    assert b.ep > 0  # the bytes still move
+
+
+@pytest.mark.parametrize("plan, message", [
+    (dict(tp=8, pp=4, vpp=2, schedule="zb-h1"), "interleaved"),
+    (dict(tp=8, pp=3, dp=1, schedule="dualpipe"), "even"),
+    (dict(tp=8, pp=4, schedule="gpipe"), "unknown pipeline schedule"),
+])
+def test_schedules_the_plan_cannot_run(plan, message):
+    with pytest.raises(PlanError, match=message):
+        run(gpt(2048, 16, 12), selene(4), 32, **plan)
+
+
+# ----------------------------------------------------------------------------- properties (hypothesis)
+
+@settings(max_examples=60, deadline=None)
+@given(plan=st.sampled_from(PLANS_FOR_PROPERTIES), nic=st.sampled_from([12.5, 25, 50, 100, 200, 400, 800]),
+       faster_nic=st.floats(1.0, 8.0), nvlink=st.floats(0.1, 4.0), faster_nvlink=st.floats(1.0, 4.0))
+def test_more_bandwidth_never_slows_a_plan_hypothesis(plan, nic, faster_nic, nvlink, faster_nvlink):
+    arch = gpt(4096, 32, 16)
+
+    def step(nic_gbps: float, nvlink_scale: float) -> float:
+        spec = ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=8,
+                           inter_node={"nic_gbps": nic_gbps, "nics_per_node": 8},
+                           intra_node={"bandwidth": 300e9 * nvlink_scale})
+        return run(arch, build_cluster(spec), 256, **dict(plan))[0].step
+
+    base = step(nic, nvlink)
+    assert step(nic * faster_nic, nvlink) <= base * (1 + 1e-12)
+    assert step(nic, nvlink * faster_nvlink) <= base * (1 + 1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(plan=st.sampled_from([dict(tp=8, pp=4), dict(tp=8, pp=4, vpp=2), dict(tp=4, pp=8, sp=True),
+                             dict(tp=8, pp=4, schedule="zb-h1"), dict(tp=8, pp=4, schedule="dualpipe"),
+                             dict(tp=2, pp=4, dp=4, zero=1, recompute="full")]),
+       m=st.integers(1, 32), more=st.integers(1, 32))
+def test_more_microbatches_never_raise_the_step_bubble_fraction_hypothesis(plan, m, more):
+    cl = selene(4)
+    dp = plan.get("dp", 1)
+
+    def fraction(gas: int) -> float:
+        t, _ = run(SMALL, cl, gas * dp, mbs=1, **dict(plan))
+        return t.bubble / t.step
+
+    assert fraction(m + more) <= fraction(m) + 1e-12
+
+
+# ----------------------------------------------------------------------------- ZeRO-3 mechanisms
+
+def _zero3(nodes: int, mbs: int = 1, gas: int = 1, nic_gbps: float = 200):
+    """A 16-layer 6.4B GPT, ZeRO-3 over every GPU, full recompute."""
+    spec = ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=nodes,
+                       inter_node={"nic_gbps": nic_gbps, "nics_per_node": 8})
+    cl = build_cluster(spec)
+    dp = 8 * nodes
+    return run(gpt(8192, 64, 8), cl, mbs * gas * dp, mbs=mbs, dp=dp, zero=3, recompute="full")
+
+
+def test_zero3_gathers_are_latency_bound_at_large_dp():
+    # Same work per GPU, more ranks: each layer's all-gather and reduce-scatter is a ring of n − 1
+    # steps across the nodes, so the exposed data-parallel time grows with the group.
+    exposed = [_zero3(nodes, mbs=1)[0].dp for nodes in (2, 16, 128)]
+    assert exposed[0] < exposed[1] < exposed[2]
+
+
+def test_zero3_first_gather_is_exposed_however_long_the_layers_compute():
+    # Huge micro-batches hide every gather behind the previous layer's compute but the first of
+    # each micro-batch's forward (and the last reduce-scatter of its backward).
+    t, _ = _zero3(4, mbs=16)
+    assert t.dp > 0
+    t2, _ = _zero3(4, mbs=16, gas=2)
+    assert t2.dp == pytest.approx(2 * t.dp, rel=1e-6)  # re-gathered every micro-batch
+
+
+def test_zero3_exposure_falls_with_bandwidth_and_compute():
+    slow = _zero3(16, mbs=1, nic_gbps=25)[0]
+    fast = _zero3(16, mbs=1, nic_gbps=400)[0]
+    assert slow.dp > 3 * fast.dp
+    assert _zero3(16, mbs=4)[0].dp / 4 < _zero3(16, mbs=1)[0].dp  # more compute per gather
+
+
+def test_offload_moves_gradients_and_weights_over_pcie_by_hand():
+    from planner import calibration as cal
+    from planner.model import count_params
+    cl = selene(1)
+    t, _ = run(SMALL, cl, 8, dp=8, zero=2, offload="optimizer", precision="fp16")
+    updated = count_params(SMALL).total / 8  # ZeRO-Offload: each GPU steps its 1/dp partition on the CPU
+    host = cl.gpu.host_link_bandwidth * cal.HOST_LINK_EFFICIENCY  # PCIe Gen4 x16, 0.88 achieved
+    expected = (updated * (2 + 2) / host  # fp16 gradients down, fp16 weights up
+                + updated * cal.OPTIMIZER_BYTES_PER_PARAM["adamw"] / cal.HOST_MEMORY_BANDWIDTH_PER_GPU)
+    assert t.offload == pytest.approx(expected, rel=1e-6)
+    # Offloaded parameters (ZeRO-Infinity) also come up for every micro-batch's forward and backward.
+    params, _ = run(SMALL, cl, 16, dp=8, zero=3, offload="optimizer+params", precision="fp16")
+    opt_only, _ = run(SMALL, cl, 16, dp=8, zero=3, offload="optimizer", precision="fp16")
+    assert params.offload - opt_only.offload == pytest.approx(2 * 2 * count_params(SMALL).total * 2 / 8 / host,
+                                                              rel=1e-6)
+
+
+def test_deepspeed_zero3_collectives_are_per_tensor_exposed_and_pay_n_host_ops():
+    """Hand-computed DeepSpeed ZeRO-3 step on one 8-GPU A100 node (calibration.DEEPSPEED_ZERO3).
+
+    GPT h = 1024, 2 layers, fp16, full recompute, b = 1, gas = 2 on 8 GPUs: per micro-batch
+    2 × 4 weight gathers (forward, backward) + 12 gradient reduce-scatters per layer = 40
+    collectives, each inside NVLink: α = 25 µs + 7 × 3.4 µs = 48.8 µs, plus 8 list-API host
+    operations of 16.6 µs = 132.8 µs; bytes (7/8)·S at 0.8 × 300 GB/s for the 2Ψ + 2Ψ of the
+    two gathers and the 2Ψ of the fp16 reduce-scatter. All of it exposed (no overlap)."""
+    from planner import calibration as cal
+    from planner.model.params import count_params
+
+    arch = dataclasses.replace(gpt(1024, 16, 2), vocab=50304)
+    node = build_cluster(ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=1))
+    plan = Plan(parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=1, gas=2, precision="fp16")
+    wl = Workload(arch=arch, training="pretrain", seq_len=SEQ, global_batch=16, framework="deepspeed",
+                  framework_release="0.3")
+    t, _ = estimate_time(plan, wl, node)
+    psi = count_params(arch).total
+    per_collective = 25e-6 + 7 * 3.4e-6 + 8 * 16.6e-6
+    bytes_s = (7 / 8) * (2 * psi + 2 * psi + 2 * psi) / (0.8 * 300e9)
+    assert cal.HOST_OP_S == pytest.approx(16.6e-6)
+    assert t.dp == pytest.approx(2 * (40 * per_collective + bytes_s), rel=1e-9)
+    # Same plan as FSDP (hf): one flat gather per layer, overlapped with compute: far less exposed.
+    t_hf, _ = estimate_time(plan, dataclasses.replace(wl, framework="hf"), node)
+    assert t_hf.dp < 0.5 * t.dp
+    # Current DeepSpeed (no framework_release): the same per-tensor collectives, prefetched behind
+    # the layers' compute and without per-rank host copies: between FSDP and DeepSpeed 0.3.
+    t_now, _ = estimate_time(plan, dataclasses.replace(wl, framework_release=None), node)
+    assert t_hf.dp <= t_now.dp < 0.5 * t.dp

@@ -81,7 +81,10 @@ def collective_report(collectives: list[dict]) -> list[str]:
              f"fitted:  NVLink ring e = {fit['e_ring']:.3f}, Hopper NVLS e = {fit['e_nvls']:.3f},"
              f" base latency = {fit['alpha_base'] * 1e6:.1f} µs",
              f"in use:  NVLink ring e = {used['e_ring']:.3f}, Hopper NVLS e = {used['e_nvls']:.3f},"
-             f" base latency = {used['alpha_base'] * 1e6:.1f} µs", "",
+             f" base latency = {used['alpha_base'] * 1e6:.1f} µs",
+             f"host op: base latency − NCCL's own {cal.NCCL_BASE_LATENCY_S * 1e6:.1f} µs ="
+             f" {cal.HOST_OP_S * 1e6:.1f} µs (calibration.HOST_OP_S: one framework-issued op;"
+             f" DeepSpeed ZeRO-3 issues n per collective)", "",
              f"{'id':28s} {'measured':>9s} {'fitted':>9s} {'resid':>7s} {'in use':>9s} {'resid':>7s}"]
     for c in collectives:
         meas = c["busbw_GBps"]
