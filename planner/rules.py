@@ -39,8 +39,14 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
             need(arch.num_layers % (par.pp * par.vpp) == 0,
                  f"layers ({arch.num_layers}) must divide by pp * vpp ({par.pp * par.vpp}) to interleave")
         else:
-            need(all(n % par.vpp == 0 for n in partition),
-                 f"every stage's layers ({'/'.join(map(str, partition))}) must divide by vpp ({par.vpp}) to interleave")
+            # Uneven stages split into vpp chunks each; a first (last) stage may give one chunk to
+            # the embedding (the output layer and loss) alone, as Llama 3 405B's pipeline does
+            # (Llama 3 paper §3.3.2: 126 layers, pp 16, first and last stages one layer short).
+            lows = [par.vpp - 1 if i in (0, par.pp - 1) else par.vpp for i in range(par.pp)]
+            need(all(n >= low for n, low in zip(partition, lows)),
+                 f"every stage's layers ({'/'.join(map(str, partition))}) must fill its vpp ({par.vpp}) chunks to"
+                 f" interleave (the first and last stages at least {par.vpp - 1}: one chunk may hold only the"
+                 " embedding or the loss)")
         need(plan.gas % par.pp == 0, f"micro-batches per step ({plan.gas}) must be a multiple of pp ({par.pp}) to interleave")
     need(plan.mbs * plan.gas * par.dp == workload.global_batch,
          f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({par.dp}) = {plan.mbs * plan.gas * par.dp}"

@@ -351,3 +351,12 @@ def test_block_recompute_with_virtual_stages_counts_per_model_chunk(llama):
     assert "--recompute-num-layers 2" in text and "# the plan recomputes" not in text
     _, job = parse_megatron_text(text, llama)
     assert job.plan == plan
+
+
+def test_uneven_interleaved_stages_are_not_emitted_as_flags(llama):
+    # 32 layers over pp 4 as 6/10/10/6 in vpp 2 chunks divides; 7/9/9/7 in 2 chunks does not.
+    plan = Plan(parallel=ParallelDims(pp=4, dp=16, vpp=2), zero=1, mbs=1, gas=32,
+                first_stage_layers=6, last_stage_layers=6)
+    assert "--decoder-first-pipeline-num-layers 6" in emit_megatron(plan, llama.workload, llama.workload.arch)
+    with pytest.raises(UnsupportedPlan, match="--pipeline-model-parallel-layout"):
+        emit_megatron(plan.with_(first_stage_layers=7, last_stage_layers=7), llama.workload, llama.workload.arch)

@@ -41,8 +41,8 @@ def test_a_legal_plan_has_no_problems():
     (Plan(parallel=ParallelDims(pp=2, dp=4), gas=4, recompute_layers=(2, 2)), wl(), "needs recompute full"),
     (Plan(parallel=ParallelDims(pp=2, dp=4), gas=4, recompute="full", recompute_layers=(2,)), wl(),
      "gives 1 stages, pp is 2"),
-    (Plan(parallel=ParallelDims(pp=4, vpp=2, dp=2), gas=8, first_stage_layers=5, last_stage_layers=7), wl(),
-     "must divide by vpp (2)"),
+    (Plan(parallel=ParallelDims(pp=4, vpp=4, dp=2), gas=8, first_stage_layers=2, last_stage_layers=6), wl(),
+     "must fill its vpp (4) chunks"),
 ])
 def test_each_rule_names_what_is_wrong(plan, workload, fragment):
     problems = plan_problems(plan, workload, H100x8)

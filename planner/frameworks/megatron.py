@@ -378,6 +378,10 @@ def emit_megatron(plan: Plan, workload: Workload, arch: Architecture) -> str:
     if p.vpp > 1:
         parallel.append(f"--num-layers-per-virtual-pipeline-stage {arch.num_layers // p.pp // p.vpp}")
     counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, p.pp)
+    if p.vpp > 1 and any(n % p.vpp for n in counts):
+        raise UnsupportedPlan(f"Megatron-LM cannot run this plan from flags: stages of {'/'.join(map(str, counts))}"
+                              f" layers in {p.vpp} virtual chunks need a --pipeline-model-parallel-layout string,"
+                              " which planner does not write; choose stages that divide by vpp")
     if len(set(counts)) > 1:
         parallel += [f"--decoder-first-pipeline-num-layers {counts[0]}", f"--decoder-last-pipeline-num-layers {counts[-1]}"]
     if p.sp:
