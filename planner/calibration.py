@@ -89,6 +89,26 @@ A100 matmul table [CAL] `a100_80g.json` (§3.3: 1 GFLOP → 0.60, 16 → 0.90, �
 i.e. 0.63 / 0.95 / 1.0 relative): 0.6 GFLOP on a 312 TFLOP/s part ≈ 2 µs."""
 
 
+FLASH_ATTENTION_FRACTION: dict[str, tuple[float, float]] = {
+    # (forward, backward) achieved FLOP/s of the fused attention kernel / dense bf16 peak, causal,
+    # head dim 128, sequences of 8K-16K: FlashAttention-3 on H100 SXM5 (Shah et al. 2024, arXiv
+    # 2407.08608, Figs. 5-6: about 610-640 TFLOP/s forward and 470-500 backward of 989). The
+    # backward's extra dQ/dK/dV passes and atomics keep it below the forward and below GEMMs.
+    "h100": (0.62, 0.48),
+    "h800": (0.62, 0.48),
+    "h200": (0.62, 0.48),
+}
+"""Parts not listed run the attention core at the GEMM rate (no published sweep to use)."""
+
+
+def flash_attention_fraction(gpu_id: str) -> tuple[float, float] | None:
+    """(forward, backward) fraction of bf16 peak the fused attention kernel reaches, or None."""
+    for prefix, fractions in FLASH_ATTENTION_FRACTION.items():
+        if gpu_id.startswith(prefix):
+            return fractions
+    return None
+
+
 def mamf_fraction(gpu_id: str, dtype: str) -> float:
     """Best-shape GEMM fraction of dense peak for a catalog GPU and compute dtype.
 

@@ -214,6 +214,8 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     # Unfused kernels compute the whole s×s matrix (mask applied after): 2× the causal FLOPs,
     # and move every score through HBM (calibration.UNFUSED_ATTENTION_BYTES_PER_SCORE).
     attention_factor = 2.0 if unfused else 1.0
+    fractions = None if unfused or dtype == "fp8" else cal.flash_attention_fraction(gpu.id)
+    flash = None if fractions is None else tuple(f * gpu.peak("bf16") for f in fractions)
     scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
     score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
     score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
@@ -231,15 +233,18 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
         gemms = 2 + mlp_mats * experts_local
         t_lin = rate.seconds(linear, linear / gemms)
         t_att = rate16.seconds(attention, attention)
+        t_att_b = 2 * t_att
+        if flash is not None:  # fused attention at the kernel's own measured rate, not a GEMM's
+            t_att, t_att_b = attention / flash[0], 2 * attention / flash[1]
         t_elt = tokens * (replicated + act * _activation_units(arch, i) / tp) / hbm
         fwd += t_lin + t_att + score_f + t_elt
         redo += t_lin + t_att + score_f + t_elt if n < recomputed else 0.0
         if partial is None:
-            bwd += linear_backward * t_lin + 2 * t_att + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
+            bwd += linear_backward * t_lin + t_att_b + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
             wgrad += (linear_backward - 1) * t_lin
         elif first_trained is not None and i >= first_trained:
             trained = partial.weight_grad_fraction(arch, i, linear_pt) * t_lin
-            bwd += t_lin + trained + 2 * t_att + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
+            bwd += t_lin + trained + t_att_b + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
             wgrad += trained
         attn += t_att + score_f
     # Full: the layers' forward again; selective: the attention core again; none: 0 (§6.3).

@@ -412,3 +412,20 @@ def test_deepspeed_zero3_collectives_are_per_tensor_exposed_and_pay_n_host_ops()
     # the layers' compute and without per-rank host copies: between FSDP and DeepSpeed 0.3.
     t_now, _ = estimate_time(plan, dataclasses.replace(wl, framework_release=None), node)
     assert t_hf.dp <= t_now.dp < 0.5 * t.dp
+
+
+def test_flash_attention_runs_at_its_measured_rate_on_hopper(monkeypatch):
+    # FlashAttention-3 on H100 (calibration.FLASH_ATTENTION_FRACTION): forward 0.62, backward
+    # 0.48 of the bf16 peak, below the GEMM rate; parts without a sweep keep the GEMM rate.
+    from planner import calibration as cal
+
+    assert cal.flash_attention_fraction("h100_sxm_80gb") == (0.62, 0.48)
+    assert cal.flash_attention_fraction("a100_sxm_80gb") is None
+    wl = Workload(arch=gpt(4096, 32, 4), training="pretrain", seq_len=32768, global_batch=8)
+    plan = Plan(parallel=ParallelDims(tp=8), mbs=1, gas=8)
+    with_kernel, _ = estimate_time(plan, wl, h100())
+    monkeypatch.setattr(cal, "FLASH_ATTENTION_FRACTION", {})
+    at_gemm_rate, _ = estimate_time(plan, wl, h100())
+    # At 32K tokens attention is most of the FLOPs: the slower kernel shows in the compute.
+    assert with_kernel.compute > 1.05 * at_gemm_rate.compute
+    assert with_kernel.model_flops == at_gemm_rate.model_flops

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from planner.cluster import build_cluster  # noqa: E402
 from planner.evaluate import Evaluation, evaluate  # noqa: E402
-from planner.model import architecture_from_config  # noqa: E402
+from planner.model import architecture_from_config, load_architecture  # noqa: E402
 from planner.model.architecture import Architecture  # noqa: E402
 from planner.plan import ParallelDims, Plan  # noqa: E402
 from planner.rules import plan_problems  # noqa: E402
@@ -44,7 +44,7 @@ GiB = 2**30
 MEDIAN_TARGET = 0.10
 MAX_TARGET = 0.25
 
-NIC_GBPS = {"Selene, 8x200Gb/s HDR IB per node": (200, 8)}
+NIC_GBPS = {"Selene, 8x200Gb/s HDR IB per node": (200, 8), "Meta RoCE, 8x400Gb/s per node": (400, 8)}
 """Network strings of runs.yaml → (Gbit/s per NIC, NICs per node)."""
 
 
@@ -54,7 +54,7 @@ class Case:
     variant: str
     source: str
     metric: str
-    """step_s | tflops_eq3."""
+    """step_s | tflops_eq3 | mfu."""
     published: float
     workload: Workload
     plan: Plan
@@ -89,15 +89,18 @@ def gpt(model: dict) -> Architecture:
 
 
 def _plan(keys: dict, gpus: int, global_batch: int) -> Plan:
-    tp, pp = keys.get("tp", 1), keys.get("pp", 1)
-    dp = gpus // (tp * pp)
+    tp, pp, cp = keys.get("tp", 1), keys.get("pp", 1), keys.get("cp", 1)
+    dp = gpus // (tp * pp * cp)
     if keys.get("dp") not in (None, dp):
-        raise ValueError(f"dp {keys['dp']} != gpus / (tp·pp) = {dp}")
+        raise ValueError(f"dp {keys['dp']} != gpus / (tp·pp·cp) = {dp}")
     mbs = keys["mbs"]
+    recomputed = keys.get("recompute_layers")
     return Plan(
-        parallel=ParallelDims(tp=tp, pp=pp, dp=dp, vpp=keys.get("vpp", 1), sp=bool(keys.get("sp", False))),
+        parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, vpp=keys.get("vpp", 1), sp=bool(keys.get("sp", False))),
         zero=keys.get("zero", 0), recompute=keys.get("recompute", "none"), mbs=mbs,
         gas=global_batch // (mbs * dp), precision=keys.get("precision", "bf16"),
+        first_stage_layers=keys.get("first_stage_layers"), last_stage_layers=keys.get("last_stage_layers"),
+        recompute_layers=None if recomputed is None else (recomputed,) * pp,
     )
 
 
@@ -118,6 +121,17 @@ def load_cases(path: Path = DATA) -> list[Case]:
                 cases.append(Case(run["id"], m["variant"], run["source"], "step_s", m["step_s"],
                                   workload, _plan(keys, gpus, keys["global_batch"]), gpus,
                                   hw["gpus_per_node"], hw["network"], hw["gpu"]))
+        if "preset" in run.get("model_common", {}):  # a named model; the source gives MFU
+            arch = load_architecture(run["model_common"]["preset"])
+            for point in run["points"]:
+                keys = {**run["plan_common"], **point}
+                workload = Workload(arch=arch, training="pretrain", seq_len=point["seq"],
+                                    global_batch=point["global_batch"], attention_kernel=kernel)
+                variant = f"{point['gpus']:,} GPUs, cp {keys['cp']}, seq {point['seq']:,}"
+                cases.append(Case(run["id"], variant, run["source"], "mfu", point["mfu"], workload,
+                                  _plan(keys, point["gpus"], point["global_batch"]), point["gpus"],
+                                  hw["gpus_per_node"], hw["network"], hw["gpu"], extra=bool(run.get("extra"))))
+            continue
         for point in run.get("points", ()):  # one row per model size
             model = {**run["model_common"], **point}
             keys = {**run.get("plan_common", {}), **point}
@@ -151,6 +165,8 @@ def predict(case: Case) -> Result:
     problems = tuple(plan_problems(case.plan, case.workload, cluster))
     if case.metric == "step_s":
         predicted = ev.time.step
+    elif case.metric == "mfu":
+        predicted = ev.time.mfu
     else:
         wl = case.workload
         predicted = eq3_flops(wl.arch, wl.seq_len, wl.global_batch) / (ev.time.step * case.gpus) / 1e12
@@ -163,7 +179,7 @@ def shared(results: list[Result]) -> list[Result]:
 
 
 def extra(results: list[Result]) -> list[Result]:
-    """Runs added here that are not in ../shared/data ([MEG21] Table 2)."""
+    """Runs added here that are not in ../shared/data ([MEG21] Table 2, [LLAMA3] Table 4)."""
     return [r for r in results if r.case.extra]
 
 
@@ -197,6 +213,7 @@ def failures(results: list[Result]) -> list[str]:
 def _plan_text(plan: Plan) -> str:
     p = plan.parallel
     text = f"t{p.tp} p{p.pp} d{p.dp}"
+    text += f" c{p.cp}" if p.cp > 1 else ""
     text += f" v{p.vpp}" if p.vpp > 1 else ""
     text += " sp" if p.sp else ""
     text += f" zero{plan.zero}" if plan.zero else ""
@@ -206,7 +223,7 @@ def _plan_text(plan: Plan) -> str:
 def _row(r: Result) -> str:
     ev = r.evaluation
     fits = "yes" if ev.fits else "**NO**"
-    unit = "s" if r.case.metric == "step_s" else "TFLOP/s"
+    unit = {"step_s": "s", "mfu": "MFU"}.get(r.case.metric, "TFLOP/s")
     return (f"| {r.case.run} | {r.case.variant} | {_plan_text(r.case.plan)} | {unit} |"
             f" {r.predicted:.2f} | {r.case.published:g} | {100 * r.error:+.1f}% |"
             f" {fits} ({ev.memory.total / GiB:.1f} / {ev.capacity / GiB:.1f}) |")
@@ -235,11 +252,12 @@ def render(results: list[Result]) -> str:
         " (every total within ±5%).",
         "",
         "Every run of `validation/data/runs.yaml` (a copy of `../shared/data/runs.yaml` with the",
-        "execution facts the planner needs, plus the 12 runs of [MEG21] Table 2 that are not in",
-        "../shared/data, summarised apart; assumptions are listed in its comments) is predicted",
-        "with `planner.evaluate.evaluate`, the code path of `planner estimate`. No constant is",
-        "fitted to these runs. Metric: step time in seconds ([SEL22] Table 5), or achieved",
-        "TFLOP/s per GPU counted by [MEG21] eq. 3 (Table 1) from the predicted step time.",
+        "execution facts the planner needs, plus runs that are not in ../shared/data — [MEG21]",
+        "Table 2 and [LLAMA3] Table 4 — summarised apart; assumptions are listed in its comments)",
+        "is predicted with `planner.evaluate.evaluate`, the code path of `planner estimate`. No",
+        "constant is fitted to these runs. Metric: step time in seconds ([SEL22] Table 5), achieved",
+        "TFLOP/s per GPU counted by [MEG21] eq. 3 (Tables 1-2) from the predicted step time, or",
+        "BF16 MFU as [LLAMA3] reports it.",
         "Error = predicted / published − 1.",
         "",
         f"**Shared-data runs: median |error| {100 * med:.1f}%, max |error| {100 * worst:.1f}%** over"
@@ -248,19 +266,24 @@ def render(results: list[Result]) -> str:
     if added:
         amed, aworst = summary(added)
         zero3 = [r for r in added if r.case.plan.zero == 3]
-        ptdp = [r for r in added if r.case.plan.zero != 3]
+        ptdp = [r for r in added if r.case.plan.zero != 3 and r.case.run.startswith("meg21")]
+        llama = [r for r in added if r.case.run.startswith("llama3")]
         lines += [
             "",
-            f"**Added runs, not in ../shared/data ([MEG21] Table 2): median |error| {100 * amed:.1f}%,"
+            f"**Added runs, not in ../shared/data: median |error| {100 * amed:.1f}%,"
             f" max |error| {100 * aworst:.1f}%** over {len(added)} runs (target: every run ≤"
-            f" {100 * MAX_TARGET:.0f}%); ZeRO-3 without model parallelism (DeepSpeed) median"
-            f" {100 * summary(zero3)[0]:.1f}%, PTD-P median {100 * summary(ptdp)[0]:.1f}%.",
+            f" {100 * MAX_TARGET:.0f}%); [MEG21] Table 2 ZeRO-3 without model parallelism (DeepSpeed)"
+            f" median {100 * summary(zero3)[0]:.1f}%, PTD-P median {100 * summary(ptdp)[0]:.1f}%;"
+            f" [LLAMA3] 405B on H100 median {100 * summary(llama)[0]:.1f}%.",
         ]
     lines += ["", *TABLE_HEAD, *(_row(r) for r in base)]
     if added:
-        lines += ["", "### Added: [MEG21] Table 2, PTD-P vs ZeRO-3 without model parallelism (not in shared/data)", "",
-                  "Kept apart from the rows above (`extra: true` in validation/data/runs.yaml, which lists"
-                  " every assumption); see *ZeRO-3 (DeepSpeed) time model* below.", "",
+        lines += ["", "### Added: not in shared/data", "",
+                  "[MEG21] Table 2 (PTD-P against ZeRO-3 without model parallelism, A100) and [LLAMA3]"
+                  " Table 4 (Llama 3.1 405B pre-training on up to 16,384 H100, its published layout:"
+                  " TP 8, PP 16 interleaved with first and last stages one layer short, CP 16 at 131K"
+                  " tokens). Kept apart from the rows above (`extra: true` in validation/data/runs.yaml,"
+                  " which lists every assumption); see *ZeRO-3 (DeepSpeed) time model* below.", "",
                   *TABLE_HEAD, *(_row(r) for r in added)]
     lines += ["", "## Where the time goes (predicted breakdown, seconds per step)", "",
               "| run | variant | step | compute | recompute | bubble | TP | PP | DP | optimizer | MFU |",
@@ -277,7 +300,10 @@ def render(results: list[Result]) -> str:
     lines += ["", "## Notes", "",
               "- Sources: [SEL22] Korthikanti et al. 2022, arXiv 2205.05198, Tables 3-5; [MEG21]"
               " Narayanan et al. 2021, arXiv 2104.04473, Table 1 and (added, not in shared/data)"
-              " Table 2. Both on Selene (DGX A100 80GB, 8×200 Gb/s HDR InfiniBand per node).",
+              " Table 2. Both on Selene (DGX A100 80GB, 8×200 Gb/s HDR InfiniBand per node)."
+              " [LLAMA3] Llama Team 2024, arXiv 2407.21783, Table 4 and §3.3 (H100 80GB, 400 Gb/s"
+              " RoCE); its attention is FlashAttention, charged at FlashAttention-3's measured H100"
+              " rate (calibration.FLASH_ATTENTION_FRACTION).",
               "- Both papers ran Megatron-LM without FlashAttention (`attention: unfused`): the s×s"
               " scores are computed in full and pass through HBM (softmax, mask, dropout); the"
               " time model charges those bytes at achieved HBM bandwidth"
