@@ -6,6 +6,7 @@ the solver proposes is always one Megatron-LM or DeepSpeed would launch.
 from __future__ import annotations
 
 from planner.cluster import Cluster
+from planner.shard import stage_layer_counts
 from planner.plan import Plan, PlanError
 from planner.workload import Workload
 
@@ -33,20 +34,16 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
          f"key/value heads ({arch.attention.num_kv_heads}) must divide by tp ({par.tp})")
     need(par.pp <= arch.num_layers, f"pp ({par.pp}) exceeds the {arch.num_layers} layers")
     partition = _partition_problems(plan, arch.num_layers, problems)
-    # Interleaving: layers split into pp * vpp chunks, micro-batches a multiple of pp (Megatron).
+    # Interleaving: each stage's layers split into vpp chunks; micro-batches a multiple of pp
+    # (Megatron). Uneven stages may give one chunk of the first (last) stage to the embedding
+    # (the output layer and loss) alone, as Llama 3 405B's pipeline does (Llama 3 paper §3.3.2:
+    # 126 layers, pp 16, first and last stages one layer short).
     if par.vpp > 1:
-        if partition is None:
-            need(arch.num_layers % (par.pp * par.vpp) == 0,
-                 f"layers ({arch.num_layers}) must divide by pp * vpp ({par.pp * par.vpp}) to interleave")
-        else:
-            # Uneven stages split into vpp chunks each; a first (last) stage may give one chunk to
-            # the embedding (the output layer and loss) alone, as Llama 3 405B's pipeline does
-            # (Llama 3 paper §3.3.2: 126 layers, pp 16, first and last stages one layer short).
-            lows = [par.vpp - 1 if i in (0, par.pp - 1) else par.vpp for i in range(par.pp)]
-            need(all(n >= low for n, low in zip(partition, lows)),
-                 f"every stage's layers ({'/'.join(map(str, partition))}) must fill its vpp ({par.vpp}) chunks to"
-                 f" interleave (the first and last stages at least {par.vpp - 1}: one chunk may hold only the"
-                 " embedding or the loss)")
+        counts = partition or stage_layer_counts(arch.num_layers, par.pp)
+        need(fills_chunks(counts, par.vpp),
+             f"every stage's layers ({'/'.join(map(str, counts))}) must fill its vpp ({par.vpp}) chunks to"
+             f" interleave (the first and last stages at least {par.vpp - 1}: one chunk may hold only the"
+             " embedding or the loss)")
         need(plan.gas % par.pp == 0, f"micro-batches per step ({plan.gas}) must be a multiple of pp ({par.pp}) to interleave")
     need(plan.mbs * plan.gas * par.dp == workload.global_batch,
          f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({par.dp}) = {plan.mbs * plan.gas * par.dp}"
@@ -105,3 +102,15 @@ def _partition_problems(plan: Plan, num_layers: int, problems: list[str]) -> tup
         elif any(r < 0 for r in plan.recompute_layers):
             problems.append(f"recompute_layers ({'/'.join(map(str, plan.recompute_layers))}) must be >= 0")
     return partition
+
+
+def chunk_lows(pp: int, vpp: int) -> tuple[int, ...]:
+    """Fewest layers each stage may hold with vpp chunks per stage (interleaving): vpp, and
+    vpp − 1 on the first and last stages, whose spare chunk holds the embedding or the loss."""
+    if vpp == 1:
+        return (1,) * pp
+    return tuple(max(1, vpp - 1) if i in (0, pp - 1) else vpp for i in range(pp))
+
+
+def fills_chunks(counts: tuple[int, ...], vpp: int) -> bool:
+    return all(n >= low for n, low in zip(counts, chunk_lows(len(counts), vpp)))

@@ -13,6 +13,7 @@ from planner.frameworks.megatron_flags import launch_arguments, parse_flags
 from planner.frameworks.shell import read_script
 from planner.inputs import load_inputs
 from planner.plan import ParallelDims, Plan
+from planner.rules import fills_chunks
 from planner.shard import stage_layer_counts
 from planner.search.space import candidate_plans
 from planner.spec.job import Constraint
@@ -323,18 +324,21 @@ def test_parse_of_emit_keeps_partitions_and_block_recompute(spaces, data):
     recomputed (the plans planner.search.point.Point.plan builds, in their canonical form)."""
     inputs, plans = spaces["uneven"]
     layers = inputs.workload.arch.num_layers
-    plan = data.draw(st.sampled_from([p for p in plans if p.pp > 1 and p.vpp == 1 and p.recompute == "full"]))
-    pp = plan.pp
+    plan = data.draw(st.sampled_from([p for p in plans if p.pp > 1 and p.recompute == "full"]))
+    pp, vpp = plan.pp, plan.vpp
     first = data.draw(st.integers(1, layers - (pp - 1)), label="first")
     last = data.draw(st.integers(1, layers - first - (pp - 2)), label="last")
     rest = layers - first - last
     if pp > 2 and rest % (pp - 2) or (pp == 2 and rest):
         return
     counts = (first,) + ((rest // (pp - 2),) * (pp - 2) if pp > 2 else ()) + (last,)
+    if not fills_chunks(counts, vpp):  # rules.py: interleaving needs every chunk filled
+        return
     plan = plan.with_(first_stage_layers=first, last_stage_layers=last)
     if counts == stage_layer_counts(layers, pp):
         plan = plan.with_(first_stage_layers=None, last_stage_layers=None)
-    n = data.draw(st.integers(1, max(counts)), label="recompute-num-layers")
+    # Megatron recomputes the first N layers of each of a stage's vpp chunks.
+    n = vpp * data.draw(st.integers(1, -(-max(counts) // vpp)), label="recompute-num-layers")
     clipped = tuple(min(c, n) for c in counts)
     plan = plan.with_(recompute_layers=None if clipped == counts else clipped)
     assert plan.layer_partition(layers) in (None, counts)
@@ -353,10 +357,41 @@ def test_block_recompute_with_virtual_stages_counts_per_model_chunk(llama):
     assert job.plan == plan
 
 
-def test_uneven_interleaved_stages_are_not_emitted_as_flags(llama):
-    # 32 layers over pp 4 as 6/10/10/6 in vpp 2 chunks divides; 7/9/9/7 in 2 chunks does not.
+def test_uneven_interleaved_stages_round_trip_as_flags_or_a_layout(llama):
+    # 32 layers over pp 4 as 6/10/10/6 in vpp 2 chunks divides: first/last-stage flags. 7/9/9/7
+    # does not: megatron-core's --pipeline-model-parallel-layout names every virtual stage.
     plan = Plan(parallel=ParallelDims(pp=4, dp=16, vpp=2), zero=1, mbs=1, gas=32,
                 first_stage_layers=6, last_stage_layers=6)
-    assert "--decoder-first-pipeline-num-layers 6" in emit_megatron(plan, llama.workload, llama.workload.arch)
-    with pytest.raises(UnsupportedPlan, match="--pipeline-model-parallel-layout"):
-        emit_megatron(plan.with_(first_stage_layers=7, last_stage_layers=7), llama.workload, llama.workload.arch)
+    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    assert "--decoder-first-pipeline-num-layers 6" in text and "--num-virtual-stages-per-pipeline-rank 2" in text
+    assert parse_megatron_text(text, llama)[1].plan == plan
+    odd = plan.with_(first_stage_layers=7, last_stage_layers=7)
+    text = emit_megatron(odd, llama.workload, llama.workload.arch)
+    assert '--pipeline-model-parallel-layout "Ettt|ttttt|ttttt|tttt|tttt|tttt|tttt|tttL"' in text
+    assert "--decoder-first-pipeline-num-layers" not in text
+    assert parse_megatron_text(text, llama)[1].plan == odd
+
+
+def test_llama3_405b_layout_first_chunk_embedding_last_chunk_loss():
+    from planner.frameworks.pipeline_layout import expand, layout_string, stage_counts
+
+    counts = (7,) + (8,) * 14 + (7,)
+    stages = expand(layout_string(counts, 8))
+    assert len(stages) == 128 and stages[0] == "E" and stages[-1] == "L"
+    assert all(stage == "t" for stage in stages[1:-1])
+    assert stage_counts(stages, 16) == (counts, 8)
+    # Megatron's own shorthand expands to the same stages.
+    assert expand("E|(t|)*126,L") == stages
+
+
+@pytest.mark.parametrize("flags, field, fragment", [
+    ("--pipeline-model-parallel-layout 'Et|tt|tt|tL' --num-layers-per-virtual-pipeline-stage 1",
+     "--num-layers-per-virtual-pipeline-stage", "cannot be combined"),
+    ("--pipeline-model-parallel-layout 'Et|tt|tL'", "--pipeline-model-parallel-layout", "do not divide"),
+    ("--pipeline-model-parallel-layout 'Et|tt|tt|tX'", "--pipeline-model-parallel-layout", "unexpected symbols"),
+    ("--pipeline-model-parallel-layout 'Et|tt|tt|tL'", "--pipeline-model-parallel-layout", "places 6 decoder layers"),
+])
+def test_bad_layouts_name_the_flag(llama, flags, field, fragment):
+    with pytest.raises(InputError) as e:
+        parse_megatron_text(args(f"--micro-batch-size 1 --bf16 --pipeline-model-parallel-size 4 {flags}"), llama)
+    assert e.value.field == field and fragment in str(e.value)

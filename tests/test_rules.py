@@ -26,7 +26,7 @@ def test_a_legal_plan_has_no_problems():
     (Plan(parallel=ParallelDims(tp=8), gas=16), wl("qwen3-30b-a3b"), "key/value heads (4) must divide by tp (8)"),
     (Plan(parallel=ParallelDims(dp=8), gas=3), wl(), "!= global batch (16)"),
     (Plan(parallel=ParallelDims(pp=2, dp=4), zero=2, gas=4), wl(), "zero 2 cannot be combined with pp > 1"),
-    (Plan(parallel=ParallelDims(pp=8, vpp=3), gas=16), wl(), "must divide by pp * vpp (24)"),
+    (Plan(parallel=ParallelDims(pp=8, vpp=5), gas=16), wl(), "must fill its vpp (5) chunks"),
     (Plan(parallel=ParallelDims(pp=8, vpp=2), gas=4, mbs=4), wl(), "must be a multiple of pp (8)"),
     (Plan(parallel=ParallelDims(dp=8, ep=2), gas=2), wl(), "ep > 1 needs a mixture-of-experts model"),
     (Plan(parallel=ParallelDims(dp=8), gas=2, offload="optimizer"), wl(), "CPU offload needs zero >= 1"),

@@ -14,6 +14,7 @@ from pathlib import Path
 from planner.cluster import Cluster
 from planner.errors import InputError
 from planner.frameworks import FrameworkJob, UnsupportedPlan, check_runnable, framework_problems, with_framework
+from planner.frameworks.pipeline_layout import expand, layout_string, stage_counts
 from planner.frameworks.megatron_flags import (
     NO_EFFECT_FLAGS, NOT_MODELLED, SHAPE_FLAGS, FlagValue, LaunchArgs, compare_shapes, launch_arguments, model_args,
     parse_flags,
@@ -138,8 +139,12 @@ def _plan(r: _Reader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Worklo
         raise r.error("tensor-model-parallel-size", f"tp({tp}) * pp({pp}) * cp({cp}) = {tp * pp * cp} does not"
                       f" divide the cluster's {world} GPUs")
     dp = world // (tp * pp * cp)
-    vpp = _virtual_stages(r, arch.num_layers, pp)
-    first, last = _partition(r, arch.num_layers, pp, vpp, warnings)
+    layout = r.text("pipeline-model-parallel-layout")
+    if layout is not None:
+        vpp, first, last = _layout(r, layout, arch.num_layers, pp, warnings)
+    else:
+        vpp = _virtual_stages(r, arch.num_layers, pp)
+        first, last = _partition(r, arch.num_layers, pp, vpp, warnings)
 
     mbs = r.integer("micro-batch-size")
     if mbs is None:
@@ -207,6 +212,36 @@ def _virtual_stages(r: _Reader, layers: int, pp: int) -> int:
     return layers // pp // value
 
 
+def _layout(r: _Reader, text: str, layers: int, pp: int, warnings: list[str]
+            ) -> tuple[int, int | None, int | None]:
+    """(vpp, first, last) of a --pipeline-model-parallel-layout (planner/frameworks/pipeline_layout.py)."""
+    name = "pipeline-model-parallel-layout"
+    for other in ("num-layers-per-virtual-pipeline-stage", "num-virtual-stages-per-pipeline-rank",
+                  "virtual-pipeline-model-parallel-size", "decoder-first-pipeline-num-layers",
+                  "decoder-last-pipeline-num-layers"):
+        if other in r.flags:
+            raise r.error(other, f"cannot be combined with --{name}, which sets the split itself")
+    try:
+        stages = expand(text)
+        counts, vpp = stage_counts(stages, pp)
+    except ValueError as e:
+        raise r.error(name, str(e)) from None
+    if sum(counts) != layers:
+        raise r.error(name, f"places {sum(counts)} decoder layers; the model has {layers}")
+    if "E" not in stages[0] or "L" not in stages[-1]:
+        warnings.append(f"--{name}: the embedding (E) is not on the first virtual stage or the loss (L) not on"
+                        " the last; the planner keeps them on the first and last pipeline stages")
+    if any("m" in stage for stage in stages):
+        warnings.append(f"--{name}: multi-token-prediction layers (m) are not modelled")
+    if pp > 2 and len(set(counts[1:-1])) > 1:
+        warnings.append(f"--{name}: middle stages of {'/'.join(map(str, counts))} layers; the planner models the"
+                        " middle stages equal, so planned with the default split")
+        return vpp, None, None
+    if counts == stage_layer_counts(layers, pp) or pp == 1:
+        return vpp, None, None
+    return vpp, counts[0], counts[-1]
+
+
 def _partition(r: _Reader, layers: int, pp: int, vpp: int, warnings: list[str]
                ) -> tuple[int | None, int | None]:
     """Uneven stages (--decoder-first/last-pipeline-num-layers), split as megatron-core's
@@ -233,11 +268,9 @@ def _partition(r: _Reader, layers: int, pp: int, vpp: int, warnings: list[str]
     counts = (middle if first is None else first,) + (middle,) * (pp - 2) + (middle if last is None else last,)
     if counts == ours:
         return None, None
-    if vpp > 1 or 0 in counts:
-        warnings.append(f"the script splits the layers {list(counts)} over the pipeline stages"
-                        f"{' with virtual stages' if vpp > 1 else ''}; the planner models {list(ours)}"
-                        " (uneven splits are planned without virtual stages, every stage holding a layer),"
-                        " so per-stage memory is for that split")
+    if 0 in counts:
+        warnings.append(f"the script splits the layers {list(counts)} over the pipeline stages; the planner"
+                        f" models {list(ours)} (every stage holds a layer), so per-stage memory is for that split")
         return None, None
     return counts[0], counts[-1]
 
@@ -375,15 +408,18 @@ def emit_megatron(plan: Plan, workload: Workload, arch: Architecture) -> str:
                 f"--context-parallel-size {p.cp}"]
     if arch.moe is not None:
         parallel.append(f"--expert-model-parallel-size {p.ep}")
-    if p.vpp > 1:
-        parallel.append(f"--num-layers-per-virtual-pipeline-stage {arch.num_layers // p.pp // p.vpp}")
     counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, p.pp)
     if p.vpp > 1 and any(n % p.vpp for n in counts):
-        raise UnsupportedPlan(f"Megatron-LM cannot run this plan from flags: stages of {'/'.join(map(str, counts))}"
-                              f" layers in {p.vpp} virtual chunks need a --pipeline-model-parallel-layout string,"
-                              " which planner does not write; choose stages that divide by vpp")
-    if len(set(counts)) > 1:
-        parallel += [f"--decoder-first-pipeline-num-layers {counts[0]}", f"--decoder-last-pipeline-num-layers {counts[-1]}"]
+        # Chunks the first/last-stage flags cannot split: the layout names every virtual stage.
+        parallel.append(f'--pipeline-model-parallel-layout "{layout_string(counts, p.vpp)}"')
+    else:
+        if p.vpp > 1 and len(set(counts)) > 1:
+            parallel.append(f"--num-virtual-stages-per-pipeline-rank {p.vpp}")
+        elif p.vpp > 1:
+            parallel.append(f"--num-layers-per-virtual-pipeline-stage {arch.num_layers // p.pp // p.vpp}")
+        if len(set(counts)) > 1:
+            parallel += [f"--decoder-first-pipeline-num-layers {counts[0]}",
+                         f"--decoder-last-pipeline-num-layers {counts[-1]}"]
     if p.sp:
         parallel.append("--sequence-parallel")
     if plan.zero == 1:

@@ -12,7 +12,7 @@ import numpy as np
 
 from planner.search.layouts import Layout, partitions
 from planner.search.point import (
-    Point, first_last_allowed, layout_forbidden, recompute_allowed, untimed_unfit,
+    Point, split_lows, first_last_allowed, layout_forbidden, recompute_allowed, untimed_unfit,
 )
 from planner.spec.job import Constraint
 
@@ -24,7 +24,7 @@ def _splits(layout: Layout, layers: int, constraints: dict[str, Constraint]):
         options = [tuple(c.fixed for c in classes)]
     else:
         options = [(f, l) if layout.pp == 2 else (f, m, l)
-                   for f, m, l in partitions(layers, layout.pp, classes[0].low)]
+                   for f, m, l in partitions(layers, layout.pp, *split_lows(tuple(c.low for c in classes)))]
     for split in options:
         if layout.pp > 1 and not layout.exact:
             if any(key in constraints and not constraints[key].allows(n)

@@ -13,8 +13,9 @@ and each stage class (first, middle, last) gets integer coefficients
 (w: the one-layer working set of recomputation). Stages: the first holds the embedding, the last
 the logits and loss; the middle ones share one count (Megatron --decoder-first/last-pipeline-
 num-layers) and the busiest of them, stage 1 (most micro-batches in flight), stands for them all.
-Layouts where this does not hold (interleaved pipelines, stacks whose layers differ beyond a
-leading dense block) keep the default partition and are evaluated exactly, recompute none or full.
+Interleaved pipelines search their partition too, each class holding at least the layers that
+fill its vpp chunks (rules.chunk_lows). Stacks whose layers differ beyond a leading dense block
+keep the default partition and are evaluated exactly, recompute none or full.
 Units: memory KiB, time microseconds.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from planner.memory import estimate_memory
 from planner.model.architecture import Architecture
 from planner.model.params import layer_params
 from planner.plan import PLAN_KEYS, Plan
+from planner.rules import chunk_lows
 from planner.shard import stage_layer_counts
 from planner.timing import stage_seconds
 from planner.workload import Workload
@@ -118,22 +120,31 @@ def lead_layers(arch: Architecture) -> int | None:
 
 
 @lru_cache(maxsize=1024)
-def partitions(layers: int, pp: int, first_low: int) -> tuple[tuple[int, int, int], ...]:
+def partitions(layers: int, pp: int, first_low: int, mid_low: int = 1,
+               last_low: int = 1) -> tuple[tuple[int, int, int], ...]:
     """Every (first, middle, last) split with first + (pp − 2)·middle + last = layers (pp ≥ 2;
-    middle is 0 for pp = 2), first ≥ first_low, the others ≥ 1."""
+    middle is 0 for pp = 2) and each class at least its low."""
     out = []
-    mids = [0] if pp == 2 else range(1, (layers - first_low - 1) // (pp - 2) + 1)
+    mids = [0] if pp == 2 else range(mid_low, (layers - first_low - last_low) // (pp - 2) + 1)
     for mid in mids:
         rest = layers - (pp - 2) * mid
-        for first in range(first_low, rest):
+        for first in range(first_low, rest - last_low + 1):
             out.append((first, mid, rest - first))
     return tuple(out)
 
 
+def class_lows(pp: int, vpp: int, lead: int) -> tuple[int, int, int]:
+    """Fewest layers of the (first, middle, last) stage classes: one, the leading block on the
+    first stage, and with interleaving enough to fill the chunks (rules.chunk_lows)."""
+    lows = chunk_lows(pp, vpp)
+    return max(lows[0], lead), lows[1] if pp > 2 else 1, lows[-1]
+
+
 @lru_cache(maxsize=1024)
-def _probe_partitions(layers: int, pp: int, first_low: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+def _probe_partitions(layers: int, pp: int, lows: tuple[int, int, int]
+                      ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """Two splits where every class's count differs (the middle one may stay when it must)."""
-    options = partitions(layers, pp, first_low)
+    options = partitions(layers, pp, *lows)
     if len(options) < 2:
         return None
     even = stage_layer_counts(layers, pp)
@@ -224,7 +235,7 @@ def _probes(plan: Plan, workload: Workload, lead: int) -> _Probes:
     pp, vpp = plan.parallel.pp, plan.parallel.vpp
     layers = workload.arch.num_layers
     stages = (0,) if pp == 1 else (0, pp - 1) if pp == 2 else (0, 1, pp - 1)
-    found = _probe_partitions(layers, pp, max(1, lead)) if pp > 1 and vpp == 1 else None
+    found = _probe_partitions(layers, pp, class_lows(pp, vpp, max(1, lead))) if pp > 1 else None
     p1 = _split(found[0], pp) if found else stage_layer_counts(layers, pp)
     full = plan.recompute == "full"
     modes = tuple("none" if not full else "all" if (s == 0 and lead) else "free" for s in stages)
@@ -274,8 +285,10 @@ def memory_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int,
     mem = tuple(pr.coefficients(memory, 0, k, full, True) for k in range(len(pr.stages)))
     host = tuple(pr.coefficients(memory, 1, k, False, True) for k in range(len(pr.stages)))
     counts = (1,) if pp == 1 else (1, 1) if pp == 2 else (1, pp - 2, 1)
+    first, middle, last = class_lows(pp, plan.parallel.vpp, max(1, lead))
+    lows = (first,) if pp == 1 else (first, last) if pp == 2 else (first, middle, last)
     classes = tuple(
-        StageClass(stage=s, count=counts[k], low=max(1, lead) if s == 0 else 1,
+        StageClass(stage=s, count=counts[k], low=lows[k],
                    fixed=None if pr.p2 is not None else pr.p1[s], recompute=pr.modes[k])
         for k, s in enumerate(pr.stages))
     layout = Layout(plan=plan, values=plan_values(plan), classes=classes, mem=mem, host=host,

@@ -115,12 +115,12 @@ def lower_bound(layout: Layout, objective: str, layers: int) -> int:
 def split_matrix(layout: Layout, layers: int) -> np.ndarray:
     if layout.exact or all(c.fixed is not None for c in layout.classes):
         return np.array([[c.fixed for c in layout.classes]], dtype=np.int64)
-    return _partition_array(layers, layout.pp, layout.classes[0].low)
+    return _partition_array(layers, layout.pp, split_lows(tuple(c.low for c in layout.classes)))
 
 
 @lru_cache(maxsize=256)
-def _partition_array(layers: int, pp: int, low: int) -> np.ndarray:
-    rows = partitions(layers, pp, low)
+def _partition_array(layers: int, pp: int, lows: tuple[int, int, int]) -> np.ndarray:
+    rows = partitions(layers, pp, *lows)
     cols = [0, 2] if pp == 2 else [0, 1, 2]
     return np.array(rows, dtype=np.int64)[:, cols]
 
@@ -134,3 +134,8 @@ def untimed_unfit(layout: Layout, capacity_kib: int, objective: str) -> bool:
         raise ValueError(f"layout screened at {layout.screened_kib} KiB asked about {capacity_kib} KiB;"
                          f" build the table with screen=False")
     return True
+
+
+def split_lows(lows: tuple[int, ...]) -> tuple[int, int, int]:
+    """(first, middle, last) lows of a layout's stage classes (pp = 2 has no middle class)."""
+    return (lows[0], 1, lows[1]) if len(lows) == 2 else lows

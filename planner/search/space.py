@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from planner.cluster import Cluster
 from planner.plan import OFFLOAD_CHOICES, QUANT_CHOICES, RECOMPUTE_POLICIES, ParallelDims, Plan
-from planner.rules import plan_problems
+from planner.rules import chunk_lows, plan_problems
 from planner.shard import stage_layer_counts
 from planner.spec.job import Constraint
 from planner.workload import Workload
@@ -116,7 +116,8 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     continue
                 per_rank = workload.global_batch // dp
                 for ep, vpp, mbs in itertools.product(eps, vpps if pp > 1 else (1,), divisors(per_rank)):
-                    if (dp * cp) % ep or (vpp > 1 and (arch.num_layers % (pp * vpp) or (per_rank // mbs) % pp)):
+                    if (dp * cp) % ep or (vpp > 1 and (not _interleavable(arch.num_layers, pp, vpp)
+                                                       or (per_rank // mbs) % pp)):
                         continue
                     sps = (False, True) if tp > 1 else (False,)
                     zeros = (0, 1, 2, 3) if pp == 1 else (0, 1)
@@ -132,3 +133,8 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                         )
                         if not plan_problems(plan, workload, cluster):
                             yield plan
+
+
+def _interleavable(layers: int, pp: int, vpp: int) -> bool:
+    """Some split of the layers fills every stage's vpp chunks (rules.chunk_lows)."""
+    return sum(chunk_lows(pp, vpp)) <= layers
