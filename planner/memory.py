@@ -267,6 +267,20 @@ def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, s
     return replicated * seq_sharded + sharded / tp
 
 
+def _mla_latent(att) -> int:
+    """Width of MLA's compressed q and kv latents (with the decoupled RoPE key) per token."""
+    return (att.q_lora_rank or 0) + att.kv_lora_rank + att.qk_rope_head_dim
+
+
+def _attention_saved(att, e: float) -> tuple[float, float]:
+    """(q, k, v saved for the attention core, the core's output and fp32 log-sum-exp) in bytes per
+    token at e bytes per element: the FlashAttention inputs and what its backward needs."""
+    if att.is_mla:
+        q = att.num_heads * att.head_dim
+        return e * (q + q + att.num_heads * att.value_head_dim), e * att.num_heads * att.value_head_dim + 4 * att.num_heads
+    return e * (att.q_dim + 2 * att.kv_dim), e * att.q_dim + 4 * att.num_heads
+
+
 def _needs_grad(adapted: frozenset[str] | None, *names: str) -> int:
     """How many of these linears need their input saved (trainable, or carrying an adapter)."""
     return len(names) if adapted is None else sum(n in adapted for n in names)
@@ -283,14 +297,8 @@ def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int
     replicated = norms + qkv_input
     if att.is_mla:
         # MLA: the compressed q and kv latents (and their norms' inputs) feed the up-projections.
-        latent = (att.q_lora_rank or 0) + att.kv_lora_rank + att.qk_rope_head_dim
-        replicated += 2 * e * latent
-        q = att.num_heads * att.head_dim
-        attention = e * (q + q + att.num_heads * att.value_head_dim)
-        attention_core = e * att.num_heads * att.value_head_dim + 4 * att.num_heads
-    else:
-        attention = e * (att.q_dim + 2 * att.kv_dim)
-        attention_core = e * att.q_dim + 4 * att.num_heads
+        replicated += 2 * e * _mla_latent(att)
+    attention, attention_core = _attention_saved(att, e)
     if recompute == "none":
         attention += attention_core
     else:
@@ -375,14 +383,9 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
     qkv = _needs_grad(adapted, "q_proj", "k_proj", "v_proj")
     replicated = norms + inputs(qkv) + _adapter_bytes(arch, e, adapted, rank)
     if att.is_mla:
-        latent = (att.q_lora_rank or 0) + att.kv_lora_rank + att.qk_rope_head_dim
-        replicated += 2 * e * latent  # as for Megatron: not validated against HF's MLA modules
-        q = att.num_heads * att.head_dim
-        attention = e * (q + q + att.num_heads * att.value_head_dim)
-        core = e * att.num_heads * att.value_head_dim + 4 * att.num_heads
-    else:
-        attention = e * (att.q_dim + 2 * att.kv_dim)
-        core = e * att.q_dim + 4 * att.num_heads
+        replicated += 2 * e * _mla_latent(att)  # as for Megatron: not validated against HF's MLA modules
+    attention, core = _attention_saved(att, e)
+    if not att.is_mla:
         if att.qk_norm == "head":
             attention += (4 * att.q_dim + (e * att.q_dim if full else 0) + 4 * att.num_heads
                           + 4 * att.kv_dim + (e * att.kv_dim if full else 0) + 4 * att.num_kv_heads)

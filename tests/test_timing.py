@@ -199,15 +199,20 @@ PLANS_FOR_PROPERTIES = (
 )
 
 
+def _step_on_links(arch, plan, nic_gbps: float, nvlink_scale: float) -> float:
+    """Step seconds on 8 nodes of 8 A100 with the given NIC rate and NVLink scaled from 300 GB/s."""
+    spec = ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=8,
+                       inter_node={"nic_gbps": nic_gbps, "nics_per_node": 8},
+                       intra_node={"bandwidth": 300e9 * nvlink_scale})
+    return run(arch, build_cluster(spec), 256, **dict(plan))[0].step
+
+
 @pytest.mark.parametrize("plan", PLANS_FOR_PROPERTIES)
 def test_more_bandwidth_never_slows_a_plan(plan):
     arch = gpt(4096, 32, 16)
 
     def step(nic_gbps: float, nvlink_scale: float) -> float:
-        spec = ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=8,
-                           inter_node={"nic_gbps": nic_gbps, "nics_per_node": 8},
-                           intra_node={"bandwidth": 300e9 * nvlink_scale})
-        return run(arch, build_cluster(spec), 256, **dict(plan))[0].step
+        return _step_on_links(arch, plan, nic_gbps, nvlink_scale)
 
     steps_nic = [step(g, 1.0) for g in (25, 100, 200, 400, 800)]
     assert all(a >= b for a, b in zip(steps_nic, steps_nic[1:]))
@@ -306,10 +311,7 @@ def test_more_bandwidth_never_slows_a_plan_hypothesis(plan, nic, faster_nic, nvl
     arch = gpt(4096, 32, 16)
 
     def step(nic_gbps: float, nvlink_scale: float) -> float:
-        spec = ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=8,
-                           inter_node={"nic_gbps": nic_gbps, "nics_per_node": 8},
-                           intra_node={"bandwidth": 300e9 * nvlink_scale})
-        return run(arch, build_cluster(spec), 256, **dict(plan))[0].step
+        return _step_on_links(arch, plan, nic_gbps, nvlink_scale)
 
     base = step(nic, nvlink)
     assert step(nic * faster_nic, nvlink) <= base * (1 + 1e-12)
