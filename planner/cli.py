@@ -26,9 +26,11 @@ from planner.model import count_params, list_presets, load_architecture
 from planner.report import json as report_json
 from planner.report import tables
 from planner.rules import plan_problems
-from planner.search import OBJECTIVES, SOLVERS, candidate_table, search
+from planner.search import OBJECTIVES, SOLVERS, SolveResult, search
 from planner.search.explain import explain_infeasible
+from planner.search.layouts import Layout
 from planner.search.space import candidate_plans
+from planner.search.table import build_table
 
 app = typer.Typer(
     add_completion=False,
@@ -42,6 +44,9 @@ JsonOption = typer.Option(False, "--json", help="Print exactly one JSON document
 ClusterArg = typer.Argument(..., help="cluster.yaml: GPU type, GPUs per node, nodes, network.", show_default=False)
 JobArg = typer.Argument(..., help="job.yaml: model, training mode, sequence length, global batch, constraints.",
                         show_default=False)
+ObjectiveOption = typer.Option("step-time", "--objective", help="step-time | comm | memory | cost")
+SolverOption = typer.Option("cp-sat", "--solver", help="cp-sat | brute (enumerates the same space).")
+TimeLimitOption = typer.Option(None, "--time-limit", min=0.01, help="Solver time limit, seconds.")
 
 
 def _fail(message: str, as_json: bool) -> None:
@@ -87,9 +92,9 @@ def solve(
     cluster: Path = ClusterArg,
     job: Path = JobArg,
     top: int = typer.Option(5, "--top", min=1, help="How many distinct plans to return."),
-    objective: str = typer.Option("step-time", "--objective", help="step-time | comm | memory | cost"),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.01, help="Solver time limit, seconds."),
-    solver: str = typer.Option("cp-sat", "--solver", help="cp-sat | brute (enumerates the same space)."),
+    objective: str = ObjectiveOption,
+    time_limit: Optional[float] = TimeLimitOption,
+    solver: str = SolverOption,
     emit: Optional[str] = typer.Option(None, "--emit", show_default=False,
                                        help="deepspeed | megatron | torchrun: write launch files for the best plan."),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for --emit (created).", show_default=False),
@@ -103,16 +108,7 @@ def solve(
     if (emit is None) != (out is None):
         raise InputError("--emit and --out go together", field="--emit" if emit is None else "--out")
     inputs = load_inputs(cluster, job)
-    plans = list(candidate_plans(inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints))
-    with _progress(len(plans), "evaluating plans", enabled=not as_json) as advance:
-        rows = candidate_table(inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints,
-                               objective, progress=advance) if plans else []
-    result = search(inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints,
-                    objective=objective, top=top, solver=solver, time_limit=time_limit, rows=rows)
-    explanation = None
-    if result.status == "infeasible":
-        explanation = explain_infeasible(rows, result.conflict, inputs.workload, inputs.cluster,
-                                         inputs.defaults, inputs.job.constraints)
+    result, _, explanation = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
     # Launch files for the best plan; rendered in full before anything is written (bad input
     # writes nothing), and nothing at all when no plan fits.
     written = write_emits(emit, result.plans[0], inputs, out) if emit is not None and result.plans else []
@@ -129,6 +125,19 @@ def solve(
         if emit is not None and not result.plans:
             console.print(f"--emit {emit}: nothing written, no plan fits")
     raise typer.Exit(EXIT_OK if result.plans else EXIT_NO_FIT)
+
+
+def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit: float | None,
+               show_progress: bool) -> tuple[SolveResult, list[Layout], str | None]:
+    """The best plans of a job, the candidate layouts searched, and why none fits when none does;
+    a progress bar on stderr while the layouts are evaluated."""
+    w, c, d, k = inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints
+    plans = list(candidate_plans(w, c, d, k))
+    with _progress(len(plans), "evaluating plans", enabled=show_progress) as advance:
+        rows = build_table(plans, w, c, objective, advance) if plans else []
+    result = search(w, c, d, k, objective=objective, top=top, solver=solver, time_limit=time_limit, rows=rows)
+    explanation = explain_infeasible(rows, result.conflict, w, c, d, k) if result.status == "infeasible" else None
+    return result, rows, explanation
 
 
 class _progress:

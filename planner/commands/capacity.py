@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from planner.capacity import CapacityRow, cluster_for, plan_capacity
-from planner.cli import JsonOption, _choice, _emit_json, app, handles_input_errors
+from planner.cli import JsonOption, ObjectiveOption, SolverOption, _choice, _emit_json, app, handles_input_errors
 from planner.cluster import build_cluster, resolve_accelerator
 from planner.errors import InputError
 from planner.inputs import load_job_inputs
@@ -30,8 +30,8 @@ def capacity(
     cluster: Optional[Path] = typer.Option(None, "--cluster",
                                            help="cluster.yaml whose node, network and price are the template."),
     max_gpus: int = typer.Option(1024, "--max-gpus", min=1, help="Largest GPU count to try."),
-    objective: str = typer.Option("step-time", "--objective", help="step-time | comm | memory | cost"),
-    solver: str = typer.Option("cp-sat", "--solver", help="cp-sat | brute"),
+    objective: str = ObjectiveOption,
+    solver: str = SolverOption,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of days and cost against GPUs."),
     as_json: bool = JsonOption,
 ) -> None:

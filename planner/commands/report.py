@@ -9,18 +9,15 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from planner.cli import (EXIT_NO_FIT, EXIT_OK, ClusterArg, JobArg, JsonOption, _choice, _emit_json, _progress,
-                         _title, app, handles_input_errors)
+from planner.cli import (EXIT_NO_FIT, EXIT_OK, ClusterArg, JobArg, JsonOption, ObjectiveOption, SolverOption,
+                         TimeLimitOption, _choice, _emit_json, _title, app, handles_input_errors, search_job)
 from planner.errors import InputError
-from planner.evaluate import Evaluation, evaluate
-from planner.inputs import Inputs, load_inputs
+from planner.evaluate import evaluate
+from planner.inputs import load_inputs
 from planner.report import json as report_json
 from planner.report import tables
 from planner.report.html import InputFile
-from planner.search import OBJECTIVES, SOLVERS, candidate_table, search
-from planner.search.explain import explain_infeasible
-from planner.search.result import SolveResult
-from planner.search.space import candidate_plans
+from planner.search import OBJECTIVES, SOLVERS
 
 if TYPE_CHECKING:
     from planner.report.page import Report
@@ -36,9 +33,9 @@ def report(
     out: Path = typer.Option(..., "--out", help="Folder for report.html and the PNGs (created if missing).",
                              show_default=False),
     top: int = typer.Option(5, "--top", min=1, help="How many distinct plans to show."),
-    objective: str = typer.Option("step-time", "--objective", help="step-time | comm | memory | cost"),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.01, help="Solver time limit, seconds."),
-    solver: str = typer.Option("cp-sat", "--solver", help="cp-sat | brute (enumerates the same space)."),
+    objective: str = ObjectiveOption,
+    time_limit: Optional[float] = TimeLimitOption,
+    solver: str = SolverOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Write one self-contained HTML page, and PNGs of its charts: best plans, memory, time, every plan considered."""
@@ -48,7 +45,10 @@ def report(
     inputs = load_inputs(cluster, job)
     # matplotlib loads here, not when the CLI starts, so the other commands stay quick.
     from planner.report.page import build_report
-    result, considered, explanation = _search(inputs, objective, top, solver, time_limit, show_progress=not as_json)
+    result, rows, explanation = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
+    # A row is a layout whose partition and recompute counts the solver chooses; each is shown at
+    # its default partition, evaluated in full by the same models.
+    considered = [evaluate(row.plan, inputs.workload, inputs.cluster) for row in rows]
     page = build_report(_title(inputs), result, considered, inputs.cluster.capacity, _input_files(cluster, job),
                         explanation)
     written = _write(page, out)
@@ -64,22 +64,6 @@ def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder; give a folder for report.html and the PNGs",
                          field="--out")
-
-
-def _search(inputs: Inputs, objective: str, top: int, solver: str, time_limit: float | None,
-            show_progress: bool) -> tuple[SolveResult, list[Evaluation], str | None]:
-    """The best plans, every plan considered (evaluated), and why none fits when none does."""
-    w, c, d, k = inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints
-    total = sum(1 for _ in candidate_plans(w, c, d, k))
-    with _progress(total, "evaluating plans", enabled=show_progress) as advance:
-        rows = candidate_table(w, c, d, k, objective, progress=advance) if total else []
-    result = search(w, c, d, k, objective=objective, top=top, solver=solver, time_limit=time_limit, rows=rows)
-    explanation = None
-    if result.status == "infeasible":
-        explanation = explain_infeasible(rows, result.conflict, w, c, d, k)
-    # A row is a layout whose partition and recompute counts the solver chooses; each is shown at
-    # its default partition, evaluated in full by the same models.
-    return result, [evaluate(row.plan, w, c) for row in rows], explanation
 
 
 def _input_files(*paths: Path) -> list[InputFile]:
