@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from planner.search.layouts import Layout
+from planner.search.layouts import Layout, Linear
 from planner.search.point import Point, first_last_allowed, layout_forbidden, lower_bound, recompute_allowed, untimed_unfit
 from planner.spec.job import Constraint
 
@@ -142,20 +142,18 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
                 if key in constraints:
                     model.add_implication(literal(f"constraints.{key}"), x.Not())
         # Every stage within the GPU's usable memory, and the node's host memory under offload.
-        for k in range(len(lay.classes)):
-            mem = _linear(lay.mem[k], g, k)
-            if g is None:
-                if mem > capacity_kib:
-                    model.add_implication(literal("memory"), x.Not())
+        def within(term: Linear, k: int, limit: int, name: str) -> None:
+            used = _linear(term, g, k)
+            if g is None:  # a number: the layout is in or out
+                if used > limit:
+                    model.add_implication(literal(name), x.Not())
             else:
-                model.add(mem <= capacity_kib).only_enforce_if([x, literal("memory")])
+                model.add(used <= limit).only_enforce_if([x, literal(name)])
+
+        for k in range(len(lay.classes)):
+            within(lay.mem[k], k, capacity_kib, "memory")
             if host_capacity_kib is not None and lay.plan.offload != "none":
-                host = _linear(lay.host[k], g, k)
-                if g is None:
-                    if host > host_capacity_kib:
-                        model.add_implication(literal("host memory"), x.Not())
-                else:
-                    model.add(host <= host_capacity_kib).only_enforce_if([x, literal("host memory")])
+                within(lay.host[k], k, host_capacity_kib, "host memory")
         # The objective's maxima over the classes of the chosen layout.
         for k in range(len(lay.classes)):
             if objective in ("step-time", "cost"):
