@@ -65,9 +65,8 @@ def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
     if spec.experts and spec.experts > arch.moe.num_experts:
         raise InputError(f"{spec.experts} experts per layer, but {arch.name} has {arch.moe.num_experts}",
                          file=job_file, field="trainable.experts")
-    return PartialTraining(layers=None if spec.layers is None else tuple(sorted(set(spec.layers))),
-                           experts=spec.experts, router=spec.router, attention=spec.attention, mlp=spec.mlp,
-                           norms=spec.norms, embedding=spec.embedding, output=spec.output)
+    layers = None if spec.layers is None else tuple(sorted(set(spec.layers)))
+    return PartialTraining(**{**spec.model_dump(), "layers": layers})
 
 
 def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
