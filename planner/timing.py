@@ -133,7 +133,7 @@ class TimeBreakdown:
 def layer_efficiency(gpu, dtype: str, gemm_flops: float) -> float:
     """η: achieved / peak FLOP/s of a layer's GEMMs on one GPU (§6.3).
 
-    η = 0.8 × MAMF fraction × size factor, the size factor F / (F + peak·t_half) falling for
+    η = GEMM_FRACTION_OF_MAMF (0.84) × MAMF fraction × size factor, the size factor F / (F + peak·t_half) falling for
     GEMMs of F FLOPs that last only microseconds (calibration.GEMM_HALF_EFFICIENCY_S). The
     layer's memory-bound kernels are timed apart, at HBM bandwidth (`_stage_compute`).
     """
@@ -202,10 +202,9 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     hbm = gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
     seq = workload.seq_len
     tokens = plan.mbs * seq / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
-    # LoRA/QLoRA: frozen weights need no weight gradient, only the input gradient (1× forward).
-    linear_backward = 1.0 if workload.trains_adapters else 2.0
-    # Partial fine-tuning: weight gradients of the trained GEMMs only, and no backward at all
-    # below the first trainable layer (nothing there needs a gradient).
+    # Backward of a GEMM: the input gradient (1× forward) and, for weights that train, the weight
+    # gradient (1× forward). Partial fine-tuning has no backward at all below the first layer
+    # that trains (nothing there needs a gradient); None: nothing trains in the layers.
     partial = workload.partial
     first_trained = partial.first_trainable_layer(arch) if partial is not None else 0
     mlp_mats = 3 if arch.gated_mlp else 2
@@ -232,18 +231,16 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
         experts_local = arch.moe.num_experts // ep if arch.is_moe_layer(i) else 1
         gemms = 2 + mlp_mats * experts_local
         t_lin = rate.seconds(linear, linear / gemms)
-        t_att = rate16.seconds(attention, attention)
-        t_att_b = 2 * t_att
-        if flash is not None:  # fused attention at the kernel's own measured rate, not a GEMM's
+        if flash is None:
+            t_att = rate16.seconds(attention, attention)
+            t_att_b = 2 * t_att
+        else:  # fused attention at the kernel's own measured rate, not a GEMM's
             t_att, t_att_b = attention / flash[0], 2 * attention / flash[1]
         t_elt = tokens * (replicated + act * _activation_units(arch, i) / tp) / hbm
         fwd += t_lin + t_att + score_f + t_elt
         redo += t_lin + t_att + score_f + t_elt if n < recomputed else 0.0
-        if partial is None:
-            bwd += linear_backward * t_lin + t_att_b + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
-            wgrad += (linear_backward - 1) * t_lin
-        elif first_trained is not None and i >= first_trained:
-            trained = partial.weight_grad_fraction(arch, i, linear_pt) * t_lin
+        if first_trained is not None and i >= first_trained:
+            trained = _trained_share(workload, i, linear_pt) * t_lin
             bwd += t_lin + trained + t_att_b + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
             wgrad += trained
         attn += t_att + score_f
@@ -254,14 +251,20 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
         logits = logits_flops(arch) * tokens / tp
         t_out = rate16.seconds(logits, logits)
         fwd += t_out
-        if partial is None:
-            bwd += linear_backward * t_out
-            wgrad += (linear_backward - 1) * t_out
-        elif first_trained is not None or partial.output:
-            bwd += (first_trained is not None) * t_out + partial.output * t_out
-            wgrad += partial.output * t_out
+        output_trains = partial.output if partial is not None else not workload.trains_adapters
+        bwd += ((first_trained is not None) + output_trains) * t_out
+        wgrad += output_trains * t_out
     return _StageCompute(forward=fwd, backward=bwd, recompute=recompute, attention_forward=attn,
                          weight_grad=wgrad)
+
+
+def _trained_share(workload: Workload, index: int, linear_flops_per_token: float) -> float:
+    """Share of layer `index`'s GEMM FLOPs whose weights train: all of them, none for LoRA/QLoRA
+    (frozen base weights; the adapters' own GEMMs are negligible), the trained modules' for
+    partial fine-tuning."""
+    if workload.partial is not None:
+        return workload.partial.weight_grad_fraction(workload.arch, index, linear_flops_per_token)
+    return 0.0 if workload.trains_adapters else 1.0
 
 
 def _stage_params(plan: Plan, workload: Workload, shard: StageShard) -> tuple[float, float, float, float]:
