@@ -610,13 +610,6 @@ def _linear_params(arch: Architecture, index: int) -> int:
     return p.total - p.norms
 
 
-def _trainable_linear_params(arch: Architecture, index: int, partial: PartialTraining) -> int:
-    """Trainable parameters of layer `index` held in linears (all but its trainable norms)."""
-    dense, expert = partial.layer_trainable(arch, index)
-    in_scope = partial.layers is None or index in partial.layers
-    return dense + expert - (layer_params(arch, index).norms if partial.norms and in_scope else 0)
-
-
 def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
                       partial: PartialTraining | None = None) -> dict[str, float]:
     """Activation bytes of one GPU of the stage, by kind."""
@@ -672,7 +665,7 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
         # Partial fine-tuning in mixed precision keeps frozen weights in bf16, which autocast uses as
         # they are: only the trainable (fp32) linears get a bf16 copy.
         only_trainable = partial is not None and plan.precision in MIXED
-        layer_copies = [2 * (_trainable_linear_params(arch, i, partial) if only_trainable else _linear_params(arch, i))
+        layer_copies = [2 * (sum(partial.trainable_linear(arch, i)) if only_trainable else _linear_params(arch, i))
                         / tp for i in layers]
         head = 2 * output_params(arch) / tp if last and (not only_trainable or partial.output) else 0.0
         out["autocast_weight_copies"] = sum(layer_copies) + head

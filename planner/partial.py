@@ -90,11 +90,17 @@ class PartialTraining:
             return 0.0
         return min(1.0, 2 * self.active_trainable_linear(arch, index) / linear_flops_per_token)
 
-    def active_trainable_linear(self, arch: Architecture, index: int) -> float:
-        """Trainable GEMM weights one token of layer `index` passes through, on average."""
+    def trainable_linear(self, arch: Architecture, index: int) -> tuple[int, int]:
+        """(non-expert, routed-expert) trainable GEMM weights of layer `index`: its trainable
+        parameters less its norms, which are not GEMMs."""
         dense, expert = self.layer_trainable(arch, index)
         if self.norms and (self.layers is None or index in self.layers):
-            dense -= layer_params(arch, index).norms  # norms are not GEMMs
+            dense -= layer_params(arch, index).norms
+        return dense, expert
+
+    def active_trainable_linear(self, arch: Architecture, index: int) -> float:
+        """Trainable GEMM weights one token of layer `index` passes through, on average."""
+        dense, expert = self.trainable_linear(arch, index)
         routed = 0.0
         if expert and arch.is_moe_layer(index):
             routed = expert * arch.moe.top_k / arch.moe.num_experts
