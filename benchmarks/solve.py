@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from planner.cluster import build_cluster
-from planner.evaluate import evaluate
+from planner.cost.cluster import build_cluster
+from planner.cost.evaluate import evaluate
+from planner.cost.workload import Workload
 from planner.model import load_architecture
 from planner.search import JobDefaults, candidate_table, reasons
 from planner.search.brute import solve_brute
@@ -23,7 +24,6 @@ from planner.search.explain import describe_plan
 from planner.search.table import capacity_kib, host_capacity_kib
 from planner.spec.cluster import ClusterSpec
 from planner.spec.job import Constraint
-from planner.workload import Workload
 
 CASES = [
     # (name, model, gpu, nodes, nic Gbps, seq, global batch, published family to compare)

@@ -2,15 +2,14 @@
 import json
 
 import pytest
+from conftest import EXAMPLES
 from typer.testing import CliRunner
 
 from hardware import get_accelerator
-from planner.capacity import cluster_for, plan_capacity, sizes_to_try
-from planner.cli import app
-from planner.inputs import load_job_inputs
+from planner.cli.app import app
+from planner.cost.inputs import load_job_inputs
+from planner.search.capacity import cluster_for, plan_capacity, sizes_to_try
 from planner.spec.job import Constraint
-
-from conftest import EXAMPLES
 
 runner = CliRunner()
 JOB = EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"

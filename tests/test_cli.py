@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLES
 from typer.testing import CliRunner
 
-from planner.cli import app
-
-from conftest import EXAMPLES
+from planner.cli.app import app
 
 runner = CliRunner()
 CLUSTERS, JOBS = EXAMPLES / "clusters", EXAMPLES / "jobs"

@@ -1,9 +1,9 @@
 """From cluster.yaml to the models' cluster: fabrics, domains, capacity."""
 import pytest
 
-from planner.cluster import build_cluster
-from planner.errors import InputError
+from planner.cost.cluster import build_cluster
 from planner.spec.cluster import ClusterSpec
+from planner.spec.errors import InputError
 
 GiB = 2**30
 

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from planner import calibration as cal
-from planner.cluster import build_cluster
-from planner.comm import (
-    Group, Traffic, bus_factor, collective_time, group_placement, latency_s, pp_traffic,
-    ring_steps, tp_traffic,
-)
+from planner.cost import calibration as cal
+from planner.cost.cluster import build_cluster
+from planner.cost.comm import Group, Traffic, bus_factor, collective_time, group_placement, pp_traffic, tp_traffic
+from planner.cost.plan import ParallelDims, Plan
+from planner.cost.topology import latency_s, ring_steps
 from planner.model.architecture import Architecture, Attention
-from planner.plan import ParallelDims, Plan
 from planner.spec.cluster import ClusterSpec
 
 GB = 1e9
@@ -247,7 +245,7 @@ def test_gaudi_mesh_gives_a_group_of_n_its_n_minus_1_links():
 # ----------------------------------------------------------------------------- CP ring and EP all-to-all by hand
 
 def test_context_parallel_ring_sends_by_hand():
-    from planner.comm import cp_traffic
+    from planner.cost.comm import cp_traffic
     c, a = cluster(), arch(hidden=4096, heads=32, kv_heads=8)  # GQA: 8 KV heads of 128
     (t,) = cp_traffic(plan(tp=2, cp=4), a, 8192, c)
     # 3(c−1) sends per layer per micro-batch of K and V for this TP rank's 4 KV heads, s/c tokens.
@@ -260,7 +258,7 @@ def test_context_parallel_ring_sends_by_hand():
 def test_expert_all_to_all_scales_with_top_k():
     import dataclasses
 
-    from planner.comm import ep_traffic
+    from planner.cost.comm import ep_traffic
     from planner.model.architecture import MoE
     c = cluster(nodes=2)
     for top_k in (1, 2, 8):
@@ -291,7 +289,7 @@ def test_deepspeed_zero3_fetches_each_large_tensor_and_reduces_every_tensor():
     # weights are >= 1e5 elements and gathered one each; their 4 biases (3072, 1024, 4096, 1024)
     # and the 2 LayerNorms' weights and biases (1024 each) stay gathered (DeepSpeed
     # stage3_param_persistence_threshold) but each of the 12 gradients is reduce-scattered.
-    from planner.comm import deepspeed_zero3_tensors
+    from planner.cost.comm import deepspeed_zero3_tensors
     gpt2 = Architecture(name="gpt", family="gpt2", hidden=1024, num_layers=2, vocab=50304, ffn=4096,
                         attention=Attention(16, 16, 64, qkv_bias=True, out_bias=True), gated_mlp=False,
                         mlp_bias=True, norm="layernorm", tied_embeddings=True, position="learned",

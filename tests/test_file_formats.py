@@ -1,8 +1,13 @@
 """docs/file-formats.md is generated from the pydantic models of planner/spec and must match them."""
-from planner.report.file_formats import changed_lines, field_docstrings, file_formats_markdown, type_text
-from planner.spec import ClusterSpec, JobSpec
-
 from conftest import ROOT
+
+from planner.report.file_formats import (
+    changed_lines,
+    field_docstrings,
+    file_formats_markdown,
+    type_text,
+)
+from planner.spec import ClusterSpec, JobSpec
 
 COMMITTED = ROOT / "docs" / "file-formats.md"
 

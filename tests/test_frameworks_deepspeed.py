@@ -4,17 +4,18 @@ import json
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from planner.errors import InputError
-from planner.frameworks import UnsupportedPlan
-from planner.frameworks.deepspeed import deepspeed_problems, emit_deepspeed, parse_deepspeed, parse_deepspeed_config
-from planner.inputs import load_inputs
-from planner.plan import ParallelDims, Plan
-from planner.search.space import candidate_plans
-from planner.spec.job import Constraint
-
 from conftest import EXAMPLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.cost.inputs import load_inputs
+from planner.cost.plan import ParallelDims, Plan
+from planner.engines import UnsupportedPlan
+from planner.engines.deepspeed import parse_deepspeed, parse_deepspeed_config
+from planner.engines.deepspeed_emit import deepspeed_problems, emit_deepspeed
+from planner.search.space import candidate_plans
+from planner.spec.errors import InputError
+from planner.spec.job import Constraint
 
 H100_NODE = EXAMPLES / "clusters" / "h100-1node.yaml"
 FULL_8B = EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"  # global batch 64, seq 8192

@@ -2,23 +2,22 @@
 Megatron arguments and torchrun commands, round trip included."""
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from planner.errors import InputError
-from planner.frameworks import UnsupportedPlan
-from planner.frameworks.megatron import (
-    emit_megatron, emit_torchrun, megatron_problems, parse_megatron, parse_megatron_text,
-)
-from planner.frameworks.megatron_flags import launch_arguments, parse_flags
-from planner.frameworks.shell import read_script
-from planner.inputs import load_inputs
-from planner.plan import ParallelDims, Plan
-from planner.rules import fills_chunks
-from planner.shard import stage_layer_counts
-from planner.search.space import candidate_plans
-from planner.spec.job import Constraint
-
 from conftest import EXAMPLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.cost.inputs import load_inputs
+from planner.cost.plan import ParallelDims, Plan
+from planner.cost.shard import stage_layer_counts
+from planner.engines import UnsupportedPlan
+from planner.engines.megatron import parse_megatron, parse_megatron_text
+from planner.engines.megatron_emit import emit_megatron, emit_torchrun, megatron_problems
+from planner.engines.megatron_flags import launch_arguments, parse_flags
+from planner.engines.rules import fills_chunks
+from planner.engines.shell import read_script
+from planner.search.space import candidate_plans
+from planner.spec.errors import InputError
+from planner.spec.job import Constraint
 
 CLUSTER_64 = EXAMPLES / "clusters" / "h100-8nodes-ib.yaml"
 LLAMA_8B = EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml"  # seq 8192, global batch 512
@@ -373,7 +372,7 @@ def test_uneven_interleaved_stages_round_trip_as_flags_or_a_layout(llama):
 
 
 def test_llama3_405b_layout_first_chunk_embedding_last_chunk_loss():
-    from planner.frameworks.pipeline_layout import expand, layout_string, stage_counts
+    from planner.engines.pipeline_layout import expand, layout_string, stage_counts
 
     counts = (7,) + (8,) * 14 + (7,)
     stages = expand(layout_string(counts, 8))

@@ -1,4 +1,4 @@
-"""Inference memory (planner/inference.py) and `planner infer`: seed figures, KV cache per token by
+"""Inference memory (planner/cost/inference.py) and `planner infer`: seed figures, KV cache per token by
 hand from config.json, quantization scales, sliding windows, TP, GPUs needed, exit codes."""
 import json
 from dataclasses import replace
@@ -7,10 +7,15 @@ from fractions import Fraction
 import pytest
 from typer.testing import CliRunner
 
-from planner import inference as inf
-from planner.cli import app
-from planner.memory import CUDA_CONTEXT_BYTES
-from planner.model import architecture_from_config, count_params, list_presets, load_architecture
+from planner.cli.app import app
+from planner.cost import inference as inf
+from planner.cost.memory import CUDA_CONTEXT_BYTES
+from planner.model import (
+    architecture_from_config,
+    count_params,
+    list_presets,
+    load_architecture,
+)
 from planner.model.presets import preset_config
 
 runner = CliRunner()

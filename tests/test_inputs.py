@@ -2,11 +2,10 @@
 import json
 
 import pytest
-
-from planner.errors import InputError
-from planner.inputs import load_inputs, parse_plan_spec
-
 from conftest import EXAMPLES
+
+from planner.cost.inputs import load_inputs, parse_plan_spec
+from planner.spec.errors import InputError
 
 CLUSTER = EXAMPLES / "clusters" / "h100-8nodes-ib.yaml"
 

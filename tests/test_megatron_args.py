@@ -1,9 +1,9 @@
 """Megatron-LM arguments map onto the same Architecture as the presets, with Megatron's defaults."""
 import pytest
 
-from planner.errors import InputError
 from planner.model import architecture_from_megatron_args, count_params, get_preset
 from planner.model.megatron_args import moe_layer_pattern, padded_vocab_size
+from planner.spec.errors import InputError
 
 LLAMA3_8B = {
     "--num-layers": "32", "--hidden-size": "4096", "--ffn-hidden-size": "14336",

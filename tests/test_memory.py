@@ -1,17 +1,23 @@
 """Per-GPU memory: exact model-state bytes (ZeRO paper), published activation formulas, properties."""
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from planner.cluster import build_cluster
-from planner.memory import (
-    PRECISION_STATE_BYTES, QUANT_WEIGHT_BYTES, PartialTraining, estimate_memory, inflight_microbatches,
-    layer_activation_bytes_per_token, optimizer_state_bytes,
+from planner.cost.cluster import build_cluster
+from planner.cost.memory import (
+    PRECISION_STATE_BYTES,
+    QUANT_WEIGHT_BYTES,
+    estimate_memory,
+    inflight_microbatches,
+    layer_activation_bytes_per_token,
+    optimizer_state_bytes,
 )
+from planner.cost.partial import PartialTraining
+from planner.cost.plan import ParallelDims, Plan
+from planner.cost.workload import Workload
 from planner.model import load_architecture
 from planner.model.architecture import Architecture, Attention
-from planner.plan import ParallelDims, Plan
 from planner.spec.cluster import ClusterSpec
-from planner.workload import Workload
 
 LLAMA3_8B = 8_030_261_248
 H100 = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1))
@@ -249,7 +255,7 @@ def test_deepspeed_offload_keeps_sixteen_bytes_per_parameter_on_the_host():
 
 
 def test_offload_host_bytes_are_checked_against_host_memory():
-    from planner.evaluate import evaluate
+    from planner.cost.evaluate import evaluate
     wl = Workload(arch=load_architecture("llama3-8b"), training="full", seq_len=4096, global_batch=8,
                   framework="deepspeed")
     plan = Plan(parallel=ParallelDims(dp=8), zero=3, offload="optimizer")

@@ -4,9 +4,15 @@ from dataclasses import replace
 
 import pytest
 
-from planner.errors import InputError
-from planner.model import architecture_from_config, count_params, get_preset, list_presets, load_architecture
+from planner.model import (
+    architecture_from_config,
+    count_params,
+    get_preset,
+    list_presets,
+    load_architecture,
+)
 from planner.model.presets import preset_config
+from planner.spec.errors import InputError
 
 REQUIRED_PRESETS = [
     "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "llama3-70b", "llama3.1-405b", "llama3.2-1b",
@@ -22,7 +28,7 @@ LLAMA = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1376, "
 def test_every_preset_builds_and_hashes(name):
     arch = get_preset(name)
     assert arch.name == name
-    hash(arch)  # planner.shard caches per architecture
+    hash(arch)  # planner.cost.shard caches per architecture
 
 
 def test_required_presets_exist_and_debug_is_tiny():

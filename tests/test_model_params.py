@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.errors import InputError
 from planner.model import (
     architecture_from_config,
     count_params,
@@ -16,6 +15,7 @@ from planner.model import (
     lora_params,
     output_params,
 )
+from planner.spec.errors import InputError
 
 MODELS = yaml.safe_load((Path(__file__).parent / "data" / "models.yaml").read_text())["models"]
 

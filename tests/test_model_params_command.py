@@ -4,7 +4,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from planner.cli import app
+from planner.cli.app import app
 from planner.model import count_params, flops_per_token, get_preset
 
 runner = CliRunner()

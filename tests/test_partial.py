@@ -7,13 +7,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from planner.cli import app
-from planner.evaluate import evaluate
-from planner.inputs import load_inputs
-from planner.memory import estimate_memory
+from planner.cli.app import app
+from planner.cost.evaluate import evaluate
+from planner.cost.inputs import load_inputs
+from planner.cost.memory import estimate_memory
+from planner.cost.partial import PartialTraining, describe
+from planner.cost.plan import ParallelDims, Plan
 from planner.model import get_preset
-from planner.partial import PartialTraining, describe
-from planner.plan import ParallelDims, Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 H100 = ROOT / "examples" / "clusters" / "h100-1node.yaml"

@@ -1,6 +1,6 @@
 import pytest
 
-from planner.plan import KEY_ALIASES, PLAN_KEYS, ParallelDims, Plan, PlanError
+from planner.cost.plan import KEY_ALIASES, PLAN_KEYS, ParallelDims, Plan, PlanError
 
 
 def test_world_size_check_names_every_factor():
@@ -54,3 +54,11 @@ def test_recomputed_layers_per_stage():
     assert (plan.recomputed_layers(0, 8), plan.recomputed_layers(1, 8)) == (3, 0)
     assert Plan(parallel=ParallelDims(pp=2), recompute="full").recomputed_layers(1, 8) == 8
     assert Plan(parallel=ParallelDims(pp=2), recompute="selective").recomputed_layers(0, 8) == 0
+
+
+def test_plan_keys_name_every_field_of_a_plan_in_order():
+    from dataclasses import fields
+
+    from planner.spec.plan_keys import PARALLEL_KEYS
+    assert PARALLEL_KEYS == tuple(f.name for f in fields(ParallelDims))
+    assert PLAN_KEYS == PARALLEL_KEYS + tuple(f.name for f in fields(Plan) if f.name != "parallel")

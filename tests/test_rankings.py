@@ -11,14 +11,14 @@
 """
 from __future__ import annotations
 
-from planner.cluster import build_cluster
+from planner.cost.cluster import build_cluster
+from planner.cost.workload import Workload
 from planner.model import architecture_from_config, load_architecture
 from planner.search import JobDefaults, search
 from planner.search.space import candidate_plans
 from planner.search.table import build_table
 from planner.spec.cluster import ClusterSpec
 from planner.spec.job import Constraint
-from planner.workload import Workload
 
 BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
 
@@ -106,8 +106,8 @@ def test_deepspeed_zero3_stops_scaling_and_falls_far_below_ptdp_for_gpt3_175b():
     # behind a device synchronize, issuing one host copy per rank (calibration.DEEPSPEED_ZERO3).
     from dataclasses import replace
 
-    from planner.evaluate import evaluate
-    from planner.plan import ParallelDims, Plan
+    from planner.cost.evaluate import evaluate
+    from planner.cost.plan import ParallelDims, Plan
 
     wl = Workload(arch=load_architecture("gpt3-175b"), training="pretrain", seq_len=2048, global_batch=1536)
     deepspeed = replace(wl, framework="deepspeed", framework_release="0.3")
@@ -156,8 +156,8 @@ def test_llama3_405b_published_layout_fits_and_lands_near_its_published_mfu():
     # interleaved pipeline, first and last stages one layer short (126 = 7 + 14·8 + 7); one
     # chunk per layer (v = 8). Recompute is not stated: one layer per stage recomputed fits it
     # under Megatron's fp32 gradient buffer.
-    from planner.evaluate import evaluate
-    from planner.plan import ParallelDims, Plan
+    from planner.cost.evaluate import evaluate
+    from planner.cost.plan import ParallelDims, Plan
 
     wl = Workload(arch=load_architecture("llama3.1-405b"), training="pretrain", seq_len=8192, global_batch=2048)
     cl = cluster("h100_sxm_80gb", nodes=2048, nic_gbps=400)

@@ -3,12 +3,11 @@ import json
 import re
 
 import pytest
+from conftest import EXAMPLES
 from typer.testing import CliRunner
 
-from planner.cli import app
+from planner.cli.app import app
 from planner.report.charts import Point, pareto_front
-
-from conftest import EXAMPLES
 
 runner = CliRunner()
 CLUSTER = EXAMPLES / "clusters" / "h100-1node.yaml"

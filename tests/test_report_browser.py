@@ -7,13 +7,12 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import EXAMPLES
 from PIL import Image
 from typer.testing import CliRunner
 
-from planner.cli import app
+from planner.cli.app import app
 from planner.report.charts import TERM_COLORS
-
-from conftest import EXAMPLES
 
 pytestmark = pytest.mark.browser
 

@@ -1,12 +1,12 @@
 """The framework rules: every broken rule is named; legal plans pass."""
 import pytest
 
-from planner.cluster import build_cluster
+from planner.cost.cluster import build_cluster
+from planner.cost.plan import ParallelDims, Plan
+from planner.cost.workload import Workload
+from planner.engines.rules import plan_problems
 from planner.model import load_architecture
-from planner.plan import ParallelDims, Plan
-from planner.rules import plan_problems
 from planner.spec.cluster import ClusterSpec
-from planner.workload import Workload
 
 H100x8 = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8))
 V100x8 = build_cluster(ClusterSpec(gpu="v100_sxm2_32gb", gpus_per_node=8))

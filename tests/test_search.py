@@ -1,12 +1,12 @@
 """The CP-SAT search against brute-force enumeration of the same space, and its explanations."""
 
-from planner.cluster import build_cluster
+from planner.cost.cluster import build_cluster
+from planner.cost.workload import Workload
 from planner.model import load_architecture
 from planner.search import JobDefaults, candidate_table, search
 from planner.search.explain import explain_infeasible
 from planner.spec.cluster import ClusterSpec
 from planner.spec.job import Constraint
-from planner.workload import Workload
 
 GiB = 2**30
 BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")

@@ -1,10 +1,11 @@
 """Pipeline partitions and per-GPU parameter shards."""
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
+from planner.cost.plan import ParallelDims, Plan
+from planner.cost.shard import stage_layer_counts, stage_shards
 from planner.model import count_params, load_architecture
-from planner.plan import ParallelDims, Plan
-from planner.shard import stage_layer_counts, stage_shards
 
 
 @given(st.integers(1, 200), st.integers(1, 64))

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import os
 
-import yaml
+from conftest import EXAMPLES
 from typer.testing import CliRunner
 
-from planner.cli import app
-from planner.frameworks.deepspeed import parse_deepspeed_config
-from planner.frameworks.megatron import parse_megatron
-from planner.inputs import load_inputs
-
-from conftest import EXAMPLES
+from planner.cli.app import app
+from planner.cost.inputs import load_inputs
+from planner.engines.deepspeed import parse_deepspeed_config
+from planner.engines.megatron import parse_megatron
 
 runner = CliRunner()
 CLUSTERS, JOBS = EXAMPLES / "clusters", EXAMPLES / "jobs"

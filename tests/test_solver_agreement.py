@@ -3,12 +3,14 @@ recompute counts included; and the linear stage coefficients against the models 
 from functools import lru_cache
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from planner.cluster import build_cluster
-from planner.evaluate import evaluate
+from planner.cost.cluster import build_cluster
+from planner.cost.evaluate import evaluate
+from planner.cost.plan import ParallelDims, Plan
+from planner.cost.workload import Workload
 from planner.model import architecture_from_config, load_architecture
-from planner.plan import ParallelDims, Plan
 from planner.search import JobDefaults, candidate_table, search
 from planner.search.brute import solve_brute
 from planner.search.cpsat import solve_cpsat
@@ -16,7 +18,6 @@ from planner.search.layouts import KiB, build_layout, lead_layers, partitions
 from planner.search.point import Point, linear
 from planner.spec.cluster import ClusterSpec
 from planner.spec.job import Constraint
-from planner.workload import Workload
 
 BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
 DEBUG8 = dict(model_type="llama", hidden_size=256, intermediate_size=704, num_hidden_layers=8,
@@ -166,10 +167,10 @@ def test_partial_recompute_per_stage():
 def test_estimate_takes_the_partition_and_recompute_counts():
     import json
 
+    from conftest import EXAMPLES
     from typer.testing import CliRunner
 
-    from conftest import EXAMPLES
-    from planner.cli import app
+    from planner.cli.app import app
 
     spec = "tp=1,pp=4,zero=1,first_stage_layers=6,last_stage_layers=10,recompute=full,recompute_layers=4/2/2/0"
     result = CliRunner().invoke(app, ["estimate", str(EXAMPLES / "clusters" / "h100-1node.yaml"),

@@ -1,11 +1,10 @@
 """cluster.yaml / job.yaml loading: valid files load, bad ones name file, field and what is valid."""
 import pytest
-
-from planner.cluster import build_cluster
-from planner.errors import InputError
-from planner.spec import load_cluster, load_job
-
 from conftest import EXAMPLES
+
+from planner.cost.cluster import build_cluster
+from planner.spec import load_cluster, load_job
+from planner.spec.errors import InputError
 
 GiB = 2**30
 

@@ -5,13 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import EXAMPLES
 from rich.console import Console
 
-from planner.evaluate import evaluate
-from planner.inputs import load_inputs, parse_plan_spec
+from planner.cost.evaluate import evaluate
+from planner.cost.inputs import load_inputs, parse_plan_spec
 from planner.report import tables
-
-from conftest import EXAMPLES
 
 PLANNER = Path(sys.executable).parent / "planner"
 CLUSTER = EXAMPLES / "clusters" / "h100-8nodes-ib.yaml"

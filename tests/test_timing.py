@@ -4,14 +4,15 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from planner.cluster import build_cluster
+from planner.cost.cluster import build_cluster
+from planner.cost.plan import ParallelDims, Plan, PlanError
+from planner.cost.timing import SCHEDULES, estimate_time, layer_efficiency
+from planner.cost.workload import Workload
 from planner.model.architecture import Architecture, Attention, MoE
-from planner.plan import ParallelDims, Plan, PlanError
 from planner.spec.cluster import ClusterSpec
-from planner.timing import SCHEDULES, estimate_time, layer_efficiency
-from planner.workload import Workload
 
 SEQ = 2048
 
@@ -243,7 +244,7 @@ def test_comm_bytes_by_link_class():
 # ----------------------------------------------------------------------------- pipeline schedules
 
 def test_bubble_fractions_by_hand():
-    from planner.timing import bubble_fraction
+    from planner.cost.timing import bubble_fraction
     assert bubble_fraction("1f1b", 4, 8) == pytest.approx(3 / 8)  # [MEG21] eq. 1
     assert bubble_fraction("interleaved", 4, 8, v=2) == pytest.approx(3 / 16)
     # ZB-H1 at T_F = T_B = T_W: (p−1)(F + B − 2W) = a third of 1F1B's (p−1)(F + B) ([ZB] §3).
@@ -258,7 +259,7 @@ def test_bubble_fractions_by_hand():
 @given(schedule=st.sampled_from(SCHEDULES), p=st.sampled_from([2, 4, 6, 8, 16, 32]),
        v=st.integers(1, 4), w=st.floats(0, 0.5), m=st.integers(1, 256), more=st.integers(1, 256))
 def test_more_microbatches_never_raise_the_bubble_fraction_of_any_schedule(schedule, p, v, w, m, more):
-    from planner.timing import bubble_fraction
+    from planner.cost.timing import bubble_fraction
     v = v if schedule == "interleaved" else 1
     assert bubble_fraction(schedule, p, m + more, v, w) <= bubble_fraction(schedule, p, m, v, w)
 
@@ -369,7 +370,7 @@ def test_zero3_exposure_falls_with_bandwidth_and_compute():
 
 
 def test_offload_moves_gradients_and_weights_over_pcie_by_hand():
-    from planner import calibration as cal
+    from planner.cost import calibration as cal
     from planner.model import count_params
     cl = selene(1)
     t, _ = run(SMALL, cl, 8, dp=8, zero=2, offload="optimizer", precision="fp16")
@@ -393,7 +394,7 @@ def test_deepspeed_zero3_collectives_are_per_tensor_exposed_and_pay_n_host_ops()
     collectives, each inside NVLink: α = 25 µs + 7 × 3.4 µs = 48.8 µs, plus 8 list-API host
     operations of 16.6 µs = 132.8 µs; bytes (7/8)·S at 0.8 × 300 GB/s for the 2Ψ + 2Ψ of the
     two gathers and the 2Ψ of the fp16 reduce-scatter. All of it exposed (no overlap)."""
-    from planner import calibration as cal
+    from planner.cost import calibration as cal
     from planner.model.params import count_params
 
     arch = dataclasses.replace(gpt(1024, 16, 2), vocab=50304)
@@ -419,7 +420,7 @@ def test_deepspeed_zero3_collectives_are_per_tensor_exposed_and_pay_n_host_ops()
 def test_flash_attention_runs_at_its_measured_rate_on_hopper(monkeypatch):
     # FlashAttention-3 on H100 (calibration.FLASH_ATTENTION_FRACTION): forward 0.62, backward
     # 0.48 of the bf16 peak, below the GEMM rate; parts without a sweep keep the GEMM rate.
-    from planner import calibration as cal
+    from planner.cost import calibration as cal
 
     assert cal.flash_attention_fraction("h100_sxm_80gb") == (0.62, 0.48)
     assert cal.flash_attention_fraction("a100_sxm_80gb") is None

@@ -1,7 +1,8 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from planner.units import parse_count, parse_rate, parse_size
+from planner.spec.units import parse_count, parse_rate, parse_size
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -88,7 +88,7 @@ def test_data_copy_keeps_published_numbers():
 def test_collective_constants_match_their_fit():
     collectives = yaml.safe_load((ROOT / "validation" / "data" / "runs.yaml").read_text())["collectives"]
     fit = calibrate.fit_collectives(collectives)
-    from planner import calibration as cal
+    from planner.cost import calibration as cal
     assert cal.LINK_EFFICIENCY["nvlink"] == pytest.approx(fit["e_ring"], abs=0.005)
     assert cal.NVLS_ALLREDUCE_EFFICIENCY["h200"] == pytest.approx(fit["e_nvls"], abs=0.005)
     assert cal.ALPHA_BASE_S == pytest.approx(fit["alpha_base"], rel=0.05)
@@ -96,7 +96,7 @@ def test_collective_constants_match_their_fit():
 
 def test_compute_constants_match_their_derivation():
     fit = calibrate.fit_compute()
-    from planner import calibration as cal
+    from planner.cost import calibration as cal
     assert cal.GEMM_FRACTION_OF_MAMF == pytest.approx(fit["gemm_fraction"], abs=0.01)
     assert cal.HBM_EFFICIENCY == pytest.approx(fit["hbm_efficiency"], abs=0.01)
 

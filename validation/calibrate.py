@@ -1,4 +1,4 @@
-"""Where the constants of planner/calibration.py come from, with the residuals of each fit.
+"""Where the constants of planner/cost/calibration.py come from, with the residuals of each fit.
 
     python validation/calibrate.py
 
@@ -12,7 +12,7 @@
    and the selective-recompute overhead (13.1 − 11.8 ms). The other cells are printed as checks.
    These are per-layer timings, not the step times of runs.yaml that validation/runs.py checks.
 
-Nothing is written; copy rounded values into planner/calibration.py by hand.
+Nothing is written; copy rounded values into planner/cost/calibration.py by hand.
 """
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from planner import calibration as cal  # noqa: E402
-from planner.cluster import build_cluster  # noqa: E402
-from planner.comm import Group, bus_factor, collective_time, ring_steps  # noqa: E402
+from planner.cost import calibration as cal  # noqa: E402
+from planner.cost.cluster import build_cluster  # noqa: E402
+from planner.cost.comm import Group, bus_factor, collective_time  # noqa: E402
+from planner.cost.topology import ring_steps  # noqa: E402
 from planner.spec.cluster import ClusterSpec  # noqa: E402
 
 DATA = ROOT / "validation" / "data" / "runs.yaml"
@@ -110,7 +111,7 @@ B, S, H, HEADS, T = 4, 2048, 6144, 64, 8  # the 22B layer of Table 4
 
 
 def _layer_terms() -> dict[str, float]:
-    """FLOPs, bytes and TP seconds of the 22B layer on one GPU, as planner/timing.py counts them."""
+    """FLOPs, bytes and TP seconds of the 22B layer on one GPU, as planner/cost/timing/ counts them."""
     cluster = build_cluster(ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=1))
     gpu = cluster.gpu
     tokens = B * S

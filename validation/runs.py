@@ -3,10 +3,10 @@
     python validation/runs.py            # print the table and rewrite docs/validation.md
     python validation/runs.py --no-write # print only
 
-Each run goes through the planner's own path — `planner.evaluate.evaluate`, the function behind
-`planner estimate` — on a cluster built by `planner.cluster.build_cluster` and a Megatron GPT
+Each run goes through the planner's own path — `planner.cost.evaluate.evaluate`, the function behind
+`planner estimate` — on a cluster built by `planner.cost.cluster.build_cluster` and a Megatron GPT
 architecture from `planner.model.architecture_from_config`. Nothing is fitted per run: the
-constants are those of `planner.calibration` as they stand. The metric is the one the source
+constants are those of `planner.cost.calibration` as they stand. The metric is the one the source
 gives: step time ([SEL22] Table 5) or achieved TFLOP/s per GPU counted by [MEG21] eq. 3 (Table 1),
 which we compute from the predicted step time with the same equation.
 
@@ -28,14 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from planner.cluster import build_cluster  # noqa: E402
-from planner.evaluate import Evaluation, evaluate  # noqa: E402
+from planner.cost.cluster import build_cluster  # noqa: E402
+from planner.cost.evaluate import Evaluation, evaluate  # noqa: E402
+from planner.cost.plan import ParallelDims, Plan  # noqa: E402
+from planner.cost.workload import Workload  # noqa: E402
+from planner.engines.rules import plan_problems  # noqa: E402
 from planner.model import architecture_from_config, load_architecture  # noqa: E402
 from planner.model.architecture import Architecture  # noqa: E402
-from planner.plan import ParallelDims, Plan  # noqa: E402
-from planner.rules import plan_problems  # noqa: E402
 from planner.spec.cluster import ClusterSpec  # noqa: E402
-from planner.workload import Workload  # noqa: E402
 
 DATA = ROOT / "validation" / "data" / "runs.yaml"
 DOC = ROOT / "docs" / "validation.md"
@@ -206,7 +206,7 @@ def failures(results: list[Result]) -> list[str]:
         if not r.evaluation.fits:
             out.append(f"{name}: published plan predicted NOT to fit in memory: {r.evaluation.why_not()}")
         if r.problems:
-            out.append(f"{name}: plan rejected by planner.rules: {'; '.join(r.problems)}")
+            out.append(f"{name}: plan rejected by planner.engines.rules: {'; '.join(r.problems)}")
     return out
 
 
@@ -254,7 +254,7 @@ def render(results: list[Result]) -> str:
         "Every run of `validation/data/runs.yaml` (a copy of `../shared/data/runs.yaml` with the",
         "execution facts the planner needs, plus runs that are not in ../shared/data — [MEG21]",
         "Table 2 and [LLAMA3] Table 4 — summarised apart; assumptions are listed in its comments)",
-        "is predicted with `planner.evaluate.evaluate`, the code path of `planner estimate`. No",
+        "is predicted with `planner.cost.evaluate.evaluate`, the code path of `planner estimate`. No",
         "constant is fitted to these runs. Metric: step time in seconds ([SEL22] Table 5), achieved",
         "TFLOP/s per GPU counted by [MEG21] eq. 3 (Tables 1-2) from the predicted step time, or",
         "BF16 MFU as [LLAMA3] reports it.",
@@ -307,7 +307,7 @@ def render(results: list[Result]) -> str:
               "- Both papers ran Megatron-LM without FlashAttention (`attention: unfused`): the s×s"
               " scores are computed in full and pass through HBM (softmax, mask, dropout); the"
               " time model charges those bytes at achieved HBM bandwidth"
-              " (`planner/calibration.py`, UNFUSED_ATTENTION_BYTES_PER_SCORE).",
+              " (`planner/cost/calibration.py`, UNFUSED_ATTENTION_BYTES_PER_SCORE).",
               "- The compute constants (GEMM_FRACTION_OF_MAMF, HBM_EFFICIENCY) are derived from"
               " [SEL22] Table 4 — the per-layer timing of the 22B model also in this table — so"
               " the two sel22-gpt-22b rows are calibration-adjacent, not blind; the 175B and"
@@ -316,7 +316,7 @@ def render(results: list[Result]) -> str:
               "- [MEG21] Table 1 does not give micro-batch size or interleaving depth: mbs 1 and"
               " the smallest legal v > 1 are assumed (validation/data/runs.yaml header).",
               "- Gradients cross the data-parallel wire in the dtype the framework reduces them in"
-              " (`planner.memory.state_bytes`): fp16 in the [MEG21] fp16 runs; Megatron-LM reduces"
+              " (`planner.cost.memory.state_bytes`): fp16 in the [MEG21] fp16 runs; Megatron-LM reduces"
               " bf16 models' gradients in fp32, which the [SEL22] rows (dp = 1) never send.",
               "- Rankings experts know (TP inside NVLink nodes; ZeRO-3 without model parallelism"
               " below TP 8 × PP 8 for GPT-3 175B on 1,536 A100; pure DP for 1B on one node; no"
@@ -331,9 +331,10 @@ def render(results: list[Result]) -> str:
 
 def _zero3_parts(r: Result) -> tuple[float, float, float, int]:
     """(host, NCCL latency, NCCL bandwidth) seconds of a DeepSpeed ZeRO-3 step's collectives and
-    the number of collectives, as `planner.timing` charges them (calibration.DEEPSPEED_ZERO3)."""
-    from planner import calibration as cal
-    from planner.comm import deepspeed_zero3_tensors, group_placement, latency_s
+    the number of collectives, as `planner.cost.timing` charges them (calibration.DEEPSPEED_ZERO3)."""
+    from planner.cost import calibration as cal
+    from planner.cost.comm import deepspeed_zero3_tensors, group_placement
+    from planner.cost.topology import latency_s
 
     plan, wl = r.case.plan, r.case.workload
     nodes = max(1, r.case.gpus // r.case.gpus_per_node)
@@ -350,7 +351,7 @@ def _zero3_parts(r: Result) -> tuple[float, float, float, int]:
 
 
 def _zero3_section(added: list[Result]) -> list[str]:
-    from planner import calibration as cal
+    from planner.cost import calibration as cal
 
     rows = [r for r in added if r.case.plan.zero == 3]
     lines = [

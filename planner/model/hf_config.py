@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from planner.errors import InputError
 from planner.model.architecture import Architecture, Attention, MoE
+from planner.spec.errors import InputError
 
 _LLAMA_DEFAULTS = {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
                    "attention_bias": False, "mlp_bias": False}

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from planner.errors import InputError, unknown_name
 from planner.model.architecture import Architecture
 from planner.model.hf_config import architecture_from_config
 from planner.model.presets import get_preset, list_presets
+from planner.spec.errors import InputError, unknown_name
 
 
 def load_architecture(value: str | dict, base_dir: Path | None = None,

@@ -24,8 +24,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 
-from planner.errors import InputError
 from planner.model.architecture import Architecture, Attention, MoE
+from planner.spec.errors import InputError
 
 MegatronArgs = Mapping[str, "str | bool | int | None"]
 

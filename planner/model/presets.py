@@ -8,9 +8,9 @@ tied, learned positions). `debug` and `debug-moe` are tiny models for fast tests
 """
 from __future__ import annotations
 
-from planner.errors import InputError, unknown_name
 from planner.model.architecture import Architecture
 from planner.model.hf_config import architecture_from_config
+from planner.spec.errors import InputError, unknown_name
 
 PRESETS: dict[str, dict] = {
     "debug": dict(model_type="llama", hidden_size=256, intermediate_size=704, num_hidden_layers=4,

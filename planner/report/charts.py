@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import io
 import re
-from html import escape
 from collections.abc import Sequence
 from dataclasses import dataclass
+from html import escape
 
 import matplotlib
 

@@ -16,7 +16,16 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from planner.spec import ClusterSpec, Constraint, CustomGPU, InterNode, IntraNode, JobSpec, LoraSpec, TrainableSpec
+from planner.spec import (
+    ClusterSpec,
+    Constraint,
+    CustomGPU,
+    InterNode,
+    IntraNode,
+    JobSpec,
+    LoraSpec,
+    TrainableSpec,
+)
 
 # (file, top-level model, nested models in the order they are introduced)
 FILES = (

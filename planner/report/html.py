@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from planner.evaluate import Evaluation
-from planner.report.charts import Chart, TIME_PARTS, part_label
+from planner.cost.evaluate import Evaluation
+from planner.report.charts import TIME_PARTS, Chart, part_label
 from planner.report.tables import describe_layout, format_seconds, tightest_term
 
 GiB = 2**30

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from planner.evaluate import Evaluation
+from planner.cost.evaluate import Evaluation
 from planner.model.flops import FlopsPerToken
 from planner.model.params import ParamCount
 from planner.search.result import SolveResult

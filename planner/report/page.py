@@ -8,8 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from planner.evaluate import Evaluation
-from planner.memory import MemoryBreakdown, StageMemory
+from planner.cost.evaluate import Evaluation
+from planner.cost.memory import MemoryBreakdown, StageMemory
 from planner.report import charts
 from planner.report.charts import Bar, Chart, Point
 from planner.report.html import InputFile, PageContent, render_page

@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from hardware import Accelerator
-from planner.evaluate import Evaluation
-from planner.memory import MemoryBreakdown
+from planner.cost.evaluate import Evaluation
+from planner.cost.memory import MemoryBreakdown
 from planner.model.architecture import Architecture
 from planner.model.flops import FlopsPerToken
 from planner.model.params import ParamCount

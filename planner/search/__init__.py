@@ -5,16 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from planner.cluster import Cluster
-from planner.evaluate import Evaluation, evaluate
+from planner.cost.cluster import Cluster
+from planner.cost.evaluate import Evaluation, evaluate
+from planner.cost.workload import Workload
 from planner.search.brute import solve_brute
 from planner.search.cpsat import solve_cpsat
 from planner.search.layouts import Layout
 from planner.search.result import SolveResult
 from planner.search.space import JobDefaults, candidate_plans
-from planner.search.table import OBJECTIVES, build_table, capacity_kib, host_capacity_kib
+from planner.search.table import (
+    OBJECTIVES,
+    build_table,
+    capacity_kib,
+    host_capacity_kib,
+)
 from planner.spec.job import Constraint
-from planner.workload import Workload
 
 SOLVERS = ("cp-sat", "brute")
 

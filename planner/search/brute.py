@@ -12,7 +12,12 @@ import numpy as np
 
 from planner.search.layouts import Layout, partitions
 from planner.search.point import (
-    Point, split_lows, first_last_allowed, layout_forbidden, recompute_allowed, untimed_unfit,
+    Point,
+    first_last_allowed,
+    layout_forbidden,
+    recompute_allowed,
+    split_lows,
+    untimed_unfit,
 )
 from planner.spec.job import Constraint
 

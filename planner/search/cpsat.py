@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from planner.search.layouts import Layout, Linear
-from planner.search.point import Point, first_last_allowed, layout_forbidden, lower_bound, recompute_allowed, untimed_unfit
+from planner.search.point import (
+    Point,
+    first_last_allowed,
+    layout_forbidden,
+    lower_bound,
+    recompute_allowed,
+    untimed_unfit,
+)
 from planner.spec.job import Constraint
 
 # Solver parameters in one place: deterministic (one worker, fixed seed).

@@ -4,17 +4,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hardware import catalog
-from planner.cluster import Cluster
-from planner.plan import ParallelDims, Plan
-from planner.rules import plan_problems
-from planner.search.sizing import smallest_fitting_cluster, some_plan_fits
-from planner.evaluate import Evaluation, evaluate
+from planner.cost.cluster import Cluster
+from planner.cost.evaluate import Evaluation, evaluate
+from planner.cost.plan import ParallelDims, Plan
+from planner.cost.workload import JobDefaults, Workload
+from planner.engines.rules import plan_problems
 from planner.search.cpsat import solve_cpsat
 from planner.search.layouts import Layout
-from planner.search.space import JobDefaults
+from planner.search.sizing import smallest_fitting_cluster, some_plan_fits
 from planner.search.table import capacity_kib
 from planner.spec.job import Constraint
-from planner.workload import Workload
 
 GiB = 2**30
 MiB = 2**20

@@ -27,15 +27,15 @@ from functools import lru_cache
 
 import numpy as np
 
-from planner.cluster import Cluster
-from planner.memory import estimate_memory
+from planner.cost.cluster import Cluster
+from planner.cost.memory import estimate_memory
+from planner.cost.plan import PLAN_KEYS, Plan
+from planner.cost.shard import stage_layer_counts
+from planner.cost.timing import stage_seconds
+from planner.cost.workload import Workload
+from planner.engines.rules import chunk_lows
 from planner.model.architecture import Architecture
 from planner.model.params import layer_params
-from planner.plan import PLAN_KEYS, Plan
-from planner.rules import chunk_lows
-from planner.shard import stage_layer_counts
-from planner.timing import stage_seconds
-from planner.workload import Workload
 
 KiB = 2**10
 OBJECTIVES = ("step-time", "comm", "memory", "cost")

@@ -7,9 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from planner.plan import Plan
+from planner.cost.plan import Plan
+from planner.cost.shard import stage_layer_counts
 from planner.search.layouts import Layout, partitions
-from planner.shard import stage_layer_counts
 from planner.spec.job import Constraint
 
 UNREACHABLE = 2**62

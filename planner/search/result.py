@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from planner.evaluate import Evaluation
+from planner.cost.evaluate import Evaluation
 
 Status = Literal["optimal", "feasible", "infeasible"]
 

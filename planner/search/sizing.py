@@ -1,13 +1,13 @@
 """How many GPUs a job needs: the memory model alone, stopping at the first plan that fits."""
 from __future__ import annotations
 
-from planner.cluster import Cluster
-from planner.memory import estimate_memory
+from planner.cost.cluster import Cluster
+from planner.cost.memory import estimate_memory
+from planner.cost.workload import Workload
 from planner.search.layouts import KiB, fits_somewhere, linear_lead, memory_layout
 from planner.search.point import STAGE_KEYS
 from planner.search.space import JobDefaults, candidate_plans
 from planner.spec.job import Constraint
-from planner.workload import Workload
 
 MAX_GROWTH = 64
 """Clusters up to this many times larger are tried."""

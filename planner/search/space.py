@@ -1,6 +1,6 @@
 """The plan space: every legal value of each plan key for one job on one cluster.
 
-Candidates obey `planner.rules` (what Megatron-LM and DeepSpeed accept); the user's
+Candidates obey `planner.engines.rules` (what Megatron-LM and DeepSpeed accept); the user's
 constraints are NOT applied here: the solver adds them as constraints of its own so that it can
 say which of them make a problem infeasible.
 """
@@ -8,28 +8,23 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from planner.cluster import Cluster
-from planner.plan import OFFLOAD_CHOICES, QUANT_CHOICES, RECOMPUTE_POLICIES, ParallelDims, Plan
-from planner.rules import chunk_lows, plan_problems
-from planner.shard import stage_layer_counts
+from planner.cost.cluster import Cluster
+from planner.cost.plan import (
+    OFFLOAD_CHOICES,
+    QUANT_CHOICES,
+    RECOMPUTE_POLICIES,
+    ParallelDims,
+    Plan,
+)
+from planner.cost.shard import stage_layer_counts
+from planner.cost.workload import JobDefaults, Workload
+from planner.engines.rules import chunk_lows, plan_problems
 from planner.spec.job import Constraint
-from planner.workload import Workload
 
 
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
-
-
-@dataclass(frozen=True)
-class JobDefaults:
-    """Plan keys the job fixes unless a constraint lists other values."""
-
-    precision: str
-    optimizer: str
-    lora_ranks: tuple[int, ...]
-    quant: str
 
 
 def _values(key: str, default: tuple, constraints: dict[str, Constraint]) -> tuple:

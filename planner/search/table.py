@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from planner.cluster import Cluster
-from planner.plan import Plan
-from planner.search.layouts import KiB, OBJECTIVES, Layout, build_layouts, plan_values
-from planner.workload import Workload
+from planner.cost.cluster import Cluster
+from planner.cost.plan import Plan
+from planner.cost.workload import Workload
+from planner.search.layouts import OBJECTIVES, KiB, Layout, build_layouts, plan_values
 
 __all__ = ["OBJECTIVES", "Layout", "build_table", "capacity_kib", "host_capacity_kib", "plan_values"]
 

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
-from planner.units import parse_rate, parse_size
+from planner.spec.units import parse_rate, parse_size
 
 LinkKind = Literal["infiniband", "roce", "efa", "ethernet"]
 ScaleUpKind = Literal["nvlink", "xgmi", "ici", "roce-mesh", "pcie"]

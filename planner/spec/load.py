@@ -7,10 +7,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from planner.errors import InputError, did_you_mean
-from planner.plan import OFFLOAD_CHOICES, PLAN_KEYS, QUANT_CHOICES, RECOMPUTE_POLICIES
 from planner.spec.cluster import ClusterSpec
+from planner.spec.errors import InputError, did_you_mean
 from planner.spec.job import JobSpec
+from planner.spec.plan_keys import OFFLOAD_CHOICES, PLAN_KEYS, QUANT_CHOICES, RECOMPUTE_POLICIES
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -18,14 +18,17 @@ import pytest
 deepspeed = pytest.importorskip("deepspeed")
 hypothesis = pytest.importorskip("hypothesis")
 
-from deepspeed.module_inject.auto_ep_config import parse_autoep_config, validate_autoep_config  # noqa: E402
+from deepspeed.module_inject.auto_ep_config import (  # noqa: E402
+    parse_autoep_config,
+    validate_autoep_config,
+)
 from deepspeed.runtime import config as ds_config  # noqa: E402
 from deepspeed.runtime.zero.config import DeepSpeedZeroConfig  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from planner.frameworks.deepspeed import emit_deepspeed  # noqa: E402
 from test_frameworks_deepspeed import deepspeed_spaces  # noqa: E402
+
+from planner.engines.deepspeed_emit import emit_deepspeed  # noqa: E402
 
 pytestmark = pytest.mark.validate
 

@@ -3,7 +3,7 @@
 
 Measurements (validation/memory/data/*.json, written by `measure.py`): for each configuration this
 builds the planner's Plan / Workload from the stored planner inputs, runs
-`planner.memory.estimate_memory`, and compares
+`planner.cost.memory.estimate_memory`, and compares
   - MemTracker runs (memtracker_step.py, lora_memtracker.py): the categories at the step's peak
     (Parameter -> weights, Gradient -> gradients, Optstate -> optimizer, Activation + Temp ->
     activations, Buffer + Other -> buffers) with the planner's terms at its predicted peak;
@@ -40,13 +40,14 @@ REFERENCES = HERE / "references"
 DOC = ROOT / "docs" / "memory-validation.md"
 sys.path.insert(0, str(ROOT))
 
-from planner.cluster import build_cluster  # noqa: E402
-from planner.memory import PartialTraining, StageMemory, estimate_memory, layer_activation_bytes_per_token  # noqa: E402
+from planner.cost.cluster import build_cluster  # noqa: E402
+from planner.cost.memory import StageMemory, estimate_memory, layer_activation_bytes_per_token  # noqa: E402
+from planner.cost.partial import PartialTraining  # noqa: E402
+from planner.cost.plan import ParallelDims, Plan  # noqa: E402
+from planner.cost.shard import stage_shards  # noqa: E402
+from planner.cost.workload import Workload  # noqa: E402
 from planner.model import architecture_from_config  # noqa: E402
-from planner.plan import ParallelDims, Plan  # noqa: E402
-from planner.shard import stage_shards  # noqa: E402
 from planner.spec.cluster import ClusterSpec  # noqa: E402
-from planner.workload import Workload  # noqa: E402
 
 TERMS = ("weights", "gradients", "optimizer", "master_weights", "activations", "buffers")
 TOTAL_TOLERANCE = 0.05
@@ -401,7 +402,7 @@ def render(all_rows: list[Row], docs: list[dict], refs: list[RefRow] | None = No
         "  unit-tested formulas (tests/test_memory.py), not measured.",
         "- CPU offload: host bytes compared with DeepSpeed's estimator above, not measured.",
         "- The CUDA context, NCCL buffers and allocator fragmentation (`runtime`): the CPU tools see none of",
-        "  them; the planner shows them as their own term (0.75 GiB + 5 % of the live bytes, planner/memory.py).",
+        "  them; the planner shows them as their own term (0.75 GiB + 5 % of the live bytes, planner/cost/memory/).",
         "",
         "## Per configuration",
         "",

@@ -1,0 +1,37 @@
+"""The `planner` command: one Typer application with a module per command (docs/cli.md).
+
+Each command module defines a plain function; this module registers them, so no command
+imports the application back.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import typer
+
+from planner.cli import capacity, catalog, check, estimate, infer, params, report, solve
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Plan how to train a language model on a GPU cluster, and check that it fits, before a GPU-hour is spent.",
+)
+
+for command in (solve.solve, estimate.estimate, catalog.gpus, catalog.models, capacity.capacity, infer.infer,
+                params.params, check.check, report.report):
+    app.command()(command)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings are for people at a terminal: one line on stderr, no source line."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main() -> None:
+    warnings.showwarning = _show_warning
+    app()
+
+
+if __name__ == "__main__":
+    main()

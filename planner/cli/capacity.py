@@ -1,0 +1,127 @@
+"""`planner capacity JOB --gpu NAME`: GPUs, time and cost to train the job's token budget."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from planner.cli.options import (
+    JsonOption,
+    ObjectiveOption,
+    SolverOption,
+    choice,
+    emit_json,
+    handles_input_errors,
+)
+from planner.cost.cluster import build_cluster, resolve_accelerator
+from planner.cost.inputs import load_job_inputs
+from planner.report import json as report_json
+from planner.report import tables
+from planner.search import OBJECTIVES, SOLVERS
+from planner.search.capacity import CapacityRow, cluster_for, plan_capacity
+from planner.spec import load_cluster
+from planner.spec.errors import InputError
+
+
+@handles_input_errors
+def capacity(
+    job: Path = typer.Argument(..., help="job.yaml: model, sequence length, global batch and `tokens`.",
+                               show_default=False),
+    gpu: list[str] = typer.Option([], "--gpu", help="A GPU type to plan for (repeat for several)."),
+    price: list[float] = typer.Option([], "--price", help="Price per GPU-hour: once for all, or once per --gpu."),
+    cluster: Optional[Path] = typer.Option(None, "--cluster",
+                                           help="cluster.yaml whose node, network and price are the template."),
+    max_gpus: int = typer.Option(1024, "--max-gpus", min=1, help="Largest GPU count to try."),
+    objective: str = ObjectiveOption,
+    solver: str = SolverOption,
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of days and cost against GPUs."),
+    as_json: bool = JsonOption,
+) -> None:
+    """For GPU counts from the fewest that fit upward: best plan, tokens/s, days and cost."""
+    choice(objective, OBJECTIVES, "--objective")
+    choice(solver, SOLVERS, "--solver")
+    inputs = load_job_inputs(job)
+    template = build_cluster(load_cluster(cluster), str(cluster)) if cluster else None
+    names = gpu or ([template.gpu.id] if template else [])
+    if not names:
+        raise InputError("give at least one --gpu NAME (see `planner gpus`) or a --cluster file", field="--gpu")
+    if len(price) not in (0, 1, len(names)):
+        raise InputError(f"give one --price for all GPUs or one per --gpu ({len(names)}), not {len(price)}",
+                         field="--price")
+    prices = price * len(names) if len(price) == 1 else (price or [None] * len(names))
+    nodes = [cluster_for(resolve_accelerator(name), template, p) if not (template and name == template.gpu.id)
+             else cluster_for(template.gpu, template, p) for name, p in zip(names, prices)]
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"{plot}: the plot is written as PNG; name the file *.png", field="--plot")
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=tables.console(stderr=True), transient=True,
+                  disable=as_json or not tables.console(stderr=True).is_terminal) as bar:
+        task = bar.add_task("sizing", total=None)
+        rows = plan_capacity(inputs.workload, inputs.defaults, inputs.job.constraints, nodes, max_gpus=max_gpus,
+                             objective=objective, solver=solver,
+                             progress=lambda label: bar.update(task, description=f"searching {label}"))
+    if plot is not None:
+        _plot(rows, plot)
+    if as_json:
+        emit_json({"rows": [
+            {"gpu": r.gpu, "gpus": r.gpus, "nodes": r.nodes,
+             "plan": report_json.plan_document(r.best) if r.best else None,
+             "tokens_per_s": r.tokens_per_s, "days": r.days, "cost": r.cost}
+            for r in rows]})
+    else:
+        tables.console().print(_table(rows, inputs.workload.arch.name, inputs.workload.tokens))
+
+
+def _table(rows: list[CapacityRow], model: str, tokens: float | None) -> Table:
+    budget = f" · {tokens:.3g} tokens" if tokens else " · no `tokens` budget in the job: days and cost not computed"
+    table = Table(title=f"Capacity for {model}{budget}", title_justify="left", header_style="bold")
+    for col in ("GPU", "GPUs", "nodes", "best plan", "peak GiB", "tokens/s", "MFU", "days", "cost"):
+        table.add_column(col, justify="left" if col in ("GPU", "best plan") else "right", no_wrap=True)
+    for r in rows:
+        if r.best is None:
+            reason = "no GPU count up to the limit fits" if r.gpus == 0 else "no plan fits"
+            table.add_row(r.gpu, str(r.gpus or "-"), str(r.nodes or "-"), Text(reason, style="red"),
+                          "-", "-", "-", "-", "-")
+            continue
+        ev = r.best
+        table.add_row(r.gpu, f"{r.gpus:,}", str(r.nodes), tables.describe_layout(ev),
+                      f"{ev.memory.total / 2**30:,.1f}", f"{r.tokens_per_s:,.0f}", f"{ev.time.mfu:.1%}",
+                      _days(r.days),
+                      f"{r.cost:,.0f}" if r.cost is not None else "-")
+    return table
+
+
+def _days(days: float | None) -> str:
+    if days is None:
+        return "-"
+    return f"{days:,.1f}" if days >= 10 else f"{days:.2f}"
+
+
+def _plot(rows: list[CapacityRow], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    fig, (days_ax, cost_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for gpu in dict.fromkeys(r.gpu for r in rows):
+        mine = [r for r in rows if r.gpu == gpu and r.best is not None]
+        gpus = [r.gpus for r in mine]
+        if any(r.days is not None for r in mine):
+            days_ax.plot(gpus, [r.days for r in mine], marker="o", label=gpu)
+        if any(r.cost is not None for r in mine):
+            cost_ax.plot(gpus, [r.cost for r in mine], marker="o", label=gpu)
+    for ax, label in ((days_ax, "days to train the token budget"), (cost_ax, "cost (price per GPU-hour × GPU-hours)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("GPUs")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,46 @@
+"""`planner estimate CLUSTER JOB --plan SPEC`: one plan, explained."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from planner.cli.options import (
+    EXIT_NO_FIT,
+    EXIT_OK,
+    ClusterArg,
+    JobArg,
+    JsonOption,
+    emit_json,
+    handles_input_errors,
+    title,
+)
+from planner.cost.evaluate import evaluate
+from planner.cost.inputs import load_inputs, parse_plan_spec
+from planner.engines.rules import plan_problems
+from planner.report import json as report_json
+from planner.report import tables
+from planner.spec.errors import InputError
+
+
+@handles_input_errors
+def estimate(
+    cluster: Path = ClusterArg,
+    job: Path = JobArg,
+    plan: str = typer.Option(..., "--plan", help='Plan keys, e.g. "tp=8,pp=4,zero=1,recompute=selective,mbs=1".',
+                             show_default=False),
+    stages: bool = typer.Option(False, "--stages", help="Show every pipeline stage."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Evaluate one plan: memory breakdown, step time, fits or not (exit 0 fits, 1 does not)."""
+    inputs = load_inputs(cluster, job)
+    the_plan = parse_plan_spec(plan, inputs)
+    problems = plan_problems(the_plan, inputs.workload, inputs.cluster)
+    if problems:
+        raise InputError("; ".join(problems), field="--plan")
+    ev = evaluate(the_plan, inputs.workload, inputs.cluster)
+    if as_json:
+        emit_json(report_json.plan_document(ev))
+    else:
+        tables.console().print(tables.estimate_view(ev, title(inputs), stages))
+    raise typer.Exit(EXIT_OK if ev.fits else EXIT_NO_FIT)

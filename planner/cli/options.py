@@ -1,0 +1,62 @@
+"""What the commands share: exit codes, options and arguments, and how an answer or an error is printed.
+
+Exit codes (docs/cli.md): 0 success (a plan found / fits), 1 no plan fits / does not fit, 2 bad input.
+"""
+from __future__ import annotations
+
+import functools
+import json
+
+import typer
+
+from planner.cost.inputs import Inputs
+from planner.cost.partial import describe as describe_partial
+from planner.report import tables
+from planner.spec.errors import InputError, unknown_name
+
+EXIT_OK, EXIT_NO_FIT, EXIT_BAD_INPUT = 0, 1, 2
+
+JsonOption = typer.Option(False, "--json", help="Print exactly one JSON document on stdout (INTERFACE.md).")
+ClusterArg = typer.Argument(..., help="cluster.yaml: GPU type, GPUs per node, nodes, network.", show_default=False)
+JobArg = typer.Argument(..., help="job.yaml: model, training mode, sequence length, global batch, constraints.",
+                        show_default=False)
+ObjectiveOption = typer.Option("step-time", "--objective", help="step-time | comm | memory | cost")
+SolverOption = typer.Option("cp-sat", "--solver", help="cp-sat | brute (enumerates the same space).")
+TimeLimitOption = typer.Option(None, "--time-limit", min=0.01, help="Solver time limit, seconds.")
+
+
+def fail(message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": message}))
+    tables.console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def handles_input_errors(command):
+    """Bad input becomes one paragraph on stderr and exit 2, never a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            fail(str(exc), kwargs.get("as_json", False))
+    return wrapper
+
+
+def emit_json(document: dict) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def choice(value: str, valid: tuple[str, ...], option: str) -> str:
+    if value not in valid:
+        raise InputError(unknown_name("value", value, valid), field=option)
+    return value
+
+
+def title(inputs: Inputs) -> str:
+    c = inputs.cluster
+    training = inputs.job.training
+    if inputs.workload.partial is not None:
+        training += f" ({describe_partial(inputs.workload.partial, inputs.workload.arch)})"
+    return (f"{inputs.workload.arch.name} · {training} · seq {inputs.workload.seq_len:,} · "
+            f"global batch {inputs.workload.global_batch:,} on {c.nodes} × {c.gpus_per_node} {c.gpu.id}")

@@ -1,0 +1,103 @@
+"""`planner report CLUSTER JOB --out DIR`: the search as a page to share, with PNGs of its charts.
+
+Parse, load, search, render everything in memory, and only then write: bad input leaves DIR untouched.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from planner.cli.options import (
+    EXIT_NO_FIT,
+    EXIT_OK,
+    ClusterArg,
+    JobArg,
+    JsonOption,
+    ObjectiveOption,
+    SolverOption,
+    TimeLimitOption,
+    choice,
+    emit_json,
+    handles_input_errors,
+    title,
+)
+from planner.cli.searching import search_job
+from planner.cost.evaluate import evaluate
+from planner.cost.inputs import load_inputs
+from planner.report import json as report_json
+from planner.report import tables
+from planner.report.html import InputFile
+from planner.search import OBJECTIVES, SOLVERS
+from planner.spec.errors import InputError
+
+if TYPE_CHECKING:
+    from planner.report.page import Report
+
+PAGE_NAME = "report.html"
+
+
+@handles_input_errors
+def report(
+    cluster: Path = ClusterArg,
+    job: Path = JobArg,
+    out: Path = typer.Option(..., "--out", help="Folder for report.html and the PNGs (created if missing).",
+                             show_default=False),
+    top: int = typer.Option(5, "--top", min=1, help="How many distinct plans to show."),
+    objective: str = ObjectiveOption,
+    time_limit: Optional[float] = TimeLimitOption,
+    solver: str = SolverOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write one self-contained HTML page, and PNGs of its charts: best plans, memory, time, every plan considered."""
+    choice(objective, OBJECTIVES, "--objective")
+    choice(solver, SOLVERS, "--solver")
+    _check_out(out)
+    inputs = load_inputs(cluster, job)
+    # matplotlib loads here, not when the CLI starts, so the other commands stay quick.
+    from planner.report.page import build_report
+    result, rows, explanation = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
+    # A row is a layout whose partition and recompute counts the solver chooses; each is shown at
+    # its default partition, evaluated in full by the same models.
+    considered = [evaluate(row.plan, inputs.workload, inputs.cluster) for row in rows]
+    page = build_report(title(inputs), result, considered, inputs.cluster.capacity, _input_files(cluster, job),
+                        explanation)
+    written = _write(page, out)
+    if as_json:
+        emit_json({**report_json.solve_document(result, explanation), "files": [str(p) for p in written]})
+    else:
+        _say_written(written, result.status, explanation)
+    raise typer.Exit(EXIT_OK if result.plans else EXIT_NO_FIT)
+
+
+def _check_out(out: Path) -> None:
+    # Checked first so a wrong --out costs no search time.
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder; give a folder for report.html and the PNGs",
+                         field="--out")
+
+
+def _input_files(*paths: Path) -> list[InputFile]:
+    # The files were read and validated by load_inputs; shown as the user wrote them.
+    return [InputFile(path=str(p), text=p.read_text(encoding="utf-8")) for p in paths]
+
+
+def _write(page: "Report", out: Path) -> list[Path]:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, data in page.files(PAGE_NAME).items():
+            (out / name).write_bytes(data)
+            written.append(out / name)
+    except OSError as exc:
+        raise InputError(f"cannot write the report: {exc.strerror or exc}", file=str(out), field="--out") from None
+    return written
+
+
+def _say_written(written: list[Path], status: str, explanation: str | None) -> None:
+    console = tables.console()
+    page = next(p for p in written if p.name == PAGE_NAME)
+    console.print(f"wrote {page} and {len(written) - 1} PNG charts beside it ({status})", highlight=False)
+    if explanation:
+        console.print(explanation, style="red", highlight=False)

@@ -1,0 +1,174 @@
+"""From files to the models' inputs: the one place that reads cluster and job files."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import get_args
+
+from planner.cost.cluster import Cluster, build_cluster
+from planner.cost.partial import PartialTraining
+from planner.cost.plan import (
+    KEY_ALIASES,
+    OFFLOAD_CHOICES,
+    PLAN_KEYS,
+    QUANT_CHOICES,
+    RECOMPUTE_POLICIES,
+    ParallelDims,
+    Plan,
+)
+from planner.cost.workload import JobDefaults, Workload
+from planner.model import load_architecture
+from planner.spec import JobSpec, load_cluster, load_job
+from planner.spec.errors import InputError, did_you_mean
+from planner.spec.job import Optimizer, Precision
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    workload: Workload
+    job: JobSpec
+    defaults: JobDefaults
+    job_file: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    cluster: Cluster
+    workload: Workload
+    job: JobSpec
+    defaults: JobDefaults
+    cluster_file: str
+    job_file: str
+
+
+def load_job_inputs(job_path: str | Path) -> JobInputs:
+    """The job alone: its architecture, workload and plan defaults (capacity planning)."""
+    job = load_job(job_path)
+    arch = load_architecture(job.model, base_dir=Path(job_path).parent, file=str(job_path))
+    targets = tuple(job.lora.targets) if job.lora else ()
+    workload = Workload(arch=arch, training=job.training, seq_len=job.seq_len,
+                        global_batch=job.global_batch, lora_targets=targets, tokens=job.tokens,
+                        partial=_partial(job, arch, str(job_path)))
+    defaults = JobDefaults(
+        precision=job.precision,
+        optimizer=job.optimizer,
+        lora_ranks=job.lora.ranks if job.lora else (0,),
+        quant=job.base_quant,
+    )
+    return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
+
+
+def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
+    """job.yaml `trainable` checked against the model it names."""
+    spec = job.trainable
+    if spec is None:
+        return None
+    if spec.layers is not None and max(spec.layers) >= arch.num_layers:
+        raise InputError(f"layer {max(spec.layers)} does not exist: {arch.name} has layers 0 to {arch.num_layers - 1}",
+                         file=job_file, field="trainable.layers")
+    if (spec.experts or spec.router) and arch.moe is None:
+        raise InputError(f"{arch.name} is dense: it has no experts or router to train", file=job_file,
+                         field="trainable.experts" if spec.experts else "trainable.router")
+    if spec.experts and spec.experts > arch.moe.num_experts:
+        raise InputError(f"{spec.experts} experts per layer, but {arch.name} has {arch.moe.num_experts}",
+                         file=job_file, field="trainable.experts")
+    layers = None if spec.layers is None else tuple(sorted(set(spec.layers)))
+    return PartialTraining(**{**spec.model_dump(), "layers": layers})
+
+
+def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
+    cluster_spec = load_cluster(cluster_path)
+    cluster = build_cluster(cluster_spec, str(cluster_path))
+    job = load_job_inputs(job_path)
+    precision = job.job.precision
+    if precision == "fp8" and not cluster.gpu.supports("fp8"):
+        raise InputError(f"{cluster.gpu.id} has no fp8 tensor cores; use bf16", file=str(job_path), field="precision")
+    if precision.startswith("bf16") and not cluster.gpu.supports("bf16"):
+        raise InputError(f"{cluster.gpu.id} has no bf16 support; use fp16", file=str(job_path), field="precision")
+    return Inputs(cluster=cluster, workload=job.workload, job=job.job, defaults=job.defaults,
+                  cluster_file=str(cluster_path), job_file=str(job_path))
+
+
+_BOOL = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+_CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant": QUANT_CHOICES,
+            "precision": get_args(Precision), "optimizer": get_args(Optimizer)}
+
+
+def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
+    """A plan from `tp=8,pp=4,zero=1,recompute=selective,mbs=1` (INTERFACE.md `--plan SPEC`);
+    uneven pipelines and partial recompute: `first_stage_layers=6,last_stage_layers=6,
+    recompute=full,recompute_layers=4/2/2/0`.
+
+    Omitted keys take the job's defaults; dp is derived from the GPU count, gas from the batch.
+    """
+    values: dict[str, object] = {}
+    for item in text.replace(",", " ").split():
+        key, sep, raw = item.partition("=")
+        key = KEY_ALIASES.get(key.strip(), key.strip())
+        if key == "sp" and not sep:
+            raw, sep = "true", "="
+        if not sep or not raw:
+            raise InputError(f"{item!r} is not key=value", field="--plan")
+        if key not in PLAN_KEYS:
+            raise InputError(f"unknown key {key!r}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
+                             field="--plan")
+        if key == "sp":
+            if raw.lower() not in _BOOL:
+                raise InputError(f"sp={raw!r}: use true or false", field="--plan")
+            values[key] = _BOOL[raw.lower()]
+        elif key == "recompute_layers":
+            try:
+                values[key] = tuple(int(r) for r in raw.split("/"))
+            except ValueError:
+                raise InputError(f"recompute_layers={raw!r}: one count per pipeline stage, e.g. 4/2/2/0,"
+                                 f" or one count for every stage", field="--plan") from None
+        elif key in _CHOICES:
+            if raw not in _CHOICES[key]:
+                raise InputError(f"{key}={raw!r}: valid: {', '.join(_CHOICES[key])}", field="--plan")
+            values[key] = raw
+        else:
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                raise InputError(f"{key}={raw!r}: must be an integer", field="--plan") from None
+            if values[key] < (0 if key in ("zero", "lora_rank") else 1):
+                raise InputError(f"{key}={raw}: must be {'>= 0' if key in ('zero', 'lora_rank') else '>= 1'}", field="--plan")
+    world = inputs.cluster.world
+    tp, pp, cp = (int(values.get(k, 1)) for k in ("tp", "pp", "cp"))
+    if "dp" in values:
+        dp = int(values["dp"])
+    else:
+        if world % (tp * pp * cp):
+            raise InputError(f"tp({tp}) * pp({pp}) * cp({cp}) = {tp * pp * cp} does not divide the {world} GPUs",
+                             field="--plan")
+        dp = world // (tp * pp * cp)
+    mbs = int(values.get("mbs", 1))
+    if "gas" in values:
+        gas = int(values["gas"])
+    else:
+        if inputs.workload.global_batch % (mbs * dp):
+            raise InputError(f"global batch {inputs.workload.global_batch} does not divide by mbs({mbs}) * dp({dp})",
+                             field="--plan")
+        gas = inputs.workload.global_batch // (mbs * dp)
+    d = inputs.defaults
+    return Plan(
+        parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=int(values.get("ep", 1)),
+                              vpp=int(values.get("vpp", 1)), sp=bool(values.get("sp", False))),
+        zero=int(values.get("zero", 0)),
+        recompute=values.get("recompute", "none"),
+        mbs=mbs, gas=gas,
+        lora_rank=int(values.get("lora_rank", d.lora_ranks[0])),
+        quant=values.get("quant", d.quant),
+        precision=str(values.get("precision", d.precision)),
+        offload=values.get("offload", "none"),
+        optimizer=str(values.get("optimizer", d.optimizer)),
+        first_stage_layers=values.get("first_stage_layers"),
+        last_stage_layers=values.get("last_stage_layers"),
+        recompute_layers=_per_stage(values.get("recompute_layers"), pp),
+    )
+
+
+def _per_stage(counts: tuple[int, ...] | None, pp: int) -> tuple[int, ...] | None:
+    """`recompute_layers=4` means 4 on every stage (Megatron --recompute-num-layers)."""
+    return counts * pp if counts is not None and len(counts) == 1 else counts
+

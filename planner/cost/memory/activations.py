@@ -1,0 +1,245 @@
+"""Activations saved for backward, per layer and token (Korthikanti et al. 2022, arXiv 2205.05198,
+§4 and Table 2, re-derived per saved tensor), and the micro-batches a pipeline stage holds in flight."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from planner.cost.memory.kernels import Kernels, kernels
+from planner.cost.partial import NORMS, ROUTER, PartialTraining
+from planner.cost.plan import Plan
+from planner.cost.workload import Workload
+from planner.model.architecture import Architecture
+from planner.model.params import ALL_LINEAR, LORA_TARGETS, attention_linears
+
+
+def tokens_per_gpu(plan: Plan, workload: Workload) -> float:
+    """Tokens of one micro-batch on one GPU before TP sharding: b * s / cp."""
+    return plan.mbs * workload.seq_len / plan.parallel.cp
+
+
+def adapted_modules(plan: Plan, workload: Workload | None) -> frozenset[str] | None:
+    """Module names carrying LoRA adapters; None when every weight trains."""
+    if workload is None or not workload.trains_adapters:
+        return None
+    names: set[str] = set()
+    for target in workload.lora_targets:
+        names.update(LORA_TARGETS if target == ALL_LINEAR else (target,))
+    return frozenset(names)
+
+
+def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
+                                     workload: Workload | None = None, *,
+                                     partial: PartialTraining | None = None) -> float:
+    """Bytes saved for backward by one layer per token (no dropout), for the workload's framework.
+
+    Megatron (Korthikanti et al. 2022 Table 2 counts 34h + 5as bytes per token of a GPT layer;
+    without dropout masks (2 x h bytes) and with flash attention (no s x s scores; a fp32
+    log-sum-exp per head instead) the same tensors give, for any layer shape, with e bytes per
+    16-bit element):
+      norms          2 x e h     inputs of the two norms (fused TE norms save their input)
+      attention      e h         QKV input (norm output)
+                     e q + 2 e kv  Q, K and V;   e q  attention output = out-proj input
+                     4a          fp32 log-sum-exp per head (flash attention)
+      MLP            e h         fc1 input
+                     gated: 2 e i (fc1 output, gate and up) + e i (fc2 input); plain: e i + e i
+    (check: GPT with q = kv = h, i = 4h gives 32h = 34h - 2h of dropout masks.)
+    Hugging Face modules (`_hf_layer_bytes`) save more: see there. With TP the sharded tensors
+    divide by t; SP also divides the norm and matmul inputs by t (Korthikanti §4.2.2). Selective
+    recompute drops the attention core (the log-sum-exp and output) and full recompute keeps only
+    the layer input. LoRA: a frozen linear without an adapter keeps no input (autograd saves a
+    matmul input only for its weight gradient), a frozen norm weight needs no normalized copy,
+    each adapter keeps its rank-r output, and nothing before the first layer needs a gradient.
+    Partial fine-tuning (`partial`) is the same rule with the trainable modules in place of the
+    adapters: layers before the first trainable one keep nothing at all.
+    """
+    framework = workload.framework if workload is not None else "megatron"
+    if partial is not None:
+        first = partial.first_trainable_layer(arch)
+        if first is None or index < first:
+            return 0.0
+        adapted, input_grad = partial.layer_modules(arch, index), index > first
+    else:
+        adapted = adapted_modules(plan, workload)
+        input_grad = adapted is None or index > 0
+    return _layer_activation_bytes_per_token(
+        arch, index, plan.parallel.tp, plan.parallel.sp, plan.recompute,
+        kernels(framework, plan.precision, plan.zero), adapted, plan.lora_rank, input_grad)
+
+
+@lru_cache(maxsize=65536)
+def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str,
+                                      k: Kernels, adapted: frozenset[str] | None, rank: int,
+                                      input_grad: bool = True) -> float:
+    h = arch.hidden
+    seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
+    if recompute == "full":
+        # The checkpoint: the layer input in the residual stream's dtype (Megatron: 2h).
+        return k.residual * h * seq_sharded
+    if k.framework == "megatron":
+        replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad)
+    else:
+        replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank, input_grad)
+    return replicated * seq_sharded + sharded / tp
+
+
+def _mla_latent(att) -> int:
+    """Width of MLA's compressed q and kv latents (with the decoupled RoPE key) per token."""
+    return (att.q_lora_rank or 0) + att.kv_lora_rank + att.qk_rope_head_dim
+
+
+def _attention_saved(att, e: float) -> tuple[float, float]:
+    """(q, k, v saved for the attention core, the core's output and fp32 log-sum-exp) in bytes per
+    token at e bytes per element: the FlashAttention inputs and what its backward needs."""
+    if att.is_mla:
+        q = att.num_heads * att.head_dim
+        return e * (q + q + att.num_heads * att.value_head_dim), e * att.num_heads * att.value_head_dim + 4 * att.num_heads
+    return e * (att.q_dim + 2 * att.kv_dim), e * att.q_dim + 4 * att.num_heads
+
+
+def _needs_grad(adapted: frozenset[str] | None, *names: str) -> int:
+    """How many of these linears need their input saved (trainable, or carrying an adapter)."""
+    return len(names) if adapted is None else sum(n in adapted for n in names)
+
+
+def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int,
+                          adapted: frozenset[str] | None, rank: int, input_grad: bool = True) -> tuple[float, float]:
+    """(replicated, TP-sharded) bytes per token of a Megatron/TE layer (see the caller)."""
+    h = arch.hidden
+    att = arch.attention
+    first_frozen = not input_grad
+    norms = e * h * (1 if first_frozen else 2)  # inputs of the two norms
+    qkv_input = e * h if _needs_grad(adapted, "q_proj", "k_proj", "v_proj") else 0
+    replicated = norms + qkv_input
+    if att.is_mla:
+        # MLA: the compressed q and kv latents (and their norms' inputs) feed the up-projections.
+        replicated += 2 * e * _mla_latent(att)
+    attention, attention_core = _attention_saved(att, e)
+    if recompute == "none":
+        attention += attention_core
+    else:
+        # Selective: Megatron's core-attention checkpoint recomputes the attention core; its
+        # output stays alive as the out-projection's input.
+        attention += e * att.num_heads * att.value_head_dim
+
+    def ffn_bytes(i: int) -> float:
+        # gated: fc1 output (gate and up) 2 e i + fc2 input e i; plain: fc1 output + fc2 input
+        fc2_input = e * i if _needs_grad(adapted, "down_proj") else 0
+        return (2 * e * i if arch.gated_mlp else e * i) + fc2_input
+
+    fc1_input = e * h if _needs_grad(adapted, "gate_proj", "up_proj") or arch.is_moe_layer(index) else 0
+    replicated += fc1_input + _adapter_bytes(arch, e, adapted, rank)
+    if not arch.is_moe_layer(index):
+        return replicated, attention + ffn_bytes(arch.ffn)
+    moe = arch.moe
+    # Router: fp32 logits and probabilities over E experts; each token is dispatched to top_k
+    # experts (permuted input and un-permuted output, e h each) whose FFN activations are those of
+    # a dense FFN of the expert size (Megatron-Core token dispatcher; capacity factor 1).
+    routed = moe.top_k * (2 * e * h + ffn_bytes(moe.expert_ffn))
+    router = 2 * 4 * moe.num_experts
+    shared = ffn_bytes(moe.shared_ffn) if moe.shared_ffn else 0
+    return replicated, attention + routed + router + shared
+
+
+def _adapter_bytes(arch: Architecture, e: int, adapted: frozenset[str] | None, rank: int) -> float:
+    """LoRA: each adapter keeps its rank-r output A x for B's gradient."""
+    if adapted is None:
+        return 0.0
+    names = set(attention_linears(arch.attention, arch.hidden)) | {"gate_proj", "up_proj", "down_proj"}
+    return e * rank * len(adapted & names)
+
+
+def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool) -> float:
+    """One Hugging Face norm over h features, per token.
+
+    RMSNorm (LlamaRMSNorm and kin) upcasts its input to fp32 (4h, the input itself when it is
+    fp32), saves rsqrt (4) and, for the weight's gradient, the normalized input in the input
+    dtype (residual bytes x h). LayerNorm (aten native_layer_norm) saves its input, mean and rstd.
+    """
+    h = arch.hidden
+    if arch.norm == "layernorm":
+        return k.residual * h + 8
+    return 4 * h + 4 + (k.residual * h if weight_trains else 0)
+
+
+def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
+                    adapted: frozenset[str] | None, rank: int, input_grad: bool = True) -> tuple[float, float]:
+    """(replicated, TP-sharded) bytes per token saved by a Hugging Face decoder layer.
+
+    Per saved tensor (transformers 5.24, torch 2.13; tools/README.md and validation/memory/, exact
+    on 10 shapes): with e bytes per activation and r per residual element,
+      norms        2 x (4h + r h + 4)     (see norm_bytes)
+      linear inputs  r h per group sharing the norm output (q/k/v; gate/up or router); under
+                   torch.autocast each linear saves its own bf16 cast instead: 2h x 3 and 2h x 2
+      attention    e q + 2 e kv (SDPA's q, k, v) + e q (output, the o_proj input) + 4a (fp32 lse);
+                   q/k RMSNorm per head: 4q + e q + 4a and 4kv + e kv + 4g more
+      SwiGLU       gate, SiLU(gate), up and their product (the down_proj input): 4 e i
+      MoE (grouped_mm experts)  router probabilities 4E (fp32) and top-k indices 8 top_k; per
+                   routed copy the gathered input e h, gate_up 2 e i, SiLU e i, product e i,
+                   the expert output e h (kept for the routing-weight product), 3 int64 indices
+                   and the routing weight (32 bytes)
+    which gives sb(20h + 4kv + 8i) + 8sb + 4asb for pure-bf16 Llama (q = h), sb(30h + 4kv + 8i)
+    + 8sb + 4asb under autocast and sb(32h + 8kv + 16i) + 8sb + 4asb in fp32.
+    """
+    h, e = arch.hidden, k.act
+    att = arch.attention
+    full = adapted is None or NORMS in adapted  # the norm weights train
+
+    def inputs(n: int) -> float:
+        if n == 0:
+            return 0.0
+        return 2 * h * n if k.autocast else k.residual * h
+
+    # The first norm of a layer whose input needs no gradient keeps only what its weight's gradient needs.
+    first_norm = norm_bytes(arch, k, full) if input_grad else (k.residual * arch.hidden if full else 0)
+    # No gradient reaches the attention block of the first trainable layer when nothing in it trains
+    # (partial fine-tuning of the MLP, experts or router only): autograd records nothing there.
+    attention_graph = input_grad or full or bool(_needs_grad(adapted, *attention_linears(att, h)))
+    norms = first_norm + (norm_bytes(arch, k, full) if attention_graph else 0)
+    qkv = _needs_grad(adapted, "q_proj", "k_proj", "v_proj")
+    replicated = norms + inputs(qkv) + _adapter_bytes(arch, e, adapted, rank)
+    if att.is_mla:
+        replicated += 2 * e * _mla_latent(att)  # as for Megatron: not validated against HF's MLA modules
+    attention, core = _attention_saved(att, e)
+    if not att.is_mla:
+        if att.qk_norm == "head":
+            attention += (4 * att.q_dim + (e * att.q_dim if full else 0) + 4 * att.num_heads
+                          + 4 * att.kv_dim + (e * att.kv_dim if full else 0) + 4 * att.num_kv_heads)
+        elif att.qk_norm == "projection":
+            # one RMSNorm over all of q and one over all of k (OLMo-2): 4w + e w + 4 each
+            attention += sum(4 * w + (e * w if full else 0) + 4 for w in (att.q_dim, att.kv_dim))
+    attention += core if recompute == "none" else e * att.num_heads * att.value_head_dim
+    if not attention_graph:
+        attention = 0.0
+
+    def swiglu(i: int) -> float:
+        product = e * i if _needs_grad(adapted, "down_proj") else 0
+        return (3 * e * i if arch.gated_mlp else e * i) + product
+
+    if not arch.is_moe_layer(index):
+        replicated += inputs(_needs_grad(adapted, "gate_proj", "up_proj") if arch.gated_mlp
+                             else _needs_grad(adapted, "up_proj"))
+        return replicated, attention + swiglu(arch.ffn)
+    moe = arch.moe
+    replicated += inputs(_needs_grad(adapted, ROUTER))  # the router's input (experts gather their rows from it)
+    router = 4 * moe.num_experts + 8 * moe.top_k
+    routed = moe.top_k * (2 * e * h + swiglu(moe.expert_ffn) + 32)
+    if not attention_graph and not _needs_grad(adapted, "gate_proj", "up_proj", "down_proj"):
+        # Frozen experts on an input without gradient: only their outputs, for the router's gradient.
+        routed = moe.top_k * (e * h + 32)
+    shared = swiglu(moe.shared_ffn) + (e if moe.shared_expert_gate else 0) if moe.shared_ffn else 0
+    return replicated, attention + router + routed + shared
+
+
+def inflight_microbatches(plan: Plan, stage: int) -> float:
+    """Micro-batches of this stage's layers alive at the stage's activation peak.
+
+    1F1B (PipeDream-Flush): stage r runs p - r warm-up forwards before its first backward.
+    Interleaved with v chunks (Megatron schedules.py): (p - r - 1) * 2 + (v - 1) * p + 1 chunks of
+    L/(p v) layers, i.e. p (1 + (p - 1)/(p v)) layer-groups on the first stage (Korthikanti §4.2.3).
+    Never more than the micro-batches of the step.
+    """
+    p, v, m = plan.parallel.pp, plan.parallel.vpp, plan.gas
+    if v == 1:
+        return float(min(m, p - stage))
+    chunks = (p - stage - 1) * 2 + (v - 1) * p + 1
+    return min(chunks, m * v) / v

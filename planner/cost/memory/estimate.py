@@ -1,0 +1,153 @@
+"""The peak bytes of every pipeline stage: model states sharded by ZeRO stage, offload to the host,
+and the largest phase of the step (see the package docstring)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from planner.cost.cluster import Cluster
+from planner.cost.memory.activations import tokens_per_gpu
+from planner.cost.memory.kernels import kernels
+from planner.cost.memory.phases import peak_phase
+from planner.cost.memory.runtime import CUDA_CONTEXT_BYTES, FRAGMENTATION
+from planner.cost.memory.states import (
+    MIXED,
+    QUANT_WEIGHT_BYTES,
+    deepspeed_fp32_grads,
+    frozen_and_trainable,
+    optimizer_state_bytes,
+    state_bytes,
+    state_dtype_bytes,
+)
+from planner.cost.partial import PartialTraining, partial_trainable
+from planner.cost.plan import Plan
+from planner.cost.shard import stage_shards
+from planner.cost.workload import Workload
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Bytes on one GPU at its peak (INTERFACE.md `memory`)."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    master_weights: int
+    activations: int
+    buffers: int
+    runtime: int
+
+    @property
+    def total(self) -> int:
+        return (self.weights + self.gradients + self.optimizer + self.master_weights
+                + self.activations + self.buffers + self.runtime)
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "total": self.total}
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    stage: int
+    layers: int
+    recompute_layers: int
+    memory: MemoryBreakdown
+    host_bytes: int
+    """Bytes this GPU keeps in host memory (CPU offload)."""
+    phase: str = "backward start"
+    """The phase of the step at which this GPU peaks: forward end, backward start, backward
+    layers (recomputing or walking back through the layers) or optimizer step."""
+    detail: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+    """The terms of `memory` itemized at that phase (bytes), e.g. activations = layers +
+    logits + logits_grad + autocast_weight_copies; optimizer = optimizer_states + optimizer_step_temp."""
+
+
+def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
+                    partial: PartialTraining | None = None,
+                    only_stages: tuple[int, ...] | None = None) -> list[StageMemory]:
+    """Peak bytes per GPU for every pipeline stage.
+
+    `partial`: train only these parameters of a full fine-tune (`PartialTraining`); None trains
+    what `workload.training` says (everything, or the LoRA adapters). `only_stages`: only these
+    pipeline stages, in order (the search probes the first, second and last)."""
+    partial = partial if partial is not None else workload.partial
+    if partial is not None and workload.trains_adapters:
+        raise ValueError("partial fine-tuning and LoRA adapters do not combine; choose one")
+    arch = workload.arch
+    framework = workload.framework
+    k = kernels(framework, plan.precision, plan.zero)
+    weight_b, grad_b, master_b, fp32_grad_b = state_bytes(framework, plan.precision)
+    opt_b = optimizer_state_bytes(plan.optimizer, plan.precision, arch.hidden)
+    dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
+    expert_dp_shard = max(1, dp_shard // plan.parallel.ep)
+    tokens = tokens_per_gpu(plan, workload)
+    stages = []
+    for shard in stage_shards(plan, arch):
+        if only_stages is not None and shard.stage not in only_stages:
+            continue
+        trainable, frozen, quantized = frozen_and_trainable(plan, workload, shard)
+        if partial is not None:
+            dense_trainable, expert_trainable = partial_trainable(plan, arch, shard, partial)
+            frozen_b = 2 if plan.precision in MIXED else weight_b
+            frozen_bytes = (shard.total - dense_trainable - expert_trainable) * frozen_b
+        elif workload.trains_adapters:
+            dense_trainable, expert_trainable = trainable, 0.0
+            # Frozen base weights stay in the compute dtype: no fp32 copy of a weight that never steps.
+            frozen_b = 2 if plan.precision in MIXED else weight_b
+            frozen_bytes = frozen * frozen_b + quantized * QUANT_WEIGHT_BYTES.get(plan.quant, weight_b)
+        else:
+            dense_trainable, expert_trainable = shard.dense, shard.expert
+            frozen_bytes = 0.0
+
+        def sharded(nbytes_per_param: float, from_stage: int) -> float:
+            """Bytes of trainable state, divided over the DP group from ZeRO stage `from_stage` on."""
+            if plan.zero >= from_stage:
+                return nbytes_per_param * (dense_trainable / dp_shard + expert_trainable / expert_dp_shard)
+            return nbytes_per_param * (dense_trainable + expert_trainable)
+
+        # ZeRO-1 shards optimizer states and master weights, ZeRO-2 gradients too, ZeRO-3 weights
+        # (frozen base weights included: DeepSpeed ZeRO-3 and FSDP shard every parameter).
+        terms = {
+            "weights": sharded(weight_b, 3) + (frozen_bytes / dp_shard if plan.zero == 3 else frozen_bytes),
+            "gradients": sharded(grad_b, 2),
+            "fp32_gradient_copy": deepspeed_fp32_grads(plan, sharded(fp32_grad_b, 1), fp32_grad_b),
+            "optimizer_states": sharded(opt_b, 1),
+            "master_weights": sharded(master_b, 1),
+            # PyTorch's foreach AdamW allocates one more copy of the (local) parameters in step():
+            # torch._foreach_sqrt(exp_avg_sq) (torch/optim/adamw.py `_multi_tensor_adamw`).
+            "optimizer_step_temp": (sharded(state_dtype_bytes(plan.precision), 1)
+                                    if framework == "hf" and plan.optimizer in ("adamw", "adam") else 0.0),
+        }
+        host = 0.0
+        if plan.offload in ("optimizer", "optimizer+params"):
+            # ZeRO-Offload keeps fp32 states on the CPU and steps there (arXiv 2101.06840 §4). DeepSpeed
+            # ZeRO-2/3 copies each reduced gradient partition straight into the fp32 gradients on the
+            # host, for every sub-group (stage_1_and_2.py `async_inplace_copy_grad_to_fp32_buffer_from_gpu`,
+            # stage3.py `partition_grads`): no 16-bit gradient partition is kept, and the host holds
+            # 4 + 4 + 8 = 16 B/param/N, as DeepSpeed's estimator counts (before its 1.5 buffer factor).
+            # FSDP2's CPUOffloadPolicy moves the sharded gradients with the parameters.
+            if framework == "deepspeed" and fp32_grad_b:
+                terms["fp32_gradient_copy"] = sharded(fp32_grad_b, 1)
+            moved = ["optimizer_states", "master_weights", "fp32_gradient_copy", "optimizer_step_temp"]
+            if framework == "deepspeed" and plan.zero >= 2:
+                terms["gradients"] = 0.0
+            if framework == "hf" and plan.offload == "optimizer+params":
+                moved.append("gradients")
+            if plan.offload == "optimizer+params":
+                moved.append("weights")  # ZeRO-Infinity: parameters live on the host, fetched per layer
+            for name in moved:
+                host += terms[name] if name != "optimizer_step_temp" else 0.0
+                terms[name] = 0.0
+        phase, memory_terms, detail = peak_phase(plan, workload, shard, tokens, k, terms, weight_b, partial)
+        live = sum(memory_terms.values())
+        runtime = CUDA_CONTEXT_BYTES + FRAGMENTATION * live
+        detail = {**detail, "cuda_context": CUDA_CONTEXT_BYTES, "fragmentation": int(FRAGMENTATION * live)}
+        stages.append(StageMemory(
+            stage=shard.stage,
+            layers=shard.num_layers,
+            recompute_layers=plan.recomputed_layers(shard.stage, shard.num_layers),
+            memory=MemoryBreakdown(**{name: int(v) for name, v in memory_terms.items()}, runtime=int(runtime)),
+            host_bytes=int(host),
+            phase=phase,
+            detail={name: int(v) for name, v in detail.items()},
+        ))
+    return stages

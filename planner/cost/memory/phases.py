@@ -1,0 +1,157 @@
+"""The phases of a training step (forward end, backward start, backward through the layers, optimizer
+step) and the activation terms each holds; the peak is the largest."""
+from __future__ import annotations
+
+from planner.cost.memory.activations import (
+    adapted_modules,
+    inflight_microbatches,
+    layer_activation_bytes_per_token,
+    norm_bytes,
+)
+from planner.cost.memory.kernels import Kernels
+from planner.cost.memory.runtime import buffer_bytes
+from planner.cost.memory.states import MIXED, state_bytes
+from planner.cost.partial import PartialTraining
+from planner.cost.plan import Plan
+from planner.cost.shard import StageShard
+from planner.cost.workload import Workload
+from planner.model.architecture import Architecture
+from planner.model.params import layer_params, output_params
+
+
+def peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
+                states: dict[str, float], weight_b: int,
+                partial: PartialTraining | None = None) -> tuple[str, dict[str, float], dict[str, float]]:
+    """The phase of the step with the most live bytes: (name, MemoryBreakdown terms, itemized terms).
+
+    Megatron and DeepSpeed keep their gradient buffers for the whole step and step with fused
+    Adam: their peak is the start of backward with every term present. Under hf the gradients
+    only exist from backward on (unless accumulated over micro-batches), so the peak is one of:
+      forward end      states + saved activations + all autocast weight copies (the autocast
+                       cache lives until the forward ends, recomputed layers included)
+      backward start   states + saved activations + the loss's fp32 gradients (logits_grad)
+      backward layers  states + the output layer's gradients + saved activations + the working
+                       set of the layer being recomputed (full recompute)
+      optimizer step   states + all gradients + the foreach temporary
+    """
+    act = _activation_terms(plan, workload, shard, tokens, k, partial)
+    buffers = buffer_bytes(plan, workload, shard, weight_b, k)
+    all_grads = {"gradients": states["gradients"], "fp32_gradient_copy": states["fp32_gradient_copy"]}
+
+    def phase(grads: dict[str, float], acts: dict[str, float], buf: dict[str, float], temp: float = 0.0):
+        parts = {
+            "weights": {"weights": states["weights"]},
+            "gradients": grads,
+            "optimizer": {"optimizer_states": states["optimizer_states"], "optimizer_step_temp": temp},
+            "master_weights": {"master_weights": states["master_weights"]},
+            "activations": acts,
+            "buffers": buf,
+        }
+        memory = {term: sum(p.values()) for term, p in parts.items()}
+        detail = {name: v for p in parts.values() for name, v in p.items() if v}
+        return memory, detail
+
+    saved = {n: act[n] for n in ("layers", "embedding", "final_norm", "logits")}
+    if workload.framework != "hf":
+        acts = {**saved, "logits_grad": act["logits_grad"], "recompute_working_set": act["recompute_working_set"],
+                "autocast_weight_copies": act["autocast_weight_copies_saved"]}
+        return ("backward start", *phase(all_grads, acts, buffers))
+
+    lazy = plan.gas == 1  # zero_grad(set_to_none=True): gradients appear in backward
+    fwd_grads = {} if lazy else all_grads
+    candidates = {
+        "forward end": phase(fwd_grads, {**saved, "autocast_weight_copies": act["autocast_weight_copies"]}, buffers),
+        "backward start": phase(fwd_grads, {**saved, "logits_grad": act["logits_grad"],
+                                            "autocast_weight_copies": act["autocast_weight_copies_saved"]}, buffers),
+        "backward layers": phase(
+            {**fwd_grads, "output_layer_grad": act["output_layer_grad"] if lazy else 0.0},
+            {"layers": act["layers"], "embedding": act["embedding"],
+             "autocast_weight_copies": act["autocast_weight_copies_layers"],
+             "recompute_working_set": act["recompute_working_set"]}, buffers),
+        "optimizer step": phase(all_grads, {}, {n: v for n, v in buffers.items() if n == "ddp_buckets"},
+                                states["optimizer_step_temp"]),
+    }
+    name = max(candidates, key=lambda n: sum(candidates[n][0].values()))
+    return (name, *candidates[name])
+
+
+def _linear_params(arch: Architecture, index: int) -> int:
+    p = layer_params(arch, index)
+    return p.total - p.norms
+
+
+def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
+                      partial: PartialTraining | None = None) -> dict[str, float]:
+    """Activation bytes of one GPU of the stage, by kind."""
+    arch = workload.arch
+    tp, sp = plan.parallel.tp, plan.parallel.sp
+    adapted = adapted_modules(plan, workload)
+    first, last = shard.stage == 0, shard.stage == plan.parallel.pp - 1
+    layers = range(shard.first_layer, shard.first_layer + shard.num_layers)
+    # Partial recompute (recompute_layers): the stage's first layers are recomputed, the rest keep
+    # everything (Megatron --recompute-method block).
+    recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)
+    kept = plan.with_(recompute="none") if plan.recompute == "full" else plan
+    per_token = [layer_activation_bytes_per_token(arch, i, plan if n < recomputed else kept, workload, partial=partial)
+                 for n, i in enumerate(layers)]
+    inflight = inflight_microbatches(plan, shard.stage)
+    out = dict.fromkeys(("layers", "embedding", "final_norm", "logits", "logits_grad", "recompute_working_set",
+                         "autocast_weight_copies", "autocast_weight_copies_saved",
+                         "autocast_weight_copies_layers", "output_layer_grad"), 0.0)
+    out["layers"] = inflight * tokens * sum(per_token)
+    if recomputed:
+        # Recomputing a layer in backward rebuilds its full activations, whose input is the
+        # checkpoint already counted: one layer's working set on top of the checkpoints.
+        unrecomputed = plan.with_(recompute="none")
+        out["recompute_working_set"] = tokens * (
+            max(layer_activation_bytes_per_token(arch, i, unrecomputed, workload, partial=partial) for i in layers)
+            - per_token[0])
+    vocab = arch.vocab / tp
+    if workload.framework == "megatron":
+        if first:
+            # Embedding output (the first layer's input), per in-flight micro-batch.
+            out["embedding"] = inflight * tokens * k.act * arch.hidden / (tp if sp else 1)
+        if last:
+            # Logits: the matmul output plus the fp32 copy the fused cross entropy keeps for
+            # backward, vocab-parallel over TP (Korthikanti §4.3: 4 s b V / t in fp32).
+            out["logits"] = tokens * (k.act + 4) * vocab
+        return out
+    if last:
+        # HF: the final norm and the lm_head input (when lm_head trains); the logits the model
+        # returns (e bytes) and the fp32 log-softmax cross entropy saves (transformers
+        # ForCausalLMLoss upcasts the logits); backward starts with two fp32 b s V gradients
+        # (of the log-softmax output and of the logits) alive together (MemTracker `Temp`).
+        head_trains = adapted is None and (partial is None or partial.output)
+        h_in = arch.hidden * (2 if k.autocast else k.residual) if head_trains else 0
+        out["final_norm"] = tokens * (norm_bytes(arch, k, head_trains) + h_in) / (tp if sp else 1)
+        out["logits"] = tokens * (k.act + 4) * vocab
+        out["logits_grad"] = tokens * 8 * vocab
+        out["output_layer_grad"] = _output_grad_bytes(plan, workload, k) if partial is None or partial.output else 0.0
+    if k.autocast and not (adapted is not None and plan.precision in MIXED):
+        # torch.autocast caches a bf16 copy of every linear weight it casts until the autocast
+        # region (the forward) ends; matmuls save them for backward, so without recompute they
+        # live until each layer's backward (tools/README.md: +2 B/param). Recompute drops them
+        # with the cache and rebuilds one layer's copies; lm_head's stay saved.
+        # Partial fine-tuning in mixed precision keeps frozen weights in bf16, which autocast uses as
+        # they are: only the trainable (fp32) linears get a bf16 copy.
+        only_trainable = partial is not None and plan.precision in MIXED
+        layer_copies = [2 * (sum(partial.trainable_linear(arch, i)) if only_trainable else _linear_params(arch, i))
+                        / tp for i in layers]
+        head = 2 * output_params(arch) / tp if last and (not only_trainable or partial.output) else 0.0
+        out["autocast_weight_copies"] = sum(layer_copies) + head
+        recomputed = plan.recompute == "full"
+        out["autocast_weight_copies_saved"] = head + (0.0 if recomputed else sum(layer_copies))
+        out["autocast_weight_copies_layers"] = max(layer_copies, default=0.0) if recomputed else sum(layer_copies)
+    return out
+
+
+def _output_grad_bytes(plan: Plan, workload: Workload, k: Kernels) -> float:
+    """Gradients of the output layer, the first ones backward allocates (hf, full training)."""
+    if workload.trains_adapters:
+        return 0.0
+    arch = workload.arch
+    params = output_params(arch) / plan.parallel.tp
+    if plan.zero == 3:
+        # FSDP2 reduce-scatters the root module's gradients only when its backward ends.
+        return params * k.act
+    return params * state_bytes(workload.framework, plan.precision)[1] / (plan.parallel.dp if plan.zero >= 2 else 1)

@@ -1,0 +1,147 @@
+"""A training plan: how one job is laid out on the cluster.
+
+`ParallelDims` is the validated set of parallel degrees (torchtitan `parallel_dims.py` style):
+its check names every factor. `Plan` adds the execution choices (ZeRO, recompute, batch split,
+precision ...). Both are frozen; the models read them and never change them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from planner.spec.plan_keys import (
+    KEY_ALIASES,
+    OFFLOAD_CHOICES,
+    PARALLEL_KEYS,
+    PLAN_KEYS,
+    QUANT_CHOICES,
+    RECOMPUTE_POLICIES,
+    Offload,
+    Quant,
+    Recompute,
+)
+
+__all__ = ["KEY_ALIASES", "OFFLOAD_CHOICES", "PLAN_KEYS", "QUANT_CHOICES", "RECOMPUTE_POLICIES", "Offload",
+           "ParallelDims", "Plan", "PlanError", "Quant", "Recompute"]
+
+
+class PlanError(ValueError):
+    """A plan that contradicts itself or the job (degrees, divisibility)."""
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    """Parallel degrees. World = tp * cp * pp * dp; ep divides dp * cp (Megatron-Core)."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
+    vpp: int = 1
+    """Virtual pipeline chunks per pipeline rank (interleaved 1F1B); 1 means not interleaved."""
+    sp: bool = False
+    """Megatron sequence parallelism inside the TP group."""
+
+    @property
+    def world(self) -> int:
+        return self.tp * self.cp * self.pp * self.dp
+
+    def check(self, world: int | None = None) -> None:
+        for f in ("tp", "pp", "dp", "cp", "ep", "vpp"):
+            if getattr(self, f) < 1:
+                raise PlanError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if world is not None and self.world != world:
+            raise PlanError(
+                f"dp({self.dp}) * cp({self.cp}) * tp({self.tp}) * pp({self.pp}) = {self.world}"
+                f" != world size({world})"
+            )
+        if (self.dp * self.cp) % self.ep:
+            raise PlanError(f"ep({self.ep}) must divide dp({self.dp}) * cp({self.cp})")
+        if self.sp and self.tp == 1:
+            raise PlanError("sp (sequence parallelism) needs tp > 1")
+        if self.vpp > 1 and self.pp == 1:
+            raise PlanError(f"vpp({self.vpp}) needs pp > 1")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything that decides a training step's memory and time, for one job on one cluster."""
+
+    parallel: ParallelDims
+    zero: int = 0
+    """ZeRO stage over the data-parallel group: 0 none, 1 optimizer states, 2 + gradients, 3 + weights."""
+    recompute: Recompute = "none"
+    mbs: int = 1
+    """Micro-batch size in sequences per GPU."""
+    gas: int = 1
+    """Micro-batches per optimizer step per data-parallel rank (gradient accumulation steps);
+    also the number of micro-batches in flight through the pipeline."""
+    lora_rank: int = 0
+    quant: Quant = "none"
+    """Storage of frozen base weights (LoRA/QLoRA): none (compute dtype), int8, nf4, fp8."""
+    precision: str = "bf16"
+    offload: Offload = "none"
+    optimizer: str = "adamw"
+    first_stage_layers: int | None = None
+    """Layers on the first pipeline stage (Megatron `--decoder-first-pipeline-num-layers`); None:
+    the default split. The first stage also holds the embedding."""
+    last_stage_layers: int | None = None
+    """Layers on the last pipeline stage (`--decoder-last-pipeline-num-layers`); None: the default
+    split. The last stage also holds the final norm, output layer and loss."""
+    recompute_layers: tuple[int, ...] | None = None
+    """With recompute `full`: layers recomputed on each pipeline stage, the first ones of the stage
+    (Megatron `--recompute-method block --recompute-num-layers`); None: every layer."""
+
+    def __getattr__(self, name: str):
+        # Plan.tp, Plan.pp ... read through to the parallel degrees.
+        if name in PARALLEL_KEYS:
+            return getattr(self.parallel, name)
+        raise AttributeError(name)
+
+    @property
+    def global_batch(self) -> int:
+        return self.mbs * self.gas * self.parallel.dp
+
+    def layer_partition(self, num_layers: int) -> tuple[int, ...] | None:
+        """Layers per pipeline stage when the plan sets the first or last stage's count, else None
+        (the default split of `planner.cost.shard.stage_layer_counts`). The middle stages share the
+        rest evenly, as Megatron requires; a remainder that does not divide raises PlanError."""
+        pp, first, last = self.parallel.pp, self.first_stage_layers, self.last_stage_layers
+        if pp == 1 or (first is None and last is None):
+            return None
+        if pp == 2 and (first is None or last is None):
+            first = num_layers - last if first is None else first
+            last = num_layers - first if last is None else last
+        ends = [n for n in (first, last) if n is not None]
+        rest, middle = num_layers - sum(ends), pp - len(ends)
+        if middle == 0:
+            if rest:
+                raise PlanError(f"first ({first}) + last ({last}) stage layers != {num_layers} layers")
+            return (first, last)
+        if rest < middle or rest % middle:
+            raise PlanError(f"the {rest} layers left after the first/last stages do not split evenly"
+                            f" over {middle} stages")
+        mid = rest // middle
+        return (mid if first is None else first,) + (mid,) * (pp - 2) + (mid if last is None else last,)
+
+    def recomputed_layers(self, stage: int, layers: int) -> int:
+        """Layers of `stage` (holding `layers`) that are recomputed in full in backward."""
+        if self.recompute != "full":
+            return 0
+        if self.recompute_layers is None:
+            return layers
+        return min(layers, self.recompute_layers[stage])
+
+    def with_(self, **changes) -> "Plan":
+        """A copy with plan keys changed; parallel keys (tp, pp ...) may be given flat."""
+        par = {k: changes.pop(k) for k in list(changes) if k in PARALLEL_KEYS}
+        parallel = replace(self.parallel, **par) if par else self.parallel
+        return replace(self, parallel=parallel, **changes)
+
+    def key(self) -> tuple:
+        """A hashable identity of the plan (distinct plans in top-K)."""
+        return (tuple(getattr(self.parallel, f) for f in PARALLEL_KEYS),) + tuple(
+            getattr(self, f.name) for f in fields(self) if f.name != "parallel"
+        )
+
+

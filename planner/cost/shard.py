@@ -1,0 +1,89 @@
+"""Which parameters one GPU holds: pipeline stages and tensor/expert-parallel shards.
+
+Shared by the memory and time models so that both see the same partition.
+Megatron-LM splits layers evenly over pipeline stages (`--num-layers` must divide by pp unless
+`--decoder-first/last-pipeline-num-layers` is set); the first stage also holds the input
+embedding and the last the final norm and output layer (megatron/core/models/gpt/gpt_model.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from planner.cost.plan import Plan
+from planner.model.architecture import Architecture
+from planner.model.params import embedding_params, layer_params, output_params
+
+
+@dataclass(frozen=True)
+class StageShard:
+    """Parameters held by one GPU of a pipeline stage, after TP and EP sharding."""
+
+    stage: int
+    first_layer: int
+    num_layers: int
+    dense: float
+    """Non-expert parameters on this GPU (attention, dense MLPs, shared experts, router, norms,
+    embedding/output on the end stages), divided by tp."""
+    expert: float
+    """Routed-expert parameters on this GPU: E/ep experts per MoE layer, each divided by tp
+    (Megatron-Core with expert tensor parallelism equal to tp)."""
+    moe_layers: int
+
+    @property
+    def total(self) -> float:
+        return self.dense + self.expert
+
+
+def stage_layer_counts(num_layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per stage: even, with the remainder on the middle stages' side of the ends.
+
+    When pp divides the layers this is Megatron's even split; otherwise the leftover layers go
+    to the stages after the first, so that the first (embedding) and last (logits) stages are
+    the lighter ones, as users set with --decoder-first/last-pipeline-num-layers.
+    """
+    base, extra = divmod(num_layers, pp)
+    counts = [base] * pp
+    order = list(range(1, pp - 1)) + [pp - 1, 0] if pp > 2 else list(range(pp))[::-1]
+    for i in range(extra):
+        counts[order[i % len(order)]] += 1
+    return tuple(counts)
+
+
+@lru_cache(maxsize=4096)
+def _layer_sums(arch: Architecture, first: int, count: int) -> tuple[int, int, int]:
+    dense = expert = moe_layers = 0
+    for index in range(first, first + count):
+        p = layer_params(arch, index)
+        expert += p.routed_experts
+        dense += p.total - p.routed_experts
+        moe_layers += arch.is_moe_layer(index)
+    return dense, expert, moe_layers
+
+
+def stage_shards(plan: Plan, arch: Architecture) -> list[StageShard]:
+    """One `StageShard` per pipeline stage, in order."""
+    pp, tp, ep = plan.parallel.pp, plan.parallel.tp, plan.parallel.ep
+    shards = []
+    first = 0
+    counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
+    for stage, count in enumerate(counts):
+        dense, expert, moe_layers = _layer_sums(arch, first, count)
+        if stage == 0:
+            dense += embedding_params(arch)
+        if stage == pp - 1:
+            # Tied embeddings with pp > 1: the last stage keeps its own copy of the embedding as
+            # the output layer, synchronized by an all-reduce (Megatron shared_embedding).
+            dense += output_params(arch)
+            if arch.tied_embeddings and pp > 1:
+                dense += arch.vocab * arch.hidden
+        shards.append(StageShard(
+            stage=stage,
+            first_layer=first,
+            num_layers=count,
+            dense=dense / tp,
+            expert=expert / (tp * ep),
+            moe_layers=moe_layers,
+        ))
+        first += count
+    return shards

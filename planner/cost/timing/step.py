@@ -1,0 +1,298 @@
+"""One optimizer step on the pipeline stage that sets the pace: compute, recompute, exposed
+communication, bubble, optimizer and offload (see the package docstring)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.cost import calibration as cal
+from planner.cost.cluster import Cluster
+from planner.cost.comm import (
+    CommBytes,
+    DPTraffic,
+    Traffic,
+    cp_traffic,
+    deepspeed_zero3_tensors,
+    dp_traffic,
+    ep_traffic,
+    pp_traffic,
+    total_link_bytes,
+    total_seconds,
+    total_wire_bytes,
+    tp_traffic,
+)
+from planner.cost.memory import state_bytes
+from planner.cost.plan import Plan, PlanError
+from planner.cost.shard import StageShard, stage_shards
+from planner.cost.timing.compute import (
+    StageCompute,
+    recompute_flops_per_token,
+    stage_compute,
+)
+from planner.cost.timing.optimizer import (
+    optimizer_and_offload,
+    stage_params,
+    updated_params,
+)
+from planner.cost.timing.pipeline import (
+    Schedule,
+    bubble_fraction,
+    check_schedule,
+    default_schedule,
+)
+from planner.cost.workload import Workload
+from planner.model.flops import forward_flops_per_token, training_flops_per_token
+
+MFU_PEAK_DTYPE = {"fp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
+"""Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit and fp8 precision (common
+practice: Megatron, PaLM App. B report against the 16-bit peak), fp16's for fp16, and
+peak("fp32") for fp32 training."""
+
+
+@dataclass(frozen=True)
+class TimeBreakdown:
+    """One optimizer step, seconds, on the pipeline stage that sets the pace."""
+
+    step: float
+    """Wall time of a step: compute + recompute + tp + cp + ep + bubble + pp + dp + optimizer
+    + offload."""
+    compute: float
+    """Forward and backward of all micro-batches on the slowest stage, without recompute."""
+    recompute: float
+    """Activation recomputation (full: one more forward; selective: the attention core)."""
+    bubble: float
+    """Pipeline fill and drain: (p−1)/v · (t_F + t_B) of one micro-batch [MEG21 §2.2]."""
+    comm_exposed: float
+    """tp + cp + ep + pp + dp: communication not hidden behind compute."""
+    tp: float
+    cp: float
+    ep: float
+    pp: float
+    dp: float
+    optimizer: float
+    """Optimizer step on the GPU, HBM-bound."""
+    offload: float
+    """CPU offload: gradients down, parameters up, CPU optimizer (exposed)."""
+    tokens_per_s: float
+    mfu: float
+    """Model FLOPs per second / (GPUs × reference peak); recompute not counted [PALM App. B]."""
+    hfu: float
+    """As MFU with the recompute FLOPs counted [SEL22 §6.3]."""
+    model_flops: float
+    """Model FLOPs of one step on all GPUs (training_flops_per_token × tokens)."""
+    schedule: str = "1f1b"
+    """Pipeline schedule the bubble was computed for (`SCHEDULES`)."""
+
+
+def _exposed(comm_s: float, compute_s: float) -> float:
+    """Communication left after hiding behind `compute_s` up to the overlap fraction (§6.5)."""
+    return max(0.0, comm_s - cal.OVERLAP_FRACTION * compute_s)
+
+
+def _layerwise_exposed(comm_s: float, compute_s: float, layers: int) -> float:
+    """ZeRO-3 collectives issued layer by layer with a prefetch depth of one (§6.5: "ZeRO-3 per
+    layer: Σ max(0, T_AG,layer − t_layer)"): layer i+1's collective runs during layer i's
+    compute and must finish before layer i+1 starts; the first one has nothing to hide behind.
+    `comm_s` and `compute_s` are whole-stage totals, spread evenly over the layers."""
+    if comm_s <= 0:
+        return 0.0
+    n = max(1, layers)
+    per_comm, per_compute = comm_s / n, compute_s / n
+    return per_comm + (n - 1) * _exposed(per_comm, per_compute)
+
+
+def _synchronized_seconds(traffic: tuple[Traffic, ...], cluster: Cluster) -> float:
+    """Collectives that run alone on the device, each issued through torch.distributed's list API
+    (one tensor view per rank, copied by one host operation each): NCCL time + n · HOST_OP_S."""
+    host = sum(t.count * t.group.size * cal.HOST_OP_S for t in traffic if t.group.size > 1)
+    return total_seconds(traffic, cluster) + host
+
+
+@dataclass(frozen=True)
+class _Stage:
+    compute: StageCompute
+    tp: float
+    cp: float
+    ep: float
+    dp_microbatch: float
+    forward: float
+    """t_F: forward of one micro-batch with its exposed communication."""
+    backward: float
+    """t_B: backward (+ recompute) of one micro-batch with its exposed communication."""
+    dp_step: float
+    optimizer: float
+    offload: float
+    bytes: CommBytes
+
+
+def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
+           per_layer: dict[str, tuple[Traffic, ...]], schedule: Schedule | None = None) -> _Stage:
+    c = stage_compute(plan, workload, cluster, shard)
+    m, layers = plan.gas, shard.num_layers
+    # Share of the stage's layers recomputed in full (all of them unless recompute_layers says).
+    share = plan.recomputed_layers(shard.stage, layers) / layers if layers else 0.0
+    redo = 1 + 0.5 * share  # full recompute repeats the forward's collectives (half of them)
+    # TP and EP: on the critical path, half in forward, half in backward (§6.4).
+    tp = layers * total_seconds(per_layer["tp"], cluster)
+    ep = shard.moe_layers * total_seconds(per_layer["ep"], cluster)
+    if schedule == "dualpipe":
+        # DualPipe pairs a forward and a backward chunk so that each one's all-to-all runs under
+        # the other's compute (DeepSeek-V3 §3.2.1): exposed only beyond the overlap fraction.
+        ep = _exposed(ep, c.forward + c.backward + c.recompute)
+    # CP: (c−1) KV sends in forward, 2(c−1) in backward, hidden behind the attention core.
+    cp_total = layers * total_seconds(per_layer["cp"], cluster)
+    cp_f = _exposed(cp_total / 3, c.attention_forward)
+    cp_b = _exposed(2 * cp_total / 3, 2 * c.attention_forward) + cp_f * share
+    # DP: ZeRO collectives of every micro-batch, hidden behind that pass's compute.
+    weights = stage_params(plan, workload, shard)
+    dense, expert, dense_gather, expert_gather = weights
+    # Gradients cross the wire in the dtype the framework reduces them in (memory.state_bytes):
+    # fp32 for Megatron-LM with bf16/fp8 parameters and for FSDP2's reduce_dtype, 16-bit otherwise.
+    grad_b = state_bytes(workload.framework, plan.precision)[1]
+    deepspeed3 = plan.zero == 3 and workload.framework == "deepspeed"
+    per_layer_collectives = (deepspeed_zero3_tensors(workload.arch, shard.first_layer, layers,
+                                                     cal.DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD)
+                             if deepspeed3 else (1, 1))
+    dp: DPTraffic = dp_traffic(plan, cluster, dense_grads=dense, expert_grads=expert,
+                               dense_gather=dense_gather, expert_gather=expert_gather,
+                               grad_bytes=grad_b, layers=layers, gathers_per_layer=per_layer_collectives[0],
+                               reduces_per_layer=per_layer_collectives[1])
+    if deepspeed3 and workload.framework_release == "0.3":
+        # DeepSpeed 0.3 ZeRO-3 (calibration.DEEPSPEED_ZERO3): per-tensor collectives, each behind a
+        # device-wide synchronize, each with one host operation per rank of the group: exposed.
+        # Current releases prefetch and coalesce: the per-tensor latencies, hidden like FSDP's.
+        dp_f = _synchronized_seconds(dp.microbatch_forward, cluster)
+        dp_b = _synchronized_seconds(dp.microbatch_backward, cluster)
+    elif plan.zero == 3:
+        # Backward: layer i−1's re-gather and layer i+1's reduce-scatter share the links during
+        # layer i; the last reduce-scatter is exposed like the first gather.
+        dp_f = _layerwise_exposed(total_seconds(dp.microbatch_forward, cluster), c.forward, layers)
+        dp_b = _layerwise_exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute, layers)
+    else:
+        dp_f = _exposed(total_seconds(dp.microbatch_forward, cluster), c.forward)
+        dp_b = _exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute)
+    t_f = c.forward + tp / 2 + ep / 2 + cp_f + dp_f
+    t_b = c.backward + c.recompute + (tp + ep) * (redo - 0.5) + cp_b + dp_b
+    # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
+    # next forward.
+    dp_step = (_exposed(total_seconds(dp.step_backward, cluster), c.backward + c.recompute)
+               + _exposed(total_seconds(dp.step_forward, cluster), c.forward))
+    updated = updated_params(plan, dense, expert)
+    optimizer, offload = optimizer_and_offload(plan, cluster, updated, dense_gather + expert_gather)
+    cp_redo = 1 + share / 3  # full recompute repeats the forward's (c−1) of 3(c−1) sends
+    # Per step: (traffic, times it runs) of each dimension.
+    chunks = 2 if schedule == "dualpipe" else plan.vpp  # DualPipe: two chunks per rank, both ways
+    runs = {"tp": (per_layer["tp"], m * layers * redo), "pp": (per_layer["pp"], m * chunks),
+            "cp": (per_layer["cp"], m * layers * cp_redo), "ep": (per_layer["ep"], m * shard.moe_layers * redo)}
+    links = [dp.link_bytes(m)] + [tuple(n * b for b in total_link_bytes(t)) for t, n in runs.values()]
+    comm_bytes = CommBytes(
+        dp=dp.wire_bytes(m),
+        **{dim: n * total_wire_bytes(t) for dim, (t, n) in runs.items()},
+        scale_up=sum(up for up, _ in links),
+        scale_out=sum(out for _, out in links),
+    )
+    return _Stage(compute=c, tp=tp * redo, cp=cp_f + cp_b, ep=ep * redo, dp_microbatch=dp_f + dp_b,
+                  forward=t_f, backward=t_b, dp_step=dp_step, optimizer=optimizer,
+                  offload=offload, bytes=comm_bytes)
+
+
+def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
+                  schedule: Schedule | None = None) -> tuple[TimeBreakdown, CommBytes]:
+    """Step time and its breakdown, and bytes on the wire per GPU, for one plan (§6.5).
+
+    T_step = m·(t_F + t_B)·(1 + bubble_fraction)|slowest stage + (p−1)·v·T_pp + max over stages
+    of (DP exposed + optimizer + offload), with m = gas micro-batches per step; for 1F1B and
+    interleaved 1F1B the bubble is (p−1)/v·(t_F + t_B). `schedule` defaults to what Megatron-LM
+    runs for the plan (`default_schedule`).
+    """
+    if plan.global_batch != workload.global_batch:
+        raise PlanError(f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({plan.dp}) = {plan.global_batch}"
+                        f" != global batch ({workload.global_batch})")
+    schedule = schedule or default_schedule(plan)
+    check_schedule(plan, schedule)
+    arch, seq = workload.arch, workload.seq_len
+    p, v, m = plan.pp, plan.vpp, plan.gas
+    per_layer = {
+        "tp": tp_traffic(plan, arch, seq, cluster),
+        "cp": cp_traffic(plan, arch, seq, cluster),
+        "ep": ep_traffic(plan, arch, seq, cluster),
+        "pp": pp_traffic(plan, arch, seq, cluster),
+    }
+    stages = [_stage(plan, workload, cluster, s, per_layer, schedule) for s in stage_shards(plan, arch)]
+    pace = max(stages, key=lambda s: s.forward + s.backward)
+    tail = max(stages, key=lambda s: s.dp_step + s.optimizer + s.offload)
+    per_microbatch = pace.forward + pace.backward
+    w_share = pace.compute.weight_grad / per_microbatch if per_microbatch > 0 else 0.0
+    bubble = bubble_fraction(schedule, p, m, v, w_share) * m * per_microbatch
+    # Pipeline p2p on the fill/drain path: (p−1) boundaries, ×v with interleaving, ×2 for
+    # DualPipe's two chunks per rank (§6.4-6.5).
+    pp = (p - 1) * (2 if schedule == "dualpipe" else v) * total_seconds(per_layer["pp"], cluster)
+    step = m * per_microbatch + bubble + pp + tail.dp_step + tail.optimizer + tail.offload
+    c = pace.compute
+    dp = m * pace.dp_microbatch + tail.dp_step
+    tokens = workload.global_batch * seq
+    if workload.trains_adapters:
+        # Frozen weights need no weight gradients: the backward is one forward's worth
+        # (input gradients), so adapter training does 2x forward, not 3x (LoRA, arXiv 2106.09685 §4.2).
+        model_flops = 2 * forward_flops_per_token(arch, seq) * tokens
+    elif workload.partial is not None:
+        # Partial fine-tuning: the same 2x forward, plus the trained GEMMs' weight gradients.
+        model_flops = (2 * forward_flops_per_token(arch, seq)
+                       + 2 * workload.partial.active_trainable_params(arch)) * tokens
+    else:
+        model_flops = training_flops_per_token(arch, seq) * tokens
+    recompute_flops = recompute_flops_per_token(plan, arch, seq) * tokens
+    peak = cluster.gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16")) * plan.parallel.world
+    breakdown = TimeBreakdown(
+        step=step,
+        compute=m * (c.forward + c.backward),
+        recompute=m * c.recompute,
+        bubble=bubble,
+        comm_exposed=m * (pace.tp + pace.cp + pace.ep) + pp + dp,
+        tp=m * pace.tp,
+        cp=m * pace.cp,
+        ep=m * pace.ep,
+        pp=pp,
+        dp=dp,
+        optimizer=tail.optimizer,
+        offload=tail.offload,
+        tokens_per_s=tokens / step,
+        mfu=model_flops / (step * peak),
+        hfu=(model_flops + recompute_flops) / (step * peak),
+        model_flops=model_flops,
+        schedule=schedule,
+    )
+    busiest = CommBytes(**{f: max(getattr(s.bytes, f) for s in stages)
+                           for f in ("dp", "tp", "pp", "cp", "ep", "scale_up", "scale_out")})
+    return breakdown, busiest
+
+
+@dataclass(frozen=True)
+class StageSeconds:
+    """One pipeline stage's share of a step (the search's per-stage coefficients)."""
+
+    microbatch: float
+    """t_F + t_B of one micro-batch: the slowest stage's sets the pace of the pipeline."""
+    tail: float
+    """Once per step: exposed DP collectives, optimizer step and offload."""
+    comm: float
+    """Exposed communication of the stage over the step (tp, cp, ep, dp)."""
+
+
+def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
+                  stages: tuple[int, ...] | None = None) -> tuple[tuple[StageSeconds, ...], float]:
+    """(per stage seconds, pipeline p2p seconds of the step): estimate_time's step is
+    (m + (p−1)/v)·max microbatch + p2p + max tail. `stages`: only these, in order."""
+    arch, seq = workload.arch, workload.seq_len
+    per_layer = {
+        "tp": tp_traffic(plan, arch, seq, cluster),
+        "cp": cp_traffic(plan, arch, seq, cluster),
+        "ep": ep_traffic(plan, arch, seq, cluster),
+        "pp": pp_traffic(plan, arch, seq, cluster),
+    }
+    m = plan.gas
+    out = tuple(
+        StageSeconds(microbatch=s.forward + s.backward, tail=s.dp_step + s.optimizer + s.offload,
+                     comm=m * (s.tp + s.cp + s.ep + s.dp_microbatch) + s.dp_step)
+        for s in (_stage(plan, workload, cluster, shard, per_layer) for shard in stage_shards(plan, arch)
+                  if stages is None or shard.stage in stages))
+    return out, (plan.pp - 1) * plan.vpp * total_seconds(per_layer["pp"], cluster)

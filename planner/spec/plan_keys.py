@@ -1,0 +1,24 @@
+"""The vocabulary of a plan as files and options write it: its keys and the values of its choices.
+
+job.yaml's `constraints`, `planner estimate --plan` and the engines' files all name plan keys;
+`planner.cost.plan.Plan` is built from the same names (tests/test_plan.py holds them equal).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+Recompute = Literal["none", "selective", "full"]
+Offload = Literal["none", "optimizer", "optimizer+params"]
+Quant = Literal["none", "int8", "nf4", "fp8"]
+
+RECOMPUTE_POLICIES: tuple[Recompute, ...] = ("none", "selective", "full")
+OFFLOAD_CHOICES: tuple[Offload, ...] = ("none", "optimizer", "optimizer+params")
+QUANT_CHOICES: tuple[Quant, ...] = ("none", "int8", "nf4", "fp8")
+
+PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "sp")
+"""The parallel degrees, in the order of `ParallelDims`."""
+PLAN_KEYS = PARALLEL_KEYS + ("zero", "recompute", "mbs", "gas", "lora_rank", "quant", "precision", "offload",
+                             "optimizer", "first_stage_layers", "last_stage_layers", "recompute_layers")
+"""Every key of a plan, in the order of `Plan`'s fields with the parallel degrees first."""
+KEY_ALIASES = {"lora": "lora_rank"}
+"""Names `--plan SPEC` accepts for keys the JSON spells out."""
