@@ -28,7 +28,9 @@ class Accelerator:
     usable_bytes: int
     """What the driver reports as total (nvidia-smi / cudaMemGetInfo), before any framework use."""
     peak_flops: dict[str, float] = field(hash=False)
-    """Dense peak FLOP/s by compute dtype: keys among bf16, fp16, fp8, tf32, fp32, int8."""
+    """Dense peak FLOP/s by compute dtype: keys among bf16, fp16, fp8, tf32, fp32, int8, and the
+    block-scaled formats mxfp8, mxfp4 (OCP MX: one e8m0 scale per 32 elements) and nvfp4 (one
+    e4m3 scale per 16 elements)."""
     hbm_bandwidth: float
     """Device memory bandwidth, bytes/s (theoretical peak)."""
     scale_up_kind: ScaleUpKind
@@ -49,14 +51,23 @@ class Accelerator:
     """Primary URL of the figures."""
     confidence: Literal["high", "medium", "low"] = "medium"
     notes: str = field(default="", compare=False)
+    tdp_watts: float | None = None
+    """Board power (TDP / TBP) in watts, where the sources give one figure."""
+    figure_sources: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    """Where each figure comes from, by figure (memory, peak_tflops, hbm, scale_up, tdp ...),
+    for entries that cite their figures one by one."""
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for a compute dtype; falls back as the hardware does.
 
         bf16 on parts without bf16 tensor cores (V100, T4) runs as fp16; fp8 without fp8 support
-        runs at the bf16/fp16 rate.
+        runs at the bf16/fp16 rate, and a block-scaled format without hardware support at the fp8
+        rate, else the bf16/fp16 one (the scales applied outside the tensor cores).
         """
         order = {
+            "mxfp8": ("mxfp8", "fp8", "bf16", "fp16"),
+            "mxfp4": ("mxfp4", "fp8", "bf16", "fp16"),
+            "nvfp4": ("nvfp4", "fp8", "bf16", "fp16"),
             "fp8": ("fp8", "bf16", "fp16"),
             "bf16": ("bf16", "fp16"),
             "fp16": ("fp16", "bf16"),
@@ -71,5 +82,6 @@ class Accelerator:
         raise KeyError(f"{self.id}: no peak FLOP/s for {dtype}")
 
     def supports(self, dtype: str) -> bool:
-        """True when the part has native tensor-core support for `dtype`."""
+        """True when the part has native tensor-core support for `dtype` (`mxfp8` only where the
+        tensor cores apply the block scales themselves: Blackwell, CDNA 4; not Hopper)."""
         return bool(self.peak_flops.get(dtype))

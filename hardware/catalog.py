@@ -16,7 +16,9 @@ import yaml
 from hardware.accelerator import GB, GiB, Accelerator, ScaleUpKind, Topology
 
 TFLOPS = 1e12
-DTYPES = ("bf16", "fp16", "fp8", "tf32", "fp32", "int8")
+DTYPES = ("bf16", "fp16", "fp8", "tf32", "fp32", "int8", "mxfp8", "mxfp4", "nvfp4")
+FIGURES = ("memory", "usable", "peak_tflops", "hbm", "scale_up", "host_link", "nic", "tdp")
+"""Figures an entry's `sources` may cite one by one."""
 CONFIDENCE = ("high", "medium", "low")
 
 DERIVED_USABLE_FRACTION = 0.99
@@ -27,9 +29,9 @@ H200 139.8/141 = 0.991, A100-80GB 79.15/80 = 0.989."""
 _FIELDS = {
     "id", "name", "vendor", "aliases", "memory_gib", "usable_gib", "usable_derived", "peak_tflops",
     "hbm_GBps", "scale_up", "host_link_GBps", "nic_gbps_per_gpu", "typical_gpus_per_node",
-    "source", "confidence", "notes",
+    "source", "confidence", "notes", "tdp_w", "sources",
 }
-_OPTIONAL = {"aliases", "usable_gib", "usable_derived", "nic_gbps_per_gpu", "notes"}
+_OPTIONAL = {"aliases", "usable_gib", "usable_derived", "nic_gbps_per_gpu", "notes", "tdp_w", "sources"}
 _SCALE_UP_FIELDS = {"kind", "topology", "domain", "unidir_GBps", "per_peer_GBps"}
 
 
@@ -176,6 +178,14 @@ def _entry(raw: Any, index: int) -> tuple[Accelerator, list[str]]:
     elif per_peer is not None:
         raise fail("scale_up.per_peer_GBps", f"only for mesh topologies, not {topology!r}")
     nic = raw.get("nic_gbps_per_gpu")
+    tdp = raw.get("tdp_w")
+    sources = raw.get("sources") or {}
+    if not isinstance(sources, dict):
+        raise fail("sources", f"expected a mapping of figure to citation, got {sources!r}")
+    for figure, citation in sources.items():
+        choice("sources", figure, FIGURES)
+        if "https://" not in text(f"sources.{figure}", citation):
+            raise fail(f"sources.{figure}", "expected a citation with an https:// URL")
     notes = raw.get("notes") or ""
     if not isinstance(notes, str):
         raise fail("notes", f"expected text, got {notes!r}")
@@ -201,5 +211,7 @@ def _entry(raw: Any, index: int) -> tuple[Accelerator, list[str]]:
         source=source,
         confidence=choice("confidence", raw["confidence"], CONFIDENCE),
         notes=notes,
+        tdp_watts=float(number("tdp_w", tdp)) if tdp is not None else None,
+        figure_sources=dict(sources),
     )
     return acc, aliases

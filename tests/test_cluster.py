@@ -64,3 +64,52 @@ def test_pcie_box_domain_is_the_node():
                                   inter_node={"nic_gbps": 100, "nics_per_node": 1, "kind": "ethernet"}))
     assert (c.scale_up_kind, c.scale_up_domain) == ("pcie", 4)
     assert c.nic_bandwidth_per_gpu == pytest.approx(100e9 / 8 / 4)
+
+
+# ---- scale-up domains larger than a node (NVL72: 72 GPUs on NVLink, compute trays of 4)
+
+def nvl72(**kw):
+    fields = dict(gpu="gb200_nvl72_per_gpu", gpus_per_node=4, nodes=36,
+                  inter_node={"nic_gbps": 400, "nics_per_node": 4})
+    return ClusterSpec(**{**fields, **kw})
+
+
+def test_stated_domain_spans_trays():
+    assert build_cluster(nvl72(scale_up_domain=72)).scale_up_domain == 72
+    assert build_cluster(nvl72(gpu="gb300_nvl72_per_gpu", scale_up_domain=72)).scale_up_domain == 72
+    # Stated equal to the node: trays joined by NICs only.
+    assert build_cluster(nvl72(scale_up_domain=4)).scale_up_domain == 4
+    # A fabric the catalog keeps to a node may be stated larger (whole nodes).
+    hgx = build_cluster(ClusterSpec(gpu="b200_hgx", gpus_per_node=8, nodes=4, scale_up_domain=16,
+                                    inter_node={"nic_gbps": 400}))
+    assert hgx.scale_up_domain == 16
+
+
+def test_catalog_domain_is_the_default_up_to_the_world():
+    assert build_cluster(nvl72()).scale_up_domain == 72
+    assert build_cluster(nvl72(gpu="gb300_nvl72_per_gpu")).scale_up_domain == 72
+    assert build_cluster(nvl72(nodes=2)).scale_up_domain == 8      # two trays of a rack
+    assert build_cluster(nvl72(nodes=1, inter_node=None)).scale_up_domain == 4
+    # Clusters without the key keep the node as the domain where the catalog's is the node.
+    assert build_cluster(ClusterSpec(gpu="b200_hgx", gpus_per_node=8)).scale_up_domain == 8
+
+
+@pytest.mark.parametrize("spec, field, fragment", [
+    (nvl72(scale_up_domain=70), "scale_up_domain",
+     "70 GPUs is not a whole number of 4-GPU nodes; valid: a multiple of gpus_per_node (4) from 4 to the"
+     " 144 GPUs of the cluster"),
+    (nvl72(scale_up_domain=2), "scale_up_domain", "2 GPUs is not a whole number of 4-GPU nodes"),
+    (nvl72(nodes=2, scale_up_domain=72), "scale_up_domain",
+     "72 GPUs exceeds the cluster's 2 × 4 = 8; valid: a multiple of gpus_per_node (4) from 4 to the 8 GPUs"),
+    (ClusterSpec(gpu="rtx4090", gpus_per_node=4, nodes=2, scale_up_domain=8,
+                 inter_node={"nic_gbps": 100, "nics_per_node": 1}),
+     "scale_up_domain", "a PCIe fabric does not span nodes; valid: 4 (the node)"),
+    (nvl72(gpus_per_node=16, nodes=8), "gpus_per_node",
+     "gb200_nvl72_per_gpu's 72-GPU scale-up domain is not a whole number of 16-GPU nodes; set scale_up_domain"),
+    (nvl72(intra_node={"domain": 72}), "intra_node.domain", "the scale-up domain of a cluster is `scale_up_domain`"),
+])
+def test_bad_domains_name_file_field_and_what_is_valid(spec, field, fragment):
+    with pytest.raises(InputError) as info:
+        build_cluster(spec, "cluster.yaml")
+    assert (info.value.file, info.value.field) == ("cluster.yaml", field)
+    assert fragment in str(info.value)

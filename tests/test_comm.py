@@ -298,3 +298,29 @@ def test_deepspeed_zero3_fetches_each_large_tensor_and_reduces_every_tensor():
     # Llama-style: separate q, k, v, o and gate, up, down, no biases, 2 RMSNorms: 7 and 9.
     llama = arch(hidden=4096, heads=32, kv_heads=8)
     assert deepspeed_zero3_tensors(llama, 0, 1, cal.DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD) == (7, 9)
+
+
+def test_tp8_over_two_trays_rides_nvlink_inside_an_nvl72_domain_and_the_nic_without_it():
+    def trays(**kw):
+        return build_cluster(ClusterSpec(gpu="gb200_nvl72_per_gpu", gpus_per_node=4, nodes=18,
+                                         inter_node={"nic_gbps": 400, "nics_per_node": 4}, **kw))
+
+    tp8 = plan(tp=8, dp=9)
+    rack = trays(scale_up_domain=72)
+    g = group_placement(tp8, "tp", rack)
+    assert g == Group(8, 8, 1)
+    assert Traffic("all_reduce", S, g).link_bytes == (pytest.approx(2 * 7 / 8 * S), 0.0)
+    # NVLink at 900 GB/s per direction with the Blackwell NVLS efficiency (8 GPUs: full ramp).
+    nvlink = collective_time("all_reduce", S, g, rack)
+    assert nvlink == pytest.approx(latency_s("all_reduce", g)
+                                   + 2 * 7 / 8 * S / (cal.NVLS_ALLREDUCE_EFFICIENCY["gb200"] * 900 * GB))
+    # The same trays without the domain: 4 per tray on NVLink, the rest over one 400G NIC per GPU.
+    split = trays(scale_up_domain=4)
+    h = group_placement(tp8, "tp", split)
+    assert h == Group(8, 4, 2)
+    assert Traffic("all_reduce", S, h).link_bytes == (pytest.approx(2 * 3 / 4 * S), pytest.approx(S / 4))
+    intra = 2 * 3 / 4 * S / (cal.LINK_EFFICIENCY["nvlink"] * 900 * GB)
+    inter = (S / 4) / (cal.LINK_EFFICIENCY["infiniband"] * 50 * GB)
+    assert collective_time("all_reduce", S, h, split) == pytest.approx(
+        latency_s("all_reduce", h) + 0.5 * (max(intra, inter) + intra + inter))
+    assert collective_time("all_reduce", S, h, split) > 3 * nvlink

@@ -34,7 +34,7 @@ def test_catalog_has_the_families_the_planner_needs(accs):
         "v100_sxm2_32gb", "a10_24gb", "t4_16gb", "l4_24gb", "l40s_48gb", "rtx3090", "rtx4090",
         "rtx5090", "a100_sxm_40gb", "a100_sxm_80gb", "a100_pcie_80gb", "h100_sxm_80gb",
         "h100_pcie_80gb", "h800_sxm_80gb", "h20_96gb", "h200_sxm_141gb", "b200_hgx",
-        "gb200_nvl72_per_gpu", "b300_hgx", "mi250x_gcd", "mi300x", "mi325x", "mi355x", "gaudi2",
+        "gb200_nvl72_per_gpu", "b300_hgx", "gb300_nvl72_per_gpu", "mi250x_gcd", "mi300x", "mi325x", "mi355x", "gaudi2",
         "gaudi3", "tpu_v5e", "tpu_v5p",
     }
     assert expected <= set(accs)
@@ -162,6 +162,93 @@ def test_parts_without_bf16_fall_back_to_fp16(accs):
     assert accs["t4_16gb"].peak("bf16") == 65e12
 
 
+# ---- today's parts: figures as their cited sources print them (dense, per GPU)
+
+TODAY = ("h200_sxm_141gb", "b200_hgx", "gb200_nvl72_per_gpu", "b300_hgx", "gb300_nvl72_per_gpu",
+         "mi300x", "mi325x", "mi355x")
+
+
+@pytest.mark.parametrize("acc_id", TODAY)
+def test_todays_parts_cite_each_figure(accs, acc_id):
+    acc = accs[acc_id]
+    assert {"memory", "peak_tflops", "hbm", "scale_up"} <= set(acc.figure_sources), acc_id
+    assert all("https://" in citation for citation in acc.figure_sources.values()), acc_id
+    assert (acc.tdp_watts is None) or "tdp" in acc.figure_sources, acc_id
+
+
+@pytest.mark.parametrize(
+    "acc_id, memory_gib, hbm_GBps, tflops, nvlink_GBps, domain, tdp_w",
+    [
+        # H200 page: 141 GB, 4.8 TB/s, FP8 3,958 / BF16 1,979 with sparsity, NVLink 900 GB/s, 700 W.
+        ("h200_sxm_141gb", 141, 4800, {"bf16": 989, "fp8": 1979}, 450, 8, 700),
+        # HGX B200 (1000 W): BF16 2.25 PF dense, FP8 4.5, FP4 9; DGX B200: 1,440 GB and
+        # 64 TB/s per 8 GPUs, NVLink 14.4 TB/s per 8 GPUs.
+        ("b200_hgx", 180, 8000, {"bf16": 2250, "fp16": 2250, "fp8": 4500, "mxfp8": 4500,
+                                 "nvfp4": 9000, "mxfp4": 9000}, 900, 8, 1000),
+        # GB200 NVL72: 13.4 TB per 72 GPUs, 720 PF FP8 sparse per rack; GB200 at 1200 W: BF16 2.5
+        # PF dense, FP4 10 PF dense; 72-GPU NVLink domain at 1.8 TB/s per GPU.
+        ("gb200_nvl72_per_gpu", 186, 8000, {"bf16": 2500, "fp8": 5000, "mxfp8": 5000,
+                                            "nvfp4": 10000}, 900, 72, 1200),
+        # DGX B300 (ml-engineering note 21): 288 GB, BF16 2250, FP8 4500; HGX B300: FP4 108 PF
+        # dense per 8 GPUs. TDP left out (sources give 1100-1400 W).
+        ("b300_hgx", 288, 8000, {"bf16": 2250, "fp8": 4500, "mxfp8": 4500, "nvfp4": 13500},
+         900, 8, None),
+        # GB300: 288 GB, 8 TB/s, BF16 2500, FP8 5000, FP4 15000 dense; 72-GPU NVLink domain.
+        ("gb300_nvl72_per_gpu", 288, 8000, {"bf16": 2500, "fp8": 5000, "mxfp8": 5000,
+                                            "nvfp4": 15000, "mxfp4": 15000}, 900, 72, None),
+        # MI300X: 192 GB, 5.3 TB/s, BF16 1307.4 and FP8 2614.9 dense, XGMI 448, 750 W.
+        ("mi300x", 192, 5300, {"bf16": 1307.4, "fp8": 2614.9}, 448, 8, 750),
+        # MI325X: 256 GB, 6 TB/s, MI300X compute, 1000 W.
+        ("mi325x", 256, 6000, {"bf16": 1307.4, "fp8": 2614.9}, 448, 8, 1000),
+        # MI355X: 288 GB, 8 TB/s, BF16 2516.6, FP8 5033, MXFP4 10.1 PF (4 x 2516.6), 1400 W.
+        ("mi355x", 288, 8000, {"bf16": 2516.6, "fp8": 5033, "mxfp8": 5033, "mxfp4": 10066.3},
+         535.5, 8, 1400),
+    ],
+)
+def test_todays_parts_match_their_sources(accs, acc_id, memory_gib, hbm_GBps, tflops, nvlink_GBps,
+                                          domain, tdp_w):
+    acc = accs[acc_id]
+    assert acc.memory_bytes == memory_gib * GiB
+    assert acc.hbm_bandwidth == hbm_GBps * 1e9
+    for dtype, value in tflops.items():
+        assert acc.peak_flops[dtype] == pytest.approx(value * 1e12), dtype
+    assert acc.scale_up_bandwidth == pytest.approx(nvlink_GBps * 1e9)
+    assert acc.scale_up_domain == domain
+    assert acc.tdp_watts == tdp_w
+
+
+def test_gb300_is_a_72_gpu_nvlink_domain_of_4_gpu_trays(accs):
+    gb300 = accs["gb300_nvl72_per_gpu"]
+    assert (gb300.scale_up_kind, gb300.scale_up_domain, gb300.typical_gpus_per_node) == ("nvlink", 72, 4)
+    assert gb300.usable_bytes == 279 * GiB  # the rack's exposed memory per GPU, marked derived
+    assert "derived" in gb300.notes
+    assert "int8" not in gb300.peak_flops  # Blackwell Ultra cuts INT8; no datasheet figure
+    assert get_accelerator("gb300").id == "gb300_nvl72_per_gpu"
+
+
+@pytest.mark.parametrize(
+    "acc_id, mxfp8",
+    [
+        ("h100_sxm_80gb", False), ("h200_sxm_141gb", False), ("h800_sxm_80gb", False),
+        ("mi300x", False), ("mi325x", False), ("a100_sxm_80gb", False),
+        ("b200_hgx", True), ("b300_hgx", True), ("gb200_nvl72_per_gpu", True),
+        ("gb300_nvl72_per_gpu", True), ("mi355x", True),
+    ],
+)
+def test_mxfp8_support_matrix(accs, acc_id, mxfp8):
+    acc = accs[acc_id]
+    assert acc.supports("mxfp8") is mxfp8
+    assert acc.supports("fp8") is (acc_id != "a100_sxm_80gb")
+    # MX block scaling runs at the fp8 rate where the tensor cores do it.
+    assert acc.peak("mxfp8") == acc.peak("fp8")
+
+
+def test_nvfp4_is_nvidia_blackwell_only(accs):
+    with_nvfp4 = {acc.id for acc in accs.values() if acc.supports("nvfp4")}
+    assert with_nvfp4 == {"b200_hgx", "gb200_nvl72_per_gpu", "b300_hgx", "gb300_nvl72_per_gpu"}
+    assert accs["mi355x"].supports("mxfp4") and not accs["mi355x"].supports("nvfp4")
+
+
 # ---- lookup
 
 
@@ -183,6 +270,7 @@ def test_parts_without_bf16_fall_back_to_fp16(accs):
         ("mi250x", "mi250x_gcd"),
         ("b200", "b200_hgx"),
         ("gb200", "gb200_nvl72_per_gpu"),
+        ("GB300 NVL72", "gb300_nvl72_per_gpu"),
         ("tpu-v5p", "tpu_v5p"),
     ],
 )
@@ -237,6 +325,11 @@ def _broken(doc: dict, entry_id: str, **changes) -> dict:
         ({"scale_up": {"kind": "infinityband", "topology": "switch", "domain": 8, "unidir_GBps": 450}},
          "h100_sxm_80gb: scale_up.kind: 'infinityband' is not one of"),
         ({"aliases": ["A100"]}, "h100_sxm_80gb: aliases: 'A100' already names a100_sxm_80gb"),
+        ({"peak_tflops": {"bf16": 989, "mxfp9": 1979}}, "h100_sxm_80gb: peak_tflops: 'mxfp9' is not one of"),
+        ({"tdp_w": 0}, "h100_sxm_80gb: tdp_w: expected a positive number"),
+        ({"sources": ["https://x"]}, "h100_sxm_80gb: sources: expected a mapping of figure to citation"),
+        ({"sources": {"hbm_GBps": "https://x"}}, "h100_sxm_80gb: sources: 'hbm_GBps' is not one of"),
+        ({"sources": {"hbm": "the datasheet"}}, "h100_sxm_80gb: sources.hbm: expected a citation with an https:// URL"),
     ],
 )
 def test_malformed_entries_name_the_entry_and_field(doc, changes, message):

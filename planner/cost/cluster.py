@@ -21,8 +21,8 @@ class Cluster:
     scale_up_kind: str
     """nvlink | xgmi | ici | roce-mesh | pcie."""
     scale_up_domain: int
-    """Consecutive ranks that share the scale-up fabric: gpus_per_node for an HGX node, 72 for
-    NVL72 racks whose compute trays hold 4 GPUs each."""
+    """Consecutive ranks that share the scale-up fabric, whole nodes: gpus_per_node for an HGX
+    node, 72 for NVL72 racks whose compute trays hold 4 GPUs each."""
     scale_up_bandwidth: float
     """Per-GPU unidirectional bytes/s inside the domain."""
     per_peer_bandwidth: float | None
@@ -130,6 +130,32 @@ def _custom(gpu: CustomGPU, base: Accelerator | None, file: str | None) -> Accel
     )
 
 
+def _scale_up_domain(spec: ClusterSpec, gpu: Accelerator, kind: str, file: str | None) -> int:
+    """GPUs sharing the scale-up fabric: the cluster's `scale_up_domain`; else the catalog's
+    domain where it spans nodes (NVL72, TPU pods), up to the world; else the node."""
+    gpn, world = spec.gpus_per_node, spec.world
+    valid = f"valid: a multiple of gpus_per_node ({gpn}) from {gpn} to the {world} GPUs of the cluster"
+    if spec.scale_up_domain is not None:
+        domain = spec.scale_up_domain
+        if domain % gpn:
+            raise InputError(f"{domain} GPUs is not a whole number of {gpn}-GPU nodes; {valid}",
+                             file=file, field="scale_up_domain")
+        if domain > world:
+            raise InputError(f"{domain} GPUs exceeds the cluster's {spec.nodes} × {gpn} = {world}; {valid}",
+                             file=file, field="scale_up_domain")
+        if kind == "pcie" and domain > gpn:
+            raise InputError(f"a PCIe fabric does not span nodes; valid: {gpn} (the node)",
+                             file=file, field="scale_up_domain")
+        return domain
+    if kind == "pcie" or gpu.scale_up_domain <= gpn:
+        return gpn
+    domain = min(gpu.scale_up_domain, world)
+    if domain % gpn:
+        raise InputError(f"{gpu.id}'s {gpu.scale_up_domain}-GPU scale-up domain is not a whole number of"
+                         f" {gpn}-GPU nodes; set scale_up_domain ({valid})", file=file, field="gpus_per_node")
+    return domain
+
+
 def build_cluster(spec: ClusterSpec, file: str | None = None) -> Cluster:
     """The model-side cluster from a validated spec."""
     gpu = resolve_accelerator(spec.gpu, file)
@@ -138,11 +164,10 @@ def build_cluster(spec: ClusterSpec, file: str | None = None) -> Cluster:
     bandwidth = intra.bandwidth if intra and intra.bandwidth else gpu.scale_up_bandwidth
     if intra and intra.kind == "pcie" and not intra.bandwidth:
         bandwidth = gpu.host_link_bandwidth
-    domain = intra.domain if intra and intra.domain else gpu.scale_up_domain
-    # A scale-up domain larger than a node (NVL72, TPU pods) spans nodes; otherwise it is the node.
-    if domain <= spec.gpus_per_node or kind == "pcie":
-        domain = spec.gpus_per_node
-    domain = min(domain, spec.world)
+    if intra and intra.domain is not None:
+        raise InputError("the scale-up domain of a cluster is `scale_up_domain` (GPUs, whole nodes),"
+                         " not intra_node.domain", file=file, field="intra_node.domain")
+    domain = _scale_up_domain(spec, gpu, kind, file)
     per_peer = gpu.per_peer_bandwidth if kind == gpu.scale_up_kind else None
     if spec.inter_node is not None:
         nic_kind = spec.inter_node.kind

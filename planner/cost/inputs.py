@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
+from hardware import Accelerator
 from planner.cost.cluster import Cluster, build_cluster
 from planner.cost.partial import PartialTraining
 from planner.cost.plan import (
@@ -21,6 +22,9 @@ from planner.model import load_architecture
 from planner.spec import JobSpec, load_cluster, load_job
 from planner.spec.errors import InputError, did_you_mean
 from planner.spec.job import Optimizer, Precision
+
+UNMODELLED_PRECISIONS = ("mxfp8",)
+"""Job precisions the hardware check knows but the memory and time models do not (yet)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,9 @@ class Inputs:
     job_file: str
 
 
-def load_job_inputs(job_path: str | Path) -> JobInputs:
-    """The job alone: its architecture, workload and plan defaults (capacity planning)."""
+def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> JobInputs:
+    """The job: its architecture, workload and plan defaults; its precision checked against
+    `gpu` when given (capacity planning reads the job alone)."""
     job = load_job(job_path)
     arch = load_architecture(job.model, base_dir=Path(job_path).parent, file=str(job_path))
     targets = tuple(job.lora.targets) if job.lora else ()
@@ -55,7 +60,25 @@ def load_job_inputs(job_path: str | Path) -> JobInputs:
         lora_ranks=job.lora.ranks if job.lora else (0,),
         quant=job.base_quant,
     )
+    _check_precision(job.precision, gpu, str(job_path))
     return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
+
+
+def _check_precision(precision: str, gpu: Accelerator | None, job_file: str) -> None:
+    """The job's precision on the GPU's tensor cores, and within what the models cover."""
+    def fail(message: str) -> InputError:
+        return InputError(message, file=job_file, field="precision")
+
+    if gpu is not None:
+        if precision == "fp8" and not gpu.supports("fp8"):
+            raise fail(f"{gpu.id} has no fp8 tensor cores; use bf16")
+        if precision == "mxfp8" and not gpu.supports("mxfp8"):
+            raise fail(f"{gpu.id} has no mxfp8 (block-scaled fp8) tensor cores;"
+                       f" use {'fp8' if gpu.supports('fp8') else 'bf16'}")
+        if precision.startswith("bf16") and not gpu.supports("bf16"):
+            raise fail(f"{gpu.id} has no bf16 support; use fp16")
+    if precision in UNMODELLED_PRECISIONS:
+        raise fail(f"{precision} is not covered by the memory and time models yet; plan with fp8")
 
 
 def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
@@ -79,19 +102,15 @@ def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
 def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
     cluster_spec = load_cluster(cluster_path)
     cluster = build_cluster(cluster_spec, str(cluster_path))
-    job = load_job_inputs(job_path)
-    precision = job.job.precision
-    if precision == "fp8" and not cluster.gpu.supports("fp8"):
-        raise InputError(f"{cluster.gpu.id} has no fp8 tensor cores; use bf16", file=str(job_path), field="precision")
-    if precision.startswith("bf16") and not cluster.gpu.supports("bf16"):
-        raise InputError(f"{cluster.gpu.id} has no bf16 support; use fp16", file=str(job_path), field="precision")
+    job = load_job_inputs(job_path, cluster.gpu)
     return Inputs(cluster=cluster, workload=job.workload, job=job.job, defaults=job.defaults,
                   cluster_file=str(cluster_path), job_file=str(job_path))
 
 
 _BOOL = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 _CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant": QUANT_CHOICES,
-            "precision": get_args(Precision), "optimizer": get_args(Optimizer)}
+            "precision": tuple(p for p in get_args(Precision) if p not in UNMODELLED_PRECISIONS),
+            "optimizer": get_args(Optimizer)}
 
 
 def parse_plan_spec(text: str, inputs: Inputs) -> Plan:

@@ -39,7 +39,8 @@ class IntraNode(_Strict):
     bandwidth: float | None = Field(default=None, gt=0)
     """Per-GPU unidirectional bandwidth in bytes/s; accepts `450GB/s` or `100Gbps`."""
     domain: PositiveInt | None = None
-    """GPUs in one scale-up domain (defaults to the catalog's, capped by gpus_per_node)."""
+    """A custom GPU's scale-up domain in GPUs (as the catalog's `domain`); a cluster states its
+    own as `scale_up_domain`."""
 
     @field_validator("bandwidth", mode="before")
     @classmethod
@@ -89,6 +90,10 @@ class ClusterSpec(_Strict):
     """GPUs in one node (one server)."""
     nodes: PositiveInt = 1
     """Nodes in the cluster; the world size is nodes × gpus_per_node."""
+    scale_up_domain: PositiveInt | None = None
+    """GPUs on one scale-up fabric (NVLink ...): whole nodes, so a multiple of gpus_per_node, at most
+    the world (72 for a GB200/GB300 NVL72 rack of 4-GPU trays). Defaults to the GPU's catalog
+    domain where it spans nodes (NVL72, TPU pods), else the node."""
     inter_node: InterNode | None = None
     """Required when nodes > 1."""
     intra_node: IntraNode | None = None

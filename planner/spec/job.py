@@ -15,7 +15,7 @@ from pydantic import (
 from planner.spec.units import parse_count
 
 Training = Literal["pretrain", "full", "lora", "qlora"]
-Precision = Literal["bf16", "fp16", "fp8", "fp32", "bf16-pure", "bf16-autocast"]
+Precision = Literal["bf16", "fp16", "fp8", "mxfp8", "fp32", "bf16-pure", "bf16-autocast"]
 Optimizer = Literal["adamw", "adam", "adamw8bit", "sgd", "sgd-momentum", "adafactor"]
 Quant = Literal["none", "int8", "nf4", "fp8"]
 
@@ -137,7 +137,8 @@ class JobSpec(_Strict):
     global_batch: PositiveInt
     """Sequences per optimizer step (= mbs * gas * dp)."""
     precision: Precision = "bf16"
-    """bf16/fp16/fp8: mixed precision with fp32 master weights and optimizer states."""
+    """bf16/fp16/fp8: mixed precision with fp32 master weights and optimizer states; mxfp8:
+    fp8 GEMMs with a block scale per 32 elements (Blackwell, MI355X)."""
     optimizer: Optimizer = "adamw"
     """adamw/adam (two fp32 states), adamw8bit (two 8-bit states with block scales), sgd,
     sgd-momentum (one state) or adafactor (factored second moment)."""
