@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from planner.errors import InputError
-from planner.model import architecture_from_config, count_params, get_preset, list_presets, load_architecture
+from planner.model import (
+    architecture_from_config,
+    count_params,
+    get_preset,
+    list_presets,
+    load_architecture,
+)
 from planner.model.presets import preset_config
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
