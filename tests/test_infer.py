@@ -3,6 +3,7 @@ hand from config.json, quantization scales, sliding windows, TP, GPUs needed, ex
 import json
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +17,10 @@ from planner.model import (
     list_presets,
     load_architecture,
 )
+from planner.model.context import context_limit, layer_windows
 from planner.model.presets import preset_config
+from planner.model.quantization import weight_format_from_config
+from planner.spec.errors import InputError
 
 runner = CliRunner()
 GB, GiB = 10**9, 2**30
@@ -57,7 +61,7 @@ def write_config(tmp_path, fields):
 def serving(name, precision="bf16", batch=1, context=4096, kv_dtype="auto", allowance=None):
     arch = load_architecture(name)
     return inf.Serving(arch, precision, inf.resolve_kv_dtype(kv_dtype, precision), batch, context,
-                       inf.layer_windows(arch, preset_config(name)), allowance)
+                       layer_windows(arch, preset_config(name)), allowance)
 
 
 # --- The seed: params × bytes per element, GB (10^9) and GiB (2^30) kept apart -------------------
@@ -162,7 +166,7 @@ def test_tensor_parallel_splits_kv_heads_but_not_the_mla_latent():
 
 def test_gemma3_five_local_layers_to_one_global(tmp_path):
     arch = architecture_from_config(GEMMA3_1B, "gemma-3-1b")
-    windows = inf.layer_windows(arch, GEMMA3_1B)
+    windows = layer_windows(arch, GEMMA3_1B)
     assert [i for i, w in enumerate(windows) if w is None] == [5, 11, 17, 23]
     per_layer = 1 * (256 + 256) * 2
     doc = run_json(write_config(tmp_path, GEMMA3_1B), "--context", 32768)
@@ -185,11 +189,11 @@ def test_mistral_caps_every_layer_at_its_window():
 
 def test_qwen_sliding_window_only_when_enabled_and_no_config_means_full():
     arch = load_architecture("qwen2-7b")
-    assert set(inf.layer_windows(arch, preset_config("qwen2-7b"))) == {None}
+    assert set(layer_windows(arch, preset_config("qwen2-7b"))) == {None}
     enabled = dict(preset_config("qwen2-7b"), use_sliding_window=True, sliding_window=1024, max_window_layers=20)
-    windows = inf.layer_windows(arch, enabled)
+    windows = layer_windows(arch, enabled)
     assert windows[:20] == (None,) * 20 and windows[20:] == (1024,) * 8
-    assert set(inf.layer_windows(arch, None)) == {None}
+    assert set(layer_windows(arch, None)) == {None}
 
 
 def test_llama4_chunked_layers_every_fourth_global():
@@ -340,3 +344,113 @@ def test_docs_seed_table_matches_the_model():
         model, prec, allow, n_bytes, gb_doc, gib_doc = (cell.strip() for cell in row)
         assert (model, prec, allow) == (f"{int(params) // 10**9}B", precision, allowance or "none")
         assert (int(n_bytes.replace(",", "")), gb_doc, gib_doc) == (expected, gb, gib)
+
+
+# --- What config.json says: stored weight formats and the context it states ---------------------
+
+CONFIGS = Path(__file__).parent / "data" / "configs"
+LLAMA2_7B = {**preset_config("llama2-7b"), "max_position_embeddings": 4096}
+
+
+def _mxfp4_linear(d_in, d_out):
+    # OCP MX v1.0: 32 FP4 (E2M1) codes of 4 bits share one 8-bit E8M0 scale; bias bf16.
+    return d_in * d_out * 4 // 8 + d_in * d_out // 32 + 2 * d_out
+
+
+def test_gpt_oss_20b_mxfp4_experts_and_bf16_rest():
+    doc = run_json(CONFIGS / "gpt-oss-20b.json")
+    assert (doc["precision"], doc["precision_source"]) == ("mxfp4 experts", "config.json quantization_config")
+    h, f, experts, layers = 2880, 2880, 32, 24
+    expert = 2 * _mxfp4_linear(h, f) + _mxfp4_linear(f, h)  # gate and up (fused gate_up_proj), down
+    expert_params = 3 * h * f + 2 * f + h
+    rest_params = 20_914_757_184 - layers * experts * expert_params
+    assert doc["memory"]["weights"] == layers * experts * expert + 2 * rest_params == 13_761_264_768
+    assert round(doc["memory"]["weights"] / GiB, 1) == 12.8
+    # --precision wins over the config: every parameter in bf16.
+    assert run_json(CONFIGS / "gpt-oss-20b.json", "--precision", "bf16")["memory"]["weights"] == 2 * 20_914_757_184
+
+
+def test_deepseek_v3_fp8_blocks_fit_on_eight_h200():
+    doc = run_json(CONFIGS / "deepseek-v3.json", "--gpu", "h200_sxm_141gb")
+    assert doc["precision"] == "fp8 block 128x128"
+    assert (doc["gpus_needed"], doc["layout"]) == (8, {"tp": 8, "pp": 1})
+    assert run_json(CONFIGS / "deepseek-v3.json", "--gpu", "h100_sxm_80gb")["layout"] == {"tp": 8, "pp": 2}
+    # kv_b_proj (512 -> 128 x 256): e4m3 codes, 1 B each, plus an fp32 scale per 128 x 128 block.
+    fmt = weight_format_from_config(json.loads((CONFIGS / "deepseek-v3.json").read_text()))
+    assert inf.linear_weight_bytes(512, 32768, False, fmt) == 512 * 32768 + 4 * (32768 // 128) * (512 // 128)
+
+
+def _packed_int4(d_in, d_out, group, g_idx):
+    # GPTQ/AWQ: 4-bit codes in int32 words, per group of `group` inputs an fp16 scale and a 4-bit
+    # zero (packed in int32) per output; GPTQ adds an int32 group index per input.
+    groups = d_in // group
+    return d_in * d_out // 2 + groups * d_out // 2 + 2 * groups * d_out + (4 * d_in if g_idx else 0)
+
+
+@pytest.mark.parametrize("method, g_idx", [("gptq", True), ("awq", False)])
+def test_gptq_and_awq_int4_with_groups_and_zeros(tmp_path, method, g_idx):
+    q = {"quant_method": method, "bits": 4, "group_size": 128, "desc_act": False, "zero_point": True}
+    doc = run_json(write_config(tmp_path, {**LLAMA2_7B, "quantization_config": q}))
+    assert doc["precision"] == f"{method} int4 g128"
+    h, i, layers, vocab = 4096, 11008, 32, 32000
+    layer = 4 * _packed_int4(h, h, 128, g_idx) + 2 * _packed_int4(h, i, 128, g_idx) + _packed_int4(i, h, 128, g_idx)
+    norms_b = 2 * 2 * h  # two RMSNorms per layer, bf16
+    dense = 2 * vocab * h + h  # embedding, lm_head, final norm: bf16
+    assert doc["memory"]["weights"] == layers * (layer + norms_b) + 2 * dense
+
+
+def test_bitsandbytes_configs_match_the_named_precisions(tmp_path):
+    nf4 = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+           "bnb_4bit_use_double_quant": True}
+    int8 = {"quant_method": "bitsandbytes", "load_in_8bit": True}
+    for q, precision in ((nf4, "nf4"), (int8, "int8")):
+        stored = run_json(write_config(tmp_path, {**LLAMA2_7B, "quantization_config": q}))
+        named = run_json(write_config(tmp_path, LLAMA2_7B), "--precision", precision)
+        assert stored["memory"]["weights"] == named["memory"]["weights"]
+    # Without double quantization each 64-weight block keeps an fp32 absmax: 4/64 B more per weight.
+    plain = weight_format_from_config({"quantization_config": {**nf4, "bnb_4bit_use_double_quant": False}})
+    assert inf.linear_weight_bytes(4096, 4096, False, plain) == 4096 * 4096 // 2 + 4 * 4096 * 4096 // 64
+
+
+def test_unknown_quant_method_exits_2_naming_the_file(tmp_path):
+    path = write_config(tmp_path, {**LLAMA2_7B, "quantization_config": {"quant_method": "hqq"}})
+    result = run(path)
+    assert result.exit_code == 2
+    assert f"{path}: quantization_config.quant_method: unknown quant_method 'hqq'" in result.stderr
+    assert run(path, "--precision", "int4").exit_code == 0
+
+
+def test_largest_context_stops_at_the_stated_length():
+    doc = run_json(CONFIGS / "gpt-oss-20b.json", "--gpu", "h200_sxm_141gb")
+    assert doc["max_context"] == 4096 * 32 == 131_072 < doc["max_context_memory"]
+    assert doc["max_context_bound"] == "rope_scaling yarn: original_max_position_embeddings 4,096 x factor 32"
+    out = run(CONFIGS / "gpt-oss-20b.json", "--gpu", "h200_sxm_141gb").stdout
+    assert "largest context bound by the model: rope_scaling yarn" in " ".join(out.split())
+
+
+def test_memory_binds_when_it_is_the_smaller_limit(tmp_path):
+    doc = run_json(write_config(tmp_path, LLAMA3_70B), "--gpu", "h200_sxm_141gb", "--precision", "int4")
+    assert doc["context_limit"] == {"tokens": 8192, "source": "max_position_embeddings"}
+    assert doc["max_context"] == 8192 < doc["max_context_memory"]
+    doc = run_json(write_config(tmp_path, LLAMA2_7B), "--batch", 64)
+    assert doc["max_context_bound"] == "memory" and doc["max_context"] == doc["max_context_memory"] < 4096
+
+
+@pytest.mark.parametrize("fields, tokens", [
+    ({"max_position_embeddings": 131072,  # Llama 3.1: llama3 rope states its full length
+      "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192}}, 131072),
+    ({"max_position_embeddings": 40960,  # Qwen3 with YaRN enabled as its model card says
+      "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}, 131072),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "linear", "factor": 2.0}}, 8192),
+    ({"max_position_embeddings": 4096, "rope_parameters": {"rope_type": "default", "rope_theta": 1e4}}, 4096),
+    ({"n_positions": 1024}, 1024),
+    ({}, None),
+])
+def test_context_limit_as_vllm_derives_it(fields, tokens):
+    limit = context_limit(fields)
+    assert (limit.tokens if limit else None) == tokens
+
+
+def test_yarn_without_its_original_length_is_bad_input():
+    with pytest.raises(InputError, match="rope_scaling.original_max_position_embeddings"):
+        context_limit({"max_position_embeddings": 4096, "rope_scaling": {"type": "yarn", "factor": 4}})

@@ -1,6 +1,7 @@
 """Architectures from presets and Hugging Face config.json: defaults, layer rules and errors."""
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,8 @@ from planner.model import (
 )
 from planner.model.presets import preset_config
 from planner.spec.errors import InputError
+
+CONFIGS = Path(__file__).parent / "data" / "configs"
 
 REQUIRED_PRESETS = [
     "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "llama3-70b", "llama3.1-405b", "llama3.2-1b",
@@ -103,13 +106,86 @@ def test_multimodal_config_reads_the_text_decoder():
     assert (arch.family, count_params(arch).total) == ("gemma3_text", 999_885_952)
 
 
-def test_unknown_model_type_reads_as_llama_with_a_warning():
-    with pytest.warns(UserWarning, match="unknown model_type 'mystery'"):
-        arch = architecture_from_config({**LLAMA, "model_type": "mystery"}, "m")
+def test_unknown_config_is_bad_input_naming_the_supported_types():
+    for cfg in ({**LLAMA, "model_type": "mystery"}, {k: v for k, v in LLAMA.items() if k != "model_type"},
+                {**LLAMA, "model_type": "mystery", "architectures": ["MysteryForCausalLM"]}):
+        with pytest.raises(InputError, match=r"^model_type: .*no supported family reads these weights "
+                                             r"\(supported model_type: bloom, deepseek_v2, .*llama, .*read_as: TYPE"):
+            architecture_from_config(cfg, "m")
+
+
+def test_unknown_config_through_the_cli_exits_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from planner.cli.app import app
+
+    (tmp_path / "config.json").write_text(json.dumps({**LLAMA, "model_type": "mystery"}))
+    result = CliRunner().invoke(app, ["params", str(tmp_path / "config.json")])
+    assert result.exit_code == 2
+    assert "model_type: model_type 'mystery' and no architectures: no supported family" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_read_as_opts_in_to_a_known_reader(tmp_path):
+    cfg = {**LLAMA, "model_type": "mystery"}
+    arch = architecture_from_config({**cfg, "read_as": "llama"}, "m")
     assert count_params(arch).total == count_params(architecture_from_config(LLAMA, "x")).total
-    assert arch.extra["assumed"][0] == "model_type 'mystery' read as llama (RMSNorm, SwiGLU, RoPE, pre-norm)"
-    assert "num_key_value_heads = num_attention_heads" in arch.extra["assumed"]
-    assert "tie_word_embeddings = False" in arch.extra["assumed"]
+    assert (arch.family, arch.extra) == ("llama", {"model_type": "mystery", "read_as": "llama"})
+    assert load_architecture({**cfg, "read_as": "llama"}).family == "llama"
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    from_file = load_architecture({"config": "config.json", "read_as": "llama"}, base_dir=tmp_path)
+    assert replace(from_file, name="m") == arch
+    with pytest.raises(InputError, match=r"^job.yaml: model.read_as: unknown model type 'lama' "
+                                         r"\(did you mean llama"):
+        load_architecture({"config": "config.json", "read_as": "lama"}, base_dir=tmp_path, file="job.yaml")
+    with pytest.raises(InputError, match=r"^job.yaml: model.read_as: unknown model type 'lama'"):
+        load_architecture({**cfg, "read_as": "lama"}, file="job.yaml")
+    with pytest.raises(InputError, match=r"^job.yaml: model: a mapping with 'config' takes only"):
+        load_architecture({"config": "config.json", "hidden_size": 8}, base_dir=tmp_path, file="job.yaml")
+    with pytest.raises(InputError, match=r"^job.yaml: model.config: not a config.json file"):
+        load_architecture({"config": "nowhere.json"}, base_dir=tmp_path, file="job.yaml")
+
+
+def test_architectures_pick_the_reader_when_model_type_is_unknown():
+    # Kimi-K2 (tests/data/configs/kimi-k2.json): model_type kimi_k2, DeepseekV3ForCausalLM weights.
+    cfg = json.loads((CONFIGS / "kimi-k2.json").read_text())
+    arch = architecture_from_config(cfg, "kimi-k2")
+    assert (arch.family, arch.extra["model_type"]) == ("deepseek_v3", "kimi_k2")
+    assert architecture_from_config({**cfg, "model_type": "deepseek_v3"}, "kimi-k2") == arch
+    # A known model_type wins over architectures; read_as wins over both.
+    assert architecture_from_config({**LLAMA, "architectures": ["MistralForCausalLM"]}, "x").family == "llama"
+    assert architecture_from_config({**LLAMA, "read_as": "mistral"}, "x").family == "mistral"
+
+
+def test_bloom_names_its_own_fields():
+    cfg = json.loads((CONFIGS / "bloom-560m.json").read_text())
+    arch = architecture_from_config(cfg, "bloom-560m")
+    assert (arch.hidden, arch.num_layers, arch.attention.num_heads, arch.position, arch.embedding_norm) == \
+        (1024, 24, 16, "alibi", True)
+    with pytest.raises(InputError, match=r"missing required field 'n_head' or 'num_attention_heads'"):
+        architecture_from_config({k: v for k, v in cfg.items() if k != "n_head"}, "x")
+
+
+def test_granite_reads_as_llama_shapes_without_warning(recwarn):
+    cfg = {**LLAMA, "model_type": "granite", "embedding_multiplier": 12.0, "logits_scaling": 16.0,
+           "residual_multiplier": 0.22, "attention_multiplier": 0.0078125}
+    arch = architecture_from_config(cfg, "g")
+    assert arch.family == "granite" and not recwarn.list
+    assert count_params(arch) == count_params(architecture_from_config(LLAMA, "x"))
+
+
+def test_mlp_activation_and_partial_rotary():
+    nemotron = architecture_from_config(json.loads((CONFIGS / "nemotron-4-15b.json").read_text()), "n")
+    assert (nemotron.gated_mlp, nemotron.mlp_activation, nemotron.norm) == (False, "relu2", "layernorm")
+    assert nemotron.attention.rotary_dim == 64  # int(128 * 0.5), modeling_rope_utils.py
+    minimax = architecture_from_config(json.loads((CONFIGS / "minimax-m2.json").read_text()), "m")
+    assert (minimax.attention.rotary_dim, minimax.attention.qk_norm) == (64, "projection")
+    assert get_preset("pythia-6.9b").attention.rotary_dim == 32  # rotary_pct 0.25 of 128
+    assert architecture_from_config(LLAMA, "x").attention.rotary_dim is None
+    assert (get_preset("gemma-7b").mlp_activation, get_preset("gpt2-small").mlp_activation,
+            get_preset("gpt-oss-20b").mlp_activation) == ("gelu_pytorch_tanh", "gelu_new", "sigmoid_glu_clamped")
+    with pytest.raises(InputError, match=r"^num_key_value_heads: missing required field"):
+        architecture_from_config({**LLAMA, "model_type": "nemotron"}, "x")
 
 
 @pytest.mark.parametrize("missing", ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",

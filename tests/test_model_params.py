@@ -72,6 +72,13 @@ def test_presets_are_the_published_configs(entry):
     ("llama4-maverick", 400_711_848_960, 17_184_691_200),
     ("gpt-oss-20b", 20_914_757_184, 4_187_440_704),
     ("gpt-oss-120b", 116_829_156_672, 5_711_982_912),
+    # transformers 5.24 meta-device counts of tests/data/configs/<name>.json (kimi-k2 built as
+    # DeepseekV3ForCausalLM, the class its config names).
+    ("nemotron-4-15b", 15_628_775_424, 15_628_775_424),
+    ("minimax-m2", 228_689_748_992, 11_030_537_216),
+    ("kimi-k2", 1_026_408_209_408, 32_861_477_888),
+    ("bloom-560m", 559_214_592, 559_214_592),
+    ("bloom-176b", 176_247_271_424, 176_247_271_424),
 ])
 def test_preset_counts(name, total, active):
     counted = count_params(get_preset(name))
@@ -95,6 +102,82 @@ def test_gpt_oss_layer_has_sinks_and_biased_experts_and_router():
     assert layer.attention == (h * 64 * 64 + 64 * 64) + 2 * (h * 8 * 64 + 8 * 64) + (64 * 64 * h + h) + 64
     assert layer.per_expert == h * 2 * f + 2 * f + f * h + h
     assert layer.router == experts * h + experts
+
+
+CONFIGS = Path(__file__).parent / "data" / "configs"
+# transformers 5.24 + torch 2.13 (CPU), AutoModelForCausalLM.from_config on the meta device,
+# named_parameters() counted with tied tensors once (the quantization_config left out, and
+# kimi-k2 built as the DeepseekV3ForCausalLM its architectures name).
+META_COUNTS = {
+    "nemotron-4-15b.json": (15_628_775_424, 15_628_775_424, {
+        "attention": 2_818_572_288, "dense_mlp": 9_663_676_416, "embedding": 1_572_864_000,
+        "lm_head": 1_572_864_000, "norms": 798_720}),
+    "minimax-m2.json": (228_689_748_992, 11_030_537_216, {
+        "attention": 2_730_491_904, "embedding": 614_596_608, "lm_head": 614_596_608,
+        "norms": 828_416, "routed_experts": 224_680_476_672, "router": 48_758_784}),
+    "kimi-k2.json": (1_026_408_209_408, 32_861_477_888, {
+        "attention": 6_168_444_928, "dense_mlp": 396_361_728, "embedding": 1_174_405_120,
+        "lm_head": 1_174_405_120, "norms": 1_006_592, "routed_experts": 1_014_686_023_680,
+        "router": 165_150_720, "shared_experts": 2_642_411_520}),
+    "deepseek-v3.json": (671_026_404_352, 37_552_282_624, None),
+    "gpt-oss-20b.json": (20_914_757_184, 4_187_440_704, {
+        "attention": 637_203_456, "embedding": 579_133_440, "lm_head": 579_133_440, "norms": 141_120,
+        "routed_experts": 19_116_933_120, "router": 2_212_608}),
+    # BLOOM: the meta count's name buckets put ln_f (2h) in other and word_embeddings_layernorm
+    # in norms.
+    "bloom-560m.json": (559_214_592, 559_214_592, None),
+    "bloom-176b.json": (176_247_271_424, 176_247_271_424, None),
+}
+
+
+@pytest.mark.parametrize("file, total, active, components", [(f, *v) for f, v in META_COUNTS.items()],
+                         ids=list(META_COUNTS))
+def test_config_fixtures_match_transformers(file, total, active, components):
+    counted = count_params(architecture_from_config(yaml.safe_load((CONFIGS / file).read_text()), file))
+    assert (counted.total, counted.active) == (total, active)
+    if components:
+        assert counted.by_component == components
+
+
+@pytest.mark.parametrize("name, published", [("bloom-560m", 559_214_592), ("bloom-176b", 176_247_271_424)])
+def test_bloom_model_cards(name, published):
+    # bigscience/bloom-560m and bigscience/bloom model cards state these exact totals.
+    assert count_params(get_preset(name)).total == published
+
+
+def test_bloom_layer_by_hand():
+    # modeling_bloom.py: query_key_value (h x 3h + 3h), dense (h x h + h), dense_h_to_4h
+    # (h x 4h + 4h), dense_4h_to_h (4h x h + h), two LayerNorms (2h each); word embeddings,
+    # their LayerNorm and ln_f; lm_head tied.
+    h, layers, vocab = 1024, 24, 250880
+    layer = 3 * h * h + 3 * h + h * h + h + 4 * h * h + 4 * h + 4 * h * h + h + 2 * 2 * h
+    assert count_params(get_preset("bloom-560m")).total == layers * layer + vocab * h + 2 * h + 2 * h
+
+
+def test_nemotron_matches_its_paper():
+    # Nemotron-4 15B (arXiv 2402.16819, §2): 12.5B non-embedding parameters. (Its 3.2B embedding
+    # figure is above the untied 2 x 256,000 x 6144 = 3.15B that transformers builds.)
+    counted = count_params(get_preset("nemotron-4-15b"))
+    embeddings = counted.by_component["embedding"] + counted.by_component["lm_head"]
+    assert embeddings == 2 * 256_000 * 6144
+    assert round((counted.total - embeddings) / 1e9, 1) == 12.5
+    # Per layer: q (h x 6144), k and v (h x 1024), o (6144 x h), up and down (h x 4h), two
+    # LayerNorm1P of weight and bias: no gate matrix.
+    h = 6144
+    assert layer_params(get_preset("nemotron-4-15b"), 0).total == \
+        2 * h * 6144 + 2 * h * 1024 + 2 * h * 4 * h + 2 * 2 * h
+
+
+def test_minimax_m2_by_hand_gives_the_published_total():
+    # MiniMax-M2 (MiniMaxAI/MiniMax-M2 config.json, modeling_minimax_m2.py): per layer q (h x 6144),
+    # k and v (h x 1024), o (6144 x h), q_norm 6144 and k_norm 1024, two RMSNorms h, 256 SwiGLU
+    # experts of 3 x h x 1536, router 256 x h; untied embedding and lm_head, final norm.
+    # The model card states 228.69B parameters.
+    h, layers, vocab, experts, ffn = 3072, 62, 200064, 256, 1536
+    layer = 2 * h * 6144 + 2 * h * 1024 + 6144 + 1024 + 2 * h + experts * 3 * h * ffn + experts * h
+    total = layers * layer + 2 * vocab * h + h
+    assert total == 228_689_748_992 == count_params(get_preset("minimax-m2")).total
+    assert round(total / 1e9, 2) == 228.69
 
 
 def test_gpt3_175b_from_the_paper_shape():

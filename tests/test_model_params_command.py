@@ -68,20 +68,16 @@ def test_dense_and_moe_models_render(name):
     assert f"total {count_params(get_preset(name)).total:,}" in result.stdout
 
 
-def test_unknown_model_type_warns_in_one_line_naming_the_assumed_fields(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def test_unknown_model_type_exits_2_unless_read_as_names_a_reader(tmp_path):
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model_type": "my_llama", "hidden_size": 64, "num_hidden_layers": 2,
-                                  "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100}))
-    script = Path(sys.executable).parent / "planner"
-    done = subprocess.run([str(script), "params", str(config), "--json"], capture_output=True, text=True)
-    assert done.returncode == 0
-    warning_lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(warning_lines) == 1 and warning_lines[0].startswith("warning: ")
-    assert "unknown model_type 'my_llama'" in warning_lines[0]
-    assert "num_key_value_heads = num_attention_heads" in warning_lines[0]
+    fields = {"model_type": "my_llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "intermediate_size": 128, "vocab_size": 100}
+    config.write_text(json.dumps(fields))
+    result = runner.invoke(app, ["params", str(config), "--json"])
+    assert result.exit_code == 2
+    assert "model_type 'my_llama' and no architectures: no supported family" in json.loads(result.stdout)["error"]
+    config.write_text(json.dumps({**fields, "read_as": "llama"}))
+    result = runner.invoke(app, ["params", str(config), "--json"])
+    assert result.exit_code == 0, result.output
     # 2 layers x (4·64² attention + 3·64·128 SwiGLU + 2·64 norms) + 2 · 100·64 (untied) + 64 final norm
-    assert json.loads(done.stdout)["total"] == 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 2 * 100 * 64 + 64
+    assert json.loads(result.stdout)["total"] == 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 2 * 100 * 64 + 64

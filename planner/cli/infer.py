@@ -2,6 +2,9 @@
 
 Parse, load, compute (planner/cost/inference.py), render. MODEL is a preset, a config.json (or a
 folder holding one), or a bare parameter count such as `7B` for the seed's weights-only arithmetic.
+What the config.json says is honoured: its quantization_config sets the stored weight format
+unless --precision is given, and the largest context stops at the length it states
+(planner/model/context.py), the output naming which limit binds.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from hardware import Accelerator, UnknownAccelerator, catalog, get_accelerator
 from planner.cli.options import JsonOption, choice, emit_json, handles_input_errors
 from planner.cost import inference as inf
 from planner.model import count_params, list_presets, load_architecture
+from planner.model.context import ContextLimit, context_limit, layer_windows
 from planner.model.presets import preset_config
+from planner.model.quantization import weight_format_from_config
 from planner.report import tables
 from planner.spec.errors import InputError, unknown_name
 from planner.spec.units import parse_count
@@ -36,7 +41,10 @@ def infer(
                                 help="A preset (`planner models`), a path to a Hugging Face config.json, "
                                      "or a parameter count (7B, 14e9: weights only)."),
     gpu: str = typer.Option(DEFAULT_GPU, "--gpu", help="The GPU type (`planner gpus`)."),
-    precision: str = typer.Option("bf16", "--precision", help="Weights: " + " | ".join(inf.PRECISIONS)),
+    precision: str | None = typer.Option(
+        None, "--precision", show_default=False,
+        help="Weights: " + " | ".join(inf.PRECISIONS) + " (default: the config.json's quantization_config, "
+             "else bf16)."),
     batch: int = typer.Option(1, "--batch", help="Sequences decoded together."),
     context: int = typer.Option(4096, "--context", help="Tokens per sequence (prompt + generated)."),
     kv_dtype: str = typer.Option("auto", "--kv-dtype",
@@ -48,7 +56,8 @@ def infer(
     as_json: bool = JsonOption,
 ) -> None:
     """Inference memory per GPU: weights, KV cache, activations, runtime; GPUs needed; what fits."""
-    choice(precision, inf.PRECISIONS, "--precision")
+    if precision is not None:
+        choice(precision, inf.PRECISIONS, "--precision")
     choice(kv_dtype, inf.KV_DTYPES, "--kv-dtype")
     for value, option in ((batch, "--batch"), (context, "--context"), (tp, "--tp")):
         if value < 1:
@@ -57,16 +66,24 @@ def infer(
     device = _gpu(gpu)
     params = _parameter_count(model)
     if params is not None:
-        doc = _weights_only(model, params, precision, factor, tp, device)
+        doc = _weights_only(model, params, precision or "bf16", factor, tp, device)
     else:
         arch = load_architecture(model, base_dir=Path.cwd())
         problem = inf.tensor_parallel_problem(arch, tp)
         if problem:
             raise InputError(problem, field="--tp")
-        windows = inf.layer_windows(arch, _config_fields(model))
-        serving = inf.Serving(arch, precision, inf.resolve_kv_dtype(kv_dtype, precision), batch, context,
+        source, cfg = _config_fields(model)
+        try:
+            stored = weight_format_from_config(cfg) if precision is None else None
+            limit = context_limit(cfg)
+            windows = layer_windows(arch, cfg)
+        except InputError as error:
+            raise error.located(file=source) from None
+        weights = precision or stored or "bf16"
+        serving = inf.Serving(arch, weights, inf.resolve_kv_dtype(kv_dtype, weights), batch, context,
                               windows, factor)
-        doc = _model_document(serving, tp, device)
+        origin = "--precision" if precision else "config.json quantization_config" if stored else "default"
+        doc = _model_document(serving, tp, device, origin, limit)
     if as_json:
         emit_json(doc)
     else:
@@ -102,13 +119,14 @@ def _parameter_count(model: str) -> int | None:
     return count
 
 
-def _config_fields(model: str) -> dict:
-    """The config.json fields behind the architecture (window patterns live only there)."""
+def _config_fields(model: str) -> tuple[str | None, dict]:
+    """The file (None for a preset) and config.json fields behind the architecture: window
+    patterns, the stored format and the context length live only there."""
     if model in list_presets():
-        return preset_config(model)
+        return None, preset_config(model)
     path = Path(model)
     path = path / "config.json" if path.is_dir() else path
-    return json.loads(path.read_text())  # load_architecture has read and checked it
+    return str(path), json.loads(path.read_text())  # load_architecture has read and checked it
 
 
 def _common(precision: str, tp: int, device: Accelerator, memory: inf.InferenceMemory,
@@ -138,22 +156,42 @@ def _weights_only(model: str, params: int, precision: str, factor: Fraction | No
             "rule_of_thumb_weights": inf.rule_of_thumb_weight_bytes(params, precision)}
 
 
-def _model_document(s: inf.Serving, tp: int, device: Accelerator) -> dict:
+def _model_document(s: inf.Serving, tp: int, device: Accelerator, origin: str,
+                    limit: ContextLimit | None) -> dict:
     arch, capacity = s.arch, device.usable_bytes
     memory = inf.serving_memory(s, tp)
     layout = inf.smallest_layout(lambda t, p: inf.serving_memory(s, t, p).total <= capacity,
                                  inf.tensor_parallel_degrees(arch, device.scale_up_domain), arch.num_layers)
     params = count_params(arch).total
+    by_memory = inf.largest_fitting(lambda c: inf.serving_memory(replace(s, context=c), tp).total, capacity)
+    capped = limit is not None and limit.tokens < by_memory
     return {
         "model": arch.name, "params": params, "weights_only": False,
-        **_common(s.precision, tp, device, memory, s.allowance, layout, inf.serving_memory(s).total),
+        **_common(inf.precision_label(s.precision), tp, device, memory, s.allowance, layout,
+                  inf.serving_memory(s).total),
+        "precision_source": origin,
         "kv_dtype": s.kv_dtype, "batch": s.batch, "context": s.context,
         "kv_cache_bytes_per_token": inf.kv_cache_bytes_per_token(arch, s.kv_dtype, tp),
         "window_layers": sum(w is not None for w in s.windows),
         "max_batch": inf.largest_fitting(lambda b: inf.serving_memory(replace(s, batch=b), tp).total, capacity),
-        "max_context": inf.largest_fitting(lambda c: inf.serving_memory(replace(s, context=c), tp).total, capacity),
+        "max_context": limit.tokens if capped else by_memory,
+        "max_context_memory": by_memory,
+        "max_context_bound": limit.source if capped else "memory",
+        "context_limit": {"tokens": limit.tokens, "source": limit.source} if limit else None,
         "rule_of_thumb_weights": inf.rule_of_thumb_weight_bytes(params, s.precision),
     }
+
+
+def _context_bound(doc: dict) -> str:
+    limit = doc["context_limit"]
+    if doc["max_context_bound"] != "memory":
+        return (f"largest context bound by the model: {limit['source']} = {limit['tokens']:,} tokens "
+                f"(memory alone would allow {doc['max_context_memory']:,})")
+    stated = f"; the model states {limit['tokens']:,} ({limit['source']})" if limit else \
+        "; the config states no length limit"
+    over = (f"; --context {doc['context']:,} is beyond the model's {limit['tokens']:,}"
+            if limit and doc["context"] > limit["tokens"] else "")
+    return f"largest context bound by memory{stated}{over}"
 
 
 def _sizes(n: int) -> tuple[str, str, str]:
@@ -164,6 +202,8 @@ def _view(doc: dict) -> Group:
     m = doc["memory"]
     name = f"{doc['params']:,} parameters" if doc["weights_only"] else doc["model"]
     header = Text(f"{name} · {doc['precision']} weights", style="bold")
+    if doc.get("precision_source") == "config.json quantization_config":
+        header.append(" (config.json quantization_config)", style="dim")
     if doc["weights_only"]:
         header.append("\nweights only: a parameter count has no shapes, so no KV cache, activations or "
                       "quantization scales", style="dim")
@@ -196,6 +236,7 @@ def _view(doc: dict) -> Group:
         lines.append(Text(f"largest batch at {doc['context']:,} tokens: {doc['max_batch']:,} sequences · "
                           f"largest context at batch {doc['batch']:,}: {doc['max_context']:,} tokens "
                           f"(tp {doc['tp']} on {doc['gpu']}; 0: not even one)"))
+        lines.append(Text(_context_bound(doc)))
         rot = doc["rule_of_thumb_weights"]
         lines.append(Text(f"rule of thumb: {doc['params']:,} params × {doc['precision']} bytes = "
                           f"{rot / GB:,.2f} GB = {rot / GiB:,.2f} GiB (weights only: no scales, no split)",

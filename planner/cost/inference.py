@@ -5,7 +5,9 @@ REFERENCES.md "Inference": weights + KV cache `2 · layers · kv_heads · head_d
 (MLA: `layers · (kv_lora_rank + qk_rope_head_dim) · seq · batch · bytes`) + activations/workspace,
 and the 1.2× rule-of-thumb allowance. What each tensor-parallel GPU holds follows vLLM's layers
 (vllm/model_executor/layers/linear.py, vocab_parallel_embedding.py, models/deepseek_v2.py).
-Pure functions: no files, no printing.
+Weights are stored at a `Precision`: one of PRECISIONS, chosen by the user, or the WeightFormat a
+config.json's quantization_config declares (planner/model/quantization.py). Layer windows and the
+context limit come from planner/model/context.py. Pure functions: no files, no printing.
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from planner.cost.shard import stage_layer_counts
 from planner.model.architecture import Architecture, Attention
 from planner.model.params import (
     attention_linears,
+    embedding_params,
     layer_params,
     mlp_linears,
     norm_params,
 )
-from planner.spec.errors import InputError
+from planner.model.quantization import WeightFormat, quantized_linear_bytes
 
 PRECISIONS = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "nf4")
 KV_DTYPES = ("auto", "bf16", "fp16", "fp8", "int8", "fp32")
@@ -42,25 +45,34 @@ NF4_BLOCK = 64
 """nf4: weights per absmax (bitsandbytes 4-bit blocksize; QLoRA, arXiv 2305.14314, §3)."""
 NF4_NESTED_BLOCK = 256
 """nf4 double quantization: 8-bit absmax values per fp32 second-level scale (QLoRA §3)."""
+Precision = str | WeightFormat
+"""A name from PRECISIONS, or a checkpoint's stored format (whose other tensors are 16-bit)."""
 MAX_SEARCH = 2**40
 """Upper end of the largest-batch/context search (tokens or sequences): no GPU holds this."""
 
 
-def rule_of_thumb_weight_bytes(params: int, precision: str, allowance: Fraction | None = None) -> int:
+def rule_of_thumb_weight_bytes(params: int, precision: Precision, allowance: Fraction | None = None) -> int:
     """The seed's arithmetic: params × bytes per element (× the allowance), no scales, no KV.
+    A stored format counts its code bits for every parameter.
 
     7e9 params × 4 B = 28e9 B = 28 GB = 26.08 GiB; × 1.2 = 33.6 GB (REFERENCES.md "Rules of thumb").
     """
-    return math.ceil(params * NOMINAL_BYTES[precision] * (allowance or 1))
+    per_param = (precision.nominal_bytes_per_param if isinstance(precision, WeightFormat)
+                 else NOMINAL_BYTES[precision])
+    return math.ceil(params * per_param * (allowance or 1))
 
 
-def dense_bytes(precision: str) -> int:
+def precision_label(precision: Precision) -> str:
+    return precision.label if isinstance(precision, WeightFormat) else precision
+
+
+def dense_bytes(precision: Precision) -> int:
     """Bytes of the tensors no scheme quantizes (embeddings, lm_head, norms, router, biases):
-    fp32 when serving fp32, else 16-bit (bf16/fp16)."""
+    fp32 when serving fp32, else 16-bit (bf16/fp16, also beside a stored format)."""
     return 4 if precision == "fp32" else 2
 
 
-def resolve_kv_dtype(kv_dtype: str, precision: str) -> str:
+def resolve_kv_dtype(kv_dtype: str, precision: Precision) -> str:
     """'auto' caches K/V in the compute dtype (vLLM `kv_cache_dtype="auto"`): fp32 or fp16 when
     serving those, bf16 otherwise (quantized weights compute in 16 bits)."""
     if kv_dtype != "auto":
@@ -68,7 +80,7 @@ def resolve_kv_dtype(kv_dtype: str, precision: str) -> str:
     return precision if precision in ("fp32", "fp16") else "bf16"
 
 
-def linear_weight_bytes(d_in: int, d_out: int, bias: bool, precision: str) -> int:
+def linear_weight_bytes(d_in: int, d_out: int, bias: bool, precision: Precision) -> int:
     """Bytes of one `d_in × d_out` linear layer stored at `precision`, scales included.
 
     One scheme per precision; biases stay 16-bit in every quantized format:
@@ -82,6 +94,8 @@ def linear_weight_bytes(d_in: int, d_out: int, bias: bool, precision: str) -> in
             64 weights and an fp32 scale per 256 absmax values, 8/64 + 32/(64·256) = 0.127 extra
             bits per weight; per-tensor constants (the 16-value code book) are left out
     """
+    if isinstance(precision, WeightFormat):
+        return quantized_linear_bytes(d_in, d_out, bias, precision)
     n = d_in * d_out
     if precision in ("fp32", "bf16", "fp16"):
         return (n + (d_out if bias else 0)) * dense_bytes(precision)
@@ -138,7 +152,7 @@ _KV_HEADS = {"k_proj", "v_proj"}
 _ROW = {"o_proj", "down_proj"}
 
 
-def _sharded_bytes(linears: Mapping[str, tuple[int, int, bool]], precision: str, tp: int,
+def _sharded_bytes(linears: Mapping[str, tuple[int, int, bool]], precision: Precision, tp: int,
                    kv_heads: int) -> int:
     total = 0
     for name, (d_in, d_out, bias) in linears.items():
@@ -157,33 +171,36 @@ def _linear_params(linears: Mapping[str, tuple[int, int, bool]]) -> int:
 
 
 @lru_cache(maxsize=65536)
-def layer_weight_bytes(arch: Architecture, index: int, precision: str, tp: int) -> int:
+def layer_weight_bytes(arch: Architecture, index: int, precision: Precision, tp: int) -> int:
     """Bytes of block `index` on one TP rank. Quantized schemes store the linear layers of the
-    block (attention, MLP, shared and routed experts); every other parameter of the block (norms,
-    the MoE router, gates, attention sinks) stays in the dense dtype, replicated on every rank
-    (vLLM builds the router as an unquantized ReplicatedLinear; AutoAWQ skips `gate`)."""
+    block (attention, MLP, shared and routed experts; an experts-only format such as mxfp4 the
+    routed experts alone, the rest 16-bit); every other parameter of the block (norms, the MoE
+    router, gates, attention sinks) stays in the dense dtype, replicated on every rank (vLLM
+    builds the router as an unquantized ReplicatedLinear; AutoAWQ skips `gate`)."""
     h, att = arch.hidden, arch.attention
-    linears = [(attention_linears(att, h), 1)]
+    others = "bf16" if isinstance(precision, WeightFormat) and precision.experts_only else precision
+    linears = [(attention_linears(att, h), 1, others)]
     if arch.is_moe_layer(index):
         moe = arch.moe
         # Every routed expert is split over TP like a dense MLP (vLLM FusedMoE, no expert parallel).
-        linears += [(mlp_linears(h, moe.expert_ffn, arch.gated_mlp, moe.expert_bias), moe.num_experts),
-                    (mlp_linears(h, moe.shared_ffn, arch.gated_mlp, arch.mlp_bias), 1)]
+        linears += [(mlp_linears(h, moe.expert_ffn, arch.gated_mlp, moe.expert_bias), moe.num_experts, precision),
+                    (mlp_linears(h, moe.shared_ffn, arch.gated_mlp, arch.mlp_bias), 1, others)]
     else:
-        linears.append((mlp_linears(h, arch.ffn, arch.gated_mlp, arch.mlp_bias), 1))
-    sharded = sum(n * _sharded_bytes(group, precision, tp, att.num_kv_heads) for group, n in linears)
-    others = layer_params(arch, index).total - sum(n * _linear_params(group) for group, n in linears)
-    return sharded + others * dense_bytes(precision)
+        linears.append((mlp_linears(h, arch.ffn, arch.gated_mlp, arch.mlp_bias), 1, others))
+    sharded = sum(n * _sharded_bytes(group, fmt, tp, att.num_kv_heads) for group, n, fmt in linears)
+    rest = layer_params(arch, index).total - sum(n * _linear_params(group) for group, n, _ in linears)
+    return sharded + rest * dense_bytes(precision)
 
 
-def embedding_weight_bytes(arch: Architecture, precision: str, tp: int) -> int:
-    """Token embedding, vocab-parallel (rows split over TP, no padding), and a learned position
-    embedding (replicated); never quantized (bitsandbytes, AWQ and vLLM fp8 skip them)."""
-    positions = arch.max_positions * arch.hidden if arch.position == "learned" else 0
-    return (math.ceil(arch.vocab / tp) * arch.hidden + positions) * dense_bytes(precision)
+def embedding_weight_bytes(arch: Architecture, precision: Precision, tp: int) -> int:
+    """Token embedding, vocab-parallel (rows split over TP, no padding), with a learned position
+    embedding and an embedding norm, if any (replicated); never quantized (bitsandbytes, AWQ and
+    vLLM fp8 skip them)."""
+    replicated = embedding_params(arch) - arch.vocab * arch.hidden
+    return (math.ceil(arch.vocab / tp) * arch.hidden + replicated) * dense_bytes(precision)
 
 
-def output_weight_bytes(arch: Architecture, precision: str, tp: int, separate_stage: bool) -> int:
+def output_weight_bytes(arch: Architecture, precision: Precision, tp: int, separate_stage: bool) -> int:
     """Final norm and the vocab-parallel lm_head, kept in the dense dtype (bitsandbytes skips
     lm_head). Tied to the embedding it costs nothing more, unless it sits on another pipeline
     stage, which loads its own copy (vLLM ParallelLMHead.tie_weights under PP)."""
@@ -297,7 +314,7 @@ class Serving:
     """What is served: a model at a precision, a batch of sequences of `context` tokens."""
 
     arch: Architecture
-    precision: str
+    precision: Precision
     kv_dtype: str
     """Resolved cache dtype (never 'auto')."""
     batch: int
@@ -305,7 +322,7 @@ class Serving:
     context: int
     """Tokens per sequence, prompt plus generated; the prefill runs it in one forward."""
     windows: tuple[int | None, ...]
-    """Tokens each layer caches at most (None: all); see `layer_windows`."""
+    """Tokens each layer caches at most (None: all); see planner.model.context.layer_windows."""
     allowance: Fraction | None = None
 
     @property
@@ -343,7 +360,7 @@ def serving_memory(s: Serving, tp: int = 1, pp: int = 1) -> InferenceMemory:
     return max(stages, key=lambda m: m.total)
 
 
-def weights_only_memory(params: int, precision: str, allowance: Fraction | None,
+def weights_only_memory(params: int, precision: Precision, allowance: Fraction | None,
                         gpus: int = 1) -> InferenceMemory:
     """A bare parameter count: the seed's weights arithmetic split over `gpus`; no shapes, so no
     KV cache, activations or quantization scales."""
@@ -387,52 +404,3 @@ def largest_fitting(total_at: Callable[[int], int], capacity: int) -> int:
         mid = (low + high) // 2
         low, high = (mid, high) if total_at(mid) <= capacity else (low, mid)
     return low
-
-
-# Which layers cache only a window, by family, as transformers 5.24 builds `layer_types` when the
-# config omits it (models/<type>/configuration_<type>.py). Window defaults are those classes'.
-_WINDOW_DEFAULT = {"mistral": 4096, "qwen2": 4096, "qwen3": 4096, "qwen2_moe": 4096,
-                   "qwen3_moe": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128}
-
-
-def _default_layer_types(family: str, cfg: Mapping, n: int) -> list[str]:
-    use = bool(cfg.get("use_sliding_window", False))
-    last_full = cfg.get("max_window_layers", 28)
-    rules: dict[str, Callable[[int], bool]] = {
-        "mistral": lambda i: True, "mixtral": lambda i: True, "phi3": lambda i: True,
-        "qwen3_moe": lambda i: use,
-        "qwen2": lambda i: use and i >= last_full, "qwen3": lambda i: use and i >= last_full,
-        "qwen2_moe": lambda i: use and bool((i + 1) % 2) and i < last_full,
-        "gemma2": lambda i: bool((i + 1) % 2), "gpt_oss": lambda i: bool((i + 1) % 2),
-        "gemma3_text": lambda i: bool((i + 1) % cfg.get("sliding_window_pattern", 6)),
-    }
-    if family == "llama4_text":
-        # RoPE layers attend within chunks of attention_chunk_size; every 4th (NoPE) layer is global.
-        interval = cfg.get("no_rope_layer_interval", 4)
-        rope = cfg.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(n)]
-        return ["chunked_attention" if r else "full_attention" for r in rope]
-    sliding = rules.get(family, lambda i: False)
-    return ["sliding_attention" if sliding(i) else "full_attention" for i in range(n)]
-
-
-def layer_windows(arch: Architecture, config: Mapping | None) -> tuple[int | None, ...]:
-    """Tokens each layer caches at most: `sliding_window` for sliding layers (Mistral; Gemma 2
-    alternating; Gemma 3 five local to one global), `attention_chunk_size` for Llama 4's chunked
-    layers, None for full attention. Read from the config.json fields (`layer_types`, or the
-    family's rule; gpt-oss alternates too), since the Architecture keeps no per-layer pattern; without a config,
-    `Attention.sliding_window` applies to every layer. Unknown families: full attention."""
-    n = arch.num_layers
-    if config is None:
-        return (arch.attention.sliding_window,) * n
-    cfg = dict(config)
-    if isinstance(cfg.get("text_config"), dict) and arch.family == f"{cfg.get('model_type')}_text":
-        cfg = cfg["text_config"]  # multimodal configs (Gemma 3), as hf_config reads them
-    types = cfg.get("layer_types") or _default_layer_types(arch.family, cfg, n)
-    if len(types) != n:
-        raise InputError(f"lists {len(types)} layers but the model has {n}", field="layer_types")
-    window = cfg.get("sliding_window", _WINDOW_DEFAULT.get(arch.family))
-    if arch.family.startswith("qwen") and not cfg.get("use_sliding_window", False):
-        window = None
-    chunk = cfg.get("attention_chunk_size", 8192)
-    by_type = {"sliding_attention": window, "chunked_attention": chunk}
-    return tuple(by_type.get(t) for t in types)

@@ -48,6 +48,10 @@ class Attention:
     """MLA: the decoupled RoPE part of each query/key head (shared key across heads)."""
     sliding_window: int | None = None
     """Tokens each query attends to in sliding-window layers (None: full attention)."""
+    rotary_dim: int | None = None
+    """Features of each query/key head that RoPE rotates when fewer than all (partial rotary:
+    Nemotron `partial_rotary_factor`, GPT-NeoX `rotary_pct`, MiniMax-M2 `rotary_dim`); None: the
+    whole head, or no RoPE at all when the model's position is not 'rope'. No parameters."""
 
     @property
     def is_mla(self) -> bool:
@@ -140,10 +144,15 @@ class Architecture:
     attention: Attention
     gated_mlp: bool = True
     """SwiGLU/GeGLU (gate, up, down: 3 matrices) vs plain (up, down: 2 matrices)."""
+    mlp_activation: str = "silu"
+    """The MLP's activation, by its transformers ACT2FN name (activations.py): 'silu' (SwiGLU when
+    gated), 'gelu_pytorch_tanh' (GeGLU), 'gelu', 'gelu_new', 'relu2' (squared ReLU, Nemotron),
+    'bloom_gelu'; 'sigmoid_glu_clamped' for gpt-oss's own gate. Changes activations, not parameters."""
     mlp_bias: bool = False
     """Biases on the dense MLP's projections."""
     norm: NormKind = "rmsnorm"
-    """LayerNorm carries a bias (2h parameters), RMSNorm only a weight (h)."""
+    """LayerNorm carries a bias (2h parameters), RMSNorm only a weight (h). Nemotron's LayerNorm1P
+    (weight + 1 in the forward) is a LayerNorm here: the same parameters."""
     norms_per_layer: int = 2
     """Hidden-size norms in each block: 2 for pre-norm (attention and MLP inputs), 4 for Gemma 2/3
     (pre and post each sub-block), 1 for a parallel block sharing one input norm (Falcon-7B)."""
@@ -151,6 +160,9 @@ class Architecture:
     """Attention and MLP read the same input and add to the residual together (GPT-J, GPT-NeoX,
     Falcon); changes activations, not parameters."""
     tied_embeddings: bool = False
+    embedding_norm: bool = False
+    """A norm over the token embeddings before the first block (BLOOM word_embeddings_layernorm);
+    it sits with the embedding on the first pipeline stage."""
     lm_head_bias: bool = False
     position: PositionKind = "rope"
     max_positions: int = 0

@@ -179,13 +179,18 @@ def layer_params(arch: Architecture, index: int) -> LayerParams:
 
 
 def embedding_params(arch: Architecture) -> int:
-    """Input token embedding plus a learned position embedding, if any (first pipeline stage)."""
-    return arch.vocab * arch.hidden + _position_params(arch)
+    """Input token embedding plus a learned position embedding and an embedding norm, if any
+    (first pipeline stage)."""
+    return arch.vocab * arch.hidden + _position_params(arch) + _embedding_norm_params(arch)
 
 
 def output_params(arch: Architecture) -> int:
     """Final norm plus the output layer (0 for the output layer when tied to the embedding)."""
     return norm_params(arch, arch.hidden) + _lm_head_params(arch)
+
+
+def _embedding_norm_params(arch: Architecture) -> int:
+    return norm_params(arch, arch.hidden) if arch.embedding_norm else 0
 
 
 def _position_params(arch: Architecture) -> int:
@@ -250,7 +255,8 @@ def count_params(arch: Architecture) -> ParamCount:
         "routed_experts": sum(p.routed_experts for p in layers),
         "shared_experts": sum(p.shared_experts for p in layers),
         "router": sum(p.router for p in layers),
-        "norms": sum(p.norms for p in layers) + norm_params(arch, arch.hidden),
+        "norms": (sum(p.norms for p in layers) + norm_params(arch, arch.hidden)
+                  + _embedding_norm_params(arch)),
         "lm_head": _lm_head_params(arch),
     }
     total = sum(by_component.values())

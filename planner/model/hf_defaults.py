@@ -1,0 +1,110 @@
+"""What a Hugging Face config.json leaves unsaid: each family's class defaults, its activation, and
+the transformers classes that name a family in `architectures`.
+
+Values are transformers 5.24's (models/<type>/configuration_<type>.py); grok-1 is hpcai-tech/grok-1
+configuration_grok1.py, the Hugging Face port of xai-org/grok-1.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_LLAMA_DEFAULTS = {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+                   "attention_bias": False, "mlp_bias": False}
+_QWEN_MOE_RULE = {"decoder_sparse_step": 1, "mlp_only_layers": None}
+
+# Class defaults of the optional fields each family reads.
+# None: derived as transformers derives it (kv heads = heads, head_dim = hidden / heads).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": _LLAMA_DEFAULTS,
+    # GraniteConfig: Llama's fields plus four multipliers, which scale activations only.
+    "granite": _LLAMA_DEFAULTS,
+    "mistral": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False},
+    "mixtral": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False,
+                "num_local_experts": 8, "num_experts_per_tok": 2},
+    "qwen2": {"num_key_value_heads": 32, "head_dim": None, "tie_word_embeddings": False},
+    "qwen2_moe": {"num_key_value_heads": 16, "head_dim": None, "tie_word_embeddings": False,
+                  "qkv_bias": True, "num_experts": 60, "num_experts_per_tok": 4,
+                  "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632,
+                  **_QWEN_MOE_RULE},
+    "qwen3": {"num_key_value_heads": 32, "head_dim": 128, "tie_word_embeddings": False,
+              "attention_bias": False},
+    "qwen3_moe": {"num_key_value_heads": 4, "head_dim": None, "tie_word_embeddings": False,
+                  "attention_bias": False, "num_experts": 128, "num_experts_per_tok": 8,
+                  "moe_intermediate_size": 768, **_QWEN_MOE_RULE},
+    "deepseek_v2": {"tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False,
+                    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                    "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 64,
+                    "n_shared_experts": 2, "num_experts_per_tok": None, "moe_intermediate_size": 1407,
+                    "first_k_dense_replace": 0},
+    "deepseek_v3": {"tie_word_embeddings": False, "attention_bias": False,
+                    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                    "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,
+                    "n_shared_experts": 1, "num_experts_per_tok": 8, "moe_intermediate_size": 2048,
+                    "first_k_dense_replace": 3, "num_nextn_predict_layers": 1},
+    "gemma": {"num_key_value_heads": 16, "head_dim": 256, "tie_word_embeddings": True,
+              "attention_bias": False},
+    "gemma2": {"num_key_value_heads": 4, "head_dim": 256, "tie_word_embeddings": True,
+               "attention_bias": False},
+    "gemma3_text": {"num_key_value_heads": 4, "head_dim": 256, "tie_word_embeddings": True,
+                    "attention_bias": False},
+    "olmo2": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+              "attention_bias": False},
+    "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True,
+                 "use_parallel_residual": True, "rotary_pct": 0.25},
+    "phi3": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False},
+    "llama4_text": {"num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": False,
+                    "attention_bias": False, "intermediate_size_mlp": 16384, "num_local_experts": 16,
+                    "num_experts_per_tok": 1, "moe_layers": None, "interleave_moe_layer_step": 1},
+    "gpt2": {"n_inner": None, "n_positions": 1024, "tie_word_embeddings": True},
+    "gpt_oss": {"num_key_value_heads": 8, "head_dim": 64, "tie_word_embeddings": False,
+                "attention_bias": True, "num_local_experts": 128, "num_experts_per_tok": 4},
+    "grok-1": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": True,
+               "num_experts": 8, "num_experts_per_tok": 2},
+    "falcon": {"num_kv_heads": None, "ffn_hidden_size": None, "tie_word_embeddings": True,
+               "bias": False, "new_decoder_architecture": False, "multi_query": True,
+               "parallel_attn": True, "num_ln_in_parallel_attn": None, "alibi": False},
+    # NemotronConfig: num_key_value_heads defaults to None, which NemotronAttention cannot build
+    # with (heads // None), so the reader requires it.
+    "nemotron": {"head_dim": None, "tie_word_embeddings": False, "attention_bias": False,
+                 "mlp_bias": False, "partial_rotary_factor": 0.5},
+    "minimax_m2": {"num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": False,
+                   "num_local_experts": 256, "num_experts_per_tok": 8, "rotary_dim": None,
+                   "partial_rotary_factor": 1.0},
+    "bloom": {"tie_word_embeddings": True},
+}
+
+# The config field naming the MLP activation and its class default (ACT2FN names,
+# activations.py). A None field: the modeling file fixes the activation whatever the config says.
+ACTIVATIONS: dict[str, tuple[str | None, str]] = {
+    **{family: ("hidden_act", "silu") for family in DEFAULTS},
+    "gemma": ("hidden_act", "gelu_pytorch_tanh"),
+    "gemma2": ("hidden_activation", "gelu_pytorch_tanh"),
+    "gemma3_text": ("hidden_activation", "gelu_pytorch_tanh"),
+    "gpt_neox": ("hidden_act", "gelu"),
+    "gpt2": ("activation_function", "gelu_new"),
+    "falcon": ("activation", "gelu"),
+    "nemotron": ("hidden_act", "relu2"),
+    # modeling_gpt_oss.py GptOssExperts: (up + 1) * gate * sigmoid(1.702 gate), both clamped at 7.
+    "gpt_oss": (None, "sigmoid_glu_clamped"),
+    # xai-org/grok-1 model.py: gelu(linear(x)) * linear_v(x).
+    "grok-1": (None, "gelu"),
+    # modeling_bloom.py BloomGelu: the tanh approximation of GELU.
+    "bloom": (None, "bloom_gelu"),
+}
+
+# transformers model classes (config.json `architectures`) and the reader of their weights.
+# Checkpoints with their own model_type and code often reuse one: Kimi-K2 ships
+# `model_type: kimi_k2` with `architectures: [DeepseekV3ForCausalLM]`.
+ARCHITECTURE_CLASSES: dict[str, str] = {
+    "LlamaForCausalLM": "llama", "GraniteForCausalLM": "granite",
+    "MistralForCausalLM": "mistral", "MixtralForCausalLM": "mixtral", "Phi3ForCausalLM": "phi3",
+    "Qwen2ForCausalLM": "qwen2", "Qwen2MoeForCausalLM": "qwen2_moe",
+    "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",
+    "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
+    "GemmaForCausalLM": "gemma", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3_text",
+    "Olmo2ForCausalLM": "olmo2", "GPTNeoXForCausalLM": "gpt_neox", "GPT2LMHeadModel": "gpt2",
+    "FalconForCausalLM": "falcon", "GptOssForCausalLM": "gpt_oss",
+    "Llama4ForCausalLM": "llama4_text", "Grok1ModelForCausalLM": "grok-1",
+    "NemotronForCausalLM": "nemotron", "MiniMaxM2ForCausalLM": "minimax_m2",
+    "BloomForCausalLM": "bloom",
+}

@@ -1,0 +1,138 @@
+"""Readers of dense decoder families' config.json (transformers 5.24,
+models/<type>/modeling_<type>.py): one function per family, config fields -> Architecture."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from planner.model.architecture import Architecture, Attention
+from planner.model.hf_fields import Fields, attention, decoder, rotary_dim
+
+
+def llama(f: Fields, name: str) -> Architecture:
+    """Llama, and Granite (modeling_granite.py: Llama's modules; embedding_multiplier,
+    logits_scaling, residual_multiplier and attention_multiplier scale activations only)."""
+    bias = f.flag("attention_bias")
+    return decoder(f, name, attention(f, bias=bias), mlp_bias=f.flag("mlp_bias"))
+
+
+def mistral(f: Fields, name: str) -> Architecture:
+    return decoder(f, name, attention(f))
+
+
+def phi3(f: Fields, name: str) -> Architecture:
+    # Fused qkv_proj and gate_up_proj: the same parameters as the separate projections.
+    return decoder(f, name, attention(f))
+
+
+def qwen2(f: Fields, name: str) -> Architecture:
+    return decoder(f, name, attention(f, bias=True, out_bias=False))
+
+
+def qwen3(f: Fields, name: str) -> Architecture:
+    return decoder(f, name, attention(f, bias=f.flag("attention_bias"), qk_norm="head"))
+
+
+def gemma(f: Fields, name: str) -> Architecture:
+    """Gemma 1/2/3: GeGLU; Gemma 2 and 3 norm before and after each sub-block; Gemma 3 also
+    normalizes each query and key head."""
+    qk_norm = "head" if f.model_type == "gemma3_text" else None
+    norms = 2 if f.model_type == "gemma" else 4
+    attn = attention(f, bias=f.flag("attention_bias"), qk_norm=qk_norm)
+    return decoder(f, name, attn, norms_per_layer=norms)
+
+
+def olmo2(f: Fields, name: str) -> Architecture:
+    # Norms after attention and after the MLP (no input norm); q/k norms over whole projections.
+    attn = attention(f, bias=f.flag("attention_bias"), qk_norm="projection")
+    return decoder(f, name, attn)
+
+
+def nemotron(f: Fields, name: str) -> Architecture:
+    """Nemotron (modeling_nemotron.py): GQA with optional biases; a plain MLP, up_proj then
+    squared ReLU then down_proj (two matrices); LayerNorm1P (a LayerNorm whose weight is stored
+    minus one: weight and bias) before each sub-block and at the end; RoPE on the first
+    `partial_rotary_factor` of each head."""
+    f.required("num_key_value_heads")
+    attn = attention(f, bias=f.flag("attention_bias"))
+    rotary = rotary_dim(attn.head_dim, f.rotary_fraction("partial_rotary_factor"))
+    attn = replace(attn, rotary_dim=rotary)
+    return decoder(f, name, attn, gated_mlp=False, mlp_bias=f.flag("mlp_bias"), norm="layernorm")
+
+
+def gpt_neox(f: Fields, name: str) -> Architecture:
+    """GPT-NeoX/Pythia: fused query_key_value (3h, MHA only), LayerNorm, plain GELU MLP with
+    biases, RoPE on the first `rotary_pct` of each head."""
+    heads = f.required("num_attention_heads")
+    hidden = f.required("hidden_size")
+    bias = f.flag("attention_bias")
+    head_dim = hidden // heads
+    attn = Attention(num_heads=heads, num_kv_heads=heads, head_dim=head_dim, qkv_bias=bias,
+                     out_bias=bias, rotary_dim=rotary_dim(head_dim, f.rotary_fraction("rotary_pct")))
+    return decoder(f, name, attn, gated_mlp=False, mlp_bias=True, norm="layernorm",
+                   parallel_residual=f.flag("use_parallel_residual"))
+
+
+def gpt2(f: Fields, name: str) -> Architecture:
+    """GPT-2 (and GPT-3 shapes): learned positions, LayerNorm, Conv1D with biases, 4h GELU MLP."""
+    heads = f.required("n_head", "num_attention_heads")
+    hidden = f.required("n_embd", "hidden_size")
+    attn = Attention(num_heads=heads, num_kv_heads=heads, head_dim=hidden // heads,
+                     qkv_bias=True, out_bias=True)
+    return Architecture(
+        name=name, family=f.model_type, hidden=hidden,
+        num_layers=f.required("n_layer", "num_hidden_layers"), vocab=f.required("vocab_size"),
+        ffn=f.optional_int("n_inner") or 4 * hidden, attention=attn, gated_mlp=False,
+        mlp_activation=f.activation(), mlp_bias=True, norm="layernorm",
+        tied_embeddings=f.flag("tie_word_embeddings"), position="learned",
+        max_positions=f.count("n_positions", "max_position_embeddings"),
+    )
+
+
+def bloom(f: Fields, name: str) -> Architecture:
+    """BLOOM (modeling_bloom.py; BloomConfig reads `n_embed` for hidden_size and maps
+    num_hidden_layers/num_attention_heads to `n_layer`/`n_head`): ALiBi, no position embedding;
+    a LayerNorm over the word embeddings; fused query_key_value (3h) and dense, both biased;
+    a 4h GELU MLP with biases; LayerNorm before each sub-block and at the end; lm_head tied."""
+    heads = f.required("n_head", "num_attention_heads")
+    hidden = f.required("n_embed", "hidden_size")
+    attn = Attention(num_heads=heads, num_kv_heads=heads, head_dim=hidden // heads,
+                     qkv_bias=True, out_bias=True)
+    return Architecture(
+        name=name, family=f.model_type, hidden=hidden,
+        num_layers=f.required("n_layer", "num_hidden_layers"), vocab=f.required("vocab_size"),
+        ffn=4 * hidden, attention=attn, gated_mlp=False, mlp_activation=f.activation(),
+        mlp_bias=True, norm="layernorm", embedding_norm=True,
+        tied_embeddings=f.flag("tie_word_embeddings"), position="alibi",
+    )
+
+
+def falcon(f: Fields, name: str) -> Architecture:
+    """Falcon (modeling_falcon.py): fused query_key_value whose width depends on the variant,
+    LayerNorm, 4h GELU MLP, optional biases, one or two norms per block."""
+    hidden = f.required("hidden_size", "n_embed")
+    heads = f.required("num_attention_heads")
+    new_arch = f.flag("new_decoder_architecture")
+    if new_arch:
+        kv_heads = f.optional_int("num_kv_heads") or heads
+    elif f.flag("multi_query"):
+        kv_heads = 1
+    else:
+        kv_heads = heads
+    bias = f.flag("bias")
+    parallel = f.flag("parallel_attn")
+    if not parallel:
+        norms = 2
+    else:
+        num_ln = f.optional_int("num_ln_in_parallel_attn") or (2 if new_arch else 1)
+        norms = 2 if num_ln == 2 else 1
+    attn = Attention(num_heads=heads, num_kv_heads=kv_heads, head_dim=hidden // heads,
+                     qkv_bias=bias, out_bias=bias)
+    return Architecture(
+        name=name, family=f.model_type, hidden=hidden, num_layers=f.required("num_hidden_layers"),
+        vocab=f.required("vocab_size"), ffn=f.optional_int("ffn_hidden_size") or 4 * hidden,
+        attention=attn, gated_mlp=False, mlp_activation=f.activation(), mlp_bias=bias,
+        norm="layernorm", norms_per_layer=norms, parallel_residual=parallel,
+        tied_embeddings=f.flag("tie_word_embeddings"),
+        position="alibi" if f.flag("alibi") else "rope",
+    )
+

@@ -1,0 +1,137 @@
+"""Readers of mixture-of-experts families' config.json (transformers 5.24,
+models/<type>/modeling_<type>.py): one function per family, config fields -> Architecture."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from planner.model.architecture import Architecture, Attention, MoE
+from planner.model.hf_fields import Fields, attention, decoder, moe, rotary_dim
+
+
+def mixtral(f: Fields, name: str) -> Architecture:
+    ffn = f.required("intermediate_size")
+    experts = moe(f.required("num_hidden_layers"), lambda i: True,
+                  num_experts=f.count("num_local_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"), expert_ffn=ffn)
+    return decoder(f, name, attention(f), moe=experts)
+
+
+def grok1(f: Fields, name: str) -> Architecture:
+    """Grok-1 (xai-org/grok-1 model.py; hpcai-tech/grok-1 modeling_grok1.py): GQA without
+    biases; every layer MoE of gated-GELU experts (linear, linear_v, linear_1: three matrices,
+    as SwiGLU) behind a bias-free router; RMSNorm before and after each sub-block (four per
+    layer); the output projection is the input embedding transposed."""
+    experts = moe(f.required("num_hidden_layers"), lambda i: True, num_experts=f.count("num_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"),
+                  expert_ffn=f.required("intermediate_size"))
+    return decoder(f, name, attention(f), moe=experts, norms_per_layer=4)
+
+
+def llama4(f: Fields, name: str) -> Architecture:
+    """Llama 4 text decoder (modeling_llama4.py): MoE layers at `moe_layers`, by default every
+    `interleave_moe_layer_step`-th counting from 1 (configuration_llama4.py:
+    range(step - 1, layers, step)), each with routed experts and one shared expert of
+    `intermediate_size`; dense layers use `intermediate_size_mlp`. Its q/k norm is a
+    parameter-free L2 norm. Chunked and global attention layers share one shape."""
+    num_layers = f.required("num_hidden_layers")
+    step = f.optional_int("interleave_moe_layer_step") or 1
+    listed = f.get("moe_layers")
+    sparse = set(listed) if listed is not None else set(range(step - 1, num_layers, step))
+    expert_ffn = f.required("intermediate_size")
+    experts = moe(num_layers, lambda i: i in sparse, num_experts=f.count("num_local_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
+                  num_shared_experts=1, shared_ffn=expert_ffn, layer_freq=step)
+    bias = f.flag("attention_bias")
+    return decoder(f, name, attention(f, bias=bias), ffn=f.optional_int("intermediate_size_mlp"),
+                   moe=experts)
+
+
+def gpt_oss(f: Fields, name: str) -> Architecture:
+    """gpt-oss (modeling_gpt_oss.py): GQA with biases and a learned sink logit per head; every
+    layer MoE with a biased router and routed SwiGLU experts with biases (fused gate_up_proj),
+    no shared expert. Sliding-window and full layers alternate, with the same shapes."""
+    attn = replace(attention(f, bias=f.flag("attention_bias")), sinks=True)
+    experts = moe(f.required("num_hidden_layers"), lambda i: True,
+                  num_experts=f.count("num_local_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"),
+                  expert_ffn=f.required("intermediate_size"), expert_bias=True, router_bias=True)
+    return decoder(f, name, attn, moe=experts)
+
+
+def minimax_m2(f: Fields, name: str) -> Architecture:
+    """MiniMax-M2 (modeling_minimax_m2.py): GQA without biases; RMSNorm q_norm and k_norm over
+    the whole q and k projections (the released config's qk_norm_type 'per_layer'); every layer
+    MoE of SwiGLU experts without biases (fused gate_up_proj) behind a bias-free router weight;
+    the router's e_score_correction_bias is a buffer; no shared expert; RoPE on the first
+    `rotary_dim` features of each head. transformers builds no MTP modules
+    (num_mtp_modules), so they are not counted."""
+    attn = attention(f, qk_norm="projection")
+    rotary = f.optional_int("rotary_dim")
+    fraction = rotary / attn.head_dim if rotary else f.rotary_fraction("partial_rotary_factor")
+    attn = replace(attn, rotary_dim=rotary_dim(attn.head_dim, fraction))
+    experts = moe(f.required("num_hidden_layers"), lambda i: True,
+                  num_experts=f.count("num_local_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"),
+                  expert_ffn=f.required("intermediate_size"))
+    return decoder(f, name, attn, moe=experts)
+
+
+def _qwen_moe(f: Fields, **shared: Any) -> MoE | None:
+    """Qwen-MoE layer rule (modeling_qwen3_moe.py): sparse unless in mlp_only_layers, when
+    (i + 1) % decoder_sparse_step == 0."""
+    step = f.optional_int("decoder_sparse_step") or 1
+    dense = tuple(f.get("mlp_only_layers") or ())
+    return moe(f.required("num_hidden_layers"), lambda i: i not in dense and (i + 1) % step == 0,
+               num_experts=f.count("num_experts"), top_k=f.optional_int("num_experts_per_tok"),
+               expert_ffn=f.required("moe_intermediate_size"), layer_freq=step, dense_layers=dense,
+               **shared)
+
+
+def qwen2_moe(f: Fields, name: str) -> Architecture:
+    shared_ffn = f.count("shared_expert_intermediate_size")
+    # transformers builds the shared expert and its gate even at width 0.
+    experts = _qwen_moe(f, num_shared_experts=int(shared_ffn > 0), shared_ffn=shared_ffn,
+                        shared_expert_gate=True)
+    return decoder(f, name, attention(f, bias=f.flag("qkv_bias"), out_bias=False), moe=experts)
+
+
+def qwen3_moe(f: Fields, name: str) -> Architecture:
+    attn = attention(f, bias=f.flag("attention_bias"), qk_norm="head")
+    return decoder(f, name, attn, moe=_qwen_moe(f))
+
+
+def deepseek(f: Fields, name: str) -> Architecture:
+    """DeepSeek-V2/V3: MLA attention, dense-first layers, shared plus routed experts.
+
+    transformers builds routed experts in every layer from `first_k_dense_replace` on and does
+    not read `moe_layer_freq` (1 in every released config), so neither does this.
+    """
+    heads = f.required("num_attention_heads")
+    rope = f.count("qk_rope_head_dim")
+    bias = f.flag("attention_bias")
+    attn = Attention(
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=f.count("qk_nope_head_dim") + rope,
+        v_head_dim=f.optional_int("v_head_dim"),
+        qkv_bias=bias,
+        out_bias=bias,
+        q_lora_rank=f.optional_int("q_lora_rank"),
+        kv_lora_rank=f.optional_int("kv_lora_rank"),
+        qk_rope_head_dim=rope,
+        qk_norm="latent",
+    )
+    first_dense = f.count("first_k_dense_replace")
+    expert_ffn = f.required("moe_intermediate_size")
+    num_shared = f.count("n_shared_experts")
+    v3 = f.model_type == "deepseek_v3"
+    mlp_bias = False if v3 else f.flag("mlp_bias")  # V3 has no mlp_bias field
+    experts = moe(f.required("num_hidden_layers"), lambda i: i >= first_dense,
+                  num_experts=f.count("n_routed_experts", "num_local_experts", "num_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
+                  num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,
+                  shared_expert_bias=mlp_bias, first_dense_layers=first_dense)
+    # V3's MTP modules (num_mtp_layers in transformers) are counted apart.
+    mtp = f.count("num_nextn_predict_layers", "num_mtp_layers") if v3 else 0
+    return decoder(f, name, attn, moe=experts, mlp_bias=mlp_bias, mtp_layers=mtp)
