@@ -101,7 +101,8 @@ def test_mixtral_example_with_expert_parallelism():
     assert job.plan == Plan(parallel=ParallelDims(tp=1, pp=4, dp=16, ep=8), zero=1, mbs=1, gas=16,
                             precision="bf16", optimizer="adamw")
     assert job.warnings[:2] == (
-        "the script has shell conditionals or loops; every branch was read in order (the last assignment wins)",
+        "line 106: `[ -n \"${WANDB_API_KEY}\" ]` depends on WANDB_API_KEY, which is not known: read as 'else'"
+        " (the other way: 'then'); the ways differ in LOGGING_ARGS",
         "--sequence-parallel with tensor-model-parallel-size 1: Megatron-LM disables it")
 
 
