@@ -264,10 +264,11 @@ class Evaluator(Conditions):
         else:
             self.state.status = 0
 
-    def _AndOr(self, node: AndOr, start: int = 0) -> None:
-        if start == 0:
+    def _AndOr(self, node: AndOr, start: int | None = None) -> None:
+        """`a && b || c`, from the operator `start` on (None: from the first command)."""
+        if start is None:
             self.run(node.items[0])
-        for k in range(start, len(node.ops)):
+        for k in range(start or 0, len(node.ops)):
             status = self.state.status
             if status is None:
                 def holds(ev, k=k, status=0):

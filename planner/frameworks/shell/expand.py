@@ -59,9 +59,12 @@ class Expander:
         """`name` is neither set nor given; `default` is what the script used instead, if anything."""
 
     # -- variables --------------------------------------------------------------------------
-    def base(self, name: str, index: int | None = None, whole: bool = False) -> tuple[str, str | list[str]]:
+    def base(self, name: str, index: int | None = None, whole: bool = False, subscripted: bool = False,
+             ) -> tuple[str, str | list[str]]:
         """(how, value): how is 'set', 'unknown' (set to something not known), 'unset' (known to be
-        empty) or 'absent' (neither set by the script nor given). `whole` asks for ${NAME[@]}."""
+        empty) or 'absent' (neither set by the script nor given). `whole` asks for ${NAME[@]};
+        `subscripted`: ${NAME[...]}, an array, which no environment gives (manual 6.7: arrays are
+        not exported)."""
         st = self.state
         self.read(name)
         if name in ("@", "*"):
@@ -82,7 +85,7 @@ class Expander:
         if name in ("$", "!", "-"):
             return "absent", ""
         if name not in st.variables:
-            known_unset = name in st.removed or st.closed
+            known_unset = name in st.removed or st.closed or subscripted
             return ("unset" if known_unset else "absent"), ([] if whole else "")
         stored = st.variables[name]
         how = "unknown" if name in st.unknown else "set"
@@ -141,7 +144,9 @@ class Expander:
                 self.state.variables.setdefault(name, f"${{{name}}}")
             return None, unknown.names
         except ArithError as error:
-            raise self.fail(f"$(({text.strip()})): {error}") from None
+            shown = " ".join(text.split())
+            shown = shown if len(shown) <= 60 else shown[:60] + " ..."
+            raise self.fail(f"$(({shown})): {error}") from None
 
     def arith_word(self, word: Word) -> tuple[int | None, frozenset[str]]:
         text, unknown = self.expand_string(word)
@@ -151,9 +156,9 @@ class Expander:
 
     # -- words ------------------------------------------------------------------------------
     def piece(self, part: Part) -> Piece:
-        self.budget.step()
         if isinstance(part, Lit):
             return Piece(part.text, part.quoted)
+        self.budget.step()
         if isinstance(part, CmdSub):
             text = " ".join(part.text.split())
             self.note(f"$({text})", f"$({text}) is a command substitution, not run; left as written")
@@ -187,7 +192,7 @@ class Expander:
                 index, unknown = self.arith_word(p.subscript)
                 if index is None:
                     return Piece(placeholder, True, unknown)
-        how, value = self.base(p.name, index, whole)
+        how, value = self.base(p.name, index, whole, p.subscript is not None)
         if how == "absent" and p.name in ("@", "*"):
             self.note("$@", "the script passes its own command-line arguments ($@) on; they are not known here")
             return Piece([], p.quoted, NOTHING, star)

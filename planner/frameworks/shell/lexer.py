@@ -238,7 +238,7 @@ class Lexer:
     def _dquoted(self, pos: int, parts: _Parts) -> None:
         """Parts of "text" from after the opening quote; `""` leaves an empty quoted part."""
         s, opened = self.s, pos - 1
-        parts.lit("", True)
+        count = len(parts.items)
         self.pos = pos
         while True:
             pos = self.pos
@@ -252,6 +252,8 @@ class Lexer:
                 self.pos = m.end()
             elif c == '"':
                 self.pos = pos + 1
+                if len(parts.items) == count:  # "" is an empty word; "$@" with no arguments is none
+                    parts.add(Lit("", True))
                 return
             elif c == "\\":
                 nxt = s[pos + 1:pos + 2]

@@ -19,7 +19,8 @@ class TooCostly(Exception):
 
 
 def _bracket(text: str, i: int) -> tuple[str, int] | None:
-    """The regex class for the bracket expression at text[i] == '[', and the index after it."""
+    """The regex class for the bracket expression at text[i] == '[', and the index after it;
+    None when it is not closed (the '[' then matches itself)."""
     j = i + 1
     negate = j < len(text) and text[j] in "!^"
     j += negate
@@ -29,45 +30,48 @@ def _bracket(text: str, i: int) -> tuple[str, int] | None:
         c = text[j]
         if c == "]" and not first:
             return "[" + ("^" if negate else "") + "".join(out) + "]", j + 1
+        first = False
         if c == "[" and text.startswith("[:", j):
             end = text.find(":]", j + 2)
             if end > 0 and text[j + 2:end] in _CLASSES:
                 out.append(_CLASSES[text[j + 2:end]])
                 j = end + 2
-                first = False
                 continue
-        if c == "-" and out and j + 1 < len(text) and text[j + 1] != "]":
+        if c == "\\" and j + 1 < len(text):
+            j += 1
+            c = text[j]
+        elif c == "-" and out and j + 1 < len(text) and text[j + 1] != "]":
             out.append("-")
-        else:
-            out.append(re.escape(c))
+            j += 1
+            continue
+        out.append(re.escape(c))
         j += 1
-        first = False
     return None
 
 
 def pieces(segments: list[tuple[str, bool]]) -> list[str]:
     """The pattern as regex pieces: '*' for a star, else a regex matching one character."""
+    text = "".join(re.sub(r"([][*?\\])", r"\\\1", t) if quoted else t for t, quoted in segments)
     out: list[str] = []
-    for text, quoted in segments:
-        if quoted:
-            out.extend(re.escape(c) for c in text)
-            continue
-        i = 0
-        while i < len(text):
-            c = text[i]
-            if c == "*":
-                if not out or out[-1] != "*":
-                    out.append("*")
-                i += 1
-            elif c == "?":
-                out.append("(?s:.)")
-                i += 1
-            elif c == "[" and (found := _bracket(text, i)):
-                out.append(found[0])
-                i = found[1]
-            else:
-                out.append(re.escape(c))
-                i += 1
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):  # a quoted or escaped character matches itself
+            out.append(re.escape(text[i + 1]))
+            i += 2
+        elif c == "*":
+            if not out or out[-1] != "*":
+                out.append("*")
+            i += 1
+        elif c == "?":
+            out.append("(?s:.)")
+            i += 1
+        elif c == "[" and (found := _bracket(text, i)):
+            out.append(found[0])
+            i = found[1]
+        else:
+            out.append(re.escape(c))
+            i += 1
     return out
 
 
