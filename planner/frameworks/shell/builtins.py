@@ -144,7 +144,7 @@ def _return(ev: Evaluator, args: Args) -> None:
 
 def _loop_exit(continues: bool):
     def handler(ev: Evaluator, args: Args) -> None:
-        from planner.frameworks.shell.evaluate import LoopExit
+        from planner.frameworks.shell.loops import LoopExit
         levels = _integer(args[0][0], 1) if args else 1
         raise LoopExit(max(levels or 1, 1), continues)
     return handler

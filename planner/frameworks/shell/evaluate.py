@@ -10,25 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from planner.errors import InputError
+from planner.frameworks.shell import builtins, patterns
 from planner.frameworks.shell.conditions import Conditions, TestError
 from planner.frameworks.shell.expand import NOTHING, ScriptExit
+from planner.frameworks.shell.loops import LoopExit, Loops, changed
 from planner.frameworks.shell.results import Alternative, Command, ShellScript, UndecidedBranch
-from planner.frameworks.shell.state import MAX_ITERATIONS, Budget, State
+from planner.frameworks.shell.state import Budget, State
 from planner.frameworks.shell.syntax import (
-    AndOr, ArithCommand, ArithFor, Case, CondCommand, For, FunctionDef, Group, If, Node, Pipeline, Program,
-    Sequence, Simple, While, Word,
+    AndOr, ArithCommand, Case, CondCommand, FunctionDef, Group, If, Node, Pipeline, Program, Sequence, Simple, Word,
 )
-from planner.frameworks.shell import builtins, patterns
 
 Way = Callable[["Evaluator"], None]
-
-
-class LoopExit(Exception):
-    """`break N` (continues=False) or `continue N`."""
-
-    def __init__(self, levels: int, continues: bool):
-        super().__init__(levels)
-        self.levels, self.continues = levels, continues
 
 
 class FunctionReturn(Exception):
@@ -37,7 +29,7 @@ class FunctionReturn(Exception):
         self.status = status
 
 
-class Evaluator(Conditions):
+class Evaluator(Loops, Conditions):
     def __init__(self, program: Program, state: State, choices: dict[int, int], budget: Budget, record: bool):
         self.program, self.state, self.choices, self.budget, self.record = program, state, choices, budget, record
         self.file = program.file
@@ -100,8 +92,9 @@ class Evaluator(Conditions):
                 self.assignment(word)
             self.state.status = 0
             return
-        for word in node.assigns:  # NAME=value command: for the command only (manual 3.7.4)
-            self.expand_string(word.assign.value) if word.assign.value is not None else None
+        for word in node.assigns:  # NAME=value command: expanded, for the command only (manual 3.7.4)
+            if word.assign.value is not None:
+                self.expand_string(word.assign.value)
         builtins.run(self, words, node)
 
     def assignment(self, word: Word, local: bool = False) -> None:
@@ -196,7 +189,8 @@ class Evaluator(Conditions):
         else:
             self.state.status = 0 if truth else 1
 
-    def test(self, args, unknown):  # noqa: D401 - `test` and `[` report their errors as status 2
+    def test(self, args, unknown):
+        """`test` and `[`: an error is reported, and the status is 2, which reads as false."""
         try:
             return super().test(args, unknown)
         except TestError as error:
@@ -226,11 +220,11 @@ class Evaluator(Conditions):
             default = max(k for k, (_, ended) in enumerate(outcomes) if not ended)
         taken = default if chosen is None else chosen
         self._taken[site] = default
-        changed = sorted({name for after, _ in outcomes for name in _changed(before, after)})
+        names = sorted({name for after, _ in outcomes for name in changed(before, after)})
         alternatives = tuple(
-            Alternative(label, {n: _export(after.variables.get(n)) for n in changed},
-                        frozenset(n for n in changed if n in after.unknown), ended)
-            for (label, _), (after, ended) in zip(ways, outcomes))
+            Alternative(label, {n: _export(after.variables.get(n)) for n in names},
+                        frozenset(n for n in names if n in after.unknown), ended)
+            for (label, _), (after, ended) in zip(ways, outcomes, strict=True))
         self.out.branches.append(UndecidedBranch(site, line, kind, text, tuple(sorted(why[1])), alternatives, taken))
         self.why = why
         return taken
@@ -252,7 +246,8 @@ class Evaluator(Conditions):
             self.run(clause.condition)
             status = self.state.status
             if status is None:
-                ways = [("then", lambda ev: ev.run(clause.body)), ("else", lambda ev: ev._If(node, k + 1))]
+                ways = [("then", lambda ev, body=clause.body: ev.run(body)),
+                        ("else", lambda ev, k=k: ev._If(node, k + 1))]
                 taken = self.decide(clause.site, "elif" if k else "if", clause.line, clause.text, ways, 0)
                 ways[taken][1](self)
                 return
@@ -331,105 +326,5 @@ class Evaluator(Conditions):
                 return
             k += 1
 
-    # -- loops ----------------------------------------------------------------------------
-    def _loop_body(self, body: Node) -> bool:
-        """Runs one round; False when the loop ends here (`break`)."""
-        try:
-            self.run(body)
-        except LoopExit as exit_:
-            if exit_.levels > 1:
-                raise LoopExit(exit_.levels - 1, exit_.continues) from None
-            return exit_.continues
-        return True
-
-    def _too_long(self, line: int, before: State) -> None:
-        names = sorted(_changed(before, self.state))
-        self.note(f"loop{line}", f"line {line}: the loop runs more than {MAX_ITERATIONS} times; stopped there,"
-                                 f" and what it sets ({', '.join(names) or 'nothing'}) is not known")
-        self.state.unknown.update(names)
-
-    def _For(self, node: For) -> None:
-        self.line = node.line
-        if node.words is None:
-            values = [(v, NOTHING) for v in self.state.positional or ()]
-            unknown = NOTHING if self.state.positional is not None else frozenset({"$@"})
-        else:
-            values, unknown = [], NOTHING
-            for word in node.words:
-                fields, names = self.expand(word)
-                values += [(f, names) for f in fields]
-                unknown |= names
-        if unknown:
-            self.note(f"for{node.line}", f"line {node.line}: the loop over values not known ({', '.join(sorted(unknown))})"
-                                         f" is read once, with {node.name} not known")
-            values = [("${" + node.name + "}", unknown)]
-        before = self.state.fork()
-        self.state.status = 0
-        for k, (value, names) in enumerate(values):
-            if k == MAX_ITERATIONS:
-                self._too_long(node.line, before)
-                return
-            self.assign(node.name, value, bool(names))
-            if not self._loop_body(node.body):
-                return
-
-    def _While(self, node: While) -> None:
-        before = self.state.fork()
-        rounds = 0
-        while True:
-            self.run(node.condition)
-            status = self.state.status
-            if status is None:
-                ways = [("runs again", lambda ev: ev._loop_body(node.body) and ev._While(node)),
-                        ("ends", lambda ev: None)]
-                if self.decide(node.site, "until" if node.until else "while", node.line, node.text, ways, 1) == 1:
-                    break
-            elif (status == 0) == node.until:
-                break
-            rounds += 1
-            if rounds > MAX_ITERATIONS:
-                self._too_long(node.line, before)
-                break
-            if not self._loop_body(node.body):
-                break
-        self.state.status = 0
-
-    def _ArithFor(self, node: ArithFor) -> None:
-        self.line = node.line
-        self.arith_word(node.init)
-        self._arith_rounds(node, self.state.fork())
-        self.state.status = 0
-
-    def _arith_rounds(self, node: ArithFor, before: State) -> None:
-        rounds = 0
-        while True:
-            value, unknown = (1, NOTHING) if not node.condition.parts else self.arith_word(node.condition)
-            if value is None:
-                self.why = ("value", unknown)
-
-                def again(ev: Evaluator) -> None:
-                    if ev._loop_body(node.body):
-                        ev.arith_word(node.step)
-                        ev._arith_rounds(node, before)
-                ways = [("runs again", again), ("ends", lambda ev: None)]
-                if self.decide(node.site, "for", node.line, node.text, ways, 1) == 1:
-                    return
-            elif value == 0:
-                return
-            rounds += 1
-            if rounds > MAX_ITERATIONS:
-                self._too_long(node.line, before)
-                return
-            if not self._loop_body(node.body):
-                return
-            self.arith_word(node.step)
-
-
 def _export(value):
     return [value[k] for k in sorted(value)] if isinstance(value, dict) else value
-
-
-def _changed(before: State, after: State) -> set[str]:
-    names = set(before.variables) | set(after.variables)
-    return {n for n in names if before.variables.get(n) != after.variables.get(n)
-            or (n in before.unknown) != (n in after.unknown)}

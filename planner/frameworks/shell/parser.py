@@ -300,7 +300,7 @@ class Parser:
             expr = Cond("unreadable", ())
             while self.keyword() != "]]":
                 if self.tok.kind in ("eof", "newline"):
-                    raise self.error(tok, "the [[ here has no ]]")
+                    raise self.error(tok, "the [[ here has no ]]") from None
                 self.advance()
         if self.keyword() != "]]":
             if self.tok.kind in ("eof", "newline"):

@@ -8,7 +8,7 @@ from planner.frameworks.shell.syntax import FunctionDef
 Stored = str | dict[int, str]
 """A scalar, or an indexed array by index (bash's arrays may have gaps: manual 6.7)."""
 
-MAX_STEPS = 200_000
+MAX_STEPS = 100_000
 """Commands, expansions and loop rounds together."""
 MAX_ITERATIONS = 10_000
 """Rounds of one loop; a loop that runs longer is stopped and what it sets is not known."""
