@@ -100,7 +100,8 @@ def test_mixtral_example_with_expert_parallelism():
     assert job.plan == Plan(parallel=ParallelDims(tp=1, pp=4, dp=16, ep=8), zero=1, mbs=1, gas=16,
                             precision="bf16", optimizer="adamw")
     assert job.warnings[:2] == (
-        "the script has shell conditionals or loops; every branch was read in order (the last assignment wins)",
+        "line 106: `[ -n \"${WANDB_API_KEY}\" ]` depends on WANDB_API_KEY, which is not known: read as 'else'"
+        " (the other way: 'then'); the ways differ in LOGGING_ARGS",
         "--sequence-parallel with tensor-model-parallel-size 1: Megatron-LM disables it")
 
 
@@ -394,3 +395,16 @@ def test_bad_layouts_name_the_flag(llama, flags, field, fragment):
     with pytest.raises(InputError) as e:
         parse_megatron_text(args(f"--micro-batch-size 1 --bf16 --pipeline-model-parallel-size 4 {flags}"), llama)
     assert e.value.field == field and fragment in str(e.value)
+
+
+def test_entry_points_of_other_models_are_refused(llama):
+    with pytest.raises(InputError) as err:
+        parse_megatron_text("torchrun --nproc-per-node 8 pretrain_t5.py --micro-batch-size 1\n", llama, "t5.sh")
+    assert str(err.value) == ("t5.sh: line 1: pretrain_t5.py trains an encoder-decoder T5; planner models"
+                              " decoder-only GPT models")
+
+
+def test_the_environment_reaches_the_script(llama):
+    text = 'TP=${TP:-1}\n' + args("--micro-batch-size 1 --tensor-model-parallel-size $TP")
+    assert parse_megatron_text(text, llama, "train.sh")[1].plan.parallel.tp == 1
+    assert parse_megatron_text(text, llama, "train.sh", env={"TP": "4"})[1].plan.parallel.tp == 4

@@ -8,6 +8,7 @@ and every difference from the job's model is a warning.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class _Reader:
             return None
         if value is True or isinstance(value, list):
             raise self.error(name, "needs one value" if value is True else f"takes one value, got {' '.join(value)}")
-        if "${" in value or "$((" in value:
+        if "${" in value or "$(" in value:
             missing = sorted(v for v in self.unset if f"${{{v}}}" in value)
             why = f" ({', '.join(missing)} not set in the script)" if missing else ""
             raise self.error(name, f"{value!r} cannot be read without running the script{why}")
@@ -98,21 +99,35 @@ class _Reader:
         return value
 
 
-def parse_megatron(path: str | Path, inputs: Inputs) -> tuple[dict[str, FlagValue], FrameworkJob]:
-    """(model-shape flags, job) from a Megatron-LM launch script or arguments file."""
+# Megatron-LM's entry points for models other than decoder-only GPT (its pretrain_*.py scripts).
+_NOT_GPT = {
+    "pretrain_t5.py": "an encoder-decoder T5", "pretrain_bert.py": "an encoder-only BERT",
+    "pretrain_mamba.py": "a Mamba (state-space) hybrid model", "pretrain_retro.py": "a retrieval-augmented RETRO",
+    "pretrain_vlm.py": "a vision-language model", "pretrain_ict.py": "an ICT retriever of BERT encoders",
+}
+
+
+def parse_megatron(path: str | Path, inputs: Inputs, env: Mapping[str, str] | None = None,
+                   ) -> tuple[dict[str, FlagValue], FrameworkJob]:
+    """(model-shape flags, job) from a Megatron-LM launch script or arguments file; `env`: the
+    variables the script reads from its environment."""
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read the file: {error}", file=str(path)) from None
-    return parse_megatron_text(text, inputs, file=str(path))
+    return parse_megatron_text(text, inputs, file=str(path), env=env)
 
 
-def parse_megatron_text(text: str, inputs: Inputs, file: str = "<arguments>") -> tuple[dict[str, FlagValue], FrameworkJob]:
-    script = read_script(text)
+def parse_megatron_text(text: str, inputs: Inputs, file: str = "<arguments>", env: Mapping[str, str] | None = None,
+                        ) -> tuple[dict[str, FlagValue], FrameworkJob]:
+    script = read_script(text, env=env, file=file)
     launch = launch_arguments(script)
     if launch is None:
         raise InputError("no Megatron-LM arguments found: expected a launch line (torchrun ... pretrain_gpt.py"
                          " --flags), a file of --flags, or NAME=( --flags ... ) lists", file=file)
+    if launch.program in _NOT_GPT:
+        raise InputError(f"{launch.program} trains {_NOT_GPT[launch.program]}; planner models decoder-only GPT"
+                         " models", file=file, field=f"line {launch.line}")
     flags, notes = parse_flags(launch.args)
     if inputs.workload.trains_adapters:
         raise InputError(f"training: {inputs.job.training} needs LoRA adapters, which Megatron-LM's pretrain"
