@@ -10,9 +10,11 @@ from planner.cost.cluster import Cluster, build_cluster
 from planner.cost.partial import PartialTraining
 from planner.cost.plan import (
     KEY_ALIASES,
+    MOMENT_DTYPES,
     OFFLOAD_CHOICES,
     PLAN_KEYS,
     QUANT_CHOICES,
+    RECOMPUTE_MODULES,
     RECOMPUTE_POLICIES,
     ParallelDims,
     Plan,
@@ -107,8 +109,10 @@ def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
                   cluster_file=str(cluster_path), job_file=str(job_path))
 
 
+_FLAGS = ("sp", "fp8_param_gather")
 _BOOL = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 _CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant": QUANT_CHOICES,
+            "moment_dtype": MOMENT_DTYPES,
             "precision": tuple(p for p in get_args(Precision) if p not in UNMODELLED_PRECISIONS),
             "optimizer": get_args(Optimizer)}
 
@@ -116,7 +120,10 @@ _CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant"
 def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
     """A plan from `tp=8,pp=4,zero=1,recompute=selective,mbs=1` (INTERFACE.md `--plan SPEC`);
     uneven pipelines and partial recompute: `first_stage_layers=6,last_stage_layers=6,
-    recompute=full,recompute_layers=4/2/2/0`.
+    recompute=full,recompute_layers=4/2/2/0`; Megatron-Core's expert tensor parallelism, selective
+    recompute list, activation offload, precision-aware optimizer and fp8 gathers:
+    `etp=1,recompute=selective,recompute_modules=layernorm/moe_act,offload_activation_layers=2,
+    moment_dtype=bf16,fp8_param_gather=true`.
 
     Omitted keys take the job's defaults; dp is derived from the GPU count, gas from the batch.
     """
@@ -124,17 +131,24 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
     for item in text.replace(",", " ").split():
         key, sep, raw = item.partition("=")
         key = KEY_ALIASES.get(key.strip(), key.strip())
-        if key == "sp" and not sep:
+        if key in _FLAGS and not sep:
             raw, sep = "true", "="
         if not sep or not raw:
             raise InputError(f"{item!r} is not key=value", field="--plan")
         if key not in PLAN_KEYS:
             raise InputError(f"unknown key {key!r}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
                              field="--plan")
-        if key == "sp":
+        if key in _FLAGS:
             if raw.lower() not in _BOOL:
-                raise InputError(f"sp={raw!r}: use true or false", field="--plan")
+                raise InputError(f"{key}={raw!r}: use true or false", field="--plan")
             values[key] = _BOOL[raw.lower()]
+        elif key == "recompute_modules":
+            modules = tuple(m for m in raw.split("/") if m)
+            bad = [m for m in modules if m not in RECOMPUTE_MODULES]
+            if bad or not modules:
+                raise InputError(f"recompute_modules={raw!r}: modules separated by '/', valid:"
+                                 f" {', '.join(RECOMPUTE_MODULES)}", field="--plan")
+            values[key] = modules
         elif key == "recompute_layers":
             try:
                 values[key] = tuple(int(r) for r in raw.split("/"))
@@ -150,8 +164,9 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
                 values[key] = int(raw)
             except ValueError:
                 raise InputError(f"{key}={raw!r}: must be an integer", field="--plan") from None
-            if values[key] < (0 if key in ("zero", "lora_rank") else 1):
-                raise InputError(f"{key}={raw}: must be {'>= 0' if key in ('zero', 'lora_rank') else '>= 1'}", field="--plan")
+            zero_ok = key in ("zero", "lora_rank", "offload_activation_layers")
+            if values[key] < (0 if zero_ok else 1):
+                raise InputError(f"{key}={raw}: must be {'>= 0' if zero_ok else '>= 1'}", field="--plan")
     world = inputs.cluster.world
     tp, pp, cp = (int(values.get(k, 1)) for k in ("tp", "pp", "cp"))
     if "dp" in values:
@@ -184,6 +199,11 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         first_stage_layers=values.get("first_stage_layers"),
         last_stage_layers=values.get("last_stage_layers"),
         recompute_layers=_per_stage(values.get("recompute_layers"), pp),
+        etp=values.get("etp"),
+        recompute_modules=values.get("recompute_modules"),
+        offload_activation_layers=int(values.get("offload_activation_layers", 0)),
+        moment_dtype=values.get("moment_dtype", "fp32"),
+        fp8_param_gather=bool(values.get("fp8_param_gather", False)),
     )
 
 

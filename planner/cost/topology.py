@@ -35,13 +35,16 @@ class Group:
 
 def _stride_and_size(plan: Plan, dim: Dim) -> tuple[int, int]:
     p = plan.parallel
+    etp = plan.expert_tp
     return {
         "tp": (1, p.tp),
         "cp": (p.tp, p.cp),
-        "ep": (p.tp, p.ep),  # experts take the innermost ranks of dp × cp (Megatron-Core)
+        # The expert grid (megatron/core/parallel_state.py, order tp-ep-dp-pp for experts): the
+        # ep ranks sit etp apart inside tp × dp × cp, the expert-data-parallel ones etp · ep apart.
+        "ep": (etp, p.ep),
         "dp": (p.tp * p.cp, p.dp),
         "dp_cp": (p.tp, p.cp * p.dp),
-        "edp": (p.tp * p.ep, p.cp * p.dp // p.ep),
+        "edp": (etp * p.ep, plan.expert_dp),
         "pp": (p.tp * p.cp * p.dp, p.pp),
     }[dim]
 

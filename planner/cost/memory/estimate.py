@@ -78,7 +78,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     weight_b, grad_b, master_b, fp32_grad_b = state_bytes(framework, plan.precision)
     opt_b = optimizer_state_bytes(plan.optimizer, plan.precision, arch.hidden)
     dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
-    expert_dp_shard = max(1, dp_shard // plan.parallel.ep)
+    expert_dp_shard = plan.expert_dp
     tokens = tokens_per_gpu(plan, workload)
     stages = []
     for shard in stage_shards(plan, arch):

@@ -38,8 +38,7 @@ def updated_params(plan: Plan, dense: float, expert: float) -> float:
     """Trainable parameters whose optimizer step runs on this GPU (ZeRO ≥ 1 shards them)."""
     if plan.zero == 0:
         return dense + expert
-    dpc = plan.dp * plan.cp
-    return dense / dpc + expert / max(1, dpc // plan.ep)
+    return dense / (plan.dp * plan.cp) + expert / plan.expert_dp
 
 
 def _optimizer_bytes_per_param(plan: Plan) -> float:
