@@ -113,11 +113,24 @@ def plan_of(row: dict) -> Plan:
         # Megatron-Bridge and torchtitan run tensor parallelism with sequence parallelism.
         parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=row["ep"], vpp=row["vp"], sp=tp > 1),
         zero=row["zero"], recompute=recompute, mbs=mbs, gas=row["global_batch"] // (mbs * dp),
-        precision=row["precision"], first_stage_layers=first, last_stage_layers=last,
+        precision=_precision(row), first_stage_layers=first, last_stage_layers=last,
         recompute_layers=None if layers is None else (layers,) * pp,
         etp=row.get("etp"), recompute_modules=None if modules is None else tuple(modules),
         offload_activation_layers=row.get("activation_offload_layers", 0),
+        moment_dtype=row.get("moment_dtype", "fp32"),
     )
+
+
+def _precision(row: dict) -> str:
+    """The planner's precision for a row. NeMo AutoModel loads the model in its config's dtype
+    (bfloat16) and FSDP2 keeps those bf16 parameters as the optimizer's, so AdamW's moments are
+    bf16 too: no fp32 master copy (nemo_automodel 0.7 components/distributed/config.py: "pair
+    with model.torch_dtype: float32 for fp32 optimizer state"), which is the planner's
+    bf16-pure. torchtitan keeps fp32 sharded parameters under FSDP2's MixedPrecisionPolicy
+    (bf16 compute, fp32 reduce): bf16 mixed precision."""
+    if row["engine"] == "fsdp2" and row["precision"] == "bf16":
+        return "bf16-pure"
+    return row["precision"]
 
 
 def load_cases(path: Path = DATA) -> list[Case]:

@@ -233,14 +233,14 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
     if workload.trains_adapters:
         # Frozen weights need no weight gradients: the backward is one forward's worth
         # (input gradients), so adapter training does 2x forward, not 3x (LoRA, arXiv 2106.09685 §4.2).
-        model_flops = 2 * forward_flops_per_token(arch, seq) * tokens
+        model_flops = 2 * forward_flops_per_token(arch, seq, windows=workload.layer_windows) * tokens
     elif workload.partial is not None:
         # Partial fine-tuning: the same 2x forward, plus the trained GEMMs' weight gradients.
-        model_flops = (2 * forward_flops_per_token(arch, seq)
+        model_flops = (2 * forward_flops_per_token(arch, seq, windows=workload.layer_windows)
                        + 2 * workload.partial.active_trainable_params(arch)) * tokens
     else:
-        model_flops = training_flops_per_token(arch, seq) * tokens
-    recompute_flops = recompute_flops_per_token(plan, arch, seq) * tokens
+        model_flops = training_flops_per_token(arch, seq, windows=workload.layer_windows) * tokens
+    recompute_flops = recompute_flops_per_token(plan, arch, seq, workload.layer_windows) * tokens
     peak = cluster.gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16")) * plan.parallel.world
     breakdown = TimeBreakdown(
         step=step,
