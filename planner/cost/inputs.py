@@ -21,6 +21,9 @@ from planner.cost.plan import (
 )
 from planner.cost.workload import JobDefaults, Workload
 from planner.model import load_architecture
+from planner.model.context import layer_windows
+from planner.model.loading import read_config_file
+from planner.model.presets import list_presets, preset_config
 from planner.spec import JobSpec, load_cluster, load_job
 from planner.spec.errors import InputError, did_you_mean
 from planner.spec.job import Optimizer, Precision
@@ -55,7 +58,8 @@ def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> Job
     targets = tuple(job.lora.targets) if job.lora else ()
     workload = Workload(arch=arch, training=job.training, seq_len=job.seq_len,
                         global_batch=job.global_batch, lora_targets=targets, tokens=job.tokens,
-                        partial=_partial(job, arch, str(job_path)))
+                        partial=_partial(job, arch, str(job_path)),
+                        layer_windows=model_windows(job.model, arch, Path(job_path).parent, str(job_path)))
     defaults = JobDefaults(
         precision=job.precision,
         optimizer=job.optimizer,
@@ -64,6 +68,24 @@ def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> Job
     )
     _check_precision(job.precision, gpu, str(job_path))
     return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
+
+
+def model_windows(model: str | dict, arch, base_dir: Path | None = None,
+                  file: str | None = None) -> tuple[int | None, ...] | None:
+    """Keys each layer attends to (planner.model.context.layer_windows) from the config.json
+    fields the model came from: a preset's, an inline mapping's, or the file's; None when every
+    layer attends to the whole sequence."""
+    if isinstance(model, dict):
+        cfg = model if "config" not in model else read_config_file(model["config"], base_dir, file, "model.config")[1]
+    elif model in list_presets():
+        cfg = preset_config(model)
+    else:
+        cfg = read_config_file(model, base_dir, file)[1]
+    try:
+        windows = layer_windows(arch, cfg)
+    except InputError as error:
+        raise error.located(file=file, field_prefix="model") from None
+    return windows if any(w is not None for w in windows) else None
 
 
 def _check_precision(precision: str, gpu: Accelerator | None, job_file: str) -> None:

@@ -178,6 +178,14 @@ def _linear_seconds(rate: "_Rate", arch: Architecture, index: int, linear_pt: fl
     return rate.seconds(rest, rest / 4) + rate.seconds(routed, gemm)
 
 
+def linear_flops_share(arch: Architecture, seq_len: int, windows: tuple[int | None, ...] | None = None) -> float:
+    """Share of a token's forward FLOPs in the layers' weight GEMMs (what fp8 training runs in
+    fp8); the attention core and the output layer stay in bf16."""
+    per_layer = _layer_flops_per_token(arch, seq_len, windows)
+    linear = sum(lin for lin, _ in per_layer)
+    return linear / (linear + sum(att for _, att in per_layer) + logits_flops(arch))
+
+
 def recompute_flops_per_token(plan: Plan, arch: Architecture, seq_len: int,
                               windows: tuple[int | None, ...] | None = None) -> float:
     per_layer = _layer_flops_per_token(arch, seq_len, windows)

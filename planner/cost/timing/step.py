@@ -25,6 +25,7 @@ from planner.cost.plan import Plan, PlanError
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing.compute import (
     StageCompute,
+    linear_flops_share,
     recompute_flops_per_token,
     stage_compute,
 )
@@ -43,9 +44,22 @@ from planner.cost.workload import Workload
 from planner.model.flops import forward_flops_per_token, training_flops_per_token
 
 MFU_PEAK_DTYPE = {"fp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
-"""Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit and fp8 precision (common
-practice: Megatron, PaLM App. B report against the 16-bit peak), fp16's for fp16, and
-peak("fp32") for fp32 training."""
+"""Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit precision (Megatron, PaLM
+App. B report against the 16-bit peak), fp16's for fp16, and peak("fp32") for fp32 training.
+fp8 runs its linear layers on the fp8 units, whose peak is twice bf16's: its reference is the
+peak each FLOP runs at (`reference_peak`), so that MFU stays a fraction of what the hardware can
+do (against the bf16 peak an fp8 step may pass 1)."""
+
+
+def reference_peak(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """FLOP/s of one GPU if every model FLOP ran at the peak of the unit that runs it: fp8's for
+    the linear layers of fp8 training, the bf16 (fp16, fp32) peak for the rest."""
+    gpu = cluster.gpu
+    base = gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16"))
+    if plan.precision != "fp8" or not gpu.supports("fp8"):
+        return base
+    share = linear_flops_share(workload.arch, workload.seq_len, workload.layer_windows)
+    return 1 / (share / gpu.peak("fp8") + (1 - share) / base)
 
 
 @dataclass(frozen=True)
@@ -241,7 +255,7 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
     else:
         model_flops = training_flops_per_token(arch, seq, windows=workload.layer_windows) * tokens
     recompute_flops = recompute_flops_per_token(plan, arch, seq, workload.layer_windows) * tokens
-    peak = cluster.gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16")) * plan.parallel.world
+    peak = reference_peak(plan, workload, cluster) * plan.parallel.world
     breakdown = TimeBreakdown(
         step=step,
         compute=m * (c.forward + c.backward),
