@@ -113,3 +113,30 @@ def test_no_plan_runs_above_the_hardware(name, tp, pp, ep, mbs, seq, precision, 
     # Every GEMM below its unit's peak, whatever its size.
     for flops in (1e3, 1e9, 1e15):
         assert 0 < layer_efficiency(_CLUSTER.gpu, COMPUTE_DTYPE[precision], flops) < 1
+
+
+def test_megatron_execution_keys_parse_and_change_memory_and_time():
+    from types import SimpleNamespace
+
+    from planner.cost.inputs import parse_plan_spec
+    from planner.cost.workload import JobDefaults
+    from planner.spec.errors import InputError
+
+    case = next(c for c in benchmarks.load_cases() if c.id == "mb-h100-llama3-70b-fp8-gbs256")
+    inputs = SimpleNamespace(cluster=case.cluster, workload=case.workload,
+                             defaults=JobDefaults(precision="fp8", optimizer="adamw", lora_ranks=(0,), quant="none"))
+    plan = parse_plan_spec("tp=4,pp=8,vpp=5,sp,zero=1,offload_activation_layers=5,moment_dtype=bf16,"
+                           "fp8_param_gather", inputs)
+    assert (plan.offload_activation_layers, plan.moment_dtype, plan.fp8_param_gather) == (5, "bf16", True)
+    base = evaluate(case.plan, case.workload, case.cluster)
+    ev = evaluate(plan, case.workload, case.cluster)
+    # Offloaded activations, bf16 moments and fp8 weights all shrink the peak; the host link costs time.
+    assert ev.memory.activations < base.memory.activations
+    assert ev.memory.optimizer < base.memory.optimizer and ev.memory.weights < base.memory.weights
+    assert ev.time.step > base.time.step
+    selective = parse_plan_spec("tp=4,pp=8,vpp=5,sp,zero=1,recompute=selective,recompute_modules=layernorm/core_attn",
+                                inputs)
+    assert selective.recompute_modules == ("layernorm", "core_attn")
+    assert (evaluate(selective, case.workload, case.cluster).memory.activations < base.memory.activations)
+    with pytest.raises(InputError, match="recompute_modules"):
+        parse_plan_spec("recompute=selective,recompute_modules=attention", inputs)

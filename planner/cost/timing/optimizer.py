@@ -17,7 +17,8 @@ def stage_params(plan: Plan, workload: Workload, shard: StageShard) -> tuple[flo
     Gathered bytes are what ZeRO all-gathers: the trainable weights for ZeRO-1/2, every held
     weight for ZeRO-3 (frozen LoRA bases at their quantized size).
     """
-    weight_b = PRECISION_STATE_BYTES[plan.precision][0]
+    # --fp8-param-gather: the distributed optimizer gathers fp8 weights, one byte each.
+    weight_b = 1 if plan.fp8_param_gather else PRECISION_STATE_BYTES[plan.precision][0]
     if workload.partial is not None:
         dense, expert = partial_trainable(plan, workload.arch, shard, workload.partial)
         held = (shard.dense + shard.expert) * weight_b

@@ -20,7 +20,7 @@ from planner.cost.comm import (
     total_wire_bytes,
     tp_traffic,
 )
-from planner.cost.memory import state_bytes
+from planner.cost.memory import layer_activation_bytes_per_token, state_bytes
 from planner.cost.plan import Plan, PlanError
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing.compute import (
@@ -114,6 +114,19 @@ def _layerwise_exposed(comm_s: float, compute_s: float, layers: int) -> float:
     return per_comm + (n - 1) * _exposed(per_comm, per_compute)
 
 
+def _activation_offload_seconds(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> float:
+    """Seconds to move one micro-batch's offloaded activations over the host link, one way
+    (Megatron-Core cpu_offloading_num_layers: down after each layer's forward, up before its
+    backward, on a side stream that overlaps the neighbouring layers' compute)."""
+    n = min(plan.offload_activation_layers, shard.num_layers)
+    if n == 0:
+        return 0.0
+    tokens = plan.mbs * workload.seq_len / plan.cp
+    per_token = sum(layer_activation_bytes_per_token(workload.arch, i, plan, workload)
+                    for i in range(shard.first_layer, shard.first_layer + n))
+    return tokens * per_token / (cluster.gpu.host_link_bandwidth * cal.HOST_LINK_EFFICIENCY)
+
+
 def _synchronized_seconds(traffic: tuple[Traffic, ...], cluster: Cluster) -> float:
     """Collectives that run alone on the device, each issued through torch.distributed's list API
     (one tensor view per rank, copied by one host operation each): NCCL time + n · HOST_OP_S."""
@@ -142,6 +155,7 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
            per_layer: dict[str, tuple[Traffic, ...]], schedule: Schedule | None = None) -> _Stage:
     c = stage_compute(plan, workload, cluster, shard)
     m, layers = plan.gas, shard.num_layers
+    offload_s = _activation_offload_seconds(plan, workload, cluster, shard)
     # Share of the stage's layers recomputed in full (all of them unless recompute_layers says).
     share = plan.recomputed_layers(shard.stage, layers) / layers if layers else 0.0
     redo = 1 + 0.5 * share  # full recompute repeats the forward's collectives (half of them)
@@ -184,8 +198,8 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     else:
         dp_f = _exposed(total_seconds(dp.microbatch_forward, cluster), c.forward)
         dp_b = _exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute)
-    t_f = c.forward + tp / 2 + ep / 2 + cp_f + dp_f
-    t_b = c.backward + c.recompute + (tp + ep) * (redo - 0.5) + cp_b + dp_b
+    t_f = c.forward + tp / 2 + ep / 2 + cp_f + dp_f + _exposed(offload_s, c.forward)
+    t_b = c.backward + c.recompute + (tp + ep) * (redo - 0.5) + cp_b + dp_b + _exposed(offload_s, c.backward)
     # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
     # next forward.
     dp_step = (_exposed(total_seconds(dp.step_backward, cluster), c.backward + c.recompute)
