@@ -134,7 +134,9 @@ def test_fp8_is_faster_on_hopper():
     bf16 = run(gpt(8192, 64, 8), h100(), 8, tp=8, precision="bf16")[0]
     fp8 = run(gpt(8192, 64, 8), h100(), 8, tp=8, precision="fp8")[0]
     assert fp8.compute < 0.8 * bf16.compute
-    assert fp8.mfu > bf16.mfu  # both against the bf16 peak
+    assert fp8.tokens_per_s > bf16.tokens_per_s
+    # MFU against the peak each FLOP runs at: fp8's linear layers are measured against the fp8 units.
+    assert fp8.mfu < bf16.mfu <= 1
 
 
 def test_size_factor_penalizes_small_gemms():

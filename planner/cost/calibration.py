@@ -121,6 +121,17 @@ def mamf_fraction(gpu_id: str, dtype: str) -> float:
     return DEFAULT_MAMF_FRACTION
 
 
+HOST_KERNEL_S: dict[str, float] = {
+    # Host seconds to issue one GPU kernel from the training loop, by kernel family: a layer
+    # whose kernels run shorter than this is paced by the host (elementwise.layer_kernels).
+    # PyTorch's eager dispatch of one operator costs ~5-10 µs of CPU (Python, dispatcher,
+    # cudaLaunchKernel); Transformer Engine's C++ paths are about as long per launch.
+    # Calibrated on the rows of validation/data/benchmarks.yaml as a whole (docs/benchmarks.md).
+    "megatron": 10e-6,
+    "deepspeed": 10e-6,
+    "hf": 10e-6,
+}
+
 # ----------------------------------------------------------------------------- communication
 
 LINK_EFFICIENCY: dict[str, float] = {

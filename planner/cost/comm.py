@@ -26,6 +26,9 @@ class Traffic:
     payload_bytes: float
     group: Group
     count: float = 1
+    remote_share: float | None = None
+    """All-to-all across scale-up domains with per-domain deduplication (MoE dispatch): the share
+    of the payload that crosses the network; None: (n − g)/n, a plain all-to-all."""
 
     @property
     def wire_bytes(self) -> float:
@@ -35,7 +38,7 @@ class Traffic:
         return self.count * bus_factor(self.op, self.group.size) * self.payload_bytes
 
     def seconds(self, cluster: Cluster) -> float:
-        return self.count * collective_time(self.op, self.payload_bytes, self.group, cluster)
+        return self.count * collective_time(self.op, self.payload_bytes, self.group, cluster, self.remote_share)
 
     @property
     def link_bytes(self) -> tuple[float, float]:
@@ -51,14 +54,16 @@ class Traffic:
         if g == 1 or self.op == "send_recv":
             return 0.0, self.wire_bytes
         s = self.payload_bytes
-        if self.op == "all_to_all":
+        if self.op == "all_to_all" and self.remote_share is not None:
+            up, out = s * (n - 1) / n, s * self.remote_share
+        elif self.op == "all_to_all":
             up, out = s * (g - 1) / n, s * (n - g) / n
         else:
             up, out = bus_factor(self.op, g) * s, bus_factor(self.op, k) * s / g
         return self.count * up, self.count * out
 
     def scaled(self, factor: float) -> "Traffic":
-        return Traffic(self.op, self.payload_bytes, self.group, self.count * factor)
+        return Traffic(self.op, self.payload_bytes, self.group, self.count * factor, self.remote_share)
 
 
 def total_seconds(traffic: tuple[Traffic, ...], cluster: Cluster) -> float:
@@ -135,12 +140,28 @@ def cp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -
 def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:
     """One MoE layer, one micro-batch: dispatch + combine all-to-all in forward and backward,
     each b·(s/c)·top_k·h·q bytes per rank ([LLA]; §6.4), (e−1)/e of it leaving the GPU. With SP
-    each TP rank dispatches its 1/t of the tokens."""
+    each TP rank dispatches its 1/t of the tokens.
+
+    Across scale-up domains, today's dispatchers (DeepEP, Megatron-Core's flex dispatcher with
+    DeepEP or HybridEP) send a token once to each remote node that holds any of its experts and
+    forward it over NVLink there (DeepSeek-V3, arXiv 2412.19437, §3.2.2): the network carries
+    E[distinct remote domains] copies of a token, not top_k · (n − g)/n."""
     if plan.ep == 1 or arch.moe is None:
         return ()
     tokens = plan.mbs * seq_len / plan.cp / (plan.tp if plan.parallel.sp else 1)
-    held = tokens * arch.moe.top_k * arch.hidden * activation_bytes(plan.precision) * cal.MOE_IMBALANCE
-    return (Traffic("all_to_all", held, group_placement(plan, "ep", cluster), 4),)
+    k = arch.moe.top_k
+    held = tokens * k * arch.hidden * activation_bytes(plan.precision) * cal.MOE_IMBALANCE
+    group = group_placement(plan, "ep", cluster)
+    share = remote_domain_share(k, group.domains) if group.domains > 1 else None
+    return (Traffic("all_to_all", held, group, 4, share),)
+
+
+def remote_domain_share(top_k: int, domains: int) -> float:
+    """Share of a token's top_k copies that cross the network with per-domain deduplication:
+    the expected number of distinct other domains among top_k experts spread uniformly over
+    `domains` domains, (d − 1)·(1 − (1 − 1/d)^k), over k."""
+    d = domains
+    return (d - 1) * (1 - (1 - 1 / d) ** top_k) / top_k
 
 
 def pp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:

@@ -10,15 +10,20 @@ from planner.cost.cluster import Cluster, build_cluster
 from planner.cost.partial import PartialTraining
 from planner.cost.plan import (
     KEY_ALIASES,
+    MOMENT_DTYPES,
     OFFLOAD_CHOICES,
     PLAN_KEYS,
     QUANT_CHOICES,
+    RECOMPUTE_MODULES,
     RECOMPUTE_POLICIES,
     ParallelDims,
     Plan,
 )
 from planner.cost.workload import JobDefaults, Workload
 from planner.model import load_architecture
+from planner.model.context import layer_windows
+from planner.model.loading import read_config_file
+from planner.model.presets import list_presets, preset_config
 from planner.spec import JobSpec, load_cluster, load_job
 from planner.spec.errors import InputError, did_you_mean
 from planner.spec.job import Optimizer, Precision
@@ -53,7 +58,8 @@ def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> Job
     targets = tuple(job.lora.targets) if job.lora else ()
     workload = Workload(arch=arch, training=job.training, seq_len=job.seq_len,
                         global_batch=job.global_batch, lora_targets=targets, tokens=job.tokens,
-                        partial=_partial(job, arch, str(job_path)))
+                        partial=_partial(job, arch, str(job_path)),
+                        layer_windows=model_windows(job.model, arch, Path(job_path).parent, str(job_path)))
     defaults = JobDefaults(
         precision=job.precision,
         optimizer=job.optimizer,
@@ -62,6 +68,24 @@ def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> Job
     )
     _check_precision(job.precision, gpu, str(job_path))
     return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
+
+
+def model_windows(model: str | dict, arch, base_dir: Path | None = None,
+                  file: str | None = None) -> tuple[int | None, ...] | None:
+    """Keys each layer attends to (planner.model.context.layer_windows) from the config.json
+    fields the model came from: a preset's, an inline mapping's, or the file's; None when every
+    layer attends to the whole sequence."""
+    if isinstance(model, dict):
+        cfg = model if "config" not in model else read_config_file(model["config"], base_dir, file, "model.config")[1]
+    elif model in list_presets():
+        cfg = preset_config(model)
+    else:
+        cfg = read_config_file(model, base_dir, file)[1]
+    try:
+        windows = layer_windows(arch, cfg)
+    except InputError as error:
+        raise error.located(file=file, field_prefix="model") from None
+    return windows if any(w is not None for w in windows) else None
 
 
 def _check_precision(precision: str, gpu: Accelerator | None, job_file: str) -> None:
@@ -107,8 +131,10 @@ def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
                   cluster_file=str(cluster_path), job_file=str(job_path))
 
 
+_FLAGS = ("sp", "fp8_param_gather")
 _BOOL = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 _CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant": QUANT_CHOICES,
+            "moment_dtype": MOMENT_DTYPES,
             "precision": tuple(p for p in get_args(Precision) if p not in UNMODELLED_PRECISIONS),
             "optimizer": get_args(Optimizer)}
 
@@ -116,7 +142,10 @@ _CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant"
 def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
     """A plan from `tp=8,pp=4,zero=1,recompute=selective,mbs=1` (INTERFACE.md `--plan SPEC`);
     uneven pipelines and partial recompute: `first_stage_layers=6,last_stage_layers=6,
-    recompute=full,recompute_layers=4/2/2/0`.
+    recompute=full,recompute_layers=4/2/2/0`; Megatron-Core's expert tensor parallelism, selective
+    recompute list, activation offload, precision-aware optimizer and fp8 gathers:
+    `etp=1,recompute=selective,recompute_modules=layernorm/moe_act,offload_activation_layers=2,
+    moment_dtype=bf16,fp8_param_gather=true`.
 
     Omitted keys take the job's defaults; dp is derived from the GPU count, gas from the batch.
     """
@@ -124,17 +153,24 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
     for item in text.replace(",", " ").split():
         key, sep, raw = item.partition("=")
         key = KEY_ALIASES.get(key.strip(), key.strip())
-        if key == "sp" and not sep:
+        if key in _FLAGS and not sep:
             raw, sep = "true", "="
         if not sep or not raw:
             raise InputError(f"{item!r} is not key=value", field="--plan")
         if key not in PLAN_KEYS:
             raise InputError(f"unknown key {key!r}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
                              field="--plan")
-        if key == "sp":
+        if key in _FLAGS:
             if raw.lower() not in _BOOL:
-                raise InputError(f"sp={raw!r}: use true or false", field="--plan")
+                raise InputError(f"{key}={raw!r}: use true or false", field="--plan")
             values[key] = _BOOL[raw.lower()]
+        elif key == "recompute_modules":
+            modules = tuple(m for m in raw.split("/") if m)
+            bad = [m for m in modules if m not in RECOMPUTE_MODULES]
+            if bad or not modules:
+                raise InputError(f"recompute_modules={raw!r}: modules separated by '/', valid:"
+                                 f" {', '.join(RECOMPUTE_MODULES)}", field="--plan")
+            values[key] = modules
         elif key == "recompute_layers":
             try:
                 values[key] = tuple(int(r) for r in raw.split("/"))
@@ -150,8 +186,9 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
                 values[key] = int(raw)
             except ValueError:
                 raise InputError(f"{key}={raw!r}: must be an integer", field="--plan") from None
-            if values[key] < (0 if key in ("zero", "lora_rank") else 1):
-                raise InputError(f"{key}={raw}: must be {'>= 0' if key in ('zero', 'lora_rank') else '>= 1'}", field="--plan")
+            zero_ok = key in ("zero", "lora_rank", "offload_activation_layers")
+            if values[key] < (0 if zero_ok else 1):
+                raise InputError(f"{key}={raw}: must be {'>= 0' if zero_ok else '>= 1'}", field="--plan")
     world = inputs.cluster.world
     tp, pp, cp = (int(values.get(k, 1)) for k in ("tp", "pp", "cp"))
     if "dp" in values:
@@ -184,6 +221,11 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         first_stage_layers=values.get("first_stage_layers"),
         last_stage_layers=values.get("last_stage_layers"),
         recompute_layers=_per_stage(values.get("recompute_layers"), pp),
+        etp=values.get("etp"),
+        recompute_modules=values.get("recompute_modules"),
+        offload_activation_layers=int(values.get("offload_activation_layers", 0)),
+        moment_dtype=values.get("moment_dtype", "fp32"),
+        fp8_param_gather=bool(values.get("fp8_param_gather", False)),
     )
 
 

@@ -136,7 +136,7 @@ def partial_trainable(plan: Plan, arch: Architecture, shard: StageShard,
         dense += embedding_params(arch)
     if shard.stage == plan.parallel.pp - 1 and partial.output:
         dense += output_params(arch)
-    return dense / tp, expert / tp
+    return dense / tp, expert / plan.expert_tp
 
 
 def describe(partial: PartialTraining, arch: Architecture) -> str:

@@ -10,18 +10,21 @@ from dataclasses import dataclass, fields, replace
 
 from planner.spec.plan_keys import (
     KEY_ALIASES,
+    MOMENT_DTYPES,
+    RECOMPUTE_MODULES,
     OFFLOAD_CHOICES,
     PARALLEL_KEYS,
     PLAN_KEYS,
     QUANT_CHOICES,
     RECOMPUTE_POLICIES,
+    MomentDtype,
     Offload,
     Quant,
     Recompute,
 )
 
-__all__ = ["KEY_ALIASES", "OFFLOAD_CHOICES", "PLAN_KEYS", "QUANT_CHOICES", "RECOMPUTE_POLICIES", "Offload",
-           "ParallelDims", "Plan", "PlanError", "Quant", "Recompute"]
+__all__ = ["KEY_ALIASES", "MOMENT_DTYPES", "OFFLOAD_CHOICES", "PLAN_KEYS", "QUANT_CHOICES", "RECOMPUTE_MODULES",
+           "RECOMPUTE_POLICIES", "MomentDtype", "Offload", "ParallelDims", "Plan", "PlanError", "Quant", "Recompute"]
 
 
 class PlanError(ValueError):
@@ -30,7 +33,9 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class ParallelDims:
-    """Parallel degrees. World = tp * cp * pp * dp; ep divides dp * cp (Megatron-Core)."""
+    """Parallel degrees. World = tp * cp * pp * dp; the expert-parallel group (ep ranks of expert-TP
+    etp each) is carved from tp * dp * cp (Megatron-Core), so with the default etp = tp, ep divides
+    dp * cp; `Plan.etp` says otherwise."""
 
     tp: int = 1
     pp: int = 1
@@ -55,8 +60,8 @@ class ParallelDims:
                 f"dp({self.dp}) * cp({self.cp}) * tp({self.tp}) * pp({self.pp}) = {self.world}"
                 f" != world size({world})"
             )
-        if (self.dp * self.cp) % self.ep:
-            raise PlanError(f"ep({self.ep}) must divide dp({self.dp}) * cp({self.cp})")
+        if (self.tp * self.dp * self.cp) % self.ep:
+            raise PlanError(f"ep({self.ep}) must divide tp({self.tp}) * dp({self.dp}) * cp({self.cp})")
         if self.sp and self.tp == 1:
             raise PlanError("sp (sequence parallelism) needs tp > 1")
         if self.vpp > 1 and self.pp == 1:
@@ -91,6 +96,22 @@ class Plan:
     recompute_layers: tuple[int, ...] | None = None
     """With recompute `full`: layers recomputed on each pipeline stage, the first ones of the stage
     (Megatron `--recompute-method block --recompute-num-layers`); None: every layer."""
+    etp: int | None = None
+    """Expert tensor parallelism: TP degree of the routed experts (Megatron-Core
+    `--expert-tensor-parallel-size`); None: tp. The expert-parallel group of ep × etp ranks is
+    carved from tp × dp × cp (megatron/core/parallel_state.py expert grid), so ep may exceed dp."""
+    recompute_modules: tuple[str, ...] | None = None
+    """With recompute `selective`: the modules recomputed (Megatron `--recompute-modules`, names in
+    RECOMPUTE_MODULES); None: the attention core alone (Megatron's default, `core_attn`)."""
+    offload_activation_layers: int = 0
+    """Layers per pipeline stage whose saved activations wait in host memory from their forward to
+    their backward (Megatron `--cpu-offloading-num-layers`); 0: none."""
+    moment_dtype: MomentDtype = "fp32"
+    """Adam's moments: fp32, or bf16 with Megatron's precision-aware optimizer
+    (`--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16`)."""
+    fp8_param_gather: bool = False
+    """fp8 training keeps the model's weights in fp8 and the distributed optimizer gathers them in
+    fp8 (Megatron `--fp8-param-gather`): 1 byte per weight instead of 2, in memory and on the wire."""
 
     def __getattr__(self, name: str):
         # Plan.tp, Plan.pp ... read through to the parallel degrees.
@@ -123,6 +144,23 @@ class Plan:
                             f" over {middle} stages")
         mid = rest // middle
         return (mid if first is None else first,) + (mid,) * (pp - 2) + (mid if last is None else last,)
+
+    @property
+    def expert_tp(self) -> int:
+        """TP degree of the routed experts (etp, tp when unset)."""
+        return self.etp if self.etp is not None else self.parallel.tp
+
+    @property
+    def expert_dp(self) -> int:
+        """Expert data parallelism: tp × dp × cp / (ep × etp) ranks hold the same experts."""
+        p = self.parallel
+        return max(1, (p.tp * p.dp * p.cp) // (p.ep * self.expert_tp))
+
+    def recomputes(self, module: str) -> bool:
+        """Whether selective recompute covers `module` (a name of RECOMPUTE_MODULES)."""
+        if self.recompute != "selective":
+            return False
+        return module in (self.recompute_modules if self.recompute_modules is not None else ("core_attn",))
 
     def recomputed_layers(self, stage: int, layers: int) -> int:
         """Layers of `stage` (holding `layers`) that are recomputed in full in backward."""

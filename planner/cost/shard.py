@@ -26,8 +26,8 @@ class StageShard:
     """Non-expert parameters on this GPU (attention, dense MLPs, shared experts, router, norms,
     embedding/output on the end stages), divided by tp."""
     expert: float
-    """Routed-expert parameters on this GPU: E/ep experts per MoE layer, each divided by tp
-    (Megatron-Core with expert tensor parallelism equal to tp)."""
+    """Routed-expert parameters on this GPU: E/ep experts per MoE layer, each divided by the expert
+    tensor-parallel degree etp (Megatron-Core `--expert-tensor-parallel-size`, tp by default)."""
     moe_layers: int
 
     @property
@@ -63,7 +63,7 @@ def _layer_sums(arch: Architecture, first: int, count: int) -> tuple[int, int, i
 
 def stage_shards(plan: Plan, arch: Architecture) -> list[StageShard]:
     """One `StageShard` per pipeline stage, in order."""
-    pp, tp, ep = plan.parallel.pp, plan.parallel.tp, plan.parallel.ep
+    pp, tp, ep, etp = plan.parallel.pp, plan.parallel.tp, plan.parallel.ep, plan.expert_tp
     shards = []
     first = 0
     counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
@@ -82,7 +82,7 @@ def stage_shards(plan: Plan, arch: Architecture) -> list[StageShard]:
             first_layer=first,
             num_layers=count,
             dense=dense / tp,
-            expert=expert / (tp * ep),
+            expert=expert / (etp * ep),
             moe_layers=moe_layers,
         ))
         first += count

@@ -35,13 +35,16 @@ class Group:
 
 def _stride_and_size(plan: Plan, dim: Dim) -> tuple[int, int]:
     p = plan.parallel
+    etp = plan.expert_tp
     return {
         "tp": (1, p.tp),
         "cp": (p.tp, p.cp),
-        "ep": (p.tp, p.ep),  # experts take the innermost ranks of dp × cp (Megatron-Core)
+        # The expert grid (megatron/core/parallel_state.py, order tp-ep-dp-pp for experts): the
+        # ep ranks sit etp apart inside tp × dp × cp, the expert-data-parallel ones etp · ep apart.
+        "ep": (etp, p.ep),
         "dp": (p.tp * p.cp, p.dp),
         "dp_cp": (p.tp, p.cp * p.dp),
-        "edp": (p.tp * p.ep, p.cp * p.dp // p.ep),
+        "edp": (etp * p.ep, plan.expert_dp),
         "pp": (p.tp * p.cp * p.dp, p.pp),
     }[dim]
 
@@ -153,7 +156,8 @@ def network_bandwidth(cluster: Cluster) -> float:
     return cluster.nic_bandwidth_per_gpu * cal.LINK_EFFICIENCY.get(cluster.nic_kind, 0.75)
 
 
-def collective_time(op: Op, payload_bytes: float, group: Group, cluster: Cluster) -> float:
+def collective_time(op: Op, payload_bytes: float, group: Group, cluster: Cluster,
+                    remote_share: float | None = None) -> float:
     """Seconds for one collective: α·steps + f(op, n)·S / (e_dom·B_dom) (§6.2).
 
     `payload_bytes` S is the full tensor for all_reduce / reduce_scatter / all_gather, the bytes
@@ -173,7 +177,12 @@ def collective_time(op: Op, payload_bytes: float, group: Group, cluster: Cluster
     if g == 1 or op == "send_recv":
         return alpha + bus_factor(op, n) * payload_bytes / nic
     up = scale_up_bandwidth(op, g, cluster)
-    if op == "all_to_all":
+    if op == "all_to_all" and remote_share is not None:
+        # Deduplicated dispatch (comm.ep_traffic): remote_share of the payload crosses the network
+        # once per domain; NVLink carries every copy to its GPU.
+        intra = payload_bytes * (n - 1) / n / up
+        inter = payload_bytes * remote_share / nic
+    elif op == "all_to_all":
         # (g−1)/n of the rank's data stays in its domain, (n−g)/n leaves it.
         intra = payload_bytes * (g - 1) / n / up
         inter = payload_bytes * (n - g) / n / nic

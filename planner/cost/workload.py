@@ -39,6 +39,9 @@ class Workload:
     partial: PartialTraining | None = None
     """Partial fine-tuning (job.yaml `trainable`): only these parameters train; None trains
     what `training` says (everything, or the LoRA adapters)."""
+    layer_windows: tuple[int | None, ...] | None = None
+    """Keys each layer attends to at most (sliding-window and chunked layers,
+    planner.model.context.layer_windows); None: every layer attends to the whole sequence."""
 
     @property
     def trains_adapters(self) -> bool:

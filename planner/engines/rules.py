@@ -6,7 +6,7 @@ the solver proposes is always one Megatron-LM or DeepSpeed would launch.
 from __future__ import annotations
 
 from planner.cost.cluster import Cluster
-from planner.cost.plan import Plan, PlanError
+from planner.cost.plan import RECOMPUTE_MODULES, Plan, PlanError
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 
@@ -57,11 +57,15 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
     else:
         need(arch.moe.num_experts % par.ep == 0,
              f"experts ({arch.moe.num_experts}) must divide by ep ({par.ep})")
-    need((par.dp * par.cp) % par.ep == 0, f"ep ({par.ep}) must divide dp * cp ({par.dp * par.cp})")
+    _expert_problems(plan, workload, need)
     need(plan.zero in (0, 1, 2, 3), f"zero stage {plan.zero} does not exist (0-3)")
     # DeepSpeed: ZeRO-2/3 are incompatible with pipeline parallelism; Megatron's distributed
-    # optimizer is ZeRO-1.
-    need(par.pp == 1 or plan.zero <= 1, f"zero {plan.zero} cannot be combined with pp > 1 (use zero 0 or 1)")
+    # optimizer is ZeRO-1. PyTorch FSDP2 composes with pipeline parallelism (torchtitan
+    # parallelize.py / pipeline.py: fully_shard on each stage's module, NeMo AutoModel likewise).
+    need(par.pp == 1 or plan.zero <= 1 or workload.framework == "hf",
+         f"zero {plan.zero} cannot be combined with pp > 1 on {workload.framework} (use zero 0 or 1;"
+         " FSDP2 (framework hf) shards each pipeline stage)")
+    _execution_problems(plan, workload, need)
     need(plan.offload == "none" or plan.zero >= 1, "CPU offload needs zero >= 1 (ZeRO-Offload)")
     need(plan.offload != "optimizer+params" or plan.zero == 3, "offloading parameters needs zero 3 (ZeRO-Infinity)")
     if workload.trains_adapters:
@@ -74,6 +78,43 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
     if plan.precision.startswith("bf16"):
         need(cluster.gpu.supports("bf16"), f"{cluster.gpu.id} has no bf16 support; use fp16")
     return problems
+
+
+def _expert_problems(plan: Plan, workload: Workload, need) -> None:
+    """Megatron-Core's expert grid (megatron/core/parallel_state.py): ep × etp ranks carved from
+    tp × dp × cp; etp divides the experts' FFN like tp does the dense one."""
+    par, moe = plan.parallel, workload.arch.moe
+    etp = plan.expert_tp
+    need(etp >= 1, f"etp ({etp}) must be >= 1")
+    if etp < 1:
+        return
+    if plan.etp is not None and moe is None:
+        need(False, "etp is for mixture-of-experts models")
+    world_inner = par.tp * par.dp * par.cp
+    need(world_inner % (par.ep * etp) == 0,
+         f"ep ({par.ep}) * etp ({etp}) must divide tp * dp * cp ({world_inner})")
+    if moe is not None:
+        need(moe.expert_ffn % etp == 0, f"the experts' FFN ({moe.expert_ffn}) must divide by etp ({etp})")
+
+
+def _execution_problems(plan: Plan, workload: Workload, need) -> None:
+    """Selective recompute modules, activation offload, the precision-aware optimizer, fp8 gathers."""
+    if plan.recompute_modules is not None:
+        need(plan.recompute == "selective",
+             f"recompute_modules needs recompute selective (this plan has {plan.recompute})")
+        bad = [m for m in plan.recompute_modules if m not in RECOMPUTE_MODULES]
+        need(not bad, f"recompute_modules: {', '.join(bad)} unknown; valid: {', '.join(RECOMPUTE_MODULES)}")
+    need(plan.offload_activation_layers >= 0, "offload_activation_layers must be >= 0")
+    if plan.offload_activation_layers:
+        # Megatron-Core cpu_offloading_context: offloading and activation recomputation exclude
+        # each other (transformer_config.py checks cpu_offloading with recompute_granularity).
+        need(workload.framework == "megatron", "offload_activation_layers is Megatron-Core's cpu_offloading_num_layers")
+        need(plan.recompute == "none", "offload_activation_layers does not combine with recompute")
+    if plan.moment_dtype != "fp32":
+        need(workload.framework == "megatron" and plan.zero >= 1,
+             "moment_dtype bf16 is Megatron's precision-aware optimizer, with the distributed optimizer (zero 1)")
+    if plan.fp8_param_gather:
+        need(plan.precision == "fp8", "fp8_param_gather needs precision fp8")
 
 
 def _partition_problems(plan: Plan, num_layers: int, problems: list[str]) -> tuple[int, ...] | None:

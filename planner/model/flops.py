@@ -12,7 +12,10 @@ One multiply-add is 2 FLOPs. A token's forward pass costs
   - the logits, 2·h·V (Korthikanti App. A).
 Backward costs twice the forward (Korthikanti App. A), so training is 3x forward.
 Biases, norms, activations, softmax and the loss are left out, as in both references.
-Sliding-window layers are counted as full attention (an upper bound).
+Sliding-window and chunked layers (`windows`, from planner.model.context.layer_windows) score a
+query against at most w keys: min(t, w) for the t-th token, w − w(w − 1)/(2s) on average
+over a sequence of s (chunked attention, which sees fewer, is counted as a window of its chunk:
+an upper bound).
 """
 from __future__ import annotations
 
@@ -59,12 +62,22 @@ def matmul_weights_per_token(arch: Architecture, index: int) -> int:
     return attention + routed + shared + shared_gate + router
 
 
-def layer_flops(arch: Architecture, index: int, seq_len: int, causal: bool = True) -> LayerFlops:
-    """Forward FLOPs per token of block `index` for sequences of `seq_len` tokens."""
+def keys_per_query(seq_len: int, causal: bool = True, window: int | None = None) -> float:
+    """Keys a query scores on average: s/2 causal (s full); min(t, w) summed over t = 1..s, / s,
+    with a window of w < s."""
+    if window is None or window >= seq_len:
+        return seq_len / 2 if causal else seq_len
+    return window - window * (window - 1) / (2 * seq_len)
+
+
+def layer_flops(arch: Architecture, index: int, seq_len: int, causal: bool = True,
+                window: int | None = None) -> LayerFlops:
+    """Forward FLOPs per token of block `index` for sequences of `seq_len` tokens (`window`: the
+    keys this layer attends to at most, None for all)."""
     a = arch.attention
-    keys_per_query = seq_len / 2 if causal else seq_len
+    keys = keys_per_query(seq_len, causal, window)
     # Scores: q·k over d_qk per key and head; values: a d_v-wide weighted sum per key and head.
-    attention = 2 * keys_per_query * a.num_heads * (a.head_dim + a.value_head_dim)
+    attention = 2 * keys * a.num_heads * (a.head_dim + a.value_head_dim)
     return LayerFlops(linear=2.0 * matmul_weights_per_token(arch, index), attention=attention)
 
 
@@ -74,15 +87,18 @@ def logits_flops(arch: Architecture) -> float:
 
 
 @lru_cache(maxsize=256)
-def forward_flops_per_token(arch: Architecture, seq_len: int, causal: bool = True) -> float:
-    """Forward FLOPs per token: every block plus the logits."""
-    blocks = sum(layer_flops(arch, i, seq_len, causal).total for i in range(arch.num_layers))
+def forward_flops_per_token(arch: Architecture, seq_len: int, causal: bool = True,
+                            windows: tuple[int | None, ...] | None = None) -> float:
+    """Forward FLOPs per token: every block plus the logits (`windows`: per layer, or None)."""
+    blocks = sum(layer_flops(arch, i, seq_len, causal, windows[i] if windows else None).total
+                 for i in range(arch.num_layers))
     return blocks + logits_flops(arch)
 
 
-def training_flops_per_token(arch: Architecture, seq_len: int, causal: bool = True) -> float:
+def training_flops_per_token(arch: Architecture, seq_len: int, causal: bool = True,
+                             windows: tuple[int | None, ...] | None = None) -> float:
     """Model FLOPs per trained token (forward + backward, no recomputation): 3 x forward."""
-    return TRAINING_FLOPS_PER_FORWARD * forward_flops_per_token(arch, seq_len, causal)
+    return TRAINING_FLOPS_PER_FORWARD * forward_flops_per_token(arch, seq_len, causal, windows)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,11 @@ def plan_document(ev: Evaluation) -> dict:
         "first_stage_layers": ev.stages[0].layers,
         "last_stage_layers": ev.stages[-1].layers,
         "recompute_layers": [s.recompute_layers for s in ev.stages],
+        "etp": plan.expert_tp,
+        "recompute_modules": list(plan.recompute_modules) if plan.recompute_modules is not None else None,
+        "offload_activation_layers": plan.offload_activation_layers,
+        "moment_dtype": plan.moment_dtype,
+        "fp8_param_gather": plan.fp8_param_gather,
         "memory": memory,
         "stages": [
             {"layers": s.layers, "recompute_layers": s.recompute_layers,

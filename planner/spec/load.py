@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from planner.spec.cluster import ClusterSpec
 from planner.spec.errors import InputError, did_you_mean
 from planner.spec.job import JobSpec
-from planner.spec.plan_keys import OFFLOAD_CHOICES, PLAN_KEYS, QUANT_CHOICES, RECOMPUTE_POLICIES
+from planner.spec.plan_keys import MOMENT_DTYPES, OFFLOAD_CHOICES, PLAN_KEYS, QUANT_CHOICES, RECOMPUTE_POLICIES
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -102,13 +102,15 @@ def load_cluster(path: str | Path) -> ClusterSpec:
     return spec
 
 
-_INT_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas", "lora_rank")
+_INT_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas", "lora_rank", "etp")
 _CHOICES = {
     "zero": (0, 1, 2, 3),
     "recompute": RECOMPUTE_POLICIES,
     "sp": (False, True),
     "offload": OFFLOAD_CHOICES,
     "quant": QUANT_CHOICES,
+    "moment_dtype": MOMENT_DTYPES,
+    "fp8_param_gather": (False, True),
 }
 
 

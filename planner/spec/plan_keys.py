@@ -10,15 +10,24 @@ from typing import Literal
 Recompute = Literal["none", "selective", "full"]
 Offload = Literal["none", "optimizer", "optimizer+params"]
 Quant = Literal["none", "int8", "nf4", "fp8"]
+MomentDtype = Literal["fp32", "bf16"]
 
 RECOMPUTE_POLICIES: tuple[Recompute, ...] = ("none", "selective", "full")
 OFFLOAD_CHOICES: tuple[Offload, ...] = ("none", "optimizer", "optimizer+params")
 QUANT_CHOICES: tuple[Quant, ...] = ("none", "int8", "nf4", "fp8")
+MOMENT_DTYPES: tuple[MomentDtype, ...] = ("fp32", "bf16")
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "mlp", "moe", "moe_act", "shared_experts", "mla_up_proj")
+"""Megatron-Core's selective recompute modules (`--recompute-modules`,
+megatron/core/transformer/transformer_config.py `recompute_modules`): the attention core, the input
+norms, the dense MLP, the whole MoE layer, the experts' activation function, the shared experts
+and MLA's up-projections."""
 
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "sp")
 """The parallel degrees, in the order of `ParallelDims`."""
 PLAN_KEYS = PARALLEL_KEYS + ("zero", "recompute", "mbs", "gas", "lora_rank", "quant", "precision", "offload",
-                             "optimizer", "first_stage_layers", "last_stage_layers", "recompute_layers")
+                             "optimizer", "first_stage_layers", "last_stage_layers", "recompute_layers",
+                             "etp", "recompute_modules", "offload_activation_layers", "moment_dtype",
+                             "fp8_param_gather")
 """Every key of a plan, in the order of `Plan`'s fields with the parallel degrees first."""
 KEY_ALIASES = {"lora": "lora_rank"}
 """Names `--plan SPEC` accepts for keys the JSON spells out."""

@@ -265,8 +265,8 @@ def megatron_rows(doc: dict) -> list[RefRow]:
         + (f"; MoE: each token's FFN activations exist top_k = {arch.moe.top_k} times, plus the dispatcher's"
            " permuted input and output, which the formula (one FFN of the expert size per token) leaves out"
            if arch.moe else "")
-        + ("; the last-stage logits: Megatron 4 s b (h + V) / t, the planner (2 + 4) s b V / t (bf16 logits and"
-           " the fused cross entropy's fp32 copy)" if plan.parallel.pp == 1 else ""))
+        + ("; the last-stage logits: Megatron 4 s b (h + V) / t, the planner 4 s b V / t (the fused cross"
+           " entropy's fp32 exponentials; no module keeps the bf16 logits)" if plan.parallel.pp == 1 else ""))
     states = m.weights + m.gradients + m.optimizer + m.master_weights
     return [
         RefRow(doc["name"], "weights + optimizer", out["weight_and_optimizer_bytes"], states, states_why),

@@ -61,22 +61,27 @@ def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
     else:
         adapted = adapted_modules(plan, workload)
         input_grad = adapted is None or index > 0
+    modules = (frozenset(plan.recompute_modules or ("core_attn",)) if plan.recompute == "selective"
+               else frozenset())
     return _layer_activation_bytes_per_token(
         arch, index, plan.parallel.tp, plan.parallel.sp, plan.recompute,
-        kernels(framework, plan.precision, plan.zero), adapted, plan.lora_rank, input_grad)
+        kernels(framework, plan.precision, plan.zero), adapted, plan.lora_rank, input_grad,
+        modules, framework == "megatron" and plan.precision == "fp8")
 
 
 @lru_cache(maxsize=65536)
 def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str,
                                       k: Kernels, adapted: frozenset[str] | None, rank: int,
-                                      input_grad: bool = True) -> float:
+                                      input_grad: bool = True, modules: frozenset[str] = frozenset(),
+                                      fp8: bool = False) -> float:
     h = arch.hidden
     seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
     if recompute == "full":
         # The checkpoint: the layer input in the residual stream's dtype (Megatron: 2h).
         return k.residual * h * seq_sharded
     if k.framework == "megatron":
-        replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad)
+        replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad,
+                                                    modules, 1 if fp8 else k.act)
     else:
         replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank, input_grad)
     return replicated * seq_sharded + sharded / tp
@@ -102,41 +107,66 @@ def _needs_grad(adapted: frozenset[str] | None, *names: str) -> int:
 
 
 def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int,
-                          adapted: frozenset[str] | None, rank: int, input_grad: bool = True) -> tuple[float, float]:
-    """(replicated, TP-sharded) bytes per token of a Megatron/TE layer (see the caller)."""
+                          adapted: frozenset[str] | None, rank: int, input_grad: bool = True,
+                          modules: frozenset[str] = frozenset(), q: int | None = None) -> tuple[float, float]:
+    """(replicated, TP-sharded) bytes per token of a Megatron/TE layer (see the caller).
+
+    `q` bytes per element of what a linear layer saves for its weight gradient: e, or 1 under
+    fp8, where Transformer Engine keeps the fp8-quantized input (column-wise usage) instead of
+    the 16-bit one (transformer_engine/pytorch/module/linear.py and layernorm_linear.py save
+    `inputmat` / `ln_out` quantized). The attention core keeps 16-bit tensors, so the
+    out-projection's fp8 input is a second copy of the core's output.
+    `modules`: Megatron's selective recompute list (transformer_config.py `recompute_modules`):
+    `core_attn` drops the attention core's saved tensors; `layernorm` the norm outputs (the
+    QKV and fc1 inputs, recomputed from the kept norm inputs); `mla_up_proj` MLA's per-head q, k,
+    v (recomputed from the latents); `moe_act` the experts' activation output (fc2 input); `mlp`
+    and `moe` the whole MLP, keeping its input; `shared_experts` the shared experts.
+    """
+    q = e if q is None else q
     h = arch.hidden
     att = arch.attention
     first_frozen = not input_grad
     norms = e * h * (1 if first_frozen else 2)  # inputs of the two norms
-    qkv_input = e * h if _needs_grad(adapted, "q_proj", "k_proj", "v_proj") else 0
+    norm_out = 0 if "layernorm" in modules else q  # saved norm outputs: QKV and fc1 inputs
+    qkv_input = norm_out * h if _needs_grad(adapted, "q_proj", "k_proj", "v_proj") else 0
     replicated = norms + qkv_input
     if att.is_mla:
         # MLA: the compressed q and kv latents (and their norms' inputs) feed the up-projections.
         replicated += 2 * e * _mla_latent(att)
     attention, attention_core = _attention_saved(att, e)
-    if recompute == "none":
+    if att.is_mla and "mla_up_proj" in modules:
+        attention = 0.0  # q, k, v rebuilt from the latents in backward
+    out_proj = e * att.num_heads * att.value_head_dim  # the core's output, the out-projection's input
+    if recompute == "none" or (recompute == "selective" and "core_attn" not in modules):
         attention += attention_core
     else:
         # Selective: Megatron's core-attention checkpoint recomputes the attention core; its
         # output stays alive as the out-projection's input.
-        attention += e * att.num_heads * att.value_head_dim
+        attention += out_proj
+    if q != e:
+        attention += q * att.num_heads * att.value_head_dim  # the out-projection's fp8 input
 
-    def ffn_bytes(i: int) -> float:
-        # gated: fc1 output (gate and up) 2 e i + fc2 input e i; plain: fc1 output + fc2 input
-        fc2_input = e * i if _needs_grad(adapted, "down_proj") else 0
+    def ffn_bytes(i: int, act_recomputed: bool = False) -> float:
+        # gated: fc1 output (gate and up) 2 e i + fc2 input q i; plain (GeLU, squared ReLU): fc1
+        # output e i + fc2 input q i
+        fc2_input = q * i if _needs_grad(adapted, "down_proj") and not act_recomputed else 0
         return (2 * e * i if arch.gated_mlp else e * i) + fc2_input
 
-    fc1_input = e * h if _needs_grad(adapted, "gate_proj", "up_proj") or arch.is_moe_layer(index) else 0
+    moe_layer = arch.is_moe_layer(index)
+    fc1_input = norm_out * h if _needs_grad(adapted, "gate_proj", "up_proj") or moe_layer else 0
     replicated += fc1_input + _adapter_bytes(arch, e, adapted, rank)
-    if not arch.is_moe_layer(index):
-        return replicated, attention + ffn_bytes(arch.ffn)
+    if not moe_layer:
+        return replicated, attention + (0 if "mlp" in modules else ffn_bytes(arch.ffn))
     moe = arch.moe
+    if "moe" in modules:
+        return replicated, attention
     # Router: fp32 logits and probabilities over E experts; each token is dispatched to top_k
-    # experts (permuted input and un-permuted output, e h each) whose FFN activations are those of
-    # a dense FFN of the expert size (Megatron-Core token dispatcher; capacity factor 1).
-    routed = moe.top_k * (2 * e * h + ffn_bytes(moe.expert_ffn))
+    # experts (permuted input, the experts' fc1 input at q bytes, and un-permuted output, e h each)
+    # whose FFN activations are those of a dense FFN of the expert size (Megatron-Core token
+    # dispatcher; capacity factor 1).
+    routed = moe.top_k * ((q + e) * h + ffn_bytes(moe.expert_ffn, "moe_act" in modules))
     router = 2 * 4 * moe.num_experts
-    shared = ffn_bytes(moe.shared_ffn) if moe.shared_ffn else 0
+    shared = ffn_bytes(moe.shared_ffn) if moe.shared_ffn and "shared_experts" not in modules else 0
     return replicated, attention + routed + router + shared
 
 

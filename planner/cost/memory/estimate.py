@@ -77,8 +77,16 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     k = kernels(framework, plan.precision, plan.zero)
     weight_b, grad_b, master_b, fp32_grad_b = state_bytes(framework, plan.precision)
     opt_b = optimizer_state_bytes(plan.optimizer, plan.precision, arch.hidden)
+    if plan.moment_dtype == "bf16" and plan.optimizer in ("adamw", "adam"):
+        # Megatron's precision-aware optimizer keeps both Adam moments in bf16
+        # (megatron/core/optimizer/optimizer_config.py exp_avg_dtype / exp_avg_sq_dtype).
+        opt_b = 2 * 2
+    if plan.fp8_param_gather:
+        # --fp8-param-gather: the model's weights live in fp8 (1 byte); fp32 main weights stay in
+        # the optimizer (megatron/core/fp8_utils.py, distributed optimizer).
+        weight_b = 1
     dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
-    expert_dp_shard = max(1, dp_shard // plan.parallel.ep)
+    expert_dp_shard = plan.expert_dp
     tokens = tokens_per_gpu(plan, workload)
     stages = []
     for shard in stage_shards(plan, arch):

@@ -95,10 +95,16 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
     per_token = [layer_activation_bytes_per_token(arch, i, plan if n < recomputed else kept, workload, partial=partial)
                  for n, i in enumerate(layers)]
     inflight = inflight_microbatches(plan, shard.stage)
+    offloaded = min(plan.offload_activation_layers, shard.num_layers)
     out = dict.fromkeys(("layers", "embedding", "final_norm", "logits", "logits_grad", "recompute_working_set",
                          "autocast_weight_copies", "autocast_weight_copies_saved",
                          "autocast_weight_copies_layers", "output_layer_grad"), 0.0)
     out["layers"] = inflight * tokens * sum(per_token)
+    if offloaded:
+        # Megatron-Core cpu_offloading_num_layers: the saved tensors of that many layers go to host
+        # memory after their forward and come back before their backward; one layer's are on the
+        # GPU in transit (megatron/core/cpu_offload.py, a layer-wise double buffer).
+        out["layers"] -= inflight * tokens * sum(per_token[:offloaded]) - tokens * max(per_token[:offloaded])
     if recomputed:
         # Recomputing a layer in backward rebuilds its full activations, whose input is the
         # checkpoint already counted: one layer's working set on top of the checkpoints.
@@ -112,9 +118,11 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
             # Embedding output (the first layer's input), per in-flight micro-batch.
             out["embedding"] = inflight * tokens * k.act * arch.hidden / (tp if sp else 1)
         if last:
-            # Logits: the matmul output plus the fp32 copy the fused cross entropy keeps for
-            # backward, vocab-parallel over TP (Korthikanti §4.3: 4 s b V / t in fp32).
-            out["logits"] = tokens * (k.act + 4) * vocab
+            # Logits: Megatron-Core's fused vocab-parallel cross entropy (cross_entropy_loss_fusion,
+            # set by Megatron-Bridge's recipes; megatron/core/fusions/fused_cross_entropy.py) saves
+            # only the fp32 exponentials for backward: the 16-bit logits themselves are saved by
+            # no module (Korthikanti §4.3: 4 s b V / t in fp32).
+            out["logits"] = tokens * 4 * vocab
         return out
     if last:
         # HF: the final norm and the lm_head input (when lm_head trains); the logits the model

@@ -103,7 +103,7 @@ def frozen_and_trainable(plan: Plan, workload: Workload, shard: StageShard) -> t
     if plan.quant != "none":
         for i in range(shard.first_layer, shard.first_layer + shard.num_layers):
             p = layer_params(arch, i)
-            quantized += (p.total - p.norms - p.routed_experts) / tp + p.routed_experts / (tp * plan.parallel.ep)
+            quantized += (p.total - p.norms - p.routed_experts) / tp + p.routed_experts / (plan.expert_tp * plan.parallel.ep)
     return adapters, shard.total - quantized, quantized
 
 

@@ -9,6 +9,7 @@ from planner.cost import calibration as cal
 from planner.cost.cluster import Cluster
 from planner.cost.plan import Plan
 from planner.cost.shard import StageShard, stage_shards
+from planner.cost.timing import elementwise as elt
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture
 from planner.model.flops import layer_flops, logits_flops
@@ -48,19 +49,14 @@ class _Rate:
         return flops / (self.peak * self.efficiency(gemm_flops)) if flops > 0 else 0.0
 
 
-def _activation_units(arch: Architecture, index: int) -> float:
-    """FFN units one token passes through the activation function in layer `index`."""
-    if not arch.is_moe_layer(index):
-        return arch.ffn
-    return arch.moe.top_k * arch.moe.expert_ffn + arch.moe.shared_ffn
-
-
 @lru_cache(maxsize=256)
-def _layer_flops_per_token(arch: Architecture, seq_len: int) -> tuple[tuple[float, float], ...]:
-    """(linear, attention) forward FLOPs per token of every layer (causal attention)."""
+def _layer_flops_per_token(arch: Architecture, seq_len: int,
+                           windows: tuple[int | None, ...] | None = None) -> tuple[tuple[float, float], ...]:
+    """(linear, attention) forward FLOPs per token of every layer (causal attention, each
+    layer's window)."""
     out = []
     for i in range(arch.num_layers):
-        lf = layer_flops(arch, i, seq_len)
+        lf = layer_flops(arch, i, seq_len, window=windows[i] if windows else None)
         out.append((lf.linear, lf.attention))
     return tuple(out)
 
@@ -98,7 +94,7 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
     partial = workload.partial
     first_trained = partial.first_trainable_layer(arch) if partial is not None else 0
     mlp_mats = 3 if arch.gated_mlp else 2
-    per_layer = _layer_flops_per_token(arch, seq)
+    per_layer = _layer_flops_per_token(arch, seq, workload.layer_windows)
     unfused = workload.attention_kernel == "unfused"
     # Unfused kernels compute the whole s×s matrix (mask applied after): 2× the causal FLOPs,
     # and move every score through HBM (calibration.UNFUSED_ATTENTION_BYTES_PER_SCORE).
@@ -108,30 +104,36 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
     scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
     score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
     score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
-    # Norms and residual adds run on every TP rank's full b·s·h unless SP splits them.
-    replicated = sum(cal.ELEMENTWISE_BYTES_PER_TOKEN.values()) * arch.hidden / (tp if plan.parallel.sp else 1)
-    act = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if arch.gated_mlp else "gelu"]
+    framework = workload.framework
+    fp8 = dtype == "fp8" and framework == "megatron"
+    host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
+    residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP
+    eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR
     fwd = bwd = attn = redo = wgrad = 0.0
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
     for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
         linear_pt, attention_pt = per_layer[i]
         linear = linear_pt * tokens / tp
         attention = attention_factor * attention_pt * tokens / tp
-        # GEMM launches: QKV and output projections, then the MLP matrices of each local expert.
-        experts_local = arch.moe.num_experts // ep if arch.is_moe_layer(i) else 1
-        gemms = 2 + mlp_mats * experts_local
-        t_lin = rate.seconds(linear, linear / gemms)
+        moe_layer = arch.is_moe_layer(i)
+        experts_local = arch.moe.num_experts // ep if moe_layer else 1
+        t_lin = _linear_seconds(rate, arch, i, linear_pt, tokens, tp, plan, experts_local, mlp_mats)
         if flash is None:
             t_att = rate16.seconds(attention, attention)
             t_att_b = 2 * t_att
         else:  # fused attention at the kernel's own measured rate, not a GEMM's
             t_att, t_att_b = attention / flash[0], 2 * attention / flash[1]
-        t_elt = tokens * (replicated + act * _activation_units(arch, i) / tp) / hbm
-        fwd += t_lin + t_att + score_f + t_elt
-        redo += t_lin + t_att + score_f + t_elt if n < recomputed else 0.0
+        lb = elt.layer_bytes(arch, i, framework, fp8)
+        t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
+        # The host launches every kernel; a layer whose kernels are shorter than their launches
+        # runs at the host's pace (forward launches k kernels, backward about 2k).
+        t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local) * host
+        t_f = max(t_lin + t_att + score_f + t_elt, t_host)
+        fwd += t_f
+        redo += t_f if n < recomputed else 0.0
         if first_trained is not None and i >= first_trained:
             trained = _trained_share(workload, i, linear_pt) * t_lin
-            bwd += t_lin + trained + t_att_b + score_b + cal.ELEMENTWISE_BACKWARD_FACTOR * t_elt
+            bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt, 2 * t_host)
             wgrad += trained
         attn += t_att + score_f
     # Full: the layers' forward again; selective: the attention core again; none: 0 (§6.3).
@@ -140,7 +142,10 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         # Output layer on the last stage; embedding lookup is negligible (§6.3).
         logits = logits_flops(arch) * tokens / tp
         t_out = rate16.seconds(logits, logits)
-        fwd += t_out
+        # The loss over the vocabulary is memory-bound (elementwise.loss_bytes_per_vocab).
+        t_loss = tokens * arch.vocab / tp * elt.loss_bytes_per_vocab(framework) / hbm
+        fwd += t_out + t_loss / 3
+        bwd += 2 * t_loss / 3
         output_trains = partial.output if partial is not None else not workload.trains_adapters
         bwd += ((first_trained is not None) + output_trains) * t_out
         wgrad += output_trains * t_out
@@ -157,8 +162,33 @@ def _trained_share(workload: Workload, index: int, linear_flops_per_token: float
     return 0.0 if workload.trains_adapters else 1.0
 
 
-def recompute_flops_per_token(plan: Plan, arch: Architecture, seq_len: int) -> float:
-    per_layer = _layer_flops_per_token(arch, seq_len)
+def _linear_seconds(rate: "_Rate", arch: Architecture, index: int, linear_pt: float, tokens: float, tp: int,
+                    plan: Plan, experts_local: int, mlp_mats: int) -> float:
+    """GEMM seconds of one layer's linear layers on one GPU: attention projections and dense
+    MLP as GEMMs of their own size; routed experts as E/ep GEMMs per matrix, each of the tokens
+    that expert receives (a grouped GEMM with few tokens per expert runs far below peak)."""
+    if not arch.is_moe_layer(index):
+        linear = linear_pt * tokens / tp
+        return rate.seconds(linear, linear / (2 + mlp_mats))
+    moe = arch.moe
+    per_expert = 2 * mlp_mats * arch.hidden * moe.expert_ffn  # FLOPs per token of one routed expert
+    routed = moe.top_k * per_expert * tokens / tp
+    rest = max(0.0, linear_pt * tokens / tp - routed)
+    gemm = routed / (experts_local * mlp_mats)  # one expert's GEMM for its share of the tokens
+    return rate.seconds(rest, rest / 4) + rate.seconds(routed, gemm)
+
+
+def linear_flops_share(arch: Architecture, seq_len: int, windows: tuple[int | None, ...] | None = None) -> float:
+    """Share of a token's forward FLOPs in the layers' weight GEMMs (what fp8 training runs in
+    fp8); the attention core and the output layer stay in bf16."""
+    per_layer = _layer_flops_per_token(arch, seq_len, windows)
+    linear = sum(lin for lin, _ in per_layer)
+    return linear / (linear + sum(att for _, att in per_layer) + logits_flops(arch))
+
+
+def recompute_flops_per_token(plan: Plan, arch: Architecture, seq_len: int,
+                              windows: tuple[int | None, ...] | None = None) -> float:
+    per_layer = _layer_flops_per_token(arch, seq_len, windows)
     if plan.recompute == "full":
         share = sum(plan.recomputed_layers(s.stage, s.num_layers) for s in stage_shards(plan, arch)) / arch.num_layers
         return share * sum(lin + att for lin, att in per_layer)

@@ -17,7 +17,8 @@ def stage_params(plan: Plan, workload: Workload, shard: StageShard) -> tuple[flo
     Gathered bytes are what ZeRO all-gathers: the trainable weights for ZeRO-1/2, every held
     weight for ZeRO-3 (frozen LoRA bases at their quantized size).
     """
-    weight_b = PRECISION_STATE_BYTES[plan.precision][0]
+    # --fp8-param-gather: the distributed optimizer gathers fp8 weights, one byte each.
+    weight_b = 1 if plan.fp8_param_gather else PRECISION_STATE_BYTES[plan.precision][0]
     if workload.partial is not None:
         dense, expert = partial_trainable(plan, workload.arch, shard, workload.partial)
         held = (shard.dense + shard.expert) * weight_b
@@ -38,8 +39,7 @@ def updated_params(plan: Plan, dense: float, expert: float) -> float:
     """Trainable parameters whose optimizer step runs on this GPU (ZeRO ≥ 1 shards them)."""
     if plan.zero == 0:
         return dense + expert
-    dpc = plan.dp * plan.cp
-    return dense / dpc + expert / max(1, dpc // plan.ep)
+    return dense / (plan.dp * plan.cp) + expert / plan.expert_dp
 
 
 def _optimizer_bytes_per_param(plan: Plan) -> float:

@@ -20,11 +20,12 @@ from planner.cost.comm import (
     total_wire_bytes,
     tp_traffic,
 )
-from planner.cost.memory import state_bytes
+from planner.cost.memory import layer_activation_bytes_per_token, state_bytes
 from planner.cost.plan import Plan, PlanError
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing.compute import (
     StageCompute,
+    linear_flops_share,
     recompute_flops_per_token,
     stage_compute,
 )
@@ -43,9 +44,22 @@ from planner.cost.workload import Workload
 from planner.model.flops import forward_flops_per_token, training_flops_per_token
 
 MFU_PEAK_DTYPE = {"fp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
-"""Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit and fp8 precision (common
-practice: Megatron, PaLM App. B report against the 16-bit peak), fp16's for fp16, and
-peak("fp32") for fp32 training."""
+"""Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit precision (Megatron, PaLM
+App. B report against the 16-bit peak), fp16's for fp16, and peak("fp32") for fp32 training.
+fp8 runs its linear layers on the fp8 units, whose peak is twice bf16's: its reference is the
+peak each FLOP runs at (`reference_peak`), so that MFU stays a fraction of what the hardware can
+do (against the bf16 peak an fp8 step may pass 1)."""
+
+
+def reference_peak(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """FLOP/s of one GPU if every model FLOP ran at the peak of the unit that runs it: fp8's for
+    the linear layers of fp8 training, the bf16 (fp16, fp32) peak for the rest."""
+    gpu = cluster.gpu
+    base = gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16"))
+    if plan.precision != "fp8" or not gpu.supports("fp8"):
+        return base
+    share = linear_flops_share(workload.arch, workload.seq_len, workload.layer_windows)
+    return 1 / (share / gpu.peak("fp8") + (1 - share) / base)
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,19 @@ def _layerwise_exposed(comm_s: float, compute_s: float, layers: int) -> float:
     return per_comm + (n - 1) * _exposed(per_comm, per_compute)
 
 
+def _activation_offload_seconds(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> float:
+    """Seconds to move one micro-batch's offloaded activations over the host link, one way
+    (Megatron-Core cpu_offloading_num_layers: down after each layer's forward, up before its
+    backward, on a side stream that overlaps the neighbouring layers' compute)."""
+    n = min(plan.offload_activation_layers, shard.num_layers)
+    if n == 0:
+        return 0.0
+    tokens = plan.mbs * workload.seq_len / plan.cp
+    per_token = sum(layer_activation_bytes_per_token(workload.arch, i, plan, workload)
+                    for i in range(shard.first_layer, shard.first_layer + n))
+    return tokens * per_token / (cluster.gpu.host_link_bandwidth * cal.HOST_LINK_EFFICIENCY)
+
+
 def _synchronized_seconds(traffic: tuple[Traffic, ...], cluster: Cluster) -> float:
     """Collectives that run alone on the device, each issued through torch.distributed's list API
     (one tensor view per rank, copied by one host operation each): NCCL time + n · HOST_OP_S."""
@@ -128,6 +155,7 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
            per_layer: dict[str, tuple[Traffic, ...]], schedule: Schedule | None = None) -> _Stage:
     c = stage_compute(plan, workload, cluster, shard)
     m, layers = plan.gas, shard.num_layers
+    offload_s = _activation_offload_seconds(plan, workload, cluster, shard)
     # Share of the stage's layers recomputed in full (all of them unless recompute_layers says).
     share = plan.recomputed_layers(shard.stage, layers) / layers if layers else 0.0
     redo = 1 + 0.5 * share  # full recompute repeats the forward's collectives (half of them)
@@ -170,8 +198,8 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     else:
         dp_f = _exposed(total_seconds(dp.microbatch_forward, cluster), c.forward)
         dp_b = _exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute)
-    t_f = c.forward + tp / 2 + ep / 2 + cp_f + dp_f
-    t_b = c.backward + c.recompute + (tp + ep) * (redo - 0.5) + cp_b + dp_b
+    t_f = c.forward + tp / 2 + ep / 2 + cp_f + dp_f + _exposed(offload_s, c.forward)
+    t_b = c.backward + c.recompute + (tp + ep) * (redo - 0.5) + cp_b + dp_b + _exposed(offload_s, c.backward)
     # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
     # next forward.
     dp_step = (_exposed(total_seconds(dp.step_backward, cluster), c.backward + c.recompute)
@@ -233,15 +261,15 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
     if workload.trains_adapters:
         # Frozen weights need no weight gradients: the backward is one forward's worth
         # (input gradients), so adapter training does 2x forward, not 3x (LoRA, arXiv 2106.09685 §4.2).
-        model_flops = 2 * forward_flops_per_token(arch, seq) * tokens
+        model_flops = 2 * forward_flops_per_token(arch, seq, windows=workload.layer_windows) * tokens
     elif workload.partial is not None:
         # Partial fine-tuning: the same 2x forward, plus the trained GEMMs' weight gradients.
-        model_flops = (2 * forward_flops_per_token(arch, seq)
+        model_flops = (2 * forward_flops_per_token(arch, seq, windows=workload.layer_windows)
                        + 2 * workload.partial.active_trainable_params(arch)) * tokens
     else:
-        model_flops = training_flops_per_token(arch, seq) * tokens
-    recompute_flops = recompute_flops_per_token(plan, arch, seq) * tokens
-    peak = cluster.gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16")) * plan.parallel.world
+        model_flops = training_flops_per_token(arch, seq, windows=workload.layer_windows) * tokens
+    recompute_flops = recompute_flops_per_token(plan, arch, seq, workload.layer_windows) * tokens
+    peak = reference_peak(plan, workload, cluster) * plan.parallel.world
     breakdown = TimeBreakdown(
         step=step,
         compute=m * (c.forward + c.backward),

@@ -1,0 +1,129 @@
+"""Memory-bound work of a layer and the host's kernel launches, by kernel family.
+
+The GEMMs of a layer run at tensor-core speed (`compute.py`); everything between them — norms,
+residual adds, rotary embeddings, the MLP activation, fp8 casts, the MoE router and token
+permutation, the loss — moves bytes through HBM and is timed as bytes / achieved bandwidth.
+How many bytes depends on what fuses them: Megatron-Core runs Transformer Engine's fused
+kernels (`megatron`, `deepspeed`: Megatron-LM's GPT modules), PyTorch eager modules run one
+kernel per operator (`hf`: Hugging Face, torchtitan and NeMo AutoModel models under FSDP2).
+
+Counts are bytes per token, forward, 16-bit activations, read + write of every operand, derived
+operator by operator from the modules' source (cited per term). Backward moves about the
+forward's bytes for fused kernels (calibration.ELEMENTWISE_BACKWARD_FACTOR, [SEL22] Table 4)
+and twice them for eager operators (`EAGER_BACKWARD_FACTOR`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.cost import calibration as cal
+from planner.model.architecture import Architecture
+
+EAGER_BACKWARD_FACTOR = 2.0
+"""Backward bytes / forward bytes of an eager element-wise operator: autograd's backward of a
+pointwise op reads the incoming gradient and the saved operand(s) and writes one gradient per
+input (torch/csrc/autograd/generated: mul's backward computes grad·other and grad·self, two
+outputs from three reads), about twice the forward's read + write."""
+
+
+@dataclass(frozen=True)
+class LayerBytes:
+    """HBM bytes per token of one layer's forward, split by how they shard."""
+
+    residual_stream: float
+    """Norms and residual adds over the hidden state: replicated on every TP rank unless SP."""
+    sharded: float
+    """Rotary embedding, MLP activation, fp8 casts: divided by tp (and etp for experts)."""
+
+
+def _rmsnorm_eager_bytes_per_unit() -> float:
+    # LlamaRMSNorm / torchtitan RMSNorm: x.float() r2 w4; pow(2) r4 w4; mean r4; x * rsqrt r4 w4;
+    # .to(bf16) r4 w2; * weight r2 w2 (transformers models/llama/modeling_llama.py).
+    return 2 + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 2 + 2 + 2
+
+
+def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool) -> LayerBytes:
+    """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core."""
+    h = arch.hidden
+    att = arch.attention
+    eager = framework == "hf"
+    if eager:
+        norm = _rmsnorm_eager_bytes_per_unit() if arch.norm == "rmsnorm" else 8
+        norms = arch.norms_per_layer * norm * h
+        residual = 2 * 6 * h  # two adds: read 2 + 2, write 2
+    else:
+        # Fused TE / Megatron norms and bias-dropout-add ([SEL22] Table 4 derivation).
+        norms = cal.ELEMENTWISE_BYTES_PER_TOKEN["norms"] * h * arch.norms_per_layer / 2
+        residual = cal.ELEMENTWISE_BYTES_PER_TOKEN["residual"] * h
+    rotary = 0.0
+    if arch.position == "rope":
+        width = (att.rotary_dim or att.head_dim) if not att.is_mla else att.qk_rope_head_dim
+        heads = att.num_heads + (att.num_kv_heads if not att.is_mla else 1)
+        # TE fused RoPE reads and writes q and k once (2 + 2); HF's q·cos + rotate_half(q)·sin
+        # runs mul, slice, neg, cat, mul, add: 26 bytes per rotated element.
+        rotary = heads * width * (26 if eager else 4)
+    ffn_units = _ffn_units(arch, index)
+    gated = arch.gated_mlp
+    if eager:
+        activation = (10 if gated else 4) * ffn_units  # silu r2 w2, mul r4 w2; plain act r2 w2
+    else:
+        activation = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if gated else "gelu"] * ffn_units
+    casts = 0.0
+    if fp8:
+        # Transformer Engine quantizes each GEMM input not produced by a fused norm: the attention
+        # output and the MLP's activation output, read 2, written 1 row-wise + 1 column-wise
+        # (Hopper's fp8 GEMMs take one layout: the transposed copy feeds the weight gradient).
+        casts = 4 * att.num_heads * att.value_head_dim + 4 * ffn_units
+    moe = 0.0
+    if arch.is_moe_layer(index):
+        k, e = arch.moe.top_k, arch.moe.num_experts
+        # Router logits, softmax and top-k in fp32 (~3 passes over E), permute (read h, write k
+        # copies), unpermute with the routing weights (read k copies, write h): 16-bit tokens.
+        moe = 12 * e + 2 * h * (1 + k) + 2 * h * (k + 1)
+        if fp8:
+            moe += 4 * k * h  # the permuted tokens quantized for the experts' first GEMM
+    return LayerBytes(residual_stream=norms + residual, sharded=rotary + activation + casts + moe)
+
+
+def _ffn_units(arch: Architecture, index: int) -> float:
+    """FFN units one token passes through the activation function in layer `index`."""
+    if not arch.is_moe_layer(index):
+        return arch.ffn
+    return arch.moe.top_k * arch.moe.expert_ffn + arch.moe.shared_ffn
+
+
+def loss_bytes_per_vocab(framework: str) -> float:
+    """HBM bytes per token per vocabulary entry of the loss, forward and backward together.
+
+    megatron: the fused vocab-parallel cross entropy reads the 16-bit logits, writes fp32
+    exponentials, and in backward reads them and writes the 16-bit gradient: 2 + 4 + 4 + 2
+    (megatron/core/fusions/fused_cross_entropy.py). hf: transformers' ForCausalLMLoss upcasts the
+    logits (r2 w4), log_softmax takes a max and a sum pass and writes (r4 r4 w4), and backward
+    reads the saved output and the gradient and writes fp32 then casts to 16 bits (r4 r4 w4,
+    r4 w2): 40."""
+    return 40.0 if framework == "hf" else 12.0
+
+
+def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int) -> float:
+    """GPU kernels the host launches for one layer's forward (backward launches about twice).
+
+    megatron (Transformer Engine): norm+QKV GEMM, RoPE, attention, out GEMM, residual, norm+fc1,
+    activation, fc2, residual and TP collectives, ~12; fp8 adds a scale update per GEMM. A MoE
+    layer adds the router (~8: GEMM, softmax, top-k, aux loss), permute, dispatch, combine and
+    unpermute (~6), and TE's GroupedLinear launches one GEMM per local expert per matrix
+    (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`), with one
+    quantization per expert input under fp8. hf eager: one kernel per operator — RMSNorm ~7,
+    RoPE ~10 for q and k, SwiGLU 2, each projection 1.
+    """
+    eager = framework == "hf"
+    norm = 7 if eager and arch.norm == "rmsnorm" else 1
+    count = arch.norms_per_layer * norm + (4 if eager else 1) + (10 if eager else 1) + 2
+    count += 3 if eager else 1  # q, k, v projections (fused QKV in TE)
+    if not arch.is_moe_layer(index):
+        count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else 1)
+        return count * (1.5 if fp8 else 1.0)
+    matrices = 2  # fused gate/up and down
+    count += 8 + 6 + matrices * local_experts * (2 if fp8 else 1) + 2
+    if arch.moe.shared_ffn:
+        count += 4
+    return count
