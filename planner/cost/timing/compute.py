@@ -113,7 +113,6 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
     for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
         linear_pt, attention_pt = per_layer[i]
-        linear = linear_pt * tokens / tp
         attention = attention_factor * attention_pt * tokens / tp
         moe_layer = arch.is_moe_layer(i)
         experts_local = arch.moe.num_experts // ep if moe_layer else 1
