@@ -63,7 +63,8 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
     # optimizer is ZeRO-1.
     need(par.pp == 1 or plan.zero <= 1, f"zero {plan.zero} cannot be combined with pp > 1 (use zero 0 or 1)")
     need(plan.offload == "none" or plan.zero >= 1, "CPU offload needs zero >= 1 (ZeRO-Offload)")
-    need(plan.offload != "optimizer+params" or plan.zero == 3, "offloading parameters needs zero 3 (ZeRO-Infinity)")
+    need(plan.offload not in ("optimizer+params", "params") or plan.zero == 3,
+         "offloading parameters needs zero 3 (ZeRO-Infinity)")
     if workload.trains_adapters:
         need(plan.lora_rank >= 1, f"{workload.training} needs a LoRA rank >= 1")
     else:

@@ -8,11 +8,14 @@ from __future__ import annotations
 from typing import Literal
 
 Recompute = Literal["none", "selective", "full"]
-Offload = Literal["none", "optimizer", "optimizer+params"]
+Offload = Literal["none", "optimizer", "optimizer+params", "params"]
 Quant = Literal["none", "int8", "nf4", "fp8"]
 
 RECOMPUTE_POLICIES: tuple[Recompute, ...] = ("none", "selective", "full")
 OFFLOAD_CHOICES: tuple[Offload, ...] = ("none", "optimizer", "optimizer+params")
+"""The offloads the search and constraints choose from. `params` (the weights on the host, the
+optimizer on the GPU: DeepSpeed ZeRO-3 `offload_param` without `offload_optimizer`) is a plan
+that DeepSpeed configs describe; the search does not propose it."""
 QUANT_CHOICES: tuple[Quant, ...] = ("none", "int8", "nf4", "fp8")
 
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "sp")
