@@ -109,7 +109,8 @@ def parse_deepspeed_config(config: dict, inputs: Inputs, file: str = "<config>",
     tp = max(1, c.integer(c.section("tensor_parallel"), "autotp_size", "tensor_parallel.autotp_size", 1))
     cp = _sequence_parallel(c)
     if cp > 1:
-        c.warnings.append(f"sequence_parallel_size {cp}: DeepSpeed-Ulysses, modelled as context parallelism"
+        key = "sequence_parallel.size" if "sequence_parallel" in config else "sequence_parallel_size"
+        c.warnings.append(f"{key} {cp}: DeepSpeed-Ulysses, modelled as context parallelism"
                           " (the same activation split; all-to-all instead of ring communication)")
     ep = _expert_parallel(c, tp)
     if world % (tp * cp):

@@ -16,7 +16,7 @@ from planner.cost.cluster import Cluster
 from planner.cost.inputs import Inputs
 from planner.cost.plan import ParallelDims, Plan
 from planner.cost.shard import stage_layer_counts
-from planner.cost.workload import Workload
+from planner.cost.workload import StateDtypes, Workload
 from planner.engines import FrameworkJob, check_runnable, with_framework
 from planner.engines import megatron_deepspeed as mds
 from planner.engines import megatron_states as states
@@ -165,6 +165,16 @@ def _plan(r: FlagReader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Wor
     recompute, recompute_layers = _recompute(r, stage_layers, vpp, warnings)
     plan = plan.with_(recompute=recompute, recompute_layers=recompute_layers)
     dtypes = states.state_dtypes(r, precision, deepspeed, warnings)
+    if deepspeed and plan.zero == 0 and precision == "bf16" and not r.flag("no-pipeline-parallel"):
+        # DeepSpeed's engine runs a bf16 PipelineModule at stage 0 with its BF16_Optimizer
+        # (engine.py: bf16 parameters and gradients with pipeline parallelism), which partitions the
+        # fp32 master weights and optimizer states over the data-parallel ranks and accumulates
+        # into a whole fp32 gradient buffer (bf16_optimizer.py `fp32_groups_gradients_flat`).
+        plan = plan.with_(zero=1)
+        dtypes = replace(dtypes or StateDtypes(), gradient=4)
+        warnings.append("bf16 at ZeRO stage 0 through DeepSpeed's pipeline engine: its BF16_Optimizer shards the"
+                        " fp32 master weights and optimizer states over data parallel (planned as zero 1) and keeps"
+                        " whole fp32 gradients")
     if deepspeed:
         warnings.append("--deepspeed: Megatron-DeepSpeed trains through DeepSpeed's engine, so model states are"
                         " counted as DeepSpeed keeps them (the optimizer's fp32 gradient copy: bf16_optimizer.py,"

@@ -32,7 +32,7 @@ zero-reduce-scatter zero-contigious-gradients zero-reduce-bucket-size zero-allga
 remote-device use-pin-memory synchronize-each-layer contigious-checkpointing profile-backward
 abort-on-unmet-fused-kernel-constraints kill-switch-path
 log-batch-size-to-tensorboard log-optimizer-states-to-tensorboard codecarbon-dir curriculum-learning
-tokenizer-name-or-path pad-vocab-size-to embed-layernorm sync-tp-duplicated-parameters
+tokenizer-name-or-path sync-tp-duplicated-parameters
 train-weighted-split-paths valid-weighted-split-paths test-weighted-split-paths
 train-weighted-split-weights valid-weighted-split-weights test-weighted-split-weights
 train-weighted-split-splits valid-weighted-split-splits test-weighted-split-splits

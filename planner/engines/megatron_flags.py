@@ -31,7 +31,7 @@ disable-bias-linear add-bias-linear add-qkv-bias qk-layernorm softmax-type vocab
 make-vocab-size-divisible-by tokenizer-type tokenizer-model vocab-file merge-file num-experts moe-router-topk
 moe-ffn-hidden-size moe-shared-expert-intermediate-size moe-shared-expert-gate moe-shared-expert-overlap
 moe-layer-freq multi-latent-attention q-lora-rank kv-lora-rank qk-head-dim qk-pos-emb-head-dim v-head-dim
-mtp-num-layers window-size num-key-value-heads no-position-embedding
+mtp-num-layers window-size num-key-value-heads no-position-embedding pad-vocab-size-to embed-layernorm
 """.split())
 
 # Flags that change nothing the planner estimates (data, logging, checkpoints, learning-rate

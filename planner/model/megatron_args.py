@@ -35,7 +35,8 @@ SWIGLU_FFN_MULTIPLE = 64
 """--swiglu without --ffn-hidden-size: int(4h x 2/3 / 64) x 64 (arguments.py, validate_args)."""
 
 _POSITIONS = {"learned_absolute": "learned", "rope": "rope", "mrope": "rope", "yarn": "rope",
-              "none": "none"}
+              "none": "none", "alibi": "alibi"}
+"""--position-embedding-type; `alibi` is Megatron-DeepSpeed's (BigScience's BLOOM)."""
 _NORMS = {"LayerNorm": "layernorm", "RMSNorm": "rmsnorm"}
 _NORM_SPELLINGS = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm"}
 """Megatron-DeepSpeed's lower-case --normalization choices."""
@@ -198,7 +199,8 @@ def _moe(f: _Flags, num_layers: int, ffn: int, linear_bias: bool) -> MoE | None:
 
 
 def _vocab(f: _Flags) -> tuple[int, list[str]]:
-    padded = f.integer("padded-vocab-size")
+    # Megatron-DeepSpeed (BigScience) spells a padded size --pad-vocab-size-to.
+    padded = f.integer("padded-vocab-size", f.integer("pad-vocab-size-to"))
     if padded is not None:
         return padded, []
     tokenizer = f.integer("vocab-size")
