@@ -78,12 +78,12 @@ def test_an_if_on_a_switch_that_is_off_adds_no_recompute(pretrain):
 
 
 def test_t5_is_not_planned_as_a_gpt(pretrain):
-    code, doc, result = check(NODE, PRETRAIN_8B, "--megatron", DATA / "train_t5_220m_distributed.sh")
+    code, _, result = check(NODE, PRETRAIN_8B, "--megatron", DATA / "train_t5_220m_distributed.sh")
     assert code == 2
     assert "pretrain_t5.py trains an encoder-decoder T5; planner models decoder-only GPT" in result.output
 
 
-def test_bloom_176b_partition_ulysses_and_zero(tmp_path):
+def test_bloom_176b_partition_ulysses_and_zero():
     inputs = load_inputs(DATA / "jean-zay-a100-48nodes.yaml", DATA / "bloom-176b-pretrain.yaml")
     _, job = parse_megatron(DATA / "tr11-176B-ml.slurm", inputs)
     p = job.plan
