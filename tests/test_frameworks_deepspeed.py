@@ -49,13 +49,15 @@ def test_zero3_hf_auto_example_takes_the_job_and_the_trainer_arguments():
     inputs = load_inputs(H100_NODE, FULL_70B)
     path = EXAMPLES / "deepspeed" / "zero3-hf-auto.json"
     job = parse_deepspeed(path, inputs)
-    assert (job.plan.zero, job.plan.mbs, job.plan.gas, job.plan.recompute, job.plan.offload) == (3, 1, 8, "none", "none")
+    # "auto" micro-batch: the HF Trainer's default --per_device_train_batch_size 8; accumulation
+    # "auto" reaches the job's 64 sequences on 8 ranks with it: 1
+    assert (job.plan.zero, job.plan.mbs, job.plan.gas, job.plan.recompute, job.plan.offload) == (3, 8, 1, "none", "none")
     assert job.plan.precision == "bf16"
     # ZeRO-3: gathered 16-bit parameters up to stage3_max_live_parameters (1e9) + reduce bucket
     # ("auto" = hidden^2 = 8192^2, transformers trainer_config_finalize)
     assert job.framework_buffers == 2 * (1_000_000_000 + 8192**2)
-    assert any(w.startswith('train_micro_batch_size_per_gpu and gradient_accumulation_steps are "auto"')
-               for w in job.warnings)
+    assert any(w.startswith('train_micro_batch_size_per_gpu is "auto": the HF Trainer runs its'
+                            ' --per_device_train_batch_size, default 8') for w in job.warnings)
     job = parse_deepspeed(path, inputs, micro_batch=4, gradient_checkpointing=True)
     assert (job.plan.mbs, job.plan.gas, job.plan.recompute) == (4, 2, "full")
     assert job.read["per_device_train_batch_size"] == 4 and job.read["gradient_checkpointing"] is True
@@ -67,7 +69,7 @@ def test_zero3_hf_auto_example_takes_the_job_and_the_trainer_arguments():
     ({"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 4}, (2, 4)),
     ({"train_batch_size": 64}, (8, 1)),
     ({"train_micro_batch_size_per_gpu": 8}, (8, 1)),
-    ({"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 4}, (2, 4)),
+    ({"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 4}, (8, 4)),
     ({"train_batch_size": "auto", "train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": "auto"}, (4, 2)),
     ({"train_batch_size": "auto"}, (8, 1)),
 ])
@@ -81,8 +83,8 @@ def test_batch_follows_deepspeeds_rules(inputs_8b, batch, expected):
      "train_batch_size", "64 != train_micro_batch_size_per_gpu (2) * gradient_accumulation_steps (2) *"
                          " data-parallel size (8)"),
     ({}, "train_micro_batch_size_per_gpu", "set train_batch_size or train_micro_batch_size_per_gpu"),
-    ({"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 3}, "train_micro_batch_size_per_gpu",
-     "the job's global_batch 64 is not a multiple of 24"),
+    ({"train_micro_batch_size_per_gpu": 3, "gradient_accumulation_steps": "auto"}, "gradient_accumulation_steps",
+     "the job's global_batch 64 is not a multiple of micro-batch 3 x data-parallel size 8"),
     ({"train_batch_size": 0}, "train_batch_size", 'must be an integer >= 1 or "auto", got 0'),
     ({"train_batch_size": "64"}, "train_batch_size", 'must be an integer >= 1 or "auto", got "64"'),
 ])
@@ -137,9 +139,8 @@ def test_invalid_json_names_file_and_line(tmp_path, inputs_8b):
 def test_every_key_the_planner_does_not_model_is_a_warning(inputs_8b):
     job = parse({"train_batch_size": 64, "amp": {"enabled": True}, "communication_data_type": "fp32",
                  "my_key": 1, "zero_optimization": {"stage": 3, "stage3_prefetch_bucket": 5, "zero_hpz_partition_size": 8},
-                 "bf16": {"enabled": True, "bf16_optimizer_states": True}}, inputs_8b)
+                 "bf16": {"enabled": True}}, inputs_8b)
     assert job.warnings == (
-        "bf16.bf16_optimizer_states: keeps optimizer states in bf16; counted in fp32",
         "zero_optimization.stage3_prefetch_bucket is not a DeepSpeed key (did you mean stage3_prefetch_bucket_size or"
         " prefetch_bucket_size?);"
         " DeepSpeed's config models reject unknown keys",
@@ -188,7 +189,7 @@ def test_offload_devices(inputs_8b):
     assert any(w.startswith("zero_optimization.offload_param.pin_memory false") for w in nvme.warnings)
     params_only = parse({"train_batch_size": 64, "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}}},
                         inputs_8b)
-    assert params_only.plan.offload == "none"
+    assert params_only.plan.offload == "params"  # weights on the host, the optimizer on the GPU
     legacy = parse({"train_batch_size": 64, "zero_optimization": {"stage": 2, "cpu_offload": True}}, inputs_8b)
     assert legacy.plan.offload == "optimizer"
 

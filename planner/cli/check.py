@@ -27,7 +27,7 @@ from planner.cost.plan import OFFLOAD_CHOICES, Plan
 from planner.engines import EMIT_KINDS, FrameworkJob, framework_constraints
 from planner.engines.deepspeed import parse_deepspeed
 from planner.engines.emit import write_emits
-from planner.engines.megatron import parse_megatron
+from planner.engines.megatron_readings import OtherWay, read_megatron
 from planner.report import tables
 from planner.report.json import plan_document
 from planner.search.explain import describe_plan
@@ -84,15 +84,90 @@ def nearest_plans(job: FrameworkJob, inputs: Inputs, top: int) -> list[Evaluatio
 
 
 def buffer_warning(job: FrameworkJob, ev: Evaluation) -> str | None:
-    if job.framework_buffers is None or job.framework_buffers - ev.memory.buffers <= BUFFER_TOLERANCE:
+    """The file's ZeRO buckets, which the peak counts in its buffers (Workload.framework_buffers),
+    when they are a large part of it."""
+    if job.framework_buffers is None or job.framework_buffers <= BUFFER_TOLERANCE:
         return None
-    extra = job.framework_buffers - ev.memory.buffers
-    fits = ev.memory.total + extra <= ev.capacity
-    return (f"the ZeRO bucket settings allow about {job.framework_buffers / GiB:.2f} GiB of communication buffers"
-            f" per GPU (DeepSpeed docs: overlap_comm uses 4.5x the bucket sizes); the planner's buffers term counts"
-            f" {ev.memory.buffers / GiB:.2f} GiB. With them the peak would be {(ev.memory.total + extra) / GiB:.2f}"
-            f" GiB ({'still fits' if fits else 'does not fit'}); lower reduce_bucket_size / allgather_bucket_size"
-            " or stage3_max_live_parameters to stay within the estimate")
+    return (f"the ZeRO bucket settings take about {job.framework_buffers / GiB:.2f} GiB of communication buffers"
+            " per GPU (DeepSpeed docs: overlap_comm uses 4.5x the bucket sizes), counted in the peak's buffers"
+            f" ({ev.memory.buffers / GiB:.2f} GiB); lower reduce_bucket_size / allgather_bucket_size or"
+            " stage3_max_live_parameters to free them")
+
+
+def parse_env(values: list[str] | None) -> dict[str, str]:
+    """`--env KEY=VALUE` options as the environment a launch script starts with."""
+    env = {}
+    for item in values or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.isidentifier():
+            raise InputError(f"{item!r}: give KEY=VALUE with KEY a shell variable name", field="--env")
+        env[key] = value
+    return env
+
+
+def _show(value: object) -> str:
+    return "unset" if value is None else " ".join(value) if isinstance(value, list) else str(value)
+
+
+def _difference(name: str, taken: object, other: object) -> str:
+    """How a variable differs between two ways: the words one adds to the other, or both values."""
+    words = [v.split() if isinstance(v, str) else list(v) if isinstance(v, list) else None for v in (taken, other)]
+    if words[0] is not None and words[1] is not None:
+        if words[1][:len(words[0])] == words[0]:
+            return f"{name} adds {' '.join(words[1][len(words[0]):])}"
+        if words[0][:len(words[1])] == words[1]:
+            return f"{name} drops {' '.join(words[0][len(words[1]):])}"
+    return f"{name}={_show(other)} (not {_show(taken)})"
+
+
+def _verdict(ev: Evaluation) -> str:
+    if ev.fits:
+        return f"fits, peak {ev.memory.total / GiB:.2f} GiB of {ev.capacity / GiB:.2f} GiB"
+    return f"does not fit, peak {ev.memory.total / GiB:.2f} GiB of {ev.capacity / GiB:.2f} GiB"
+
+
+def undecided_report(job: FrameworkJob, ev: Evaluation, others: list[OtherWay], cluster) -> list[dict]:
+    """Each other way of an undecided choice: its values, the plan it launches and its verdict."""
+    out = []
+    for way in others:
+        entry = {"line": way.line, "condition": way.condition, "depends_on": list(way.depends_on),
+                 "taken": way.taken, "way": way.label, "values": way.values,
+                 "differences": [_difference(name, way.taken_values.get(name), value)
+                                 for name, value in sorted(way.values.items())
+                                 if way.taken_values.get(name) != value]}
+        if way.job is None:
+            entry.update(verdict="bad input", error=way.error)
+        else:
+            other = evaluate(way.job.plan, way.job.workload, cluster)
+            changed = describe_changes(job.plan, other.plan)
+            for name in ("global_batch", "seq_len", "framework", "states"):
+                if getattr(job.workload, name) != getattr(way.job.workload, name):
+                    changed += f"{', ' if changed else ''}{name} {_show(getattr(job.workload, name))}" \
+                               f" → {_show(getattr(way.job.workload, name))}"
+            for name in ("precision", "optimizer"):
+                if getattr(job.plan, name) != getattr(other.plan, name):
+                    changed += f"{', ' if changed else ''}{name} {getattr(job.plan, name)} → {getattr(other.plan, name)}"
+            entry.update(verdict="fits" if other.fits else "does not fit", changes=changed,
+                         peak=other.memory.total, capacity=other.capacity, plan=plan_document(other))
+        out.append(entry)
+    return out
+
+
+def undecided_warnings(ev: Evaluation, report: list[dict]) -> list[str]:
+    lines = []
+    for entry in report:
+        values = "; ".join(entry["differences"])
+        head = (f"line {entry['line']}: `{entry['condition']}` depends on {', '.join(entry['depends_on']) or 'a value'},"
+                f" which is not known; read as {entry['taken']!r}: {_verdict(ev)}. The way {entry['way']!r}"
+                f"{f' ({values})' if values else ''}")
+        if entry["verdict"] == "bad input":
+            lines.append(f"{head} is bad input: {entry['error']}")
+        else:
+            state = (f"fits, peak {entry['peak'] / GiB:.2f} GiB" if entry["verdict"] == "fits" else
+                     f"does not fit, peak {entry['peak'] / GiB:.2f} GiB")
+            lines.append(f"{head} launches {entry['changes'] or 'the same plan'}: {state} of"
+                         f" {entry['capacity'] / GiB:.2f} GiB (decide it with --env)")
+    return lines
 
 
 def _source(job: FrameworkJob) -> dict:
@@ -136,7 +211,7 @@ def _suggestion_table(job: FrameworkJob, suggestions: list[Evaluation]) -> Table
                          ("tokens/s", "right"), ("MFU", "right")):
         table.add_column(col, justify=justify)
     for i, ev in enumerate(suggestions, 1):
-        table.add_row(str(i), describe_changes(job.plan, ev.plan),
+        table.add_row(str(i), Text(describe_changes(job.plan, ev.plan)),
                       f"{ev.memory.total / GiB:,.2f} / {ev.capacity / GiB:,.2f}",
                       f"{ev.time.step:,.2f} s", f"{ev.time.tokens_per_s:,.0f}", f"{ev.time.mfu:.1%}")
     return table
@@ -154,6 +229,8 @@ def check(
         help="DeepSpeed: the HF Trainer's --gradient_checkpointing (recompute every layer)."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch", min=1, show_default=False,
                                               help='DeepSpeed: the HF Trainer\'s --per_device_train_batch_size, for "auto".'),
+    env: Optional[list[str]] = typer.Option(None, "--env", show_default=False,
+                                            help="Megatron-LM: KEY=VALUE in the script's environment (repeatable)."),
     emit: Optional[str] = typer.Option(None, "--emit", show_default=False,
                                        help="deepspeed | megatron | torchrun: write launch files for the file's plan"
                                             " if it fits, else for the nearest plan that fits."),
@@ -168,16 +245,21 @@ def check(
         choice(emit, EMIT_KINDS, "--emit")
     if (emit is None) != (out is None):
         raise InputError("--emit and --out go together", field="--emit" if emit is None else "--out")
+    environment = parse_env(env)
     inputs = load_inputs(cluster, job)
+    others: list[OtherWay] = []
     if deepspeed is not None:
+        if environment:
+            raise InputError("--env is for Megatron-LM launch scripts", field="--env")
         fj = parse_deepspeed(deepspeed, inputs, gradient_checkpointing=gradient_checkpointing, micro_batch=micro_batch)
     else:
         if gradient_checkpointing is not None or micro_batch is not None:
             raise InputError("--gradient-checkpointing and --micro-batch are for DeepSpeed configs; a Megatron-LM"
                              " script sets --recompute-granularity and --micro-batch-size", field="--megatron")
-        _, fj = parse_megatron(megatron, inputs)
+        fj, others = read_megatron(megatron, inputs, environment)
     ev = evaluate(fj.plan, fj.workload, inputs.cluster)
-    warnings = list(fj.warnings)
+    undecided = undecided_report(fj, ev, others, inputs.cluster)
+    warnings = list(fj.warnings) + undecided_warnings(ev, undecided)
     extra = buffer_warning(fj, ev)
     if extra:
         warnings.append(extra)
@@ -193,10 +275,10 @@ def check(
         emit_json({**plan_document(ev), "headroom": ev.capacity - ev.memory.total, "source": _source(fj),
                     "suggestions": [{**plan_document(s), "changes": {k: [a, b] for k, a, b in changes(fj.plan, s.plan)}}
                                     for s in suggestions],
-                    "warnings": warnings, "emitted": [str(p) for p in written]})
+                    "undecided": undecided, "warnings": warnings, "emitted": [str(p) for p in written]})
     else:
         console = tables.console()
         console.print(_view(fj, ev, suggestions, warnings, inputs))
         for path in written:
-            console.print(f"wrote {path}")
+            console.print(f"wrote {path}", markup=False)
     raise typer.Exit(EXIT_OK if ev.fits else EXIT_NO_FIT)

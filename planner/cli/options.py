@@ -8,6 +8,7 @@ import functools
 import json
 
 import typer
+from rich.markup import escape
 
 from planner.cost.inputs import Inputs
 from planner.cost.partial import describe as describe_partial
@@ -28,7 +29,7 @@ TimeLimitOption = typer.Option(None, "--time-limit", min=0.01, help="Solver time
 def fail(message: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"error": message}))
-    tables.console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    tables.console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, fields, replace
 from planner.spec.plan_keys import (
     KEY_ALIASES,
     MOMENT_DTYPES,
-    RECOMPUTE_MODULES,
     OFFLOAD_CHOICES,
     PARALLEL_KEYS,
     PLAN_KEYS,
     QUANT_CHOICES,
+    RECOMPUTE_MODULES,
     RECOMPUTE_POLICIES,
     MomentDtype,
     Offload,

@@ -9,6 +9,29 @@ from planner.model.architecture import Architecture
 
 
 @dataclass(frozen=True)
+class StateDtypes:
+    """Bytes per element of model states that a launch file sets explicitly; None keeps the
+    precision's default (planner/cost/memory/states.py `state_bytes`)."""
+
+    weight: float | None = None
+    """Trainable weights on the GPU: 1 with Megatron's --fp8-param-gather (Transformer Engine
+    Float8Tensor parameters, stored as uint8 in the parameter buffer:
+    megatron/core/distributed/distributed_data_parallel.py)."""
+    gradient: int | None = None
+    """The gradient buffer: 2 with Megatron's --grad-reduce-in-bf16 (the buffer takes the
+    parameter dtype unless ddp_config.grad_reduce_in_fp32: distributed_data_parallel.py,
+    megatron/core/distributed/param_and_grad_buffer.py)."""
+    master: float | None = None
+    """Master weights: 2 for Megatron's precision-aware optimizer storing only the 16 bits an fp32
+    value does not share with its bf16 parameter (megatron/core/optimizer/optimizer_config.py
+    `store_param_remainders`), or --main-params-dtype fp16."""
+    moments: int | None = None
+    """Adam's two moments together: 2 + 2 with --exp-avg-dtype and --exp-avg-sq-dtype bf16,
+    2 + 4 with only the first (megatron/core/optimizer/optimizer_config.py `exp_avg_dtype`,
+    `exp_avg_sq_dtype`)."""
+
+
+@dataclass(frozen=True)
 class Workload:
     arch: Architecture
     training: str
@@ -42,6 +65,15 @@ class Workload:
     layer_windows: tuple[int | None, ...] | None = None
     """Keys each layer attends to at most (sliding-window and chunked layers,
     planner.model.context.layer_windows); None: every layer attends to the whole sequence."""
+    states: StateDtypes | None = None
+    """Bytes per element of the model states where a launch file sets them apart from the
+    precision's defaults (planner/cost/memory/states.py); None: the defaults."""
+    framework_buffers: int | None = None
+    """Bytes of communication buckets per GPU that the launch file's settings allocate apart from
+    the gradients (DeepSpeed ZeRO's reduce and all-gather buckets, deepspeed/runtime/zero/
+    stage_1_and_2.py `reduce_bucket_size`/`allgather_bucket_size`, sized by
+    planner.engines.deepspeed_keys.bucket_bytes). The buffers term is at least this; None: the
+    model's own buffers."""
 
     @property
     def trains_adapters(self) -> bool:

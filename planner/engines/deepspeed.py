@@ -15,6 +15,7 @@ from pathlib import Path
 
 from planner.cost.inputs import Inputs
 from planner.cost.plan import ParallelDims, Plan
+from planner.cost.workload import StateDtypes
 from planner.engines import FrameworkJob, check_runnable, with_framework
 from planner.engines import deepspeed_keys as K
 from planner.model.params import count_params
@@ -30,6 +31,7 @@ class _Config:
         self.config, self.file = config, file
         self.read: dict[str, object] = {}
         self.warnings: list[str] = []
+        self.states: StateDtypes | None = None
 
     def error(self, key: str, message: str) -> InputError:
         return InputError(message, file=self.file, field=key)
@@ -68,8 +70,14 @@ class _Config:
             if key in not_modelled:
                 self.warnings.append(f"{prefix}{key}: {not_modelled[key]}")
             elif key not in known:
-                self.warnings.append(f"{prefix}{key} is not a DeepSpeed key{did_you_mean(key, known)}; DeepSpeed's"
-                                     " config models reject unknown keys")
+                hint = "" if is_comment(key) else did_you_mean(key, known)
+                self.warnings.append(f"{prefix}{key} is not a DeepSpeed key{hint}; DeepSpeed's config models"
+                                     " reject unknown keys")
+
+
+def is_comment(key: str) -> bool:
+    """Keys people write as comments in JSON (`_comment`, `//`, `#note`): never a setting."""
+    return key.startswith(("_", "#", "//"))
 
 
 def parse_deepspeed(path: str | Path, inputs: Inputs, *, gradient_checkpointing: bool | None = None,
@@ -99,9 +107,10 @@ def parse_deepspeed_config(config: dict, inputs: Inputs, file: str = "<config>",
     c = _Config(config, file)
     arch, job, world = inputs.workload.arch, inputs.job, inputs.cluster.world
     tp = max(1, c.integer(c.section("tensor_parallel"), "autotp_size", "tensor_parallel.autotp_size", 1))
-    cp = c.integer(config, "sequence_parallel_size", "sequence_parallel_size", 1, minimum=1)
+    cp = _sequence_parallel(c)
     if cp > 1:
-        c.warnings.append(f"sequence_parallel_size {cp}: DeepSpeed-Ulysses, modelled as context parallelism"
+        key = "sequence_parallel.size" if "sequence_parallel" in config else "sequence_parallel_size"
+        c.warnings.append(f"{key} {cp}: DeepSpeed-Ulysses, modelled as context parallelism"
                           " (the same activation split; all-to-all instead of ring communication)")
     ep = _expert_parallel(c, tp)
     if world % (tp * cp):
@@ -122,7 +131,7 @@ def parse_deepspeed_config(config: dict, inputs: Inputs, file: str = "<config>",
     if global_batch != job.global_batch:
         c.warnings.append(f"the config's batch ({mbs} x {gas} accumulation x {dp} data-parallel = {global_batch})"
                           f" differs from the job's global_batch {job.global_batch}; planned with the config's")
-    precision = _precision(c, job.precision)
+    precision = _precision(c, job.precision, stage)
     if precision != job.precision:
         c.warnings.append(f"the config trains in {precision}; the job says {job.precision}; planned with the config's")
     plan = Plan(
@@ -131,8 +140,9 @@ def parse_deepspeed_config(config: dict, inputs: Inputs, file: str = "<config>",
         lora_rank=inputs.defaults.lora_ranks[0], quant=inputs.defaults.quant, precision=precision,
         offload=_offload(c, zero), optimizer=_optimizer(c, job.optimizer),
     )
-    workload = with_framework(replace(inputs.workload, global_batch=global_batch), "deepspeed")
     buffers = _buckets(c, zero, stage, arch, plan)
+    workload = with_framework(replace(inputs.workload, global_batch=global_batch, states=c.states,
+                                      framework_buffers=buffers), "deepspeed")
     _unread(c, zero)
     check_runnable(plan, workload, inputs.cluster, file)
     if any(v == "auto" for v in c.read.values()) and gradient_checkpointing is None and plan.recompute == "none":
@@ -140,6 +150,27 @@ def parse_deepspeed_config(config: dict, inputs: Inputs, file: str = "<config>",
                           " without recompute (check with --gradient-checkpointing if the script enables it)")
     return FrameworkJob(framework="deepspeed", file=file, plan=plan, workload=workload, warnings=tuple(c.warnings),
                         read=c.read, framework_buffers=buffers)
+
+
+def _sequence_parallel(c: _Config) -> int:
+    """Ulysses sequence parallelism: DeepSpeed's `sequence_parallel_size` (deepspeed/runtime/config.py;
+    ms-swift and others pass the same key), or LLaMA-Factory's `sequence_parallel: {size, mode}`
+    section, which its trainer reads from the same file."""
+    size = c.integer(c.config, "sequence_parallel_size", "sequence_parallel_size", None, minimum=1)
+    section = c.config.get("sequence_parallel")
+    if isinstance(section, int) and not isinstance(section, bool):
+        section = {"size": section}
+    if section is None:
+        return size or 1
+    if not isinstance(section, dict):
+        raise c.error("sequence_parallel", f"must be a JSON object {{size, mode}}, got {json.dumps(section)}")
+    other = c.integer(section, "size", "sequence_parallel.size", 1, minimum=1)
+    mode = str(c.get(section, "mode", "sequence_parallel.mode", "ulysses"))
+    if mode not in ("ulysses", "ring", "zigzag-ring", "llama3"):
+        c.warnings.append(f"sequence_parallel.mode {mode}: modelled as context parallelism over {other} GPUs")
+    if size is not None and size != other:
+        raise c.error("sequence_parallel.size", f"{other}, but sequence_parallel_size is {size}; give one")
+    return other
 
 
 def _expert_parallel(c: _Config, tp: int) -> int:
@@ -154,37 +185,54 @@ def _expert_parallel(c: _Config, tp: int) -> int:
     return ep
 
 
+TRAINER_MICRO_BATCH = 8
+"""The HF Trainer's default --per_device_train_batch_size (transformers/training_args.py)."""
+
+
 def _batch(c: _Config, dp: int, job_batch: int, micro_batch: int | None) -> tuple[int, int]:
-    """(micro-batch, accumulation steps) by DeepSpeed's rules; "auto" values from the job's batch."""
+    """(micro-batch, accumulation steps) by DeepSpeed's rules, after the HF Trainer fills "auto".
+
+    transformers/integrations/deepspeed.py `trainer_config_process` replaces "auto" with
+    TrainingArguments: train_micro_batch_size_per_gpu = per_device_train_batch_size (default 8;
+    --micro-batch here), gradient_accumulation_steps = gradient_accumulation_steps (taken here as
+    what reaches the job's global batch), train_batch_size = world x micro x accumulation. A file
+    with "auto" in its batch runs under the Trainer, which fills nothing that is absent: DeepSpeed
+    then derives the micro-batch from the filled train_batch_size, which is the Trainer's
+    micro-batch again."""
     tb, mb, ga = (c.integer(c.config, k, k, None, minimum=1, auto=True) for k in _BATCH_KEYS)
     if micro_batch is not None:
-        if mb == "auto":
-            mb = micro_batch
+        if mb == "auto" or (mb is None and tb == "auto"):
             c.read["per_device_train_batch_size"] = micro_batch
         else:
             c.warnings.append(f"--micro-batch {micro_batch} not used: train_micro_batch_size_per_gpu is"
                               f" {json.dumps(mb)}, not \"auto\"")
-    target = tb if isinstance(tb, int) else job_batch
+    if "auto" in (tb, mb, ga):
+        if mb == "auto" or (mb is None and tb == "auto"):
+            how = "\"auto\"" if mb == "auto" else "absent, derived by DeepSpeed from the Trainer's train_batch_size"
+            if micro_batch is None:
+                c.warnings.append(f"train_micro_batch_size_per_gpu is {how}: the HF Trainer runs its"
+                                  f" --per_device_train_batch_size, default {TRAINER_MICRO_BATCH}; planned with"
+                                  f" {TRAINER_MICRO_BATCH} (give --micro-batch N for the value the script passes)")
+            mb = micro_batch or TRAINER_MICRO_BATCH
+        if ga == "auto" or (ga is None and tb == "auto"):
+            if job_batch % (mb * dp):
+                raise c.error("gradient_accumulation_steps", f"\"auto\" (the HF Trainer's"
+                              f" --gradient_accumulation_steps): the job's global_batch {job_batch} is not a multiple"
+                              f" of micro-batch {mb} x data-parallel size {dp}; give --micro-batch N")
+            ga = job_batch // (mb * dp)
+            state = '"auto"' if "gradient_accumulation_steps" in c.config else "absent"
+            c.warnings.append(f"gradient_accumulation_steps is {state}"
+                              f" (the HF Trainer's --gradient_accumulation_steps): planned with {ga}, which reaches"
+                              f" the job's global_batch {job_batch} with micro-batch {mb} on {dp} data-parallel ranks")
+        if tb == "auto":
+            tb = mb * (ga or 1) * dp
 
     def divide(key: str, by: int) -> int:
-        if target % by:
-            source = "train_batch_size" if isinstance(tb, int) else "the job's global_batch"
-            raise c.error(key, f"{source} {target} is not a multiple of {by} (the other batch factors x"
+        if tb % by:
+            raise c.error(key, f"train_batch_size {tb} is not a multiple of {by} (the other batch factors x"
                                f" data-parallel size {dp})")
-        return target // by
+        return tb // by
 
-    if mb == "auto" and ga == "auto":
-        mb = 1
-        c.warnings.append(f"train_micro_batch_size_per_gpu and gradient_accumulation_steps are \"auto\" (the HF"
-                          f" Trainer's --per_device_train_batch_size and --gradient_accumulation_steps): planned"
-                          f" with a micro-batch of 1 and the job's global batch {job_batch}; check with"
-                          " --micro-batch N for another")
-    if mb == "auto":
-        mb = divide("train_micro_batch_size_per_gpu", dp * (ga if isinstance(ga, int) else 1))
-    if ga == "auto":
-        ga = divide("gradient_accumulation_steps", dp * mb if isinstance(mb, int) else dp)
-    if tb == "auto":
-        tb = None if isinstance(mb, int) or isinstance(ga, int) else job_batch
     # deepspeed/runtime/config.py _set_batch_related_parameters, then _batch_assertion.
     if tb is not None and mb is not None and ga is None:
         ga = divide("gradient_accumulation_steps", mb * dp)
@@ -202,7 +250,14 @@ def _batch(c: _Config, dp: int, job_batch: int, micro_batch: int | None) -> tupl
     return mb, ga
 
 
-def _precision(c: _Config, job_precision: str) -> str:
+def _precision(c: _Config, job_precision: str, stage: int) -> str:
+    """The training precision as DeepSpeed 0.18+ runs it (deepspeed/runtime/config.py,
+    precision_config.py, engine.py `_configure_distributed_model`): with bf16 or fp16 enabled the
+    engine casts the parameters to that dtype, torch_autocast or not; the ZeRO optimizer keeps fp32
+    master weights, gradients and states unless bf16_master_weights_and_grads (with
+    bf16_optimizer_states) keeps them in bf16 (zero/stage_1_and_2.py `master_weights_and_grads_dtype`),
+    which is the planner's bf16-pure. torch_autocast alone keeps fp32 parameters and runs the
+    linear layers in its dtype (deepspeed/runtime/torch_autocast.py)."""
     bf16_key = "bf16" if "bf16" in c.config or "bfloat16" not in c.config else "bfloat16"
     enabled = {}
     for key, dtype in ((bf16_key, "bf16"), ("fp16", "fp16")):
@@ -216,14 +271,38 @@ def _precision(c: _Config, job_precision: str) -> str:
         enabled[dtype] = value
     if enabled["bf16"] and enabled["fp16"]:
         raise c.error("fp16.enabled", "bf16 and fp16 cannot both be enabled (DeepSpeedConfig asserts it)")
+    bf16 = c.section(bf16_key)
+    master = c.boolean(bf16, "bf16_master_weights_and_grads", f"{bf16_key}.bf16_master_weights_and_grads", False)
+    states = c.boolean(bf16, "bf16_optimizer_states", f"{bf16_key}.bf16_optimizer_states", False)
+    if states and not master:
+        raise c.error(f"{bf16_key}.bf16_optimizer_states", "needs bf16_master_weights_and_grads: true"
+                      " (DeepSpeedConfig asserts it)")
+    if master and stage == 0:
+        raise c.error(f"{bf16_key}.bf16_master_weights_and_grads", "needs zero_optimization.stage 1, 2 or 3"
+                      " (DeepSpeedConfig asserts it)")
     autocast = c.section("torch_autocast")
     c.check_keys(autocast, "torch_autocast.", *K.SECTION_KEYS["torch_autocast"])
-    if c.boolean(autocast, "enabled", "torch_autocast.enabled", False):
-        dtype = str(c.get(autocast, "dtype", "torch_autocast.dtype", "bfloat16"))
+    autocast_on = c.boolean(autocast, "enabled", "torch_autocast.enabled", False)
+    dtype = str(c.get(autocast, "dtype", "torch_autocast.dtype", "bfloat16")) if autocast_on else None
+    if enabled["bf16"]:
+        if master and not states:
+            c.states = StateDtypes(moments=8)
+            c.warnings.append(f"{bf16_key}.bf16_master_weights_and_grads without bf16_optimizer_states: bf16 master"
+                              " weights and gradients, fp32 Adam moments")
+        if autocast_on:
+            c.warnings.append("torch_autocast with bf16 enabled: the engine keeps the parameters in bf16, and"
+                              " autocast runs the linear layers in bf16 on them (no fp32 weights, no cast copies);"
+                              " counted as bf16 modules")
+        return "bf16-pure" if master else "bf16"
+    if master:
+        c.warnings.append(f"{bf16_key}.bf16_master_weights_and_grads with bf16 disabled: has no effect")
+    if enabled["fp16"]:
+        return "fp16"
+    if autocast_on:
         if dtype not in ("bfloat16", "bf16", "torch.bfloat16"):
             c.warnings.append(f"torch_autocast.dtype {dtype}: counted like bf16 autocast (fp32 weights and states)")
         return "bf16-autocast"
-    return "bf16" if enabled["bf16"] else "fp16" if enabled["fp16"] else "fp32"
+    return "fp32"
 
 
 def _recompute(c: _Config, gradient_checkpointing: bool | None, tp: int) -> str:
@@ -272,9 +351,7 @@ def _offload(c: _Config, zero: dict) -> str:
             c.warnings.append(f"zero_optimization.{key}.ratio {ratio:g}: partial offload counted as full")
         devices[kind] = device != "none"
     if devices["param"] and not devices["optimizer"]:
-        c.warnings.append("offload_param without offload_optimizer: the planner offloads parameters only together"
-                          " with the optimizer; planned without offload (GPU memory over-estimated)")
-        return "none"
+        return "params"  # ZeRO-3 parameters on the host, optimizer states and the step on the GPU
     return "optimizer+params" if devices["param"] else "optimizer" if devices["optimizer"] else "none"
 
 
@@ -302,35 +379,52 @@ def _optimizer(c: _Config, job_optimizer: str) -> str:
 
 
 def _buckets(c: _Config, zero: dict, stage: int, arch, plan: Plan) -> int | None:
-    """Bytes of ZeRO buckets the settings imply; HF "auto" sizes from the hidden size."""
+    """Bytes of ZeRO buckets the settings imply; HF "auto" sizes from the hidden size.
+
+    DeepSpeedZeroConfig (deepspeed/runtime/zero/config.py) takes its stage-3 fields by name and by
+    their `stage3_` alias (`max_live_parameters` or `stage3_max_live_parameters`); the HF Trainer
+    fills "auto" only under the prefixed names (transformers/integrations/deepspeed.py
+    `trainer_config_finalize`)."""
     if stage == 0:
         return None
-    hf = {"reduce_bucket_size": arch.hidden ** 2, "stage3_prefetch_bucket_size": int(0.9 * arch.hidden ** 2)}
+    hf = {"reduce_bucket_size": arch.hidden ** 2, "prefetch_bucket_size": int(0.9 * arch.hidden ** 2)}
     values = {}
     for key, default in (("reduce_bucket_size", K.REDUCE_BUCKET_DEFAULT),
                          ("allgather_bucket_size", K.ALLGATHER_BUCKET_DEFAULT),
-                         ("stage3_prefetch_bucket_size", K.PREFETCH_BUCKET_DEFAULT),
-                         ("stage3_max_live_parameters", K.MAX_LIVE_DEFAULT)):
-        value = c.integer(zero, key, f"zero_optimization.{key}", default, auto=key in K.HF_AUTO_ZERO)
+                         ("prefetch_bucket_size", K.PREFETCH_BUCKET_DEFAULT),
+                         ("max_live_parameters", K.MAX_LIVE_DEFAULT)):
+        name = _zero_name(c, zero, key)
+        value = c.integer(zero, name, f"zero_optimization.{name}", default, auto=name in K.HF_AUTO_ZERO)
         values[key] = hf[key] if value == "auto" else value
-    for key in K.HF_AUTO_ZERO - set(hf):
-        c.integer(zero, key, f"zero_optimization.{key}", None, auto=True)
+    for key in ("param_persistence_threshold",):
+        name = _zero_name(c, zero, key)
+        c.integer(zero, name, f"zero_optimization.{name}", None, auto=name in K.HF_AUTO_ZERO)
     overlap = zero.get("overlap_comm")
     overlap = stage == 3 if overlap is None else c.boolean(zero, "overlap_comm", "zero_optimization.overlap_comm")
     params = count_params(arch).total / (plan.parallel.tp * plan.parallel.pp)
     return K.bucket_bytes(stage, values["reduce_bucket_size"], values["allgather_bucket_size"], overlap,
-                          values["stage3_max_live_parameters"], params)
+                          values["max_live_parameters"], params)
+
+
+def _zero_name(c: _Config, zero: dict, field: str) -> str:
+    """The name the file uses for a ZeRO field: the field's own or its `stage3_` alias."""
+    alias = K.ZERO_ALIASES.get(field)
+    if alias is None:
+        return field
+    if field in zero and alias in zero:
+        raise c.error(f"zero_optimization.{field}", f"given twice, also as {alias}: DeepSpeedZeroConfig takes one")
+    return field if field in zero else alias
 
 
 def _unread(c: _Config, zero: dict) -> None:
     c.check_keys(zero, "zero_optimization.", K.ZERO_READ | K.ZERO_NO_EFFECT, K.ZERO_NOT_MODELLED)
-    ignored = [k for k in c.config if k in K.TOP_NO_EFFECT]
+    ignored = [k for k in c.config if k in K.TOP_NO_EFFECT or is_comment(k)]
     for key in c.config:
         if key in K.TOP_NOT_MODELLED:
             c.warnings.append(f"{key}: {K.TOP_NOT_MODELLED[key]}")
         elif key in K.TOP_REMOVED:
             c.warnings.append(f"{key}: removed in DeepSpeed 0.19, whose DeepSpeedConfig rejects it")
-        elif key not in K.TOP_READ and key not in K.TOP_NO_EFFECT:
+        elif key not in K.TOP_READ and key not in K.TOP_NO_EFFECT and not is_comment(key):
             c.warnings.append(f"{key}: not modelled{did_you_mean(key, K.TOP_READ | K.TOP_NO_EFFECT)}")
     if ignored:
         c.warnings.append(f"read; no effect on the planner's memory or step time: {', '.join(ignored)}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 TOP_READ = frozenset("""
 train_batch_size train_micro_batch_size_per_gpu gradient_accumulation_steps zero_optimization bf16 bfloat16 fp16
 torch_autocast optimizer activation_checkpointing tensor_parallel expert_parallel sequence_parallel_size
-data_parallel_size
+sequence_parallel data_parallel_size
 """.split())
 
 # Keys that change nothing the planner estimates: schedules, clipping, logging, monitoring,
@@ -75,9 +75,8 @@ super_offload cpuadam_cores_perc pipeline
 """.split())
 
 SECTION_KEYS = {
-    "bf16": ({"enabled", "immediate_grad_update", "check_grad_overflow"},
-             {"bf16_master_weights_and_grads": "keeps master weights and gradients in bf16; counted in fp32",
-              "bf16_optimizer_states": "keeps optimizer states in bf16; counted in fp32"}),
+    "bf16": ({"enabled", "immediate_grad_update", "check_grad_overflow", "bf16_master_weights_and_grads",
+              "bf16_optimizer_states"}, {}),
     "fp16": ({"enabled", "loss_scale", "initial_scale_power", "loss_scale_window", "hysteresis",
               "consecutive_hysteresis", "min_loss_scale"},
              {"fp16_master_weights_and_grads": "keeps master weights and gradients in fp16; counted in fp32",
@@ -103,6 +102,12 @@ OPTIMIZERS: dict[str, tuple[str, str | None]] = {
     "adagrad": ("sgd-momentum", "Adagrad keeps one state per parameter; counted like SGD with momentum"),
     "lion": ("sgd-momentum", "Lion keeps one momentum per parameter; counted like SGD with momentum"),
 }
+ZERO_ALIASES = {field: f"stage3_{field}" for field in (
+    "prefetch_bucket_size", "param_persistence_threshold", "model_persistence_threshold", "max_live_parameters",
+    "max_reuse_distance", "gather_16bit_weights_on_model_save", "module_granularity_threshold",
+    "use_all_reduce_for_fetch_params", "allgather_sequential")}
+"""DeepSpeedZeroConfig fields and the `stage3_` aliases it also accepts (deepspeed/runtime/zero/config.py
+`Field(..., alias="stage3_...")`; the model populates by name as well)."""
 HF_AUTO_ZERO = {"reduce_bucket_size", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold"}
 """ZeRO keys the HF Trainer fills from the model when "auto" (trainer_config_finalize)."""
 

@@ -16,88 +16,29 @@ from planner.cost.cluster import Cluster
 from planner.cost.inputs import Inputs
 from planner.cost.plan import ParallelDims, Plan
 from planner.cost.shard import stage_layer_counts
-from planner.cost.workload import Workload
+from planner.cost.workload import StateDtypes, Workload
 from planner.engines import FrameworkJob, check_runnable, with_framework
+from planner.engines import megatron_deepspeed as mds
+from planner.engines import megatron_states as states
 from planner.engines.megatron_flags import (
     NO_EFFECT_FLAGS,
     NOT_MODELLED,
     SHAPE_FLAGS,
+    FlagReader,
     FlagValue,
     LaunchArgs,
     compare_shapes,
     launch_arguments,
     parse_flags,
 )
+from planner.engines.megatron_states import SGD_MOMENTUM_DEFAULT
 from planner.engines.pipeline_layout import expand, stage_counts
-from planner.engines.shell import read_script
+from planner.engines.shell import ShellScript, read_script
 from planner.spec.errors import InputError
 
-# Megatron-FSDP's --data-parallel-sharding-strategy as ZeRO stages (megatron/core/distributed/fsdp).
-_SHARDING = {"no_shard": 0, "optim": 1, "optim_grads": 2, "optim_grads_params": 3}
+__all__ = ["SGD_MOMENTUM_DEFAULT", "megatron_job", "parse_megatron", "parse_megatron_text"]
+
 _DROPOUT_DEFAULT = 0.1  # --hidden-dropout and --attention-dropout default (arguments.py)
-SGD_MOMENTUM_DEFAULT = 0.9  # --sgd-momentum default
-
-
-class _Reader:
-    """Typed access to the flags; errors name the file and the flag."""
-
-    def __init__(self, flags: dict[str, FlagValue], file: str, unset: set[str]):
-        self.flags, self.file, self.unset = flags, file, unset
-        self.used: dict[str, FlagValue] = {}
-
-    def _raw(self, name: str) -> FlagValue | None:
-        if name in self.flags:
-            self.used[f"--{name}"] = self.flags[name]
-        return self.flags.get(name)
-
-    def error(self, name: str, message: str) -> InputError:
-        return InputError(message, file=self.file, field=f"--{name}")
-
-    def text(self, name: str) -> str | None:
-        value = self._raw(name)
-        if value is None:
-            return None
-        if value is True or isinstance(value, list):
-            raise self.error(name, "needs one value" if value is True else f"takes one value, got {' '.join(value)}")
-        if "${" in value or "$(" in value:
-            missing = sorted(v for v in self.unset if f"${{{v}}}" in value)
-            why = f" ({', '.join(missing)} not set in the script)" if missing else ""
-            raise self.error(name, f"{value!r} cannot be read without running the script{why}")
-        return value
-
-    def integer(self, name: str, default: int | None = None, minimum: int = 1) -> int | None:
-        text = self.text(name)
-        if text is None:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise self.error(name, f"must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise self.error(name, f"must be >= {minimum}, got {value}")
-        return value
-
-    def number(self, name: str, default: float) -> float:
-        text = self.text(name)
-        try:
-            return default if text is None else float(text)
-        except ValueError:
-            raise self.error(name, f"must be a number, got {text!r}") from None
-
-    def flag(self, name: str) -> bool:
-        value = self._raw(name)
-        if value is None:
-            return False
-        if value is not True:
-            raise self.error(name, f"takes no value, got {value if isinstance(value, str) else ' '.join(value)!r}")
-        return True
-
-    def choice(self, name: str, valid: tuple[str, ...]) -> str | None:
-        value = self.text(name)
-        if value is not None and value not in valid:
-            raise self.error(name, f"must be one of {', '.join(valid)}, got {value!r}")
-        return value
-
 
 # Megatron-LM's entry points for models other than decoder-only GPT (its pretrain_*.py scripts).
 _NOT_GPT = {
@@ -120,7 +61,11 @@ def parse_megatron(path: str | Path, inputs: Inputs, env: Mapping[str, str] | No
 
 def parse_megatron_text(text: str, inputs: Inputs, file: str = "<arguments>", env: Mapping[str, str] | None = None,
                         ) -> tuple[dict[str, FlagValue], FrameworkJob]:
-    script = read_script(text, env=env, file=file)
+    return megatron_job(read_script(text, env=env, file=file), inputs, file)
+
+
+def megatron_job(script: ShellScript, inputs: Inputs, file: str) -> tuple[dict[str, FlagValue], FrameworkJob]:
+    """(model-shape flags, job) of one reading of a launch script (planner.engines.shell)."""
     launch = launch_arguments(script)
     if launch is None:
         raise InputError("no Megatron-LM arguments found: expected a launch line (torchrun ... pretrain_gpt.py"
@@ -132,7 +77,7 @@ def parse_megatron_text(text: str, inputs: Inputs, file: str = "<arguments>", en
     if inputs.workload.trains_adapters:
         raise InputError(f"training: {inputs.job.training} needs LoRA adapters, which Megatron-LM's pretrain"
                          " scripts do not have; use training: pretrain or full", file=inputs.job_file, field="training")
-    r = _Reader(flags, file, script.unset)
+    r = FlagReader(flags, file, script.unset)
     warnings = list(script.notes) + notes
     plan, workload = _plan(r, inputs, warnings)
     shape = {name: value for name, value in flags.items() if name in SHAPE_FLAGS}
@@ -145,11 +90,15 @@ def parse_megatron_text(text: str, inputs: Inputs, file: str = "<arguments>", en
                                warnings=tuple(warnings), read=read)
 
 
-def _plan(r: _Reader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Workload]:
+def _plan(r: FlagReader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Workload]:
     arch, job, world = inputs.workload.arch, inputs.job, inputs.cluster.world
+    deepspeed = mds.is_megatron_deepspeed(r.flags)
     tp = r.integer("tensor-model-parallel-size", 1)
     pp = r.integer("pipeline-model-parallel-size", 1)
-    cp = r.integer("context-parallel-size", 1)
+    if r.flag("no-pipeline-parallel") and pp > 1:
+        raise r.error("no-pipeline-parallel", f"builds the model without pipeline stages; it needs"
+                      f" --pipeline-model-parallel-size 1, got {pp}")
+    cp = _context_parallel(r, warnings)
     ep = r.integer("expert-model-parallel-size", 1)
     etp = r.integer("expert-tensor-parallel-size")
     if etp is not None and etp != tp:
@@ -164,7 +113,10 @@ def _plan(r: _Reader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Worklo
         vpp, first, last = _layout(r, layout, arch.num_layers, pp, warnings)
     else:
         vpp = _virtual_stages(r, arch.num_layers, pp)
-        first, last = _partition(r, arch.num_layers, pp, vpp, warnings)
+        if deepspeed and pp > 1:
+            first, last = _deepspeed_partition(r, arch, pp, warnings)
+        else:
+            first, last = _partition(r, arch.num_layers, pp, vpp, warnings)
 
     mbs = r.integer("micro-batch-size")
     if mbs is None:
@@ -187,7 +139,7 @@ def _plan(r: _Reader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Worklo
         warnings.append("--rampup-batch-size: the batch grows during training; planned for the final"
                         f" global batch {global_batch}")
 
-    precision = _precision(r, warnings)
+    precision = states.precision(r)
     if precision != job.precision:
         warnings.append(f"the script trains in {precision}; the job says {job.precision}; planned with the script's")
     for name in ("hidden-dropout", "attention-dropout"):
@@ -204,18 +156,89 @@ def _plan(r: _Reader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Worklo
                         f" (ep {ep}, tp {tp}; validate_args); planned without it")
     plan = Plan(
         parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, sp=sp),
-        zero=_zero(r), mbs=mbs,
+        zero=states.zero_stage(r, deepspeed, warnings), mbs=mbs,
         gas=global_batch // (mbs * dp), lora_rank=0, quant="none", precision=precision,
-        offload=_offload(r, warnings), optimizer=_optimizer(r, job.optimizer, warnings),
+        offload=states.offload(r, warnings), optimizer=states.optimizer(r, job.optimizer, warnings),
         first_stage_layers=first, last_stage_layers=last,
     )
     stage_layers = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
     recompute, recompute_layers = _recompute(r, stage_layers, vpp, warnings)
     plan = plan.with_(recompute=recompute, recompute_layers=recompute_layers)
-    return plan, with_framework(replace(inputs.workload, global_batch=global_batch, seq_len=seq_len), "megatron")
+    dtypes = states.state_dtypes(r, precision, deepspeed, warnings)
+    if deepspeed and plan.zero == 0 and precision == "bf16" and not r.flag("no-pipeline-parallel"):
+        # DeepSpeed's engine runs a bf16 PipelineModule at stage 0 with its BF16_Optimizer
+        # (engine.py: bf16 parameters and gradients with pipeline parallelism), which partitions the
+        # fp32 master weights and optimizer states over the data-parallel ranks and accumulates
+        # into a whole fp32 gradient buffer (bf16_optimizer.py `fp32_groups_gradients_flat`).
+        plan = plan.with_(zero=1)
+        dtypes = replace(dtypes or StateDtypes(), gradient=4)
+        warnings.append("bf16 at ZeRO stage 0 through DeepSpeed's pipeline engine: its BF16_Optimizer shards the"
+                        " fp32 master weights and optimizer states over data parallel (planned as zero 1) and keeps"
+                        " whole fp32 gradients")
+    if deepspeed:
+        warnings.append("--deepspeed: Megatron-DeepSpeed trains through DeepSpeed's engine, so model states are"
+                        " counted as DeepSpeed keeps them (the optimizer's fp32 gradient copy: bf16_optimizer.py,"
+                        " zero/stage_1_and_2.py) and its ZeRO buckets are not (they are in the --deepspeed_config"
+                        " JSON); kernels and activations are Megatron's 16-bit modules")
+    workload = replace(inputs.workload, global_batch=global_batch, seq_len=seq_len, states=dtypes)
+    return plan, with_framework(workload, "deepspeed" if deepspeed else "megatron")
 
 
-def _virtual_stages(r: _Reader, layers: int, pp: int) -> int:
+def _context_parallel(r: FlagReader, warnings: list[str]) -> int:
+    """--context-parallel-size, or Megatron-DeepSpeed's --ds-sequence-parallel-size: DeepSpeed-Ulysses
+    (its all-to-all splits the sequence as context parallelism does; the planner charges ring traffic)."""
+    cp = r.integer("context-parallel-size", 1)
+    ulysses = r.integer("ds-sequence-parallel-size", 1)
+    if cp > 1 and ulysses > 1:
+        raise r.error("ds-sequence-parallel-size", f"cannot be combined with --context-parallel-size {cp}")
+    if ulysses > 1:
+        warnings.append(f"--ds-sequence-parallel-size {ulysses}: DeepSpeed-Ulysses sequence parallelism, modelled"
+                        f" as context parallelism cp {ulysses} (the same activation split; all-to-all instead of"
+                        " ring communication)")
+    return max(cp, ulysses)
+
+
+def _deepspeed_partition(r: FlagReader, arch, pp: int, warnings: list[str]) -> tuple[int | None, int | None]:
+    """Megatron-DeepSpeed's pipeline stages: PipelineModule's partition of GPTModelPipe's layers
+    (planner/engines/megatron_deepspeed.py), as the plan's first/last stage layers, or the nearest
+    split the plan can express (equal middle stages) with a warning."""
+    method = r.text("pp-partition-method") or mds.DEFAULT_PARTITION
+    try:
+        counts = mds.type_partition(method, arch.num_layers, pp, embed_layernorm=r.flag("embed-layernorm"),
+                                    untied=r.flag("untie-embeddings-and-output-weights"))
+    except ValueError as error:
+        raise r.error("pp-partition-method", str(error)) from None
+    shown = "/".join(map(str, counts))
+    if 0 in counts:
+        raise r.error("pp-partition-method", f"{method} leaves a pipeline stage without layers ({shown})")
+    nearest = _nearest_split(counts)
+    if nearest != counts:
+        warnings.append(f"--pp-partition-method {method}: DeepSpeed's PipelineModule splits the {arch.num_layers}"
+                        f" layers {shown}; the planner keeps its middle stages equal and plans"
+                        f" {'/'.join(map(str, nearest))}, with the same largest stage")
+    if nearest == stage_layer_counts(arch.num_layers, pp):
+        return None, None
+    return nearest[0], nearest[-1]
+
+
+def _nearest_split(counts: tuple[int, ...]) -> tuple[int, ...]:
+    """The split with equal middle stages closest to `counts` (fewest layers moved, then the same
+    largest stage)."""
+    pp, total = len(counts), sum(counts)
+    if pp <= 2 or len(set(counts[1:-1])) == 1:
+        return counts
+    best = None
+    for middle in range(1, total // (pp - 2) + 1):
+        rest = total - middle * (pp - 2)
+        for first in range(1, rest):
+            split = (first,) + (middle,) * (pp - 2) + (rest - first,)
+            key = (sum(abs(a - b) for a, b in zip(split, counts)), abs(max(split) - max(counts)))
+            if best is None or key < best[0]:
+                best = (key, split)
+    return best[1]
+
+
+def _virtual_stages(r: FlagReader, layers: int, pp: int) -> int:
     given = [n for n in ("num-layers-per-virtual-pipeline-stage", "num-virtual-stages-per-pipeline-rank",
                          "virtual-pipeline-model-parallel-size") if n in r.flags]
     if len(given) > 1:
@@ -232,7 +255,7 @@ def _virtual_stages(r: _Reader, layers: int, pp: int) -> int:
     return layers // pp // value
 
 
-def _layout(r: _Reader, text: str, layers: int, pp: int, warnings: list[str]
+def _layout(r: FlagReader, text: str, layers: int, pp: int, warnings: list[str]
             ) -> tuple[int, int | None, int | None]:
     """(vpp, first, last) of a --pipeline-model-parallel-layout (planner/engines/pipeline_layout.py)."""
     name = "pipeline-model-parallel-layout"
@@ -262,7 +285,7 @@ def _layout(r: _Reader, text: str, layers: int, pp: int, warnings: list[str]
     return vpp, counts[0], counts[-1]
 
 
-def _partition(r: _Reader, layers: int, pp: int, vpp: int, warnings: list[str]
+def _partition(r: FlagReader, layers: int, pp: int, vpp: int, warnings: list[str]
                ) -> tuple[int | None, int | None]:
     """Uneven stages (--decoder-first/last-pipeline-num-layers), split as megatron-core's
     get_num_layers_to_build does: the middle stages share the rest evenly. Returned as the plan's
@@ -295,15 +318,21 @@ def _partition(r: _Reader, layers: int, pp: int, vpp: int, warnings: list[str]
     return counts[0], counts[-1]
 
 
-def _recompute(r: _Reader, stage_layers: tuple[int, ...], vpp: int, warnings: list[str]
+def _recompute(r: FlagReader, stage_layers: tuple[int, ...], vpp: int, warnings: list[str]
                ) -> tuple[str, tuple[int, ...] | None]:
     """The recompute policy, and for `--recompute-method block` the layers recomputed on each
     stage: megatron-core recomputes the first N layers of every stage (transformer_block.py
     _checkpointed_forward), so a stage of fewer layers recomputes all of them."""
     granularity = r.choice("recompute-granularity", ("full", "selective"))
+    method = None
     if r.flag("recompute-activations"):  # arguments.py: the old flag means selective
         granularity = granularity or "selective"
-    method = r.choice("recompute-method", ("uniform", "block"))
+    if r.flag("checkpoint-activations"):
+        # Megatron-LM before core_r0.5 and Megatron-DeepSpeed: full recompute, one layer per
+        # checkpoint (Megatron-DeepSpeed arguments.py sets granularity full, method uniform).
+        granularity = granularity or "full"
+        method = "uniform"
+    method = r.choice("recompute-method", ("uniform", "block")) or method
     count = r.integer("recompute-num-layers", minimum=0)
     modules = r.flags.get("recompute-modules")
     if modules is not None:
@@ -336,51 +365,6 @@ def _recompute(r: _Reader, stage_layers: tuple[int, ...], vpp: int, warnings: li
     return "full", None
 
 
-def _zero(r: _Reader) -> int:
-    if r.flag("use-torch-fsdp2"):
-        return 3
-    if r.flag("use-megatron-fsdp") or r.flag("use-custom-fsdp"):
-        return _SHARDING[r.choice("data-parallel-sharding-strategy", tuple(_SHARDING)) or "no_shard"]
-    return 1 if r.flag("use-distributed-optimizer") else 0
-
-
-def _offload(r: _Reader, warnings: list[str]) -> str:
-    if not r.flag("optimizer-cpu-offload"):
-        return "none"
-    fraction = r.number("optimizer-offload-fraction", 1.0)
-    if fraction < 1:
-        warnings.append(f"--optimizer-offload-fraction {fraction:g}: the planner offloads all optimizer states"
-                        " or none; planned as all")
-    return "optimizer"
-
-
-def _precision(r: _Reader, warnings: list[str]) -> str:
-    bf16, fp16 = r.flag("bf16"), r.flag("fp16")
-    if bf16 and fp16:
-        raise r.error("fp16", "cannot be combined with --bf16 (validate_args)")
-    fp8 = r.choice("fp8-format", ("e4m3", "hybrid"))
-    if r.flag("fp8-param-gather"):
-        warnings.append("--fp8-param-gather keeps fp8 copies of the weights; the planner counts 16-bit weights")
-    dtypes = {n: r.text(n) for n in ("main-grads-dtype", "main-params-dtype", "exp-avg-dtype", "exp-avg-sq-dtype")}
-    if r.flag("use-precision-aware-optimizer") and any(v not in (None, "fp32") for v in dtypes.values()):
-        lowered = ", ".join(f"--{n} {v}" for n, v in dtypes.items() if v not in (None, "fp32"))
-        warnings.append(f"{lowered}: optimizer states below fp32 are not modelled; counted in fp32")
-    return "fp8" if fp8 else "bf16" if bf16 else "fp16" if fp16 else "fp32"
-
-
-def _optimizer(r: _Reader, job_optimizer: str, warnings: list[str]) -> str:
-    name = r.text("optimizer") or "adam"
-    if name == "adam":  # Megatron's adam decouples weight decay (AdamW); same states either way
-        if job_optimizer in ("adam", "adamw"):
-            return job_optimizer
-        warnings.append(f"--optimizer adam (AdamW) differs from the job's optimizer {job_optimizer}; planned with adamw")
-        return "adamw"
-    if name == "sgd":
-        return "sgd-momentum" if r.number("sgd-momentum", SGD_MOMENTUM_DEFAULT) else "sgd"
-    warnings.append(f"--optimizer {name} is not modelled; planned with the job's optimizer {job_optimizer}")
-    return job_optimizer
-
-
 def _launcher_warnings(launch: LaunchArgs, cluster: Cluster) -> list[str]:
     """The GPUs the launch line starts (torchrun --nnodes x --nproc-per-node), against the cluster."""
     flags, _ = parse_flags([w for w in launch.launcher if w.startswith("--") or not w.startswith("-")][1:])
@@ -397,11 +381,12 @@ def _launcher_warnings(launch: LaunchArgs, cluster: Cluster) -> list[str]:
     return []
 
 
-def _unread(flags: dict[str, FlagValue], r: _Reader) -> list[str]:
+def _unread(flags: dict[str, FlagValue], r: FlagReader) -> list[str]:
     known = set(f.removeprefix("--") for f in r.used) | SHAPE_FLAGS
     special = [f"--{n}: {NOT_MODELLED[n]}" for n in flags if n in NOT_MODELLED and n not in known]
-    ignored = [f"--{n}" for n in flags if n in NO_EFFECT_FLAGS and n not in known]
-    unknown = [f"--{n}" for n in flags if n not in known and n not in NO_EFFECT_FLAGS and n not in NOT_MODELLED]
+    no_effect = NO_EFFECT_FLAGS | (mds.NO_EFFECT if mds.is_megatron_deepspeed(flags) else frozenset())
+    ignored = [f"--{n}" for n in flags if n in no_effect and n not in known]
+    unknown = [f"--{n}" for n in flags if n not in known and n not in no_effect and n not in NOT_MODELLED]
     out = special
     if unknown:
         out.append(f"not modelled (their effect on memory and time is not counted): {', '.join(unknown)}")

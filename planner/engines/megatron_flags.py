@@ -17,6 +17,9 @@ from planner.model.params import count_params
 from planner.spec.errors import InputError
 
 _LAUNCH_PREFERRED = ("pretrain", "train")
+DEEPSPEED_SPELLINGS = frozenset({"deepspeed_config", "deepscale_config"})
+"""Flags DeepSpeed's own argparse group spells with underscores (deepspeed/__init__.py
+`_add_core_arguments`), which Megatron-DeepSpeed launches pass."""
 
 # Flags that size the model (mapped by planner/model/megatron_args.py).
 SHAPE_FLAGS = frozenset("""
@@ -28,7 +31,7 @@ disable-bias-linear add-bias-linear add-qkv-bias qk-layernorm softmax-type vocab
 make-vocab-size-divisible-by tokenizer-type tokenizer-model vocab-file merge-file num-experts moe-router-topk
 moe-ffn-hidden-size moe-shared-expert-intermediate-size moe-shared-expert-gate moe-shared-expert-overlap
 moe-layer-freq multi-latent-attention q-lora-rank kv-lora-rank qk-head-dim qk-pos-emb-head-dim v-head-dim
-mtp-num-layers window-size
+mtp-num-layers window-size num-key-value-heads no-position-embedding pad-vocab-size-to embed-layernorm
 """.split())
 
 # Flags that change nothing the planner estimates (data, logging, checkpoints, learning-rate
@@ -57,12 +60,13 @@ overlap-param-gather-with-optimizer-step align-grad-reduce align-param-gather dd
 ddp-average-in-collective tp-comm-overlap manual-gc manual-gc-interval check-for-nan-in-loss-and-grad
 no-check-for-nan-in-loss-and-grad calculate-per-token-loss profile profile-step-start profile-step-end
 profile-ranks use-pytorch-profiler loss-scale initial-loss-scale min-loss-scale loss-scale-window hysteresis
+no-store-param-remainders
 fp8-recipe fp8-margin fp8-amax-history-len fp8-amax-compute-algo moe-aux-loss-coeff moe-z-loss-coeff
 moe-router-load-balancing-type moe-router-score-function moe-router-pre-softmax moe-router-enable-expert-bias
 moe-router-bias-update-rate moe-router-topk-scaling-factor moe-token-dispatcher-type moe-grouped-gemm
 moe-permute-fusion moe-router-dtype moe-router-fusion moe-input-jitter-eps moe-per-layer-logging
 moe-router-num-groups moe-router-group-topk rerun-mode num-dataset-builder-threads object-storage-cache-path
-use-precision-aware-optimizer sgd-momentum optimizer-offload-fraction
+sgd-momentum optimizer-offload-fraction
 """.split())
 
 # Flags that change memory or time in ways the planner does not model, with what they do.
@@ -76,6 +80,10 @@ NOT_MODELLED = {
                                                " planner/cost/shard.py does",
     "account-for-loss-in-pipeline-split": "moves layers between stages; the planner splits layers as"
                                           " planner/cost/shard.py does",
+    "partition-activations": "Megatron-DeepSpeed: splits the checkpointed layer inputs over the TP ranks; the"
+                             " planner keeps them whole (activations over-estimated)",
+    "checkpoint-in-cpu": "Megatron-DeepSpeed: keeps the checkpointed layer inputs on the host; the planner"
+                         " keeps them on the GPU (activations over-estimated)",
     "cpu-offloading": "moves activations to the host; the planner keeps activations on the GPU",
     "cpu-offloading-num-layers": "moves activations of some layers to the host; not counted",
     "microbatch-group-size-per-virtual-pipeline-stage": "changes the interleaved schedule's micro-batches in"
@@ -238,7 +246,7 @@ def parse_flags(words: tuple[str, ...] | list[str]) -> tuple[dict[str, FlagValue
             i += 1
             continue
         name, eq, inline = word[2:].partition("=")
-        if "_" in name:
+        if "_" in name and name not in DEEPSPEED_SPELLINGS:
             notes.append(f"--{name}: Megatron-LM spells it --{name.replace('_', '-')}; read as that")
             name = name.replace("_", "-")
         if eq:
@@ -254,3 +262,64 @@ def parse_flags(words: tuple[str, ...] | list[str]) -> tuple[dict[str, FlagValue
             notes.append(f"--{name} is given more than once; the last value counts (argparse)")
         flags[name] = True if not values else (values[0] if len(values) == 1 else values)
     return flags, notes
+
+
+class FlagReader:
+    """Typed access to the flags; errors name the file and the flag."""
+
+    def __init__(self, flags: dict[str, FlagValue], file: str, unset: set[str]):
+        self.flags, self.file, self.unset = flags, file, unset
+        self.used: dict[str, FlagValue] = {}
+
+    def _raw(self, name: str) -> FlagValue | None:
+        if name in self.flags:
+            self.used[f"--{name}"] = self.flags[name]
+        return self.flags.get(name)
+
+    def error(self, name: str, message: str) -> InputError:
+        return InputError(message, file=self.file, field=f"--{name}")
+
+    def text(self, name: str) -> str | None:
+        value = self._raw(name)
+        if value is None:
+            return None
+        if value is True or isinstance(value, list):
+            raise self.error(name, "needs one value" if value is True else f"takes one value, got {' '.join(value)}")
+        if "${" in value or "$(" in value:
+            missing = sorted(v for v in self.unset if f"${{{v}}}" in value)
+            why = f" ({', '.join(missing)} not set in the script)" if missing else ""
+            raise self.error(name, f"{value!r} cannot be read without running the script{why}")
+        return value
+
+    def integer(self, name: str, default: int | None = None, minimum: int = 1) -> int | None:
+        text = self.text(name)
+        if text is None:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise self.error(name, f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise self.error(name, f"must be >= {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        text = self.text(name)
+        try:
+            return default if text is None else float(text)
+        except ValueError:
+            raise self.error(name, f"must be a number, got {text!r}") from None
+
+    def flag(self, name: str) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return False
+        if value is not True:
+            raise self.error(name, f"takes no value, got {value if isinstance(value, str) else ' '.join(value)!r}")
+        return True
+
+    def choice(self, name: str, valid: tuple[str, ...]) -> str | None:
+        value = self.text(name)
+        if value is not None and value not in valid:
+            raise self.error(name, f"must be one of {', '.join(valid)}, got {value!r}")
+        return value

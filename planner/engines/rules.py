@@ -67,7 +67,8 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
          " FSDP2 (framework hf) shards each pipeline stage)")
     _execution_problems(plan, workload, need)
     need(plan.offload == "none" or plan.zero >= 1, "CPU offload needs zero >= 1 (ZeRO-Offload)")
-    need(plan.offload != "optimizer+params" or plan.zero == 3, "offloading parameters needs zero 3 (ZeRO-Infinity)")
+    need(plan.offload not in ("optimizer+params", "params") or plan.zero == 3,
+         "offloading parameters needs zero 3 (ZeRO-Infinity)")
     if workload.trains_adapters:
         need(plan.lora_rank >= 1, f"{workload.training} needs a LoRA rank >= 1")
     else:

@@ -35,8 +35,11 @@ SWIGLU_FFN_MULTIPLE = 64
 """--swiglu without --ffn-hidden-size: int(4h x 2/3 / 64) x 64 (arguments.py, validate_args)."""
 
 _POSITIONS = {"learned_absolute": "learned", "rope": "rope", "mrope": "rope", "yarn": "rope",
-              "none": "none"}
+              "none": "none", "alibi": "alibi"}
+"""--position-embedding-type; `alibi` is Megatron-DeepSpeed's (BigScience's BLOOM)."""
 _NORMS = {"LayerNorm": "layernorm", "RMSNorm": "rmsnorm"}
+_NORM_SPELLINGS = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm"}
+"""Megatron-DeepSpeed's lower-case --normalization choices."""
 _SOFTMAX = ("vanilla", "off-by-one", "learnable")
 
 # megatron-core 0.16 TransformerConfig fields (and Megatron-LM flags) that add or reshape
@@ -156,6 +159,11 @@ def _attention(f: _Flags, hidden: int, linear_bias: bool) -> Attention:
             qk_rope_head_dim=rope, qk_norm="latent" if qk_layernorm else None, sinks=sinks,
         )
     groups = f.integer("num-query-groups", 1) if f.flag("group-query-attention") else heads
+    # Megatron-DeepSpeed spells grouped-query attention --num-key-value-heads (default: the heads).
+    groups = f.integer("num-key-value-heads", groups)
+    if heads % groups:
+        raise InputError(f"{groups} key-value heads do not divide the {heads} attention heads",
+                         field="--num-key-value-heads" if "num-key-value-heads" in f.values else "--num-query-groups")
     return Attention(
         num_heads=heads, num_kv_heads=groups, head_dim=f.integer("kv-channels", hidden // heads),
         qkv_bias=linear_bias or f.flag("add-qkv-bias"), out_bias=linear_bias,
@@ -191,7 +199,8 @@ def _moe(f: _Flags, num_layers: int, ffn: int, linear_bias: bool) -> MoE | None:
 
 
 def _vocab(f: _Flags) -> tuple[int, list[str]]:
-    padded = f.integer("padded-vocab-size")
+    # Megatron-DeepSpeed (BigScience) spells a padded size --pad-vocab-size-to.
+    padded = f.integer("padded-vocab-size", f.integer("pad-vocab-size-to"))
     if padded is not None:
         return padded, []
     tokenizer = f.integer("vocab-size")
@@ -215,10 +224,13 @@ def _ffn(f: _Flags, hidden: int, swiglu: bool) -> tuple[int, list[str]]:
 
 
 def unmodeled_flags(args: MegatronArgs) -> list[str]:
-    """The given flags that change parameter shapes in ways this mapping does not model."""
-    names = _Flags(args).values
-    return [f"--{name}" for name in names
-            if name in _UNMODELED or name.startswith(_UNMODELED_PREFIXES)]
+    """The given flags that change parameter shapes in ways this mapping does not model
+    (--no-position-embedding is read with rotary embeddings, which replace the learned ones)."""
+    f = _Flags(args)
+    rotary = f.flag("use-rotary-position-embeddings") or f.text("position-embedding-type") == "rope"
+    return [f"--{name}" for name in f.values
+            if (name in _UNMODELED or name.startswith(_UNMODELED_PREFIXES))
+            and not (name == "no-position-embedding" and rotary)]
 
 
 def architecture_from_megatron_args(args: MegatronArgs, name: str) -> Architecture:
@@ -237,6 +249,8 @@ def architecture_from_megatron_args(args: MegatronArgs, name: str) -> Architectu
     ffn, ffn_notes = _ffn(f, hidden, swiglu)
     vocab, vocab_notes = _vocab(f)
     position = _POSITIONS[f.choice("position-embedding-type", _POSITIONS, "learned_absolute")]
+    if f.flag("use-rotary-position-embeddings"):  # Megatron-LM before core_r0.4, Megatron-DeepSpeed
+        position = "rope"
     max_positions = 0
     if position == "learned":
         max_positions = f.integer("max-position-embeddings")
@@ -253,7 +267,8 @@ def architecture_from_megatron_args(args: MegatronArgs, name: str) -> Architectu
         attention=_attention(f, hidden, linear_bias),
         gated_mlp=swiglu,
         mlp_bias=linear_bias,
-        norm=_NORMS[f.choice("normalization", _NORMS, "LayerNorm")],
+        norm=_NORMS[_NORM_SPELLINGS.get(f.text("normalization") or "", None) or f.choice("normalization", _NORMS,
+                                                                                          "LayerNorm")],
         tied_embeddings=not f.flag("untie-embeddings-and-output-weights"),
         position=position,
         max_positions=max_positions,

@@ -8,12 +8,15 @@ from __future__ import annotations
 from typing import Literal
 
 Recompute = Literal["none", "selective", "full"]
-Offload = Literal["none", "optimizer", "optimizer+params"]
+Offload = Literal["none", "optimizer", "optimizer+params", "params"]
 Quant = Literal["none", "int8", "nf4", "fp8"]
 MomentDtype = Literal["fp32", "bf16"]
 
 RECOMPUTE_POLICIES: tuple[Recompute, ...] = ("none", "selective", "full")
 OFFLOAD_CHOICES: tuple[Offload, ...] = ("none", "optimizer", "optimizer+params")
+"""The offloads the search and constraints choose from. `params` (the weights on the host, the
+optimizer on the GPU: DeepSpeed ZeRO-3 `offload_param` without `offload_optimizer`) is a plan
+that DeepSpeed configs describe; the search does not propose it."""
 QUANT_CHOICES: tuple[Quant, ...] = ("none", "int8", "nf4", "fp8")
 MOMENT_DTYPES: tuple[MomentDtype, ...] = ("fp32", "bf16")
 RECOMPUTE_MODULES = ("core_attn", "layernorm", "mlp", "moe", "moe_act", "shared_experts", "mla_up_proj")

@@ -35,9 +35,10 @@ from planner.cost.memory.states import (
                                         QUANT_WEIGHT_BYTES,
                                         optimizer_state_bytes,
                                         state_bytes,
+                                        workload_state_bytes,
 )
 
 __all__ = ["CUDA_CONTEXT_BYTES", "DDP_BUCKET_BYTES", "FRAGMENTATION", "FRAMEWORKS", "Kernels", "MIXED",
            "MemoryBreakdown", "PRECISION_STATE_BYTES", "QUANT_WEIGHT_BYTES", "StageMemory", "estimate_memory",
            "inflight_microbatches", "kernels", "largest_module_params", "layer_activation_bytes_per_token",
-           "optimizer_state_bytes", "state_bytes"]
+           "optimizer_state_bytes", "state_bytes", "workload_state_bytes"]

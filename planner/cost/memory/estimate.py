@@ -14,9 +14,8 @@ from planner.cost.memory.states import (
     QUANT_WEIGHT_BYTES,
     deepspeed_fp32_grads,
     frozen_and_trainable,
-    optimizer_state_bytes,
-    state_bytes,
     state_dtype_bytes,
+    workload_state_bytes,
 )
 from planner.cost.partial import PartialTraining, partial_trainable
 from planner.cost.plan import Plan
@@ -75,16 +74,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     arch = workload.arch
     framework = workload.framework
     k = kernels(framework, plan.precision, plan.zero)
-    weight_b, grad_b, master_b, fp32_grad_b = state_bytes(framework, plan.precision)
-    opt_b = optimizer_state_bytes(plan.optimizer, plan.precision, arch.hidden)
-    if plan.moment_dtype == "bf16" and plan.optimizer in ("adamw", "adam"):
-        # Megatron's precision-aware optimizer keeps both Adam moments in bf16
-        # (megatron/core/optimizer/optimizer_config.py exp_avg_dtype / exp_avg_sq_dtype).
-        opt_b = 2 * 2
-    if plan.fp8_param_gather:
-        # --fp8-param-gather: the model's weights live in fp8 (1 byte); fp32 main weights stay in
-        # the optimizer (megatron/core/fp8_utils.py, distributed optimizer).
-        weight_b = 1
+    weight_b, grad_b, master_b, fp32_grad_b, opt_b = workload_state_bytes(workload, plan, arch.hidden)
     dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
     expert_dp_shard = plan.expert_dp
     tokens = tokens_per_gpu(plan, workload)
@@ -126,7 +116,12 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
                                     if framework == "hf" and plan.optimizer in ("adamw", "adam") else 0.0),
         }
         host = 0.0
-        if plan.offload in ("optimizer", "optimizer+params"):
+        if plan.offload == "params":
+            # ZeRO-3 offload_param alone: the 16-bit parameter partitions live on the host and are
+            # fetched per module (deepspeed/runtime/zero/partition_parameters.py, offload_config.py);
+            # master weights, optimizer states and gradients stay on the GPU.
+            host, terms["weights"] = terms["weights"], 0.0
+        elif plan.offload in ("optimizer", "optimizer+params"):
             # ZeRO-Offload keeps fp32 states on the CPU and steps there (arXiv 2101.06840 §4). DeepSpeed
             # ZeRO-2/3 copies each reduced gradient partition straight into the fp32 gradients on the
             # host, for every sub-group (stage_1_and_2.py `async_inplace_copy_grad_to_fp32_buffer_from_gpu`,

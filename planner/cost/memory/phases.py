@@ -10,7 +10,7 @@ from planner.cost.memory.activations import (
 )
 from planner.cost.memory.kernels import Kernels
 from planner.cost.memory.runtime import buffer_bytes
-from planner.cost.memory.states import MIXED, state_bytes
+from planner.cost.memory.states import MIXED, workload_state_bytes
 from planner.cost.partial import PartialTraining
 from planner.cost.plan import Plan
 from planner.cost.shard import StageShard
@@ -162,4 +162,4 @@ def _output_grad_bytes(plan: Plan, workload: Workload, k: Kernels) -> float:
     if plan.zero == 3:
         # FSDP2 reduce-scatters the root module's gradients only when its backward ends.
         return params * k.act
-    return params * state_bytes(workload.framework, plan.precision)[1] / (plan.parallel.dp if plan.zero >= 2 else 1)
+    return params * workload_state_bytes(workload, plan, workload.arch.hidden)[1] / (plan.parallel.dp if plan.zero >= 2 else 1)

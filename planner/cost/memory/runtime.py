@@ -30,8 +30,16 @@ FRAGMENTATION = 0.05
 DDP_BUCKET_BYTES = 2 * 25 * 2**20
 
 
-def buffer_bytes(plan: Plan, workload: Workload, shard: StageShard, weight_b: int,
-                  k: Kernels) -> dict[str, float]:
+def buffer_bytes(plan: Plan, workload: Workload, shard: StageShard, weight_b: float,
+                 k: Kernels) -> dict[str, float]:
+    """Communication buffers, at least the buckets the launch file allocates (Workload.framework_buffers:
+    DeepSpeed keeps its ZeRO reduce and all-gather buckets for the whole step)."""
+    own = _own_buffers(plan, workload, shard, weight_b)
+    extra = (workload.framework_buffers or 0) - sum(own.values())
+    return {**own, "framework_buckets": extra} if extra > 0 else own
+
+
+def _own_buffers(plan: Plan, workload: Workload, shard: StageShard, weight_b: float) -> dict[str, float]:
     """Communication buffers: DDP/ZeRO-1/2 gradient buckets; ZeRO-3 gathered parameters.
 
     megatron: ZeRO-3 gathers one layer's parameters for compute and prefetches the next.

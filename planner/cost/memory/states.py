@@ -77,14 +77,43 @@ def state_bytes(framework: str, precision: str) -> tuple[int, int, int, int]:
     data type"; the main_grad buffer of megatron/core/distributed/param_and_grad_buffer.py), so
     bf16 and fp8 (bf16 parameters) keep 4-byte gradients: 2 + 4 + 4 + 8 = 18 B/param, as
     Megatron's theoretical_memory_usage.py counts. fp16 keeps fp16 gradients (its default).
+    DeepSpeed bf16-pure (bf16.bf16_master_weights_and_grads with bf16_optimizer_states) still
+    clones its partition of the weights as the master copy and reduces gradients into a partition
+    buffer, both in bf16 (stage_1_and_2.py: `weights_partition ... dtype=self.master_weights_and_grads_dtype`):
+    2 + 2 + 2 + 2, before 2 + 2 bytes of Adam moments.
     """
     if framework == "hf" and precision in MIXED:
         return 4, 4, 0, 0
+    if framework == "deepspeed" and precision == "bf16-pure":
+        return 2, 2, 2, 2
     weight, grad, master = PRECISION_STATE_BYTES[precision]
     if framework == "megatron" and precision in ("bf16", "fp8"):
         grad = MEGATRON_BF16_GRAD_BYTES
     fp32_grad = 4 if framework == "deepspeed" and master else 0
     return weight, grad, master, fp32_grad
+
+
+def workload_state_bytes(workload: Workload, plan: Plan, hidden: int) -> tuple[float, int, float, int, float]:
+    """(weight, gradient, master, fp32 gradient copy, optimizer) bytes per trainable parameter:
+    `state_bytes` and `optimizer_state_bytes`, with the dtypes the launch file sets
+    (Workload.states) in their place."""
+    weight, grad, master, fp32_grad = state_bytes(workload.framework, plan.precision)
+    optimizer = optimizer_state_bytes(plan.optimizer, plan.precision, hidden)
+    if plan.moment_dtype == "bf16" and plan.optimizer in ("adamw", "adam"):
+        # Megatron's precision-aware optimizer keeps both Adam moments in bf16
+        # (megatron/core/optimizer/optimizer_config.py exp_avg_dtype / exp_avg_sq_dtype).
+        optimizer = 2 * 2
+    if plan.fp8_param_gather:
+        # --fp8-param-gather: the model's weights live in fp8 (1 byte); fp32 main weights stay in
+        # the optimizer (megatron/core/fp8_utils.py, distributed optimizer).
+        weight = 1
+    own = workload.states
+    if own is None:
+        return weight, grad, master, fp32_grad, optimizer
+    if own.moments is not None and plan.optimizer in ("adamw", "adam"):
+        optimizer = own.moments
+    return (weight if own.weight is None else own.weight, grad if own.gradient is None else own.gradient,
+            master if own.master is None else own.master, fp32_grad, optimizer)
 
 
 def frozen_and_trainable(plan: Plan, workload: Workload, shard: StageShard) -> tuple[float, float, float]:

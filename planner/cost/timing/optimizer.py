@@ -59,6 +59,11 @@ def optimizer_and_offload(plan: Plan, cluster: Cluster, updated: float, held_byt
         return opt_bytes / (cluster.gpu.hbm_bandwidth * cal.HBM_EFFICIENCY), 0.0
     weight_b, grad_b, _ = PRECISION_STATE_BYTES[plan.precision]
     host = cluster.gpu.host_link_bandwidth * cal.HOST_LINK_EFFICIENCY
+    if plan.offload == "params":
+        # The step runs on the GPU; the parameters come up for every micro-batch's forward and
+        # backward, and the updated 16-bit partition goes back down once.
+        fetch = 2 * plan.gas * held_bytes / (plan.dp * plan.cp) + updated * weight_b
+        return opt_bytes / (cluster.gpu.hbm_bandwidth * cal.HBM_EFFICIENCY), fetch / host
     offload = updated * (grad_b + weight_b) / host + opt_bytes / cal.HOST_MEMORY_BANDWIDTH_PER_GPU
     if plan.offload == "optimizer+params":
         offload += 2 * plan.gas * held_bytes / (plan.dp * plan.cp) / host

@@ -20,7 +20,7 @@ from planner.cost.comm import (
     total_wire_bytes,
     tp_traffic,
 )
-from planner.cost.memory import layer_activation_bytes_per_token, state_bytes
+from planner.cost.memory import layer_activation_bytes_per_token, workload_state_bytes
 from planner.cost.plan import Plan, PlanError
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing.compute import (
@@ -175,7 +175,7 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     dense, expert, dense_gather, expert_gather = weights
     # Gradients cross the wire in the dtype the framework reduces them in (memory.state_bytes):
     # fp32 for Megatron-LM with bf16/fp8 parameters and for FSDP2's reduce_dtype, 16-bit otherwise.
-    grad_b = state_bytes(workload.framework, plan.precision)[1]
+    grad_b = workload_state_bytes(workload, plan, workload.arch.hidden)[1]
     deepspeed3 = plan.zero == 3 and workload.framework == "deepspeed"
     per_layer_collectives = (deepspeed_zero3_tensors(workload.arch, shard.first_layer, layers,
                                                      cal.DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD)
