@@ -408,3 +408,22 @@ def test_the_environment_reaches_the_script(llama):
     text = 'TP=${TP:-1}\n' + args("--micro-batch-size 1 --tensor-model-parallel-size $TP")
     assert parse_megatron_text(text, llama, "train.sh")[1].plan.parallel.tp == 1
     assert parse_megatron_text(text, llama, "train.sh", env={"TP": "4"})[1].plan.parallel.tp == 4
+
+
+def test_expert_tensor_parallel_recompute_modules_and_activation_offload_are_plan_keys():
+    inputs = load_inputs(CLUSTER_64, EXAMPLES / "jobs" / "mixtral-8x7b-pretrain.yaml")
+    moe = ("--tensor-model-parallel-size 2 --expert-model-parallel-size 8 --expert-tensor-parallel-size 1"
+           " --sequence-parallel --micro-batch-size 1 --bf16 --use-distributed-optimizer")
+    _, job = parse_megatron_text(args(moe + " --recompute-granularity selective --recompute-modules core_attn moe_act"),
+                                 inputs)
+    assert (job.plan.etp, job.plan.expert_tp, job.plan.recompute, job.plan.recompute_modules) == \
+        (1, 1, "selective", ("core_attn", "moe_act"))
+    _, job = parse_megatron_text(args(moe + " --cpu-offloading --cpu-offloading-num-layers 2"), inputs)
+    assert job.plan.offload_activation_layers == 2 and job.plan.recompute == "none"
+    assert not any("offloading" in w for w in job.warnings)
+    # etp equal to tp is the default (None), core_attn alone is Megatron's default module list
+    _, job = parse_megatron_text(args(moe.replace("expert-tensor-parallel-size 1", "expert-tensor-parallel-size 2")
+                                      + " --recompute-granularity selective --recompute-modules core_attn"), inputs)
+    assert (job.plan.etp, job.plan.recompute_modules) == (None, None)
+    with pytest.raises(InputError, match="recompute-modules"):
+        parse_megatron_text(args(moe + " --recompute-granularity selective --recompute-modules attention"), inputs)

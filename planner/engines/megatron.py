@@ -14,7 +14,7 @@ from pathlib import Path
 
 from planner.cost.cluster import Cluster
 from planner.cost.inputs import Inputs
-from planner.cost.plan import ParallelDims, Plan
+from planner.cost.plan import RECOMPUTE_MODULES, ParallelDims, Plan
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import StateDtypes, Workload
 from planner.engines import FrameworkJob, check_runnable, with_framework
@@ -100,10 +100,11 @@ def _plan(r: FlagReader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Wor
                       f" --pipeline-model-parallel-size 1, got {pp}")
     cp = _context_parallel(r, warnings)
     ep = r.integer("expert-model-parallel-size", 1)
-    etp = r.integer("expert-tensor-parallel-size")
-    if etp is not None and etp != tp:
-        warnings.append(f"--expert-tensor-parallel-size {etp}: the planner splits experts over tp ({tp}) as well"
-                        " (expert tensor parallelism = tp); expert memory and time are for that split")
+    # --expert-tensor-parallel-size: the experts' own TP degree; megatron-core carves the expert
+    # group of ep x etp ranks from tp x dp x cp (parallel_state.py), so ep may exceed dp.
+    etp = r.integer("expert-tensor-parallel-size", minimum=1)
+    if etp == tp:
+        etp = None
     if world % (tp * pp * cp):
         raise r.error("tensor-model-parallel-size", f"tp({tp}) * pp({pp}) * cp({cp}) = {tp * pp * cp} does not"
                       f" divide the cluster's {world} GPUs")
@@ -159,11 +160,13 @@ def _plan(r: FlagReader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Wor
         zero=states.zero_stage(r, deepspeed, warnings), mbs=mbs,
         gas=global_batch // (mbs * dp), lora_rank=0, quant="none", precision=precision,
         offload=states.offload(r, warnings), optimizer=states.optimizer(r, job.optimizer, warnings),
-        first_stage_layers=first, last_stage_layers=last,
+        first_stage_layers=first, last_stage_layers=last, etp=etp,
+        offload_activation_layers=_activation_offload(r),
     )
     stage_layers = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
     recompute, recompute_layers = _recompute(r, stage_layers, vpp, warnings)
-    plan = plan.with_(recompute=recompute, recompute_layers=recompute_layers)
+    plan = plan.with_(recompute=recompute, recompute_layers=recompute_layers,
+                      recompute_modules=_recompute_modules(r) if recompute == "selective" else None)
     dtypes = states.state_dtypes(r, precision, deepspeed, warnings)
     if deepspeed and plan.zero == 0 and precision == "bf16" and not r.flag("no-pipeline-parallel"):
         # DeepSpeed's engine runs a bf16 PipelineModule at stage 0 with its BF16_Optimizer
@@ -182,6 +185,32 @@ def _plan(r: FlagReader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Wor
                         " JSON); kernels and activations are Megatron's 16-bit modules")
     workload = replace(inputs.workload, global_batch=global_batch, seq_len=seq_len, states=dtypes)
     return plan, with_framework(workload, "deepspeed" if deepspeed else "megatron")
+
+
+def _recompute_modules(r: FlagReader) -> tuple[str, ...] | None:
+    """--recompute-modules: the modules selective recompute rebuilds (megatron-core
+    transformer_config.py `recompute_modules`, default core_attn); None: that default."""
+    modules = r.flags.get("recompute-modules")
+    if modules is None:
+        return None
+    r.used["--recompute-modules"] = modules
+    names = tuple([modules] if isinstance(modules, str) else modules if isinstance(modules, list) else ())
+    bad = [n for n in names if n not in RECOMPUTE_MODULES]
+    if bad or not names:
+        raise r.error("recompute-modules", f"{' '.join(bad) or 'nothing'}: valid modules are"
+                      f" {', '.join(RECOMPUTE_MODULES)} (transformer_config.py)")
+    return None if names == ("core_attn",) else names
+
+
+def _activation_offload(r: FlagReader) -> int:
+    """--cpu-offloading with --cpu-offloading-num-layers N: the activations of N layers per
+    stage live in host memory (megatron-core cpu_offload.py; transformer_config.py
+    `cpu_offloading_num_layers`, default 0)."""
+    if not r.flag("cpu-offloading"):
+        if "cpu-offloading-num-layers" in r.flags:
+            r.used["--cpu-offloading-num-layers"] = r.flags["cpu-offloading-num-layers"]
+        return 0
+    return r.integer("cpu-offloading-num-layers", 0, minimum=0)
 
 
 def _context_parallel(r: FlagReader, warnings: list[str]) -> int:
@@ -334,13 +363,6 @@ def _recompute(r: FlagReader, stage_layers: tuple[int, ...], vpp: int, warnings:
         method = "uniform"
     method = r.choice("recompute-method", ("uniform", "block")) or method
     count = r.integer("recompute-num-layers", minimum=0)
-    modules = r.flags.get("recompute-modules")
-    if modules is not None:
-        r.used["--recompute-modules"] = modules
-        names = [modules] if isinstance(modules, str) else list(modules) if isinstance(modules, list) else []
-        if names != ["core_attn"]:
-            warnings.append(f"--recompute-modules {' '.join(names)}: the planner's selective recompute is"
-                            " core attention only (Korthikanti et al. 2022)")
     if granularity is None:
         if method or count is not None:
             warnings.append("--recompute-method / --recompute-num-layers do nothing without --recompute-granularity")

@@ -84,8 +84,6 @@ NOT_MODELLED = {
                              " planner keeps them whole (activations over-estimated)",
     "checkpoint-in-cpu": "Megatron-DeepSpeed: keeps the checkpointed layer inputs on the host; the planner"
                          " keeps them on the GPU (activations over-estimated)",
-    "cpu-offloading": "moves activations to the host; the planner keeps activations on the GPU",
-    "cpu-offloading-num-layers": "moves activations of some layers to the host; not counted",
     "microbatch-group-size-per-virtual-pipeline-stage": "changes the interleaved schedule's micro-batches in"
                                                         " flight; the planner models Megatron's default",
     "first-last-layers-bf16": "runs the first and last layers in bf16 under fp8; time counted as fp8",
