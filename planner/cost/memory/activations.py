@@ -161,10 +161,13 @@ def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int
     if "moe" in modules:
         return replicated, attention
     # Router: fp32 logits and probabilities over E experts; each token is dispatched to top_k
-    # experts (permuted input, the experts' fc1 input at q bytes, and un-permuted output, e h each)
-    # whose FFN activations are those of a dense FFN of the expert size (Megatron-Core token
-    # dispatcher; capacity factor 1).
-    routed = moe.top_k * ((q + e) * h + ffn_bytes(moe.expert_ffn, "moe_act" in modules))
+    # experts whose FFN activations are those of a dense FFN of the expert size (capacity factor 1):
+    # the experts' fc1 input at q bytes and the routing probability (fp32), which Megatron-Core
+    # multiplies in inside the experts' activation (megatron/core/transformer/moe/experts.py
+    # `activation_func_with_probs`). Neither the permutation nor the all-to-all saves anything, and
+    # the combine un-permutes without probabilities (token_dispatcher.py `combine_postprocess`:
+    # `unpermute(...)` with no probs), so the experts' outputs are not kept.
+    routed = moe.top_k * (q * h + 4 + ffn_bytes(moe.expert_ffn, "moe_act" in modules))
     router = 2 * 4 * moe.num_experts
     shared = ffn_bytes(moe.shared_ffn) if moe.shared_ffn and "shared_experts" not in modules else 0
     return replicated, attention + routed + router + shared
