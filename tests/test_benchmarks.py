@@ -32,15 +32,14 @@ def _load(name: str):
 
 benchmarks = _load("benchmarks")
 
-MEDIAN_BUDGET = 0.16
+MEDIAN_BUDGET = 0.13
 """Median |error| the model holds today (docs/benchmarks.md); the target is benchmarks.MEDIAN_TARGET."""
-WITHIN_20_PERCENT = 15
+WITHIN_20_PERCENT = 17
 """Rows within ±20 % today, of 28."""
 NOT_FITTING = {
     # Published layouts the memory model still overflows (docs/benchmarks.md, "Likely causes").
-    "mb-h100-deepseek-v3-fp8cs", "mb-h100-gpt-oss-120b-bf16-gbs512", "mb-h100-qwen3-30b-a3b-fp8cs-pp2vp24",
-    "am-h100-gpt-oss-20b-bf16", "am-h100-gpt-oss-120b-bf16", "tt-a100-llama2-13b-bf16-ac-none",
-    "tt-a100-llama2-13b-bf16-ac-op",
+    "mb-h100-gpt-oss-120b-bf16-gbs512", "am-h100-gpt-oss-20b-bf16", "am-h100-gpt-oss-120b-bf16",
+    "tt-a100-llama2-13b-bf16-ac-none",
 }
 
 

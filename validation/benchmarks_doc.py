@@ -147,15 +147,25 @@ RESIDUALS = """## Likely causes of the residuals
 - **Software releases.** The same layout moves by up to 1.8x between releases (`other_releases`:
   Qwen3-30B-A3B PP2 VP12 5,113 tokens/s in 26.02, 9,058 in 26.02.01). The model predicts one
   software generation; rows from an older release (Qwen3-30B-A3B PP2 VP24, 25.11) sit far above it.
-- **Small mixture-of-experts layers on Megatron-Core** (Qwen3-30B-A3B, GPT-OSS): the published
-  runs reach 12-21% MFU. Launch-bound grouped GEMMs, the dispatcher's host synchronization and
-  routing imbalance (`MOE_IMBALANCE` is 1: no published default) are modelled only in part; the
-  host floor (`HOST_KERNEL_S`) moves these rows only at unphysical values (40 µs per launch).
+- **Small mixture-of-experts layers on Megatron-Core** (Qwen3-30B-A3B, GPT-OSS, Qwen3-235B-A22B):
+  the published runs reach 12-21% MFU with routing force-balanced, so imbalance is not the cause.
+  What the model leaves out: the alltoall dispatcher synchronizes the host with the device once
+  per MoE layer forward (megatron/core/transformer/moe/token_dispatcher.py
+  `_maybe_dtoh_and_synchronize`), which exposes the host's launches after it, and the Python cost
+  of Transformer Engine's per-expert GEMMs; at 10 µs per kernel the host floor is below the GPU
+  time of these layers. The 26.02 → 26.02.01 jump of the same layout points at host overhead
+  (CUDA graphs over the router and dispatcher), which the model has no input for.
 - **GPT-OSS attention**: learned sinks with alternating 128-token windows and 64-wide heads run
   below FlashAttention's measured rate for 128-wide heads, which is the only rate cited.
-- **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)** and the FSDP2 GPT-OSS rows: the
-  per-tensor count of what the layers save exceeds the GPU without recompute; the recipes of those
-  releases may recompute or offload what the published table does not state.
+- **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)**: four micro-batches of 16,384
+  tokens over nine layers in flight on the first stage exceed the GPU by the per-tensor count
+  without recompute; the recipe of that release must recompute or offload what the table does not
+  state. The FSDP2 GPT-OSS rows: the 201,088-entry vocabulary's fp32 logits and their gradients
+  (21 GiB at 8,192 tokens) dominate; a chunked or fused cross entropy in the benchmark configs
+  (not stated) would remove them.
+- **torchtitan Llama 2 13B without checkpointing** (4.5 GiB over): eager RMSNorm's fp32 copies are
+  charged; a fused RMSNorm (torchtitan `norm_type = fused_rmsnorm`) and freeing the logits before
+  backward would fit it, and neither is stated for that run.
 - **torchtitan 2024 on A100**: eager PyTorch modules are charged; whether those runs compiled the
   model is not stated.
 """

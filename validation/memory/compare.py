@@ -262,8 +262,8 @@ def megatron_rows(doc: dict) -> list[RefRow]:
         f"per layer and token, Megatron's Table-2 formula gives (18 + 4 ffn/h) h / t = {theirs_layer:.2f} h / t bytes;"
         f" the planner's per-tensor count gives {ours_layer:.2f} h / t (GQA keeps K and V at kv width,"
         " not h; SwiGLU keeps gate and up (2 ffn wide) besides the product; no dropout masks)"
-        + (f"; MoE: each token's FFN activations exist top_k = {arch.moe.top_k} times, plus the dispatcher's"
-           " permuted input and output, which the formula (one FFN of the expert size per token) leaves out"
+        + (f"; MoE: each token's FFN activations exist top_k = {arch.moe.top_k} times, each with its routing"
+           " probability, which the formula (one FFN of the expert size per token) leaves out"
            if arch.moe else "")
         + ("; the last-stage logits: Megatron 4 s b (h + V) / t, the planner 4 s b V / t (the fused cross"
            " entropy's fp32 exponentials; no module keeps the bf16 logits)" if plan.parallel.pp == 1 else ""))

@@ -26,7 +26,7 @@ from planner.cost.memory.kernels import FRAMEWORKS, Kernels, kernels
 from planner.cost.memory.runtime import (
                                         CUDA_CONTEXT_BYTES,
                                         DDP_BUCKET_BYTES,
-                                        FRAGMENTATION,
+                                        runtime_bytes,
                                         largest_module_params,
 )
 from planner.cost.memory.states import (
@@ -38,7 +38,7 @@ from planner.cost.memory.states import (
                                         workload_state_bytes,
 )
 
-__all__ = ["CUDA_CONTEXT_BYTES", "DDP_BUCKET_BYTES", "FRAGMENTATION", "FRAMEWORKS", "Kernels", "MIXED",
+__all__ = ["CUDA_CONTEXT_BYTES", "DDP_BUCKET_BYTES", "FRAMEWORKS", "Kernels", "MIXED",
            "MemoryBreakdown", "PRECISION_STATE_BYTES", "QUANT_WEIGHT_BYTES", "StageMemory", "estimate_memory",
            "inflight_microbatches", "kernels", "largest_module_params", "layer_activation_bytes_per_token",
-           "optimizer_state_bytes", "state_bytes", "workload_state_bytes"]
+           "optimizer_state_bytes", "runtime_bytes", "state_bytes", "workload_state_bytes"]

@@ -79,12 +79,34 @@ def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, s
     if recompute == "full":
         # The checkpoint: the layer input in the residual stream's dtype (Megatron: 2h).
         return k.residual * h * seq_sharded
+    if recompute == "selective" and k.framework == "hf" and not arch.is_moe_layer(index) and adapted is None:
+        replicated, sharded = _hf_op_selective_bytes(arch, k)
+        return replicated * seq_sharded + sharded / tp
     if k.framework == "megatron":
         replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad,
                                                     modules, 1 if fp8 else k.act)
     else:
         replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank, input_grad)
     return replicated * seq_sharded + sharded / tp
+
+
+def matmul_widths(arch: Architecture) -> tuple[int, ...]:
+    """Output widths of a dense layer's matmuls in forward order: q, k, v, o, then gate and up
+    (or fc1) and down."""
+    att, h = arch.attention, arch.hidden
+    mlp = (arch.ffn, arch.ffn, h) if arch.gated_mlp else (arch.ffn, h)
+    return (att.q_dim, att.kv_dim, att.kv_dim, h) + mlp
+
+
+def _hf_op_selective_bytes(arch: Architecture, k: Kernels) -> tuple[float, float]:
+    """(replicated, TP-sharded) bytes per token of a dense PyTorch layer under per-operator
+    selective checkpointing, torchtitan's `selective` mode `op` (torchtitan
+    models/llama/parallelize_llama.py `_custom_policy`: save the outputs of SDPA and of every
+    second matmul, recompute everything else): the layer input (the checkpoint), SDPA's output
+    and fp32 log-sum-exp, and the outputs of the 1st, 3rd, 5th ... matmul (q, v, gate, down)."""
+    att = arch.attention
+    saved = sum(matmul_widths(arch)[0::2])
+    return k.residual * arch.hidden, k.act * (saved + att.q_dim) + 4 * att.num_heads
 
 
 def _mla_latent(att) -> int:
@@ -161,10 +183,13 @@ def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int
     if "moe" in modules:
         return replicated, attention
     # Router: fp32 logits and probabilities over E experts; each token is dispatched to top_k
-    # experts (permuted input, the experts' fc1 input at q bytes, and un-permuted output, e h each)
-    # whose FFN activations are those of a dense FFN of the expert size (Megatron-Core token
-    # dispatcher; capacity factor 1).
-    routed = moe.top_k * ((q + e) * h + ffn_bytes(moe.expert_ffn, "moe_act" in modules))
+    # experts whose FFN activations are those of a dense FFN of the expert size (capacity factor 1):
+    # the experts' fc1 input at q bytes and the routing probability (fp32), which Megatron-Core
+    # multiplies in inside the experts' activation (megatron/core/transformer/moe/experts.py
+    # `activation_func_with_probs`). Neither the permutation nor the all-to-all saves anything, and
+    # the combine un-permutes without probabilities (token_dispatcher.py `combine_postprocess`:
+    # `unpermute(...)` with no probs), so the experts' outputs are not kept.
+    routed = moe.top_k * (q * h + 4 + ffn_bytes(moe.expert_ffn, "moe_act" in modules))
     router = 2 * 4 * moe.num_experts
     shared = ffn_bytes(moe.shared_ffn) if moe.shared_ffn and "shared_experts" not in modules else 0
     return replicated, attention + routed + router + shared

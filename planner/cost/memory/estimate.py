@@ -8,7 +8,7 @@ from planner.cost.cluster import Cluster
 from planner.cost.memory.activations import tokens_per_gpu
 from planner.cost.memory.kernels import kernels
 from planner.cost.memory.phases import peak_phase
-from planner.cost.memory.runtime import CUDA_CONTEXT_BYTES, FRAGMENTATION
+from planner.cost.memory.runtime import runtime_bytes
 from planner.cost.memory.states import (
     MIXED,
     QUANT_WEIGHT_BYTES,
@@ -142,8 +142,9 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
                 terms[name] = 0.0
         phase, memory_terms, detail = peak_phase(plan, workload, shard, tokens, k, terms, weight_b, partial)
         live = sum(memory_terms.values())
-        runtime = CUDA_CONTEXT_BYTES + FRAGMENTATION * live
-        detail = {**detail, "cuda_context": CUDA_CONTEXT_BYTES, "fragmentation": int(FRAGMENTATION * live)}
+        runtime_terms = runtime_bytes(plan, workload, cluster.gpu.id, live)
+        runtime = sum(runtime_terms.values())
+        detail = {**detail, **runtime_terms}
         stages.append(StageMemory(
             stage=shard.stage,
             layers=shard.num_layers,

@@ -11,6 +11,7 @@ from planner.cost.plan import Plan
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing import elementwise as elt
 from planner.cost.workload import Workload
+from planner.cost.memory.activations import matmul_widths
 from planner.model.architecture import Architecture
 from planner.model.flops import layer_flops, logits_flops
 
@@ -109,7 +110,7 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
     host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
     residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP
     eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR
-    fwd = bwd = attn = redo = wgrad = 0.0
+    fwd = bwd = attn = redo = wgrad = part = 0.0
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
     for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
         linear_pt, attention_pt = per_layer[i]
@@ -130,13 +131,15 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         t_f = max(t_lin + t_att + score_f + t_elt, t_host)
         fwd += t_f
         redo += t_f if n < recomputed else 0.0
+        if plan.recompute == "selective":
+            part += _selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt)
         if first_trained is not None and i >= first_trained:
             trained = _trained_share(workload, i, linear_pt) * t_lin
             bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt, 2 * t_host)
             wgrad += trained
         attn += t_att + score_f
-    # Full: the layers' forward again; selective: the attention core again; none: 0 (§6.3).
-    recompute = {"full": redo, "selective": attn}.get(plan.recompute, 0.0)
+    # Full: the layers' forward again; selective: what its modules recompute; none: 0 (§6.3).
+    recompute = {"full": redo, "selective": part}.get(plan.recompute, 0.0)
     if shard.stage == plan.pp - 1:
         # Output layer on the last stage; embedding lookup is negligible (§6.3).
         logits = logits_flops(arch) * tokens / tp
@@ -150,6 +153,30 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         wgrad += output_trains * t_out
     return StageCompute(forward=fwd, backward=bwd, recompute=recompute, attention_forward=attn,
                          weight_grad=wgrad)
+
+
+def _selective_seconds(plan: Plan, arch: Architecture, index: int, framework: str, t_lin: float,
+                       t_att: float, t_elt: float) -> float:
+    """Forward seconds selective recompute repeats in one layer.
+
+    Megatron-Core (`recompute_modules`, transformer_config.py): core_attn the attention core;
+    layernorm, moe_act and the other element-wise modules their memory-bound kernels (all of
+    the layer's at most); mlp / moe the MLP's GEMMs too. hf (torchtitan's per-operator policy,
+    `memory.activations._hf_op_selective_bytes`): every element-wise kernel and every second
+    matmul (k, o, up: their share of the layer's GEMM FLOPs); MoE layers: the attention core."""
+    if framework == "hf":
+        if arch.is_moe_layer(index):
+            return t_att
+        h, widths = arch.hidden, matmul_widths(arch)
+        inputs = (h, h, h, arch.attention.q_dim) + ((h, h, arch.ffn) if arch.gated_mlp else (h, arch.ffn))
+        flops = [w * d for w, d in zip(widths, inputs, strict=True)]
+        return t_lin * sum(flops[1::2]) / sum(flops) + t_elt
+    out = t_att if plan.recomputes("core_attn") else 0.0
+    if any(plan.recomputes(m) for m in ("layernorm", "moe_act", "mla_up_proj", "shared_experts")):
+        out += t_elt
+    if plan.recomputes("mlp") or plan.recomputes("moe"):
+        out += t_lin / 2  # about the MLP's share of a layer's GEMMs
+    return out
 
 
 def _trained_share(workload: Workload, index: int, linear_flops_per_token: float) -> float:
