@@ -434,3 +434,31 @@ def test_flash_attention_runs_at_its_measured_rate_on_hopper(monkeypatch):
     # At 32K tokens attention is most of the FLOPs: the slower kernel shows in the compute.
     assert with_kernel.compute > 1.05 * at_gemm_rate.compute
     assert with_kernel.model_flops == at_gemm_rate.model_flops
+
+
+def test_alltoall_dispatcher_sync_serializes_attention_and_expert_launches(monkeypatch):
+    # Megatron-Core's alltoall dispatcher waits for the device before permuting
+    # (token_dispatcher.py `_maybe_dtoh_and_synchronize`): the experts' launches cannot overlap
+    # the attention block's device time, so with the host as fast as the layer's GPU work the
+    # forward takes longer than both whenever the attention block outlasts half the layer
+    # (16K tokens: it does).
+    from planner.cost import calibration as cal
+    from planner.cost.shard import stage_shards
+    from planner.cost.timing import elementwise as elt
+    from planner.cost.timing.compute import stage_compute
+
+    # A tiny vocabulary: the output layer adds nothing, the two identical layers are the forward.
+    arch = dataclasses.replace(gpt(2048, 16, 2), vocab=128, moe=MoE(num_experts=64, top_k=8, expert_ffn=512))
+    node = h100()
+    wl = Workload(arch=arch, training="pretrain", seq_len=16384, global_batch=8)
+
+    def forward(ep: int, host_s: float) -> float:
+        monkeypatch.setitem(cal.HOST_KERNEL_S, "megatron", host_s)
+        plan = Plan(parallel=ParallelDims(dp=8, ep=ep), mbs=1, gas=1)
+        return stage_compute(plan, wl, node, stage_shards(plan, arch)[0]).forward
+
+    gpu = forward(8, 0.0)
+    after = elt.moe_kernels_after_sync(arch, False, 8)
+    host = gpu / arch.num_layers / after / 2  # launches after the sync: half the layer's GPU time
+    every = elt.layer_kernels(arch, 0, "megatron", False, 8) * host * arch.num_layers
+    assert forward(8, host) > 1.1 * max(gpu, every)

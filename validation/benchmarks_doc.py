@@ -149,12 +149,16 @@ RESIDUALS = """## Likely causes of the residuals
   software generation; rows from an older release (Qwen3-30B-A3B PP2 VP24, 25.11) sit far above it.
 - **Small mixture-of-experts layers on Megatron-Core** (Qwen3-30B-A3B, GPT-OSS, Qwen3-235B-A22B):
   the published runs reach 12-21% MFU with routing force-balanced, so imbalance is not the cause.
-  What the model leaves out: the alltoall dispatcher synchronizes the host with the device once
-  per MoE layer forward (megatron/core/transformer/moe/token_dispatcher.py
-  `_maybe_dtoh_and_synchronize`), which exposes the host's launches after it, and the Python cost
-  of Transformer Engine's per-expert GEMMs; at 10 µs per kernel the host floor is below the GPU
-  time of these layers. The 26.02 → 26.02.01 jump of the same layout points at host overhead
-  (CUDA graphs over the router and dispatcher), which the model has no input for.
+  The model serializes what the alltoall dispatcher's host sync serializes (megatron/core/
+  transformer/moe/token_dispatcher.py `_maybe_dtoh_and_synchronize`): the attention block's
+  device time, then the host's launches of the permutation, all-to-alls, per-expert GEMMs and,
+  for GPT-OSS, the per-expert bias adds (experts.py `TEGroupedMLP._apply_bias`). At 10 µs per
+  kernel that floor stays below the GPU time of every published layer, so the rows do not move;
+  the published steps would need 30-40 µs of host per launched kernel (Qwen3-30B-A3B PP2 VP12
+  −5% and EP16 +25% at 30 µs), more than any cited launch cost. Each row is 2.5-8 ms per layer
+  and micro-batch slower than the model; the 26.02 → 26.02.01 jump of the same layout (7.3 ms
+  per layer) shows how much of that is software the model has no input for (CUDA graphs over
+  the router and dispatcher, `--cuda-graph-impl`, not stated per row).
 - **GPT-OSS attention**: learned sinks with alternating 128-token windows and 64-wide heads run
   below FlashAttention's measured rate for 128-wide heads, which is the only rate cited.
 - **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)**: four micro-batches of 16,384

@@ -117,7 +117,8 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         attention = attention_factor * attention_pt * tokens / tp
         moe_layer = arch.is_moe_layer(i)
         experts_local = arch.moe.num_experts // ep if moe_layer else 1
-        t_lin = _linear_seconds(rate, arch, i, linear_pt, tokens, tp, plan, experts_local, mlp_mats)
+        t_dense, t_routed = _linear_seconds(rate, arch, i, linear_pt, tokens, tp, plan, experts_local, mlp_mats)
+        t_lin = t_dense + t_routed
         if flash is None:
             t_att = rate16.seconds(attention, attention)
             t_att_b = 2 * t_att
@@ -129,6 +130,12 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         # runs at the host's pace (forward launches k kernels, backward about 2k).
         t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local) * host
         t_f = max(t_lin + t_att + score_f + t_elt, t_host)
+        if moe_layer and framework == "megatron" and ep > 1:
+            # The alltoall dispatcher waits for the device before its permutation
+            # (elementwise.moe_kernels_after_sync): the attention block's device time and the
+            # host's launches of the experts' kernels follow one another instead of overlapping.
+            before = t_dense + t_att + score_f + tokens * lb.residual_stream / residual_split / hbm
+            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host)
         fwd += t_f
         redo += t_f if n < recomputed else 0.0
         if plan.recompute == "selective":
@@ -189,19 +196,20 @@ def _trained_share(workload: Workload, index: int, linear_flops_per_token: float
 
 
 def _linear_seconds(rate: "_Rate", arch: Architecture, index: int, linear_pt: float, tokens: float, tp: int,
-                    plan: Plan, experts_local: int, mlp_mats: int) -> float:
-    """GEMM seconds of one layer's linear layers on one GPU: attention projections and dense
-    MLP as GEMMs of their own size; routed experts as E/ep GEMMs per matrix, each of the tokens
-    that expert receives (a grouped GEMM with few tokens per expert runs far below peak)."""
+                    plan: Plan, experts_local: int, mlp_mats: int) -> tuple[float, float]:
+    """(dense, routed) GEMM seconds of one layer's linear layers on one GPU: attention
+    projections and dense MLP as GEMMs of their own size; routed experts as E/ep GEMMs per
+    matrix, each of the tokens that expert receives (a grouped GEMM with few tokens per expert
+    runs far below peak)."""
     if not arch.is_moe_layer(index):
         linear = linear_pt * tokens / tp
-        return rate.seconds(linear, linear / (2 + mlp_mats))
+        return rate.seconds(linear, linear / (2 + mlp_mats)), 0.0
     moe = arch.moe
     per_expert = 2 * mlp_mats * arch.hidden * moe.expert_ffn  # FLOPs per token of one routed expert
     routed = moe.top_k * per_expert * tokens / tp
     rest = max(0.0, linear_pt * tokens / tp - routed)
     gemm = routed / (experts_local * mlp_mats)  # one expert's GEMM for its share of the tokens
-    return rate.seconds(rest, rest / 4) + rate.seconds(routed, gemm)
+    return rate.seconds(rest, rest / 4), rate.seconds(routed, gemm)
 
 
 def linear_flops_share(arch: Architecture, seq_len: int, windows: tuple[int | None, ...] | None = None) -> float:

@@ -109,11 +109,9 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, loc
 
     megatron (Transformer Engine): norm+QKV GEMM, RoPE, attention, out GEMM, residual, norm+fc1,
     activation, fc2, residual and TP collectives, ~12; fp8 adds a scale update per GEMM. A MoE
-    layer adds the router (~8: GEMM, softmax, top-k, aux loss), permute, dispatch, combine and
-    unpermute (~6), and TE's GroupedLinear launches one GEMM per local expert per matrix
-    (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`), with one
-    quantization per expert input under fp8. hf eager: one kernel per operator — RMSNorm ~7,
-    RoPE ~10 for q and k, SwiGLU 2, each projection 1.
+    layer adds the router (~8: GEMM, softmax, top-k, aux loss) and what `moe_kernels_after_sync`
+    counts. hf eager: one kernel per operator — RMSNorm ~7, RoPE ~10 for q and k, SwiGLU 2, each
+    projection 1.
     """
     eager = framework == "hf"
     norm = 7 if eager and arch.norm == "rmsnorm" else 1
@@ -122,8 +120,31 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, loc
     if not arch.is_moe_layer(index):
         count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else 1)
         return count * (1.5 if fp8 else 1.0)
+    return count + 8 + moe_kernels_after_sync(arch, fp8, local_experts)
+
+
+def moe_kernels_after_sync(arch: Architecture, fp8: bool, local_experts: int) -> float:
+    """Kernels of a MoE layer's forward that the host launches after the token dispatcher has
+    synchronized with the device: permute, the all-to-alls of tokens and probabilities, the sort
+    by local expert, combine and unpermute (~6); TE's GroupedLinear launches one GEMM per local
+    expert per matrix (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`),
+    with one quantization per expert input under fp8; the activation and the residual (2); the
+    shared expert's GEMMs and activation (4).
+
+    Megatron-Core's alltoall dispatcher copies the token counts to the host and waits for them
+    (megatron/core/transformer/moe/token_dispatcher.py `MoEAlltoAllTokenDispatcher.
+    _maybe_dtoh_and_synchronize`: `d2h_event.synchronize()` at `cuda_sync_point`, before the
+    first permutation unless the router is captured in a CUDA graph): the all-to-all's split
+    sizes and the grouped GEMM's `m_splits` are host lists. The device's queue is empty at that
+    point, so these kernels run no faster than the host issues them.
+
+    Experts with biases (GPT-OSS) add fc2's bias and the routing weight expert by expert in
+    Python, `t + b * p` over `torch.split(...)` and one `torch.cat` (megatron/core/transformer/
+    moe/experts.py `TEGroupedMLP._apply_bias`): two kernels per local expert and two more."""
     matrices = 2  # fused gate/up and down
-    count += 8 + 6 + matrices * local_experts * (2 if fp8 else 1) + 2
+    count = 6 + matrices * local_experts * (2 if fp8 else 1) + 2
+    if arch.moe.expert_bias:
+        count += 2 * local_experts + 2
     if arch.moe.shared_ffn:
         count += 4
     return count
