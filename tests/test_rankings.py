@@ -1,4 +1,4 @@
-"""Rankings experts know, through the planner's own search on realistic clusters (issue 6).
+"""Rankings experts know, through the planner's own search on realistic clusters.
 
 - On 8-GPU NVLink nodes the best plan keeps TP inside a node, and a model-parallel group of 16
   is split TP 8 (NVLink) × PP 2 (network), not TP 16 across nodes.

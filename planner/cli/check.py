@@ -1,5 +1,5 @@
 """`planner check`: will an existing DeepSpeed config or Megatron-LM launch fit, and if not, what
-is the nearest change that does (INTERFACE.md: exit 0 fits, 1 does not fit, 2 bad input)."""
+is the nearest change that does (docs/cli.md: exit 0 fits, 1 does not fit, 2 bad input)."""
 from __future__ import annotations
 
 from dataclasses import replace

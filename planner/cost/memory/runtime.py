@@ -19,10 +19,11 @@ GiB = 2**30
 """Names of the norm weights and the MoE router among the trainable modules of a layer."""
 
 
-# Runtime allowance, shown as its own term (REFERENCES.md "Practice that changes the real peak"):
-# the CUDA context and NCCL communicator buffers (0.3-1 GiB per process), plus a fraction of the
-# live tensor bytes lost to caching-allocator fragmentation (cost-model.md §4 suggests 5-10%;
-# no published measurement pins it, so it stays a visible constant).
+# Runtime allowance, shown as its own term: the CUDA context and NCCL communicator buffers (a few
+# hundred MiB to about 1 GiB per process, by GPU, driver and the libraries loaded; 0.75 GiB is an
+# assumption no measurement here pins, since the memory validation runs on the CPU), plus a
+# fraction of the live tensor bytes lost to caching-allocator fragmentation ([SEL22] names
+# fragmentation as an open problem without a figure; 5% is an assumption, a visible constant).
 CUDA_CONTEXT_BYTES = int(0.75 * GiB)
 FRAGMENTATION = 0.05
 
