@@ -272,3 +272,9 @@ def test_the_page_is_what_the_readme_and_help_point_at():
     assert "docs/cli.md" in (ROOT / "README.md").read_text()
     json_help = next(p for p in COMMANDS["solve"].params if p.name == "as_json").help
     assert "docs/cli.md" in json_help
+
+
+def test_ci_runs_the_readme_test_command_exactly():
+    readme = (ROOT / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "pytest" in line)
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()
