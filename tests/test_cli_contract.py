@@ -161,6 +161,15 @@ def test_options_and_defaults_are_the_documented_ones(command):
     assert documented == actual
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_flags_and_repeatable_options_are_documented_as_such(command):
+    documented = {row[0]: row[1] for row in TABLES[f"options: {command}"]}
+    for param in COMMANDS[command].params:
+        value = documented[_name(param)]
+        assert (value == "flag") == bool(getattr(param, "is_flag", False)), _name(param)
+        assert ("repeatable" in value) == bool(param.multiple), _name(param)
+
+
 def test_plan_spec_keys_are_the_documented_ones():
     assert {row[0] for row in TABLES["plan-keys"]} == set(PLAN_KEYS) | set(KEY_ALIASES)
 
