@@ -23,7 +23,7 @@ CONFIDENCE = ("high", "medium", "low")
 
 DERIVED_USABLE_FRACTION = 0.99
 """Driver-reported / labelled memory where no report was found: about 1% goes to the driver's
-reservation and ECC bookkeeping. Measured (shared data/hardware.yaml): H100 79.65/80 = 0.996,
+reservation and ECC bookkeeping. Measured (accelerators.yaml `usable_gib`): H100 79.65/80 = 0.996,
 H200 139.8/141 = 0.991, A100-80GB 79.15/80 = 0.989."""
 
 _FIELDS = {

@@ -183,7 +183,7 @@ def test_link_bytes_split_by_fabric():
     assert Traffic("send_recv", S, Group(2, 1, 2), 3).link_bytes == (0.0, pytest.approx(3 * S))
 
 
-# ----------------------------------------------------------------------------- topology kinds (§1.6, §6.1)
+# ------------------------------------------------------------------- topology kinds (methodology §5.1, §5.2)
 
 def test_nic_kind_sets_the_network_efficiency():
     def dp_all_reduce(kind: str) -> float:
@@ -264,7 +264,7 @@ def test_expert_all_to_all_scales_with_top_k():
     for top_k in (1, 2, 8):
         a = dataclasses.replace(arch(), moe=MoE(num_experts=16, top_k=top_k, expert_ffn=1024))
         (t,) = ep_traffic(plan(dp=16, ep=16), a, 4096, c)
-        # Dispatch + combine, forward + backward: 4 all-to-alls of b·s·k·h·q per rank (§6.4).
+        # Dispatch + combine, forward + backward: 4 all-to-alls of b·s·k·h·q per rank (methodology §5.3).
         assert (t.op, t.count) == ("all_to_all", 4)
         assert t.payload_bytes == pytest.approx(4096 * top_k * 4096 * 2 * cal.MOE_IMBALANCE)
         assert t.group == Group(16, 8, 2)

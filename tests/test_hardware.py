@@ -1,5 +1,5 @@
 """The accelerator catalog: completeness, unit conversion, and figures checked against
-../shared/data/hardware.yaml (the source the catalog was built from)."""
+the figures the catalog was compiled from (vendor datasheets, ml-engineering)."""
 from __future__ import annotations
 
 import copy
@@ -79,7 +79,7 @@ def test_derived_usable_memory_is_marked(accs):
     assert "derived" not in accs["h100_sxm_80gb"].notes
 
 
-# ---- spot checks against ../shared/data/hardware.yaml
+# ---- spot checks against the vendor figures (H100 SXM datasheet; usable memory as nvidia-smi reports it)
 
 
 def test_h100_sxm_matches_the_data(accs):

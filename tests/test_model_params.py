@@ -66,8 +66,8 @@ def test_presets_are_the_published_configs(entry):
     ("llama3-8b", 8_030_261_248, 8_030_261_248),
     ("llama3.1-405b", 405_853_388_800, 405_853_388_800),
     ("mistral-7b", 7_241_732_096, 7_241_732_096),
-    ("deepseek-v3", 671_026_404_352, 37_552_282_624),  # ../shared/tools/README.md, without MTP
-    # Text decoders measured with ../shared/tools/hf_param_count.py (Meta: 109B and 400B, 17B active).
+    ("deepseek-v3", 671_026_404_352, 37_552_282_624),  # transformers meta-device count, without MTP
+    # Text decoders measured with validation/memory/tools/hf_param_count.py (Meta: 109B and 400B, 17B active).
     ("llama4-scout", 107_769_861_120, 17_172_894_720),
     ("llama4-maverick", 400_711_848_960, 17_184_691_200),
     ("gpt-oss-20b", 20_914_757_184, 4_187_440_704),
@@ -204,7 +204,7 @@ def test_deepseek_v3_router_bias_is_a_buffer_and_mtp_is_apart():
 
 # Synthetic configs (odd sizes, biases, defaults left out, MLA with/without q LoRA, sparse steps,
 # mlp-only and dense-first layers, Falcon variants), measured with
-# ../shared/tools/hf_param_count.py (transformers 5.24.0, torch 2.13.0, meta device).
+# validation/memory/tools/hf_param_count.py (transformers 5.24.0, torch 2.13.0, meta device).
 SYNTHETIC = [
     ({"model_type": "llama", "vocab_size": 1000, "hidden_size": 96, "intermediate_size": 200, "num_hidden_layers": 3,
       "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 24, "attention_bias": True, "mlp_bias": True,
@@ -290,7 +290,7 @@ def test_embedding_and_output_params():
 
 
 def test_per_expert_params():
-    # Seed example (REFERENCES.md): one Mixtral-8x7B SwiGLU expert = 3 x 4096 x 14336.
+    # Seed example: one Mixtral-8x7B SwiGLU expert = 3 x 4096 x 14336 (config.json: hidden 4096, FFN 14336).
     mixtral = layer_params(get_preset("mixtral-8x7b"), 0)
     assert mixtral.per_expert == 3 * 4096 * 14336 == 176_160_768
     assert mixtral.routed_experts == 8 * mixtral.per_expert
@@ -331,7 +331,7 @@ def test_dense_first_layers_of_deepseek_v3():
 
 # LoRA: r * (d_in + d_out) per adapted matrix (arXiv 2106.09685).
 def test_lora_mixtral_experts_from_references():
-    # Seed example: r = 16 on one expert's gate/up/down (4096 <-> 14336) = 884,736; REFERENCES.md:
+    # Seed example: r = 16 on one expert's gate/up/down (4096 <-> 14336) = 884,736;
     # 8 experts x 32 layers = 226,492,416.
     arch = get_preset("mixtral-8x7b")
     one_expert = 3 * 16 * (4096 + 14336)

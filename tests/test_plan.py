@@ -30,9 +30,9 @@ def test_plan_reads_parallel_keys_and_derives_global_batch():
 
 
 def test_plan_keys_are_the_interface_keys():
-    # INTERFACE.md `--plan SPEC` keys; `lora` there is the JSON's `lora_rank`.
+    # docs/cli.md `--plan SPEC` keys; `lora` there is the JSON's `lora_rank`.
     interface = "tp pp dp cp ep vpp sp zero recompute mbs gas lora quant precision offload optimizer".split()
-    # Issue 7 adds the pipeline partition and per-stage recompute counts.
+    # The pipeline partition and per-stage recompute counts.
     stages = ["first_stage_layers", "last_stage_layers", "recompute_layers"]
     # Megatron-Core's execution choices that today's published layouts use.
     execution = ["etp", "recompute_modules", "offload_activation_layers", "moment_dtype", "fp8_param_gather"]

@@ -1,4 +1,4 @@
-"""Rankings experts know, through the planner's own search on realistic clusters (issue 6).
+"""Rankings experts know, through the planner's own search on realistic clusters.
 
 - On 8-GPU NVLink nodes the best plan keeps TP inside a node, and a model-parallel group of 16
   is split TP 8 (NVLink) × PP 2 (network), not TP 16 across nodes.
@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import pytest
+
 from planner.cost.cluster import build_cluster
 from planner.cost.workload import Workload
 from planner.model import architecture_from_config, load_architecture
@@ -19,6 +21,10 @@ from planner.search.space import candidate_plans
 from planner.search.table import build_table
 from planner.spec.cluster import ClusterSpec
 from planner.spec.job import Constraint
+
+# Searches of realistic clusters (hundreds to thousands of GPUs): validation of the rankings,
+# about 80 s of CPU time, run by .ci/run after the README's test command.
+pytestmark = pytest.mark.slow
 
 BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
 

@@ -1,4 +1,4 @@
-"""`planner solve ... --emit deepspeed|megatron|torchrun --out DIR` (issue 8), and `planner check`
+"""`planner solve ... --emit deepspeed|megatron|torchrun --out DIR`, and `planner check`
 of the example ZeRO-3 config: launch files for the best plan, nothing written on bad input or
 when nothing fits; the OOM reported with the nearest fitting change as a diff."""
 from __future__ import annotations

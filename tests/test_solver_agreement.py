@@ -1,4 +1,4 @@
-"""CP-SAT against brute force on the factored space (issue 7): uneven partitions and per-stage
+"""CP-SAT against brute force on the factored space: uneven partitions and per-stage
 recompute counts included; and the linear stage coefficients against the models themselves."""
 from functools import lru_cache
 

@@ -1,4 +1,4 @@
-"""Step-time model: properties, and published Megatron runs (data/runs.yaml, [SEL22] Table 5)."""
+"""Step-time model: properties, and published Megatron runs (validation/data/runs.yaml, [SEL22] Table 5)."""
 from __future__ import annotations
 
 import dataclasses

@@ -19,7 +19,7 @@ def test_sizes_keep_gb_and_gib_apart(text, expected):
 
 
 def test_a_7b_model_in_fp32_is_28_gb_and_26_08_gib():
-    # REFERENCES.md: 7,000,559,616 params x 4 bytes = 28.0 GB = 26.08 GiB.
+    # The seed example (docs/examples.md): 7,000,559,616 params x 4 bytes = 28.0 GB = 26.08 GiB.
     n_bytes = 7_000_559_616 * 4
     assert round(n_bytes / parse_size("1GB"), 1) == 28.0
     assert round(n_bytes / parse_size("1GiB"), 2) == 26.08

@@ -8,7 +8,7 @@
    point) and the per-collective base latency (the 16 MiB point; NCCL's per-step latencies are
    kept). Residuals are printed for the fitted values and for those in calibration.py.
 2. Compute: GEMM_FRACTION_OF_MAMF and HBM_EFFICIENCY solved from two cells of [SEL22] Table 4
-   (cost-model §3.5; 22B layer, TP 8, b 4, s 2048, h 6144, A100): the forward with SP (7.2 ms)
+   (22B layer, TP 8, b 4, s 2048, h 6144, A100): the forward with SP (7.2 ms)
    and the selective-recompute overhead (13.1 − 11.8 ms). The other cells are printed as checks.
    These are per-layer timings, not the step times of runs.yaml that validation/runs.py checks.
 
@@ -103,7 +103,7 @@ def collective_report(collectives: list[dict]) -> list[str]:
 
 # ----------------------------------------------------------------------------- compute
 
-SEL22_TABLE4_MS = {  # [SEL22] Table 4 via cost-model §3.5: (forward, backward) ms of one layer
+SEL22_TABLE4_MS = {  # [SEL22] Table 4: (forward, backward) ms of one layer
     "baseline": (7.7, 11.9), "sp": (7.2, 11.8), "full": (7.7, 19.5),
     "selective": (7.7, 13.2), "selective+sp": (7.2, 13.1),
 }
@@ -170,7 +170,7 @@ def predicted_table4(gemm_fraction: float, hbm_efficiency: float) -> dict[str, t
         bwd = tp + 2 * (gemm + bmm) + sb + k * elt / hbm
         out[name] = (fwd, bwd)
     f, b = out["baseline"]
-    out["full"] = (f, b + f)  # the forward again, with its TP collectives (§6.2 redo)
+    out["full"] = (f, b + f)  # the forward again, with its TP collectives (methodology §6.2 redo)
     out["selective"] = (f, b + bmm + sf)
     f, b = out["sp"]
     out["selective+sp"] = (f, b + bmm + sf)

@@ -10,8 +10,8 @@ constants are those of `planner.cost.calibration` as they stand. The metric is t
 gives: step time ([SEL22] Table 5) or achieved TFLOP/s per GPU counted by [MEG21] eq. 3 (Table 1),
 which we compute from the predicted step time with the same equation.
 
-Exit status 1 when a target of issue 6 is missed (median |error| ≤ 10 %, every run ≤ 25 %,
-every published plan predicted to fit in memory).
+Exit status 1 when a target is missed (median |error| ≤ 10 % over the core runs, every run
+≤ 25 %, every published plan predicted to fit in memory).
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class Case:
     network: str
     gpu: str
     extra: bool = False
-    """A run NOT in ../shared/data (runs.yaml `extra: true`): reported, summarised apart."""
+    """An added run, beyond the core set (runs.yaml `extra: true`): reported, summarised apart."""
 
 
 @dataclass(frozen=True)
@@ -173,30 +173,29 @@ def predict(case: Case) -> Result:
     return Result(case, ev, predicted, problems)
 
 
-def shared(results: list[Result]) -> list[Result]:
-    """The runs of ../shared/data/runs.yaml (issue 6's set)."""
+def core(results: list[Result]) -> list[Result]:
+    """The core runs, [SEL22] Tables 3-5 and [MEG21] Table 1, on which the targets are set."""
     return [r for r in results if not r.case.extra]
 
 
 def extra(results: list[Result]) -> list[Result]:
-    """Runs added here that are not in ../shared/data ([MEG21] Table 2, [LLAMA3] Table 4)."""
+    """Runs added to the core set ([MEG21] Table 2, [LLAMA3] Table 4)."""
     return [r for r in results if r.case.extra]
 
 
 def summary(results: list[Result]) -> tuple[float, float]:
-    """(median, max) |error| of the shared-data runs among `results` (all of them when none is)."""
-    chosen = shared(results) or results
+    """(median, max) |error| of the core runs among `results` (all of them when none is)."""
+    chosen = core(results) or results
     errors = [abs(r.error) for r in chosen]
     return statistics.median(errors), max(errors)
 
 
 def failures(results: list[Result]) -> list[str]:
-    """Targets the predictions miss, in words: issue 6's (median |error| ≤ 10 % over the
-    shared-data runs, every run ≤ 25 %, every published plan fits and is legal), and every added
-    run within 25 % too."""
+    """Targets the predictions miss, in words: median |error| ≤ 10 % over the core runs, every
+    run ≤ 25 %, every published plan fits and is legal; and every added run within 25 % too."""
     out = []
-    if shared(results):
-        med, _ = summary(shared(results))
+    if core(results):
+        med, _ = summary(core(results))
         if med > MEDIAN_TARGET:
             out.append(f"median |error| {100 * med:.1f}% > {100 * MEDIAN_TARGET:.0f}%")
     for r in results:
@@ -235,7 +234,7 @@ TABLE_HEAD = ["| run | variant | plan | metric | predicted | published | error |
 
 def render(results: list[Result]) -> str:
     """docs/validation.md."""
-    base, added = shared(results), extra(results)
+    base, added = core(results), extra(results)
     med, worst = summary(base)
     data = yaml.safe_load(DATA.read_text())
     version = _planner_version()
@@ -256,16 +255,16 @@ def render(results: list[Result]) -> str:
         "`validation/benchmarks.py --write`, with the calibrated constants, the error by engine and GPU",
         "and a plot of predicted against published throughput.",
         "",
-        "Every run of `validation/data/runs.yaml` (a copy of `../shared/data/runs.yaml` with the",
-        "execution facts the planner needs, plus runs that are not in ../shared/data — [MEG21]",
-        "Table 2 and [LLAMA3] Table 4 — summarised apart; assumptions are listed in its comments)",
+                "Every run of `validation/data/runs.yaml` (the core runs, [SEL22] Tables 3-5 and [MEG21]",
+        "Table 1, with the execution facts the planner needs, plus added runs — [MEG21] Table 2 and",
+        "[LLAMA3] Table 4 — summarised apart; assumptions are listed in its comments)",
         "is predicted with `planner.cost.evaluate.evaluate`, the code path of `planner estimate`. No",
         "constant is fitted to these runs. Metric: step time in seconds ([SEL22] Table 5), achieved",
         "TFLOP/s per GPU counted by [MEG21] eq. 3 (Tables 1-2) from the predicted step time, or",
         "BF16 MFU as [LLAMA3] reports it.",
         "Error = predicted / published − 1.",
         "",
-        f"**Shared-data runs: median |error| {100 * med:.1f}%, max |error| {100 * worst:.1f}%** over"
+        f"**Core runs: median |error| {100 * med:.1f}%, max |error| {100 * worst:.1f}%** over"
         f" {len(base)} runs (targets: median ≤ {100 * MEDIAN_TARGET:.0f}%, every run ≤ {100 * MAX_TARGET:.0f}%).",
     ]
     if added:
@@ -275,7 +274,7 @@ def render(results: list[Result]) -> str:
         llama = [r for r in added if r.case.run.startswith("llama3")]
         lines += [
             "",
-            f"**Added runs, not in ../shared/data: median |error| {100 * amed:.1f}%,"
+            f"**Added runs: median |error| {100 * amed:.1f}%,"
             f" max |error| {100 * aworst:.1f}%** over {len(added)} runs (target: every run ≤"
             f" {100 * MAX_TARGET:.0f}%); [MEG21] Table 2 ZeRO-3 without model parallelism (DeepSpeed)"
             f" median {100 * summary(zero3)[0]:.1f}%, PTD-P median {100 * summary(ptdp)[0]:.1f}%;"
@@ -283,7 +282,7 @@ def render(results: list[Result]) -> str:
         ]
     lines += ["", *TABLE_HEAD, *(_row(r) for r in base)]
     if added:
-        lines += ["", "### Added: not in shared/data", "",
+        lines += ["", "### Added runs", "",
                   "[MEG21] Table 2 (PTD-P against ZeRO-3 without model parallelism, A100) and [LLAMA3]"
                   " Table 4 (Llama 3.1 405B pre-training on up to 16,384 H100, its published layout:"
                   " TP 8, PP 16 interleaved with first and last stages one layer short, CP 16 at 131K"
@@ -304,8 +303,8 @@ def render(results: list[Result]) -> str:
     lines += [f"- MISSED: {m}" for m in missed] if missed else ["All targets met."]
     lines += ["", "## Notes", "",
               "- Sources: [SEL22] Korthikanti et al. 2022, arXiv 2205.05198, Tables 3-5; [MEG21]"
-              " Narayanan et al. 2021, arXiv 2104.04473, Table 1 and (added, not in shared/data)"
-              " Table 2. Both on Selene (DGX A100 80GB, 8×200 Gb/s HDR InfiniBand per node)."
+              " Narayanan et al. 2021, arXiv 2104.04473, Table 1 and (added) Table 2."
+              " Both on Selene (DGX A100 80GB, 8×200 Gb/s HDR InfiniBand per node)."
               " [LLAMA3] Llama Team 2024, arXiv 2407.21783, Table 4 and §3.3 (H100 80GB, 400 Gb/s"
               " RoCE); its attention is FlashAttention, charged at FlashAttention-3's measured H100"
               " rate (calibration.FLASH_ATTENTION_FRACTION).",
@@ -373,7 +372,7 @@ def _zero3_section(added: list[Result]) -> list[str]:
         f" ({cal.DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD:,} elements: biases, LayerNorms) stay"
         " gathered. Every gradient tensor is reduce-scattered on its own (`_reduce_scatter_gradient`)."
         " A GPT layer: 4 gathers per pass, 12 reduce-scatters. Each is an NCCL ring over all n"
-        " ranks: n − 1 latency steps (cost-model §1.3 constants, `comm.latency_s`: 7.3 ms at"
+        " ranks: n − 1 latency steps (NCCL's constants, [NCCL] tuning.cc; `comm.latency_s`: 7.3 ms at"
         " 1,536 ranks on 192 nodes); NCCL 2021 has no logarithmic all-gather.",
         "2. **(Almost) no overlap.** `_allgather_param` calls `torch.cuda.synchronize()` before"
         " every gather and `fetch_sub_module` synchronizes again after the sub-module's gathers;"
@@ -392,7 +391,7 @@ def _zero3_section(added: list[Result]) -> list[str]:
         "",
         "The bytes themselves are charged as before (two-level ring, all 8 NICs of a node busy:"
         " for large messages a flat NCCL ring imports (k − 1)/k of the tensor per node whatever the"
-        " rank count, so the ÷g of §1.4 stands); at 1 sequence per GPU they are the smallest part.",
+        " rank count, so the ÷g of the two-level form stands); at 1 sequence per GPU they are the smallest part.",
         "",
         "| run | collectives / step | host (n ops each) | NCCL latency | NCCL bandwidth |"
         " compute + recompute | predicted step | published step |",
@@ -460,10 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"{r.case.run:20s} {r.case.variant:42s} pred {r.predicted:8.2f} pub {r.case.published:8.2f}"
               f" {100 * r.error:+6.1f}%  fits={r.evaluation.fits}")
-    print(f"shared-data runs: median |error| {100 * med:.1f}%, max {100 * worst:.1f}%")
+    print(f"core runs: median |error| {100 * med:.1f}%, max {100 * worst:.1f}%")
     if extra(results):
         amed, aworst = summary(extra(results))
-        print(f"added runs (not in shared/data): median |error| {100 * amed:.1f}%, max {100 * aworst:.1f}%")
+        print(f"added runs: median |error| {100 * amed:.1f}%, max {100 * aworst:.1f}%")
     missed = failures(results)
     for m in missed:
         print("MISSED:", m, file=sys.stderr)

@@ -1,5 +1,5 @@
 """`planner check`: will an existing DeepSpeed config or Megatron-LM launch fit, and if not, what
-is the nearest change that does (INTERFACE.md: exit 0 fits, 1 does not fit, 2 bad input)."""
+is the nearest change that does (docs/cli.md: exit 0 fits, 1 does not fit, 2 bad input)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -136,7 +136,7 @@ def undecided_report(job: FrameworkJob, ev: Evaluation, others: list[OtherWay], 
                                  for name, value in sorted(way.values.items())
                                  if way.taken_values.get(name) != value]}
         if way.job is None:
-            entry.update(verdict="bad input", error=way.error)
+            entry.update(verdict="bad input", error=way.error, changes=None, peak=None, capacity=None, plan=None)
         else:
             other = evaluate(way.job.plan, way.job.workload, cluster)
             changed = describe_changes(job.plan, other.plan)
@@ -147,7 +147,7 @@ def undecided_report(job: FrameworkJob, ev: Evaluation, others: list[OtherWay], 
             for name in ("precision", "optimizer"):
                 if getattr(job.plan, name) != getattr(other.plan, name):
                     changed += f"{', ' if changed else ''}{name} {getattr(job.plan, name)} → {getattr(other.plan, name)}"
-            entry.update(verdict="fits" if other.fits else "does not fit", changes=changed,
+            entry.update(verdict="fits" if other.fits else "does not fit", error=None, changes=changed,
                          peak=other.memory.total, capacity=other.capacity, plan=plan_document(other))
         out.append(entry)
     return out

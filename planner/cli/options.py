@@ -17,7 +17,7 @@ from planner.spec.errors import InputError, unknown_name
 
 EXIT_OK, EXIT_NO_FIT, EXIT_BAD_INPUT = 0, 1, 2
 
-JsonOption = typer.Option(False, "--json", help="Print exactly one JSON document on stdout (INTERFACE.md).")
+JsonOption = typer.Option(False, "--json", help="Print exactly one JSON document on stdout (its keys: docs/cli.md).")
 ClusterArg = typer.Argument(..., help="cluster.yaml: GPU type, GPUs per node, nodes, network.", show_default=False)
 JobArg = typer.Argument(..., help="job.yaml: model, training mode, sequence length, global batch, constraints.",
                         show_default=False)

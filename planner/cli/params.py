@@ -1,5 +1,5 @@
 """`planner params MODEL`: exact parameter counts by component and by layer kind, and FLOPs per
-token for training and inference (INTERFACE.md)."""
+token for training and inference (docs/cli.md)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,9 +1,9 @@
 """The few efficiency constants of the time model, in one place, each with its source.
 
-Shorthand as in `references/cost-model.md` (section numbers refer to it): [MLE] Bekman,
-*Machine Learning Engineering*; [NCCL] NCCL `src/graph/tuning.cc`; [CAL] Calculon;
-[SEL22] Korthikanti et al. 2022. Nothing here is fitted to a single run: the validation runs
-in `data/runs.yaml` are predicted with these values as they stand.
+Shorthand as in docs/methodology.md: [MLE] Bekman, *Machine Learning Engineering*
+(github.com/stas00/ml-engineering); [NCCL] NCCL `src/graph/tuning.cc`; [CAL] Calculon;
+[SEL22] Korthikanti et al. 2022 (arXiv 2205.05198). Nothing here is fitted to a single run: the
+validation runs in `validation/data/runs.yaml` are predicted with these values as they stand.
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ GEMM_FRACTION_OF_MAMF = 0.84
 """Achieved GEMM throughput inside a training layer / best-shape GEMM throughput (MAMF).
 
 Derived from the one published per-layer timing we have, [SEL22] Table 4 (22B GPT layer, TP 8,
-b = 4, s = 2048, h = 6144, A100; cost-model §3.5), once the layer's memory-bound work is taken
+b = 4, s = 2048, h = 6144, A100), once the layer's memory-bound work is taken
 out explicitly (the element-wise and unfused-attention bytes below at HBM_EFFICIENCY): forward
 with SP 7.2 ms = TP collectives 1.5 ms + GEMMs + element-wise bytes, and selective recompute
 +1.3 ms = the attention core's batched GEMMs + its 13 bytes per score. Solving the two gives
 GEMMs at 0.84 × MAMF (228 TFLOP/s) and HBM at 0.80 of peak; `validation/calibrate.py` prints
 the derivation and how the other Table 4 cells come out (forward +3 %, backward +5 to +9 %).
-Replaces the earlier lump `0.7 × MAMF` (cost-model §3.3), which folded the same layer's
+Replaces the earlier lump `0.7 × MAMF` (the same Table 4 read as one layer rate), which folded the same layer's
 softmax, dropout and norms into the GEMM rate."""
 
 HBM_EFFICIENCY = 0.8
@@ -63,8 +63,8 @@ twice the causal FLOPs counted as model FLOPs. FlashAttention keeps scores on ch
 the bytes nor the masked half are paid."""
 
 MAMF_FRACTION: dict[str, dict[str, float]] = {
-    # Maximum achievable matmul FLOP/s / dense peak, best shape, torch [MLE] compute/accelerator
-    # (cost-model §3.3; data/hardware.yaml `measured`). Keys are catalog id prefixes.
+    # Maximum achievable matmul FLOP/s / dense peak, best shape, torch ([MLE]
+    # compute/accelerator/README.md, the MAMF table). Keys are catalog id prefixes.
     "a100_sxm": {"bf16": 0.869},
     "a100_pcie": {"bf16": 0.811},
     "h100_sxm": {"bf16": 0.803, "fp8": 0.709},
@@ -85,7 +85,7 @@ DEFAULT_MAMF_FRACTION = 0.75
 GEMM_HALF_EFFICIENCY_S = 2e-6
 """A GEMM reaches half of its large-size efficiency when it would take this long at peak
 (launch, tail and wave-quantization costs). Our fit of `F / (F + peak·t_half)` to Calculon's
-A100 matmul table [CAL] `a100_80g.json` (§3.3: 1 GFLOP → 0.60, 16 → 0.90, ≥128 → 0.95 of peak,
+A100 matmul table [CAL] `a100_80g.json` (1 GFLOP → 0.60, 16 → 0.90, ≥128 → 0.95 of peak,
 i.e. 0.63 / 0.95 / 1.0 relative): 0.6 GFLOP on a 312 TFLOP/s part ≈ 2 µs."""
 
 
@@ -135,45 +135,46 @@ HOST_KERNEL_S: dict[str, float] = {
 # ----------------------------------------------------------------------------- communication
 
 LINK_EFFICIENCY: dict[str, float] = {
-    # Achieved bus bandwidth / per-GPU unidirectional line rate, large messages (§6.2, §1.5).
+    # Achieved bus bandwidth / per-GPU unidirectional line rate, large messages (methodology §5.2).
     "nvlink": 0.80,      # A100 ring AR 0.78, H200 AR/AG/RS 0.80-0.82 [MLE]
-    "xgmi": 0.70,        # AMD Infinity Fabric mesh, §6.2 default
-    "pcie": 0.80,        # §6.2 default; PCIe Gen5 H2D measured 0.88 [MLE]
+    "xgmi": 0.70,        # AMD Infinity Fabric mesh: assumed, no published busbw used
+    "pcie": 0.80,        # assumed; PCIe Gen5 H2D measured 0.88 [MLE]
     "ici": 0.80,         # no published busbw in our references: assumed equal to NVLink ring
-    "roce-mesh": 0.75,   # Gaudi on-chip RoCE ports, §6.2 RoCE default
+    "roce-mesh": 0.75,   # Gaudi on-chip RoCE ports: assumed as RoCE
     "infiniband": 0.92,  # NDR 46-48 GB/s of 50, HDR ~24 of 25 per NIC (nccl-tests #160, #290)
-    "roce": 0.75,        # §6.2 EFA/RoCE default
+    "roce": 0.75,        # assumed as EFA (below)
     "efa": 0.75,         # EFA hierarchical AR ~0.73-0.74 of 50 GB/s per accelerator [MLE]
     "ethernet": 0.75,    # assumed as RoCE
 }
 
 NVLS_ALLREDUCE_EFFICIENCY: dict[str, float] = {
-    # NVLink SHARP all-reduce busbw / unidirectional NVLink on a full 8-GPU node (§6.2, §1.5):
-    # H200 480 GB/s on 450 (1.07, we take §6.2's 1.05); B200 838-846 on 900 (0.93).
+    # NVLink SHARP all-reduce busbw / unidirectional NVLink on a full 8-GPU node [MLE]:
+    # H200 480 GB/s on 450 (1.07); B200 838-846 on 900 (0.93).
     # Hopper: fitted to runs.yaml h200-8gpu-allreduce-nvls (482.3 GB/s on 450: 1.072;
-    # validation/calibrate.py), §6.2 suggests 1.05.
+    # validation/calibrate.py).
     "h100": 1.07, "h200": 1.07, "h800": 1.07, "h20": 1.07,
     "b200": 0.93, "gb200": 0.93, "b300": 0.93,
 }
 NVLS_MIN_GPUS = 4
 """NVLS reaches its full-node efficiency at 8 GPUs and falls to the ring value at 4-5 GPUs
-(§6.2; NCCL uses NVLS only above ~4-6 GPUs [MLE SHARP]); linear in between."""
+(NCCL uses NVLS only above ~4-6 GPUs [MLE SHARP]); linear in between (assumed)."""
 
 ALPHA_BASE_S = 25e-6
 """Fixed latency per collective: fitted to runs.yaml h200-8gpu-allreduce-16mib (219.9 GB/s busbw
 at 16 MiB) with NCCL's per-step latencies below kept (validation/calibrate.py). NCCL's own base
-is 8.4 µs ([NCCL] tuning.cc, §1.3); the rest is kernel launch and framework overhead, which
-[MLE]'s sweeps include too (§1.5 fits 78-160 µs per 8-GPU all-reduce)."""
+is 8.4 µs ([NCCL] tuning.cc baseLat); the rest is kernel launch and framework overhead, which
+[MLE]'s sweeps include too (fitting `α + f·S/busbw` to its 8×H200 and 8×A100 all-reduce sweeps
+gives 78-160 µs per all-reduce)."""
 NCCL_BASE_LATENCY_S = 8.4e-6
-"""NCCL's own fixed latency of a ring/tree collective, Simple protocol ([NCCL] tuning.cc baseLat,
-cost-model §1.3)."""
+"""NCCL's own fixed latency of a ring/tree collective, Simple protocol ([NCCL] tuning.cc
+baseLat)."""
 HOST_OP_S = ALPHA_BASE_S - NCCL_BASE_LATENCY_S
 """Host time of one framework-issued GPU operation (Python and dispatcher, launch): what the
 fitted per-collective α above adds to NCCL's own base latency, 16.6 µs. Charged per rank where a
 framework issues one operation per rank of the group (DeepSpeed ZeRO-3's list collectives,
 `DEEPSPEED_ZERO3`)."""
 ALPHA_STEP_S: dict[str, float] = {
-    # Per-step hardware latency, NCCL Simple protocol ([NCCL] tuning.cc, §1.3): NVLink 3.4 µs,
+    # Per-step hardware latency, NCCL Simple protocol ([NCCL] tuning.cc hwLat): NVLink 3.4 µs,
     # network 14 µs; other scale-up fabrics assumed like NVLink (XGMI, ICI) or PCIe-like.
     "scale_up": 3.4e-6,
     "network": 14e-6,
@@ -206,16 +207,17 @@ survives)."""
 
 OVERLAP_FRACTION = 0.8
 """Share of a compute phase that can hide communication issued during it: DP gradient buckets
-during backward, ZeRO-3 prefetch, ring-attention KV transfer (§6.5, `o ≈ 0.8`)."""
+during backward, ZeRO-3 prefetch, ring-attention KV transfer. An assumption: no published
+measurement of the overlap was used (methodology §6.2)."""
 
 MOE_IMBALANCE = 1.0
-"""Factor on expert all-to-all bytes for uneven routing (§6.4 `imbalance`). No published default
+"""Factor on expert all-to-all bytes for uneven routing (methodology §5.3 `imbalance`). No published default
 in our references; 1.0 means balanced routing (capacity factor 1)."""
 
 # ----------------------------------------------------------------------------- host / offload
 
 HOST_LINK_EFFICIENCY = 0.88
-"""PCIe host<->device achieved / line rate: H200 Gen5 H2D 55.4 of 63 GB/s [MLE] (§1.5)."""
+"""PCIe host<->device achieved / line rate: H200 Gen5 H2D 55.4 of 63 GB/s [MLE]."""
 
 HOST_MEMORY_BANDWIDTH_PER_GPU = 20e9
 """Bytes/s of host DRAM one GPU's CPU optimizer can stream (assumption: a dual-socket server's
@@ -223,7 +225,7 @@ HOST_MEMORY_BANDWIDTH_PER_GPU = 20e9
 
 OPTIMIZER_BYTES_PER_PARAM: dict[str, float] = {
     # HBM bytes moved per trainable parameter by one optimizer step with fp32 master weights
-    # (§6.5): Adam reads p32, m, v, g16 and writes p32, m, v, p16 = 28 B. The others count the
+    # (methodology §6.3): Adam reads p32, m, v, g16 and writes p32, m, v, p16 = 28 B. The others count the
     # same way from their states (names as in planner.cost.memory.optimizer_state_bytes).
     "adamw": 28, "adam": 28,
     "adamw8bit": 16,     # 1-byte moments: read p32, m8, v8, g16; write p32, m8, v8, p16

@@ -1,4 +1,4 @@
-"""What each parallel dimension sends per step (cost-model.md §2), as traffic on the groups of
+"""What each parallel dimension sends per step (docs/methodology.md §5.3), as traffic on the groups of
 `planner.cost.topology`; DeepSpeed ZeRO-3's per-tensor gathers. Sizes in bytes, times in seconds.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Traffic:
 
     @property
     def wire_bytes(self) -> float:
-        """Bytes each GPU sends: count · f(op, n) · S (§2 'bytes on the wire per GPU')."""
+        """Bytes each GPU sends: count · f(op, n) · S (bytes on the wire per GPU, nccl-tests busbw)."""
         if self.group.size <= 1:
             return 0.0
         return self.count * bus_factor(self.op, self.group.size) * self.payload_bytes
@@ -102,7 +102,7 @@ class CommBytes:
         return self.dp + self.tp + self.pp + self.cp + self.ep
 
 
-# ----------------------------------------------------------------------------- volumes (§2)
+# ----------------------------------------------------------------------------- volumes (methodology §5.3)
 
 def activation_bytes(precision: str) -> int:
     """Bytes per activation element on the wire: 16-bit except fp32 training (fp8 GEMMs keep
@@ -126,7 +126,7 @@ def tp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -
 def cp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:
     """One layer, one micro-batch: ring attention passes each rank's K,V chunk c−1 times in the
     forward, and K,V again plus dK,dV in the backward — 3(c−1) sends of 2·b·(s/c)·h_kv·q
-    ([MCP] via §2; h_kv of the KV heads this TP rank holds, GQA shrinks it)."""
+    ([MCP]; h_kv of the KV heads this TP rank holds, GQA shrinks it)."""
     c = plan.cp
     if c == 1:
         return ()
@@ -139,7 +139,7 @@ def cp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -
 
 def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:
     """One MoE layer, one micro-batch: dispatch + combine all-to-all in forward and backward,
-    each b·(s/c)·top_k·h·q bytes per rank ([LLA]; §6.4), (e−1)/e of it leaving the GPU. With SP
+    each b·(s/c)·top_k·h·q bytes per rank ([LLA]), (e−1)/e of it leaving the GPU. With SP
     each TP rank dispatches its 1/t of the tokens.
 
     Across scale-up domains, today's dispatchers (DeepEP, Megatron-Core's flex dispatcher with
@@ -201,7 +201,7 @@ class DPTraffic:
 def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads: float,
                dense_gather: float, expert_gather: float, grad_bytes: float,
                layers: int = 1, gathers_per_layer: float = 1, reduces_per_layer: float = 1) -> DPTraffic:
-    """Gradient and parameter collectives of one GPU over its data-parallel groups (§2).
+    """Gradient and parameter collectives of one GPU over its data-parallel groups ([ZERO]; methodology §5.3).
 
     `*_grads`: trainable parameters this GPU holds (dense ones reduce over dp × cp, experts over
     the expert-data-parallel group); `*_gather`: bytes of parameters ZeRO gathers (the updated

@@ -1,10 +1,12 @@
 """Inference memory on one GPU: weights at the serving precision, KV cache, the activations of one
 forward pass and the CUDA context; how many GPUs a model needs and the largest batch or context.
 
-REFERENCES.md "Inference": weights + KV cache `2 · layers · kv_heads · head_dim · seq · batch · bytes`
-(MLA: `layers · (kv_lora_rank + qk_rope_head_dim) · seq · batch · bytes`) + activations/workspace,
-and the 1.2× rule-of-thumb allowance. What each tensor-parallel GPU holds follows vLLM's layers
-(vllm/model_executor/layers/linear.py, vocab_parallel_embedding.py, models/deepseek_v2.py).
+Weights + KV cache `2 · layers · kv_heads · head_dim · seq · batch · bytes` (a key and a value of
+[batch, kv_heads, seq, head_dim] per layer, transformers cache_utils.py; MLA: `layers · (kv_lora_rank
++ qk_rope_head_dim) · seq · batch · bytes`, arXiv 2405.04434 §2.1) + activations/workspace, and the
+1.2× rule-of-thumb allowance (EleutherAI, "Transformer Math 101", 2023, "Inference"). What each
+tensor-parallel GPU holds follows vLLM's layers (vllm/model_executor/layers/linear.py,
+vocab_parallel_embedding.py, models/deepseek_v2.py).
 Weights are stored at a `Precision`: one of PRECISIONS, chosen by the user, or the WeightFormat a
 config.json's quantization_config declares (planner/model/quantization.py). Layer windows and the
 context limit come from planner/model/context.py. Pure functions: no files, no printing.
@@ -32,7 +34,7 @@ from planner.model.quantization import WeightFormat, quantized_linear_bytes
 PRECISIONS = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "nf4")
 KV_DTYPES = ("auto", "bf16", "fp16", "fp8", "int8", "fp32")
 
-# Bytes per element (REFERENCES.md "Bytes per element"): the seed's params × bytes arithmetic.
+# Bytes per element, each dtype's storage size (int4/nf4: two per byte): the seed's arithmetic.
 NOMINAL_BYTES: dict[str, Fraction] = {
     "fp32": Fraction(4), "bf16": Fraction(2), "fp16": Fraction(2), "fp8": Fraction(1),
     "int8": Fraction(1), "int4": Fraction(1, 2), "nf4": Fraction(1, 2),
@@ -55,7 +57,7 @@ def rule_of_thumb_weight_bytes(params: int, precision: Precision, allowance: Fra
     """The seed's arithmetic: params × bytes per element (× the allowance), no scales, no KV.
     A stored format counts its code bits for every parameter.
 
-    7e9 params × 4 B = 28e9 B = 28 GB = 26.08 GiB; × 1.2 = 33.6 GB (REFERENCES.md "Rules of thumb").
+    7e9 params × 4 B = 28e9 B = 28 GB = 26.08 GiB; × 1.2 = 33.6 GB (docs/examples.md, the seed table).
     """
     per_param = (precision.nominal_bytes_per_param if isinstance(precision, WeightFormat)
                  else NOMINAL_BYTES[precision])
@@ -283,7 +285,7 @@ def logits_bytes(arch: Architecture, batch: int, act_bytes: int) -> int:
 
 @dataclass(frozen=True)
 class InferenceMemory:
-    """Bytes on the most loaded GPU (INTERFACE.md `infer --json` `memory`)."""
+    """Bytes on the most loaded GPU (docs/cli.md, `infer --json` `memory`)."""
 
     weights: int
     kv_cache: int
@@ -301,8 +303,8 @@ class InferenceMemory:
 
 
 def runtime_bytes(live: int, allowance: Fraction | None) -> int:
-    """Without an allowance: the CUDA context (planner.cost.memory, ≈ 0.3-1 GiB per process,
-    REFERENCES.md). With one (1.2): the rule of thumb's extra `live × (allowance − 1)`, which
+    """Without an allowance: the CUDA context (planner.cost.memory.runtime.CUDA_CONTEXT_BYTES, an
+    assumption). With one (1.2): the rule of thumb's extra `live × (allowance − 1)`, which
     stands for the context, allocator and framework together."""
     if allowance is None:
         return CUDA_CONTEXT_BYTES

@@ -140,7 +140,7 @@ _CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant"
 
 
 def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
-    """A plan from `tp=8,pp=4,zero=1,recompute=selective,mbs=1` (INTERFACE.md `--plan SPEC`);
+    """A plan from `tp=8,pp=4,zero=1,recompute=selective,mbs=1` (docs/cli.md `--plan SPEC`);
     uneven pipelines and partial recompute: `first_stage_layers=6,last_stage_layers=6,
     recompute=full,recompute_layers=4/2/2/0`; Megatron-Core's expert tensor parallelism, selective
     recompute list, activation offload, precision-aware optimizer and fp8 gathers:

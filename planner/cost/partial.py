@@ -26,8 +26,8 @@ class PartialTraining:
     """Partial fine-tuning: only the chosen parameters train, everything else is frozen.
 
     Frozen parameters cost only their weight bytes (in the compute dtype, as LoRA's frozen base);
-    trainable ones carry the full state (gradient, master weight, optimizer states)
-    (REFERENCES.md "Partial fine-tuning"). E.g. Mixtral router-only:
+    trainable ones carry the full state (gradient, master weight, optimizer states), as with LoRA,
+    which stores no optimizer state for frozen weights (arXiv 2106.09685 §4.2). E.g. Mixtral router-only:
     `PartialTraining(router=True)`; 6 layers x 2 experts: `PartialTraining(layers=(0, ..., 5), experts=2)`.
     Activations follow the LoRA rule (`layer_activation_bytes_per_token`): layers before the first
     trainable one keep nothing, a frozen linear keeps no input, a frozen norm no normalized copy.

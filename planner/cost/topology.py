@@ -1,9 +1,9 @@
 """Where each parallel group sits and what a collective costs on it.
 
 Placement follows Megatron-LM's rank order tp → cp → ep (inside dp) → dp → pp, innermost first
-(megatron/core/parallel_state.py). Collective time is the α-β model of cost-model.md §6.2 on the
-bottleneck domain; groups that span scale-up domains use the two-level (hierarchical) form of
-§1.4. Sizes in bytes, times in seconds.
+(megatron/core/parallel_state.py). Collective time is the α-β model of docs/methodology.md §5.2
+(Thakur et al. 2005; NCCL's latencies) on the bottleneck domain; groups that span scale-up domains
+use the two-level (hierarchical) form ([MLE] network/README.md). Sizes in bytes, times in seconds.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _stride_and_size(plan: Plan, dim: Dim) -> tuple[int, int]:
 def group_placement(plan: Plan, dim: Dim, cluster: Cluster) -> Group:
     """Size, members per scale-up domain and domains spanned by the group of `dim`.
 
-    A group is `size` ranks `stride` apart, stride = product of the inner degrees (§6.1).
+    A group is `size` ranks `stride` apart, stride = product of the inner degrees (methodology §5.1).
     Degrees and domain sizes are assumed to divide each other (powers of two, or a group inside
     a domain), as they do for launchable layouts.
     """
@@ -68,7 +68,7 @@ def group_placement(plan: Plan, dim: Dim, cluster: Cluster) -> Group:
 # ----------------------------------------------------------------------------- α-β model
 
 def bus_factor(op: Op, n: int) -> float:
-    """Bytes each rank moves per payload byte (nccl-tests PERFORMANCE.md busbw factors, §1.1)."""
+    """Bytes each rank moves per payload byte (nccl-tests PERFORMANCE.md busbw factors)."""
     if op == "all_reduce":
         return 2 * (n - 1) / n
     if op in ("reduce_scatter", "all_gather", "all_to_all"):
@@ -77,14 +77,14 @@ def bus_factor(op: Op, n: int) -> float:
 
 
 def ring_steps(op: Op, n: int) -> int:
-    """Latency steps of the ring algorithm (§6.2): AR 2(n−1), RS/AG/A2A n−1, send/recv 1."""
+    """Latency steps of the ring algorithm ([NCCL] tuning.cc nsteps): AR 2(n−1), RS/AG/A2A n−1, send/recv 1."""
     if op == "send_recv":
         return 1
     return 2 * (n - 1) if op == "all_reduce" else n - 1
 
 
 def _tree_steps(op: Op, k: int) -> int:
-    # Tree (AR) / PAT (AG, RS) latency grows with log2 of the nodes (NCCL tuning.cc, §1.3).
+    # Tree (AR) / PAT (AG, RS) latency grows with log2 of the nodes (NCCL tuning.cc).
     depth = max(1, math.ceil(math.log2(k)))
     return 2 * depth if op == "all_reduce" else depth
 
@@ -93,8 +93,8 @@ def _has_log_algorithm(op: Op, group: Group) -> bool:
     """Whether NCCL has a logarithmic-latency algorithm for this collective across domains.
 
     All-reduce: tree / NVLS-tree. All-gather and reduce-scatter: only PAT, and only with one
-    rank per node (NCCL ≥ 2.23); otherwise ring, whose latency grows with every rank (§1.3:
-    "ring latency grows linearly in ranks"). All-to-all and send/recv are point-to-point.
+    rank per node (NCCL ≥ 2.23); otherwise ring, whose latency grows with every rank (tuning.cc:
+    one latency step per ring step). All-to-all and send/recv are point-to-point.
     """
     if op == "all_reduce":
         return True
@@ -102,7 +102,7 @@ def _has_log_algorithm(op: Op, group: Group) -> bool:
 
 
 def latency_s(op: Op, group: Group) -> float:
-    """α term: NCCL's base + per-step latencies, intra- vs inter-domain steps (§1.3, §6.2).
+    """α term: NCCL's base + per-step latencies, intra- vs inter-domain steps ([NCCL] tuning.cc).
 
     NCCL's ring charges nInterSteps = ring_steps(op, nodes) at the network rate and the rest at
     the NVLink rate. Across domains, where NCCL has a tree-like algorithm (`_has_log_algorithm`)
@@ -123,9 +123,9 @@ def latency_s(op: Op, group: Group) -> float:
 def scale_up_bandwidth(op: Op, n: int, cluster: Cluster) -> float:
     """Achieved per-GPU bytes/s of an n-GPU group inside one scale-up domain: e_dom · B_dom.
 
-    Meshes (AMD XGMI, Gaudi) give a group (n−1) peer links (§1.6); NVLink all-reduce on
+    Meshes (AMD XGMI, Gaudi) give a group (n−1) peer links ([MLE] network/README.md); NVLink all-reduce on
     NVLS-capable parts (Hopper, Blackwell) ramps from the ring efficiency at 4 GPUs to the NVLS
-    one at 8 (§6.2).
+    one at 8 (calibration.NVLS_MIN_GPUS).
     """
     kind = cluster.scale_up_kind
     line = cluster.scale_up_bandwidth
@@ -158,14 +158,14 @@ def network_bandwidth(cluster: Cluster) -> float:
 
 def collective_time(op: Op, payload_bytes: float, group: Group, cluster: Cluster,
                     remote_share: float | None = None) -> float:
-    """Seconds for one collective: α·steps + f(op, n)·S / (e_dom·B_dom) (§6.2).
+    """Seconds for one collective: α·steps + f(op, n)·S / (e_dom·B_dom) (methodology §5.2).
 
     `payload_bytes` S is the full tensor for all_reduce / reduce_scatter / all_gather, the bytes
-    each rank holds for all_to_all, and the message for send_recv (nccl-tests conventions, §1.1).
+    each rank holds for all_to_all, and the message for send_recv (nccl-tests conventions).
     A group inside one domain uses the scale-up fabric; a group with one member per domain rides
-    the NICs (one per GPU); otherwise the two-level form of §1.4 — intra-domain RS/AG over the
+    the NICs (one per GPU); otherwise the two-level form ([MLE] network/README.md) — intra-domain RS/AG over the
     scale-up fabric and the 1/g shard across domains over the NICs — combined as
-    0.5·(max + sum) of the two terms (§6.2 default between the overlapped and serial bounds).
+    0.5·(max + sum) of the two terms (an assumption between the overlapped and serial bounds).
     """
     n, g, k = group.size, group.per_domain, group.domains
     if n <= 1 or payload_bytes <= 0:

@@ -1,7 +1,7 @@
 """Built-in models: one mapping of Hugging Face config.json fields per preset.
 
-The shape fields are copied from each model's public config.json (as in
-../shared/data/models.yaml and ../shared/tools/hf_param_count.py); fields left out take the
+The shape fields are copied from each model's public config.json on the Hugging Face Hub (as in
+tests/data/models.yaml and validation/memory/tools/hf_param_count.py); fields left out take the
 transformers class defaults. `gpt3-175b` is GPT-3 as the paper gives it (arXiv 2005.14165,
 Table 2.1: 96 layers, d_model 12288, 96 heads, context 2048; GPT-2's 50257-token vocabulary,
 tied, learned positions). `debug` and `debug-moe` are tiny models for fast tests.

@@ -1,1 +1,1 @@
-"""Rendering results: JSON documents (INTERFACE.md) and rich tables for people."""
+"""Rendering results: JSON documents (docs/cli.md) and rich tables for people."""

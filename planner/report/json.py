@@ -1,4 +1,4 @@
-"""The JSON documents of INTERFACE.md: sizes in bytes, times in seconds."""
+"""The JSON documents of docs/cli.md: sizes in bytes, times in seconds."""
 from __future__ import annotations
 
 from dataclasses import asdict

@@ -1,4 +1,4 @@
-"""cluster.yaml: the hardware a job runs on (INTERFACE.md, "Input files")."""
+"""cluster.yaml: the hardware a job runs on (docs/cli.md, "Input files")."""
 from __future__ import annotations
 
 from typing import Literal

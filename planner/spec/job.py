@@ -1,4 +1,4 @@
-"""job.yaml: what to train and how it may be laid out (INTERFACE.md, "Input files")."""
+"""job.yaml: what to train and how it may be laid out (docs/cli.md, "Input files")."""
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -156,7 +156,7 @@ class JobSpec(_Strict):
     @field_validator("constraints", mode="before")
     @classmethod
     def _aliases(cls, v):
-        # INTERFACE.md calls the LoRA rank `lora` in plan specs; accept it here too.
+        # docs/cli.md calls the LoRA rank `lora` in plan specs too; accept it here as well.
         if isinstance(v, dict) and "lora" in v and "lora_rank" not in v:
             v = {("lora_rank" if k == "lora" else k): c for k, c in v.items()}
         return v

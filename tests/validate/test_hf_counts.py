@@ -2,7 +2,7 @@
 
 For each family, hypothesis draws small configs (every shape field the family reads, often left
 out so the class default applies), transformers builds `AutoModelForCausalLM.from_config` on the
-meta device (no memory, no weights: as ../shared/tools/hf_param_count.py does) and the planner's
+meta device (no memory, no weights: as validation/memory/tools/hf_param_count.py does) and the planner's
 `count_params` must give `sum(p.numel())` exactly, tied tensors once; for MoE families also the
 active count, total - routed + routed * top_k / num_experts, with the routed experts found by
 their module names.

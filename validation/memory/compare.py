@@ -11,7 +11,7 @@ builds the planner's Plan / Workload from the stored planner inputs, runs
     Grad -> gradients, OptState -> optimizer, Activation + Temp -> activations, Unsharded Param +
     All Gather + Reduce Scatter + Buffer + Inputs -> buffers.
 The tools run on the CPU, without a CUDA context or allocator fragmentation, so the planner's
-total is taken as `total - runtime` (INTERFACE.md: comparable with PyTorch's memory tracker).
+total is taken as `total - runtime` (docs/cli.md: comparable with PyTorch's memory tracker).
 Bar: every total within +-5 %, every term within +-10 % or explained (EXPLAINED below).
 
 Other estimators (validation/memory/references/*.json): DeepSpeed's ZeRO-2/3 model-state

@@ -6,7 +6,7 @@ only the chosen parts (`--train attention mlp experts router norms embedding out
 layers (`--train-layers`, default all) and freezes every other parameter. Fused MoE expert tensors
 (transformers 5: one [E, ...] parameter per projection) train all experts of a layer or none.
 
-None of the shared tools (../shared/tools/) trains adapters, and PEFT is not a dependency here, so
+None of the tools in validation/memory/tools/ trains adapters, and PEFT is not a dependency here, so
 this script wraps the chosen `nn.Linear` modules itself, the way LoRA (Hu et al. 2021, arXiv
 2106.09685, §4.1) and PEFT's `lora.Linear` do:
 
@@ -17,7 +17,7 @@ and the adapters in the model's dtype. Differences from PEFT, on purpose and doc
   - PEFT's `autocast_adapter_dtype=True` (its default) upcasts bf16 adapters to fp32; here they
     stay in the model dtype so that a pure-bf16 run is pure bf16 (the planner's `bf16-pure`).
   - Embeddings, norms and lm_head are frozen too (PEFT's default for a causal LM).
-Everything else (MemTracker subclass, the two-iteration loop, the snapshots) is the shared tool
+Everything else (MemTracker subclass, the two-iteration loop, the snapshots) is the tool
 `memtracker_step.py`'s, imported from there so that both measure the same way.
 
 Prints one JSON document like memtracker_step.py's, plus `lora` (rank, alpha, targets) and
@@ -37,9 +37,8 @@ import os
 import sys
 import time
 
-TOOLS = os.environ.get("PLANNER_SHARED_TOOLS",
-                       os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "tools"))
-sys.path.insert(0, os.path.abspath(TOOLS))
+TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools")
+sys.path.insert(0, TOOLS)
 from hf_param_count import build_config_dict  # noqa: E402
 from memtracker_step import SMALL_LLAMA, _snap, make_tracker  # noqa: E402
 

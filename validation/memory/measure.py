@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""Measure per-GPU training memory with the shared ground-truth tools; one JSON per configuration.
+"""Measure per-GPU training memory with the ground-truth tools; one JSON per configuration.
 
-Runs the scripts of ../shared/tools/ (PyTorch's MemTracker on a Hugging Face train step,
+Runs the scripts of validation/memory/tools/ (PyTorch's MemTracker on a Hugging Face train step,
 FSDP2's FSDPMemTracker on a fake process group of 8 ranks, DeepSpeed's ZeRO estimators, Megatron's
-theoretical memory) and this directory's `lora_memtracker.py` (hand-built LoRA adapters, or partial
+theoretical memory, each wrapping that code as it ships) and this directory's `lora_memtracker.py` (hand-built LoRA adapters, or partial
 fine-tuning of chosen layers/parts, under the same MemTracker) as subprocesses with this
 interpreter, and writes one JSON per configuration: measurements to validation/memory/data/NAME.json,
 other estimators' figures (DeepSpeed, Megatron) to validation/memory/references/NAME.json, holding:
-  command   the argv that produced it (tool paths relative to the shared tools directory)
+  command   the argv that produced it (tool paths relative to tools/, or to this directory)
   versions  python, torch, transformers, deepspeed (megatron-bridge: in the Megatron output's `source`)
   planner   the configuration as planner inputs: model (Hugging Face config fields), seq_len,
             mbs, precision, optimizer, zero, dp (tp, pp, sp, gas), recompute, training, lora or
@@ -39,7 +39,7 @@ DATA = HERE / "data"
 """Measurements (MemTracker, FSDPMemTracker): compare.py holds the planner to +-5% on these."""
 REFERENCES = HERE / "references"
 """Other estimators' figures (DeepSpeed, Megatron): compared and the differences explained."""
-TOOLS = Path(os.environ.get("PLANNER_SHARED_TOOLS", HERE.parents[2] / "shared" / "tools")).resolve()
+TOOLS = HERE / "tools"
 
 # The tools' default small Llama (memtracker_step.SMALL_LLAMA): h=512, 4 layers, V=32000.
 SMALL_LLAMA = dict(model_type="llama", hidden_size=512, intermediate_size=1376, num_hidden_layers=4,
@@ -208,7 +208,7 @@ def versions() -> dict:
 
 def run_tool(argv: list[str]) -> tuple[dict, float]:
     script = HERE / argv[0] if (HERE / argv[0]).exists() else TOOLS / argv[0]
-    env = {**os.environ, "PLANNER_SHARED_TOOLS": str(TOOLS)}
+    env = dict(os.environ)
     if os.environ.get("MEGATRON_BRIDGE_PATH"):  # a `pip install --no-deps --target DIR megatron-bridge==0.3.1`
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ["MEGATRON_BRIDGE_PATH"], env.get("PYTHONPATH")]))
     t0 = time.perf_counter()
@@ -261,8 +261,6 @@ def main() -> None:
         for c in cases:
             print(c["name"], " ".join(c["argv"]))
         return
-    if not TOOLS.is_dir():
-        sys.exit(f"shared tools not found at {TOOLS}; set PLANNER_SHARED_TOOLS")
     t0 = time.perf_counter()
     measure(cases, args.jobs)
     print(f"{len(cases)} configurations in {time.perf_counter() - t0:.0f} s")

@@ -220,7 +220,7 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
                     adapted: frozenset[str] | None, rank: int, input_grad: bool = True) -> tuple[float, float]:
     """(replicated, TP-sharded) bytes per token saved by a Hugging Face decoder layer.
 
-    Per saved tensor (transformers 5.24, torch 2.13; tools/README.md and validation/memory/, exact
+    Per saved tensor (transformers 5.24, torch 2.13; measured in validation/memory/, exact
     on 10 shapes): with e bytes per activation and r per residual element,
       norms        2 x (4h + r h + 4)     (see norm_bytes)
       linear inputs  r h per group sharing the norm output (q/k/v; gate/up or router); under

@@ -25,7 +25,7 @@ from planner.cost.workload import Workload
 
 @dataclass(frozen=True)
 class MemoryBreakdown:
-    """Bytes on one GPU at its peak (INTERFACE.md `memory`)."""
+    """Bytes on one GPU at its peak (docs/cli.md, a plan's `memory`)."""
 
     weights: int
     gradients: int

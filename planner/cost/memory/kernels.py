@@ -29,7 +29,7 @@ def kernels(framework: str, precision: str, zero: int = 0) -> Kernels:
     the model to bf16; `bf16-autocast` keeps fp32 parameters and runs torch.autocast; `bf16`
     (PyTorch-native mixed precision) is torch.autocast under DDP (ZeRO 0-2) and FSDP2's
     MixedPrecisionPolicy(param bf16, reduce fp32) under ZeRO-3, which casts parameters when it
-    gathers them and then runs pure-bf16 modules (tools/README.md: same per-layer bytes).
+    gathers them and then runs pure-bf16 modules (same per-layer bytes: docs/memory-validation.md).
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; valid: {', '.join(FRAMEWORKS)}")

@@ -138,7 +138,7 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
     if k.autocast and not (adapted is not None and plan.precision in MIXED):
         # torch.autocast caches a bf16 copy of every linear weight it casts until the autocast
         # region (the forward) ends; matmuls save them for backward, so without recompute they
-        # live until each layer's backward (tools/README.md: +2 B/param). Recompute drops them
+        # live until each layer's backward (+2 B/param: docs/memory-validation.md, bf16-autocast). Recompute drops them
         # with the cache and rebuilds one layer's copies; lm_head's stay saved.
         # Partial fine-tuning in mixed precision keeps frozen weights in bf16, which autocast uses as
         # they are: only the trainable (fp32) linears get a bf16 copy.

@@ -62,7 +62,7 @@ default 2 (NCCL docs); p2p runs the Simple protocol only, one 4 MiB buffer per c
 ALLOCATOR_FRAGMENTATION: dict[str, float] = {
     # Share of live bytes the caching allocator holds in cached but unusable blocks.
     # Default allocator: fixed segments (2 MiB for small blocks, rounded large ones) split and
-    # cached; cost-model.md §4 puts the loss at 5-10%: the low end.
+    # cached; no published measurement pins the loss (an assumption at 5%, a visible constant).
     "default": 0.05,
     # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True maps 2 MiB pages into one growing segment
     # per stream, so freed ranges are reused whatever their size: only page rounding and the

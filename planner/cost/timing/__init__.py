@@ -1,6 +1,6 @@
 """Step time of a training plan: compute, recompute, exposed communication, bubble, optimizer.
 
-The model of cost-model.md §6.3-6.5: per micro-batch and pipeline stage, forward compute from
+The model of docs/methodology.md §6: per micro-batch and pipeline stage, forward compute from
 the layers' GEMM FLOPs on peak × η plus their memory-bound kernels (norms, residual adds, the
 MLP activation and, for unfused attention, the s×s scores) at achieved HBM bandwidth; GEMM
 backward = 2 × forward; recompute per policy; TP/EP collectives on the critical path; CP and DP

@@ -1,5 +1,5 @@
 """Compute seconds of one micro-batch on one GPU of a stage: GEMMs at peak × η, memory-bound kernels
-at HBM bandwidth, recompute (cost-model.md §6.3)."""
+at HBM bandwidth, recompute (docs/methodology.md §6.1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ linear layers in fp8 and attention and the output layer in bf16; fp32 uses what
 
 
 def layer_efficiency(gpu, dtype: str, gemm_flops: float) -> float:
-    """η: achieved / peak FLOP/s of a layer's GEMMs on one GPU (§6.3).
+    """η: achieved / peak FLOP/s of a layer's GEMMs on one GPU (methodology §6.1).
 
     η = GEMM_FRACTION_OF_MAMF (0.84) × MAMF fraction × size factor, the size factor F / (F + peak·t_half) falling for
     GEMMs of F FLOPs that last only microseconds (calibration.GEMM_HALF_EFFICIENCY_S). The
@@ -75,7 +75,7 @@ class StageCompute:
 
 
 def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> StageCompute:
-    """Compute seconds of one micro-batch on one GPU of a stage (§6.3).
+    """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1).
 
     Per layer: the GEMMs at peak × η, plus the memory-bound kernels at achieved HBM bandwidth —
     norms and residual adds (replicated over TP unless SP), the MLP activation, and, when the
@@ -145,10 +145,10 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
             bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt, 2 * t_host)
             wgrad += trained
         attn += t_att + score_f
-    # Full: the layers' forward again; selective: what its modules recompute; none: 0 (§6.3).
+    # Full: the layers' forward again; selective: what its modules recompute; none: 0 (methodology §6.1).
     recompute = {"full": redo, "selective": part}.get(plan.recompute, 0.0)
     if shard.stage == plan.pp - 1:
-        # Output layer on the last stage; embedding lookup is negligible (§6.3).
+        # Output layer on the last stage; embedding lookup is negligible (methodology §6.1).
         logits = logits_flops(arch) * tokens / tp
         t_out = rate16.seconds(logits, logits)
         # The loss over the vocabulary is memory-bound (elementwise.loss_bytes_per_vocab).

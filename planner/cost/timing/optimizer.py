@@ -48,7 +48,7 @@ def _optimizer_bytes_per_param(plan: Plan) -> float:
 
 
 def optimizer_and_offload(plan: Plan, cluster: Cluster, updated: float, held_bytes: float) -> tuple[float, float]:
-    """(GPU optimizer seconds, offload seconds) of one step (§6.5; ZeRO-Offload / -Infinity).
+    """(GPU optimizer seconds, offload seconds) of one step (methodology §6.3; ZeRO-Offload / -Infinity).
 
     GPU: optimizer bytes per parameter / achieved HBM bandwidth (HBM_EFFICIENCY). Offloaded: gradients down and 16-bit
     weights up over the host link, the step on the CPU at host-memory speed, all exposed;

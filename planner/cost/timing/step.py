@@ -98,13 +98,13 @@ class TimeBreakdown:
 
 
 def _exposed(comm_s: float, compute_s: float) -> float:
-    """Communication left after hiding behind `compute_s` up to the overlap fraction (§6.5)."""
+    """Communication left after hiding behind `compute_s` up to the overlap fraction (methodology §6.2)."""
     return max(0.0, comm_s - cal.OVERLAP_FRACTION * compute_s)
 
 
 def _layerwise_exposed(comm_s: float, compute_s: float, layers: int) -> float:
-    """ZeRO-3 collectives issued layer by layer with a prefetch depth of one (§6.5: "ZeRO-3 per
-    layer: Σ max(0, T_AG,layer − t_layer)"): layer i+1's collective runs during layer i's
+    """ZeRO-3 collectives issued layer by layer with a prefetch depth of one (per layer:
+    Σ max(0, T_AG,layer − t_layer)): layer i+1's collective runs during layer i's
     compute and must finish before layer i+1 starts; the first one has nothing to hide behind.
     `comm_s` and `compute_s` are whole-stage totals, spread evenly over the layers."""
     if comm_s <= 0:
@@ -159,7 +159,7 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     # Share of the stage's layers recomputed in full (all of them unless recompute_layers says).
     share = plan.recomputed_layers(shard.stage, layers) / layers if layers else 0.0
     redo = 1 + 0.5 * share  # full recompute repeats the forward's collectives (half of them)
-    # TP and EP: on the critical path, half in forward, half in backward (§6.4).
+    # TP and EP: on the critical path, half in forward, half in backward (methodology §6.2).
     tp = layers * total_seconds(per_layer["tp"], cluster)
     ep = shard.moe_layers * total_seconds(per_layer["ep"], cluster)
     if schedule == "dualpipe":
@@ -225,7 +225,7 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
 
 def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
                   schedule: Schedule | None = None) -> tuple[TimeBreakdown, CommBytes]:
-    """Step time and its breakdown, and bytes on the wire per GPU, for one plan (§6.5).
+    """Step time and its breakdown, and bytes on the wire per GPU, for one plan (methodology §6.3).
 
     T_step = m·(t_F + t_B)·(1 + bubble_fraction)|slowest stage + (p−1)·v·T_pp + max over stages
     of (DP exposed + optimizer + offload), with m = gas micro-batches per step; for 1F1B and
@@ -252,7 +252,7 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
     w_share = pace.compute.weight_grad / per_microbatch if per_microbatch > 0 else 0.0
     bubble = bubble_fraction(schedule, p, m, v, w_share) * m * per_microbatch
     # Pipeline p2p on the fill/drain path: (p−1) boundaries, ×v with interleaving, ×2 for
-    # DualPipe's two chunks per rank (§6.4-6.5).
+    # DualPipe's two chunks per rank (DeepSeek-V3, arXiv 2412.19437 §3.2.1).
     pp = (p - 1) * (2 if schedule == "dualpipe" else v) * total_seconds(per_layer["pp"], cluster)
     step = m * per_microbatch + bubble + pp + tail.dp_step + tail.optimizer + tail.offload
     c = pace.compute
