@@ -12,7 +12,7 @@ from planner.cost.inputs import load_inputs
 from planner.cost.plan import ParallelDims, Plan
 from planner.engines import UnsupportedPlan
 from planner.engines.deepspeed import parse_deepspeed, parse_deepspeed_config
-from planner.engines.deepspeed_emit import deepspeed_problems, emit_deepspeed
+from planner.engines.deepspeed_emit import deepspeed_config, deepspeed_problems, emit_deepspeed
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
@@ -205,8 +205,10 @@ def test_emit_writes_what_deepspeed_reads(inputs_8b):
     plan = Plan(parallel=ParallelDims(tp=2, dp=4), zero=3, recompute="full", mbs=2, gas=8, precision="bf16",
                 offload="optimizer", optimizer="adamw")
     layer = 218_112_000 // 2  # Llama-3-8B's largest layer, split over tp 2
-    assert emit_deepspeed(plan, inputs_8b.workload) == {
-        "train_batch_size": 64, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 8,
+    # With AutoTP the HF Trainer would check train_batch_size against all 8 processes rather than
+    # the 4 data-parallel ones, so it is left to DeepSpeed (micro-batch x accumulation x dp).
+    assert deepspeed_config(plan, inputs_8b.workload) == {
+        "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 8,
         "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True,
                               "reduce_bucket_size": 2_912_711, "stage3_prefetch_bucket_size": layer,
                               "stage3_max_live_parameters": 2 * layer - 2_912_711,
@@ -221,7 +223,7 @@ def test_emit_writes_what_deepspeed_reads(inputs_8b):
 
 def test_emitted_buckets_stay_within_the_planners_buffers(inputs_8b):
     plan = Plan(parallel=ParallelDims(dp=8), zero=2, mbs=1, gas=8)
-    job = parse(emit_deepspeed(plan, inputs_8b.workload), inputs_8b)
+    job = parse(deepspeed_config(plan, inputs_8b.workload), inputs_8b)
     assert job.framework_buffers <= 2 * 25 * 2**20  # PyTorch DDP's two 25 MiB buckets (memory.py)
 
 
@@ -236,7 +238,7 @@ def test_emitted_buckets_stay_within_the_planners_buffers(inputs_8b):
 ])
 def test_emit_refuses_plans_deepspeed_cannot_run(inputs_8b, plan, message):
     with pytest.raises(UnsupportedPlan) as err:
-        emit_deepspeed(plan, inputs_8b.workload)
+        deepspeed_config(plan, inputs_8b.workload)
     assert str(err.value) == message
 
 
@@ -282,7 +284,7 @@ def test_parse_of_emit_is_the_plan(spaces, data):
     name = data.draw(st.sampled_from(sorted(spaces)))
     inputs, plans = spaces[name]
     plan = data.draw(st.sampled_from(plans))
-    config = json.loads(json.dumps(emit_deepspeed(plan, inputs.workload)))
+    config = json.loads(json.dumps(deepspeed_config(plan, inputs.workload)))
     job = parse_deepspeed_config(config, inputs)
     assert job.plan == plan
     assert job.workload.global_batch == inputs.workload.global_batch

@@ -28,6 +28,11 @@ def llama():
     return load_inputs(CLUSTER_64, LLAMA_8B)
 
 
+def script(plan: Plan, inputs) -> str:
+    """The launch script emit_megatron writes for the plan on the inputs' cluster."""
+    return emit_megatron(plan, inputs.workload, inputs.cluster)["megatron_launch.sh"]
+
+
 def args(text: str, **kw) -> str:
     """A launch script running pretrain_gpt.py with the given arguments."""
     return f"torchrun --nproc-per-node 8 --nnodes 8 pretrain_gpt.py --seq-length 8192 --global-batch-size 512 {text}"
@@ -192,7 +197,7 @@ def test_block_recompute_counts_the_first_layers_of_every_stage(llama):
 def test_per_stage_counts_are_emitted_as_the_largest_with_a_note(llama):
     plan = Plan(parallel=ParallelDims(pp=4, dp=16), zero=1, mbs=1, gas=32, recompute="full",
                 first_stage_layers=6, last_stage_layers=6, recompute_layers=(4, 2, 2, 0))
-    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    text = script(plan, llama)
     assert "--recompute-method block" in text and "--recompute-num-layers 4" in text
     assert "--decoder-first-pipeline-num-layers 6" in text and "--decoder-last-pipeline-num-layers 6" in text
     assert "# the plan recomputes 4/2/2/0 layers per stage" in text
@@ -233,30 +238,38 @@ def test_what_differs_from_the_job_is_said(llama):
 def test_emit_megatron(llama):
     plan = Plan(parallel=ParallelDims(tp=2, pp=4, dp=8, vpp=2, sp=True), zero=1, recompute="full", mbs=2, gas=32,
                 precision="fp8", offload="optimizer")
-    text = emit_megatron(plan, llama.workload, llama.workload.arch)
-    assert text.splitlines()[3:] == [
-        "MODEL_ARGS=(", "    --num-layers 32", "    --hidden-size 4096", "    --ffn-hidden-size 14336",
-        "    --num-attention-heads 32", "    --kv-channels 128", "    --group-query-attention",
-        "    --num-query-groups 8", "    --position-embedding-type rope", "    --normalization RMSNorm",
-        "    --swiglu", "    --untie-embeddings-and-output-weights", "    --disable-bias-linear",
-        "    --vocab-size 128256", ")",
-        "PARALLEL_ARGS=(", "    --tensor-model-parallel-size 2", "    --pipeline-model-parallel-size 4",
-        "    --context-parallel-size 1", "    --num-layers-per-virtual-pipeline-stage 4", "    --sequence-parallel",
-        "    --use-distributed-optimizer", "    --optimizer-cpu-offload", "    --optimizer-offload-fraction 1.0", ")",
-        "TRAINING_ARGS=(", "    --micro-batch-size 2", "    --global-batch-size 512", "    --seq-length 8192",
-        "    --max-position-embeddings 8192", "    --attention-dropout 0.0", "    --hidden-dropout 0.0",
-        "    --recompute-granularity full", "    --recompute-method uniform", "    --recompute-num-layers 1",
-        "    --bf16", "    --fp8-format hybrid", "    --optimizer adam", ")",
-        'MEGATRON_ARGS=("${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}")',
-    ]
+    text = script(plan, llama)
+    lists = read_script(text).variables
+    assert lists["MODEL_ARGS"] == [
+        "--num-layers", "32", "--hidden-size", "4096", "--ffn-hidden-size", "14336", "--num-attention-heads", "32",
+        "--kv-channels", "128", "--group-query-attention", "--num-query-groups", "8", "--position-embedding-type",
+        "rope", "--rotary-base", "10000", "--normalization", "RMSNorm", "--swiglu",
+        "--untie-embeddings-and-output-weights", "--disable-bias-linear", "--vocab-size", "128256"]
+    assert lists["PARALLEL_ARGS"] == [
+        "--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "4", "--context-parallel-size", "1",
+        "--num-layers-per-virtual-pipeline-stage", "4", "--sequence-parallel", "--use-distributed-optimizer",
+        "--optimizer-cpu-offload", "--optimizer-offload-fraction", "1.0"]
+    assert lists["TRAINING_ARGS"] == [
+        "--micro-batch-size", "2", "--global-batch-size", "512", "--seq-length", "8192", "--max-position-embeddings",
+        "8192", "--attention-dropout", "0.0", "--hidden-dropout", "0.0", "--recompute-granularity", "full",
+        "--recompute-method", "uniform", "--recompute-num-layers", "1", "--bf16", "--fp8-format", "hybrid",
+        "--optimizer", "adam"]
+    # The torchrun line starts the cluster's 8 nodes x 8 GPUs; llama3-8b-pretrain's 15T tokens are
+    # 15e12 / (512 x 8192) = 3,576,278.6 steps.
+    assert lists["DISTRIBUTED_ARGS"][:4] == ["--nnodes", "8", "--nproc-per-node", "8"]
+    assert "--train-iters" in lists["SCHEDULE_ARGS"] and "3576279" in lists["SCHEDULE_ARGS"]
+    assert text.splitlines()[-2:] == ['torchrun "${DISTRIBUTED_ARGS[@]}" pretrain_gpt.py \\',
+                                      '    "${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}"'
+                                      ' "${DATA_ARGS[@]}" "${SCHEDULE_ARGS[@]}"']
     _, job = parse_megatron_text(text, llama)
     assert job.plan == plan
+    assert job.read["form"] == "launch line" and job.read["program"] == "pretrain_gpt.py"
 
 
 def test_emit_refuses_plans_megatron_cannot_run(llama):
     plan = Plan(parallel=ParallelDims(dp=64), zero=3, mbs=1, gas=8, optimizer="adamw8bit")
     with pytest.raises(UnsupportedPlan) as err:
-        emit_megatron(plan, llama.workload, llama.workload.arch)
+        script(plan, llama)
     assert str(err.value) == ("Megatron-LM cannot run this plan: ZeRO stage zero=3 (it runs zero in 0, 1); optimizer"
                               " optimizer=adamw8bit (it runs optimizer in adamw, adam, sgd, sgd-momentum)")
 
@@ -311,7 +324,7 @@ def test_parse_of_emit_is_the_plan(spaces, data):
     name = data.draw(st.sampled_from(sorted(spaces)))
     inputs, plans = spaces[name]
     plan = data.draw(st.sampled_from(plans))
-    _, job = parse_megatron_text(emit_megatron(plan, inputs.workload, inputs.workload.arch), inputs)
+    _, job = parse_megatron_text(script(plan, inputs), inputs)
     assert job.plan == plan
     assert (job.workload.seq_len, job.workload.global_batch) == (inputs.workload.seq_len, inputs.workload.global_batch)
 
@@ -341,7 +354,7 @@ def test_parse_of_emit_keeps_partitions_and_block_recompute(spaces, data):
     clipped = tuple(min(c, n) for c in counts)
     plan = plan.with_(recompute_layers=None if clipped == counts else clipped)
     assert plan.layer_partition(layers) in (None, counts)
-    _, job = parse_megatron_text(emit_megatron(plan, inputs.workload, inputs.workload.arch), inputs)
+    _, job = parse_megatron_text(script(plan, inputs), inputs)
     assert job.plan == plan
 
 
@@ -350,7 +363,7 @@ def test_block_recompute_with_virtual_stages_counts_per_model_chunk(llama):
     # is --recompute-num-layers 2 (megatron-core applies it to each chunk).
     plan = Plan(parallel=ParallelDims(pp=4, dp=16, vpp=2), zero=1, mbs=1, gas=32, recompute="full",
                 recompute_layers=(4, 4, 4, 4))
-    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    text = script(plan, llama)
     assert "--recompute-num-layers 2" in text and "# the plan recomputes" not in text
     _, job = parse_megatron_text(text, llama)
     assert job.plan == plan
@@ -361,11 +374,11 @@ def test_uneven_interleaved_stages_round_trip_as_flags_or_a_layout(llama):
     # does not: megatron-core's --pipeline-model-parallel-layout names every virtual stage.
     plan = Plan(parallel=ParallelDims(pp=4, dp=16, vpp=2), zero=1, mbs=1, gas=32,
                 first_stage_layers=6, last_stage_layers=6)
-    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    text = script(plan, llama)
     assert "--decoder-first-pipeline-num-layers 6" in text and "--num-virtual-stages-per-pipeline-rank 2" in text
     assert parse_megatron_text(text, llama)[1].plan == plan
     odd = plan.with_(first_stage_layers=7, last_stage_layers=7)
-    text = emit_megatron(odd, llama.workload, llama.workload.arch)
+    text = script(odd, llama)
     assert '--pipeline-model-parallel-layout "Ettt|ttttt|ttttt|tttt|tttt|tttt|tttt|tttL"' in text
     assert "--decoder-first-pipeline-num-layers" not in text
     assert parse_megatron_text(text, llama)[1].plan == odd

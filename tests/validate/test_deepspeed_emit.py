@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from test_frameworks_deepspeed import deepspeed_spaces  # noqa: E402
 
-from planner.engines.deepspeed_emit import emit_deepspeed  # noqa: E402
+from planner.engines.deepspeed_emit import deepspeed_config  # noqa: E402
 
 pytestmark = pytest.mark.validate
 
@@ -59,7 +59,7 @@ def test_emitted_configs_load_in_deepspeed(spaces, rank0, data):
     name = data.draw(st.sampled_from(sorted(spaces)))
     inputs, plans = spaces[name]
     plan = data.draw(st.sampled_from(plans))
-    emitted = json.loads(json.dumps(emit_deepspeed(plan, inputs.workload)))
+    emitted = json.loads(json.dumps(deepspeed_config(plan, inputs.workload)))
     config = ds_config.DeepSpeedConfig(emitted, mpu=_DataParallelUnit(plan.dp))
     assert (config.train_batch_size, config.train_micro_batch_size_per_gpu, config.gradient_accumulation_steps) == \
         (plan.global_batch, plan.mbs, plan.gas)
