@@ -1,5 +1,9 @@
 """Megatron-LM launch scripts to plans (the bash reader, Megatron's flags and checks) and plans to
 Megatron arguments and torchrun commands, round trip included."""
+import os
+import shutil
+import subprocess
+
 import pytest
 import yaml
 from conftest import EXAMPLES
@@ -11,10 +15,12 @@ from planner.cost.plan import ParallelDims, Plan
 from planner.cost.shard import stage_layer_counts
 from planner.engines import UnsupportedPlan
 from planner.engines.megatron import parse_megatron, parse_megatron_text
-from planner.engines.megatron_emit import emit_megatron, emit_torchrun, megatron_problems
-from planner.engines.megatron_flags import launch_arguments, parse_flags
+from planner.engines.megatron_emit import emit_megatron, emit_torchrun, megatron_problems, model_flags
+from planner.engines.megatron_flags import compare_shapes, launch_arguments, parse_flags
 from planner.engines.rules import fills_chunks
 from planner.engines.shell import read_script
+from planner.model import load_architecture
+from planner.model.presets import list_presets
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
@@ -407,3 +413,53 @@ def test_bad_layouts_name_the_flag(llama, flags, field, fragment):
     with pytest.raises(InputError) as e:
         parse_megatron_text(args(f"--micro-batch-size 1 --bf16 --pipeline-model-parallel-size 4 {flags}"), llama)
     assert e.value.field == field and fragment in str(e.value)
+
+
+# -- the model's flags ----------------------------------------------------------------------------
+
+_REFUSED = {
+    "bloom-176b": "an embedding norm, alibi positions", "bloom-560m": "an embedding norm, alibi positions",
+    "gemma-7b": "a gated gelu_pytorch_tanh MLP", "gemma2-9b": "4 norms per layer, a gated gelu_pytorch_tanh MLP",
+    "gemma3-1b": "4 norms per layer, a gated gelu_pytorch_tanh MLP", "grok-1": "4 norms per layer, a gated gelu MLP",
+    "gpt-oss-20b": "attention sinks, a gated sigmoid_glu_clamped MLP, these linear biases, these expert biases",
+    "gpt-oss-120b": "attention sinks, a gated sigmoid_glu_clamped MLP, these linear biases, these expert biases",
+    "minimax-m2": "projection qk norm", "olmo2-7b": "projection qk norm", "pythia-6.9b": "parallel residual blocks",
+}
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_model_flags_read_back_to_the_presets(name):
+    """The emitted shape flags build the job's model through planner.model.megatron_args (MLA,
+    MoE layer patterns, shared experts, partial rotary and squared ReLU included), up to
+    Megatron's vocabulary padding to a multiple of 128 (tp 1)."""
+    arch = load_architecture(name)
+    if name in _REFUSED:
+        with pytest.raises(UnsupportedPlan) as err:
+            model_flags(arch)
+        assert str(err.value) == f"Megatron-LM's pretrain_gpt.py flags cannot build {name}: it has {_REFUSED[name]}"
+        return
+    flags, _ = model_flags(arch)
+    words = read_script("A=(" + " ".join(flags) + ")").variables["A"]
+    parsed, notes = parse_flags(words)
+    assert notes == []
+    padded = -(-arch.vocab // 128) * 128
+    warnings = compare_shapes(parsed, parsed, arch)
+    if padded == arch.vocab:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warnings[0].startswith(
+            f"the script's model differs from the job's {name} (script vs job): vocabulary {padded} vs {arch.vocab} (")
+
+
+def test_the_script_is_bash_that_stops_at_its_first_placeholder(tmp_path, llama):
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash on this machine")
+    path = tmp_path / "megatron_launch.sh"
+    path.write_text(script(Plan(parallel=ParallelDims(tp=8, dp=8, sp=True), zero=1, mbs=1, gas=64), llama))
+    run = subprocess.run([bash, str(path)], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    # Several nodes: MASTER_ADDR first, on the DISTRIBUTED_ARGS line, before anything runs.
+    assert run.returncode != 0 and "MASTER_ADDR: set MASTER_ADDR to the address of the first node" in run.stderr
+    run = subprocess.run([bash, str(path)], capture_output=True, text=True,
+                         env={"PATH": os.environ["PATH"], "MASTER_ADDR": "node0"})
+    assert "DATA_PATH: set DATA_PATH to a preprocessed dataset prefix" in run.stderr

@@ -151,7 +151,7 @@ def _block_recompute(plan: Plan, counts: tuple[int, ...]) -> int | None:
 def _expressible(arch: Architecture) -> str | None:
     """Why pretrain_gpt.py's flags cannot build the model, or None when they can (megatron-core's
     GPT layer specs: pre-norm blocks, one bias switch for every linear layer, SwiGLU as the only
-    gated MLP, one shared expert)."""
+    gated MLP; shared experts as one MLP of their total width, as transformers builds DeepSeek's)."""
     att, moe = arch.attention, arch.moe
     biases = (arch.mlp_bias, att.qkv_bias, att.out_bias)
     reasons = [
@@ -165,7 +165,6 @@ def _expressible(arch: Architecture) -> str | None:
         (arch.gated_mlp and arch.mlp_activation != "silu", f"a gated {arch.mlp_activation} MLP"),
         (biases not in ((True, True, True), (False, False, False), (False, True, False)), "these linear biases"),
         (att.is_mla and att.qkv_bias, "biases on the latent projections"),
-        (moe is not None and moe.num_shared_experts > 1, "several shared experts"),
         (moe is not None and (moe.expert_bias or moe.router_bias) != arch.mlp_bias, "these expert biases"),
         (moe is not None and moe.shared_expert_bias, "shared-expert biases"),
     ]
