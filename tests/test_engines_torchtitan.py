@@ -1,7 +1,6 @@
 """torchtitan: plans to job TOML files (torchtitan 0.2.2's schema), a launch line and flavor
 modules, and job TOML files back to plans, round trip included."""
 import json
-import tomllib
 
 import pytest
 import yaml
@@ -16,7 +15,7 @@ from planner.cost.inputs import load_inputs
 from planner.cost.plan import ParallelDims, Plan
 from planner.engines import UnsupportedPlan, with_framework
 from planner.engines.emit import render
-from planner.engines.torchtitan import _generated_stages, parse_torchtitan, parse_torchtitan_config
+from planner.engines.torchtitan import _generated_stages, parse_torchtitan, parse_torchtitan_config, tomllib
 from planner.engines.torchtitan_emit import emit_torchtitan, model_shape, shipped_flavor, torchtitan_problems
 from planner.model import load_architecture
 from planner.search.space import candidate_plans
