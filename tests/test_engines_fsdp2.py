@@ -314,3 +314,19 @@ def test_check_of_the_emitted_files_reports_the_estimate(tmp_path, full_8b):
     assert doc["memory"]["total"] == expected.memory.total and doc["time"]["step"] == expected.time.step
     assert set(FILE_NAMES["fsdp2"]) >= set(render("fsdp2", plan, full_8b))
     assert os.access(tmp_path / "fsdp2_launch.sh", os.R_OK)
+
+
+def test_trainer_settings_that_change_time_are_warned(full_8b):
+    config = {"distributed_type": "FSDP", "mixed_precision": "bf16",
+              "fsdp_config": {"fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP"}}
+    job = parse(config, full_8b, training_args={"tf32": False, "use_cpu": False, "optim": "paged_adamw_8bit",
+                                                "activation_checkpointing_kwargs": {"every_n_layers": 2}})
+    assert job.warnings == (
+        "no micro-batch given (TrainingArguments.per_device_train_batch_size, --training-args or --micro-batch):"
+        " planned with 1", "the optimizer is adamw8bit; the job says adamw; planned with adamw8bit",
+        "activation_checkpointing_kwargs.every_n_layers 2: checkpoints some layers only; planned as every layer"
+        " (activations under-estimated)",
+        "optim paged_adamw_8bit: paged states move to the host under memory pressure; counted on the GPU",
+        "tf32 false: fp32 matmuls without TF32 tensor cores; the planner times fp32 at the TF32 peak"
+        " (planner/cost/timing/compute.py)")
+    assert job.plan.optimizer == "adamw8bit"

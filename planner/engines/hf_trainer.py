@@ -250,6 +250,11 @@ def read_training_args(args: dict, file: str) -> TrainerArgs:
             raise InputError(f"must be a path or a DeepSpeed config object, got {json.dumps(value)}", file=file,
                              field="deepspeed")
         out.deepspeed, out.read["deepspeed"] = value, value if isinstance(value, str) else "(inline)"
+    if args.get("use_cpu") is True:
+        out.warnings.append("use_cpu true: trains on the CPU; the planner plans the cluster's GPUs")
+    if args.get("tf32") is False:
+        out.warnings.append("tf32 false: fp32 matmuls without TF32 tensor cores; the planner times fp32 at the TF32"
+                            " peak (planner/cost/timing/compute.py)")
     known = {"per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing",
              "activation_checkpointing", "activation_checkpointing_kwargs", "bf16", "fp16", "optim", "optim_args",
              "deepspeed"}
