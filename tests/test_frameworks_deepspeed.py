@@ -12,7 +12,7 @@ from planner.cost.inputs import load_inputs
 from planner.cost.plan import ParallelDims, Plan
 from planner.engines import UnsupportedPlan
 from planner.engines.deepspeed import parse_deepspeed, parse_deepspeed_config
-from planner.engines.deepspeed_emit import deepspeed_problems, emit_deepspeed
+from planner.engines.deepspeed_emit import deepspeed_config, deepspeed_problems, emit_deepspeed
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
@@ -206,8 +206,10 @@ def test_emit_writes_what_deepspeed_reads(inputs_8b):
     plan = Plan(parallel=ParallelDims(tp=2, dp=4), zero=3, recompute="full", mbs=2, gas=8, precision="bf16",
                 offload="optimizer", optimizer="adamw")
     layer = 218_112_000 // 2  # Llama-3-8B's largest layer, split over tp 2
-    assert emit_deepspeed(plan, inputs_8b.workload) == {
-        "train_batch_size": 64, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 8,
+    # With AutoTP the HF Trainer would check train_batch_size against all 8 processes rather than
+    # the 4 data-parallel ones, so it is left to DeepSpeed (micro-batch x accumulation x dp).
+    assert deepspeed_config(plan, inputs_8b.workload) == {
+        "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 8,
         "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True,
                               "reduce_bucket_size": 2_912_711, "stage3_prefetch_bucket_size": layer,
                               "stage3_max_live_parameters": 2 * layer - 2_912_711,
@@ -222,7 +224,7 @@ def test_emit_writes_what_deepspeed_reads(inputs_8b):
 
 def test_emitted_buckets_stay_within_the_planners_buffers(inputs_8b):
     plan = Plan(parallel=ParallelDims(dp=8), zero=2, mbs=1, gas=8)
-    job = parse(emit_deepspeed(plan, inputs_8b.workload), inputs_8b)
+    job = parse(deepspeed_config(plan, inputs_8b.workload), inputs_8b)
     assert job.framework_buffers <= 2 * 25 * 2**20  # PyTorch DDP's two 25 MiB buckets (memory.py)
 
 
@@ -237,7 +239,7 @@ def test_emitted_buckets_stay_within_the_planners_buffers(inputs_8b):
 ])
 def test_emit_refuses_plans_deepspeed_cannot_run(inputs_8b, plan, message):
     with pytest.raises(UnsupportedPlan) as err:
-        emit_deepspeed(plan, inputs_8b.workload)
+        deepspeed_config(plan, inputs_8b.workload)
     assert str(err.value) == message
 
 
@@ -283,7 +285,70 @@ def test_parse_of_emit_is_the_plan(spaces, data):
     name = data.draw(st.sampled_from(sorted(spaces)))
     inputs, plans = spaces[name]
     plan = data.draw(st.sampled_from(plans))
-    config = json.loads(json.dumps(emit_deepspeed(plan, inputs.workload)))
+    config = json.loads(json.dumps(deepspeed_config(plan, inputs.workload)))
     job = parse_deepspeed_config(config, inputs)
     assert job.plan == plan
     assert job.workload.global_batch == inputs.workload.global_batch
+
+
+# -- the launch files ------------------------------------------------------------------------------
+
+def test_emit_deepspeed_writes_config_trainer_arguments_and_launch(inputs_8b):
+    plan = Plan(parallel=ParallelDims(dp=8), zero=2, recompute="full", mbs=2, gas=4, precision="bf16",
+                optimizer="adamw8bit")
+    files = emit_deepspeed(plan, inputs_8b.workload, inputs_8b.cluster)
+    assert sorted(files) == ["deepspeed_launch.sh", "ds_config.json", "training_args.json"]
+    config, args = json.loads(files["ds_config.json"]), json.loads(files["training_args.json"])
+    assert config == deepspeed_config(plan, inputs_8b.workload) and "optimizer" not in config
+    # The values the HF Trainer checks against the config (trainer_config_process) agree with it,
+    # and the optimizer the config leaves out is the Trainer's optim.
+    assert args == {"output_dir": "output", "per_device_train_batch_size": 2, "gradient_accumulation_steps": 4,
+                    "gradient_checkpointing": True, "bf16": True, "fp16": False, "optim": "adamw_bnb_8bit",
+                    "deepspeed": "ds_config.json"}
+    assert config["train_batch_size"] == 8 * args["per_device_train_batch_size"] * args["gradient_accumulation_steps"]
+    launch = files["deepspeed_launch.sh"].splitlines()
+    assert launch[-5:] == ['cd "$(dirname "$0")"', "deepspeed \\", "    --num_gpus 8 \\",
+                           '    "${TRAIN_SCRIPT:?set TRAIN_SCRIPT: your training script}" \\',
+                           "    training_args.json"]
+
+
+def test_several_nodes_launch_from_a_hostfile():
+    inputs = load_inputs(EXAMPLES / "clusters" / "h100-8nodes-ib.yaml", FULL_8B)
+    plan = Plan(parallel=ParallelDims(dp=64), zero=3, mbs=1, gas=1)
+    launch = emit_deepspeed(plan, inputs.workload, inputs.cluster)["deepspeed_launch.sh"]
+    assert '    --hostfile "${HOSTFILE:?set HOSTFILE to a file with one line per node: HOST slots=8}" \\' in launch
+    assert "    --num_nodes 8 \\" in launch and "    --num_gpus 8 \\" in launch
+    with pytest.raises(UnsupportedPlan, match="the plan uses 8 GPUs; the cluster has 64"):
+        emit_deepspeed(Plan(parallel=ParallelDims(dp=8), mbs=1, gas=8), inputs.workload, inputs.cluster)
+
+
+def test_lora_on_multi_latent_attention_targets_the_latent_projections(tmp_path):
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(_CLUSTER))
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump({"model": "debug-moe", "seq_len": 256, "global_batch": 16,
+                                                       "training": "qlora", "lora": {"rank": 8, "alpha": 16}}))
+    inputs = load_inputs(tmp_path / "cluster.yaml", tmp_path / "job.yaml")
+    plan = Plan(parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=2, lora_rank=8, quant="nf4")
+    files = emit_deepspeed(plan, inputs.workload, inputs.cluster, lora_alpha=16)
+    # debug-moe has a q LoRA (q_a_proj, q_b_proj) and the shared kv latent (transformers' DeepseekV3Attention).
+    assert json.loads(files["peft_config.json"])["target_modules"] == [
+        "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"]
+    assert json.loads(files["peft_config.json"])["lora_alpha"] == 16
+    assert json.loads(files["bnb_config.json"])["bnb_4bit_quant_storage"] == "bfloat16"  # ZeRO-3 shards it
+
+
+def test_check_reads_the_trainer_arguments_beside_the_config(tmp_path, inputs_8b):
+    from typer.testing import CliRunner
+
+    from planner.cli.app import app
+    plan = Plan(parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=1, gas=8, precision="bf16")
+    for name, text in emit_deepspeed(plan, inputs_8b.workload, inputs_8b.cluster).items():
+        (tmp_path / name).write_text(text)
+    args = ["check", str(H100_NODE), str(FULL_8B), "--deepspeed", str(tmp_path / "ds_config.json"), "--json"]
+    with_args = CliRunner().invoke(app, args + ["--training-args", str(tmp_path / "training_args.json")])
+    doc = json.loads(with_args.stdout)
+    assert doc["source"]["read"]["training_args.gradient_checkpointing"] is True
+    assert (doc["parallel"]["dp"], doc["zero"], doc["mbs"], doc["gas"], doc["recompute"]) == (8, 3, 1, 8, "full")
+    # Without them the config's activation_checkpointing section is taken as the same promise.
+    doc = json.loads(CliRunner().invoke(app, args).stdout)
+    assert doc["recompute"] == "full" and any(w.startswith("activation_checkpointing only configures")
+                                              for w in doc["warnings"])

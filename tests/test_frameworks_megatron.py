@@ -1,5 +1,9 @@
 """Megatron-LM launch scripts to plans (the bash reader, Megatron's flags and checks) and plans to
 Megatron arguments and torchrun commands, round trip included."""
+import os
+import shutil
+import subprocess
+
 import pytest
 import yaml
 from conftest import EXAMPLES
@@ -11,10 +15,12 @@ from planner.cost.plan import ParallelDims, Plan
 from planner.cost.shard import stage_layer_counts
 from planner.engines import UnsupportedPlan
 from planner.engines.megatron import parse_megatron, parse_megatron_text
-from planner.engines.megatron_emit import emit_megatron, emit_torchrun, megatron_problems
-from planner.engines.megatron_flags import launch_arguments, parse_flags
+from planner.engines.megatron_emit import emit_megatron, emit_torchrun, megatron_problems, model_flags
+from planner.engines.megatron_flags import compare_shapes, launch_arguments, parse_flags
 from planner.engines.rules import fills_chunks
 from planner.engines.shell import read_script
+from planner.model import load_architecture
+from planner.model.presets import list_presets
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
@@ -26,6 +32,11 @@ LLAMA_8B = EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml"  # seq 8192, global bat
 @pytest.fixture(scope="module")
 def llama():
     return load_inputs(CLUSTER_64, LLAMA_8B)
+
+
+def script(plan: Plan, inputs) -> str:
+    """The launch script emit_megatron writes for the plan on the inputs' cluster."""
+    return emit_megatron(plan, inputs.workload, inputs.cluster)["megatron_launch.sh"]
 
 
 def args(text: str, **kw) -> str:
@@ -193,7 +204,7 @@ def test_block_recompute_counts_the_first_layers_of_every_stage(llama):
 def test_per_stage_counts_are_emitted_as_the_largest_with_a_note(llama):
     plan = Plan(parallel=ParallelDims(pp=4, dp=16), zero=1, mbs=1, gas=32, recompute="full",
                 first_stage_layers=6, last_stage_layers=6, recompute_layers=(4, 2, 2, 0))
-    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    text = script(plan, llama)
     assert "--recompute-method block" in text and "--recompute-num-layers 4" in text
     assert "--decoder-first-pipeline-num-layers 6" in text and "--decoder-last-pipeline-num-layers 6" in text
     assert "# the plan recomputes 4/2/2/0 layers per stage" in text
@@ -234,30 +245,38 @@ def test_what_differs_from_the_job_is_said(llama):
 def test_emit_megatron(llama):
     plan = Plan(parallel=ParallelDims(tp=2, pp=4, dp=8, vpp=2, sp=True), zero=1, recompute="full", mbs=2, gas=32,
                 precision="fp8", offload="optimizer")
-    text = emit_megatron(plan, llama.workload, llama.workload.arch)
-    assert text.splitlines()[3:] == [
-        "MODEL_ARGS=(", "    --num-layers 32", "    --hidden-size 4096", "    --ffn-hidden-size 14336",
-        "    --num-attention-heads 32", "    --kv-channels 128", "    --group-query-attention",
-        "    --num-query-groups 8", "    --position-embedding-type rope", "    --normalization RMSNorm",
-        "    --swiglu", "    --untie-embeddings-and-output-weights", "    --disable-bias-linear",
-        "    --vocab-size 128256", ")",
-        "PARALLEL_ARGS=(", "    --tensor-model-parallel-size 2", "    --pipeline-model-parallel-size 4",
-        "    --context-parallel-size 1", "    --num-layers-per-virtual-pipeline-stage 4", "    --sequence-parallel",
-        "    --use-distributed-optimizer", "    --optimizer-cpu-offload", "    --optimizer-offload-fraction 1.0", ")",
-        "TRAINING_ARGS=(", "    --micro-batch-size 2", "    --global-batch-size 512", "    --seq-length 8192",
-        "    --max-position-embeddings 8192", "    --attention-dropout 0.0", "    --hidden-dropout 0.0",
-        "    --recompute-granularity full", "    --recompute-method uniform", "    --recompute-num-layers 1",
-        "    --bf16", "    --fp8-format hybrid", "    --optimizer adam", ")",
-        'MEGATRON_ARGS=("${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}")',
-    ]
+    text = script(plan, llama)
+    lists = read_script(text).variables
+    assert lists["MODEL_ARGS"] == [
+        "--num-layers", "32", "--hidden-size", "4096", "--ffn-hidden-size", "14336", "--num-attention-heads", "32",
+        "--kv-channels", "128", "--group-query-attention", "--num-query-groups", "8", "--position-embedding-type",
+        "rope", "--rotary-base", "10000", "--normalization", "RMSNorm", "--swiglu",
+        "--untie-embeddings-and-output-weights", "--disable-bias-linear", "--vocab-size", "128256"]
+    assert lists["PARALLEL_ARGS"] == [
+        "--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "4", "--context-parallel-size", "1",
+        "--num-layers-per-virtual-pipeline-stage", "4", "--sequence-parallel", "--use-distributed-optimizer",
+        "--optimizer-cpu-offload", "--optimizer-offload-fraction", "1.0"]
+    assert lists["TRAINING_ARGS"] == [
+        "--micro-batch-size", "2", "--global-batch-size", "512", "--seq-length", "8192", "--max-position-embeddings",
+        "8192", "--attention-dropout", "0.0", "--hidden-dropout", "0.0", "--recompute-granularity", "full",
+        "--recompute-method", "uniform", "--recompute-num-layers", "1", "--bf16", "--fp8-format", "hybrid",
+        "--optimizer", "adam"]
+    # The torchrun line starts the cluster's 8 nodes x 8 GPUs; llama3-8b-pretrain's 15T tokens are
+    # 15e12 / (512 x 8192) = 3,576,278.6 steps.
+    assert lists["DISTRIBUTED_ARGS"][:4] == ["--nnodes", "8", "--nproc-per-node", "8"]
+    assert "--train-iters" in lists["SCHEDULE_ARGS"] and "3576279" in lists["SCHEDULE_ARGS"]
+    assert text.splitlines()[-2:] == ['torchrun "${DISTRIBUTED_ARGS[@]}" pretrain_gpt.py \\',
+                                      '    "${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}"'
+                                      ' "${DATA_ARGS[@]}" "${SCHEDULE_ARGS[@]}"']
     _, job = parse_megatron_text(text, llama)
     assert job.plan == plan
+    assert job.read["form"] == "launch line" and job.read["program"] == "pretrain_gpt.py"
 
 
 def test_emit_refuses_plans_megatron_cannot_run(llama):
     plan = Plan(parallel=ParallelDims(dp=64), zero=3, mbs=1, gas=8, optimizer="adamw8bit")
     with pytest.raises(UnsupportedPlan) as err:
-        emit_megatron(plan, llama.workload, llama.workload.arch)
+        script(plan, llama)
     assert str(err.value) == ("Megatron-LM cannot run this plan: ZeRO stage zero=3 (it runs zero in 0, 1); optimizer"
                               " optimizer=adamw8bit (it runs optimizer in adamw, adam, sgd, sgd-momentum)")
 
@@ -312,7 +331,7 @@ def test_parse_of_emit_is_the_plan(spaces, data):
     name = data.draw(st.sampled_from(sorted(spaces)))
     inputs, plans = spaces[name]
     plan = data.draw(st.sampled_from(plans))
-    _, job = parse_megatron_text(emit_megatron(plan, inputs.workload, inputs.workload.arch), inputs)
+    _, job = parse_megatron_text(script(plan, inputs), inputs)
     assert job.plan == plan
     assert (job.workload.seq_len, job.workload.global_batch) == (inputs.workload.seq_len, inputs.workload.global_batch)
 
@@ -342,7 +361,7 @@ def test_parse_of_emit_keeps_partitions_and_block_recompute(spaces, data):
     clipped = tuple(min(c, n) for c in counts)
     plan = plan.with_(recompute_layers=None if clipped == counts else clipped)
     assert plan.layer_partition(layers) in (None, counts)
-    _, job = parse_megatron_text(emit_megatron(plan, inputs.workload, inputs.workload.arch), inputs)
+    _, job = parse_megatron_text(script(plan, inputs), inputs)
     assert job.plan == plan
 
 
@@ -351,7 +370,7 @@ def test_block_recompute_with_virtual_stages_counts_per_model_chunk(llama):
     # is --recompute-num-layers 2 (megatron-core applies it to each chunk).
     plan = Plan(parallel=ParallelDims(pp=4, dp=16, vpp=2), zero=1, mbs=1, gas=32, recompute="full",
                 recompute_layers=(4, 4, 4, 4))
-    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    text = script(plan, llama)
     assert "--recompute-num-layers 2" in text and "# the plan recomputes" not in text
     _, job = parse_megatron_text(text, llama)
     assert job.plan == plan
@@ -362,11 +381,11 @@ def test_uneven_interleaved_stages_round_trip_as_flags_or_a_layout(llama):
     # does not: megatron-core's --pipeline-model-parallel-layout names every virtual stage.
     plan = Plan(parallel=ParallelDims(pp=4, dp=16, vpp=2), zero=1, mbs=1, gas=32,
                 first_stage_layers=6, last_stage_layers=6)
-    text = emit_megatron(plan, llama.workload, llama.workload.arch)
+    text = script(plan, llama)
     assert "--decoder-first-pipeline-num-layers 6" in text and "--num-virtual-stages-per-pipeline-rank 2" in text
     assert parse_megatron_text(text, llama)[1].plan == plan
     odd = plan.with_(first_stage_layers=7, last_stage_layers=7)
-    text = emit_megatron(odd, llama.workload, llama.workload.arch)
+    text = script(odd, llama)
     assert '--pipeline-model-parallel-layout "Ettt|ttttt|ttttt|tttt|tttt|tttt|tttt|tttL"' in text
     assert "--decoder-first-pipeline-num-layers" not in text
     assert parse_megatron_text(text, llama)[1].plan == odd
@@ -427,3 +446,53 @@ def test_expert_tensor_parallel_recompute_modules_and_activation_offload_are_pla
     assert (job.plan.etp, job.plan.recompute_modules) == (None, None)
     with pytest.raises(InputError, match="recompute-modules"):
         parse_megatron_text(args(moe + " --recompute-granularity selective --recompute-modules attention"), inputs)
+
+
+# -- the model's flags ----------------------------------------------------------------------------
+
+_REFUSED = {
+    "bloom-176b": "an embedding norm, alibi positions", "bloom-560m": "an embedding norm, alibi positions",
+    "gemma-7b": "a gated gelu_pytorch_tanh MLP", "gemma2-9b": "4 norms per layer, a gated gelu_pytorch_tanh MLP",
+    "gemma3-1b": "4 norms per layer, a gated gelu_pytorch_tanh MLP", "grok-1": "4 norms per layer, a gated gelu MLP",
+    "gpt-oss-20b": "attention sinks, a gated sigmoid_glu_clamped MLP, these linear biases, these expert biases",
+    "gpt-oss-120b": "attention sinks, a gated sigmoid_glu_clamped MLP, these linear biases, these expert biases",
+    "minimax-m2": "projection qk norm", "olmo2-7b": "projection qk norm", "pythia-6.9b": "parallel residual blocks",
+}
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_model_flags_read_back_to_the_presets(name):
+    """The emitted shape flags build the job's model through planner.model.megatron_args (MLA,
+    MoE layer patterns, shared experts, partial rotary and squared ReLU included), up to
+    Megatron's vocabulary padding to a multiple of 128 (tp 1)."""
+    arch = load_architecture(name)
+    if name in _REFUSED:
+        with pytest.raises(UnsupportedPlan) as err:
+            model_flags(arch)
+        assert str(err.value) == f"Megatron-LM's pretrain_gpt.py flags cannot build {name}: it has {_REFUSED[name]}"
+        return
+    flags, _ = model_flags(arch)
+    words = read_script("A=(" + " ".join(flags) + ")").variables["A"]
+    parsed, notes = parse_flags(words)
+    assert notes == []
+    padded = -(-arch.vocab // 128) * 128
+    warnings = compare_shapes(parsed, parsed, arch)
+    if padded == arch.vocab:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warnings[0].startswith(
+            f"the script's model differs from the job's {name} (script vs job): vocabulary {padded} vs {arch.vocab} (")
+
+
+def test_the_script_is_bash_that_stops_at_its_first_placeholder(tmp_path, llama):
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash on this machine")
+    path = tmp_path / "megatron_launch.sh"
+    path.write_text(script(Plan(parallel=ParallelDims(tp=8, dp=8, sp=True), zero=1, mbs=1, gas=64), llama))
+    run = subprocess.run([bash, str(path)], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    # Several nodes: MASTER_ADDR first, on the DISTRIBUTED_ARGS line, before anything runs.
+    assert run.returncode != 0 and "MASTER_ADDR: set MASTER_ADDR to the address of the first node" in run.stderr
+    run = subprocess.run([bash, str(path)], capture_output=True, text=True,
+                         env={"PATH": os.environ["PATH"], "MASTER_ADDR": "node0"})
+    assert "DATA_PATH: set DATA_PATH to a preprocessed dataset prefix" in run.stderr

@@ -52,7 +52,9 @@ def test_solve_emits_a_deepspeed_config_of_the_best_plan(tmp_path):
     out = tmp_path / "launch"
     result, doc = run_json("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--emit", "deepspeed", "--out", out)
     assert result.exit_code == 0, result.output
-    assert doc["emitted"] == [str(out / "ds_config.json")]
+    assert doc["emitted"] == [str(out / name) for name in ("ds_config.json", "training_args.json",
+                                                           "deepspeed_launch.sh")]
+    assert os.access(out / "deepspeed_launch.sh", os.X_OK)
     config = json.loads((out / "ds_config.json").read_text())
     assert config["train_batch_size"] == 64
     # What DeepSpeed will run is the plan the solver ranked first.
@@ -68,8 +70,9 @@ def test_solve_emits_megatron_arguments_and_a_torchrun_line(tmp_path, write_yaml
     out = tmp_path / "megatron"
     result = run("solve", cluster, job, "--top", "1", "--emit", "megatron", "--out", out)
     assert result.exit_code == 0, result.output
-    assert f"wrote {out / 'megatron_args.sh'}" in " ".join(result.stdout.split())
-    _, parsed = parse_megatron(out / "megatron_args.sh", load_inputs(cluster, job))
+    assert f"wrote {out / 'megatron_launch.sh'}" in " ".join(result.stdout.split())
+    assert os.access(out / "megatron_launch.sh", os.X_OK)
+    _, parsed = parse_megatron(out / "megatron_launch.sh", load_inputs(cluster, job))
     assert plan_keys(parsed.plan) == plan_keys(best)
 
     result = run("solve", cluster, job, "--top", "1", "--emit", "torchrun", "--out", out)
@@ -151,7 +154,7 @@ def test_zero3_example_that_ooms_is_reported_with_the_nearest_fitting_change(tmp
     # --emit writes the nearest fitting plan, which DeepSpeed reads back as that plan.
     out = tmp_path / "fixed"
     result, doc = run_json(*args, "--emit", "deepspeed", "--out", out)
-    assert result.exit_code == 1 and doc["emitted"] == [str(out / "ds_config.json")]
+    assert result.exit_code == 1 and str(out / "ds_config.json") in doc["emitted"]
     fixed = parse_deepspeed_config(json.loads((out / "ds_config.json").read_text()),
                                    load_inputs(ONE_NODE, FINETUNE_8B))
     assert plan_keys(fixed.plan) == plan_keys(doc["suggestions"][0])

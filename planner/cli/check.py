@@ -1,5 +1,6 @@
-"""`planner check`: will an existing DeepSpeed config or Megatron-LM launch fit, and if not, what
-is the nearest change that does (docs/cli.md: exit 0 fits, 1 does not fit, 2 bad input)."""
+"""`planner check`: will an existing DeepSpeed config, Megatron-LM launch, accelerate config (FSDP2
+or DeepSpeed) or torchtitan job fit, and if not, what is the nearest change that does (exit 0 fits,
+1 does not fit, 2 bad input)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -25,9 +26,16 @@ from planner.cost.evaluate import Evaluation, evaluate
 from planner.cost.inputs import Inputs, load_inputs
 from planner.cost.plan import OFFLOAD_CHOICES, Plan
 from planner.engines import EMIT_KINDS, FrameworkJob, framework_constraints
+from planner.engines import hf_trainer as H
 from planner.engines.deepspeed import parse_deepspeed
+from planner.engines.deepspeed_emit import deepspeed_problems
 from planner.engines.emit import write_emits
+from planner.engines.fsdp2 import parse_accelerate
+from planner.engines.fsdp2_emit import FSDP2_VALUES, fsdp2_problems
+from planner.engines.megatron_emit import megatron_problems
 from planner.engines.megatron_readings import OtherWay, read_megatron
+from planner.engines.torchtitan import parse_torchtitan
+from planner.engines.torchtitan_emit import TORCHTITAN_VALUES, torchtitan_problems
 from planner.report import tables
 from planner.report.json import plan_document
 from planner.search.explain import describe_plan
@@ -42,6 +50,11 @@ BUFFER_TOLERANCE = 128 * 2**20
 """Framework buffers above the planner's buffers term by less than this are not reported."""
 
 Change = tuple[str, object, object]
+ENGINE_NAMES = {"deepspeed": "DeepSpeed", "megatron": "Megatron-LM", "fsdp2": "accelerate FSDP2",
+                "torchtitan": "torchtitan"}
+_PROBLEMS = {"deepspeed": deepspeed_problems, "megatron": lambda plan, workload: megatron_problems(plan),
+             "fsdp2": fsdp2_problems, "torchtitan": torchtitan_problems}
+_VALUES = {"fsdp2": FSDP2_VALUES, "torchtitan": TORCHTITAN_VALUES}
 
 
 def changes(before: Plan, after: Plan) -> list[Change]:
@@ -68,19 +81,34 @@ def nearest_plans(job: FrameworkJob, inputs: Inputs, top: int) -> list[Evaluatio
     around["offload"] = Constraint(values=OFFLOAD_CHOICES)
     limits = {**around, **{k: c for k, c in inputs.job.constraints.items() if k not in own}, **own}
     try:
-        limits = framework_constraints(job.framework, limits)
+        limits = _engine_limits(job.framework, limits)
     except InputError:
         return []
     defaults = JobDefaults(precision=user.precision, optimizer=user.optimizer, lora_ranks=(user.lora_rank,),
                            quant=user.quant)
     found = []
     for plan in candidate_plans(job.workload, inputs.cluster, defaults, limits):
-        if plan != user and all(c.allows(getattr(plan, k)) for k, c in limits.items()):
+        if plan != user and all(c.allows(getattr(plan, k)) for k, c in limits.items()) \
+                and not _PROBLEMS[job.framework](plan, job.workload):
             ev = evaluate(plan, job.workload, inputs.cluster)
             if ev.fits:
                 found.append(ev)
     found.sort(key=lambda ev: (len(changes(user, ev.plan)), ev.time.step))
     return found[:top]
+
+
+def _engine_limits(framework: str, limits: dict[str, Constraint]) -> dict[str, Constraint]:
+    """The constraints narrowed to the plan values the engine launches."""
+    if framework not in _VALUES:
+        return framework_constraints(framework, limits)
+    narrowed = dict(limits)
+    for key, values in _VALUES[framework].items():
+        old = narrowed.get(key)
+        allowed = tuple(v for v in values if old is None or old.allows(v))
+        if not allowed:
+            raise InputError(f"{old.describe()} leaves no value {framework} can run", field=f"constraints.{key}")
+        narrowed[key] = Constraint(values=allowed)
+    return narrowed
 
 
 def buffer_warning(job: FrameworkJob, ev: Evaluation) -> str | None:
@@ -178,7 +206,7 @@ def _source(job: FrameworkJob) -> dict:
 def _view(job: FrameworkJob, ev: Evaluation, suggestions: list[Evaluation], warnings: list[str],
           inputs: Inputs) -> Group:
     c = inputs.cluster
-    name = {"deepspeed": "DeepSpeed", "megatron": "Megatron-LM"}[job.framework]
+    name = ENGINE_NAMES[job.framework]
     header = Text(f"{job.workload.arch.name} · {inputs.job.training} · seq {job.workload.seq_len:,} · global batch"
                   f" {job.workload.global_batch:,} on {c.nodes} × {c.gpus_per_node} {c.gpu.id}\n", style="bold")
     header.append(f"{job.file} ({name}): {describe_plan(ev.plan)} · gas={ev.plan.gas} · {ev.plan.precision}"
@@ -224,11 +252,27 @@ def check(
     deepspeed: Optional[Path] = typer.Option(None, "--deepspeed", help="A DeepSpeed config JSON.", show_default=False),
     megatron: Optional[Path] = typer.Option(None, "--megatron", show_default=False,
                                             help="A Megatron-LM launch script (bash) or a file of arguments."),
+    accelerate: Optional[Path] = typer.Option(None, "--accelerate", show_default=False,
+                                              help="An accelerate config YAML: FSDP or DDP (read as fsdp2), or"
+                                                   " DeepSpeed (read as deepspeed)."),
+    torchtitan: Optional[Path] = typer.Option(None, "--torchtitan", show_default=False,
+                                              help="A torchtitan job TOML (torchtitan 0.2)."),
+    training_args: Optional[Path] = typer.Option(
+        None, "--training-args", show_default=False,
+        help="DeepSpeed/accelerate: the HF Trainer's TrainingArguments as JSON (batch, gradient checkpointing,"
+             " bf16/fp16, optim)."),
+    peft_config: Optional[Path] = typer.Option(None, "--peft-config", show_default=False,
+                                               help="DeepSpeed/accelerate: the PEFT LoraConfig as JSON (LoRA rank)."),
+    bnb_config: Optional[Path] = typer.Option(
+        None, "--bnb-config", show_default=False,
+        help="DeepSpeed/accelerate: the BitsAndBytesConfig as JSON (quantized base weights)."),
     gradient_checkpointing: Optional[bool] = typer.Option(
         None, "--gradient-checkpointing/--no-gradient-checkpointing", show_default=False,
-        help="DeepSpeed: the HF Trainer's --gradient_checkpointing (recompute every layer)."),
-    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", min=1, show_default=False,
-                                              help='DeepSpeed: the HF Trainer\'s --per_device_train_batch_size, for "auto".'),
+        help="DeepSpeed/accelerate: the HF Trainer's --gradient_checkpointing (recompute every layer)."),
+    micro_batch: Optional[int] = typer.Option(
+        None, "--micro-batch", min=1, show_default=False,
+        help='DeepSpeed/accelerate: the HF Trainer\'s --per_device_train_batch_size, for "auto" or a config without'
+             " one."),
     env: Optional[list[str]] = typer.Option(None, "--env", show_default=False,
                                             help="Megatron-LM: KEY=VALUE in the script's environment (repeatable)."),
     emit: Optional[str] = typer.Option(None, "--emit", show_default=False,
@@ -238,24 +282,44 @@ def check(
     top: int = typer.Option(3, "--top", min=1, help="How many fitting plans to suggest."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Check a DeepSpeed config or Megatron-LM launch script: fits or not, why, and the nearest plans that fit."""
-    if (deepspeed is None) == (megatron is None):
-        raise InputError("give one of --deepspeed DS.json or --megatron train.sh", field="--deepspeed/--megatron")
+    """Check a DeepSpeed, Megatron-LM, accelerate or torchtitan file: fits or not, why, and the nearest
+    plans that fit."""
+    given = {"--deepspeed": deepspeed, "--megatron": megatron, "--accelerate": accelerate, "--torchtitan": torchtitan}
+    if sum(v is not None for v in given.values()) != 1:
+        raise InputError("give one of --deepspeed DS.json, --megatron train.sh, --accelerate config.yaml or"
+                         " --torchtitan job.toml", field="/".join(given))
     if emit is not None:
         choice(emit, EMIT_KINDS, "--emit")
     if (emit is None) != (out is None):
         raise InputError("--emit and --out go together", field="--emit" if emit is None else "--out")
+    hf_given = {"--training-args": training_args, "--peft-config": peft_config, "--bnb-config": bnb_config,
+                "--gradient-checkpointing": gradient_checkpointing, "--micro-batch": micro_batch}
+    if megatron is not None or torchtitan is not None:
+        extra = [k for k, v in hf_given.items() if v is not None]
+        if extra:
+            flag = "--megatron" if megatron is not None else "--torchtitan"
+            raise InputError(f"{', '.join(extra)} are for DeepSpeed and accelerate configs (HF Trainer files); the"
+                             f" {flag} file sets the batch and recompute itself", field=flag)
     environment = parse_env(env)
+    if environment and megatron is None:
+        raise InputError("--env is for Megatron-LM launch scripts", field="--env")
     inputs = load_inputs(cluster, job)
     others: list[OtherWay] = []
-    if deepspeed is not None:
-        if environment:
-            raise InputError("--env is for Megatron-LM launch scripts", field="--env")
+    hf = H.TrainerFiles.read(training_args, peft_config, bnb_config)
+    if accelerate is not None:
+        fj = parse_accelerate(accelerate, inputs, hf, micro_batch=micro_batch,
+                              gradient_checkpointing=gradient_checkpointing)
+    elif torchtitan is not None:
+        fj = parse_torchtitan(torchtitan, inputs)
+    elif deepspeed is not None and any(v is not None for v in (hf.training_args, hf.peft, hf.bnb)):
+        trainer = H.read_training_args(hf.training_args or {}, hf.files["training_args"])
+        trainer.micro_batch = trainer.micro_batch or micro_batch
+        trainer.checkpointing = gradient_checkpointing if trainer.checkpointing is None else trainer.checkpointing
+        fj = H.deepspeed_with_trainer(H.read_json(deepspeed, "a DeepSpeed config"), inputs, str(deepspeed), hf,
+                                      trainer)
+    elif deepspeed is not None:
         fj = parse_deepspeed(deepspeed, inputs, gradient_checkpointing=gradient_checkpointing, micro_batch=micro_batch)
     else:
-        if gradient_checkpointing is not None or micro_batch is not None:
-            raise InputError("--gradient-checkpointing and --micro-batch are for DeepSpeed configs; a Megatron-LM"
-                             " script sets --recompute-granularity and --micro-batch-size", field="--megatron")
         fj, others = read_megatron(megatron, inputs, environment)
     ev = evaluate(fj.plan, fj.workload, inputs.cluster)
     undecided = undecided_report(fj, ev, others, inputs.cluster)

@@ -1,4 +1,4 @@
-"""Launch files for a plan: a DeepSpeed config, Megatron-LM arguments, a torchrun command.
+"""Launch files for a plan: Megatron-LM, DeepSpeed, FSDP2 (accelerate) and torchtitan, and a torchrun command.
 
 `write_emits` is what `planner solve --emit KIND --out DIR` and `planner check --emit` call:
 it renders everything first and writes only when all of it could be rendered, so bad input
@@ -6,7 +6,6 @@ leaves nothing behind.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,20 +14,36 @@ from planner.cost.inputs import Inputs
 from planner.cost.plan import Plan
 from planner.engines import _FRAMEWORK_VALUES, EMIT_KINDS, UnsupportedPlan
 from planner.engines.deepspeed_emit import emit_deepspeed
+from planner.engines.fsdp2_emit import emit_fsdp2
 from planner.engines.megatron_emit import emit_megatron, emit_torchrun
+from planner.engines.torchtitan_emit import emit_torchtitan
 from planner.spec.errors import InputError, unknown_name
 
-FILE_NAMES = {"deepspeed": "ds_config.json", "megatron": "megatron_args.sh", "torchrun": "torchrun.sh"}
+FILE_NAMES: dict[str, tuple[str, ...]] = {
+    "deepspeed": ("ds_config.json", "deepspeed_launch.sh", "training_args.json", "peft_config.json", "bnb_config.json"),
+    "megatron": ("megatron_launch.sh",),
+    "fsdp2": ("accelerate_config.yaml", "fsdp2_launch.sh", "training_args.json", "peft_config.json",
+              "bnb_config.json"),
+    "torchtitan": ("job.toml", "torchtitan_launch.sh", "planner_flavor.py"),
+    "torchrun": ("torchrun.sh",),
+}
+"""The files each kind may write (LoRA configs and torchtitan's flavor module only when needed)."""
 
 
-def render(kind: str, plan: Plan, inputs: Inputs) -> str:
-    """The text of one launch file; UnsupportedPlan when the framework cannot run the plan."""
+def render(kind: str, plan: Plan, inputs: Inputs) -> dict[str, str]:
+    """The launch files of one kind, by file name; UnsupportedPlan when the engine cannot run the plan."""
+    workload, cluster, lora = inputs.workload, inputs.cluster, inputs.job.lora
+    adapters = {"lora_alpha": lora.alpha, "lora_dropout": lora.dropout} if lora is not None else {}
     if kind == "deepspeed":
-        return json.dumps(emit_deepspeed(plan, inputs.workload), indent=2) + "\n"
+        return emit_deepspeed(plan, workload, cluster, **adapters)
     if kind == "megatron":
-        return emit_megatron(plan, inputs.workload, inputs.workload.arch)
+        return emit_megatron(plan, workload, cluster)
+    if kind == "fsdp2":
+        return emit_fsdp2(plan, workload, cluster, **adapters)
+    if kind == "torchtitan":
+        return emit_torchtitan(plan, workload, cluster)
     if kind == "torchrun":
-        return emit_torchrun(plan, inputs.cluster)
+        return {"torchrun.sh": emit_torchrun(plan, cluster)}
     raise InputError(unknown_name("--emit kind", kind, EMIT_KINDS), field="--emit")
 
 
@@ -42,28 +57,33 @@ def constraints_hint(kind: str, plan: Plan) -> str:
 
 
 def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Inputs, out_dir: str | Path) -> list[Path]:
-    """Write the launch files of `kind` (one or several of deepspeed, megatron, torchrun) for the
+    """Write the launch files of `kind` (one or several of EMIT_KINDS) for the
     evaluated plan into `out_dir` (created); returns the paths written. Raises InputError, writing
     nothing, for an unknown kind, a plan the framework cannot run, or an `out_dir` that is a file."""
     kinds = [kind] if isinstance(kind, str) else list(kind)
-    texts = {}
+    texts: dict[str, str] = {}
     for k in kinds:
         try:
-            texts[k] = render(k, evaluation.plan, inputs)
+            files = render(k, evaluation.plan, inputs)
         except UnsupportedPlan as error:
             hint = constraints_hint(k, evaluation.plan)
             advice = f"; add `{hint}` to the job to plan for it" if hint else ""
             raise InputError(f"{error}{advice}", field="--emit") from None
+        clash = sorted(set(files) & set(texts))
+        if clash:
+            raise InputError(f"{k} and another kind both write {', '.join(clash)}: emit them into separate folders",
+                             field="--emit")
+        texts.update(files)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a directory", file=str(out), field="--out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         paths = []
-        for k, text in texts.items():
-            path = out / FILE_NAMES[k]
+        for name, text in texts.items():
+            path = out / name
             path.write_text(text)
-            if k == "torchrun":
+            if name.endswith(".sh"):
                 path.chmod(0o755)
             paths.append(path)
     except OSError as error:

@@ -1,4 +1,13 @@
-"""Plans into Megatron-LM arguments and torchrun launch lines; what Megatron-LM cannot launch."""
+"""Plans into Megatron-LM launch scripts and torchrun lines; what Megatron-LM cannot launch.
+
+`emit_megatron` writes one complete bash script: the torchrun line for the cluster and
+`pretrain_gpt.py` with the model's shape, the plan's parallel layout, recompute, precision,
+optimizer and batch, and clearly marked placeholders for what the plan does not decide (data,
+tokenizer, checkpoints, learning rate, rotary base). Flags: megatron/training/arguments.py
+(Megatron-LM core_r0.16); their megatron-core fields: TransformerConfig and ModelParallelConfig.
+`planner check --megatron` of the script reads back the plan (megatron.py), and its model flags
+read back to the job's architecture through planner.model.megatron_args.
+"""
 from __future__ import annotations
 
 from planner.cost.cluster import Cluster
@@ -6,12 +15,15 @@ from planner.cost.plan import Plan
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 from planner.engines import UnsupportedPlan, framework_problems
+from planner.engines.deepspeed_emit import describe
 from planner.engines.megatron import SGD_MOMENTUM_DEFAULT
-from planner.engines.megatron_flags import (
-    model_args,
-)
 from planner.engines.pipeline_layout import layout_string
 from planner.model.architecture import Architecture
+
+LAUNCH = "megatron_launch.sh"
+ROTARY_BASE_DEFAULT = 10000
+"""--rotary-base default (arguments.py), also transformers' default rope_theta for Llama; the
+planner's architecture does not carry the model's own (Llama 3: 500000), so the script asks."""
 
 
 def megatron_problems(plan: Plan) -> list[str]:
@@ -22,12 +34,60 @@ def megatron_problems(plan: Plan) -> list[str]:
     return problems
 
 
-def emit_megatron(plan: Plan, workload: Workload, arch: Architecture) -> str:
-    """Megatron-LM arguments for a plan, as bash arrays (MEGATRON_ARGS holds them all)."""
+def emit_megatron(plan: Plan, workload: Workload, cluster: Cluster) -> dict[str, str]:
+    """{megatron_launch.sh: the script}: run on every node with NODE_RANK set. UnsupportedPlan when
+    Megatron-LM cannot run the plan or its pretrain_gpt.py flags cannot build the model."""
     problems = megatron_problems(plan)
     if problems:
         raise UnsupportedPlan("Megatron-LM cannot run this plan: " + "; ".join(problems))
-    p = plan.parallel
+    if plan.parallel.world != cluster.world:
+        raise UnsupportedPlan(f"the plan uses {plan.parallel.world} GPUs; the cluster has {cluster.world}")
+    arch = workload.arch
+    model, notes = model_flags(arch)
+    parallel, training, more = plan_flags(plan, workload)
+    notes += more
+    data = ['--data-path "${DATA_PATH:?set DATA_PATH to a preprocessed dataset prefix (tools/preprocess_data.py)}"',
+            "--split 99,1,0", "--tokenizer-type HuggingFaceTokenizer",
+            '--tokenizer-model "${TOKENIZER_MODEL:?set TOKENIZER_MODEL to a Hugging Face tokenizer name or folder}"']
+    if workload.tokens:
+        iters = -(-int(workload.tokens) // workload.tokens_per_step)
+        schedule = [f"--train-iters {iters}"]
+    else:
+        schedule = ['--train-iters "${TRAIN_ITERS:?set TRAIN_ITERS: optimizer steps to run}"']
+    schedule += ['--lr "${LR:-3.0e-4}"', '--min-lr "${MIN_LR:-3.0e-5}"', "--lr-decay-style cosine",
+                 '--lr-warmup-iters "${WARMUP_ITERS:-100}"', "--weight-decay 0.1", "--clip-grad 1.0",
+                 '--save "${CHECKPOINT_DIR:-checkpoints}"', '--load "${CHECKPOINT_DIR:-checkpoints}"',
+                 "--save-interval 1000", "--log-interval 10", "--eval-interval 1000", "--eval-iters 10"]
+    master = "${MASTER_ADDR:-localhost}" if cluster.nodes == 1 else \
+        "${MASTER_ADDR:?set MASTER_ADDR to the address of the first node}"
+    launch = [f"--nnodes {cluster.nodes}", f"--nproc-per-node {cluster.gpus_per_node}", "--rdzv-backend c10d",
+              f'--rdzv-endpoint "{master}:${{MASTER_PORT:-29500}}"', '--rdzv-id "${JOB_ID:-planner}"']
+    lines = ["#!/usr/bin/env bash",
+             f"# Megatron-LM launch from `planner` for {arch.name} on {cluster.nodes} node(s) x {cluster.gpus_per_node}"
+             f" {cluster.gpu.id}: {describe(plan)}",
+             "# Run on every node" + (" with MASTER_ADDR set to the address of the first node." if cluster.nodes > 1
+                                       else "."),
+             "# Placeholders: MEGATRON_LM (a Megatron-LM checkout), DATA_PATH, TOKENIZER_MODEL; optional: ROTARY_BASE"
+             " (the model's rope_theta),",
+             "#   LR, MIN_LR, WARMUP_ITERS, CHECKPOINT_DIR, MASTER_PORT, JOB_ID."
+             " Flags: megatron/training/arguments.py."]
+    lines += [f"# {note}" for note in notes]
+    # TP/SP communication overlap needs one hardware queue (Megatron-LM's example scripts export it).
+    lines += ["set -euo pipefail", "export CUDA_DEVICE_MAX_CONNECTIONS=1", ""]
+    for name, flags in (("DISTRIBUTED_ARGS", launch), ("MODEL_ARGS", model), ("PARALLEL_ARGS", parallel),
+                        ("TRAINING_ARGS", training),
+                        ("DATA_ARGS", data), ("SCHEDULE_ARGS", schedule)):
+        lines += [f"{name}=("] + [f"    {flag}" for flag in flags] + [")"]
+    lines += ["", 'cd "${MEGATRON_LM:?set MEGATRON_LM to your Megatron-LM checkout}"',
+              'torchrun "${DISTRIBUTED_ARGS[@]}" pretrain_gpt.py \\',
+              '    "${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}" "${DATA_ARGS[@]}"'
+              ' "${SCHEDULE_ARGS[@]}"']
+    return {LAUNCH: "\n".join(lines) + "\n"}
+
+
+def plan_flags(plan: Plan, workload: Workload) -> tuple[list[str], list[str], list[str]]:
+    """(parallel flags, training flags, notes) of a plan Megatron-LM runs."""
+    p, arch = plan.parallel, workload.arch
     parallel = [f"--tensor-model-parallel-size {p.tp}", f"--pipeline-model-parallel-size {p.pp}",
                 f"--context-parallel-size {p.cp}"]
     if arch.moe is not None:
@@ -73,16 +133,7 @@ def emit_megatron(plan: Plan, workload: Workload, arch: Architecture) -> str:
                  }[plan.precision]
     training += ["--optimizer sgd", f"--sgd-momentum {SGD_MOMENTUM_DEFAULT if plan.optimizer == 'sgd-momentum' else 0}"
                  ] if plan.optimizer.startswith("sgd") else ["--optimizer adam"]
-    model, note = model_args(arch)
-    blocks = [("MODEL_ARGS", model), ("PARALLEL_ARGS", parallel), ("TRAINING_ARGS", training)]
-    lines = [f"# Megatron-LM arguments from `planner` for {arch.name}: {_describe(plan)}",
-             "# Flags: megatron/training/arguments.py. Add data, tokenizer, checkpoint and learning-rate flags."]
-    for text in ([note] if note else []) + notes:
-        lines.append(f"# {text}")
-    for name, flags in blocks:
-        lines += [f"{name}=("] + [f"    {flag}" for flag in flags] + [")"]
-    lines.append('MEGATRON_ARGS=("${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}")')
-    return "\n".join(lines) + "\n"
+    return parallel, training, notes
 
 
 def _block_recompute(plan: Plan, counts: tuple[int, ...]) -> int | None:
@@ -97,11 +148,85 @@ def _block_recompute(plan: Plan, counts: tuple[int, ...]) -> int | None:
     return -(-max(planned) // plan.parallel.vpp)
 
 
-def _describe(plan: Plan) -> str:
-    p = plan.parallel
-    return (f"tp={p.tp} pp={p.pp} dp={p.dp} cp={p.cp} ep={p.ep} vpp={p.vpp} sp={str(p.sp).lower()} zero={plan.zero}"
-            f" recompute={plan.recompute} mbs={plan.mbs} gas={plan.gas} {plan.precision} {plan.optimizer}"
-            f" offload={plan.offload}")
+def _expressible(arch: Architecture) -> str | None:
+    """Why pretrain_gpt.py's flags cannot build the model, or None when they can (megatron-core's
+    GPT layer specs: pre-norm blocks, one bias switch for every linear layer, SwiGLU as the only
+    gated MLP; shared experts as one MLP of their total width, as transformers builds DeepSeek's)."""
+    att, moe = arch.attention, arch.moe
+    biases = (arch.mlp_bias, att.qkv_bias, att.out_bias)
+    reasons = [
+        (att.sliding_window is not None, "sliding-window attention"),
+        (att.qk_norm == "projection", "projection qk norm"),
+        (att.qk_norm == "latent" and not att.is_mla, "latent qk norm"), (att.sinks, "attention sinks"),
+        (arch.norms_per_layer != 2, f"{arch.norms_per_layer} norms per layer"),
+        (arch.parallel_residual, "parallel residual blocks"), (arch.lm_head_bias, "an output-layer bias"),
+        (arch.embedding_norm, "an embedding norm"),
+        (arch.position not in ("rope", "learned"), f"{arch.position} positions"),
+        (arch.gated_mlp and arch.mlp_activation != "silu", f"a gated {arch.mlp_activation} MLP"),
+        (biases not in ((True, True, True), (False, False, False), (False, True, False)), "these linear biases"),
+        (att.is_mla and att.qkv_bias, "biases on the latent projections"),
+        (moe is not None and (moe.expert_bias or moe.router_bias) != arch.mlp_bias, "these expert biases"),
+        (moe is not None and moe.shared_expert_bias, "shared-expert biases"),
+    ]
+    found = [why for bad, why in reasons if bad]
+    return ", ".join(found) if found else None
+
+
+def model_flags(arch: Architecture) -> tuple[list[str], list[str]]:
+    """(pretrain_gpt.py flags that build `arch`, notes); planner.model.megatron_args reads the flags
+    back to the same shape, the vocabulary padded as Megatron pads it. UnsupportedPlan when the
+    flags cannot express the model."""
+    why_not = _expressible(arch)
+    if why_not:
+        raise UnsupportedPlan(f"Megatron-LM's pretrain_gpt.py flags cannot build {arch.name}: it has {why_not}")
+    att = arch.attention
+    flags = [f"--num-layers {arch.num_layers}", f"--hidden-size {arch.hidden}", f"--ffn-hidden-size {arch.ffn}",
+             f"--num-attention-heads {att.num_heads}"]
+    if att.is_mla:  # megatron-core MLASelfAttention (multi_latent_attention.py)
+        flags.append("--multi-latent-attention")
+        flags += [f"--q-lora-rank {att.q_lora_rank}"] if att.q_lora_rank is not None else []
+        flags += [f"--kv-lora-rank {att.kv_lora_rank}", f"--qk-head-dim {att.qk_nope_head_dim}",
+                  f"--qk-pos-emb-head-dim {att.qk_rope_head_dim}", f"--v-head-dim {att.value_head_dim}"]
+    else:
+        flags.append(f"--kv-channels {att.head_dim}")
+        if att.num_kv_heads != att.num_heads:
+            flags += ["--group-query-attention", f"--num-query-groups {att.num_kv_heads}"]
+    if arch.position == "rope":
+        flags += ["--position-embedding-type rope", f'--rotary-base "${{ROTARY_BASE:-{ROTARY_BASE_DEFAULT}}}"']
+        if att.rotary_dim is not None and att.rotary_dim != att.head_dim:
+            flags.append(f"--rotary-percent {att.rotary_dim / att.head_dim:g}")
+    else:
+        flags += ["--position-embedding-type learned_absolute", f"--max-position-embeddings {arch.max_positions}"]
+    flags.append(f"--normalization {'RMSNorm' if arch.norm == 'rmsnorm' else 'LayerNorm'}")
+    if arch.gated_mlp:
+        flags.append("--swiglu")
+    elif arch.mlp_activation == "relu2":
+        flags.append("--squared-relu")
+    flags += [] if arch.tied_embeddings else ["--untie-embeddings-and-output-weights"]
+    if not arch.mlp_bias:
+        flags.append("--disable-bias-linear")
+        flags += ["--add-qkv-bias"] if att.qkv_bias else []
+    flags += ["--qk-layernorm"] if att.qk_norm in ("head", "latent") else []
+    moe = arch.moe
+    if moe is not None:
+        flags += [f"--num-experts {moe.num_experts}", f"--moe-router-topk {moe.top_k}",
+                  f"--moe-ffn-hidden-size {moe.expert_ffn}", "--moe-grouped-gemm",
+                  "--moe-token-dispatcher-type alltoall"]
+        pattern = [int(arch.is_moe_layer(i)) for i in range(arch.num_layers)]
+        if not all(pattern):
+            flags.append(f"--moe-layer-freq '[{','.join(map(str, pattern))}]'")
+        if moe.shared_ffn:
+            flags.append(f"--moe-shared-expert-intermediate-size {moe.shared_ffn}")
+            flags += ["--moe-shared-expert-gate"] if moe.shared_expert_gate else []
+    if arch.mtp_layers:
+        flags.append(f"--mtp-num-layers {arch.mtp_layers}")
+    flags.append(f"--vocab-size {arch.vocab}")
+    notes = ["--vocab-size: the model's; HuggingFaceTokenizer gives its own size, and Megatron pads either to a"
+             " multiple of 128 x tp (_vocab_size_with_padding)"]
+    if arch.position == "rope":
+        notes.append(f"--rotary-base: set ROTARY_BASE to the model's rope_theta (config.json); {ROTARY_BASE_DEFAULT}"
+                     " is Megatron's default")
+    return flags, notes
 
 
 def emit_torchrun(plan: Plan, cluster: Cluster) -> str:
@@ -110,8 +235,8 @@ def emit_torchrun(plan: Plan, cluster: Cluster) -> str:
         raise UnsupportedPlan(f"the plan uses {plan.parallel.world} GPUs; the cluster has {cluster.world}")
     return "\n".join([
         "#!/usr/bin/env bash",
-        f"# torchrun on {cluster.nodes} node(s) x {cluster.gpus_per_node} {cluster.gpu.id}: {_describe(plan)}",
-        "# Run on every node: ./torchrun.sh pretrain_gpt.py \"${MEGATRON_ARGS[@]}\"  (or train.py --deepspeed ds_config.json)",
+        f"# torchrun on {cluster.nodes} node(s) x {cluster.gpus_per_node} {cluster.gpu.id}: {describe(plan)}",
+        "# Run on every node: ./torchrun.sh TRAIN_SCRIPT ARGS... (megatron_launch.sh carries its own torchrun line)",
         "# MASTER_ADDR: the first node's address; JOB_ID: the same on every node (e.g. $SLURM_JOB_ID).",
         "set -euo pipefail",
         "torchrun \\",

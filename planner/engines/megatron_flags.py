@@ -4,7 +4,7 @@ the model-shape flags to and from an `Architecture`.
 
 Flag names: megatron/training/arguments.py (Megatron-LM core_r0.12 to 0.16). The mapping of
 shape flags to an architecture is `planner.model.megatron_args`; here the result is compared with
-the job's model, and the job's model is written back as flags that mapping reads.
+the job's model (megatron_emit.py writes the job's model back as flags that mapping reads).
 """
 from __future__ import annotations
 
@@ -129,60 +129,6 @@ def compare_shapes(shape: dict[str, object], flags: dict[str, object], arch: Arc
     if theirs.extra.get("unmodeled_flags"):
         out.append(f"shape flags not modelled: {', '.join(theirs.extra['unmodeled_flags'])}")
     return out
-
-
-def _expressible(arch: Architecture) -> str | None:
-    """Why the model cannot be written as Megatron GPT flags, or None when it can."""
-    att = arch.attention
-    biases = (arch.mlp_bias, att.qkv_bias, att.out_bias)
-    reasons = [
-        (att.is_mla, "multi-latent attention"), (att.sliding_window is not None, "sliding-window attention"),
-        (att.qk_norm not in (None, "head"), f"{att.qk_norm} qk norm"), (att.sinks, "attention sinks"),
-        (arch.norms_per_layer != 2, f"{arch.norms_per_layer} norms per layer"),
-        (arch.parallel_residual, "parallel residual blocks"), (arch.lm_head_bias, "an output-layer bias"),
-        (arch.position not in ("rope", "learned"), f"{arch.position} positions"),
-        (biases not in ((True, True, True), (False, False, False), (False, True, False)), "these linear biases"),
-        (arch.moe is not None and arch.moe.num_shared_experts > 1, "several shared experts"),
-    ]
-    found = [why for bad, why in reasons if bad]
-    return ", ".join(found) if found else None
-
-
-def model_args(arch: Architecture) -> tuple[list[str], str | None]:
-    """Megatron GPT flags that build `arch` (planner.model.megatron_args reads them back), and a note."""
-    why_not = _expressible(arch)
-    if why_not:
-        return [], f"model shape: {arch.name} has {why_not}, which these flags do not express; keep your script's"
-    att = arch.attention
-    flags = [f"--num-layers {arch.num_layers}", f"--hidden-size {arch.hidden}", f"--ffn-hidden-size {arch.ffn}",
-             f"--num-attention-heads {att.num_heads}", f"--kv-channels {att.head_dim}"]
-    if att.num_kv_heads != att.num_heads:
-        flags += ["--group-query-attention", f"--num-query-groups {att.num_kv_heads}"]
-    flags.append(f"--position-embedding-type {'rope' if arch.position == 'rope' else 'learned_absolute'}")
-    flags.append(f"--max-position-embeddings {arch.max_positions}" if arch.position == "learned" else "")
-    flags.append(f"--normalization {'RMSNorm' if arch.norm == 'rmsnorm' else 'LayerNorm'}")
-    flags += ["--swiglu"] if arch.gated_mlp else []
-    flags += [] if arch.tied_embeddings else ["--untie-embeddings-and-output-weights"]
-    if not arch.mlp_bias:
-        flags.append("--disable-bias-linear")
-        flags += ["--add-qkv-bias"] if att.qkv_bias else []
-    flags += ["--qk-layernorm"] if att.qk_norm == "head" else []
-    moe = arch.moe
-    if moe is not None:
-        flags += [f"--num-experts {moe.num_experts}", f"--moe-router-topk {moe.top_k}",
-                  f"--moe-ffn-hidden-size {moe.expert_ffn}"]
-        pattern = [int(arch.is_moe_layer(i)) for i in range(arch.num_layers)]
-        if not all(pattern):
-            flags.append(f"--moe-layer-freq '[{','.join(map(str, pattern))}]'")
-        if moe.shared_ffn:
-            flags.append(f"--moe-shared-expert-intermediate-size {moe.shared_ffn}")
-            flags += ["--moe-shared-expert-gate"] if moe.shared_expert_gate else []
-    if arch.mtp_layers:
-        flags.append(f"--mtp-num-layers {arch.mtp_layers}")
-    flags.append(f"--vocab-size {arch.vocab}")
-    note = ("--vocab-size: the tokenizer's size (NullTokenizer reads it; other tokenizers give their own);"
-            " Megatron pads it to a multiple of 128 x tp")
-    return [f for f in flags if f], note
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Emitted DeepSpeed configs load in DeepSpeed's own config classes with the plan's values.
+"""Emitted DeepSpeed configs load in DeepSpeed's own config classes with the plan's values, and the
+TrainingArguments beside them agree with them as the Hugging Face Trainer checks.
 
 `deepspeed.runtime.config.DeepSpeedConfig` runs the checks DeepSpeed runs at launch: its pydantic
 models (DeepSpeedZeroConfig and the offload, precision and tensor-parallel configs forbid unknown
@@ -12,6 +13,7 @@ Run: .venv/bin/python -m pytest -m validate tests/validate/test_deepspeed_emit.p
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 
@@ -28,7 +30,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from test_frameworks_deepspeed import deepspeed_spaces  # noqa: E402
 
-from planner.engines.deepspeed_emit import emit_deepspeed  # noqa: E402
+from planner.engines.deepspeed_emit import deepspeed_config, emit_deepspeed  # noqa: E402
 
 pytestmark = pytest.mark.validate
 
@@ -59,7 +61,7 @@ def test_emitted_configs_load_in_deepspeed(spaces, rank0, data):
     name = data.draw(st.sampled_from(sorted(spaces)))
     inputs, plans = spaces[name]
     plan = data.draw(st.sampled_from(plans))
-    emitted = json.loads(json.dumps(emit_deepspeed(plan, inputs.workload)))
+    emitted = json.loads(json.dumps(deepspeed_config(plan, inputs.workload)))
     config = ds_config.DeepSpeedConfig(emitted, mpu=_DataParallelUnit(plan.dp))
     assert (config.train_batch_size, config.train_micro_batch_size_per_gpu, config.gradient_accumulation_steps) == \
         (plan.global_batch, plan.mbs, plan.gas)
@@ -80,3 +82,33 @@ def test_emitted_configs_load_in_deepspeed(spaces, rank0, data):
         validate_autoep_config(autoep, world_size=plan.parallel.world, pp_size=1, tp_size=plan.tp, sp_size=plan.cp,
                                zero_stage=plan.zero, zero_offload_optimizer=plan.offload != "none",
                                zero_offload_param=plan.offload == "optimizer+params")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_trainer_arguments_match_the_config_as_the_trainer_checks_them(spaces, data):
+    """transformers' HfTrainerDeepSpeedConfig.trainer_config_process compares the config's batch,
+    accumulation, precision and optimizer values with the TrainingArguments' and records every
+    mismatch (the Trainer then refuses to start); the Trainer's world size is all processes."""
+    from transformers import BitsAndBytesConfig, TrainingArguments
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+    peft = pytest.importorskip("peft")
+
+    name = data.draw(st.sampled_from(sorted(spaces)))
+    inputs, plans = spaces[name]
+    plan = data.draw(st.sampled_from(plans))
+    files = emit_deepspeed(plan, inputs.workload, inputs.cluster)
+    args = json.loads(files["training_args.json"])
+    assert args.pop("deepspeed") == "ds_config.json"  # loaded by the Trainer from its working directory
+    trainer = TrainingArguments(**args, use_cpu=True)
+    hf = HfTrainerDeepSpeedConfig(json.loads(files["ds_config.json"]))
+    world = plan.parallel.world
+    with mock.patch.object(TrainingArguments, "world_size", property(lambda self: world)):
+        hf.trainer_config_process(trainer)
+    assert hf.mismatches == []
+    assert bool(trainer.gradient_checkpointing) == (plan.recompute == "full")
+    if "peft_config.json" in files:
+        assert peft.LoraConfig(**json.loads(files["peft_config.json"])).r == plan.lora_rank
+    if "bnb_config.json" in files:
+        bnb = BitsAndBytesConfig(**json.loads(files["bnb_config.json"]))
+        assert (bnb.load_in_4bit, bnb.load_in_8bit) == (plan.quant == "nf4", plan.quant == "int8")

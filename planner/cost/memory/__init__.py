@@ -26,8 +26,8 @@ from planner.cost.memory.kernels import FRAMEWORKS, Kernels, kernels
 from planner.cost.memory.runtime import (
                                         CUDA_CONTEXT_BYTES,
                                         DDP_BUCKET_BYTES,
-                                        runtime_bytes,
                                         largest_module_params,
+                                        runtime_bytes,
 )
 from planner.cost.memory.states import (
                                         MIXED,

@@ -7,11 +7,11 @@ from functools import lru_cache
 
 from planner.cost import calibration as cal
 from planner.cost.cluster import Cluster
+from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing import elementwise as elt
 from planner.cost.workload import Workload
-from planner.cost.memory.activations import matmul_widths
 from planner.model.architecture import Architecture
 from planner.model.flops import layer_flops, logits_flops
 

@@ -1,0 +1,295 @@
+"""Plans into torchtitan launches: what torchtitan cannot launch, and for a plan it can the job TOML,
+its torchrun line, and when torchtitan ships no flavor of the model's shape, a module that
+registers one.
+
+torchtitan 0.2.2, the last release that reads job TOML files (0.3 replaced them with Python config
+registries, `--module`/`--config`): sections and keys of torchtitan/config/job_config.py, parallel
+rules of distributed/parallel_dims.py and models/llama3/infra/parallelize.py (FSDP2 over dp_shard x
+cp whenever either exceeds 1, else DDP only as the one parallel dimension; TP always with sequence
+parallelism; mixed precision by FSDP2's MixedPrecisionPolicy, or torch.autocast under DDP, and none
+under TP or PP without FSDP: distributed/utils.py `maybe_enable_amp`), pipeline stages of
+distributed/pipeline_parallel.py. Models are torch-native modules under FSDP2 mixed precision,
+which is the `hf` kernel family's accounting (planner/cost/memory/kernels.py: fp32 sharded
+parameters, bf16 compute modules when sharded, autocast under DDP); no torchtitan source gives a
+reason to count them otherwise.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from planner.cost.cluster import Cluster
+from planner.cost.plan import Plan
+from planner.cost.shard import stage_layer_counts
+from planner.cost.workload import Workload
+from planner.engines import UnsupportedPlan
+from planner.engines.deepspeed_emit import describe
+from planner.engines.pipeline_layout import expand, layout_string
+from planner.model.architecture import Architecture
+
+JOB_TOML, LAUNCH, FLAVOR_MODULE = "job.toml", "torchtitan_launch.sh", "planner_flavor.py"
+FLOAT8 = "quantize.linear.float8"
+"""The float8 converter's registered name (components/quantization/float8.py)."""
+
+TORCHTITAN_VALUES: dict[str, tuple] = {
+    "zero": (0, 2, 3), "offload": ("none", "optimizer+params"), "recompute": ("none", "full"),
+    "precision": ("bf16", "bf16-pure", "fp32", "fp8"), "optimizer": ("adamw", "adam"), "lora_rank": (0,),
+    "quant": ("none",),
+}
+_WORDS = {"zero": "ZeRO stage (FSDP2 shards as ZeRO-3, or ZeRO-2 without resharding; DDP is ZeRO-0)",
+          "offload": "offload (training.enable_cpu_offload moves parameters, gradients and optimizer together)",
+          "recompute": "recompute (activation_checkpoint.mode full or none)",
+          "precision": "precision (bf16 mixed, bf16 training.dtype, fp32, float8)", "optimizer": "optimizer",
+          "lora_rank": "LoRA", "quant": "quantized base weights"}
+
+# The flavors torchtitan 0.2.2 ships (models/llama3, qwen3, deepseek_v3 __init__.py), by shape:
+# (model, dim, layers, heads, kv heads, head dim, ffn, vocab, tied, qk norm, experts, top-k,
+#  expert ffn, shared experts, dense layers, MLA ranks (q, kv, rope, v)).
+_SHIPPED: dict[tuple[str, str], tuple] = {
+    ("llama3", "8B"): ("llama3", 4096, 32, 32, 8, 128, 14336, 128256, False, False, 0, 0, 0, 0, 0, None),
+    ("llama3", "70B"): ("llama3", 8192, 80, 64, 8, 128, 28672, 128256, False, False, 0, 0, 0, 0, 0, None),
+    ("llama3", "405B"): ("llama3", 16384, 126, 128, 8, 128, 53248, 128256, False, False, 0, 0, 0, 0, 0, None),
+    ("qwen3", "0.6B"): ("qwen3", 1024, 28, 16, 8, 128, 3072, 151936, True, True, 0, 0, 0, 0, 0, None),
+    ("qwen3", "1.7B"): ("qwen3", 2048, 28, 16, 8, 128, 6144, 151936, True, True, 0, 0, 0, 0, 0, None),
+    ("qwen3", "4B"): ("qwen3", 2560, 36, 32, 8, 128, 9728, 151936, True, True, 0, 0, 0, 0, 0, None),
+    ("qwen3", "8B"): ("qwen3", 4096, 36, 32, 8, 128, 12288, 151936, False, True, 0, 0, 0, 0, 0, None),
+    ("qwen3", "14B"): ("qwen3", 5120, 40, 40, 8, 128, 17408, 151936, False, True, 0, 0, 0, 0, 0, None),
+    ("qwen3", "32B"): ("qwen3", 5120, 64, 64, 8, 128, 25600, 151936, False, True, 0, 0, 0, 0, 0, None),
+    ("qwen3", "30B-A3B"): ("qwen3", 2048, 48, 32, 4, 128, 6144, 151936, False, True, 128, 8, 768, 0, 0, None),
+    ("qwen3", "235B-A22B"): ("qwen3", 4096, 94, 64, 4, 128, 12288, 151936, False, True, 128, 8, 1536, 0, 0, None),
+    ("deepseek_v3", "16B"): ("deepseek_v3", 2048, 27, 16, 16, 192, 10944, 102400, False, True, 64, 6, 1408, 2, 1,
+                             (0, 512, 64, 128)),
+    ("deepseek_v3", "236B"): ("deepseek_v3", 5120, 60, 128, 128, 192, 12288, 102400, False, True, 160, 6, 1536, 2, 1,
+                              (1536, 512, 64, 128)),
+    ("deepseek_v3", "671B"): ("deepseek_v3", 7168, 61, 128, 128, 192, 18432, 129280, False, True, 256, 8, 2048, 1, 3,
+                              (1536, 512, 64, 128)),
+}
+
+
+def model_shape(arch: Architecture) -> tuple[tuple, str | None]:
+    """(shape key as in _SHIPPED, why torchtitan cannot build the model or None)."""
+    att, moe = arch.attention, arch.moe
+    common = [(arch.norm != "rmsnorm", "LayerNorm"), (not arch.gated_mlp or arch.mlp_activation != "silu",
+                                                       "an MLP other than SwiGLU"),
+              (arch.position != "rope", f"{arch.position} positions"), (arch.mlp_bias or att.qkv_bias or att.out_bias,
+                                                                         "linear biases"),
+              (att.sliding_window is not None, "sliding-window attention"), (att.sinks, "attention sinks"),
+              (arch.norms_per_layer != 2, f"{arch.norms_per_layer} norms per layer"),
+              (arch.parallel_residual, "parallel residual blocks"), (arch.embedding_norm, "an embedding norm"),
+              (arch.lm_head_bias, "an output-layer bias"),
+              (att.rotary_dim not in (None, att.head_dim), "partial rotary embeddings"),
+              (att.qk_norm == "projection", "projection qk norm")]
+    experts = (moe.num_experts, moe.top_k, moe.expert_ffn) if moe else (0, 0, 0)
+    if att.is_mla:
+        moe_layers = [i for i in range(arch.num_layers) if arch.is_moe_layer(i)]
+        first = moe_layers[0] if moe_layers else 0
+        dense_first = bool(moe_layers) and moe_layers == list(range(first, arch.num_layers))
+        shared = moe.shared_ffn // moe.expert_ffn if moe and moe.expert_ffn else 0
+        common += [(moe is None, "multi-latent attention without experts"),
+                   (not dense_first, "MoE layers other than all after the first dense ones"),
+                   (moe is not None and moe.shared_ffn != shared * moe.expert_ffn, "a shared expert of another width"),
+                   (arch.tied_embeddings, "tied embeddings"), (moe is not None and (moe.expert_bias or moe.router_bias),
+                                                               "expert biases")]
+        mla = (att.q_lora_rank or 0, att.kv_lora_rank, att.qk_rope_head_dim, att.value_head_dim)
+        key = ("deepseek_v3", arch.hidden, arch.num_layers, att.num_heads, att.num_kv_heads, att.head_dim, arch.ffn,
+               arch.vocab, False, True, *experts, shared, first if moe else 0, mla)
+    else:
+        llama = (moe is None and not arch.tied_embeddings and att.qk_norm is None
+                 and att.head_dim * att.num_heads == arch.hidden)
+        common += [(moe is not None and arch.num_moe_layers != arch.num_layers, "dense layers among MoE layers"),
+                   (moe is not None and (moe.shared_ffn or moe.expert_bias or moe.router_bias),
+                    "shared experts or expert biases")]
+        key = ("llama3" if llama else "qwen3", arch.hidden, arch.num_layers, att.num_heads, att.num_kv_heads,
+               att.head_dim, arch.ffn, arch.vocab, arch.tied_embeddings, att.qk_norm == "head", *experts, 0, 0, None)
+    found = [why for bad, why in common if bad]
+    return key, (", ".join(found) if found else None)
+
+
+def shipped_flavor(key: tuple) -> str | None:
+    return next((flavor for (name, flavor), shape in _SHIPPED.items() if shape == key), None)
+
+
+def torchtitan_problems(plan: Plan, workload: Workload) -> list[str]:
+    """Why torchtitan 0.2.2 cannot run this plan as the planner models it (empty when it can)."""
+    problems = [f"{_WORDS[key]}: {key}={getattr(plan, key)} (it runs {key} in {', '.join(map(str, values))})"
+                for key, values in TORCHTITAN_VALUES.items() if getattr(plan, key) not in values]
+    p, fsdp = plan.parallel, plan.zero >= 2
+    if p.sp != (p.tp > 1):
+        problems.append(f"sp={str(p.sp).lower()} with tp={p.tp}: torchtitan's tensor parallelism always runs"
+                        " sequence parallelism")
+    if fsdp and p.dp * p.cp == 1:
+        problems.append(f"zero={plan.zero} with dp=1 and cp=1: FSDP has no ranks to shard over")
+    if not fsdp and (p.cp > 1 or p.ep > 1):
+        problems.append("context or expert parallelism without FSDP (torchtitan shards over cp, and over the"
+                        " experts' data-parallel ranks, with FSDP)")
+    if not fsdp and p.dp > 1 and p.world != p.dp:
+        problems.append(f"DDP (zero=0, dp={p.dp}) with other parallelism: torchtitan runs DDP only alone")
+    if not fsdp and (p.tp > 1 or p.pp > 1) and plan.precision in ("bf16", "fp8"):
+        problems.append(f"{plan.precision} mixed precision with tp or pp but no FSDP: torchtitan then trains in fp32")
+    if plan.recompute_layers is not None:
+        problems.append("recompute of some layers per stage (torchtitan checkpoints every Nth layer)")
+    if workload.seq_len % (2 * p.tp * p.cp):
+        problems.append(f"seq_len {workload.seq_len} is not a multiple of 2 x tp x cp = {2 * p.tp * p.cp}"
+                        " (ParallelDims.seq_len_divisor)")
+    _, why = model_shape(workload.arch)
+    if why:
+        problems.append(f"its models cannot build {workload.arch.name}: it has {why}")
+    return problems
+
+
+def emit_torchtitan(plan: Plan, workload: Workload, cluster: Cluster) -> dict[str, str]:
+    """{job.toml, torchtitan_launch.sh, and planner_flavor.py when no shipped flavor has the model's
+    shape}. UnsupportedPlan when torchtitan cannot run the plan."""
+    problems = torchtitan_problems(plan, workload)
+    if problems:
+        raise UnsupportedPlan("torchtitan cannot run this plan: " + "; ".join(problems))
+    if plan.parallel.world != cluster.world:
+        raise UnsupportedPlan(f"the plan uses {plan.parallel.world} GPUs; the cluster has {cluster.world}")
+    arch = workload.arch
+    key, _ = model_shape(arch)
+    name, flavor = key[0], shipped_flavor(key)
+    files = {}
+    if flavor is None:
+        flavor = "planner_" + re.sub(r"[^A-Za-z0-9_]", "_", arch.name)
+        files[FLAVOR_MODULE] = flavor_module(key, flavor, arch.name)
+    files[JOB_TOML] = job_toml(plan, workload, cluster, name, flavor, custom=FLAVOR_MODULE in files)
+    files[LAUNCH] = _launch(plan, workload, cluster)
+    return files
+
+
+def job_sections(plan: Plan, workload: Workload, name: str, flavor: str, custom: bool) -> dict[str, dict]:
+    """The job config of the plan, section by section (job_config.py names)."""
+    p, arch = plan.parallel, workload.arch
+    fsdp = plan.zero >= 2
+    training = {"local_batch_size": plan.mbs * (plan.gas if p.pp > 1 else 1), "global_batch_size": plan.global_batch,
+                "seq_len": workload.seq_len, "steps": -(-int(workload.tokens) // workload.tokens_per_step)
+                if workload.tokens else 1000, "dataset": "c4",
+                "mixed_precision_param": "float32" if plan.precision == "fp32" else "bfloat16",
+                "mixed_precision_reduce": "float32",
+                "dtype": "bfloat16" if plan.precision == "bf16-pure" else "float32",
+                "enable_cpu_offload": plan.offload == "optimizer+params"}
+    parallel = {"data_parallel_replicate_degree": 1 if fsdp else p.dp,
+                "data_parallel_shard_degree": p.dp if fsdp else 1,
+                "fsdp_reshard_after_forward": {3: "always", 2: "never"}.get(plan.zero, "default"),
+                "tensor_parallel_degree": p.tp, "enable_async_tensor_parallel": False,
+                "pipeline_parallel_degree": p.pp, "context_parallel_degree": p.cp, "expert_parallel_degree": p.ep,
+                "expert_tensor_parallel_degree": p.tp if p.ep > 1 else 1}
+    if p.pp > 1:
+        counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, p.pp)
+        parallel.update({"pipeline_parallel_schedule": "Interleaved1F1B" if p.vpp > 1 else "1F1B",
+                         "pipeline_parallel_microbatch_size": plan.mbs,
+                         "module_fqns_per_model_part": model_parts(counts, p.vpp)})
+    model = {"name": name, "flavor": flavor, "hf_assets_path": "./assets/hf/tokenizer"}
+    if plan.precision == "fp8":
+        model["converters"] = [FLOAT8]
+    sections = {"job": {"dump_folder": "./outputs", "description": f"{arch.name} from planner"}, "model": model,
+                "optimizer": {"name": {"adam": "Adam"}.get(plan.optimizer, "AdamW"), "lr": 3e-4},
+                "training": training, "parallelism": parallel,
+                "activation_checkpoint": {"mode": "full" if plan.recompute == "full" else "none"},
+                "compile": {"enable": False}}
+    if plan.precision == "fp8":
+        sections["quantize.linear.float8"] = {"filter_fqns": ["output"]}
+    if custom:
+        sections["experimental"] = {"custom_import": FLAVOR_MODULE.removesuffix(".py")}
+    return sections
+
+
+def model_parts(counts: tuple[int, ...], vpp: int) -> list[list[str]]:
+    """Module names of each virtual pipeline stage in model order (rank k mod pp holds stage k, as
+    the looped schedules place them: pipeline_parallel.py `_get_stage_indices`), the chunks split as
+    Megatron's layout would (pipeline_layout.py)."""
+    parts, layer = [], 0
+    for stage in expand(layout_string(counts, vpp)):
+        names = ["tok_embeddings"] if "E" in stage else []
+        names += [f"layers.{layer + i}" for i in range(stage.count("t"))]
+        layer += stage.count("t")
+        parts.append(names + (["norm", "output"] if "L" in stage else []))
+    return parts
+
+
+def job_toml(plan: Plan, workload: Workload, cluster: Cluster, name: str, flavor: str, custom: bool) -> str:
+    lines = [f"# torchtitan job from `planner` for {workload.arch.name} on {cluster.nodes} node(s) x"
+             f" {cluster.gpus_per_node} {cluster.gpu.id}: {describe(plan)}",
+             "# torchtitan 0.2.2 (torchtitan/config/job_config.py); torchtitan_launch.sh runs it and passes"
+             " HF_ASSETS_PATH as model.hf_assets_path.",
+             "# Placeholders: training.dataset (c4 streams from the Hugging Face Hub), optimizer.lr, training.steps"
+             + (" (from the job's tokens)" if workload.tokens else "") + "."]
+    if workload.arch.mtp_layers:
+        lines.append(f"# torchtitan builds no multi-token-prediction modules ({workload.arch.mtp_layers} in the job's"
+                     " model).")
+    for section, values in job_sections(plan, workload, name, flavor, custom).items():
+        lines.append(f"\n[{section}]")
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: object) -> str:
+    """A TOML value: booleans, integers, floats, strings and (nested) lists of them."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string is a JSON string
+    return "[" + ", ".join(_toml(v) for v in value) + "]"
+
+
+def flavor_module(key: tuple, flavor: str, model: str) -> str:
+    """Python that registers the flavor in torchtitan's model registry before the trainer looks it up
+    (train.py imports experimental.custom_import first)."""
+    (name, dim, layers, heads, kv, head_dim, ffn, vocab, tied, qk_norm, experts, top_k, expert_ffn, shared,
+     dense, mla) = key
+    if name == "llama3":
+        # TransformerModelArgs sizes the MLP as multiple_of x ceil(multiplier x int(8 dim / 3) / multiple_of).
+        base = int(8 * dim / 3)
+        multiplier = None if base <= ffn else ffn / base
+        args = dict(dim=dim, n_layers=layers, n_heads=heads, n_kv_heads=kv, vocab_size=vocab, multiple_of=ffn,
+                    ffn_dim_multiplier=multiplier)
+        imports = ["from torchtitan.models.llama3 import llama3_args as registry",
+                   "from torchtitan.models.llama3.model.args import TransformerModelArgs as Args"]
+    elif name == "qwen3":
+        args = dict(dim=dim, n_layers=layers, n_heads=heads, n_kv_heads=kv, head_dim=head_dim, hidden_dim=ffn,
+                    vocab_size=vocab, qk_norm=qk_norm, enable_weight_tying=tied)
+        if experts:
+            args.update(moe_enabled=True, moe_inter_dim=expert_ffn,
+                        moe_args=f"MoEArgs(num_experts={experts}, num_shared_experts=0, top_k={top_k})")
+        imports = ["from torchtitan.models.moe import MoEArgs",
+                   "from torchtitan.models.qwen3 import qwen3_args as registry",
+                   "from torchtitan.models.qwen3.model.args import Qwen3ModelArgs as Args"]
+    else:
+        q, kv_rank, rope, v = mla
+        args = dict(dim=dim, n_layers=layers, n_dense_layers=dense, n_heads=heads, inter_dim=ffn,
+                    moe_inter_dim=expert_ffn, vocab_size=vocab, q_lora_rank=q, kv_lora_rank=kv_rank,
+                    qk_nope_head_dim=head_dim - rope, qk_rope_head_dim=rope, v_head_dim=v,
+                    moe_args=f"MoEArgs(num_experts={experts}, num_shared_experts={shared}, top_k={top_k})")
+        imports = ["from torchtitan.models.deepseek_v3 import deepseekv3_args as registry",
+                   "from torchtitan.models.deepseek_v3.model.args import DeepSeekV3ModelArgs as Args",
+                   "from torchtitan.models.moe import MoEArgs"]
+    shown = ",\n    ".join(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in args.items())
+    return (f'"""Registers torchtitan flavor {flavor!r} of its {name} model: the shape of {model}, which torchtitan'
+            ' 0.2.2 does not ship.\n\nImported by job.toml ([experimental] custom_import) before the model is built.'
+            ' rope_theta and norm_eps\nkeep the model class defaults: set them to the model\'s own.\n"""\n'
+            + "\n".join(sorted(imports)) + f"\n\nregistry[{flavor!r}] = Args(\n    {shown},\n)\n")
+
+
+def _launch(plan: Plan, workload: Workload, cluster: Cluster) -> str:
+    master = "${MASTER_ADDR:-localhost}" if cluster.nodes == 1 else \
+        "${MASTER_ADDR:?set MASTER_ADDR to the address of the first node}"
+    return "\n".join([
+        "#!/usr/bin/env bash",
+        f"# torchtitan launch from `planner` for {workload.arch.name} on {cluster.nodes} node(s) x"
+        f" {cluster.gpus_per_node} {cluster.gpu.id}: {describe(plan)}",
+        "# Run on every node" + (" with MASTER_ADDR set to the first node's address." if cluster.nodes > 1 else ".")
+        + " HF_ASSETS_PATH: the tokenizer folder (torchtitan's scripts/download_hf_assets.py --assets tokenizer).",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"  # job.toml and any flavor module it imports are here',
+        "torchrun \\",
+        f"    --nnodes {cluster.nodes} \\",
+        f"    --nproc-per-node {cluster.gpus_per_node} \\",
+        "    --rdzv-backend c10d \\",
+        f'    --rdzv-endpoint "{master}:${{MASTER_PORT:-29500}}" \\',
+        '    --rdzv-id "${JOB_ID:-planner}" \\',
+        "    -m torchtitan.train \\",
+        f"    --job.config_file {JOB_TOML} \\",
+        '    --model.hf_assets_path "${HF_ASSETS_PATH:?set HF_ASSETS_PATH to the tokenizer folder}"',
+    ]) + "\n"
