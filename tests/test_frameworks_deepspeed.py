@@ -35,7 +35,7 @@ def test_zero2_offload_example(inputs_8b):
     job = parse_deepspeed(EXAMPLES / "deepspeed" / "zero2-offload.json", inputs_8b)
     assert job.plan == Plan(parallel=ParallelDims(tp=1, pp=1, dp=8), zero=2, recompute="full", mbs=1, gas=8,
                             precision="bf16", offload="optimizer", optimizer="adamw")
-    assert job.workload.global_batch == 64 and job.workload.framework == "deepspeed"
+    assert job.workload.global_batch == 64 and job.workload.engine.name == "deepspeed"
     assert job.read["zero_optimization.offload_optimizer.device"] == "cpu"
     assert job.read["optimizer.type"] == "AdamW"
     # overlap_comm: 4.5 x 2 bytes x (2e8 reduce + 2e8 all-gather) (DeepSpeed docs)

@@ -34,6 +34,8 @@ def test_plan_keys_are_the_interface_keys():
     interface = "tp pp dp cp ep vpp sp zero recompute mbs gas lora quant precision offload optimizer".split()
     # Issue 7 adds the pipeline partition and per-stage recompute counts.
     stages = ["first_stage_layers", "last_stage_layers", "recompute_layers"]
+    # The engine that runs the plan is a plan key too (`framework`).
+    stages.append("framework")
     assert {KEY_ALIASES.get(k, k) for k in interface + stages} == set(PLAN_KEYS)
 
 

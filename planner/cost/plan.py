@@ -91,6 +91,9 @@ class Plan:
     recompute_layers: tuple[int, ...] | None = None
     """With recompute `full`: layers recomputed on each pipeline stage, the first ones of the stage
     (Megatron `--recompute-method block --recompute-num-layers`); None: every layer."""
+    framework: str = "megatron"
+    """The engine that runs the plan (planner.spec.plan_keys.ENGINES); the workload evaluated
+    with it carries the same engine's traits (`Workload.engine`, planner/engines/profiles/)."""
 
     def __getattr__(self, name: str):
         # Plan.tp, Plan.pp ... read through to the parallel degrees.
