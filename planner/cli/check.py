@@ -21,6 +21,7 @@ from planner.cli.options import (
     emit_json,
     handles_input_errors,
 )
+from planner.cli.searching import nearest_text
 from planner.cost.evaluate import Evaluation, evaluate
 from planner.cost.inputs import Inputs, load_inputs
 from planner.cost.plan import OFFLOAD_CHOICES, Plan
@@ -188,7 +189,8 @@ def check(
         if target is None:
             warnings.append(f"--emit {emit}: nothing written, no plan fits")
         else:
-            written = write_emits(emit, target, replace(inputs, workload=fj.workload), out)
+            written = write_emits(emit, target, replace(inputs, workload=fj.workload), out,
+                                  nearest=lambda kind: nearest_text(kind, inputs))
     if as_json:
         emit_json({**plan_document(ev), "headroom": ev.capacity - ev.memory.total, "source": _source(fj),
                     "suggestions": [{**plan_document(s), "changes": {k: [a, b] for k, a, b in changes(fj.plan, s.plan)}}

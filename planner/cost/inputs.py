@@ -22,6 +22,7 @@ from planner.model import load_architecture
 from planner.spec import JobSpec, load_cluster, load_job
 from planner.spec.errors import InputError, did_you_mean
 from planner.spec.job import Optimizer, Precision
+from planner.spec.plan_keys import AUTO, resolve_framework
 
 UNMODELLED_PRECISIONS = ("mxfp8",)
 """Job precisions the hardware check knows but the memory and time models do not (yet)."""
@@ -33,6 +34,8 @@ class JobInputs:
     job: JobSpec
     defaults: JobDefaults
     job_file: str
+    framework: str = AUTO
+    """The engine the job runs on (job.yaml `framework:`, or `--framework`), or `auto`."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,18 @@ class Inputs:
     defaults: JobDefaults
     cluster_file: str
     job_file: str
+    framework: str = AUTO
+    """The engine the job runs on (job.yaml `framework:`, or `--framework`), or `auto`: every
+    engine that can run it. `workload` has Megatron-Core's traits; the engines layer gives each
+    engine's (planner.engines.profiles.engine_workload)."""
 
 
-def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> JobInputs:
+def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None, framework: str | None = None) -> JobInputs:
     """The job: its architecture, workload and plan defaults; its precision checked against
-    `gpu` when given (capacity planning reads the job alone)."""
+    `gpu` when given (capacity planning reads the job alone). `framework` (the `--framework`
+    option) overrides the job's `framework:`."""
     job = load_job(job_path)
+    engine = job.framework if framework is None else resolve_framework(framework, field="--framework")
     arch = load_architecture(job.model, base_dir=Path(job_path).parent, file=str(job_path))
     targets = tuple(job.lora.targets) if job.lora else ()
     workload = Workload(arch=arch, training=job.training, seq_len=job.seq_len,
@@ -61,7 +70,7 @@ def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> Job
         quant=job.base_quant,
     )
     _check_precision(job.precision, gpu, str(job_path))
-    return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
+    return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path), framework=engine)
 
 
 def _check_precision(precision: str, gpu: Accelerator | None, job_file: str) -> None:
@@ -99,12 +108,14 @@ def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
     return PartialTraining(**{**spec.model_dump(), "layers": layers})
 
 
-def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
+def load_inputs(cluster_path: str | Path, job_path: str | Path, framework: str | None = None) -> Inputs:
+    if framework is not None:
+        resolve_framework(framework, field="--framework")  # a bad option fails before the files are read
     cluster_spec = load_cluster(cluster_path)
     cluster = build_cluster(cluster_spec, str(cluster_path))
-    job = load_job_inputs(job_path, cluster.gpu)
+    job = load_job_inputs(job_path, cluster.gpu, framework)
     return Inputs(cluster=cluster, workload=job.workload, job=job.job, defaults=job.defaults,
-                  cluster_file=str(cluster_path), job_file=str(job_path))
+                  cluster_file=str(cluster_path), job_file=str(job_path), framework=job.framework)
 
 
 _BOOL = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
@@ -119,6 +130,9 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
     recompute=full,recompute_layers=4/2/2/0`.
 
     Omitted keys take the job's defaults; dp is derived from the GPU count, gas from the batch.
+    `framework=deepspeed` (any name of an engine) names the engine; without it the plan's
+    framework is the job's, which may be `auto` (the engines layer then picks one:
+    planner.engines.profiles.default_engine).
     """
     values: dict[str, object] = {}
     for item in text.replace(",", " ").split():
@@ -131,7 +145,9 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         if key not in PLAN_KEYS:
             raise InputError(f"unknown key {key!r}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
                              field="--plan")
-        if key == "sp":
+        if key == "framework":
+            values[key] = resolve_framework(raw, field="--plan")
+        elif key == "sp":
             if raw.lower() not in _BOOL:
                 raise InputError(f"sp={raw!r}: use true or false", field="--plan")
             values[key] = _BOOL[raw.lower()]
@@ -184,6 +200,7 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         first_stage_layers=values.get("first_stage_layers"),
         last_stage_layers=values.get("last_stage_layers"),
         recompute_layers=_per_stage(values.get("recompute_layers"), pp),
+        framework=str(values.get("framework", inputs.framework)),
     )
 
 

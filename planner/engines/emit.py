@@ -7,7 +7,7 @@ leaves nothing behind.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from planner.cost.evaluate import Evaluation
@@ -58,10 +58,12 @@ def constraints_hint(kind: str, plan: Plan) -> str:
     return f"constraints: {{{shown_values}}}" if shown_values else ""
 
 
-def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Inputs, out_dir: str | Path) -> list[Path]:
+def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Inputs, out_dir: str | Path,
+                nearest: Callable[[str], str] | None = None) -> list[Path]:
     """Write the launch files of `kind` (one or several of EMIT_KINDS) for the evaluated plan into
     `out_dir` (created); returns the paths written. Raises InputError, writing nothing, for an
-    unknown kind, a plan the framework cannot run, or an `out_dir` that is a file."""
+    unknown kind, a plan the framework cannot run, or an `out_dir` that is a file. `nearest(kind)`
+    says which plan that engine would run instead (the commands search for it)."""
     kinds = [kind] if isinstance(kind, str) else list(kind)
     texts = {}
     for k in kinds:
@@ -70,7 +72,8 @@ def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Input
         except UnsupportedPlan as error:
             hint = constraints_hint(k, evaluation.plan)
             advice = f"; add `{hint}` to the job, or `framework: {k}`, to plan for it" if hint else ""
-            raise InputError(f"{error}{advice}", field="--emit") from None
+            instead = nearest(k) if nearest is not None else ""
+            raise InputError(f"{error}{advice}{instead}", field="--emit") from None
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a directory", file=str(out), field="--out")

@@ -118,11 +118,16 @@ TIME_TERMS = ("compute", "recompute", "bubble", "tp", "cp", "ep", "pp", "dp", "o
 
 def reasons(plans: tuple[Evaluation, ...], objective: str) -> tuple[str, ...]:
     """Why each runner-up loses to the best plan: the step-time terms that differ most."""
-    from planner.search.explain import describe_plan  # explain imports this package
+    from planner.search.explain import describe_plan as describe  # explain imports this package
     if len(plans) < 2:
         return ()
     best = plans[0]
     out = []
+    several = len({ev.plan.framework for ev in plans}) > 1  # name the engine when they differ
+
+    def describe_plan(plan) -> str:
+        return f"{plan.framework} {describe(plan)}" if several else describe(plan)
+
     for ev in plans[1:]:
         if objective == "memory":
             out.append(f"{describe_plan(ev.plan)}: {(ev.memory.total - best.memory.total) / 2**30:+.2f} GiB at its peak")
