@@ -223,7 +223,7 @@ class _Probes:
             if self.modes[k] == "free":
                 cr = (c - d) / (n1 - 1) if n1 > 1 else c - a
                 w = d - a - cr if n1 > 1 else 0.0
-            elif e is not None:  # r = n: a + w + (b + c)·n
+            elif e is not None and self.p2[s] != n1:  # r = n: a + w + (b + c)·n
                 cr = (e - c) / (self.p2[s] - n1) - slope
                 w = c - a - cr * n1
             elif n1:

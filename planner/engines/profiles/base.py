@@ -14,7 +14,7 @@ from planner.cost.workload import Workload
 if TYPE_CHECKING:
     from planner.cost.inputs import Inputs
 
-KEY_WORDS = {"pp": "pipeline parallelism", "vpp": "interleaved pipeline stages", "sp": "sequence parallelism",
+KEY_WORDS = {"pp": "pipeline parallelism", "vpp": "interleaved pipeline stages", "sp": "Megatron sequence parallelism",
              "cp": "context parallelism", "ep": "expert parallelism", "recompute": "recompute",
              "zero": "ZeRO stage", "offload": "offload", "lora_rank": "LoRA", "quant": "quantized base weights",
              "precision": "precision", "optimizer": "optimizer"}
@@ -68,9 +68,8 @@ class EngineProfile:
         for key, values in self.values.items():
             value = getattr(plan, key)
             if value not in values:
-                note = f"; {self.notes[key]}" if key in self.notes else ""
                 out.append(f"{KEY_WORDS.get(key, key)} {key}={shown(value)} (it runs {key} in"
-                           f" {', '.join(shown(v) for v in values)}{note})")
+                           f" {', '.join(shown(v) for v in values)})")
         if plan.recompute_layers is not None and not self.partial_recompute:
             out.append(f"recompute of some layers only (recompute_layers={'/'.join(map(str, plan.recompute_layers))};"
                        " it recomputes every layer or none)")
