@@ -55,8 +55,14 @@ class EngineProfile:
     """The name `--emit` writes that text under."""
     read: Callable | None = None
     """Its reader: the file's FrameworkJob (planner.engines.FrameworkJob); None when there is none."""
+    launch: Callable[[Plan, int], Plan] | None = None
+    """The plan as the engine launches it, given the model's layers, where the search's plan says
+    more than its flags can (Megatron-LM: one recompute count for every stage); None: as it is."""
     notes: dict[str, str] = field(default_factory=dict)
     """Why a key is limited, by plan key, for refusals (`zero`: "distributed optimizer only")."""
+
+    def launched(self, plan: Plan, num_layers: int) -> Plan:
+        return self.launch(plan, num_layers) if self.launch is not None else plan
 
     def allows(self, key: str, value: object) -> bool:
         values = self.values.get(key)

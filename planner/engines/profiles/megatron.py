@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from planner.cost.engine import EngineTraits
 from planner.cost.plan import Plan
+from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 from planner.engines.profiles.base import EngineProfile
 
@@ -35,6 +36,21 @@ def _rules(plan: Plan, workload: Workload) -> list[str]:
     if plan.parallel.ep > 1 and plan.parallel.tp > 1 and not plan.parallel.sp:
         return ["expert and tensor parallelism without sequence parallelism (validate_args requires sp)"]
     return []
+
+
+def _launch(plan: Plan, num_layers: int) -> Plan:
+    """Megatron-LM's --recompute-num-layers is one count, applied to each of a stage's vpp model
+    chunks (megatron/core/transformer/transformer_block.py `_checkpointed_forward`, method block):
+    per-stage counts become the largest, rounded up to whole chunks, on every stage."""
+    if plan.recompute != "full" or plan.recompute_layers is None:
+        return plan
+    counts = plan.layer_partition(num_layers) or stage_layer_counts(num_layers, plan.parallel.pp)
+    vpp = plan.parallel.vpp
+    per_chunk = -(-max(plan.recomputed_layers(i, n) for i, n in enumerate(counts)) // vpp)
+    recomputed = tuple(min(n, per_chunk * vpp) for n in counts)
+    if recomputed == counts:
+        return plan.with_(recompute_layers=None)
+    return plan.with_(recompute_layers=recomputed)
 
 
 def _emit(plan: Plan, inputs) -> str:
@@ -67,6 +83,7 @@ PROFILE = EngineProfile(
                   "dropout (the planner's activations have none)", "MTP layers' activations"),
     rules=_rules,
     files=("megatron_args.sh", "a Megatron-LM launch script"),
+    launch=_launch,
     emit=_emit,
     emit_file="megatron_args.sh",
     read=_read,
