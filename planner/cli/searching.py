@@ -20,7 +20,15 @@ from planner.report import tables
 from planner.search import SolveResult
 from planner.search.explain import describe_plan
 from planner.search.layouts import Layout
-from planner.search.stacks import EngineComparison, EngineOutcome, compare, explanation, merged, search_engine
+from planner.search.stacks import (
+    EngineComparison,
+    EngineOutcome,
+    compare,
+    explained,
+    explanation,
+    merged,
+    search_engine,
+)
 from planner.search.table import build_table
 
 
@@ -62,6 +70,12 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
         outcomes.append(search_engine(name, inputs.workload, c, d, k, objective=objective, top=top, solver=solver,
                                       time_limit=time_limit, table=table))
     result = merged(outcomes, objective, top)
+    if not result.plans:
+        # Why nothing fits, in full for the first engine that can run the job (the others say
+        # in a line why they cannot, or that nothing of theirs fits).
+        first = next((i for i, o in enumerate(outcomes) if o.result is not None), None)
+        if first is not None:
+            outcomes[first] = explained(outcomes[first], c, d, k)
     return JobSearch(result=result, outcomes=tuple(outcomes), explanation=explanation(outcomes))
 
 

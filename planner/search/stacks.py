@@ -6,7 +6,7 @@ it cannot run the job.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
@@ -48,7 +48,9 @@ class EngineOutcome:
         if self.cannot_run:
             return self.cannot_run
         if self.best is None:
-            return self.explanation or "no plan fits"
+            return self.explanation or ("no plan fits within the job's constraints"
+                                        if any(c.startswith("constraints.") for c in self.result.conflict)
+                                        else "no plan fits in memory")
         return None
 
 
@@ -92,9 +94,18 @@ def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Job
     rows = table(plans, wl) if plans else []
     result = search(wl, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
                     time_limit=time_limit, rows=rows)
-    explanation = (explain_infeasible(rows, result.conflict, wl, cluster, defaults, constraints)
-                   if result.status == "infeasible" else None)
-    return EngineOutcome(name, wl, result, tuple(rows), explanation=explanation)
+    return EngineOutcome(name, wl, result, tuple(rows))
+
+
+def explained(outcome: EngineOutcome, cluster: Cluster, defaults: JobDefaults,
+              constraints: dict[str, Constraint]) -> EngineOutcome:
+    """The outcome with the full explanation of why none of its plans fits (explain.py: it
+    searches other cluster sizes, so it is asked for only where it is shown)."""
+    if outcome.result is None or outcome.result.status != "infeasible":
+        return outcome
+    text = explain_infeasible(list(outcome.rows), outcome.result.conflict, outcome.workload, cluster, defaults,
+                              constraints)
+    return replace(outcome, explanation=text)
 
 
 def merged(outcomes: list[EngineOutcome], objective: str, top: int) -> SolveResult:
@@ -137,7 +148,7 @@ def explanation(outcomes: list[EngineOutcome]) -> str | None:
         return None
     ran = [o for o in outcomes if o.result is not None]
     if len(outcomes) == 1:
-        return outcomes[0].why_not
+        return outcomes[0].explanation or outcomes[0].why_not
     lead = ran[0].explanation if ran else None
     others = [f"{o.title}: {o.why_not}" for o in outcomes if o is not (ran[0] if ran else None)]
     head = f"{ran[0].title}: {lead}" if lead else "No engine can run this job."
