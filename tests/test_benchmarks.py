@@ -15,6 +15,7 @@ from planner.cost.evaluate import evaluate
 from planner.cost.plan import ParallelDims, Plan
 from planner.cost.timing.compute import COMPUTE_DTYPE, layer_efficiency
 from planner.cost.workload import Workload
+from planner.engines.profiles import engine_traits
 from planner.engines.rules import plan_problems
 from planner.model import load_architecture
 from planner.spec.cluster import ClusterSpec
@@ -97,13 +98,14 @@ _ARCHS = {name: load_architecture(name) for name in ("debug", "debug-moe", "llam
 @given(name=st.sampled_from(sorted(_ARCHS)), tp=st.sampled_from([1, 2, 4]), pp=st.sampled_from([1, 2]),
        ep=st.sampled_from([1, 2, 4, 8]), mbs=st.sampled_from([1, 2, 4]), seq=st.sampled_from([512, 4096, 16384]),
        precision=st.sampled_from(["bf16", "fp8"]), recompute=st.sampled_from(["none", "selective", "full"]),
-       framework=st.sampled_from(["megatron", "hf"]), zero=st.sampled_from([0, 1, 3]))
+       framework=st.sampled_from(["megatron", "fsdp2"]), zero=st.sampled_from([0, 1, 3]))
 def test_no_plan_runs_above_the_hardware(name, tp, pp, ep, mbs, seq, precision, recompute, framework, zero):
     arch = _ARCHS[name]
     dp = _CLUSTER.world // (tp * pp)
-    workload = Workload(arch=arch, training="pretrain", seq_len=seq, global_batch=dp * mbs * 4, framework=framework)
+    workload = Workload(arch=arch, training="pretrain", seq_len=seq, global_batch=dp * mbs * 4,
+                        engine=engine_traits(framework))
     plan = Plan(parallel=ParallelDims(tp=tp, pp=pp, dp=dp, ep=ep if arch.moe else 1, sp=tp > 1), zero=zero,
-                recompute=recompute, mbs=mbs, gas=4, precision=precision)
+                recompute=recompute, mbs=mbs, gas=4, precision=precision, framework=framework)
     if plan_problems(plan, workload, _CLUSTER):
         return
     t = evaluate(plan, workload, _CLUSTER).time
@@ -122,7 +124,7 @@ def test_megatron_execution_keys_parse_and_change_memory_and_time():
     from planner.spec.errors import InputError
 
     case = next(c for c in benchmarks.load_cases() if c.id == "mb-h100-llama3-70b-fp8-gbs256")
-    inputs = SimpleNamespace(cluster=case.cluster, workload=case.workload,
+    inputs = SimpleNamespace(cluster=case.cluster, workload=case.workload, framework="megatron",
                              defaults=JobDefaults(precision="fp8", optimizer="adamw", lora_ranks=(0,), quant="none"))
     plan = parse_plan_spec("tp=4,pp=8,vpp=5,sp,zero=1,offload_activation_layers=5,moment_dtype=bf16,"
                            "fp8_param_gather", inputs)

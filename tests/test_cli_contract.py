@@ -199,7 +199,7 @@ def test_every_link_to_a_document_resolves():
 
 
 SMALL_CLUSTER = {"gpu": "h100_sxm_80gb", "gpus_per_node": 2, "nodes": 1}
-ONE_GPU = {"gpu": "h100_sxm_80gb", "gpus_per_node": 1, "nodes": 1}
+ONE_GPU = {"gpu": "h100_sxm_80gb", "gpus_per_node": 1, "nodes": 1, "host_memory_gib": 64}
 SMALL_JOB = {"model": "debug", "training": "pretrain", "seq_len": 1024, "global_batch": 8, "tokens": 1.0e9}
 TOO_BIG = {"model": "llama3-70b", "training": "pretrain", "seq_len": 1024, "global_batch": 8}
 

@@ -3,6 +3,7 @@ PEFT and bitsandbytes configs, and accelerate configs back to plans (FSDP2, FSDP
 DeepSpeed sections read as the deepspeed engine), round trip included."""
 import json
 import os
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -49,7 +50,7 @@ def read_back(emitted: dict[str, str], inputs):
 # -- plans to files ---------------------------------------------------------------------------
 
 def test_emit_fsdp2_writes_the_accelerate_config_and_the_trainer_arguments(full_8b):
-    plan = Plan(parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=2, gas=4, precision="bf16",
+    plan = Plan(framework="fsdp2", parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=2, gas=4, precision="bf16",
                 offload="optimizer+params")
     files = emit_fsdp2(plan, full_8b.workload, full_8b.cluster)
     assert sorted(files) == ["accelerate_config.yaml", "fsdp2_launch.sh", "training_args.json"]
@@ -76,12 +77,12 @@ def test_emit_fsdp2_writes_the_accelerate_config_and_the_trainer_arguments(full_
 
 
 def test_zero2_is_fsdp2_without_resharding_and_zero0_is_ddp(full_8b):
-    zero2 = Plan(parallel=ParallelDims(dp=8), zero=2, mbs=1, gas=8, precision="fp16", optimizer="sgd-momentum")
+    zero2 = Plan(framework="fsdp2", parallel=ParallelDims(dp=8), zero=2, mbs=1, gas=8, precision="fp16", optimizer="sgd-momentum")
     config = yaml.safe_load(emit_fsdp2(zero2, full_8b.workload, full_8b.cluster)["accelerate_config.yaml"])
     assert config["fsdp_config"]["fsdp_reshard_after_forward"] is False and config["mixed_precision"] == "fp16"
     args = json.loads(emit_fsdp2(zero2, full_8b.workload, full_8b.cluster)["training_args.json"])
     assert (args["optim"], args["optim_args"], args["fp16"]) == ("sgd", "momentum=0.9", True)
-    ddp = Plan(parallel=ParallelDims(dp=8), zero=0, recompute="full", mbs=1, gas=8, precision="fp32")
+    ddp = Plan(framework="fsdp2", parallel=ParallelDims(dp=8), zero=0, recompute="full", mbs=1, gas=8, precision="fp32")
     files = emit_fsdp2(ddp, full_8b.workload, full_8b.cluster)
     config = yaml.safe_load(files["accelerate_config.yaml"])
     assert config["distributed_type"] == "MULTI_GPU" and "fsdp_config" not in config
@@ -93,7 +94,7 @@ def test_zero2_is_fsdp2_without_resharding_and_zero0_is_ddp(full_8b):
 
 
 def test_tensor_and_context_parallelism_go_through_parallelism_config(full_8b):
-    plan = Plan(parallel=ParallelDims(tp=2, dp=2, cp=2), zero=3, mbs=1, gas=32)
+    plan = Plan(framework="fsdp2", parallel=ParallelDims(tp=2, dp=2, cp=2), zero=3, mbs=1, gas=32)
     files = emit_fsdp2(plan, full_8b.workload, full_8b.cluster)
     config = yaml.safe_load(files["accelerate_config.yaml"])
     assert config["parallelism_config"] == {
@@ -106,7 +107,7 @@ def test_tensor_and_context_parallelism_go_through_parallelism_config(full_8b):
 
 def test_qlora_writes_peft_and_bitsandbytes_configs():
     inputs = load_inputs(ONE_NODE, QLORA)
-    plan = Plan(parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=1, gas=2, lora_rank=64, quant="nf4")
+    plan = Plan(framework="fsdp2", parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=1, gas=2, lora_rank=64, quant="nf4")
     files = emit_fsdp2(plan, inputs.workload, inputs.cluster)
     assert json.loads(files["peft_config.json"]) == {
         "r": 64, "lora_alpha": 8, "task_type": "CAUSAL_LM",
@@ -125,7 +126,7 @@ def test_qlora_writes_peft_and_bitsandbytes_configs():
 
 def test_multi_node_launch_passes_rank_and_address(tmp_path):
     inputs = load_inputs(TWO_NODES, FULL_8B)
-    plan = Plan(parallel=ParallelDims(dp=64), zero=3, mbs=1, gas=1)
+    plan = Plan(framework="fsdp2", parallel=ParallelDims(dp=64), zero=3, mbs=1, gas=1)
     launch = emit_fsdp2(plan, inputs.workload, inputs.cluster)["fsdp2_launch.sh"]
     assert '    --machine_rank "${NODE_RANK:?set NODE_RANK: 0 on the first node, 1 on the next ...}" \\' in launch
     assert '--main_process_ip "${MASTER_ADDR:?set MASTER_ADDR to the address of the first node}"' in launch
@@ -146,7 +147,7 @@ def test_multi_node_launch_passes_rank_and_address(tmp_path):
     ({"optimizer": "adam"}, "optimizer (TrainingArguments.optim): optimizer=adam"),
 ])
 def test_emit_refuses_plans_the_stack_cannot_run(full_8b, changes, message):
-    plan = Plan(parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=8).with_(**changes)
+    plan = Plan(framework="fsdp2", parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=8).with_(**changes)
     with pytest.raises(UnsupportedPlan) as err:
         emit_fsdp2(plan, full_8b.workload, full_8b.cluster)
     assert str(err.value).startswith("accelerate with FSDP2 cannot run this plan: ") and message in str(err.value)
@@ -161,7 +162,7 @@ def parse(config: dict, inputs, **hf):
 def test_fsdp1_strategies_hsdp_and_wrapping_are_read_or_warned(full_8b):
     base = {"distributed_type": "FSDP", "num_processes": 8}
     job = parse({**base, "fsdp_config": {"fsdp_sharding_strategy": "SHARD_GRAD_OP"}}, full_8b)
-    assert job.plan.zero == 2 and job.framework == "fsdp2" and job.workload.framework == "hf"
+    assert job.plan.zero == 2 and job.framework == "fsdp2" and job.workload.engine.kernels == "hf"
     assert any(w.startswith("fsdp_version 1: FSDP1") for w in job.warnings)
     assert any(w.startswith("fsdp_auto_wrap_policy NO_WRAP") for w in job.warnings)
     assert parse({**base, "fsdp_config": {"sharding_strategy": 3}}, full_8b).plan.zero == 0  # NO_SHARD, 1-based
@@ -192,8 +193,8 @@ def test_deepspeed_sections_are_read_as_the_deepspeed_engine(tmp_path, full_8b):
                  "deepspeed_config": {"zero_stage": 3, "offload_optimizer_device": "cpu", "zero3_init_flag": True,
                                       "gradient_accumulation_steps": 2}}, full_8b,
                 training_args={"per_device_train_batch_size": 4, "gradient_checkpointing": True})
-    assert job.framework == "deepspeed" and job.workload.framework == "deepspeed"
-    assert job.plan == Plan(parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=4, gas=2, precision="bf16",
+    assert job.framework == "deepspeed" and job.workload.engine.kernels == "deepspeed"
+    assert job.plan == Plan(framework="deepspeed", parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=4, gas=2, precision="bf16",
                             offload="optimizer")
     # deepspeed_config_file is read relative to the accelerate config.
     (tmp_path / "ds.json").write_text(json.dumps({"train_micro_batch_size_per_gpu": "auto",
@@ -266,6 +267,7 @@ def fsdp2_spaces(root) -> dict:
     for name, (job, constraints) in _JOBS.items():
         (root / f"{name}.yaml").write_text(yaml.safe_dump(job))
         inputs = load_inputs(root / "cluster.yaml", root / f"{name}.yaml")
+        inputs = replace(inputs, workload=with_framework(inputs.workload, "fsdp2"))
         limits = {k: Constraint(values=tuple(v)) for k, v in constraints.items()}
         plans = [p for p in candidate_plans(inputs.workload, inputs.cluster, inputs.defaults, limits)
                  if not fsdp2_problems(p, inputs.workload)]
@@ -294,14 +296,14 @@ def test_parse_of_emit_is_the_plan_with_the_same_memory_and_time(spaces, data):
     plan = data.draw(st.sampled_from(plans))
     job = read_back(emit_fsdp2(plan, inputs.workload, inputs.cluster), inputs)
     assert job.plan == plan and job.framework == "fsdp2"
-    assert job.workload == with_framework(inputs.workload, "hf")
+    assert job.workload == with_framework(inputs.workload, "fsdp2")
     # What check evaluates is what estimate evaluates for the plan with the hf kernel family.
     ev, expected = evaluate(job.plan, job.workload, inputs.cluster), evaluate(plan, job.workload, inputs.cluster)
     assert (ev.memory.total, ev.time.step) == (expected.memory.total, expected.time.step)
 
 
 def test_check_of_the_emitted_files_reports_the_estimate(tmp_path, full_8b):
-    plan = Plan(parallel=ParallelDims(tp=2, dp=4), zero=3, recompute="full", mbs=1, gas=16)
+    plan = Plan(framework="fsdp2", parallel=ParallelDims(tp=2, dp=4), zero=3, recompute="full", mbs=1, gas=16)
     for name, text in render("fsdp2", plan, full_8b).items():
         (tmp_path / name).write_text(text)
     result = CliRunner().invoke(app, ["check", str(ONE_NODE), str(FULL_8B), "--accelerate",
@@ -309,7 +311,7 @@ def test_check_of_the_emitted_files_reports_the_estimate(tmp_path, full_8b):
                                       str(tmp_path / "training_args.json"), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    expected = evaluate(plan, with_framework(full_8b.workload, "hf"), full_8b.cluster)
+    expected = evaluate(plan, with_framework(full_8b.workload, "fsdp2"), full_8b.cluster)
     assert doc["source"]["framework"] == "fsdp2" and doc["fits"] is True
     assert doc["memory"]["total"] == expected.memory.total and doc["time"]["step"] == expected.time.step
     assert set(FILE_NAMES["fsdp2"]) >= set(render("fsdp2", plan, full_8b))

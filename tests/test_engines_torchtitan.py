@@ -1,6 +1,7 @@
 """torchtitan: plans to job TOML files (torchtitan 0.2.2's schema), a launch line and flavor
 modules, and job TOML files back to plans, round trip included."""
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -36,7 +37,7 @@ def toml_of(plan, inputs) -> dict:
 
 
 def test_emit_torchtitan_writes_the_job_and_its_launch_line(llama):
-    plan = Plan(parallel=ParallelDims(tp=2, dp=4, sp=True), zero=3, recompute="full", mbs=2, gas=64)
+    plan = Plan(framework="torchtitan", parallel=ParallelDims(tp=2, dp=4, sp=True), zero=3, recompute="full", mbs=2, gas=64)
     files = emit_torchtitan(plan, llama.workload, llama.cluster)
     assert sorted(files) == ["job.toml", "torchtitan_launch.sh"]  # llama3 8B is a shipped flavor
     job = tomllib.loads(files["job.toml"])
@@ -55,12 +56,12 @@ def test_emit_torchtitan_writes_the_job_and_its_launch_line(llama):
     assert launch[-3:] == ["    -m torchtitan.train \\", "    --job.config_file job.toml \\",
                            '    --model.hf_assets_path "${HF_ASSETS_PATH:?set HF_ASSETS_PATH to the tokenizer folder}"']
     parsed = parse_torchtitan_config(job, llama, "job.toml")
-    assert parsed.plan == plan and parsed.warnings == () and parsed.workload.framework == "hf"
+    assert parsed.plan == plan and parsed.warnings == () and parsed.workload.engine.kernels == "hf"
 
 
 def test_pipelines_name_every_model_part(llama):
     # 32 layers over pp 4 as 7/9/9/7 in two chunks per rank: eight virtual stages, rank k mod 4.
-    plan = Plan(parallel=ParallelDims(tp=2, pp=4, vpp=2, sp=True), zero=0, mbs=1, gas=512, precision="bf16-pure",
+    plan = Plan(framework="torchtitan", parallel=ParallelDims(tp=2, pp=4, vpp=2, sp=True), zero=0, mbs=1, gas=512, precision="bf16-pure",
                 first_stage_layers=7, last_stage_layers=7)
     job = toml_of(plan, llama)
     parts = job["parallelism"]["module_fqns_per_model_part"]
@@ -88,7 +89,7 @@ def test_flavors_are_matched_by_shape_or_registered():
 def test_a_model_torchtitan_does_not_ship_gets_a_flavor_module(tmp_path, write_yaml):
     cluster = write_yaml("cluster.yaml", {"gpu": "h100_sxm_80gb", "gpus_per_node": 8, "nodes": 1})
     inputs = load_inputs(cluster, write_yaml("job.yaml", {"model": "debug", "seq_len": 512, "global_batch": 32}))
-    plan = Plan(parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=4)
+    plan = Plan(framework="torchtitan", parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=4)
     files = emit_torchtitan(plan, inputs.workload, inputs.cluster)
     job = tomllib.loads(files["job.toml"])
     assert (job["model"]["flavor"], job["experimental"]) == ("planner_debug", {"custom_import": "planner_flavor"})
@@ -105,14 +106,14 @@ def test_a_model_torchtitan_does_not_ship_gets_a_flavor_module(tmp_path, write_y
 
 
 @pytest.mark.parametrize("plan, message", [
-    (Plan(parallel=ParallelDims(tp=2, dp=4), zero=3, mbs=1, gas=128), "sp=false with tp=2"),
-    (Plan(parallel=ParallelDims(dp=8), zero=1, mbs=1, gas=64), "zero=1 (it runs zero in 0, 2, 3)"),
-    (Plan(parallel=ParallelDims(tp=2, dp=4, sp=True), zero=0, mbs=1, gas=128),
+    (Plan(framework="torchtitan", parallel=ParallelDims(tp=2, dp=4), zero=3, mbs=1, gas=128), "sp=false with tp=2"),
+    (Plan(framework="torchtitan", parallel=ParallelDims(dp=8), zero=1, mbs=1, gas=64), "zero=1 (it runs zero in 0, 2, 3)"),
+    (Plan(framework="torchtitan", parallel=ParallelDims(tp=2, dp=4, sp=True), zero=0, mbs=1, gas=128),
      "DDP (zero=0, dp=4) with other parallelism"),
-    (Plan(parallel=ParallelDims(tp=8, sp=True), zero=0, mbs=1, gas=512),
+    (Plan(framework="torchtitan", parallel=ParallelDims(tp=8, sp=True), zero=0, mbs=1, gas=512),
      "bf16 mixed precision with tp or pp but no FSDP: torchtitan then trains in fp32"),
-    (Plan(parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=64, precision="fp16"), "precision=fp16"),
-    (Plan(parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=64, offload="optimizer"), "offload=optimizer"),
+    (Plan(framework="torchtitan", parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=64, precision="fp16"), "precision=fp16"),
+    (Plan(framework="torchtitan", parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=64, offload="optimizer"), "offload=optimizer"),
 ])
 def test_emit_refuses_plans_torchtitan_cannot_run(llama, plan, message):
     with pytest.raises(UnsupportedPlan) as err:
@@ -126,7 +127,7 @@ def test_defaults_are_job_configs(llama):
     # An almost empty file: dp_shard -1 takes the 8 GPUs, global batch -1 is local x dp, and the
     # default activation checkpointing is selective option "2": every second block a rank builds.
     job = parse_torchtitan_config({"training": {"seq_len": 8192}}, llama, "job.toml")
-    assert job.plan == Plan(parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=8, gas=1,
+    assert job.plan == Plan(framework="torchtitan", parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=8, gas=1,
                             recompute_layers=(16,))
     assert "the file's global batch 64 differs from the job's global_batch 512; planned with the file's" \
         in job.warnings
@@ -212,6 +213,7 @@ def spaces(tmp_path_factory):
     for name, (job, constraints) in _JOBS.items():
         (root / f"{name}.yaml").write_text(yaml.safe_dump(job))
         inputs = load_inputs(root / "cluster.yaml", root / f"{name}.yaml")
+        inputs = replace(inputs, workload=with_framework(inputs.workload, "torchtitan"))
         limits = {k: Constraint(values=tuple(v)) for k, v in constraints.items()}
         plans = [p for p in candidate_plans(inputs.workload, inputs.cluster, inputs.defaults, limits)
                  if not torchtitan_problems(p, inputs.workload)]
@@ -235,20 +237,20 @@ def test_parse_of_emit_is_the_plan_with_the_same_memory_and_time(spaces, data):
     plan = data.draw(st.sampled_from(plans))
     job = parse_torchtitan_config(toml_of(plan, inputs), inputs)
     assert job.plan == plan and job.framework == "torchtitan"
-    assert job.workload == with_framework(inputs.workload, "hf")
+    assert job.workload == with_framework(inputs.workload, "torchtitan")
     ev, expected = evaluate(job.plan, job.workload, inputs.cluster), evaluate(plan, job.workload, inputs.cluster)
     assert (ev.memory.total, ev.time.step) == (expected.memory.total, expected.time.step)
 
 
 def test_check_of_the_emitted_job_reports_the_estimate(tmp_path, llama):
-    plan = Plan(parallel=ParallelDims(tp=2, dp=4, sp=True), zero=3, recompute="full", mbs=1, gas=128)
+    plan = Plan(framework="torchtitan", parallel=ParallelDims(tp=2, dp=4, sp=True), zero=3, recompute="full", mbs=1, gas=128)
     for name, text in render("torchtitan", plan, llama).items():
         (tmp_path / name).write_text(text)
     result = CliRunner().invoke(app, ["check", str(ONE_NODE), str(PRETRAIN_8B), "--torchtitan",
                                       str(tmp_path / "job.toml"), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    expected = evaluate(plan, with_framework(llama.workload, "hf"), llama.cluster)
+    expected = evaluate(plan, with_framework(llama.workload, "torchtitan"), llama.cluster)
     assert doc["source"]["framework"] == "torchtitan"
     assert doc["memory"]["total"] == expected.memory.total and doc["time"]["step"] == expected.time.step
     bad = CliRunner().invoke(app, ["check", str(ONE_NODE), str(PRETRAIN_8B), "--torchtitan",

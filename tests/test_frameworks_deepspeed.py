@@ -16,6 +16,7 @@ from planner.engines.deepspeed_emit import deepspeed_config, deepspeed_problems,
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
+from planner.engines.profiles import engine_workload
 
 H100_NODE = EXAMPLES / "clusters" / "h100-1node.yaml"
 FULL_8B = EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"  # global batch 64, seq 8192
@@ -33,9 +34,10 @@ def parse(config: dict, inputs, **kw):
 
 def test_zero2_offload_example(inputs_8b):
     job = parse_deepspeed(EXAMPLES / "deepspeed" / "zero2-offload.json", inputs_8b)
-    assert job.plan == Plan(parallel=ParallelDims(tp=1, pp=1, dp=8), zero=2, recompute="full", mbs=1, gas=8,
+    # The plan names its engine (plan key `framework`).
+    assert job.plan == Plan(framework="deepspeed", parallel=ParallelDims(tp=1, pp=1, dp=8), zero=2, recompute="full", mbs=1, gas=8,
                             precision="bf16", offload="optimizer", optimizer="adamw")
-    assert job.workload.global_batch == 64 and job.workload.framework == "deepspeed"
+    assert job.workload.global_batch == 64 and job.workload.engine.name == "deepspeed"
     assert job.read["zero_optimization.offload_optimizer.device"] == "cpu"
     assert job.read["optimizer.type"] == "AdamW"
     # overlap_comm: 4.5 x 2 bytes x (2e8 reduce + 2e8 all-gather) (DeepSpeed docs)
@@ -263,8 +265,10 @@ def deepspeed_spaces(root) -> dict:
         (root / f"{name}.yaml").write_text(yaml.safe_dump(job))
         inputs = load_inputs(root / "cluster.yaml", root / f"{name}.yaml")
         limits = {k: Constraint(values=tuple(v)) for k, v in constraints.items()}
-        plans = [p for p in candidate_plans(inputs.workload, inputs.cluster, inputs.defaults, limits)
-                 if not deepspeed_problems(p, inputs.workload)]
+        # The plans of DeepSpeed's own search space (its profile), which the emitter must all write.
+        workload = engine_workload(inputs.workload, "deepspeed")
+        plans = list(candidate_plans(workload, inputs.cluster, inputs.defaults, limits))
+        assert not any(deepspeed_problems(p, workload) for p in plans)
         out[name] = (inputs, plans)
     return out
 

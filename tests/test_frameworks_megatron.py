@@ -98,7 +98,7 @@ def test_llama3_8b_example(llama):
     shape, job = parse_megatron(EXAMPLES / "megatron" / "llama3-8b-pretrain.sh", llama)
     assert job.plan == Plan(parallel=ParallelDims(tp=2, pp=1, dp=32, sp=True), zero=1, recompute="selective",
                             mbs=1, gas=16, precision="bf16", optimizer="adamw")
-    assert job.workload.framework == "megatron" and job.workload.global_batch == 512
+    assert job.workload.engine.name == "megatron" and job.workload.global_batch == 512
     assert shape["num-layers"] == "32" and shape["swiglu"] is True and "micro-batch-size" not in shape
     assert job.read["form"] == "launch line" and job.read["--tensor-model-parallel-size"] == "2"
     assert len(job.warnings) == 1 and job.warnings[0].startswith("read; no effect on the planner's memory or step"

@@ -18,6 +18,7 @@ from planner.cost.workload import Workload
 from planner.model import load_architecture
 from planner.model.architecture import Architecture, Attention
 from planner.spec.cluster import ClusterSpec
+from planner.engines.profiles import engine_traits
 
 LLAMA3_8B = 8_030_261_248
 H100 = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1))
@@ -180,7 +181,7 @@ def test_recompute_never_raises_activation_bytes(plan, model):
 
 def mixtral(training="full", **kw):
     return Workload(arch=load_architecture("mixtral-8x7b"), training=training, seq_len=4096, global_batch=1,
-                    framework="hf", **kw)
+                    engine=engine_traits("fsdp2"), **kw)
 
 
 def test_partial_training_counts_the_seed_examples():
@@ -244,7 +245,7 @@ def test_deepspeed_offload_keeps_sixteen_bytes_per_parameter_on_the_host():
     host (DeepSpeed's estimator: 16 B/param per node before its 1.5 margin); the GPU keeps no gradient
     partition under ZeRO-2/3; with the parameters offloaded as well, 2 more on the host."""
     wl = Workload(arch=load_architecture("llama3-8b"), training="full", seq_len=4096, global_batch=8,
-                  framework="deepspeed")
+                  engine=engine_traits("deepspeed"))
     for zero in (2, 3):
         (s,) = estimate_memory(Plan(parallel=ParallelDims(dp=8), zero=zero, offload="optimizer"), wl, H100)
         assert s.host_bytes == pytest.approx(16 * LLAMA3_8B / 8, rel=1e-9)
@@ -257,8 +258,8 @@ def test_deepspeed_offload_keeps_sixteen_bytes_per_parameter_on_the_host():
 def test_offload_host_bytes_are_checked_against_host_memory():
     from planner.cost.evaluate import evaluate
     wl = Workload(arch=load_architecture("llama3-8b"), training="full", seq_len=4096, global_batch=8,
-                  framework="deepspeed")
-    plan = Plan(parallel=ParallelDims(dp=8), zero=3, offload="optimizer")
+                  engine=engine_traits("deepspeed"))
+    plan = Plan(parallel=ParallelDims(dp=8), zero=3, offload="optimizer", framework="deepspeed")
     small = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1, host_memory_gib=64))
     big = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1, host_memory_gib=512))
     assert not evaluate(plan, wl, small).fits_host

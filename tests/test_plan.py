@@ -36,7 +36,7 @@ def test_plan_keys_are_the_interface_keys():
     stages = ["first_stage_layers", "last_stage_layers", "recompute_layers"]
     # Megatron-Core's execution choices that today's published layouts use.
     execution = ["etp", "recompute_modules", "offload_activation_layers", "moment_dtype", "fp8_param_gather"]
-    assert {KEY_ALIASES.get(k, k) for k in interface + stages + execution} == set(PLAN_KEYS)
+    assert {KEY_ALIASES.get(k, k) for k in interface + stages + execution + ["framework"]} == set(PLAN_KEYS)
 
 
 @pytest.mark.parametrize("first, last, expected", [

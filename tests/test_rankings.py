@@ -15,6 +15,7 @@ import pytest
 
 from planner.cost.cluster import build_cluster
 from planner.cost.workload import Workload
+from planner.engines.profiles import engine_workload
 from planner.model import architecture_from_config, load_architecture
 from planner.search import JobDefaults, search
 from planner.search.space import candidate_plans
@@ -79,8 +80,13 @@ def _gpt3_families(nic_gbps: float):
     plans = [p for p in candidate_plans(wl, cl, BF16_ADAMW, {"vpp": Constraint(values=(1, 2, 3, 4))})
              if (p.tp, p.pp) in families]
     rows = build_table(plans, wl, cl, "step-time")
-    zero3 = best(wl, cl, {"tp": Constraint(values=(1,)), "pp": Constraint(values=(1,)),
-                          "zero": Constraint(values=(3,))}, rows=rows)
+    # ZeRO-3 runs on a fully sharding engine (Megatron-LM's distributed optimizer is ZeRO-1):
+    # PyTorch FSDP2 as torchtitan runs it, with the same flat per-layer collectives.
+    fsdp = engine_workload(wl, "torchtitan")
+    zero3_only = {"tp": Constraint(values=(1,)), "pp": Constraint(values=(1,)), "zero": Constraint(values=(3,))}
+    fsdp_rows = build_table([p for p in candidate_plans(fsdp, cl, BF16_ADAMW, zero3_only) if (p.tp, p.pp) == (1, 1)],
+                            fsdp, cl, "step-time")
+    zero3 = best(fsdp, cl, zero3_only, rows=fsdp_rows)
     pipeline = best(wl, cl, {"tp": Constraint(values=(8,)), "pp": Constraint(values=(8,))}, rows=rows)
     overall = best(wl, cl, rows=rows)
     return zero3, pipeline, overall
@@ -110,18 +116,17 @@ def test_deepspeed_zero3_stops_scaling_and_falls_far_below_ptdp_for_gpt3_175b():
     # batch 1,536 gets 88 then 44 TFLOP/s per GPU on 768 then 1,536 A100 (no faster per step),
     # PTD-P 149 then 141. DeepSpeed fetches each weight with its own all-gather over all ranks,
     # behind a device synchronize, issuing one host copy per rank (calibration.DEEPSPEED_ZERO3).
-    from dataclasses import replace
 
     from planner.cost.evaluate import evaluate
     from planner.cost.plan import ParallelDims, Plan
 
     wl = Workload(arch=load_architecture("gpt3-175b"), training="pretrain", seq_len=2048, global_batch=1536)
-    deepspeed = replace(wl, framework="deepspeed", framework_release="0.3")
+    deepspeed = engine_workload(wl, "deepspeed", release="0.3")
     step = {}
     for gpus, mbs in ((768, 2), (1536, 1)):
         cl = cluster("a100_sxm_80gb", nodes=gpus // 8)
         zero3 = evaluate(Plan(parallel=ParallelDims(dp=gpus), zero=3, recompute="full", mbs=mbs, gas=1,
-                              precision="fp16"), deepspeed, cl)
+                              precision="fp16", framework="deepspeed"), deepspeed, cl)
         ptdp = evaluate(Plan(parallel=ParallelDims(tp=8, pp=12, dp=gpus // 96, vpp=2), recompute="full",
                              mbs=1, gas=1536 // (gpus // 96), precision="fp16"), wl, cl)
         assert zero3.fits and ptdp.fits
@@ -150,7 +155,8 @@ def test_llama3_405b_on_16k_h100_pipelines_instead_of_zero3():
     wl = Workload(arch=load_architecture("llama3.1-405b"), training="pretrain", seq_len=8192, global_batch=2048)
     ev = best(wl, cl)
     assert ev.plan.tp == 8 and ev.plan.pp > 1 and ev.plan.zero < 3
-    zero3 = best(wl, cl, {"zero": Constraint(values=(3,)), "pp": Constraint(values=(1,))})
+    # ZeRO-3 as FSDP2 runs it (torchtitan): Megatron-LM's distributed optimizer is ZeRO-1.
+    zero3 = best(engine_workload(wl, "torchtitan"), cl, {"zero": Constraint(values=(3,)), "pp": Constraint(values=(1,))})
     assert per_gpu_tokens_per_s(zero3) < per_gpu_tokens_per_s(ev)
 
 

@@ -21,6 +21,7 @@ from planner.engines.deepspeed import parse_deepspeed, parse_deepspeed_config
 from planner.engines.megatron import parse_megatron
 from planner.engines.megatron_deepspeed import partition_balanced, type_partition
 from planner.engines.megatron_flags import launch_arguments, parse_flags
+from planner.engines.profiles import engine_traits
 from planner.engines.shell import read_script
 from planner.model.megatron_args import architecture_from_megatron_args
 from planner.model.params import count_params
@@ -70,7 +71,7 @@ def test_an_if_on_a_switch_that_is_off_adds_no_recompute(pretrain):
     assert "--recompute-granularity" not in job.read and "--deepspeed-activation-checkpointing" not in job.read
     # Megatron-DeepSpeed: DeepSpeed's engine, whose BF16_Optimizer shards master weights and
     # states at "stage 0" under pipeline parallelism and keeps whole fp32 gradients
-    assert job.workload.framework == "deepspeed"
+    assert job.workload.engine.kernels == "deepspeed"
     assert (p.zero, job.workload.states) == (1, StateDtypes(gradient=4))
     flags, _ = parse_flags(launch_arguments(read_script((DATA / "pretrain_llama2_distributed.sh").read_text())).args)
     arch = architecture_from_megatron_args({**flags, "padded-vocab-size": "32000"}, "llama2-1.3b")
@@ -155,7 +156,7 @@ def test_bf16_master_weights_are_bf16_pure(full):
     job = parse_deepspeed(DATA / "bf16_full.json", full)
     assert (job.plan.precision, job.plan.zero, job.plan.mbs, job.plan.gas) == ("bf16-pure", 2, 1, 1)
     # bf16 weights and gradients, a bf16 master clone and gradient partition (stage_1_and_2.py), bf16 moments
-    assert state_bytes("deepspeed", "bf16-pure") == (2, 2, 2, 2)
+    assert state_bytes(engine_traits("deepspeed"), "bf16-pure") == (2, 2, 2, 2)
     (mem,) = estimate_memory(job.plan, job.workload, full.cluster)
     params = count_params(full.workload.arch).total
     assert mem.memory.weights == pytest.approx(2 * params, abs=8)

@@ -50,7 +50,8 @@ def plan_keys(doc_or_plan) -> dict:
 
 def test_solve_emits_a_deepspeed_config_of_the_best_plan(tmp_path):
     out = tmp_path / "launch"
-    result, doc = run_json("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--emit", "deepspeed", "--out", out)
+    result, doc = run_json("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--framework", "deepspeed",
+                           "--emit", "deepspeed", "--out", out)
     assert result.exit_code == 0, result.output
     assert doc["emitted"] == [str(out / name) for name in ("ds_config.json", "training_args.json",
                                                            "deepspeed_launch.sh")]
@@ -65,10 +66,10 @@ def test_solve_emits_a_deepspeed_config_of_the_best_plan(tmp_path):
 def test_solve_emits_megatron_arguments_and_a_torchrun_line(tmp_path, write_yaml):
     cluster = write_yaml("cluster.yaml", TWO_NODES)
     job = write_yaml("job.yaml", {**SMALL_PRETRAIN, "constraints": {"zero": [0, 1]}})
-    _, doc = run_json("solve", cluster, job, "--top", "1")
+    _, doc = run_json("solve", cluster, job, "--top", "1", "--framework", "megatron")
     best = doc["plans"][0]
     out = tmp_path / "megatron"
-    result = run("solve", cluster, job, "--top", "1", "--emit", "megatron", "--out", out)
+    result = run("solve", cluster, job, "--top", "1", "--framework", "megatron", "--emit", "megatron", "--out", out)
     assert result.exit_code == 0, result.output
     assert f"wrote {out / 'megatron_launch.sh'}" in " ".join(result.stdout.split())
     assert os.access(out / "megatron_launch.sh", os.X_OK)
@@ -82,21 +83,53 @@ def test_solve_emits_megatron_arguments_and_a_torchrun_line(tmp_path, write_yaml
     assert os.access(script, os.X_OK)
 
 
-def test_a_best_plan_the_framework_cannot_run_is_bad_input_and_writes_nothing(tmp_path):
-    # The best plan for this fine-tune shards with ZeRO-2/3, which Megatron-LM does not run: exit 2,
-    # the constraint that would plan for it named, no directory created.
+def test_emitting_another_engines_plan_is_refused_with_the_best_plan_it_runs(tmp_path):
+    # Plans searched for DeepSpeed; Megatron-LM launches its own: exit 2, nothing written, and the
+    # refusal names the best plan Megatron-Core runs (a search with that engine) and how to plan for it.
     out = tmp_path / "never"
-    result = run("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--emit", "megatron", "--out", out)
+    result = run("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--framework", "deepspeed", "--emit", "megatron",
+                 "--out", out)
     assert result.exit_code == 2
     message = " ".join(result.output.split())
-    assert "Megatron-LM cannot run this plan" in message and "constraints: {zero: [0, 1]}" in message
+    assert "The best plan Megatron-Core runs: tp=" in message and "--framework megatron" in message
     assert not out.exists()
+
+
+def test_auto_emits_the_best_plan_of_the_engine_asked_for(tmp_path):
+    # Under framework auto the best plan may be another engine's: --emit deepspeed writes DeepSpeed's best.
+    out = tmp_path / "launch"
+    result, doc = run_json("solve", ONE_NODE, FINETUNE_8B, "--top", "1", "--emit", "deepspeed", "--out", out)
+    assert result.exit_code == 0, result.output
+    ds = next(e for e in doc["engines"] if e["framework"] == "deepspeed")
+    assert doc["emitted_plan"] == ds["plan"] and doc["emitted_plan"]["framework"] == "deepspeed"
+    parsed = parse_deepspeed_config(json.loads((out / "ds_config.json").read_text()), load_inputs(ONE_NODE, FINETUNE_8B))
+    assert plan_keys(parsed.plan) == plan_keys(ds["plan"])
+
+
+def test_refusal_hints_are_valid_yaml_printed_as_written():
+    # `{sp: [false]}` is YAML: parsed back it is the constraint, and rich markup does not eat `[false]`.
+    import yaml
+    from planner.cost.plan import ParallelDims, Plan
+    from planner.engines.emit import constraints_hint
+    hint = constraints_hint("deepspeed", Plan(parallel=ParallelDims(tp=2, dp=4, sp=True), recompute="selective"))
+    assert yaml.safe_load(hint) == {"constraints": {"sp": [False], "recompute": ["none", "full"]}}
+    from planner.spec.errors import InputError
+    from planner.cli.options import fail
+    import typer
+    import contextlib
+    import io
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer), contextlib.suppress(typer.Exit):
+        fail(InputError(f"add `{hint}` to the job").args[0], as_json=False)
+    assert "{sp: [false], recompute: [none, full]}" in " ".join(buffer.getvalue().split())
 
 
 def test_bad_emit_options_exit_2_before_anything_is_written(tmp_path):
     out = tmp_path / "never"
     cases = [
         (("--emit", "fsdp", "--out", out), "--emit"),
+        # An engine whose launch files the planner does not write yet.
+        (("--emit", "torchtitan", "--out", out), "not available yet"),
         (("--emit", "deepspeed"), "--emit and --out go together"),
         (("--out", out), "--emit and --out go together"),
     ]

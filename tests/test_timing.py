@@ -13,6 +13,7 @@ from planner.cost.timing import SCHEDULES, estimate_time, layer_efficiency
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture, Attention, MoE
 from planner.spec.cluster import ClusterSpec
+from planner.engines.profiles import engine_traits
 
 SEQ = 2048
 
@@ -125,7 +126,8 @@ def test_gradients_cross_the_wire_in_the_frameworks_reduce_dtype():
     assert run(SMALL, cl, 16, dp=16, precision="bf16")[1].dp == pytest.approx(2 * fp16)
     # Distributed optimizer: fp32 reduce-scatter + bf16 all-gather = 3/4 of the fp32 all-reduce.
     assert run(SMALL, cl, 16, dp=16, zero=1, precision="bf16")[1].dp == pytest.approx(1.5 * fp16)
-    deepspeed = Workload(arch=SMALL, training="pretrain", seq_len=SEQ, global_batch=16, framework="deepspeed")
+    deepspeed = Workload(arch=SMALL, training="pretrain", seq_len=SEQ, global_batch=16,
+                         engine=engine_traits("deepspeed"))
     _, b = estimate_time(Plan(parallel=ParallelDims(dp=16)), deepspeed, cl)
     assert b.dp == pytest.approx(fp16)
 
@@ -402,20 +404,20 @@ def test_deepspeed_zero3_collectives_are_per_tensor_exposed_and_pay_n_host_ops()
     arch = dataclasses.replace(gpt(1024, 16, 2), vocab=50304)
     node = build_cluster(ClusterSpec(gpu="a100_sxm_80gb", gpus_per_node=8, nodes=1))
     plan = Plan(parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=1, gas=2, precision="fp16")
-    wl = Workload(arch=arch, training="pretrain", seq_len=SEQ, global_batch=16, framework="deepspeed",
-                  framework_release="0.3")
+    wl = Workload(arch=arch, training="pretrain", seq_len=SEQ, global_batch=16,
+                  engine=dataclasses.replace(engine_traits("deepspeed"), release="0.3"))
     t, _ = estimate_time(plan, wl, node)
     psi = count_params(arch).total
     per_collective = 25e-6 + 7 * 3.4e-6 + 8 * 16.6e-6
     bytes_s = (7 / 8) * (2 * psi + 2 * psi + 2 * psi) / (0.8 * 300e9)
     assert cal.HOST_OP_S == pytest.approx(16.6e-6)
     assert t.dp == pytest.approx(2 * (40 * per_collective + bytes_s), rel=1e-9)
-    # Same plan as FSDP (hf): one flat gather per layer, overlapped with compute: far less exposed.
-    t_hf, _ = estimate_time(plan, dataclasses.replace(wl, framework="hf"), node)
+    # Same plan as FSDP2: one flat gather per layer, overlapped with compute: far less exposed.
+    t_hf, _ = estimate_time(plan, dataclasses.replace(wl, engine=engine_traits("fsdp2")), node)
     assert t_hf.dp < 0.5 * t.dp
-    # Current DeepSpeed (no framework_release): the same per-tensor collectives, prefetched behind
+    # Current DeepSpeed (no past release): the same per-tensor collectives, prefetched behind
     # the layers' compute and without per-rank host copies: between FSDP and DeepSpeed 0.3.
-    t_now, _ = estimate_time(plan, dataclasses.replace(wl, framework_release=None), node)
+    t_now, _ = estimate_time(plan, dataclasses.replace(wl, engine=engine_traits("deepspeed")), node)
     assert t_hf.dp <= t_now.dp < 0.5 * t.dp
 
 

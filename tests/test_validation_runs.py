@@ -51,7 +51,7 @@ def test_added_meg21_table2_runs_within_target(results):
     added = runs.extra(results)
     assert max(abs(r.error) for r in added) <= runs.MAX_TARGET
     zero3 = [r for r in added if r.case.plan.zero == 3]
-    assert len(zero3) == 6 and all(r.case.workload.framework == "deepspeed" for r in zero3)
+    assert len(zero3) == 6 and all(r.case.workload.engine.name == "deepspeed" for r in zero3)
     # The published shape: 175B ZeRO-3 per-GPU throughput falls as GPUs double at fixed batch
     # (144 -> 88 -> 44), while PTD-P barely moves (153 -> 149 -> 141).
     z175 = [r.predicted for r in zero3 if "174.6B" in r.case.variant]

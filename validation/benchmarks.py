@@ -33,6 +33,7 @@ from planner.cost.inputs import model_windows  # noqa: E402
 from planner.cost.plan import ParallelDims, Plan  # noqa: E402
 from planner.cost.workload import Workload  # noqa: E402
 from planner.engines.pipeline_layout import expand, stage_counts  # noqa: E402
+from planner.engines.profiles import engine_traits
 from planner.engines.rules import plan_problems  # noqa: E402
 from planner.model import load_architecture  # noqa: E402
 from planner.spec.cluster import ClusterSpec  # noqa: E402
@@ -43,10 +44,10 @@ GiB = 2**30
 MEDIAN_TARGET = 0.07
 MAX_TARGET = 0.20
 
-FRAMEWORK = {"megatron": "megatron", "torchtitan": "hf", "fsdp2": "hf"}
-"""Engine of a row → the kernel family the memory and time models charge (`Workload.framework`):
-Megatron-Core runs Transformer Engine's fused kernels; torchtitan and NeMo AutoModel run PyTorch
-modules (eager norms and activations) under FSDP2."""
+ENGINE = {"megatron": "megatron", "torchtitan": "torchtitan", "fsdp2": "fsdp2"}
+"""Engine of a row → the planner's engine, whose traits the memory and time models charge
+(planner/engines/profiles/): Megatron-Core runs Transformer Engine's fused kernels; torchtitan and
+NeMo AutoModel run PyTorch modules (eager norms and activations) under FSDP2."""
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,12 @@ def load_cases(path: Path = DATA) -> list[Case]:
     for row in data["rows"]:
         arch = load_architecture(row["model"], file=str(path))
         workload = Workload(arch=arch, training="pretrain", seq_len=row["seq_len"],
-                            global_batch=row["global_batch"], framework=FRAMEWORK[row["engine"]],
+                            global_batch=row["global_batch"], engine=engine_traits(ENGINE[row["engine"]]),
                             layer_windows=model_windows(row["model"], arch, file=str(path)))
         cluster = _cluster(row, data["networks"])
         gpu = row["gpu"] if isinstance(row["gpu"], str) else row["gpu"]["id"]
         cases.append(Case(row["id"], row["engine"], gpu, float(row["published"]["tokens_per_s_per_gpu"]),
-                          workload, plan_of(row), cluster, row))
+                          workload, plan_of(row).with_(framework=ENGINE[row["engine"]]), cluster, row))
     return cases
 
 

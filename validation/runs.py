@@ -16,6 +16,7 @@ Exit status 1 when a target is missed (median |error| ≤ 10 % over the core run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import statistics
 import sys
@@ -29,9 +30,11 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from planner.cost.cluster import build_cluster  # noqa: E402
+from planner.cost.engine import EngineTraits  # noqa: E402
 from planner.cost.evaluate import Evaluation, evaluate  # noqa: E402
 from planner.cost.plan import ParallelDims, Plan  # noqa: E402
 from planner.cost.workload import Workload  # noqa: E402
+from planner.engines.profiles import engine_traits  # noqa: E402
 from planner.engines.rules import plan_problems  # noqa: E402
 from planner.model import architecture_from_config, load_architecture  # noqa: E402
 from planner.model.architecture import Architecture  # noqa: E402
@@ -101,7 +104,13 @@ def _plan(keys: dict, gpus: int, global_batch: int) -> Plan:
         gas=global_batch // (mbs * dp), precision=keys.get("precision", "bf16"),
         first_stage_layers=keys.get("first_stage_layers"), last_stage_layers=keys.get("last_stage_layers"),
         recompute_layers=None if recomputed is None else (recomputed,) * pp,
+        framework=keys.get("framework", "megatron"),
     )
+
+
+def _engine(keys: dict) -> EngineTraits:
+    """The traits of the run's engine (runs.yaml `framework`), of a past release where it says."""
+    return dataclasses.replace(engine_traits(keys.get("framework", "megatron")), release=keys.get("framework_release"))
 
 
 def load_cases(path: Path = DATA) -> list[Case]:
@@ -137,8 +146,7 @@ def load_cases(path: Path = DATA) -> list[Case]:
             keys = {**run.get("plan_common", {}), **point}
             workload = Workload(arch=gpt(model), training="pretrain", seq_len=model["seq"],
                                 global_batch=point["global_batch"], attention_kernel=kernel,
-                                framework=keys.get("framework", "megatron"),
-                                framework_release=keys.get("framework_release"))
+                                engine=_engine(keys))
             variant = f"{point['params_b']:g}B, {point['gpus']} GPUs (t{point['tp']} p{point['pp']})"
             if "scheme" in point:
                 variant = f"{point['scheme']} {point['params_b']:g}B, {point['gpus']} GPUs"

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from planner.cli.options import (
+    FrameworkOption,
     JsonOption,
     ObjectiveOption,
     SolverOption,
@@ -17,12 +18,14 @@ from planner.cli.options import (
     emit_json,
     handles_input_errors,
 )
-from planner.cost.cluster import build_cluster, resolve_accelerator
-from planner.cost.inputs import load_job_inputs
+from planner.cost.cluster import Cluster, build_cluster, resolve_accelerator
+from planner.cost.inputs import JobInputs, load_job_inputs
+from planner.engines.profiles import cannot_run, engine_workload, engines_for
 from planner.report import json as report_json
 from planner.report import tables
 from planner.search import OBJECTIVES, SOLVERS
 from planner.search.capacity import CapacityRow, cluster_for, plan_capacity
+from planner.search.space import default_optimizers, default_precisions
 from planner.spec import load_cluster
 from planner.spec.errors import InputError
 
@@ -39,12 +42,13 @@ def capacity(
     objective: str = ObjectiveOption,
     solver: str = SolverOption,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of days and cost against GPUs."),
+    framework: Optional[str] = FrameworkOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """For GPU counts from the fewest that fit upward: best plan, tokens/s, days and cost."""
+    """For GPU counts from the fewest that fit upward: best plan (and its engine), tokens/s, days and cost."""
     choice(objective, OBJECTIVES, "--objective")
     choice(solver, SOLVERS, "--solver")
-    inputs = load_job_inputs(job)
+    inputs = load_job_inputs(job, framework=framework)
     template = build_cluster(load_cluster(cluster), str(cluster)) if cluster else None
     names = gpu or ([template.gpu.id] if template else [])
     if not names:
@@ -62,9 +66,8 @@ def capacity(
                   console=tables.console(stderr=True), transient=True,
                   disable=as_json or not tables.console(stderr=True).is_terminal) as bar:
         task = bar.add_task("sizing", total=None)
-        rows = plan_capacity(inputs.workload, inputs.defaults, inputs.job.constraints, nodes, max_gpus=max_gpus,
-                             objective=objective, solver=solver,
-                             progress=lambda label: bar.update(task, description=f"searching {label}"))
+        rows = _capacity_rows(inputs, nodes, max_gpus, objective, solver,
+                              progress=lambda label: bar.update(task, description=f"searching {label}"))
     if plot is not None:
         _plot(rows, plot)
     if as_json:
@@ -77,19 +80,45 @@ def capacity(
         tables.console().print(_table(rows, inputs.workload.arch.name, inputs.workload.tokens))
 
 
+def _capacity_rows(inputs: JobInputs, nodes: list[Cluster], max_gpus: int, objective: str, solver: str,
+                   progress) -> list[CapacityRow]:
+    """The rows of each engine the job's framework names; under auto, at each GPU count the
+    fastest engine's best plan."""
+    by_size: dict[tuple[str, int], CapacityRow] = {}
+    for name in engines_for(inputs.framework):
+        workload = engine_workload(inputs.workload, name)
+        node = nodes[0]
+        if cannot_run(name, workload, inputs.defaults, inputs.job.constraints,
+                      default_precisions(inputs.defaults.precision, node), default_optimizers(inputs.defaults.optimizer)):
+            continue
+        for row in plan_capacity(workload, inputs.defaults, inputs.job.constraints, nodes, max_gpus=max_gpus,
+                                 objective=objective, solver=solver,
+                                 progress=lambda label, name=name: progress(f"{name} on {label}")):
+            key = (row.gpu, row.gpus)
+            old = by_size.get(key)
+            if old is None or (row.best is not None and (old.best is None or row.best.time.step < old.best.time.step)):
+                by_size[key] = row
+    order = [n.gpu.id for n in nodes]
+    rows = sorted(by_size.values(), key=lambda r: (order.index(r.gpu), r.gpus))
+    # A GPU count that fits on some engine replaces the "nothing fits" row another engine gave.
+    return [r for r in rows if r.gpus or not any(o.gpu == r.gpu and o.gpus for o in rows)] or \
+        [CapacityRow(gpu=n.gpu.id, gpus=0, nodes=0, best=None, price_per_gpu_hour=n.price_per_gpu_hour,
+                     tokens=inputs.workload.tokens) for n in nodes]
+
+
 def _table(rows: list[CapacityRow], model: str, tokens: float | None) -> Table:
     budget = f" · {tokens:.3g} tokens" if tokens else " · no `tokens` budget in the job: days and cost not computed"
     table = Table(title=f"Capacity for {model}{budget}", title_justify="left", header_style="bold")
-    for col in ("GPU", "GPUs", "nodes", "best plan", "peak GiB", "tokens/s", "MFU", "days", "cost"):
-        table.add_column(col, justify="left" if col in ("GPU", "best plan") else "right", no_wrap=True)
+    for col in ("GPU", "GPUs", "nodes", "engine", "best plan", "peak GiB", "tokens/s", "MFU", "days", "cost"):
+        table.add_column(col, justify="left" if col in ("GPU", "engine", "best plan") else "right", no_wrap=True)
     for r in rows:
         if r.best is None:
             reason = "no GPU count up to the limit fits" if r.gpus == 0 else "no plan fits"
-            table.add_row(r.gpu, str(r.gpus or "-"), str(r.nodes or "-"), Text(reason, style="red"),
+            table.add_row(r.gpu, str(r.gpus or "-"), str(r.nodes or "-"), "-", Text(reason, style="red"),
                           "-", "-", "-", "-", "-")
             continue
         ev = r.best
-        table.add_row(r.gpu, f"{r.gpus:,}", str(r.nodes), tables.describe_layout(ev),
+        table.add_row(r.gpu, f"{r.gpus:,}", str(r.nodes), ev.plan.framework, tables.describe_layout(ev),
                       f"{ev.memory.total / 2**30:,.1f}", f"{r.tokens_per_s:,.0f}", f"{ev.time.mfu:.1%}",
                       _days(r.days),
                       f"{r.cost:,.0f}" if r.cost is not None else "-")

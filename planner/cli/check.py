@@ -22,6 +22,8 @@ from planner.cli.options import (
     emit_json,
     handles_input_errors,
 )
+from planner.cli.searching import nearest_text
+from planner.cost.engine import EngineTraits
 from planner.cost.evaluate import Evaluation, evaluate
 from planner.cost.inputs import Inputs, load_inputs
 from planner.cost.plan import OFFLOAD_CHOICES, Plan
@@ -134,6 +136,8 @@ def parse_env(values: list[str] | None) -> dict[str, str]:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, EngineTraits):
+        return value.name
     return "unset" if value is None else " ".join(value) if isinstance(value, list) else str(value)
 
 
@@ -168,7 +172,7 @@ def undecided_report(job: FrameworkJob, ev: Evaluation, others: list[OtherWay], 
         else:
             other = evaluate(way.job.plan, way.job.workload, cluster)
             changed = describe_changes(job.plan, other.plan)
-            for name in ("global_batch", "seq_len", "framework", "states"):
+            for name in ("global_batch", "seq_len", "engine", "states"):
                 if getattr(job.workload, name) != getattr(way.job.workload, name):
                     changed += f"{', ' if changed else ''}{name} {_show(getattr(job.workload, name))}" \
                                f" → {_show(getattr(way.job.workload, name))}"
@@ -334,7 +338,8 @@ def check(
         if target is None:
             warnings.append(f"--emit {emit}: nothing written, no plan fits")
         else:
-            written = write_emits(emit, target, replace(inputs, workload=fj.workload), out)
+            written = write_emits(emit, target, replace(inputs, workload=fj.workload), out,
+                                  nearest=lambda kind: nearest_text(kind, inputs))
     if as_json:
         emit_json({**plan_document(ev), "headroom": ev.capacity - ev.memory.total, "source": _source(fj),
                     "suggestions": [{**plan_document(s), "changes": {k: [a, b] for k, a, b in changes(fj.plan, s.plan)}}

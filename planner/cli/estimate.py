@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -9,6 +10,7 @@ from planner.cli.options import (
     EXIT_NO_FIT,
     EXIT_OK,
     ClusterArg,
+    FrameworkOption,
     JobArg,
     JsonOption,
     emit_json,
@@ -17,6 +19,7 @@ from planner.cli.options import (
 )
 from planner.cost.evaluate import evaluate
 from planner.cost.inputs import load_inputs, parse_plan_spec
+from planner.engines.profiles import AUTO, ENGINES, PROFILES, default_engine, engine_workload
 from planner.engines.rules import plan_problems
 from planner.report import json as report_json
 from planner.report import tables
@@ -30,15 +33,26 @@ def estimate(
     plan: str = typer.Option(..., "--plan", help='Plan keys, e.g. "tp=8,pp=4,zero=1,recompute=selective,mbs=1".',
                              show_default=False),
     stages: bool = typer.Option(False, "--stages", help="Show every pipeline stage."),
+    framework: Optional[str] = FrameworkOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Evaluate one plan: memory breakdown, step time, fits or not (exit 0 fits, 1 does not)."""
-    inputs = load_inputs(cluster, job)
+    """Evaluate one plan on its engine: memory breakdown, step time, fits or not (exit 0 fits, 1 does not).
+
+    The engine is `framework=` in the plan, else --framework, else the job's; under auto, the engine
+    the best plan of this layout would use (planner.engines.profiles.default_engine)."""
+    inputs = load_inputs(cluster, job, framework)
     the_plan = parse_plan_spec(plan, inputs)
-    problems = plan_problems(the_plan, inputs.workload, inputs.cluster)
+    problems = plan_problems(the_plan.with_(framework=ENGINES[0]), inputs.workload, inputs.cluster)
     if problems:
         raise InputError("; ".join(problems), field="--plan")
-    ev = evaluate(the_plan, inputs.workload, inputs.cluster)
+    if the_plan.framework == AUTO:
+        the_plan = the_plan.with_(framework=default_engine(the_plan, inputs.workload, inputs.cluster))
+    workload = engine_workload(inputs.workload, the_plan.framework)
+    refused = PROFILES[the_plan.framework].problems(the_plan, workload)
+    if refused:
+        raise InputError(f"{PROFILES[the_plan.framework].title} cannot run this plan: " + "; ".join(refused),
+                         field="--plan")
+    ev = evaluate(the_plan, workload, inputs.cluster)
     if as_json:
         emit_json(report_json.plan_document(ev))
     else:

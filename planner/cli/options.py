@@ -8,7 +8,7 @@ import functools
 import json
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from planner.cost.inputs import Inputs
 from planner.cost.partial import describe as describe_partial
@@ -24,12 +24,20 @@ JobArg = typer.Argument(..., help="job.yaml: model, training mode, sequence leng
 ObjectiveOption = typer.Option("step-time", "--objective", help="step-time | comm | memory | cost")
 SolverOption = typer.Option("cp-sat", "--solver", help="cp-sat | brute (enumerates the same space).")
 TimeLimitOption = typer.Option(None, "--time-limit", min=0.01, help="Solver time limit, seconds.")
+FrameworkOption = typer.Option(
+    None, "--framework", show_default=False,
+    help="The engine: megatron | deepspeed | fsdp2 | torchtitan | auto (every engine that can run the job,"
+         " compared). Default: the job's `framework:` (auto when it has none). Aliases such as megatron-lm,"
+         " nemo, ds, hf, accelerate, fsdp, titan work too.")
 
 
 def fail(message: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"error": message}))
-    tables.console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    # The message is printed as written: `{sp: [false]}` is YAML, not rich markup.
+    line = Text("error:", style="bold red")
+    line.append(f" {message}")
+    tables.console(stderr=True).print(line, highlight=False)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -59,5 +67,6 @@ def title(inputs: Inputs) -> str:
     training = inputs.job.training
     if inputs.workload.partial is not None:
         training += f" ({describe_partial(inputs.workload.partial, inputs.workload.arch)})"
+    engine = "" if inputs.framework == "auto" else f" · {inputs.framework}"
     return (f"{inputs.workload.arch.name} · {training} · seq {inputs.workload.seq_len:,} · "
-            f"global batch {inputs.workload.global_batch:,} on {c.nodes} × {c.gpus_per_node} {c.gpu.id}")
+            f"global batch {inputs.workload.global_batch:,} on {c.nodes} × {c.gpus_per_node} {c.gpu.id}{engine}")

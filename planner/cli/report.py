@@ -13,6 +13,7 @@ from planner.cli.options import (
     EXIT_NO_FIT,
     EXIT_OK,
     ClusterArg,
+    FrameworkOption,
     JobArg,
     JsonOption,
     ObjectiveOption,
@@ -48,24 +49,27 @@ def report(
     objective: str = ObjectiveOption,
     time_limit: Optional[float] = TimeLimitOption,
     solver: str = SolverOption,
+    framework: Optional[str] = FrameworkOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Write one self-contained HTML page, and PNGs of its charts: best plans, memory, time, every plan considered."""
     choice(objective, OBJECTIVES, "--objective")
     choice(solver, SOLVERS, "--solver")
     _check_out(out)
-    inputs = load_inputs(cluster, job)
+    inputs = load_inputs(cluster, job, framework)
     # matplotlib loads here, not when the CLI starts, so the other commands stay quick.
     from planner.report.page import build_report
-    result, rows, explanation = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
+    found = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
+    result, explanation = found.result, found.explanation
     # A row is a layout whose partition and recompute counts the solver chooses; each is shown at
-    # its default partition, evaluated in full by the same models.
-    considered = [evaluate(row.plan, inputs.workload, inputs.cluster) for row in rows]
+    # its default partition, evaluated in full by the same models with its engine's traits.
+    considered = [evaluate(row.plan, o.workload, inputs.cluster) for o in found.outcomes for row in o.rows]
     page = build_report(title(inputs), result, considered, inputs.cluster.capacity, _input_files(cluster, job),
                         explanation)
     written = _write(page, out)
     if as_json:
-        emit_json({**report_json.solve_document(result, explanation), "files": [str(p) for p in written]})
+        emit_json({**report_json.solve_document(result, explanation, found.engines),
+                   "files": [str(p) for p in written]})
     else:
         _say_written(written, result.status, explanation)
     raise typer.Exit(EXIT_OK if result.plans else EXIT_NO_FIT)

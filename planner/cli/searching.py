@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 
 from rich.progress import (
     BarColumn,
@@ -14,25 +15,68 @@ from rich.progress import (
 )
 
 from planner.cost.inputs import Inputs
+from planner.engines.profiles import ENGINES, engines_for
 from planner.report import tables
-from planner.search import SolveResult, search
-from planner.search.explain import explain_infeasible
+from planner.search import SolveResult
+from planner.search.explain import describe_plan
 from planner.search.layouts import Layout
-from planner.search.space import candidate_plans
+from planner.search.stacks import (
+    EngineComparison,
+    EngineOutcome,
+    compare,
+    explained,
+    explanation,
+    merged,
+    search_engine,
+)
 from planner.search.table import build_table
 
 
+@dataclass(frozen=True)
+class JobSearch:
+    """A job searched on its engine, or on every engine (`framework: auto`)."""
+
+    result: SolveResult
+    """The best plans of all the engines searched, ranked together."""
+    outcomes: tuple[EngineOutcome, ...]
+    explanation: str | None
+    """Why no plan fits, when none does."""
+
+    @property
+    def rows(self) -> list[Layout]:
+        return [row for o in self.outcomes for row in o.rows]
+
+    @property
+    def engines(self) -> list[EngineComparison] | None:
+        """Each engine's best against the winner's, when several engines were searched."""
+        return compare(list(self.outcomes)) if len(self.outcomes) > 1 else None
+
+    def outcome(self, framework: str) -> EngineOutcome | None:
+        return next((o for o in self.outcomes if o.framework == framework), None)
+
+
 def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit: float | None,
-               show_progress: bool) -> tuple[SolveResult, list[Layout], str | None]:
-    """The best plans of a job, the candidate layouts searched, and why none fits when none does;
-    a progress bar on stderr while the layouts are evaluated."""
-    w, c, d, k = inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints
-    plans = list(candidate_plans(w, c, d, k))
-    with _progress(len(plans), "evaluating plans", enabled=show_progress) as advance:
-        rows = build_table(plans, w, c, objective, advance) if plans else []
-    result = search(w, c, d, k, objective=objective, top=top, solver=solver, time_limit=time_limit, rows=rows)
-    explanation = explain_infeasible(rows, result.conflict, w, c, d, k) if result.status == "infeasible" else None
-    return result, rows, explanation
+               show_progress: bool, frameworks: tuple[str, ...] | None = None) -> JobSearch:
+    """The best plans of a job on its engine (every engine under `auto`, or `frameworks`), and
+    why none fits when none does; a progress bar on stderr while the layouts are evaluated."""
+    c, d, k = inputs.cluster, inputs.defaults, inputs.job.constraints
+    names = frameworks or engines_for(inputs.framework)
+    outcomes = []
+    for name in names:
+        def table(plans, workload, name=name):
+            label = f"evaluating {name} plans" if len(names) > 1 else "evaluating plans"
+            with _progress(len(plans), label, enabled=show_progress) as advance:
+                return build_table(plans, workload, c, objective, advance)
+        outcomes.append(search_engine(name, inputs.workload, c, d, k, objective=objective, top=top, solver=solver,
+                                      time_limit=time_limit, table=table))
+    result = merged(outcomes, objective, top)
+    if not result.plans:
+        # Why nothing fits, in full for the first engine that can run the job (the others say
+        # in a line why they cannot, or that nothing of theirs fits).
+        first = next((i for i, o in enumerate(outcomes) if o.result is not None), None)
+        if first is not None:
+            outcomes[first] = explained(outcomes[first], c, d, k)
+    return JobSearch(result=result, outcomes=tuple(outcomes), explanation=explanation(outcomes))
 
 
 class _progress:
@@ -67,3 +111,18 @@ class _progress:
         if self.bar is not None:
             self.bar.stop()
         return False
+
+
+def nearest_text(kind: str, inputs: Inputs, objective: str = "step-time") -> str:
+    """The best plan engine `kind` runs for the job, in words, for a refusal to emit another's
+    plan: a search with that engine alone."""
+    if kind not in ENGINES:
+        return ""
+    found = search_job(inputs, objective, 1, "cp-sat", None, show_progress=False, frameworks=(kind,))
+    outcome = found.outcomes[0]
+    if outcome.best is None:
+        return f". {outcome.title} has no plan for this job: {outcome.why_not}"
+    ev = outcome.best
+    return (f". The best plan {outcome.title} runs: {describe_plan(ev.plan)}, peak {ev.memory.total / 2**30:.2f} GiB"
+            f" of {ev.capacity / 2**30:.2f} GiB, step {ev.time.step:.3f} s; plan for it with `--framework {kind}`"
+            f" (or `framework: {kind}` in the job)")

@@ -1,15 +1,17 @@
-"""`planner solve CLUSTER JOB`: search the plan space and print the best plans."""
+"""`planner solve CLUSTER JOB`: search the plan space and print the best plans, each with its engine."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.text import Text
 
 from planner.cli.options import (
     EXIT_NO_FIT,
     EXIT_OK,
     ClusterArg,
+    FrameworkOption,
     JobArg,
     JsonOption,
     ObjectiveOption,
@@ -20,10 +22,11 @@ from planner.cli.options import (
     handles_input_errors,
     title,
 )
-from planner.cli.searching import search_job
-from planner.cost.inputs import load_inputs
-from planner.engines import EMIT_KINDS
-from planner.engines.emit import write_emits
+from planner.cli.searching import JobSearch, nearest_text, search_job
+from planner.cost.evaluate import Evaluation
+from planner.cost.inputs import Inputs, load_inputs
+from planner.engines.emit import check_kind, write_emits
+from planner.engines.profiles import ENGINES, PROFILES
 from planner.report import json as report_json
 from planner.report import tables
 from planner.search import OBJECTIVES, SOLVERS
@@ -38,33 +41,58 @@ def solve(
     objective: str = ObjectiveOption,
     time_limit: Optional[float] = TimeLimitOption,
     solver: str = SolverOption,
+    framework: Optional[str] = FrameworkOption,
     emit: Optional[str] = typer.Option(None, "--emit", show_default=False,
-                                       help="deepspeed | megatron | torchrun: write launch files for the best plan."),
+                                       help="deepspeed | megatron | torchrun: write launch files: an engine's for its"
+                                            " best plan, torchrun's for the best plan."),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for --emit (created).", show_default=False),
     as_json: bool = JsonOption,
 ) -> None:
-    """Search the plan space; print the best plans with per-GPU memory by term."""
+    """Search the plan space; print the best plans with their engine and per-GPU memory by term."""
     choice(objective, OBJECTIVES, "--objective")
     choice(solver, SOLVERS, "--solver")
     if emit is not None:
-        choice(emit, EMIT_KINDS, "--emit")
+        check_kind(emit)
     if (emit is None) != (out is None):
         raise InputError("--emit and --out go together", field="--emit" if emit is None else "--out")
-    inputs = load_inputs(cluster, job)
-    result, _, explanation = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
-    # Launch files for the best plan; rendered in full before anything is written (bad input
-    # writes nothing), and nothing at all when no plan fits.
-    written = write_emits(emit, result.plans[0], inputs, out) if emit is not None and result.plans else []
+    inputs = load_inputs(cluster, job, framework)
+    found = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
+    result = found.result
+    # Launch files; rendered in full before anything is written (bad input writes nothing), and
+    # nothing at all when no plan fits.
+    target = _emit_target(emit, found, inputs) if emit is not None else None
+    written = (write_emits(emit, target, inputs, out, nearest=lambda kind: nearest_text(kind, inputs, objective))
+               if target is not None else [])
     if as_json:
-        document = report_json.solve_document(result, explanation)
+        document = report_json.solve_document(result, found.explanation, found.engines)
         if emit is not None:
             document["emitted"] = [str(p) for p in written]
+            document["emitted_plan"] = report_json.plan_document(target) if target is not None else None
         emit_json(document)
     else:
         console = tables.console()
-        console.print(tables.solve_view(result, title(inputs), explanation))
+        console.print(tables.solve_view(result, title(inputs), found.explanation, found.engines))
+        if target is not None and result.plans and target is not result.plans[0]:
+            console.print(Text(f"--emit {emit}: {PROFILES[emit].title}'s best plan, not #1:"
+                               f" {tables.describe_layout(target)}"))
         for path in written:
-            console.print(f"wrote {path}")
-        if emit is not None and not result.plans:
-            console.print(f"--emit {emit}: nothing written, no plan fits")
+            console.print(Text(f"wrote {path}"))
+        if emit is not None and target is None:
+            console.print(Text(f"--emit {emit}: nothing written, no plan fits"))
     raise typer.Exit(EXIT_OK if result.plans else EXIT_NO_FIT)
+
+
+def _emit_target(kind: str, found: JobSearch, inputs: Inputs) -> Evaluation | None:
+    """The plan `--emit kind` writes: torchrun's is the best plan; an engine's is its own best.
+    When the search was for another engine, the refusal names the best plan `kind` runs."""
+    if kind not in ENGINES:
+        return found.result.plans[0] if found.result.plans else None
+    outcome = found.outcome(kind)
+    if outcome is None:
+        searched = ", ".join(o.framework for o in found.outcomes)
+        raise InputError(f"the plans are {searched}'s and {PROFILES[kind].title} launches its own: use"
+                         f" --framework {kind} or auto{nearest_text(kind, inputs, found.result.objective)}",
+                         field="--emit")
+    if outcome.cannot_run is not None:
+        raise InputError(f"{outcome.cannot_run}; nothing written", field="--emit")
+    return outcome.best

@@ -66,6 +66,10 @@ class Evaluation:
 
 
 def evaluate(plan: Plan, workload: Workload, cluster: Cluster) -> Evaluation:
+    if plan.framework != workload.engine.name:
+        # A plan is evaluated with its own engine's traits, so that memory and time describe the
+        # stack that launches it (planner.engines.profiles.engine_workload).
+        raise ValueError(f"a {plan.framework} plan evaluated with {workload.engine.name}'s traits")
     stages = tuple(estimate_memory(plan, workload, cluster))
     time, comm = estimate_time(plan, workload, cluster)
     return Evaluation(

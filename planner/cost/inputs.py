@@ -27,6 +27,7 @@ from planner.model.presets import list_presets, preset_config
 from planner.spec import JobSpec, load_cluster, load_job
 from planner.spec.errors import InputError, did_you_mean
 from planner.spec.job import Optimizer, Precision
+from planner.spec.plan_keys import AUTO, resolve_framework
 
 UNMODELLED_PRECISIONS = ("mxfp8",)
 """Job precisions the hardware check knows but the memory and time models do not (yet)."""
@@ -38,6 +39,8 @@ class JobInputs:
     job: JobSpec
     defaults: JobDefaults
     job_file: str
+    framework: str = AUTO
+    """The engine the job runs on (job.yaml `framework:`, or `--framework`), or `auto`."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,18 @@ class Inputs:
     defaults: JobDefaults
     cluster_file: str
     job_file: str
+    framework: str = AUTO
+    """The engine the job runs on (job.yaml `framework:`, or `--framework`), or `auto`: every
+    engine that can run it. `workload` has Megatron-Core's traits; the engines layer gives each
+    engine's (planner.engines.profiles.engine_workload)."""
 
 
-def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> JobInputs:
+def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None, framework: str | None = None) -> JobInputs:
     """The job: its architecture, workload and plan defaults; its precision checked against
-    `gpu` when given (capacity planning reads the job alone)."""
+    `gpu` when given (capacity planning reads the job alone). `framework` (the `--framework`
+    option) overrides the job's `framework:`."""
     job = load_job(job_path)
+    engine = job.framework if framework is None else resolve_framework(framework, field="--framework")
     arch = load_architecture(job.model, base_dir=Path(job_path).parent, file=str(job_path))
     targets = tuple(job.lora.targets) if job.lora else ()
     workload = Workload(arch=arch, training=job.training, seq_len=job.seq_len,
@@ -67,7 +76,7 @@ def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> Job
         quant=job.base_quant,
     )
     _check_precision(job.precision, gpu, str(job_path))
-    return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
+    return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path), framework=engine)
 
 
 def model_windows(model: str | dict, arch, base_dir: Path | None = None,
@@ -123,12 +132,14 @@ def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
     return PartialTraining(**{**spec.model_dump(), "layers": layers})
 
 
-def load_inputs(cluster_path: str | Path, job_path: str | Path) -> Inputs:
+def load_inputs(cluster_path: str | Path, job_path: str | Path, framework: str | None = None) -> Inputs:
+    if framework is not None:
+        resolve_framework(framework, field="--framework")  # a bad option fails before the files are read
     cluster_spec = load_cluster(cluster_path)
     cluster = build_cluster(cluster_spec, str(cluster_path))
-    job = load_job_inputs(job_path, cluster.gpu)
+    job = load_job_inputs(job_path, cluster.gpu, framework)
     return Inputs(cluster=cluster, workload=job.workload, job=job.job, defaults=job.defaults,
-                  cluster_file=str(cluster_path), job_file=str(job_path))
+                  cluster_file=str(cluster_path), job_file=str(job_path), framework=job.framework)
 
 
 _FLAGS = ("sp", "fp8_param_gather")
@@ -148,6 +159,9 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
     moment_dtype=bf16,fp8_param_gather=true`.
 
     Omitted keys take the job's defaults; dp is derived from the GPU count, gas from the batch.
+    `framework=deepspeed` (any name of an engine) names the engine; without it the plan's
+    framework is the job's, which may be `auto` (the engines layer then picks one:
+    planner.engines.profiles.default_engine).
     """
     values: dict[str, object] = {}
     for item in text.replace(",", " ").split():
@@ -160,7 +174,9 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         if key not in PLAN_KEYS:
             raise InputError(f"unknown key {key!r}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
                              field="--plan")
-        if key in _FLAGS:
+        if key == "framework":
+            values[key] = resolve_framework(raw, field="--plan")
+        elif key in _FLAGS:
             if raw.lower() not in _BOOL:
                 raise InputError(f"{key}={raw!r}: use true or false", field="--plan")
             values[key] = _BOOL[raw.lower()]
@@ -226,6 +242,7 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         offload_activation_layers=int(values.get("offload_activation_layers", 0)),
         moment_dtype=values.get("moment_dtype", "fp32"),
         fp8_param_gather=bool(values.get("fp8_param_gather", False)),
+        framework=str(values.get("framework", inputs.framework)),
     )
 
 

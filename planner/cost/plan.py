@@ -112,6 +112,9 @@ class Plan:
     fp8_param_gather: bool = False
     """fp8 training keeps the model's weights in fp8 and the distributed optimizer gathers them in
     fp8 (Megatron `--fp8-param-gather`): 1 byte per weight instead of 2, in memory and on the wire."""
+    framework: str = "megatron"
+    """The engine that runs the plan (planner.spec.plan_keys.ENGINES); the workload evaluated
+    with it carries the same engine's traits (`Workload.engine`, planner/engines/profiles/)."""
 
     def __getattr__(self, name: str):
         # Plan.tp, Plan.pp ... read through to the parallel degrees.

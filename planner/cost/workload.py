@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from planner.cost.engine import EngineTraits
 from planner.cost.partial import PartialTraining
 from planner.model.architecture import Architecture
 
@@ -47,18 +48,10 @@ class Workload:
     s×s scores in HBM) or `unfused` (Megatron-LM before FlashAttention: full s×s scores written,
     masked, softmaxed and dropped out in HBM). Only the time model reads it; published runs
     before 2022 state `unfused` (validation/data/runs.yaml)."""
-    framework: Literal["megatron", "hf", "deepspeed"] = "megatron"
-    """What runs the step, which decides what it keeps in memory (planner/cost/memory/): `megatron`
-    (Megatron-Core / Transformer Engine fused kernels, persistent gradient buffer, fused Adam),
-    `hf` (Hugging Face transformers modules on PyTorch: eager norms and SwiGLU, torch.autocast
-    or FSDP2 mixed precision, gradients allocated in backward, foreach AdamW) or `deepspeed`
-    (the same modules on DeepSpeed's ZeRO engine, with its fp32 gradient copy)."""
-
-    framework_release: str | None = None
-    """A past release whose behaviour the time model charges instead of the current one's: `0.3`
-    for DeepSpeed before 0.4, whose ZeRO-3 gathered every tensor on its own behind a device-wide
-    synchronize, through per-rank list copies (the 2021 runs of validation/data/runs.yaml).
-    None: the current release (DeepSpeed prefetches and coalesces its ZeRO-3 fetches)."""
+    engine: EngineTraits = EngineTraits()
+    """What the engine that runs the step keeps in memory and how its collectives run
+    (planner/cost/engine.py); the engine profiles (planner/engines/profiles/) give each engine's.
+    The default is Megatron-Core's."""
     partial: PartialTraining | None = None
     """Partial fine-tuning (job.yaml `trainable`): only these parameters train; None trains
     what `training` says (everything, or the LoRA adapters)."""

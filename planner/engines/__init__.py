@@ -1,24 +1,28 @@
-"""Framework files in and out: DeepSpeed configs and Megatron-LM launch scripts become plans
-(`deepspeed.py`, `megatron.py`); plans become configs, argument lists and launch commands
-(`emit.py`).
+"""The engines: which plans each launches and what it keeps in memory (`profiles/`, one module per
+engine), framework files in and out: DeepSpeed configs and Megatron-LM launch scripts become plans
+(`deepspeed.py`, `megatron.py`); plans become launch files (`emit.py`).
 
 A parser reads what the file sets into a `FrameworkJob`: the plan, the job's workload with the
 file's batch and sequence length (the file is what will run), the settings it read, and a
-warning for everything the planner does not model, so that nothing is ignored silently.
+warning for everything the planner does not model, so that nothing is ignored silently. The plan
+and the workload carry the engine's name and traits (profiles/), as the search's plans do.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from planner.cost.cluster import Cluster
 from planner.cost.plan import Plan
 from planner.cost.workload import Workload
+from planner.engines.profiles import ENGINES, engine_workload, profile
+from planner.engines.profiles.base import shown
 from planner.engines.rules import plan_problems
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
 
-FRAMEWORKS = ("deepspeed", "megatron")
-EMIT_KINDS = ("deepspeed", "megatron", "torchrun")
+FRAMEWORKS = ENGINES
+EMIT_KINDS = ENGINES + ("torchrun",)
+"""What `--emit` names: an engine's launch file, or the torchrun line that starts any of them."""
 
 
 class UnsupportedPlan(ValueError):
@@ -30,7 +34,7 @@ class FrameworkJob:
     """What a framework file says about a job, as the planner sees it."""
 
     framework: str
-    """deepspeed | megatron."""
+    """The engine (planner.spec.plan_keys.ENGINES): deepspeed, megatron ..."""
     file: str
     plan: Plan
     workload: Workload
@@ -44,61 +48,34 @@ class FrameworkJob:
     """Bytes of communication buckets the file's settings imply per GPU, when the framework
     allocates them apart from the gradients (DeepSpeed ZeRO buckets); None when not known."""
 
-
-# Plan values each framework can launch, as constraints (the same shape as job.yaml's).
-# DeepSpeed: no pipeline stages outside PipelineModule code, no Megatron sequence parallelism,
-# no selective recompute (HF gradient checkpointing and deepspeed.checkpointing checkpoint whole
-# layers), no fp8 from the config. Megatron-LM: the distributed optimizer is ZeRO-1
-# (megatron/core/optimizer/distrib_optimizer.py), optimizer offload through
-# --optimizer-cpu-offload, no LoRA, optimizers adam (AdamW) and sgd (megatron/training/arguments.py).
-_FRAMEWORK_VALUES: dict[str, dict[str, tuple]] = {
-    "deepspeed": {
-        "pp": (1,), "vpp": (1,), "sp": (False,), "recompute": ("none", "full"),
-        "precision": ("bf16", "fp16", "fp32", "bf16-autocast"),
-    },
-    "megatron": {
-        "zero": (0, 1), "offload": ("none", "optimizer"), "lora_rank": (0,), "quant": ("none",),
-        "precision": ("bf16", "fp16", "fp8", "fp32"),
-        "optimizer": ("adamw", "adam", "sgd", "sgd-momentum"),
-    },
-}
+    def __post_init__(self):
+        # The file's engine runs the plan: its name on the plan, its traits on the workload
+        # (those of a past release the reader set are kept).
+        name = profile(self.framework).name
+        object.__setattr__(self, "framework", name)
+        object.__setattr__(self, "plan", self.plan.with_(framework=name))
+        if self.workload.engine.name != name:
+            object.__setattr__(self, "workload", engine_workload(self.workload, name))
 
 
 def framework_constraints(framework: str, constraints: dict[str, Constraint] | None = None
                           ) -> dict[str, Constraint]:
-    """The job's constraints narrowed to plans `framework` can launch.
-
-    For `planner solve --emit deepspeed|megatron`: searching under these finds the best plan
-    the framework runs instead of one it cannot.
-    """
+    """The job's constraints narrowed to plans `framework` can launch (its profile's values)."""
     merged = dict(constraints or {})
-    for key, values in _FRAMEWORK_VALUES[framework].items():
+    for key, values in profile(framework).values.items():
         old = merged.get(key)
         allowed = tuple(v for v in values if old is None or old.allows(v))
         if not allowed:
             raise InputError(f"{old.describe()} leaves no value {framework} can run"
-                             f" ({key} in {', '.join(_shown(v) for v in values)})", field=f"constraints.{key}")
+                             f" ({key} in {', '.join(shown(v) for v in values)})", field=f"constraints.{key}")
         merged[key] = Constraint(values=allowed)
     return merged
 
 
-def _shown(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def framework_problems(framework: str, plan: Plan) -> list[str]:
-    """Why `framework` cannot launch this plan, in words (empty when it can)."""
-    words = {"pp": "pipeline parallelism", "vpp": "interleaved pipeline stages",
-             "sp": "Megatron sequence parallelism", "recompute": "recompute", "zero": "ZeRO stage",
-             "offload": "offload", "lora_rank": "LoRA", "quant": "quantized base weights",
-             "precision": "precision", "optimizer": "optimizer"}
-    problems = []
-    for key, values in _FRAMEWORK_VALUES[framework].items():
-        value = getattr(plan, key)
-        if value not in values:
-            problems.append(f"{words[key]} {key}={_shown(value)} (it runs {key} in"
-                            f" {', '.join(_shown(v) for v in values)})")
-    return problems
+def framework_problems(framework: str, plan: Plan, workload: Workload | None = None) -> list[str]:
+    """Why `framework` cannot launch this plan, in words (empty when it can); with the workload,
+    the engine's rules on combinations and training modes too."""
+    return profile(framework).problems(plan, workload)
 
 
 def check_runnable(plan: Plan, workload: Workload, cluster: Cluster, file: str) -> None:
@@ -109,6 +86,6 @@ def check_runnable(plan: Plan, workload: Workload, cluster: Cluster, file: str) 
 
 
 def with_framework(workload: Workload, framework: str) -> Workload:
-    """The workload as `framework` runs it (`Workload.framework`: what the kernels save for
-    backward, DeepSpeed's fp32 gradient copy; memory.py)."""
-    return replace(workload, framework=framework)
+    """The workload as `framework` runs it: the engine's traits (profiles/)."""
+    return engine_workload(workload, framework, workload.engine.release)
+

@@ -1,4 +1,5 @@
-"""Launch files for a plan: Megatron-LM, DeepSpeed, FSDP2 (accelerate) and torchtitan, and a torchrun command.
+"""Launch files for a plan: each engine's own (Megatron-LM, DeepSpeed, FSDP2 with accelerate,
+torchtitan) and a torchrun command.
 
 `write_emits` is what `planner solve --emit KIND --out DIR` and `planner check --emit` call:
 it renders everything first and writes only when all of it could be rendered, so bad input
@@ -6,17 +7,19 @@ leaves nothing behind.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from planner.cost.evaluate import Evaluation
 from planner.cost.inputs import Inputs
 from planner.cost.plan import Plan
-from planner.engines import _FRAMEWORK_VALUES, EMIT_KINDS, UnsupportedPlan
+from planner.engines import EMIT_KINDS, UnsupportedPlan
 from planner.engines.deepspeed_emit import emit_deepspeed
 from planner.engines.fsdp2_emit import emit_fsdp2
 from planner.engines.megatron_emit import emit_megatron, emit_torchrun
 from planner.engines.torchtitan_emit import emit_torchtitan
+from planner.engines.profiles import PROFILES
+from planner.engines.profiles.base import shown
 from planner.spec.errors import InputError, unknown_name
 
 FILE_NAMES: dict[str, tuple[str, ...]] = {
@@ -29,11 +32,29 @@ FILE_NAMES: dict[str, tuple[str, ...]] = {
 }
 """The files each kind may write (LoRA configs and torchtitan's flavor module only when needed)."""
 
+PRIMARY_FILE = {"deepspeed": "ds_config.json", "megatron": "megatron_launch.sh", "fsdp2": "accelerate_config.yaml",
+                "torchtitan": "job.toml", "torchrun": "torchrun.sh"}
+"""The file of each kind that `planner check` reads back (with the TrainingArguments and LoRA
+configs beside it where the kind writes them)."""
+
+
+def emit_kinds() -> tuple[str, ...]:
+    """The kinds `--emit` writes: every engine, and torchrun."""
+    return EMIT_KINDS
+
+
+def check_kind(kind: str, option: str = "--emit") -> str:
+    """`kind` is a kind `--emit` writes; bad input naming the ones it does otherwise."""
+    if kind not in EMIT_KINDS:
+        raise InputError(unknown_name("--emit kind", kind, EMIT_KINDS), field=option)
+    return kind
+
 
 def render(kind: str, plan: Plan, inputs: Inputs) -> dict[str, str]:
     """The launch files of one kind, by file name; UnsupportedPlan when the engine cannot run the plan."""
     workload, cluster, lora = inputs.workload, inputs.cluster, inputs.job.lora
     adapters = {"lora_alpha": lora.alpha, "lora_dropout": lora.dropout} if lora is not None else {}
+    check_kind(kind)
     if kind == "deepspeed":
         return emit_deepspeed(plan, workload, cluster, **adapters)
     if kind == "megatron":
@@ -48,18 +69,20 @@ def render(kind: str, plan: Plan, inputs: Inputs) -> dict[str, str]:
 
 
 def constraints_hint(kind: str, plan: Plan) -> str:
-    """job.yaml constraints that keep the search to plans `kind` runs, for the keys this plan breaks."""
-    values = _FRAMEWORK_VALUES.get(kind, {})
+    """job.yaml constraints (valid YAML) that keep the search to plans `kind` runs, for the keys
+    this plan breaks."""
+    values = PROFILES[kind].values if kind in PROFILES else {}
     broken = {k: v for k, v in values.items() if getattr(plan, k) not in v}
-    shown = ", ".join(f"{k}: [{', '.join(str(x).lower() if isinstance(x, bool) else str(x) for x in v)}]"
-                      for k, v in broken.items())
-    return f"constraints: {{{shown}}}" if shown else ""
+    shown_values = ", ".join(f"{k}: [{', '.join(shown(x) for x in v)}]" for k, v in broken.items())
+    return f"constraints: {{{shown_values}}}" if shown_values else ""
 
 
-def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Inputs, out_dir: str | Path) -> list[Path]:
-    """Write the launch files of `kind` (one or several of EMIT_KINDS) for the
-    evaluated plan into `out_dir` (created); returns the paths written. Raises InputError, writing
-    nothing, for an unknown kind, a plan the framework cannot run, or an `out_dir` that is a file."""
+def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Inputs, out_dir: str | Path,
+                nearest: Callable[[str], str] | None = None) -> list[Path]:
+    """Write the launch files of `kind` (one or several of EMIT_KINDS) for the evaluated plan into
+    `out_dir` (created); returns the paths written. Raises InputError, writing nothing, for an
+    unknown kind, a plan the framework cannot run, or an `out_dir` that is a file. `nearest(kind)`
+    says which plan that engine would run instead (the commands search for it)."""
     kinds = [kind] if isinstance(kind, str) else list(kind)
     texts: dict[str, str] = {}
     for k in kinds:
@@ -67,8 +90,9 @@ def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Input
             files = render(k, evaluation.plan, inputs)
         except UnsupportedPlan as error:
             hint = constraints_hint(k, evaluation.plan)
-            advice = f"; add `{hint}` to the job to plan for it" if hint else ""
-            raise InputError(f"{error}{advice}", field="--emit") from None
+            advice = f"; add `{hint}` to the job, or `framework: {k}`, to plan for it" if hint else ""
+            instead = nearest(k) if nearest is not None else ""
+            raise InputError(f"{error}{advice}{instead}", field="--emit") from None
         clash = sorted(set(files) & set(texts))
         if clash:
             raise InputError(f"{k} and another kind both write {', '.join(clash)}: emit them into separate folders",

@@ -177,7 +177,7 @@ def _fsdp(c: _Reader, kind: str, inputs: Inputs, trainer: H.TrainerArgs, hf: H.T
     c.read.update(read)
     plan = Plan(parallel=ParallelDims(tp=tp, dp=dp, cp=cp), zero=zero, recompute=recompute, mbs=mbs, gas=gas,
                 lora_rank=lora_rank, quant=quant, precision=precision, offload=offload, optimizer=optimizer)
-    workload = with_framework(replace(inputs.workload, global_batch=mbs * gas * dp), "hf")
+    workload = with_framework(replace(inputs.workload, global_batch=mbs * gas * dp), "fsdp2")
     _unread(c)
     check_runnable(plan, workload, inputs.cluster, c.file)
     c.read.update({f"training_args.{k}": v for k, v in trainer.read.items()})

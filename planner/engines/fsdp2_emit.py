@@ -23,6 +23,7 @@ from planner.cost.cluster import Cluster
 from planner.cost.plan import Plan
 from planner.cost.workload import Workload
 from planner.engines import UnsupportedPlan
+from planner.engines.profiles import profile
 from planner.engines import hf_trainer as H
 from planner.engines.deepspeed_emit import describe
 
@@ -30,11 +31,8 @@ ACCELERATE_CONFIG, LAUNCH, TRAINING_ARGS = "accelerate_config.yaml", "fsdp2_laun
 PEFT_CONFIG, BNB_CONFIG = "peft_config.json", "bnb_config.json"
 
 # Plan values the stack launches (the rest of this module adds the rules between them).
-FSDP2_VALUES: dict[str, tuple] = {
-    "pp": (1,), "vpp": (1,), "sp": (False,), "ep": (1,), "zero": (0, 2, 3),
-    "offload": ("none", "optimizer+params"), "recompute": ("none", "full"),
-    "precision": ("bf16", "fp16", "fp32"), "optimizer": tuple(H.HF_OPTIM), "quant": ("none", "int8", "nf4"),
-}
+FSDP2_VALUES: dict[str, tuple] = profile("fsdp2").values
+"""The plan values fsdp2 launches: its profile's (planner/engines/profiles/fsdp2.py)."""
 _WORDS = {"pp": "pipeline parallelism (accelerate has none)", "vpp": "interleaved pipeline stages",
           "sp": "Megatron sequence parallelism (transformers' tp_plan keeps norms replicated)",
           "ep": "expert parallelism", "zero": "ZeRO stage (FSDP2 shards as ZeRO-3, or ZeRO-2 without resharding)",

@@ -86,7 +86,7 @@ def megatron_job(script: ShellScript, inputs: Inputs, file: str) -> tuple[dict[s
     warnings += _unread(flags, r)
     check_runnable(plan, workload, inputs.cluster, file)
     read = {"form": launch.form, **({"program": launch.program} if launch.program else {}), **r.used}
-    return shape, FrameworkJob(framework="megatron", file=file, plan=plan, workload=workload,
+    return shape, FrameworkJob(framework=workload.engine.name, file=file, plan=plan, workload=workload,
                                warnings=tuple(warnings), read=read)
 
 

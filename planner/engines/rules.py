@@ -62,8 +62,8 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
     # DeepSpeed: ZeRO-2/3 are incompatible with pipeline parallelism; Megatron's distributed
     # optimizer is ZeRO-1. PyTorch FSDP2 composes with pipeline parallelism (torchtitan
     # parallelize.py / pipeline.py: fully_shard on each stage's module, NeMo AutoModel likewise).
-    need(par.pp == 1 or plan.zero <= 1 or workload.framework == "hf",
-         f"zero {plan.zero} cannot be combined with pp > 1 on {workload.framework} (use zero 0 or 1;"
+    need(par.pp == 1 or plan.zero <= 1 or workload.engine.kernels == "hf",
+         f"zero {plan.zero} cannot be combined with pp > 1 on {workload.engine.name} (use zero 0 or 1;"
          " FSDP2 (framework hf) shards each pipeline stage)")
     _execution_problems(plan, workload, need)
     need(plan.offload == "none" or plan.zero >= 1, "CPU offload needs zero >= 1 (ZeRO-Offload)")
@@ -109,10 +109,10 @@ def _execution_problems(plan: Plan, workload: Workload, need) -> None:
     if plan.offload_activation_layers:
         # Megatron-Core cpu_offloading_context: offloading and activation recomputation exclude
         # each other (transformer_config.py checks cpu_offloading with recompute_granularity).
-        need(workload.framework == "megatron", "offload_activation_layers is Megatron-Core's cpu_offloading_num_layers")
+        need(workload.engine.kernels == "megatron", "offload_activation_layers is Megatron-Core's cpu_offloading_num_layers")
         need(plan.recompute == "none", "offload_activation_layers does not combine with recompute")
     if plan.moment_dtype != "fp32":
-        need(workload.framework == "megatron" and plan.zero >= 1,
+        need(workload.engine.kernels == "megatron" and plan.zero >= 1,
              "moment_dtype bf16 is Megatron's precision-aware optimizer, with the distributed optimizer (zero 1)")
     if plan.fp8_param_gather:
         need(plan.precision == "fp8", "fp8_param_gather needs precision fp8")

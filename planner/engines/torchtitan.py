@@ -139,7 +139,7 @@ def parse_torchtitan_config(config: dict, inputs: Inputs, file: str = "<job.toml
     if inputs.workload.trains_adapters:
         raise InputError(f"training: {job.training} needs LoRA adapters, which torchtitan does not train; use"
                          " training: pretrain or full", file=inputs.job_file, field="training")
-    workload = with_framework(replace(inputs.workload, global_batch=global_batch, seq_len=seq_len), "hf")
+    workload = with_framework(replace(inputs.workload, global_batch=global_batch, seq_len=seq_len), "torchtitan")
     check_runnable(plan, workload, inputs.cluster, file)
     return FrameworkJob(framework="torchtitan", file=file, plan=plan, workload=workload, warnings=tuple(t.warnings),
                         read=t.read)

@@ -23,6 +23,7 @@ from planner.cost.plan import Plan
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 from planner.engines import UnsupportedPlan
+from planner.engines.profiles import profile
 from planner.engines.deepspeed_emit import describe
 from planner.engines.pipeline_layout import expand, layout_string
 from planner.model.architecture import Architecture
@@ -31,11 +32,8 @@ JOB_TOML, LAUNCH, FLAVOR_MODULE = "job.toml", "torchtitan_launch.sh", "planner_f
 FLOAT8 = "quantize.linear.float8"
 """The float8 converter's registered name (components/quantization/float8.py)."""
 
-TORCHTITAN_VALUES: dict[str, tuple] = {
-    "zero": (0, 2, 3), "offload": ("none", "optimizer+params"), "recompute": ("none", "full"),
-    "precision": ("bf16", "bf16-pure", "fp32", "fp8"), "optimizer": ("adamw", "adam"), "lora_rank": (0,),
-    "quant": ("none",),
-}
+TORCHTITAN_VALUES: dict[str, tuple] = profile("torchtitan").values
+"""The plan values torchtitan launches: its profile's (planner/engines/profiles/torchtitan.py)."""
 _WORDS = {"zero": "ZeRO stage (FSDP2 shards as ZeRO-3, or ZeRO-2 without resharding; DDP is ZeRO-0)",
           "offload": "offload (training.enable_cpu_offload moves parameters, gradients and optimizer together)",
           "recompute": "recompute (activation_checkpoint.mode full or none)",

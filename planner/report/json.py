@@ -7,6 +7,7 @@ from planner.cost.evaluate import Evaluation
 from planner.model.flops import FlopsPerToken
 from planner.model.params import ParamCount
 from planner.search.result import SolveResult
+from planner.search.stacks import EngineComparison
 
 
 def plan_document(ev: Evaluation) -> dict:
@@ -26,6 +27,7 @@ def plan_document(ev: Evaluation) -> dict:
         "precision": plan.precision,
         "offload": plan.offload,
         "optimizer": plan.optimizer,
+        "framework": plan.framework,
         # Uneven pipeline partition and partial recompute, as the stages list shows them.
         "first_stage_layers": ev.stages[0].layers,
         "last_stage_layers": ev.stages[-1].layers,
@@ -53,7 +55,19 @@ def plan_document(ev: Evaluation) -> dict:
     }
 
 
-def solve_document(result: SolveResult, explanation: str | None) -> dict:
+def engines_document(engines: list[EngineComparison]) -> list[dict]:
+    """Each engine's best plan against the winner's: `step_time_ratio` (its step over the
+    fastest), `headroom` (bytes), or `why_not` when it has no plan."""
+    winner = next((e.framework for e in engines if e.step_time_ratio == 1.0), None)
+    return [{"framework": e.framework, "title": e.title, "summary": e.summary(winner),
+             "plan": plan_document(e.best) if e.best is not None else None,
+             "step_time_ratio": e.step_time_ratio, "headroom": e.headroom, "why_not": e.why_not}
+            for e in engines]
+
+
+def solve_document(result: SolveResult, explanation: str | None,
+                   engines: list[EngineComparison] | None = None) -> dict:
+    extra = {"engines": engines_document(engines)} if engines is not None else {}
     return {
         "status": result.status,
         "objective": result.objective,
@@ -62,6 +76,7 @@ def solve_document(result: SolveResult, explanation: str | None) -> dict:
         "explanation": explanation,
         "candidates": result.candidates,
         "reasons": list(result.reasons),
+        **extra,
     }
 
 

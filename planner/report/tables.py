@@ -20,6 +20,7 @@ from planner.model.flops import FlopsPerToken
 from planner.model.params import ParamCount
 from planner.search.explain import describe_plan
 from planner.search.result import SolveResult
+from planner.search.stacks import EngineComparison
 
 GiB = 2**30
 MEMORY_TERMS = ("weights", "gradients", "optimizer", "master_weights", "activations", "buffers", "runtime")
@@ -89,7 +90,8 @@ def describe_layout(ev: Evaluation) -> str:
     return text
 
 
-def solve_view(result: SolveResult, title: str, explanation: str | None) -> Group:
+def solve_view(result: SolveResult, title: str, explanation: str | None,
+               engines: list[EngineComparison] | None = None) -> Group:
     parts = []
     header = Text(title, style="bold")
     header.append(f"\n{result.status} · objective {result.objective} · {result.candidates:,} legal plans"
@@ -97,6 +99,8 @@ def solve_view(result: SolveResult, title: str, explanation: str | None) -> Grou
     parts.append(header)
     if not result.plans:
         parts.append(Text(explanation or "No plan fits.", style="red"))
+        if engines:
+            parts.append(engines_text(engines))
         return Group(*parts)
     capacity = result.plans[0].capacity
     plans = Table(title=f"Best plans (per-GPU memory of the most loaded stage; usable {_gib(capacity)} GiB)",
@@ -105,13 +109,14 @@ def solve_view(result: SolveResult, title: str, explanation: str | None) -> Grou
     for i, ev in enumerate(result.plans, 1):
         memory = _bar(ev.memory.total, ev.capacity).append(f" {_gib(ev.memory.total)} GiB", style="")
         rows.append((
-            str(i), describe_layout(ev), str(ev.plan.zero), _recompute_text(ev), f"{ev.plan.mbs} × {ev.plan.gas}",
+            str(i), ev.plan.framework, describe_layout(ev), str(ev.plan.zero), _recompute_text(ev), f"{ev.plan.mbs} × {ev.plan.gas}",
             memory, _headroom_text(ev.capacity - ev.memory.total, ev.capacity), _largest_term_text(ev),
             format_seconds(ev.time.step), f"{ev.time.tokens_per_s:,.0f}",
             f"{ev.time.mfu:.1%}"))
     # Figures never shrink (a cut number misleads); the words wrap when the terminal is narrow.
     wrapping = {"layout", "recompute", "largest term"}
-    for j, (col, justify) in enumerate((("#", "right"), ("layout", "left"), ("ZeRO", "right"), ("recompute", "left"),
+    for j, (col, justify) in enumerate((("#", "right"), ("engine", "left"), ("layout", "left"), ("ZeRO", "right"),
+                                        ("recompute", "left"),
                                         ("mbs × gas", "right"), ("peak memory", "left"), ("headroom", "right"),
                                         ("largest term", "left"),
                                         ("step", "right"), ("tokens/s", "right"), ("MFU", "right"))):
@@ -129,7 +134,20 @@ def solve_view(result: SolveResult, title: str, explanation: str | None) -> Grou
         for i, reason in enumerate(result.reasons, 2):
             why.append(f"\n  #{i} {reason}")
         parts.append(why)
+    if engines:
+        parts.append(engines_text(engines))
     return Group(*parts)
+
+
+def engines_text(engines: list[EngineComparison]) -> Text:
+    """Each engine's best plan against the winner's, or why it has none (`framework: auto`)."""
+    winner = next((e.framework for e in engines if e.step_time_ratio == 1.0), None)
+    text = Text("Engines: each one's best plan against the best of all", style="bold")
+    for e in engines:
+        line = e.summary(winner)
+        layout = f" ({describe_layout(e.best)}, ZeRO {e.best.plan.zero})" if e.best is not None else ""
+        text.append(f"\n  {line}{layout}", style="" if e.best is not None else "dim")
+    return text
 
 
 def _recompute_text(ev: Evaluation) -> str:
@@ -163,8 +181,8 @@ def estimate_view(ev: Evaluation, title: str, all_stages: bool) -> Group:
     parts = []
     status = Text("fits" if ev.fits else "does not fit", style="bold green" if ev.fits else "bold red")
     header = Text(title + "\n", style="bold")
-    header.append(describe_plan(ev.plan) + f" · gas={ev.plan.gas} · {ev.plan.precision} · {ev.plan.optimizer}\n",
-                  style="dim")
+    header.append(f"{ev.plan.framework}: " + describe_plan(ev.plan)
+                  + f" · gas={ev.plan.gas} · {ev.plan.precision} · {ev.plan.optimizer}\n", style="dim")
     header.append_text(status)
     if not ev.fits:
         header.append(": " + (ev.why_not() or ""), style="red")

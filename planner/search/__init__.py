@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation, evaluate
+from planner.cost.plan import Plan
 from planner.cost.workload import Workload
+from planner.engines.profiles import PROFILES
 from planner.search.brute import solve_brute
 from planner.search.cpsat import solve_cpsat
 from planner.search.layouts import Layout
@@ -22,6 +24,10 @@ from planner.search.table import (
 from planner.spec.job import Constraint
 
 SOLVERS = ("cp-sat", "brute")
+
+
+def launched(plan: Plan, num_layers: int) -> Plan:
+    return PROFILES[plan.framework].launched(plan, num_layers)
 
 __all__ = ["OBJECTIVES", "SOLVERS", "JobDefaults", "SolveResult", "candidate_table", "search"]
 
@@ -59,8 +65,11 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     # compute), bends with the recompute count and the coefficients take its chord (at most a
     # few per cent over; tests/test_solver_agreement.py). A plan the full model would place
     # over capacity is dropped rather than shown.
-    evaluated = [(p, evaluate(p.plan(layers), workload, cluster)) for p in points]
+    # Each plan as its engine launches it (a profile may round what its flags cannot say).
+    evaluated = [(p, evaluate(launched(p.plan(layers), layers), workload, cluster)) for p in points]
     evaluated = sorted(((p, ev) for p, ev in evaluated if ev.fits_gpu), key=lambda pe: exact_objective(pe[1], objective))
+    seen: set[tuple] = set()
+    evaluated = [(p, ev) for p, ev in evaluated if not (ev.plan.key() in seen or seen.add(ev.plan.key()))]
     plans = tuple(ev for _, ev in evaluated)
     if points and not plans:
         status, conflict = "infeasible", ("memory",)
@@ -106,7 +115,7 @@ def _other_families(rows: list[Layout], plans: tuple[Evaluation, ...], constrain
         _, found, _ = solve_cpsat(rest, constraints, cap, host_cap, 1, objective, workload.arch.num_layers)
         if not found:
             break
-        ev = evaluate(found[0].plan(workload.arch.num_layers), workload, cluster)
+        ev = evaluate(launched(found[0].plan(workload.arch.num_layers), workload.arch.num_layers), workload, cluster)
         families.add((ev.plan.tp, ev.plan.pp))
         if ev.fits_gpu:
             out.append(ev)
@@ -118,11 +127,16 @@ TIME_TERMS = ("compute", "recompute", "bubble", "tp", "cp", "ep", "pp", "dp", "o
 
 def reasons(plans: tuple[Evaluation, ...], objective: str) -> tuple[str, ...]:
     """Why each runner-up loses to the best plan: the step-time terms that differ most."""
-    from planner.search.explain import describe_plan  # explain imports this package
+    from planner.search.explain import describe_plan as describe  # explain imports this package
     if len(plans) < 2:
         return ()
     best = plans[0]
     out = []
+    several = len({ev.plan.framework for ev in plans}) > 1  # name the engine when they differ
+
+    def describe_plan(plan) -> str:
+        return f"{plan.framework} {describe(plan)}" if several else describe(plan)
+
     for ev in plans[1:]:
         if objective == "memory":
             out.append(f"{describe_plan(ev.plan)}: {(ev.memory.total - best.memory.total) / 2**30:+.2f} GiB at its peak")

@@ -33,6 +33,7 @@ from planner.cost.plan import PLAN_KEYS, Plan
 from planner.cost.shard import stage_layer_counts
 from planner.cost.timing import stage_seconds
 from planner.cost.workload import Workload
+from planner.engines.profiles import PROFILES
 from planner.engines.rules import chunk_lows
 from planner.model.architecture import Architecture
 from planner.model.params import layer_params
@@ -207,7 +208,7 @@ class _Probes:
             _with(plan, p2, None) if p2 else None,
             _with(plan, self.split1, tuple(p1)) if full else None,
             _with(plan, self.split1, ones) if full else None,
-            _with(plan, p2, tuple(p2)) if full and p2 and lead else None,
+            _with(plan, p2, tuple(p2)) if full and p2 and (lead or "free" not in self.modes) else None,
         ]
 
     def coefficients(self, values: list[list[tuple[float, ...]] | None], term: int, k: int,
@@ -222,7 +223,7 @@ class _Probes:
             if self.modes[k] == "free":
                 cr = (c - d) / (n1 - 1) if n1 > 1 else c - a
                 w = d - a - cr if n1 > 1 else 0.0
-            elif e is not None:  # r = n: a + w + (b + c)·n
+            elif e is not None and self.p2[s] != n1:  # r = n: a + w + (b + c)·n
                 cr = (e - c) / (self.p2[s] - n1) - slope
                 w = c - a - cr * n1
             elif n1:
@@ -238,7 +239,9 @@ def _probes(plan: Plan, workload: Workload, lead: int) -> _Probes:
     found = _probe_partitions(layers, pp, class_lows(pp, vpp, max(1, lead))) if pp > 1 else None
     p1 = _split(found[0], pp) if found else stage_layer_counts(layers, pp)
     full = plan.recompute == "full"
-    modes = tuple("none" if not full else "all" if (s == 0 and lead) else "free" for s in stages)
+    # An engine that recomputes every layer of a stage or none (its profile) has no free count.
+    partial = PROFILES[plan.framework].partial_recompute
+    modes = tuple("none" if not full else "all" if (s == 0 and lead) or not partial else "free" for s in stages)
     return _Probes(stages=stages, p1=p1, p2=_split(found[1], pp) if found else None,
                    split1=p1 if found else None, modes=modes, lead=lead)
 

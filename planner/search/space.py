@@ -1,8 +1,10 @@
-"""The plan space: every legal value of each plan key for one job on one cluster.
+"""The plan space: every legal value of each plan key for one job on one cluster and one engine.
 
-Candidates obey `planner.engines.rules` (what Megatron-LM and DeepSpeed accept); the user's
-constraints are NOT applied here: the solver adds them as constraints of its own so that it can
-say which of them make a problem infeasible.
+Candidates obey `planner.engines.rules` and the profile of the workload's engine
+(`Workload.engine.name`, planner/engines/profiles/): only values that engine launches are
+enumerated, and each plan names it (`Plan.framework`). The user's constraints are NOT applied
+here: the solver adds them as constraints of its own so that it can say which of them make a
+problem infeasible.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from planner.cost.plan import (
 )
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import JobDefaults, Workload
+from planner.engines.profiles import PROFILES
 from planner.engines.rules import chunk_lows, plan_problems
 from planner.spec.job import Constraint
 
@@ -84,27 +87,34 @@ def default_optimizers(job_optimizer: str) -> tuple[str, ...]:
 
 def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     constraints: dict[str, Constraint]) -> Iterator[Plan]:
-    """Every structurally valid plan (rules.py) with the default layer partition, constraints not
-    applied. The search varies the partition and partial recompute of each of them."""
+    """Every structurally valid plan (rules.py) of the workload's engine with the default layer
+    partition, constraints not applied. The search varies the partition and partial recompute of
+    each of them."""
     arch = workload.arch
     world = cluster.world
-    cps = [c for c in _values("cp", default_cps(workload.seq_len, world), constraints)
-           if isinstance(c, int) and c >= 1 and world % c == 0]
-    eps = _values("ep", default_eps(workload), constraints)
-    vpps = _values("vpp", VPP_CHOICES, constraints)
-    offloads = [o for o in _values("offload", OFFLOAD_CHOICES, constraints) if o in OFFLOAD_CHOICES]
-    quants = [q for q in _values("quant", default_quants(workload, cluster, defaults.quant), constraints)
-              if q in QUANT_CHOICES and (q != "fp8" or cluster.gpu.supports("fp8"))]
-    precisions = _values("precision", default_precisions(defaults.precision, cluster), constraints)
-    optimizers = _values("optimizer", default_optimizers(defaults.optimizer), constraints)
-    ranks = _values("lora_rank", defaults.lora_ranks, constraints)
+    engine = PROFILES[workload.engine.name]
+
+    def runs(key: str, values) -> list:
+        return [v for v in values if engine.allows(key, v)]
+
+    cps = runs("cp", [c for c in _values("cp", default_cps(workload.seq_len, world), constraints)
+                      if isinstance(c, int) and c >= 1 and world % c == 0])
+    eps = runs("ep", _values("ep", default_eps(workload), constraints))
+    vpps = runs("vpp", _values("vpp", VPP_CHOICES, constraints))
+    offloads = runs("offload", [o for o in _values("offload", OFFLOAD_CHOICES, constraints) if o in OFFLOAD_CHOICES])
+    quants = runs("quant", [q for q in _values("quant", default_quants(workload, cluster, defaults.quant), constraints)
+                            if q in QUANT_CHOICES and (q != "fp8" or cluster.gpu.supports("fp8"))])
+    precisions = runs("precision", _values("precision", default_precisions(defaults.precision, cluster), constraints))
+    optimizers = runs("optimizer", _values("optimizer", default_optimizers(defaults.optimizer), constraints))
+    ranks = runs("lora_rank", _values("lora_rank", defaults.lora_ranks, constraints))
+    recomputes = runs("recompute", RECOMPUTE_POLICIES)
     heads = arch.attention.num_heads
     for cp in cps:
         for tp in divisors(world // cp):
             if heads % tp or (not arch.attention.is_mla and arch.attention.num_kv_heads % tp):
                 continue
             for pp in divisors(world // (cp * tp)):
-                if pp > arch.num_layers or not _expressible(arch.num_layers, pp):
+                if pp > arch.num_layers or not _expressible(arch.num_layers, pp) or not engine.allows("pp", pp):
                     continue
                 dp = world // (cp * tp * pp)
                 if workload.global_batch % dp:
@@ -114,19 +124,19 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     if (dp * cp) % ep or (vpp > 1 and (not _interleavable(arch.num_layers, pp, vpp)
                                                        or (per_rank // mbs) % pp)):
                         continue
-                    sps = (False, True) if tp > 1 else (False,)
-                    zeros = (0, 1, 2, 3) if pp == 1 else (0, 1)
+                    sps = runs("sp", (False, True) if tp > 1 else (False,))
+                    zeros = runs("zero", (0, 1, 2, 3) if pp == 1 else (0, 1))
                     for sp, zero, recompute, offload, quant, precision, optimizer, rank in itertools.product(
-                            sps, zeros, RECOMPUTE_POLICIES, offloads, quants, precisions, optimizers, ranks):
+                            sps, zeros, recomputes, offloads, quants, precisions, optimizers, ranks):
                         if offload != "none" and (zero == 0 or (offload == "optimizer+params" and zero != 3)):
                             continue
                         plan = Plan(
                             parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, sp=sp),
                             zero=zero, recompute=recompute, mbs=mbs, gas=per_rank // mbs,
                             lora_rank=rank, quant=quant, precision=precision, offload=offload,
-                            optimizer=optimizer,
+                            optimizer=optimizer, framework=engine.name,
                         )
-                        if not plan_problems(plan, workload, cluster):
+                        if not plan_problems(plan, workload, cluster) and not engine.problems(plan, workload):
                             yield plan
 
 

@@ -12,6 +12,8 @@ from pydantic import (
     model_validator,
 )
 
+from planner.spec.errors import InputError
+from planner.spec.plan_keys import resolve_framework
 from planner.spec.units import parse_count
 
 Training = Literal["pretrain", "full", "lora", "qlora"]
@@ -150,6 +152,13 @@ class JobSpec(_Strict):
     """Frozen base-weight storage for lora/qlora (qlora defaults to nf4)."""
     tokens: float | None = Field(default=None, gt=0)
     """Training budget in tokens (`1.0e12`, `15T`), for time and cost."""
+    framework: str = "auto"
+    """The engine that will run the job: `megatron` (Megatron-Core, as Megatron-LM, NeMo and
+    Megatron-Bridge run it), `deepspeed` (DeepSpeed's ZeRO engine with Hugging Face modules),
+    `fsdp2` (Hugging Face transformers with accelerate or the Trainer on PyTorch FSDP2; PEFT and
+    bitsandbytes for LoRA/QLoRA), `torchtitan` (PyTorch-native FSDP2, TP, PP, CP), or `auto`
+    (default): every engine that can run the job is searched and each plan names its engine.
+    Common names work too (`megatron-lm`, `nemo`, `ds`, `hf`, `accelerate`, `fsdp`, `titan`)."""
     constraints: dict[str, Constraint] = Field(default_factory=dict)
     """Limits on any plan key: `{tp: [1, 2, 4, 8], pp: {max: 16}, zero: [1, 3]}`."""
 
@@ -159,7 +168,20 @@ class JobSpec(_Strict):
         # docs/cli.md calls the LoRA rank `lora` in plan specs too; accept it here as well.
         if isinstance(v, dict) and "lora" in v and "lora_rank" not in v:
             v = {("lora_rank" if k == "lora" else k): c for k, c in v.items()}
+        if isinstance(v, dict) and "framework" in v:
+            raise ValueError("the engine is not a constraint: set `framework:` (an engine, or auto) at the top"
+                             " of the job")
         return v
+
+    @field_validator("framework", mode="before")
+    @classmethod
+    def _engine(cls, v):
+        if not isinstance(v, str):
+            raise ValueError(f"an engine name, got {v!r}")
+        try:
+            return resolve_framework(v)
+        except InputError as error:
+            raise ValueError(error.detail) from None
 
     @field_validator("tokens", mode="before")
     @classmethod

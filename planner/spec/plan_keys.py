@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from planner.spec.errors import InputError, did_you_mean
+
 Recompute = Literal["none", "selective", "full"]
 Offload = Literal["none", "optimizer", "optimizer+params", "params"]
 Quant = Literal["none", "int8", "nf4", "fp8"]
@@ -30,7 +32,36 @@ PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "sp")
 PLAN_KEYS = PARALLEL_KEYS + ("zero", "recompute", "mbs", "gas", "lora_rank", "quant", "precision", "offload",
                              "optimizer", "first_stage_layers", "last_stage_layers", "recompute_layers",
                              "etp", "recompute_modules", "offload_activation_layers", "moment_dtype",
-                             "fp8_param_gather")
+                             "fp8_param_gather", "framework")
 """Every key of a plan, in the order of `Plan`'s fields with the parallel degrees first."""
 KEY_ALIASES = {"lora": "lora_rank"}
 """Names `--plan SPEC` accepts for keys the JSON spells out."""
+
+ENGINES = ("megatron", "deepspeed", "fsdp2", "torchtitan")
+"""The engines a plan runs on (the plan key `framework`); planner/engines/profiles/ says what each runs."""
+AUTO = "auto"
+"""`framework: auto`: search every engine that can run the job and label each plan with its engine."""
+ENGINE_ALIASES = {
+    "megatron-core": "megatron", "mcore": "megatron", "megatron-lm": "megatron", "nemo": "megatron",
+    "megatron-bridge": "megatron",
+    "ds": "deepspeed", "deepspeed-zero": "deepspeed",
+    "hf": "fsdp2", "accelerate": "fsdp2", "transformers": "fsdp2", "trainer": "fsdp2", "fsdp": "fsdp2",
+    "huggingface": "fsdp2", "torch-fsdp2": "fsdp2",
+    "titan": "torchtitan",
+}
+"""Names users give the engines: Megatron-Core as run by Megatron-LM, NeMo and Megatron-Bridge;
+DeepSpeed; Hugging Face transformers with accelerate or the Trainer on FSDP2; torchtitan."""
+
+
+def resolve_framework(name: str, *, field: str = "framework", file: str | None = None,
+                      allow_auto: bool = True) -> str:
+    """The engine (or `auto`) a user's name means: `Megatron-LM`, `mcore`, `hf`, `ds` ...
+    Bad input for anything else, with the close names and the valid ones."""
+    key = str(name).strip().lower().replace("_", "-").replace(" ", "-")
+    key = ENGINE_ALIASES.get(key, key)
+    if key in ENGINES or (allow_auto and key == AUTO):
+        return key
+    valid = ENGINES + ((AUTO,) if allow_auto else ())
+    raise InputError(f"unknown engine {name!r}{did_you_mean(key, valid + tuple(ENGINE_ALIASES))};"
+                     f" valid: {', '.join(valid)} (also {', '.join(sorted(ENGINE_ALIASES))})",
+                     file=file, field=field)

@@ -46,6 +46,7 @@ from planner.cost.partial import PartialTraining  # noqa: E402
 from planner.cost.plan import ParallelDims, Plan  # noqa: E402
 from planner.cost.shard import stage_shards  # noqa: E402
 from planner.cost.workload import Workload  # noqa: E402
+from planner.engines.profiles import engine_traits  # noqa: E402
 from planner.model import architecture_from_config  # noqa: E402
 from planner.spec.cluster import ClusterSpec  # noqa: E402
 
@@ -113,7 +114,8 @@ def planner_inputs(doc: dict) -> tuple[Plan, Workload]:
                 optimizer=c["optimizer"])
     workload = Workload(arch=architecture_from_config(dict(c["model"]), doc["name"]), training=c["training"],
                         seq_len=c["seq_len"], global_batch=c["mbs"] * c["dp"] * gas,
-                        lora_targets=tuple(lora.get("targets", ())), framework=c["framework"])
+                        lora_targets=tuple(lora.get("targets", ())),
+                        engine=engine_traits(c["framework"]))
     return plan, workload
 
 

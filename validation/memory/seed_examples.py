@@ -29,6 +29,7 @@ from planner.cost.memory import StageMemory, estimate_memory, largest_module_par
 from planner.cost.partial import PartialTraining  # noqa: E402
 from planner.cost.plan import ParallelDims, Plan  # noqa: E402
 from planner.cost.workload import Workload  # noqa: E402
+from planner.engines.profiles import engine_traits  # noqa: E402
 from planner.model import load_architecture  # noqa: E402
 from planner.model.architecture import Architecture  # noqa: E402
 from planner.model.hf_config import architecture_from_config  # noqa: E402
@@ -73,9 +74,9 @@ def _fits(s: StageMemory) -> str:
 def seven_b() -> list[str]:
     arch = load_architecture("llama2-7b")
     p = count_params(arch).total
-    wl = Workload(arch=arch, training="full", seq_len=4096, global_batch=1, framework="hf")
+    wl = Workload(arch=arch, training="full", seq_len=4096, global_batch=1, engine=engine_traits("fsdp2"))
     rows = []
-    megatron = Workload(arch=arch, training="full", seq_len=4096, global_batch=8, framework="megatron")
+    megatron = Workload(arch=arch, training="full", seq_len=4096, global_batch=8, engine=engine_traits("megatron"))
     for label, plan, workload in [
         ("1 GPU, bf16 mixed precision, full recompute (hf)",
          Plan(parallel=ParallelDims(), precision="bf16", recompute="full"), wl),
@@ -85,7 +86,7 @@ def seven_b() -> list[str]:
          Plan(parallel=ParallelDims(), precision="bf16-pure", recompute="full"), wl),
         ("8 GPUs, FSDP2 ZeRO-3, bf16 mixed precision, no recompute (hf)",
          Plan(parallel=ParallelDims(dp=8), zero=3, precision="bf16"),
-         Workload(arch=arch, training="full", seq_len=4096, global_batch=8, framework="hf")),
+         Workload(arch=arch, training="full", seq_len=4096, global_batch=8, engine=engine_traits("fsdp2"))),
         ("8 GPUs, Megatron distributed optimizer (ZeRO-1), selective recompute",
          Plan(parallel=ParallelDims(dp=8), zero=1, precision="bf16", recompute="selective"), megatron),
     ]:
@@ -125,7 +126,7 @@ def seven_b() -> list[str]:
 def two_b_zero3() -> list[str]:
     arch = architecture_from_config(dict(LLAMA_2B), "llama-2b")
     p = count_params(arch).total
-    wl = Workload(arch=arch, training="full", seq_len=2048, global_batch=16, framework="deepspeed")
+    wl = Workload(arch=arch, training="full", seq_len=2048, global_batch=16, engine=engine_traits("deepspeed"))
     rows = []
     for n in (1, 2, 4, 8, 16):
         nodes = max(1, n // 8)
@@ -169,14 +170,14 @@ def _mixtral_row(label: str, s: StageMemory, trainable: int, rule_label: str, ru
 def mixtral() -> list[str]:
     arch: Architecture = load_architecture("mixtral-8x7b")
     p = count_params(arch).total
-    full = Workload(arch=arch, training="full", seq_len=4096, global_batch=1, framework="hf")
+    full = Workload(arch=arch, training="full", seq_len=4096, global_batch=1, engine=engine_traits("fsdp2"))
     plan = Plan(parallel=ParallelDims(), precision="bf16", recompute="full")
 
     router = PartialTraining(router=True)
     a = _one(plan, full, partial=router)
     b_partial = PartialTraining(layers=tuple(range(6)), experts=2)
     b = _one(plan, full, partial=b_partial)
-    qlora = Workload(arch=arch, training="qlora", seq_len=4096, global_batch=1, framework="hf",
+    qlora = Workload(arch=arch, training="qlora", seq_len=4096, global_batch=1, engine=engine_traits("fsdp2"),
                      lora_targets=MIXTRAL_EXPERT_TARGETS)
     c_plan = plan.with_(lora_rank=16, quant="nf4")
     c = _one(c_plan, qlora)

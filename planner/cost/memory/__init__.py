@@ -5,7 +5,8 @@ activations follow Korthikanti et al. 2022 (arXiv 2205.05198, §4 and Table 2), 
 saved tensor for modern layers (SwiGLU, GQA, RMSNorm, flash attention, MoE, MLA); the pipeline's
 in-flight micro-batches follow Megatron-LM's schedules (megatron/core/pipeline_parallel/schedules.py).
 
-What a step keeps depends on the framework that runs it (`Workload.framework`):
+What a step keeps depends on the engine that runs it (`Workload.engine`, planner/cost/engine.py),
+whose kernels fall in one of three families (`EngineTraits.kernels`):
   megatron   Megatron-Core / Transformer Engine: fused norms and cross entropy, 16-bit parameters
              with fp32 main weights in the optimizer, a persistent gradient buffer, fused Adam.
   hf         Hugging Face transformers modules trained by PyTorch (Trainer, accelerate, plain
@@ -22,7 +23,7 @@ from planner.cost.memory.activations import (
                                         layer_activation_bytes_per_token,
 )
 from planner.cost.memory.estimate import MemoryBreakdown, StageMemory, estimate_memory
-from planner.cost.memory.kernels import FRAMEWORKS, Kernels, kernels
+from planner.cost.memory.kernels import Kernels, kernels
 from planner.cost.memory.runtime import (
                                         CUDA_CONTEXT_BYTES,
                                         DDP_BUCKET_BYTES,
@@ -38,7 +39,7 @@ from planner.cost.memory.states import (
                                         workload_state_bytes,
 )
 
-__all__ = ["CUDA_CONTEXT_BYTES", "DDP_BUCKET_BYTES", "FRAMEWORKS", "Kernels", "MIXED",
+__all__ = ["CUDA_CONTEXT_BYTES", "DDP_BUCKET_BYTES", "Kernels", "MIXED",
            "MemoryBreakdown", "PRECISION_STATE_BYTES", "QUANT_WEIGHT_BYTES", "StageMemory", "estimate_memory",
            "inflight_microbatches", "kernels", "largest_module_params", "layer_activation_bytes_per_token",
            "optimizer_state_bytes", "runtime_bytes", "state_bytes", "workload_state_bytes"]

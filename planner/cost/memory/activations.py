@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from planner.cost.engine import EngineTraits
 from planner.cost.memory.kernels import Kernels, kernels
 from planner.cost.partial import NORMS, ROUTER, PartialTraining
 from planner.cost.plan import Plan
@@ -30,7 +31,7 @@ def adapted_modules(plan: Plan, workload: Workload | None) -> frozenset[str] | N
 def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
                                      workload: Workload | None = None, *,
                                      partial: PartialTraining | None = None) -> float:
-    """Bytes saved for backward by one layer per token (no dropout), for the workload's framework.
+    """Bytes saved for backward by one layer per token (no dropout), for the workload's engine.
 
     Megatron (Korthikanti et al. 2022 Table 2 counts 34h + 5as bytes per token of a GPT layer;
     without dropout masks (2 x h bytes) and with flash attention (no s x s scores; a fp32
@@ -52,7 +53,7 @@ def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
     Partial fine-tuning (`partial`) is the same rule with the trainable modules in place of the
     adapters: layers before the first trainable one keep nothing at all.
     """
-    framework = workload.framework if workload is not None else "megatron"
+    engine = workload.engine if workload is not None else EngineTraits()
     if partial is not None:
         first = partial.first_trainable_layer(arch)
         if first is None or index < first:
@@ -65,8 +66,8 @@ def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
                else frozenset())
     return _layer_activation_bytes_per_token(
         arch, index, plan.parallel.tp, plan.parallel.sp, plan.recompute,
-        kernels(framework, plan.precision, plan.zero), adapted, plan.lora_rank, input_grad,
-        modules, framework == "megatron" and plan.precision == "fp8")
+        kernels(engine, plan.precision, plan.zero), adapted, plan.lora_rank, input_grad,
+        modules, engine.kernels == "megatron" and plan.precision == "fp8")
 
 
 @lru_cache(maxsize=65536)
@@ -79,10 +80,10 @@ def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, s
     if recompute == "full":
         # The checkpoint: the layer input in the residual stream's dtype (Megatron: 2h).
         return k.residual * h * seq_sharded
-    if recompute == "selective" and k.framework == "hf" and not arch.is_moe_layer(index) and adapted is None:
+    if recompute == "selective" and k.family == "hf" and not arch.is_moe_layer(index) and adapted is None:
         replicated, sharded = _hf_op_selective_bytes(arch, k)
         return replicated * seq_sharded + sharded / tp
-    if k.framework == "megatron":
+    if k.family == "megatron":
         replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad,
                                                     modules, 1 if fp8 else k.act)
     else:

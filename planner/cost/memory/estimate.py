@@ -72,8 +72,8 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     if partial is not None and workload.trains_adapters:
         raise ValueError("partial fine-tuning and LoRA adapters do not combine; choose one")
     arch = workload.arch
-    framework = workload.framework
-    k = kernels(framework, plan.precision, plan.zero)
+    engine = workload.engine
+    k = kernels(engine, plan.precision, plan.zero)
     weight_b, grad_b, master_b, fp32_grad_b, opt_b = workload_state_bytes(workload, plan, arch.hidden)
     dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
     expert_dp_shard = plan.expert_dp
@@ -113,7 +113,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
             # PyTorch's foreach AdamW allocates one more copy of the (local) parameters in step():
             # torch._foreach_sqrt(exp_avg_sq) (torch/optim/adamw.py `_multi_tensor_adamw`).
             "optimizer_step_temp": (sharded(state_dtype_bytes(plan.precision), 1)
-                                    if framework == "hf" and plan.optimizer in ("adamw", "adam") else 0.0),
+                                    if engine.optimizer_step_copy and plan.optimizer in ("adamw", "adam") else 0.0),
         }
         host = 0.0
         if plan.offload == "params":
@@ -128,12 +128,12 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
             # stage3.py `partition_grads`): no 16-bit gradient partition is kept, and the host holds
             # 4 + 4 + 8 = 16 B/param/N, as DeepSpeed's estimator counts (before its 1.5 buffer factor).
             # FSDP2's CPUOffloadPolicy moves the sharded gradients with the parameters.
-            if framework == "deepspeed" and fp32_grad_b:
+            if engine.offload_gradients == "host_fp32" and fp32_grad_b:
                 terms["fp32_gradient_copy"] = sharded(fp32_grad_b, 1)
             moved = ["optimizer_states", "master_weights", "fp32_gradient_copy", "optimizer_step_temp"]
-            if framework == "deepspeed" and plan.zero >= 2:
+            if engine.offload_gradients == "host_fp32" and plan.zero >= 2:
                 terms["gradients"] = 0.0
-            if framework == "hf" and plan.offload == "optimizer+params":
+            if engine.offload_gradients == "with_params" and plan.offload == "optimizer+params":
                 moved.append("gradients")
             if plan.offload == "optimizer+params":
                 moved.append("weights")  # ZeRO-Infinity: parameters live on the host, fetched per layer

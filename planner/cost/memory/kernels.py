@@ -1,18 +1,18 @@
-"""What each framework's kernels keep for backward: activation and residual dtypes, autocast."""
+"""What each engine's kernels keep for backward: activation and residual dtypes, autocast."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planner.cost.engine import KERNEL_FAMILIES, EngineTraits
 from planner.cost.memory.states import MIXED
-
-FRAMEWORKS = ("megatron", "hf", "deepspeed")
 
 
 @dataclass(frozen=True)
 class Kernels:
-    """What the framework's kernels save for backward, by precision (see the module docstring)."""
+    """What the engine's kernels save for backward, by precision (see the module docstring)."""
 
-    framework: str
+    family: str
+    """The kernel family (`EngineTraits.kernels`): megatron, hf or deepspeed."""
     act: int
     """Bytes per element of saved matmul outputs and attention tensors."""
     residual: int
@@ -22,8 +22,8 @@ class Kernels:
     of the weights stay cached until the autocast region ends (or backward frees them)."""
 
 
-def kernels(framework: str, precision: str, zero: int = 0) -> Kernels:
-    """The activation dtypes of a framework at a training precision.
+def kernels(engine: EngineTraits, precision: str, zero: int = 0) -> Kernels:
+    """The activation dtypes of an engine's kernel family at a training precision.
 
     megatron and deepspeed run 16-bit modules (fp32 only for fp32 training). hf: `bf16-pure` casts
     the model to bf16; `bf16-autocast` keeps fp32 parameters and runs torch.autocast; `bf16`
@@ -31,12 +31,13 @@ def kernels(framework: str, precision: str, zero: int = 0) -> Kernels:
     MixedPrecisionPolicy(param bf16, reduce fp32) under ZeRO-3, which casts parameters when it
     gathers them and then runs pure-bf16 modules (same per-layer bytes: docs/memory-validation.md).
     """
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {framework!r}; valid: {', '.join(FRAMEWORKS)}")
+    family = engine.kernels
+    if family not in KERNEL_FAMILIES:
+        raise ValueError(f"unknown kernel family {family!r}; valid: {', '.join(KERNEL_FAMILIES)}")
     if precision == "fp32":
-        return Kernels(framework, 4, 4, False)
-    if framework == "hf" and (precision == "bf16-autocast" or (precision in MIXED and zero < 3)):
-        return Kernels(framework, 2, 4, True)
-    if framework == "deepspeed" and precision == "bf16-autocast":
-        return Kernels(framework, 2, 4, True)
-    return Kernels(framework, 2, 2, False)
+        return Kernels(family, 4, 4, False)
+    if family == "hf" and (precision == "bf16-autocast" or (precision in MIXED and zero < 3)):
+        return Kernels(family, 2, 4, True)
+    if family == "deepspeed" and precision == "bf16-autocast":
+        return Kernels(family, 2, 4, True)
+    return Kernels(family, 2, 2, False)

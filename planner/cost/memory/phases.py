@@ -25,7 +25,8 @@ def peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float,
     """The phase of the step with the most live bytes: (name, MemoryBreakdown terms, itemized terms).
 
     Megatron and DeepSpeed keep their gradient buffers for the whole step and step with fused
-    Adam: their peak is the start of backward with every term present. Under hf the gradients
+    Adam (`EngineTraits.persistent_gradients`): their peak is the start of backward with every
+    term present. Under FSDP2 and torchtitan (PyTorch's own loop) the gradients
     only exist from backward on (unless accumulated over micro-batches), so the peak is one of:
       forward end      states + saved activations + all autocast weight copies (the autocast
                        cache lives until the forward ends, recomputed layers included)
@@ -52,7 +53,7 @@ def peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float,
         return memory, detail
 
     saved = {n: act[n] for n in ("layers", "embedding", "final_norm", "logits")}
-    if workload.framework != "hf":
+    if workload.engine.persistent_gradients:
         acts = {**saved, "logits_grad": act["logits_grad"], "recompute_working_set": act["recompute_working_set"],
                 "autocast_weight_copies": act["autocast_weight_copies_saved"]}
         return ("backward start", *phase(all_grads, acts, buffers))
@@ -113,7 +114,7 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
             max(layer_activation_bytes_per_token(arch, i, unrecomputed, workload, partial=partial) for i in layers)
             - per_token[0])
     vocab = arch.vocab / tp
-    if workload.framework == "megatron":
+    if workload.engine.kernels == "megatron":
         if first:
             # Embedding output (the first layer's input), per in-flight micro-batch.
             out["embedding"] = inflight * tokens * k.act * arch.hidden / (tp if sp else 1)

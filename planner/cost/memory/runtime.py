@@ -103,7 +103,7 @@ def nccl_buffer_bytes(plan: Plan, workload: Workload) -> float:
 def runtime_bytes(plan: Plan, workload: Workload, gpu_id: str, live: float) -> dict[str, float]:
     """What a training process holds besides its tensors, by item (bytes): CUDA context, cuBLAS
     and cuBLASLt workspaces, NCCL buffers, and the allocator's fragmentation of `live` bytes."""
-    framework = workload.framework
+    framework = workload.engine.kernels  # the kernel family
     workspaces = CUBLAS_WORKSPACE_BYTES
     if framework == "megatron":
         workspaces += TE_CUBLASLT_WORKSPACE_BYTES * (1 + TE_GEMM_STREAMS)
@@ -128,11 +128,12 @@ def buffer_bytes(plan: Plan, workload: Workload, shard: StageShard, weight_b: fl
 def _own_buffers(plan: Plan, workload: Workload, shard: StageShard, weight_b: float) -> dict[str, float]:
     """Communication buffers: DDP/ZeRO-1/2 gradient buckets; ZeRO-3 gathered parameters.
 
-    megatron: ZeRO-3 gathers one layer's parameters for compute and prefetches the next.
-    hf (FSDP2 `fully_shard` per decoder layer and on the root): the root's parameters
+    By the engine's `zero3_gather` (planner/cost/engine.py):
+    layers (Megatron): ZeRO-3 gathers one layer's parameters for compute and prefetches the next.
+    fsdp2 (FSDP2 `fully_shard` per decoder layer and on the root): the root's parameters
     (embedding, final norm, lm_head) stay unsharded from forward through backward, and a layer is
     gathered while the next one's all-gather is in flight (implicit prefetch), in the compute dtype.
-    deepspeed: parameters are gathered per module; its own estimator (stage3.py
+    modules (DeepSpeed): parameters are gathered per module; its own estimator (stage3.py
     `estimate_zero3_model_states_mem_needs`) holds 4 bytes per parameter of the largest module: the
     module in use and the one prefetched, in 16 bits.
     """
@@ -143,10 +144,10 @@ def _own_buffers(plan: Plan, workload: Workload, shard: StageShard, weight_b: fl
     ep = max(1, plan.parallel.ep if arch.moe else 1)
     layers = range(shard.first_layer, shard.first_layer + shard.num_layers)
     largest = max((layer_params(arch, i).total for i in layers), default=0)
-    if workload.framework == "megatron":
+    if workload.engine.zero3_gather == "layers":
         return {"zero3_gathered_layers": 2 * largest * weight_b / (tp * ep)}
     gathered = 2 if plan.precision in MIXED else weight_b  # MixedPrecisionPolicy casts on gather
-    if workload.framework == "hf":
+    if workload.engine.zero3_gather == "fsdp2":
         root = 0.0
         if shard.stage == 0:
             root += arch.vocab * arch.hidden

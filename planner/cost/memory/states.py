@@ -2,6 +2,7 @@
 (ZeRO paper, Rajbhandari et al. 2019, arXiv 1910.02054, §3 and §5), frozen and quantized base weights."""
 from __future__ import annotations
 
+from planner.cost.engine import EngineTraits
 from planner.cost.plan import Plan
 from planner.cost.shard import StageShard
 from planner.cost.workload import Workload
@@ -64,9 +65,10 @@ def state_dtype_bytes(precision: str) -> int:
 DEEPSPEED_SUB_GROUP_PARAMS = 10**9
 
 
-def state_bytes(framework: str, precision: str) -> tuple[int, int, int, int]:
+def state_bytes(engine: EngineTraits, precision: str) -> tuple[int, int, int, int]:
     """(weight, gradient, master, fp32 gradient copy) bytes per trainable parameter.
 
+    The engine's traits (planner/cost/engine.py) decide the extras; their sources:
     hf mixed precision keeps fp32 parameters, which are the master weights (torch.autocast; FSDP2
     MixedPrecisionPolicy keeps fp32 sharded parameters and reduces gradients in fp32): 4 + 4.
     DeepSpeed's mixed-precision optimizers step on an fp32 copy of the gradient partition
@@ -82,14 +84,14 @@ def state_bytes(framework: str, precision: str) -> tuple[int, int, int, int]:
     buffer, both in bf16 (stage_1_and_2.py: `weights_partition ... dtype=self.master_weights_and_grads_dtype`):
     2 + 2 + 2 + 2, before 2 + 2 bytes of Adam moments.
     """
-    if framework == "hf" and precision in MIXED:
+    if engine.fp32_parameters and precision in MIXED:
         return 4, 4, 0, 0
-    if framework == "deepspeed" and precision == "bf16-pure":
+    if engine.kernels == "deepspeed" and precision == "bf16-pure":
         return 2, 2, 2, 2
     weight, grad, master = PRECISION_STATE_BYTES[precision]
-    if framework == "megatron" and precision in ("bf16", "fp8"):
+    if engine.fp32_grad_accumulation and precision in ("bf16", "fp8"):
         grad = MEGATRON_BF16_GRAD_BYTES
-    fp32_grad = 4 if framework == "deepspeed" and master else 0
+    fp32_grad = 4 if engine.fp32_gradient_copy and master else 0
     return weight, grad, master, fp32_grad
 
 
@@ -97,7 +99,7 @@ def workload_state_bytes(workload: Workload, plan: Plan, hidden: int) -> tuple[f
     """(weight, gradient, master, fp32 gradient copy, optimizer) bytes per trainable parameter:
     `state_bytes` and `optimizer_state_bytes`, with the dtypes the launch file sets
     (Workload.states) in their place."""
-    weight, grad, master, fp32_grad = state_bytes(workload.framework, plan.precision)
+    weight, grad, master, fp32_grad = state_bytes(workload.engine, plan.precision)
     optimizer = optimizer_state_bytes(plan.optimizer, plan.precision, hidden)
     if plan.moment_dtype == "bf16" and plan.optimizer in ("adamw", "adam"):
         # Megatron's precision-aware optimizer keeps both Adam moments in bf16

@@ -105,7 +105,7 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
     scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
     score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
     score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
-    framework = workload.framework
+    framework = workload.engine.kernels  # the kernel family
     fp8 = dtype == "fp8" and framework == "megatron"
     host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
     residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP

@@ -173,10 +173,10 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     # DP: ZeRO collectives of every micro-batch, hidden behind that pass's compute.
     weights = stage_params(plan, workload, shard)
     dense, expert, dense_gather, expert_gather = weights
-    # Gradients cross the wire in the dtype the framework reduces them in (memory.state_bytes):
+    # Gradients cross the wire in the dtype the engine reduces them in (memory.state_bytes):
     # fp32 for Megatron-LM with bf16/fp8 parameters and for FSDP2's reduce_dtype, 16-bit otherwise.
     grad_b = workload_state_bytes(workload, plan, workload.arch.hidden)[1]
-    deepspeed3 = plan.zero == 3 and workload.framework == "deepspeed"
+    deepspeed3 = plan.zero == 3 and workload.engine.zero3_per_tensor
     per_layer_collectives = (deepspeed_zero3_tensors(workload.arch, shard.first_layer, layers,
                                                      cal.DEEPSPEED_ZERO3_PERSISTENCE_THRESHOLD)
                              if deepspeed3 else (1, 1))
@@ -184,7 +184,7 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
                                dense_gather=dense_gather, expert_gather=expert_gather,
                                grad_bytes=grad_b, layers=layers, gathers_per_layer=per_layer_collectives[0],
                                reduces_per_layer=per_layer_collectives[1])
-    if deepspeed3 and workload.framework_release == "0.3":
+    if deepspeed3 and workload.engine.release == "0.3":
         # DeepSpeed 0.3 ZeRO-3 (calibration.DEEPSPEED_ZERO3): per-tensor collectives, each behind a
         # device-wide synchronize, each with one host operation per rank of the group: exposed.
         # Current releases prefetch and coalesce: the per-tensor latencies, hidden like FSDP's.

@@ -1,0 +1,55 @@
+"""What the cost models need to know about the engine that runs a step.
+
+An engine (Megatron-Core, DeepSpeed, FSDP2 with Hugging Face modules, torchtitan) changes what a
+step keeps in memory and how its collectives run, not what the model is. The models read these
+traits and never an engine's name; the engine profiles (planner/engines/profiles/) instantiate
+them, each trait with its source there. The defaults are Megatron-Core's, the stack the models
+were first written for (tests/test_engines.py holds the megatron profile equal to them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+KernelFamily = Literal["megatron", "hf", "deepspeed"]
+KERNEL_FAMILIES: tuple[KernelFamily, ...] = ("megatron", "hf", "deepspeed")
+
+
+@dataclass(frozen=True)
+class EngineTraits:
+    """The memory and time behaviour of one engine (see the module docstring)."""
+
+    name: str = "megatron"
+    """The engine these traits describe (the plan key `framework`)."""
+    kernels: KernelFamily = "megatron"
+    """What the layers save for backward (memory/activations.py, memory/kernels.py): `megatron`
+    (Transformer Engine fused norms, fused cross entropy), `hf` (eager PyTorch modules with
+    torch-native mixed precision: torch.autocast under DDP, FSDP2's MixedPrecisionPolicy under
+    ZeRO-3) or `deepspeed` (the same modules cast to 16 bits by DeepSpeed's engine)."""
+    fp32_parameters: bool = False
+    """Mixed precision keeps fp32 parameters, which are the master weights (torch.autocast,
+    FSDP2 MixedPrecisionPolicy): 4 + 4 bytes per trainable parameter, no separate master copy."""
+    fp32_grad_accumulation: bool = True
+    """bf16 parameters accumulate and reduce their gradients in fp32 (Megatron's main_grad)."""
+    fp32_gradient_copy: bool = False
+    """The optimizer steps on an fp32 copy of the gradient partition (DeepSpeed's ZeRO optimizers)."""
+    persistent_gradients: bool = True
+    """Gradient buffers live for the whole step; False: they appear in backward
+    (zero_grad(set_to_none=True)), so the peak is one of several phases (memory/phases.py)."""
+    optimizer_step_copy: bool = False
+    """The optimizer step allocates one more copy of the local parameters (foreach AdamW's
+    torch._foreach_sqrt of the second moments); fused optimizers do not."""
+    zero3_gather: Literal["layers", "fsdp2", "modules"] = "layers"
+    """What ZeRO-3 holds gathered: two layers (Megatron), FSDP2's unsharded root parameters and
+    two layers, or twice DeepSpeed's largest module."""
+    zero3_per_tensor: bool = False
+    """ZeRO-3 gathers and reduces each parameter tensor on its own (DeepSpeed), not one flat
+    buffer per layer."""
+    offload_gradients: Literal["none", "host_fp32", "with_params"] = "none"
+    """What CPU offload does with gradients: `none` (they stay on the GPU), `host_fp32` (reduced
+    partitions are copied straight into fp32 host gradients: no 16-bit partition under ZeRO-2/3,
+    DeepSpeed) or `with_params` (they move with the parameters when those are offloaded, FSDP2)."""
+    release: str | None = None
+    """A past release whose behaviour the time model charges instead of the current one's: `0.3`
+    for DeepSpeed before 0.4, whose ZeRO-3 gathered every tensor on its own behind a device-wide
+    synchronize (the 2021 runs of validation/data/runs.yaml). None: the current release."""

@@ -1,0 +1,57 @@
+"""torchtitan: PyTorch-native pretraining (FSDP2, TP with sequence parallelism, PP schedules, CP,
+EP, float8, torch.compile), run from its TOML or command-line configs.
+
+Launches (torchtitan/config/configs.py, ParallelismConfig; torchtitan/distributed/):
+data parallelism replicated (data_parallel_replicate_degree: DDP, ZeRO 0) or sharded
+(data_parallel_shard_degree: FSDP2, ZeRO-3) with `enable_cpu_offload` (CPUOffloadPolicy);
+tensor parallelism with sequence parallelism on or off (`enable_sequence_parallel`); pipeline
+parallelism with its schedules (1F1B, interleaved with several stages per rank) and first/last
+stages with fewer layers (`pipeline_parallel_first/last_stage_less_layers`); context and expert
+parallelism; full activation checkpointing (distributed/activation_checkpoint.py `FullAC`); bf16
+through FSDP2's MixedPrecisionPolicy or torch.autocast under DDP (`mixed_precision_param`), pure
+bf16 (`training.dtype`), fp32, float8 linears (components/quantization/float8.py); Adam and
+AdamW (components/optimizer/optimizer.py); LoRA adapters (components/lora.py), no quantized base
+weights.
+
+Traits: eager PyTorch modules like Hugging Face's (the `hf` kernel family: RMSNorm, SwiGLU,
+SDPA, the loss on fp32 logits), fp32 parameters as master weights, gradients allocated in
+backward, fused AdamW (`implementation = "fused"`: no foreach temporaries); FSDP2 keeps the
+output layer unsharded after forward (distributed/fsdp.py) and prefetches one layer.
+"""
+from __future__ import annotations
+
+from planner.cost.engine import EngineTraits
+from planner.engines.profiles.base import EngineProfile
+
+TRAITS = EngineTraits(
+    name="torchtitan", kernels="hf", fp32_parameters=True, fp32_grad_accumulation=False, fp32_gradient_copy=False,
+    persistent_gradients=False, optimizer_step_copy=False, zero3_gather="fsdp2", zero3_per_tensor=False,
+    offload_gradients="with_params",
+)
+
+PROFILE = EngineProfile(
+    name="torchtitan",
+    title="torchtitan",
+    runs="torchtitan (PyTorch-native FSDP2, TP, PP, CP, EP), launched with torchrun and a TOML config",
+    traits=TRAITS,
+    values={
+        # FSDP2 shards (ZeRO-3), or keeps parameters gathered after forward (ZeRO-2,
+        # fsdp_reshard_after_forward), DDP is ZeRO-0 (torchtitan/distributed/fsdp.py).
+        "zero": (0, 2, 3), "offload": ("none", "optimizer+params"), "recompute": ("none", "full"),
+        "precision": ("bf16", "bf16-pure", "fp32", "fp8"), "optimizer": ("adamw", "adam"), "lora_rank": (0,),
+        "quant": ("none",),
+    },
+    notes={"zero": "replicated (DDP) or fully sharded (FSDP2); FSDP with pipeline stages keeps a stage's"
+                   " parameters gathered from forward to backward, which the planner does not model",
+           "recompute": "selective (per-op) checkpointing saves other tensors than Megatron's and is not modelled",
+           "quant": "LoRA adapters on unquantized weights"},
+    training=("pretrain", "full"),
+    partial_recompute=False,
+    sources=("torchtitan/config/configs.py", "torchtitan/distributed/fsdp.py",
+             "torchtitan/distributed/activation_checkpoint.py", "torchtitan/components/optimizer/optimizer.py",
+             "torchtitan/components/lora.py", "torchtitan/components/quantization/float8.py"),
+    not_modelled=("HSDP (replicate and shard degrees together)", "FSDP with pipeline parallelism",
+                  "selective (per-op) and memory-budget activation checkpointing", "torch.compile",
+                  "float8 all-gathers"),
+    files=("a torchtitan TOML config",),
+)

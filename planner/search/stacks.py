@@ -1,0 +1,155 @@
+"""One search per engine, and the engines compared: with `framework: auto` every engine that can
+run the job is searched (its own candidates, memory and time traits), the plans ranked together,
+and each engine's best plan set against the winner's (step time ratio, headroom), or the reason
+it cannot run the job.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from planner.cost.cluster import Cluster
+from planner.cost.evaluate import Evaluation
+from planner.cost.workload import JobDefaults, Workload
+from planner.engines.profiles import PROFILES, cannot_run, engine_workload
+from planner.search import exact_objective, reasons, search
+from planner.search.explain import explain_infeasible
+from planner.search.layouts import Layout
+from planner.search.result import SolveResult
+from planner.search.space import candidate_plans, default_optimizers, default_precisions
+from planner.spec.job import Constraint
+
+
+@dataclass(frozen=True)
+class EngineOutcome:
+    """One engine's search: its result, or why it cannot run the job."""
+
+    framework: str
+    workload: Workload
+    """The job as this engine runs it (its traits)."""
+    result: SolveResult | None
+    """None when the engine cannot run the job at all (`cannot_run`)."""
+    rows: tuple[Layout, ...] = ()
+    cannot_run: str | None = None
+    explanation: str | None = None
+    """Why no plan of this engine fits, when none does."""
+
+    @property
+    def title(self) -> str:
+        return PROFILES[self.framework].title
+
+    @property
+    def best(self) -> Evaluation | None:
+        return self.result.plans[0] if self.result is not None and self.result.plans else None
+
+    @property
+    def why_not(self) -> str | None:
+        """Why this engine has no plan: it cannot run the job, or nothing of it fits."""
+        if self.cannot_run:
+            return self.cannot_run
+        if self.best is None:
+            return self.explanation or ("no plan fits within the job's constraints"
+                                        if any(c.startswith("constraints.") for c in self.result.conflict)
+                                        else "no plan fits in memory")
+        return None
+
+
+@dataclass(frozen=True)
+class EngineComparison:
+    """An engine's best plan against the winning engine's (JSON `engines`)."""
+
+    framework: str
+    title: str
+    best: Evaluation | None
+    step_time_ratio: float | None
+    """Its best step time over the winner's (1.0 for the winner)."""
+    headroom: int | None
+    """Bytes left on its best plan's tightest GPU."""
+    why_not: str | None
+
+    def summary(self, winner: str | None) -> str:
+        """`DeepSpeed: 31% slower, fits with 6.2 GiB headroom` (or why it cannot run)."""
+        if self.best is None:
+            return f"{self.title}: {self.why_not}"
+        room = f"fits with {self.headroom / 2**30:.1f} GiB headroom"
+        if self.framework == winner:
+            return f"{self.title}: best, {room}"
+        ratio = self.step_time_ratio
+        pace = f"{ratio - 1:.0%} slower" if ratio >= 1.005 else (f"{1 - ratio:.0%} faster step" if ratio <= 0.995
+                                                                  else "as fast")
+        return f"{self.title}: {pace}, {room}"
+
+
+def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                  constraints: dict[str, Constraint], *, objective: str, top: int, solver: str,
+                  time_limit: float | None, table: Callable[[list, Workload], list[Layout]]) -> EngineOutcome:
+    """Engine `name`'s search of the job. `table` builds the cost table of its candidates (the
+    commands show a progress bar while it runs)."""
+    wl = engine_workload(workload, name)
+    why = cannot_run(name, wl, defaults, constraints, default_precisions(defaults.precision, cluster),
+                     default_optimizers(defaults.optimizer))
+    if why:
+        return EngineOutcome(name, wl, None, cannot_run=why)
+    plans = list(candidate_plans(wl, cluster, defaults, constraints))
+    rows = table(plans, wl) if plans else []
+    result = search(wl, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
+                    time_limit=time_limit, rows=rows)
+    return EngineOutcome(name, wl, result, tuple(rows))
+
+
+def explained(outcome: EngineOutcome, cluster: Cluster, defaults: JobDefaults,
+              constraints: dict[str, Constraint]) -> EngineOutcome:
+    """The outcome with the full explanation of why none of its plans fits (explain.py: it
+    searches other cluster sizes, so it is asked for only where it is shown)."""
+    if outcome.result is None or outcome.result.status != "infeasible":
+        return outcome
+    text = explain_infeasible(list(outcome.rows), outcome.result.conflict, outcome.workload, cluster, defaults,
+                              constraints)
+    return replace(outcome, explanation=text)
+
+
+def merged(outcomes: list[EngineOutcome], objective: str, top: int) -> SolveResult:
+    """The engines' plans ranked together by the full models: the best `top`."""
+    ran = [o for o in outcomes if o.result is not None]
+    if len(ran) == 1 and len(outcomes) == 1:
+        return ran[0].result
+    plans = sorted((ev for o in ran for ev in o.result.plans), key=lambda ev: exact_objective(ev, objective))[:top]
+    values = {id(ev): v for o in ran for ev, v in zip(o.result.plans, o.result.objective_values)}
+    statuses = {o.result.status for o in ran if o.result.plans}
+    status = "infeasible" if not plans else ("optimal" if statuses == {"optimal"} else "feasible")
+    conflict = next((o.result.conflict for o in ran if o.result.conflict), ()) if not plans else ()
+    return SolveResult(
+        status=status, objective=objective, plans=tuple(plans),
+        solve_seconds=sum(o.result.solve_seconds for o in ran),
+        candidates=sum(o.result.candidates for o in ran), conflict=conflict,
+        reasons=reasons(tuple(plans), objective),
+        objective_values=tuple(values.get(id(ev), 0) for ev in plans),
+    )
+
+
+def compare(outcomes: list[EngineOutcome]) -> list[EngineComparison]:
+    """Each engine's best plan against the fastest engine's best (step time)."""
+    bests = [o.best for o in outcomes if o.best is not None]
+    fastest = min((ev.time.step for ev in bests), default=None)
+    out = []
+    for o in outcomes:
+        ev = o.best
+        out.append(EngineComparison(
+            framework=o.framework, title=o.title, best=ev,
+            step_time_ratio=ev.time.step / fastest if ev is not None and fastest else None,
+            headroom=ev.capacity - ev.memory.total if ev is not None else None, why_not=o.why_not))
+    return out
+
+
+def explanation(outcomes: list[EngineOutcome]) -> str | None:
+    """Why nothing fits on any engine: the first engine's explanation that can run the job, with
+    the reasons of the others."""
+    if any(o.best is not None for o in outcomes):
+        return None
+    ran = [o for o in outcomes if o.result is not None]
+    if len(outcomes) == 1:
+        return outcomes[0].explanation or outcomes[0].why_not
+    lead = ran[0].explanation if ran else None
+    others = [f"{o.title}: {o.why_not}" for o in outcomes if o is not (ran[0] if ran else None)]
+    head = f"{ran[0].title}: {lead}" if lead else "No engine can run this job."
+    return " ".join([head] + [f"{text}." if not text.endswith(".") else text for text in others])
