@@ -8,7 +8,6 @@ unless --precision is given, and the largest context stops at the length it stat
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from fractions import Fraction
@@ -28,6 +27,7 @@ from planner.model.presets import preset_config
 from planner.model.quantization import weight_format_from_config
 from planner.report import tables
 from planner.spec.errors import InputError, unknown_name
+from planner.spec.reading import read_json_file
 from planner.spec.units import parse_count
 
 GB, GiB = 10**9, 2**30
@@ -126,7 +126,7 @@ def _config_fields(model: str) -> tuple[str | None, dict]:
         return None, preset_config(model)
     path = Path(model)
     path = path / "config.json" if path.is_dir() else path
-    return str(path), json.loads(path.read_text())  # load_architecture has read and checked it
+    return str(path), read_json_file(path)  # load_architecture has read and checked it
 
 
 def _common(precision: str, tp: int, device: Accelerator, memory: inf.InferenceMemory,

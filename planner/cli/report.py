@@ -31,6 +31,7 @@ from planner.report import tables
 from planner.report.html import InputFile
 from planner.search import OBJECTIVES, SOLVERS
 from planner.spec.errors import InputError
+from planner.spec.reading import read_text
 
 if TYPE_CHECKING:
     from planner.report.page import Report
@@ -80,7 +81,7 @@ def _check_out(out: Path) -> None:
 
 def _input_files(*paths: Path) -> list[InputFile]:
     # The files were read and validated by load_inputs; shown as the user wrote them.
-    return [InputFile(path=str(p), text=p.read_text(encoding="utf-8")) for p in paths]
+    return [InputFile(path=str(p), text=read_text(p)) for p in paths]
 
 
 def _write(page: "Report", out: Path) -> list[Path]:

@@ -16,11 +16,14 @@ from planner.cost.plan import (
     RECOMPUTE_POLICIES,
     ParallelDims,
     Plan,
+    PlanError,
 )
+from planner.cost.timing.compute import COMPUTE_DTYPE
+from planner.cost.timing.step import MFU_PEAK_DTYPE
 from planner.cost.workload import JobDefaults, Workload
 from planner.model import load_architecture
 from planner.spec import JobSpec, load_cluster, load_job
-from planner.spec.errors import InputError, did_you_mean
+from planner.spec.errors import InputError, did_you_mean, shown
 from planner.spec.job import Optimizer, Precision
 
 UNMODELLED_PRECISIONS = ("mxfp8",)
@@ -61,13 +64,17 @@ def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None) -> Job
         quant=job.base_quant,
     )
     _check_precision(job.precision, gpu, str(job_path))
+    allowed = job.constraints.get("precision")
+    for precision in (allowed.values or ()) if allowed else ():
+        _check_precision(precision, gpu, str(job_path), field="constraints.precision")
     return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path))
 
 
-def _check_precision(precision: str, gpu: Accelerator | None, job_file: str) -> None:
+def _check_precision(precision: str, gpu: Accelerator | None, job_file: str | None,
+                     field: str = "precision") -> None:
     """The job's precision on the GPU's tensor cores, and within what the models cover."""
     def fail(message: str) -> InputError:
-        return InputError(message, file=job_file, field="precision")
+        return InputError(message, file=job_file, field=field)
 
     if gpu is not None:
         if precision == "fp8" and not gpu.supports("fp8"):
@@ -77,6 +84,14 @@ def _check_precision(precision: str, gpu: Accelerator | None, job_file: str) -> 
                        f" use {'fp8' if gpu.supports('fp8') else 'bf16'}")
         if precision.startswith("bf16") and not gpu.supports("bf16"):
             raise fail(f"{gpu.id} has no bf16 support; use fp16")
+        # The step time divides by the GPU's peak at the precision's GEMM dtype and the MFU by its
+        # reference peak (timing/compute.py, timing/step.py); a part without either cannot be timed.
+        for dtype in {COMPUTE_DTYPE.get(precision, "bf16"), MFU_PEAK_DTYPE.get(precision, "bf16")}:
+            try:
+                gpu.peak(dtype)
+            except KeyError:
+                raise fail(f"{gpu.id} has no {dtype} peak in the catalog (`planner gpus`), so {precision}"
+                           " training cannot be timed on it; use bf16") from None
     if precision in UNMODELLED_PRECISIONS:
         raise fail(f"{precision} is not covered by the memory and time models yet; plan with fp8")
 
@@ -127,31 +142,23 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         if key == "sp" and not sep:
             raw, sep = "true", "="
         if not sep or not raw:
-            raise InputError(f"{item!r} is not key=value", field="--plan")
+            raise InputError(f"{shown(item)} is not key=value", field="--plan")
         if key not in PLAN_KEYS:
-            raise InputError(f"unknown key {key!r}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
+            raise InputError(f"unknown key {shown(key)}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
                              field="--plan")
         if key == "sp":
             if raw.lower() not in _BOOL:
-                raise InputError(f"sp={raw!r}: use true or false", field="--plan")
+                raise InputError(f"sp={shown(raw)}: use true or false", field="--plan")
             values[key] = _BOOL[raw.lower()]
         elif key == "recompute_layers":
-            try:
-                values[key] = tuple(int(r) for r in raw.split("/"))
-            except ValueError:
-                raise InputError(f"recompute_layers={raw!r}: one count per pipeline stage, e.g. 4/2/2/0,"
-                                 f" or one count for every stage", field="--plan") from None
+            values[key] = tuple(_plan_integer(key, r, 0) for r in raw.split("/"))
         elif key in _CHOICES:
             if raw not in _CHOICES[key]:
-                raise InputError(f"{key}={raw!r}: valid: {', '.join(_CHOICES[key])}", field="--plan")
+                raise InputError(f"{key}={shown(raw)}: valid: {', '.join(_CHOICES[key])}", field="--plan")
             values[key] = raw
         else:
-            try:
-                values[key] = int(raw)
-            except ValueError:
-                raise InputError(f"{key}={raw!r}: must be an integer", field="--plan") from None
-            if values[key] < (0 if key in ("zero", "lora_rank") else 1):
-                raise InputError(f"{key}={raw}: must be {'>= 0' if key in ('zero', 'lora_rank') else '>= 1'}", field="--plan")
+            low = 0 if key in ("zero", "lora_rank") else 1
+            values[key] = _plan_integer(key, raw, low)
     world = inputs.cluster.world
     tp, pp, cp = (int(values.get(k, 1)) for k in ("tp", "pp", "cp"))
     if "dp" in values:
@@ -170,7 +177,7 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
                              field="--plan")
         gas = inputs.workload.global_batch // (mbs * dp)
     d = inputs.defaults
-    return Plan(
+    plan = Plan(
         parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=int(values.get("ep", 1)),
                               vpp=int(values.get("vpp", 1)), sp=bool(values.get("sp", False))),
         zero=int(values.get("zero", 0)),
@@ -185,6 +192,41 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         last_stage_layers=values.get("last_stage_layers"),
         recompute_layers=_per_stage(values.get("recompute_layers"), pp),
     )
+    _check_plan(plan, inputs)
+    return plan
+
+
+PLAN_INTEGER_MAX = 2**31
+"""The largest integer `--plan` reads: any degree, batch or layer count beyond it exceeds the
+bounds of the cluster and job files (cluster.py, job.py)."""
+
+
+def _plan_integer(key: str, raw: str, low: int) -> int:
+    """An integer value of `--plan`, from `low` to PLAN_INTEGER_MAX."""
+    text = raw.strip()
+    value = int(text) if text.lstrip("+-").isdigit() and len(text) <= 12 else None
+    if value is None or not low <= value <= PLAN_INTEGER_MAX:
+        what = "a count per pipeline stage, e.g. 4/2/2/0, or one count for every stage" \
+            if key == "recompute_layers" else "an integer"
+        raise InputError(f"{key}={shown(raw)}: must be {what} from {low} to {PLAN_INTEGER_MAX:,}", field="--plan")
+    return value
+
+
+def _check_plan(plan: Plan, inputs: Inputs) -> None:
+    """What a plan spec sets that only makes sense with other keys: pipeline stages and chunks need
+    pp > 1 and whole layers on every stage; the precision needs the GPU's peaks."""
+    layers = inputs.workload.arch.num_layers
+    if plan.parallel.vpp > 1 and plan.parallel.pp == 1:
+        raise InputError(f"vpp={plan.parallel.vpp}: interleaved pipeline chunks need pp > 1", field="--plan")
+    try:
+        partition = plan.layer_partition(layers)
+    except PlanError:
+        partition = None  # rules.plan_problems says why, with the rest of what is wrong
+    if partition is not None and min(partition) < 1:
+        shown_partition = "/".join(map(str, partition))
+        raise InputError(f"first_stage_layers/last_stage_layers leave {shown_partition} layers per stage of the"
+                         f" {layers}; every stage needs at least one", field="--plan")
+    _check_precision(plan.precision, inputs.cluster.gpu, None, field="--plan")
 
 
 def _per_stage(counts: tuple[int, ...] | None, pp: int) -> tuple[int, ...] | None:

@@ -30,6 +30,7 @@ from planner.engines.megatron_flags import (
 from planner.engines.pipeline_layout import expand, stage_counts
 from planner.engines.shell import read_script
 from planner.spec.errors import InputError
+from planner.spec.reading import read_text
 
 # Megatron-FSDP's --data-parallel-sharding-strategy as ZeRO stages (megatron/core/distributed/fsdp).
 _SHARDING = {"no_shard": 0, "optim": 1, "optim_grads": 2, "optim_grads_params": 3}
@@ -100,10 +101,7 @@ class _Reader:
 
 def parse_megatron(path: str | Path, inputs: Inputs) -> tuple[dict[str, FlagValue], FrameworkJob]:
     """(model-shape flags, job) from a Megatron-LM launch script or arguments file."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the file: {error}", file=str(path)) from None
+    text = read_text(path, wanted="launch script or arguments file")
     return parse_megatron_text(text, inputs, file=str(path))
 
 
