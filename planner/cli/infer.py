@@ -22,12 +22,13 @@ from hardware import Accelerator, UnknownAccelerator, catalog, get_accelerator
 from planner.cli.options import JsonOption, choice, emit_json, handles_input_errors
 from planner.cost import inference as inf
 from planner.model import count_params, list_presets, load_architecture
+from planner.model.architecture import MAX_PARAMS
 from planner.model.context import ContextLimit, context_limit, layer_windows
 from planner.model.presets import preset_config
 from planner.model.quantization import weight_format_from_config
 from planner.report import tables
-from planner.spec.errors import InputError, unknown_name
-from planner.spec.reading import read_json_file
+from planner.spec.errors import InputError, shown, unknown_name
+from planner.spec.reading import path_kind, read_json_file
 from planner.spec.units import parse_count
 
 GB, GiB = 10**9, 2**30
@@ -111,11 +112,14 @@ def _gpu(name: str) -> Accelerator:
 
 def _parameter_count(model: str) -> int | None:
     """A bare count (7B, 7000559616, 14e9) unless a preset or a file has that name."""
-    if model in list_presets() or Path(model).exists() or not _COUNT.match(model):
+    if model in list_presets() or path_kind(model) is not None or not _COUNT.match(model):
         return None
-    count = round(parse_count(model))
-    if count < 1:
-        raise InputError(f"a parameter count must be >= 1, got {model!r}", field="model")
+    try:
+        count = round(parse_count(model))
+    except ValueError as error:
+        raise InputError(str(error), field="model") from None
+    if not 1 <= count <= MAX_PARAMS:
+        raise InputError(f"a parameter count must be from 1 to {MAX_PARAMS:.0e}, got {shown(model)}", field="model")
     return count
 
 
@@ -125,7 +129,7 @@ def _config_fields(model: str) -> tuple[str | None, dict]:
     if model in list_presets():
         return None, preset_config(model)
     path = Path(model)
-    path = path / "config.json" if path.is_dir() else path
+    path = path / "config.json" if path_kind(path) == "directory" else path
     return str(path), read_json_file(path)  # load_architecture has read and checked it
 
 

@@ -30,9 +30,30 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
     plans = list(candidate_plans(w, c, d, k))
     with _progress(len(plans), "evaluating plans", enabled=show_progress) as advance:
         rows = build_table(plans, w, c, objective, advance) if plans else []
+    top = capped_top(top, len(rows))
     result = search(w, c, d, k, objective=objective, top=top, solver=solver, time_limit=time_limit, rows=rows)
     explanation = explain_infeasible(rows, result.conflict, w, c, d, k) if result.status == "infeasible" else None
     return result, rows, explanation
+
+
+QUIET_TOP = 5
+"""The commands' default --top: capping it to a small job's few layouts goes unsaid."""
+MAX_TOP = 100
+"""Plans ranked at most: each is one more CP-SAT solve (a fraction of a second to seconds), so a
+thousand would take many minutes to print a table nobody reads to the end."""
+
+
+def capped_top(top: int, layouts: int) -> int:
+    """`--top` at most the candidate layouts (the solver finds one distinct plan per layout) and
+    at most MAX_TOP, so `--top 1000000000` does not solve until every layout is spent. Says so on
+    stderr (stdout may be a JSON document) when more than the default were asked for."""
+    limit = min(max(layouts, 1), MAX_TOP)
+    if top <= limit:
+        return top
+    if top > QUIET_TOP:
+        print(f"note: --top {top:,}: showing at most {limit:,} plans ({layouts:,} candidate layouts; at most"
+              f" {MAX_TOP} are ranked)", file=sys.stderr)
+    return limit
 
 
 class _progress:

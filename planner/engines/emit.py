@@ -1,8 +1,8 @@
 """Launch files for a plan: a DeepSpeed config, Megatron-LM arguments, a torchrun command.
 
 `write_emits` is what `planner solve --emit KIND --out DIR` and `planner check --emit` call:
-it renders everything first and writes only when all of it could be rendered, so bad input
-leaves nothing behind.
+it renders everything first and writes only when all of it could be rendered, each file
+atomically, so bad input or a failed write leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from planner.engines import _FRAMEWORK_VALUES, EMIT_KINDS, UnsupportedPlan
 from planner.engines.deepspeed_emit import emit_deepspeed
 from planner.engines.megatron_emit import emit_megatron, emit_torchrun
 from planner.spec.errors import InputError, unknown_name
+from planner.spec.writing import write_files
 
 FILE_NAMES = {"deepspeed": "ds_config.json", "megatron": "megatron_args.sh", "torchrun": "torchrun.sh"}
 
@@ -54,18 +55,7 @@ def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Input
             hint = constraints_hint(k, evaluation.plan)
             advice = f"; add `{hint}` to the job to plan for it" if hint else ""
             raise InputError(f"{error}{advice}", field="--emit") from None
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a directory", file=str(out), field="--out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for k, text in texts.items():
-            path = out / FILE_NAMES[k]
-            path.write_text(text)
-            if k == "torchrun":
-                path.chmod(0o755)
-            paths.append(path)
-    except OSError as error:
-        raise InputError(f"cannot write: {error}", file=str(out), field="--out") from None
-    return paths
+    # Atomic and contained (spec/writing.py): a symlink named like a launch file is replaced,
+    # never followed, and a failed write leaves neither files nor the folders it made.
+    files = {FILE_NAMES[k]: text.encode("utf-8") for k, text in texts.items()}
+    return write_files(out_dir, files, executable=(FILE_NAMES["torchrun"],), field="--out")

@@ -16,6 +16,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from planner.model.architecture import MAX_EXPERTS, MAX_HIDDEN, MAX_LAYERS, MAX_PARAMS, MAX_VOCAB
 from planner.spec import (
     ClusterSpec,
     Constraint,
@@ -48,7 +49,10 @@ regular file of at most {MAX_FILE_BYTES // 2**20} MiB; YAML and JSON nest at mos
 most {MAX_VALUES:,} values (YAML aliases counted at every use) and no key twice in one mapping.
 Numbers are finite (no `.inf` or `.nan`), integers have at most {MAX_DIGITS} digits, and an integer
 field takes neither `true` nor `1.5`. Each field's bounds are in its type below: far beyond any
-machine or run, they keep what the models compute within the solver's 64-bit integers.
+machine or run, they keep what the models compute within the solver's 64-bit integers. A model
+(a preset, a config.json or inline fields) has at most {MAX_LAYERS:,} layers, a hidden size of
+{MAX_HIDDEN:,}, {MAX_VOCAB:,} tokens of vocabulary, {MAX_EXPERTS:,} experts and 10^{len(str(MAX_PARAMS)) - 1}
+parameters; its key/value heads divide its heads and its top-k is within its experts.
 """
 
 

@@ -52,6 +52,19 @@ def _not_regular(mode: int) -> str | None:
     return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
+def path_kind(path: str | Path, *, follow: bool = True) -> str | None:
+    """'file', 'directory', 'link' (with follow=False), 'other', or None when nothing is there or
+    the name cannot be looked up (too long, a null byte, a loop of links): never raises, where
+    pathlib's exists() and is_dir() raise for a name longer than the file system allows."""
+    try:
+        mode = os.stat(path).st_mode if follow else os.lstat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "file" if stat.S_ISREG(mode) else "directory" if stat.S_ISDIR(mode) else "other"
+
+
 def read_text(path: str | Path, *, file: str | None = None, field: str | None = None,
               wanted: str = "file") -> str:
     """The UTF-8 text of the regular file `path`. Errors name `file` (default: the path itself) and
@@ -68,6 +81,8 @@ def read_text(path: str | Path, *, file: str | None = None, field: str | None = 
         raise refuse("file not found") from None
     except OSError as error:
         raise refuse(f"cannot read: {error.strerror or error}") from None
+    except ValueError:  # a null byte in the name
+        raise refuse("not a valid file name") from None
     kind = _not_regular(info.st_mode)
     if kind:
         raise refuse(f"is {kind}; give a {wanted}")

@@ -38,7 +38,7 @@ def _split(text: str, what: str) -> tuple[float, str]:
     m = _PATTERN.match(text.replace("_", "").replace(",", "")) if len(text) <= 100 else None
     if not m:
         raise ValueError(f"cannot read {shown(text)} as {what}")
-    return _finite(float(m.group(1)), what), m.group(2).replace(" ", "").lower()
+    return _finite(float(m.group(1)), f"the number in {shown(text)}"), m.group(2).replace(" ", "").lower()
 
 
 def parse_size(value: str | int | float) -> int:
