@@ -28,6 +28,7 @@ from planner.model.presets import preset_config
 from planner.model.quantization import weight_format_from_config
 from planner.report import tables
 from planner.spec.errors import InputError, shown, unknown_name
+from planner.spec.job import MAX_SEQ_LEN
 from planner.spec.reading import path_kind, read_json_file
 from planner.spec.units import parse_count
 
@@ -61,8 +62,8 @@ def infer(
         choice(precision, inf.PRECISIONS, "--precision")
     choice(kv_dtype, inf.KV_DTYPES, "--kv-dtype")
     for value, option in ((batch, "--batch"), (context, "--context"), (tp, "--tp")):
-        if value < 1:
-            raise InputError(f"must be an integer >= 1, got {value}", field=option)
+        if not 1 <= value <= MAX_SEQ_LEN:  # as job.yaml's seq_len and global_batch
+            raise InputError(f"must be an integer from 1 to {MAX_SEQ_LEN:,}, got {value}", field=option)
     factor = _allowance(allowance)
     device = _gpu(gpu)
     params = _parameter_count(model)
@@ -91,15 +92,21 @@ def infer(
         tables.console().print(_view(doc))
 
 
+MAX_ALLOWANCE = 10
+"""The largest --allowance factor: rules of thumb add 20% (1.2); a factor beyond 10 is a typo."""
+
+
 def _allowance(text: str) -> Fraction | None:
     if text.strip().lower() == "none":
         return None
     try:
-        value = Fraction(text.strip())
+        # float first: Fraction("1e999999999") would build a billion-digit integer
+        value = Fraction(text.strip()) if 1 <= float(text) <= MAX_ALLOWANCE and len(text) <= 32 else None
     except ValueError:
         value = None
-    if value is None or value < 1:
-        raise InputError(f"must be 'none' or a factor >= 1 such as 1.2, got {text!r}", field="--allowance")
+    if value is None or not 1 <= value <= MAX_ALLOWANCE:
+        raise InputError(f"must be 'none' or a factor from 1 to {MAX_ALLOWANCE} such as 1.2, got {shown(text)}",
+                         field="--allowance")
     return value
 
 

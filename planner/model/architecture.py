@@ -7,6 +7,7 @@ produce it; the pure functions in `params.py` and `flops.py` read it. No hardwar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from planner.spec.errors import InputError
@@ -169,6 +170,11 @@ class MoE:
     then the three rule fields above are descriptive only. Builders fill it because families
     place MoE layers by different rules (Qwen counts from 1; DeepSeek from `first_k_dense_replace`)."""
 
+    @cached_property
+    def layer_set(self) -> frozenset[int]:
+        """`layers` for lookups: every layer asks once, so a tuple would cost layers² comparisons."""
+        return frozenset(self.layers or ())
+
     def __post_init__(self) -> None:
         _within("experts", self.num_experts, 1, MAX_EXPERTS)
         _within("experts per token (top-k)", self.top_k, 1, self.num_experts)
@@ -247,7 +253,7 @@ class Architecture:
         if moe is None:
             return False
         if moe.layers is not None:
-            return index in moe.layers
+            return index in moe.layer_set
         if index < moe.first_dense_layers or index in moe.dense_layers:
             return False
         return (index + 1) % moe.layer_freq == 0
