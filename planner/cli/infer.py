@@ -62,8 +62,10 @@ def infer(
         choice(precision, inf.PRECISIONS, "--precision")
     choice(kv_dtype, inf.KV_DTYPES, "--kv-dtype")
     for value, option in ((batch, "--batch"), (context, "--context"), (tp, "--tp")):
-        if not 1 <= value <= MAX_SEQ_LEN:  # as job.yaml's seq_len and global_batch
-            raise InputError(f"must be an integer from 1 to {MAX_SEQ_LEN:,}, got {value}", field=option)
+        if value < 1:
+            raise InputError(f"must be an integer >= 1, got {value}", field=option)
+        if value > MAX_SEQ_LEN:  # as job.yaml's seq_len and global_batch
+            raise InputError(f"must be at most {MAX_SEQ_LEN:,}, got {value:,}", field=option)
     factor = _allowance(allowance)
     device = _gpu(gpu)
     params = _parameter_count(model)
@@ -105,7 +107,7 @@ def _allowance(text: str) -> Fraction | None:
     except ValueError:
         value = None
     if value is None or not 1 <= value <= MAX_ALLOWANCE:
-        raise InputError(f"must be 'none' or a factor from 1 to {MAX_ALLOWANCE} such as 1.2, got {shown(text)}",
+        raise InputError(f"must be 'none' or a factor >= 1 and <= {MAX_ALLOWANCE} such as 1.2, got {shown(text)}",
                          field="--allowance")
     return value
 

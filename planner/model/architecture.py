@@ -17,7 +17,7 @@ PositionKind = Literal["rope", "learned", "alibi", "none"]
 QkNormKind = Literal["head", "projection", "latent"]
 
 # Bounds of a shape. Far beyond any published model (hidden 18,432 and 118 layers for PaLM 540B,
-# arXiv 2204.02311 Table 1; 384 experts for Kimi K2; vocabularies of 262,144), they keep the
+# arXiv 2204.02311 Table 1; 384 routed experts for Kimi K2; vocabularies near 2^18), they keep the
 # models' byte counts within the solver's 64-bit integers and every loop over layers short.
 MAX_HIDDEN = 2**18
 MAX_LAYERS = 2**14

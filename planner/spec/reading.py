@@ -28,7 +28,7 @@ import yaml
 from planner.spec.errors import SHOWN_CHARACTERS, InputError, shown
 
 MAX_FILE_BYTES = 4 * 2**20
-"""4 MiB: a thousand times the largest config.json of a published model (about 4 KB)."""
+"""4 MiB: far beyond any cluster or job file, config.json or launch script (kilobytes each)."""
 MAX_DEPTH = 64
 """Levels of nesting; the inputs use at most five (constraints.tp.values[0])."""
 MAX_VALUES = 500_000
