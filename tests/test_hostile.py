@@ -159,6 +159,11 @@ def test_fp32_on_a_gpu_without_an_fp32_peak_is_bad_input(files, gpu):
     assert f"constraints.precision: {gpu} has no fp32 peak" in error_of(cli("solve", c, j, "--json"))
     c, j = files(cluster={"gpu": gpu, "gpus_per_node": 2})
     assert f"--plan: {gpu} has no fp32 peak" in error_of(cli("estimate", c, j, "--plan", "precision=fp32", "--json"))
+    # A DeepSpeed config enabling neither bf16 nor fp16 trains in fp32 (DeepSpeed's default).
+    ds = write(c.parent / "ds.json", json.dumps({"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 2,
+                                                 "zero_optimization": {"stage": 1}}))
+    message = error_of(cli("check", c, j, "--deepspeed", ds, "--json"))
+    assert message.startswith(f"{ds}: this configuration cannot run") and f"{gpu} has no fp32 peak" in message
 
 
 @pytest.mark.parametrize("plan, fragment", [

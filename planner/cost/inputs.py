@@ -84,16 +84,24 @@ def _check_precision(precision: str, gpu: Accelerator | None, job_file: str | No
                        f" use {'fp8' if gpu.supports('fp8') else 'bf16'}")
         if precision.startswith("bf16") and not gpu.supports("bf16"):
             raise fail(f"{gpu.id} has no bf16 support; use fp16")
-        # The step time divides by the GPU's peak at the precision's GEMM dtype and the MFU by its
-        # reference peak (timing/compute.py, timing/step.py); a part without either cannot be timed.
-        for dtype in {COMPUTE_DTYPE.get(precision, "bf16"), MFU_PEAK_DTYPE.get(precision, "bf16")}:
-            try:
-                gpu.peak(dtype)
-            except KeyError:
-                raise fail(f"{gpu.id} has no {dtype} peak in the catalog (`planner gpus`), so {precision}"
-                           " training cannot be timed on it; use bf16") from None
+        missing = missing_peak(precision, gpu)
+        if missing:
+            raise fail(f"{missing}; use bf16")
     if precision in UNMODELLED_PRECISIONS:
         raise fail(f"{precision} is not covered by the memory and time models yet; plan with fp8")
+
+
+def missing_peak(precision: str, gpu: Accelerator) -> str | None:
+    """Why `gpu` cannot time `precision`, or None: the step time divides by the GPU's peak at the
+    precision's GEMM dtype and the MFU by its reference peak (timing/compute.py, timing/step.py),
+    and the catalog gives no fp32 or tf32 peak for Gaudi and TPU parts."""
+    for dtype in sorted({COMPUTE_DTYPE.get(precision, "bf16"), MFU_PEAK_DTYPE.get(precision, "bf16")}):
+        try:
+            gpu.peak(dtype)
+        except KeyError:
+            return f"{gpu.id} has no {dtype} peak in the catalog (`planner gpus`), so {precision} training" \
+                   " cannot be timed on it"
+    return None
 
 
 def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
