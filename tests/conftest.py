@@ -1,10 +1,17 @@
 """Shared fixtures: paths to the examples and helpers to write small input files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
+
+# `HYPOTHESIS_PROFILE=ci` (.ci/run) runs the property tests of tests/test_hostile.py with 1,000
+# examples per command; the default run keeps to hypothesis' defaults and 50 per command there.
+settings.register_profile("ci", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

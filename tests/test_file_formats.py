@@ -29,7 +29,7 @@ def test_every_field_of_both_files_is_listed():
 
 def test_field_docstrings_are_read_from_the_class_body():
     docs = field_docstrings(JobSpec)
-    assert docs["seq_len"] == "Tokens per sequence."
+    assert docs["seq_len"] == "Tokens per sequence, at most 16,777,216 (2^24)."
     assert docs["training"].startswith("pretrain or full")  # joined from two source lines
     assert "\n" not in docs["training"]
 
@@ -41,6 +41,7 @@ def test_every_input_field_has_a_meaning():
 
 def test_types_read_like_prose():
     fields = ClusterSpec.model_fields
-    assert type_text(fields["gpus_per_node"].annotation, fields["gpus_per_node"].metadata) == "int > 0"
-    assert type_text(fields["host_memory_gib"].annotation, fields["host_memory_gib"].metadata) == "float > 0 (optional)"
+    assert type_text(fields["gpus_per_node"].annotation, fields["gpus_per_node"].metadata) == "int > 0 and ≤ 1,024"
+    assert (type_text(fields["host_memory_gib"].annotation, fields["host_memory_gib"].metadata)
+            == "float > 0 and ≤ 1,048,576 (optional)")
     assert type_text(JobSpec.model_fields["training"].annotation) == "`pretrain` \\| `full` \\| `lora` \\| `qlora`"

@@ -13,10 +13,10 @@ from planner.cost.plan import ParallelDims, Plan
 from planner.engines import UnsupportedPlan
 from planner.engines.deepspeed import parse_deepspeed, parse_deepspeed_config
 from planner.engines.deepspeed_emit import deepspeed_config, deepspeed_problems, emit_deepspeed
+from planner.engines.profiles import engine_workload
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
-from planner.engines.profiles import engine_workload
 
 H100_NODE = EXAMPLES / "clusters" / "h100-1node.yaml"
 FULL_8B = EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"  # global batch 64, seq 8192

@@ -15,10 +15,10 @@ from planner.cost.memory import (
 from planner.cost.partial import PartialTraining
 from planner.cost.plan import ParallelDims, Plan
 from planner.cost.workload import Workload
+from planner.engines.profiles import engine_traits
 from planner.model import load_architecture
 from planner.model.architecture import Architecture, Attention
 from planner.spec.cluster import ClusterSpec
-from planner.engines.profiles import engine_traits
 
 LLAMA3_8B = 8_030_261_248
 H100 = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1))

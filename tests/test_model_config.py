@@ -25,6 +25,9 @@ REQUIRED_PRESETS = [
 
 LLAMA = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
          "num_attention_heads": 8, "vocab_size": 32000}
+WIDE = {**LLAMA, "hidden_size": 2048, "num_attention_heads": 32}
+"""LLAMA with as many heads as the most key/value heads a family defaults to (Qwen2's 32): key/value
+heads must divide the heads."""
 
 
 @pytest.mark.parametrize("name", list_presets())
@@ -55,16 +58,16 @@ def test_llama_defaults_follow_transformers():
     ("gemma2", 4, 256, True),
 ])
 def test_family_defaults_for_omitted_fields(model_type, kv_heads, head_dim, tied):
-    arch = architecture_from_config({**LLAMA, "model_type": model_type}, "x")
+    arch = architecture_from_config({**WIDE, "model_type": model_type}, "x")
     assert (arch.attention.num_kv_heads, arch.head_dim, arch.tied_embeddings) == (kv_heads, head_dim, tied)
 
 
 def test_family_specific_structure():
-    qwen2 = architecture_from_config({**LLAMA, "model_type": "qwen2"}, "x").attention
+    qwen2 = architecture_from_config({**WIDE, "model_type": "qwen2"}, "x").attention
     assert (qwen2.qkv_bias, qwen2.out_bias) == (True, False)
-    assert architecture_from_config({**LLAMA, "model_type": "qwen3"}, "x").attention.qk_norm == "head"
-    assert architecture_from_config({**LLAMA, "model_type": "olmo2"}, "x").attention.qk_norm == "projection"
-    assert architecture_from_config({**LLAMA, "model_type": "gemma2"}, "x").norms_per_layer == 4
+    assert architecture_from_config({**WIDE, "model_type": "qwen3"}, "x").attention.qk_norm == "head"
+    assert architecture_from_config({**WIDE, "model_type": "olmo2"}, "x").attention.qk_norm == "projection"
+    assert architecture_from_config({**WIDE, "model_type": "gemma2"}, "x").norms_per_layer == 4
     gpt2 = get_preset("gpt3-175b")
     assert (gpt2.position, gpt2.max_positions, gpt2.norm, gpt2.gated_mlp, gpt2.ffn) == \
         ("learned", 2048, "layernorm", False, 4 * 12288)

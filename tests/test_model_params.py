@@ -209,10 +209,14 @@ SYNTHETIC = [
     ({"model_type": "llama", "vocab_size": 1000, "hidden_size": 96, "intermediate_size": 200, "num_hidden_layers": 3,
       "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 24, "attention_bias": True, "mlp_bias": True,
       "tie_word_embeddings": True}, 382560, 382560),
+    # MistralConfig and Qwen2Config default to 8 and 32 key/value heads, more than these 4 heads (which
+    # transformers builds but cannot run: repeat_kv needs heads / kv heads >= 1); with kv heads = heads,
+    # k_proj and v_proj are 64 x 64 (+ 64 bias in Qwen2) instead of 64 x 128 and 64 x 512 (+ 512).
     ({"model_type": "mistral", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
-      "num_attention_heads": 4}, 235072, 235072),
+      "num_attention_heads": 4, "num_key_value_heads": 4}, 235072 - 2 * 2 * 64 * 64, 235072 - 2 * 2 * 64 * 64),
     ({"model_type": "qwen2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
-      "num_attention_heads": 4}, 335552, 335552),
+      "num_attention_heads": 4, "num_key_value_heads": 4}, 335552 - 2 * 2 * (64 * 448 + 448),
+     335552 - 2 * 2 * (64 * 448 + 448)),
     ({"model_type": "qwen2_moe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
       "moe_intermediate_size": 40, "shared_expert_intermediate_size": 0, "num_hidden_layers": 5,
       "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 6, "num_experts_per_tok": 2,

@@ -109,15 +109,18 @@ def test_auto_emits_the_best_plan_of_the_engine_asked_for(tmp_path):
 def test_refusal_hints_are_valid_yaml_printed_as_written():
     # `{sp: [false]}` is YAML: parsed back it is the constraint, and rich markup does not eat `[false]`.
     import yaml
+
     from planner.cost.plan import ParallelDims, Plan
     from planner.engines.emit import constraints_hint
     hint = constraints_hint("deepspeed", Plan(parallel=ParallelDims(tp=2, dp=4, sp=True), recompute="selective"))
     assert yaml.safe_load(hint) == {"constraints": {"sp": [False], "recompute": ["none", "full"]}}
-    from planner.spec.errors import InputError
-    from planner.cli.options import fail
-    import typer
     import contextlib
     import io
+
+    import typer
+
+    from planner.cli.options import fail
+    from planner.spec.errors import InputError
     buffer = io.StringIO()
     with contextlib.redirect_stderr(buffer), contextlib.suppress(typer.Exit):
         fail(InputError(f"add `{hint}` to the job").args[0], as_json=False)

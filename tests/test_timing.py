@@ -11,9 +11,9 @@ from planner.cost.cluster import build_cluster
 from planner.cost.plan import ParallelDims, Plan, PlanError
 from planner.cost.timing import SCHEDULES, estimate_time, layer_efficiency
 from planner.cost.workload import Workload
+from planner.engines.profiles import engine_traits
 from planner.model.architecture import Architecture, Attention, MoE
 from planner.spec.cluster import ClusterSpec
-from planner.engines.profiles import engine_traits
 
 SEQ = 2048
 

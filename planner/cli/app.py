@@ -11,6 +11,7 @@ import warnings
 import typer
 
 from planner.cli import capacity, catalog, check, estimate, infer, params, report, solve
+from planner.cli.options import DEBUG, guards_internal_errors
 
 app = typer.Typer(
     add_completion=False,
@@ -20,7 +21,14 @@ app = typer.Typer(
 
 for command in (solve.solve, estimate.estimate, catalog.gpus, catalog.models, capacity.capacity, infer.infer,
                 params.params, check.check, report.report):
-    app.command()(command)
+    app.command()(guards_internal_errors(command))
+
+
+@app.callback()
+def options(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an internal error (exit 3).")
+            ) -> None:
+    """Plan how to train a language model on a GPU cluster, and check that it fits, before a GPU-hour is spent."""
+    DEBUG.set(debug)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

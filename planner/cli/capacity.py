@@ -1,6 +1,7 @@
 """`planner capacity JOB --gpu NAME`: GPUs, time and cost to train the job's token budget."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +28,13 @@ from planner.search import OBJECTIVES, SOLVERS
 from planner.search.capacity import CapacityRow, cluster_for, plan_capacity
 from planner.search.space import default_optimizers, default_precisions
 from planner.spec import load_cluster
-from planner.spec.errors import InputError
+from planner.spec.cluster import MAX_WORLD
+from planner.spec.errors import InputError, shown
+from planner.spec.reading import path_kind
+from planner.spec.writing import write_file
+
+MAX_PRICE = 1e6
+"""A price per GPU-hour, at most (as cluster.yaml's price_per_gpu_hour)."""
 
 
 @handles_input_errors
@@ -38,7 +45,8 @@ def capacity(
     price: list[float] = typer.Option([], "--price", help="Price per GPU-hour: once for all, or once per --gpu."),
     cluster: Optional[Path] = typer.Option(None, "--cluster",
                                            help="cluster.yaml whose node, network and price are the template."),
-    max_gpus: int = typer.Option(1024, "--max-gpus", min=1, help="Largest GPU count to try."),
+    max_gpus: int = typer.Option(1024, "--max-gpus", min=1, max=MAX_WORLD,
+                                 help=f"Largest GPU count to try (at most {MAX_WORLD:,})."),
     objective: str = ObjectiveOption,
     solver: str = SolverOption,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of days and cost against GPUs."),
@@ -48,6 +56,7 @@ def capacity(
     """For GPU counts from the fewest that fit upward: best plan (and its engine), tokens/s, days and cost."""
     choice(objective, OBJECTIVES, "--objective")
     choice(solver, SOLVERS, "--solver")
+    _check_price_and_plot(price, plot)
     inputs = load_job_inputs(job, framework=framework)
     template = build_cluster(load_cluster(cluster), str(cluster)) if cluster else None
     names = gpu or ([template.gpu.id] if template else [])
@@ -59,8 +68,6 @@ def capacity(
     prices = price * len(names) if len(price) == 1 else (price or [None] * len(names))
     nodes = [cluster_for(resolve_accelerator(name), template, p) if not (template and name == template.gpu.id)
              else cluster_for(template.gpu, template, p) for name, p in zip(names, prices)]
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise InputError(f"{plot}: the plot is written as PNG; name the file *.png", field="--plot")
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=tables.console(stderr=True), transient=True,
@@ -69,7 +76,7 @@ def capacity(
         rows = _capacity_rows(inputs, nodes, max_gpus, objective, solver,
                               progress=lambda label: bar.update(task, description=f"searching {label}"))
     if plot is not None:
-        _plot(rows, plot)
+        write_file(plot, _plot_png(rows), field="--plot")
     if as_json:
         emit_json({"rows": [
             {"gpu": r.gpu, "gpus": r.gpus, "nodes": r.nodes,
@@ -106,6 +113,18 @@ def _capacity_rows(inputs: JobInputs, nodes: list[Cluster], max_gpus: int, objec
                      tokens=inputs.workload.tokens) for n in nodes]
 
 
+def _check_price_and_plot(price: list[float], plot: Path | None) -> None:
+    """Checked before any search: a cost from a NaN or negative price is no answer, and a plot
+    that cannot be written should not cost the search first."""
+    for p in price:
+        if not (math.isfinite(p) and 0 <= p <= MAX_PRICE):
+            raise InputError(f"{p}: a price per GPU-hour is a number from 0 to {MAX_PRICE:,.0f}", field="--price")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"{shown(str(plot))}: the plot is written as PNG; name the file *.png", field="--plot")
+    if plot is not None and path_kind(plot, follow=False) == "directory":
+        raise InputError(f"{shown(str(plot))} is a folder; name a *.png file", field="--plot")
+
+
 def _table(rows: list[CapacityRow], model: str, tokens: float | None) -> Table:
     budget = f" · {tokens:.3g} tokens" if tokens else " · no `tokens` budget in the job: days and cost not computed"
     table = Table(title=f"Capacity for {model}{budget}", title_justify="left", header_style="bold")
@@ -131,7 +150,10 @@ def _days(days: float | None) -> str:
     return f"{days:,.1f}" if days >= 10 else f"{days:.2f}"
 
 
-def _plot(rows: list[CapacityRow], path: Path) -> None:
+def _plot_png(rows: list[CapacityRow]) -> bytes:
+    """The plot as PNG bytes, rendered before anything is written."""
+    import io
+
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
@@ -151,6 +173,7 @@ def _plot(rows: list[CapacityRow], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         if ax.lines:
             ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
+    return png.getvalue()

@@ -8,7 +8,6 @@ unless --precision is given, and the largest context stops at the length it stat
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from fractions import Fraction
@@ -23,11 +22,14 @@ from hardware import Accelerator, UnknownAccelerator, catalog, get_accelerator
 from planner.cli.options import JsonOption, choice, emit_json, handles_input_errors
 from planner.cost import inference as inf
 from planner.model import count_params, list_presets, load_architecture
+from planner.model.architecture import MAX_PARAMS
 from planner.model.context import ContextLimit, context_limit, layer_windows
 from planner.model.presets import preset_config
 from planner.model.quantization import weight_format_from_config
 from planner.report import tables
-from planner.spec.errors import InputError, unknown_name
+from planner.spec.errors import InputError, shown, unknown_name
+from planner.spec.job import MAX_SEQ_LEN
+from planner.spec.reading import path_kind, read_json_file
 from planner.spec.units import parse_count
 
 GB, GiB = 10**9, 2**30
@@ -62,6 +64,8 @@ def infer(
     for value, option in ((batch, "--batch"), (context, "--context"), (tp, "--tp")):
         if value < 1:
             raise InputError(f"must be an integer >= 1, got {value}", field=option)
+        if value > MAX_SEQ_LEN:  # as job.yaml's seq_len and global_batch
+            raise InputError(f"must be at most {MAX_SEQ_LEN:,}, got {value:,}", field=option)
     factor = _allowance(allowance)
     device = _gpu(gpu)
     params = _parameter_count(model)
@@ -90,15 +94,21 @@ def infer(
         tables.console().print(_view(doc))
 
 
+MAX_ALLOWANCE = 10
+"""The largest --allowance factor: rules of thumb add 20% (1.2); a factor beyond 10 is a typo."""
+
+
 def _allowance(text: str) -> Fraction | None:
     if text.strip().lower() == "none":
         return None
     try:
-        value = Fraction(text.strip())
+        # float first: Fraction("1e999999999") would build a billion-digit integer
+        value = Fraction(text.strip()) if 1 <= float(text) <= MAX_ALLOWANCE and len(text) <= 32 else None
     except ValueError:
         value = None
-    if value is None or value < 1:
-        raise InputError(f"must be 'none' or a factor >= 1 such as 1.2, got {text!r}", field="--allowance")
+    if value is None or not 1 <= value <= MAX_ALLOWANCE:
+        raise InputError(f"must be 'none' or a factor >= 1 and <= {MAX_ALLOWANCE} such as 1.2, got {shown(text)}",
+                         field="--allowance")
     return value
 
 
@@ -111,11 +121,14 @@ def _gpu(name: str) -> Accelerator:
 
 def _parameter_count(model: str) -> int | None:
     """A bare count (7B, 7000559616, 14e9) unless a preset or a file has that name."""
-    if model in list_presets() or Path(model).exists() or not _COUNT.match(model):
+    if model in list_presets() or path_kind(model) is not None or not _COUNT.match(model):
         return None
-    count = round(parse_count(model))
-    if count < 1:
-        raise InputError(f"a parameter count must be >= 1, got {model!r}", field="model")
+    try:
+        count = round(parse_count(model))
+    except ValueError as error:
+        raise InputError(str(error), field="model") from None
+    if not 1 <= count <= MAX_PARAMS:
+        raise InputError(f"a parameter count must be from 1 to {MAX_PARAMS:.0e}, got {shown(model)}", field="model")
     return count
 
 
@@ -125,8 +138,8 @@ def _config_fields(model: str) -> tuple[str | None, dict]:
     if model in list_presets():
         return None, preset_config(model)
     path = Path(model)
-    path = path / "config.json" if path.is_dir() else path
-    return str(path), json.loads(path.read_text())  # load_architecture has read and checked it
+    path = path / "config.json" if path_kind(path) == "directory" else path
+    return str(path), read_json_file(path)  # load_architecture has read and checked it
 
 
 def _common(precision: str, tp: int, device: Accelerator, memory: inf.InferenceMemory,

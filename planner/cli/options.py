@@ -1,11 +1,13 @@
 """What the commands share: exit codes, options and arguments, and how an answer or an error is printed.
 
-Exit codes (docs/cli.md): 0 success (a plan found / fits), 1 no plan fits / does not fit, 2 bad input.
+Exit codes (docs/cli.md): 0 success (a plan found / fits), 1 no plan fits / does not fit, 2 bad input,
+3 an internal error (a bug: never an answer, so a script can tell it from 1).
 """
 from __future__ import annotations
 
 import functools
 import json
+from contextvars import ContextVar
 
 import typer
 from rich.text import Text
@@ -15,7 +17,11 @@ from planner.cost.partial import describe as describe_partial
 from planner.report import tables
 from planner.spec.errors import InputError, unknown_name
 
-EXIT_OK, EXIT_NO_FIT, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_NO_FIT, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+DEBUG: ContextVar[bool] = ContextVar("debug", default=False)
+"""The global `--debug` option: internal errors raise with their traceback."""
+MESSAGE_CHARACTERS = 2000
+"""Longest error printed; values echoed inside are cut shorter where they are named."""
 
 JsonOption = typer.Option(False, "--json", help="Print exactly one JSON document on stdout (its keys: docs/cli.md).")
 ClusterArg = typer.Argument(..., help="cluster.yaml: GPU type, GPUs per node, nodes, network.", show_default=False)
@@ -31,14 +37,16 @@ FrameworkOption = typer.Option(
          " nemo, ds, hf, accelerate, fsdp, titan work too.")
 
 
-def fail(message: str, as_json: bool) -> None:
+def fail(message: str, as_json: bool, code: int = EXIT_BAD_INPUT) -> None:
+    if len(message) > MESSAGE_CHARACTERS:
+        message = f"{message[:MESSAGE_CHARACTERS]}… ({len(message):,} characters)"
     if as_json:
         print(json.dumps({"error": message}))
     # The message is printed as written: `{sp: [false]}` is YAML, not rich markup.
     line = Text("error:", style="bold red")
     line.append(f" {message}")
     tables.console(stderr=True).print(line, highlight=False)
-    raise typer.Exit(EXIT_BAD_INPUT)
+    raise typer.Exit(code)
 
 
 def handles_input_errors(command):
@@ -52,8 +60,29 @@ def handles_input_errors(command):
     return wrapper
 
 
+def guards_internal_errors(command):
+    """An unexpected exception is a bug, not an answer: one line on stderr and exit 3, never a
+    traceback, unless the global `--debug` option asks for one."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # typer.Exit (a RuntimeError) carries the exit code; typer reports its own errors
+        except Exception as exc:
+            if DEBUG.get():
+                raise
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            fail(f"internal error: {reason[:300]}; please report it on the project's issue tracker with the"
+                 " command and its input files (`planner --debug ...` shows the traceback)",
+                 kwargs.get("as_json", False), EXIT_INTERNAL)
+    return wrapper
+
+
 def emit_json(document: dict) -> None:
-    print(json.dumps(document, indent=2))
+    """One strict JSON document (RFC 8259 has no NaN or Infinity): a non-finite number here is a
+    bug the inputs' bounds should have prevented, and raises rather than printing invalid JSON."""
+    print(json.dumps(document, indent=2, allow_nan=False))
 
 
 def choice(value: str, valid: tuple[str, ...], option: str) -> str:

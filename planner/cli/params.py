@@ -13,6 +13,7 @@ from planner.model.architecture import Architecture
 from planner.report import json as report_json
 from planner.report import tables
 from planner.spec.errors import InputError
+from planner.spec.job import MAX_SEQ_LEN
 
 DEFAULT_SEQ_LEN = 4096
 
@@ -34,7 +35,7 @@ def params(
     model: str = typer.Argument(..., help="A preset (`planner models`) or a path to a Hugging Face config.json.",
                                 show_default=False),
     seq_len: Optional[int] = typer.Option(
-        None, "--seq-len", min=1, show_default=False,
+        None, "--seq-len", min=1, max=MAX_SEQ_LEN, show_default=False,
         help="Sequence length for FLOPs per token (default 4096, or the model's learned positions if fewer)."),
     as_json: bool = JsonOption,
 ) -> None:

@@ -1,6 +1,7 @@
 """`planner report CLUSTER JOB --out DIR`: the search as a page to share, with PNGs of its charts.
 
-Parse, load, search, render everything in memory, and only then write: bad input leaves DIR untouched.
+Parse, load, search, render everything in memory, and only then write, atomically: bad input or a
+failed write leaves DIR as it was.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from planner.report import tables
 from planner.report.html import InputFile
 from planner.search import OBJECTIVES, SOLVERS
 from planner.spec.errors import InputError
+from planner.spec.reading import path_kind, read_text
+from planner.spec.writing import write_files
 
 if TYPE_CHECKING:
     from planner.report.page import Report
@@ -77,26 +80,20 @@ def report(
 
 def _check_out(out: Path) -> None:
     # Checked first so a wrong --out costs no search time.
-    if out.exists() and not out.is_dir():
+    if path_kind(out) not in (None, "directory"):
         raise InputError(f"{out} exists and is not a folder; give a folder for report.html and the PNGs",
                          field="--out")
 
 
 def _input_files(*paths: Path) -> list[InputFile]:
     # The files were read and validated by load_inputs; shown as the user wrote them.
-    return [InputFile(path=str(p), text=p.read_text(encoding="utf-8")) for p in paths]
+    return [InputFile(path=str(p), text=read_text(p)) for p in paths]
 
 
 def _write(page: "Report", out: Path) -> list[Path]:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, data in page.files(PAGE_NAME).items():
-            (out / name).write_bytes(data)
-            written.append(out / name)
-    except OSError as exc:
-        raise InputError(f"cannot write the report: {exc.strerror or exc}", file=str(out), field="--out") from None
-    return written
+    # Every file of the page is rendered; each goes in atomically (spec/writing.py), links at the
+    # names replaced rather than followed, and a failure leaves no half report behind.
+    return write_files(out, page.files(PAGE_NAME), field="--out")
 
 
 def _say_written(written: list[Path], status: str, explanation: str | None) -> None:

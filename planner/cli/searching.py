@@ -60,6 +60,7 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
     """The best plans of a job on its engine (every engine under `auto`, or `frameworks`), and
     why none fits when none does; a progress bar on stderr while the layouts are evaluated."""
     c, d, k = inputs.cluster, inputs.defaults, inputs.job.constraints
+    top = capped_top(top, MAX_TOP)
     names = frameworks or engines_for(inputs.framework)
     outcomes = []
     for name in names:
@@ -77,6 +78,26 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
         if first is not None:
             outcomes[first] = explained(outcomes[first], c, d, k)
     return JobSearch(result=result, outcomes=tuple(outcomes), explanation=explanation(outcomes))
+
+
+QUIET_TOP = 5
+"""The commands' default --top: capping it to a small job's few layouts goes unsaid."""
+MAX_TOP = 100
+"""Plans ranked at most: each is one more CP-SAT solve (a fraction of a second to seconds), so a
+thousand would take many minutes to print a table nobody reads to the end."""
+
+
+def capped_top(top: int, layouts: int) -> int:
+    """`--top` at most the candidate layouts (the solver finds one distinct plan per layout) and
+    at most MAX_TOP, so `--top 1000000000` does not solve until every layout is spent. Says so on
+    stderr (stdout may be a JSON document) when more than the default were asked for."""
+    limit = min(max(layouts, 1), MAX_TOP)
+    if top <= limit:
+        return top
+    if top > QUIET_TOP:
+        print(f"note: --top {top:,}: showing at most {limit:,} plans ({layouts:,} candidate layouts; at most"
+              f" {MAX_TOP} are ranked)", file=sys.stderr)
+    return limit
 
 
 class _progress:

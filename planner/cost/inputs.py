@@ -18,14 +18,17 @@ from planner.cost.plan import (
     RECOMPUTE_POLICIES,
     ParallelDims,
     Plan,
+    PlanError,
 )
+from planner.cost.timing.compute import COMPUTE_DTYPE
+from planner.cost.timing.step import MFU_PEAK_DTYPE
 from planner.cost.workload import JobDefaults, Workload
 from planner.model import load_architecture
 from planner.model.context import layer_windows
 from planner.model.loading import read_config_file
 from planner.model.presets import list_presets, preset_config
 from planner.spec import JobSpec, load_cluster, load_job
-from planner.spec.errors import InputError, did_you_mean
+from planner.spec.errors import InputError, did_you_mean, shown
 from planner.spec.job import Optimizer, Precision
 from planner.spec.plan_keys import AUTO, resolve_framework
 
@@ -76,6 +79,9 @@ def load_job_inputs(job_path: str | Path, gpu: Accelerator | None = None, framew
         quant=job.base_quant,
     )
     _check_precision(job.precision, gpu, str(job_path))
+    allowed = job.constraints.get("precision")
+    for precision in (allowed.values or ()) if allowed else ():
+        _check_precision(precision, gpu, str(job_path), field="constraints.precision")
     return JobInputs(workload=workload, job=job, defaults=defaults, job_file=str(job_path), framework=engine)
 
 
@@ -97,10 +103,11 @@ def model_windows(model: str | dict, arch, base_dir: Path | None = None,
     return windows if any(w is not None for w in windows) else None
 
 
-def _check_precision(precision: str, gpu: Accelerator | None, job_file: str) -> None:
+def _check_precision(precision: str, gpu: Accelerator | None, job_file: str | None,
+                     field: str = "precision") -> None:
     """The job's precision on the GPU's tensor cores, and within what the models cover."""
     def fail(message: str) -> InputError:
-        return InputError(message, file=job_file, field="precision")
+        return InputError(message, file=job_file, field=field)
 
     if gpu is not None:
         if precision == "fp8" and not gpu.supports("fp8"):
@@ -110,8 +117,24 @@ def _check_precision(precision: str, gpu: Accelerator | None, job_file: str) -> 
                        f" use {'fp8' if gpu.supports('fp8') else 'bf16'}")
         if precision.startswith("bf16") and not gpu.supports("bf16"):
             raise fail(f"{gpu.id} has no bf16 support; use fp16")
+        missing = missing_peak(precision, gpu)
+        if missing:
+            raise fail(f"{missing}; use bf16")
     if precision in UNMODELLED_PRECISIONS:
         raise fail(f"{precision} is not covered by the memory and time models yet; plan with fp8")
+
+
+def missing_peak(precision: str, gpu: Accelerator) -> str | None:
+    """Why `gpu` cannot time `precision`, or None: the step time divides by the GPU's peak at the
+    precision's GEMM dtype and the MFU by its reference peak (timing/compute.py, timing/step.py),
+    and the catalog gives no fp32 or tf32 peak for Gaudi and TPU parts."""
+    for dtype in sorted({COMPUTE_DTYPE.get(precision, "bf16"), MFU_PEAK_DTYPE.get(precision, "bf16")}):
+        try:
+            gpu.peak(dtype)
+        except KeyError:
+            return f"{gpu.id} has no {dtype} peak in the catalog (`planner gpus`), so {precision} training" \
+                   " cannot be timed on it"
+    return None
 
 
 def _partial(job: JobSpec, arch, job_file: str) -> PartialTraining | None:
@@ -170,15 +193,15 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         if key in _FLAGS and not sep:
             raw, sep = "true", "="
         if not sep or not raw:
-            raise InputError(f"{item!r} is not key=value", field="--plan")
+            raise InputError(f"{shown(item)} is not key=value", field="--plan")
         if key not in PLAN_KEYS:
-            raise InputError(f"unknown key {key!r}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
+            raise InputError(f"unknown key {shown(key)}{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
                              field="--plan")
         if key == "framework":
             values[key] = resolve_framework(raw, field="--plan")
         elif key in _FLAGS:
             if raw.lower() not in _BOOL:
-                raise InputError(f"{key}={raw!r}: use true or false", field="--plan")
+                raise InputError(f"{key}={shown(raw)}: use true or false", field="--plan")
             values[key] = _BOOL[raw.lower()]
         elif key == "recompute_modules":
             modules = tuple(m for m in raw.split("/") if m)
@@ -188,23 +211,14 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
                                  f" {', '.join(RECOMPUTE_MODULES)}", field="--plan")
             values[key] = modules
         elif key == "recompute_layers":
-            try:
-                values[key] = tuple(int(r) for r in raw.split("/"))
-            except ValueError:
-                raise InputError(f"recompute_layers={raw!r}: one count per pipeline stage, e.g. 4/2/2/0,"
-                                 f" or one count for every stage", field="--plan") from None
+            values[key] = tuple(_plan_integer(key, r, 0) for r in raw.split("/"))
         elif key in _CHOICES:
             if raw not in _CHOICES[key]:
-                raise InputError(f"{key}={raw!r}: valid: {', '.join(_CHOICES[key])}", field="--plan")
+                raise InputError(f"{key}={shown(raw)}: valid: {', '.join(_CHOICES[key])}", field="--plan")
             values[key] = raw
         else:
-            try:
-                values[key] = int(raw)
-            except ValueError:
-                raise InputError(f"{key}={raw!r}: must be an integer", field="--plan") from None
-            zero_ok = key in ("zero", "lora_rank", "offload_activation_layers")
-            if values[key] < (0 if zero_ok else 1):
-                raise InputError(f"{key}={raw}: must be {'>= 0' if zero_ok else '>= 1'}", field="--plan")
+            low = 0 if key in ("zero", "lora_rank", "offload_activation_layers") else 1
+            values[key] = _plan_integer(key, raw, low)
     world = inputs.cluster.world
     tp, pp, cp = (int(values.get(k, 1)) for k in ("tp", "pp", "cp"))
     if "dp" in values:
@@ -223,7 +237,7 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
                              field="--plan")
         gas = inputs.workload.global_batch // (mbs * dp)
     d = inputs.defaults
-    return Plan(
+    plan = Plan(
         parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=int(values.get("ep", 1)),
                               vpp=int(values.get("vpp", 1)), sp=bool(values.get("sp", False))),
         zero=int(values.get("zero", 0)),
@@ -244,6 +258,41 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         fp8_param_gather=bool(values.get("fp8_param_gather", False)),
         framework=str(values.get("framework", inputs.framework)),
     )
+    _check_plan(plan, inputs)
+    return plan
+
+
+PLAN_INTEGER_MAX = 2**31
+"""The largest integer `--plan` reads: any degree, batch or layer count beyond it exceeds the
+bounds of the cluster and job files (cluster.py, job.py)."""
+
+
+def _plan_integer(key: str, raw: str, low: int) -> int:
+    """An integer value of `--plan`, from `low` to PLAN_INTEGER_MAX."""
+    text = raw.strip()
+    value = int(text) if text.lstrip("+-").isdigit() and len(text) <= 12 else None
+    if value is None or not low <= value <= PLAN_INTEGER_MAX:
+        what = "a count per pipeline stage, e.g. 4/2/2/0, or one count for every stage" \
+            if key == "recompute_layers" else "an integer"
+        raise InputError(f"{key}={shown(raw)}: must be {what} from {low} to {PLAN_INTEGER_MAX:,}", field="--plan")
+    return value
+
+
+def _check_plan(plan: Plan, inputs: Inputs) -> None:
+    """What a plan spec sets that only makes sense with other keys: pipeline stages and chunks need
+    pp > 1 and whole layers on every stage; the precision needs the GPU's peaks."""
+    layers = inputs.workload.arch.num_layers
+    if plan.parallel.vpp > 1 and plan.parallel.pp == 1:
+        raise InputError(f"vpp={plan.parallel.vpp}: interleaved pipeline chunks need pp > 1", field="--plan")
+    try:
+        partition = plan.layer_partition(layers)
+    except PlanError:
+        partition = None  # rules.plan_problems says why, with the rest of what is wrong
+    if partition is not None and min(partition) < 1:
+        shown_partition = "/".join(map(str, partition))
+        raise InputError(f"first_stage_layers/last_stage_layers leave {shown_partition} layers per stage of the"
+                         f" {layers}; every stage needs at least one", field="--plan")
+    _check_precision(plan.precision, inputs.cluster.gpu, None, field="--plan")
 
 
 def _per_stage(counts: tuple[int, ...] | None, pp: int) -> tuple[int, ...] | None:

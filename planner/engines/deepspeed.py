@@ -20,6 +20,7 @@ from planner.engines import FrameworkJob, check_runnable, with_framework
 from planner.engines import deepspeed_keys as K
 from planner.model.params import count_params
 from planner.spec.errors import InputError, did_you_mean
+from planner.spec.reading import read_json_file
 
 _BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
 
@@ -87,15 +88,7 @@ def parse_deepspeed(path: str | Path, inputs: Inputs, *, gradient_checkpointing:
     `gradient_checkpointing` and `micro_batch` are the HF Trainer's --gradient_checkpointing and
     --per_device_train_batch_size, which a config written for the Trainer leaves out or sets "auto".
     """
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the file: {error}", file=str(path)) from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
-                         file=str(path)) from None
+    config = read_json_file(path)
     return parse_deepspeed_config(config, inputs, str(path), gradient_checkpointing=gradient_checkpointing,
                                   micro_batch=micro_batch)
 

@@ -2,8 +2,8 @@
 torchtitan) and a torchrun command.
 
 `write_emits` is what `planner solve --emit KIND --out DIR` and `planner check --emit` call:
-it renders everything first and writes only when all of it could be rendered, so bad input
-leaves nothing behind.
+it renders everything first and writes only when all of it could be rendered, each file
+atomically, so bad input or a failed write leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from planner.engines import EMIT_KINDS, UnsupportedPlan
 from planner.engines.deepspeed_emit import emit_deepspeed
 from planner.engines.fsdp2_emit import emit_fsdp2
 from planner.engines.megatron_emit import emit_megatron, emit_torchrun
-from planner.engines.torchtitan_emit import emit_torchtitan
 from planner.engines.profiles import PROFILES
 from planner.engines.profiles.base import shown
+from planner.engines.torchtitan_emit import emit_torchtitan
 from planner.spec.errors import InputError, unknown_name
+from planner.spec.writing import write_files
 
 FILE_NAMES: dict[str, tuple[str, ...]] = {
     "deepspeed": ("ds_config.json", "deepspeed_launch.sh", "training_args.json", "peft_config.json", "bnb_config.json"),
@@ -98,18 +99,7 @@ def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Input
             raise InputError(f"{k} and another kind both write {', '.join(clash)}: emit them into separate folders",
                              field="--emit")
         texts.update(files)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a directory", file=str(out), field="--out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, text in texts.items():
-            path = out / name
-            path.write_text(text)
-            if name.endswith(".sh"):
-                path.chmod(0o755)
-            paths.append(path)
-    except OSError as error:
-        raise InputError(f"cannot write: {error}", file=str(out), field="--out") from None
-    return paths
+    # Atomic and contained (spec/writing.py): a symlink named like a launch file is replaced,
+    # never followed, and a failed write leaves neither files nor the folders it made.
+    files = {name: text.encode("utf-8") for name, text in texts.items()}
+    return write_files(out_dir, files, executable=tuple(n for n in files if n.endswith(".sh")), field="--out")

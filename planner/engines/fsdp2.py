@@ -22,6 +22,7 @@ from planner.cost.plan import ParallelDims, Plan
 from planner.engines import FrameworkJob, check_runnable, with_framework
 from planner.engines import hf_trainer as H
 from planner.spec.errors import InputError, did_you_mean
+from planner.spec.reading import read_text
 
 _TOP = frozenset("""compute_environment distributed_type mixed_precision use_cpu debug num_processes machine_rank
 num_machines gpu_ids main_process_ip main_process_port rdzv_backend same_network main_training_function
@@ -49,10 +50,7 @@ _STRATEGIES = {"FULL_SHARD": 3, "SHARD_GRAD_OP": 2, "NO_SHARD": 0, "HYBRID_SHARD
 def parse_accelerate(path: str | Path, inputs: Inputs, hf: H.TrainerFiles | None = None, *,
                      micro_batch: int | None = None, gradient_checkpointing: bool | None = None) -> FrameworkJob:
     """The plan an accelerate config file runs for the job on the cluster."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the file: {error}", file=str(path)) from None
+    text = read_text(path)
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -23,9 +23,9 @@ from planner.cost.cluster import Cluster
 from planner.cost.plan import Plan
 from planner.cost.workload import Workload
 from planner.engines import UnsupportedPlan
-from planner.engines.profiles import profile
 from planner.engines import hf_trainer as H
 from planner.engines.deepspeed_emit import describe
+from planner.engines.profiles import profile
 
 ACCELERATE_CONFIG, LAUNCH, TRAINING_ARGS = "accelerate_config.yaml", "fsdp2_launch.sh", "training_args.json"
 PEFT_CONFIG, BNB_CONFIG = "peft_config.json", "bnb_config.json"

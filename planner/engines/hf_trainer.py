@@ -22,6 +22,7 @@ from planner.engines.deepspeed import parse_deepspeed_config
 from planner.model.architecture import Architecture
 from planner.model.params import ALL_LINEAR
 from planner.spec.errors import InputError
+from planner.spec.reading import read_json_file
 
 OUTPUT_DIR = "output"
 """TrainingArguments.output_dir: where the Trainer writes checkpoints."""
@@ -80,13 +81,7 @@ _NOT_MODELLED = {
 
 def read_json(path: str | Path, what: str) -> dict:
     """A JSON object from `path`; InputError naming the file otherwise."""
-    try:
-        config = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the file: {error}", file=str(path)) from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
-                         file=str(path)) from None
+    config = read_json_file(path)
     if not isinstance(config, dict):
         raise InputError(f"{what} is a JSON object", file=str(path))
     return config

@@ -35,6 +35,7 @@ from planner.engines.megatron_states import SGD_MOMENTUM_DEFAULT
 from planner.engines.pipeline_layout import expand, stage_counts
 from planner.engines.shell import ShellScript, read_script
 from planner.spec.errors import InputError
+from planner.spec.reading import read_text
 
 __all__ = ["SGD_MOMENTUM_DEFAULT", "megatron_job", "parse_megatron", "parse_megatron_text"]
 
@@ -52,10 +53,7 @@ def parse_megatron(path: str | Path, inputs: Inputs, env: Mapping[str, str] | No
                    ) -> tuple[dict[str, FlagValue], FrameworkJob]:
     """(model-shape flags, job) from a Megatron-LM launch script or arguments file; `env`: the
     variables the script reads from its environment."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the file: {error}", file=str(path)) from None
+    text = read_text(path, wanted="launch script or arguments file")
     return parse_megatron_text(text, inputs, file=str(path), env=env)
 
 

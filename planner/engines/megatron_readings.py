@@ -15,6 +15,7 @@ from planner.engines import FrameworkJob
 from planner.engines.megatron import megatron_job
 from planner.engines.shell import Value, evaluate, parse
 from planner.spec.errors import InputError
+from planner.spec.reading import read_text
 
 MAX_BRANCHES = 8
 """Undecided choices read the other way, in the order the script makes them (each is one more
@@ -46,10 +47,7 @@ def read_megatron(path: str | Path, inputs: Inputs, env: Mapping[str, str] | Non
     """The job the script launches along the way it is read, and the other ways of its undecided
     choices that launch a different plan or workload."""
     file = str(path)
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the file: {error}", file=file) from None
+    text = read_text(path)
     program = parse(text, file)
     script = evaluate(program, env)
     _, job = megatron_job(script, inputs, file)

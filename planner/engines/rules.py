@@ -6,6 +6,7 @@ the solver proposes is always one Megatron-LM or DeepSpeed would launch.
 from __future__ import annotations
 
 from planner.cost.cluster import Cluster
+from planner.cost.inputs import missing_peak
 from planner.cost.plan import RECOMPUTE_MODULES, Plan, PlanError
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
@@ -78,6 +79,8 @@ def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]
         need(cluster.gpu.supports("fp8"), f"{cluster.gpu.id} has no fp8 tensor cores")
     if plan.precision.startswith("bf16"):
         need(cluster.gpu.supports("bf16"), f"{cluster.gpu.id} has no bf16 support; use fp16")
+    missing = missing_peak(plan.precision, cluster.gpu)
+    need(missing is None, missing or "")
     return problems
 
 

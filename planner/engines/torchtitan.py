@@ -22,6 +22,7 @@ from planner.engines import FrameworkJob, check_runnable, with_framework
 from planner.engines.pipeline_layout import stage_counts
 from planner.engines.torchtitan_emit import _SHIPPED, FLOAT8, model_shape
 from planner.spec.errors import InputError, did_you_mean
+from planner.spec.reading import read_text
 
 try:
     import tomllib
@@ -83,10 +84,9 @@ _KINDS = {int: "an integer", bool: "true or false", str: "a string", list: "a li
 
 def parse_torchtitan(path: str | Path, inputs: Inputs) -> FrameworkJob:
     """The plan a torchtitan job TOML runs for the job on the cluster."""
+    text = read_text(path)
     try:
-        config = tomllib.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the file: {error}", file=str(path)) from None
+        config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise InputError(f"not valid TOML: {error}", file=str(path)) from None
     return parse_torchtitan_config(config, inputs, str(path))

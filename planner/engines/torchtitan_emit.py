@@ -23,9 +23,9 @@ from planner.cost.plan import Plan
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 from planner.engines import UnsupportedPlan
-from planner.engines.profiles import profile
 from planner.engines.deepspeed_emit import describe
 from planner.engines.pipeline_layout import expand, layout_string
+from planner.engines.profiles import profile
 from planner.model.architecture import Architecture
 
 JOB_TOML, LAUNCH, FLAVOR_MODULE = "job.toml", "torchtitan_launch.sh", "planner_flavor.py"

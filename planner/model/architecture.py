@@ -7,11 +7,36 @@ produce it; the pure functions in `params.py` and `flops.py` read it. No hardwar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
+
+from planner.spec.errors import InputError
 
 NormKind = Literal["rmsnorm", "layernorm"]
 PositionKind = Literal["rope", "learned", "alibi", "none"]
 QkNormKind = Literal["head", "projection", "latent"]
+
+# Bounds of a shape. Far beyond any published model (hidden 18,432 and 118 layers for PaLM 540B,
+# arXiv 2204.02311 Table 1; 384 routed experts for Kimi K2; vocabularies near 2^18), they keep the
+# models' byte counts within the solver's 64-bit integers and every loop over layers short.
+MAX_HIDDEN = 2**18
+MAX_LAYERS = 2**14
+MAX_VOCAB = 2**24
+MAX_WIDTH = 2**22
+"""FFN widths, LoRA ranks of MLA, window lengths."""
+MAX_HEADS = 2**14
+MAX_HEAD_DIM = 2**14
+MAX_EXPERTS = 2**16
+MAX_PARAMS = 10**15
+"""Parameters of the whole model, at most (a thousand times the largest published)."""
+MAX_POSITIONS = 2**24
+
+
+def _within(name: str, value: int | None, low: int, high: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{name} must be an integer from {low:,} to {high:,}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,23 @@ class Attention:
     """Features of each query/key head that RoPE rotates when fewer than all (partial rotary:
     Nemotron `partial_rotary_factor`, GPT-NeoX `rotary_pct`, MiniMax-M2 `rotary_dim`); None: the
     whole head, or no RoPE at all when the model's position is not 'rope'. No parameters."""
+
+    def __post_init__(self) -> None:
+        _within("attention heads", self.num_heads, 1, MAX_HEADS)
+        _within("key/value heads", self.num_kv_heads, 1, self.num_heads)
+        _within("head_dim", self.head_dim, 1, MAX_HEAD_DIM)
+        _within("v_head_dim", self.v_head_dim, 1, MAX_HEAD_DIM)
+        _within("q_lora_rank", self.q_lora_rank, 1, MAX_WIDTH)
+        _within("kv_lora_rank", self.kv_lora_rank, 1, MAX_WIDTH)
+        _within("qk_rope_head_dim", self.qk_rope_head_dim, 0, self.head_dim)
+        _within("sliding_window", self.sliding_window, 1, MAX_POSITIONS)
+        _within("rotary_dim", self.rotary_dim, 0, self.head_dim)
+        # Grouped-query attention shares each key/value head among num_heads / num_kv_heads query
+        # heads (arXiv 2305.13245 §2.2); transformers' repeat_kv needs the division to be exact.
+        if not self.is_mla and self.num_heads % self.num_kv_heads:
+            raise InputError(f"{self.num_kv_heads} key/value heads do not divide {self.num_heads} attention heads;"
+                             " grouped-query attention shares each key/value head among an equal number of"
+                             " query heads")
 
     @property
     def is_mla(self) -> bool:
@@ -128,6 +170,20 @@ class MoE:
     then the three rule fields above are descriptive only. Builders fill it because families
     place MoE layers by different rules (Qwen counts from 1; DeepSeek from `first_k_dense_replace`)."""
 
+    @cached_property
+    def layer_set(self) -> frozenset[int]:
+        """`layers` for lookups: every layer asks once, so a tuple would cost layers² comparisons."""
+        return frozenset(self.layers or ())
+
+    def __post_init__(self) -> None:
+        _within("experts", self.num_experts, 1, MAX_EXPERTS)
+        _within("experts per token (top-k)", self.top_k, 1, self.num_experts)
+        _within("expert FFN width", self.expert_ffn, 1, MAX_WIDTH)
+        _within("shared experts", self.num_shared_experts, 0, MAX_EXPERTS)
+        _within("shared expert FFN width", self.shared_ffn, 0, MAX_WIDTH)
+        _within("leading dense layers", self.first_dense_layers, 0, MAX_LAYERS)
+        _within("MoE layer frequency", self.layer_freq, 1, MAX_LAYERS)
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -173,13 +229,31 @@ class Architecture:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     """Notes from the builder (assumed fields), for messages only."""
 
+    def __post_init__(self) -> None:
+        """Every builder (presets, config.json, Megatron arguments) gets a shape the models can
+        count: InputError, without a file, when it is impossible or beyond the bounds above."""
+        _within("hidden size", self.hidden, 1, MAX_HIDDEN)
+        _within("layers", self.num_layers, 1, MAX_LAYERS)
+        _within("vocabulary size", self.vocab, 1, MAX_VOCAB)
+        _within("FFN width", self.ffn, 0, MAX_WIDTH)
+        _within("norms per layer", self.norms_per_layer, 0, 8)
+        _within("learned positions", self.max_positions, 0, MAX_POSITIONS)
+        _within("multi-token-prediction layers", self.mtp_layers, 0, MAX_LAYERS)
+        if self.moe is not None and self.moe.layers is not None:
+            outside = [i for i in self.moe.layers if not 0 <= i < self.num_layers]
+            if outside:
+                raise InputError(f"MoE layer {outside[0]} does not exist in {self.num_layers} layers")
+        if _weights_bound(self) > MAX_PARAMS:
+            raise InputError(f"about {_weights_bound(self):.3g} parameters; at most {MAX_PARAMS:.0e}"
+                             " (a thousand times the largest published model)")
+
     def is_moe_layer(self, index: int) -> bool:
         """True when layer `index` (0-based) has a routed-expert MLP."""
         moe = self.moe
         if moe is None:
             return False
         if moe.layers is not None:
-            return index in moe.layers
+            return index in moe.layer_set
         if index < moe.first_dense_layers or index in moe.dense_layers:
             return False
         return (index + 1) % moe.layer_freq == 0
@@ -191,3 +265,15 @@ class Architecture:
     @property
     def head_dim(self) -> int:
         return self.attention.head_dim
+
+
+def _weights_bound(arch: Architecture) -> int:
+    """An upper bound of the parameters, from the widths alone (params.py counts them exactly, but
+    only once the shape is known to be countable): projections, MLPs and experts in every layer,
+    the embedding and output layer."""
+    a, m = arch.attention, arch.moe
+    attention = arch.hidden * (2 * a.q_dim + 2 * a.kv_dim + a.num_heads * a.value_head_dim)
+    mlp = 3 * arch.hidden * arch.ffn
+    if m is not None:
+        mlp += 3 * arch.hidden * (m.num_experts * m.expert_ffn + m.shared_ffn) + arch.hidden * m.num_experts
+    return (arch.num_layers + arch.mtp_layers) * (attention + mlp) + 2 * arch.vocab * arch.hidden

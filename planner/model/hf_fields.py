@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from planner.model.architecture import Architecture, Attention, MoE
+from planner.model.architecture import MAX_LAYERS, MAX_VOCAB, Architecture, Attention, MoE
 from planner.model.hf_defaults import ACTIVATIONS, DEFAULTS
-from planner.spec.errors import InputError
+from planner.spec.errors import InputError, shown
 
 
 class Fields:
@@ -43,8 +43,8 @@ class Fields:
         value = self.get(key, *aliases)
         if value is None:
             return 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(f"must be an integer >= 0, got {value!r}", field=key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VOCAB:
+            raise InputError(f"must be an integer from 0 to {MAX_VOCAB:,}, got {shown(value)}", field=key)
         return value
 
     def flag(self, key: str) -> bool:
@@ -72,9 +72,15 @@ class Fields:
         return float(value)
 
 
+_LAYER_KEYS = ("num_hidden_layers", "n_layer")
+
+
 def positive(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InputError(f"must be a positive integer, got {value!r}", field=key)
+    """A positive integer of at most the largest bound of a shape (architecture.py), and of at
+    most MAX_LAYERS for a layer count, checked before any builder loops over the layers."""
+    high = MAX_LAYERS if key in _LAYER_KEYS else MAX_VOCAB
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= high:
+        raise InputError(f"must be a positive integer of at most {high:,}, got {shown(value)}", field=key)
     return value
 
 
@@ -119,6 +125,9 @@ def decoder(f: Fields, name: str, attn: Attention, ffn: int | None = None,
 
 def moe(num_layers: int, sparse: Callable[[int], bool], **fields: Any) -> MoE | None:
     """An MoE with its sparse layers listed, or None when no layer (or no expert) is sparse."""
+    if fields["num_experts"] == 0 and fields.get("top_k"):
+        raise InputError(f"0 routed experts, but {fields['top_k']} routed to per token (num_experts_per_tok);"
+                         " give the experts, or num_experts_per_tok 0 for a dense model")
     layers = tuple(i for i in range(num_layers) if sparse(i))
     if not layers or fields["num_experts"] == 0:
         return None

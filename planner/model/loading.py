@@ -7,13 +7,13 @@ architectures). A field mapping may hold `read_as` among its fields.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from planner.model.architecture import Architecture
 from planner.model.hf_config import READ_AS, architecture_from_config
 from planner.model.presets import get_preset, list_presets
 from planner.spec.errors import InputError, unknown_name
+from planner.spec.reading import path_kind, read_json_file
 
 
 def load_architecture(value: str | dict, base_dir: Path | None = None,
@@ -63,16 +63,17 @@ def read_config_file(value: str, base_dir: Path | None = None, file: str | None 
     `base_dir`) and its fields. Raises InputError naming `file` and `field` when it is missing
     or not a JSON object."""
     path = Path(base_dir or ".") / value
-    if path.is_dir():
+    if path_kind(path) == "directory":
         path = path / "config.json"
-    if not path.is_file():
+    if path_kind(path) != "file":
         message = unknown_name("model preset", value, list_presets()) + "; nor is it" \
             if field == "model" else "not"
         raise InputError(f"{message} a config.json file ({path})", file=file, field=field)
     try:
-        cfg = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read {path} as JSON: {error}", file=file, field=field) from None
+        cfg = read_json_file(path)
+    except InputError as error:
+        where = f"{error.field}: " if error.field else ""
+        raise InputError(f"cannot read {path} as JSON: {where}{error.detail}", file=file, field=field) from None
     if not isinstance(cfg, dict):
         raise InputError(f"{path} holds no JSON object", file=file, field=field)
     return path, cfg

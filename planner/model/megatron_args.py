@@ -24,8 +24,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 
-from planner.model.architecture import Architecture, Attention, MoE
-from planner.spec.errors import InputError
+from planner.model.architecture import MAX_LAYERS, MAX_VOCAB, Architecture, Attention, MoE
+from planner.spec.errors import InputError, shown
 
 MegatronArgs = Mapping[str, "str | bool | int | None"]
 
@@ -83,9 +83,14 @@ class _Flags:
         try:
             value = int(text)
         except ValueError:
-            raise InputError(f"must be an integer, got {text!r}", field=f"--{name}") from None
+            raise InputError(f"must be an integer, got {shown(text)}", field=f"--{name}") from None
         if value < minimum:
             raise InputError(f"must be >= {minimum}, got {value}", field=f"--{name}")
+        # No flag that shapes a model is larger (architecture.py's bounds); a layer count is
+        # bounded before the MoE layer pattern loops over it.
+        maximum = MAX_LAYERS if name == "num-layers" else MAX_VOCAB
+        if value > maximum:
+            raise InputError(f"must be at most {maximum:,}, got {value:,}", field=f"--{name}")
         return value
 
     def required(self, name: str) -> int:
@@ -118,14 +123,14 @@ def moe_layer_pattern(value: str, num_layers: int) -> tuple[int, ...]:
         try:
             step = int(text)
         except ValueError:
-            raise InputError(f"must be an integer or a list expression, got {value!r}", field=field) from None
+            raise InputError(f"must be an integer or a list expression, got {shown(value)}", field=field) from None
         if step < 1:
             raise InputError(f"must be >= 1, got {step}", field=field)
         return tuple(i for i in range(num_layers) if i % step == 0)
     try:
         pattern = _list_expression(ast.parse(text, mode="eval").body)
     except (SyntaxError, ValueError, TypeError):
-        raise InputError(f"cannot read {value!r} as a list of 0/1 per layer", field=field) from None
+        raise InputError(f"cannot read {shown(value)} as a list of 0/1 per layer", field=field) from None
     if len(pattern) != num_layers or any(v not in (0, 1) for v in pattern):
         raise InputError(f"must give 0 or 1 for each of the {num_layers} layers, got {pattern}", field=field)
     return tuple(i for i, v in enumerate(pattern) if v)
@@ -139,6 +144,11 @@ def _list_expression(node: ast.AST) -> list | int:
         return [_list_expression(item) for item in node.elts]
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
         left, right = _list_expression(node.left), _list_expression(node.right)
+        result_size = (len(left) if isinstance(left, list) else 1) * (len(right) if isinstance(right, list) else 1)
+        if isinstance(node.op, ast.Mult):
+            result_size = max([result_size, *(abs(x) for x in (left, right) if isinstance(x, int))])
+        if result_size > MAX_LAYERS:  # a list (or a count) longer than any model: `[1]*10**12` would not end
+            raise ValueError(f"more than {MAX_LAYERS:,} entries")
         return left + right if isinstance(node.op, ast.Add) else left * right
     raise ValueError(f"unsupported expression {ast.dump(node)}")
 

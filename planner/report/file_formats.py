@@ -16,6 +16,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from planner.model.architecture import MAX_EXPERTS, MAX_HIDDEN, MAX_LAYERS, MAX_PARAMS, MAX_VOCAB
 from planner.spec import (
     ClusterSpec,
     Constraint,
@@ -26,6 +27,7 @@ from planner.spec import (
     LoraSpec,
     TrainableSpec,
 )
+from planner.spec.reading import MAX_DEPTH, MAX_DIGITS, MAX_FILE_BYTES, MAX_VALUES
 
 # (file, top-level model, nested models in the order they are introduced)
 FILES = (
@@ -33,7 +35,7 @@ FILES = (
     ("job.yaml", JobSpec, (LoraSpec, TrainableSpec, Constraint)),
 )
 
-HEADER = """# File formats
+HEADER = f"""# File formats
 
 The two inputs of every command, field by field. This page is generated from the models that
 validate the files (`planner/spec/`) by `python docs/gen_file_formats.py`; a test fails when it
@@ -41,6 +43,16 @@ is out of date. Unknown fields are errors (with the valid names), so a typo neve
 
 Sizes accept units: `80GiB` (GiB = 2^30 bytes), `2TB` (TB = 10^12 bytes), or a plain number of
 bytes. Rates: `400Gbps` is bits per second, `3.35TB/s` bytes per second. Counts: `1.5e12`, `15T`, `2B`.
+
+Every input file (these two, a config.json, a DeepSpeed config, a Megatron-LM script) must be a
+regular file of at most {MAX_FILE_BYTES // 2**20} MiB; YAML and JSON nest at most {MAX_DEPTH} levels deep, hold at
+most {MAX_VALUES:,} values (YAML aliases counted at every use) and no key twice in one mapping.
+Numbers are finite (no `.inf` or `.nan`), integers have at most {MAX_DIGITS} digits, and an integer
+field takes neither `true` nor `1.5`. Each field's bounds are in its type below: far beyond any
+machine or run, they keep what the models compute within the solver's 64-bit integers. A model
+(a preset, a config.json or inline fields) has at most {MAX_LAYERS:,} layers, a hidden size of
+{MAX_HIDDEN:,}, {MAX_VOCAB:,} tokens of vocabulary, {MAX_EXPERTS:,} experts and 10^{len(str(MAX_PARAMS)) - 1}
+parameters; its key/value heads divide its heads and its top-k is within its experts.
 """
 
 
@@ -112,8 +124,16 @@ def _bound_text(constraint) -> str:
     for kind, attribute, symbol in ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", "≥"),
                                     (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "≤")):
         if isinstance(constraint, kind):
-            return f"{symbol} {getattr(constraint, attribute):g}"
+            return f"{symbol} {_number_text(getattr(constraint, attribute))}"
     return ""
+
+
+def _number_text(value: float) -> str:
+    """Integers exactly, with thousands separators (a bound of 2^20 reads 1,048,576); other
+    numbers as %g."""
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e7):
+        return f"{int(value):,}"
+    return f"{value:g}"
 
 
 def _default_text(field) -> str:

@@ -26,8 +26,24 @@ class InputError(Exception):
         return InputError(self.detail, file=file or self.file, field=field)
 
 
+SHOWN_CHARACTERS = 60
+"""Longest echo of an input value in a message; longer ones are cut and their length given."""
+
+
+def shown(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """`value` as repr() writes it, cut to `limit` characters: an error never echoes a whole long
+    input back (a 10 MB `gpu:` string would flood the terminal twice)."""
+    quoted = repr(value)
+    if len(quoted) <= limit:
+        return quoted
+    size = len(value) if isinstance(value, str) else len(quoted)
+    return f"{quoted[:limit]}… ({size:,} characters)"
+
+
 def did_you_mean(name: str, valid: Iterable[str], limit: int = 3) -> str:
     """' (did you mean x?)' for close matches of `name`, else ''."""
+    if not isinstance(name, str) or len(name) > SHOWN_CHARACTERS:
+        return ""  # no name is that long; difflib's cost grows with the length
     valid = list(valid)
     close = difflib.get_close_matches(name, valid, n=limit, cutoff=0.6)
     if not close:
@@ -39,5 +55,6 @@ def did_you_mean(name: str, valid: Iterable[str], limit: int = 3) -> str:
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> str:
     """Message for an unknown preset/GPU/choice, with suggestions and the valid names."""
     valid = sorted(valid)
-    shown = ", ".join(valid) if len(valid) <= 40 else ", ".join(valid[:40]) + ", ..."
-    return f"unknown {kind} {name!r}{did_you_mean(name, valid)}; valid: {shown}"
+    listed = ", ".join(valid) if len(valid) <= 40 else ", ".join(valid[:40]) + ", ..."
+    shown_name = shown(name)
+    return f"unknown {kind} {shown_name}{did_you_mean(name, valid)}; valid: {listed}"

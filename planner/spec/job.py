@@ -1,17 +1,23 @@
-"""job.yaml: what to train and how it may be laid out (docs/cli.md, "Input files")."""
+"""job.yaml: what to train and how it may be laid out (docs/cli.md, "Input files").
+
+Every number is finite and bounded (as in cluster.py): a sequence of 2^24 tokens, a batch of
+2^24 sequences, 2^32 tokens in one step and a 10^18-token budget are all far beyond any run.
+"""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Gt, Le
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveInt,
+    Strict,
     field_validator,
     model_validator,
 )
 
+from planner.spec.cluster import MAX_NAME, Count, Number
 from planner.spec.errors import InputError
 from planner.spec.plan_keys import resolve_framework
 from planner.spec.units import parse_count
@@ -23,21 +29,40 @@ Quant = Literal["none", "int8", "nf4", "fp8"]
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
+MAX_SEQ_LEN = 2**24
+"""Tokens in one sequence, at most (16,777,216)."""
+MAX_BATCH = 2**24
+"""Sequences in one optimizer step, at most."""
+MAX_STEP_TOKENS = 2**32
+"""seq_len × global_batch, at most: 256 times the 16M tokens of Llama 3 405B's largest batch
+(Llama 3 paper, arXiv 2407.21783, §3.4.1), and within the 64-bit bytes of its activations."""
+MAX_TOKENS = 1e18
+"""A training budget, at most (Llama 3 trained on 1.5e13 tokens)."""
+MAX_RANK = 2**16
+MAX_LIST = 1024
+"""Entries of a list (ranks, targets, layers, a constraint's values)."""
+MAX_LAYER_INDEX = 2**14
+MAX_BOUND = 2**31
+"""A constraint's min and max, at most this far from 0."""
+
+Rank = Annotated[int, Strict(), Gt(0), Le(MAX_RANK)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LoraSpec(_Strict):
     """LoRA adapters (arXiv 2106.09685): rank r adds r*(d_in + d_out) parameters per target."""
 
-    rank: PositiveInt | list[PositiveInt] = 16
+    rank: Rank | Annotated[list[Rank], Field(min_length=1, max_length=MAX_LIST)] = 16
     """One rank, or a list of ranks to search."""
-    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    targets: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS), max_length=MAX_LIST)
     """Module names: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (or `all-linear`)."""
-    alpha: float | None = None
+    alpha: Number | None = None
     """Scaling only; does not change memory or time."""
-    dropout: float | None = None
+    dropout: Number | None = Field(default=None, ge=0, le=1)
     """Adapter dropout probability; does not change memory or time."""
 
     @property
@@ -50,9 +75,10 @@ class TrainableSpec(_Strict):
     `{router: true}` trains a MoE's routers; `{layers: [0, 1, 2, 3, 4, 5], experts: 2}` two
     experts in each of six layers."""
 
-    layers: list[int] | None = None
+    layers: Annotated[list[Annotated[int, Strict(), Ge(0), Le(MAX_LAYER_INDEX)]],
+                      Field(max_length=MAX_LAYER_INDEX)] | None = None
     """Decoder layers (0-based) whose chosen parts train; omitted: every layer."""
-    experts: int = Field(default=0, ge=0)
+    experts: Count = Field(default=0, ge=0, le=2**16)
     """Routed experts trained in each chosen MoE layer (whole expert FFNs)."""
     router: bool = False
     """The router (gate) of each chosen MoE layer."""
@@ -80,12 +106,13 @@ class TrainableSpec(_Strict):
 class Constraint(_Strict):
     """Allowed values of one plan key: a list, or bounds (both inclusive)."""
 
-    values: tuple[Any, ...] | None = None
-    """The allowed values (`tp: [1, 2, 4]` is shorthand for `tp: {values: [1, 2, 4]}`)."""
-    min: float | None = None
-    """Smallest allowed value, inclusive."""
-    max: float | None = None
-    """Largest allowed value, inclusive."""
+    values: Annotated[tuple[Any, ...], Field(max_length=MAX_LIST)] | None = None
+    """The allowed values (`tp: [1, 2, 4]` is shorthand for `tp: {values: [1, 2, 4]}`), each one
+    the key can take (checked by key when the job is loaded)."""
+    min: Number | None = Field(default=None, ge=-MAX_BOUND, le=MAX_BOUND)
+    """Smallest allowed value, inclusive (a number of at most 2^31 either way)."""
+    max: Number | None = Field(default=None, ge=-MAX_BOUND, le=MAX_BOUND)
+    """Largest allowed value, inclusive (a number of at most 2^31 either way)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -128,16 +155,17 @@ class Constraint(_Strict):
 class JobSpec(_Strict):
     """A training job: the model, the data shape, the training mode and any limits on the plan."""
 
-    model: str | dict[str, Any]
+    model: Annotated[str, Field(max_length=4096)] | dict[str, Any]
     """A preset from `planner models`, a path to a Hugging Face config.json (relative to the job
     file), or an inline mapping of config.json fields."""
     training: Training = "pretrain"
     """pretrain or full (every weight trains), lora (adapters on frozen 16-bit weights) or
     qlora (adapters on frozen weights stored in `quant`, nf4 by default)."""
-    seq_len: PositiveInt
-    """Tokens per sequence."""
-    global_batch: PositiveInt
-    """Sequences per optimizer step (= mbs * gas * dp)."""
+    seq_len: Count = Field(gt=0, le=MAX_SEQ_LEN)
+    """Tokens per sequence, at most 16,777,216 (2^24)."""
+    global_batch: Count = Field(gt=0, le=MAX_BATCH)
+    """Sequences per optimizer step (= mbs * gas * dp), at most 16,777,216 (2^24); with seq_len at
+    most 2^32 tokens per step."""
     precision: Precision = "bf16"
     """bf16/fp16/fp8: mixed precision with fp32 master weights and optimizer states; mxfp8:
     fp8 GEMMs with a block scale per 32 elements (Blackwell, MI355X)."""
@@ -150,8 +178,8 @@ class JobSpec(_Strict):
     """Partial fine-tuning with training: full — only these parameters train."""
     quant: Quant | None = None
     """Frozen base-weight storage for lora/qlora (qlora defaults to nf4)."""
-    tokens: float | None = Field(default=None, gt=0)
-    """Training budget in tokens (`1.0e12`, `15T`), for time and cost."""
+    tokens: Number | None = Field(default=None, gt=0, le=MAX_TOKENS)
+    """Training budget in tokens (`1.0e12`, `15T`), for time and cost; at most 10^18."""
     framework: str = "auto"
     """The engine that will run the job: `megatron` (Megatron-Core, as Megatron-LM, NeMo and
     Megatron-Bridge run it), `deepspeed` (DeepSpeed's ZeRO engine with Hugging Face modules),
@@ -159,7 +187,7 @@ class JobSpec(_Strict):
     bitsandbytes for LoRA/QLoRA), `torchtitan` (PyTorch-native FSDP2, TP, PP, CP), or `auto`
     (default): every engine that can run the job is searched and each plan names its engine.
     Common names work too (`megatron-lm`, `nemo`, `ds`, `hf`, `accelerate`, `fsdp`, `titan`)."""
-    constraints: dict[str, Constraint] = Field(default_factory=dict)
+    constraints: dict[Annotated[str, Field(max_length=MAX_NAME)], Constraint] = Field(default_factory=dict)
     """Limits on any plan key: `{tp: [1, 2, 4, 8], pp: {max: 16}, zero: [1, 3]}`."""
 
     @field_validator("constraints", mode="before")
@@ -190,6 +218,10 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self):
+        if self.seq_len * self.global_batch > MAX_STEP_TOKENS:
+            raise ValueError(f"seq_len × global_batch = {self.seq_len:,} × {self.global_batch:,} ="
+                             f" {self.seq_len * self.global_batch:,} tokens per step; at most {MAX_STEP_TOKENS:,}"
+                             " (2^32)")
         if self.training in ("lora", "qlora") and self.lora is None:
             object.__setattr__(self, "lora", LoraSpec())
         if self.training not in ("lora", "qlora") and self.lora is not None:

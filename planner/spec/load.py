@@ -2,33 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from planner.spec.cluster import ClusterSpec
-from planner.spec.errors import InputError, did_you_mean
-from planner.spec.job import JobSpec
+from planner.spec.errors import InputError, did_you_mean, shown
+from planner.spec.job import MAX_BOUND, JobSpec, Optimizer, Precision
 from planner.spec.plan_keys import MOMENT_DTYPES, OFFLOAD_CHOICES, PLAN_KEYS, QUANT_CHOICES, RECOMPUTE_POLICIES
+from planner.spec.reading import read_yaml_file
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from `path` (safe loading only)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", file=str(path))
-    if path.is_dir():
-        raise InputError("is a directory; give a YAML file", file=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"YAML syntax error at {where}{problem}", file=str(path)) from None
-    except UnicodeDecodeError:
-        raise InputError("not a text file (cannot decode as UTF-8)", file=str(path)) from None
+    """A YAML mapping from `path`, read through the input boundary (reading.py)."""
+    data = read_yaml_file(path)
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise InputError(f"expected a mapping of fields, found {kind}", file=str(path))
@@ -102,7 +89,10 @@ def load_cluster(path: str | Path) -> ClusterSpec:
     return spec
 
 
-_INT_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas", "lora_rank", "etp")
+_INT_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas", "lora_rank", "etp", "first_stage_layers",
+             "last_stage_layers", "recompute_layers")
+"""Plan keys whose values are counts: at least 1 (0 for a LoRA rank, where 0 means no adapters,
+and for layers recomputed), at most MAX_BOUND."""
 _CHOICES = {
     "zero": (0, 1, 2, 3),
     "recompute": RECOMPUTE_POLICIES,
@@ -111,10 +101,22 @@ _CHOICES = {
     "quant": QUANT_CHOICES,
     "moment_dtype": MOMENT_DTYPES,
     "fp8_param_gather": (False, True),
+    "precision": get_args(Precision),
+    "optimizer": get_args(Optimizer),
 }
 
 
+def _is_choice(value: Any, valid: tuple) -> bool:
+    # By type too: YAML's `true` equals 1 and `1.0` equals 1 in Python, but neither is zero stage 1.
+    return any(value == choice and type(value) is type(choice) for choice in valid)
+
+
+def _shown_choices(valid: tuple) -> str:
+    return ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in valid)
+
+
 def _check_constraints(spec: JobSpec, file: str) -> None:
+    """Every field of every constraint against the values its plan key can take."""
     for key, constraint in spec.constraints.items():
         field = f"constraints.{key}"
         if key not in PLAN_KEYS:
@@ -122,19 +124,22 @@ def _check_constraints(spec: JobSpec, file: str) -> None:
                              file=file, field=field)
         values = constraint.values or ()
         if key in _INT_KEYS:
-            bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < (0 if key == "lora_rank" else 1)]
+            low = 0 if key in ("lora_rank", "recompute_layers") else 1
+            bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= MAX_BOUND]
             if bad:
-                raise InputError(f"{bad[0]!r} is not a positive integer", file=file, field=field)
-        elif key in _CHOICES:
+                kind = "a positive integer" if low else "an integer >= 0"
+                raise InputError(f"{shown(bad[0])} is not {kind} of at most {MAX_BOUND:,}", file=file, field=field)
+        else:
             valid = _CHOICES[key]
-            bad = [v for v in values if v not in valid or (isinstance(v, bool) != isinstance(valid[0], bool))]
+            bad = [v for v in values if not _is_choice(v, valid)]
             if bad:
-                shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in valid)
-                raise InputError(f"{bad[0]!r} is not valid; valid: {shown}", file=file, field=field)
-            if constraint.min is not None or constraint.max is not None:
-                if not all(isinstance(v, int) and not isinstance(v, bool) for v in valid):
-                    raise InputError("min/max apply to numbers; give a list of allowed values", file=file, field=field)
-        if not any(constraint.allows(v) for v in (values or [constraint.min if constraint.min is not None else constraint.max])):
+                raise InputError(f"{shown(bad[0])} is not valid; valid: {_shown_choices(valid)}", file=file,
+                                 field=field)
+            numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in valid)
+            if (constraint.min is not None or constraint.max is not None) and not numeric:
+                raise InputError("min/max apply to numbers; give a list of allowed values", file=file, field=field)
+        candidates = values or [constraint.min if constraint.min is not None else constraint.max]
+        if not any(constraint.allows(v) for v in candidates):
             raise InputError(f"allows no value ({constraint.describe()})", file=file, field=field)
 
 

@@ -5,7 +5,10 @@ GB means 10^9 bytes and GiB 2^30 (IEC 80000-13). Network rates are bits per seco
 """
 from __future__ import annotations
 
+import math
 import re
+
+from planner.spec.errors import shown
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -20,11 +23,22 @@ _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
 _PATTERN = re.compile(rf"^\s*{_NUMBER}\s*([A-Za-z/ ]*?)\s*$")
 
 
+def _finite(number: float, what: str) -> float:
+    """`number` as a finite float (ints too large for a float are refused as well)."""
+    try:
+        number = float(number)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {shown(str(number))}")
+    return number
+
+
 def _split(text: str, what: str) -> tuple[float, str]:
-    m = _PATTERN.match(text.replace("_", "").replace(",", ""))
+    m = _PATTERN.match(text.replace("_", "").replace(",", "")) if len(text) <= 100 else None
     if not m:
-        raise ValueError(f"cannot read {text!r} as {what}")
-    return float(m.group(1)), m.group(2).replace(" ", "").lower()
+        raise ValueError(f"cannot read {shown(text)} as {what}")
+    return _finite(float(m.group(1)), f"the number in {shown(text)}"), m.group(2).replace(" ", "").lower()
 
 
 def parse_size(value: str | int | float) -> int:
@@ -32,12 +46,12 @@ def parse_size(value: str | int | float) -> int:
     if isinstance(value, bool):
         raise ValueError("a size must be a number or a string like '80GiB'")
     if isinstance(value, (int, float)):
-        number, unit = float(value), ""
+        number, unit = _finite(value, "a size"), ""
     else:
         number, unit = _split(value, "a size (like 80GiB or 2TB)")
     if unit not in _SIZE_UNITS:
-        raise ValueError(f"unknown size unit {unit!r}; use B, KB, MB, GB, TB (10^3 steps) or KiB, MiB, GiB, TiB (2^10 steps)")
-    return int(round(number * _SIZE_UNITS[unit]))
+        raise ValueError(f"unknown size unit {shown(unit)}; use B, KB, MB, GB, TB (10^3 steps) or KiB, MiB, GiB, TiB (2^10 steps)")
+    return int(round(_finite(number * _SIZE_UNITS[unit], "a size")))
 
 
 def parse_rate(value: str | int | float) -> float:
@@ -45,13 +59,13 @@ def parse_rate(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError("a rate must be a number or a string like '400Gbps'")
     if isinstance(value, (int, float)):
-        return float(value) / 8
+        return _finite(value, "a rate") / 8
     number, unit = _split(value, "a rate (like 400Gbps or 50GB/s)")
     if unit in _BIT_RATE_UNITS:
-        return number * _BIT_RATE_UNITS[unit] / 8
+        return _finite(number * _BIT_RATE_UNITS[unit] / 8, "a rate")
     if unit in _BYTE_RATE_UNITS:
-        return number * _BYTE_RATE_UNITS[unit]
-    raise ValueError(f"unknown rate unit {unit!r}; use bps, Mbps, Gbps, Tbps (bits) or MB/s, GB/s, TB/s (bytes)")
+        return _finite(number * _BYTE_RATE_UNITS[unit], "a rate")
+    raise ValueError(f"unknown rate unit {shown(unit)}; use bps, Mbps, Gbps, Tbps (bits) or MB/s, GB/s, TB/s (bytes)")
 
 
 def parse_count(value: str | int | float) -> float:
@@ -59,12 +73,12 @@ def parse_count(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError("a count must be a number or a string like '16M'")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _finite(value, "a count")
     number, unit = _split(value, "a count (like 16M or 1.5T)")
     unit = unit.removesuffix("tokens").removesuffix("token")
     if unit not in _COUNT_SUFFIXES:
-        raise ValueError(f"unknown count suffix {unit!r}; use K, M, B (or G), T")
-    return number * _COUNT_SUFFIXES[unit]
+        raise ValueError(f"unknown count suffix {shown(unit)}; use K, M, B (or G), T")
+    return _finite(number * _COUNT_SUFFIXES[unit], "a count")
 
 
 def gib(n_bytes: float) -> float:
