@@ -97,11 +97,14 @@ def test_solve_json_follows_the_interface():
 
 
 def test_solve_on_an_impossible_job_exits_1_and_explains():
-    result, doc = run_json("solve", CLUSTERS / "rtx4090-pcie-box.yaml", JOBS / "llama3.1-405b-full-finetune.yaml")
+    # One engine: the explanation sizes the cluster for the first engine that can run the job.
+    result, doc = run_json("solve", CLUSTERS / "rtx4090-pcie-box.yaml", JOBS / "llama3.1-405b-full-finetune.yaml",
+                           "--framework", "megatron")
     assert result.exit_code == 1
     assert doc["status"] == "infeasible" and doc["plans"] == []
     assert "No plan fits in memory" in doc["explanation"]
-    plain = run("solve", CLUSTERS / "rtx4090-pcie-box.yaml", JOBS / "llama3.1-405b-full-finetune.yaml")
+    plain = run("solve", CLUSTERS / "rtx4090-pcie-box.yaml", JOBS / "llama3.1-405b-full-finetune.yaml",
+                "--framework", "megatron")
     assert plain.exit_code == 1 and "No plan fits" in plain.stdout
 
 
