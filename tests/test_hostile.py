@@ -3,7 +3,7 @@
 Each example users hit is a regression test (exit 2 naming the file and field, and nothing
 written; or the right answer where the input is legal); a hypothesis property runs arbitrary
 documents and argument lists through every command in-process. Default: 50 examples per command;
-HYPOTHESIS_PROFILE=ci (tests/conftest.py, .ci/run) runs 1,000.
+HYPOTHESIS_PROFILE=deep (tests/conftest.py) runs 1,000.
 """
 from __future__ import annotations
 
@@ -396,7 +396,7 @@ def test_too_long_names_leave_no_folder_behind(files, tmp_path):
 
 # --- the property: any document, any arguments ------------------------------------------------
 
-EXAMPLES_PER_COMMAND = settings.default.max_examples if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 50
+EXAMPLES_PER_COMMAND = settings.default.max_examples if os.environ.get("HYPOTHESIS_PROFILE") == "deep" else 50
 
 numbers = st.one_of(
     st.integers(min_value=-3, max_value=8),  # small and legal, so that some runs reach the solver
