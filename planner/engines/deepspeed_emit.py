@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 from planner.cost.cluster import Cluster
-from planner.cost.memory import DDP_BUCKET_BYTES
+from planner.cost.memory import DDP_BUCKET_BYTES, largest_module_params
 from planner.cost.plan import Plan
 from planner.cost.workload import Workload
 from planner.engines import UnsupportedPlan, framework_problems
 from planner.engines import deepspeed_keys as K
 from planner.engines import hf_trainer as H
-from planner.model.params import layer_params
 
 CONFIG, LAUNCH, TRAINING_ARGS = "ds_config.json", "deepspeed_launch.sh", "training_args.json"
 PEFT_CONFIG, BNB_CONFIG = "peft_config.json", "bnb_config.json"
@@ -134,7 +133,8 @@ def deepspeed_config(plan: Plan, workload: Workload) -> dict:
 def _zero_section(plan: Plan, workload: Workload) -> dict:
     """ZeRO settings whose buckets fit the planner's buffers term (memory.py): for stages 1-2
     the reduce and all-gather buckets within PyTorch DDP's 2 x 25 MiB; for stage 3 at most the
-    two layers the planner counts as gathered."""
+    two largest modules the planner counts as gathered (DeepSpeed gathers per module:
+    EngineTraits.zero3_gather "modules", memory/runtime.py)."""
     zero: dict = {"stage": plan.zero}
     if plan.zero == 0:
         return zero
@@ -143,12 +143,10 @@ def _zero_section(plan: Plan, workload: Workload) -> dict:
     if plan.zero < 3:
         zero.update({"reduce_bucket_size": bucket, "allgather_bucket_size": bucket})
     else:
-        arch, p = workload.arch, plan.parallel
-        layer = max(layer_params(arch, i).total for i in range(arch.num_layers))
-        layer = max(1, layer // (p.tp * (p.ep if arch.moe else 1)))
-        reduce = min(bucket, layer)
-        zero.update({"reduce_bucket_size": reduce, "stage3_prefetch_bucket_size": layer,
-                     "stage3_max_live_parameters": 2 * layer - reduce})
+        module = max(1, largest_module_params(workload.arch) // plan.parallel.tp)
+        reduce = min(bucket, module)
+        zero.update({"reduce_bucket_size": reduce, "stage3_prefetch_bucket_size": module,
+                     "stage3_max_live_parameters": 2 * module - reduce})
     if plan.offload != "none":
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     if plan.offload == "optimizer+params":
