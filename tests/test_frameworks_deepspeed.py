@@ -207,7 +207,7 @@ def test_autotp_ulysses_and_gradient_checkpointing(inputs_8b):
 def test_emit_writes_what_deepspeed_reads(inputs_8b):
     plan = Plan(parallel=ParallelDims(tp=2, dp=4), zero=3, recompute="full", mbs=2, gas=8, precision="bf16",
                 offload="optimizer", optimizer="adamw")
-    layer = 218_112_000 // 2  # Llama-3-8B's largest layer, split over tp 2
+    layer = 128_256 * 4_096 // 2  # Llama-3-8B's largest module (the embedding), split over tp 2
     # With AutoTP the HF Trainer would check train_batch_size against all 8 processes rather than
     # the 4 data-parallel ones, so it is left to DeepSpeed (micro-batch x accumulation x dp).
     assert deepspeed_config(plan, inputs_8b.workload) == {
