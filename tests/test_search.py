@@ -2,6 +2,7 @@
 
 from planner.cost.cluster import build_cluster
 from planner.cost.workload import Workload
+from planner.engines.profiles import engine_workload
 from planner.model import load_architecture
 from planner.search import JobDefaults, candidate_table, search
 from planner.search.explain import explain_infeasible
@@ -52,7 +53,9 @@ def test_every_returned_plan_fits_and_keeps_the_global_batch():
 
 def test_infeasible_memory_is_explained_with_a_change_that_fits():
     # Without offload (ZeRO-Infinity would fit it in host memory), 8B full fine-tuning overflows 2 x 24 GB.
-    cluster, wl = small_cluster(2, 1), workload("llama3-8b", 4096, 8, training="full")
+    # On an engine that also trains adapters (FSDP2 with PEFT), the explanation offers LoRA.
+    cluster = small_cluster(2, 1)
+    wl = engine_workload(workload("llama3-8b", 4096, 8, training="full"), "fsdp2")
     no_offload = {"offload": Constraint(values=("none",))}
     rows = candidate_table(wl, cluster, BF16_ADAMW, no_offload, "step-time")
     result = search(wl, cluster, BF16_ADAMW, no_offload, rows=rows)
@@ -65,7 +68,9 @@ def test_infeasible_memory_is_explained_with_a_change_that_fits():
 
 
 def test_offload_is_in_the_space():
-    cluster, wl = small_cluster(2, 1), workload("llama3-8b", 4096, 8, training="full")
+    # ZeRO-Infinity: DeepSpeed offloads parameters and optimizer (Megatron-LM offloads neither).
+    cluster = small_cluster(2, 1)
+    wl = engine_workload(workload("llama3-8b", 4096, 8, training="full"), "deepspeed")
     result = search(wl, cluster, BF16_ADAMW, {}, top=1)
     assert result.status == "optimal" and result.plans[0].plan.offload != "none"
 

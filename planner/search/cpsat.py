@@ -35,6 +35,10 @@ from planner.spec.job import Constraint
 # Solver parameters in one place: deterministic (one worker, fixed seed).
 SOLVER_WORKERS = 1
 RANDOM_SEED = 17
+RUNNER_UP_S = 5.0
+"""Seconds the solver spends on each runner-up after the best plan. The best plan is proven
+optimal (or stops at --time-limit); a runner-up not proven within this is the best one found,
+and the search ends there, so `--top K` costs at most K-1 times this beyond the best plan."""
 BIG = 2**50
 
 
@@ -236,11 +240,20 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
         subset = [layouts[i] for i in order[:size]]
         status, found, _ = _solve(subset, constraints, capacity_kib, host_capacity_kib, top, objective,
                                   layers, left(), hint=0)
-        if status == "feasible" or (len(found) == top and found[-1].cost <= bounds[order[size]]):
+        if status == "feasible" or _runner_up_cut(found, top) or \
+                (len(found) == top and found[-1].cost <= bounds[order[size]]):
             return status, found, ()
         size *= 4
     return _solve(layouts, constraints, capacity_kib, host_capacity_kib, top, objective, layers, left(),
                   hint=order[0])
+
+
+_CUT: set[int] = set()
+"""The result lists whose runner-up search stopped on RUNNER_UP_S (by id, for `_runner_up_cut`)."""
+
+
+def _runner_up_cut(found: list, top: int) -> bool:
+    return len(found) < top and id(found) in _CUT
 
 
 def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,
@@ -252,7 +265,8 @@ def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_k
     found: list[Point] = []
     status_name = "optimal"
     while len(found) < top:
-        solver = _new_solver(time_limit)
+        limit = time_limit if not found else min(time_limit or RUNNER_UP_S, RUNNER_UP_S)
+        solver = _new_solver(limit)
         status = solver.solve(pm.model)
         if status == cp_model.INFEASIBLE:
             if not found:
@@ -263,7 +277,7 @@ def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_k
             if not found:
                 return "infeasible", [], ("time limit",)
             break  # the time limit ran out before the next plan
-        if status == cp_model.FEASIBLE:
+        if status == cp_model.FEASIBLE and not found:
             status_name = "feasible"
         index = next(i for i, x in enumerate(pm.chosen) if solver.boolean_value(x))
         lay = layouts[index]
@@ -274,6 +288,9 @@ def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_k
             n = tuple(solver.value(v) for v in g.n)
             r = tuple(solver.value(v) for v in g.r)
         found.append(Point(layout=lay, layers=n, recomputed=r, cost=round(solver.objective_value)))
+        if len(found) > 1 and status != cp_model.OPTIMAL:
+            _CUT.add(id(found))  # a runner-up the time allowed: no larger batch will be tried
+            break
         # No-good cut: the next plan is another layout.
         pm.model.add(pm.chosen[index] == 0)
     return status_name, found, ()
