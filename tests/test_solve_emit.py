@@ -131,8 +131,8 @@ def test_bad_emit_options_exit_2_before_anything_is_written(tmp_path):
     out = tmp_path / "never"
     cases = [
         (("--emit", "fsdp", "--out", out), "--emit"),
-        # An engine whose launch files the planner does not write yet.
-        (("--emit", "torchtitan", "--out", out), "not available yet"),
+        # An engine the job's search did not cover: its own best plan is unknown.
+        (("--framework", "deepspeed", "--emit", "megatron", "--out", out), "--framework megatron"),
         (("--emit", "deepspeed"), "--emit and --out go together"),
         (("--out", out), "--emit and --out go together"),
     ]

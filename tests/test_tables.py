@@ -24,7 +24,7 @@ def planner(*args, **env):
 
 
 def evaluation(plan=PLAN):
-    inputs = load_inputs(CLUSTER, JOB)
+    inputs = load_inputs(CLUSTER, JOB, "megatron")  # the engine of a tp8 pp4 plan
     return evaluate(parse_plan_spec(plan, inputs), inputs.workload, inputs.cluster)
 
 

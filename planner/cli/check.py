@@ -280,8 +280,8 @@ def check(
     env: Optional[list[str]] = typer.Option(None, "--env", show_default=False,
                                             help="Megatron-LM: KEY=VALUE in the script's environment (repeatable)."),
     emit: Optional[str] = typer.Option(None, "--emit", show_default=False,
-                                       help="deepspeed | megatron | torchrun: write launch files for the file's plan"
-                                            " if it fits, else for the nearest plan that fits."),
+                                       help="megatron | deepspeed | fsdp2 | torchtitan | torchrun: write launch files for"
+                                            " the file's plan if it fits, else for the nearest plan that fits."),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for --emit (created).", show_default=False),
     top: int = typer.Option(3, "--top", min=1, help="How many fitting plans to suggest."),
     as_json: bool = JsonOption,

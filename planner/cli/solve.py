@@ -43,8 +43,8 @@ def solve(
     solver: str = SolverOption,
     framework: Optional[str] = FrameworkOption,
     emit: Optional[str] = typer.Option(None, "--emit", show_default=False,
-                                       help="deepspeed | megatron | torchrun: write launch files: an engine's for its"
-                                            " best plan, torchrun's for the best plan."),
+                                       help="megatron | deepspeed | fsdp2 | torchtitan | torchrun: write launch files: an"
+                                            " engine's for its best plan, torchrun's for the best plan."),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for --emit (created).", show_default=False),
     as_json: bool = JsonOption,
 ) -> None:

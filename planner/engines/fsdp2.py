@@ -294,6 +294,10 @@ def _precision(c: _Reader, trainer: H.TrainerArgs, job_precision: str) -> str:
         c.warnings.append(f"TrainingArguments set {trainer.precision}, the config mixed_precision {mixed}: the"
                           f" Trainer's {trainer.precision} counts")
         ours = trainer.precision
+    # The model's own dtype is the script's (from_pretrained dtype=...), which no file here says: the
+    # job's bf16-pure is mixed_precision no on a bf16 model; its bf16-autocast is mixed_precision bf16.
+    if (ours, job_precision) in (("fp32", "bf16-pure"), ("bf16", "bf16-autocast")):
+        ours = job_precision
     if ours != job_precision:
         c.warnings.append(f"the config trains in {ours}; the job says {job_precision}; planned with the config's")
     return ours

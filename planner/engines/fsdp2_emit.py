@@ -60,20 +60,7 @@ def fsdp2_problems(plan: Plan, workload: Workload) -> list[str]:
     problems = [f"{_WORDS[key]}: {key}={_shown(getattr(plan, key))} (it runs {key} in"
                 f" {', '.join(_shown(v) for v in values)})"
                 for key, values in FSDP2_VALUES.items() if getattr(plan, key) not in values]
-    p, sharded = plan.parallel, plan.zero >= 2
-    if sharded and p.dp * p.cp == 1:
-        problems.append(f"zero={plan.zero} with dp=1 and cp=1: FSDP has no ranks to shard over (accelerate refuses"
-                        " a parallelism config without dp_shard or cp)")
-    if not sharded and p.cp > 1:
-        problems.append(f"cp={p.cp} without FSDP: accelerate shards over dp_shard x cp, so context parallelism"
-                        " needs zero 2 or 3")
-    if not sharded and p.tp > 1 and p.dp > 1:
-        problems.append(f"tp={p.tp} with DDP (zero=0, dp={p.dp}): accelerate composes TP with FSDP2 only")
-    if plan.quant == "int8" and sharded:
-        problems.append("8-bit bitsandbytes weights with FSDP (only 4-bit weights stored in the compute dtype shard)")
-    if plan.quant != "none" and p.tp > 1:
-        problems.append(f"bitsandbytes base weights with tensor parallelism (tp={p.tp})")
-    return problems
+    return problems + profile("fsdp2").rules(plan, workload)
 
 
 def _shown(value: object) -> str:
@@ -94,6 +81,7 @@ def emit_fsdp2(plan: Plan, workload: Workload, cluster: Cluster, *, lora_alpha: 
     files = {ACCELERATE_CONFIG: accelerate_config_text(plan, workload, cluster)}
     # FSDP checkpoints the layers itself; the Trainer must not as well (trainer.py refuses both).
     args = H.training_arguments(plan, checkpointing=plan.recompute == "full" and not sharded)
+    args["bf16"] = plan.precision in ("bf16", "bf16-autocast")  # accelerate's autocast (and FSDP2's policy)
     files[TRAINING_ARGS] = json.dumps(args, indent=2) + "\n"
     if workload.trains_adapters:
         lora = H.lora_config(plan, workload.arch, workload.lora_targets, lora_alpha, lora_dropout)
@@ -125,7 +113,8 @@ def accelerate_config(plan: Plan, workload: Workload, cluster: Cluster) -> dict:
         config["fsdp_config"] = fsdp
     else:
         config["distributed_type"] = "MULTI_GPU" if cluster.world > 1 else "NO"
-    config["mixed_precision"] = {"bf16": "bf16", "fp16": "fp16"}.get(plan.precision, "no")
+    # bf16-pure runs without mixed precision on a model the script loads in bf16 (fsdp2_launch.sh says so).
+    config["mixed_precision"] = {"bf16": "bf16", "bf16-autocast": "bf16", "fp16": "fp16"}.get(plan.precision, "no")
     config.update({"num_machines": cluster.nodes, "num_processes": cluster.world, "machine_rank": 0,
                    "main_process_ip": "127.0.0.1", "main_process_port": 29500, "use_cpu": False})
     if p.tp > 1 or p.cp > 1:
@@ -152,6 +141,9 @@ def _launch(plan: Plan, workload: Workload, cluster: Cluster, names: list[str]) 
              f" {cluster.gpus_per_node} {cluster.gpu.id}: {describe(plan)}",
              f"# Files: {', '.join(names)}.",
              *H.script_notes(plan, workload.trains_adapters)]
+    if plan.precision == "bf16-pure":
+        lines.append("# bf16-pure: the script loads the model with from_pretrained(..., dtype=torch.bfloat16) and"
+                     " trains without mixed precision.")
     if plan.parallel.tp > 1:
         lines.append("# Tensor parallelism: the script loads the model with from_pretrained(..., tp_plan=\"auto\").")
     lines += ["set -euo pipefail", 'cd "$(dirname "$0")"', "accelerate launch \\",

@@ -6,8 +6,8 @@ reshard_after_forward, ZeRO-3), with CPUOffloadPolicy (parameters, gradients and
 host: offload optimizer+params); tensor parallelism and context parallelism through accelerate's
 ParallelismConfig (accelerate/parallelism_config.py: `tp_size` with the model's tp_plan, `cp_size`
 with FSDP only: "cannot be used with pure data parallelism"); gradient checkpointing of every
-layer (`gradient_checkpointing_enable`); bf16 under torch.autocast or FSDP2's MixedPrecisionPolicy,
-pure bf16, fp16, fp32; any optimizer of the Trainer's --optim (bitsandbytes 8-bit AdamW,
+layer (`gradient_checkpointing_enable`); bf16 under torch.autocast (DDP: bf16 and bf16-autocast are
+the same) or FSDP2's MixedPrecisionPolicy, pure bf16 (the script loads the model in bf16), fp16, fp32; any optimizer of the Trainer's --optim (bitsandbytes 8-bit AdamW,
 Adafactor); LoRA through PEFT, QLoRA on bitsandbytes int8 or nf4 base weights. No pipeline
 stages, no expert parallelism, no Megatron sequence parallelism, no ZeRO-1/2 (FSDP2's
 reshard_after_forward=False keeps the unsharded parameters through the step: not modelled).
@@ -34,10 +34,28 @@ TRAITS = EngineTraits(
 
 
 def _rules(plan: Plan, workload: Workload) -> list[str]:
+    problems = []
+    p, sharded = plan.parallel, plan.zero >= 2
+    if sharded and p.dp * p.cp == 1:
+        problems.append(f"zero={plan.zero} with dp=1 and cp=1: FSDP has no ranks to shard over (accelerate refuses"
+                        " a parallelism config without dp_shard or cp)")
     # accelerate/parallelism_config.py: cp_size > 1 composes with FSDP (dp_shard), not pure DDP.
-    if plan.parallel.cp > 1 and plan.zero < 2:
-        return [f"context parallelism (cp={plan.parallel.cp}) without FSDP sharding (zero={plan.zero})"]
-    return []
+    if p.cp > 1 and not sharded:
+        problems.append(f"cp={p.cp} without FSDP: accelerate shards over dp_shard x cp, so context parallelism"
+                        " needs zero 2 or 3")
+    if not sharded and p.tp > 1 and p.dp > 1:
+        problems.append(f"tp={p.tp} with DDP (zero=0, dp={p.dp}): accelerate composes TP with FSDP2 only")
+    if plan.quant == "int8" and sharded:
+        problems.append("8-bit bitsandbytes weights with FSDP (only 4-bit weights stored in the compute dtype shard)")
+    if plan.quant != "none" and p.tp > 1:
+        problems.append(f"bitsandbytes base weights with tensor parallelism (tp={p.tp})")
+    # accelerate/utils/fsdp_utils.py fsdp2_prepare_model: under FSDP2, mixed_precision bf16 casts the
+    # gathered parameters by MixedPrecisionPolicy (the plan's precision bf16); fp32 weights under
+    # torch.autocast alone are DDP's (zero 0).
+    if plan.precision == "bf16-autocast" and plan.zero >= 2:
+        problems.append(f"bf16-autocast with FSDP sharding (zero={plan.zero}): FSDP2 casts parameters by its"
+                        " MixedPrecisionPolicy, which is precision bf16")
+    return problems
 
 
 PROFILE = EngineProfile(
@@ -50,7 +68,7 @@ PROFILE = EngineProfile(
         # the optimizers TrainingArguments.optim names (hf_trainer.HF_OPTIM).
         "pp": (1,), "vpp": (1,), "sp": (False,), "ep": (1,), "zero": (0, 2, 3),
         "offload": ("none", "optimizer+params"), "recompute": ("none", "full"),
-        "precision": ("bf16", "fp16", "fp32"), "quant": ("none", "int8", "nf4"),
+        "precision": ("bf16", "fp16", "fp32", "bf16-pure", "bf16-autocast"), "quant": ("none", "int8", "nf4"),
         "optimizer": ("adamw", "adamw8bit", "sgd", "sgd-momentum", "adafactor"),
     },
     notes={"pp": "transformers models have no pipeline stages", "zero": "replicated (DDP) or fully sharded",
