@@ -44,7 +44,7 @@ def round_trip(cluster, job, engine, out) -> str:
     """solve → emit → check for one engine; returns what happened (`fits`, `no plan`, `cannot run`)."""
     solved, doc = _json("solve", cluster, job, "--top", "1", "--framework", engine, "--emit", engine, "--out", out)
     if solved.exit_code == 2:
-        assert "does not run" in doc["error"] or "leaves nothing" in doc["error"], doc["error"]
+        assert any(why in doc["error"] for why in ("does not run", "leaves nothing", "cannot build")), doc["error"]
         return "cannot run"
     if solved.exit_code == 1:
         assert doc["emitted"] == [] and not out.exists()

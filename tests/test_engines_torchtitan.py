@@ -17,7 +17,8 @@ from planner.cost.plan import ParallelDims, Plan
 from planner.engines import UnsupportedPlan, with_framework
 from planner.engines.emit import render
 from planner.engines.torchtitan import _generated_stages, parse_torchtitan, parse_torchtitan_config, tomllib
-from planner.engines.torchtitan_emit import emit_torchtitan, model_shape, shipped_flavor, torchtitan_problems
+from planner.engines.torchtitan_emit import emit_torchtitan, torchtitan_problems
+from planner.engines.torchtitan_models import model_shape, shipped_flavor
 from planner.model import load_architecture
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError

@@ -20,7 +20,8 @@ from planner.cost.plan import ParallelDims, Plan
 from planner.cost.shard import stage_layer_counts
 from planner.engines import FrameworkJob, check_runnable, with_framework
 from planner.engines.pipeline_layout import stage_counts
-from planner.engines.torchtitan_emit import _SHIPPED, FLOAT8, model_shape
+from planner.engines.torchtitan_emit import FLOAT8
+from planner.engines.torchtitan_models import SHIPPED, model_shape
 from planner.spec.errors import InputError, did_you_mean
 from planner.spec.reading import read_text
 
@@ -303,7 +304,7 @@ def _model(t: _Toml, arch) -> None:
     name = t.get("model", "name", "llama3", str)
     flavor = t.get("model", "flavor", "debugmodel", str)
     custom = t.get("experimental", "custom_import", "", str)
-    shipped = _SHIPPED.get((name, flavor))
+    shipped = SHIPPED.get((name, flavor))
     if shipped is None:
         source = f", registered by experimental.custom_import {custom} (which the planner does not run)" if custom \
             else ""

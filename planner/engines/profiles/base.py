@@ -47,6 +47,9 @@ class EngineProfile:
     """What users of the engine set that the planner does not model; the readers warn of each."""
     rules: Callable[[Plan, Workload], list[str]] | None = None
     """Rules beyond `values` (combinations the engine refuses), as reasons in words."""
+    unbuildable: Callable[[Workload], str | None] | None = None
+    """What of the job's model the engine's own model code cannot build, in words (None: it builds it).
+    Engines that train Hugging Face modules build every model the planner reads."""
     files: tuple[str, ...] = ()
     """The launch files it reads (`check`) and its emitter writes."""
     emit: Callable[[Plan, "Inputs"], str] | None = None

@@ -21,13 +21,47 @@ output layer unsharded after forward (distributed/fsdp.py) and prefetches one la
 from __future__ import annotations
 
 from planner.cost.engine import EngineTraits
+from planner.cost.plan import Plan
+from planner.cost.workload import Workload
 from planner.engines.profiles.base import EngineProfile
+from planner.engines.torchtitan_models import model_shape
 
 TRAITS = EngineTraits(
     name="torchtitan", kernels="hf", fp32_parameters=True, fp32_grad_accumulation=False, fp32_gradient_copy=False,
     persistent_gradients=False, optimizer_step_copy=False, zero3_gather="fsdp2", zero3_per_tensor=False,
     offload_gradients="with_params",
 )
+
+
+
+def _rules(plan: Plan, workload: Workload) -> list[str]:
+    """Combinations torchtitan 0.2.2 refuses or runs otherwise than planned: distributed/parallel_dims.py
+    and models/llama3/infra/parallelize.py (FSDP2 over dp_shard x cp whenever either exceeds 1, else
+    DDP only as the one parallel dimension; TP always with sequence parallelism), distributed/utils.py
+    `maybe_enable_amp` (no mixed precision under TP or PP without FSDP)."""
+    problems = []
+    p, fsdp = plan.parallel, plan.zero >= 2
+    if p.sp != (p.tp > 1):
+        problems.append(f"sp={str(p.sp).lower()} with tp={p.tp}: torchtitan's tensor parallelism always runs"
+                        " sequence parallelism")
+    if fsdp and p.dp * p.cp == 1:
+        problems.append(f"zero={plan.zero} with dp=1 and cp=1: FSDP has no ranks to shard over")
+    if not fsdp and (p.cp > 1 or p.ep > 1):
+        problems.append("context or expert parallelism without FSDP (torchtitan shards over cp, and over the"
+                        " experts' data-parallel ranks, with FSDP)")
+    if not fsdp and p.dp > 1 and p.world != p.dp:
+        problems.append(f"DDP (zero=0, dp={p.dp}) with other parallelism: torchtitan runs DDP only alone")
+    if not fsdp and (p.tp > 1 or p.pp > 1) and plan.precision in ("bf16", "fp8"):
+        problems.append(f"{plan.precision} mixed precision with tp or pp but no FSDP: torchtitan then trains in fp32")
+    if workload.seq_len % (2 * p.tp * p.cp):
+        problems.append(f"seq_len {workload.seq_len} is not a multiple of 2 x tp x cp = {2 * p.tp * p.cp}"
+                        " (ParallelDims.seq_len_divisor)")
+    return problems
+
+
+def _unbuildable(workload: Workload) -> str | None:
+    return model_shape(workload.arch)[1]
+
 
 PROFILE = EngineProfile(
     name="torchtitan",
@@ -53,5 +87,7 @@ PROFILE = EngineProfile(
     not_modelled=("HSDP (replicate and shard degrees together)", "FSDP with pipeline parallelism",
                   "selective (per-op) and memory-budget activation checkpointing", "torch.compile",
                   "float8 all-gathers"),
+    rules=_rules,
+    unbuildable=_unbuildable,
     files=("a torchtitan TOML config",),
 )
