@@ -34,7 +34,8 @@ from planner.cost.inputs import load_inputs  # noqa: E402
 from planner.cost.plan import ParallelDims as PlanDims  # noqa: E402
 from planner.cost.plan import Plan  # noqa: E402
 from planner.engines.torchtitan import _generated_stages  # noqa: E402
-from planner.engines.torchtitan_emit import _SHIPPED, emit_torchtitan, torchtitan_problems  # noqa: E402
+from planner.engines.torchtitan_emit import emit_torchtitan, torchtitan_problems  # noqa: E402
+from planner.engines.torchtitan_models import SHIPPED  # noqa: E402
 from planner.model import count_params, load_architecture  # noqa: E402
 from planner.search.space import candidate_plans  # noqa: E402
 from planner.spec.job import Constraint  # noqa: E402
@@ -68,10 +69,10 @@ def build(name: str, flavor: str):
         return args, spec.model_cls(args)
 
 
-@pytest.mark.parametrize("name, flavor", sorted(_SHIPPED))
+@pytest.mark.parametrize("name, flavor", sorted(SHIPPED))
 def test_shipped_flavor_shapes_are_torchtitans(name, flavor):
     args, model = build(name, flavor)
-    assert shape_of(name, args, model) == _SHIPPED[(name, flavor)]
+    assert shape_of(name, args, model) == SHIPPED[(name, flavor)]
 
 
 @pytest.mark.parametrize("preset, flavor", [("llama3-8b", ("llama3", "8B")), ("llama3-70b", ("llama3", "70B")),
