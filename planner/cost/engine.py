@@ -49,6 +49,10 @@ class EngineTraits:
     """What CPU offload does with gradients: `none` (they stay on the GPU), `host_fp32` (reduced
     partitions are copied straight into fp32 host gradients: no 16-bit partition under ZeRO-2/3,
     DeepSpeed) or `with_params` (they move with the parameters when those are offloaded, FSDP2)."""
+    zero_buckets_without_dp: bool = False
+    """ZeRO-1/2 allocate their gradient buckets even with one data-parallel rank (DeepSpeed:
+    stage_1_and_2.py allocates reduce_bucket_size buffers in backward whatever the group's size);
+    False: buckets only where gradients are reduced across data-parallel ranks (DDP, Megatron)."""
     release: str | None = None
     """A past release whose behaviour the time model charges instead of the current one's: `0.3`
     for DeepSpeed before 0.4, whose ZeRO-3 gathered every tensor on its own behind a device-wide

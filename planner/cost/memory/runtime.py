@@ -138,7 +138,8 @@ def _own_buffers(plan: Plan, workload: Workload, shard: StageShard, weight_b: fl
     module in use and the one prefetched, in 16 bits.
     """
     if plan.zero < 3:
-        return {"ddp_buckets": DDP_BUCKET_BYTES} if plan.parallel.dp > 1 else {}
+        reduced = plan.parallel.dp > 1 or (plan.zero > 0 and workload.engine.zero_buckets_without_dp)
+        return {"ddp_buckets": DDP_BUCKET_BYTES} if reduced else {}
     arch = workload.arch
     tp = plan.parallel.tp
     ep = max(1, plan.parallel.ep if arch.moe else 1)

@@ -16,7 +16,9 @@ fp32 copy of the gradient partition for the optimizer step (stage_1_and_2.py
 `single_partition_of_fp32_groups`, stage3.py `_prepare_fp32_grad_for_sub_group`), persistent
 gradient partitions, fused Adam; ZeRO-3 gathers per module, each tensor its own collective
 (stage3.py, partitioned_param_coordinator.py), twice the largest module held; offload copies the
-reduced partitions into fp32 host gradients (`async_inplace_copy_grad_to_fp32_buffer_from_gpu`).
+reduced partitions into fp32 host gradients (`async_inplace_copy_grad_to_fp32_buffer_from_gpu`);
+ZeRO-1/2 allocate their reduce buckets in backward with any number of data-parallel ranks
+(stage_1_and_2.py, `reduce_bucket_size` buffers when contiguous_gradients).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from planner.engines.profiles.base import EngineProfile
 TRAITS = EngineTraits(
     name="deepspeed", kernels="deepspeed", fp32_parameters=False, fp32_grad_accumulation=False,
     fp32_gradient_copy=True, persistent_gradients=True, optimizer_step_copy=False, zero3_gather="modules",
-    zero3_per_tensor=True, offload_gradients="host_fp32",
+    zero3_per_tensor=True, offload_gradients="host_fp32", zero_buckets_without_dp=True,
 )
 
 
