@@ -4,37 +4,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation, evaluate
 from planner.cost.plan import Plan
-from planner.cost.workload import Workload
+from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES
-from planner.search.brute import solve_brute
-from planner.search.cpsat import solve_cpsat
-from planner.search.layouts import Layout
+from planner.search.objectives import OBJECTIVES, SOLVERS, exact_objective
 from planner.search.result import SolveResult
-from planner.search.space import JobDefaults, candidate_plans
-from planner.search.table import (
-    OBJECTIVES,
-    build_table,
-    capacity_kib,
-    host_capacity_kib,
-)
 from planner.spec.job import Constraint
 
-SOLVERS = ("cp-sat", "brute")
+if TYPE_CHECKING:
+    from planner.search.layouts import Layout
+
+# The table (numpy) and the solver (OR-Tools) load with the first search, not with this package:
+# the commands that only read its names (objectives, solvers, how a plan is described) stay quick.
 
 
 def launched(plan: Plan, num_layers: int) -> Plan:
     return PROFILES[plan.framework].launched(plan, num_layers)
 
-__all__ = ["OBJECTIVES", "SOLVERS", "JobDefaults", "SolveResult", "candidate_table", "search"]
+__all__ = ["OBJECTIVES", "SOLVERS", "JobDefaults", "SolveResult", "candidate_table", "exact_objective", "search"]
 
 
 def candidate_table(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     constraints: dict[str, Constraint], objective: str,
                     progress: Callable[[int], None] | None = None, screen: bool = True) -> list[Layout]:
+    from planner.search.space import candidate_plans
+    from planner.search.table import build_table
+
     plans = candidate_plans(workload, cluster, defaults, constraints)
     return build_table(plans, workload, cluster, objective, progress, screen)
 
@@ -48,6 +47,10 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
         raise ValueError(f"unknown objective {objective!r}")
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; valid: {', '.join(SOLVERS)}")
+    from planner.search.brute import solve_brute
+    from planner.search.cpsat import solve_cpsat
+    from planner.search.table import capacity_kib, host_capacity_kib
+
     start = time.perf_counter()
     if rows is None:
         rows = candidate_table(workload, cluster, defaults, constraints, objective)
@@ -90,15 +93,6 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     )
 
 
-def exact_objective(ev: Evaluation, objective: str) -> float:
-    """The objective by the full models (seconds, GPU-seconds or bytes)."""
-    if objective == "memory":
-        return ev.memory.total
-    if objective == "comm":
-        return ev.time.comm_exposed
-    return ev.time.step * (ev.plan.parallel.world if objective == "cost" else 1)
-
-
 FAMILIES = 2
 """Other (tp, pp) families whose best plan is compared with the best in the reasons."""
 
@@ -108,6 +102,8 @@ def _other_families(rows: list[Layout], plans: tuple[Evaluation, ...], constrain
                     cluster: Cluster) -> tuple[Evaluation, ...]:
     """The best plans of the next (tp, pp) families: the runners-up of the top K are often the
     best layout with another ZeRO stage or recompute policy; these say why other shapes lose."""
+    from planner.search.cpsat import solve_cpsat
+
     families = {(ev.plan.tp, ev.plan.pp) for ev in plans}
     out: list[Evaluation] = []
     for _ in range(FAMILIES):

@@ -39,7 +39,6 @@ from planner.model.architecture import Architecture
 from planner.model.params import layer_params
 
 KiB = 2**10
-OBJECTIVES = ("step-time", "comm", "memory", "cost")
 Linear = tuple[int, int, int, int]
 """(a, b, c, w): a + b·layers + c·recomputed + w·[recomputed > 0]."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
@@ -14,10 +15,12 @@ from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES, cannot_run, engine_workload
 from planner.search import exact_objective, reasons, search
 from planner.search.explain import explain_infeasible
-from planner.search.layouts import Layout
 from planner.search.result import SolveResult
 from planner.search.space import candidate_plans, default_optimizers, default_precisions
 from planner.spec.job import Constraint
+
+if TYPE_CHECKING:
+    from planner.search.layouts import Layout  # numpy: loaded with the first table, not for the reports
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable
 from planner.cost.cluster import Cluster
 from planner.cost.plan import Plan
 from planner.cost.workload import Workload
-from planner.search.layouts import OBJECTIVES, KiB, Layout, build_layouts, plan_values
+from planner.search.layouts import KiB, Layout, build_layouts, plan_values
+from planner.search.objectives import OBJECTIVES
 
 __all__ = ["OBJECTIVES", "Layout", "build_table", "capacity_kib", "host_capacity_kib", "plan_values"]
 
