@@ -41,8 +41,11 @@ def candidate_table(workload: Workload, cluster: Cluster, defaults: JobDefaults,
 def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
            constraints: dict[str, Constraint], *, objective: str = "step-time", top: int = 5,
            solver: str = "cp-sat", time_limit: float | None = None,
-           rows: list[Layout] | None = None) -> SolveResult:
-    """The best `top` distinct layouts, each with its best partition and recompute counts."""
+           rows: list[Layout] | None = None, table_seconds: float = 0.0) -> SolveResult:
+    """The best `top` distinct layouts, each with its best partition and recompute counts.
+
+    `rows`: the cost table when the caller built it, in `table_seconds`; the result's timing
+    counts it with the solver's own seconds."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}")
     if solver not in SOLVERS:
@@ -54,6 +57,8 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     start = time.perf_counter()
     if rows is None:
         rows = candidate_table(workload, cluster, defaults, constraints, objective)
+        table_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     cap, host_cap = capacity_kib(cluster), host_capacity_kib(cluster)
     layers = workload.arch.num_layers
     conflict: tuple[str, ...] = ()
@@ -62,7 +67,8 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
         status = "optimal" if points else "infeasible"
     else:
         status, points, conflict = solve_cpsat(rows, constraints, cap, host_cap, top, objective, layers, time_limit)
-    solve_seconds = time.perf_counter() - start
+    if conflict == ("time limit",):
+        status = "time limit"  # ran out before a plan or a proof that none fits: not infeasibility
     # The models evaluate each plan in full and the plans are shown in that order: the stage
     # coefficients are exact for memory, while a DP collective's exposure, max(0, comm − overlap ×
     # compute), bends with the recompute count and the coefficients take its chord (at most a
@@ -81,15 +87,17 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
         why += tuple(f"best of another family, {text}" for text in reasons(
             (plans[0],) + _other_families(rows, plans, constraints, cap, host_cap, objective, workload, cluster),
             objective))
+    solver_seconds = time.perf_counter() - start
     return SolveResult(
         status=status,
         objective=objective,
         plans=plans,
-        solve_seconds=solve_seconds,
+        solve_seconds=table_seconds + solver_seconds,
         candidates=len(rows),
         conflict=conflict,
         reasons=why,
         objective_values=tuple(p.cost for p, _ in evaluated),
+        timing={"table": table_seconds, "solver": solver_seconds, "explain": 0.0},
     )
 
 
