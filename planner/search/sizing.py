@@ -4,7 +4,8 @@ from __future__ import annotations
 from planner.cost.cluster import Cluster
 from planner.cost.memory import estimate_memory
 from planner.cost.workload import Workload
-from planner.search.layouts import KiB, fits_somewhere, linear_lead, memory_layout
+from planner.search.layouts import KiB, fits_somewhere, memory_layout
+from planner.search.partition import linear_lead
 from planner.search.point import STAGE_KEYS
 from planner.search.space import JobDefaults, candidate_plans
 from planner.spec.job import Constraint
