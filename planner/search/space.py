@@ -97,11 +97,16 @@ def default_optimizers(job_optimizer: str) -> tuple[str, ...]:
 
 
 def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
-                    constraints: dict[str, Constraint]) -> Iterator[Plan]:
+                    constraints: dict[str, Constraint], *, least_memory: bool = False) -> Iterator[Plan]:
     """Every structurally valid plan (rules.py) of the workload's engine, constraints not applied:
     every pipeline depth some partition the engine runs allows (search/partition.py), each plan
     with the default partition, or the runnable one nearest it where the engine cannot run the
-    default. The search varies the partition and partial recompute of each of them."""
+    default. The search varies the partition and partial recompute of each of them.
+
+    `least_memory` (sizing.py): of each family, only the plans that can need its least memory:
+    the smallest micro-batch the constraints allow (and, where gradients are not kept between
+    steps, the one-micro-batch step, whose gradients appear only in backward), and the recompute
+    policies other than none (recomputing every layer never saves more than recomputing none)."""
     arch = workload.arch
     world = cluster.world
     engine = PROFILES[workload.engine.name]
@@ -120,6 +125,10 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     optimizers = runs("optimizer", _values("optimizer", default_optimizers(defaults.optimizer), constraints))
     ranks = runs("lora_rank", _values("lora_rank", defaults.lora_ranks, constraints))
     recomputes = runs("recompute", RECOMPUTE_POLICIES)
+    if least_memory:
+        # A `recompute` constraint is the stage variables' (search/point.py STAGE_KEYS): full
+        # stands for none there, so none is left out only where full or selective remains.
+        recomputes = [r for r in recomputes if r != "none"] or recomputes
     heads = arch.attention.num_heads
     layers, uneven = arch.num_layers, engine.uneven_stages
     lead = max(1, linear_lead(workload) or 0)  # the leading dense block stays on the first stage
@@ -135,15 +144,18 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                 if workload.global_batch % dp:
                     continue
                 per_rank = workload.global_batch // dp
-                for ep, vpp, mbs in itertools.product(eps, vpps if pp > 1 else (1,), divisors(per_rank)):
-                    if (dp * cp) % ep or (vpp > 1 and (not runnable(layers, pp, class_lows(pp, vpp, lead), uneven)
-                                                       or (per_rank // mbs) % pp)):
+                for ep, vpp in itertools.product(eps, vpps if pp > 1 else (1,)):
+                    if (dp * cp) % ep or (vpp > 1 and not runnable(layers, pp, class_lows(pp, vpp, lead), uneven)):
                         continue
+                    # Interleaving needs the micro-batches of a step to be a multiple of pp.
+                    batches = [m for m in divisors(per_rank) if vpp == 1 or (per_rank // m) % pp == 0]
+                    if least_memory:
+                        batches = _least_batches(batches, per_rank, workload, constraints)
                     first, last = _partition(layers, pp, vpp, lead, uneven)
                     sps = runs("sp", (False, True) if tp > 1 else (False,))
                     zeros = runs("zero", (0, 1, 2, 3) if pp == 1 else (0, 1))
-                    for sp, zero, recompute, offload, quant, precision, optimizer, rank in itertools.product(
-                            sps, zeros, recomputes, offloads, quants, precisions, optimizers, ranks):
+                    for mbs, sp, zero, recompute, offload, quant, precision, optimizer, rank in itertools.product(
+                            batches, sps, zeros, recomputes, offloads, quants, precisions, optimizers, ranks):
                         if offload != "none" and (zero == 0 or (offload == "optimizer+params" and zero != 3)):
                             continue
                         plan = Plan(
@@ -155,6 +167,18 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                         )
                         if not plan_problems(plan, workload, cluster) and not engine.problems(plan, workload):
                             yield plan
+
+
+def _least_batches(batches: list[int], per_rank: int, workload: Workload,
+                   constraints: dict[str, Constraint]) -> list[int]:
+    """The smallest micro-batch the constraints allow (in-flight activations grow with it), and,
+    where gradients are not kept between steps, the one that makes a step one micro-batch
+    (memory/phases.py: gradients then appear only in backward)."""
+    allowed = [m for m in batches if "mbs" not in constraints or constraints["mbs"].allows(m)]
+    keep = allowed[:1]
+    if not workload.engine.persistent_gradients and per_rank in allowed and per_rank not in keep:
+        keep.append(per_rank)
+    return keep
 
 
 def _partition(layers: int, pp: int, vpp: int, lead: int, uneven: bool) -> tuple[int | None, int | None]:
