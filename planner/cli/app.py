@@ -1,27 +1,94 @@
 """The `planner` command: one Typer application with a module per command (docs/cli.md).
 
-Each command module defines a plain function; this module registers them, so no command
-imports the application back.
+Each command module defines a plain function; this module registers them by name and imports a
+command's module only when that command runs, so `planner params` never loads the search or the
+report, and `planner --help` lists the commands from their docstrings without loading any of
+them. No command imports the application back.
 """
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import sys
 import warnings
+from pathlib import Path
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from planner.cli import capacity, catalog, check, estimate, infer, params, report, solve
 from planner.cli.options import DEBUG, guards_internal_errors
 
+COMMANDS = {
+    # name: (module, function), in the order `planner --help` lists them
+    "solve": ("planner.cli.solve", "solve"),
+    "estimate": ("planner.cli.estimate", "estimate"),
+    "gpus": ("planner.cli.catalog", "gpus"),
+    "models": ("planner.cli.catalog", "models"),
+    "capacity": ("planner.cli.capacity", "capacity"),
+    "infer": ("planner.cli.infer", "infer"),
+    "params": ("planner.cli.params", "params"),
+    "check": ("planner.cli.check", "check"),
+    "report": ("planner.cli.report", "report"),
+}
+
+
+def _docstring(module: str, function: str) -> str:
+    """The command function's docstring, read from its source (parsed, never run) without
+    importing the module."""
+    source = Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            return ast.get_docstring(node) or ""
+    return ""
+
+
+def _command(name: str) -> TyperCommand:
+    """The command itself: its module imported, its options and arguments read from its signature."""
+    module, function = COMMANDS[name]
+    single = typer.Typer(add_completion=False)
+    single.command(name=name)(guards_internal_errors(getattr(importlib.import_module(module), function)))
+    command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class _Summary(TyperCommand):
+    """A command as `planner --help` lists it: its name and docstring. Whoever reads its options
+    (the documentation's tests) gets the command's own, its module imported then."""
+
+    @property
+    def params(self) -> list:
+        return _command(self.name).params
+
+    @params.setter
+    def params(self, value: list) -> None:
+        pass  # click sets the (empty) list of a summary; the options are the command's own
+
+
+class _Commands(TyperGroup):
+    """The commands by name: summaries (docstrings) until one is asked to run."""
+
+    def __init__(self, **attrs) -> None:
+        super().__init__(**attrs)
+        for name, (module, function) in COMMANDS.items():
+            self.commands[name] = _Summary(name=name, help=_docstring(module, function))
+        self._loaded: set[str] = set()
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name in COMMANDS and name not in self._loaded:
+            self.commands[name] = _command(name)
+            self._loaded.add(name)
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     help="Plan how to train a language model on a GPU cluster, and check that it fits, before a GPU-hour is spent.",
 )
-
-for command in (solve.solve, estimate.estimate, catalog.gpus, catalog.models, capacity.capacity, infer.infer,
-                params.params, check.check, report.report):
-    app.command()(guards_internal_errors(command))
 
 
 @app.callback()

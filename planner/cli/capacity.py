@@ -24,8 +24,8 @@ from planner.cost.inputs import JobInputs, load_job_inputs
 from planner.engines.profiles import cannot_run, engine_workload, engines_for
 from planner.report import json as report_json
 from planner.report import tables
-from planner.search import OBJECTIVES, SOLVERS
 from planner.search.capacity import CapacityRow, cluster_for, plan_capacity
+from planner.search.objectives import OBJECTIVES, SOLVERS
 from planner.search.space import default_optimizers, default_precisions
 from planner.spec import load_cluster
 from planner.spec.cluster import MAX_WORLD
@@ -154,9 +154,9 @@ def _plot_png(rows: list[CapacityRow]) -> bytes:
     """The plot as PNG bytes, rendered before anything is written."""
     import io
 
-    import matplotlib
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    from planner.report.charts import pyplot  # matplotlib on Agg, loaded only to draw
+
+    plt = pyplot()
 
     fig, (days_ax, cost_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for gpu in dict.fromkeys(r.gpu for r in rows):

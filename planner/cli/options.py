@@ -8,14 +8,15 @@ from __future__ import annotations
 import functools
 import json
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 import typer
-from rich.text import Text
 
-from planner.cost.inputs import Inputs
-from planner.cost.partial import describe as describe_partial
-from planner.report import tables
-from planner.spec.errors import InputError, unknown_name
+if TYPE_CHECKING:
+    from planner.cost.inputs import Inputs
+
+# What the commands share is imported where it is used: the application imports this module, and
+# `planner --help`, `gpus` or `params` should not load the input models or the tables for it.
 
 EXIT_OK, EXIT_NO_FIT, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 DEBUG: ContextVar[bool] = ContextVar("debug", default=False)
@@ -38,6 +39,10 @@ FrameworkOption = typer.Option(
 
 
 def fail(message: str, as_json: bool, code: int = EXIT_BAD_INPUT) -> None:
+    from rich.text import Text
+
+    from planner.report import tables
+
     if len(message) > MESSAGE_CHARACTERS:
         message = f"{message[:MESSAGE_CHARACTERS]}… ({len(message):,} characters)"
     if as_json:
@@ -53,6 +58,8 @@ def handles_input_errors(command):
     """Bad input becomes one paragraph on stderr and exit 2, never a traceback."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from planner.spec.errors import InputError
+
         try:
             return command(*args, **kwargs)
         except InputError as exc:
@@ -86,12 +93,16 @@ def emit_json(document: dict) -> None:
 
 
 def choice(value: str, valid: tuple[str, ...], option: str) -> str:
+    from planner.spec.errors import InputError, unknown_name
+
     if value not in valid:
         raise InputError(unknown_name("value", value, valid), field=option)
     return value
 
 
 def title(inputs: Inputs) -> str:
+    from planner.cost.partial import describe as describe_partial
+
     c = inputs.cluster
     training = inputs.job.training
     if inputs.workload.partial is not None:

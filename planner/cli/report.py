@@ -31,7 +31,7 @@ from planner.cost.inputs import load_inputs
 from planner.report import json as report_json
 from planner.report import tables
 from planner.report.html import InputFile
-from planner.search import OBJECTIVES, SOLVERS
+from planner.search.objectives import OBJECTIVES, SOLVERS
 from planner.spec.errors import InputError
 from planner.spec.reading import path_kind, read_text
 from planner.spec.writing import write_files

@@ -58,7 +58,8 @@ class JobSearch:
 def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit: float | None,
                show_progress: bool, frameworks: tuple[str, ...] | None = None) -> JobSearch:
     """The best plans of a job on its engine (every engine under `auto`, or `frameworks`), and
-    why none fits when none does; a progress bar on stderr while the layouts are evaluated."""
+    why none fits when none does; a progress bar on stderr while the layouts are evaluated. The
+    result's time covers all of it: the tables, the solver and the explanation."""
     c, d, k = inputs.cluster, inputs.defaults, inputs.job.constraints
     top = capped_top(top, MAX_TOP)
     names = frameworks or engines_for(inputs.framework)
@@ -70,13 +71,13 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
                 return build_table(plans, workload, c, objective, advance)
         outcomes.append(search_engine(name, inputs.workload, c, d, k, objective=objective, top=top, solver=solver,
                                       time_limit=time_limit, table=table))
-    result = merged(outcomes, objective, top)
-    if not result.plans:
+    if not any(o.best is not None for o in outcomes):
         # Why nothing fits, in full for the first engine that can run the job (the others say
-        # in a line why they cannot, or that nothing of theirs fits).
+        # in a line why they cannot, or that nothing of theirs fits); its time is the search's.
         first = next((i for i, o in enumerate(outcomes) if o.result is not None), None)
         if first is not None:
             outcomes[first] = explained(outcomes[first], c, d, k)
+    result = merged(outcomes, objective, top)
     return JobSearch(result=result, outcomes=tuple(outcomes), explanation=explanation(outcomes))
 
 

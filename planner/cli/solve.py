@@ -29,7 +29,7 @@ from planner.engines.emit import check_kind, write_emits
 from planner.engines.profiles import ENGINES, PROFILES
 from planner.report import json as report_json
 from planner.report import tables
-from planner.search import OBJECTIVES, SOLVERS
+from planner.search.objectives import OBJECTIVES, SOLVERS
 from planner.spec.errors import InputError
 
 

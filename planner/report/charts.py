@@ -6,17 +6,17 @@ the same figure. Sizes are drawn in GiB (2^30 bytes) and times in seconds; the a
 from __future__ import annotations
 
 import io
+import os
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GiB = 2**30
 MEMORY_TERMS = ("weights", "gradients", "optimizer", "master_weights", "activations", "buffers", "runtime")
@@ -104,7 +104,7 @@ def scatter_chart(chart_id: str, title: str, points: Sequence[Point], capacity_b
                   chosen: Sequence[Point]) -> Chart:
     """Every considered plan as peak memory against step time (log-log, left) and the plans that fit
     (linear, right), with the Pareto front and the chosen plans marked."""
-    fig, (every, fitting) = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
+    fig, (every, fitting) = pyplot().subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
     _scatter_points(every, points, len(points) > RASTERIZE_ABOVE)
     every.set_yscale("log")
     every.set_title("all plans (log scales)", loc="left", fontsize=10)
@@ -135,6 +135,8 @@ def scatter_chart(chart_id: str, title: str, points: Sequence[Point], capacity_b
 
 def _plain_log_ticks(axis) -> None:
     """Tick labels 20, 50, 100, 200 ... on a log axis, rather than 2×10^1 or none between decades."""
+    from matplotlib import ticker
+
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
 
@@ -198,10 +200,10 @@ def pareto_front(points: Sequence[Point]) -> list[int]:
     return front
 
 
-def _figure(bars: int) -> tuple[Figure, plt.Axes]:
+def _figure(bars: int) -> tuple[Figure, object]:
     # Height grows with the number of bars so labels never overlap; many bars get thinner.
     per_bar = 0.45 if bars <= 8 else 0.3
-    return plt.subplots(figsize=(9, 1.6 + per_bar * max(bars, 1)), constrained_layout=True)
+    return pyplot().subplots(figsize=(9, 1.6 + per_bar * max(bars, 1)), constrained_layout=True)
 
 
 def _stacked_bars(ax, bars: Sequence[Bar], keys: Sequence[str], colors: dict[str, str], label,
@@ -222,6 +224,38 @@ def _stacked_bars(ax, bars: Sequence[Bar], keys: Sequence[str], colors: dict[str
     ax.invert_yaxis()  # first bar on top, as in the tables
 
 
+@lru_cache(maxsize=1)
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only: no display, no GUI toolkit), loaded by the
+    first chart rather than with the module: the commands that draw nothing never pay for it.
+    Without a configured MPLCONFIGDIR, matplotlib's configuration and font cache go to a folder of
+    this user's under the temporary folder (kept, so the font list is built once), never the home
+    folder, which may not be writable."""
+    if not os.environ.get("MPLCONFIGDIR"):
+        os.environ["MPLCONFIGDIR"] = _private_temp_folder("planner-matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _private_temp_folder(name: str) -> str:
+    """`name` under the temporary folder, owned by this user and closed to others; a fresh folder
+    when that one belongs to someone else."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    path = os.path.join(tempfile.gettempdir(), f"{name}-{uid}" if uid is not None else name)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+        if os.path.isdir(path) and not os.path.islink(path) and (uid is None or info.st_uid == uid):
+            return path
+    except OSError:
+        pass
+    return tempfile.mkdtemp(prefix=f"{name}-")
+
+
 def _finish(ax, title: str) -> None:
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
@@ -233,7 +267,8 @@ def _render(fig: Figure, chart_id: str, title: str) -> Chart:
     svg = io.StringIO()
     png = io.BytesIO()
     # Text stays text in the SVG (smaller, selectable); fixed hash salt and no date keep output stable.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": chart_id}):
+    plt = pyplot()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": chart_id}):
         fig.savefig(svg, format="svg", metadata={"Date": None})
     fig.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
     plt.close(fig)

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from planner.cost.evaluate import Evaluation
 from planner.model.flops import FlopsPerToken
 from planner.model.params import ParamCount
-from planner.search.result import SolveResult
+from planner.search.result import PHASES, SolveResult
 from planner.search.stacks import EngineComparison
 
 
@@ -72,6 +72,8 @@ def solve_document(result: SolveResult, explanation: str | None,
         "status": result.status,
         "objective": result.objective,
         "solve_seconds": result.solve_seconds,
+        # Seconds of each phase of solve_seconds: the cost table, the solver, the explanation.
+        "timing": {phase: result.timing.get(phase, 0.0) for phase in PHASES},
         "plans": [plan_document(ev) for ev in result.plans],
         "explanation": explanation,
         "candidates": result.candidates,

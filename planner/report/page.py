@@ -38,7 +38,7 @@ def build_report(title: str, result: SolveResult, considered: Sequence[Evaluatio
     scatter = charts.scatter_chart("memory-vs-step-time", "Every plan considered: memory against step time",
                                    scatter_points([*considered, *plans]), capacity, [_point(ev) for ev in plans])
     summary = (f"{result.status} · objective {result.objective} · {result.candidates:,} legal plans considered"
-               f" · solved in {result.solve_seconds:.2f} s")
+               f" · searched in {result.seconds_text()}")
     html = render_page(PageContent(title=title, summary=summary, plans=plans, memory_charts=memory,
                                    time_chart=time, scatter=scatter, inputs=inputs, explanation=explanation))
     return Report(html=html, charts=tuple(memory) + ((time,) if time else ()) + (scatter,))

@@ -95,7 +95,7 @@ def solve_view(result: SolveResult, title: str, explanation: str | None,
     parts = []
     header = Text(title, style="bold")
     header.append(f"\n{result.status} · objective {result.objective} · {result.candidates:,} legal plans"
-                  f" · solved in {result.solve_seconds:.2f} s", style="dim")
+                  f" · searched in {result.seconds_text()}", style="dim")
     parts.append(header)
     if not result.plans:
         parts.append(Text(explanation or "No plan fits.", style="red"))

@@ -4,37 +4,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation, evaluate
 from planner.cost.plan import Plan
-from planner.cost.workload import Workload
+from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES
-from planner.search.brute import solve_brute
-from planner.search.cpsat import solve_cpsat
-from planner.search.layouts import Layout
+from planner.search.objectives import OBJECTIVES, SOLVERS, exact_objective
 from planner.search.result import SolveResult
-from planner.search.space import JobDefaults, candidate_plans
-from planner.search.table import (
-    OBJECTIVES,
-    build_table,
-    capacity_kib,
-    host_capacity_kib,
-)
 from planner.spec.job import Constraint
 
-SOLVERS = ("cp-sat", "brute")
+if TYPE_CHECKING:
+    from planner.search.layouts import Layout
+
+# The table (numpy) and the solver (OR-Tools) load with the first search, not with this package:
+# the commands that only read its names (objectives, solvers, how a plan is described) stay quick.
 
 
 def launched(plan: Plan, num_layers: int) -> Plan:
     return PROFILES[plan.framework].launched(plan, num_layers)
 
-__all__ = ["OBJECTIVES", "SOLVERS", "JobDefaults", "SolveResult", "candidate_table", "search"]
+__all__ = ["OBJECTIVES", "SOLVERS", "JobDefaults", "SolveResult", "candidate_table", "exact_objective", "search"]
 
 
 def candidate_table(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     constraints: dict[str, Constraint], objective: str,
                     progress: Callable[[int], None] | None = None, screen: bool = True) -> list[Layout]:
+    from planner.search.space import candidate_plans
+    from planner.search.table import build_table
+
     plans = candidate_plans(workload, cluster, defaults, constraints)
     return build_table(plans, workload, cluster, objective, progress, screen)
 
@@ -42,15 +41,24 @@ def candidate_table(workload: Workload, cluster: Cluster, defaults: JobDefaults,
 def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
            constraints: dict[str, Constraint], *, objective: str = "step-time", top: int = 5,
            solver: str = "cp-sat", time_limit: float | None = None,
-           rows: list[Layout] | None = None) -> SolveResult:
-    """The best `top` distinct layouts, each with its best partition and recompute counts."""
+           rows: list[Layout] | None = None, table_seconds: float = 0.0) -> SolveResult:
+    """The best `top` distinct layouts, each with its best partition and recompute counts.
+
+    `rows`: the cost table when the caller built it, in `table_seconds`; the result's timing
+    counts it with the solver's own seconds."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}")
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; valid: {', '.join(SOLVERS)}")
+    from planner.search.brute import solve_brute
+    from planner.search.cpsat import solve_cpsat
+    from planner.search.table import capacity_kib, host_capacity_kib
+
     start = time.perf_counter()
     if rows is None:
         rows = candidate_table(workload, cluster, defaults, constraints, objective)
+        table_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     cap, host_cap = capacity_kib(cluster), host_capacity_kib(cluster)
     layers = workload.arch.num_layers
     conflict: tuple[str, ...] = ()
@@ -59,7 +67,8 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
         status = "optimal" if points else "infeasible"
     else:
         status, points, conflict = solve_cpsat(rows, constraints, cap, host_cap, top, objective, layers, time_limit)
-    solve_seconds = time.perf_counter() - start
+    if conflict == ("time limit",):
+        status = "time limit"  # ran out before a plan or a proof that none fits: not infeasibility
     # The models evaluate each plan in full and the plans are shown in that order: the stage
     # coefficients are exact for memory, while a DP collective's exposure, max(0, comm − overlap ×
     # compute), bends with the recompute count and the coefficients take its chord (at most a
@@ -78,25 +87,18 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
         why += tuple(f"best of another family, {text}" for text in reasons(
             (plans[0],) + _other_families(rows, plans, constraints, cap, host_cap, objective, workload, cluster),
             objective))
+    solver_seconds = time.perf_counter() - start
     return SolveResult(
         status=status,
         objective=objective,
         plans=plans,
-        solve_seconds=solve_seconds,
+        solve_seconds=table_seconds + solver_seconds,
         candidates=len(rows),
         conflict=conflict,
         reasons=why,
         objective_values=tuple(p.cost for p, _ in evaluated),
+        timing={"table": table_seconds, "solver": solver_seconds, "explain": 0.0},
     )
-
-
-def exact_objective(ev: Evaluation, objective: str) -> float:
-    """The objective by the full models (seconds, GPU-seconds or bytes)."""
-    if objective == "memory":
-        return ev.memory.total
-    if objective == "comm":
-        return ev.time.comm_exposed
-    return ev.time.step * (ev.plan.parallel.world if objective == "cost" else 1)
 
 
 FAMILIES = 2
@@ -108,6 +110,8 @@ def _other_families(rows: list[Layout], plans: tuple[Evaluation, ...], constrain
                     cluster: Cluster) -> tuple[Evaluation, ...]:
     """The best plans of the next (tp, pp) families: the runners-up of the top K are often the
     best layout with another ZeRO stage or recompute policy; these say why other shapes lose."""
+    from planner.search.cpsat import solve_cpsat
+
     families = {(ev.plan.tp, ev.plan.pp) for ev in plans}
     out: list[Evaluation] = []
     for _ in range(FAMILIES):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from hardware import catalog
 from planner.cost.cluster import Cluster
@@ -9,11 +10,13 @@ from planner.cost.evaluate import Evaluation, evaluate
 from planner.cost.plan import ParallelDims, Plan
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.rules import plan_problems
-from planner.search.cpsat import solve_cpsat
-from planner.search.layouts import Layout
-from planner.search.sizing import smallest_fitting_cluster, some_plan_fits
-from planner.search.table import capacity_kib
 from planner.spec.job import Constraint
+
+if TYPE_CHECKING:
+    from planner.search.layouts import Layout
+
+# The solver and the sizing (numpy, OR-Tools) load when something must be explained: the terminal
+# tables import describe_plan from here.
 
 GiB = 2**30
 MiB = 2**20
@@ -57,6 +60,8 @@ def _least_memory(rows: list[Layout], constraints: dict[str, Constraint], worklo
                   cluster: Cluster) -> Evaluation | None:
     """The plan needing the least memory within the constraints, found by the solver itself
     (objective `memory`, capacity unbounded)."""
+    from planner.search.cpsat import solve_cpsat
+
     status, points, _ = solve_cpsat(rows, constraints, 2**62, None, 1, "memory", workload.arch.num_layers)
     if not points:
         return None
@@ -70,6 +75,8 @@ def explain_infeasible(rows: list[Layout], conflict: tuple[str, ...], workload: 
         return _no_legal_layout(workload, cluster, defaults)
     if conflict == ("time limit",):
         return "The solver's time limit ran out before it found a plan; raise --time-limit."
+    from planner.search.table import capacity_kib
+
     sentences = []
     user = [c.removeprefix("constraints.") for c in conflict if c.startswith("constraints.")]
     best = _least_memory(rows, constraints, workload, cluster)
@@ -109,6 +116,8 @@ def _no_legal_layout(workload: Workload, cluster: Cluster, defaults: JobDefaults
 
 def _suggestions(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                  constraints: dict[str, Constraint], best: Evaluation | None) -> list[str]:
+    from planner.search.sizing import smallest_fitting_cluster, some_plan_fits
+
     out = []
     smallest = smallest_fitting_cluster(workload, cluster, defaults, constraints)
     if smallest is not None:

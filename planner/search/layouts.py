@@ -34,12 +34,16 @@ from planner.cost.shard import stage_layer_counts
 from planner.cost.timing import stage_seconds
 from planner.cost.workload import Workload
 from planner.engines.profiles import PROFILES
-from planner.engines.rules import chunk_lows
-from planner.model.architecture import Architecture
-from planner.model.params import layer_params
+from planner.search.partition import (  # noqa: F401  (lead_layers: the search's own name, read by tests)
+    class_lows,
+    expand,
+    lead_layers,
+    linear_lead,
+    nearest_partition,
+    partitions,
+)
 
 KiB = 2**10
-OBJECTIVES = ("step-time", "comm", "memory", "cost")
 Linear = tuple[int, int, int, int]
 """(a, b, c, w): a + b·layers + c·recomputed + w·[recomputed > 0]."""
 
@@ -97,70 +101,19 @@ def plan_values(plan: Plan) -> dict[str, object]:
     return {key: getattr(plan, key) for key in PLAN_KEYS}
 
 
-def linear_lead(workload: Workload) -> int | None:
-    """`lead_layers` of the job's stack, or None when memory and time are not linear in the layers
-    a stage holds: partial fine-tuning of chosen layers makes each layer's cost its own."""
-    if workload.partial is not None and workload.partial.layers is not None:
-        return None
-    return lead_layers(workload.arch)
-
-
-def lead_layers(arch: Architecture) -> int | None:
-    """Leading layers unlike the rest (DeepSeek's dense-first layers); None when the layers after
-    them still differ (interleaved MoE, sliding-window patterns): such stacks are not linear."""
-    def signature(i: int) -> tuple:
-        p = layer_params(arch, i)
-        return (p.total, p.routed_experts, arch.is_moe_layer(i))
-    last = signature(arch.num_layers - 1)
-    lead = 0
-    while lead < arch.num_layers and signature(lead) != last:
-        lead += 1
-    if any(signature(i) != last for i in range(lead, arch.num_layers)):
-        return None
-    return lead
-
-
-@lru_cache(maxsize=1024)
-def partitions(layers: int, pp: int, first_low: int, mid_low: int = 1,
-               last_low: int = 1) -> tuple[tuple[int, int, int], ...]:
-    """Every (first, middle, last) split with first + (pp − 2)·middle + last = layers (pp ≥ 2;
-    middle is 0 for pp = 2) and each class at least its low."""
-    out = []
-    mids = [0] if pp == 2 else range(mid_low, (layers - first_low - last_low) // (pp - 2) + 1)
-    for mid in mids:
-        rest = layers - (pp - 2) * mid
-        for first in range(first_low, rest - last_low + 1):
-            out.append((first, mid, rest - first))
-    return tuple(out)
-
-
-def class_lows(pp: int, vpp: int, lead: int) -> tuple[int, int, int]:
-    """Fewest layers of the (first, middle, last) stage classes: one, the leading block on the
-    first stage, and with interleaving enough to fill the chunks (rules.chunk_lows)."""
-    lows = chunk_lows(pp, vpp)
-    return max(lows[0], lead), lows[1] if pp > 2 else 1, lows[-1]
-
-
 @lru_cache(maxsize=1024)
 def _probe_partitions(layers: int, pp: int, lows: tuple[int, int, int]
-                      ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """Two splits where every class's count differs (the middle one may stay when it must)."""
+                      ) -> tuple[tuple[int, int, int], tuple[int, int, int] | None]:
+    """The split nearest the default one (the candidate's own: space.py), and a second where
+    every class's count differs (the middle one may stay when it must); None when no other split
+    does (the partition is then fixed)."""
     options = partitions(layers, pp, *lows)
-    if len(options) < 2:
-        return None
-    even = stage_layer_counts(layers, pp)
-    target = (even[0], even[1] if pp > 2 else 0, even[-1])
-    p1 = min(options, key=lambda t: (sum(abs(a - b) for a, b in zip(t, target)), t))
+    p1 = nearest_partition(layers, pp, lows)
     single_mid = len({t[1] for t in options}) == 1
     for p2 in sorted(options, key=lambda t: (sum(abs(a - b) for a, b in zip(t, p1)), t)):
         if p2[0] != p1[0] and p2[2] != p1[2] and (single_mid or p2[1] != p1[1]):
             return p1, p2
-    return None
-
-
-def _split(counts: tuple[int, int, int], pp: int) -> tuple[int, ...]:
-    first, mid, last = counts
-    return (first,) + (mid,) * (pp - 2) + (last,)
+    return p1, None
 
 
 def _memory_values(plan: Plan, workload: Workload, cluster: Cluster, stages: tuple[int, ...]) -> list[tuple[float, ...]]:
@@ -236,14 +189,19 @@ def _probes(plan: Plan, workload: Workload, lead: int) -> _Probes:
     pp, vpp = plan.parallel.pp, plan.parallel.vpp
     layers = workload.arch.num_layers
     stages = (0,) if pp == 1 else (0, pp - 1) if pp == 2 else (0, 1, pp - 1)
-    found = _probe_partitions(layers, pp, class_lows(pp, vpp, max(1, lead))) if pp > 1 else None
-    p1 = _split(found[0], pp) if found else stage_layer_counts(layers, pp)
+    profile = PROFILES[plan.framework]
+    if pp > 1 and profile.uneven_stages:
+        # The partition nearest the default (the candidate's own, fixed when no other meets the
+        # class lows) and, when there is one, a second to take the slopes from.
+        first, second = _probe_partitions(layers, pp, class_lows(pp, vpp, max(1, lead)))
+        p1, p2 = expand(first, pp), expand(second, pp) if second else None
+    else:
+        p1, p2 = plan.layer_partition(layers) or stage_layer_counts(layers, pp), None  # even stages only
     full = plan.recompute == "full"
     # An engine that recomputes every layer of a stage or none (its profile) has no free count.
-    partial = PROFILES[plan.framework].partial_recompute
-    modes = tuple("none" if not full else "all" if (s == 0 and lead) or not partial else "free" for s in stages)
-    return _Probes(stages=stages, p1=p1, p2=_split(found[1], pp) if found else None,
-                   split1=p1 if found else None, modes=modes, lead=lead)
+    modes = tuple("none" if not full else "all" if (s == 0 and lead) or not profile.partial_recompute else "free"
+                  for s in stages)
+    return _Probes(stages=stages, p1=p1, p2=p2, split1=p1 if pp > 1 else None, modes=modes, lead=lead)
 
 
 def build_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int | None,

@@ -37,7 +37,7 @@ class Point:
         counts = _expand(split, pp)
         recomputed = _expand(self.recomputed, pp)
         changes: dict[str, object] = {}
-        if pp > 1 and counts != stage_layer_counts(num_layers, pp):
+        if pp > 1 and counts != (plan.layer_partition(num_layers) or stage_layer_counts(num_layers, pp)):
             changes.update(first_stage_layers=counts[0], last_stage_layers=counts[-1])
         if plan.recompute == "full":
             if not any(recomputed):
@@ -80,10 +80,11 @@ def recompute_allowed(constraints: dict[str, Constraint]) -> tuple[bool, bool]:
 
 
 def first_last_allowed(layout: Layout, constraints: dict[str, Constraint]) -> bool:
-    """Exact layouts: their default partition within the user's first/last stage bounds."""
+    """Exact layouts: their partition (the candidate's own) within the user's first/last stage bounds."""
     if layout.pp == 1:
         return True
-    counts = stage_layer_counts(layout.classes[0].fixed, layout.pp)
+    layers = layout.classes[0].fixed
+    counts = layout.plan.layer_partition(layers) or stage_layer_counts(layers, layout.pp)
     return all(constraints[key].allows(n) for key, n in (("first_stage_layers", counts[0]),
                                                           ("last_stage_layers", counts[-1]))
                if key in constraints)

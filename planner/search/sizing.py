@@ -1,10 +1,26 @@
-"""How many GPUs a job needs: the memory model alone, stopping at the first plan that fits."""
+"""How many GPUs a job needs: the memory model alone, at the most sharded plans of each size.
+
+Whether anything fits on n GPUs is decided by the plans of least memory among the legal ones:
+a plan that recomputes nothing never needs less than the same plan recomputing every layer
+(each layer keeps its full activations instead of its input, and the one layer rebuilt in
+backward is already among them), and a larger micro-batch never needs less than the smallest
+(in-flight micro-batches times tokens per micro-batch), except where gradients are not kept
+between steps: a step of one micro-batch then holds them only in backward, so that micro-batch
+is kept too (space.candidate_plans `least_memory`). ZeRO stage, offload, sequence parallelism
+and the parallel degrees are all kept: their memory is not ordered in general (ZeRO-3 adds
+gathered-layer buffers). Those plans are evaluated most sharded first, so a size that fits is
+found among the first few; tests/test_sizing.py holds their answer to the whole space's.
+"""
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 from planner.cost.cluster import Cluster
 from planner.cost.memory import estimate_memory
+from planner.cost.plan import OFFLOAD_CHOICES, Plan
 from planner.cost.workload import Workload
-from planner.search.layouts import KiB, fits_somewhere, linear_lead, memory_layout
+from planner.search.layouts import KiB, fits_somewhere, memory_layout
+from planner.search.partition import linear_lead
 from planner.search.point import STAGE_KEYS
 from planner.search.space import JobDefaults, candidate_plans
 from planner.spec.job import Constraint
@@ -13,22 +29,40 @@ MAX_GROWTH = 64
 """Clusters up to this many times larger are tried."""
 
 
+_RECOMPUTE_MEMORY = {"full": 0, "selective": 1, "none": 2}
+"""Recompute policies from least to most saved activations."""
+
+
 def some_plan_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
-                   constraints: dict[str, Constraint]) -> bool:
+                   constraints: dict[str, Constraint], *, most_sharded: bool = True) -> bool:
     """True as soon as one legal plan within the constraints fits in memory (memory model only):
-    with the default partition, or, for pipelines recomputing every layer (the least memory),
-    with any partition of the layers (layouts.fits_somewhere)."""
+    with its own partition, or, for pipelines recomputing every layer (the least memory), with
+    any partition of the layers (layouts.fits_somewhere). `most_sharded`: only the plans that can
+    need the least memory (module docstring); False checks the whole space."""
     lead = linear_lead(workload)
-    for plan in candidate_plans(workload, cluster, defaults, constraints):
-        if not all(c.allows(getattr(plan, k)) for k, c in constraints.items() if k not in STAGE_KEYS):
-            continue
-        if max(s.memory.total for s in estimate_memory(plan, workload, cluster)) <= cluster.capacity:
-            return True
-        if plan.parallel.pp > 1 and plan.recompute == "full" and lead is not None:
-            layout, _, _ = memory_layout(plan, workload, cluster, lead)
-            if layout.variable_partition and fits_somewhere(layout, cluster.capacity // KiB, workload.arch.num_layers):
-                return True
+    return any(_fits(plan, workload, cluster, lead)
+               for plan in sizing_plans(workload, cluster, defaults, constraints, most_sharded))
+
+
+def _fits(plan: Plan, workload: Workload, cluster: Cluster, lead: int | None) -> bool:
+    if max(s.memory.total for s in estimate_memory(plan, workload, cluster)) <= cluster.capacity:
+        return True
+    if plan.parallel.pp > 1 and plan.recompute == "full" and lead is not None:
+        layout, _, _ = memory_layout(plan, workload, cluster, lead)
+        return layout.variable_partition and fits_somewhere(layout, cluster.capacity // KiB, workload.arch.num_layers)
     return False
+
+
+def sizing_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint],
+                 most_sharded: bool = True) -> Iterator[Plan]:
+    """The legal plans within the constraints whose fit decides a size: the most sharded first
+    (offload, ZeRO stage, recompute, micro-batch, model-parallel ranks), or every plan."""
+    plans = [p for p in candidate_plans(workload, cluster, defaults, constraints, least_memory=most_sharded)
+             if all(c.allows(getattr(p, k)) for k, c in constraints.items() if k not in STAGE_KEYS)]
+    if most_sharded:
+        plans.sort(key=lambda p: (-OFFLOAD_CHOICES.index(p.offload), -p.zero, _RECOMPUTE_MEMORY[p.recompute], p.mbs,
+                                  -p.parallel.tp * p.parallel.pp))
+    yield from plans
 
 
 def grown(cluster: Cluster, factor: int) -> Cluster:

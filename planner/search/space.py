@@ -19,10 +19,10 @@ from planner.cost.plan import (
     ParallelDims,
     Plan,
 )
-from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES
-from planner.engines.rules import chunk_lows, plan_problems
+from planner.engines.rules import plan_problems
+from planner.search.partition import class_lows, default_runs, linear_lead, nearest_partition, runnable
 from planner.spec.job import Constraint
 
 
@@ -54,13 +54,6 @@ def _values(key: str, default: tuple, constraints: dict[str, Constraint]) -> tup
     if c is not None and c.values is not None:
         return tuple(c.values)
     return default
-
-
-def _expressible(layers: int, pp: int) -> bool:
-    """Megatron can launch this partition: even, or only the first/last stages differ
-    (--decoder-first/last-pipeline-num-layers)."""
-    counts = stage_layer_counts(layers, pp)
-    return len(set(counts[1:-1])) <= 1
 
 
 CP_MIN_TOKENS = 8192
@@ -104,10 +97,16 @@ def default_optimizers(job_optimizer: str) -> tuple[str, ...]:
 
 
 def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
-                    constraints: dict[str, Constraint]) -> Iterator[Plan]:
-    """Every structurally valid plan (rules.py) of the workload's engine with the default layer
-    partition, constraints not applied. The search varies the partition and partial recompute of
-    each of them."""
+                    constraints: dict[str, Constraint], *, least_memory: bool = False) -> Iterator[Plan]:
+    """Every structurally valid plan (rules.py) of the workload's engine, constraints not applied:
+    every pipeline depth some partition the engine runs allows (search/partition.py), each plan
+    with the default partition, or the runnable one nearest it where the engine cannot run the
+    default. The search varies the partition and partial recompute of each of them.
+
+    `least_memory` (sizing.py): of each family, only the plans that can need its least memory:
+    the smallest micro-batch the constraints allow (and, where gradients are not kept between
+    steps, the one-micro-batch step, whose gradients appear only in backward), and the recompute
+    policies other than none (recomputing every layer never saves more than recomputing none)."""
     arch = workload.arch
     world = cluster.world
     engine = PROFILES[workload.engine.name]
@@ -126,38 +125,68 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     optimizers = runs("optimizer", _values("optimizer", default_optimizers(defaults.optimizer), constraints))
     ranks = runs("lora_rank", _values("lora_rank", defaults.lora_ranks, constraints))
     recomputes = runs("recompute", RECOMPUTE_POLICIES)
+    if least_memory:
+        # A `recompute` constraint is the stage variables' (search/point.py STAGE_KEYS): full
+        # stands for none there, so none is left out only where full or selective remains.
+        recomputes = [r for r in recomputes if r != "none"] or recomputes
     heads = arch.attention.num_heads
+    layers, uneven = arch.num_layers, engine.uneven_stages
+    lead = max(1, linear_lead(workload) or 0)  # the leading dense block stays on the first stage
     for cp in cps:
         for tp in divisors(world // cp):
             if heads % tp or (not arch.attention.is_mla and arch.attention.num_kv_heads % tp):
                 continue
             for pp in divisors(world // (cp * tp)):
-                if pp > arch.num_layers or not _expressible(arch.num_layers, pp) or not engine.allows("pp", pp):
+                if (pp > layers or not engine.allows("pp", pp)
+                        or not runnable(layers, pp, class_lows(pp, 1, lead), uneven)):
                     continue
                 dp = world // (cp * tp * pp)
                 if workload.global_batch % dp:
                     continue
                 per_rank = workload.global_batch // dp
-                for ep, vpp, mbs in itertools.product(eps, vpps if pp > 1 else (1,), divisors(per_rank)):
-                    if (dp * cp) % ep or (vpp > 1 and (not _interleavable(arch.num_layers, pp, vpp)
-                                                       or (per_rank // mbs) % pp)):
+                for ep, vpp in itertools.product(eps, vpps if pp > 1 else (1,)):
+                    if (dp * cp) % ep or (vpp > 1 and not runnable(layers, pp, class_lows(pp, vpp, lead), uneven)):
                         continue
+                    # Interleaving needs the micro-batches of a step to be a multiple of pp.
+                    batches = [m for m in divisors(per_rank) if vpp == 1 or (per_rank // m) % pp == 0]
+                    if least_memory:
+                        batches = _least_batches(batches, per_rank, workload, constraints)
+                    first, last = _partition(layers, pp, vpp, lead, uneven)
                     sps = runs("sp", (False, True) if tp > 1 else (False,))
                     zeros = runs("zero", (0, 1, 2, 3) if pp == 1 else (0, 1))
-                    for sp, zero, recompute, offload, quant, precision, optimizer, rank in itertools.product(
-                            sps, zeros, recomputes, offloads, quants, precisions, optimizers, ranks):
+                    for mbs, sp, zero, recompute, offload, quant, precision, optimizer, rank in itertools.product(
+                            batches, sps, zeros, recomputes, offloads, quants, precisions, optimizers, ranks):
                         if offload != "none" and (zero == 0 or (offload == "optimizer+params" and zero != 3)):
                             continue
                         plan = Plan(
                             parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, sp=sp),
                             zero=zero, recompute=recompute, mbs=mbs, gas=per_rank // mbs,
                             lora_rank=rank, quant=quant, precision=precision, offload=offload,
-                            optimizer=optimizer, framework=engine.name,
+                            optimizer=optimizer, framework=engine.name, first_stage_layers=first,
+                            last_stage_layers=last,
                         )
                         if not plan_problems(plan, workload, cluster) and not engine.problems(plan, workload):
                             yield plan
 
 
-def _interleavable(layers: int, pp: int, vpp: int) -> bool:
-    """Some split of the layers fills every stage's vpp chunks (rules.chunk_lows)."""
-    return sum(chunk_lows(pp, vpp)) <= layers
+def _least_batches(batches: list[int], per_rank: int, workload: Workload,
+                   constraints: dict[str, Constraint]) -> list[int]:
+    """The smallest micro-batch the constraints allow (in-flight activations grow with it), and,
+    where gradients are not kept between steps, the one that makes a step one micro-batch
+    (memory/phases.py: gradients then appear only in backward)."""
+    allowed = [m for m in batches if "mbs" not in constraints or constraints["mbs"].allows(m)]
+    keep = allowed[:1]
+    if not workload.engine.persistent_gradients and per_rank in allowed and per_rank not in keep:
+        keep.append(per_rank)
+    return keep
+
+
+def _partition(layers: int, pp: int, vpp: int, lead: int, uneven: bool) -> tuple[int | None, int | None]:
+    """(first, last) stage layers of a candidate: (None, None) for the default split where the
+    engine runs it, else the runnable split nearest it (search/partition.py), so that every
+    candidate launches as it stands. The search varies the partition of every layout it can."""
+    lows = class_lows(pp, vpp, lead)
+    if pp == 1 or not uneven or default_runs(layers, pp, lows):
+        return None, None
+    first, _, last = nearest_partition(layers, pp, lows)
+    return first, last

@@ -5,8 +5,10 @@ it cannot run the job.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
@@ -14,10 +16,12 @@ from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES, cannot_run, engine_workload
 from planner.search import exact_objective, reasons, search
 from planner.search.explain import explain_infeasible
-from planner.search.layouts import Layout
-from planner.search.result import SolveResult
+from planner.search.result import PHASES, SolveResult
 from planner.search.space import candidate_plans, default_optimizers, default_precisions
 from planner.spec.job import Constraint
+
+if TYPE_CHECKING:
+    from planner.search.layouts import Layout  # numpy: loaded with the first table, not for the reports
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class EngineOutcome:
         if self.cannot_run:
             return self.cannot_run
         if self.best is None:
+            if self.result.status == "time limit" and not self.explanation:
+                return "the solver's time limit ran out before it found a plan"
             return self.explanation or ("no plan fits within the job's constraints"
                                         if any(c.startswith("constraints.") for c in self.result.conflict)
                                         else "no plan fits in memory")
@@ -90,10 +96,11 @@ def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Job
                      default_optimizers(defaults.optimizer))
     if why:
         return EngineOutcome(name, wl, None, cannot_run=why)
+    start = time.perf_counter()
     plans = list(candidate_plans(wl, cluster, defaults, constraints))
     rows = table(plans, wl) if plans else []
     result = search(wl, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
-                    time_limit=time_limit, rows=rows)
+                    time_limit=time_limit, rows=rows, table_seconds=time.perf_counter() - start)
     return EngineOutcome(name, wl, result, tuple(rows))
 
 
@@ -101,11 +108,13 @@ def explained(outcome: EngineOutcome, cluster: Cluster, defaults: JobDefaults,
               constraints: dict[str, Constraint]) -> EngineOutcome:
     """The outcome with the full explanation of why none of its plans fits (explain.py: it
     searches other cluster sizes, so it is asked for only where it is shown)."""
-    if outcome.result is None or outcome.result.status != "infeasible":
+    if outcome.result is None or outcome.result.status not in ("infeasible", "time limit"):
         return outcome
+    start = time.perf_counter()
     text = explain_infeasible(list(outcome.rows), outcome.result.conflict, outcome.workload, cluster, defaults,
                               constraints)
-    return replace(outcome, explanation=text)
+    return replace(outcome, explanation=text,
+                   result=outcome.result.with_explanation_time(time.perf_counter() - start))
 
 
 def merged(outcomes: list[EngineOutcome], objective: str, top: int) -> SolveResult:
@@ -116,11 +125,15 @@ def merged(outcomes: list[EngineOutcome], objective: str, top: int) -> SolveResu
     plans = sorted((ev for o in ran for ev in o.result.plans), key=lambda ev: exact_objective(ev, objective))[:top]
     values = {id(ev): v for o in ran for ev, v in zip(o.result.plans, o.result.objective_values)}
     statuses = {o.result.status for o in ran if o.result.plans}
-    status = "infeasible" if not plans else ("optimal" if statuses == {"optimal"} else "feasible")
+    if plans:
+        status = "optimal" if statuses == {"optimal"} else "feasible"
+    else:
+        status = "time limit" if any(o.result.status == "time limit" for o in ran) else "infeasible"
     conflict = next((o.result.conflict for o in ran if o.result.conflict), ()) if not plans else ()
+    timing = {phase: sum(o.result.timing.get(phase, 0.0) for o in ran) for phase in PHASES}
     return SolveResult(
         status=status, objective=objective, plans=tuple(plans),
-        solve_seconds=sum(o.result.solve_seconds for o in ran),
+        solve_seconds=sum(o.result.solve_seconds for o in ran), timing=timing,
         candidates=sum(o.result.candidates for o in ran), conflict=conflict,
         reasons=reasons(tuple(plans), objective),
         objective_values=tuple(values.get(id(ev), 0) for ev in plans),

@@ -2,6 +2,7 @@
 §4 and Table 2, re-derived per saved tensor), and the micro-batches a pipeline stage holds in flight."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 from planner.cost.engine import EngineTraits
@@ -53,21 +54,35 @@ def layer_activation_bytes_per_token(arch: Architecture, index: int, plan: Plan,
     Partial fine-tuning (`partial`) is the same rule with the trainable modules in place of the
     adapters: layers before the first trainable one keep nothing at all.
     """
+    return layer_activation_bytes(arch, plan, workload, partial=partial)(index)
+
+
+def layer_activation_bytes(arch: Architecture, plan: Plan, workload: Workload | None = None, *,
+                           partial: PartialTraining | None = None) -> Callable[[int], float]:
+    """`layer_activation_bytes_per_token` of each layer index under one plan, what the plan and
+    the workload decide worked out once for all the layers of a stage."""
     engine = workload.engine if workload is not None else EngineTraits()
-    if partial is not None:
-        first = partial.first_trainable_layer(arch)
-        if first is None or index < first:
-            return 0.0
-        adapted, input_grad = partial.layer_modules(arch, index), index > first
-    else:
-        adapted = adapted_modules(plan, workload)
-        input_grad = adapted is None or index > 0
     modules = (frozenset(plan.recompute_modules or ("core_attn",)) if plan.recompute == "selective"
                else frozenset())
-    return _layer_activation_bytes_per_token(
-        arch, index, plan.parallel.tp, plan.parallel.sp, plan.recompute,
-        kernels(engine, plan.precision, plan.zero), adapted, plan.lora_rank, input_grad,
-        modules, engine.kernels == "megatron" and plan.precision == "fp8")
+    k = kernels(engine, plan.precision, plan.zero)
+    fp8 = engine.kernels == "megatron" and plan.precision == "fp8"
+    tp, sp, recompute, rank = plan.parallel.tp, plan.parallel.sp, plan.recompute, plan.lora_rank
+    if partial is not None:
+        first = partial.first_trainable_layer(arch)
+
+        def partial_layer(index: int) -> float:
+            if first is None or index < first:
+                return 0.0
+            return _layer_activation_bytes_per_token(arch, index, tp, sp, recompute, k,
+                                                     partial.layer_modules(arch, index), rank, index > first,
+                                                     modules, fp8)
+        return partial_layer
+    adapted = adapted_modules(plan, workload)
+
+    def layer(index: int) -> float:
+        return _layer_activation_bytes_per_token(arch, index, tp, sp, recompute, k, adapted, rank,
+                                                 adapted is None or index > 0, modules, fp8)
+    return layer
 
 
 @lru_cache(maxsize=65536)

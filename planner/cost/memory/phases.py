@@ -5,7 +5,7 @@ from __future__ import annotations
 from planner.cost.memory.activations import (
     adapted_modules,
     inflight_microbatches,
-    layer_activation_bytes_per_token,
+    layer_activation_bytes,
     norm_bytes,
 )
 from planner.cost.memory.kernels import Kernels
@@ -93,8 +93,8 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
     # everything (Megatron --recompute-method block).
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)
     kept = plan.with_(recompute="none") if plan.recompute == "full" else plan
-    per_token = [layer_activation_bytes_per_token(arch, i, plan if n < recomputed else kept, workload, partial=partial)
-                 for n, i in enumerate(layers)]
+    saving, keeping = (layer_activation_bytes(arch, p, workload, partial=partial) for p in (plan, kept))
+    per_token = [saving(i) if n < recomputed else keeping(i) for n, i in enumerate(layers)]
     inflight = inflight_microbatches(plan, shard.stage)
     offloaded = min(plan.offload_activation_layers, shard.num_layers)
     out = dict.fromkeys(("layers", "embedding", "final_norm", "logits", "logits_grad", "recompute_working_set",
@@ -109,10 +109,8 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
     if recomputed:
         # Recomputing a layer in backward rebuilds its full activations, whose input is the
         # checkpoint already counted: one layer's working set on top of the checkpoints.
-        unrecomputed = plan.with_(recompute="none")
-        out["recompute_working_set"] = tokens * (
-            max(layer_activation_bytes_per_token(arch, i, unrecomputed, workload, partial=partial) for i in layers)
-            - per_token[0])
+        unrecomputed = layer_activation_bytes(arch, plan.with_(recompute="none"), workload, partial=partial)
+        out["recompute_working_set"] = tokens * (max(unrecomputed(i) for i in layers) - per_token[0])
     vocab = arch.vocab / tp
     if workload.engine.kernels == "megatron":
         if first:

@@ -2,10 +2,11 @@
 at HBM bandwidth, recompute (docs/methodology.md §6.1)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from planner.cost import calibration as cal
+from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
@@ -74,7 +75,29 @@ class StageCompute:
     forward's worth of every trained GEMM; none for LoRA's frozen weights."""
 
 
+_STAGE_COMPUTE = memo.new_cache()
+
+
+def compute_key(plan: Plan) -> Plan:
+    """The plan with the keys `stage_compute` never reads reset: the data-parallel size and the
+    steps' micro-batch count, ZeRO, offload, the optimizer and its moments, fp8 gathers, activation
+    offload, LoRA rank and quantization (the workload says whether adapters train), expert TP, the
+    end stages' layer counts (the shard carries its layers) and the engine (the workload's traits
+    name its kernels). It reads tp, pp, cp, ep, sp, the micro-batch, the precision and the
+    recompute policy, layers and modules."""
+    return replace(plan, parallel=replace(plan.parallel, dp=1, vpp=1), zero=0, gas=1, lora_rank=0, quant="none",
+                   offload="none", optimizer="adamw", first_stage_layers=None, last_stage_layers=None, etp=None,
+                   offload_activation_layers=0, moment_dtype="fp32", fp8_param_gather=False, framework="megatron")
+
+
 def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> StageCompute:
+    """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1); memoized within
+    a search (planner/cost/memo.py) on every input it reads."""
+    return memo.lookup(_STAGE_COMPUTE, (compute_key(plan), workload, cluster, shard),
+                       lambda: _stage_compute(plan, workload, cluster, shard))
+
+
+def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> StageCompute:
     """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1).
 
     Per layer: the GEMMs at peak × η, plus the memory-bound kernels at achieved HBM bandwidth —

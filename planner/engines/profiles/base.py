@@ -41,6 +41,9 @@ class EngineProfile:
     """Training modes: pretrain, full, lora, qlora."""
     partial_recompute: bool
     """Recomputes only some layers of a stage (`recompute_layers`); else every layer or none."""
+    uneven_stages: bool
+    """Runs pipeline stages of different layer counts (the first and last stages apart from the
+    middle ones, which share the rest evenly); else only the even split."""
     sources: tuple[str, ...]
     """Where each value and trait comes from (the engine's source files or docs)."""
     not_modelled: tuple[str, ...] = ()
@@ -79,6 +82,8 @@ class EngineProfile:
             if value not in values:
                 out.append(f"{KEY_WORDS.get(key, key)} {key}={shown(value)} (it runs {key} in"
                            f" {', '.join(shown(v) for v in values)})")
+        if not self.uneven_stages and (plan.first_stage_layers is not None or plan.last_stage_layers is not None):
+            out.append("first_stage_layers and last_stage_layers (it runs even pipeline stages only)")
         if plan.recompute_layers is not None and not self.partial_recompute:
             out.append(f"recompute of some layers only (recompute_layers={'/'.join(map(str, plan.recompute_layers))};"
                        " it recomputes every layer or none)")

@@ -74,6 +74,8 @@ PROFILE = EngineProfile(
            "recompute": "gradient checkpointing recomputes whole layers"},
     training=("pretrain", "full", "lora", "qlora"),
     partial_recompute=False,
+    # no pipeline stages for Hugging Face models (values: pp 1).
+    uneven_stages=False,
     sources=("deepspeed/runtime/zero/config.py", "deepspeed/runtime/zero/offload_config.py",
              "deepspeed/runtime/zero/stage_1_and_2.py", "deepspeed/runtime/zero/stage3.py",
              "deepspeed/runtime/pipe/module.py", "deepspeed/module_inject/auto_ep_folding.py"),

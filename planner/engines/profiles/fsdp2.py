@@ -76,6 +76,8 @@ PROFILE = EngineProfile(
            "sp": "tensor parallelism through the model's tp_plan"},
     training=("pretrain", "full", "lora", "qlora"),
     partial_recompute=False,
+    # no pipeline stages (values: pp 1).
+    uneven_stages=False,
     sources=("accelerate/parallelism_config.py", "accelerate/utils/dataclasses.py (FullyShardedDataParallelPlugin)",
              "torch/distributed/fsdp/_fully_shard/_fully_shard.py", "torch/optim/adamw.py",
              "transformers/modeling_utils.py (gradient_checkpointing_enable)", "peft/tuners/lora/layer.py"),

@@ -77,6 +77,9 @@ PROFILE = EngineProfile(
            "offload": "--optimizer-cpu-offload moves the optimizer only"},
     training=("pretrain", "full"),
     partial_recompute=True,
+    # --decoder-first/last-pipeline-num-layers (megatron/training/arguments.py; the middle stages
+    # share the rest: megatron/core/transformer/transformer_block.py get_num_layers_to_build).
+    uneven_stages=True,
     sources=("megatron/core/optimizer/distrib_optimizer.py", "megatron/core/optimizer/__init__.py",
              "megatron/core/distributed/param_and_grad_buffer.py", "megatron/training/arguments.py"),
     not_modelled=("Megatron-FSDP and --use-torch-fsdp2 are read, not searched",

@@ -81,6 +81,9 @@ PROFILE = EngineProfile(
            "quant": "LoRA adapters on unquantized weights"},
     training=("pretrain", "full"),
     partial_recompute=False,
+    # module_fqns_per_model_part names each stage's modules (torchtitan/config/configs.py
+    # ParallelismConfig; torchtitan/distributed/pipeline_parallel.py pipeline_module_split).
+    uneven_stages=True,
     sources=("torchtitan/config/configs.py", "torchtitan/distributed/fsdp.py",
              "torchtitan/distributed/activation_checkpoint.py", "torchtitan/components/optimizer/optimizer.py",
              "torchtitan/components/lora.py", "torchtitan/components/quantization/float8.py"),

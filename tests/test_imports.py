@@ -1,0 +1,55 @@
+"""Each command imports what it uses: the solver (OR-Tools, and the pandas its `cp_model` module
+imports) and matplotlib only where a command solves or draws. Each command runs in a fresh
+interpreter, which reports the modules it loaded."""
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import EXAMPLES, ROOT
+
+CLUSTER, JOB = EXAMPLES / "clusters" / "h100-1node.yaml", EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"
+HEAVY = ("ortools", "pandas", "matplotlib", "planner.search.cpsat")
+
+RUN = """
+import json, runpy, sys
+out, sys.argv = sys.argv[2], ["planner", *json.loads(sys.argv[1])]
+code = 0
+try:
+    runpy.run_module("planner.cli.app", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code or 0
+with open(out, "w") as f:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, f)
+"""
+
+
+def loaded(tmp_path, *args) -> set[str]:
+    out = tmp_path / "modules.json"
+    subprocess.run([sys.executable, "-c", RUN, json.dumps([str(a) for a in args]), str(out)], cwd=ROOT,
+                   check=True, capture_output=True, timeout=120)
+    result = json.loads(out.read_text())
+    assert result["code"] in (0, 1)  # the command ran (1: a plan that does not fit), not bad input
+    return {name for name in HEAVY if name in result["modules"]}
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"],
+    ["params", "llama3-8b"],
+    ["gpus"],
+    ["models"],
+    ["infer", "llama3-8b", "--gpu", "h100"],
+    ["estimate", CLUSTER, JOB, "--plan", "tp=1,pp=1,zero=3,recompute=full,mbs=1"],
+    ["check", CLUSTER, JOB, "--deepspeed", EXAMPLES / "deepspeed" / "zero3-hf-auto.json"],
+])
+def test_commands_that_neither_solve_nor_draw_load_neither(tmp_path, args):
+    assert loaded(tmp_path, *args) == set()
+
+
+def test_solve_loads_the_solver_but_not_matplotlib(tmp_path):
+    modules = loaded(tmp_path, "solve", CLUSTER, JOB, "--json")
+    assert {"ortools", "planner.search.cpsat"} <= modules and "matplotlib" not in modules
+
+
+def test_report_draws_with_matplotlib(tmp_path):
+    assert "matplotlib" in loaded(tmp_path, "report", CLUSTER, JOB, "--out", tmp_path / "page", "--json")

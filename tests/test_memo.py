@@ -1,0 +1,83 @@
+"""Memoized model terms equal the terms computed afresh: on random plans of every engine, and
+when the cache was filled by a plan differing only in the keys the memo's key leaves out."""
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.cost import memo
+from planner.cost.cluster import build_cluster
+from planner.cost.evaluate import evaluate
+from planner.cost.shard import stage_shards
+from planner.cost.timing.compute import _stage_compute, compute_key, stage_compute
+from planner.cost.workload import JobDefaults, Workload
+from planner.engines.profiles import PROFILES, engine_workload
+from planner.model import load_architecture
+from planner.search.space import candidate_plans
+from planner.spec.cluster import ClusterSpec
+
+BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(16,), quant="none")
+
+
+@st.composite
+def plans(draw):
+    engine = draw(st.sampled_from(sorted(PROFILES)))
+    training = draw(st.sampled_from([t for t in ("pretrain", "full", "lora") if t in PROFILES[engine].training]))
+    wl = engine_workload(Workload(arch=load_architecture(draw(st.sampled_from(["debug", "debug-moe", "qwen3-0.6b"]))),
+                                  training=training, seq_len=draw(st.sampled_from([512, 4096])),
+                                  global_batch=draw(st.sampled_from([8, 16])),
+                                  lora_targets=("q_proj", "v_proj") if training == "lora" else ()), engine)
+    defaults = BF16_ADAMW if training == "lora" else replace(BF16_ADAMW, lora_ranks=(0,))
+    cluster = build_cluster(ClusterSpec(gpu=draw(st.sampled_from(["h100_sxm_80gb", "a100_sxm_80gb"])),
+                                        gpus_per_node=draw(st.sampled_from([2, 4, 8]))))
+    candidates = list(candidate_plans(wl, cluster, defaults, {}))
+    plan = draw(st.sampled_from(candidates))
+    if plan.pp > 1 and plan.recompute == "full" and draw(st.booleans()):
+        plan = plan.with_(recompute_layers=tuple(draw(st.integers(0, 2)) for _ in range(plan.pp)))
+    return wl, cluster, plan
+
+
+def unread(draw, plan):
+    """The plan with every key the memo's key says stage_compute ignores drawn anew: each key is
+    drawn, and the change kept where compute_key does not see it (so that resetting a key the
+    term reads would show here as a wrong value)."""
+    parallel = {"tp": st.integers(1, 8), "dp": st.integers(1, 64), "cp": st.integers(1, 4), "ep": st.integers(1, 8),
+                "vpp": st.integers(1, 4), "sp": st.booleans()}
+    keys = {"zero": st.integers(0, 3), "gas": st.integers(1, 64), "mbs": st.integers(1, 4),
+            "lora_rank": st.integers(0, 64), "quant": st.sampled_from(["none", "nf4"]),
+            "offload": st.sampled_from(["none", "optimizer", "optimizer+params"]),
+            "optimizer": st.sampled_from(["adamw", "sgd"]), "etp": st.sampled_from([None, 1, 2]),
+            "precision": st.sampled_from(["bf16", "fp8", "fp32"]), "recompute": st.sampled_from(["none", "full"]),
+            "first_stage_layers": st.sampled_from([None, 1]), "last_stage_layers": st.sampled_from([None, 1]),
+            "offload_activation_layers": st.integers(0, 2), "moment_dtype": st.sampled_from(["fp32", "bf16"]),
+            "fp8_param_gather": st.booleans(), "framework": st.sampled_from(sorted(PROFILES))}
+    other = plan
+    for key, values in parallel.items():
+        changed = replace(other, parallel=replace(other.parallel, **{key: draw(values)}))
+        other = changed if compute_key(changed) == compute_key(plan) else other
+    for key, values in keys.items():
+        changed = replace(other, **{key: draw(values)})
+        other = changed if compute_key(changed) == compute_key(plan) else other
+    return other
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(plans(), st.data())
+def test_a_stage_compute_read_from_the_memo_is_the_plans_own(job, data):
+    wl, cluster, plan = job
+    other = unread(data.draw, plan)
+    for shard in stage_shards(plan, wl.arch):
+        with memo.session():
+            stage_compute(other, wl, cluster, shard)  # fills the cache under the shared key
+            assert stage_compute(plan, wl, cluster, shard) == _stage_compute(plan, wl, cluster, shard)
+        assert stage_compute(other, wl, cluster, shard) == _stage_compute(other, wl, cluster, shard)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(plans())
+def test_a_plan_evaluated_in_a_session_is_evaluated_as_alone(job):
+    wl, cluster, plan = job
+    alone = evaluate(plan, wl, cluster)
+    with memo.session():
+        evaluate(plan.with_(zero=0 if plan.zero else 1, optimizer="sgd"), wl, cluster)
+        assert evaluate(plan, wl, cluster) == alone
