@@ -207,7 +207,11 @@ def _minimal_core(pm: PlanModel, core: list[int]) -> list[int]:
         trial = [i for i in kept if i != index]
         pm.model.clear_assumptions()
         pm.model.add_assumptions([pm.model.get_bool_var_from_proto_index(i) for i in trial])
-        if _new_solver().solve(pm.model) == cp_model.INFEASIBLE:
+        # A feasibility question: the first plan answers it (the objective would have the solver
+        # prove an optimum first). Undecided within the budget: the assumption stays in the core.
+        solver = _new_solver(RUNNER_UP_S)
+        solver.parameters.stop_after_first_solution = True
+        if solver.solve(pm.model) == cp_model.INFEASIBLE:
             kept = trial
     return kept
 
