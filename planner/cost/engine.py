@@ -13,6 +13,7 @@ from typing import Literal
 
 KernelFamily = Literal["megatron", "hf", "deepspeed"]
 KERNEL_FAMILIES: tuple[KernelFamily, ...] = ("megatron", "hf", "deepspeed")
+MoeDispatch = Literal["deduplicated", "alltoall"]
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,11 @@ class EngineTraits:
     """A past release whose behaviour the time model charges instead of the current one's: `0.3`
     for DeepSpeed before 0.4, whose ZeRO-3 gathered every tensor on its own behind a device-wide
     synchronize (the 2021 runs of validation/data/runs.yaml). None: the current release."""
+    moe_dispatch: MoeDispatch = "deduplicated"
+    """How expert-parallel all-to-alls carry a token across scale-up domains (comm.ep_traffic).
+    `deduplicated`: once to each remote domain holding any of its experts, then forwarded over
+    the scale-up fabric (DeepEP, HybridEP: Megatron-Core's flex dispatcher, NeMo AutoModel's
+    DeepEP; DeepSeek-V3 arXiv 2412.19437 §3.2.2). `alltoall`: one copy per selected expert on
+    its rank, over the network when that rank is remote (Megatron-Core's
+    MoEAlltoAllTokenDispatcher: torch.distributed.all_to_all_single over the EP group,
+    megatron/core/transformer/moe/token_dispatcher.py)."""

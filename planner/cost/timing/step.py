@@ -242,7 +242,7 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
     per_layer = {
         "tp": tp_traffic(plan, arch, seq, cluster),
         "cp": cp_traffic(plan, arch, seq, cluster),
-        "ep": ep_traffic(plan, arch, seq, cluster),
+        "ep": ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch),
         "pp": pp_traffic(plan, arch, seq, cluster),
     }
     stages = [_stage(plan, workload, cluster, s, per_layer, schedule) for s in stage_shards(plan, arch)]
@@ -314,7 +314,7 @@ def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
     per_layer = {
         "tp": tp_traffic(plan, arch, seq, cluster),
         "cp": cp_traffic(plan, arch, seq, cluster),
-        "ep": ep_traffic(plan, arch, seq, cluster),
+        "ep": ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch),
         "pp": pp_traffic(plan, arch, seq, cluster),
     }
     m = plan.gas
