@@ -139,12 +139,13 @@ def _precision(row: dict) -> str:
 def _traits(row: dict) -> EngineTraits:
     """The engine's traits with what the row states about its run: Megatron-Core's token
     dispatcher (`moe_dispatcher`: alltoall, or flex with DeepEP / HybridEP, which sends a token
-    once per remote node)."""
+    once per remote node) and whether its all-to-alls overlap another micro-batch's compute
+    (`ep_overlap`)."""
     traits = engine_traits(ENGINE[row["engine"]])
     dispatcher = row.get("moe_dispatcher")
-    if dispatcher is None:
-        return traits
-    return replace(traits, moe_dispatch="alltoall" if dispatcher == "alltoall" else "deduplicated")
+    if dispatcher is not None:
+        traits = replace(traits, moe_dispatch="alltoall" if dispatcher == "alltoall" else "deduplicated")
+    return replace(traits, ep_overlap=bool(row.get("ep_overlap", False)))
 
 
 def load_cases(path: Path = DATA) -> list[Case]:

@@ -66,3 +66,8 @@ class EngineTraits:
     its rank, over the network when that rank is remote (Megatron-Core's
     MoEAlltoAllTokenDispatcher: torch.distributed.all_to_all_single over the EP group,
     megatron/core/transformer/moe/token_dispatcher.py)."""
+    ep_overlap: bool = False
+    """Each micro-batch's expert all-to-alls run under another micro-batch's compute: Megatron-Core's
+    combined 1F1B (`overlap_moe_expert_parallel_comm`, megatron/core/pipeline_parallel/
+    combined_1f1b.py) runs one micro-batch's forward and another's backward layer by layer
+    together, as DualPipe pairs its chunks (DeepSeek-V3 arXiv 2412.19437 §3.2.1)."""

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from planner.cost import calibration as cal
 from planner.cost.cluster import Cluster
+from planner.cost.comm import ep_traffic, total_seconds
 from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
 from planner.cost.shard import StageShard, stage_shards
@@ -110,6 +111,8 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
     host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
     residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP
     eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR
+    # Dispatch + combine of one MoE layer in one pass (half of ep_traffic's four all-to-alls).
+    a2a_pass = total_seconds(ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch), cluster) / 2
     fwd = bwd = attn = redo = wgrad = part = 0.0
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
     for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
@@ -127,22 +130,25 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         lb = elt.layer_bytes(arch, i, framework, fp8)
         t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
         # The host launches every kernel; a layer whose kernels are shorter than their launches
-        # runs at the host's pace (forward launches k kernels, backward about 2k).
+        # runs at the host's pace (forward launches k kernels, backward about 2k). While the
+        # device runs the layer's expert all-to-alls (timed in step.py, `a2a` each way) the host
+        # goes on issuing: only host time beyond them is charged here.
         t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local) * host
-        t_f = max(t_lin + t_att + score_f + t_elt, t_host)
+        a2a = a2a_pass if moe_layer else 0.0
+        t_f = max(t_lin + t_att + score_f + t_elt, t_host - a2a)
         if moe_layer and framework == "megatron" and ep > 1:
             # The alltoall dispatcher waits for the device before its permutation
             # (elementwise.moe_kernels_after_sync): the attention block's device time and the
             # host's launches of the experts' kernels follow one another instead of overlapping.
             before = t_dense + t_att + score_f + tokens * lb.residual_stream / residual_split / hbm
-            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host)
+            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host - a2a)
         fwd += t_f
         redo += t_f if n < recomputed else 0.0
         if plan.recompute == "selective":
             part += _selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt)
         if first_trained is not None and i >= first_trained:
             trained = _trained_share(workload, i, linear_pt) * t_lin
-            bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt, 2 * t_host)
+            bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt, 2 * t_host - a2a)
             wgrad += trained
         attn += t_att + score_f
     # Full: the layers' forward again; selective: what its modules recompute; none: 0 (methodology §6.1).

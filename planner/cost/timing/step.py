@@ -162,9 +162,10 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     # TP and EP: on the critical path, half in forward, half in backward (methodology §6.2).
     tp = layers * total_seconds(per_layer["tp"], cluster)
     ep = shard.moe_layers * total_seconds(per_layer["ep"], cluster)
-    if schedule == "dualpipe":
+    if schedule == "dualpipe" or workload.engine.ep_overlap:
         # DualPipe pairs a forward and a backward chunk so that each one's all-to-all runs under
-        # the other's compute (DeepSeek-V3 §3.2.1): exposed only beyond the overlap fraction.
+        # the other's compute (DeepSeek-V3 §3.2.1), and so does Megatron-Core's combined 1F1B
+        # (EngineTraits.ep_overlap): exposed only beyond the overlap fraction.
         ep = _exposed(ep, c.forward + c.backward + c.recompute)
     # CP: (c−1) KV sends in forward, 2(c−1) in backward, hidden behind the attention core.
     cp_total = layers * total_seconds(per_layer["cp"], cluster)
