@@ -26,6 +26,15 @@ input (torch/csrc/autograd/generated: mul's backward computes grad·other and gr
 outputs from three reads), about twice the forward's read + write."""
 
 
+EXPERT_BIAS_BYTES_PER_ELEMENT = 28.0
+"""HBM bytes per element of the routed experts' output (top_k · h per token) that Megatron-Core
+spends adding fc2's bias weighted by the routing probability, expert by expert in eager PyTorch
+(megatron/core/transformer/moe/experts.py `TEGroupedMLP._apply_bias`: `t + b * p` over
+`torch.split`, `torch.cat`, `.to(dtype)`). The probabilities are fp32, so the chain runs in fp32:
+b·p writes 4; the add reads 2 + 4 and writes 4; cat reads and writes 4 + 4; the cast back reads 4
+and writes 2."""
+
+
 @dataclass(frozen=True)
 class LayerBytes:
     """HBM bytes per token of one layer's forward, split by how they shard."""
@@ -82,6 +91,8 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool) -> La
         moe = 12 * e + 2 * h * (1 + k) + 2 * h * (k + 1)
         if fp8:
             moe += 4 * k * h  # the permuted tokens quantized for the experts' first GEMM
+        if arch.moe.expert_bias and not eager:
+            moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
     return LayerBytes(residual_stream=norms + residual, sharded=rotary + activation + casts + moe)
 
 
