@@ -74,7 +74,7 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool) -> La
     ffn_units = _ffn_units(arch, index)
     gated = arch.gated_mlp
     if eager:
-        activation = (10 if gated else 4) * ffn_units  # silu r2 w2, mul r4 w2; plain act r2 w2
+        activation = _eager_activation_bytes(arch) * ffn_units
     else:
         activation = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if gated else "gelu"] * ffn_units
     casts = 0.0
@@ -94,6 +94,18 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool) -> La
         if arch.moe.expert_bias and not eager:
             moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
     return LayerBytes(residual_stream=norms + residual, sharded=rotary + activation + casts + moe)
+
+
+def _eager_activation_bytes(arch: Architecture) -> float:
+    """HBM bytes per FFN unit per token of the MLP activation run as eager operators.
+
+    SwiGLU / GeGLU: act(gate) r2 w2, times up r4 w2; a plain activation r2 w2. gpt-oss's clamped
+    gate (transformers models/gpt_oss/modeling_gpt_oss.py `GptOssExperts`): gate.clamp r2 w2,
+    up.clamp r2 w2, gate * alpha r2 w2, sigmoid r2 w2, gate * sigmoid r4 w2, up + 1 r2 w2,
+    the product r4 w2: 32."""
+    if arch.mlp_activation == "sigmoid_glu_clamped":
+        return 32.0
+    return 10.0 if arch.gated_mlp else 4.0
 
 
 def _ffn_units(arch: Architecture, index: int) -> float:
