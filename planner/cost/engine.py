@@ -71,3 +71,13 @@ class EngineTraits:
     combined 1F1B (`overlap_moe_expert_parallel_comm`, megatron/core/pipeline_parallel/
     combined_1f1b.py) runs one micro-batch's forward and another's backward layer by layer
     together, as DualPipe pairs its chunks (DeepSeek-V3 arXiv 2412.19437 §3.2.1)."""
+    fused_rope: bool = False
+    """Eager (`hf`) modules whose rotary embedding runs as one fused kernel (Transformer Engine's
+    fused RoPE): NeMo AutoModel's own model code with `BackendConfig.rope_fusion`, on by default
+    where Transformer Engine is installed (nemo_automodel components/models/common/utils.py)."""
+    fused_moe_activation: bool = False
+    """Eager (`hf`) MoE layers whose routed experts run SwiGLU and the routing-weight product as
+    one fused kernel: NeMo AutoModel's DeepEP experts call Megatron-Core's
+    `weighted_bias_swiglu_impl` (nemo_automodel components/moe/experts.py
+    `get_expert_activation_for_deepep`); other activations stay eager there and multiply the fp32
+    routing weight in before casting back (`quick_geglu_deepep`, gpt-oss's clamped GEGLU)."""

@@ -127,7 +127,8 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
             t_att_b = 2 * t_att
         else:  # fused attention at the kernel's own measured rate, not a GEMM's
             t_att, t_att_b = attention / flash[0], 2 * attention / flash[1]
-        lb = elt.layer_bytes(arch, i, framework, fp8)
+        lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
+                             fused_moe_activation=workload.engine.fused_moe_activation)
         t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
         # The host launches every kernel; a layer whose kernels are shorter than their launches
         # runs at the host's pace (forward launches k kernels, backward about 2k). While the

@@ -51,8 +51,11 @@ def _rmsnorm_eager_bytes_per_unit() -> float:
     return 2 + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 2 + 2 + 2
 
 
-def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool) -> LayerBytes:
-    """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core."""
+def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fused_rope: bool = False,
+                fused_moe_activation: bool = False) -> LayerBytes:
+    """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
+    `fused_rope`, `fused_moe_activation`: eager modules with those two kernels fused
+    (EngineTraits)."""
     h = arch.hidden
     att = arch.attention
     eager = framework == "hf"
@@ -70,10 +73,19 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool) -> La
         heads = att.num_heads + (att.num_kv_heads if not att.is_mla else 1)
         # TE fused RoPE reads and writes q and k once (2 + 2); HF's q·cos + rotate_half(q)·sin
         # runs mul, slice, neg, cat, mul, add: 26 bytes per rotated element.
-        rotary = heads * width * (26 if eager else 4)
+        rotary = heads * width * (26 if eager and not fused_rope else 4)
     ffn_units = _ffn_units(arch, index)
     gated = arch.gated_mlp
-    if eager:
+    if eager and arch.is_moe_layer(index) and fused_moe_activation and arch.mlp_activation == "silu" and gated:
+        # Routed experts fused (read gate and up, write the product); the shared expert eager.
+        shared = arch.moe.shared_ffn
+        activation = (cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated"] * (ffn_units - shared)
+                      + _eager_activation_bytes(arch) * shared)
+    elif eager and arch.is_moe_layer(index) and fused_moe_activation:
+        # Eager activation, then the routing weight: times the fp32 probability r2 w4, cast r4 w2.
+        shared = arch.moe.shared_ffn
+        activation = (_eager_activation_bytes(arch) + 12) * (ffn_units - shared) + _eager_activation_bytes(arch) * shared
+    elif eager:
         activation = _eager_activation_bytes(arch) * ffn_units
     else:
         activation = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if gated else "gelu"] * ffn_units
