@@ -43,6 +43,11 @@ class LayerBytes:
     """Norms and residual adds over the hidden state: replicated on every TP rank unless SP."""
     sharded: float
     """Rotary embedding, MLP activation, fp8 casts: divided by tp (and etp for experts)."""
+    backward_residual: float = 0.0
+    """Backward-only bytes over the hidden state (fp8 casts of output gradients), beyond the
+    forward's bytes times the backward factor; shards like `residual_stream`."""
+    backward_sharded: float = 0.0
+    """Backward-only bytes that shard like `sharded`."""
 
 
 def _rmsnorm_eager_bytes_per_unit() -> float:
@@ -89,12 +94,23 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
         activation = _eager_activation_bytes(arch) * ffn_units
     else:
         activation = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if gated else "gelu"] * ffn_units
-    casts = 0.0
+    casts = norm_casts = backward_casts = backward_norm_casts = 0.0
     if fp8:
-        # Transformer Engine quantizes each GEMM input not produced by a fused norm: the attention
-        # output and the MLP's activation output, read 2, written 1 row-wise + 1 column-wise
-        # (Hopper's fp8 GEMMs take one layout: the transposed copy feeds the weight gradient).
-        casts = 4 * att.num_heads * att.value_head_dim + 4 * ffn_units
+        # Transformer Engine's current scaling (FP8-CS, what today's Megatron-Bridge recipes run)
+        # needs a tensor's amax before its cast, so nothing quantizes in the kernel that writes
+        # it: each GEMM input is written in 16 bits, then read and written 1 row-wise + 1
+        # column-wise (Hopper's fp8 GEMMs take one layout: the transposed copy feeds the weight
+        # gradient). The norms and activations write their amax as they go (transformer_engine
+        # csrc/extensions/normalization.cpp `FUSED_NORM_AMAX_FP8`, activation.cpp
+        # `FUSED_ACTIVATION_AMAX_FP8`): 2 + 2 + 2 per element; the attention output needs an amax
+        # pass first: 2 more.
+        casts = 8 * att.num_heads * att.value_head_dim + 6 * ffn_units
+        norm_casts = 2 * 6 * h  # the QKV and fc1 inputs
+        # Backward: the output gradient of every GEMM is quantized the same way for its dgrad and
+        # wgrad GEMMs: amax read 2, cast read 2 and write 2 (h-sized for the out-projection and
+        # fc2, q + 2 kv for QKV, 2 or 1 × FFN units for fc1; dact writes its amax).
+        backward_casts = 6 * (att.q_dim + 2 * att.kv_dim) + (12 if gated else 6) * ffn_units
+        backward_norm_casts = 2 * 6 * h
     moe = 0.0
     if arch.is_moe_layer(index):
         k, e = arch.moe.top_k, arch.moe.num_experts
@@ -105,7 +121,8 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
             moe += 4 * k * h  # the permuted tokens quantized for the experts' first GEMM
         if arch.moe.expert_bias and not eager:
             moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
-    return LayerBytes(residual_stream=norms + residual, sharded=rotary + activation + casts + moe)
+    return LayerBytes(residual_stream=norms + residual + norm_casts, sharded=rotary + activation + casts + moe,
+                      backward_residual=backward_norm_casts, backward_sharded=backward_casts)
 
 
 def _eager_activation_bytes(arch: Architecture) -> float:
