@@ -130,14 +130,15 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
                              fused_moe_activation=workload.engine.fused_moe_activation)
         t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
-        t_elt_b = tokens * (lb.backward_residual / residual_split + lb.backward_sharded / tp) / hbm
+        t_cast = tokens * (lb.cast_residual / residual_split + lb.cast_sharded / tp) / hbm
+        t_cast_b = tokens * (lb.backward_residual / residual_split + lb.backward_sharded / tp) / hbm
         # The host launches every kernel; a layer whose kernels are shorter than their launches
         # runs at the host's pace (forward launches k kernels, backward about 2k). While the
         # device runs the layer's expert all-to-alls (timed in step.py, `a2a` each way) the host
         # goes on issuing: only host time beyond them is charged here.
         t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local) * host
         a2a = a2a_pass if moe_layer else 0.0
-        t_f = max(t_lin + t_att + score_f + t_elt, t_host - a2a)
+        t_f = max(t_lin + t_att + score_f + t_elt + t_cast, t_host - a2a)
         if moe_layer and framework == "megatron" and ep > 1:
             # The alltoall dispatcher waits for the device before its permutation
             # (elementwise.moe_kernels_after_sync): the attention block's device time and the
@@ -147,10 +148,10 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         fwd += t_f
         redo += t_f if n < recomputed else 0.0
         if plan.recompute == "selective":
-            part += _selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt)
+            part += _selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt + t_cast)
         if first_trained is not None and i >= first_trained:
             trained = _trained_share(workload, i, linear_pt) * t_lin
-            bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt + t_elt_b, 2 * t_host - a2a)
+            bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt + t_cast_b, 2 * t_host - a2a)
             wgrad += trained
         attn += t_att + score_f
     # Full: the layers' forward again; selective: what its modules recompute; none: 0 (methodology §6.1).

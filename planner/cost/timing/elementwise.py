@@ -43,9 +43,14 @@ class LayerBytes:
     """Norms and residual adds over the hidden state: replicated on every TP rank unless SP."""
     sharded: float
     """Rotary embedding, MLP activation, fp8 casts: divided by tp (and etp for experts)."""
+    cast_residual: float = 0.0
+    """fp8 casts of the forward over the hidden state (the norm outputs): shards like
+    `residual_stream`; backward reuses what they wrote."""
+    cast_sharded: float = 0.0
+    """fp8 casts of the forward that shard like `sharded`."""
     backward_residual: float = 0.0
     """Backward-only bytes over the hidden state (fp8 casts of output gradients), beyond the
-    forward's bytes times the backward factor; shards like `residual_stream`."""
+    forward's other bytes times the backward factor; shards like `residual_stream`."""
     backward_sharded: float = 0.0
     """Backward-only bytes that shard like `sharded`."""
 
@@ -121,7 +126,8 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
             moe += 4 * k * h  # the permuted tokens quantized for the experts' first GEMM
         if arch.moe.expert_bias and not eager:
             moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
-    return LayerBytes(residual_stream=norms + residual + norm_casts, sharded=rotary + activation + casts + moe,
+    return LayerBytes(residual_stream=norms + residual, sharded=rotary + activation + moe,
+                      cast_residual=norm_casts, cast_sharded=casts,
                       backward_residual=backward_norm_casts, backward_sharded=backward_casts)
 
 
