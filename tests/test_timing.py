@@ -473,3 +473,92 @@ def test_alltoall_dispatcher_sync_serializes_attention_and_expert_launches(monke
     host = (gpu / arch.num_layers / 2 + a2a) / after
     every = (elt.layer_kernels(arch, 0, "megatron", False, 8) * host - a2a) * arch.num_layers
     assert forward(8, host) > 1.1 * max(gpu, every)
+
+
+# ----------------------------------------------------------------------------- engines' kernels
+
+def _moe(**moe) -> Architecture:
+    base = dict(num_experts=64, top_k=8, expert_ffn=512)
+    return dataclasses.replace(gpt(2048, 16, 2), vocab=128, gated_mlp=True, mlp_bias=False, position="rope",
+                               moe=MoE(**{**base, **moe}))
+
+
+def test_expert_biases_cost_megatrons_fp32_per_expert_adds():
+    # TEGroupedMLP._apply_bias: b·p written 4, t + b·p read 2 + 4 written 4, cat read 4 written 4,
+    # the cast back read 4 written 2: 28 bytes per routed output element (top_k · h per token).
+    from planner.cost.timing import elementwise as elt
+
+    plain, biased = _moe(), _moe(expert_bias=True)
+    extra = elt.layer_bytes(biased, 0, "megatron", False).sharded - elt.layer_bytes(plain, 0, "megatron", False).sharded
+    assert extra == 28 * 8 * 2048
+    # Eager (hf) modules add the bias inside the expert's linear layer: nothing more.
+    assert elt.layer_bytes(biased, 0, "hf", False) == elt.layer_bytes(plain, 0, "hf", False)
+
+
+def test_eager_activation_bytes_by_activation_and_engine_fusions():
+    from planner.cost.timing import elementwise as elt
+
+    swiglu, clamped = _moe(), dataclasses.replace(_moe(), mlp_activation="sigmoid_glu_clamped")
+    units = 8 * 512
+    eager = elt.layer_bytes(swiglu, 0, "hf", False)
+    # gpt-oss's clamped GEGLU runs seven eager operators: 32 bytes per unit against SwiGLU's 10.
+    assert elt.layer_bytes(clamped, 0, "hf", False).sharded - eager.sharded == (32 - 10) * units
+    # NeMo AutoModel: the experts' weighted SwiGLU fused (6 per unit), RoPE fused (4 per rotated
+    # element against 26): 16 heads + 16 KV heads of 128.
+    fused = elt.layer_bytes(swiglu, 0, "hf", False, fused_rope=True, fused_moe_activation=True)
+    assert eager.sharded - fused.sharded == (10 - 6) * units + (26 - 4) * 32 * 128
+    # ... and the clamped GEGLU stays eager, with the fp32 routing-weight product (12 more).
+    am = elt.layer_bytes(clamped, 0, "hf", False, fused_rope=True, fused_moe_activation=True)
+    assert am.sharded - fused.sharded == (32 + 12 - 6) * units
+
+
+def test_fp8_current_scaling_casts_in_passes_of_their_own():
+    from planner.cost.timing import elementwise as elt
+
+    a = gpt(2048, 16, 2)  # plain MLP, 8192 FFN units, 16 heads of 128
+    bf16, fp8 = elt.layer_bytes(a, 0, "megatron", False), elt.layer_bytes(a, 0, "megatron", True)
+    # Forward: the attention output 8 per element (amax pass 2, then 16-bit read, both fp8
+    # layouts written), the activation output 6, the two norm outputs 6 each.
+    assert fp8.cast_sharded == 8 * 2048 + 6 * 8192 and fp8.cast_residual == 12 * 2048
+    # Backward: every GEMM's output gradient, 6 per element: QKV (q + 2 kv), fc1, and the two
+    # h-wide ones of the out-projection and fc2.
+    assert fp8.backward_sharded == 6 * 3 * 2048 + 6 * 8192 and fp8.backward_residual == 12 * 2048
+    assert (bf16.cast_sharded, bf16.cast_residual, bf16.backward_sharded) == (0, 0, 0)
+    assert (fp8.residual_stream, fp8.sharded) == (bf16.residual_stream, bf16.sharded)
+
+
+def test_fsdp2_copies_gathered_parameters_and_gradients_on_the_compute_stream():
+    # FSDP2 (foreach_all_gather_copy_out, foreach_reduce_scatter_copy_in): ZeRO-3 reads and
+    # writes the gathered bf16 parameters once per gather (forward and backward), and copies
+    # the bf16 gradients into the fp32 reduce-scatter input (2 + 4) once per micro-batch.
+    from planner.cost import calibration as cal
+    from planner.cost.timing.step import _fsdp2_copy_seconds
+
+    node = h100()
+    wl = Workload(arch=SMALL, training="pretrain", seq_len=SEQ, global_batch=8, engine=engine_traits("torchtitan"))
+    plan = Plan(parallel=ParallelDims(dp=8), zero=3, mbs=1, gas=1, precision="bf16", framework="torchtitan")
+    params = 1e9
+    hbm = node.gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
+    f, b = _fsdp2_copy_seconds(plan, wl, node, (params, 0.0, 2 * params, 0.0), 4)
+    assert f == pytest.approx(4 * params / hbm)
+    assert b == pytest.approx(4 * params / hbm + 6 * params / hbm)
+    # Megatron's gathers land in the parameters' own storage; one rank shards nothing.
+    megatron = dataclasses.replace(wl, engine=engine_traits("megatron"))
+    assert _fsdp2_copy_seconds(plan, megatron, node, (params, 0.0, 2 * params, 0.0), 4) == (0.0, 0.0)
+    alone = plan.with_(dp=1, mbs=8)
+    assert _fsdp2_copy_seconds(alone, wl, node, (params, 0.0, 2 * params, 0.0), 4) == (0.0, 0.0)
+
+
+def test_combined_1f1b_hides_expert_all_to_alls_behind_the_other_micro_batch():
+    # Megatron-Core's overlap_moe_expert_parallel_comm (EngineTraits.ep_overlap): as DualPipe,
+    # the all-to-alls are exposed only beyond OVERLAP_FRACTION of the compute.
+    from planner.cost.engine import EngineTraits
+
+    arch = dataclasses.replace(_moe(), num_layers=4)
+    node = h100(2)
+    plan = Plan(parallel=ParallelDims(dp=16, ep=16), mbs=1, gas=8)
+    wl = Workload(arch=arch, training="pretrain", seq_len=4096, global_batch=128)
+    serial, _ = estimate_time(plan, wl, node)
+    overlapped, _ = estimate_time(plan, dataclasses.replace(wl, engine=EngineTraits(ep_overlap=True)), node)
+    assert serial.ep > 0 and overlapped.ep < serial.ep
+    assert overlapped.step == pytest.approx(serial.step - (serial.ep - overlapped.ep))
