@@ -71,10 +71,10 @@ def test_error_budget(results):
     assert median <= MEDIAN_BUDGET
     assert worst <= WORST_BUDGET
     assert sum(abs(r.error) <= benchmarks.MAX_TARGET for r in results) >= WITHIN_20_PERCENT
-    # The dense Megatron-Core rows, the best described, sit within 6 %.
+    # The dense Megatron-Core rows, the best described, sit within 8 %.
     dense = [r for r in results if r.case.engine == "megatron" and r.case.workload.arch.moe is None
              and r.case.plan.zero == 1]
-    assert len(dense) == 4 and all(abs(r.error) <= 0.06 for r in dense)
+    assert len(dense) == 4 and all(abs(r.error) <= 0.08 for r in dense)
     # The A100 torchtitan rows (FlashAttention-2, FSDP2's buffer copies) within 7 %.
     a100 = [r for r in results if r.case.gpu.startswith("a100")]
     assert len(a100) == 6 and all(abs(r.error) <= 0.07 for r in a100)
