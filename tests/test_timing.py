@@ -479,7 +479,7 @@ def test_alltoall_dispatcher_sync_serializes_attention_and_expert_launches(monke
 
 def _moe(**moe) -> Architecture:
     base = dict(num_experts=64, top_k=8, expert_ffn=512)
-    return dataclasses.replace(gpt(2048, 16, 2), vocab=128, gated_mlp=True, mlp_bias=False, position="rope",
+    return dataclasses.replace(gpt(2048, 16, 2), vocab=128, gated_mlp=True, mlp_bias=False, position="rope", norm="rmsnorm",
                                moe=MoE(**{**base, **moe}))
 
 
@@ -507,6 +507,10 @@ def test_eager_activation_bytes_by_activation_and_engine_fusions():
     # element against 26): 16 heads + 16 KV heads of 128.
     fused = elt.layer_bytes(swiglu, 0, "hf", False, fused_rope=True, fused_moe_activation=True)
     assert eager.sharded - fused.sharded == (10 - 6) * units + (26 - 4) * 32 * 128
+    # A compiled RMSNorm reads and writes once (4 per unit) against eager's 36, over the two layer
+    # norms of h.
+    normed = elt.layer_bytes(swiglu, 0, "hf", False, fused_norm=True)
+    assert eager.residual_stream - normed.residual_stream == (36 - 4) * 2 * 2048
     # ... and the clamped GEGLU stays eager, with the fp32 routing-weight product (12 more).
     am = elt.layer_bytes(clamped, 0, "hf", False, fused_rope=True, fused_moe_activation=True)
     assert am.sharded - fused.sharded == (32 + 12 - 6) * units

@@ -147,9 +147,9 @@ def _traits(row: dict) -> EngineTraits:
         traits = replace(traits, moe_dispatch="alltoall" if dispatcher == "alltoall" else "deduplicated")
     if row["source"] == "automodel":
         # NeMo AutoModel runs its own model code, not transformers': Transformer Engine's fused
-        # RoPE (BackendConfig.rope_fusion) and, in the DeepEP experts, Megatron-Core's fused
-        # weighted SwiGLU (planner/cost/engine.py cites the source).
-        traits = replace(traits, fused_rope=True, fused_moe_activation=True)
+        # RoPE (BackendConfig.rope_fusion), a compiled fp32 RMSNorm and, in the DeepEP experts,
+        # Megatron-Core's fused weighted SwiGLU (planner/cost/engine.py cites the source).
+        traits = replace(traits, fused_rope=True, fused_norm=True, fused_moe_activation=True)
     return replace(traits, ep_overlap=bool(row.get("ep_overlap", False)))
 
 

@@ -75,6 +75,10 @@ class EngineTraits:
     """Eager (`hf`) modules whose rotary embedding runs as one fused kernel (Transformer Engine's
     fused RoPE): NeMo AutoModel's own model code with `BackendConfig.rope_fusion`, on by default
     where Transformer Engine is installed (nemo_automodel components/models/common/utils.py)."""
+    fused_norm: bool = False
+    """Eager (`hf`) modules whose RMSNorms run as one fused kernel: NeMo AutoModel's default
+    `rms_norm: torch_fp32` is a torch.compile'd fp32 RMSNorm (nemo_automodel components/models/
+    common/utils.py `Float32RMSNorm`), one read and one write per element each way."""
     fused_moe_activation: bool = False
     """Eager (`hf`) MoE layers whose routed experts run SwiGLU and the routing-weight product as
     one fused kernel: NeMo AutoModel's DeepEP experts call Megatron-Core's

@@ -130,6 +130,7 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
         else:  # fused attention at the kernel's own measured rate, not a GEMM's
             t_att, t_att_b = attention / flash[0], 2 * attention / flash[1]
         lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
+                             fused_norm=workload.engine.fused_norm,
                              fused_moe_activation=workload.engine.fused_moe_activation)
         t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
         t_cast = tokens * (lb.cast_residual / residual_split + lb.cast_sharded / tp) / hbm

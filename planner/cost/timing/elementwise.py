@@ -62,21 +62,29 @@ def _rmsnorm_eager_bytes_per_unit() -> float:
 
 
 def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fused_rope: bool = False,
-                fused_moe_activation: bool = False) -> LayerBytes:
+                fused_norm: bool = False, fused_moe_activation: bool = False) -> LayerBytes:
     """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
-    `fused_rope`, `fused_moe_activation`: eager modules with those two kernels fused
+    `fused_rope`, `fused_norm`, `fused_moe_activation`: eager modules with those kernels fused
     (EngineTraits)."""
     h = arch.hidden
     att = arch.attention
     eager = framework == "hf"
     if eager:
-        norm = _rmsnorm_eager_bytes_per_unit() if arch.norm == "rmsnorm" else 8
+        fused = fused_norm and arch.norm == "rmsnorm"
+        norm = cal.ELEMENTWISE_BYTES_PER_TOKEN["norms"] / 2 if fused else (
+            _rmsnorm_eager_bytes_per_unit() if arch.norm == "rmsnorm" else 8)
         norms = arch.norms_per_layer * norm * h
         residual = 2 * 6 * h  # two adds: read 2 + 2, write 2
     else:
         # Fused TE / Megatron norms and bias-dropout-add ([SEL22] Table 4 derivation).
         norms = cal.ELEMENTWISE_BYTES_PER_TOKEN["norms"] * h * arch.norms_per_layer / 2
         residual = cal.ELEMENTWISE_BYTES_PER_TOKEN["residual"] * h
+    qk_norms = 0.0
+    if att.qk_norm in ("head", "projection") and not att.is_mla:
+        # RMSNorm over the queries and keys (Qwen3 per head, OLMo-2 over the projection), split
+        # with the heads: eager as the layer norms above, or Transformer Engine's fused norm
+        # (read 2, write 2).
+        qk_norms = (att.q_dim + att.kv_dim) * (norm if eager else 4)
     rotary = 0.0
     if arch.position == "rope":
         width = (att.rotary_dim or att.head_dim) if not att.is_mla else att.qk_rope_head_dim
@@ -126,7 +134,7 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
             moe += 4 * k * h  # the permuted tokens quantized for the experts' first GEMM
         if arch.moe.expert_bias and not eager:
             moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
-    return LayerBytes(residual_stream=norms + residual, sharded=rotary + activation + moe,
+    return LayerBytes(residual_stream=norms + residual, sharded=qk_norms + rotary + activation + moe,
                       cast_residual=norm_casts, cast_sharded=casts,
                       backward_residual=backward_norm_casts, backward_sharded=backward_casts)
 
