@@ -529,6 +529,11 @@ def test_fp8_current_scaling_casts_in_passes_of_their_own():
     assert fp8.backward_sharded == 6 * 3 * 2048 + 6 * 8192 and fp8.backward_residual == 12 * 2048
     assert (bf16.cast_sharded, bf16.cast_residual, bf16.backward_sharded) == (0, 0, 0)
     assert (fp8.residual_stream, fp8.sharded) == (bf16.residual_stream, bf16.sharded)
+    # MoE: the permuted tokens quantized (4 per routed element) and, the router not padding to
+    # 16 rows per expert, the experts' input padded and output unpadded (2 + 2 each).
+    moe = _moe()
+    extra = elt.layer_bytes(moe, 0, "megatron", True).sharded - elt.layer_bytes(moe, 0, "megatron", False).sharded
+    assert extra == (4 + 8) * 8 * 2048
 
 
 def test_fsdp2_copies_gathered_parameters_and_gradients_on_the_compute_stream():

@@ -132,6 +132,12 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
         moe = 12 * e + 2 * h * (1 + k) + 2 * h * (k + 1)
         if fp8:
             moe += 4 * k * h  # the permuted tokens quantized for the experts' first GEMM
+            # Each expert's rows padded to a multiple of 16 for the fp8 GEMMs and the output
+            # unpadded (megatron/core/transformer/moe/experts.py Fp8Padding / Fp8Unpadding):
+            # a copy of the experts' input and of their output, read 2 and written 2, unless the
+            # router pads (moe_router_padding_for_fp8, off in Megatron-Bridge's H100 recipes;
+            # transformer_engine/pytorch/module/fp8_padding.py returns the input when aligned).
+            moe += 2 * 4 * k * h
         if arch.moe.expert_bias and not eager:
             moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
     return LayerBytes(residual_stream=norms + residual, sharded=qk_norms + rotary + activation + moe,
