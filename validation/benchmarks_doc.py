@@ -170,7 +170,7 @@ Each effect below is in the time model for every plan that has it, with its sour
   With VP 24 each chunk is one layer, but its p2p transfers (33.5 MB, 0.7 ms over one NIC) are
   small against the chunk's ~30 ms: the interleaving does not explain that row.
 - **Small mixture-of-experts layers on Megatron-Core** (Qwen3-30B-A3B, hidden 2,048, 8-16 local
-  experts; GPT-OSS-120B, hidden 2,880): both are 4-8 ms per layer and 4,096 tokens slower than the
+  experts; GPT-OSS-120B, hidden 2,880): both are 3-7 ms per layer and 4,096 tokens slower than the
   model, and the gap scales with tokens (GPT-OSS at micro-batch 4 and 1 alike), so it is device
   work, not the host's launches (which the model overlaps with the all-to-alls). The same
   Qwen3-30B-A3B runs faster on NeMo AutoModel in bf16 with full recompute (12,040 tokens/s) than
