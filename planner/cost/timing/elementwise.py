@@ -5,12 +5,14 @@ residual adds, rotary embeddings, the MLP activation, fp8 casts, the MoE router 
 permutation, the loss — moves bytes through HBM and is timed as bytes / achieved bandwidth.
 How many bytes depends on what fuses them: Megatron-Core runs Transformer Engine's fused
 kernels (`megatron`, `deepspeed`: Megatron-LM's GPT modules), PyTorch eager modules run one
-kernel per operator (`hf`: Hugging Face, torchtitan and NeMo AutoModel models under FSDP2).
+kernel per operator (`hf`: Hugging Face, torchtitan and NeMo AutoModel models under FSDP2),
+less what the engine fuses (EngineTraits: NeMo AutoModel's RoPE, RMSNorm and expert SwiGLU).
 
 Counts are bytes per token, forward, 16-bit activations, read + write of every operand, derived
 operator by operator from the modules' source (cited per term). Backward moves about the
 forward's bytes for fused kernels (calibration.ELEMENTWISE_BACKWARD_FACTOR, [SEL22] Table 4)
-and twice them for eager operators (`EAGER_BACKWARD_FACTOR`).
+and twice them for eager operators (`EAGER_BACKWARD_FACTOR`); fp8 casts are counted apart,
+forward and backward each (`LayerBytes`).
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ class LayerBytes:
     residual_stream: float
     """Norms and residual adds over the hidden state: replicated on every TP rank unless SP."""
     sharded: float
-    """Rotary embedding, MLP activation, fp8 casts: divided by tp (and etp for experts)."""
+    """Query/key norms, rotary embedding, MLP activation, MoE routing and permutation: divided by
+    tp (and etp for experts)."""
     cast_residual: float = 0.0
     """fp8 casts of the forward over the hidden state (the norm outputs): shards like
     `residual_stream`; backward reuses what they wrote."""
