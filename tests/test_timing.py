@@ -491,8 +491,10 @@ def test_expert_biases_cost_megatrons_fp32_per_expert_adds():
     plain, biased = _moe(), _moe(expert_bias=True)
     extra = elt.layer_bytes(biased, 0, "megatron", False).sharded - elt.layer_bytes(plain, 0, "megatron", False).sharded
     assert extra == 28 * 8 * 2048
-    # Eager (hf) modules add the bias inside the expert's linear layer: nothing more.
-    assert elt.layer_bytes(biased, 0, "hf", False) == elt.layer_bytes(plain, 0, "hf", False)
+    # Eager (hf) grouped experts add each bias after its GEMM: read 2, write 2 per element of the
+    # fc1 output (gate and up, 2 × 512) and of the fc2 output (h), per routed copy.
+    extra_hf = elt.layer_bytes(biased, 0, "hf", False).sharded - elt.layer_bytes(plain, 0, "hf", False).sharded
+    assert extra_hf == 8 * 4 * (2 * 512 + 2048)
 
 
 def test_eager_activation_bytes_by_activation_and_engine_fusions():

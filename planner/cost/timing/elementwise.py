@@ -143,6 +143,13 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
             moe += 2 * 4 * k * h
         if arch.moe.expert_bias and not eager:
             moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
+        elif arch.moe.expert_bias:
+            # Grouped expert GEMMs have no bias epilogue: each bias is added after its GEMM, a
+            # read and a write of the GEMM's output per routed copy (transformers GptOssExperts
+            # `bmm(...) + bias`; NeMo AutoModel components/moe/experts.py `_apply_bias`, one
+            # Triton kernel that also weights the down projection's by the routing probability).
+            fc1_width = (2 if gated else 1) * arch.moe.expert_ffn
+            moe += k * 4 * (fc1_width + h)
     return LayerBytes(residual_stream=norms + residual, sharded=qk_norms + rotary + activation + moe,
                       cast_residual=norm_casts, cast_sharded=casts,
                       backward_residual=backward_norm_casts, backward_sharded=backward_casts)
