@@ -158,9 +158,12 @@ Each effect below is in the time model for every plan that has it, with its sour
 - **FSDP2's buffer copies** (`step._fsdp2_copy_seconds`): gathered parameters copied out of the
   all-gather buffer, gradients into the reduce-scatter buffer, on the compute stream.
 - **FlashAttention-2 on A100** (`calibration.FLASH_ATTENTION_FRACTION`): backward below the GEMM rate.
-- **Eager operators by model**: Megatron-Core's per-expert bias adds in fp32 (GPT-OSS), gpt-oss's
-  clamped GEGLU, query/key RMSNorms; NeMo AutoModel's own kernels (fused RoPE, compiled RMSNorm,
-  fused weighted SwiGLU in the DeepEP experts).
+- **Eager operators by model**: Megatron-Core's per-expert bias adds in fp32 and the bias adds of
+  eager grouped experts (GPT-OSS), gpt-oss's clamped GEGLU, query/key RMSNorms, fp8 experts'
+  padding to 16 rows; NeMo AutoModel's own kernels (fused RoPE, compiled RMSNorm, fused weighted
+  SwiGLU in the DeepEP experts).
+- **Host launches and all-to-alls**: the host goes on issuing kernels while a MoE layer's
+  all-to-alls run; only host time beyond them paces the layer.
 
 ## Likely causes of the residuals
 
@@ -182,7 +185,10 @@ Each effect below is in the time model for every plan that has it, with its sour
   windowed layers are charged their window's FLOPs only.
 - **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−20 %) against the same layout at 1,024 GPUs
   (−8 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
-  sees only the larger FSDP group of the 1,024-GPU run. AutoModel's benchmark gate
+  sees only the larger FSDP group of the 1,024-GPU run; the rows whose deduplicated all-to-alls
+  are network-bound (DeepSeek-V3, GPT-OSS-120B on AutoModel) are all predicted slower than
+  published, which a DeepEP network path at the NIC's line rate (0.92 charged, from nccl-tests)
+  would close (median 7.4 % at 1.0), not adopted without a measurement of it. AutoModel's benchmark gate
   (`FakeBalancedGate`, noise 0) sends a token to consecutive experts, i.e. to one node: charged
   as uniform routing, the all-to-alls are overestimated, and charged as one node per token they
   would be far too cheap (+20 % and +37 %), so the noise level of the run matters and is not stated.
