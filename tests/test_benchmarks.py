@@ -33,10 +33,13 @@ def _load(name: str):
 
 benchmarks = _load("benchmarks")
 
-MEDIAN_BUDGET = 0.13
-"""Median |error| the model holds today (docs/benchmarks.md); the target is benchmarks.MEDIAN_TARGET."""
-WITHIN_20_PERCENT = 17
+MEDIAN_BUDGET = 0.086
+"""Median |error| the model holds today (docs/benchmarks.md: 8.5 %); the target is
+benchmarks.MEDIAN_TARGET."""
+WITHIN_20_PERCENT = 21
 """Rows within ±20 % today, of 28."""
+WORST_BUDGET = 1.8
+"""Worst |error| today (Qwen3-30B-A3B PP2 VP24 of release 25.11, +178 %: docs/benchmarks.md)."""
 NOT_FITTING = {
     # Published layouts the memory model still overflows (docs/benchmarks.md, "Likely causes").
     "mb-h100-gpt-oss-120b-bf16-gbs512", "am-h100-gpt-oss-20b-bf16", "am-h100-gpt-oss-120b-bf16",
@@ -64,13 +67,17 @@ def test_every_row_is_predicted_as_a_legal_plan(results):
 
 
 def test_error_budget(results):
-    median, _ = benchmarks.summary(results)
+    median, worst = benchmarks.summary(results)
     assert median <= MEDIAN_BUDGET
+    assert worst <= WORST_BUDGET
     assert sum(abs(r.error) <= benchmarks.MAX_TARGET for r in results) >= WITHIN_20_PERCENT
-    # The dense Megatron-Core rows, the best described, sit within 5 %.
+    # The dense Megatron-Core rows, the best described, sit within 8 %.
     dense = [r for r in results if r.case.engine == "megatron" and r.case.workload.arch.moe is None
              and r.case.plan.zero == 1]
-    assert len(dense) == 4 and all(abs(r.error) <= 0.05 for r in dense)
+    assert len(dense) == 4 and all(abs(r.error) <= 0.08 for r in dense)
+    # The A100 torchtitan rows (FlashAttention-2, FSDP2's buffer copies) within 7 %.
+    a100 = [r for r in results if r.case.gpu.startswith("a100")]
+    assert len(a100) == 6 and all(abs(r.error) <= 0.07 for r in a100)
 
 
 @pytest.mark.xfail(strict=True, reason="targets not reached yet: see docs/benchmarks.md, 'Outside the budget'")

@@ -324,3 +324,30 @@ def test_tp8_over_two_trays_rides_nvlink_inside_an_nvl72_domain_and_the_nic_with
     assert collective_time("all_reduce", S, h, split) == pytest.approx(
         latency_s("all_reduce", h) + 0.5 * (max(intra, inter) + intra + inter))
     assert collective_time("all_reduce", S, h, split) > 3 * nvlink
+
+
+def test_alltoall_dispatcher_sends_every_copy_over_the_network_deepep_once_per_node():
+    # EP 32 over 4 nodes, top-8: Megatron-Core's alltoall dispatcher sends each of a token's 8
+    # copies to its expert's rank, 24/32 of them off the node; DeepEP / HybridEP send it once to
+    # each other node holding any of its experts, 3 · (1 − (3/4)^8) = 2.70 copies on average.
+    import dataclasses
+
+    from planner.cost.comm import ep_traffic, remote_domain_share
+    from planner.model.architecture import MoE
+    from planner.cost.topology import latency_s, network_bandwidth, scale_up_bandwidth
+    c = cluster(gpu="h100_sxm_80gb", nodes=4, nic_gbps=400)
+    a = dataclasses.replace(arch(), moe=MoE(num_experts=128, top_k=8, expert_ffn=1024))
+    p = plan(dp=32, ep=32)
+    (plain,) = ep_traffic(p, a, 4096, c, "alltoall")
+    (dedup,) = ep_traffic(p, a, 4096, c, "deduplicated")
+    assert plain.remote_share is None and dedup.remote_share == pytest.approx(3 * (1 - 0.75**8) / 8)
+    s = plain.payload_bytes
+    assert plain.link_bytes[1] == pytest.approx(4 * s * 24 / 32)
+    assert dedup.link_bytes[1] == pytest.approx(4 * s * remote_domain_share(8, 4))
+    # The deduplicating dispatchers forward over NVLink while the network is busy (DeepSeek-V3
+    # §3.2.2): the longer of the two levels; the plain all-to-all is half serial.
+    g = dedup.group
+    intra = s * 31 / 32 / scale_up_bandwidth("all_to_all", 8, c)
+    inter = s * remote_domain_share(8, 4) / network_bandwidth(c)
+    assert dedup.seconds(c) == pytest.approx(4 * (latency_s("all_to_all", g) + max(intra, inter)))
+    assert plain.seconds(c) > 2 * dedup.seconds(c)

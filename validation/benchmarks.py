@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -28,12 +28,13 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from planner.cost.cluster import Cluster, build_cluster  # noqa: E402
+from planner.cost.engine import EngineTraits  # noqa: E402
 from planner.cost.evaluate import Evaluation, evaluate  # noqa: E402
 from planner.cost.inputs import model_windows  # noqa: E402
 from planner.cost.plan import ParallelDims, Plan  # noqa: E402
 from planner.cost.workload import Workload  # noqa: E402
 from planner.engines.pipeline_layout import expand, stage_counts  # noqa: E402
-from planner.engines.profiles import engine_traits
+from planner.engines.profiles import engine_traits  # noqa: E402
 from planner.engines.rules import plan_problems  # noqa: E402
 from planner.model import load_architecture  # noqa: E402
 from planner.spec.cluster import ClusterSpec  # noqa: E402
@@ -135,13 +136,30 @@ def _precision(row: dict) -> str:
     return row["precision"]
 
 
+def _traits(row: dict) -> EngineTraits:
+    """The engine's traits with what the row states about its run: Megatron-Core's token
+    dispatcher (`moe_dispatcher`: alltoall, or flex with DeepEP / HybridEP, which sends a token
+    once per remote node) and whether its all-to-alls overlap another micro-batch's compute
+    (`ep_overlap`)."""
+    traits = engine_traits(ENGINE[row["engine"]])
+    dispatcher = row.get("moe_dispatcher")
+    if dispatcher is not None:
+        traits = replace(traits, moe_dispatch="alltoall" if dispatcher == "alltoall" else "deduplicated")
+    if row["source"] == "automodel":
+        # NeMo AutoModel runs its own model code, not transformers': Transformer Engine's fused
+        # RoPE (BackendConfig.rope_fusion), a compiled fp32 RMSNorm and, in the DeepEP experts,
+        # Megatron-Core's fused weighted SwiGLU (planner/cost/engine.py cites the source).
+        traits = replace(traits, fused_rope=True, fused_norm=True, fused_moe_activation=True)
+    return replace(traits, ep_overlap=bool(row.get("ep_overlap", False)))
+
+
 def load_cases(path: Path = DATA) -> list[Case]:
     data = yaml.safe_load(path.read_text())
     cases = []
     for row in data["rows"]:
         arch = load_architecture(row["model"], file=str(path))
         workload = Workload(arch=arch, training="pretrain", seq_len=row["seq_len"],
-                            global_batch=row["global_batch"], engine=engine_traits(ENGINE[row["engine"]]),
+                            global_batch=row["global_batch"], engine=_traits(row),
                             layer_windows=model_windows(row["model"], arch, file=str(path)))
         cluster = _cluster(row, data["networks"])
         gpu = row["gpu"] if isinstance(row["gpu"], str) else row["gpu"]["id"]

@@ -142,36 +142,73 @@ def document(results, summary, table_rows, run_all, median_target, max_target, f
     return "\n".join(lines) + "\n"
 
 
-RESIDUALS = """## Likely causes of the residuals
+RESIDUALS = """## What the model charges that the first version did not
+
+Each effect below is in the time model for every plan that has it, with its source in the code:
+
+- **Token dispatcher** (`EngineTraits.moe_dispatch`, `comm.ep_traffic`): Megatron-Core's alltoall
+  dispatcher sends every routed copy to its expert's rank; only DeepEP / HybridEP send a token once
+  per remote node, and they forward over NVLink while the network is busy (the longer of the two
+  levels, DeepSeek-V3 §3.2.2). Qwen3-235B-A22B's recipes run alltoall.
+- **Combined 1F1B** (`EngineTraits.ep_overlap`): Megatron-Core's `overlap_moe_expert_parallel_comm`
+  hides one micro-batch's all-to-alls behind another's compute, as DualPipe does.
+- **fp8 current scaling** (`elementwise.layer_bytes`): each GEMM input is written in 16 bits with
+  its amax, then cast to both fp8 layouts; backward quantizes every output gradient; the attention
+  core stays in 16 bits at FlashAttention's measured rate.
+- **FSDP2's buffer copies** (`step._fsdp2_copy_seconds`): gathered parameters copied out of the
+  all-gather buffer, gradients into the reduce-scatter buffer, on the compute stream.
+- **FlashAttention-2 on A100** (`calibration.FLASH_ATTENTION_FRACTION`): backward below the GEMM rate.
+- **Eager operators by model**: Megatron-Core's per-expert bias adds in fp32 and the bias adds of
+  eager grouped experts (GPT-OSS), gpt-oss's clamped GEGLU, query/key RMSNorms, fp8 experts'
+  padding to 16 rows; NeMo AutoModel's own kernels (fused RoPE, compiled RMSNorm, fused weighted
+  SwiGLU in the DeepEP experts).
+- **Host launches and all-to-alls**: the host goes on issuing kernels while a MoE layer's
+  all-to-alls run; only host time beyond them paces the layer.
+
+## Likely causes of the residuals
 
 - **Software releases.** The same layout moves by up to 1.8x between releases (`other_releases`:
   Qwen3-30B-A3B PP2 VP12 5,113 tokens/s in 26.02, 9,058 in 26.02.01). The model predicts one
   software generation; rows from an older release (Qwen3-30B-A3B PP2 VP24, 25.11) sit far above it.
-- **Small mixture-of-experts layers on Megatron-Core** (Qwen3-30B-A3B, GPT-OSS, Qwen3-235B-A22B):
-  the published runs reach 12-21% MFU with routing force-balanced, so imbalance is not the cause.
-  The model serializes what the alltoall dispatcher's host sync serializes (megatron/core/
-  transformer/moe/token_dispatcher.py `_maybe_dtoh_and_synchronize`): the attention block's
-  device time, then the host's launches of the permutation, all-to-alls, per-expert GEMMs and,
-  for GPT-OSS, the per-expert bias adds (experts.py `TEGroupedMLP._apply_bias`). At 10 µs per
-  kernel that floor stays below the GPU time of every published layer, so the rows do not move;
-  the published steps would need 30-40 µs of host per launched kernel (Qwen3-30B-A3B PP2 VP12
-  −5% and EP16 +25% at 30 µs), more than any cited launch cost. Each row is 2.5-8 ms per layer
-  and micro-batch slower than the model; the 26.02 → 26.02.01 jump of the same layout (7.3 ms
-  per layer) shows how much of that is software the model has no input for (CUDA graphs over
-  the router and dispatcher, `--cuda-graph-impl`, not stated per row).
+  With VP 24 each chunk is one layer, but its p2p transfers (33.5 MB, 0.7 ms over one NIC) are
+  small against the chunk's ~30 ms: the interleaving does not explain that row.
+- **Small mixture-of-experts layers on Megatron-Core** (Qwen3-30B-A3B, hidden 2,048, 8-16 local
+  experts; GPT-OSS-120B, hidden 2,880): both are 3-7 ms per layer and 4,096 tokens slower than the
+  model, and the gap scales with tokens (GPT-OSS at micro-batch 4 and 1 alike), so it is device
+  work, not the host's launches (which the model overlaps with the all-to-alls). The same
+  Qwen3-30B-A3B runs faster on NeMo AutoModel in bf16 with full recompute (12,040 tokens/s) than
+  on Megatron-Core in fp8 (8,826-9,058), and the rows with large experts (DeepSeek-V3,
+  Qwen3-235B-A22B) are within 13 %: what Megatron-Core spends on small experts (fp8 padding per
+  expert, per-expert quantization, the dispatcher's preprocessing) is not itemized here.
 - **GPT-OSS attention**: learned sinks with alternating 128-token windows and 64-wide heads run
-  below FlashAttention's measured rate for 128-wide heads, which is the only rate cited.
+  below FlashAttention's measured rate for 128-wide heads, which is the only rate cited; the
+  windowed layers are charged their window's FLOPs only.
+- **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−20 %) against the same layout at 1,024 GPUs
+  (−8 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
+  sees only the larger FSDP group of the 1,024-GPU run; the rows whose deduplicated all-to-alls
+  are network-bound (DeepSeek-V3, GPT-OSS-120B on AutoModel) are all predicted slower than
+  published, which a DeepEP network path at the NIC's line rate (0.92 charged, from nccl-tests)
+  would close (median 7.4 % at 1.0), not adopted without a measurement of it. AutoModel's benchmark gate
+  (`FakeBalancedGate`, noise 0) sends a token to consecutive experts, i.e. to one node: charged
+  as uniform routing, the all-to-alls are overestimated, and charged as one node per token they
+  would be far too cheap (+20 % and +37 %), so the noise level of the run matters and is not stated.
+- **torchtitan Llama 3.1 405B on H100** (+25 % bf16, −18 % fp8): the published fp8 run is 1.6x the
+  bf16 one, the model 1.07x. The 500 W power cap of those H100s lowers clocks (not modelled), and
+  the fp8 run's FSDP gathers and TP collectives are exposed in the model; float8 all-gather and
+  asynchronous TP, which torchtitan offered for that run, are not stated in the row.
+- **Tensor-parallel overlap**: the Megatron-Bridge recipes of Llama 3 70B and 3.1 405B overlap TP
+  collectives with GEMMs (Transformer Engine userbuffers, `tp_comm_overlap_cfg`); the model charges
+  TP exposed and lands within 8 %, which says the overlapped GEMMs run slower by about what the
+  overlap hides (SMs shared with the copies); neither side is modelled.
 - **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)**: four micro-batches of 16,384
   tokens over nine layers in flight on the first stage exceed the GPU by the per-tensor count
   without recompute; the recipe of that release must recompute or offload what the table does not
   state. The FSDP2 GPT-OSS rows: the 201,088-entry vocabulary's fp32 logits and their gradients
-  (21 GiB at 8,192 tokens) dominate; a chunked or fused cross entropy in the benchmark configs
-  (not stated) would remove them.
+  (21 GiB at 8,192 tokens) dominate under AutoModel's default `MaskedCrossEntropy` (fp32 upcast);
+  a fused or chunked cross entropy in the benchmark configs (not stated) would remove them.
 - **torchtitan Llama 2 13B without checkpointing** (4.5 GiB over): eager RMSNorm's fp32 copies are
   charged; a fused RMSNorm (torchtitan `norm_type = fused_rmsnorm`) and freeing the logits before
   backward would fit it, and neither is stated for that run.
-- **torchtitan 2024 on A100**: eager PyTorch modules are charged; whether those runs compiled the
-  model is not stated.
 """
 
 

@@ -97,6 +97,12 @@ FLASH_ATTENTION_FRACTION: dict[str, tuple[float, float]] = {
     "h100": (0.62, 0.48),
     "h800": (0.62, 0.48),
     "h200": (0.62, 0.48),
+    # FlashAttention-2 on A100 (Dao 2023, arXiv 2307.08691, abstract and §4.1: 50-73 % of the
+    # A100's peak; the forward reaches the top of that range at long sequences and head dim 128,
+    # i.e. about the GEMM rate of this model). Backward: the forward's rate times FA3's measured
+    # backward/forward ratio on H100 (0.48 / 0.62; an assumption: FA2's backward has the same
+    # extra dQ/dK/dV passes and atomics), 0.565 — inside the paper's range.
+    "a100": (0.73, 0.565),
 }
 """Parts not listed run the attention core at the GEMM rate (no published sweep to use)."""
 

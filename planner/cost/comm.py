@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from planner.cost import calibration as cal
 from planner.cost.cluster import Cluster
+from planner.cost.engine import MoeDispatch
 from planner.cost.plan import Plan
 from planner.cost.topology import (
     Group,
@@ -137,7 +138,8 @@ def cp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -
     return (Traffic("send_recv", chunk, group_placement(plan, "cp", cluster), 3 * (c - 1)),)
 
 
-def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:
+def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster,
+               dispatch: MoeDispatch = "deduplicated") -> tuple[Traffic, ...]:
     """One MoE layer, one micro-batch: dispatch + combine all-to-all in forward and backward,
     each b·(s/c)·top_k·h·q bytes per rank ([LLA]), (e−1)/e of it leaving the GPU. With SP
     each TP rank dispatches its 1/t of the tokens.
@@ -145,14 +147,17 @@ def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -
     Across scale-up domains, today's dispatchers (DeepEP, Megatron-Core's flex dispatcher with
     DeepEP or HybridEP) send a token once to each remote node that holds any of its experts and
     forward it over NVLink there (DeepSeek-V3, arXiv 2412.19437, §3.2.2): the network carries
-    E[distinct remote domains] copies of a token, not top_k · (n − g)/n."""
+    E[distinct remote domains] copies of a token, not top_k · (n − g)/n. Megatron-Core's
+    alltoall dispatcher (`dispatch` "alltoall", EngineTraits.moe_dispatch) sends every copy to
+    its expert's rank: top_k · (n − g)/n of them cross the network."""
     if plan.ep == 1 or arch.moe is None:
         return ()
     tokens = plan.mbs * seq_len / plan.cp / (plan.tp if plan.parallel.sp else 1)
     k = arch.moe.top_k
     held = tokens * k * arch.hidden * activation_bytes(plan.precision) * cal.MOE_IMBALANCE
     group = group_placement(plan, "ep", cluster)
-    share = remote_domain_share(k, group.domains) if group.domains > 1 else None
+    dedup = dispatch == "deduplicated" and group.domains > 1
+    share = remote_domain_share(k, group.domains) if dedup else None
     return (Traffic("all_to_all", held, group, 4, share),)
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 
 KernelFamily = Literal["megatron", "hf", "deepspeed"]
 KERNEL_FAMILIES: tuple[KernelFamily, ...] = ("megatron", "hf", "deepspeed")
+MoeDispatch = Literal["deduplicated", "alltoall"]
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,30 @@ class EngineTraits:
     """A past release whose behaviour the time model charges instead of the current one's: `0.3`
     for DeepSpeed before 0.4, whose ZeRO-3 gathered every tensor on its own behind a device-wide
     synchronize (the 2021 runs of validation/data/runs.yaml). None: the current release."""
+    moe_dispatch: MoeDispatch = "deduplicated"
+    """How expert-parallel all-to-alls carry a token across scale-up domains (comm.ep_traffic).
+    `deduplicated`: once to each remote domain holding any of its experts, then forwarded over
+    the scale-up fabric (DeepEP, HybridEP: Megatron-Core's flex dispatcher, NeMo AutoModel's
+    DeepEP; DeepSeek-V3 arXiv 2412.19437 §3.2.2). `alltoall`: one copy per selected expert on
+    its rank, over the network when that rank is remote (Megatron-Core's
+    MoEAlltoAllTokenDispatcher: torch.distributed.all_to_all_single over the EP group,
+    megatron/core/transformer/moe/token_dispatcher.py)."""
+    ep_overlap: bool = False
+    """Each micro-batch's expert all-to-alls run under another micro-batch's compute: Megatron-Core's
+    combined 1F1B (`overlap_moe_expert_parallel_comm`, megatron/core/pipeline_parallel/
+    combined_1f1b.py) runs one micro-batch's forward and another's backward layer by layer
+    together, as DualPipe pairs its chunks (DeepSeek-V3 arXiv 2412.19437 §3.2.1)."""
+    fused_rope: bool = False
+    """Eager (`hf`) modules whose rotary embedding runs as one fused kernel (Transformer Engine's
+    fused RoPE): NeMo AutoModel's own model code with `BackendConfig.rope_fusion`, on by default
+    where Transformer Engine is installed (nemo_automodel components/models/common/utils.py)."""
+    fused_norm: bool = False
+    """Eager (`hf`) modules whose RMSNorms run as one fused kernel: NeMo AutoModel's default
+    `rms_norm: torch_fp32` is a torch.compile'd fp32 RMSNorm (nemo_automodel components/models/
+    common/utils.py `Float32RMSNorm`), one read and one write per element each way."""
+    fused_moe_activation: bool = False
+    """Eager (`hf`) MoE layers whose routed experts run SwiGLU and the routing-weight product as
+    one fused kernel: NeMo AutoModel's DeepEP experts call Megatron-Core's
+    `weighted_bias_swiglu_impl` (nemo_automodel components/moe/experts.py
+    `get_expert_activation_for_deepep`); other activations stay eager there and multiply the fp32
+    routing weight in before casting back (`quick_geglu_deepep`, gpt-oss's clamped GEGLU)."""

@@ -165,7 +165,8 @@ def collective_time(op: Op, payload_bytes: float, group: Group, cluster: Cluster
     A group inside one domain uses the scale-up fabric; a group with one member per domain rides
     the NICs (one per GPU); otherwise the two-level form ([MLE] network/README.md) — intra-domain RS/AG over the
     scale-up fabric and the 1/g shard across domains over the NICs — combined as
-    0.5·(max + sum) of the two terms (an assumption between the overlapped and serial bounds).
+    0.5·(max + sum) of the two terms (an assumption between the overlapped and serial bounds);
+    a deduplicated all-to-all pipelines its two levels: max.
     """
     n, g, k = group.size, group.per_domain, group.domains
     if n <= 1 or payload_bytes <= 0:
@@ -179,10 +180,13 @@ def collective_time(op: Op, payload_bytes: float, group: Group, cluster: Cluster
     up = scale_up_bandwidth(op, g, cluster)
     if op == "all_to_all" and remote_share is not None:
         # Deduplicated dispatch (comm.ep_traffic): remote_share of the payload crosses the network
-        # once per domain; NVLink carries every copy to its GPU.
+        # once per domain; NVLink carries every copy to its GPU, forwarding what arrives from the
+        # network while the next chunk is in flight: the two run fully overlapped (DeepSeek-V3,
+        # arXiv 2412.19437 §3.2.2; DeepEP's normal kernels).
         intra = payload_bytes * (n - 1) / n / up
         inter = payload_bytes * remote_share / nic
-    elif op == "all_to_all":
+        return alpha + max(intra, inter)
+    if op == "all_to_all":
         # (g−1)/n of the rank's data stays in its domain, (n−g)/n leaves it.
         intra = payload_bytes * (g - 1) / n / up
         inter = payload_bytes * (n - g) / n / nic

@@ -8,6 +8,7 @@ from functools import lru_cache
 from planner.cost import calibration as cal
 from planner.cost import memo
 from planner.cost.cluster import Cluster
+from planner.cost.comm import ep_traffic, total_seconds
 from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
 from planner.cost.shard import StageShard, stage_shards
@@ -123,7 +124,9 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     # Unfused kernels compute the whole s×s matrix (mask applied after): 2× the causal FLOPs,
     # and move every score through HBM (calibration.UNFUSED_ATTENTION_BYTES_PER_SCORE).
     attention_factor = 2.0 if unfused else 1.0
-    fractions = None if unfused or dtype == "fp8" else cal.flash_attention_fraction(gpu.id)
+    # fp8 training keeps the attention core in 16 bits (Transformer Engine's fp8_dpa is off unless
+    # asked for): the same fused kernel at the same measured rate as bf16 training.
+    fractions = None if unfused else cal.flash_attention_fraction(gpu.id)
     flash = None if fractions is None else tuple(f * gpu.peak("bf16") for f in fractions)
     scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
     score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
@@ -133,6 +136,8 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
     residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP
     eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR
+    # Dispatch + combine of one MoE layer in one pass (half of ep_traffic's four all-to-alls).
+    a2a_pass = total_seconds(ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch), cluster) / 2
     fwd = bwd = attn = redo = wgrad = part = 0.0
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
     for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
@@ -147,25 +152,32 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
             t_att_b = 2 * t_att
         else:  # fused attention at the kernel's own measured rate, not a GEMM's
             t_att, t_att_b = attention / flash[0], 2 * attention / flash[1]
-        lb = elt.layer_bytes(arch, i, framework, fp8)
+        lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
+                             fused_norm=workload.engine.fused_norm,
+                             fused_moe_activation=workload.engine.fused_moe_activation)
         t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
+        t_cast = tokens * (lb.cast_residual / residual_split + lb.cast_sharded / tp) / hbm
+        t_cast_b = tokens * (lb.backward_residual / residual_split + lb.backward_sharded / tp) / hbm
         # The host launches every kernel; a layer whose kernels are shorter than their launches
-        # runs at the host's pace (forward launches k kernels, backward about 2k).
+        # runs at the host's pace (forward launches k kernels, backward about 2k). While the
+        # device runs the layer's expert all-to-alls (timed in step.py, `a2a` each way) the host
+        # goes on issuing: only host time beyond them is charged here.
         t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local) * host
-        t_f = max(t_lin + t_att + score_f + t_elt, t_host)
+        a2a = a2a_pass if moe_layer else 0.0
+        t_f = max(t_lin + t_att + score_f + t_elt + t_cast, t_host - a2a)
         if moe_layer and framework == "megatron" and ep > 1:
             # The alltoall dispatcher waits for the device before its permutation
             # (elementwise.moe_kernels_after_sync): the attention block's device time and the
             # host's launches of the experts' kernels follow one another instead of overlapping.
             before = t_dense + t_att + score_f + tokens * lb.residual_stream / residual_split / hbm
-            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host)
+            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host - a2a)
         fwd += t_f
         redo += t_f if n < recomputed else 0.0
         if plan.recompute == "selective":
-            part += _selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt)
+            part += _selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt + t_cast)
         if first_trained is not None and i >= first_trained:
             trained = _trained_share(workload, i, linear_pt) * t_lin
-            bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt, 2 * t_host)
+            bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt + t_cast_b, 2 * t_host - a2a)
             wgrad += trained
         attn += t_att + score_f
     # Full: the layers' forward again; selective: what its modules recompute; none: 0 (methodology §6.1).

@@ -5,12 +5,14 @@ residual adds, rotary embeddings, the MLP activation, fp8 casts, the MoE router 
 permutation, the loss — moves bytes through HBM and is timed as bytes / achieved bandwidth.
 How many bytes depends on what fuses them: Megatron-Core runs Transformer Engine's fused
 kernels (`megatron`, `deepspeed`: Megatron-LM's GPT modules), PyTorch eager modules run one
-kernel per operator (`hf`: Hugging Face, torchtitan and NeMo AutoModel models under FSDP2).
+kernel per operator (`hf`: Hugging Face, torchtitan and NeMo AutoModel models under FSDP2),
+less what the engine fuses (EngineTraits: NeMo AutoModel's RoPE, RMSNorm and expert SwiGLU).
 
 Counts are bytes per token, forward, 16-bit activations, read + write of every operand, derived
 operator by operator from the modules' source (cited per term). Backward moves about the
 forward's bytes for fused kernels (calibration.ELEMENTWISE_BACKWARD_FACTOR, [SEL22] Table 4)
-and twice them for eager operators (`EAGER_BACKWARD_FACTOR`).
+and twice them for eager operators (`EAGER_BACKWARD_FACTOR`); fp8 casts are counted apart,
+forward and backward each (`LayerBytes`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,15 @@ input (torch/csrc/autograd/generated: mul's backward computes grad·other and gr
 outputs from three reads), about twice the forward's read + write."""
 
 
+EXPERT_BIAS_BYTES_PER_ELEMENT = 28.0
+"""HBM bytes per element of the routed experts' output (top_k · h per token) that Megatron-Core
+spends adding fc2's bias weighted by the routing probability, expert by expert in eager PyTorch
+(megatron/core/transformer/moe/experts.py `TEGroupedMLP._apply_bias`: `t + b * p` over
+`torch.split`, `torch.cat`, `.to(dtype)`). The probabilities are fp32, so the chain runs in fp32:
+b·p writes 4; the add reads 2 + 4 and writes 4; cat reads and writes 4 + 4; the cast back reads 4
+and writes 2."""
+
+
 @dataclass(frozen=True)
 class LayerBytes:
     """HBM bytes per token of one layer's forward, split by how they shard."""
@@ -33,7 +44,18 @@ class LayerBytes:
     residual_stream: float
     """Norms and residual adds over the hidden state: replicated on every TP rank unless SP."""
     sharded: float
-    """Rotary embedding, MLP activation, fp8 casts: divided by tp (and etp for experts)."""
+    """Query/key norms, rotary embedding, MLP activation, MoE routing and permutation: divided by
+    tp (and etp for experts)."""
+    cast_residual: float = 0.0
+    """fp8 casts of the forward over the hidden state (the norm outputs): shards like
+    `residual_stream`; backward reuses what they wrote."""
+    cast_sharded: float = 0.0
+    """fp8 casts of the forward that shard like `sharded`."""
+    backward_residual: float = 0.0
+    """Backward-only bytes over the hidden state (fp8 casts of output gradients), beyond the
+    forward's other bytes times the backward factor; shards like `residual_stream`."""
+    backward_sharded: float = 0.0
+    """Backward-only bytes that shard like `sharded`."""
 
 
 def _rmsnorm_eager_bytes_per_unit() -> float:
@@ -42,38 +64,69 @@ def _rmsnorm_eager_bytes_per_unit() -> float:
     return 2 + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 2 + 2 + 2
 
 
-def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool) -> LayerBytes:
-    """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core."""
+def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fused_rope: bool = False,
+                fused_norm: bool = False, fused_moe_activation: bool = False) -> LayerBytes:
+    """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
+    `fused_rope`, `fused_norm`, `fused_moe_activation`: eager modules with those kernels fused
+    (EngineTraits)."""
     h = arch.hidden
     att = arch.attention
     eager = framework == "hf"
     if eager:
-        norm = _rmsnorm_eager_bytes_per_unit() if arch.norm == "rmsnorm" else 8
+        fused = fused_norm and arch.norm == "rmsnorm"
+        norm = cal.ELEMENTWISE_BYTES_PER_TOKEN["norms"] / 2 if fused else (
+            _rmsnorm_eager_bytes_per_unit() if arch.norm == "rmsnorm" else 8)
         norms = arch.norms_per_layer * norm * h
         residual = 2 * 6 * h  # two adds: read 2 + 2, write 2
     else:
         # Fused TE / Megatron norms and bias-dropout-add ([SEL22] Table 4 derivation).
         norms = cal.ELEMENTWISE_BYTES_PER_TOKEN["norms"] * h * arch.norms_per_layer / 2
         residual = cal.ELEMENTWISE_BYTES_PER_TOKEN["residual"] * h
+    qk_norms = 0.0
+    if att.qk_norm in ("head", "projection") and not att.is_mla:
+        # RMSNorm over the queries and keys (Qwen3 per head, OLMo-2 over the projection), split
+        # with the heads: eager as the layer norms above, or Transformer Engine's fused norm
+        # (read 2, write 2).
+        qk_norms = (att.q_dim + att.kv_dim) * (norm if eager else 4)
     rotary = 0.0
     if arch.position == "rope":
         width = (att.rotary_dim or att.head_dim) if not att.is_mla else att.qk_rope_head_dim
         heads = att.num_heads + (att.num_kv_heads if not att.is_mla else 1)
         # TE fused RoPE reads and writes q and k once (2 + 2); HF's q·cos + rotate_half(q)·sin
         # runs mul, slice, neg, cat, mul, add: 26 bytes per rotated element.
-        rotary = heads * width * (26 if eager else 4)
+        rotary = heads * width * (26 if eager and not fused_rope else 4)
     ffn_units = _ffn_units(arch, index)
     gated = arch.gated_mlp
-    if eager:
-        activation = (10 if gated else 4) * ffn_units  # silu r2 w2, mul r4 w2; plain act r2 w2
+    if eager and arch.is_moe_layer(index) and fused_moe_activation and arch.mlp_activation == "silu" and gated:
+        # Routed experts fused (read gate and up, write the product); the shared expert eager.
+        shared = arch.moe.shared_ffn
+        activation = (cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated"] * (ffn_units - shared)
+                      + _eager_activation_bytes(arch) * shared)
+    elif eager and arch.is_moe_layer(index) and fused_moe_activation:
+        # Eager activation, then the routing weight: times the fp32 probability r2 w4, cast r4 w2.
+        shared = arch.moe.shared_ffn
+        activation = (_eager_activation_bytes(arch) + 12) * (ffn_units - shared) + _eager_activation_bytes(arch) * shared
+    elif eager:
+        activation = _eager_activation_bytes(arch) * ffn_units
     else:
         activation = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if gated else "gelu"] * ffn_units
-    casts = 0.0
+    casts = norm_casts = backward_casts = backward_norm_casts = 0.0
     if fp8:
-        # Transformer Engine quantizes each GEMM input not produced by a fused norm: the attention
-        # output and the MLP's activation output, read 2, written 1 row-wise + 1 column-wise
-        # (Hopper's fp8 GEMMs take one layout: the transposed copy feeds the weight gradient).
-        casts = 4 * att.num_heads * att.value_head_dim + 4 * ffn_units
+        # Transformer Engine's current scaling (FP8-CS, what today's Megatron-Bridge recipes run)
+        # needs a tensor's amax before its cast, so nothing quantizes in the kernel that writes
+        # it: each GEMM input is written in 16 bits, then read and written 1 row-wise + 1
+        # column-wise (Hopper's fp8 GEMMs take one layout: the transposed copy feeds the weight
+        # gradient). The norms and activations write their amax as they go (transformer_engine
+        # csrc/extensions/normalization.cpp `FUSED_NORM_AMAX_FP8`, activation.cpp
+        # `FUSED_ACTIVATION_AMAX_FP8`): 2 + 2 + 2 per element; the attention output needs an amax
+        # pass first: 2 more.
+        casts = 8 * att.num_heads * att.value_head_dim + 6 * ffn_units
+        norm_casts = 2 * 6 * h  # the QKV and fc1 inputs
+        # Backward: the output gradient of every GEMM is quantized the same way for its dgrad and
+        # wgrad GEMMs: amax read 2, cast read 2 and write 2 (h-sized for the out-projection and
+        # fc2, q + 2 kv for QKV, 2 or 1 × FFN units for fc1; dact writes its amax).
+        backward_casts = 6 * (att.q_dim + 2 * att.kv_dim) + (12 if gated else 6) * ffn_units
+        backward_norm_casts = 2 * 6 * h
     moe = 0.0
     if arch.is_moe_layer(index):
         k, e = arch.moe.top_k, arch.moe.num_experts
@@ -82,7 +135,36 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool) -> La
         moe = 12 * e + 2 * h * (1 + k) + 2 * h * (k + 1)
         if fp8:
             moe += 4 * k * h  # the permuted tokens quantized for the experts' first GEMM
-    return LayerBytes(residual_stream=norms + residual, sharded=rotary + activation + casts + moe)
+            # Each expert's rows padded to a multiple of 16 for the fp8 GEMMs and the output
+            # unpadded (megatron/core/transformer/moe/experts.py Fp8Padding / Fp8Unpadding):
+            # a copy of the experts' input and of their output, read 2 and written 2, unless the
+            # router pads (moe_router_padding_for_fp8, off in Megatron-Bridge's H100 recipes;
+            # transformer_engine/pytorch/module/fp8_padding.py returns the input when aligned).
+            moe += 2 * 4 * k * h
+        if arch.moe.expert_bias and not eager:
+            moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
+        elif arch.moe.expert_bias:
+            # Grouped expert GEMMs have no bias epilogue: each bias is added after its GEMM, a
+            # read and a write of the GEMM's output per routed copy (transformers GptOssExperts
+            # `bmm(...) + bias`; NeMo AutoModel components/moe/experts.py `_apply_bias`, one
+            # Triton kernel that also weights the down projection's by the routing probability).
+            fc1_width = (2 if gated else 1) * arch.moe.expert_ffn
+            moe += k * 4 * (fc1_width + h)
+    return LayerBytes(residual_stream=norms + residual, sharded=qk_norms + rotary + activation + moe,
+                      cast_residual=norm_casts, cast_sharded=casts,
+                      backward_residual=backward_norm_casts, backward_sharded=backward_casts)
+
+
+def _eager_activation_bytes(arch: Architecture) -> float:
+    """HBM bytes per FFN unit per token of the MLP activation run as eager operators.
+
+    SwiGLU / GeGLU: act(gate) r2 w2, times up r4 w2; a plain activation r2 w2. gpt-oss's clamped
+    gate (transformers models/gpt_oss/modeling_gpt_oss.py `GptOssExperts`): gate.clamp r2 w2,
+    up.clamp r2 w2, gate * alpha r2 w2, sigmoid r2 w2, gate * sigmoid r4 w2, up + 1 r2 w2,
+    the product r4 w2: 32."""
+    if arch.mlp_activation == "sigmoid_glu_clamped":
+        return 32.0
+    return 10.0 if arch.gated_mlp else 4.0
 
 
 def _ffn_units(arch: Architecture, index: int) -> float:

@@ -10,6 +10,7 @@ from planner.cost.comm import (
     CommBytes,
     DPTraffic,
     Traffic,
+    activation_bytes,
     cp_traffic,
     deepspeed_zero3_tensors,
     dp_traffic,
@@ -127,6 +128,30 @@ def _activation_offload_seconds(plan: Plan, workload: Workload, cluster: Cluster
     return tokens * per_token / (cluster.gpu.host_link_bandwidth * cal.HOST_LINK_EFFICIENCY)
 
 
+def _fsdp2_copy_seconds(plan: Plan, workload: Workload, cluster: Cluster, weights: tuple[float, float, float, float],
+                        grad_b: float) -> tuple[float, float]:
+    """(forward, backward) seconds of one micro-batch's FSDP2 buffer copies on the compute stream.
+
+    FSDP2 all-gathers into one flat buffer and copies each parameter out of it before the layer
+    runs (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py `foreach_all_gather_copy_out`,
+    `split_with_sizes_copy`, in `wait_for_unshard` on the current stream): the gathered bytes
+    read and written once per gather, forward and, resharded after forward (ZeRO-3), backward.
+    Before each reduce-scatter it copies the unsharded gradients into the flat input in the
+    reduce dtype (`foreach_reduce_scatter_copy_in`, `chunk_cat`, on the current stream): read in
+    the compute dtype, written in `grad_b` bytes. Megatron's and DeepSpeed's buffers are the
+    parameters' own storage: nothing to copy."""
+    if plan.zero < 2 or workload.engine.zero3_gather != "fsdp2":
+        return 0.0, 0.0
+    dense, expert, dense_gather, expert_gather = weights
+    sharded = (plan.dp * plan.cp > 1, plan.expert_dp > 1)
+    gathered = dense_gather * sharded[0] + expert_gather * sharded[1]
+    grads = dense * sharded[0] + expert * sharded[1]
+    hbm = cluster.gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
+    copy_out = 2 * gathered / hbm if plan.zero == 3 else 0.0
+    copy_in = grads * (activation_bytes(plan.precision) + grad_b) / hbm
+    return copy_out, copy_out + copy_in
+
+
 def _synchronized_seconds(traffic: tuple[Traffic, ...], cluster: Cluster) -> float:
     """Collectives that run alone on the device, each issued through torch.distributed's list API
     (one tensor view per rank, copied by one host operation each): NCCL time + n · HOST_OP_S."""
@@ -162,9 +187,10 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     # TP and EP: on the critical path, half in forward, half in backward (methodology §6.2).
     tp = layers * total_seconds(per_layer["tp"], cluster)
     ep = shard.moe_layers * total_seconds(per_layer["ep"], cluster)
-    if schedule == "dualpipe":
+    if schedule == "dualpipe" or workload.engine.ep_overlap:
         # DualPipe pairs a forward and a backward chunk so that each one's all-to-all runs under
-        # the other's compute (DeepSeek-V3 §3.2.1): exposed only beyond the overlap fraction.
+        # the other's compute (DeepSeek-V3 §3.2.1), and so does Megatron-Core's combined 1F1B
+        # (EngineTraits.ep_overlap): exposed only beyond the overlap fraction.
         ep = _exposed(ep, c.forward + c.backward + c.recompute)
     # CP: (c−1) KV sends in forward, 2(c−1) in backward, hidden behind the attention core.
     cp_total = layers * total_seconds(per_layer["cp"], cluster)
@@ -198,8 +224,10 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     else:
         dp_f = _exposed(total_seconds(dp.microbatch_forward, cluster), c.forward)
         dp_b = _exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute)
-    t_f = c.forward + tp / 2 + ep / 2 + cp_f + dp_f + _exposed(offload_s, c.forward)
-    t_b = c.backward + c.recompute + (tp + ep) * (redo - 0.5) + cp_b + dp_b + _exposed(offload_s, c.backward)
+    copy_f, copy_b = _fsdp2_copy_seconds(plan, workload, cluster, weights, grad_b)
+    t_f = c.forward + copy_f + tp / 2 + ep / 2 + cp_f + dp_f + _exposed(offload_s, c.forward)
+    t_b = (c.backward + c.recompute + copy_b + (tp + ep) * (redo - 0.5) + cp_b + dp_b
+           + _exposed(offload_s, c.backward))
     # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
     # next forward.
     dp_step = (_exposed(total_seconds(dp.step_backward, cluster), c.backward + c.recompute)
@@ -242,7 +270,7 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
     per_layer = {
         "tp": tp_traffic(plan, arch, seq, cluster),
         "cp": cp_traffic(plan, arch, seq, cluster),
-        "ep": ep_traffic(plan, arch, seq, cluster),
+        "ep": ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch),
         "pp": pp_traffic(plan, arch, seq, cluster),
     }
     stages = [_stage(plan, workload, cluster, s, per_layer, schedule) for s in stage_shards(plan, arch)]
@@ -314,7 +342,7 @@ def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
     per_layer = {
         "tp": tp_traffic(plan, arch, seq, cluster),
         "cp": cp_traffic(plan, arch, seq, cluster),
-        "ep": ep_traffic(plan, arch, seq, cluster),
+        "ep": ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch),
         "pp": pp_traffic(plan, arch, seq, cluster),
     }
     m = plan.gas
