@@ -58,14 +58,16 @@ class EngineTraits:
     """A past release whose behaviour the time model charges instead of the current one's: `0.3`
     for DeepSpeed before 0.4, whose ZeRO-3 gathered every tensor on its own behind a device-wide
     synchronize (the 2021 runs of validation/data/runs.yaml). None: the current release."""
-    moe_dispatch: MoeDispatch = "deduplicated"
+    moe_dispatch: MoeDispatch = "alltoall"
     """How expert-parallel all-to-alls carry a token across scale-up domains (comm.ep_traffic).
     `deduplicated`: once to each remote domain holding any of its experts, then forwarded over
     the scale-up fabric (DeepEP, HybridEP: Megatron-Core's flex dispatcher, NeMo AutoModel's
     DeepEP; DeepSeek-V3 arXiv 2412.19437 §3.2.2). `alltoall`: one copy per selected expert on
     its rank, over the network when that rank is remote (Megatron-Core's
     MoEAlltoAllTokenDispatcher: torch.distributed.all_to_all_single over the EP group,
-    megatron/core/transformer/moe/token_dispatcher.py)."""
+    megatron/core/transformer/moe/token_dispatcher.py). The default is `alltoall`: what the
+    planner's Megatron-LM launch names (`--moe-token-dispatcher-type alltoall`, which needs no
+    DeepEP build) and torchtitan's expert parallelism runs (all_to_all_single)."""
     ep_overlap: bool = False
     """Each micro-batch's expert all-to-alls run under another micro-batch's compute: Megatron-Core's
     combined 1F1B (`overlap_moe_expert_parallel_comm`, megatron/core/pipeline_parallel/
