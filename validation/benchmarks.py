@@ -149,9 +149,10 @@ def _traits(row: dict) -> EngineTraits:
         # NeMo AutoModel runs its own model code, not transformers': Transformer Engine's fused
         # RoPE (BackendConfig.rope_fusion), a compiled fp32 RMSNorm and, in the DeepEP experts,
         # Megatron-Core's fused weighted SwiGLU (planner/cost/engine.py cites the source); its
-        # experts dispatch through DeepEP, which sends a token once per remote node.
+        # experts dispatch through DeepEP, which sends a token once per remote node; its recipe
+        # frees the model's output before backward (planner/cost/engine.py cites the source).
         traits = replace(traits, fused_rope=True, fused_norm=True, fused_moe_activation=True,
-                         moe_dispatch="deduplicated")
+                         moe_dispatch="deduplicated", output_freed_before_backward=True)
     return replace(traits, ep_overlap=bool(row.get("ep_overlap", False)))
 
 

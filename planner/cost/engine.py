@@ -87,3 +87,11 @@ class EngineTraits:
     `weighted_bias_swiglu_impl` (nemo_automodel components/moe/experts.py
     `get_expert_activation_for_deepep`); other activations stay eager there and multiply the fp32
     routing weight in before casting back (`quick_geglu_deepep`, gpt-oss's clamped GEGLU)."""
+    output_freed_before_backward: bool = False
+    """Eager (`hf`) training loops that drop their reference to the model's output (the 16-bit
+    logits) before backward, so only what the loss saved stays: the fp32 log-softmax of the
+    upcast logits. torchtitan (trainer.py `_forward_backward_body`: `del pred` before
+    `loss.backward()`, the loss upcasting in components/loss.py `cross_entropy_loss`) and NeMo
+    AutoModel (nemo_automodel 0.7 recipes/llm/train_ft.py: `del out` before backward, "so unused
+    full-vocabulary logits do not overlap its allocations"). False: the logits stay referenced
+    through backward (transformers' Trainer returns them with the loss)."""
