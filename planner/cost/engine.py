@@ -80,7 +80,8 @@ class EngineTraits:
     fused_norm: bool = False
     """Eager (`hf`) modules whose RMSNorms run as one fused kernel: NeMo AutoModel's default
     `rms_norm: torch_fp32` is a torch.compile'd fp32 RMSNorm (nemo_automodel components/models/
-    common/utils.py `Float32RMSNorm`), one read and one write per element each way."""
+    common/utils.py `Float32RMSNorm`), one read and one write per element each way; as one
+    custom op it saves only its input for backward (memory/activations.py `norm_bytes`)."""
     fused_moe_activation: bool = False
     """Eager (`hf`) MoE layers whose routed experts run SwiGLU and the routing-weight product as
     one fused kernel: NeMo AutoModel's DeepEP experts call Megatron-Core's
