@@ -9,6 +9,7 @@ from planner.cost.plan import ParallelDims, Plan
 from planner.cost.workload import Workload
 from planner.engines.profiles import engine_traits
 from planner.model import load_architecture
+from planner.model.params import layer_params
 from planner.spec.cluster import ClusterSpec
 
 H100 = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1))
@@ -83,3 +84,15 @@ def test_deepep_accounting_is_automodel_s_alone():
     assert not kernels(FSDP2, "bf16-pure", 3).deepep_experts
     assert kernels(AUTOMODEL, "bf16-pure", 3).deepep_experts
     assert not kernels(replace(AUTOMODEL, kernels="megatron"), "bf16", 1).deepep_experts
+
+
+def test_fsdp2_without_reshard_keeps_every_layer_gathered_until_backward():
+    arch = load_architecture("gpt-oss-20b")
+    plan = _plan(ep=8)
+    on, off = (_workload("gpt-oss-20b", replace(AUTOMODEL, reshard_after_forward=r)) for r in (True, False))
+    kept = estimate_memory(plan, off, H100)[0].detail
+    assert "zero3_gathered_layers" not in kept
+    # ep = dp: FSDP leaves the experts to EP, so only the dense parameters stay gathered (bf16).
+    dense = sum(layer_params(arch, i).total - layer_params(arch, i).routed_experts for i in range(arch.num_layers))
+    assert kept["fsdp_unsharded_layers"] == 2 * dense
+    assert estimate_memory(plan, on, H100)[0].detail["zero3_gathered_layers"] < kept["fsdp_unsharded_layers"]

@@ -98,3 +98,10 @@ class EngineTraits:
     AutoModel (nemo_automodel 0.7 recipes/llm/train_ft.py: `del out` before backward, "so unused
     full-vocabulary logits do not overlap its allocations"). False: the logits stay referenced
     through backward (transformers' Trainer returns them with the loss)."""
+    reshard_after_forward: bool = True
+    """FSDP2 (`zero3_gather` fsdp2) frees each layer's gathered parameters after its forward and
+    gathers them again for backward. False: every layer's parameters stay gathered from its
+    forward to its backward, the dense ones of all layers at once at the start of backward (and
+    the experts' where the experts are FSDP-sharded too): NeMo AutoModel's MoE models
+    (nemo_automodel 0.7 components/distributed/config.py `MoEParallelizerConfig.reshard_after_forward
+    = False`, passed to every block's `fully_shard` in components/moe/parallelizer.py)."""
