@@ -96,3 +96,14 @@ def test_fsdp2_without_reshard_keeps_every_layer_gathered_until_backward():
     dense = sum(layer_params(arch, i).total - layer_params(arch, i).routed_experts for i in range(arch.num_layers))
     assert kept["fsdp_unsharded_layers"] == 2 * dense
     assert estimate_memory(plan, on, H100)[0].detail["zero3_gathered_layers"] < kept["fsdp_unsharded_layers"]
+
+
+def test_the_fp32_rmsnorm_op_on_query_and_key_heads_saves_only_its_inputs():
+    arch = load_architecture("qwen3-30b-a3b")
+    att, h = arch.attention, arch.hidden
+    w_eager = _workload("qwen3-30b-a3b", replace(AUTOMODEL, fused_norm=False))
+    w_fused = _workload("qwen3-30b-a3b", AUTOMODEL)
+    eager, fused = (layer_activation_bytes_per_token(arch, 1, _plan(ep=8), w) for w in (w_eager, w_fused))
+    layer_norms = 2 * (4 * h + 4)
+    head_norms = 4 * att.q_dim + 4 * att.num_heads + 4 * att.kv_dim + 4 * att.num_kv_heads
+    assert eager - fused == layer_norms + head_norms

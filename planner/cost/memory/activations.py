@@ -262,8 +262,8 @@ def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool) -> float:
     RMSNorm (LlamaRMSNorm and kin) upcasts its input to fp32 (4h, the input itself when it is
     fp32), saves rsqrt (4) and, for the weight's gradient, the normalized input in the input
     dtype (residual bytes x h). LayerNorm (aten native_layer_norm) saves its input, mean and rstd.
-    A fused RMSNorm (`Kernels.fused_norm`) saves only its input and recomputes the rest in
-    backward: NeMo AutoModel's `torch_fp32` norm is one custom op whose autograd context keeps x
+    A fused RMSNorm (`Kernels.fused_norm`, also on query and key heads) saves only its input and
+    recomputes the rest in backward: NeMo AutoModel's `torch_fp32` norm is one custom op whose autograd context keeps x
     and the weight (nemo_automodel 0.7 components/models/common/utils.py
     `_float32_rms_norm_setup_context`; `_float32_rms_norm_backward` rebuilds rsqrt and x * r).
     """
@@ -315,7 +315,9 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
     if att.is_mla:
         replicated += 2 * e * _mla_latent(att)  # as for Megatron: not validated against HF's MLA modules
     attention, core = _attention_saved(att, e)
-    if not att.is_mla:
+    if not att.is_mla and k.fused_norm and att.qk_norm in ("head", "projection"):
+        attention += e * (att.q_dim + att.kv_dim)  # the fused op keeps only its inputs (norm_bytes)
+    elif not att.is_mla:
         if att.qk_norm == "head":
             attention += (4 * att.q_dim + (e * att.q_dim if full else 0) + 4 * att.num_heads
                           + 4 * att.kv_dim + (e * att.kv_dim if full else 0) + 4 * att.num_kv_heads)
