@@ -263,8 +263,8 @@ def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool) -> float:
     fp32), saves rsqrt (4) and, for the weight's gradient, the normalized input in the input
     dtype (residual bytes x h). LayerNorm (aten native_layer_norm) saves its input, mean and rstd.
     A fused RMSNorm (`Kernels.fused_norm`, also on query and key heads) saves only its input and
-    recomputes the rest in backward: NeMo AutoModel's `torch_fp32` norm is one custom op whose autograd context keeps x
-    and the weight (nemo_automodel 0.7 components/models/common/utils.py
+    recomputes the rest in backward: NeMo AutoModel's `torch_fp32` norm is one custom op whose
+    autograd context keeps x and the weight (nemo_automodel 0.7 components/models/common/utils.py
     `_float32_rms_norm_setup_context`; `_float32_rms_norm_backward` rebuilds rsqrt and x * r).
     """
     h = arch.hidden
