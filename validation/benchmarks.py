@@ -136,7 +136,7 @@ def _precision(row: dict) -> str:
     return row["precision"]
 
 
-def _traits(row: dict) -> EngineTraits:
+def _traits(row: dict, arch=None) -> EngineTraits:
     """The engine's traits with what the row states about its run: Megatron-Core's token
     dispatcher (`moe_dispatcher`: alltoall, or flex with DeepEP / HybridEP, which sends a token
     once per remote node) and whether its all-to-alls overlap another micro-batch's compute
@@ -149,9 +149,13 @@ def _traits(row: dict) -> EngineTraits:
         # NeMo AutoModel runs its own model code, not transformers': Transformer Engine's fused
         # RoPE (BackendConfig.rope_fusion), a compiled fp32 RMSNorm and, in the DeepEP experts,
         # Megatron-Core's fused weighted SwiGLU (planner/cost/engine.py cites the source); its
-        # experts dispatch through DeepEP, which sends a token once per remote node.
+        # experts dispatch through DeepEP, which sends a token once per remote node; its recipe
+        # frees the model's output before backward (planner/cost/engine.py cites the source).
         traits = replace(traits, fused_rope=True, fused_norm=True, fused_moe_activation=True,
-                         moe_dispatch="deduplicated")
+                         moe_dispatch="deduplicated", output_freed_before_backward=True)
+        if arch is not None and arch.moe is not None:
+            # Its MoE parallelizer keeps every block gathered after forward (planner/cost/engine.py).
+            traits = replace(traits, reshard_after_forward=False)
     return replace(traits, ep_overlap=bool(row.get("ep_overlap", False)))
 
 
@@ -161,7 +165,7 @@ def load_cases(path: Path = DATA) -> list[Case]:
     for row in data["rows"]:
         arch = load_architecture(row["model"], file=str(path))
         workload = Workload(arch=arch, training="pretrain", seq_len=row["seq_len"],
-                            global_batch=row["global_batch"], engine=_traits(row),
+                            global_batch=row["global_batch"], engine=_traits(row, arch),
                             layer_windows=model_windows(row["model"], arch, file=str(path)))
         cluster = _cluster(row, data["networks"])
         gpu = row["gpu"] if isinstance(row["gpu"], str) else row["gpu"]["id"]

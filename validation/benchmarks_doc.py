@@ -162,6 +162,10 @@ Each effect below is in the time model for every plan that has it, with its sour
   eager grouped experts (GPT-OSS), gpt-oss's clamped GEGLU, query/key RMSNorms, fp8 experts'
   padding to 16 rows; NeMo AutoModel's own kernels (fused RoPE, compiled RMSNorm, fused weighted
   SwiGLU in the DeepEP experts).
+- **What eager loops keep** (memory): torchtitan and NeMo AutoModel free the model's output before
+  backward (`EngineTraits.output_freed_before_backward`); AutoModel's fp32 RMSNorm op saves its
+  input only, its DeepEP experts save no output (`activations._deepep_routed_bytes`), and its MoE
+  models keep every block gathered after forward (`EngineTraits.reshard_after_forward`).
 - **Host launches and all-to-alls**: the host goes on issuing kernels while a MoE layer's
   all-to-alls run; only host time beyond them paces the layer.
 
@@ -200,15 +204,25 @@ Each effect below is in the time model for every plan that has it, with its sour
   collectives with GEMMs (Transformer Engine userbuffers, `tp_comm_overlap_cfg`); the model charges
   TP exposed and lands within 8 %, which says the overlapped GEMMs run slower by about what the
   overlap hides (SMs shared with the copies); neither side is modelled.
-- **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)**: four micro-batches of 16,384
-  tokens over nine layers in flight on the first stage exceed the GPU by the per-tensor count
-  without recompute; the recipe of that release must recompute or offload what the table does not
-  state. The FSDP2 GPT-OSS rows: the 201,088-entry vocabulary's fp32 logits and their gradients
-  (21 GiB at 8,192 tokens) dominate under AutoModel's default `MaskedCrossEntropy` (fp32 upcast);
-  a fused or chunked cross entropy in the benchmark configs (not stated) would remove them.
-- **torchtitan Llama 2 13B without checkpointing** (4.5 GiB over): eager RMSNorm's fp32 copies are
-  charged; a fused RMSNorm (torchtitan `norm_type = fused_rmsnorm`) and freeing the logits before
-  backward would fit it, and neither is stated for that run.
+- **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)** (44 GiB over): four micro-batches
+  of 16,384 tokens over nine layers in flight on the first stage exceed the GPU by the per-tensor
+  count without recompute. Megatron-Bridge's GPT-OSS provider fuses the weighted quick-GEGLU
+  (`bias_activation_fusion`), so the experts save only the GEMM inputs and the activation's input,
+  as charged; its library recipe sets no recompute, and the 25.11 performance config
+  (scripts/performance/configs, not at hand) must recompute or offload what the table does not
+  state: the prediction is also 36 % too fast, as a run without that recompute would be.
+- **Memory of the NeMo AutoModel GPT-OSS rows** (12 and 31 GiB over). Charged as nemo_automodel
+  0.7 runs them by default: the model's output freed before backward, the fp32 RMSNorm op saving
+  its input only, DeepEP experts keeping no output but running gpt-oss's clamped GEGLU eagerly
+  (seven saved copies of the expert width per routed token, below the 512 MiB limit above which
+  they checkpoint their chunks), every block kept gathered after forward, and
+  `MaskedCrossEntropy`'s fp32 log-softmax and gradients (18 GiB at 8,192 tokens). The benchmark
+  configs (examples/llm_benchmark/, not at hand) decide the rest: a linear cross entropy that never
+  materializes logits would remove those 18 GiB, activation checkpointing most of the layers'.
+- **torchtitan Llama 2 13B without checkpointing** (4.0 GiB over): eager RMSNorm's fp32 copies and
+  eager SwiGLU are charged. A fused RMSNorm (torchtitan `norm_type = "fused_rmsnorm"`, saving its
+  input and rstd: 13 GiB less) or `training.compile` would fit it; the run's train config at that
+  commit is not at hand to say which it set.
 """
 
 

@@ -80,10 +80,28 @@ class EngineTraits:
     fused_norm: bool = False
     """Eager (`hf`) modules whose RMSNorms run as one fused kernel: NeMo AutoModel's default
     `rms_norm: torch_fp32` is a torch.compile'd fp32 RMSNorm (nemo_automodel components/models/
-    common/utils.py `Float32RMSNorm`), one read and one write per element each way."""
+    common/utils.py `Float32RMSNorm`), one read and one write per element each way; as one
+    custom op it saves only its input for backward (memory/activations.py `norm_bytes`)."""
     fused_moe_activation: bool = False
     """Eager (`hf`) MoE layers whose routed experts run SwiGLU and the routing-weight product as
     one fused kernel: NeMo AutoModel's DeepEP experts call Megatron-Core's
     `weighted_bias_swiglu_impl` (nemo_automodel components/moe/experts.py
     `get_expert_activation_for_deepep`); other activations stay eager there and multiply the fp32
-    routing weight in before casting back (`quick_geglu_deepep`, gpt-oss's clamped GEGLU)."""
+    routing weight in before casting back (`quick_geglu_deepep`, gpt-oss's clamped GEGLU). The
+    memory model reads it as those DeepEP experts' saved tensors (memory/activations.py
+    `_deepep_routed_bytes`): no expert output kept for the routing weight's gradient."""
+    output_freed_before_backward: bool = False
+    """Eager (`hf`) training loops that drop their reference to the model's output (the 16-bit
+    logits) before backward, so only what the loss saved stays: the fp32 log-softmax of the
+    upcast logits. torchtitan (trainer.py `_forward_backward_body`: `del pred` before
+    `loss.backward()`, the loss upcasting in components/loss.py `cross_entropy_loss`) and NeMo
+    AutoModel (nemo_automodel 0.7 recipes/llm/train_ft.py: `del out` before backward, "so unused
+    full-vocabulary logits do not overlap its allocations"). False: the logits stay referenced
+    through backward (transformers' Trainer returns them with the loss)."""
+    reshard_after_forward: bool = True
+    """FSDP2 (`zero3_gather` fsdp2) frees each layer's gathered parameters after its forward and
+    gathers them again for backward. False: every layer's parameters stay gathered from its
+    forward to its backward, the dense ones of all layers at once at the start of backward (and
+    the experts' where the experts are FSDP-sharded too): NeMo AutoModel's MoE models
+    (nemo_automodel 0.7 components/distributed/config.py `MoEParallelizerConfig.reshard_after_forward
+    = False`, passed to every block's `fully_shard` in components/moe/parallelizer.py)."""

@@ -78,18 +78,55 @@ def layer_activation_bytes(arch: Architecture, plan: Plan, workload: Workload | 
                                                      modules, fp8)
         return partial_layer
     adapted = adapted_modules(plan, workload)
+    chunked = k.deepep_experts and workload is not None and _expert_chunks_checkpointed(arch, plan, workload, k)
 
     def layer(index: int) -> float:
         return _layer_activation_bytes_per_token(arch, index, tp, sp, recompute, k, adapted, rank,
-                                                 adapted is None or index > 0, modules, fp8)
+                                                 adapted is None or index > 0, modules, fp8, chunked)
     return layer
+
+
+EXPERT_MLP_CHUNK_BYTES = 512 * 2**20
+"""NeMo AutoModel's DeepEP experts with biases checkpoint their MLP in row chunks once the
+gate/up GEMM's output of one micro-batch exceeds 512 MiB (nemo_automodel 0.7 components/moe/experts.py
+`_EXPERT_MLP_CHUNK_BYTES`, `_checkpointed_chunked_expert_mlp`)."""
+
+
+def _expert_chunks_checkpointed(arch: Architecture, plan: Plan, workload: Workload, k: Kernels) -> bool:
+    """Whether AutoModel's biased DeepEP experts recompute their MLP in backward: the rows a rank
+    receives (its tokens x top_k with balanced routing) times the gate/up width above the limit."""
+    moe = arch.moe
+    if moe is None or not moe.expert_bias:
+        return False
+    width = (2 if arch.gated_mlp else 1) * moe.expert_ffn
+    rows = tokens_per_gpu(plan, workload) * moe.top_k
+    return rows * width * k.act > EXPERT_MLP_CHUNK_BYTES
+
+
+def _deepep_routed_bytes(arch: Architecture, e: int, chunked: bool) -> float:
+    """Bytes saved per routed copy by NeMo AutoModel's DeepEP grouped experts
+    (nemo_automodel 0.7 components/moe/experts.py `GroupedExpertsDeepEP.forward`): the permuted
+    input of the gate/up grouped GEMM (e h) and the fp32 routing weight (4); then the
+    activation's saved tensors and the down GEMM's input (e i). The routing weight multiplies
+    inside the activation and the biases add in `_ChunkedBiasAdd`, which saves only the bias and
+    the weights, so the experts' outputs are not kept. Activations: Megatron-Core's fused
+    weighted SwiGLU saves its input (2 e i, `weighted_bias_swiglu_impl`); gpt-oss's clamped GEGLU
+    runs eager (`quick_geglu_deepep`) and saves its input, both clamps' outputs, the sigmoid, the
+    gated product and the pre-weight product: 7 e i (counted with torch's saved-tensor hooks).
+    Above EXPERT_MLP_CHUNK_BYTES the chunks are checkpointed and only the input stays."""
+    moe = arch.moe
+    if chunked:
+        return e * arch.hidden + 4
+    i = moe.expert_ffn
+    activation = 7 * e * i if arch.mlp_activation == "sigmoid_glu_clamped" else (2 if arch.gated_mlp else 1) * e * i
+    return e * arch.hidden + 4 + activation + e * i
 
 
 @lru_cache(maxsize=65536)
 def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str,
                                       k: Kernels, adapted: frozenset[str] | None, rank: int,
                                       input_grad: bool = True, modules: frozenset[str] = frozenset(),
-                                      fp8: bool = False) -> float:
+                                      fp8: bool = False, expert_chunks: bool = False) -> float:
     h = arch.hidden
     seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
     if recompute == "full":
@@ -102,7 +139,7 @@ def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, s
         replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad,
                                                     modules, 1 if fp8 else k.act)
     else:
-        replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank, input_grad)
+        replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank, input_grad, expert_chunks)
     return replicated * seq_sharded + sharded / tp
 
 
@@ -225,15 +262,22 @@ def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool) -> float:
     RMSNorm (LlamaRMSNorm and kin) upcasts its input to fp32 (4h, the input itself when it is
     fp32), saves rsqrt (4) and, for the weight's gradient, the normalized input in the input
     dtype (residual bytes x h). LayerNorm (aten native_layer_norm) saves its input, mean and rstd.
+    A fused RMSNorm (`Kernels.fused_norm`, also on query and key heads) saves only its input and
+    recomputes the rest in backward: NeMo AutoModel's `torch_fp32` norm is one custom op whose
+    autograd context keeps x and the weight (nemo_automodel 0.7 components/models/common/utils.py
+    `_float32_rms_norm_setup_context`; `_float32_rms_norm_backward` rebuilds rsqrt and x * r).
     """
     h = arch.hidden
     if arch.norm == "layernorm":
         return k.residual * h + 8
+    if k.fused_norm:
+        return k.residual * h
     return 4 * h + 4 + (k.residual * h if weight_trains else 0)
 
 
 def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
-                    adapted: frozenset[str] | None, rank: int, input_grad: bool = True) -> tuple[float, float]:
+                    adapted: frozenset[str] | None, rank: int, input_grad: bool = True,
+                    expert_chunks: bool = False) -> tuple[float, float]:
     """(replicated, TP-sharded) bytes per token saved by a Hugging Face decoder layer.
 
     Per saved tensor (transformers 5.24, torch 2.13; measured in validation/memory/, exact
@@ -271,7 +315,9 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
     if att.is_mla:
         replicated += 2 * e * _mla_latent(att)  # as for Megatron: not validated against HF's MLA modules
     attention, core = _attention_saved(att, e)
-    if not att.is_mla:
+    if not att.is_mla and k.fused_norm and att.qk_norm in ("head", "projection"):
+        attention += e * (att.q_dim + att.kv_dim)  # the fused op keeps only its inputs (norm_bytes)
+    elif not att.is_mla:
         if att.qk_norm == "head":
             attention += (4 * att.q_dim + (e * att.q_dim if full else 0) + 4 * att.num_heads
                           + 4 * att.kv_dim + (e * att.kv_dim if full else 0) + 4 * att.num_kv_heads)
@@ -294,6 +340,8 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
     replicated += inputs(_needs_grad(adapted, ROUTER))  # the router's input (experts gather their rows from it)
     router = 4 * moe.num_experts + 8 * moe.top_k
     routed = moe.top_k * (2 * e * h + swiglu(moe.expert_ffn) + 32)
+    if k.deepep_experts and adapted is None:
+        routed = moe.top_k * _deepep_routed_bytes(arch, e, expert_chunks)
     if not attention_graph and not _needs_grad(adapted, "gate_proj", "up_proj", "down_proj"):
         # Frozen experts on an input without gradient: only their outputs, for the router's gradient.
         routed = moe.top_k * (e * h + 32)

@@ -20,6 +20,11 @@ class Kernels:
     autocast: bool
     """torch.autocast: each linear saves its own bf16 cast of an fp32 input, and the bf16 copies
     of the weights stay cached until the autocast region ends (or backward frees them)."""
+    fused_norm: bool = False
+    """RMSNorms run as one op that saves only its input (`EngineTraits.fused_norm`)."""
+    deepep_experts: bool = False
+    """Routed experts run as NeMo AutoModel's DeepEP grouped experts (`EngineTraits.fused_moe_activation`):
+    the routing weight multiplies inside the activation, so no expert output is saved."""
 
 
 def kernels(engine: EngineTraits, precision: str, zero: int = 0) -> Kernels:
@@ -34,10 +39,11 @@ def kernels(engine: EngineTraits, precision: str, zero: int = 0) -> Kernels:
     family = engine.kernels
     if family not in KERNEL_FAMILIES:
         raise ValueError(f"unknown kernel family {family!r}; valid: {', '.join(KERNEL_FAMILIES)}")
+    fused, deepep = (engine.fused_norm and family == "hf"), (engine.fused_moe_activation and family == "hf")
     if precision == "fp32":
-        return Kernels(family, 4, 4, False)
+        return Kernels(family, 4, 4, False, fused, deepep)
     if family == "hf" and (precision == "bf16-autocast" or (precision in MIXED and zero < 3)):
-        return Kernels(family, 2, 4, True)
+        return Kernels(family, 2, 4, True, fused, deepep)
     if family == "deepspeed" and precision == "bf16-autocast":
         return Kernels(family, 2, 4, True)
-    return Kernels(family, 2, 2, False)
+    return Kernels(family, 2, 2, False, fused, deepep)

@@ -131,7 +131,8 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
         head_trains = adapted is None and (partial is None or partial.output)
         h_in = arch.hidden * (2 if k.autocast else k.residual) if head_trains else 0
         out["final_norm"] = tokens * (norm_bytes(arch, k, head_trains) + h_in) / (tp if sp else 1)
-        out["logits"] = tokens * (k.act + 4) * vocab
+        # A loop that frees the model's output before backward keeps only the fp32 log-softmax.
+        out["logits"] = tokens * (4 if workload.engine.output_freed_before_backward else k.act + 4) * vocab
         out["logits_grad"] = tokens * 8 * vocab
         out["output_layer_grad"] = _output_grad_bytes(plan, workload, k) if partial is None or partial.output else 0.0
     if k.autocast and not (adapted is not None and plan.precision in MIXED):

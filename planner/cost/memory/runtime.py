@@ -154,6 +154,15 @@ def _own_buffers(plan: Plan, workload: Workload, shard: StageShard, weight_b: fl
             root += arch.vocab * arch.hidden
         if shard.stage == plan.parallel.pp - 1:
             root += output_params(arch)
+        if not workload.engine.reshard_after_forward:
+            # Every layer stays gathered until its backward: the dense parameters whole (tp aside),
+            # the experts in their EP share when FSDP shards them beyond EP (ep < dp).
+            kept = 0.0
+            for i in layers:
+                p = layer_params(arch, i)
+                experts = p.routed_experts
+                kept += (p.total - experts) / tp + (experts / (tp * ep) if plan.parallel.dp > ep else 0.0)
+            return {"fsdp_root_params": root * gathered / tp, "fsdp_unsharded_layers": kept * gathered}
         return {"fsdp_root_params": root * gathered / tp, "zero3_gathered_layers": 2 * largest * gathered / (tp * ep)}
     return {"zero3_gathered_modules": 2 * gathered * largest_module_params(arch) / tp}
 

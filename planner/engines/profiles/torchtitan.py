@@ -15,7 +15,8 @@ weights.
 
 Traits: eager PyTorch modules like Hugging Face's (the `hf` kernel family: RMSNorm, SwiGLU,
 SDPA, the loss on fp32 logits), fp32 parameters as master weights, gradients allocated in
-backward, fused AdamW (`implementation = "fused"`: no foreach temporaries); FSDP2 keeps the
+backward, fused AdamW (`implementation = "fused"`: no foreach temporaries), the model's output
+dropped before backward (trainer.py `del pred`); FSDP2 keeps the
 output layer unsharded after forward (distributed/fsdp.py) and prefetches one layer.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from planner.engines.torchtitan_models import model_shape
 TRAITS = EngineTraits(
     name="torchtitan", kernels="hf", fp32_parameters=True, fp32_grad_accumulation=False, fp32_gradient_copy=False,
     persistent_gradients=False, optimizer_step_copy=False, zero3_gather="fsdp2", zero3_per_tensor=False,
-    offload_gradients="with_params",
+    offload_gradients="with_params", output_freed_before_backward=True,
 )
 
 

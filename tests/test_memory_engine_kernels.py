@@ -1,0 +1,109 @@
+"""What an eager engine's own kernels and loop save for backward: the model's output freed before
+backward (torchtitan, NeMo AutoModel), AutoModel's fp32 RMSNorm op and its DeepEP grouped experts."""
+from dataclasses import replace
+
+from planner.cost.cluster import build_cluster
+from planner.cost.memory import estimate_memory, kernels, layer_activation_bytes_per_token
+from planner.cost.memory.activations import EXPERT_MLP_CHUNK_BYTES, norm_bytes
+from planner.cost.plan import ParallelDims, Plan
+from planner.cost.workload import Workload
+from planner.engines.profiles import engine_traits
+from planner.model import load_architecture
+from planner.model.params import layer_params
+from planner.spec.cluster import ClusterSpec
+
+H100 = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1))
+FSDP2 = engine_traits("fsdp2")
+AUTOMODEL = replace(FSDP2, fused_norm=True, fused_moe_activation=True)
+
+
+def _plan(mbs=1, ep=1, recompute="none"):
+    return Plan(parallel=ParallelDims(dp=8, ep=ep), zero=3, recompute=recompute, mbs=mbs, gas=1,
+                precision="bf16-pure", framework="fsdp2")
+
+
+def _workload(name, engine, seq=4096):
+    return Workload(arch=load_architecture(name), training="pretrain", seq_len=seq, global_batch=8, engine=engine)
+
+
+def test_a_loop_that_frees_the_output_keeps_only_the_fp32_log_softmax():
+    arch = load_architecture("llama3-8b")
+    tokens = 4096
+    logits = {}
+    for freed in (False, True):
+        w = _workload("llama3-8b", replace(FSDP2, output_freed_before_backward=freed))
+        logits[freed] = estimate_memory(_plan(), w, H100)[0].detail["logits"]
+    assert logits[False] == int(tokens * (2 + 4) * arch.vocab)
+    assert logits[True] == int(tokens * 4 * arch.vocab)
+    assert engine_traits("torchtitan").output_freed_before_backward
+    assert not FSDP2.output_freed_before_backward  # transformers' Trainer keeps the logits
+
+
+def test_the_fp32_rmsnorm_op_saves_only_its_input():
+    arch = load_architecture("llama3-8b")
+    h = arch.hidden
+    eager, fused = kernels(FSDP2, "bf16-pure", 3), kernels(AUTOMODEL, "bf16-pure", 3)
+    assert norm_bytes(arch, eager, True) == 4 * h + 4 + 2 * h
+    assert norm_bytes(arch, fused, True) == 2 * h
+    w_eager, w_fused = _workload("llama3-8b", FSDP2), _workload("llama3-8b", AUTOMODEL)
+    per_layer = [layer_activation_bytes_per_token(arch, 1, _plan(), w) for w in (w_eager, w_fused)]
+    assert per_layer[0] - per_layer[1] == 2 * (4 * h + 4)  # the layer's two norms
+
+
+def _routed_difference(name, mbs):
+    """Bytes per token of one MoE layer with AutoModel's DeepEP experts minus the eager experts'."""
+    arch = load_architecture(name)
+    w_eager, w_deepep = _workload(name, replace(AUTOMODEL, fused_moe_activation=False)), _workload(name, AUTOMODEL)
+    index = next(i for i in range(arch.num_layers) if arch.is_moe_layer(i))
+    plan = _plan(mbs=mbs, ep=8)
+    return arch, (layer_activation_bytes_per_token(arch, index, plan, w_deepep)
+                  - layer_activation_bytes_per_token(arch, index, plan, w_eager))
+
+
+def test_deepep_experts_with_fused_swiglu_keep_no_expert_output():
+    arch, diff = _routed_difference("qwen3-30b-a3b", 1)
+    e, h, i, k = 2, arch.hidden, arch.moe.expert_ffn, arch.moe.top_k
+    eager = 2 * e * h + 3 * e * i + e * i + 32  # gathered input and output, gate/up, SiLU, product
+    deepep = e * h + 4 + 2 * e * i + e * i  # input, routing weight, the fused SwiGLU's input, fc2 input
+    assert diff == k * (deepep - eager)
+
+
+def test_gpt_oss_eager_geglu_saves_seven_copies_until_its_chunks_are_checkpointed():
+    arch, diff = _routed_difference("gpt-oss-20b", 2)
+    e, h, i, k = 2, arch.hidden, arch.moe.expert_ffn, arch.moe.top_k
+    eager = 2 * e * h + 4 * e * i + 32
+    assert diff == k * (e * h + 4 + 7 * e * i + e * i - eager)
+    # One more sequence per micro-batch puts the gate/up output over 512 MiB: only the input stays.
+    assert 3 * 4096 * k * 2 * i * e > EXPERT_MLP_CHUNK_BYTES >= 2 * 4096 * k * 2 * i * e
+    _, chunked = _routed_difference("gpt-oss-20b", 3)
+    assert chunked == k * (e * h + 4 - eager)
+
+
+def test_deepep_accounting_is_automodel_s_alone():
+    # Transformers' own experts (the fsdp2 profile) and Megatron-Core's keep their accounting.
+    assert not kernels(FSDP2, "bf16-pure", 3).deepep_experts
+    assert kernels(AUTOMODEL, "bf16-pure", 3).deepep_experts
+    assert not kernels(replace(AUTOMODEL, kernels="megatron"), "bf16", 1).deepep_experts
+
+
+def test_fsdp2_without_reshard_keeps_every_layer_gathered_until_backward():
+    arch = load_architecture("gpt-oss-20b")
+    plan = _plan(ep=8)
+    on, off = (_workload("gpt-oss-20b", replace(AUTOMODEL, reshard_after_forward=r)) for r in (True, False))
+    kept = estimate_memory(plan, off, H100)[0].detail
+    assert "zero3_gathered_layers" not in kept
+    # ep = dp: FSDP leaves the experts to EP, so only the dense parameters stay gathered (bf16).
+    dense = sum(layer_params(arch, i).total - layer_params(arch, i).routed_experts for i in range(arch.num_layers))
+    assert kept["fsdp_unsharded_layers"] == 2 * dense
+    assert estimate_memory(plan, on, H100)[0].detail["zero3_gathered_layers"] < kept["fsdp_unsharded_layers"]
+
+
+def test_the_fp32_rmsnorm_op_on_query_and_key_heads_saves_only_its_inputs():
+    arch = load_architecture("qwen3-30b-a3b")
+    att, h = arch.attention, arch.hidden
+    w_eager = _workload("qwen3-30b-a3b", replace(AUTOMODEL, fused_norm=False))
+    w_fused = _workload("qwen3-30b-a3b", AUTOMODEL)
+    eager, fused = (layer_activation_bytes_per_token(arch, 1, _plan(ep=8), w) for w in (w_eager, w_fused))
+    layer_norms = 2 * (4 * h + 4)
+    head_norms = 4 * att.q_dim + 4 * att.num_heads + 4 * att.kv_dim + 4 * att.num_kv_heads
+    assert eager - fused == layer_norms + head_norms
