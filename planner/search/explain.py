@@ -121,8 +121,8 @@ def _suggestions(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     out = []
     smallest = smallest_fitting_cluster(workload, cluster, defaults, constraints)
     if smallest is not None:
-        out.append(f"It would fit on {smallest.world} GPUs ({smallest.nodes} nodes of {smallest.gpus_per_node}),"
-                   f" the fewest of this kind that fit.")
+        nodes = f"{smallest.nodes} node{'s' if smallest.nodes > 1 else ''} of {smallest.gpus_per_node}"
+        out.append(f"It would fit on {smallest.world} GPUs ({nodes}), the fewest of this kind that fit.")
     if workload.training in ("pretrain", "full"):
         lora = replace(workload, training="lora", lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"))
         lora_defaults = replace(defaults, lora_ranks=(16,))

@@ -65,11 +65,22 @@ def sizing_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults, co
     yield from plans
 
 
+FULL_NODE_GPUS = 8
+"""GPUs in the servers a small box grows into (HGX and DGX baseboards, MI300X platforms)."""
+
+
 def grown(cluster: Cluster, factor: int) -> Cluster:
-    """The cluster with `factor` times the GPUs: more nodes, or a fuller node for small boxes."""
-    if cluster.nodes > 1 or cluster.gpus_per_node >= 8:
+    """The cluster with `factor` times the GPUs: more nodes; a small box first fills one server
+    of FULL_NODE_GPUS, then grows by such servers (or by boxes like it when the count does not
+    fill whole servers)."""
+    if cluster.nodes > 1 or cluster.gpus_per_node >= FULL_NODE_GPUS:
         return cluster.with_size(cluster.nodes * factor)
-    return cluster.with_size(1, cluster.gpus_per_node * factor)
+    total = cluster.gpus_per_node * factor
+    if total <= FULL_NODE_GPUS:
+        return cluster.with_size(1, total)
+    if total % FULL_NODE_GPUS == 0:
+        return cluster.with_size(total // FULL_NODE_GPUS, FULL_NODE_GPUS)
+    return cluster.with_size(factor, cluster.gpus_per_node)
 
 
 def smallest_fitting_cluster(workload: Workload, cluster: Cluster, defaults: JobDefaults,
