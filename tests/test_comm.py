@@ -333,8 +333,8 @@ def test_alltoall_dispatcher_sends_every_copy_over_the_network_deepep_once_per_n
     import dataclasses
 
     from planner.cost.comm import ep_traffic, remote_domain_share
-    from planner.model.architecture import MoE
     from planner.cost.topology import latency_s, network_bandwidth, scale_up_bandwidth
+    from planner.model.architecture import MoE
     c = cluster(gpu="h100_sxm_80gb", nodes=4, nic_gbps=400)
     a = dataclasses.replace(arch(), moe=MoE(num_experts=128, top_k=8, expert_ffn=1024))
     p = plan(dp=32, ep=32)

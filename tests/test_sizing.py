@@ -2,6 +2,7 @@
 fewest GPUs for Llama-3.1-405B."""
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +61,7 @@ def test_the_most_sharded_plans_need_the_least_memory_of_the_space(job):
         some_plan_fits(wl, cluster, defaults, constraints, most_sharded=False)
 
 
+@pytest.mark.slow
 def test_the_fewest_gpus_for_405b_pretraining():
     """From two H100: 32 GPUs fit on Megatron-Core (the distributed optimizer offloaded, host
     memory not bounded), 24 do not, by the whole space as by its most sharded plans."""

@@ -67,10 +67,24 @@ def cases(draw):
     return (gpn, nodes, model, seq, batch, offload), constraints, capacity, objective, top
 
 
-@settings(max_examples=200, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+AGREEMENT = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+                                                                        HealthCheck.data_too_large])
+
+
+@settings(max_examples=60, **AGREEMENT)
 @given(cases())
 def test_cpsat_agrees_with_brute_force(case):
+    assert_agreement(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, **AGREEMENT)
+@given(cases())
+def test_cpsat_agrees_with_brute_force_on_more_cases(case):
+    assert_agreement(case)
+
+
+def assert_agreement(case):
     key, constraints, capacity, objective, top = case
     cluster, wl, layouts = table(*key)
     layers = wl.arch.num_layers
