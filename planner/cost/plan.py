@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from planner.model.frozen import hash_once
 from planner.spec.plan_keys import (
     KEY_ALIASES,
     MOMENT_DTYPES,
@@ -31,6 +32,7 @@ class PlanError(ValueError):
     """A plan that contradicts itself or the job (degrees, divisibility)."""
 
 
+@hash_once
 @dataclass(frozen=True)
 class ParallelDims:
     """Parallel degrees. World = tp * cp * pp * dp; the expert-parallel group (ep ranks of expert-TP
@@ -68,6 +70,7 @@ class ParallelDims:
             raise PlanError(f"vpp({self.vpp}) needs pp > 1")
 
 
+@hash_once
 @dataclass(frozen=True)
 class Plan:
     """Everything that decides a training step's memory and time, for one job on one cluster."""
