@@ -6,9 +6,9 @@ precision ...). Both are frozen; the models read them and never change them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
-from planner.model.frozen import hash_once
+from planner.model.frozen import evolve, hash_once
 from planner.spec.plan_keys import (
     KEY_ALIASES,
     MOMENT_DTYPES,
@@ -179,8 +179,8 @@ class Plan:
     def with_(self, **changes) -> "Plan":
         """A copy with plan keys changed; parallel keys (tp, pp ...) may be given flat."""
         par = {k: changes.pop(k) for k in list(changes) if k in PARALLEL_KEYS}
-        parallel = replace(self.parallel, **par) if par else self.parallel
-        return replace(self, parallel=parallel, **changes)
+        parallel = evolve(self.parallel, **par) if par else self.parallel
+        return evolve(self, parallel=parallel, **changes)
 
     def key(self) -> tuple:
         """A hashable identity of the plan (distinct plans in top-K)."""

@@ -2,8 +2,6 @@
 step) and the activation terms each holds; the peak is the largest."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 from planner.cost import memo
 from planner.cost.memory.activations import (
     adapted_modules,
@@ -19,6 +17,7 @@ from planner.cost.plan import Plan
 from planner.cost.shard import StageShard
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture
+from planner.model.frozen import evolve
 from planner.model.params import layer_params, output_params
 
 
@@ -96,11 +95,11 @@ def activation_key(plan: Plan, workload: Workload) -> Plan:
     moments, fp8 gathers and quantization. It reads tp, pp, vpp, sp, the micro-batches of a step,
     ZeRO (through the kernels too), the precision, the recompute policy, layers and modules, the
     LoRA rank and activation offload."""
-    plan = replace(plan, parallel=replace(plan.parallel, cp=1), mbs=1, first_stage_layers=None,
+    plan = evolve(plan, parallel=evolve(plan.parallel, cp=1), mbs=1, first_stage_layers=None,
                    last_stage_layers=None, offload="none", framework="megatron")
     if workload.engine.kernels != "megatron":
         return plan
-    return replace(plan, parallel=replace(plan.parallel, dp=1, ep=1), etp=None, optimizer="adamw",
+    return evolve(plan, parallel=evolve(plan.parallel, dp=1, ep=1), etp=None, optimizer="adamw",
                    moment_dtype="fp32", fp8_param_gather=False, quant="none")
 
 
@@ -109,7 +108,7 @@ def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens:
     """Activation bytes of one GPU of the stage, by kind; memoized within a search
     (planner/cost/memo.py) on every input it reads."""
     # Of the shard it reads only which layers the stage holds, not the parameters they hold.
-    where = replace(shard, dense=0.0, expert=0.0, moe_layers=0)
+    where = evolve(shard, dense=0.0, expert=0.0, moe_layers=0)
     return dict(memo.lookup(_ACTIVATIONS, (activation_key(plan, workload), workload, where, tokens, k, partial),
                             lambda: _fresh_activation_terms(plan, workload, shard, tokens, k, partial)))
 
