@@ -184,8 +184,11 @@ class Plan:
 
     def key(self) -> tuple:
         """A hashable identity of the plan (distinct plans in top-K)."""
-        return (tuple(getattr(self.parallel, f) for f in PARALLEL_KEYS),) + tuple(
-            getattr(self, f.name) for f in fields(self) if f.name != "parallel"
-        )
+        par = self.parallel
+        return (tuple(getattr(par, f) for f in PARALLEL_KEYS),) + tuple(getattr(self, f) for f in _EXECUTION_FIELDS)
 
 
+
+
+_EXECUTION_FIELDS = tuple(f.name for f in fields(Plan) if f.name != "parallel")
+"""Plan's fields besides the parallel degrees, in order (`Plan.key`)."""

@@ -10,6 +10,7 @@ is left out of pickles, since string hashes differ between processes.
 from __future__ import annotations
 
 from dataclasses import fields
+from functools import cached_property
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -39,7 +40,7 @@ def hash_once(cls: type[T]) -> type[T]:
     return cls
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_FIELDS: dict[type, tuple[frozenset[str], bool]] = {}
 
 
 def evolve(obj: T, **changes) -> T:
@@ -47,17 +48,24 @@ def evolve(obj: T, **changes) -> T:
     built without running the generated `__init__` (a third of the cost of the search's memo
     keys, which build a plan with a few keys reset for every lookup)."""
     cls = type(obj)
-    names = _FIELDS.get(cls)
-    if names is None:
+    known = _FIELDS.get(cls)
+    if known is None:
         if hasattr(cls, "__post_init__"):
             raise TypeError(f"{cls.__name__} checks its fields in __post_init__: use dataclasses.replace")
-        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-    unknown = changes.keys() - set(names)
-    if unknown:
-        raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+        names = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
+        # Where the instance holds nothing but its fields (no cached properties), its state is
+        # copied whole.
+        plain = not any(isinstance(v, cached_property) for k in cls.__mro__ for v in vars(k).values())
+        known = _FIELDS[cls] = (names, plain)
+    names, plain = known
+    if not changes.keys() <= names:
+        raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(changes.keys() - names))}")
     new = object.__new__(cls)
-    values = obj.__dict__
-    state = new.__dict__
-    for name in names:
-        state[name] = changes[name] if name in changes else values[name]
+    if plain:
+        state = obj.__dict__.copy()
+        state.pop(_SLOT, None)
+        state.update(changes)
+    else:
+        state = {name: changes[name] if name in changes else obj.__dict__[name] for name in names}
+    object.__setattr__(new, "__dict__", state)
     return new
