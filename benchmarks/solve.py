@@ -1,84 +1,154 @@
-"""Solver speed on the reference cases: seconds to the best plan, status, CP-SAT vs brute force,
-and the reasons the runners-up lose.
+"""Where users wait: whole commands timed from process start to exit, imports included.
 
-Run: `.venv/bin/python benchmarks/solve.py [--top K]`. Each case builds the layout table once
-(the pure models evaluated at probe plans: `table s`, shown apart), then times the CP-SAT model
-and brute-force enumeration of the same factored space (every layout x partition x recompute
-count per stage class) on it, so the ratio compares the two searches and nothing else. Both
-must find the same best objective. For Llama-3.1-405B the best plan of Meta's published family
-(TP 8, PP 16) is solved for as well and compared term by term.
+Run: `.venv/bin/python benchmarks/solve.py [--repeat 3] [--write]`. Each command runs `--repeat`
+times in a fresh interpreter; the median CPU seconds (user + system of the child, from
+getrusage) and wall seconds are shown, with the phases a `--json` search reports (`timing`:
+table, solver, explain) beside them. Then CP-SAT and brute force solve the same factored table
+in-process (every layout x partition x recompute count per stage class), so their ratio compares
+the two searches and nothing else; both must find the same best objective. `--write` puts the
+output in docs/performance.md with the machine it ran on. Cases: benchmarks/cases/README.md.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from planner.cost.cluster import build_cluster
-from planner.cost.evaluate import evaluate
-from planner.cost.workload import Workload
-from planner.model import load_architecture
-from planner.search import JobDefaults, candidate_table, reasons
-from planner.search.brute import solve_brute
-from planner.search.cpsat import solve_cpsat
-from planner.search.explain import describe_plan
-from planner.search.table import capacity_kib, host_capacity_kib
-from planner.spec.cluster import ClusterSpec
-from planner.spec.job import Constraint
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ROOT / "benchmarks" / "cases"
+EX = ROOT / "examples"
 
-CASES = [
-    # (name, model, gpu, nodes, nic Gbps, seq, global batch, published family to compare)
-    ("Llama-3-8B on 8 H100", "llama3-8b", "h100_sxm_80gb", 1, 400, 8192, 64, None),
-    ("Llama-3-70B on 256 H100", "llama3-70b", "h100_sxm_80gb", 32, 400, 8192, 512, None),
-    ("Llama-3.1-405B on 16,384 H100", "llama3.1-405b", "h100_sxm_80gb", 2048, 400, 8192, 2048, (8, 16)),
-    ("DeepSeek-V3 on 2,048 H800", "deepseek-v3", "h800_sxm_80gb", 256, 400, 4096, 15360, None),
+COMMANDS: list[tuple[str, list[str]]] = [
+    ("--help", ["--help"]),
+    ("gpus", ["gpus"]),
+    ("params llama3-70b", ["params", "llama3-70b"]),
+    ("estimate Llama-3-70B, 64 H100", ["estimate", f"{EX}/clusters/h100-8nodes-ib.yaml",
+                                       f"{EX}/jobs/llama3-70b-pretrain.yaml", "--plan", "tp=8,pp=4,zero=1,recompute=selective,mbs=1",
+                                       "--json"]),
+    ("check Megatron script, 8 H100", ["check", f"{EX}/clusters/h100-1node.yaml", f"{EX}/jobs/llama3-8b-pretrain.yaml",
+                                       "--megatron", f"{EX}/megatron/llama3-8b-pretrain.sh", "--json"]),
+    ("solve README example (4 engines)", ["solve", f"{EX}/clusters/h100-8nodes-ib.yaml",
+                                          f"{EX}/jobs/llama3-70b-pretrain.yaml", "--json"]),
+    ("solve Llama-3-8B, 8 H100", ["solve", f"{CASES}/h100-1node.yaml", f"{CASES}/llama3-8b-full.yaml", "--json"]),
+    ("solve Mixtral-8x7B, 64 H100, megatron", ["solve", f"{CASES}/h100-8nodes.yaml",
+                                               f"{CASES}/mixtral-8x7b-pretrain.yaml", "--framework", "megatron",
+                                               "--json"]),
+    ("solve 405B on 2 H100 (no fit), megatron", ["solve", f"{CASES}/h100-2gpus.yaml",
+                                                 f"{CASES}/llama3.1-405b-pretrain.yaml", "--framework", "megatron",
+                                                 "--json"]),
+    ("solve DeepSeek-V3, 2,048 H800, megatron", ["solve", f"{CASES}/h800-256nodes.yaml",
+                                                 f"{CASES}/deepseek-v3-bf16.yaml", "--framework", "megatron",
+                                                 "--json"]),
+    ("capacity 8B, 5 GPU types x 10 counts", ["capacity", f"{EX}/jobs/llama3-8b-full-finetune.yaml",
+                                              *[a for g in ("h100", "a100", "h200", "l40s", "mi300x")
+                                                for a in ("--gpu", g)], "--max-gpus", "512", "--json"]),
+    ("capacity 405B, 3 GPU types to 1,024", ["capacity", f"{CASES}/llama3.1-405b-pretrain.yaml",
+                                             "--gpu", "h100", "--gpu", "a100", "--gpu", "h200", "--max-gpus", "1024",
+                                             "--json"]),
 ]
-DEFAULTS = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
 
 
-def _layout(ev) -> str:
-    stages = [s.layers for s in ev.stages]
-    split = f" layers {stages[0]}/{stages[1] if len(stages) > 2 else ''}.../{stages[-1]}" if len(stages) > 1 else ""
-    return f"{describe_plan(ev.plan)}{split} · step {ev.time.step:.3f} s · MFU {ev.time.mfu:.1%}"
+def run(args: list[str]) -> tuple[float, float, int, str]:
+    """(CPU s, wall s, exit code, stdout) of one command in a fresh interpreter."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "planner.cli.app", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall, done.returncode, done.stdout
+
+
+def phases(stdout: str) -> str:
+    """The search's own phases from a --json document, when it reports them."""
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        return ""
+    timing = doc.get("timing") if isinstance(doc, dict) else None
+    if not timing:
+        return f"{len(doc['rows'])} rows" if isinstance(doc, dict) and "rows" in doc else ""
+    return (f"table {timing['table']:.1f} · solver {timing['solver']:.1f} · explain {timing['explain']:.1f}"
+            f" · {doc.get('candidates', 0):,} layouts · {doc.get('status')}")
+
+
+def solver_ratio() -> list[str]:
+    """CP-SAT against brute force on the same tables, in-process."""
+    sys.path.insert(0, str(ROOT))
+    from planner.cost.cluster import build_cluster
+    from planner.cost.workload import Workload
+    from planner.model import load_architecture
+    from planner.search import JobDefaults, candidate_table
+    from planner.search.brute import solve_brute
+    from planner.search.cpsat import solve_cpsat
+    from planner.search.table import capacity_kib, host_capacity_kib
+    from planner.spec.cluster import ClusterSpec
+
+    defaults = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
+    lines = [f"| {'case':28} | layouts | table s | CP-SAT s | brute s | CP-SAT / brute |", "|---|---:|---:|---:|---:|---:|"]
+    for name, model, nodes, batch in (("Llama-3-8B on 8 H100", "llama3-8b", 1, 64),
+                                      ("Llama-3-70B on 256 H100", "llama3-70b", 32, 512)):
+        cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=nodes,
+                                            inter_node={"nic_gbps": 400, "nics_per_node": 8}))
+        wl = Workload(arch=load_architecture(model), training="pretrain", seq_len=8192, global_batch=batch)
+        start = time.process_time()
+        rows = candidate_table(wl, cluster, defaults, {}, "step-time")
+        table_s = time.process_time() - start
+        args = ({}, capacity_kib(cluster), host_capacity_kib(cluster), 1, "step-time", wl.arch.num_layers)
+        start = time.process_time()
+        _, best, _ = solve_cpsat(rows, *args)
+        cpsat_s = time.process_time() - start
+        start = time.process_time()
+        brute = solve_brute(rows, *args)
+        brute_s = time.process_time() - start
+        assert [p.cost for p in best] == [p.cost for p in brute], name
+        lines.append(f"| {name:28} | {len(rows):,} | {table_s:.2f} | {cpsat_s:.3f} | {brute_s:.3f} |"
+                     f" {cpsat_s / brute_s if brute_s else float('nan'):.2f} |")
+    return lines
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores visible, Python {platform.python_version()}, {platform.system()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--top", type=int, default=3, help="plans per case (runners-up give the reasons)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per command (the median is shown)")
+    parser.add_argument("--write", action="store_true", help="write docs/performance.md")
     args = parser.parse_args()
-    print(f"{'case':31} {'layouts':>7} {'table s':>8} {'cp-sat s':>9} {'brute s':>8} {'ratio':>6}  status")
-    for name, model, gpu, nodes, nic, seq, batch, family in CASES:
-        cluster = build_cluster(ClusterSpec(gpu=gpu, gpus_per_node=8, nodes=nodes,
-                                            inter_node={"nic_gbps": nic, "nics_per_node": 8}))
-        workload = Workload(arch=load_architecture(model), training="pretrain", seq_len=seq, global_batch=batch)
-        layers = workload.arch.num_layers
-        start = time.perf_counter()
-        layouts = candidate_table(workload, cluster, DEFAULTS, {}, "step-time")
-        table_s = time.perf_counter() - start
-        cap, host = capacity_kib(cluster), host_capacity_kib(cluster)
-        start = time.perf_counter()
-        status, best, _ = solve_cpsat(layouts, {}, cap, host, 1, "step-time", layers)
-        cpsat_s = time.perf_counter() - start
-        start = time.perf_counter()
-        brute = solve_brute(layouts, {}, cap, host, 1, "step-time", layers)
-        brute_s = time.perf_counter() - start
-        assert [p.cost for p in best] == [p.cost for p in brute], name
-        print(f"{name:31} {len(layouts):>7,} {table_s:>8.2f} {cpsat_s:>9.3f} {brute_s:>8.3f}"
-              f" {cpsat_s / brute_s if brute_s else float('nan'):>6.2f}  {status}")
-        _, top, _ = solve_cpsat(layouts, {}, cap, host, args.top, "step-time", layers)
-        plans = tuple(sorted((evaluate(p.plan(layers), workload, cluster) for p in top), key=lambda ev: ev.time.step))
-        if plans:
-            print(f"    best: {_layout(plans[0])}")
-            for text in reasons(plans, "step-time"):
-                print(f"    runner-up {text}")
-        if family is not None and plans:
-            tp, pp = family
-            limits = {"tp": Constraint(values=(tp,)), "pp": Constraint(values=(pp,))}
-            _, fam, _ = solve_cpsat(layouts, limits, cap, host, 1, "step-time", layers)
-            if fam:
-                ev = evaluate(fam[0].plan(layers), workload, cluster)
-                print(f"    published family TP {tp} x PP {pp}: {_layout(ev)}")
-                for text in reasons((plans[0], ev), "step-time"):
-                    print(f"      vs best: {text}")
+    out = [f"Machine: {machine()}. Median of {args.repeat} runs, each a fresh process (start to exit).", "",
+           "| command | CPU s | wall s | exit | the search's own phases (s) |", "|---|---:|---:|---:|---|"]
+    print("\n".join(out), flush=True)
+    for name, argv in COMMANDS:
+        runs = [run(argv) for _ in range(args.repeat)]
+        cpu = statistics.median(r[0] for r in runs)
+        wall = statistics.median(r[1] for r in runs)
+        line = f"| {name} | {cpu:.2f} | {wall:.2f} | {runs[-1][2]} | {phases(runs[-1][3])} |"
+        print(line, flush=True)
+        out.append(line)
+    out += ["", "CP-SAT against brute force on the same factored table (in-process CPU s, best objective equal):", ""]
+    ratio = solver_ratio()
+    print("\n".join(out[-3:] + ratio))
+    out += ratio
+    if args.write:
+        text = ("# Performance\n\nWritten by `benchmarks/solve.py --write`: whole commands as users run them.\n\n"
+                + "\n".join(out) + "\n")
+        (ROOT / "docs" / "performance.md").write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Capacity planning: the fewest GPUs that fit, then doublings; days and cost from throughput."""
 import json
+from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
@@ -8,6 +9,7 @@ from typer.testing import CliRunner
 from hardware import get_accelerator
 from planner.cli.app import app
 from planner.cost.inputs import load_job_inputs
+from planner.engines.profiles import engine_workload
 from planner.search.capacity import cluster_for, plan_capacity, sizes_to_try
 from planner.spec.job import Constraint
 
@@ -69,3 +71,17 @@ def test_capacity_bad_input(args, fragment):
     result = runner.invoke(app, ["capacity", str(JOB), *args])
     assert result.exit_code == 2
     assert fragment in result.stderr
+
+
+def test_capacity_rows_are_those_recorded_before_the_shared_memo():
+    """The rows (GPU, count, nodes, best plan, step time) as the capacity search gave them before
+    one memo session spanned its sizes and its searches stopped comparing families
+    (tests/data/reference_capacity.json)."""
+    ref = json.loads((Path(__file__).parent / "data" / "reference_capacity.json").read_text())
+    job = load_job_inputs(Path(__file__).parents[1] / ref["job"])
+    wl = engine_workload(job.workload, ref["framework"])
+    nodes = [cluster_for(get_accelerator(g), None, ref["price"]) for g in ref["gpus"]]
+    rows = plan_capacity(wl, job.defaults, job.job.constraints, nodes, max_gpus=ref["max_gpus"])
+    got = [[r.gpu, r.gpus, r.nodes, repr(r.best.plan) if r.best else None, r.best.time.step if r.best else None]
+           for r in rows]
+    assert got == ref["rows"]

@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from hardware import Accelerator, UnknownAccelerator, get_accelerator
+from planner.model.frozen import hash_once
 from planner.spec.cluster import ClusterSpec, CustomGPU
 from planner.spec.errors import InputError, unknown_name
 
 GiB = 2**30
 
 
+@hash_once
 @dataclass(frozen=True)
 class Cluster:
     gpu: Accelerator

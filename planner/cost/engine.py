@@ -11,11 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from planner.model.frozen import hash_once
+
 KernelFamily = Literal["megatron", "hf", "deepspeed"]
 KERNEL_FAMILIES: tuple[KernelFamily, ...] = ("megatron", "hf", "deepspeed")
 MoeDispatch = Literal["deduplicated", "alltoall"]
 
 
+@hash_once
 @dataclass(frozen=True)
 class EngineTraits:
     """The memory and time behaviour of one engine (see the module docstring)."""

@@ -6,8 +6,9 @@ precision ...). Both are frozen; the models read them and never change them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
+from planner.model.frozen import evolve, hash_once
 from planner.spec.plan_keys import (
     KEY_ALIASES,
     MOMENT_DTYPES,
@@ -31,6 +32,7 @@ class PlanError(ValueError):
     """A plan that contradicts itself or the job (degrees, divisibility)."""
 
 
+@hash_once
 @dataclass(frozen=True)
 class ParallelDims:
     """Parallel degrees. World = tp * cp * pp * dp; the expert-parallel group (ep ranks of expert-TP
@@ -68,6 +70,7 @@ class ParallelDims:
             raise PlanError(f"vpp({self.vpp}) needs pp > 1")
 
 
+@hash_once
 @dataclass(frozen=True)
 class Plan:
     """Everything that decides a training step's memory and time, for one job on one cluster."""
@@ -176,13 +179,16 @@ class Plan:
     def with_(self, **changes) -> "Plan":
         """A copy with plan keys changed; parallel keys (tp, pp ...) may be given flat."""
         par = {k: changes.pop(k) for k in list(changes) if k in PARALLEL_KEYS}
-        parallel = replace(self.parallel, **par) if par else self.parallel
-        return replace(self, parallel=parallel, **changes)
+        parallel = evolve(self.parallel, **par) if par else self.parallel
+        return evolve(self, parallel=parallel, **changes)
 
     def key(self) -> tuple:
         """A hashable identity of the plan (distinct plans in top-K)."""
-        return (tuple(getattr(self.parallel, f) for f in PARALLEL_KEYS),) + tuple(
-            getattr(self, f.name) for f in fields(self) if f.name != "parallel"
-        )
+        par = self.parallel
+        return (tuple(getattr(par, f) for f in PARALLEL_KEYS),) + tuple(getattr(self, f) for f in _EXECUTION_FIELDS)
 
 
+
+
+_EXECUTION_FIELDS = tuple(f.name for f in fields(Plan) if f.name != "parallel")
+"""Plan's fields besides the parallel degrees, in order (`Plan.key`)."""

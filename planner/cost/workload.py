@@ -7,6 +7,7 @@ from typing import Literal
 from planner.cost.engine import EngineTraits
 from planner.cost.partial import PartialTraining
 from planner.model.architecture import Architecture
+from planner.model.frozen import hash_once
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class StateDtypes:
     `exp_avg_sq_dtype`)."""
 
 
+@hash_once
 @dataclass(frozen=True)
 class Workload:
     arch: Architecture

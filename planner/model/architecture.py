@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from planner.model.frozen import hash_once
 from planner.spec.errors import InputError
 
 NormKind = Literal["rmsnorm", "layernorm"]
@@ -39,6 +40,7 @@ def _within(name: str, value: int | None, low: int, high: int) -> None:
         raise InputError(f"{name} must be an integer from {low:,} to {high:,}, got {value!r}")
 
 
+@hash_once
 @dataclass(frozen=True)
 class Attention:
     """Self-attention shape of one layer.
@@ -132,6 +134,7 @@ class Attention:
         return self.head_dim - self.qk_rope_head_dim
 
 
+@hash_once
 @dataclass(frozen=True)
 class MoE:
     """Mixture-of-experts MLP (Mixtral, Qwen-MoE, DeepSeek-V2/V3, Grok-1 style)."""
@@ -185,6 +188,7 @@ class MoE:
         _within("MoE layer frequency", self.layer_freq, 1, MAX_LAYERS)
 
 
+@hash_once
 @dataclass(frozen=True)
 class Architecture:
     """A decoder-only transformer language model."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from planner.model.architecture import Architecture, Attention
@@ -151,8 +152,10 @@ def _attention_norm_params(arch: Architecture) -> int:
     return 0
 
 
+@lru_cache(maxsize=1 << 14)
 def layer_params(arch: Architecture, index: int) -> LayerParams:
-    """Parameters of block `index` (0-based)."""
+    """Parameters of block `index` (0-based); cached: both inputs and the result are frozen, and a
+    search asks for the same layers of the same model hundreds of thousands of times."""
     h = arch.hidden
     a = arch.attention
     # gpt-oss: one learned sink logit per head.

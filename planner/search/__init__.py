@@ -41,11 +41,14 @@ def candidate_table(workload: Workload, cluster: Cluster, defaults: JobDefaults,
 def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
            constraints: dict[str, Constraint], *, objective: str = "step-time", top: int = 5,
            solver: str = "cp-sat", time_limit: float | None = None,
-           rows: list[Layout] | None = None, table_seconds: float = 0.0) -> SolveResult:
+           rows: list[Layout] | None = None, table_seconds: float = 0.0,
+           other_families: bool = True) -> SolveResult:
     """The best `top` distinct layouts, each with its best partition and recompute counts.
 
     `rows`: the cost table when the caller built it, in `table_seconds`; the result's timing
-    counts it with the solver's own seconds."""
+    counts it with the solver's own seconds. `other_families` False leaves out the reasons the
+    best plans of other (tp, pp) families lose (two more solves), for callers that show only
+    the best plan."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}")
     if solver not in SOLVERS:
@@ -83,7 +86,7 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     if points and not plans:
         status, conflict = "infeasible", ("memory",)
     why = reasons(plans, objective)
-    if plans and solver == "cp-sat":
+    if plans and solver == "cp-sat" and other_families:
         why += tuple(f"best of another family, {text}" for text in reasons(
             (plans[0],) + _other_families(rows, plans, constraints, cap, host_cap, objective, workload, cluster),
             objective))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hardware import Accelerator
+from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
 from planner.cost.workload import Workload
@@ -111,7 +112,15 @@ def sizes_to_try(workload: Workload, node: Cluster, defaults: JobDefaults, const
 def plan_capacity(workload: Workload, defaults: JobDefaults, constraints: dict[str, Constraint],
                   nodes: list[Cluster], *, max_gpus: int, objective: str = "step-time",
                   solver: str = "cp-sat", progress: Callable[[str], None] | None = None) -> list[CapacityRow]:
-    """One row per GPU type and GPU count."""
+    """One row per GPU type and GPU count. The terms that do not read the cluster (a stage's
+    activations, planner/cost/memo.py) are computed once for every size and type."""
+    with memo.session():
+        return _plan_capacity(workload, defaults, constraints, nodes, max_gpus, objective, solver, progress)
+
+
+def _plan_capacity(workload: Workload, defaults: JobDefaults, constraints: dict[str, Constraint],
+                   nodes: list[Cluster], max_gpus: int, objective: str, solver: str,
+                   progress: Callable[[str], None] | None) -> list[CapacityRow]:
     rows = []
     for node in nodes:
         sizes = sizes_to_try(workload, node, defaults, constraints, max_gpus)
@@ -121,7 +130,9 @@ def plan_capacity(workload: Workload, defaults: JobDefaults, constraints: dict[s
         for cluster in sizes:
             if progress is not None:
                 progress(f"{node.gpu.id} × {cluster.world}")
-            result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver)
+            # The row shows the best plan alone: no runners-up, no other families to compare.
+            result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver,
+                            other_families=False)
             rows.append(CapacityRow(gpu=cluster.gpu.id, gpus=cluster.world, nodes=cluster.nodes,
                                     best=result.plans[0] if result.plans else None,
                                     price_per_gpu_hour=cluster.price_per_gpu_hour, tokens=workload.tokens))

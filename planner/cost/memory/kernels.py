@@ -5,8 +5,10 @@ from dataclasses import dataclass
 
 from planner.cost.engine import KERNEL_FAMILIES, EngineTraits
 from planner.cost.memory.states import MIXED
+from planner.model.frozen import hash_once
 
 
+@hash_once
 @dataclass(frozen=True)
 class Kernels:
     """What the engine's kernels save for backward, by precision (see the module docstring)."""

@@ -2,6 +2,7 @@
 step) and the activation terms each holds; the peak is the largest."""
 from __future__ import annotations
 
+from planner.cost import memo
 from planner.cost.memory.activations import (
     adapted_modules,
     inflight_microbatches,
@@ -16,6 +17,7 @@ from planner.cost.plan import Plan
 from planner.cost.shard import StageShard
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture
+from planner.model.frozen import evolve
 from planner.model.params import layer_params, output_params
 
 
@@ -81,8 +83,38 @@ def _linear_params(arch: Architecture, index: int) -> int:
     return p.total - p.norms
 
 
+_ACTIVATIONS = memo.new_cache()
+
+
+def activation_key(plan: Plan, workload: Workload) -> Plan:
+    """The plan with the keys `_activation_terms` never reads reset: the context-parallel size
+    and the micro-batch (both reach it through `tokens`), the end stages' layer counts (the shard
+    carries its layers), offload and the engine (the workload's traits name its kernels). Under
+    Megatron kernels it also never reads what only the output layer's gradients of the Hugging
+    Face path read (`_output_grad_bytes`): the data-parallel and expert grids, the optimizer, its
+    moments, fp8 gathers and quantization. It reads tp, pp, vpp, sp, the micro-batches of a step,
+    ZeRO (through the kernels too), the precision, the recompute policy, layers and modules, the
+    LoRA rank and activation offload."""
+    plan = evolve(plan, parallel=evolve(plan.parallel, cp=1), mbs=1, first_stage_layers=None,
+                   last_stage_layers=None, offload="none", framework="megatron")
+    if workload.engine.kernels != "megatron":
+        return plan
+    return evolve(plan, parallel=evolve(plan.parallel, dp=1, ep=1), etp=None, optimizer="adamw",
+                   moment_dtype="fp32", fp8_param_gather=False, quant="none")
+
+
 def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
                       partial: PartialTraining | None = None) -> dict[str, float]:
+    """Activation bytes of one GPU of the stage, by kind; memoized within a search
+    (planner/cost/memo.py) on every input it reads."""
+    # Of the shard it reads only which layers the stage holds, not the parameters they hold.
+    where = evolve(shard, dense=0.0, expert=0.0, moe_layers=0)
+    return dict(memo.lookup(_ACTIVATIONS, (activation_key(plan, workload), workload, where, tokens, k, partial),
+                            lambda: _fresh_activation_terms(plan, workload, shard, tokens, k, partial)))
+
+
+def _fresh_activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
+                            partial: PartialTraining | None = None) -> dict[str, float]:
     """Activation bytes of one GPU of the stage, by kind."""
     arch = workload.arch
     tp, sp = plan.parallel.tp, plan.parallel.sp

@@ -2,7 +2,7 @@
 at HBM bandwidth, recompute (docs/methodology.md §6.1)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from planner.cost import calibration as cal
@@ -16,6 +16,7 @@ from planner.cost.timing import elementwise as elt
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture
 from planner.model.flops import layer_flops, logits_flops
+from planner.model.frozen import evolve
 
 COMPUTE_DTYPE = {"bf16": "bf16", "bf16-pure": "bf16", "bf16-autocast": "bf16",
                  "fp16": "fp16", "fp8": "fp8", "fp32": "fp32"}
@@ -86,7 +87,7 @@ def compute_key(plan: Plan) -> Plan:
     end stages' layer counts (the shard carries its layers) and the engine (the workload's traits
     name its kernels). It reads tp, pp, cp, ep, sp, the micro-batch, the precision and the
     recompute policy, layers and modules."""
-    return replace(plan, parallel=replace(plan.parallel, dp=1, vpp=1), zero=0, gas=1, lora_rank=0, quant="none",
+    return evolve(plan, parallel=evolve(plan.parallel, dp=1, vpp=1), zero=0, gas=1, lora_rank=0, quant="none",
                    offload="none", optimizer="adamw", first_stage_layers=None, last_stage_layers=None, etp=None,
                    offload_activation_layers=0, moment_dtype="fp32", fp8_param_gather=False, framework="megatron")
 

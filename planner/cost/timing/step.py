@@ -173,11 +173,16 @@ class _Stage:
     dp_step: float
     optimizer: float
     offload: float
-    bytes: CommBytes
+    bytes: CommBytes | None
+    """None where the caller asked for seconds alone."""
 
 
 def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
-           per_layer: dict[str, tuple[Traffic, ...]], schedule: Schedule | None = None) -> _Stage:
+           per_layer: dict[str, tuple[Traffic, ...]], schedule: Schedule | None = None,
+           count_bytes: bool = True) -> _Stage:
+    """The stage's step; `count_bytes` False leaves the bytes on the wire out (None): the search's
+    stage seconds never read them, and totalling every link of every dimension is a fifth of a
+    stage's cost."""
     c = stage_compute(plan, workload, cluster, shard)
     m, layers = plan.gas, shard.num_layers
     offload_s = _activation_offload_seconds(plan, workload, cluster, shard)
@@ -234,21 +239,28 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
                + _exposed(total_seconds(dp.step_forward, cluster), c.forward))
     updated = updated_params(plan, dense, expert)
     optimizer, offload = optimizer_and_offload(plan, cluster, updated, dense_gather + expert_gather)
+    return _Stage(compute=c, tp=tp * redo, cp=cp_f + cp_b, ep=ep * redo, dp_microbatch=dp_f + dp_b,
+                  forward=t_f, backward=t_b, dp_step=dp_step, optimizer=optimizer,
+                  offload=offload,
+                  bytes=_stage_bytes(plan, shard, per_layer, dp, m, layers, redo, share, schedule) if count_bytes
+                  else None)
+
+
+def _stage_bytes(plan: Plan, shard: StageShard, per_layer: dict[str, tuple[Traffic, ...]], dp: DPTraffic,
+                 m: int, layers: int, redo: float, share: float, schedule: Schedule | None) -> CommBytes:
+    """Bytes on the wire per GPU of the stage over the step, by dimension and by fabric."""
     cp_redo = 1 + share / 3  # full recompute repeats the forward's (c−1) of 3(c−1) sends
     # Per step: (traffic, times it runs) of each dimension.
     chunks = 2 if schedule == "dualpipe" else plan.vpp  # DualPipe: two chunks per rank, both ways
     runs = {"tp": (per_layer["tp"], m * layers * redo), "pp": (per_layer["pp"], m * chunks),
             "cp": (per_layer["cp"], m * layers * cp_redo), "ep": (per_layer["ep"], m * shard.moe_layers * redo)}
     links = [dp.link_bytes(m)] + [tuple(n * b for b in total_link_bytes(t)) for t, n in runs.values()]
-    comm_bytes = CommBytes(
+    return CommBytes(
         dp=dp.wire_bytes(m),
         **{dim: n * total_wire_bytes(t) for dim, (t, n) in runs.items()},
         scale_up=sum(up for up, _ in links),
         scale_out=sum(out for _, out in links),
     )
-    return _Stage(compute=c, tp=tp * redo, cp=cp_f + cp_b, ep=ep * redo, dp_microbatch=dp_f + dp_b,
-                  forward=t_f, backward=t_b, dp_step=dp_step, optimizer=optimizer,
-                  offload=offload, bytes=comm_bytes)
 
 
 def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
@@ -349,6 +361,6 @@ def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
     out = tuple(
         StageSeconds(microbatch=s.forward + s.backward, tail=s.dp_step + s.optimizer + s.offload,
                      comm=m * (s.tp + s.cp + s.ep + s.dp_microbatch) + s.dp_step)
-        for s in (_stage(plan, workload, cluster, shard, per_layer) for shard in stage_shards(plan, arch)
+        for s in (_stage(plan, workload, cluster, shard, per_layer, count_bytes=False) for shard in stage_shards(plan, arch)
                   if stages is None or shard.stage in stages))
     return out, (plan.pp - 1) * plan.vpp * total_seconds(per_layer["pp"], cluster)
