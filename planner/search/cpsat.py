@@ -35,10 +35,13 @@ from planner.spec.job import Constraint
 # Solver parameters in one place: deterministic (one worker, fixed seed).
 SOLVER_WORKERS = 1
 RANDOM_SEED = 17
-RUNNER_UP_S = 5.0
-"""Seconds the solver spends on each runner-up after the best plan. The best plan is proven
-optimal (or stops at --time-limit); a runner-up not proven within this is the best one found,
-and the search ends there, so `--top K` costs at most K-1 times this beyond the best plan."""
+RUNNER_UP_WORK = 5.0
+"""CP-SAT's deterministic time (work units of about a second each on a current core) spent on each
+runner-up after the best plan. The best plan is proven optimal (or stops at --time-limit); a
+runner-up not proven within this is the best one found, and the search ends there, so `--top K`
+costs at most about K-1 times this beyond the best plan. Deterministic, with one worker and a
+fixed seed: the same plans on any machine under any load (`max_deterministic_time`, ortools
+sat_parameters.proto)."""
 BIG = 2**50
 
 
@@ -186,7 +189,8 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
     return PlanModel(model=model, chosen=chosen, groups=groups, assumptions=assumptions)
 
 
-def _new_solver(time_limit: float | None = None) -> cp_model.CpSolver:
+def _new_solver(time_limit: float | None = None, work_limit: float | None = None) -> cp_model.CpSolver:
+    """`time_limit`: wall seconds (the user's --time-limit); `work_limit`: deterministic time."""
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = SOLVER_WORKERS
     solver.parameters.random_seed = RANDOM_SEED
@@ -196,6 +200,8 @@ def _new_solver(time_limit: float | None = None) -> cp_model.CpSolver:
     solver.parameters.max_presolve_iterations = 1
     if time_limit is not None:
         solver.parameters.max_time_in_seconds = time_limit
+    if work_limit is not None:
+        solver.parameters.max_deterministic_time = work_limit
     return solver
 
 
@@ -209,7 +215,7 @@ def _minimal_core(pm: PlanModel, core: list[int]) -> list[int]:
         pm.model.add_assumptions([pm.model.get_bool_var_from_proto_index(i) for i in trial])
         # A feasibility question: the first plan answers it (the objective would have the solver
         # prove an optimum first). Undecided within the budget: the assumption stays in the core.
-        solver = _new_solver(RUNNER_UP_S)
+        solver = _new_solver(work_limit=RUNNER_UP_WORK)
         solver.parameters.stop_after_first_solution = True
         if solver.solve(pm.model) == cp_model.INFEASIBLE:
             kept = trial
@@ -253,7 +259,7 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
 
 
 _CUT: set[int] = set()
-"""The result lists whose runner-up search stopped on RUNNER_UP_S (by id, for `_runner_up_cut`)."""
+"""The result lists whose runner-up search stopped on RUNNER_UP_WORK (by id, for `_runner_up_cut`)."""
 
 
 def _runner_up_cut(found: list, top: int) -> bool:
@@ -269,8 +275,7 @@ def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_k
     found: list[Point] = []
     status_name = "optimal"
     while len(found) < top:
-        limit = time_limit if not found else min(time_limit or RUNNER_UP_S, RUNNER_UP_S)
-        solver = _new_solver(limit)
+        solver = _new_solver(time_limit, None if not found else RUNNER_UP_WORK)
         status = solver.solve(pm.model)
         if status == cp_model.INFEASIBLE:
             if not found:
