@@ -18,18 +18,9 @@ PEFT_CONFIG, BNB_CONFIG = "peft_config.json", "bnb_config.json"
 
 
 def deepspeed_problems(plan: Plan, workload: Workload) -> list[str]:
-    """Why DeepSpeed cannot run this plan as the planner models it (empty when it can)."""
-    problems = framework_problems("deepspeed", plan)
-    p, heads = plan.parallel, workload.arch.attention.num_heads
-    if p.cp > 1 and p.tp > 1:
-        problems.append(f"sequence parallelism (cp={p.cp}) together with AutoTP (tp={p.tp})")
-    if p.cp > 1 and heads % p.cp:
-        problems.append(f"DeepSpeed-Ulysses splits the {heads} heads over cp={p.cp}")
-    if p.ep > 1 and p.tp > 1:
-        # deepspeed/module_inject/auto_ep_folding.py: expert_tensor_parallel_size must be 1; experts
-        # are folded over the TP lanes, not split by tp as the planner models.
-        problems.append(f"AutoEP (ep={p.ep}) with AutoTP (tp={p.tp}) does not split experts by tp")
-    return problems
+    """Why DeepSpeed cannot run this plan as the planner models it (empty when it can): its
+    profile's values and rules (planner/engines/profiles/deepspeed.py), which the search obeys too."""
+    return framework_problems("deepspeed", plan, workload)
 
 
 def emit_deepspeed(plan: Plan, workload: Workload, cluster: Cluster, *, lora_alpha: float | None = None,
