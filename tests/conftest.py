@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the examples and helpers to write small input files."""
+"""Shared fixtures: paths to the examples, helpers to write small input files, and a strategy of
+small random jobs on every engine."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 from hypothesis import settings
+from hypothesis import strategies as st
+
+from planner.cost.cluster import build_cluster
+from planner.cost.workload import JobDefaults, Workload
+from planner.engines.profiles import PROFILES, engine_workload
+from planner.model import load_architecture
+from planner.spec.cluster import ClusterSpec
 
 # `HYPOTHESIS_PROFILE=deep` runs the property tests of tests/test_hostile.py with 1,000 examples
 # per command, in a fixed order (about a quarter of an hour on 2 cores); the default run keeps to
@@ -26,3 +34,20 @@ def write_yaml(tmp_path):
         path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
         return path
     return write
+
+
+@st.composite
+def small_jobs(draw, seq_lens: list[int], gpus: list[str], gpus_per_node: list[int], lora_rank: int):
+    """(workload on its engine, cluster, defaults) of a small random job: an engine, a training mode
+    it runs, a tiny or small model, and one node of the given GPUs."""
+    engine = draw(st.sampled_from(sorted(PROFILES)))
+    training = draw(st.sampled_from([t for t in ("pretrain", "full", "lora") if t in PROFILES[engine].training]))
+    wl = engine_workload(Workload(arch=load_architecture(draw(st.sampled_from(["debug", "debug-moe", "qwen3-0.6b"]))),
+                                  training=training, seq_len=draw(st.sampled_from(seq_lens)),
+                                  global_batch=draw(st.sampled_from([8, 16])),
+                                  lora_targets=("q_proj", "v_proj") if training == "lora" else ()), engine)
+    defaults = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(lora_rank if training == "lora" else 0,),
+                           quant="none")
+    cluster = build_cluster(ClusterSpec(gpu=draw(st.sampled_from(gpus)),
+                                        gpus_per_node=draw(st.sampled_from(gpus_per_node))))
+    return wl, cluster, defaults

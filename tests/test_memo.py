@@ -2,37 +2,24 @@
 when the cache was filled by a plan differing only in the keys the memo's key leaves out."""
 from dataclasses import replace
 
+from conftest import small_jobs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.cost import memo
-from planner.cost.cluster import build_cluster
 from planner.cost.evaluate import evaluate
 from planner.cost.memory.activations import tokens_per_gpu
 from planner.cost.memory.kernels import kernels
 from planner.cost.memory.phases import _activation_terms, _fresh_activation_terms, activation_key
 from planner.cost.shard import stage_shards
 from planner.cost.timing.compute import _stage_compute, compute_key, stage_compute
-from planner.cost.workload import JobDefaults, Workload
-from planner.engines.profiles import PROFILES, engine_workload
-from planner.model import load_architecture
+from planner.engines.profiles import PROFILES
 from planner.search.space import candidate_plans
-from planner.spec.cluster import ClusterSpec
-
-BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(16,), quant="none")
 
 
 @st.composite
 def plans(draw):
-    engine = draw(st.sampled_from(sorted(PROFILES)))
-    training = draw(st.sampled_from([t for t in ("pretrain", "full", "lora") if t in PROFILES[engine].training]))
-    wl = engine_workload(Workload(arch=load_architecture(draw(st.sampled_from(["debug", "debug-moe", "qwen3-0.6b"]))),
-                                  training=training, seq_len=draw(st.sampled_from([512, 4096])),
-                                  global_batch=draw(st.sampled_from([8, 16])),
-                                  lora_targets=("q_proj", "v_proj") if training == "lora" else ()), engine)
-    defaults = BF16_ADAMW if training == "lora" else replace(BF16_ADAMW, lora_ranks=(0,))
-    cluster = build_cluster(ClusterSpec(gpu=draw(st.sampled_from(["h100_sxm_80gb", "a100_sxm_80gb"])),
-                                        gpus_per_node=draw(st.sampled_from([2, 4, 8]))))
+    wl, cluster, defaults = draw(small_jobs([512, 4096], ["h100_sxm_80gb", "a100_sxm_80gb"], [2, 4, 8], 16))
     candidates = list(candidate_plans(wl, cluster, defaults, {}))
     plan = draw(st.sampled_from(candidates))
     if plan.pp > 1 and plan.recompute == "full" and draw(st.booleans()):

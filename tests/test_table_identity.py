@@ -4,24 +4,19 @@ equal those recorded before the memoized terms, stored hashes and quick copies
 a table built with every memo on equals one computed afresh, term by term, and so do the plans
 CP-SAT ranks from each."""
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import small_jobs
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from planner.cost.cluster import build_cluster
 from planner.cost.inputs import load_inputs
-from planner.cost.workload import JobDefaults, Workload
-from planner.engines.profiles import PROFILES, engine_workload
-from planner.model import load_architecture
+from planner.engines.profiles import engine_workload
 from planner.search import search
 from planner.search.cpsat import solve_cpsat
 from planner.search.layouts import build_layouts
 from planner.search.space import candidate_plans
 from planner.search.table import build_table, capacity_kib, host_capacity_kib
-from planner.spec.cluster import ClusterSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = json.loads((ROOT / "tests/data/reference_top5.json").read_text())
@@ -39,21 +34,8 @@ def test_reference_cases_rank_the_recorded_plans(case):
     assert list(result.objective_values) == expected["objectives"]
 
 
-BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(8,), quant="none")
-
-
-@st.composite
-def jobs(draw):
-    engine = draw(st.sampled_from(sorted(PROFILES)))
-    training = draw(st.sampled_from([t for t in ("pretrain", "full", "lora") if t in PROFILES[engine].training]))
-    wl = engine_workload(Workload(arch=load_architecture(draw(st.sampled_from(["debug", "debug-moe", "qwen3-0.6b"]))),
-                                  training=training, seq_len=draw(st.sampled_from([1024, 4096])),
-                                  global_batch=draw(st.sampled_from([8, 16])),
-                                  lora_targets=("q_proj", "v_proj") if training == "lora" else ()), engine)
-    defaults = BF16_ADAMW if training == "lora" else replace(BF16_ADAMW, lora_ranks=(0,))
-    cluster = build_cluster(ClusterSpec(gpu=draw(st.sampled_from(["h100_sxm_80gb", "rtx4090"])),
-                                        gpus_per_node=draw(st.sampled_from([1, 2, 4, 8]))))
-    return wl, cluster, defaults
+def jobs():
+    return small_jobs([1024, 4096], ["h100_sxm_80gb", "rtx4090"], [1, 2, 4, 8], 8)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
