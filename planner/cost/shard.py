@@ -61,13 +61,16 @@ def _layer_sums(arch: Architecture, first: int, count: int) -> tuple[int, int, i
     return dense, expert, moe_layers
 
 
-def stage_shards(plan: Plan, arch: Architecture) -> list[StageShard]:
-    """One `StageShard` per pipeline stage, in order."""
+def stage_shards(plan: Plan, arch: Architecture, only: tuple[int, ...] | None = None) -> list[StageShard]:
+    """One `StageShard` per pipeline stage, in order; `only`: just these stages, in order."""
     pp, tp, ep, etp = plan.parallel.pp, plan.parallel.tp, plan.parallel.ep, plan.expert_tp
     shards = []
     first = 0
     counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
     for stage, count in enumerate(counts):
+        if only is not None and stage not in only:
+            first += count
+            continue
         dense, expert, moe_layers = _layer_sums(arch, first, count)
         if stage == 0:
             dense += embedding_params(arch)

@@ -79,9 +79,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     expert_dp_shard = plan.expert_dp
     tokens = tokens_per_gpu(plan, workload)
     stages = []
-    for shard in stage_shards(plan, arch):
-        if only_stages is not None and shard.stage not in only_stages:
-            continue
+    for shard in stage_shards(plan, arch, only_stages):
         trainable, frozen, quantized = frozen_and_trainable(plan, workload, shard)
         if partial is not None:
             dense_trainable, expert_trainable = partial_trainable(plan, arch, shard, partial)

@@ -99,12 +99,60 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
                        lambda: _stage_compute(plan, workload, cluster, shard))
 
 
+_LAYER_TERMS = memo.new_cache()
+
+
+@dataclass(frozen=True)
+class _LayerTerms:
+    """Per-layer compute seconds of one micro-batch on one GPU, for every layer of the model, and
+    the output layer's: what a stage sums over the layers it holds."""
+
+    forward: tuple[float, ...]
+    backward: tuple[float, ...]
+    """0.0 for layers below the first that trains."""
+    weight_grad: tuple[float, ...]
+    attention: tuple[float, ...]
+    selective: tuple[float, ...]
+    """What selective recompute repeats (0.0 unless the policy is selective)."""
+    output_forward: float
+    loss_backward: float
+    output_backward: float
+    output_weight_grad: float
+
+
 def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> StageCompute:
-    """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1).
+    """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1): the sums of its
+    layers' terms (`_layer_terms`), the output layer's on the last stage."""
+    terms = memo.lookup(_LAYER_TERMS, (evolve(compute_key(plan), recompute_layers=None), workload, cluster),
+                        lambda: _layer_terms(plan, workload, cluster))
+    fwd = bwd = attn = redo = wgrad = part = 0.0
+    recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
+    for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
+        t_f = terms.forward[i]
+        fwd += t_f
+        redo += t_f if n < recomputed else 0.0
+        part += terms.selective[i]
+        bwd += terms.backward[i]
+        wgrad += terms.weight_grad[i]
+        attn += terms.attention[i]
+    # Full: the layers' forward again; selective: what its modules recompute; none: 0 (methodology §6.1).
+    recompute = {"full": redo, "selective": part}.get(plan.recompute, 0.0)
+    if shard.stage == plan.pp - 1:
+        fwd += terms.output_forward
+        bwd += terms.loss_backward
+        bwd += terms.output_backward
+        wgrad += terms.output_weight_grad
+    return StageCompute(forward=fwd, backward=bwd, recompute=recompute, attention_forward=attn,
+                         weight_grad=wgrad)
+
+
+def _layer_terms(plan: Plan, workload: Workload, cluster: Cluster) -> _LayerTerms:
+    """Compute seconds of one micro-batch of every layer and of the output layer (methodology §6.1).
 
     Per layer: the GEMMs at peak × η, plus the memory-bound kernels at achieved HBM bandwidth —
     norms and residual adds (replicated over TP unless SP), the MLP activation, and, when the
     attention is unfused, the s×s score traffic (calibration: SEL22 Table 4 derivation).
+    Reads neither the stage nor how many of its layers recompute.
     """
     arch, gpu = workload.arch, cluster.gpu
     tp, ep = plan.tp, plan.ep
@@ -139,9 +187,8 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR
     # Dispatch + combine of one MoE layer in one pass (half of ep_traffic's four all-to-alls).
     a2a_pass = total_seconds(ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch), cluster) / 2
-    fwd = bwd = attn = redo = wgrad = part = 0.0
-    recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
-    for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
+    forward, backward, weight_grad, attention_s, selective = [], [], [], [], []
+    for i in range(arch.num_layers):
         linear_pt, attention_pt = per_layer[i]
         attention = attention_factor * attention_pt * tokens / tp
         moe_layer = arch.is_moe_layer(i)
@@ -172,30 +219,30 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
             # host's launches of the experts' kernels follow one another instead of overlapping.
             before = t_dense + t_att + score_f + tokens * lb.residual_stream / residual_split / hbm
             t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host - a2a)
-        fwd += t_f
-        redo += t_f if n < recomputed else 0.0
-        if plan.recompute == "selective":
-            part += _selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt + t_cast)
+        forward.append(t_f)
+        selective.append(_selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt + t_cast)
+                         if plan.recompute == "selective" else 0.0)
         if first_trained is not None and i >= first_trained:
             trained = _trained_share(workload, i, linear_pt) * t_lin
-            bwd += max(t_lin + trained + t_att_b + score_b + eager_b * t_elt + t_cast_b, 2 * t_host - a2a)
-            wgrad += trained
-        attn += t_att + score_f
-    # Full: the layers' forward again; selective: what its modules recompute; none: 0 (methodology §6.1).
-    recompute = {"full": redo, "selective": part}.get(plan.recompute, 0.0)
-    if shard.stage == plan.pp - 1:
-        # Output layer on the last stage; embedding lookup is negligible (methodology §6.1).
-        logits = logits_flops(arch) * tokens / tp
-        t_out = rate16.seconds(logits, logits)
-        # The loss over the vocabulary is memory-bound (elementwise.loss_bytes_per_vocab).
-        t_loss = tokens * arch.vocab / tp * elt.loss_bytes_per_vocab(framework) / hbm
-        fwd += t_out + t_loss / 3
-        bwd += 2 * t_loss / 3
-        output_trains = partial.output if partial is not None else not workload.trains_adapters
-        bwd += ((first_trained is not None) + output_trains) * t_out
-        wgrad += output_trains * t_out
-    return StageCompute(forward=fwd, backward=bwd, recompute=recompute, attention_forward=attn,
-                         weight_grad=wgrad)
+            backward.append(max(t_lin + trained + t_att_b + score_b + eager_b * t_elt + t_cast_b, 2 * t_host - a2a))
+            weight_grad.append(trained)
+        else:
+            backward.append(0.0)
+            weight_grad.append(0.0)
+        attention_s.append(t_att + score_f)
+    # Output layer on the last stage; embedding lookup is negligible (methodology §6.1).
+    logits = logits_flops(arch) * tokens / tp
+    t_out = rate16.seconds(logits, logits)
+    # The loss over the vocabulary is memory-bound (elementwise.loss_bytes_per_vocab).
+    t_loss = tokens * arch.vocab / tp * elt.loss_bytes_per_vocab(framework) / hbm
+    output_trains = partial.output if partial is not None else not workload.trains_adapters
+    return _LayerTerms(
+        forward=tuple(forward), backward=tuple(backward), weight_grad=tuple(weight_grad),
+        attention=tuple(attention_s), selective=tuple(selective),
+        output_forward=t_out + t_loss / 3,
+        loss_backward=2 * t_loss / 3,
+        output_backward=((first_trained is not None) + output_trains) * t_out,
+        output_weight_grad=output_trains * t_out)
 
 
 def _selective_seconds(plan: Plan, arch: Architecture, index: int, framework: str, t_lin: float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.cost import calibration as cal
+from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.comm import (
     CommBytes,
@@ -178,9 +179,10 @@ class _Stage:
 
 
 def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
-           per_layer: dict[str, tuple[Traffic, ...]], schedule: Schedule | None = None,
-           count_bytes: bool = True) -> _Stage:
-    """The stage's step; `count_bytes` False leaves the bytes on the wire out (None): the search's
+           per_layer: dict[str, tuple[Traffic, ...]], seconds: dict[str, float],
+           schedule: Schedule | None = None, count_bytes: bool = True) -> _Stage:
+    """The stage's step; `seconds`: each dimension's `per_layer` traffic in seconds (the same for
+    every stage of the plan). `count_bytes` False leaves the bytes on the wire out (None): the search's
     stage seconds never read them, and totalling every link of every dimension is a fifth of a
     stage's cost."""
     c = stage_compute(plan, workload, cluster, shard)
@@ -190,15 +192,15 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     share = plan.recomputed_layers(shard.stage, layers) / layers if layers else 0.0
     redo = 1 + 0.5 * share  # full recompute repeats the forward's collectives (half of them)
     # TP and EP: on the critical path, half in forward, half in backward (methodology §6.2).
-    tp = layers * total_seconds(per_layer["tp"], cluster)
-    ep = shard.moe_layers * total_seconds(per_layer["ep"], cluster)
+    tp = layers * seconds["tp"]
+    ep = shard.moe_layers * seconds["ep"]
     if schedule == "dualpipe" or workload.engine.ep_overlap:
         # DualPipe pairs a forward and a backward chunk so that each one's all-to-all runs under
         # the other's compute (DeepSeek-V3 §3.2.1), and so does Megatron-Core's combined 1F1B
         # (EngineTraits.ep_overlap): exposed only beyond the overlap fraction.
         ep = _exposed(ep, c.forward + c.backward + c.recompute)
     # CP: (c−1) KV sends in forward, 2(c−1) in backward, hidden behind the attention core.
-    cp_total = layers * total_seconds(per_layer["cp"], cluster)
+    cp_total = layers * seconds["cp"]
     cp_f = _exposed(cp_total / 3, c.attention_forward)
     cp_b = _exposed(2 * cp_total / 3, 2 * c.attention_forward) + cp_f * share
     # DP: ZeRO collectives of every micro-batch, hidden behind that pass's compute.
@@ -272,6 +274,13 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
     interleaved 1F1B the bubble is (p−1)/v·(t_F + t_B). `schedule` defaults to what Megatron-LM
     runs for the plan (`default_schedule`).
     """
+    # One session for the plan's stages: they share the per-layer compute terms (compute.py).
+    with memo.session():
+        return _estimate_time(plan, workload, cluster, schedule)
+
+
+def _estimate_time(plan: Plan, workload: Workload, cluster: Cluster,
+                   schedule: Schedule | None) -> tuple[TimeBreakdown, CommBytes]:
     if plan.global_batch != workload.global_batch:
         raise PlanError(f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({plan.dp}) = {plan.global_batch}"
                         f" != global batch ({workload.global_batch})")
@@ -285,7 +294,8 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
         "ep": ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch),
         "pp": pp_traffic(plan, arch, seq, cluster),
     }
-    stages = [_stage(plan, workload, cluster, s, per_layer, schedule) for s in stage_shards(plan, arch)]
+    seconds = {dim: total_seconds(t, cluster) for dim, t in per_layer.items()}
+    stages = [_stage(plan, workload, cluster, s, per_layer, seconds, schedule) for s in stage_shards(plan, arch)]
     pace = max(stages, key=lambda s: s.forward + s.backward)
     tail = max(stages, key=lambda s: s.dp_step + s.optimizer + s.offload)
     per_microbatch = pace.forward + pace.backward
@@ -293,7 +303,7 @@ def estimate_time(plan: Plan, workload: Workload, cluster: Cluster, *,
     bubble = bubble_fraction(schedule, p, m, v, w_share) * m * per_microbatch
     # Pipeline p2p on the fill/drain path: (p−1) boundaries, ×v with interleaving, ×2 for
     # DualPipe's two chunks per rank (DeepSeek-V3, arXiv 2412.19437 §3.2.1).
-    pp = (p - 1) * (2 if schedule == "dualpipe" else v) * total_seconds(per_layer["pp"], cluster)
+    pp = (p - 1) * (2 if schedule == "dualpipe" else v) * seconds["pp"]
     step = m * per_microbatch + bubble + pp + tail.dp_step + tail.optimizer + tail.offload
     c = pace.compute
     dp = m * pace.dp_microbatch + tail.dp_step
@@ -357,10 +367,11 @@ def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
         "ep": ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch),
         "pp": pp_traffic(plan, arch, seq, cluster),
     }
+    seconds = {dim: total_seconds(t, cluster) for dim, t in per_layer.items()}
     m = plan.gas
     out = tuple(
         StageSeconds(microbatch=s.forward + s.backward, tail=s.dp_step + s.optimizer + s.offload,
                      comm=m * (s.tp + s.cp + s.ep + s.dp_microbatch) + s.dp_step)
-        for s in (_stage(plan, workload, cluster, shard, per_layer, count_bytes=False) for shard in stage_shards(plan, arch)
-                  if stages is None or shard.stage in stages))
-    return out, (plan.pp - 1) * plan.vpp * total_seconds(per_layer["pp"], cluster)
+        for s in (_stage(plan, workload, cluster, shard, per_layer, seconds, count_bytes=False)
+                  for shard in stage_shards(plan, arch, stages)))
+    return out, (plan.pp - 1) * plan.vpp * seconds["pp"]
