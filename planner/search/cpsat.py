@@ -11,7 +11,7 @@ memory under offload), and the step time as
 with the two maxima as variables bounded below by every class of the chosen layout (exact at the
 optimum). Memory, host memory and every user constraint hold through assumption literals, so an
 infeasible model comes back with the requirements to blame (SufficientAssumptionsForInfeasibility,
-shrunk to a minimal core). Top-K distinct layouts by no-good cuts on the layout Booleans.
+shrunk to a minimal core). The runners-up: runners_up.py.
 """
 from __future__ import annotations
 
@@ -30,18 +30,17 @@ from planner.search.point import (
     recompute_allowed,
     untimed_unfit,
 )
+from planner.search.runners_up import runners_up
 from planner.spec.job import Constraint
 
 # Solver parameters in one place: deterministic (one worker, fixed seed).
 SOLVER_WORKERS = 1
 RANDOM_SEED = 17
-RUNNER_UP_WORK = 5.0
-"""CP-SAT's deterministic time (work units of about a second each on a current core) spent on each
-runner-up after the best plan. The best plan is proven optimal (or stops at --time-limit); a
-runner-up not proven within this is the best one found, and the search ends there, so `--top K`
-costs at most about K-1 times this beyond the best plan. Deterministic, with one worker and a
-fixed seed: the same plans on any machine under any load (`max_deterministic_time`, ortools
-sat_parameters.proto)."""
+CORE_TRIAL_WORK = 5.0
+"""CP-SAT's deterministic time (work units of about a second each on a current core) for each
+trial of the minimal core's deletion filter; undecided within it, the assumption stays in the
+core. Deterministic, with one worker and a fixed seed: the same explanation on any machine under
+any load (`max_deterministic_time`, ortools sat_parameters.proto)."""
 BIG = 2**50
 
 
@@ -215,7 +214,7 @@ def _minimal_core(pm: PlanModel, core: list[int]) -> list[int]:
         pm.model.add_assumptions([pm.model.get_bool_var_from_proto_index(i) for i in trial])
         # A feasibility question: the first plan answers it (the objective would have the solver
         # prove an optimum first). Undecided within the budget: the assumption stays in the core.
-        solver = _new_solver(work_limit=RUNNER_UP_WORK)
+        solver = _new_solver(work_limit=CORE_TRIAL_WORK)
         solver.parameters.stop_after_first_solution = True
         if solver.solve(pm.model) == cp_model.INFEASIBLE:
             kept = trial
@@ -231,10 +230,11 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
                 time_limit: float | None = None) -> tuple[str, list[Point], tuple[str, ...]]:
     """(status, best points in order, conflicting requirements when infeasible).
 
-    Lazy rounds: the layouts of lowest lower bound first (point.lower_bound); the plans found
-    are the best of all once the K-th of them costs no more than the lowest bound left out.
-    Otherwise (or when the round is infeasible) four times as many layouts go in; the last
-    round holds them all, and only it may call the problem infeasible.
+    The best plan: lazy rounds, the layouts of lowest lower bound first (point.lower_bound); the
+    plan found is the best of all once it costs no more than the lowest bound left out.
+    Otherwise (or when the round is infeasible) four times as many layouts go in; the last round
+    holds them all, and only it may call the problem infeasible. The runners-up: the next best
+    layouts at their own best points (runners_up.py).
     """
     if not layouts:
         return "infeasible", [], ()
@@ -246,60 +246,44 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
         return None if deadline is None else max(0.01, deadline - time.perf_counter())
 
     size = FIRST_BATCH
-    while size < len(layouts):
+    while True:
+        if size >= len(layouts):
+            status, found, conflict = _solve(layouts, constraints, capacity_kib, host_capacity_kib, objective,
+                                             layers, left(), hint=order[0])
+            break
         subset = [layouts[i] for i in order[:size]]
-        status, found, _ = _solve(subset, constraints, capacity_kib, host_capacity_kib, top, objective,
-                                  layers, left(), hint=0)
-        if status == "feasible" or _runner_up_cut(found, top) or \
-                (len(found) == top and found[-1].cost <= bounds[order[size]]):
-            return status, found, ()
+        status, found, conflict = _solve(subset, constraints, capacity_kib, host_capacity_kib, objective,
+                                         layers, left(), hint=0)
+        if status == "feasible" or (found and found[0].cost <= bounds[order[size]]):
+            break
         size *= 4
-    return _solve(layouts, constraints, capacity_kib, host_capacity_kib, top, objective, layers, left(),
-                  hint=order[0])
-
-
-_CUT: set[int] = set()
-"""The result lists whose runner-up search stopped on RUNNER_UP_WORK (by id, for `_runner_up_cut`)."""
-
-
-def _runner_up_cut(found: list, top: int) -> bool:
-    return len(found) < top and id(found) in _CUT
+    if found and top > 1:
+        found += runners_up(layouts, bounds, found[0], top - 1, constraints, capacity_kib, host_capacity_kib,
+                            objective, layers, deadline)
+    return status, found, conflict
 
 
 def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,
-           host_capacity_kib: int | None, top: int, objective: str, layers: int,
-           time_limit: float | None, hint: int | None = None) -> tuple[str, list[Point], tuple[str, ...]]:
+           host_capacity_kib: int | None, objective: str, layers: int,
+           time_limit: float | None, hint: int) -> tuple[str, list[Point], tuple[str, ...]]:
+    """The best point of the layouts (exactly one chosen), or, when there is none, the
+    requirements to blame (a minimal core of the assumption literals)."""
     pm = build_model(layouts, constraints, capacity_kib, host_capacity_kib, objective, layers)
-    if hint is not None:
-        pm.model.add_hint(pm.chosen[hint], True)  # greedy hint: the layout of least lower bound
-    found: list[Point] = []
-    status_name = "optimal"
-    while len(found) < top:
-        solver = _new_solver(time_limit, None if not found else RUNNER_UP_WORK)
-        status = solver.solve(pm.model)
-        if status == cp_model.INFEASIBLE:
-            if not found:
-                core = _minimal_core(pm, list(solver.sufficient_assumptions_for_infeasibility()))
-                return "infeasible", [], tuple(pm.assumptions[i] for i in core)
-            break
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            if not found:
-                return "infeasible", [], ("time limit",)
-            break  # the time limit ran out before the next plan
-        if status == cp_model.FEASIBLE and not found:
-            status_name = "feasible"
-        index = next(i for i, x in enumerate(pm.chosen) if solver.boolean_value(x))
-        lay = layouts[index]
-        if lay.exact:
-            n = r = ()
-        else:
-            g = pm.groups[lay.pp]
-            n = tuple(solver.value(v) for v in g.n)
-            r = tuple(solver.value(v) for v in g.r)
-        found.append(Point(layout=lay, layers=n, recomputed=r, cost=round(solver.objective_value)))
-        if len(found) > 1 and status != cp_model.OPTIMAL:
-            _CUT.add(id(found))  # a runner-up the time allowed: no larger batch will be tried
-            break
-        # No-good cut: the next plan is another layout.
-        pm.model.add(pm.chosen[index] == 0)
-    return status_name, found, ()
+    pm.model.add_hint(pm.chosen[hint], True)  # greedy hint: the layout of least lower bound
+    solver = _new_solver(time_limit)
+    status = solver.solve(pm.model)
+    if status == cp_model.INFEASIBLE:
+        core = _minimal_core(pm, list(solver.sufficient_assumptions_for_infeasibility()))
+        return "infeasible", [], tuple(pm.assumptions[i] for i in core)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return "infeasible", [], ("time limit",)
+    index = next(i for i, x in enumerate(pm.chosen) if solver.boolean_value(x))
+    lay = layouts[index]
+    if lay.exact:
+        n = r = ()
+    else:
+        g = pm.groups[lay.pp]
+        n = tuple(solver.value(v) for v in g.n)
+        r = tuple(solver.value(v) for v in g.r)
+    point = Point(layout=lay, layers=n, recomputed=r, cost=round(solver.objective_value))
+    return "optimal" if status == cp_model.OPTIMAL else "feasible", [point], ()
