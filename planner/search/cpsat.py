@@ -41,7 +41,6 @@ CORE_TRIAL_WORK = 5.0
 trial of the minimal core's deletion filter; undecided within it, the assumption stays in the
 core. Deterministic, with one worker and a fixed seed: the same explanation on any machine under
 any load (`max_deterministic_time`, ortools sat_parameters.proto)."""
-BIG = 2**50
 
 
 @dataclass
@@ -102,8 +101,13 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
             model.add(r[k] <= layers * y[k])
         groups[pp] = _Group(n=n, r=r, y=y)
 
-    pace = model.new_int_var(-BIG, BIG, "pace")
-    tail = model.new_int_var(-BIG, BIG, "tail")
+    # The maxima within the range their terms can take, not an arbitrary big number: CP-SAT
+    # relaxes each enforced row with a big-M from the variables' domains, and an M of 2^50 next
+    # to costs of 10^7 left its LP bounds wrong: an optimum "proven" 7% above a plan of the model
+    # (tests/test_solver_agreement.py).
+    low, high = _term_range(layouts, objective, layers)
+    pace = model.new_int_var(low, high, "pace")
+    tail = model.new_int_var(low, high, "tail")
     for i, (lay, x) in enumerate(zip(layouts, chosen)):
         g = None if lay.exact else groups[lay.pp]
         # The user's limits on outer keys switch the layout off.
@@ -188,6 +192,19 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
     return PlanModel(model=model, chosen=chosen, groups=groups, assumptions=assumptions)
 
 
+def _term_range(layouts: list[Layout], objective: str, layers: int) -> tuple[int, int]:
+    """Bounds on any class's value of the objective's terms over every layout, partition and
+    recompute count: a + b·n + c·r + w·[r > 0] with 0 ≤ r ≤ n ≤ layers."""
+    terms = {"step-time": ("pace", "tail"), "cost": ("pace", "tail"), "comm": ("comm",)}.get(objective, ("mem",))
+    low = high = 0
+    for lay in layouts:
+        for name in terms:
+            for a, b, c, w in getattr(lay, name):
+                high = max(high, a + max(0, b) * layers + max(0, b + c) * layers + max(0, w))
+                low = min(low, a + min(0, b) * layers + min(0, b + c) * layers + min(0, w))
+    return low, high
+
+
 def _new_solver(time_limit: float | None = None, work_limit: float | None = None) -> cp_model.CpSolver:
     """`time_limit`: wall seconds (the user's --time-limit); `work_limit`: deterministic time."""
     solver = cp_model.CpSolver()
@@ -258,8 +275,10 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
             break
         size *= 4
     if found and top > 1:
-        found += runners_up(layouts, bounds, found[0], top - 1, constraints, capacity_kib, host_capacity_kib,
-                            objective, layers, deadline)
+        # Ranked together: the enumerated points are exact, so none of them ever beats a proven
+        # optimum, and a stable sort keeps the best first on a tie.
+        found = sorted(found + runners_up(layouts, bounds, found[0], top - 1, constraints, capacity_kib,
+                                          host_capacity_kib, objective, layers, deadline), key=lambda p: p.cost)
     return status, found, conflict
 
 
