@@ -28,6 +28,7 @@ class Admission:
         self.workload, self.cluster, self.groups = workload, cluster, groups
         self.names = tuple(k for group in groups for k in group)
         """The execution keys in the order a row of values holds them."""
+        self._starts = [sum(map(len, groups[:i])) for i in range(len(groups))]
         group_of = {k: i for i, group in enumerate(groups) for k in group}
         self._layout: list[tuple[Rule, tuple[str, ...], dict]] = []
         # Per group, the rules whose last key read is in it: those reading no earlier group sort
@@ -61,7 +62,9 @@ class Admission:
         """The rows of execution values (one value tuple of each group of `options`, in the order
         of their product) that pass every rule with `layout`'s other keys."""
         rows: list[tuple] = [()]
-        for names, own, joint, values in zip(self.groups, self._own, self._joint, options):
+        for names, start, own, joint, values in zip(self.groups, self._starts, self._own, self._joint, options):
+            if not rows:
+                break
             for check in own:
                 test = self._test(layout, names, *check)
                 values = [value for value in values if test(value)]
@@ -69,15 +72,16 @@ class Admission:
                 rows = [row + value for row in rows for value in values]
                 continue
             tests = [self._test(layout, self.names, *check) for check in joint]
+            # Rows that agree on the earlier keys these rules read take the same values.
+            earlier = itemgetter(*sorted({i for _, _, positions, _ in joint for i in positions if i < start}))
+            taken: dict = {}
             kept = []
             for row in rows:
-                for value in values:
-                    new = row + value
-                    for test in tests:
-                        if not test(new):
-                            break
-                    else:
-                        kept.append(new)
+                agreed = earlier(row)
+                allowed = taken.get(agreed)
+                if allowed is None:
+                    allowed = taken[agreed] = [value for value in values if all(test(row + value) for test in tests)]
+                kept += [row + value for value in allowed]
             rows = kept
         return rows
 
