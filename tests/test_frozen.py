@@ -1,7 +1,7 @@
 """Frozen dataclasses that hash once, and `evolve`, the search's quick `dataclasses.replace`:
 the same objects, the same hashes, as the generated methods give."""
 import pickle
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import pytest
 from hypothesis import given
@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from planner.cost.plan import ParallelDims, Plan
 from planner.model import load_architecture
 from planner.model.frozen import evolve, hash_once
+from planner.spec.plan_keys import PARALLEL_KEYS
 
 plans = st.builds(
     Plan,
@@ -28,6 +29,15 @@ def test_evolve_builds_what_replace_builds(plan, zero, mbs, dp):
     assert got == expected and hash(got) == hash(expected) and type(got) is Plan
     assert got.key() == expected.key()
     assert plan.with_(dp=dp, zero=zero) == replace(plan, parallel=replace(plan.parallel, dp=dp), zero=zero)
+
+
+@given(plans)
+def test_a_plan_reads_its_degrees_through_and_its_key_is_every_field(plan):
+    assert [getattr(plan, k) for k in PARALLEL_KEYS] == [getattr(plan.parallel, k) for k in PARALLEL_KEYS]
+    assert plan.key() == ((tuple(getattr(plan.parallel, k) for k in PARALLEL_KEYS),)
+                          + tuple(getattr(plan, f.name) for f in fields(Plan) if f.name != "parallel"))
+    with pytest.raises(AttributeError):
+        plan.world  # noqa: B018 (the degrees' product is ParallelDims', not read through)
 
 
 def test_evolve_refuses_unknown_fields_and_checked_classes():

@@ -1,10 +1,14 @@
-"""The framework rules: every broken rule is named; legal plans pass."""
+"""The framework rules: every broken rule is named; legal plans pass; each rule reads only the plan
+keys it names."""
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from planner.cost.cluster import build_cluster
-from planner.cost.plan import ParallelDims, Plan
+from planner.cost.plan import OFFLOAD_CHOICES, PLAN_KEYS, QUANT_CHOICES, RECOMPUTE_POLICIES, ParallelDims, Plan
 from planner.cost.workload import Workload
-from planner.engines.rules import plan_problems
+from planner.engines.profiles import PROFILES, engine_workload
+from planner.engines.rules import DEGREE_RULES, RULES, plan_problems
 from planner.model import load_architecture
 from planner.spec.cluster import ClusterSpec
 
@@ -57,3 +61,52 @@ def test_hardware_support_is_checked():
     assert any("no bf16 support" in p for p in plan_problems(plan, wl(), V100x8))
     assert any("no fp8 tensor cores" in p for p in plan_problems(plan.with_(precision="fp8"), wl(), V100x8))
     assert plan_problems(plan.with_(precision="fp16"), wl(), V100x8) == []
+
+
+degrees = st.integers(1, 8)
+plans = st.builds(
+    Plan,
+    parallel=st.builds(ParallelDims, tp=degrees, pp=degrees, dp=st.integers(1, 16), cp=st.integers(1, 4),
+                       ep=degrees, vpp=st.integers(1, 4), sp=st.booleans()),
+    zero=st.integers(0, 4), recompute=st.sampled_from(RECOMPUTE_POLICIES), mbs=st.integers(1, 8),
+    gas=st.integers(1, 16), lora_rank=st.sampled_from([0, 8]), quant=st.sampled_from(QUANT_CHOICES),
+    precision=st.sampled_from(["bf16", "fp16", "fp8", "fp32", "bf16-autocast", "bf16-pure"]),
+    offload=st.sampled_from(OFFLOAD_CHOICES + ("params",)), optimizer=st.sampled_from(["adamw", "adamw8bit", "sgd"]),
+    first_stage_layers=st.none() | st.integers(0, 6), last_stage_layers=st.none() | st.integers(0, 6),
+    recompute_layers=st.none() | st.lists(st.integers(-1, 3), max_size=4).map(tuple),
+    etp=st.none() | st.integers(0, 4),
+    recompute_modules=st.none() | st.sampled_from([("mlp",), ("core_attn", "bogus")]),
+    offload_activation_layers=st.integers(-1, 2), moment_dtype=st.sampled_from(["fp32", "bf16"]),
+    fp8_param_gather=st.booleans(), framework=st.sampled_from(sorted(PROFILES)))
+RULE_SETS = {"plan_problems": DEGREE_RULES + RULES, **{name: p.checks for name, p in PROFILES.items()}}
+
+
+def test_every_rule_reads_plan_keys():
+    for rules in RULE_SETS.values():
+        for rule in rules:
+            assert set(rule.reads) <= set(PLAN_KEYS), rule
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plans, plans, st.sampled_from(["debug", "debug-moe", "qwen3-0.6b"]), st.sampled_from(["pretrain", "lora"]),
+       st.sampled_from([1000, 4096]), st.sampled_from(sorted(PROFILES)), st.sampled_from([H100x8, V100x8]))
+def test_a_rule_reads_no_key_but_those_it_names(plan, other, model, training, seq_len, engine, cluster):
+    """The search keeps a rule's verdicts by the values of `reads` alone (search/admit.py): a plan
+    that takes those values from `plan` and every other from `other` gets the same reasons."""
+    workload = engine_workload(wl(model, training, seq=seq_len), engine)
+    for rules in RULE_SETS.values():
+        for rule in rules:
+            mixed = other.with_(**{k: getattr(plan, k) for k in rule.reads})
+            assert rule.check(mixed, workload, cluster) == rule.check(plan, workload, cluster), rule
+
+
+@settings(max_examples=200, deadline=None)
+@given(plans, st.sampled_from(sorted(PROFILES)))
+def test_plan_problems_is_its_rules_in_order(plan, engine):
+    """The degrees first, alone where one breaks; then every rule's reasons in the order of RULES."""
+    workload = engine_workload(wl("debug-moe"), engine)
+    degrees = [m for rule in DEGREE_RULES for m in rule.check(plan, workload, H100x8)]
+    assert degrees == []
+    reasons = plan_problems(plan, workload, H100x8)
+    assert reasons == [m for rule in RULES for m in rule.check(plan, workload, H100x8)]
+    assert plan_problems(plan.with_(gas=0), workload, H100x8) == ["gas must be >= 1"]

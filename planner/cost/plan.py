@@ -7,6 +7,7 @@ precision ...). Both are frozen; the models read them and never change them.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 from planner.model.frozen import evolve, hash_once
 from planner.spec.plan_keys import (
@@ -119,11 +120,14 @@ class Plan:
     """The engine that runs the plan (planner.spec.plan_keys.ENGINES); the workload evaluated
     with it carries the same engine's traits (`Workload.engine`, planner/engines/profiles/)."""
 
-    def __getattr__(self, name: str):
-        # Plan.tp, Plan.pp ... read through to the parallel degrees.
-        if name in PARALLEL_KEYS:
-            return getattr(self.parallel, name)
-        raise AttributeError(name)
+    # Plan.tp, Plan.pp ... read through to the parallel degrees (attrgetter: no Python frame per read).
+    tp = property(attrgetter("parallel.tp"))
+    pp = property(attrgetter("parallel.pp"))
+    dp = property(attrgetter("parallel.dp"))
+    cp = property(attrgetter("parallel.cp"))
+    ep = property(attrgetter("parallel.ep"))
+    vpp = property(attrgetter("parallel.vpp"))
+    sp = property(attrgetter("parallel.sp"))
 
     @property
     def global_batch(self) -> int:
@@ -178,17 +182,20 @@ class Plan:
 
     def with_(self, **changes) -> "Plan":
         """A copy with plan keys changed; parallel keys (tp, pp ...) may be given flat."""
-        par = {k: changes.pop(k) for k in list(changes) if k in PARALLEL_KEYS}
-        parallel = evolve(self.parallel, **par) if par else self.parallel
+        parallel = self.parallel
+        if not changes.keys().isdisjoint(PARALLEL_KEYS):
+            parallel = evolve(parallel, **{k: changes.pop(k) for k in PARALLEL_KEYS if k in changes})
         return evolve(self, parallel=parallel, **changes)
 
     def key(self) -> tuple:
-        """A hashable identity of the plan (distinct plans in top-K)."""
-        par = self.parallel
-        return (tuple(getattr(par, f) for f in PARALLEL_KEYS),) + tuple(getattr(self, f) for f in _EXECUTION_FIELDS)
+        """A hashable identity of the plan (distinct plans in top-K): the parallel degrees, then
+        every other field, in order."""
+        return (_PARALLEL_VALUES(self.parallel),) + _EXECUTION_VALUES(self)
 
 
 
 
 _EXECUTION_FIELDS = tuple(f.name for f in fields(Plan) if f.name != "parallel")
 """Plan's fields besides the parallel degrees, in order (`Plan.key`)."""
+_PARALLEL_VALUES = attrgetter(*PARALLEL_KEYS)
+_EXECUTION_VALUES = attrgetter(*_EXECUTION_FIELDS)

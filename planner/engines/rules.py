@@ -1,9 +1,15 @@
 """Which plans the frameworks accept: divisibility and compatibility rules, with their sources.
 
 Shared by `estimate` (a plan the user wrote) and the search space (every candidate), so a plan
-the solver proposes is always one Megatron-LM or DeepSpeed would launch.
+the solver proposes is always one Megatron-LM or DeepSpeed would launch. Each rule names the plan
+keys it reads (`Rule.reads`): its reasons depend on nothing else of the plan, so the search checks
+it once per combination of those values (search/admit.py) where `plan_problems` checks a whole plan.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 from planner.cost.cluster import Cluster
 from planner.cost.inputs import missing_peak
@@ -12,141 +18,280 @@ from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 
 
-def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
-    """Every reason this plan cannot run, in words (empty when it can)."""
-    arch = workload.arch
+@dataclass(frozen=True)
+class Rule:
+    """One check of a plan for one job on one cluster: the reasons it breaks, in words (empty when
+    the plan passes). `reads` names every plan key (`planner.spec.plan_keys.PLAN_KEYS`, parallel
+    degrees flat) the check reads; the job and the cluster are its other inputs."""
+
+    reads: tuple[str, ...]
+    check: Callable[[Plan, Workload | None, Cluster | None], list[str]]
+
+
+def _at_least_one(name: str, plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    return [] if getattr(plan, name) >= 1 else [f"{name} must be >= 1"]
+
+
+DEGREE_RULES = tuple(Rule((name,), partial(_at_least_one, name))
+                     for name in ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas"))
+"""Checked first: the other rules divide by these degrees, so a plan that breaks one gets only
+these reasons."""
+
+
+def _world(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     par = plan.parallel
-    problems: list[str] = []
+    if par.world == cluster.world:
+        return []
+    return [f"dp({par.dp}) * cp({par.cp}) * tp({par.tp}) * pp({par.pp}) = {par.world} != world size({cluster.world})"]
 
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            problems.append(message)
 
-    for name in ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas"):
-        need(getattr(plan, name) >= 1, f"{name} must be >= 1")
-    if problems:
-        return problems
-    need(par.world == cluster.world,
-         f"dp({par.dp}) * cp({par.cp}) * tp({par.tp}) * pp({par.pp}) = {par.world} != world size({cluster.world})")
+def _heads(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     # Megatron-LM arguments.py: heads and query groups divide by tp.
-    need(arch.attention.num_heads % par.tp == 0,
-         f"attention heads ({arch.attention.num_heads}) must divide by tp ({par.tp})")
-    need(arch.attention.is_mla or arch.attention.num_kv_heads % par.tp == 0,
-         f"key/value heads ({arch.attention.num_kv_heads}) must divide by tp ({par.tp})")
-    need(par.pp <= arch.num_layers, f"pp ({par.pp}) exceeds the {arch.num_layers} layers")
-    partition = _partition_problems(plan, arch.num_layers, problems)
-    # Interleaving: each stage's layers split into vpp chunks; micro-batches a multiple of pp
-    # (Megatron). Uneven stages may give one chunk of the first (last) stage to the embedding
-    # (the output layer and loss) alone, as Llama 3 405B's pipeline does (Llama 3 paper §3.3.2:
-    # 126 layers, pp 16, first and last stages one layer short).
-    if par.vpp > 1:
-        counts = partition or stage_layer_counts(arch.num_layers, par.pp)
-        need(fills_chunks(counts, par.vpp),
-             f"every stage's layers ({'/'.join(map(str, counts))}) must fill its vpp ({par.vpp}) chunks to"
-             f" interleave (the first and last stages at least {par.vpp - 1}: one chunk may hold only the"
-             " embedding or the loss)")
-        need(plan.gas % par.pp == 0, f"micro-batches per step ({plan.gas}) must be a multiple of pp ({par.pp}) to interleave")
-    need(plan.mbs * plan.gas * par.dp == workload.global_batch,
-         f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({par.dp}) = {plan.mbs * plan.gas * par.dp}"
-         f" != global batch ({workload.global_batch})")
-    need(not par.sp or par.tp > 1, "sp (sequence parallelism) needs tp > 1")
+    attention, tp = workload.arch.attention, plan.parallel.tp
+    out = []
+    if attention.num_heads % tp:
+        out.append(f"attention heads ({attention.num_heads}) must divide by tp ({tp})")
+    if not attention.is_mla and attention.num_kv_heads % tp:
+        out.append(f"key/value heads ({attention.num_kv_heads}) must divide by tp ({tp})")
+    return out
+
+
+def _depth(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    pp, layers = plan.parallel.pp, workload.arch.num_layers
+    return [] if pp <= layers else [f"pp ({pp}) exceeds the {layers} layers"]
+
+
+def _ends(plan: Plan) -> dict[str, int]:
+    return {k: getattr(plan, k) for k in ("first_stage_layers", "last_stage_layers") if getattr(plan, k) is not None}
+
+
+def _partition(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    """Uneven pipeline partitions (Megatron --decoder-first/last-pipeline-num-layers)."""
+    ends = _ends(plan)
+    if ends and plan.parallel.pp == 1:
+        return [f"{' and '.join(ends)} need pp > 1"]
+    if ends:
+        bad = [f"{k} ({v})" for k, v in ends.items() if v < 1]
+        if bad:
+            return [f"{', '.join(bad)} must be >= 1"]
+        try:
+            plan.layer_partition(workload.arch.num_layers)
+        except PlanError as exc:
+            return [str(exc)]
+    return []
+
+
+def _set_partition(plan: Plan, num_layers: int) -> tuple[int, ...] | None:
+    """The layers per stage the plan sets, where `_partition` finds them valid; else None."""
+    ends = _ends(plan)
+    if not ends or plan.parallel.pp == 1 or any(v < 1 for v in ends.values()):
+        return None
+    try:
+        return plan.layer_partition(num_layers)
+    except PlanError:
+        return None
+
+
+def _recompute_layers(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    """Per-stage recompute counts (--recompute-num-layers; a count above a stage's layers
+    recomputes all of them)."""
+    counts, pp = plan.recompute_layers, plan.parallel.pp
+    if counts is None:
+        return []
+    if plan.recompute != "full":
+        return [f"recompute_layers needs recompute full (this plan has {plan.recompute})"]
+    if len(counts) != pp:
+        return [f"recompute_layers gives {len(counts)} stages, pp is {pp}"]
+    if any(r < 0 for r in counts):
+        return [f"recompute_layers ({'/'.join(map(str, counts))}) must be >= 0"]
+    return []
+
+
+# Interleaving: each stage's layers split into vpp chunks; micro-batches a multiple of pp
+# (Megatron). Uneven stages may give one chunk of the first (last) stage to the embedding
+# (the output layer and loss) alone, as Llama 3 405B's pipeline does (Llama 3 paper §3.3.2:
+# 126 layers, pp 16, first and last stages one layer short).
+def _chunks(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    par, layers = plan.parallel, workload.arch.num_layers
+    if par.vpp <= 1:
+        return []
+    counts = _set_partition(plan, layers) or stage_layer_counts(layers, par.pp)
+    if fills_chunks(counts, par.vpp):
+        return []
+    return [f"every stage's layers ({'/'.join(map(str, counts))}) must fill its vpp ({par.vpp}) chunks to"
+            f" interleave (the first and last stages at least {par.vpp - 1}: one chunk may hold only the"
+            " embedding or the loss)"]
+
+
+def _interleaved_batches(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    par = plan.parallel
+    if par.vpp <= 1 or plan.gas % par.pp == 0:
+        return []
+    return [f"micro-batches per step ({plan.gas}) must be a multiple of pp ({par.pp}) to interleave"]
+
+
+def _global_batch(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    got = plan.mbs * plan.gas * plan.parallel.dp
+    if got == workload.global_batch:
+        return []
+    return [f"mbs ({plan.mbs}) * gas ({plan.gas}) * dp ({plan.parallel.dp}) = {got}"
+            f" != global batch ({workload.global_batch})"]
+
+
+def _sequence_parallel(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    return [] if not plan.parallel.sp or plan.parallel.tp > 1 else ["sp (sequence parallelism) needs tp > 1"]
+
+
+def _context(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     # Context parallelism splits each sequence into 2 * cp chunks for load balance (Megatron-Core).
-    need(par.cp == 1 or workload.seq_len % (2 * par.cp) == 0,
-         f"seq_len ({workload.seq_len}) must divide by 2 * cp ({2 * par.cp})")
-    if arch.moe is None:
-        need(par.ep == 1, "ep > 1 needs a mixture-of-experts model")
-    else:
-        need(arch.moe.num_experts % par.ep == 0,
-             f"experts ({arch.moe.num_experts}) must divide by ep ({par.ep})")
-    _expert_problems(plan, workload, need)
-    need(plan.zero in (0, 1, 2, 3), f"zero stage {plan.zero} does not exist (0-3)")
-    # DeepSpeed: ZeRO-2/3 are incompatible with pipeline parallelism; Megatron's distributed
-    # optimizer is ZeRO-1. PyTorch FSDP2 composes with pipeline parallelism (torchtitan
-    # parallelize.py / pipeline.py: fully_shard on each stage's module, NeMo AutoModel likewise).
-    need(par.pp == 1 or plan.zero <= 1 or workload.engine.kernels == "hf",
-         f"zero {plan.zero} cannot be combined with pp > 1 on {workload.engine.name} (use zero 0 or 1;"
-         " FSDP2 (framework hf) shards each pipeline stage)")
-    _execution_problems(plan, workload, need)
-    need(plan.offload == "none" or plan.zero >= 1, "CPU offload needs zero >= 1 (ZeRO-Offload)")
-    need(plan.offload not in ("optimizer+params", "params") or plan.zero == 3,
-         "offloading parameters needs zero 3 (ZeRO-Infinity)")
-    if workload.trains_adapters:
-        need(plan.lora_rank >= 1, f"{workload.training} needs a LoRA rank >= 1")
-    else:
-        need(plan.lora_rank == 0, f"lora_rank is only for lora/qlora jobs (this job is {workload.training})")
-        need(plan.quant == "none", f"quant {plan.quant} quantizes frozen base weights, which {workload.training} has none of")
-    if plan.precision == "fp8":
-        need(cluster.gpu.supports("fp8"), f"{cluster.gpu.id} has no fp8 tensor cores")
-    if plan.precision.startswith("bf16"):
-        need(cluster.gpu.supports("bf16"), f"{cluster.gpu.id} has no bf16 support; use fp16")
-    missing = missing_peak(plan.precision, cluster.gpu)
-    need(missing is None, missing or "")
-    return problems
+    cp = plan.parallel.cp
+    if cp == 1 or workload.seq_len % (2 * cp) == 0:
+        return []
+    return [f"seq_len ({workload.seq_len}) must divide by 2 * cp ({2 * cp})"]
 
 
-def _expert_problems(plan: Plan, workload: Workload, need) -> None:
+def _experts(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    ep, moe = plan.parallel.ep, workload.arch.moe
+    if moe is None:
+        return [] if ep == 1 else ["ep > 1 needs a mixture-of-experts model"]
+    return [] if moe.num_experts % ep == 0 else [f"experts ({moe.num_experts}) must divide by ep ({ep})"]
+
+
+def _expert_grid(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     """Megatron-Core's expert grid (megatron/core/parallel_state.py): ep × etp ranks carved from
     tp × dp × cp; etp divides the experts' FFN like tp does the dense one."""
     par, moe = plan.parallel, workload.arch.moe
     etp = plan.expert_tp
-    need(etp >= 1, f"etp ({etp}) must be >= 1")
     if etp < 1:
-        return
+        return [f"etp ({etp}) must be >= 1"]
+    out = []
     if plan.etp is not None and moe is None:
-        need(False, "etp is for mixture-of-experts models")
+        out.append("etp is for mixture-of-experts models")
     world_inner = par.tp * par.dp * par.cp
-    need(world_inner % (par.ep * etp) == 0,
-         f"ep ({par.ep}) * etp ({etp}) must divide tp * dp * cp ({world_inner})")
-    if moe is not None:
-        need(moe.expert_ffn % etp == 0, f"the experts' FFN ({moe.expert_ffn}) must divide by etp ({etp})")
+    if world_inner % (par.ep * etp):
+        out.append(f"ep ({par.ep}) * etp ({etp}) must divide tp * dp * cp ({world_inner})")
+    if moe is not None and moe.expert_ffn % etp:
+        out.append(f"the experts' FFN ({moe.expert_ffn}) must divide by etp ({etp})")
+    return out
 
 
-def _execution_problems(plan: Plan, workload: Workload, need) -> None:
-    """Selective recompute modules, activation offload, the precision-aware optimizer, fp8 gathers."""
-    if plan.recompute_modules is not None:
-        need(plan.recompute == "selective",
-             f"recompute_modules needs recompute selective (this plan has {plan.recompute})")
-        bad = [m for m in plan.recompute_modules if m not in RECOMPUTE_MODULES]
-        need(not bad, f"recompute_modules: {', '.join(bad)} unknown; valid: {', '.join(RECOMPUTE_MODULES)}")
-    need(plan.offload_activation_layers >= 0, "offload_activation_layers must be >= 0")
-    if plan.offload_activation_layers:
+def _zero(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    return [] if plan.zero in (0, 1, 2, 3) else [f"zero stage {plan.zero} does not exist (0-3)"]
+
+
+def _zero_pipeline(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    # DeepSpeed: ZeRO-2/3 are incompatible with pipeline parallelism; Megatron's distributed
+    # optimizer is ZeRO-1. PyTorch FSDP2 composes with pipeline parallelism (torchtitan
+    # parallelize.py / pipeline.py: fully_shard on each stage's module, NeMo AutoModel likewise).
+    if plan.parallel.pp == 1 or plan.zero <= 1 or workload.engine.kernels == "hf":
+        return []
+    return [f"zero {plan.zero} cannot be combined with pp > 1 on {workload.engine.name} (use zero 0 or 1;"
+            " FSDP2 (framework hf) shards each pipeline stage)"]
+
+
+def _recompute_modules(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    """Selective recompute modules (Megatron-Core --recompute-modules)."""
+    if plan.recompute_modules is None:
+        return []
+    out = []
+    if plan.recompute != "selective":
+        out.append(f"recompute_modules needs recompute selective (this plan has {plan.recompute})")
+    bad = [m for m in plan.recompute_modules if m not in RECOMPUTE_MODULES]
+    if bad:
+        out.append(f"recompute_modules: {', '.join(bad)} unknown; valid: {', '.join(RECOMPUTE_MODULES)}")
+    return out
+
+
+def _activation_offload(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    layers = plan.offload_activation_layers
+    out = [] if layers >= 0 else ["offload_activation_layers must be >= 0"]
+    if layers:
         # Megatron-Core cpu_offloading_context: offloading and activation recomputation exclude
         # each other (transformer_config.py checks cpu_offloading with recompute_granularity).
-        need(workload.engine.kernels == "megatron", "offload_activation_layers is Megatron-Core's cpu_offloading_num_layers")
-        need(plan.recompute == "none", "offload_activation_layers does not combine with recompute")
-    if plan.moment_dtype != "fp32":
-        need(workload.engine.kernels == "megatron" and plan.zero >= 1,
-             "moment_dtype bf16 is Megatron's precision-aware optimizer, with the distributed optimizer (zero 1)")
-    if plan.fp8_param_gather:
-        need(plan.precision == "fp8", "fp8_param_gather needs precision fp8")
+        if workload.engine.kernels != "megatron":
+            out.append("offload_activation_layers is Megatron-Core's cpu_offloading_num_layers")
+        if plan.recompute != "none":
+            out.append("offload_activation_layers does not combine with recompute")
+    return out
 
 
-def _partition_problems(plan: Plan, num_layers: int, problems: list[str]) -> tuple[int, ...] | None:
-    """Uneven pipeline partitions (Megatron --decoder-first/last-pipeline-num-layers) and
-    per-stage recompute counts (--recompute-num-layers; a count above a stage's layers recomputes
-    all of them): appends what is wrong, returns the layers per stage when the plan sets them."""
-    pp = plan.parallel.pp
-    partition = None
-    ends = {k: getattr(plan, k) for k in ("first_stage_layers", "last_stage_layers") if getattr(plan, k) is not None}
-    if ends and pp == 1:
-        problems.append(f"{' and '.join(ends)} need pp > 1")
-    elif ends:
-        bad = [f"{k} ({v})" for k, v in ends.items() if v < 1]
-        if bad:
-            problems.append(f"{', '.join(bad)} must be >= 1")
-        else:
-            try:
-                partition = plan.layer_partition(num_layers)
-            except PlanError as exc:
-                problems.append(str(exc))
-    if plan.recompute_layers is not None:
-        if plan.recompute != "full":
-            problems.append(f"recompute_layers needs recompute full (this plan has {plan.recompute})")
-        elif len(plan.recompute_layers) != pp:
-            problems.append(f"recompute_layers gives {len(plan.recompute_layers)} stages, pp is {pp}")
-        elif any(r < 0 for r in plan.recompute_layers):
-            problems.append(f"recompute_layers ({'/'.join(map(str, plan.recompute_layers))}) must be >= 0")
-    return partition
+def _moments(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    """The precision-aware optimizer's moments."""
+    if plan.moment_dtype == "fp32" or (workload.engine.kernels == "megatron" and plan.zero >= 1):
+        return []
+    return ["moment_dtype bf16 is Megatron's precision-aware optimizer, with the distributed optimizer (zero 1)"]
+
+
+def _fp8_gather(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    if not plan.fp8_param_gather or plan.precision == "fp8":
+        return []
+    return ["fp8_param_gather needs precision fp8"]
+
+
+def _offload(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    out = []
+    if plan.offload != "none" and plan.zero < 1:
+        out.append("CPU offload needs zero >= 1 (ZeRO-Offload)")
+    if plan.offload in ("optimizer+params", "params") and plan.zero != 3:
+        out.append("offloading parameters needs zero 3 (ZeRO-Infinity)")
+    return out
+
+
+def _adapters(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    if workload.trains_adapters:
+        return [] if plan.lora_rank >= 1 else [f"{workload.training} needs a LoRA rank >= 1"]
+    out = []
+    if plan.lora_rank != 0:
+        out.append(f"lora_rank is only for lora/qlora jobs (this job is {workload.training})")
+    if plan.quant != "none":
+        out.append(f"quant {plan.quant} quantizes frozen base weights, which {workload.training} has none of")
+    return out
+
+
+def _precision(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    out, gpu = [], cluster.gpu
+    if plan.precision == "fp8" and not gpu.supports("fp8"):
+        out.append(f"{gpu.id} has no fp8 tensor cores")
+    if plan.precision.startswith("bf16") and not gpu.supports("bf16"):
+        out.append(f"{gpu.id} has no bf16 support; use fp16")
+    missing = missing_peak(plan.precision, gpu)
+    if missing is not None:
+        out.append(missing)
+    return out
+
+
+RULES = (
+    Rule(("tp", "pp", "dp", "cp"), _world),
+    Rule(("tp",), _heads),
+    Rule(("pp",), _depth),
+    Rule(("pp", "first_stage_layers", "last_stage_layers"), _partition),
+    Rule(("pp", "recompute", "recompute_layers"), _recompute_layers),
+    Rule(("pp", "vpp", "first_stage_layers", "last_stage_layers"), _chunks),
+    Rule(("pp", "vpp", "gas"), _interleaved_batches),
+    Rule(("mbs", "gas", "dp"), _global_batch),
+    Rule(("sp", "tp"), _sequence_parallel),
+    Rule(("cp",), _context),
+    Rule(("ep",), _experts),
+    Rule(("etp", "tp", "dp", "cp", "ep"), _expert_grid),
+    Rule(("zero",), _zero),
+    Rule(("pp", "zero"), _zero_pipeline),
+    Rule(("recompute_modules", "recompute"), _recompute_modules),
+    Rule(("offload_activation_layers", "recompute"), _activation_offload),
+    Rule(("moment_dtype", "zero"), _moments),
+    Rule(("fp8_param_gather", "precision"), _fp8_gather),
+    Rule(("offload", "zero"), _offload),
+    Rule(("lora_rank", "quant"), _adapters),
+    Rule(("precision",), _precision),
+)
+"""Every rule besides the degrees', in the order `plan_problems` reports them."""
+
+
+def plan_problems(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    """Every reason this plan cannot run, in words (empty when it can)."""
+    problems = [m for rule in DEGREE_RULES for m in rule.check(plan, workload, cluster)]
+    if problems:
+        return problems
+    return [m for rule in RULES for m in rule.check(plan, workload, cluster)]
 
 
 def chunk_lows(pp: int, vpp: int) -> tuple[int, ...]:

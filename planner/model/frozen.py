@@ -47,25 +47,34 @@ def evolve(obj: T, **changes) -> T:
     """`dataclasses.replace` for a frozen dataclass without `__post_init__`: the same object,
     built without running the generated `__init__` (a third of the cost of the search's memo
     keys, which build a plan with a few keys reset for every lookup)."""
-    cls = type(obj)
-    known = _FIELDS.get(cls)
-    if known is None:
-        if hasattr(cls, "__post_init__"):
-            raise TypeError(f"{cls.__name__} checks its fields in __post_init__: use dataclasses.replace")
-        names = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
-        # Where the instance holds nothing but its fields (no cached properties), its state is
-        # copied whole.
-        plain = not any(isinstance(v, cached_property) for k in cls.__mro__ for v in vars(k).values())
-        known = _FIELDS[cls] = (names, plain)
-    names, plain = known
-    if not changes.keys() <= names:
+    cls = obj.__class__
+    try:
+        names, plain = _FIELDS[cls]
+    except KeyError:
+        names, plain = _FIELDS[cls] = _describe(cls)
+    if not names.issuperset(changes):
         raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(changes.keys() - names))}")
-    new = object.__new__(cls)
+    new = _new(cls)
     if plain:
         state = obj.__dict__.copy()
         state.pop(_SLOT, None)
         state.update(changes)
     else:
         state = {name: changes[name] if name in changes else obj.__dict__[name] for name in names}
-    object.__setattr__(new, "__dict__", state)
+    _set(new, "__dict__", state)
     return new
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _describe(cls: type) -> tuple[frozenset[str], bool]:
+    """(its field names, whether an instance holds nothing but its fields)."""
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} checks its fields in __post_init__: use dataclasses.replace")
+    names = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
+    # Where the instance holds nothing but its fields (no cached properties), its state is
+    # copied whole.
+    plain = not any(isinstance(v, cached_property) for k in cls.__mro__ for v in vars(k).values())
+    return names, plain

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from planner.cost.cluster import Cluster
 from planner.cost.plan import (
@@ -21,7 +22,9 @@ from planner.cost.plan import (
 )
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES
-from planner.engines.rules import plan_problems
+from planner.engines.rules import DEGREE_RULES, RULES
+from planner.model.frozen import evolve
+from planner.search.admit import Admission
 from planner.search.partition import class_lows, default_runs, linear_lead, nearest_partition, runnable
 from planner.spec.job import Constraint
 
@@ -96,6 +99,22 @@ def default_optimizers(job_optimizer: str) -> tuple[str, ...]:
     return ("adamw8bit", "adamw") if job_optimizer == "adamw8bit" else (job_optimizer,)
 
 
+EXECUTION_KEYS = (("mbs", "gas"), ("sp",), ("zero",), ("recompute",), ("offload",), ("quant",), ("precision",),
+                  ("optimizer",), ("lora_rank",))
+"""The keys a layout's plans vary, in groups chosen together (gas follows from mbs), in the order of
+their product: the micro-batch outermost."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Parallel degrees and partition of a family of candidates, and the execution values they may take."""
+
+    plan: Plan
+    """The degrees and partition; every other key at Plan's default but the engine (`framework`)."""
+    options: tuple[tuple[tuple, ...], ...]
+    """For each group of EXECUTION_KEYS, the value tuples it may take, in order."""
+
+
 def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     constraints: dict[str, Constraint], *, least_memory: bool = False) -> Iterator[Plan]:
     """Every structurally valid plan (rules.py) of the workload's engine, constraints not applied:
@@ -103,21 +122,44 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     with the default partition, or the runnable one nearest it where the engine cannot run the
     default. The search varies the partition and partial recompute of each of them.
 
+    The plans are those of the product of each layout's options that `plan_problems` and the
+    engine's `problems` pass, in that order; admit.py checks each rule once per combination of
+    the values it reads instead of once per plan.
+
     `least_memory` (sizing.py): of each family, only the plans that can need its least memory:
     the smallest micro-batch the constraints allow (and, where gradients are not kept between
     steps, the one-micro-batch step, whose gradients appear only in backward), and the recompute
     policies other than none (recomputing every layer never saves more than recomputing none)."""
+    engine = PROFILES[workload.engine.name]
+    admission = Admission((*DEGREE_RULES, *RULES, *engine.checks), workload, cluster, EXECUTION_KEYS)
+    for layout in layouts(workload, cluster, defaults, constraints, least_memory=least_memory):
+        base = layout.plan
+        if not admission.layout_passes(base):
+            continue
+        degrees = {base.parallel.sp: base.parallel}
+        for mbs, gas, sp, zero, recompute, offload, quant, precision, optimizer, rank in admission.rows(
+                base, layout.options):
+            parallel = degrees.get(sp)
+            if parallel is None:
+                parallel = degrees[sp] = evolve(base.parallel, sp=sp)
+            yield evolve(base, parallel=parallel, zero=zero, recompute=recompute, mbs=mbs, gas=gas, lora_rank=rank,
+                         quant=quant, precision=precision, offload=offload, optimizer=optimizer)
+
+
+def layouts(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint], *,
+            least_memory: bool = False) -> Iterator[Layout]:
+    """The layouts of `candidate_plans`, in its order, with the values each may take (rules not yet applied)."""
     arch = workload.arch
     world = cluster.world
     engine = PROFILES[workload.engine.name]
 
-    def runs(key: str, values) -> list:
-        return [v for v in values if engine.allows(key, v)]
+    def runs(key: str, values) -> tuple:
+        return tuple((v,) for v in values if engine.allows(key, v))
 
-    cps = runs("cp", [c for c in _values("cp", default_cps(workload.seq_len, world), constraints)
-                      if isinstance(c, int) and c >= 1 and world % c == 0])
-    eps = runs("ep", _values("ep", default_eps(workload), constraints))
-    vpps = runs("vpp", _values("vpp", VPP_CHOICES, constraints))
+    cps = [c for (c,) in runs("cp", [c for c in _values("cp", default_cps(workload.seq_len, world), constraints)
+                                     if isinstance(c, int) and c >= 1 and world % c == 0])]
+    eps = [e for (e,) in runs("ep", _values("ep", default_eps(workload), constraints))]
+    vpps = [v for (v,) in runs("vpp", _values("vpp", VPP_CHOICES, constraints))]
     offloads = runs("offload", [o for o in _values("offload", OFFLOAD_CHOICES, constraints) if o in OFFLOAD_CHOICES])
     quants = runs("quant", [q for q in _values("quant", default_quants(workload, cluster, defaults.quant), constraints)
                             if q in QUANT_CHOICES and (q != "fp8" or cluster.gpu.supports("fp8"))])
@@ -128,7 +170,9 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     if least_memory:
         # A `recompute` constraint is the stage variables' (search/point.py STAGE_KEYS): full
         # stands for none there, so none is left out only where full or selective remains.
-        recomputes = [r for r in recomputes if r != "none"] or recomputes
+        recomputes = tuple(r for r in recomputes if r != ("none",)) or recomputes
+    sps = {tp_split: runs("sp", (False, True) if tp_split else (False,)) for tp_split in (False, True)}
+    zeros = {staged: runs("zero", (0, 1) if staged else (0, 1, 2, 3)) for staged in (False, True)}
     heads = arch.attention.num_heads
     layers, uneven = arch.num_layers, engine.uneven_stages
     lead = max(1, linear_lead(workload) or 0)  # the leading dense block stays on the first stage
@@ -152,21 +196,10 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                     if least_memory:
                         batches = _least_batches(batches, per_rank, workload, constraints)
                     first, last = _partition(layers, pp, vpp, lead, uneven)
-                    sps = runs("sp", (False, True) if tp > 1 else (False,))
-                    zeros = runs("zero", (0, 1, 2, 3) if pp == 1 else (0, 1))
-                    for mbs, sp, zero, recompute, offload, quant, precision, optimizer, rank in itertools.product(
-                            batches, sps, zeros, recomputes, offloads, quants, precisions, optimizers, ranks):
-                        if offload != "none" and (zero == 0 or (offload == "optimizer+params" and zero != 3)):
-                            continue
-                        plan = Plan(
-                            parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, sp=sp),
-                            zero=zero, recompute=recompute, mbs=mbs, gas=per_rank // mbs,
-                            lora_rank=rank, quant=quant, precision=precision, offload=offload,
-                            optimizer=optimizer, framework=engine.name, first_stage_layers=first,
-                            last_stage_layers=last,
-                        )
-                        if not plan_problems(plan, workload, cluster) and not engine.problems(plan, workload):
-                            yield plan
+                    plan = Plan(parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp),
+                                framework=engine.name, first_stage_layers=first, last_stage_layers=last)
+                    yield Layout(plan, (tuple((m, per_rank // m) for m in batches), sps[tp > 1], zeros[pp > 1],
+                                        recomputes, offloads, quants, precisions, optimizers, ranks))
 
 
 def _least_batches(batches: list[int], per_rank: int, workload: Workload,

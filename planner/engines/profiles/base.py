@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from planner.cost.engine import EngineTraits
 from planner.cost.plan import Plan
 from planner.cost.workload import Workload
+from planner.engines.rules import Rule
+from planner.spec.plan_keys import PLAN_KEYS
 
 if TYPE_CHECKING:
     from planner.cost.inputs import Inputs
@@ -50,6 +53,9 @@ class EngineProfile:
     """What users of the engine set that the planner does not model; the readers warn of each."""
     rules: Callable[[Plan, Workload], list[str]] | None = None
     """Rules beyond `values` (combinations the engine refuses), as reasons in words."""
+    rules_read: tuple[str, ...] = PLAN_KEYS
+    """The plan keys `rules` reads: its reasons depend on no other (the search checks it once per
+    combination of their values, search/admit.py)."""
     unbuildable: Callable[[Workload], str | None] | None = None
     """What of the job's model the engine's own model code cannot build, in words (None: it builds it).
     Engines that train Hugging Face modules build every model the planner reads."""
@@ -75,21 +81,43 @@ class EngineProfile:
         return values is None or value in values
 
     def problems(self, plan: Plan, workload: Workload | None = None) -> list[str]:
-        """Why this engine cannot launch the plan, in words (empty when it can)."""
-        out = []
-        for key, values in self.values.items():
-            value = getattr(plan, key)
-            if value not in values:
-                out.append(f"{KEY_WORDS.get(key, key)} {key}={shown(value)} (it runs {key} in"
-                           f" {', '.join(shown(v) for v in values)})")
+        """Why this engine cannot launch the plan, in words (empty when it can); without a
+        workload, only what the plan alone says."""
+        checks = self.checks if workload is not None else self.plan_checks
+        return [m for rule in checks for m in rule.check(plan, workload, None)]
+
+    @cached_property
+    def plan_checks(self) -> tuple[Rule, ...]:
+        """`problems` without a workload, as rules (planner.engines.rules.Rule), in its order."""
+        return (*(Rule((key,), partial(_runs_value, key, values)) for key, values in self.values.items()),
+                Rule(("first_stage_layers", "last_stage_layers"), self._stages),
+                Rule(("recompute_layers",), self._recompute_layers))
+
+    @cached_property
+    def checks(self) -> tuple[Rule, ...]:
+        """`problems` with a workload, as rules, in its order."""
+        rules = (Rule(self.rules_read, lambda plan, workload, _: self.rules(plan, workload)),) if self.rules is not None else ()
+        return (*self.plan_checks, Rule((), self._training), *rules)
+
+    def _stages(self, plan: Plan, workload, cluster) -> list[str]:
         if not self.uneven_stages and (plan.first_stage_layers is not None or plan.last_stage_layers is not None):
-            out.append("first_stage_layers and last_stage_layers (it runs even pipeline stages only)")
+            return ["first_stage_layers and last_stage_layers (it runs even pipeline stages only)"]
+        return []
+
+    def _recompute_layers(self, plan: Plan, workload, cluster) -> list[str]:
         if plan.recompute_layers is not None and not self.partial_recompute:
-            out.append(f"recompute of some layers only (recompute_layers={'/'.join(map(str, plan.recompute_layers))};"
-                       " it recomputes every layer or none)")
-        if workload is not None:
-            if workload.training not in self.training:
-                out.append(f"training {workload.training} (it runs {', '.join(self.training)})")
-            if self.rules is not None:
-                out += self.rules(plan, workload)
-        return out
+            return [f"recompute of some layers only (recompute_layers={'/'.join(map(str, plan.recompute_layers))};"
+                    " it recomputes every layer or none)"]
+        return []
+
+    def _training(self, plan: Plan, workload: Workload, cluster) -> list[str]:
+        if workload.training not in self.training:
+            return [f"training {workload.training} (it runs {', '.join(self.training)})"]
+        return []
+
+
+def _runs_value(key: str, values: tuple, plan: Plan, workload, cluster) -> list[str]:
+    value = getattr(plan, key)
+    if value in values:
+        return []
+    return [f"{KEY_WORDS.get(key, key)} {key}={shown(value)} (it runs {key} in {', '.join(shown(v) for v in values)})"]

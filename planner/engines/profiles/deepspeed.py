@@ -82,6 +82,7 @@ PROFILE = EngineProfile(
     not_modelled=("bucket sizes beyond the planner's buffers term (check warns)", "ZeRO++ quantized collectives",
                   "MiCS / hpZ secondary partitions"),
     rules=_rules,
+    rules_read=("cp", "tp", "ep"),
     files=("ds_config.json",),
     emit=_emit,
     emit_file="ds_config.json",

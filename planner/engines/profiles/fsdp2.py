@@ -84,5 +84,6 @@ PROFILE = EngineProfile(
     not_modelled=("HSDP (dp_replicate with dp_shard)",
                   "activation CPU offload", "torch.compile"),
     rules=_rules,
+    rules_read=("zero", "dp", "cp", "tp", "quant", "precision"),
     files=("accelerate config (fsdp_version: 2)",),
 )

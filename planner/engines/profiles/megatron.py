@@ -85,6 +85,7 @@ PROFILE = EngineProfile(
     not_modelled=("Megatron-FSDP and --use-torch-fsdp2 are read, not searched",
                   "dropout (the planner's activations have none)", "MTP layers' activations"),
     rules=_rules,
+    rules_read=("ep", "tp", "sp"),
     files=("megatron_args.sh", "a Megatron-LM launch script"),
     launch=_launch,
     emit=_emit,

@@ -92,6 +92,7 @@ PROFILE = EngineProfile(
                   "selective (per-op) and memory-budget activation checkpointing", "torch.compile",
                   "float8 all-gathers"),
     rules=_rules,
+    rules_read=("sp", "tp", "pp", "dp", "cp", "ep", "zero", "precision"),
     unbuildable=_unbuildable,
     files=("a torchtitan TOML config",),
 )

@@ -1,0 +1,108 @@
+"""Which plans of a layout pass every rule, each rule checked once per combination of the values it reads.
+
+The rules (planner/engines/rules.py, and each engine profile's `checks`) name the plan keys they
+read (`Rule.reads`). A layout fixes the parallel degrees and the partition; the search then varies
+the execution keys in groups (space.py `EXECUTION_KEYS`: the micro-batch with its count, sp,
+ZeRO ...), and a rule's verdict is known as soon as the last group it reads is chosen. So a rule
+is checked there, and once per combination of the values it reads: its verdicts are kept for the
+whole enumeration, and a value that breaks a rule drops every combination that would extend it.
+The plans admitted are those `plan_problems` and the engine's `problems` pass, in the same order
+(tests/test_space.py holds it).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+
+from planner.cost.cluster import Cluster
+from planner.cost.plan import Plan
+from planner.cost.workload import Workload
+from planner.engines.rules import Rule
+
+
+class Admission:
+    """The rules of one enumeration (one job, cluster and engine) and the verdicts found so far."""
+
+    def __init__(self, rules: Sequence[Rule], workload: Workload, cluster: Cluster,
+                 groups: tuple[tuple[str, ...], ...]) -> None:
+        self.workload, self.cluster, self.groups = workload, cluster, groups
+        self.names = tuple(k for group in groups for k in group)
+        """The execution keys in the order a row of values holds them."""
+        self._starts = [sum(map(len, groups[:i])) for i in range(len(groups))]
+        group_of = {k: i for i, group in enumerate(groups) for k in group}
+        self._layout: list[tuple[Rule, tuple[str, ...], dict]] = []
+        # Per group, the rules whose last key read is in it: those reading no earlier group sort
+        # the group's values once per layout (`own`), the others each row (`joint`).
+        self._own: list[list[_Check]] = [[] for _ in groups]
+        self._joint: list[list[_Check]] = [[] for _ in groups]
+        for rule in rules:
+            fixed = tuple(k for k in rule.reads if k not in group_of)
+            read = [k for k in rule.reads if k in group_of]
+            if not read:
+                self._layout.append((rule, fixed, {}))
+                continue
+            last = max(group_of[k] for k in read)
+            if all(group_of[k] == last for k in read):
+                self._own[last].append((rule, fixed, tuple(groups[last].index(k) for k in read), {}))
+            else:
+                self._joint[last].append((rule, fixed, tuple(self.names.index(k) for k in read), {}))
+
+    def layout_passes(self, layout: Plan) -> bool:
+        """Whether the rules that read only the layout's keys (and keys the search never varies) pass it."""
+        for rule, fixed, seen in self._layout:
+            key = tuple(getattr(layout, k) for k in fixed)
+            ok = seen.get(key)
+            if ok is None:
+                ok = seen[key] = not rule.check(layout, self.workload, self.cluster)
+            if not ok:
+                return False
+        return True
+
+    def rows(self, layout: Plan, options: Sequence[Sequence[tuple]]) -> list[tuple]:
+        """The rows of execution values (one value tuple of each group of `options`, in the order
+        of their product) that pass every rule with `layout`'s other keys."""
+        rows: list[tuple] = [()]
+        for names, start, own, joint, values in zip(self.groups, self._starts, self._own, self._joint, options):
+            if not rows:
+                break
+            for check in own:
+                test = self._test(layout, names, *check)
+                values = [value for value in values if test(value)]
+            if not joint:
+                rows = [row + value for row in rows for value in values]
+                continue
+            tests = [self._test(layout, self.names, *check) for check in joint]
+            # Rows that agree on the earlier keys these rules read take the same values.
+            earlier = itemgetter(*sorted({i for _, _, positions, _ in joint for i in positions if i < start}))
+            taken: dict = {}
+            kept = []
+            for row in rows:
+                agreed = earlier(row)
+                allowed = taken.get(agreed)
+                if allowed is None:
+                    allowed = taken[agreed] = [value for value in values if all(test(row + value) for test in tests)]
+                kept += [row + value for value in allowed]
+            rows = kept
+        return rows
+
+    def _test(self, layout: Plan, names: tuple[str, ...], rule: Rule, fixed: tuple[str, ...],
+              positions: tuple[int, ...], seen: dict) -> Callable[[tuple], bool]:
+        """The rule's verdict on a tuple of values of `names`, looked up by the values it reads
+        (the layout's first, then those at `positions`)."""
+        verdicts = seen.setdefault(tuple(getattr(layout, k) for k in fixed), {})
+        read = itemgetter(*positions)
+        workload, cluster = self.workload, self.cluster
+
+        def test(values: tuple) -> bool:
+            key = read(values)
+            ok = verdicts.get(key)
+            if ok is None:
+                # The rule reads nothing else, so the layout's values stand in for the keys not yet chosen.
+                ok = verdicts[key] = not rule.check(layout.with_(**dict(zip(names, values))), workload, cluster)
+            return ok
+
+        return test
+
+
+_Check = tuple[Rule, tuple[str, ...], tuple[int, ...], dict]
+"""A rule, the keys it reads that the search does not vary, the positions of those it does, its verdicts."""
