@@ -351,3 +351,23 @@ def test_alltoall_dispatcher_sends_every_copy_over_the_network_deepep_once_per_n
     inter = s * remote_domain_share(8, 4) / network_bandwidth(c)
     assert dedup.seconds(c) == pytest.approx(4 * (latency_s("all_to_all", g) + max(intra, inter)))
     assert plain.seconds(c) > 2 * dedup.seconds(c)
+
+
+def test_expert_tensor_parallelism_gathers_the_delivered_tokens():
+    # Megatron-Core's alltoall dispatcher all-gathers what the all-to-all delivered over the
+    # expert-TP group and reduce-scatters the experts' output (token_dispatcher.py): etp > 1
+    # adds that traffic on the innermost ranks, etp = 1 has none, and the all-to-all is the same.
+    import dataclasses
+
+    from planner.cost.comm import ep_traffic
+    from planner.model.architecture import MoE
+    c = cluster(gpu="h100_sxm_80gb", nodes=2, nic_gbps=400)
+    a = dataclasses.replace(arch(), moe=MoE(num_experts=64, top_k=4, expert_ffn=1024))
+    sp = dict(tp=2, dp=8, ep=8, sp=True)
+    (alone,) = ep_traffic(Plan(parallel=ParallelDims(**sp), etp=1), a, 4096, c)
+    a2a, gather, scatter = ep_traffic(Plan(parallel=ParallelDims(**sp), etp=2), a, 4096, c)
+    assert a2a.payload_bytes == alone.payload_bytes  # each TP rank routes its 1/tp of the tokens
+    assert (gather.op, scatter.op, gather.count + scatter.count) == ("all_gather", "reduce_scatter", 4)
+    assert gather.group == Group(2, 2, 1) and gather.payload_bytes == 2 * alone.payload_bytes
+    # The expert-EP group sits etp apart: etp = 2 spreads the 8 ranks over both nodes.
+    assert (alone.group.domains, a2a.group.domains) == (1, 2)

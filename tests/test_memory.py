@@ -277,3 +277,17 @@ def test_docs_seed_training_section_is_what_the_script_prints():
     spec.loader.exec_module(module)
     page = module.DOC.read_text()
     assert module.section() in page, "docs/examples.md is stale: run validation/memory/seed_examples.py --write"
+
+
+def test_expert_tensor_parallel_ranks_keep_the_gathered_tokens():
+    # Under expert TP each rank's grouped GEMM saves the tokens of all etp ranks (gathered after
+    # the all-to-all) for 1/etp of the expert width: etp = tp = 2 keeps more of a MoE layer than
+    # etp = 1, by the routed copies' inputs and probabilities of the other rank.
+    from planner.cost.memory.activations import layer_activation_bytes
+
+    arch = load_architecture("qwen3-30b-a3b")
+    wl = Workload(arch=arch, training="pretrain", seq_len=4096, global_batch=64, engine=engine_traits("megatron"))
+    base = dict(parallel=ParallelDims(tp=2, dp=4, ep=8, sp=True), precision="bf16", recompute="none")
+    one = layer_activation_bytes(arch, Plan(etp=1, **base), wl)(0)
+    two = layer_activation_bytes(arch, Plan(etp=2, **base), wl)(0)
+    assert two - one == pytest.approx(arch.moe.top_k * (2 * arch.hidden + 4) * (2 - 1) / 2)

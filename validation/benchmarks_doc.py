@@ -168,6 +168,10 @@ Each effect below is in the time model for every plan that has it, with its sour
   models keep every block gathered after forward (`EngineTraits.reshard_after_forward`).
 - **Host launches and all-to-alls**: the host goes on issuing kernels while a MoE layer's
   all-to-alls run; only host time beyond them paces the layer.
+- **Expert tensor parallelism** (`comm.ep_traffic`, `activations._megatron_layer_bytes`): with
+  etp > 1 Megatron-Core all-gathers the tokens the all-to-all delivered over the expert-TP ranks
+  and reduce-scatters the experts' output, and each rank keeps the gathered inputs; the expert
+  GEMMs' FLOPs are those of etp 1. Every row here runs etp 1 or TP 1, so none moves.
 
 ## Likely causes of the residuals
 
@@ -184,6 +188,11 @@ Each effect below is in the time model for every plan that has it, with its sour
   on Megatron-Core in fp8 (8,826-9,058), and the rows with large experts (DeepSeek-V3,
   Qwen3-235B-A22B) are within 13 %: what Megatron-Core spends on small experts (fp8 padding per
   expert, per-expert quantization, the dispatcher's preprocessing) is not itemized here.
+  Megatron-Bridge's library recipe for Qwen3-30B-A3B recomputes every layer (megatron-bridge
+  0.3.1 recipes/qwen/qwen3_moe.py: recompute_granularity full, uniform, one layer); the EP 16
+  performance recipe turns that off (0.6.2 perf_recipes/qwen/h100/qwen3_moe.py), as its row says.
+  Had the PP2 rows (25.11, 26.02.01) kept it, the model would give +103 % and +12 %; their
+  performance configs are in no package release at hand, so those rows stay without recompute.
 - **GPT-OSS attention**: learned sinks with alternating 128-token windows and 64-wide heads run
   below FlashAttention's measured rate for 128-wide heads, which is the only rate cited; the
   windowed layers are charged their window's FLOPs only.
@@ -208,21 +217,26 @@ Each effect below is in the time model for every plan that has it, with its sour
   of 16,384 tokens over nine layers in flight on the first stage exceed the GPU by the per-tensor
   count without recompute. Megatron-Bridge's GPT-OSS provider fuses the weighted quick-GEGLU
   (`bias_activation_fusion`), so the experts save only the GEMM inputs and the activation's input,
-  as charged; its library recipe sets no recompute, and the 25.11 performance config
-  (scripts/performance/configs, not at hand) must recompute or offload what the table does not
-  state: the prediction is also 36 % too fast, as a run without that recompute would be.
+  as charged; its library recipe sets no recompute (megatron-bridge 0.3.1 and 0.6.2
+  recipes/gpt_oss/gpt_oss.py), and the 25.11 performance config (scripts/performance/configs,
+  in no package release at hand: the megatron-bridge wheels carry no scripts/) must recompute or
+  offload what the table does not state. The 26.x recipes recompute `layernorm` and `moe_act`
+  (H100 at micro-batch 1, B200 at micro-batch 4; 0.6.2 perf_recipes/gpt_oss/): charged so, this
+  row still needs 104 GiB and is 27 % too fast, so the 25.11 run did more than that.
 - **Memory of the NeMo AutoModel GPT-OSS rows** (12 and 31 GiB over). Charged as nemo_automodel
   0.7 runs them by default: the model's output freed before backward, the fp32 RMSNorm op saving
   its input only, DeepEP experts keeping no output but running gpt-oss's clamped GEGLU eagerly
   (seven saved copies of the expert width per routed token, below the 512 MiB limit above which
   they checkpoint their chunks), every block kept gathered after forward, and
   `MaskedCrossEntropy`'s fp32 log-softmax and gradients (18 GiB at 8,192 tokens). The benchmark
-  configs (examples/llm_benchmark/, not at hand) decide the rest: a linear cross entropy that never
+  configs (examples/llm_benchmark/, not in the nemo-automodel 0.7.0 sdist or wheel) decide the
+  rest: a linear cross entropy that never
   materializes logits would remove those 18 GiB, activation checkpointing most of the layers'.
 - **torchtitan Llama 2 13B without checkpointing** (4.0 GiB over): eager RMSNorm's fp32 copies and
   eager SwiGLU are charged. A fused RMSNorm (torchtitan `norm_type = "fused_rmsnorm"`, saving its
   input and rstd: 13 GiB less) or `training.compile` would fit it; the run's train config at that
-  commit is not at hand to say which it set.
+  commit is not at hand to say which it set (the torchtitan 0.0.2 sdist and wheel carry no
+  train_configs/).
 """
 
 

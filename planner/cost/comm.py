@@ -149,7 +149,16 @@ def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster,
     forward it over NVLink there (DeepSeek-V3, arXiv 2412.19437, §3.2.2): the network carries
     E[distinct remote domains] copies of a token, not top_k · (n − g)/n. Megatron-Core's
     alltoall dispatcher (`dispatch` "alltoall", EngineTraits.moe_dispatch) sends every copy to
-    its expert's rank: top_k · (n − g)/n of them cross the network."""
+    its expert's rank: top_k · (n − g)/n of them cross the network.
+
+    Experts split over etp > 1 ranks (expert tensor parallelism) need every token they receive
+    on each of those ranks: Megatron-Core's alltoall dispatcher all-gathers what the all-to-all
+    delivered over the expert-TP group and reduce-scatters the experts' output before the combine
+    (megatron/core/transformer/moe/token_dispatcher.py `MoEAlltoAllTokenDispatcher.
+    dispatch_postprocess` / `combine_preprocess`, `gather_from_sequence_parallel_region` over
+    `expt_tp`), the reverse in backward; the flex dispatcher sends each token to all etp ranks of
+    its expert (`_initialize_metadata` expands the routing map over the TP × EP group), which
+    for ranks of one scale-up domain is the same traffic on NVLink."""
     if plan.ep == 1 or arch.moe is None:
         return ()
     tokens = plan.mbs * seq_len / plan.cp / (plan.tp if plan.parallel.sp else 1)
@@ -158,7 +167,13 @@ def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster,
     group = group_placement(plan, "ep", cluster)
     dedup = dispatch == "deduplicated" and group.domains > 1
     share = remote_domain_share(k, group.domains) if dedup else None
-    return (Traffic("all_to_all", held, group, 4, share),)
+    a2a = Traffic("all_to_all", held, group, 4, share)
+    etp = plan.expert_tp
+    if etp == 1:
+        return (a2a,)
+    # The gathered tensor is etp ranks' deliveries; forward AG + RS, backward RS + AG.
+    inner = group_placement(plan, "etp", cluster)
+    return (a2a, Traffic("all_gather", held * etp, inner, 2), Traffic("reduce_scatter", held * etp, inner, 2))
 
 
 def remote_domain_share(top_k: int, domains: int) -> float:

@@ -16,9 +16,10 @@ from planner.cost.cluster import Cluster
 from planner.cost.plan import Plan
 
 Op = Literal["all_reduce", "reduce_scatter", "all_gather", "all_to_all", "send_recv"]
-Dim = Literal["tp", "cp", "ep", "dp", "pp", "dp_cp", "edp"]
+Dim = Literal["tp", "cp", "ep", "dp", "pp", "dp_cp", "edp", "etp"]
 """Parallel groups: the five degrees, plus `dp_cp` (dense gradients are reduced over dp × cp,
-Megatron-Core's data-parallel-with-context group) and `edp` (expert data parallel, dp·cp/ep)."""
+Megatron-Core's data-parallel-with-context group), `edp` (expert data parallel, dp·cp/ep) and
+`etp` (expert tensor parallel, the innermost ranks of the expert grid)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def _stride_and_size(plan: Plan, dim: Dim) -> tuple[int, int]:
         "dp": (p.tp * p.cp, p.dp),
         "dp_cp": (p.tp, p.cp * p.dp),
         "edp": (etp * p.ep, plan.expert_dp),
+        "etp": (1, etp),
         "pp": (p.tp * p.cp * p.dp, p.pp),
     }[dim]
 

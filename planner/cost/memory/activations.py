@@ -67,6 +67,7 @@ def layer_activation_bytes(arch: Architecture, plan: Plan, workload: Workload | 
     k = kernels(engine, plan.precision, plan.zero)
     fp8 = engine.kernels == "megatron" and plan.precision == "fp8"
     tp, sp, recompute, rank = plan.parallel.tp, plan.parallel.sp, plan.recompute, plan.lora_rank
+    etp = plan.expert_tp if arch.moe is not None and plan.parallel.ep > 1 else 1
     if partial is not None:
         first = partial.first_trainable_layer(arch)
 
@@ -75,14 +76,14 @@ def layer_activation_bytes(arch: Architecture, plan: Plan, workload: Workload | 
                 return 0.0
             return _layer_activation_bytes_per_token(arch, index, tp, sp, recompute, k,
                                                      partial.layer_modules(arch, index), rank, index > first,
-                                                     modules, fp8)
+                                                     modules, fp8, etp=etp)
         return partial_layer
     adapted = adapted_modules(plan, workload)
     chunked = k.deepep_experts and workload is not None and _expert_chunks_checkpointed(arch, plan, workload, k)
 
     def layer(index: int) -> float:
         return _layer_activation_bytes_per_token(arch, index, tp, sp, recompute, k, adapted, rank,
-                                                 adapted is None or index > 0, modules, fp8, chunked)
+                                                 adapted is None or index > 0, modules, fp8, chunked, etp)
     return layer
 
 
@@ -126,7 +127,7 @@ def _deepep_routed_bytes(arch: Architecture, e: int, chunked: bool) -> float:
 def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str,
                                       k: Kernels, adapted: frozenset[str] | None, rank: int,
                                       input_grad: bool = True, modules: frozenset[str] = frozenset(),
-                                      fp8: bool = False, expert_chunks: bool = False) -> float:
+                                      fp8: bool = False, expert_chunks: bool = False, etp: int = 1) -> float:
     h = arch.hidden
     seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
     if recompute == "full":
@@ -137,7 +138,7 @@ def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, s
         return replicated * seq_sharded + sharded / tp
     if k.family == "megatron":
         replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad,
-                                                    modules, 1 if fp8 else k.act)
+                                                    modules, 1 if fp8 else k.act, etp)
     else:
         replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank, input_grad, expert_chunks)
     return replicated * seq_sharded + sharded / tp
@@ -183,7 +184,8 @@ def _needs_grad(adapted: frozenset[str] | None, *names: str) -> int:
 
 def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int,
                           adapted: frozenset[str] | None, rank: int, input_grad: bool = True,
-                          modules: frozenset[str] = frozenset(), q: int | None = None) -> tuple[float, float]:
+                          modules: frozenset[str] = frozenset(), q: int | None = None,
+                          etp: int = 1) -> tuple[float, float]:
     """(replicated, TP-sharded) bytes per token of a Megatron/TE layer (see the caller).
 
     `q` bytes per element of what a linear layer saves for its weight gradient: e, or 1 under
@@ -196,6 +198,8 @@ def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int
     QKV and fc1 inputs, recomputed from the kept norm inputs); `mla_up_proj` MLA's per-head q, k,
     v (recomputed from the latents); `moe_act` the experts' activation output (fc2 input); `mlp`
     and `moe` the whole MLP, keeping its input; `shared_experts` the shared experts.
+    `etp`: expert tensor parallelism of the routed experts (ep > 1), whose ranks each keep the
+    tokens of all etp ranks (comm.ep_traffic's gather) for 1/etp of the expert width.
     """
     q = e if q is None else q
     h = arch.hidden
@@ -242,7 +246,9 @@ def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int
     # `activation_func_with_probs`). Neither the permutation nor the all-to-all saves anything, and
     # the combine un-permutes without probabilities (token_dispatcher.py `combine_postprocess`:
     # `unpermute(...)` with no probs), so the experts' outputs are not kept.
-    routed = moe.top_k * (q * h + 4 + ffn_bytes(moe.expert_ffn, "moe_act" in modules))
+    # Under expert TP the fc1 input and the probabilities are the gathered ones: etp times a
+    # rank's own tokens (the FFN tensors are etp times the tokens at 1/etp of the width).
+    routed = moe.top_k * (etp * (q * h + 4) + ffn_bytes(moe.expert_ffn, "moe_act" in modules))
     router = 2 * 4 * moe.num_experts
     shared = ffn_bytes(moe.shared_ffn) if moe.shared_ffn and "shared_experts" not in modules else 0
     return replicated, attention + routed + router + shared

@@ -92,14 +92,17 @@ def activation_key(plan: Plan, workload: Workload) -> Plan:
     carries its layers), offload and the engine (the workload's traits name its kernels). Under
     Megatron kernels it also never reads what only the output layer's gradients of the Hugging
     Face path read (`_output_grad_bytes`): the data-parallel and expert grids, the optimizer, its
-    moments, fp8 gathers and quantization. It reads tp, pp, vpp, sp, the micro-batches of a step,
-    ZeRO (through the kernels too), the precision, the recompute policy, layers and modules, the
-    LoRA rank and activation offload."""
+    moments, fp8 gathers and quantization. It reads tp, pp, vpp, sp, expert TP (the gathered
+    tokens of the experts) and whether ep > 1, the micro-batches of a step, ZeRO (through the
+    kernels too), the precision, the recompute policy, layers and modules, the LoRA rank and
+    activation offload."""
     plan = evolve(plan, parallel=evolve(plan.parallel, cp=1), mbs=1, first_stage_layers=None,
                    last_stage_layers=None, offload="none", framework="megatron")
     if workload.engine.kernels != "megatron":
         return plan
-    return evolve(plan, parallel=evolve(plan.parallel, dp=1, ep=1), etp=None, optimizer="adamw",
+    expert_tp = plan.expert_tp if plan.parallel.ep > 1 else 1
+    return evolve(plan, parallel=evolve(plan.parallel, dp=1, ep=min(plan.parallel.ep, 2)), etp=expert_tp,
+                   optimizer="adamw",
                    moment_dtype="fp32", fp8_param_gather=False, quant="none")
 
 

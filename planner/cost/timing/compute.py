@@ -83,12 +83,13 @@ _STAGE_COMPUTE = memo.new_cache()
 def compute_key(plan: Plan) -> Plan:
     """The plan with the keys `stage_compute` never reads reset: the data-parallel size and the
     steps' micro-batch count, ZeRO, offload, the optimizer and its moments, fp8 gathers, activation
-    offload, LoRA rank and quantization (the workload says whether adapters train), expert TP, the
-    end stages' layer counts (the shard carries its layers) and the engine (the workload's traits
-    name its kernels). It reads tp, pp, cp, ep, sp, the micro-batch, the precision and the
-    recompute policy, layers and modules."""
+    offload, LoRA rank and quantization (the workload says whether adapters train), the end
+    stages' layer counts (the shard carries its layers) and the engine (the workload's traits
+    name its kernels). It reads tp, pp, cp, ep, sp, expert TP (the MoE layers' collectives that
+    the host's launches overlap), the micro-batch, the precision and the recompute policy, layers
+    and modules."""
     return evolve(plan, parallel=evolve(plan.parallel, dp=1, vpp=1), zero=0, gas=1, lora_rank=0, quant="none",
-                   offload="none", optimizer="adamw", first_stage_layers=None, last_stage_layers=None, etp=None,
+                   offload="none", optimizer="adamw", first_stage_layers=None, last_stage_layers=None,
                    offload_activation_layers=0, moment_dtype="fp32", fp8_param_gather=False, framework="megatron")
 
 
@@ -283,7 +284,12 @@ def _linear_seconds(rate: "_Rate", arch: Architecture, index: int, linear_pt: fl
     """(dense, routed) GEMM seconds of one layer's linear layers on one GPU: attention
     projections and dense MLP as GEMMs of their own size; routed experts as E/ep GEMMs per
     matrix, each of the tokens that expert receives (a grouped GEMM with few tokens per expert
-    runs far below peak)."""
+    runs far below peak).
+
+    Expert tensor parallelism leaves both unchanged: with etp ranks per expert each receives etp
+    times the tokens (gathered, comm.ep_traffic) for 1/etp of the expert's width, so a GPU's
+    routed FLOPs, its E/ep local experts and each expert GEMM's FLOPs are those of etp = 1;
+    with SP each TP rank routes its 1/tp of the tokens whatever etp is."""
     if not arch.is_moe_layer(index):
         linear = linear_pt * tokens / tp
         return rate.seconds(linear, linear / (2 + mlp_mats)), 0.0
