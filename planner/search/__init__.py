@@ -112,14 +112,19 @@ def _other_families(rows: list[Layout], plans: tuple[Evaluation, ...], constrain
                     cap: int, host_cap: int | None, objective: str, workload: Workload,
                     cluster: Cluster) -> tuple[Evaluation, ...]:
     """The best plans of the next (tp, pp) families: the runners-up of the top K are often the
-    best layout with another ZeRO stage or recompute policy; these say why other shapes lose."""
-    from planner.search.cpsat import solve_cpsat
+    best layout with another ZeRO stage or recompute policy; these say why other shapes lose.
+    Found as the runners-up are (runners_up.py), among the layouts of the other families."""
+    from planner.search.point import lower_bound
+    from planner.search.runners_up import next_best
 
+    layers = workload.arch.num_layers
+    bounds = [lower_bound(lay, objective, layers) for lay in rows]
     families = {(ev.plan.tp, ev.plan.pp) for ev in plans}
     out: list[Evaluation] = []
     for _ in range(FAMILIES):
-        rest = [lay for lay in rows if (lay.plan.tp, lay.plan.pp) not in families]
-        _, found, _ = solve_cpsat(rest, constraints, cap, host_cap, 1, objective, workload.arch.num_layers)
+        rest = [i for i, lay in enumerate(rows) if (lay.plan.tp, lay.plan.pp) not in families]
+        found = next_best([rows[i] for i in rest], [bounds[i] for i in rest], 1, constraints, cap, host_cap,
+                          objective, layers)
         if not found:
             break
         ev = evaluate(launched(found[0].plan(workload.arch.num_layers), workload.arch.num_layers), workload, cluster)

@@ -30,7 +30,7 @@ from planner.search.point import (
     recompute_allowed,
     untimed_unfit,
 )
-from planner.search.runners_up import runners_up
+from planner.search.runners_up import next_best
 from planner.spec.job import Constraint
 
 # Solver parameters in one place: deterministic (one worker, fixed seed).
@@ -277,8 +277,9 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
     if found and top > 1:
         # Ranked together: the enumerated points are exact, so none of them ever beats a proven
         # optimum, and a stable sort keeps the best first on a tie.
-        found = sorted(found + runners_up(layouts, bounds, found[0], top - 1, constraints, capacity_kib,
-                                          host_capacity_kib, objective, layers, deadline), key=lambda p: p.cost)
+        found = sorted(found + next_best(layouts, bounds, top - 1, constraints, capacity_kib, host_capacity_kib,
+                                         objective, layers, skip=found[0].layout, deadline=deadline),
+                       key=lambda p: p.cost)
     return status, found, conflict
 
 

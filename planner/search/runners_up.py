@@ -1,4 +1,5 @@
-"""The runners-up of the best plan: the next best layouts, each at its own best point, exact.
+"""The runners-up of the best plan, and the best plans of other shapes: the next best layouts,
+each at its own best point, exact.
 
 CP-SAT proves the best plan optimal quickly: a layout that cannot beat the incumbent is cut by
 bounds. A runner-up is harder: after a no-good cut on the layout found, proving the next one
@@ -22,19 +23,19 @@ from planner.search.point import STAGE_KEYS, UNREACHABLE, Point, layout_forbidde
 from planner.spec.job import Constraint
 
 
-def runners_up(layouts: list[Layout], bounds: list[int], best: Point, count: int,
-               constraints: dict[str, Constraint], capacity_kib: int, host_capacity_kib: int | None,
-               objective: str, layers: int, deadline: float | None = None) -> list[Point]:
-    """The `count` best layouts after `best`'s, each at its best point, best first. `bounds`:
-    each layout's lower bound; `deadline` (perf_counter): stop there with those found."""
+def next_best(layouts: list[Layout], bounds: list[int], count: int, constraints: dict[str, Constraint],
+              capacity_kib: int, host_capacity_kib: int | None, objective: str, layers: int, *,
+              skip: Layout | None = None, deadline: float | None = None) -> list[Point]:
+    """The `count` best layouts (but `skip`), each at its best point, best first. `bounds`: each
+    layout's lower bound; `deadline` (perf_counter): stop there with those found."""
     order = sorted(range(len(layouts)), key=lambda i: (bounds[i], i))
     found: list[tuple[int, int, Point]] = []  # (cost, table index, point), best first
     for i in order:
         if len(found) == count and found[-1][0] <= bounds[i]:
-            break  # no layout left can beat the last runner-up
+            break  # no layout left can beat the last one found
         if bounds[i] >= UNREACHABLE or (deadline is not None and time.perf_counter() >= deadline):
             break
-        if layouts[i] is best.layout:
+        if layouts[i] is skip:
             continue
         point = layout_best(layouts[i], constraints, capacity_kib, host_capacity_kib, objective, layers)
         if point is not None:
