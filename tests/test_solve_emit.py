@@ -57,7 +57,12 @@ def test_solve_emits_a_deepspeed_config_of_the_best_plan(tmp_path):
                                                            "deepspeed_launch.sh")]
     assert os.access(out / "deepspeed_launch.sh", os.X_OK)
     config = json.loads((out / "ds_config.json").read_text())
-    assert config["train_batch_size"] == 64
+    # The global batch: stated where DeepSpeed's own arithmetic agrees with the HF Trainer's
+    # (no tensor or context parallelism), else left to DeepSpeed, which multiplies it out.
+    p = doc["plans"][0]["parallel"]
+    assert config["train_micro_batch_size_per_gpu"] * config["gradient_accumulation_steps"] * p["dp"] == 64
+    assert config.get("train_batch_size", 64) == 64
+    assert ("train_batch_size" in config) == (p["tp"] * p["cp"] == 1)
     # What DeepSpeed will run is the plan the solver ranked first.
     parsed = parse_deepspeed_config(config, load_inputs(ONE_NODE, FINETUNE_8B))
     assert plan_keys(parsed.plan) == plan_keys(doc["plans"][0])
