@@ -103,39 +103,21 @@ def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stage
 _LAYER_TERMS = memo.new_cache()
 
 
-@dataclass(frozen=True)
-class _LayerTerms:
-    """Per-layer compute seconds of one micro-batch on one GPU, for every layer of the model, and
-    the output layer's: what a stage sums over the layers it holds."""
-
-    forward: tuple[float, ...]
-    backward: tuple[float, ...]
-    """0.0 for layers below the first that trains."""
-    weight_grad: tuple[float, ...]
-    attention: tuple[float, ...]
-    selective: tuple[float, ...]
-    """What selective recompute repeats (0.0 unless the policy is selective)."""
-    output_forward: float
-    loss_backward: float
-    output_backward: float
-    output_weight_grad: float
-
-
 def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> StageCompute:
     """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1): the sums of its
-    layers' terms (`_layer_terms`), the output layer's on the last stage."""
+    layers' terms (`_LayerTerms`), the output layer's on the last stage."""
     terms = memo.lookup(_LAYER_TERMS, (evolve(compute_key(plan), recompute_layers=None), workload, cluster),
-                        lambda: _layer_terms(plan, workload, cluster))
+                        lambda: _LayerTerms(plan, workload, cluster))
     fwd = bwd = attn = redo = wgrad = part = 0.0
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
     for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
-        t_f = terms.forward[i]
+        t_f, t_b, t_w, t_att, t_sel = terms.layer(i)
         fwd += t_f
         redo += t_f if n < recomputed else 0.0
-        part += terms.selective[i]
-        bwd += terms.backward[i]
-        wgrad += terms.weight_grad[i]
-        attn += terms.attention[i]
+        part += t_sel
+        bwd += t_b
+        wgrad += t_w
+        attn += t_att
     # Full: the layers' forward again; selective: what its modules recompute; none: 0 (methodology §6.1).
     recompute = {"full": redo, "selective": part}.get(plan.recompute, 0.0)
     if shard.stage == plan.pp - 1:
@@ -147,60 +129,88 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
                          weight_grad=wgrad)
 
 
-def _layer_terms(plan: Plan, workload: Workload, cluster: Cluster) -> _LayerTerms:
-    """Compute seconds of one micro-batch of every layer and of the output layer (methodology §6.1).
+class _LayerTerms:
+    """Compute seconds of one micro-batch of each layer and of the output layer, under one plan
+    (methodology §6.1); a layer's are worked out when a stage first asks for them.
 
     Per layer: the GEMMs at peak × η, plus the memory-bound kernels at achieved HBM bandwidth —
     norms and residual adds (replicated over TP unless SP), the MLP activation, and, when the
     attention is unfused, the s×s score traffic (calibration: SEL22 Table 4 derivation).
     Reads neither the stage nor how many of its layers recompute.
     """
-    arch, gpu = workload.arch, cluster.gpu
-    tp, ep = plan.tp, plan.ep
-    dtype = COMPUTE_DTYPE.get(plan.precision, "bf16")
-    rate = _Rate(gpu, dtype)
-    rate16 = _Rate(gpu, "bf16" if dtype == "fp8" else dtype)  # attention core, output layer
-    hbm = gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
-    seq = workload.seq_len
-    tokens = plan.mbs * seq / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
-    # Backward of a GEMM: the input gradient (1× forward) and, for weights that train, the weight
-    # gradient (1× forward). Partial fine-tuning has no backward at all below the first layer
-    # that trains (nothing there needs a gradient); None: nothing trains in the layers.
-    partial = workload.partial
-    first_trained = partial.first_trainable_layer(arch) if partial is not None else 0
-    mlp_mats = 3 if arch.gated_mlp else 2
-    per_layer = _layer_flops_per_token(arch, seq, workload.layer_windows)
-    unfused = workload.attention_kernel == "unfused"
-    # Unfused kernels compute the whole s×s matrix (mask applied after): 2× the causal FLOPs,
-    # and move every score through HBM (calibration.UNFUSED_ATTENTION_BYTES_PER_SCORE).
-    attention_factor = 2.0 if unfused else 1.0
-    # fp8 training keeps the attention core in 16 bits (Transformer Engine's fp8_dpa is off unless
-    # asked for): the same fused kernel at the same measured rate as bf16 training.
-    fractions = None if unfused else cal.flash_attention_fraction(gpu.id)
-    flash = None if fractions is None else tuple(f * gpu.peak("bf16") for f in fractions)
-    scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
-    score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
-    score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
-    framework = workload.engine.kernels  # the kernel family
-    fp8 = dtype == "fp8" and framework == "megatron"
-    host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
-    residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP
-    eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR
-    # Dispatch + combine of one MoE layer in one pass (half of ep_traffic's four all-to-alls).
-    a2a_pass = total_seconds(ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch), cluster) / 2
-    forward, backward, weight_grad, attention_s, selective = [], [], [], [], []
-    for i in range(arch.num_layers):
-        linear_pt, attention_pt = per_layer[i]
-        attention = attention_factor * attention_pt * tokens / tp
+
+    def __init__(self, plan: Plan, workload: Workload, cluster: Cluster):
+        arch, gpu = workload.arch, cluster.gpu
+        self.plan, self.workload, self.arch = plan, workload, arch
+        tp = plan.tp
+        dtype = COMPUTE_DTYPE.get(plan.precision, "bf16")
+        self.rate = _Rate(gpu, dtype)
+        self.rate16 = rate16 = _Rate(gpu, "bf16" if dtype == "fp8" else dtype)  # attention core, output layer
+        self.hbm = hbm = gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
+        seq = workload.seq_len
+        self.tokens = tokens = plan.mbs * seq / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
+        # Backward of a GEMM: the input gradient (1× forward) and, for weights that train, the weight
+        # gradient (1× forward). Partial fine-tuning has no backward at all below the first layer
+        # that trains (nothing there needs a gradient); None: nothing trains in the layers.
+        partial = workload.partial
+        self.first_trained = first_trained = partial.first_trainable_layer(arch) if partial is not None else 0
+        self.mlp_mats = 3 if arch.gated_mlp else 2
+        self.per_layer = _layer_flops_per_token(arch, seq, workload.layer_windows)
+        unfused = workload.attention_kernel == "unfused"
+        # Unfused kernels compute the whole s×s matrix (mask applied after): 2× the causal FLOPs,
+        # and move every score through HBM (calibration.UNFUSED_ATTENTION_BYTES_PER_SCORE).
+        self.attention_factor = 2.0 if unfused else 1.0
+        # fp8 training keeps the attention core in 16 bits (Transformer Engine's fp8_dpa is off unless
+        # asked for): the same fused kernel at the same measured rate as bf16 training.
+        fractions = None if unfused else cal.flash_attention_fraction(gpu.id)
+        self.flash = None if fractions is None else tuple(f * gpu.peak("bf16") for f in fractions)
+        scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
+        self.score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
+        self.score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
+        self.framework = framework = workload.engine.kernels  # the kernel family
+        self.fp8 = dtype == "fp8" and framework == "megatron"
+        self.host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
+        self.residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP
+        self.eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR
+        # Dispatch + combine of one MoE layer in one pass (half of ep_traffic's four all-to-alls).
+        self.a2a_pass = total_seconds(ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch), cluster) / 2
+        self._layers: dict[int, tuple[float, float, float, float, float]] = {}
+        # Output layer on the last stage; embedding lookup is negligible (methodology §6.1).
+        logits = logits_flops(arch) * tokens / tp
+        t_out = rate16.seconds(logits, logits)
+        # The loss over the vocabulary is memory-bound (elementwise.loss_bytes_per_vocab).
+        t_loss = tokens * arch.vocab / tp * elt.loss_bytes_per_vocab(framework) / hbm
+        output_trains = partial.output if partial is not None else not workload.trains_adapters
+        self.output_forward = t_out + t_loss / 3
+        self.loss_backward = 2 * t_loss / 3
+        self.output_backward = ((first_trained is not None) + output_trains) * t_out
+        self.output_weight_grad = output_trains * t_out
+
+    def layer(self, i: int) -> tuple[float, float, float, float, float]:
+        """(forward, backward, weight gradients, attention forward, selective recompute) seconds
+        of layer `i`; backward and weight gradients 0.0 below the first layer that trains."""
+        try:
+            return self._layers[i]
+        except KeyError:
+            out = self._layers[i] = self._layer(i)
+            return out
+
+    def _layer(self, i: int) -> tuple[float, float, float, float, float]:
+        plan, workload, arch = self.plan, self.workload, self.arch
+        tp, ep, tokens, hbm, host = plan.tp, plan.ep, self.tokens, self.hbm, self.host
+        framework, fp8, residual_split = self.framework, self.fp8, self.residual_split
+        linear_pt, attention_pt = self.per_layer[i]
+        attention = self.attention_factor * attention_pt * tokens / tp
         moe_layer = arch.is_moe_layer(i)
         experts_local = arch.moe.num_experts // ep if moe_layer else 1
-        t_dense, t_routed = _linear_seconds(rate, arch, i, linear_pt, tokens, tp, plan, experts_local, mlp_mats)
+        t_dense, t_routed = _linear_seconds(self.rate, arch, i, linear_pt, tokens, tp, plan, experts_local,
+                                            self.mlp_mats)
         t_lin = t_dense + t_routed
-        if flash is None:
-            t_att = rate16.seconds(attention, attention)
+        if self.flash is None:
+            t_att = self.rate16.seconds(attention, attention)
             t_att_b = 2 * t_att
         else:  # fused attention at the kernel's own measured rate, not a GEMM's
-            t_att, t_att_b = attention / flash[0], 2 * attention / flash[1]
+            t_att, t_att_b = attention / self.flash[0], 2 * attention / self.flash[1]
         lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
                              fused_norm=workload.engine.fused_norm,
                              fused_moe_activation=workload.engine.fused_moe_activation)
@@ -212,38 +222,22 @@ def _layer_terms(plan: Plan, workload: Workload, cluster: Cluster) -> _LayerTerm
         # device runs the layer's expert all-to-alls (timed in step.py, `a2a` each way) the host
         # goes on issuing: only host time beyond them is charged here.
         t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local) * host
-        a2a = a2a_pass if moe_layer else 0.0
-        t_f = max(t_lin + t_att + score_f + t_elt + t_cast, t_host - a2a)
+        a2a = self.a2a_pass if moe_layer else 0.0
+        t_f = max(t_lin + t_att + self.score_f + t_elt + t_cast, t_host - a2a)
         if moe_layer and framework == "megatron" and ep > 1:
             # The alltoall dispatcher waits for the device before its permutation
             # (elementwise.moe_kernels_after_sync): the attention block's device time and the
             # host's launches of the experts' kernels follow one another instead of overlapping.
-            before = t_dense + t_att + score_f + tokens * lb.residual_stream / residual_split / hbm
+            before = t_dense + t_att + self.score_f + tokens * lb.residual_stream / residual_split / hbm
             t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host - a2a)
-        forward.append(t_f)
-        selective.append(_selective_seconds(plan, arch, i, framework, t_lin, t_att + score_f, t_elt + t_cast)
-                         if plan.recompute == "selective" else 0.0)
-        if first_trained is not None and i >= first_trained:
-            trained = _trained_share(workload, i, linear_pt) * t_lin
-            backward.append(max(t_lin + trained + t_att_b + score_b + eager_b * t_elt + t_cast_b, 2 * t_host - a2a))
-            weight_grad.append(trained)
-        else:
-            backward.append(0.0)
-            weight_grad.append(0.0)
-        attention_s.append(t_att + score_f)
-    # Output layer on the last stage; embedding lookup is negligible (methodology §6.1).
-    logits = logits_flops(arch) * tokens / tp
-    t_out = rate16.seconds(logits, logits)
-    # The loss over the vocabulary is memory-bound (elementwise.loss_bytes_per_vocab).
-    t_loss = tokens * arch.vocab / tp * elt.loss_bytes_per_vocab(framework) / hbm
-    output_trains = partial.output if partial is not None else not workload.trains_adapters
-    return _LayerTerms(
-        forward=tuple(forward), backward=tuple(backward), weight_grad=tuple(weight_grad),
-        attention=tuple(attention_s), selective=tuple(selective),
-        output_forward=t_out + t_loss / 3,
-        loss_backward=2 * t_loss / 3,
-        output_backward=((first_trained is not None) + output_trains) * t_out,
-        output_weight_grad=output_trains * t_out)
+        selective = (_selective_seconds(plan, arch, i, framework, t_lin, t_att + self.score_f, t_elt + t_cast)
+                     if plan.recompute == "selective" else 0.0)
+        backward = weight_grad = 0.0
+        if self.first_trained is not None and i >= self.first_trained:
+            weight_grad = _trained_share(workload, i, linear_pt) * t_lin
+            backward = max(t_lin + weight_grad + t_att_b + self.score_b + self.eager_b * t_elt + t_cast_b,
+                           2 * t_host - a2a)
+        return t_f, backward, weight_grad, t_att + self.score_f, selective
 
 
 def _selective_seconds(plan: Plan, arch: Architecture, index: int, framework: str, t_lin: float,
