@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hardware import Accelerator
-from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
 from planner.cost.workload import Workload
-from planner.search import JobDefaults, search
+from planner.search import JobDefaults, parallel, search
 from planner.search.sizing import grown, smallest_fitting_cluster, some_plan_fits
 from planner.spec.job import Constraint
 
@@ -111,29 +110,66 @@ def sizes_to_try(workload: Workload, node: Cluster, defaults: JobDefaults, const
 
 def plan_capacity(workload: Workload, defaults: JobDefaults, constraints: dict[str, Constraint],
                   nodes: list[Cluster], *, max_gpus: int, objective: str = "step-time",
-                  solver: str = "cp-sat", progress: Callable[[str], None] | None = None) -> list[CapacityRow]:
-    """One row per GPU type and GPU count. The terms that do not read the cluster (a stage's
-    activations, planner/cost/memo.py) are computed once for every size and type."""
-    with memo.session():
-        return _plan_capacity(workload, defaults, constraints, nodes, max_gpus, objective, solver, progress)
+                  solver: str = "cp-sat", progress: Callable[[str], None] | None = None,
+                  jobs: int = 1) -> list[CapacityRow]:
+    """One row per GPU type and GPU count; `progress` names each size searched. The terms that do
+    not read the cluster (a stage's activations, planner/cost/memo.py) are computed once for
+    every size and type (once per worker process with `jobs` > 1)."""
+    def searched(_, cluster: Cluster, *counts: int) -> None:
+        progress(f"{cluster.gpu.id} × {cluster.world}")
+
+    return plan_capacities([workload], defaults, constraints, nodes, max_gpus=max_gpus, objective=objective,
+                           solver=solver, progress=searched if progress is not None else None, jobs=jobs)[0]
 
 
-def _plan_capacity(workload: Workload, defaults: JobDefaults, constraints: dict[str, Constraint],
-                   nodes: list[Cluster], max_gpus: int, objective: str, solver: str,
-                   progress: Callable[[str], None] | None) -> list[CapacityRow]:
+def plan_capacities(workloads: list[Workload], defaults: JobDefaults, constraints: dict[str, Constraint],
+                    nodes: list[Cluster], *, max_gpus: int, objective: str = "step-time", solver: str = "cp-sat",
+                    progress: Callable[[int, Cluster, int, int], None] | None = None,
+                    jobs: int = 1) -> list[list[CapacityRow]]:
+    """The rows of each workload (the job as each engine runs it), as `plan_capacity` gives them.
+
+    Every sizing (workload × GPU type) and every search (× GPU count) is a task of its own for
+    `jobs` worker processes (search/parallel.py): the finer the tasks, the better a few cores
+    share them (one engine's largest searches take ten times its smallest). A size's searches
+    start as soon as its sizing is done. `progress(workload index, cluster, searches done,
+    searches known)` after each search."""
+    sizes: dict[tuple[int, int], list[Cluster]] = {}
+    best: dict[tuple[int, int, int], Evaluation | None] = {}
+    with parallel.Workers(jobs) as workers:
+        for w, workload in enumerate(workloads):
+            for n, node in enumerate(nodes):
+                workers.submit((w, n), sizes_to_try, workload, node, defaults, constraints, max_gpus)
+        for key, value in workers.results():
+            if len(key) == 2:
+                sizes[key] = value
+                for i, cluster in enumerate(value):
+                    workers.submit((*key, i), _best_plan, workloads[key[0]], cluster, defaults, constraints,
+                                   objective, solver)
+                continue
+            best[key] = value
+            if progress is not None:
+                w, n, i = key
+                progress(w, sizes[w, n][i], len(best), sum(len(s) for s in sizes.values()))
+    return [_rows(workload, [(node, sizes[w, n], [best[w, n, i] for i in range(len(sizes[w, n]))])
+                             for n, node in enumerate(nodes)])
+            for w, workload in enumerate(workloads)]
+
+
+def _best_plan(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint],
+               objective: str, solver: str) -> Evaluation | None:
+    # The row shows the best plan alone: no runners-up, no other families to compare.
+    result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver,
+                    other_families=False)
+    return result.plans[0] if result.plans else None
+
+
+def _rows(workload: Workload, found: list[tuple[Cluster, list[Cluster], list[Evaluation | None]]]) -> list[CapacityRow]:
     rows = []
-    for node in nodes:
-        sizes = sizes_to_try(workload, node, defaults, constraints, max_gpus)
+    for node, sizes, bests in found:
         if not sizes:
             rows.append(CapacityRow(gpu=node.gpu.id, gpus=0, nodes=0, best=None,
                                     price_per_gpu_hour=node.price_per_gpu_hour, tokens=workload.tokens))
-        for cluster in sizes:
-            if progress is not None:
-                progress(f"{node.gpu.id} × {cluster.world}")
-            # The row shows the best plan alone: no runners-up, no other families to compare.
-            result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver,
-                            other_families=False)
-            rows.append(CapacityRow(gpu=cluster.gpu.id, gpus=cluster.world, nodes=cluster.nodes,
-                                    best=result.plans[0] if result.plans else None,
+        for cluster, ev in zip(sizes, bests):
+            rows.append(CapacityRow(gpu=cluster.gpu.id, gpus=cluster.world, nodes=cluster.nodes, best=ev,
                                     price_per_gpu_hour=cluster.price_per_gpu_hour, tokens=workload.tokens))
     return rows
