@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLES, ROOT
 
 CLUSTER, JOB = EXAMPLES / "clusters" / "h100-1node.yaml", EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"
-HEAVY = ("ortools", "pandas", "matplotlib", "planner.search.cpsat")
+HEAVY = ("ortools", "pandas", "matplotlib", "planner.search.cpsat", "multiprocessing.pool")
 
 RUN = """
 import json, runpy, sys
@@ -47,8 +47,16 @@ def test_commands_that_neither_solve_nor_draw_load_neither(tmp_path, args):
 
 
 def test_solve_loads_the_solver_but_not_matplotlib(tmp_path):
-    modules = loaded(tmp_path, "solve", CLUSTER, JOB, "--json")
+    modules = loaded(tmp_path, "solve", CLUSTER, JOB, "--json", "--jobs", "1")
     assert {"ortools", "planner.search.cpsat"} <= modules and "matplotlib" not in modules
+    assert "multiprocessing.pool" not in modules  # one process: no pool
+
+
+def test_solve_in_worker_processes_leaves_the_solver_to_them(tmp_path):
+    """The engines are searched in forked workers, and the parent never loads the solver: a
+    process that has run CP-SAT is not forked (planner/search/parallel.py)."""
+    modules = loaded(tmp_path, "solve", CLUSTER, JOB, "--json", "--jobs", "2")
+    assert "multiprocessing.pool" in modules and "planner.search.cpsat" not in modules
 
 
 def test_report_draws_with_matplotlib(tmp_path):

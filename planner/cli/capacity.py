@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +13,7 @@ from rich.text import Text
 
 from planner.cli.options import (
     FrameworkOption,
+    JobsOption,
     JsonOption,
     ObjectiveOption,
     SolverOption,
@@ -24,8 +26,9 @@ from planner.cost.inputs import JobInputs, load_job_inputs
 from planner.engines.profiles import cannot_run, engine_workload, engines_for
 from planner.report import json as report_json
 from planner.report import tables
-from planner.search.capacity import CapacityRow, cluster_for, plan_capacity
+from planner.search.capacity import CapacityRow, cluster_for, plan_capacities
 from planner.search.objectives import OBJECTIVES, SOLVERS
+from planner.search.parallel import worker_count
 from planner.search.space import default_optimizers, default_precisions
 from planner.spec import load_cluster
 from planner.spec.cluster import MAX_WORLD
@@ -51,6 +54,7 @@ def capacity(
     solver: str = SolverOption,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of days and cost against GPUs."),
     framework: Optional[str] = FrameworkOption,
+    jobs: Optional[int] = JobsOption,
     as_json: bool = JsonOption,
 ) -> None:
     """For GPU counts from the fewest that fit upward: best plan (and its engine), tokens/s, days and cost."""
@@ -69,12 +73,11 @@ def capacity(
     nodes = [cluster_for(resolve_accelerator(name), template, p) if not (template and name == template.gpu.id)
              else cluster_for(template.gpu, template, p) for name, p in zip(names, prices)]
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=tables.console(stderr=True), transient=True,
-                  disable=as_json or not tables.console(stderr=True).is_terminal) as bar:
-        task = bar.add_task("sizing", total=None)
-        rows = _capacity_rows(inputs, nodes, max_gpus, objective, solver,
-                              progress=lambda label: bar.update(task, description=f"searching {label}"))
+    status = _Status(enabled=not as_json)
+    try:
+        rows = _capacity_rows(inputs, nodes, max_gpus, objective, solver, worker_count(jobs), status.show)
+    finally:
+        status.close()
     if plot is not None:
         write_file(plot, _plot_png(rows), field="--plot")
     if as_json:
@@ -88,19 +91,26 @@ def capacity(
 
 
 def _capacity_rows(inputs: JobInputs, nodes: list[Cluster], max_gpus: int, objective: str, solver: str,
-                   progress) -> list[CapacityRow]:
+                   jobs: int, progress: Callable[[str], None]) -> list[CapacityRow]:
     """The rows of each engine the job's framework names; under auto, at each GPU count the
-    fastest engine's best plan."""
-    by_size: dict[tuple[str, int], CapacityRow] = {}
+    fastest engine's best plan. The engines' searches share the `jobs` worker processes."""
+    names, workloads = [], []
     for name in engines_for(inputs.framework):
         workload = engine_workload(inputs.workload, name)
-        node = nodes[0]
         if cannot_run(name, workload, inputs.defaults, inputs.job.constraints,
-                      default_precisions(inputs.defaults.precision, node), default_optimizers(inputs.defaults.optimizer)):
+                      default_precisions(inputs.defaults.precision, nodes[0]),
+                      default_optimizers(inputs.defaults.optimizer)):
             continue
-        for row in plan_capacity(workload, inputs.defaults, inputs.job.constraints, nodes, max_gpus=max_gpus,
-                                 objective=objective, solver=solver,
-                                 progress=lambda label, name=name: progress(f"{name} on {label}")):
+        names.append(name)
+        workloads.append(workload)
+
+    def searched(index: int, cluster: Cluster, done: int, known: int) -> None:
+        progress(f"searched {done} of {known}: {names[index]} on {cluster.gpu.id} × {cluster.world}")
+
+    by_size: dict[tuple[str, int], CapacityRow] = {}
+    for engine_rows in plan_capacities(workloads, inputs.defaults, inputs.job.constraints, nodes, max_gpus=max_gpus,
+                                       objective=objective, solver=solver, progress=searched, jobs=jobs):
+        for row in engine_rows:
             key = (row.gpu, row.gpus)
             old = by_size.get(key)
             if old is None or (row.best is not None and (old.best is None or row.best.time.step < old.best.time.step)):
@@ -111,6 +121,30 @@ def _capacity_rows(inputs: JobInputs, nodes: list[Cluster], max_gpus: int, objec
     return [r for r in rows if r.gpus or not any(o.gpu == r.gpu and o.gpus for o in rows)] or \
         [CapacityRow(gpu=n.gpu.id, gpus=0, nodes=0, best=None, price_per_gpu_hour=n.price_per_gpu_hour,
                      tokens=inputs.workload.tokens) for n in nodes]
+
+
+class _Status:
+    """A spinner on stderr (rich; off when not a terminal) saying how far the searches are. It
+    starts with the first search done, after the worker processes (parallel.py) are forked
+    from a process with no thread of its own: rich redraws from a thread."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and tables.console(stderr=True).is_terminal
+        self.bar: Progress | None = None
+
+    def show(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                console=tables.console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(text, total=None)
+        self.bar.update(self.task, description=text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _check_price_and_plot(price: list[float], plot: Path | None) -> None:

@@ -31,6 +31,13 @@ JobArg = typer.Argument(..., help="job.yaml: model, training mode, sequence leng
 ObjectiveOption = typer.Option("step-time", "--objective", help="step-time | comm | memory | cost")
 SolverOption = typer.Option("cp-sat", "--solver", help="cp-sat | brute (enumerates the same space).")
 TimeLimitOption = typer.Option(None, "--time-limit", min=0.01, help="Solver time limit, seconds.")
+MAX_JOBS = 256
+"""`--jobs` at most: each worker process holds its own tables and caches, and none helps beyond
+the machine's cores."""
+JobsOption = typer.Option(
+    None, "--jobs", min=1, max=MAX_JOBS, show_default=False,
+    help="Worker processes for the independent searches (each engine, GPU type and count). Default: the CPUs"
+         " this process may use; 1 searches in this process.")
 FrameworkOption = typer.Option(
     None, "--framework", show_default=False,
     help="The engine: megatron | deepspeed | fsdp2 | torchtitan | auto (every engine that can run the job,"

@@ -16,6 +16,7 @@ from planner.cli.options import (
     ClusterArg,
     FrameworkOption,
     JobArg,
+    JobsOption,
     JsonOption,
     ObjectiveOption,
     SolverOption,
@@ -32,6 +33,7 @@ from planner.report import json as report_json
 from planner.report import tables
 from planner.report.html import InputFile
 from planner.search.objectives import OBJECTIVES, SOLVERS
+from planner.search.parallel import worker_count
 from planner.spec.errors import InputError
 from planner.spec.reading import path_kind, read_text
 from planner.spec.writing import write_files
@@ -53,6 +55,7 @@ def report(
     time_limit: Optional[float] = TimeLimitOption,
     solver: str = SolverOption,
     framework: Optional[str] = FrameworkOption,
+    jobs: Optional[int] = JobsOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Write one self-contained HTML page, and PNGs of its charts: best plans, memory, time, every plan considered."""
@@ -62,7 +65,8 @@ def report(
     inputs = load_inputs(cluster, job, framework)
     # matplotlib loads here, not when the CLI starts, so the other commands stay quick.
     from planner.report.page import build_report
-    found = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
+    found = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json,
+                       jobs=worker_count(jobs))
     result, explanation = found.result, found.explanation
     # A row is a layout whose partition and recompute counts the solver chooses; each is shown at
     # its default partition, evaluated in full by the same models with its engine's traits.

@@ -14,12 +14,15 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from planner.cost.cluster import Cluster
 from planner.cost.inputs import Inputs
+from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import ENGINES, engines_for
 from planner.report import tables
 from planner.search import SolveResult
 from planner.search.explain import describe_plan
 from planner.search.layouts import Layout
+from planner.search.parallel import Workers, tell
 from planner.search.stacks import (
     EngineComparison,
     EngineOutcome,
@@ -30,6 +33,7 @@ from planner.search.stacks import (
     search_engine,
 )
 from planner.search.table import build_table
+from planner.spec.job import Constraint
 
 
 @dataclass(frozen=True)
@@ -56,29 +60,55 @@ class JobSearch:
 
 
 def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit: float | None,
-               show_progress: bool, frameworks: tuple[str, ...] | None = None) -> JobSearch:
+               show_progress: bool, frameworks: tuple[str, ...] | None = None, jobs: int = 1) -> JobSearch:
     """The best plans of a job on its engine (every engine under `auto`, or `frameworks`), and
-    why none fits when none does; a progress bar on stderr while the layouts are evaluated. The
-    result's time covers all of it: the tables, the solver and the explanation."""
+    why none fits when none does; a progress bar on stderr while the engines are searched. The
+    engines' searches are independent: with `jobs` > 1 they run in worker processes
+    (planner/search/parallel.py) and their outcomes are put together in the same order. The
+    result's time is wall time: the searches, then the explanation."""
     c, d, k = inputs.cluster, inputs.defaults, inputs.job.constraints
     top = capped_top(top, MAX_TOP)
     names = frameworks or engines_for(inputs.framework)
-    outcomes = []
-    for name in names:
-        def table(plans, workload, name=name):
-            label = f"evaluating {name} plans" if len(names) > 1 else "evaluating plans"
-            with _progress(len(plans), label, enabled=show_progress) as advance:
-                return build_table(plans, workload, c, objective, advance)
-        outcomes.append(search_engine(name, inputs.workload, c, d, k, objective=objective, top=top, solver=solver,
-                                      time_limit=time_limit, table=table))
+    bars = _EngineBars(names, enabled=show_progress)
+    start = time.perf_counter()
+    found: dict[int, EngineOutcome] = {}
+    try:
+        with Workers(min(jobs, len(names)), on_message=bars.update, on_idle=bars.tick) as workers:
+            for i, name in enumerate(names):
+                workers.submit(i, _search_engine, name, inputs.workload, c, d, k, objective, top, solver, time_limit)
+            for i, outcome in workers.results():
+                found[i] = outcome
+                bars.done(names[i])
+    finally:
+        bars.close()
+    searched = time.perf_counter() - start
+    outcomes = [found[i] for i in range(len(names))]
     if not any(o.best is not None for o in outcomes):
         # Why nothing fits, in full for the first engine that can run the job (the others say
         # in a line why they cannot, or that nothing of theirs fits); its time is the search's.
         first = next((i for i, o in enumerate(outcomes) if o.result is not None), None)
         if first is not None:
             outcomes[first] = explained(outcomes[first], c, d, k)
-    result = merged(outcomes, objective, top)
+    result = merged(outcomes, objective, top, searched_seconds=searched)
     return JobSearch(result=result, outcomes=tuple(outcomes), explanation=explanation(outcomes))
+
+
+def _search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                   constraints: dict[str, Constraint], objective: str, top: int, solver: str,
+                   time_limit: float | None) -> EngineOutcome:
+    """One engine's search (search_engine), telling how far its cost table is (parallel.tell)."""
+    def table(plans, wl):
+        total = len(plans)
+        tell((name, 0, total))
+
+        def advance(done: int) -> None:
+            if done % PROGRESS_EVERY == 0 or done == total:
+                tell((name, done, total))
+        rows = build_table(plans, wl, cluster, objective, advance)
+        tell((name, None, total))  # the table is built: the solver runs
+        return rows
+    return search_engine(name, workload, cluster, defaults, constraints, objective=objective, top=top,
+                         solver=solver, time_limit=time_limit, table=table)
 
 
 QUIET_TOP = 5
@@ -101,38 +131,56 @@ def capped_top(top: int, layouts: int) -> int:
     return limit
 
 
-class _progress:
-    """A progress bar on stderr for searches that take more than a second (rich; off when not a
-    TTY): it appears once the first second has passed."""
+PROGRESS_EVERY = 50
+"""Plans between two progress reports of a cost table (each redraws the bar, or crosses a pipe)."""
+
+
+class _EngineBars:
+    """A progress bar per engine on stderr (rich; off when not a TTY): its cost table's plans
+    evaluated, then `solving` until its search is done. It appears once the first second has
+    passed, so after the worker processes started from a process without threads (rich redraws
+    from a thread of its own)."""
 
     DELAY_S = 1.0
 
-    def __init__(self, total: int, label: str, enabled: bool):
-        self.enabled = enabled and total > 0 and sys.stderr.isatty()
-        self.total, self.label = total, label
-        self.bar = None
+    def __init__(self, names: tuple[str, ...], enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.several = len(names) > 1
+        self.start = time.perf_counter()
+        self.state: dict[str, tuple[int | None, int]] = {}
+        self.bar: Progress | None = None
+        self.tasks: dict = {}
 
-    def __enter__(self):
+    def update(self, message: tuple[str, int | None, int]) -> None:
+        name, done, total = message
+        self.state[name] = (done, total)
+        self.tick()
+
+    def done(self, name: str) -> None:
+        self.state.pop(name, None)
+        if self.bar is not None and name in self.tasks:
+            self.bar.remove_task(self.tasks.pop(name))
+
+    def tick(self) -> None:
         if not self.enabled:
-            return None
-        start = time.perf_counter()
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.start < self.DELAY_S:
+                return
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=tables.console(stderr=True), transient=True)
+            self.bar.start()
+        for name, (done, total) in self.state.items():
+            what = f"{name} plans" if self.several else "plans"
+            label = f"solving ({name})" if done is None and self.several else "solving" if done is None \
+                else f"evaluating {what}"
+            if name not in self.tasks:
+                self.tasks[name] = self.bar.add_task(label, total=total)
+            self.bar.update(self.tasks[name], description=label, completed=total if done is None else done)
 
-        def advance(done: int) -> None:
-            if self.bar is None:
-                if time.perf_counter() - start < self.DELAY_S:
-                    return
-                self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                    console=tables.console(stderr=True), transient=True)
-                self.bar.start()
-                self.task = self.bar.add_task(self.label, total=self.total)
-            if done % 50 == 0 or done == self.total:
-                self.bar.update(self.task, completed=done)
-        return advance
-
-    def __exit__(self, *exc):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
-        return False
 
 
 def nearest_text(kind: str, inputs: Inputs, objective: str = "step-time") -> str:

@@ -13,6 +13,7 @@ from planner.cli.options import (
     ClusterArg,
     FrameworkOption,
     JobArg,
+    JobsOption,
     JsonOption,
     ObjectiveOption,
     SolverOption,
@@ -30,6 +31,7 @@ from planner.engines.profiles import ENGINES, PROFILES
 from planner.report import json as report_json
 from planner.report import tables
 from planner.search.objectives import OBJECTIVES, SOLVERS
+from planner.search.parallel import worker_count
 from planner.spec.errors import InputError
 
 
@@ -42,6 +44,7 @@ def solve(
     time_limit: Optional[float] = TimeLimitOption,
     solver: str = SolverOption,
     framework: Optional[str] = FrameworkOption,
+    jobs: Optional[int] = JobsOption,
     emit: Optional[str] = typer.Option(None, "--emit", show_default=False,
                                        help="megatron | deepspeed | fsdp2 | torchtitan | torchrun: write launch files: an"
                                             " engine's for its best plan, torchrun's for the best plan."),
@@ -56,7 +59,8 @@ def solve(
     if (emit is None) != (out is None):
         raise InputError("--emit and --out go together", field="--emit" if emit is None else "--out")
     inputs = load_inputs(cluster, job, framework)
-    found = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json)
+    found = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json,
+                       jobs=worker_count(jobs))
     result = found.result
     # Launch files; rendered in full before anything is written (bad input writes nothing), and
     # nothing at all when no plan fits.

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hardware import Accelerator
-from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
 from planner.cost.workload import Workload
-from planner.search import JobDefaults, search
+from planner.cost import memo
+from planner.search import JobDefaults, parallel, search
 from planner.search.sizing import grown, smallest_fitting_cluster, some_plan_fits
 from planner.spec.job import Constraint
 
@@ -111,29 +111,64 @@ def sizes_to_try(workload: Workload, node: Cluster, defaults: JobDefaults, const
 
 def plan_capacity(workload: Workload, defaults: JobDefaults, constraints: dict[str, Constraint],
                   nodes: list[Cluster], *, max_gpus: int, objective: str = "step-time",
-                  solver: str = "cp-sat", progress: Callable[[str], None] | None = None) -> list[CapacityRow]:
-    """One row per GPU type and GPU count. The terms that do not read the cluster (a stage's
-    activations, planner/cost/memo.py) are computed once for every size and type."""
+                  solver: str = "cp-sat", progress: Callable[[str], None] | None = None,
+                  jobs: int = 1) -> list[CapacityRow]:
+    """One row per GPU type and GPU count; `progress` names each size searched. The terms that do
+    not read the cluster (a stage's activations, planner/cost/memo.py) are computed once for
+    every size and type (once per worker process with `jobs` > 1)."""
+    def searched(_, cluster: Cluster, *counts: int) -> None:
+        progress(f"{cluster.gpu.id} × {cluster.world}")
+
+    return plan_capacities([workload], defaults, constraints, nodes, max_gpus=max_gpus, objective=objective,
+                           solver=solver, progress=searched if progress is not None else None, jobs=jobs)[0]
+
+
+def plan_capacities(workloads: list[Workload], defaults: JobDefaults, constraints: dict[str, Constraint],
+                    nodes: list[Cluster], *, max_gpus: int, objective: str = "step-time", solver: str = "cp-sat",
+                    progress: Callable[[int, Cluster, int, int], None] | None = None,
+                    jobs: int = 1) -> list[list[CapacityRow]]:
+    """The rows of each workload (the job as each engine runs it), as `plan_capacity` gives them.
+
+    The sizes (memory model only, no solver) are found here first, in one memo session: a GPU
+    type's sizing reuses the terms the previous one memoized (a stage's activations do not read
+    the cluster; the 405B reference case sizes A100 in 0.3 s after H100, 0.8 s alone), and
+    forked workers inherit them. Then every search (workload × GPU type × count) is a task of
+    its own for `jobs` worker processes (search/parallel.py): fine tasks share a few cores best,
+    as one engine's largest searches take ten times its smallest. `progress(workload index,
+    cluster, searches done, searches in all)` after each search."""
     with memo.session():
-        return _plan_capacity(workload, defaults, constraints, nodes, max_gpus, objective, solver, progress)
+        sizes = {(w, n): sizes_to_try(workload, node, defaults, constraints, max_gpus)
+                 for w, workload in enumerate(workloads) for n, node in enumerate(nodes)}
+        tasks = [(w, n, i) for (w, n), found in sizes.items() for i in range(len(found))]
+        best: dict[tuple[int, int, int], Evaluation | None] = {}
+        with parallel.Workers(min(jobs, len(tasks))) as workers:
+            for w, n, i in tasks:
+                workers.submit((w, n, i), _best_plan, workloads[w], sizes[w, n][i], defaults, constraints,
+                               objective, solver)
+            for (w, n, i), ev in workers.results():
+                best[w, n, i] = ev
+                if progress is not None:
+                    progress(w, sizes[w, n][i], len(best), len(tasks))
+    return [_rows(workload, [(node, sizes[w, n], [best[w, n, i] for i in range(len(sizes[w, n]))])
+                             for n, node in enumerate(nodes)])
+            for w, workload in enumerate(workloads)]
 
 
-def _plan_capacity(workload: Workload, defaults: JobDefaults, constraints: dict[str, Constraint],
-                   nodes: list[Cluster], max_gpus: int, objective: str, solver: str,
-                   progress: Callable[[str], None] | None) -> list[CapacityRow]:
+def _best_plan(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint],
+               objective: str, solver: str) -> Evaluation | None:
+    # The row shows the best plan alone: no runners-up, no other families to compare.
+    result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver,
+                    other_families=False)
+    return result.plans[0] if result.plans else None
+
+
+def _rows(workload: Workload, found: list[tuple[Cluster, list[Cluster], list[Evaluation | None]]]) -> list[CapacityRow]:
     rows = []
-    for node in nodes:
-        sizes = sizes_to_try(workload, node, defaults, constraints, max_gpus)
+    for node, sizes, bests in found:
         if not sizes:
             rows.append(CapacityRow(gpu=node.gpu.id, gpus=0, nodes=0, best=None,
                                     price_per_gpu_hour=node.price_per_gpu_hour, tokens=workload.tokens))
-        for cluster in sizes:
-            if progress is not None:
-                progress(f"{node.gpu.id} × {cluster.world}")
-            # The row shows the best plan alone: no runners-up, no other families to compare.
-            result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver,
-                            other_families=False)
-            rows.append(CapacityRow(gpu=cluster.gpu.id, gpus=cluster.world, nodes=cluster.nodes,
-                                    best=result.plans[0] if result.plans else None,
+        for cluster, ev in zip(sizes, bests):
+            rows.append(CapacityRow(gpu=cluster.gpu.id, gpus=cluster.world, nodes=cluster.nodes, best=ev,
                                     price_per_gpu_hour=cluster.price_per_gpu_hour, tokens=workload.tokens))
     return rows

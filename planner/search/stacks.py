@@ -117,8 +117,14 @@ def explained(outcome: EngineOutcome, cluster: Cluster, defaults: JobDefaults,
                    result=outcome.result.with_explanation_time(time.perf_counter() - start))
 
 
-def merged(outcomes: list[EngineOutcome], objective: str, top: int) -> SolveResult:
-    """The engines' plans ranked together by the full models: the best `top`."""
+def merged(outcomes: list[EngineOutcome], objective: str, top: int,
+           searched_seconds: float | None = None) -> SolveResult:
+    """The engines' plans ranked together by the full models: the best `top`.
+
+    `searched_seconds`: the wall time of the engines' searches, which may have run at once
+    (planner/search/parallel.py). The time is then that wall time, split between the table and
+    the solver as the engines' own seconds in each are, and the explanation's after it: the
+    phases add up to the time the user waited, not to the CPU seconds of the engines."""
     ran = [o for o in outcomes if o.result is not None]
     if len(ran) == 1 and len(outcomes) == 1:
         return ran[0].result
@@ -131,9 +137,13 @@ def merged(outcomes: list[EngineOutcome], objective: str, top: int) -> SolveResu
         status = "time limit" if any(o.result.status == "time limit" for o in ran) else "infeasible"
     conflict = next((o.result.conflict for o in ran if o.result.conflict), ()) if not plans else ()
     timing = {phase: sum(o.result.timing.get(phase, 0.0) for o in ran) for phase in PHASES}
+    own = timing["table"] + timing["solver"]
+    if searched_seconds is not None and own:
+        share = timing["table"] / own
+        timing.update(table=searched_seconds * share, solver=searched_seconds * (1 - share))
     return SolveResult(
         status=status, objective=objective, plans=tuple(plans),
-        solve_seconds=sum(o.result.solve_seconds for o in ran), timing=timing,
+        solve_seconds=sum(timing.values()), timing=timing,
         candidates=sum(o.result.candidates for o in ran), conflict=conflict,
         reasons=reasons(tuple(plans), objective),
         objective_values=tuple(values.get(id(ev), 0) for ev in plans),

@@ -1,0 +1,171 @@
+"""Searches in worker processes (planner/search/parallel.py) give the answers of the serial search,
+byte for byte, and fail as it does: bad input stays bad input, a bug is never an answer, and no
+worker outlives the block that started it."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import EXAMPLES, ROOT
+from typer.testing import CliRunner
+
+from hardware import get_accelerator
+from planner.cli.app import app
+from planner.cost.inputs import load_job_inputs
+from planner.engines.profiles import engine_workload
+from planner.search import parallel
+from planner.search.capacity import cluster_for, plan_capacities
+from planner.search.parallel import Workers, tell
+from planner.spec.errors import InputError
+
+runner = CliRunner()
+JOB = EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"
+CLUSTER = EXAMPLES / "clusters" / "h100-1node.yaml"
+TIMING = ("solve_seconds", "timing")
+
+
+def _cli(*args) -> tuple[int, str]:
+    """Exit code and stdout of the command in a fresh interpreter (the start method a user gets)."""
+    done = subprocess.run([sys.executable, "-m", "planner.cli.app", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return done.returncode, done.stdout
+
+
+def _untimed(stdout: str) -> dict:
+    doc = json.loads(stdout)
+    return {k: v for k, v in doc.items() if k not in TIMING}
+
+
+def test_capacity_rows_are_the_serial_ones_byte_for_byte():
+    args = ["capacity", str(JOB), "--gpu", "h100", "--gpu", "l40s", "--max-gpus", "8", "--price", "2", "--json"]
+    serial = runner.invoke(app, [*args, "--jobs", "1"])
+    assert serial.exit_code == 0, serial.output
+    for jobs in ("2", "3"):
+        assert runner.invoke(app, [*args, "--jobs", jobs]).stdout == serial.stdout
+
+
+def test_solve_under_auto_is_the_serial_answer_in_a_fresh_process():
+    code, serial = _cli("solve", CLUSTER, JOB, "--json", "--jobs", "1")
+    again, parallel_out = _cli("solve", CLUSTER, JOB, "--json", "--jobs", "4")
+    assert code == again == 0
+    assert _untimed(parallel_out) == _untimed(serial)
+    assert len(json.loads(serial)["engines"]) == 4  # every engine searched, in the same order
+    doc = json.loads(parallel_out)
+    assert doc["solve_seconds"] == pytest.approx(sum(doc["timing"].values()), abs=1e-9)
+
+
+def test_solve_with_nothing_fitting_explains_as_the_serial_search():
+    args = ["solve", str(EXAMPLES / "clusters" / "rtx4090-pcie-box.yaml"),
+            str(EXAMPLES / "jobs" / "llama3.1-405b-full-finetune.yaml"), "--json"]
+    serial = runner.invoke(app, [*args, "--jobs", "1"])
+    several = runner.invoke(app, [*args, "--jobs", "2"])
+    assert serial.exit_code == several.exit_code == 1
+    assert _untimed(several.stdout) == _untimed(serial.stdout) and json.loads(serial.stdout)["explanation"]
+    doc = json.loads(several.stdout)
+    assert doc["timing"]["explain"] > 0 and doc["solve_seconds"] == pytest.approx(sum(doc["timing"].values()))
+
+
+def test_plan_capacities_in_workers_equal_the_serial_rows():
+    job = load_job_inputs(JOB)
+    workloads = [engine_workload(job.workload, e) for e in ("deepspeed", "fsdp2")]
+    nodes = [cluster_for(get_accelerator(g), None, 1.0) for g in ("a100_sxm_80gb", "mi300x")]
+
+    def rows(jobs):
+        return [[(r.gpu, r.gpus, r.nodes, r.best) for r in engine] for engine in
+                plan_capacities(workloads, job.defaults, {}, nodes, max_gpus=16, jobs=jobs)]
+    serial = rows(1)
+    assert all(any(best is not None for *_, best in engine) for engine in serial)
+    assert rows(2) == serial  # Evaluations, compared field by field after their round trip
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "257"])
+@pytest.mark.parametrize("command", ["solve", "capacity", "report"])
+def test_bad_jobs_is_bad_input(command, value, tmp_path):
+    args = {"solve": [CLUSTER, JOB], "capacity": [JOB, "--gpu", "h100"],
+            "report": [CLUSTER, JOB, "--out", tmp_path / "page"]}[command]
+    result = runner.invoke(app, [command, *map(str, args), "--jobs", value])
+    assert result.exit_code == 2 and "--jobs" in result.stderr
+    assert not (tmp_path / "page").exists()
+
+
+# ---- the pool itself, with tasks of this module (they pickle by name)
+
+
+def _square(x: int) -> int:
+    tell(("squaring", x))
+    return x * x
+
+
+def _bad_input(x: int) -> int:
+    raise InputError(f"{x} is not valid", file="job.yaml", field="global_batch")
+
+
+def _bug(x: int) -> int:
+    return x // 0
+
+
+def _sleep(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_results_come_by_key_with_the_tasks_messages(jobs):
+    told = []
+    with Workers(jobs, on_message=told.append) as workers:
+        for x in range(6):
+            workers.submit(x, _square, x)
+        got = {}
+        for key, value in workers.results():
+            got[key] = value
+            if key == 0:
+                workers.submit("late", _square, 7)  # submitted while the others run
+    assert got == {**{x: x * x for x in range(6)}, "late": 49}
+    assert sorted(told) == sorted(("squaring", x) for x in (*range(6), 7))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_bad_input_in_a_worker_is_the_same_input_error(jobs):
+    with pytest.raises(InputError) as caught, Workers(jobs) as workers:
+        workers.submit(0, _bad_input, 3)
+        list(workers.results())
+    assert (caught.value.file, caught.value.field) == ("job.yaml", "global_batch")
+    assert str(caught.value) == "job.yaml: global_batch: 3 is not valid"
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_bug_in_a_worker_is_raised_never_returned(jobs):
+    with pytest.raises(ZeroDivisionError), Workers(jobs) as workers:
+        workers.submit(0, _square, 2)
+        workers.submit(1, _bug, 2)
+        list(workers.results())
+
+
+def test_leaving_the_block_ends_every_worker():
+    with pytest.raises(KeyboardInterrupt), Workers(2) as workers:
+        processes = list(workers._pool._pool)
+        workers.submit(0, _sleep, 60)
+        raise KeyboardInterrupt  # Ctrl-C while a task runs
+    assert processes and not any(p.is_alive() for p in processes)
+
+
+def test_search_results_pickle_whole():
+    """What workers send back: a search's result, its plans' full evaluations included."""
+    from planner.cli.searching import _search_engine
+    from planner.cost.inputs import load_inputs
+
+    inputs = load_inputs(CLUSTER, JOB, None)
+    outcome = _search_engine("fsdp2", inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints,
+                             "step-time", 3, "cp-sat", None)
+    back = pickle.loads(pickle.dumps(outcome))
+    assert outcome.result.plans and back.result == outcome.result and back.workload == outcome.workload
+    assert [row.plan for row in back.rows] == [row.plan for row in outcome.rows]
+
+
+def test_usable_cpus_is_the_affinity_mask():
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert parallel.usable_cpus() == expected == parallel.worker_count(None)
+    assert parallel.worker_count(3) == 3
