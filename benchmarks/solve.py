@@ -1,12 +1,14 @@
 """Where users wait: whole commands timed from process start to exit, imports included.
 
-Run: `.venv/bin/python benchmarks/solve.py [--repeat 3] [--write]`. Each command runs `--repeat`
+Run: `.venv/bin/python benchmarks/solve.py [--repeat 3] [--write] [--baseline DIR]`. Each command runs `--repeat`
 times in a fresh interpreter; the median CPU seconds (user + system of the child, from
 getrusage) and wall seconds are shown, with the phases a `--json` search reports (`timing`:
 table, solver, explain) beside them. Then CP-SAT and brute force solve the same factored table
 in-process (every layout x partition x recompute count per stage class), so their ratio compares
 the two searches and nothing else; both must find the same best objective. `--write` puts the
-output in docs/performance.md with the machine it ran on. Cases: benchmarks/cases/README.md.
+output in docs/performance.md with the machine it ran on; `--baseline DIR` times the same
+commands with another checkout's planner in the same run, alternating, so before and after share
+the machine's load. Cases: benchmarks/cases/README.md.
 """
 from __future__ import annotations
 
@@ -55,13 +57,14 @@ COMMANDS: list[tuple[str, list[str]]] = [
 ]
 
 
-def run(args: list[str]) -> tuple[float, float, int, str]:
-    """(CPU s, wall s, exit code, stdout) of one command in a fresh interpreter."""
+def run(args: list[str], code: Path = ROOT) -> tuple[float, float, int, str]:
+    """(CPU s, wall s, exit code, stdout) of one command in a fresh interpreter, with the planner
+    of the checkout at `code` (the case files are always this checkout's)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "planner.cli.app", *args], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "planner.cli.app", *args], cwd=code, capture_output=True, text=True,
                           check=False,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(code)})
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -116,6 +119,23 @@ def solver_ratio() -> list[str]:
     return lines
 
 
+def _middle(runs: list[tuple[float, float, int, str]]) -> tuple[float, float, int, str]:
+    """The run of median wall time, whose phases then add up to no more than its wall."""
+    return sorted(runs, key=lambda r: r[1])[len(runs) // 2]
+
+
+def _cells(runs: list[tuple[float, float, int, str]]) -> str:
+    middle = _middle(runs)
+    return f"{statistics.median(r[0] for r in runs):.2f} | {middle[1]:.2f} | {middle[2]}"
+
+
+def _describe(code: Path) -> str:
+    """The checkout's commit, for the record."""
+    rev = subprocess.run(["git", "-C", str(code), "log", "-1", "--format=%h %s"], capture_output=True, text=True,
+                         check=False).stdout.strip()
+    return f"`{rev[:72]}`" if rev else str(code)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -130,16 +150,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3, help="runs per command (the median is shown)")
     parser.add_argument("--write", action="store_true", help="write docs/performance.md")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also time each command with the planner of another checkout (e.g. `git worktree add"
+                             " /tmp/before <rev>`), in the same run: before and after side by side")
     args = parser.parse_args()
-    out = [f"Machine: {machine()}. Median of {args.repeat} runs, each a fresh process (start to exit).", "",
-           "| command | CPU s | wall s | exit | the search's own phases (s) |", "|---|---:|---:|---:|---|"]
+    before = " | before: CPU s | wall s | exit" if args.baseline else ""
+    out = [f"Machine: {machine()}. Median of {args.repeat} runs, each a fresh process (start to exit).", ""]
+    if args.baseline:
+        out += [f"Before: {_describe(args.baseline)}; after: {_describe(ROOT)}; alternating runs.", ""]
+    out += [f"| command | CPU s | wall s | exit | the search's own phases (s){before} |",
+            "|---|---:|---:|---:|---|" + ("---:|---:|---:|" if args.baseline else "")]
     print("\n".join(out), flush=True)
     for name, argv in COMMANDS:
-        runs = [run(argv) for _ in range(args.repeat)]
-        cpu = statistics.median(r[0] for r in runs)
-        # The phases of the run of median wall time, so they add up to no more than its wall.
-        middle = sorted(runs, key=lambda r: r[1])[len(runs) // 2]
-        line = f"| {name} | {cpu:.2f} | {middle[1]:.2f} | {middle[2]} | {phases(middle[3])} |"
+        runs, old = [], []
+        for _ in range(args.repeat):
+            runs.append(run(argv))
+            if args.baseline:
+                old.append(run(argv, args.baseline))
+        line = f"| {name} | {_cells(runs)} | {phases(_middle(runs)[3])} |"
+        if old:
+            line += f" {_cells(old)} |"
         print(line, flush=True)
         out.append(line)
     out += ["", "CP-SAT against brute force on the same factored table (in-process CPU s, best objective equal):", ""]
