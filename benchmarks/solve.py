@@ -177,7 +177,9 @@ def main() -> None:
     print("\n".join(out[-3:] + ratio))
     out += ratio
     if args.write:
-        text = ("# Performance\n\nWritten by `benchmarks/solve.py --write`: whole commands as users run them.\n\n"
+        text = ("# Performance\n\nWritten by `benchmarks/solve.py --write`: whole commands as users run them,"
+                " with their default `--jobs` (the usable CPUs: searches in worker processes, so CPU seconds"
+                " may exceed wall seconds).\n\n"
                 + "\n".join(out) + "\n")
         (ROOT / "docs" / "performance.md").write_text(text)
 
