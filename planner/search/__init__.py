@@ -55,6 +55,7 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
         raise ValueError(f"unknown solver {solver!r}; valid: {', '.join(SOLVERS)}")
     from planner.search.brute import solve_brute
     from planner.search.cpsat import solve_cpsat
+    from planner.search.point import lower_bound
     from planner.search.table import capacity_kib, host_capacity_kib
 
     start = time.perf_counter()
@@ -65,11 +66,16 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     cap, host_cap = capacity_kib(cluster), host_capacity_kib(cluster)
     layers = workload.arch.num_layers
     conflict: tuple[str, ...] = ()
+    bounds: list[int] = []
     if solver == "brute":
         points = solve_brute(rows, constraints, cap, host_cap, top, objective, layers)
         status = "optimal" if points else "infeasible"
     else:
-        status, points, conflict = solve_cpsat(rows, constraints, cap, host_cap, top, objective, layers, time_limit)
+        # Each layout's lower bound, once per table: the solver's lazy rounds and the other
+        # families' branch and bound both order the layouts by it.
+        bounds = [lower_bound(lay, objective, layers) for lay in rows]
+        status, points, conflict = solve_cpsat(rows, constraints, cap, host_cap, top, objective, layers, time_limit,
+                                               bounds)
     if conflict == ("time limit",):
         status = "time limit"  # ran out before a plan or a proof that none fits: not infeasibility
     # The models evaluate each plan in full and the plans are shown in that order: the stage
@@ -88,7 +94,8 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     why = reasons(plans, objective)
     if plans and solver == "cp-sat" and other_families:
         why += tuple(f"best of another family, {text}" for text in reasons(
-            (plans[0],) + _other_families(rows, plans, constraints, cap, host_cap, objective, workload, cluster),
+            (plans[0],) + _other_families(rows, bounds, plans, constraints, cap, host_cap, objective, workload,
+                                          cluster),
             objective))
     solver_seconds = time.perf_counter() - start
     return SolveResult(
@@ -108,17 +115,16 @@ FAMILIES = 2
 """Other (tp, pp) families whose best plan is compared with the best in the reasons."""
 
 
-def _other_families(rows: list[Layout], plans: tuple[Evaluation, ...], constraints: dict[str, Constraint],
+def _other_families(rows: list[Layout], bounds: list[int], plans: tuple[Evaluation, ...],
+                    constraints: dict[str, Constraint],
                     cap: int, host_cap: int | None, objective: str, workload: Workload,
                     cluster: Cluster) -> tuple[Evaluation, ...]:
     """The best plans of the next (tp, pp) families: the runners-up of the top K are often the
     best layout with another ZeRO stage or recompute policy; these say why other shapes lose.
     Found as the runners-up are (runners_up.py), among the layouts of the other families."""
-    from planner.search.point import lower_bound
     from planner.search.runners_up import next_best
 
     layers = workload.arch.num_layers
-    bounds = [lower_bound(lay, objective, layers) for lay in rows]
     families = {(ev.plan.tp, ev.plan.pp) for ev in plans}
     out: list[Evaluation] = []
     for _ in range(FAMILIES):

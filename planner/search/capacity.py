@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hardware import Accelerator
+from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
 from planner.cost.workload import Workload
-from planner.cost import memo
 from planner.search import JobDefaults, parallel, search
 from planner.search.sizing import grown, smallest_fitting_cluster, some_plan_fits
 from planner.spec.job import Constraint

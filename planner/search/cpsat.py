@@ -244,8 +244,10 @@ FIRST_BATCH = 48
 
 def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,
                 host_capacity_kib: int | None, top: int, objective: str, layers: int,
-                time_limit: float | None = None) -> tuple[str, list[Point], tuple[str, ...]]:
-    """(status, best points in order, conflicting requirements when infeasible).
+                time_limit: float | None = None,
+                bounds: list[int] | None = None) -> tuple[str, list[Point], tuple[str, ...]]:
+    """(status, best points in order, conflicting requirements when infeasible). `bounds`: each
+    layout's lower bound for the objective, when the caller has them (point.lower_bound).
 
     The best plan: lazy rounds, the layouts of lowest lower bound first (point.lower_bound); the
     plan found is the best of all once it costs no more than the lowest bound left out.
@@ -255,7 +257,8 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
     """
     if not layouts:
         return "infeasible", [], ()
-    bounds = [lower_bound(lay, objective, layers) for lay in layouts]
+    if bounds is None:
+        bounds = [lower_bound(lay, objective, layers) for lay in layouts]
     order = sorted(range(len(layouts)), key=lambda i: (bounds[i], i))
     deadline = None if time_limit is None else time.perf_counter() + time_limit
 
