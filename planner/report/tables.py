@@ -7,20 +7,21 @@ terminal or NO_COLOR is set; the words and numbers carry the meaning on their ow
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from hardware import Accelerator
-from planner.cost.evaluate import Evaluation
-from planner.cost.memory import MemoryBreakdown
-from planner.model.architecture import Architecture
-from planner.model.flops import FlopsPerToken
-from planner.model.params import ParamCount
-from planner.search.explain import describe_plan
-from planner.search.result import SolveResult
-from planner.search.stacks import EngineComparison
+if TYPE_CHECKING:  # names for the annotations only: `gpus` and `models` stay quick to start
+    from hardware import Accelerator
+    from planner.cost.evaluate import Evaluation
+    from planner.cost.memory import MemoryBreakdown
+    from planner.model.architecture import Architecture
+    from planner.model.flops import FlopsPerToken
+    from planner.model.params import ParamCount
+    from planner.search.result import SolveResult
+    from planner.search.stacks import EngineComparison
 
 GiB = 2**30
 MEMORY_TERMS = ("weights", "gradients", "optimizer", "master_weights", "activations", "buffers", "runtime")
@@ -178,6 +179,8 @@ def memory_table(breakdowns: list[MemoryBreakdown], names: list[str], capacity: 
 
 
 def estimate_view(ev: Evaluation, title: str, all_stages: bool) -> Group:
+    from planner.search.explain import describe_plan
+
     parts = []
     status = Text("fits" if ev.fits else "does not fit", style="bold green" if ev.fits else "bold red")
     header = Text(title + "\n", style="bold")
