@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from planner.cost.evaluate import Evaluation
-from planner.model.flops import FlopsPerToken
-from planner.model.params import ParamCount
-from planner.search.result import PHASES, SolveResult
-from planner.search.stacks import EngineComparison
+if TYPE_CHECKING:  # names for the annotations only: `params` stays quick to start
+    from planner.cost.evaluate import Evaluation
+    from planner.model.flops import FlopsPerToken
+    from planner.model.params import ParamCount
+    from planner.search.result import SolveResult
+    from planner.search.stacks import EngineComparison
 
 
 def plan_document(ev: Evaluation) -> dict:
@@ -67,6 +69,8 @@ def engines_document(engines: list[EngineComparison]) -> list[dict]:
 
 def solve_document(result: SolveResult, explanation: str | None,
                    engines: list[EngineComparison] | None = None) -> dict:
+    from planner.search.result import PHASES  # the search package loads with the commands that search
+
     extra = {"engines": engines_document(engines)} if engines is not None else {}
     return {
         "status": result.status,
