@@ -24,13 +24,13 @@ with open(out, "w") as f:
 """
 
 
-def loaded(tmp_path, *args) -> set[str]:
+def loaded(tmp_path, *args, watch: tuple[str, ...] = HEAVY) -> set[str]:
     out = tmp_path / "modules.json"
     subprocess.run([sys.executable, "-c", RUN, json.dumps([str(a) for a in args]), str(out)], cwd=ROOT,
                    check=True, capture_output=True, timeout=120)
     result = json.loads(out.read_text())
     assert result["code"] in (0, 1)  # the command ran (1: a plan that does not fit), not bad input
-    return {name for name in HEAVY if name in result["modules"]}
+    return {name for name in watch if name in result["modules"]}
 
 
 @pytest.mark.parametrize("args", [
@@ -44,6 +44,11 @@ def loaded(tmp_path, *args) -> set[str]:
 ])
 def test_commands_that_neither_solve_nor_draw_load_neither(tmp_path, args):
     assert loaded(tmp_path, *args) == set()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["params", "llama3-8b"], ["gpus"], ["models"]])
+def test_catalog_commands_load_neither_the_cost_model_nor_the_search(tmp_path, args):
+    assert loaded(tmp_path, *args, watch=("planner.search", "planner.cost.evaluate", "planner.engines")) == set()
 
 
 def test_solve_loads_the_solver_but_not_matplotlib(tmp_path):
