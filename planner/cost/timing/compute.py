@@ -96,17 +96,21 @@ def compute_key(plan: Plan) -> Plan:
 def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> StageCompute:
     """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1); memoized within
     a search (planner/cost/memo.py) on every input it reads."""
-    return memo.lookup(_STAGE_COMPUTE, (compute_key(plan), workload, cluster, shard),
-                       lambda: _stage_compute(plan, workload, cluster, shard))
+    key = compute_key(plan)
+    return memo.lookup(_STAGE_COMPUTE, (key, workload, cluster, shard),
+                       lambda: _stage_compute(plan, workload, cluster, shard, key))
 
 
 _LAYER_TERMS = memo.new_cache()
 
 
-def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> StageCompute:
+def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
+                   key: Plan | None = None) -> StageCompute:
     """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1): the sums of its
-    layers' terms (`_LayerTerms`), the output layer's on the last stage."""
-    terms = memo.lookup(_LAYER_TERMS, (evolve(compute_key(plan), recompute_layers=None), workload, cluster),
+    layers' terms (`_LayerTerms`, shared by the plans of one `compute_key`, `key` when the caller
+    has it, whatever layers they recompute), the output layer's on the last stage."""
+    key = key if key is not None else compute_key(plan)
+    terms = memo.lookup(_LAYER_TERMS, (evolve(key, recompute_layers=None), workload, cluster),
                         lambda: _LayerTerms(plan, workload, cluster))
     fwd = bwd = attn = redo = wgrad = part = 0.0
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
