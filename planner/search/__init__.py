@@ -133,7 +133,7 @@ def _other_families(rows: list[Layout], bounds: list[int], plans: tuple[Evaluati
                           objective, layers)
         if not found:
             break
-        ev = evaluate(launched(found[0].plan(workload.arch.num_layers), workload.arch.num_layers), workload, cluster)
+        ev = evaluate(launched(found[0].plan(layers), layers), workload, cluster)
         families.add((ev.plan.tp, ev.plan.pp))
         if ev.fits_gpu:
             out.append(ev)

@@ -7,7 +7,8 @@ means finding that layout's own optimum, and CP-SAT's search over a layout's par
 recompute counts can take seconds where enumerating them takes milliseconds (a Llama-3-70B
 layout on 64 H100: not proven in 14 s, 0.06 s enumerated). So the runners-up are found by branch
 and bound over the layouts: in order of their lower bounds (point.lower_bound), each at its best
-point (brute.best_point, every partition and recompute count), until the ones found cost no
+point (`layout_best`: brute.best_point's answer, every partition at once where it can), until
+the ones found cost no
 more than the lowest bound left. Every layout not enumerated costs at least its bound, so the
 runners-up are the true next best; equal costs rank in table order, as brute force ranks them.
 """
