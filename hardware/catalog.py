@@ -70,7 +70,8 @@ def _key(name: str) -> str:
 @lru_cache(maxsize=1)
 def _load() -> tuple[dict[str, Accelerator], dict[str, str]]:
     text = resources.files("hardware").joinpath("accelerators.yaml").read_text(encoding="utf-8")
-    return build_catalog(yaml.safe_load(text))
+    # libyaml's safe loader where PyYAML has it: the same documents, parsed ~10x faster.
+    return build_catalog(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
 
 
 def build_catalog(doc: Any) -> tuple[dict[str, Accelerator], dict[str, str]]:
