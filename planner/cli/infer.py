@@ -28,7 +28,7 @@ from planner.model.presets import preset_config
 from planner.model.quantization import weight_format_from_config
 from planner.report import tables
 from planner.spec.errors import InputError, shown, unknown_name
-from planner.spec.job import MAX_SEQ_LEN
+from planner.spec.limits import MAX_SEQ_LEN
 from planner.spec.reading import path_kind, read_json_file
 from planner.spec.units import parse_count
 

@@ -13,7 +13,7 @@ from planner.model.architecture import Architecture
 from planner.report import json as report_json
 from planner.report import tables
 from planner.spec.errors import InputError
-from planner.spec.job import MAX_SEQ_LEN
+from planner.spec.limits import MAX_SEQ_LEN
 
 DEFAULT_SEQ_LEN = 4096
 

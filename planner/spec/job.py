@@ -19,6 +19,16 @@ from pydantic import (
 
 from planner.spec.cluster import MAX_NAME, Count, Number
 from planner.spec.errors import InputError
+from planner.spec.limits import (  # noqa: F401  (job.py's names too)
+    MAX_BATCH,
+    MAX_BOUND,
+    MAX_LAYER_INDEX,
+    MAX_LIST,
+    MAX_RANK,
+    MAX_SEQ_LEN,
+    MAX_STEP_TOKENS,
+    MAX_TOKENS,
+)
 from planner.spec.plan_keys import resolve_framework
 from planner.spec.units import parse_count
 
@@ -28,22 +38,6 @@ Optimizer = Literal["adamw", "adam", "adamw8bit", "sgd", "sgd-momentum", "adafac
 Quant = Literal["none", "int8", "nf4", "fp8"]
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-MAX_SEQ_LEN = 2**24
-"""Tokens in one sequence, at most (16,777,216)."""
-MAX_BATCH = 2**24
-"""Sequences in one optimizer step, at most."""
-MAX_STEP_TOKENS = 2**32
-"""seq_len × global_batch, at most: 256 times the 16M tokens of Llama 3 405B's largest batch
-(Llama 3 paper, arXiv 2407.21783, §3.4.1), and within the 64-bit bytes of its activations."""
-MAX_TOKENS = 1e18
-"""A training budget, at most (Llama 3 trained on 1.5e13 tokens)."""
-MAX_RANK = 2**16
-MAX_LIST = 1024
-"""Entries of a list (ranks, targets, layers, a constraint's values)."""
-MAX_LAYER_INDEX = 2**14
-MAX_BOUND = 2**31
-"""A constraint's min and max, at most this far from 0."""
 
 Rank = Annotated[int, Strict(), Gt(0), Le(MAX_RANK)]
 
