@@ -51,6 +51,18 @@ def test_catalog_commands_load_neither_the_cost_model_nor_the_search(tmp_path, a
     assert loaded(tmp_path, *args, watch=("planner.search", "planner.cost.evaluate", "planner.engines")) == set()
 
 
+@pytest.mark.parametrize("args", [
+    ["estimate", CLUSTER, JOB, "--plan", "tp=1,pp=1,zero=3,recompute=full,mbs=1"],
+    ["check", CLUSTER, EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml",
+     "--megatron", EXAMPLES / "megatron" / "llama3-8b-pretrain.sh"],
+])
+def test_evaluating_one_plan_loads_neither_numpy_nor_the_plan_space(tmp_path, args):
+    """A plan that fits is evaluated alone: the candidate space, the table and numpy load only
+    when `check` looks for the nearest plans that fit."""
+    watch = ("numpy", "planner.search.space", "planner.search.layouts", "planner.engines.emit")
+    assert loaded(tmp_path, *args, watch=watch) == set()
+
+
 def test_solve_loads_the_solver_but_not_matplotlib(tmp_path):
     modules = loaded(tmp_path, "solve", CLUSTER, JOB, "--json", "--jobs", "1")
     assert {"ortools", "planner.search.cpsat"} <= modules and "matplotlib" not in modules

@@ -22,16 +22,15 @@ from planner.cli.options import (
     emit_json,
     handles_input_errors,
 )
-from planner.cli.searching import nearest_text
 from planner.cost.engine import EngineTraits
 from planner.cost.evaluate import Evaluation, evaluate
 from planner.cost.inputs import Inputs, load_inputs
 from planner.cost.plan import OFFLOAD_CHOICES, Plan
+from planner.cost.workload import JobDefaults
 from planner.engines import EMIT_KINDS, FrameworkJob, framework_constraints
 from planner.engines import hf_trainer as H
 from planner.engines.deepspeed import parse_deepspeed
 from planner.engines.deepspeed_emit import deepspeed_problems
-from planner.engines.emit import write_emits
 from planner.engines.fsdp2 import parse_accelerate
 from planner.engines.fsdp2_emit import FSDP2_VALUES, fsdp2_problems
 from planner.engines.megatron_emit import megatron_problems
@@ -41,7 +40,6 @@ from planner.engines.torchtitan_emit import TORCHTITAN_VALUES, torchtitan_proble
 from planner.report import tables
 from planner.report.json import plan_document
 from planner.search.explain import describe_plan
-from planner.search.space import JobDefaults, candidate_plans
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
 
@@ -88,6 +86,7 @@ def nearest_plans(job: FrameworkJob, inputs: Inputs, top: int) -> list[Evaluatio
         return []
     defaults = JobDefaults(precision=user.precision, optimizer=user.optimizer, lora_ranks=(user.lora_rank,),
                            quant=user.quant)
+    from planner.search.space import candidate_plans  # the search loads only for a file that does not fit
     found = []
     for plan in candidate_plans(job.workload, inputs.cluster, defaults, limits):
         if plan != user and all(c.allows(getattr(plan, k)) for k, c in limits.items()) \
@@ -338,6 +337,8 @@ def check(
         if target is None:
             warnings.append(f"--emit {emit}: nothing written, no plan fits")
         else:
+            from planner.cli.searching import nearest_text  # the emitters and the table: only with --emit
+            from planner.engines.emit import write_emits
             written = write_emits(emit, target, replace(inputs, workload=fj.workload), out,
                                   nearest=lambda kind: nearest_text(kind, inputs))
     if as_json:
