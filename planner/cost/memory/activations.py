@@ -74,16 +74,24 @@ def layer_activation_bytes(arch: Architecture, plan: Plan, workload: Workload | 
         def partial_layer(index: int) -> float:
             if first is None or index < first:
                 return 0.0
-            return _layer_activation_bytes_per_token(arch, index, tp, sp, recompute, k,
+            return _layer_activation_bytes_per_token(arch, arch.is_moe_layer(index), tp, sp, recompute, k,
                                                      partial.layer_modules(arch, index), rank, index > first,
                                                      modules, fp8, etp=etp)
         return partial_layer
     adapted = adapted_modules(plan, workload)
     chunked = k.deepep_experts and workload is not None and _expert_chunks_checkpointed(arch, plan, workload, k)
 
+    # A layer's bytes depend on its index only through its kind: expert MLP or not, and whether
+    # its input needs a gradient (the first adapted layer's does not). One value per kind.
+    kinds: dict[tuple[bool, bool], float] = {}
+
     def layer(index: int) -> float:
-        return _layer_activation_bytes_per_token(arch, index, tp, sp, recompute, k, adapted, rank,
-                                                 adapted is None or index > 0, modules, fp8, chunked, etp)
+        kind = (arch.is_moe_layer(index), adapted is None or index > 0)
+        found = kinds.get(kind)
+        if found is None:
+            found = kinds[kind] = _layer_activation_bytes_per_token(arch, kind[0], tp, sp, recompute, k, adapted,
+                                                                    rank, kind[1], modules, fp8, chunked, etp)
+        return found
     return layer
 
 
@@ -124,7 +132,7 @@ def _deepep_routed_bytes(arch: Architecture, e: int, chunked: bool) -> float:
 
 
 @lru_cache(maxsize=65536)
-def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, sp: bool, recompute: str,
+def _layer_activation_bytes_per_token(arch: Architecture, moe_layer: bool, tp: int, sp: bool, recompute: str,
                                       k: Kernels, adapted: frozenset[str] | None, rank: int,
                                       input_grad: bool = True, modules: frozenset[str] = frozenset(),
                                       fp8: bool = False, expert_chunks: bool = False, etp: int = 1) -> float:
@@ -133,14 +141,14 @@ def _layer_activation_bytes_per_token(arch: Architecture, index: int, tp: int, s
     if recompute == "full":
         # The checkpoint: the layer input in the residual stream's dtype (Megatron: 2h).
         return k.residual * h * seq_sharded
-    if recompute == "selective" and k.family == "hf" and not arch.is_moe_layer(index) and adapted is None:
+    if recompute == "selective" and k.family == "hf" and not moe_layer and adapted is None:
         replicated, sharded = _hf_op_selective_bytes(arch, k)
         return replicated * seq_sharded + sharded / tp
     if k.family == "megatron":
-        replicated, sharded = _megatron_layer_bytes(arch, index, recompute, k.act, adapted, rank, input_grad,
+        replicated, sharded = _megatron_layer_bytes(arch, moe_layer, recompute, k.act, adapted, rank, input_grad,
                                                     modules, 1 if fp8 else k.act, etp)
     else:
-        replicated, sharded = _hf_layer_bytes(arch, index, recompute, k, adapted, rank, input_grad, expert_chunks)
+        replicated, sharded = _hf_layer_bytes(arch, moe_layer, recompute, k, adapted, rank, input_grad, expert_chunks)
     return replicated * seq_sharded + sharded / tp
 
 
@@ -182,7 +190,7 @@ def _needs_grad(adapted: frozenset[str] | None, *names: str) -> int:
     return len(names) if adapted is None else sum(n in adapted for n in names)
 
 
-def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int,
+def _megatron_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, e: int,
                           adapted: frozenset[str] | None, rank: int, input_grad: bool = True,
                           modules: frozenset[str] = frozenset(), q: int | None = None,
                           etp: int = 1) -> tuple[float, float]:
@@ -231,7 +239,6 @@ def _megatron_layer_bytes(arch: Architecture, index: int, recompute: str, e: int
         fc2_input = q * i if _needs_grad(adapted, "down_proj") and not act_recomputed else 0
         return (2 * e * i if arch.gated_mlp else e * i) + fc2_input
 
-    moe_layer = arch.is_moe_layer(index)
     fc1_input = norm_out * h if _needs_grad(adapted, "gate_proj", "up_proj") or moe_layer else 0
     replicated += fc1_input + _adapter_bytes(arch, e, adapted, rank)
     if not moe_layer:
@@ -281,7 +288,7 @@ def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool) -> float:
     return 4 * h + 4 + (k.residual * h if weight_trains else 0)
 
 
-def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
+def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kernels,
                     adapted: frozenset[str] | None, rank: int, input_grad: bool = True,
                     expert_chunks: bool = False) -> tuple[float, float]:
     """(replicated, TP-sharded) bytes per token saved by a Hugging Face decoder layer.
@@ -338,7 +345,7 @@ def _hf_layer_bytes(arch: Architecture, index: int, recompute: str, k: Kernels,
         product = e * i if _needs_grad(adapted, "down_proj") else 0
         return (3 * e * i if arch.gated_mlp else e * i) + product
 
-    if not arch.is_moe_layer(index):
+    if not moe_layer:
         replicated += inputs(_needs_grad(adapted, "gate_proj", "up_proj") if arch.gated_mlp
                              else _needs_grad(adapted, "up_proj"))
         return replicated, attention + swiglu(arch.ffn)
