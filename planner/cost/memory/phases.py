@@ -95,9 +95,12 @@ def activation_key(plan: Plan, workload: Workload) -> Plan:
     moments, fp8 gathers and quantization. It reads tp, pp, vpp, sp, expert TP (the gathered
     tokens of the experts) and whether ep > 1, the micro-batches of a step, ZeRO (through the
     kernels too), the precision, the recompute policy, layers and modules, the LoRA rank and
-    activation offload."""
+    activation offload. The micro-batches of a step count only up to the pipeline's in-flight
+    limit (`inflight_microbatches`: at most pp·(vpp + 1) − 1 chunks), so the key keeps no more:
+    plans of the same shape on more or fewer GPUs share their activations."""
+    pp, vpp = plan.parallel.pp, plan.parallel.vpp
     plan = evolve(plan, parallel=evolve(plan.parallel, cp=1), mbs=1, first_stage_layers=None,
-                   last_stage_layers=None, offload="none", framework="megatron")
+                  last_stage_layers=None, offload="none", framework="megatron", gas=min(plan.gas, pp * (vpp + 1)))
     if workload.engine.kernels != "megatron":
         return plan
     expert_tp = plan.expert_tp if plan.parallel.ep > 1 else 1
