@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.memory import estimate_memory
 from planner.cost.plan import OFFLOAD_CHOICES, Plan
@@ -45,12 +46,18 @@ def some_plan_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
 
 
 def _fits(plan: Plan, workload: Workload, cluster: Cluster, lead: int | None) -> bool:
-    if max(s.memory.total for s in estimate_memory(plan, workload, cluster)) <= cluster.capacity:
+    # The first stage alone settles most plans that do not fit: it holds the embedding and the
+    # most micro-batches in flight. Only when it fits are the other stages worked out.
+    if _stages_fit(plan, workload, cluster, (0,)) and _stages_fit(plan, workload, cluster, None):
         return True
     if plan.parallel.pp > 1 and plan.recompute == "full" and lead is not None:
         layout, _, _ = memory_layout(plan, workload, cluster, lead)
         return layout.variable_partition and fits_somewhere(layout, cluster.capacity // KiB, workload.arch.num_layers)
     return False
+
+
+def _stages_fit(plan: Plan, workload: Workload, cluster: Cluster, stages: tuple[int, ...] | None) -> bool:
+    return max(s.memory.total for s in estimate_memory(plan, workload, cluster, only_stages=stages)) <= cluster.capacity
 
 
 def sizing_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint],
@@ -86,7 +93,15 @@ def grown(cluster: Cluster, factor: int) -> Cluster:
 def smallest_fitting_cluster(workload: Workload, cluster: Cluster, defaults: JobDefaults,
                              constraints: dict[str, Constraint]) -> Cluster | None:
     """Doubling up to 64x finds a size that fits; bisection then finds the fewest nodes
-    (fit is close to monotone in the GPU count; divisibility of the batch can break ties)."""
+    (fit is close to monotone in the GPU count; divisibility of the batch can break ties).
+    One memo session spans the sizes: the activation terms, most of the memory model's work,
+    do not read the data-parallel size (memory/phases.py `activation_key`)."""
+    with memo.session():
+        return _smallest_fitting(workload, cluster, defaults, constraints)
+
+
+def _smallest_fitting(workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                      constraints: dict[str, Constraint]) -> Cluster | None:
     factor = 2
     while factor <= MAX_GROWTH and not some_plan_fits(workload, grown(cluster, factor), defaults, constraints):
         factor *= 2
