@@ -54,8 +54,7 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; valid: {', '.join(SOLVERS)}")
     from planner.search.brute import solve_brute
-    from planner.search.cpsat import solve_cpsat
-    from planner.search.point import lower_bound
+    from planner.search.point import lower_bound, untimed_unfit
     from planner.search.table import capacity_kib, host_capacity_kib
 
     start = time.perf_counter()
@@ -70,7 +69,14 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     if solver == "brute":
         points = solve_brute(rows, constraints, cap, host_cap, top, objective, layers)
         status = "optimal" if points else "infeasible"
+    elif not constraints and rows and all(untimed_unfit(lay, cap, objective) for lay in rows):
+        # The table itself proves that nothing fits: no layout fits anywhere in GPU memory
+        # (layouts.fits_somewhere, exact for memory), and memory is then the solver's only
+        # assumption, its whole core.
+        status, points, conflict = "infeasible", [], ("memory",)
     else:
+        from planner.search.cpsat import solve_cpsat
+
         # Each layout's lower bound, once per table: the solver's lazy rounds and the other
         # families' branch and bound both order the layouts by it.
         bounds = [lower_bound(lay, objective, layers) for lay in rows]

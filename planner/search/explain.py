@@ -58,11 +58,16 @@ def _runs(counts: tuple[int, ...]) -> list[str]:
 
 def _least_memory(rows: list[Layout], constraints: dict[str, Constraint], workload: Workload,
                   cluster: Cluster) -> Evaluation | None:
-    """The plan needing the least memory within the constraints, found by the solver itself
-    (objective `memory`, capacity unbounded)."""
-    from planner.search.cpsat import solve_cpsat
+    """The plan needing the least memory within the constraints (capacity unbounded): the
+    layouts in order of their least memory (point.lower_bound), each at its exact best point
+    (runners_up.next_best), until none left can need less; ties go to the earlier layout, as
+    brute force ranks them."""
+    from planner.search.point import lower_bound
+    from planner.search.runners_up import next_best
 
-    status, points, _ = solve_cpsat(rows, constraints, 2**62, None, 1, "memory", workload.arch.num_layers)
+    layers = workload.arch.num_layers
+    bounds = [lower_bound(lay, "memory", layers) for lay in rows]
+    points = next_best(rows, bounds, 1, constraints, 2**62, None, "memory", layers)
     if not points:
         return None
     return evaluate(points[0].plan(workload.arch.num_layers), workload, cluster)
