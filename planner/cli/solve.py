@@ -26,7 +26,6 @@ from planner.cli.options import (
 from planner.cli.searching import JobSearch, nearest_text, search_job
 from planner.cost.evaluate import Evaluation
 from planner.cost.inputs import Inputs, load_inputs
-from planner.engines.emit import check_kind, write_emits
 from planner.engines.profiles import ENGINES, PROFILES
 from planner.report import json as report_json
 from planner.report import tables
@@ -55,6 +54,7 @@ def solve(
     choice(objective, OBJECTIVES, "--objective")
     choice(solver, SOLVERS, "--solver")
     if emit is not None:
+        from planner.engines.emit import check_kind, write_emits  # the emitters load only with --emit
         check_kind(emit)
     if (emit is None) != (out is None):
         raise InputError("--emit and --out go together", field="--emit" if emit is None else "--out")
