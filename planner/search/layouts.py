@@ -109,11 +109,11 @@ def _probe_partitions(layers: int, pp: int, lows: tuple[int, int, int]
     does (the partition is then fixed)."""
     options = partitions(layers, pp, *lows)
     p1 = nearest_partition(layers, pp, lows)
-    single_mid = len({t[1] for t in options}) == 1
-    for p2 in sorted(options, key=lambda t: (sum(abs(a - b) for a, b in zip(t, p1)), t)):
-        if p2[0] != p1[0] and p2[2] != p1[2] and (single_mid or p2[1] != p1[1]):
-            return p1, p2
-    return p1, None
+    single_mid = options[0][1] == options[-1][1]  # listed by middle count, ascending
+    others = [t for t in options if t[0] != p1[0] and t[2] != p1[2] and (single_mid or t[1] != p1[1])]
+    if not others:
+        return p1, None
+    return p1, min(others, key=lambda t: (abs(t[0] - p1[0]) + abs(t[1] - p1[1]) + abs(t[2] - p1[2]), t))
 
 
 def _memory_values(plan: Plan, workload: Workload, cluster: Cluster, stages: tuple[int, ...]) -> list[tuple[float, ...]]:

@@ -82,6 +82,9 @@ def nearest_partition(layers: int, pp: int, lows: tuple[int, int, int]) -> tuple
     The default split itself wherever it is one."""
     even = stage_layer_counts(layers, pp)
     target = (even[0], even[1] if pp > 2 else 0, even[-1])
+    if target[0] + (pp - 2) * target[1] + target[2] == layers and target[0] >= lows[0] and target[2] >= lows[2] \
+            and (pp == 2 or target[1] >= lows[1]):
+        return target  # the default split is a partition: the nearest (distance 0)
     return min(partitions(layers, pp, *lows),
                key=lambda t: (sum(abs(a - b) for a, b in zip(t, target)), max(t), t))
 
