@@ -91,10 +91,10 @@ def activation_key(plan: Plan, workload: Workload) -> Plan:
     and the micro-batch (both reach it through `tokens`), the end stages' layer counts (the shard
     carries its layers), offload and the engine (the workload's traits name its kernels). Under
     Megatron kernels it also never reads what only the output layer's gradients of the Hugging
-    Face path read (`_output_grad_bytes`): the data-parallel and expert grids, the optimizer, its
-    moments, fp8 gathers and quantization. It reads tp, pp, vpp, sp, expert TP (the gathered
-    tokens of the experts) and whether ep > 1, the micro-batches of a step, ZeRO (through the
-    kernels too), the precision, the recompute policy, layers and modules, the LoRA rank and
+    Face path read (`_output_grad_bytes`): the data-parallel and expert grids, ZeRO (Megatron's
+    kernels do not depend on it: kernels.py), the optimizer, its moments, fp8 gathers and
+    quantization. It reads tp, pp, vpp, sp, expert TP (the gathered tokens of the experts) and
+    whether ep > 1, the micro-batches of a step, ZeRO under the other kernels, the precision, the recompute policy, layers and modules, the LoRA rank and
     activation offload. The micro-batches of a step count only up to the pipeline's in-flight
     limit (`inflight_microbatches`: at most pp·(vpp + 1) − 1 chunks), so the key keeps no more:
     plans of the same shape on more or fewer GPUs share their activations."""
@@ -105,8 +105,7 @@ def activation_key(plan: Plan, workload: Workload) -> Plan:
         return plan
     expert_tp = plan.expert_tp if plan.parallel.ep > 1 else 1
     return evolve(plan, parallel=evolve(plan.parallel, dp=1, ep=min(plan.parallel.ep, 2)), etp=expert_tp,
-                   optimizer="adamw",
-                   moment_dtype="fp32", fp8_param_gather=False, quant="none")
+                  zero=0, optimizer="adamw", moment_dtype="fp32", fp8_param_gather=False, quant="none")
 
 
 def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
