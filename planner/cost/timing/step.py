@@ -44,6 +44,7 @@ from planner.cost.timing.pipeline import (
 )
 from planner.cost.workload import Workload
 from planner.model.flops import forward_flops_per_token, training_flops_per_token
+from planner.model.frozen import evolve
 
 MFU_PEAK_DTYPE = {"fp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
 """Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit precision (Megatron, PaLM
@@ -203,6 +204,61 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     cp_total = layers * seconds["cp"]
     cp_f = _exposed(cp_total / 3, c.attention_forward)
     cp_b = _exposed(2 * cp_total / 3, 2 * c.attention_forward) + cp_f * share
+    d = _data_parallel(plan, workload, cluster, shard)
+    if d.synchronized:
+        dp_f, dp_b = d.microbatch_forward_s, d.microbatch_backward_s
+    elif plan.zero == 3:
+        # Backward: layer i−1's re-gather and layer i+1's reduce-scatter share the links during
+        # layer i; the last reduce-scatter is exposed like the first gather.
+        dp_f = _layerwise_exposed(d.microbatch_forward_s, c.forward, layers)
+        dp_b = _layerwise_exposed(d.microbatch_backward_s, c.backward + c.recompute, layers)
+    else:
+        dp_f = _exposed(d.microbatch_forward_s, c.forward)
+        dp_b = _exposed(d.microbatch_backward_s, c.backward + c.recompute)
+    t_f = c.forward + d.copy_forward_s + tp / 2 + ep / 2 + cp_f + dp_f + _exposed(offload_s, c.forward)
+    t_b = (c.backward + c.recompute + d.copy_backward_s + (tp + ep) * (redo - 0.5) + cp_b + dp_b
+           + _exposed(offload_s, c.backward))
+    # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
+    # next forward.
+    dp_step = (_exposed(d.step_backward_s, c.backward + c.recompute)
+               + _exposed(d.step_forward_s, c.forward))
+    return _Stage(compute=c, tp=tp * redo, cp=cp_f + cp_b, ep=ep * redo, dp_microbatch=dp_f + dp_b,
+                  forward=t_f, backward=t_b, dp_step=dp_step, optimizer=d.optimizer_s,
+                  offload=d.offload_s,
+                  bytes=_stage_bytes(plan, shard, per_layer, d.traffic, m, layers, redo, share, schedule)
+                  if count_bytes else None)
+
+
+@dataclass(frozen=True)
+class _DataParallel:
+    """What a stage's data-parallel side costs before any of it hides behind compute: none of
+    it reads the recompute policy or counts, so a layout's probes share it."""
+
+    traffic: DPTraffic
+    synchronized: bool
+    """DeepSpeed 0.3's ZeRO-3: each collective alone on the device, never hidden."""
+    microbatch_forward_s: float
+    microbatch_backward_s: float
+    step_backward_s: float
+    step_forward_s: float
+    copy_forward_s: float
+    copy_backward_s: float
+    optimizer_s: float
+    offload_s: float
+
+
+_DATA_PARALLEL = memo.new_cache()
+
+
+def _data_parallel(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> _DataParallel:
+    """`_fresh_data_parallel`, memoized within a search on the plan without its recompute keys."""
+    key = evolve(plan, recompute="none", recompute_layers=None, recompute_modules=None)
+    return memo.lookup(_DATA_PARALLEL, (key, workload, cluster, shard),
+                       lambda: _fresh_data_parallel(plan, workload, cluster, shard))
+
+
+def _fresh_data_parallel(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> _DataParallel:
+    layers = shard.num_layers
     # DP: ZeRO collectives of every micro-batch, hidden behind that pass's compute.
     weights = stage_params(plan, workload, shard)
     dense, expert, dense_gather, expert_gather = weights
@@ -217,35 +273,24 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
                                dense_gather=dense_gather, expert_gather=expert_gather,
                                grad_bytes=grad_b, layers=layers, gathers_per_layer=per_layer_collectives[0],
                                reduces_per_layer=per_layer_collectives[1])
-    if deepspeed3 and workload.engine.release == "0.3":
+    synchronized = deepspeed3 and workload.engine.release == "0.3"
+    if synchronized:
         # DeepSpeed 0.3 ZeRO-3 (calibration.DEEPSPEED_ZERO3): per-tensor collectives, each behind a
         # device-wide synchronize, each with one host operation per rank of the group: exposed.
         # Current releases prefetch and coalesce: the per-tensor latencies, hidden like FSDP's.
-        dp_f = _synchronized_seconds(dp.microbatch_forward, cluster)
-        dp_b = _synchronized_seconds(dp.microbatch_backward, cluster)
-    elif plan.zero == 3:
-        # Backward: layer i−1's re-gather and layer i+1's reduce-scatter share the links during
-        # layer i; the last reduce-scatter is exposed like the first gather.
-        dp_f = _layerwise_exposed(total_seconds(dp.microbatch_forward, cluster), c.forward, layers)
-        dp_b = _layerwise_exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute, layers)
+        forward_s = _synchronized_seconds(dp.microbatch_forward, cluster)
+        backward_s = _synchronized_seconds(dp.microbatch_backward, cluster)
     else:
-        dp_f = _exposed(total_seconds(dp.microbatch_forward, cluster), c.forward)
-        dp_b = _exposed(total_seconds(dp.microbatch_backward, cluster), c.backward + c.recompute)
+        forward_s = total_seconds(dp.microbatch_forward, cluster)
+        backward_s = total_seconds(dp.microbatch_backward, cluster)
     copy_f, copy_b = _fsdp2_copy_seconds(plan, workload, cluster, weights, grad_b)
-    t_f = c.forward + copy_f + tp / 2 + ep / 2 + cp_f + dp_f + _exposed(offload_s, c.forward)
-    t_b = (c.backward + c.recompute + copy_b + (tp + ep) * (redo - 0.5) + cp_b + dp_b
-           + _exposed(offload_s, c.backward))
-    # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
-    # next forward.
-    dp_step = (_exposed(total_seconds(dp.step_backward, cluster), c.backward + c.recompute)
-               + _exposed(total_seconds(dp.step_forward, cluster), c.forward))
     updated = updated_params(plan, dense, expert)
     optimizer, offload = optimizer_and_offload(plan, cluster, updated, dense_gather + expert_gather)
-    return _Stage(compute=c, tp=tp * redo, cp=cp_f + cp_b, ep=ep * redo, dp_microbatch=dp_f + dp_b,
-                  forward=t_f, backward=t_b, dp_step=dp_step, optimizer=optimizer,
-                  offload=offload,
-                  bytes=_stage_bytes(plan, shard, per_layer, dp, m, layers, redo, share, schedule) if count_bytes
-                  else None)
+    return _DataParallel(traffic=dp, synchronized=synchronized, microbatch_forward_s=forward_s,
+                         microbatch_backward_s=backward_s,
+                         step_backward_s=total_seconds(dp.step_backward, cluster),
+                         step_forward_s=total_seconds(dp.step_forward, cluster),
+                         copy_forward_s=copy_f, copy_backward_s=copy_b, optimizer_s=optimizer, offload_s=offload)
 
 
 def _stage_bytes(plan: Plan, shard: StageShard, per_layer: dict[str, tuple[Traffic, ...]], dp: DPTraffic,
