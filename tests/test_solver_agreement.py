@@ -110,15 +110,16 @@ def assert_agreement(case):
 
 
 @settings(max_examples=30, **AGREEMENT)
-@given(cases())
-def test_a_layout_enumerated_at_once_has_brute_forces_best_point(case):
-    """runners_up.layout_best (every partition at once where it can) = brute.best_point."""
+@given(cases(), st.one_of(st.none(), st.integers(min_value=0, max_value=100_000)))
+def test_a_layout_enumerated_at_once_has_brute_forces_best_point(case, host):
+    """runners_up.layout_best (every partition at once where it can) = brute.best_point, with
+    and without a bound on host memory (offload layouts)."""
     key, constraints, capacity, objective, _ = case
     cluster, wl, layouts = table(*key)
     layers = wl.arch.num_layers
     for layout in layouts:
-        fast = layout_best(layout, constraints, capacity, None, objective, layers)
-        slow = best_point(layout, constraints, capacity, None, objective, layers)
+        fast = layout_best(layout, constraints, capacity, host, objective, layers)
+        slow = best_point(layout, constraints, capacity, host, objective, layers)
         assert (fast is None) == (slow is None)
         if fast is not None:
             assert (fast.cost, fast.layers) == (slow.cost, slow.layers)
@@ -242,3 +243,62 @@ def test_405b_on_8_gpus_names_the_fewest_gpus_that_fit():
     assert result.status == "infeasible" and not result.plans
     text = explain_infeasible(rows, result.conflict, wl, cluster, BF16_ADAMW, {})
     assert "It would fit on 32 GPUs" in text
+
+
+def _variable_layouts():
+    """Layouts of a real table with a free partition and recompute counts (pp 2 and 4)."""
+    _, _, layouts = table(4, 1, "debug8", 1024, 16, False)
+    return [lay for lay in layouts if lay.variable_partition and lay.plan.recompute == "full" and lay.timed]
+
+
+@st.composite
+def traded_layouts(draw):
+    """A real layout with drawn coefficients where recompute trades the tail for the pace: memory
+    falls with each recomputed layer past a working set, the pace grows, the tail does not."""
+    from dataclasses import replace
+    layouts = _variable_layouts()
+    layout = layouts[draw(st.integers(0, len(layouts) - 1))]
+    small = st.integers(0, 50)
+    mem, pace, tail = [], [], []
+    for _ in layout.classes:
+        mem.append((draw(st.integers(0, 400)), draw(st.integers(1, 60)), -draw(small), draw(small)))
+        pace.append((draw(st.integers(0, 1000)), draw(st.integers(0, 100)), draw(st.sampled_from([0, 3, 17])),
+                     draw(small)))
+        tail.append((draw(st.integers(0, 2000)), draw(st.integers(0, 40)), -draw(st.sampled_from([0, 5, 40])),
+                     -draw(st.sampled_from([0, 7]))))
+    capacity = draw(st.integers(200, 800))
+    return replace(layout, mem=tuple(mem), pace=tuple(pace), tail=tuple(tail)), capacity
+
+
+@settings(max_examples=300, **AGREEMENT)
+@given(traded_layouts())
+def test_a_layout_trading_tail_for_pace_has_brute_forces_best_point(case):
+    """The enumeration of runners_up.layout_best where recompute lowers the tail (exposed DP
+    collectives hide behind the recomputed forward) against brute force: the same cost, the
+    same partition and the same recompute counts."""
+    layout, capacity = case
+    layers = 8
+    fast = layout_best(layout, {}, capacity, None, "step-time", layers)
+    slow = best_point(layout, {}, capacity, None, "step-time", layers)
+    assert (fast is None) == (slow is None)
+    if fast is not None:
+        assert (fast.cost, fast.layers, fast.recomputed) == (slow.cost, slow.layers, slow.recomputed)
+
+
+@pytest.mark.parametrize("key", [(4, 1, "debug8", 1024, 16, True), (8, 2, "debug", 4096, 16, True)])
+def test_offload_layouts_enumerated_at_once_keep_within_host_memory(key):
+    """Under offload each partition fits the node's host memory or not (its host bytes do not
+    change with recompute): layout_best = brute.best_point across host limits that bind."""
+    cluster, wl, layouts = table(*key)
+    layers = wl.arch.num_layers
+    offload = [lay for lay in layouts if lay.plan.offload != "none"]
+    hosts = sorted({h[0] for lay in offload for h in lay.host})
+    assert offload and len(hosts) > 1
+    for layout in offload:
+        for host in (hosts[0] - 1, hosts[len(hosts) // 2], hosts[-1] + 1):
+            for capacity in (100_000, 400_000, 1_000_000):
+                fast = layout_best(layout, {}, capacity, host, "step-time", layers)
+                slow = best_point(layout, {}, capacity, host, "step-time", layers)
+                assert (fast is None) == (slow is None)
+                if fast is not None:
+                    assert (fast.cost, fast.layers, fast.recomputed) == (slow.cost, slow.layers, slow.recomputed)

@@ -51,15 +51,25 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
     """The layout's best point (brute.best_point's cost), every partition at once where each
     class's least recompute that fits is its best: step time that never falls with recompute
     (pace c, w ≥ 0), a tail that ignores it, memory that never grows with it beyond the working
-    set (c ≤ 0 ≤ w), and no bounds on the stage variables or host memory. Then each class
-    recomputes the fewest layers that fit, which minimizes both maxima of the step at once."""
+    set (c ≤ 0 ≤ w), no bounds on the stage variables, and host memory (under offload) that the
+    recompute counts do not change. Then each class recomputes the fewest layers that fit, which
+    minimizes both maxima of the step at once. Where recompute lowers the tail instead
+    (`_trades_tail`), `_traded_best` enumerates the trade."""
+    check_host = host_capacity_kib is not None and layout.plan.offload != "none"
     if layout.exact or objective not in ("step-time", "cost") or any(k in constraints for k in STAGE_KEYS) \
-            or (host_capacity_kib is not None and layout.plan.offload != "none") or not _monotone(layout):
+            or (check_host and any(h[2] or h[3] for h in layout.host)) \
+            or not (_monotone(layout) or _trades_tail(layout)):
         return best_point(layout, constraints, capacity_kib, host_capacity_kib, objective, layers)
     if layout_forbidden(layout, constraints) or untimed_unfit(layout, capacity_kib, objective):
         return None
     split = split_matrix(layout, layers)
+    # Host memory per node: the same for every recompute count, so a partition fits it or not.
     feasible = np.ones(len(split), dtype=bool)
+    if check_host:
+        for k, (a, b, _, _) in enumerate(layout.host):
+            feasible &= a + b * split[:, k] <= host_capacity_kib
+    if not _monotone(layout):
+        return _traded_best(layout, split, capacity_kib, feasible)
     pace = np.zeros(len(split), dtype=np.int64)
     tail = np.zeros(len(split), dtype=np.int64)
     recomputed = []
@@ -94,3 +104,103 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
 def _monotone(layout: Layout) -> bool:
     return all(m[2] <= 0 <= m[3] and p[2] >= 0 and p[3] >= 0 and t[2] == 0 and t[3] == 0
                for m, p, t in zip(layout.mem, layout.pace, layout.tail))
+
+
+def _trades_tail(layout: Layout) -> bool:
+    """Recompute trades the tail for the pace: memory as in `_monotone`, a pace that never falls
+    with recompute, a tail that never grows with it (the step's exposed DP collectives hide
+    behind the recomputed forward too: timing/step.py `dp_step`)."""
+    return all(m[2] <= 0 <= m[3] and p[2] >= 0 and p[3] >= 0 and t[2] <= 0 and t[3] <= 0
+               for m, p, t in zip(layout.mem, layout.pace, layout.tail))
+
+
+_NONE = np.iinfo(np.int64).max // 4
+"""No admissible option (a cost no point reaches)."""
+
+_ROWS = 1024
+"""Partitions evaluated at once (bounds the arrays: rows × candidate paces × classes)."""
+
+
+def _traded_best(layout: Layout, split: np.ndarray, capacity_kib: int, admitted: np.ndarray) -> Point | None:
+    """`brute.best_point` of a layout whose tail falls as its pace rises with recompute
+    (`_trades_tail`), every partition at once. As brute force does, each bound B on the pace
+    (every admissible class pace) lets each class take, of its counts with pace ≤ B, the one of
+    least tail (the fewest layers on a tie): with the tail non-increasing that is the most
+    layers under B, or the fewest where the tail is flat. The step is the least B + max tail;
+    ties go to the smaller bound, then to the earlier partition, as in brute force. `admitted`:
+    the partitions within host memory."""
+    best: tuple[int, int, int] | None = None  # (cost, row, bound)
+    for start in range(0, len(split), _ROWS):
+        rows = split[start:start + _ROWS]
+        options = [_class_options(layout, k, rows[:, k], capacity_kib) for k in range(len(layout.classes))]
+        candidates = np.concatenate([paces for *_, paces in options], axis=1)  # rows × bounds
+        worst = np.zeros(candidates.shape, dtype=np.int64)
+        for k, option in enumerate(options):
+            worst = np.maximum(worst, _tail_under(layout, k, rows[:, k], option, candidates)[0])
+        total = np.where((worst < _NONE) & (candidates < _NONE) & admitted[start:start + _ROWS, None],
+                         candidates + worst, _NONE)
+        least = total.min(axis=1)
+        bound = np.where(total == least[:, None], candidates, _NONE).min(axis=1)
+        row = int(np.argmin(least))
+        if least[row] < _NONE and (best is None or least[row] < best[0]):
+            best = (int(least[row]), start + row, int(bound[row]))
+    if best is None:
+        return None
+    cost, row, bound = best
+    n = split[row]
+    chosen = []
+    for k in range(len(layout.classes)):
+        option = _class_options(layout, k, n[k:k + 1], capacity_kib)
+        chosen.append(int(_tail_under(layout, k, n[k:k + 1], option, np.array([[bound]]))[1][0, 0]))
+    return Point(layout=layout, layers=tuple(int(v) for v in n), recomputed=tuple(chosen),
+                 cost=cost + layout.const)
+
+
+def _class_options(layout: Layout, k: int, n: np.ndarray, capacity_kib: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The class's admissible recompute counts per partition: 0 where `zero` holds, and every
+    count in [low, high] (empty where low > high); and its pace at each admissible count, as
+    columns r = 0..max n (`_NONE` where not admissible)."""
+    cls = layout.classes[k]
+    a, b, c, w = layout.mem[k]
+    base = a + b * n
+    zero = base <= capacity_kib
+    if cls.recompute == "none":
+        low, high = np.ones_like(n), np.zeros_like(n)
+    elif cls.recompute == "all":
+        fits = (n > 0) & (base + c * n + w <= capacity_kib)
+        low, high = np.where(fits, n, 1), np.where(fits, n, 0)
+    elif c < 0:  # the fewest layers r >= 1 with base + c·r + w within capacity
+        low, high = np.maximum(1, -((base + w - capacity_kib) // c)), n
+    else:  # recomputing saves nothing beyond the working set: any count or none
+        low, high = np.where(base + w <= capacity_kib, 1, n + 1), n
+    pa, pb, pc, pw = layout.pace[k]
+    r = np.arange(int(n.max()) + 1)[None, :]
+    admissible = ((r == 0) & zero[:, None]) | ((r >= low[:, None]) & (r <= high[:, None]))
+    pace = pa + pb * n[:, None] + pc * r + pw * (r > 0)
+    return zero, low, high, np.where(admissible, pace, _NONE)
+
+
+def _tail_under(layout: Layout, k: int, n: np.ndarray, option: tuple, bounds: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(least tail, its count) of class k under each pace bound (rows × bounds; `_NONE` where no
+    admissible count has its pace within the bound)."""
+    zero, low, high, _ = option
+    pa, pb, pc, pw = layout.pace[k]
+    ta, tb, tc, tw = layout.tail[k]
+    n, low, high, zero = n[:, None], low[:, None], high[:, None], zero[:, None]
+    at_one = pa + pb * n + pw  # pace at r = 0 + the working set; + pc per recomputed layer
+    if pc > 0:
+        most = np.minimum(high, (bounds - at_one) // pc)
+    else:
+        most = np.where(at_one <= bounds, high, low - 1)
+    counted = (high >= low) & (most >= low)
+    flat = tc == 0  # the tail does not fall with more layers: the fewest admissible
+    pick = np.where(flat, low, most)
+    tail_counted = ta + tb * n + tc * pick + tw
+    plain = zero & (pa + pb * n <= bounds)
+    tail_plain = ta + tb * n
+    use_counted = counted & (~plain | (tail_counted < tail_plain))
+    tail = np.where(use_counted, tail_counted, np.where(plain, tail_plain, _NONE))
+    count = np.where(use_counted, pick, 0)
+    return np.broadcast_to(tail, bounds.shape), np.broadcast_to(count, bounds.shape)
