@@ -491,6 +491,9 @@ def test_fp8_current_scaling_quantizes_each_experts_input_apart():
         forward = elt.layer_kernels(arch, 0, "megatron", True, local)
         # Backward: twice the layer's other kernels, five per expert per grouped GEMM.
         assert elt.backward_kernels(arch, 0, "megatron", True, local) == 2 * (forward - 8 * local) + 10 * local
+    # DeepEP and HybridEP compute their layouts inside their dispatch kernels: no preprocessing.
+    assert (elt.layer_kernels(arch, 0, "megatron", True, 8) - elt.layer_kernels(arch, 0, "megatron", True, 8, False)
+            == elt.MOE_PREPROCESS_KERNELS)
     # Dense layers and eager modules keep two backward launches per forward one.
     dense = dataclasses.replace(arch, moe=None)
     assert elt.backward_kernels(dense, 0, "megatron", True, 1) == 2 * elt.layer_kernels(dense, 0, "megatron", True, 1)

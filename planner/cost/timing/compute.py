@@ -215,10 +215,10 @@ class _LayerTerms:
             t_att_b = 2 * t_att
         else:  # fused attention at the kernel's own measured rate, not a GEMM's
             t_att, t_att_b = attention / self.flash[0], 2 * attention / self.flash[1]
+        alltoall = workload.engine.moe_dispatch == "alltoall"
         # Megatron-Core's alltoall dispatcher reorders the delivered copies by local expert
         # (elementwise.EXPERT_SORT_BYTES_PER_ELEMENT); DeepEP / HybridEP write them in that order.
-        sort = (framework == "megatron" and workload.engine.moe_dispatch == "alltoall" and ep > 1
-                and experts_local > 1)
+        sort = framework == "megatron" and alltoall and ep > 1 and experts_local > 1
         lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
                              fused_norm=workload.engine.fused_norm,
                              fused_moe_activation=workload.engine.fused_moe_activation, expert_sort=sort)
@@ -229,8 +229,8 @@ class _LayerTerms:
         # runs at the host's pace (elementwise.layer_kernels, backward_kernels). While the
         # device runs the layer's expert all-to-alls (timed in step.py, `a2a` each way) the host
         # goes on issuing: only host time beyond them is charged here.
-        t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local) * host
-        t_host_b = elt.backward_kernels(arch, i, framework, fp8, experts_local) * host
+        t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local, alltoall) * host
+        t_host_b = elt.backward_kernels(arch, i, framework, fp8, experts_local, alltoall) * host
         a2a = self.a2a_pass if moe_layer else 0.0
         t_f = max(t_lin + t_att + self.score_f + t_elt + t_cast, t_host - a2a)
         if moe_layer and framework == "megatron" and ep > 1:

@@ -220,8 +220,11 @@ counts and its per-rank and per-expert sums (3), then `_maybe_dtoh_and_synchroni
 counts and splits to the host on a side stream (4 copies and an event)."""
 
 
-def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int) -> float:
+def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int,
+                  alltoall: bool = True) -> float:
     """GPU kernels the host launches for one layer's forward (`backward_kernels` for backward).
+    `alltoall`: Megatron-Core's alltoall dispatcher, whose preprocessing runs as separate kernels
+    (DeepEP and HybridEP compute their layouts inside their own dispatch kernels).
 
     megatron (Transformer Engine): norm+QKV GEMM, RoPE, attention, out GEMM, residual, norm+fc1,
     activation, fc2, residual and TP collectives, ~12; fp8 adds a scale update per GEMM. A MoE
@@ -237,7 +240,7 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, loc
     if not arch.is_moe_layer(index):
         count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else 1)
         return count * (1.5 if fp8 else 1.0)
-    preprocess = 0 if eager else MOE_PREPROCESS_KERNELS
+    preprocess = MOE_PREPROCESS_KERNELS if alltoall and not eager else 0
     return count + 8 + preprocess + moe_kernels_after_sync(arch, fp8, local_experts)
 
 
@@ -251,11 +254,12 @@ def _expert_kernels(fp8: bool, local_experts: int, backward: bool = False) -> fl
     return 2 * local_experts * ((2 if backward else 1) + quantize)
 
 
-def backward_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int) -> float:
+def backward_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int,
+                     alltoall: bool = True) -> float:
     """GPU kernels the host launches for one layer's backward: about two per forward kernel
     (autograd runs an input-gradient and a weight-gradient kernel per GEMM and the backward of
     each element-wise kernel), the routed experts' as `_expert_kernels` counts them."""
-    forward = layer_kernels(arch, index, framework, fp8, local_experts)
+    forward = layer_kernels(arch, index, framework, fp8, local_experts, alltoall)
     if framework == "hf" or not arch.is_moe_layer(index):
         return 2 * forward
     experts = _expert_kernels(fp8, local_experts)
