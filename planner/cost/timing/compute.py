@@ -237,8 +237,10 @@ class _LayerTerms:
             # The alltoall dispatcher waits for the device before its permutation
             # (elementwise.moe_kernels_after_sync): the attention block's device time and the
             # host's launches of the experts' kernels follow one another instead of overlapping.
+            # Those launches overlap the dispatch all-to-all only: the combine is issued after
+            # them (moe_layer.py: dispatch, experts, combine), half of the layer's `a2a`.
             before = t_dense + t_att + self.score_f + tokens * lb.residual_stream / residual_split / hbm
-            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host - a2a)
+            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host - a2a / 2)
         selective = (_selective_seconds(plan, arch, i, framework, t_lin, t_att + self.score_f, t_elt + t_cast)
                      if plan.recompute == "selective" else 0.0)
         backward = weight_grad = 0.0
