@@ -173,6 +173,10 @@ Each effect below is in the time model for every plan that has it, with its sour
   under fp8 current scaling an amax, a scale and a cast for every expert's input, one expert at a
   time (Transformer Engine's fused multi-tensor cast serves delayed scaling only); backward runs
   two GEMMs and a gradient quantization per expert.
+- **Node-limited routing** (`MoE.route_groups`, `comm.remote_domain_share`): DeepSeek-V3 takes a
+  token's 8 experts from 4 of 8 expert groups (`n_group`, `topk_group`; Megatron-Core's
+  `--moe-router-num-groups`, `--moe-router-group-topk`), one group per node at EP 64, so a
+  deduplicating dispatcher sends it to 3.5 other nodes on average, not 4.6.
 - **Sorting by local expert** (`elementwise.EXPERT_SORT_BYTES_PER_ELEMENT`): Megatron-Core's
   alltoall dispatcher receives the routed copies grouped by source rank and copies them into
   expert order after the all-to-all and back before the combine (`sort_chunks_by_idxs`), where a
@@ -212,15 +216,17 @@ Each effect below is in the time model for every plan that has it, with its sour
 - **GPT-OSS attention**: learned sinks with alternating 128-token windows and 64-wide heads run
   below FlashAttention's measured rate for 128-wide heads, which is the only rate cited; the
   windowed layers are charged their window's FLOPs only.
-- **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−20 %) against the same layout at 1,024 GPUs
-  (−8 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
-  sees only the larger FSDP group of the 1,024-GPU run; the rows whose deduplicated all-to-alls
-  are network-bound (DeepSeek-V3, GPT-OSS-120B on AutoModel) are all predicted slower than
-  published, which a DeepEP network path at the NIC's line rate (0.92 charged, from nccl-tests)
-  would close (median 7.4 % at 1.0), not adopted without a measurement of it. AutoModel's benchmark gate
-  (`FakeBalancedGate`, noise 0) sends a token to consecutive experts, i.e. to one node: charged
-  as uniform routing, the all-to-alls are overestimated, and charged as one node per token they
-  would be far too cheap (+20 % and +37 %), so the noise level of the run matters and is not stated.
+- **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−10 %) against the same layout at 1,024 GPUs
+  (+3 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
+  sees only the larger FSDP group of the 1,024-GPU run. DeepSeek-V3's all-to-alls are charged
+  with its node-limited routing (4 of 8 expert groups, one group per node of EP 64), as
+  Megatron-Core runs it even with force-balanced logits; AutoModel's benchmark gate
+  (`FakeBalancedGate`, noise 0) ignores the groups and sends a token to consecutive experts,
+  i.e. to one node: charged as one node per token the all-to-alls would be far too cheap, so the
+  noise level of the run matters and is not stated. The GPT-OSS-120B row on AutoModel, whose
+  deduplicated all-to-alls are network-bound too, stays slower than published, which a DeepEP
+  network path at the NIC's line rate (0.92 charged, from nccl-tests) would close; not adopted
+  without a measurement of it.
 - **torchtitan Llama 3.1 405B on H100** (+25 % bf16, −18 % fp8): the published fp8 run is 1.6x the
   bf16 one, the model 1.07x. The 500 W power cap of those H100s lowers clocks (not modelled), and
   the fp8 run's FSDP gathers and TP collectives are exposed in the model; float8 all-gather and
