@@ -206,7 +206,7 @@ Each effect below is in the time model for every plan that has it, with its sour
   tokens is device-bound at 10 µs per launch. The host's launches would pace it from about 20 µs
   per launch, but they cannot explain both rows: PP2 VP12 (16 local experts, 163 forward and 230
   backward launches per layer) and EP 16 (8 local experts and HybridEP, 87 and 126) run at the
-  same published speed, and a host cost that brings one within 20 % leaves the other 40-60 %
+  same published speed, and a host cost that brings one within 20 % leaves the other 55-65 %
   off. The model charges no host rate fitted to them.
   Megatron-Bridge's library recipe for Qwen3-30B-A3B recomputes every layer (megatron-bridge
   0.3.1 recipes/qwen/qwen3_moe.py: recompute_granularity full, uniform, one layer); the EP 16
