@@ -83,7 +83,7 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
     """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
     `fused_rope`, `fused_norm`, `fused_moe_activation`: eager modules with those kernels fused
     (EngineTraits). `expert_sort`: the routed copies are sorted by local expert after the
-    all-to-all and back before the combine (`EXPERT_SORT_BYTES_PER_COPY`)."""
+    all-to-all and back before the combine (`EXPERT_SORT_BYTES_PER_ELEMENT`)."""
     h = arch.hidden
     att = arch.attention
     eager = framework == "hf"
