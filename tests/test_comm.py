@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner.cost import calibration as cal
 from planner.cost.cluster import build_cluster
@@ -351,6 +353,36 @@ def test_alltoall_dispatcher_sends_every_copy_over_the_network_deepep_once_per_n
     inter = s * remote_domain_share(8, 4) / network_bandwidth(c)
     assert dedup.seconds(c) == pytest.approx(4 * (latency_s("all_to_all", g) + max(intra, inter)))
     assert plain.seconds(c) > 2 * dedup.seconds(c)
+
+
+def test_group_limited_routing_reaches_fewer_domains():
+    # DeepSeek-V3 (arXiv 2412.19437 §2.1.2): 8 experts from 4 of 8 groups. EP 64 over 8 nodes
+    # holds one group per node: a token reaches 4 nodes, its own among them half the time, so
+    # 3.5 other nodes on average, against 7 · (1 − (7/8)^8) = 4.59 with unrestricted routing.
+    from planner.cost.comm import remote_domain_share
+
+    assert remote_domain_share(8, 8, 8, 4) == pytest.approx(3.5 / 8)
+    assert remote_domain_share(8, 8) == pytest.approx(7 * (1 - (7 / 8) ** 8) / 8)
+    # Two groups per node (EP 32 over 4 nodes): another node is missed when neither of its
+    # groups is chosen, C(6, 4) / C(8, 4) = 15/70.
+    assert remote_domain_share(8, 4, 8, 4) == pytest.approx(3 * (1 - 15 / 70) / 8)
+    # Groups spanning two nodes each (16 nodes): experts spread over the 8 nodes of the 4 groups.
+    assert remote_domain_share(8, 16, 8, 4) == pytest.approx(8 * (1 - (7 / 8) ** 8) * 15 / 16 / 8)
+    # No limit (all groups usable), one domain, or groups that fit no domain layout: unrestricted.
+    assert remote_domain_share(8, 8, 8, 8) == remote_domain_share(8, 8)
+    assert remote_domain_share(8, 1, 8, 4) == 0.0
+    assert remote_domain_share(8, 3, 8, 4) == remote_domain_share(8, 3)
+
+
+@given(k=st.integers(1, 16), d=st.integers(1, 64), g_exp=st.integers(0, 6), g_top=st.integers(1, 64))
+@settings(max_examples=200, deadline=None)
+def test_group_limit_never_sends_more_than_unrestricted_routing(k, d, g_exp, g_top):
+    from planner.cost.comm import remote_domain_share
+
+    groups = 2**g_exp
+    limited = remote_domain_share(k, d, groups, min(g_top, groups))
+    assert 0.0 <= limited <= remote_domain_share(k, d) + 1e-12
+    assert limited * k <= d - 1 + 1e-9
 
 
 def test_expert_tensor_parallelism_gathers_the_delivered_tokens():

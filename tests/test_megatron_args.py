@@ -36,6 +36,7 @@ DEEPSEEK_V3 = {
     "--num-experts": "256", "--moe-router-topk": "8", "--moe-ffn-hidden-size": "2048",
     "--moe-shared-expert-intermediate-size": "2048", "--moe-layer-freq": "([0]*3+[1]*58)",
     "--moe-router-enable-expert-bias": True, "--mtp-num-layers": "1",
+    "--moe-router-num-groups": "8", "--moe-router-group-topk": "4",
 }
 
 
@@ -54,6 +55,15 @@ def test_megatron_args_count_like_the_preset(args, preset):
     assert (ours.total, ours.active, ours.mtp) == (theirs.total, theirs.active, theirs.mtp)
     assert ours.by_component == theirs.by_component
     assert ours.by_layer_kind == theirs.by_layer_kind
+
+
+def test_group_limited_routing_flags_are_the_presets():
+    # DeepSeek-V3's node-limited routing: --moe-router-num-groups 8 --moe-router-group-topk 4
+    # (megatron/core/transformer/moe/moe_utils.py `group_limited_topk`), n_group / topk_group.
+    ours, theirs = architecture_from_megatron_args(DEEPSEEK_V3, "x").moe, get_preset("deepseek-v3").moe
+    assert (ours.route_groups, ours.route_group_topk) == (theirs.route_groups, theirs.route_group_topk) == (8, 4)
+    unlimited = {k: v for k, v in DEEPSEEK_V3.items() if "group" not in k}
+    assert architecture_from_megatron_args(unlimited, "x").moe.group_limited is False
 
 
 def test_published_totals_through_megatron_args():

@@ -97,6 +97,24 @@ def test_deepseek_moe_layers_start_after_the_dense_ones():
     assert arch.num_moe_layers == 58
 
 
+def test_deepseek_group_limited_routing_is_read():
+    # transformers DeepseekV3TopkRouter always keeps topk_group of n_group expert groups (the
+    # config's defaults 8 and 4); DeepSeek-V2 only with topk_method group_limited_greedy.
+    v3 = json.loads((CONFIGS / "deepseek-v3.json").read_text())
+    moe = architecture_from_config(v3, "v3").moe
+    assert (moe.route_groups, moe.route_group_topk, moe.group_limited) == (8, 4, True)
+    defaulted = {k: v for k, v in v3.items() if k not in ("n_group", "topk_group")}
+    assert architecture_from_config(defaulted, "v3").moe.route_groups == 8
+    kimi = architecture_from_config(json.loads((CONFIGS / "kimi-k2.json").read_text()), "k2").moe
+    assert (kimi.route_groups, kimi.group_limited) == (1, False)
+    v2 = {**v3, "model_type": "deepseek_v2", "n_group": 8, "topk_group": 3}
+    assert architecture_from_config(v2, "v2").moe.group_limited is False  # topk_method greedy
+    limited = architecture_from_config({**v2, "topk_method": "group_limited_greedy"}, "v2").moe
+    assert (limited.route_groups, limited.route_group_topk) == (8, 3)
+    with pytest.raises(InputError, match="do not split into 7 equal expert groups"):
+        architecture_from_config({**v3, "n_group": 7}, "v3")
+
+
 def test_no_sparse_layer_means_no_moe():
     cfg = {**LLAMA, "model_type": "qwen3_moe", "moe_intermediate_size": 64, "num_experts": 4,
            "num_experts_per_tok": 2, "mlp_only_layers": [0, 1, 2, 3]}

@@ -445,8 +445,8 @@ def test_alltoall_dispatcher_sync_serializes_attention_and_expert_launches(monke
     # Megatron-Core's alltoall dispatcher waits for the device before permuting
     # (token_dispatcher.py `_maybe_dtoh_and_synchronize`): the experts' launches cannot overlap
     # the attention block's device time, so with the host as fast as the layer's GPU work the
-    # forward takes longer than both whenever the attention block outlasts half the layer
-    # (32K tokens: it does, and by more than the expert all-to-alls the host overlaps).
+    # forward takes longer than both whenever the attention block outlasts the host's launches
+    # before the sync (32K tokens, 32 local experts: the experts' launches are most of the host's).
     from planner.cost import calibration as cal
     from planner.cost.shard import stage_shards
     from planner.cost.timing import elementwise as elt
@@ -456,23 +456,74 @@ def test_alltoall_dispatcher_sync_serializes_attention_and_expert_launches(monke
     arch = dataclasses.replace(gpt(2048, 16, 2), vocab=128, moe=MoE(num_experts=64, top_k=8, expert_ffn=512))
     node = h100()
     wl = Workload(arch=arch, training="pretrain", seq_len=32768, global_batch=8)
+    ep, local = 2, 32
 
-    def forward(ep: int, host_s: float) -> float:
+    def forward(host_s: float) -> float:
         monkeypatch.setitem(cal.HOST_KERNEL_S, "megatron", host_s)
         plan = Plan(parallel=ParallelDims(dp=8, ep=ep), mbs=1, gas=1)
         return stage_compute(plan, wl, node, stage_shards(plan, arch)[0]).forward
 
     from planner.cost.comm import ep_traffic, total_seconds
 
-    gpu = forward(8, 0.0)
-    after = elt.moe_kernels_after_sync(arch, False, 8)
+    gpu = forward(0.0)
+    after = elt.moe_kernels_after_sync(arch, False, local)
+    assert elt.layer_kernels(arch, 0, "megatron", False, local) - after < after
     # While the device runs the layer's dispatch and combine the host goes on issuing: launches
     # after the sync that outlast them by half the layer's GPU time.
-    plan = Plan(parallel=ParallelDims(dp=8, ep=8), mbs=1, gas=1)
+    plan = Plan(parallel=ParallelDims(dp=8, ep=ep), mbs=1, gas=1)
     a2a = total_seconds(ep_traffic(plan, arch, wl.seq_len, node), node) / 2
     host = (gpu / arch.num_layers / 2 + a2a) / after
-    every = (elt.layer_kernels(arch, 0, "megatron", False, 8) * host - a2a) * arch.num_layers
-    assert forward(8, host) > 1.1 * max(gpu, every)
+    every = (elt.layer_kernels(arch, 0, "megatron", False, local) * host - a2a) * arch.num_layers
+    assert forward(host) > 1.1 * max(gpu, every)
+
+
+def test_fp8_current_scaling_quantizes_each_experts_input_apart():
+    # Transformer Engine quantizes a grouped GEMM's inputs expert by expert under fp8 current
+    # scaling (amax, scale, cast: csrc/quantizer.cpp), so each expert's GEMM costs the host four
+    # launches in forward; backward runs dgrad and wgrad per expert and quantizes its gradient.
+    from planner.cost.timing import elementwise as elt
+
+    arch = _moe()
+    for local in (1, 8, 16):
+        bf16 = elt.moe_kernels_after_sync(arch, False, local)
+        fp8 = elt.moe_kernels_after_sync(arch, True, local)
+        assert fp8 - bf16 == 2 * local * elt.FP8_CURRENT_SCALING_QUANTIZE_KERNELS == 6 * local
+        forward = elt.layer_kernels(arch, 0, "megatron", True, local)
+        # Backward: twice the layer's other kernels, five per expert per grouped GEMM.
+        assert elt.backward_kernels(arch, 0, "megatron", True, local) == 2 * (forward - 8 * local) + 10 * local
+    # DeepEP and HybridEP compute their layouts inside their dispatch kernels: no preprocessing.
+    assert (elt.layer_kernels(arch, 0, "megatron", True, 8) - elt.layer_kernels(arch, 0, "megatron", True, 8, False)
+            == elt.MOE_PREPROCESS_KERNELS)
+    # Dense layers and eager modules keep two backward launches per forward one.
+    dense = dataclasses.replace(arch, moe=None)
+    assert elt.backward_kernels(dense, 0, "megatron", True, 1) == 2 * elt.layer_kernels(dense, 0, "megatron", True, 1)
+    assert elt.backward_kernels(arch, 0, "hf", False, 8) == 2 * elt.layer_kernels(arch, 0, "hf", False, 8)
+
+
+def test_alltoall_dispatcher_sorts_copies_by_local_expert():
+    # token_dispatcher.py sort_chunks_by_idxs: every routed copy copied into expert order and back
+    # (read 2, write 2 each way) with its fp32 probability on the way in (read 4, write 4).
+    from planner.cost.timing import elementwise as elt
+
+    arch = _moe()
+    plain = elt.layer_bytes(arch, 0, "megatron", False).sharded
+    sorted_ = elt.layer_bytes(arch, 0, "megatron", False, expert_sort=True).sharded
+    assert sorted_ - plain == 8 * (8 * 2048 + 8)
+    node = h100()
+
+    def forward(experts: int, dispatch: str) -> float:
+        from planner.cost.shard import stage_shards
+        from planner.cost.timing.compute import stage_compute
+
+        moe_arch = _moe(num_experts=experts)
+        engine = dataclasses.replace(engine_traits("megatron"), moe_dispatch=dispatch)
+        wl = Workload(arch=moe_arch, training="pretrain", seq_len=4096, global_batch=8, engine=engine)
+        plan = Plan(parallel=ParallelDims(dp=8, ep=8), mbs=1, gas=1)
+        return stage_compute(plan, wl, node, stage_shards(plan, moe_arch)[0]).forward
+
+    # Only where a rank holds several experts and the alltoall dispatcher delivers by source rank.
+    assert forward(64, "alltoall") > forward(64, "deduplicated")
+    assert forward(8, "alltoall") == forward(8, "deduplicated")
 
 
 # ----------------------------------------------------------------------------- engines' kernels

@@ -167,7 +167,20 @@ Each effect below is in the time model for every plan that has it, with its sour
   input only, its DeepEP experts save no output (`activations._deepep_routed_bytes`), and its MoE
   models keep every block gathered after forward (`EngineTraits.reshard_after_forward`).
 - **Host launches and all-to-alls**: the host goes on issuing kernels while a MoE layer's
-  all-to-alls run; only host time beyond them paces the layer.
+  all-to-alls run; only host time beyond them paces the layer. The launches counted are
+  Megatron-Core's and Transformer Engine's (`elementwise.layer_kernels`, `backward_kernels`): the
+  alltoall dispatcher's preprocessing before its synchronization, one GEMM per local expert, and
+  under fp8 current scaling an amax, a scale and a cast for every expert's input, one expert at a
+  time (Transformer Engine's fused multi-tensor cast serves delayed scaling only); backward runs
+  two GEMMs and a gradient quantization per expert.
+- **Node-limited routing** (`MoE.route_groups`, `comm.remote_domain_share`): DeepSeek-V3 takes a
+  token's 8 experts from 4 of 8 expert groups (`n_group`, `topk_group`; Megatron-Core's
+  `--moe-router-num-groups`, `--moe-router-group-topk`), one group per node at EP 64, so a
+  deduplicating dispatcher sends it to 3.5 other nodes on average, not 4.6.
+- **Sorting by local expert** (`elementwise.EXPERT_SORT_BYTES_PER_ELEMENT`): Megatron-Core's
+  alltoall dispatcher receives the routed copies grouped by source rank and copies them into
+  expert order after the all-to-all and back before the combine (`sort_chunks_by_idxs`), where a
+  rank holds more than one expert.
 - **Expert tensor parallelism** (`comm.ep_traffic`, `activations._megatron_layer_bytes`): with
   etp > 1 Megatron-Core all-gathers the tokens the all-to-all delivered over the expert-TP ranks
   and reduce-scatters the experts' output, and each rank keeps the gathered inputs; the expert
@@ -179,15 +192,22 @@ Each effect below is in the time model for every plan that has it, with its sour
   Qwen3-30B-A3B PP2 VP12 5,113 tokens/s in 26.02, 9,058 in 26.02.01). The model predicts one
   software generation; rows from an older release (Qwen3-30B-A3B PP2 VP24, 25.11) sit far above it.
   With VP 24 each chunk is one layer, but its p2p transfers (33.5 MB, 0.7 ms over one NIC) are
-  small against the chunk's ~30 ms: the interleaving does not explain that row.
+  small against the chunk's ~30 ms, and Megatron-Bridge overlaps them whenever vp > 1
+  (megatron-bridge 0.6.2 training/comm_overlap.py: `overlap_p2p_comm` on, `batch_p2p_comm` off):
+  the interleaving does not explain that row.
 - **Small mixture-of-experts layers on Megatron-Core** (Qwen3-30B-A3B, hidden 2,048, 8-16 local
   experts; GPT-OSS-120B, hidden 2,880): both are 3-7 ms per layer and 4,096 tokens slower than the
   model, and the gap scales with tokens (GPT-OSS at micro-batch 4 and 1 alike), so it is device
   work, not the host's launches (which the model overlaps with the all-to-alls). The same
   Qwen3-30B-A3B runs faster on NeMo AutoModel in bf16 with full recompute (12,040 tokens/s) than
   on Megatron-Core in fp8 (8,826-9,058), and the rows with large experts (DeepSeek-V3,
-  Qwen3-235B-A22B) are within 13 %: what Megatron-Core spends on small experts (fp8 padding per
-  expert, per-expert quantization, the dispatcher's preprocessing) is not itemized here.
+  Qwen3-235B-A22B) are within 14 %. The dispatcher's sort, its preprocessing and the per-expert
+  fp8 quantization are now itemized; with the launches counted from the source, a layer of 4,096
+  tokens is device-bound at 10 µs per launch. The host's launches would pace it from about 20 µs
+  per launch, but they cannot explain both rows: PP2 VP12 (16 local experts, 163 forward and 230
+  backward launches per layer) and EP 16 (8 local experts and HybridEP, 87 and 126) run at the
+  same published speed, and a host cost that brings one within 20 % leaves the other 55-65 %
+  off. The model charges no host rate fitted to them.
   Megatron-Bridge's library recipe for Qwen3-30B-A3B recomputes every layer (megatron-bridge
   0.3.1 recipes/qwen/qwen3_moe.py: recompute_granularity full, uniform, one layer); the EP 16
   performance recipe turns that off (0.6.2 perf_recipes/qwen/h100/qwen3_moe.py), as its row says.
@@ -196,15 +216,17 @@ Each effect below is in the time model for every plan that has it, with its sour
 - **GPT-OSS attention**: learned sinks with alternating 128-token windows and 64-wide heads run
   below FlashAttention's measured rate for 128-wide heads, which is the only rate cited; the
   windowed layers are charged their window's FLOPs only.
-- **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−20 %) against the same layout at 1,024 GPUs
-  (−8 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
-  sees only the larger FSDP group of the 1,024-GPU run; the rows whose deduplicated all-to-alls
-  are network-bound (DeepSeek-V3, GPT-OSS-120B on AutoModel) are all predicted slower than
-  published, which a DeepEP network path at the NIC's line rate (0.92 charged, from nccl-tests)
-  would close (median 7.4 % at 1.0), not adopted without a measurement of it. AutoModel's benchmark gate
-  (`FakeBalancedGate`, noise 0) sends a token to consecutive experts, i.e. to one node: charged
-  as uniform routing, the all-to-alls are overestimated, and charged as one node per token they
-  would be far too cheap (+20 % and +37 %), so the noise level of the run matters and is not stated.
+- **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−10 %) against the same layout at 1,024 GPUs
+  (+3 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
+  sees only the larger FSDP group of the 1,024-GPU run. DeepSeek-V3's all-to-alls are charged
+  with its node-limited routing (4 of 8 expert groups, one group per node of EP 64), as
+  Megatron-Core runs it even with force-balanced logits; AutoModel's benchmark gate
+  (`FakeBalancedGate`, noise 0) ignores the groups and sends a token to consecutive experts,
+  i.e. to one node: charged as one node per token the all-to-alls would be far too cheap, so the
+  noise level of the run matters and is not stated. The GPT-OSS-120B row on AutoModel, whose
+  deduplicated all-to-alls are network-bound too, stays slower than published, which a DeepEP
+  network path at the NIC's line rate (0.92 charged, from nccl-tests) would close; not adopted
+  without a measurement of it.
 - **torchtitan Llama 3.1 405B on H100** (+25 % bf16, −18 % fp8): the published fp8 run is 1.6x the
   bf16 one, the model 1.07x. The 500 W power cap of those H100s lowers clocks (not modelled), and
   the fp8 run's FSDP gathers and TP collectives are exposed in the model; float8 all-gather and

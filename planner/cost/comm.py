@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from planner.cost import calibration as cal
@@ -166,7 +167,7 @@ def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster,
     held = tokens * k * arch.hidden * activation_bytes(plan.precision) * cal.MOE_IMBALANCE
     group = group_placement(plan, "ep", cluster)
     dedup = dispatch == "deduplicated" and group.domains > 1
-    share = remote_domain_share(k, group.domains) if dedup else None
+    share = remote_domain_share(k, group.domains, arch.moe.route_groups, arch.moe.route_group_topk) if dedup else None
     a2a = Traffic("all_to_all", held, group, 4, share)
     etp = plan.expert_tp
     if etp == 1:
@@ -176,12 +177,31 @@ def ep_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster,
     return (a2a, Traffic("all_gather", held * etp, inner, 2), Traffic("reduce_scatter", held * etp, inner, 2))
 
 
-def remote_domain_share(top_k: int, domains: int) -> float:
+def remote_domain_share(top_k: int, domains: int, groups: int = 1, group_topk: int = 1) -> float:
     """Share of a token's top_k copies that cross the network with per-domain deduplication:
     the expected number of distinct other domains among top_k experts spread uniformly over
-    `domains` domains, (d − 1)·(1 − (1 − 1/d)^k), over k."""
+    `domains` domains, (d − 1)·(1 − (1 − 1/d)^k), over k.
+
+    Group-limited routing (`MoE.route_groups`, `route_group_topk`) takes a token's experts from
+    g of G contiguous expert groups only, ranked by the sum of their top k/g affinities, so each
+    chosen group receives experts (DeepSeek-V3, arXiv 2412.19437 §2.1.2: at most M = 4 nodes per
+    token; megatron/core/transformer/moe/moe_utils.py `group_limited_topk`). Experts sit on the EP
+    ranks in order, so with r = G/d groups per domain another domain is reached unless none of
+    its r groups is chosen: (d − 1)·(1 − C(G − r, g)/C(G, g)); with groups spanning s = d/G
+    domains each, the experts spread over the g·s domains of the chosen groups."""
     d = domains
-    return (d - 1) * (1 - (1 - 1 / d) ** top_k) / top_k
+    uniform = (d - 1) * (1 - (1 - 1 / d) ** top_k)
+    if group_topk >= groups or top_k < group_topk or d <= 1:
+        return uniform / top_k
+    if groups % d == 0:
+        r = groups // d
+        remote = (d - 1) * (1 - math.comb(groups - r, group_topk) / math.comb(groups, group_topk))
+    elif d % groups == 0:
+        reach = group_topk * (d // groups)
+        remote = reach * (1 - (1 - 1 / reach) ** top_k) * (d - 1) / d
+    else:
+        remote = uniform
+    return min(remote, uniform) / top_k
 
 
 def pp_traffic(plan: Plan, arch: Architecture, seq_len: int, cluster: Cluster) -> tuple[Traffic, ...]:

@@ -215,6 +215,8 @@ def model_flags(arch: Architecture) -> tuple[list[str], list[str]]:
         pattern = [int(arch.is_moe_layer(i)) for i in range(arch.num_layers)]
         if not all(pattern):
             flags.append(f"--moe-layer-freq '[{','.join(map(str, pattern))}]'")
+        if moe.group_limited:
+            flags += [f"--moe-router-num-groups {moe.route_groups}", f"--moe-router-group-topk {moe.route_group_topk}"]
         if moe.shared_ffn:
             flags.append(f"--moe-shared-expert-intermediate-size {moe.shared_ffn}")
             flags += ["--moe-shared-expert-gate"] if moe.shared_expert_gate else []

@@ -32,6 +32,7 @@ make-vocab-size-divisible-by tokenizer-type tokenizer-model vocab-file merge-fil
 moe-ffn-hidden-size moe-shared-expert-intermediate-size moe-shared-expert-gate moe-shared-expert-overlap
 moe-layer-freq multi-latent-attention q-lora-rank kv-lora-rank qk-head-dim qk-pos-emb-head-dim v-head-dim
 mtp-num-layers window-size num-key-value-heads no-position-embedding pad-vocab-size-to embed-layernorm
+moe-router-num-groups moe-router-group-topk
 """.split())
 
 # Flags that change nothing the planner estimates (data, logging, checkpoints, learning-rate
@@ -65,7 +66,7 @@ fp8-recipe fp8-margin fp8-amax-history-len fp8-amax-compute-algo moe-aux-loss-co
 moe-router-load-balancing-type moe-router-score-function moe-router-pre-softmax moe-router-enable-expert-bias
 moe-router-bias-update-rate moe-router-topk-scaling-factor moe-token-dispatcher-type moe-grouped-gemm
 moe-permute-fusion moe-router-dtype moe-router-fusion moe-input-jitter-eps moe-per-layer-logging
-moe-router-num-groups moe-router-group-topk rerun-mode num-dataset-builder-threads object-storage-cache-path
+rerun-mode num-dataset-builder-threads object-storage-cache-path
 sgd-momentum optimizer-offload-fraction
 """.split())
 

@@ -168,6 +168,13 @@ class MoE:
     layer i is sparse when (i + 1) % layer_freq == 0)."""
     dense_layers: tuple[int, ...] = ()
     """Explicit dense-MLP layer indices (Qwen `mlp_only_layers`)."""
+    route_groups: int = 1
+    """Contiguous groups the routed experts are split into for group-limited routing (DeepSeek
+    `n_group`, Megatron-Core `--moe-router-num-groups`); 1: no limit."""
+    route_group_topk: int = 1
+    """Groups a token may use (DeepSeek `topk_group`, `--moe-router-group-topk`): its experts come
+    from the `route_group_topk` groups with the highest affinities (DeepSeek-V3, arXiv 2412.19437
+    §2.1.2 node-limited routing, M = 4 of 8)."""
     layers: tuple[int, ...] | None = None
     """0-based indices of the layers with routed experts, when the builder knows them exactly;
     then the three rule fields above are descriptive only. Builders fill it because families
@@ -186,6 +193,16 @@ class MoE:
         _within("shared expert FFN width", self.shared_ffn, 0, MAX_WIDTH)
         _within("leading dense layers", self.first_dense_layers, 0, MAX_LAYERS)
         _within("MoE layer frequency", self.layer_freq, 1, MAX_LAYERS)
+        _within("expert groups", self.route_groups, 1, self.num_experts)
+        _within("expert groups per token", self.route_group_topk, 1, self.route_groups)
+        if self.num_experts % self.route_groups:
+            raise InputError(f"{self.num_experts} experts do not split into {self.route_groups} equal expert groups"
+                             " (n_group, --moe-router-num-groups)")
+
+    @property
+    def group_limited(self) -> bool:
+        """Whether a token's experts are confined to some of the groups."""
+        return self.route_group_topk < self.route_groups
 
 
 @hash_once

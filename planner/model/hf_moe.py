@@ -127,11 +127,16 @@ def deepseek(f: Fields, name: str) -> Architecture:
     num_shared = f.count("n_shared_experts")
     v3 = f.model_type == "deepseek_v3"
     mlp_bias = False if v3 else f.flag("mlp_bias")  # V3 has no mlp_bias field
+    # Group-limited routing: V3 always picks topk_group of n_group expert groups first
+    # (transformers DeepseekV3TopkRouter), V2 only with topk_method group_limited_greedy.
+    grouped = v3 or f.get("topk_method") == "group_limited_greedy"
+    groups = (f.optional_int("n_group") or 1) if grouped else 1
     experts = moe(f.required("num_hidden_layers"), lambda i: i >= first_dense,
                   num_experts=f.count("n_routed_experts", "num_local_experts", "num_experts"),
                   top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
                   num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,
-                  shared_expert_bias=mlp_bias, first_dense_layers=first_dense)
+                  shared_expert_bias=mlp_bias, first_dense_layers=first_dense,
+                  route_groups=groups, route_group_topk=min(groups, f.optional_int("topk_group") or groups))
     # V3's MTP modules (num_mtp_layers in transformers) are counted apart.
     mtp = f.count("num_nextn_predict_layers", "num_mtp_layers") if v3 else 0
     return decoder(f, name, attn, moe=experts, mlp_bias=mlp_bias, mtp_layers=mtp)

@@ -204,6 +204,8 @@ def _moe(f: _Flags, num_layers: int, ffn: int, linear_bias: bool) -> MoE | None:
         shared_expert_gate=shared_ffn > 0 and f.flag("moe-shared-expert-gate"),
         expert_bias=linear_bias,
         router_bias=linear_bias,
+        route_groups=f.integer("moe-router-num-groups", 1),
+        route_group_topk=f.integer("moe-router-group-topk", f.integer("moe-router-num-groups", 1)),
         layers=layers,
     )
 

@@ -215,32 +215,39 @@ class _LayerTerms:
             t_att_b = 2 * t_att
         else:  # fused attention at the kernel's own measured rate, not a GEMM's
             t_att, t_att_b = attention / self.flash[0], 2 * attention / self.flash[1]
+        alltoall = workload.engine.moe_dispatch == "alltoall"
+        # Megatron-Core's alltoall dispatcher reorders the delivered copies by local expert
+        # (elementwise.EXPERT_SORT_BYTES_PER_ELEMENT); DeepEP / HybridEP write them in that order.
+        sort = framework == "megatron" and alltoall and ep > 1 and experts_local > 1
         lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
                              fused_norm=workload.engine.fused_norm,
-                             fused_moe_activation=workload.engine.fused_moe_activation)
+                             fused_moe_activation=workload.engine.fused_moe_activation, expert_sort=sort)
         t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
         t_cast = tokens * (lb.cast_residual / residual_split + lb.cast_sharded / tp) / hbm
         t_cast_b = tokens * (lb.backward_residual / residual_split + lb.backward_sharded / tp) / hbm
         # The host launches every kernel; a layer whose kernels are shorter than their launches
-        # runs at the host's pace (forward launches k kernels, backward about 2k). While the
+        # runs at the host's pace (elementwise.layer_kernels, backward_kernels). While the
         # device runs the layer's expert all-to-alls (timed in step.py, `a2a` each way) the host
         # goes on issuing: only host time beyond them is charged here.
-        t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local) * host
+        t_host = elt.layer_kernels(arch, i, framework, fp8, experts_local, alltoall) * host
+        t_host_b = elt.backward_kernels(arch, i, framework, fp8, experts_local, alltoall) * host
         a2a = self.a2a_pass if moe_layer else 0.0
         t_f = max(t_lin + t_att + self.score_f + t_elt + t_cast, t_host - a2a)
         if moe_layer and framework == "megatron" and ep > 1:
             # The alltoall dispatcher waits for the device before its permutation
             # (elementwise.moe_kernels_after_sync): the attention block's device time and the
             # host's launches of the experts' kernels follow one another instead of overlapping.
+            # Those launches overlap the dispatch all-to-all only: the combine is issued after
+            # them (moe_layer.py: dispatch, experts, combine), half of the layer's `a2a`.
             before = t_dense + t_att + self.score_f + tokens * lb.residual_stream / residual_split / hbm
-            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host - a2a)
+            t_f = max(t_f, before + elt.moe_kernels_after_sync(arch, fp8, experts_local) * host - a2a / 2)
         selective = (_selective_seconds(plan, arch, i, framework, t_lin, t_att + self.score_f, t_elt + t_cast)
                      if plan.recompute == "selective" else 0.0)
         backward = weight_grad = 0.0
         if self.first_trained is not None and i >= self.first_trained:
             weight_grad = _trained_share(workload, i, linear_pt) * t_lin
             backward = max(t_lin + weight_grad + t_att_b + self.score_b + self.eager_b * t_elt + t_cast_b,
-                           2 * t_host - a2a)
+                           t_host_b - a2a)
         return t_f, backward, weight_grad, t_att + self.score_f, selective
 
 

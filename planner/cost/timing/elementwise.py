@@ -37,6 +37,19 @@ b·p writes 4; the add reads 2 + 4 and writes 4; cat reads and writes 4 + 4; the
 and writes 2."""
 
 
+EXPERT_SORT_BYTES_PER_ELEMENT = 8.0
+"""HBM bytes per element of the routed copies (top_k · h per token) that Megatron-Core's alltoall
+dispatcher spends ordering them by local expert: what the all-to-all delivers arrives grouped by
+source rank, so `dispatch_postprocess` gathers each (rank, expert) chunk into expert order and
+`combine_preprocess` restores the rank order before the combine (megatron/core/transformer/moe/
+token_dispatcher.py, `sort_chunks_by_idxs`, moe_utils.py: one fused copy with
+`moe_permute_fusion`, `torch.cat` of the chunks without it). Each is a 16-bit copy, read 2 and
+written 2, on the way in and on the way out; only with more than one local expert."""
+EXPERT_SORT_PROBABILITY_BYTES = 8.0
+"""The fp32 routing probability of each routed copy sorted with its token on the way in
+(`fused_sort_chunks_by_index_with_probs`): read 4, write 4."""
+
+
 @dataclass(frozen=True)
 class LayerBytes:
     """HBM bytes per token of one layer's forward, split by how they shard."""
@@ -65,10 +78,12 @@ def _rmsnorm_eager_bytes_per_unit() -> float:
 
 
 def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fused_rope: bool = False,
-                fused_norm: bool = False, fused_moe_activation: bool = False) -> LayerBytes:
+                fused_norm: bool = False, fused_moe_activation: bool = False,
+                expert_sort: bool = False) -> LayerBytes:
     """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
     `fused_rope`, `fused_norm`, `fused_moe_activation`: eager modules with those kernels fused
-    (EngineTraits)."""
+    (EngineTraits). `expert_sort`: the routed copies are sorted by local expert after the
+    all-to-all and back before the combine (`EXPERT_SORT_BYTES_PER_ELEMENT`)."""
     h = arch.hidden
     att = arch.attention
     eager = framework == "hf"
@@ -141,6 +156,8 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
             # router pads (moe_router_padding_for_fp8, off in Megatron-Bridge's H100 recipes;
             # transformer_engine/pytorch/module/fp8_padding.py returns the input when aligned).
             moe += 2 * 4 * k * h
+        if expert_sort:
+            moe += k * (EXPERT_SORT_BYTES_PER_ELEMENT * h + EXPERT_SORT_PROBABILITY_BYTES)
         if arch.moe.expert_bias and not eager:
             moe += k * h * EXPERT_BIAS_BYTES_PER_ELEMENT
         elif arch.moe.expert_bias:
@@ -186,14 +203,35 @@ def loss_bytes_per_vocab(framework: str) -> float:
     return 40.0 if framework == "hf" else 12.0
 
 
-def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int) -> float:
-    """GPU kernels the host launches for one layer's forward (backward launches about twice).
+FP8_CURRENT_SCALING_QUANTIZE_KERNELS = 3
+"""Kernels Transformer Engine launches to quantize one tensor under fp8 current scaling: its
+amax, the scale from the amax, the cast (row-wise and transposed together)
+(transformer_engine 2.8 csrc/quantizer.cpp `Float8CurrentScalingQuantizer::quantize`:
+`nvte_compute_amax_with_config`, `nvte_compute_scale_from_amax`, `nvte_quantize_v2`). A grouped
+GEMM's inputs are quantized one expert at a time: the fused multi-tensor cast serves delayed
+scaling only (csrc/extensions/cast.cpp `multi_tensor_quantize_impl`)."""
+
+MOE_PREPROCESS_KERNELS = 12
+"""Kernels of Megatron-Core's alltoall dispatcher before its synchronization
+(megatron/core/transformer/moe/token_dispatcher.py `MoEAlltoAllTokenDispatcher.preprocess`):
+the per-expert token counts (a sum over the routing map), the per-rank input splits (reshape and
+sum), the all-gather of every rank's counts over the EP group, the slice of the local experts'
+counts and its per-rank and per-expert sums (3), then `_maybe_dtoh_and_synchronize` copies the
+counts and splits to the host on a side stream (4 copies and an event)."""
+
+
+def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int,
+                  alltoall: bool = True) -> float:
+    """GPU kernels the host launches for one layer's forward (`backward_kernels` for backward).
+    `alltoall`: Megatron-Core's alltoall dispatcher, whose preprocessing runs as separate kernels
+    (DeepEP and HybridEP compute their layouts inside their own dispatch kernels).
 
     megatron (Transformer Engine): norm+QKV GEMM, RoPE, attention, out GEMM, residual, norm+fc1,
     activation, fc2, residual and TP collectives, ~12; fp8 adds a scale update per GEMM. A MoE
-    layer adds the router (~8: GEMM, softmax, top-k, aux loss) and what `moe_kernels_after_sync`
-    counts. hf eager: one kernel per operator — RMSNorm ~7, RoPE ~10 for q and k, SwiGLU 2, each
-    projection 1.
+    layer adds the router (~8: GEMM, softmax, top-k, aux loss), the dispatcher's preprocessing
+    (`MOE_PREPROCESS_KERNELS`) and what `moe_kernels_after_sync` counts. hf eager: one kernel per
+    operator — RMSNorm ~7, RoPE ~10 for q and k, SwiGLU 2, each projection 1; its MoE layers
+    (DeepEP experts) the router and what follows it.
     """
     eager = framework == "hf"
     norm = 7 if eager and arch.norm == "rmsnorm" else 1
@@ -202,16 +240,37 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, loc
     if not arch.is_moe_layer(index):
         count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else 1)
         return count * (1.5 if fp8 else 1.0)
-    return count + 8 + moe_kernels_after_sync(arch, fp8, local_experts)
+    preprocess = MOE_PREPROCESS_KERNELS if alltoall and not eager else 0
+    return count + 8 + preprocess + moe_kernels_after_sync(arch, fp8, local_experts)
+
+
+def _expert_kernels(fp8: bool, local_experts: int, backward: bool = False) -> float:
+    """Kernels of the routed experts' two grouped GEMMs (fused gate/up, down), one GEMM per local
+    expert (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`), each
+    input quantized expert by expert under fp8 (`FP8_CURRENT_SCALING_QUANTIZE_KERNELS`). Backward
+    runs a data-gradient and a weight-gradient GEMM per expert and quantizes each expert's output
+    gradient (grouped_linear.py `_GroupedLinear.backward`)."""
+    quantize = FP8_CURRENT_SCALING_QUANTIZE_KERNELS if fp8 else 0
+    return 2 * local_experts * ((2 if backward else 1) + quantize)
+
+
+def backward_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int,
+                     alltoall: bool = True) -> float:
+    """GPU kernels the host launches for one layer's backward: about two per forward kernel
+    (autograd runs an input-gradient and a weight-gradient kernel per GEMM and the backward of
+    each element-wise kernel), the routed experts' as `_expert_kernels` counts them."""
+    forward = layer_kernels(arch, index, framework, fp8, local_experts, alltoall)
+    if framework == "hf" or not arch.is_moe_layer(index):
+        return 2 * forward
+    experts = _expert_kernels(fp8, local_experts)
+    return 2 * (forward - experts) + _expert_kernels(fp8, local_experts, backward=True)
 
 
 def moe_kernels_after_sync(arch: Architecture, fp8: bool, local_experts: int) -> float:
     """Kernels of a MoE layer's forward that the host launches after the token dispatcher has
     synchronized with the device: permute, the all-to-alls of tokens and probabilities, the sort
-    by local expert, combine and unpermute (~6); TE's GroupedLinear launches one GEMM per local
-    expert per matrix (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`),
-    with one quantization per expert input under fp8; the activation and the residual (2); the
-    shared expert's GEMMs and activation (4).
+    by local expert, combine and unpermute (~6); the experts' grouped GEMMs (`_expert_kernels`);
+    the activation and the residual (2); the shared expert's GEMMs and activation (4).
 
     Megatron-Core's alltoall dispatcher copies the token counts to the host and waits for them
     (megatron/core/transformer/moe/token_dispatcher.py `MoEAlltoAllTokenDispatcher.
@@ -223,8 +282,7 @@ def moe_kernels_after_sync(arch: Architecture, fp8: bool, local_experts: int) ->
     Experts with biases (GPT-OSS) add fc2's bias and the routing weight expert by expert in
     Python, `t + b * p` over `torch.split(...)` and one `torch.cat` (megatron/core/transformer/
     moe/experts.py `TEGroupedMLP._apply_bias`): two kernels per local expert and two more."""
-    matrices = 2  # fused gate/up and down
-    count = 6 + matrices * local_experts * (2 if fp8 else 1) + 2
+    count = 6 + _expert_kernels(fp8, local_experts) + 2
     if arch.moe.expert_bias:
         count += 2 * local_experts + 2
     if arch.moe.shared_ffn:
