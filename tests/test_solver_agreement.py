@@ -253,24 +253,31 @@ def _variable_layouts():
 
 @st.composite
 def traded_layouts(draw):
-    """A real layout with drawn coefficients where recompute trades the tail for the pace: memory
-    falls with each recomputed layer past a working set, the pace grows, the tail does not."""
+    """A real layout with drawn coefficients where recompute trades the tail for the pace: in a
+    class free to recompute any count, memory falls with each recomputed layer past a working
+    set, the pace grows, the tail does not; a class recomputing all its layers or none (a
+    leading block, or an engine without partial recompute) has terms of any sign."""
     from dataclasses import replace
     layouts = _variable_layouts()
     layout = layouts[draw(st.integers(0, len(layouts) - 1))]
     small = st.integers(0, 50)
-    mem, pace, tail = [], [], []
-    for _ in layout.classes:
+    classes, mem, pace, tail = [], [], [], []
+    for cls in layout.classes:
+        mode = draw(st.sampled_from(["free", "free", "all", "none"]))
+        classes.append(replace(cls, recompute=mode))
+        any_sign = mode != "free"
         mem.append((draw(st.integers(0, 400)), draw(st.integers(1, 60)), -draw(small), draw(small)))
-        pace.append((draw(st.integers(0, 1000)), draw(st.integers(0, 100)), draw(st.sampled_from([0, 3, 17])),
-                     draw(small)))
-        tail.append((draw(st.integers(0, 2000)), draw(st.integers(0, 40)), -draw(st.sampled_from([0, 5, 40])),
-                     -draw(st.sampled_from([0, 7]))))
+        pace.append((draw(st.integers(0, 1000)), draw(st.integers(0, 100)),
+                     draw(st.sampled_from([-9, 0, 3, 17] if any_sign else [0, 3, 17])),
+                     draw(st.integers(-60, 50) if any_sign else small)))
+        tail.append((draw(st.integers(0, 2000)), draw(st.integers(0, 40)),
+                     draw(st.sampled_from([-40, -5, 0, 6] if any_sign else [-40, -5, 0])),
+                     draw(st.sampled_from([-7, 0, 9] if any_sign else [-7, 0]))))
     capacity = draw(st.integers(200, 800))
-    return replace(layout, mem=tuple(mem), pace=tuple(pace), tail=tuple(tail)), capacity
+    return replace(layout, classes=tuple(classes), mem=tuple(mem), pace=tuple(pace), tail=tuple(tail)), capacity
 
 
-@settings(max_examples=300, **AGREEMENT)
+@settings(max_examples=500, **AGREEMENT)
 @given(traded_layouts())
 def test_a_layout_trading_tail_for_pace_has_brute_forces_best_point(case):
     """The enumeration of runners_up.layout_best where recompute lowers the tail (exposed DP

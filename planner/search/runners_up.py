@@ -58,7 +58,7 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
     check_host = host_capacity_kib is not None and layout.plan.offload != "none"
     if layout.exact or objective not in ("step-time", "cost") or any(k in constraints for k in STAGE_KEYS) \
             or (check_host and any(h[2] or h[3] for h in layout.host)) \
-            or not (_monotone(layout) or _trades_tail(layout)):
+            or not (_monotone(layout, layers) or _trades_tail(layout)):
         return best_point(layout, constraints, capacity_kib, host_capacity_kib, objective, layers)
     if layout_forbidden(layout, constraints) or untimed_unfit(layout, capacity_kib, objective):
         return None
@@ -68,10 +68,10 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
     if check_host:
         for k, (a, b, _, _) in enumerate(layout.host):
             feasible &= a + b * split[:, k] <= host_capacity_kib
-    if not _monotone(layout):
+    if not _monotone(layout, layers):
         return _traded_best(layout, split, capacity_kib, feasible)
-    pace = np.zeros(len(split), dtype=np.int64)
-    tail = np.zeros(len(split), dtype=np.int64)
+    pace = np.full(len(split), -_NONE, dtype=np.int64)  # the maxima over the classes (terms may be negative
+    tail = np.full(len(split), -_NONE, dtype=np.int64)  # where the coefficients extrapolate)
     recomputed = []
     for k, cls in enumerate(layout.classes):
         n = split[:, k]
@@ -101,17 +101,31 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
                  recomputed=tuple(int(r[j]) for r in recomputed), cost=int(cost[j]) + layout.const)
 
 
-def _monotone(layout: Layout) -> bool:
-    return all(m[2] <= 0 <= m[3] and p[2] >= 0 and p[3] >= 0 and t[2] == 0 and t[3] == 0
-               for m, p, t in zip(layout.mem, layout.pace, layout.tail))
+def _monotone(layout: Layout, layers: int) -> bool:
+    """Each class's fewest recomputed layers that fit are its best: a class that recomputes all
+    of its layers or none (a leading block) only needs recomputing them to cost pace, c·n + w ≥ 0
+    at every count it may hold (linear: at its fewest and at all the layers); a class free to
+    recompute any count needs pace that never falls with it and memory that never grows with it
+    beyond the working set; and no class's tail may change with it."""
+    def fits(cls, m, p, t) -> bool:
+        if cls.recompute == "none":
+            return True
+        if t[2] or t[3]:
+            return False
+        if cls.recompute == "all":
+            return all(p[2] * n + p[3] >= 0 for n in (cls.low, layers))
+        return m[2] <= 0 <= m[3] and p[2] >= 0 and p[3] >= 0
+    return all(fits(*c) for c in zip(layout.classes, layout.mem, layout.pace, layout.tail))
 
 
 def _trades_tail(layout: Layout) -> bool:
-    """Recompute trades the tail for the pace: memory as in `_monotone`, a pace that never falls
-    with recompute, a tail that never grows with it (the step's exposed DP collectives hide
-    behind the recomputed forward too: timing/step.py `dp_step`)."""
-    return all(m[2] <= 0 <= m[3] and p[2] >= 0 and p[3] >= 0 and t[2] <= 0 and t[3] <= 0
-               for m, p, t in zip(layout.mem, layout.pace, layout.tail))
+    """Recompute trades the tail for the pace (the step's exposed DP collectives hide behind the
+    recomputed forward too: timing/step.py `dp_step`), so that under a bound on the pace a class
+    free to recompute any count does best with the most layers it may: memory that falls with
+    each recomputed layer, a pace that never falls and a tail that never grows. A class that
+    recomputes all of its layers or none chooses between the two directly, whatever its terms."""
+    return all(cls.recompute != "free" or (m[2] <= 0 and p[2] >= 0 and p[3] >= 0 and t[2] <= 0 and t[3] <= 0)
+               for cls, m, p, t in zip(layout.classes, layout.mem, layout.pace, layout.tail))
 
 
 _NONE = np.iinfo(np.int64).max // 4
@@ -134,7 +148,7 @@ def _traded_best(layout: Layout, split: np.ndarray, capacity_kib: int, admitted:
         rows = split[start:start + _ROWS]
         options = [_class_options(layout, k, rows[:, k], capacity_kib) for k in range(len(layout.classes))]
         candidates = np.concatenate([paces for *_, paces in options], axis=1)  # rows × bounds
-        worst = np.zeros(candidates.shape, dtype=np.int64)
+        worst = np.full(candidates.shape, -_NONE, dtype=np.int64)  # the largest tail of the classes
         for k, option in enumerate(options):
             worst = np.maximum(worst, _tail_under(layout, k, rows[:, k], option, candidates)[0])
         total = np.where((worst < _NONE) & (candidates < _NONE) & admitted[start:start + _ROWS, None],
@@ -190,7 +204,9 @@ def _tail_under(layout: Layout, k: int, n: np.ndarray, option: tuple, bounds: np
     ta, tb, tc, tw = layout.tail[k]
     n, low, high, zero = n[:, None], low[:, None], high[:, None], zero[:, None]
     at_one = pa + pb * n + pw  # pace at r = 0 + the working set; + pc per recomputed layer
-    if pc > 0:
+    if layout.classes[k].recompute != "free":  # one count at most besides none: all the layers
+        most = np.where(at_one + pc * high <= bounds, high, low - 1)
+    elif pc > 0:
         most = np.minimum(high, (bounds - at_one) // pc)
     else:
         most = np.where(at_one <= bounds, high, low - 1)
