@@ -97,20 +97,23 @@ def lower_bound(layout: Layout, objective: str, layers: int) -> int:
     if not layout.timed and objective != "memory":
         return UNREACHABLE  # fits nowhere: no point to bound
     split = split_matrix(layout, layers)
+    # One partition (most layouts): plain integers, which numpy only slows down.
+    counts = [split[:, k] for k in range(split.shape[1])] if len(split) > 1 else [int(v) for v in split[0]]
+    top = np.maximum if len(split) > 1 else max
 
-    def cheapest(coefs) -> np.ndarray:
-        cols = []
-        for k, (a, b, c, w) in enumerate(coefs):
-            n = split[:, k]
-            low = np.minimum(0, c) * n + min(0, w) if layout.classes[k].recompute != "none" else 0
-            cols.append(a + b * n + low)
-        return np.max(np.stack(cols, axis=1), axis=1)
+    def cheapest(coefs) -> int:
+        """The largest class cost at each class's cheapest count, least over the partitions."""
+        worst = None
+        for cls, n, (a, b, c, w) in zip(layout.classes, counts, coefs):
+            value = a + b * n + (min(0, c) * n + min(0, w) if cls.recompute != "none" else 0)
+            worst = value if worst is None else top(worst, value)
+        return int(worst.min()) if len(split) > 1 else worst
 
     if objective == "memory":
-        return int(cheapest(layout.mem).min())
+        return cheapest(layout.mem)
     if objective == "comm":
-        return layout.const + int(cheapest(layout.comm).min())
-    return layout.const + int(cheapest(layout.pace).min()) + int(cheapest(layout.tail).min())
+        return layout.const + cheapest(layout.comm)
+    return layout.const + cheapest(layout.pace) + cheapest(layout.tail)
 
 
 def split_matrix(layout: Layout, layers: int) -> np.ndarray:
