@@ -56,9 +56,10 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
     minimizes both maxima of the step at once. Where recompute lowers the tail instead
     (`_trades_tail`), `_traded_best` enumerates the trade."""
     check_host = host_capacity_kib is not None and layout.plan.offload != "none"
+    monotone = _monotone(layout, layers)
     if layout.exact or objective not in ("step-time", "cost") or any(k in constraints for k in STAGE_KEYS) \
             or (check_host and any(h[2] or h[3] for h in layout.host)) \
-            or not (_monotone(layout, layers) or _trades_tail(layout)):
+            or not (monotone or _trades_tail(layout)):
         return best_point(layout, constraints, capacity_kib, host_capacity_kib, objective, layers)
     if layout_forbidden(layout, constraints) or untimed_unfit(layout, capacity_kib, objective):
         return None
@@ -68,26 +69,15 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
     if check_host:
         for k, (a, b, _, _) in enumerate(layout.host):
             feasible &= a + b * split[:, k] <= host_capacity_kib
-    if not _monotone(layout, layers):
+    if not monotone:
         return _traded_best(layout, split, capacity_kib, feasible)
     pace = np.full(len(split), -_NONE, dtype=np.int64)  # the maxima over the classes (terms may be negative
     tail = np.full(len(split), -_NONE, dtype=np.int64)  # where the coefficients extrapolate)
     recomputed = []
-    for k, cls in enumerate(layout.classes):
+    for k in range(len(layout.classes)):
         n = split[:, k]
-        a, b, c, w = layout.mem[k]
-        fits_without = a + b * n <= capacity_kib
-        if cls.recompute == "none":
-            r, fits = np.zeros_like(n), fits_without
-        elif cls.recompute == "all":
-            r = np.where(fits_without, 0, n)
-            fits = fits_without | ((n > 0) & (a + (b + c) * n + w <= capacity_kib))
-        elif c < 0:  # the fewest layers r >= 1 with a + b·n + c·r + w within capacity
-            need = np.maximum(1, -((a + b * n + w - capacity_kib) // c))
-            r = np.where(fits_without, 0, need)
-            fits = fits_without | (need <= n)
-        else:
-            r, fits = np.zeros_like(n), fits_without
+        zero, low, high = _admissible(layout, k, n, capacity_kib)
+        r, fits = np.where(zero, 0, low), zero | (low <= high)  # none if it fits, else the fewest
         pa, pb, pc, pw = layout.pace[k]
         pace = np.maximum(pace, pa + pb * n + pc * r + pw * (r > 0))
         tail = np.maximum(tail, layout.tail[k][0] + layout.tail[k][1] * n)
@@ -146,8 +136,9 @@ def _traded_best(layout: Layout, split: np.ndarray, capacity_kib: int, admitted:
     best: tuple[int, int, int] | None = None  # (cost, row, bound)
     for start in range(0, len(split), _ROWS):
         rows = split[start:start + _ROWS]
-        options = [_class_options(layout, k, rows[:, k], capacity_kib) for k in range(len(layout.classes))]
-        candidates = np.concatenate([paces for *_, paces in options], axis=1)  # rows × bounds
+        options = [_admissible(layout, k, rows[:, k], capacity_kib) for k in range(len(layout.classes))]
+        candidates = np.concatenate([_paces(layout, k, rows[:, k], *option) for k, option in enumerate(options)],
+                                    axis=1)  # rows × bounds
         worst = np.full(candidates.shape, -_NONE, dtype=np.int64)  # the largest tail of the classes
         for k, option in enumerate(options):
             worst = np.maximum(worst, _tail_under(layout, k, rows[:, k], option, candidates)[0])
@@ -164,17 +155,16 @@ def _traded_best(layout: Layout, split: np.ndarray, capacity_kib: int, admitted:
     n = split[row]
     chosen = []
     for k in range(len(layout.classes)):
-        option = _class_options(layout, k, n[k:k + 1], capacity_kib)
+        option = _admissible(layout, k, n[k:k + 1], capacity_kib)
         chosen.append(int(_tail_under(layout, k, n[k:k + 1], option, np.array([[bound]]))[1][0, 0]))
     return Point(layout=layout, layers=tuple(int(v) for v in n), recomputed=tuple(chosen),
                  cost=cost + layout.const)
 
 
-def _class_options(layout: Layout, k: int, n: np.ndarray, capacity_kib: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The class's admissible recompute counts per partition: 0 where `zero` holds, and every
-    count in [low, high] (empty where low > high); and its pace at each admissible count, as
-    columns r = 0..max n (`_NONE` where not admissible)."""
+def _admissible(layout: Layout, k: int, n: np.ndarray, capacity_kib: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The class's recompute counts that fit, per partition: 0 where `zero` holds, and every
+    count in [low, high] (empty where low > high)."""
     cls = layout.classes[k]
     a, b, c, w = layout.mem[k]
     base = a + b * n
@@ -188,18 +178,25 @@ def _class_options(layout: Layout, k: int, n: np.ndarray, capacity_kib: int
         low, high = np.maximum(1, -((base + w - capacity_kib) // c)), n
     else:  # recomputing saves nothing beyond the working set: any count or none
         low, high = np.where(base + w <= capacity_kib, 1, n + 1), n
+    return zero, low, high
+
+
+def _paces(layout: Layout, k: int, n: np.ndarray, zero: np.ndarray, low: np.ndarray, high: np.ndarray
+           ) -> np.ndarray:
+    """The class's pace at each admissible count, as columns r = 0..max n (`_NONE` where not
+    admissible)."""
     pa, pb, pc, pw = layout.pace[k]
     r = np.arange(int(n.max()) + 1)[None, :]
     admissible = ((r == 0) & zero[:, None]) | ((r >= low[:, None]) & (r <= high[:, None]))
     pace = pa + pb * n[:, None] + pc * r + pw * (r > 0)
-    return zero, low, high, np.where(admissible, pace, _NONE)
+    return np.where(admissible, pace, _NONE)
 
 
 def _tail_under(layout: Layout, k: int, n: np.ndarray, option: tuple, bounds: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(least tail, its count) of class k under each pace bound (rows × bounds; `_NONE` where no
     admissible count has its pace within the bound)."""
-    zero, low, high, _ = option
+    zero, low, high = option
     pa, pb, pc, pw = layout.pace[k]
     ta, tb, tc, tw = layout.tail[k]
     n, low, high, zero = n[:, None], low[:, None], high[:, None], zero[:, None]
