@@ -70,7 +70,7 @@ def _least_memory(rows: list[Layout], constraints: dict[str, Constraint], worklo
     points = next_best(rows, bounds, 1, constraints, 2**62, None, "memory", layers)
     if not points:
         return None
-    return evaluate(points[0].plan(workload.arch.num_layers), workload, cluster)
+    return evaluate(points[0].plan(layers), workload, cluster)
 
 
 def explain_infeasible(rows: list[Layout], conflict: tuple[str, ...], workload: Workload, cluster: Cluster,

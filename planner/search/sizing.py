@@ -48,7 +48,8 @@ def some_plan_fits(workload: Workload, cluster: Cluster, defaults: JobDefaults,
 def _fits(plan: Plan, workload: Workload, cluster: Cluster, lead: int | None) -> bool:
     # The first stage alone settles most plans that do not fit: it holds the embedding and the
     # most micro-batches in flight. Only when it fits are the other stages worked out.
-    if _stages_fit(plan, workload, cluster, (0,)) and _stages_fit(plan, workload, cluster, None):
+    later = tuple(range(1, plan.parallel.pp))
+    if _stages_fit(plan, workload, cluster, (0,)) and (not later or _stages_fit(plan, workload, cluster, later)):
         return True
     if plan.parallel.pp > 1 and plan.recompute == "full" and lead is not None:
         layout, _, _ = memory_layout(plan, workload, cluster, lead)
@@ -56,7 +57,7 @@ def _fits(plan: Plan, workload: Workload, cluster: Cluster, lead: int | None) ->
     return False
 
 
-def _stages_fit(plan: Plan, workload: Workload, cluster: Cluster, stages: tuple[int, ...] | None) -> bool:
+def _stages_fit(plan: Plan, workload: Workload, cluster: Cluster, stages: tuple[int, ...]) -> bool:
     return max(s.memory.total for s in estimate_memory(plan, workload, cluster, only_stages=stages)) <= cluster.capacity
 
 
