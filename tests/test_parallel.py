@@ -14,11 +14,13 @@ from typer.testing import CliRunner
 
 from hardware import get_accelerator
 from planner.cli.app import app
-from planner.cost.inputs import load_job_inputs
+from planner.cost.inputs import load_inputs, load_job_inputs
 from planner.engines.profiles import engine_workload
-from planner.search import parallel
+from planner.search import parallel, table
 from planner.search.capacity import cluster_for, plan_capacities
 from planner.search.parallel import Workers, tell
+from planner.search.space import candidate_plans
+from planner.search.table import build_table
 from planner.spec.errors import InputError
 
 runner = CliRunner()
@@ -79,6 +81,30 @@ def test_plan_capacities_in_workers_equal_the_serial_rows():
     serial = rows(1)
     assert all(any(best is not None for *_, best in engine) for engine in serial)
     assert rows(2) == serial  # Evaluations, compared field by field after their round trip
+
+
+@pytest.mark.parametrize("objective, screen", [("step-time", True), ("memory", True), ("step-time", False)])
+def test_a_table_built_in_workers_is_the_serial_table(monkeypatch, objective, screen):
+    # 8B on a PCIe box of L40S under DeepSpeed: of the 176 offload plans, 28 are skipped because
+    # the same layout fits without offload and 27 make layouts: both sides of the deferral.
+    inputs = load_inputs(EXAMPLES / "clusters" / "l40s-pcie-box.yaml", JOB, "deepspeed")
+    wl, cluster = engine_workload(inputs.workload, "deepspeed"), inputs.cluster
+    plans = list(candidate_plans(wl, cluster, inputs.defaults, {}))
+    serial = build_table(plans, wl, cluster, objective, screen=screen)
+    monkeypatch.setattr(table, "PARALLEL_PLANS", 1)
+    monkeypatch.setattr(table, "TASK_PLANS", 7)  # many tasks, groups split across the workers
+    done: list[int] = []
+    assert build_table(plans, wl, cluster, objective, done.append, screen, jobs=2) == serial
+    assert done == sorted(done) and done[-1] == len(plans)
+
+
+def test_one_engine_in_workers_is_the_serial_answer(monkeypatch):
+    monkeypatch.setattr(table, "PARALLEL_PLANS", 1)
+    args = ["solve", str(CLUSTER), str(JOB), "--framework", "megatron", "--json"]
+    serial = runner.invoke(app, [*args, "--jobs", "1"])
+    several = runner.invoke(app, [*args, "--jobs", "2"])
+    assert serial.exit_code == several.exit_code == 0, serial.output
+    assert _untimed(several.stdout) == _untimed(serial.stdout)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "257"])

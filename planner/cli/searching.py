@@ -64,18 +64,21 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
     """The best plans of a job on its engine (every engine under `auto`, or `frameworks`), and
     why none fits when none does; a progress bar on stderr while the engines are searched. The
     engines' searches are independent: with `jobs` > 1 they run in worker processes
-    (planner/search/parallel.py) and their outcomes are put together in the same order. The
-    result's time is wall time: the searches, then the explanation."""
+    (planner/search/parallel.py) and their outcomes are put together in the same order; one
+    engine's search builds its cost table in the `jobs` workers instead. The result's time is
+    wall time: the searches, then the explanation."""
     c, d, k = inputs.cluster, inputs.defaults, inputs.job.constraints
     top = capped_top(top, MAX_TOP)
     names = frameworks or engines_for(inputs.framework)
     bars = _EngineBars(names, enabled=show_progress)
     start = time.perf_counter()
     found: dict[int, EngineOutcome] = {}
+    table_jobs = jobs if len(names) == 1 else 1  # a worker process cannot start workers of its own
     try:
         with Workers(min(jobs, len(names)), on_message=bars.update, on_idle=bars.tick) as workers:
             for i, name in enumerate(names):
-                workers.submit(i, _search_engine, name, inputs.workload, c, d, k, objective, top, solver, time_limit)
+                workers.submit(i, _search_engine, name, inputs.workload, c, d, k, objective, top, solver, time_limit,
+                               table_jobs)
             for i, outcome in workers.results():
                 found[i] = outcome
                 bars.done(names[i])
@@ -95,16 +98,21 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
 
 def _search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
                    constraints: dict[str, Constraint], objective: str, top: int, solver: str,
-                   time_limit: float | None) -> EngineOutcome:
-    """One engine's search (search_engine), telling how far its cost table is (parallel.tell)."""
+                   time_limit: float | None, table_jobs: int = 1) -> EngineOutcome:
+    """One engine's search (search_engine), telling how far its cost table is (parallel.tell);
+    its table built by `table_jobs` worker processes."""
     def table(plans, wl):
         total = len(plans)
         tell((name, 0, total))
 
+        told = 0
+
         def advance(done: int) -> None:
-            if done % PROGRESS_EVERY == 0 or done == total:
+            nonlocal told
+            if done - told >= PROGRESS_EVERY or done == total:
+                told = done
                 tell((name, done, total))
-        rows = build_table(plans, wl, cluster, objective, advance)
+        rows = build_table(plans, wl, cluster, objective, advance, jobs=table_jobs)
         tell((name, None, total))  # the table is built: the solver runs
         return rows
     return search_engine(name, workload, cluster, defaults, constraints, objective=objective, top=top,

@@ -291,49 +291,71 @@ def fits_somewhere(layout: Layout, capacity_kib: int, layers: int) -> bool:
     return bool((worst <= capacity_kib).any())
 
 
-def build_layouts(plans: Iterable[Plan], workload: Workload, cluster: Cluster, objective: str = "step-time",
-                  progress: Callable[[int], None] | None = None, screen: bool = True) -> list[Layout]:
-    """Layouts of the candidate plans. Recompute `none` is the `full` layout with r = 0, so
-    only `selective` and `full` candidates become layouts (plus `none` ones that are exact).
+class TableBuilder:
+    """The layouts of candidate plans, one plan at a time, with the screening state of a table.
 
     With `screen` (the cluster's capacity): a layout that fits nowhere is not timed, nor are
     larger micro-batches of it (memory grows with the micro-batch); and, unless the objective
     is memory, CPU offload is only tried where the same layout without it fits nowhere
-    (offload only adds time in the model: it earns its place by fitting)."""
-    lead = linear_lead(workload)
-    screen_kib = cluster.capacity // KiB if screen else None
+    (offload only adds time in the model: it earns its place by fitting). So a plan's layouts
+    depend on the plans of its `group` added before it, and a deferred plan's also on the plans
+    of its group that are not deferred, which build_layouts adds first."""
+
+    def __init__(self, workload: Workload, cluster: Cluster, objective: str = "step-time", screen: bool = True):
+        self.workload, self.cluster, self.objective, self.screen = workload, cluster, objective, screen
+        self.lead = linear_lead(workload)
+        self.screen_kib = cluster.capacity // KiB if screen else None
+        self.unfit: dict[tuple, int] = {}  # group -> smallest micro-batch that fits nowhere
+        self.fits: set[tuple] = set()      # layouts (offload none) that fit somewhere
+
+    @staticmethod
+    def group(plan: Plan) -> tuple:
+        """The plans whose screening reads one another's: the same layout but the micro-batch
+        and, among deferred plans, the offload (each is tried only where no other fits)."""
+        return plan.with_(mbs=1, gas=1, offload="none").key()
+
+    def deferred(self, plan: Plan) -> bool:
+        """Added after the plans that are not: offload, tried only where they fit nowhere."""
+        return self.screen and plan.offload != "none" and self.objective != "memory"
+
+    def add(self, plan: Plan) -> list[Layout]:
+        """The plan's layouts (none when screened out), the screening state updated."""
+        if self.deferred(plan) and plan.with_(offload="none").key() in self.fits:
+            return []
+        key = plan.with_(mbs=1, gas=1).key()
+        if self.screen and plan.mbs > self.unfit.get(key, plan.mbs):
+            return []
+        if plan.recompute == "none" and self.lead is not None:
+            return []
+        made = build_layout(plan, self.workload, self.cluster, self.lead, self.screen_kib)
+        layers = self.workload.arch.num_layers
+        if self.screen and not made[0].timed:
+            self.unfit[key] = min(self.unfit.get(key, plan.mbs), plan.mbs)
+        elif self.screen and any(m.timed and fits_somewhere(m, self.screen_kib, layers) for m in made):
+            self.fits.add(plan.with_(offload="none").key())
+        return made
+
+
+def build_layouts(plans: Iterable[Plan], workload: Workload, cluster: Cluster, objective: str = "step-time",
+                  progress: Callable[[int], None] | None = None, screen: bool = True) -> list[Layout]:
+    """Layouts of the candidate plans. Recompute `none` is the `full` layout with r = 0, so
+    only `selective` and `full` candidates become layouts (plus `none` ones that are exact).
+    `screen`: see TableBuilder; `progress(plans done)` after each plan."""
+    builder = TableBuilder(workload, cluster, objective, screen)
     out: list[Layout] = []
-    unfit: dict[tuple, int] = {}  # layout without mbs -> smallest micro-batch that fits nowhere
-    fits: set[tuple] = set()      # layouts (offload none) that fit somewhere
     deferred: list[Plan] = []
     done = 0
-
-    def add(plan: Plan) -> None:
-        nonlocal done
-        key = plan.with_(mbs=1, gas=1).key()
-        if screen and plan.mbs > unfit.get(key, plan.mbs):
-            pass
-        elif plan.recompute != "none" or lead is None:
-            made = build_layout(plan, workload, cluster, lead, screen_kib)
-            out.extend(made)
-            if screen and not made[0].timed:
-                unfit[key] = min(unfit.get(key, plan.mbs), plan.mbs)
-            elif screen and any(m.timed and fits_somewhere(m, screen_kib, workload.arch.num_layers) for m in made):
-                fits.add(plan.with_(offload="none").key())
+    for plan in plans:
+        if builder.deferred(plan):
+            deferred.append(plan)
+            continue
+        out.extend(builder.add(plan))
         done += 1
         if progress is not None:
             progress(done)
-
-    for plan in plans:
-        if screen and plan.offload != "none" and objective != "memory":
-            deferred.append(plan)
-        else:
-            add(plan)
     for plan in deferred:
-        if plan.with_(offload="none").key() in fits:
-            done += 1
-            if progress is not None:
-                progress(done)
-        else:
-            add(plan)
+        out.extend(builder.add(plan))
+        done += 1
+        if progress is not None:
+            progress(done)
     return out
