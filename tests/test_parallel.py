@@ -98,13 +98,20 @@ def test_a_table_built_in_workers_is_the_serial_table(monkeypatch, objective, sc
     assert done == sorted(done) and done[-1] == len(plans)
 
 
-def test_one_engine_in_workers_is_the_serial_answer(monkeypatch):
+@pytest.mark.parametrize("framework", ["megatron", "auto"])
+def test_tables_in_workers_give_the_serial_answer(monkeypatch, framework):
+    # Every table is "large": one engine's, or each engine's in turn under auto, by the workers.
     monkeypatch.setattr(table, "PARALLEL_PLANS", 1)
-    args = ["solve", str(CLUSTER), str(JOB), "--framework", "megatron", "--json"]
+    built: list[int] = []
+    real = table._build_in_workers
+    monkeypatch.setattr(table, "_build_in_workers", lambda plans, *rest: built.append(len(plans)) or real(plans, *rest))
+    args = ["solve", str(CLUSTER), str(JOB), "--framework", framework, "--json"]
     serial = runner.invoke(app, [*args, "--jobs", "1"])
+    assert serial.exit_code == 0 and not built, serial.output
     several = runner.invoke(app, [*args, "--jobs", "2"])
-    assert serial.exit_code == several.exit_code == 0, serial.output
+    assert several.exit_code == 0, several.output
     assert _untimed(several.stdout) == _untimed(serial.stdout)
+    assert len(built) == (1 if framework == "megatron" else 4)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "257"])

@@ -24,15 +24,17 @@ from planner.search.explain import describe_plan
 from planner.search.layouts import Layout
 from planner.search.parallel import Workers, tell
 from planner.search.stacks import (
+    EngineCandidates,
     EngineComparison,
     EngineOutcome,
     compare,
+    engine_candidates,
     explained,
     explanation,
     merged,
     search_engine,
 )
-from planner.search.table import build_table
+from planner.search.table import build_table, worth_workers
 from planner.spec.job import Constraint
 
 
@@ -62,23 +64,28 @@ class JobSearch:
 def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit: float | None,
                show_progress: bool, frameworks: tuple[str, ...] | None = None, jobs: int = 1) -> JobSearch:
     """The best plans of a job on its engine (every engine under `auto`, or `frameworks`), and
-    why none fits when none does; a progress bar on stderr while the engines are searched. The
-    engines' searches are independent: with `jobs` > 1 they run in worker processes
-    (planner/search/parallel.py) and their outcomes are put together in the same order; one
-    engine's search builds its cost table in the `jobs` workers instead. The result's time is
-    wall time: the searches, then the explanation."""
+    why none fits when none does; a progress bar on stderr while the engines are searched.
+
+    With `jobs` > 1 the work goes to worker processes (planner/search/parallel.py), split where
+    it is: an engine's table of table.PARALLEL_PLANS candidates or more (Megatron's on a large
+    cluster or a mixture of experts, hundreds of times any other engine's) is built by all the
+    workers, the engines then searched one after another here; otherwise each engine's search
+    is a task of its own. The outcomes are put together in the same order either way. The
+    result's time is wall time: the searches, then the explanation."""
     c, d, k = inputs.cluster, inputs.defaults, inputs.job.constraints
     top = capped_top(top, MAX_TOP)
     names = frameworks or engines_for(inputs.framework)
     bars = _EngineBars(names, enabled=show_progress)
     start = time.perf_counter()
+    candidates = [engine_candidates(name, inputs.workload, c, d, k) for name in names]
+    large = any(worth_workers(len(found.plans)) for found in candidates)
+    engine_jobs, table_jobs = (1, jobs) if large else (min(jobs, len(names)), 1)
     found: dict[int, EngineOutcome] = {}
-    table_jobs = jobs if len(names) == 1 else 1  # a worker process cannot start workers of its own
     try:
-        with Workers(min(jobs, len(names)), on_message=bars.update, on_idle=bars.tick) as workers:
+        with Workers(engine_jobs, on_message=bars.update, on_idle=bars.tick) as workers:
             for i, name in enumerate(names):
                 workers.submit(i, _search_engine, name, inputs.workload, c, d, k, objective, top, solver, time_limit,
-                               table_jobs)
+                               table_jobs, candidates[i])
             for i, outcome in workers.results():
                 found[i] = outcome
                 bars.done(names[i])
@@ -98,13 +105,13 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
 
 def _search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
                    constraints: dict[str, Constraint], objective: str, top: int, solver: str,
-                   time_limit: float | None, table_jobs: int = 1) -> EngineOutcome:
+                   time_limit: float | None, table_jobs: int = 1,
+                   candidates: EngineCandidates | None = None) -> EngineOutcome:
     """One engine's search (search_engine), telling how far its cost table is (parallel.tell);
-    its table built by `table_jobs` worker processes."""
+    its table built by `table_jobs` worker processes (never from inside one)."""
     def table(plans, wl):
         total = len(plans)
         tell((name, 0, total))
-
         told = 0
 
         def advance(done: int) -> None:
@@ -116,7 +123,7 @@ def _search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Jo
         tell((name, None, total))  # the table is built: the solver runs
         return rows
     return search_engine(name, workload, cluster, defaults, constraints, objective=objective, top=top,
-                         solver=solver, time_limit=time_limit, table=table)
+                         solver=solver, time_limit=time_limit, table=table, candidates=candidates)
 
 
 QUIET_TOP = 5

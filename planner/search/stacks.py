@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
+from planner.cost.plan import Plan
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES, cannot_run, engine_workload
 from planner.search import exact_objective, reasons, search
@@ -86,18 +87,40 @@ class EngineComparison:
         return f"{self.title}: {pace}, {room}"
 
 
-def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
-                  constraints: dict[str, Constraint], *, objective: str, top: int, solver: str,
-                  time_limit: float | None, table: Callable[[list, Workload], list[Layout]]) -> EngineOutcome:
-    """Engine `name`'s search of the job. `table` builds the cost table of its candidates (the
-    commands show a progress bar while it runs)."""
+@dataclass(frozen=True)
+class EngineCandidates:
+    """What an engine would search for the job: its candidate plans, or why it cannot run it."""
+
+    name: str
+    workload: Workload
+    """The job as the engine runs it (engine_workload)."""
+    plans: tuple[Plan, ...]
+    cannot_run: str | None = None
+
+
+def engine_candidates(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                      constraints: dict[str, Constraint]) -> EngineCandidates:
     wl = engine_workload(workload, name)
     why = cannot_run(name, wl, defaults, constraints, default_precisions(defaults.precision, cluster),
                      default_optimizers(defaults.optimizer))
     if why:
-        return EngineOutcome(name, wl, None, cannot_run=why)
+        return EngineCandidates(name, wl, (), why)
+    return EngineCandidates(name, wl, tuple(candidate_plans(wl, cluster, defaults, constraints)))
+
+
+def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                  constraints: dict[str, Constraint], *, objective: str, top: int, solver: str,
+                  time_limit: float | None, table: Callable[[list, Workload], list[Layout]],
+                  candidates: EngineCandidates | None = None) -> EngineOutcome:
+    """Engine `name`'s search of the job. `table` builds the cost table of its candidates (the
+    commands show a progress bar while it runs); `candidates`: engine_candidates when the
+    caller has them."""
     start = time.perf_counter()
-    plans = list(candidate_plans(wl, cluster, defaults, constraints))
+    found = candidates or engine_candidates(name, workload, cluster, defaults, constraints)
+    wl = found.workload
+    if found.cannot_run:
+        return EngineOutcome(name, wl, None, cannot_run=found.cannot_run)
+    plans = list(found.plans)
     rows = table(plans, wl) if plans else []
     result = search(wl, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
                     time_limit=time_limit, rows=rows, table_seconds=time.perf_counter() - start)

@@ -38,10 +38,15 @@ def build_table(plans: Iterable[Plan], workload: Workload, cluster: Cluster, obj
         raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
     if jobs > 1:
         plans = list(plans)
-        if len(plans) >= PARALLEL_PLANS:
+        if worth_workers(len(plans)):
             return _build_in_workers(plans, workload, cluster, objective, progress, screen, jobs)
     with memo.session():
         return build_layouts(plans, workload, cluster, objective, progress, screen)
+
+
+def worth_workers(plans: int) -> bool:
+    """Whether a table of this many candidate plans is worth building in worker processes."""
+    return plans >= PARALLEL_PLANS
 
 
 def _build_in_workers(plans: list[Plan], workload: Workload, cluster: Cluster, objective: str,
