@@ -164,8 +164,10 @@ Each effect below is in the time model for every plan that has it, with its sour
   SwiGLU in the DeepEP experts).
 - **What eager loops keep** (memory): torchtitan and NeMo AutoModel free the model's output before
   backward (`EngineTraits.output_freed_before_backward`); AutoModel's fp32 RMSNorm op saves its
-  input only, its DeepEP experts save no output (`activations._deepep_routed_bytes`), and its MoE
-  models keep every block gathered after forward (`EngineTraits.reshard_after_forward`).
+  input only, its DeepEP experts save no output and each activation only its input (the fused
+  SwiGLU; the others, gpt-oss's clamped GEGLU among them, are `torch.compile`d:
+  `activations._deepep_routed_bytes`), and its MoE models keep every block gathered after
+  forward (`EngineTraits.reshard_after_forward`).
 - **Host launches and all-to-alls**: the host goes on issuing kernels while a MoE layer's
   all-to-alls run; only host time beyond them paces the layer. The launches counted are
   Megatron-Core's and Transformer Engine's (`elementwise.layer_kernels`, `backward_kernels`): the
@@ -235,30 +237,43 @@ Each effect below is in the time model for every plan that has it, with its sour
   collectives with GEMMs (Transformer Engine userbuffers, `tp_comm_overlap_cfg`); the model charges
   TP exposed and lands within 8 %, which says the overlapped GEMMs run slower by about what the
   overlap hides (SMs shared with the copies); neither side is modelled.
-- **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)** (44 GiB over): four micro-batches
-  of 16,384 tokens over nine layers in flight on the first stage exceed the GPU by the per-tensor
-  count without recompute. Megatron-Bridge's GPT-OSS provider fuses the weighted quick-GEGLU
-  (`bias_activation_fusion`), so the experts save only the GEMM inputs and the activation's input,
-  as charged; its library recipe sets no recompute (megatron-bridge 0.3.1 and 0.6.2
-  recipes/gpt_oss/gpt_oss.py), and the 25.11 performance config (scripts/performance/configs,
-  in no package release at hand: the megatron-bridge wheels carry no scripts/) must recompute or
-  offload what the table does not state. The 26.x recipes recompute `layernorm` and `moe_act`
-  (H100 at micro-batch 1, B200 at micro-batch 4; 0.6.2 perf_recipes/gpt_oss/): charged so, this
-  row still needs 104 GiB and is 27 % too fast, so the 25.11 run did more than that.
-- **Memory of the NeMo AutoModel GPT-OSS rows** (12 and 31 GiB over). Charged as nemo_automodel
-  0.7 runs them by default: the model's output freed before backward, the fp32 RMSNorm op saving
-  its input only, DeepEP experts keeping no output but running gpt-oss's clamped GEGLU eagerly
-  (seven saved copies of the expert width per routed token, below the 512 MiB limit above which
-  they checkpoint their chunks), every block kept gathered after forward, and
-  `MaskedCrossEntropy`'s fp32 log-softmax and gradients (18 GiB at 8,192 tokens). The benchmark
-  configs (examples/llm_benchmark/, not in the nemo-automodel 0.7.0 sdist or wheel) decide the
-  rest: a linear cross entropy that never
-  materializes logits would remove those 18 GiB, activation checkpointing most of the layers'.
-- **torchtitan Llama 2 13B without checkpointing** (4.0 GiB over): eager RMSNorm's fp32 copies and
-  eager SwiGLU are charged. A fused RMSNorm (torchtitan `norm_type = "fused_rmsnorm"`, saving its
-  input and rstd: 13 GiB less) or `training.compile` would fit it; the run's train config at that
-  commit is not at hand to say which it set (the torchtitan 0.0.2 sdist and wheel carry no
-  train_configs/).
+- **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)** (44 GiB over): a question of the
+  row's data, not of the per-tensor count. The first stage's states take 45.2 GiB (bf16 weights,
+  fp32 gradients, the distributed optimizer's share), so four micro-batches of 16,384 tokens over
+  nine layers have about 31 GiB, 57 KB per token and layer. Without recompute or offload the
+  experts alone keep more: Megatron-Core's grouped GEMMs save their inputs and the fused weighted
+  quick-GEGLU its input (megatron/core/fusions/fused_bias_geglu.py
+  `WeightedBiasQuickGeGLUFunction`), 4 routed copies x (e h + 2 e i + e i) = 92 KB. Recomputing
+  `moe_act` and storing the activation's input in fp8 (`activation_func_fp8_input_store`) bring
+  them to 46 KB, but the attention and the norms keep 31-43 KB more: no setting that keeps the
+  experts' GEMM inputs fits. Megatron-Bridge's library recipe sets no recompute (megatron-bridge 0.3.1 and
+  0.6.2 recipes/gpt_oss/gpt_oss.py), the 26.x performance recipes recompute `layernorm` and
+  `moe_act` (0.6.2 perf_recipes/gpt_oss/; charged so, this row needs 104 GiB), and the 25.11
+  performance config (scripts/performance/configs, in no package release at hand: the wheels
+  carry no scripts/) must have recomputed or offloaded the experts' tensors, which the table does
+  not state. Charged with full recompute it would need 62.8 GiB and be +3.8 %; with the `moe`
+  module recomputed, 71.2 GiB and +24 %. The row keeps `recompute: none` as published.
+- **Memory of the NeMo AutoModel GPT-OSS rows** (70 and 78 GiB of 79.7): charged as
+  nemo_automodel 0.7 runs them: the model's output freed before backward, the fp32 RMSNorm op
+  saving its input only, DeepEP experts saving their GEMM inputs and the activation's input (gpt-oss's
+  clamped GEGLU is `torch.compile(fullgraph=True)`, so its backward recomputes the clamps and
+  products: counted with saved-tensor hooks by validation/memory/automodel_experts.py), every
+  block kept gathered after forward, and `MaskedCrossEntropy`'s fp32 log-softmax and gradients
+  (18 GiB at 8,192 tokens). The benchmark configs (examples/llm_benchmark/, in neither the
+  nemo-automodel 0.7.0 sdist nor its wheel) name the loss; one that never materializes fp32
+  logits would leave more room. The time model still charges that GEGLU as the eager operators it
+  is written as (`elementwise._eager_activation_bytes`, 44 bytes per FFN unit with the routing
+  weight); charged as one compiled kernel (6), GPT-OSS-20B would go from +15 % to +40 % and
+  GPT-OSS-120B from −9 % to +4 %: the eager charge stands in for time the model misses elsewhere
+  in these layers (the attention with sinks above is the candidate).
+- **torchtitan Llama 2 13B without checkpointing** (4.0 GiB over): a question of the row's data.
+  The release of the run (torchtitan 0.0.2, built 2024-04-16) offered a fused RMSNorm as an option
+  and `torch.compile` not yet (its README: "optional Fused RMSNorm"; "Coming soon: Torch Compile
+  support"). With its eager RMSNorm (fp32 copy, rsqrt and normalized copy saved) and eager
+  SwiGLU, as charged, the 40 layers keep 71.3 GiB and the step needs 79.2 GiB of 79.15 before any
+  allocator slack, so the run cannot have fit that way; `norm_type = "fused_rmsnorm"` (input and
+  rstd saved: 12.5 GiB less) fits it, but the train config of that commit is not at hand to say
+  so (the 0.0.2 sdist and wheel carry no train_configs/).
 """
 
 

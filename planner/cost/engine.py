@@ -89,10 +89,12 @@ class EngineTraits:
     """Eager (`hf`) MoE layers whose routed experts run SwiGLU and the routing-weight product as
     one fused kernel: NeMo AutoModel's DeepEP experts call Megatron-Core's
     `weighted_bias_swiglu_impl` (nemo_automodel components/moe/experts.py
-    `get_expert_activation_for_deepep`); other activations stay eager there and multiply the fp32
-    routing weight in before casting back (`quick_geglu_deepep`, gpt-oss's clamped GEGLU). The
-    memory model reads it as those DeepEP experts' saved tensors (memory/activations.py
-    `_deepep_routed_bytes`): no expert output kept for the routing weight's gradient."""
+    `get_expert_activation_for_deepep`); the other activations there are `torch.compile`d functions
+    that multiply the fp32 routing weight in before casting back (`quick_geglu_deepep`, gpt-oss's
+    clamped GEGLU). The memory model reads it as those DeepEP experts' saved tensors
+    (memory/activations.py `_deepep_routed_bytes`): no expert output kept for the routing weight's
+    gradient, and every activation keeps only its input. The time model charges the compiled
+    ones as the eager operators they are written as (timing/elementwise.py), an upper bound."""
     output_freed_before_backward: bool = False
     """Eager (`hf`) training loops that drop their reference to the model's output (the 16-bit
     logits) before backward, so only what the loss saved stays: the fp32 log-softmax of the

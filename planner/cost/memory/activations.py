@@ -118,16 +118,19 @@ def _deepep_routed_bytes(arch: Architecture, e: int, chunked: bool) -> float:
     input of the gate/up grouped GEMM (e h) and the fp32 routing weight (4); then the
     activation's saved tensors and the down GEMM's input (e i). The routing weight multiplies
     inside the activation and the biases add in `_ChunkedBiasAdd`, which saves only the bias and
-    the weights, so the experts' outputs are not kept. Activations: Megatron-Core's fused
-    weighted SwiGLU saves its input (2 e i, `weighted_bias_swiglu_impl`); gpt-oss's clamped GEGLU
-    runs eager (`quick_geglu_deepep`) and saves its input, both clamps' outputs, the sigmoid, the
-    gated product and the pre-weight product: 7 e i (counted with torch's saved-tensor hooks).
+    the weights, so the experts' outputs are not kept. Every activation there keeps only its
+    input (2 e i gated, e i plain): SwiGLU runs Megatron-Core's fused `weighted_bias_swiglu_impl`,
+    and the others (`quick_geglu_deepep`, gpt-oss's clamped GEGLU; `swiglu_oai_deepep`,
+    `relu2_deepep`, `swiglu_clamped_deepep`) are `torch.compile(fullgraph=True)` functions whose
+    backward recomputes the clamps, sigmoid and products from that input (AOTAutograd's min-cut
+    partition; counted with torch's saved-tensor hooks by validation/memory/automodel_experts.py:
+    e h + 3 e i + 4 per row, against 8 e i + e h + 4 with the decorator removed).
     Above EXPERT_MLP_CHUNK_BYTES the chunks are checkpointed and only the input stays."""
     moe = arch.moe
     if chunked:
         return e * arch.hidden + 4
     i = moe.expert_ffn
-    activation = 7 * e * i if arch.mlp_activation == "sigmoid_glu_clamped" else (2 if arch.gated_mlp else 1) * e * i
+    activation = (2 if arch.gated_mlp else 1) * e * i
     return e * arch.hidden + 4 + activation + e * i
 
 
