@@ -1,7 +1,7 @@
 """NeMo AutoModel's DeepEP experts save what planner/cost/memory/activations.py `_deepep_routed_bytes`
 charges: counted with saved-tensor hooks on the package's own functions
 (validation/memory/automodel_experts.py). Runs where nemo-automodel 0.7.0 is installed without
-its dependencies (its transformers pin differs from the `validate` extra's)."""
+its dependencies (its transformers pin differs from the `validate` extra's), as .ci/run installs it."""
 from __future__ import annotations
 
 import importlib.util
