@@ -305,7 +305,7 @@ class TableBuilder:
         self.workload, self.cluster, self.objective, self.screen = workload, cluster, objective, screen
         self.lead = linear_lead(workload)
         self.screen_kib = cluster.capacity // KiB if screen else None
-        self.unfit: dict[tuple, int] = {}  # group -> smallest micro-batch that fits nowhere
+        self.unfit: dict[tuple, int] = {}  # layout but its micro-batch -> smallest micro-batch fitting nowhere
         self.fits: set[tuple] = set()      # layouts (offload none) that fit somewhere
 
     @staticmethod
