@@ -157,7 +157,15 @@ Each effect below is in the time model for every plan that has it, with its sour
   core stays in 16 bits at FlashAttention's measured rate.
 - **FSDP2's buffer copies** (`step._fsdp2_copy_seconds`): gathered parameters copied out of the
   all-gather buffer, gradients into the reduce-scatter buffer, on the compute stream.
-- **FlashAttention-2 on A100** (`calibration.FLASH_ATTENTION_FRACTION`): backward below the GEMM rate.
+- **The fused attention kernel** (`timing/attention.py`): FlashAttention-3's (H100) and
+  FlashAttention-2's (A100) measured rates at head dim 128 and 16K tokens, the backward's on the
+  benchmarks' own count (2.5 times the forward's FLOPs, its five matmuls against two: the
+  backward takes 2.5, not 2, forward FLOPs at that rate). The kernel computes whole tiles of 128
+  queries by 128 keys and pays a fixed work per query row outside its key loop (from the rate at
+  8K against 16K): shorter sequences run slower, and a row of a 128-token window costs 252 keys
+  in whole tiles plus that work, about 5 times its counted keys. Other head dims scale with the share of the
+  exponentials (FlashAttention-3 §3.1): 64-wide heads run at 0.75 of the forward rate of
+  128-wide ones on H100. Model FLOPs keep the window's count.
 - **Eager operators by model**: Megatron-Core's per-expert bias adds in fp32 and the bias adds of
   eager grouped experts (GPT-OSS), gpt-oss's clamped GEGLU, query/key RMSNorms, fp8 experts'
   padding to 16 rows; NeMo AutoModel's own kernels (fused RoPE, compiled RMSNorm, fused weighted
@@ -213,9 +221,14 @@ Each effect below is in the time model for every plan that has it, with its sour
   performance recipe turns that off (0.6.2 perf_recipes/qwen/h100/qwen3_moe.py), as its row says.
   Had the PP2 rows (25.11, 26.02.01) kept it, the model would give +103 % and +12 %; their
   performance configs are in no package release at hand, so those rows stay without recompute.
-- **GPT-OSS attention**: learned sinks with alternating 128-token windows and 64-wide heads run
-  below FlashAttention's measured rate for 128-wide heads, which is the only rate cited; the
-  windowed layers are charged their window's FLOPs only.
+- **Which attention kernel runs.** Transformer Engine gives cuDNN's fused attention preference
+  over FlashAttention on Hopper "for performance reasons" (transformer_engine 2.8
+  pytorch/attention/dot_product_attention/utils.py), and only cuDNN's takes GPT-OSS's learned
+  sinks (`softmax_type` learnable); NeMo AutoModel runs GPT-OSS on Transformer Engine or
+  FlexAttention. The only sweeps cited are FlashAttention's, charged to every engine: the
+  Megatron-Core rows' attention (cuDNN) may run faster than charged, and nothing here says by
+  how much. How cuDNN tiles a sliding window is not published either: FlashAttention's tiles
+  are charged.
 - **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−10 %) against the same layout at 1,024 GPUs
   (+3 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
   sees only the larger FSDP group of the 1,024-GPU run. DeepSeek-V3's all-to-alls are charged
