@@ -163,9 +163,9 @@ Each effect below is in the time model for every plan that has it, with its sour
   backward takes 2.5, not 2, forward FLOPs at that rate). The kernel computes whole tiles of 128
   queries by 128 keys and pays a fixed work per query row outside its key loop (from the rate at
   8K against 16K): shorter sequences run slower, and a row of a 128-token window costs 252 keys
-  in whole tiles plus that work, about 5 times its counted keys. Other head dims scale with the share of the
-  exponentials (FlashAttention-3 §3.1): 64-wide heads run at 0.75 of the forward rate of
-  128-wide ones on H100. Model FLOPs keep the window's count.
+  in whole tiles plus that work, about 5 times its counted keys. Other head dims scale with the
+  share of the exponentials (FlashAttention-3 §3.1): 64-wide heads run at 0.75 of the forward
+  rate of 128-wide ones on H100. Model FLOPs keep the window's count.
 - **Eager operators by model**: Megatron-Core's per-expert bias adds in fp32 and the bias adds of
   eager grouped experts (GPT-OSS), gpt-oss's clamped GEGLU, query/key RMSNorms, fp8 experts'
   padding to 16 rows; NeMo AutoModel's own kernels (fused RoPE, compiled RMSNorm, fused weighted
@@ -221,6 +221,17 @@ Each effect below is in the time model for every plan that has it, with its sour
   performance recipe turns that off (0.6.2 perf_recipes/qwen/h100/qwen3_moe.py), as its row says.
   Had the PP2 rows (25.11, 26.02.01) kept it, the model would give +103 % and +12 %; their
   performance configs are in no package release at hand, so those rows stay without recompute.
+  Read in Megatron-Core 0.16.1 for device work the model does not charge, none found: the router
+  is a bf16 GEMM for Qwen3 (`moe_router_dtype` unset in megatron-bridge 0.6.2
+  models/qwen/qwen3_moe_bridge.py) with fused top-k and softmax (`moe_router_fusion`); its aux
+  loss reads tokens × experts scores (a few MB); HybridEP permutes inside its dispatch and
+  combine, and its SMs take nothing from the GEMMs while the all-to-alls are not overlapped, as
+  in these recipes; fp8 padding and per-expert quantization are charged (the padding copies
+  over-charged where HybridEP pads inside its dispatch, token_dispatcher.py
+  `_HybridEPManager.dispatch` `pad_multiple`: the planner does not tell HybridEP from DeepEP,
+  whose copies it charges as Megatron-Core runs them). The attention core of
+  these 4,096-token layers is now charged at the kernel's rate for that length (6-11 points
+  closer), not enough.
 - **Which attention kernel runs.** Transformer Engine gives cuDNN's fused attention preference
   over FlashAttention on Hopper "for performance reasons" (transformer_engine 2.8
   pytorch/attention/dot_product_attention/utils.py), and only cuDNN's takes GPT-OSS's learned
@@ -246,7 +257,7 @@ Each effect below is in the time model for every plan that has it, with its sour
   asynchronous TP, which torchtitan offered for that run, are not stated in the row.
 - **Tensor-parallel overlap**: the Megatron-Bridge recipes of Llama 3 70B and 3.1 405B overlap TP
   collectives with GEMMs (Transformer Engine userbuffers, `tp_comm_overlap_cfg`); the model charges
-  TP exposed and lands within 8 %, which says the overlapped GEMMs run slower by about what the
+  TP exposed and lands within 9 %, which says the overlapped GEMMs run slower by about what the
   overlap hides (SMs shared with the copies); neither side is modelled.
 - **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)** (44 GiB over): four micro-batches
   of 16,384 tokens over nine layers in flight on the first stage exceed the GPU by the per-tensor
@@ -257,7 +268,7 @@ Each effect below is in the time model for every plan that has it, with its sour
   in no package release at hand: the megatron-bridge wheels carry no scripts/) must recompute or
   offload what the table does not state. The 26.x recipes recompute `layernorm` and `moe_act`
   (H100 at micro-batch 1, B200 at micro-batch 4; 0.6.2 perf_recipes/gpt_oss/): charged so, this
-  row still needs 104 GiB and is 27 % too fast, so the 25.11 run did more than that.
+  row still needs 104 GiB and is 19 % too fast, so the 25.11 run did more than that.
 - **Memory of the NeMo AutoModel GPT-OSS rows** (12 and 31 GiB over). Charged as nemo_automodel
   0.7 runs them by default: the model's output freed before backward, the fp32 RMSNorm op saving
   its input only, DeepEP experts keeping no output but running gpt-oss's clamped GEGLU eagerly
