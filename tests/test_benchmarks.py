@@ -33,13 +33,15 @@ def _load(name: str):
 
 benchmarks = _load("benchmarks")
 
-MEDIAN_BUDGET = 0.083
-"""Median |error| the model holds today (docs/benchmarks.md: 8.2 %); the target is
-benchmarks.MEDIAN_TARGET."""
+MEDIAN_BUDGET = 0.097
+"""Median |error| the model holds today (docs/benchmarks.md: 9.7 %); the target is
+benchmarks.MEDIAN_TARGET. It was 8.2 % while the attention kernel's backward was charged 2 forward
+FLOPs at a rate measured on 2.5 (planner/cost/timing/attention.py): charged as measured, with
+its whole tiles, the rows it slows (dense Llama, 4K-token MoE) sit on both sides of the median."""
 WITHIN_20_PERCENT = 22
 """Rows within ±20 % today, of 28."""
-WORST_BUDGET = 1.6
-"""Worst |error| today (Qwen3-30B-A3B PP2 VP24 of release 25.11, +160 %: docs/benchmarks.md)."""
+WORST_BUDGET = 1.5
+"""Worst |error| today (Qwen3-30B-A3B PP2 VP24 of release 25.11, +149 %: docs/benchmarks.md)."""
 NOT_FITTING = {
     # Published layouts the memory model still overflows (docs/benchmarks.md, "Likely causes").
     "mb-h100-gpt-oss-120b-bf16-gbs512", "tt-a100-llama2-13b-bf16-ac-none",
@@ -70,10 +72,11 @@ def test_error_budget(results):
     assert median <= MEDIAN_BUDGET
     assert worst <= WORST_BUDGET
     assert sum(abs(r.error) <= benchmarks.MAX_TARGET for r in results) >= WITHIN_20_PERCENT
-    # The dense Megatron-Core rows, the best described, sit within 8 %.
+    # The dense Megatron-Core rows, the best described, sit within 9.2 % (8 % before the attention
+    # backward was charged as measured; their TP overlap is not modelled: docs/benchmarks.md).
     dense = [r for r in results if r.case.engine == "megatron" and r.case.workload.arch.moe is None
              and r.case.plan.zero == 1]
-    assert len(dense) == 4 and all(abs(r.error) <= 0.08 for r in dense)
+    assert len(dense) == 4 and all(abs(r.error) <= 0.092 for r in dense)
     # The A100 torchtitan rows (FlashAttention-2, FSDP2's buffer copies) within 7 %.
     a100 = [r for r in results if r.case.gpu.startswith("a100")]
     assert len(a100) == 6 and all(abs(r.error) <= 0.07 for r in a100)

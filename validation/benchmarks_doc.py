@@ -157,7 +157,15 @@ Each effect below is in the time model for every plan that has it, with its sour
   core stays in 16 bits at FlashAttention's measured rate.
 - **FSDP2's buffer copies** (`step._fsdp2_copy_seconds`): gathered parameters copied out of the
   all-gather buffer, gradients into the reduce-scatter buffer, on the compute stream.
-- **FlashAttention-2 on A100** (`calibration.FLASH_ATTENTION_FRACTION`): backward below the GEMM rate.
+- **The fused attention kernel** (`timing/attention.py`): FlashAttention-3's (H100) and
+  FlashAttention-2's (A100) measured rates at head dim 128 and 16K tokens, the backward's on the
+  benchmarks' own count (2.5 times the forward's FLOPs, its five matmuls against two: the
+  backward takes 2.5, not 2, forward FLOPs at that rate). The kernel computes whole tiles of 128
+  queries by 128 keys and pays a fixed work per query row outside its key loop (from the rate at
+  8K against 16K): shorter sequences run slower, and a row of a 128-token window costs 252 keys
+  in whole tiles plus that work, about 5 times its counted keys. Other head dims scale with the
+  share of the exponentials (FlashAttention-3 §3.1): 64-wide heads run at 0.75 of the forward
+  rate of 128-wide ones on H100. Model FLOPs keep the window's count.
 - **Eager operators by model**: Megatron-Core's per-expert bias adds in fp32 and the bias adds of
   eager grouped experts (GPT-OSS), gpt-oss's clamped GEGLU, query/key RMSNorms, fp8 experts'
   padding to 16 rows; NeMo AutoModel's own kernels (fused RoPE, compiled RMSNorm, fused weighted
@@ -215,9 +223,25 @@ Each effect below is in the time model for every plan that has it, with its sour
   performance recipe turns that off (0.6.2 perf_recipes/qwen/h100/qwen3_moe.py), as its row says.
   Had the PP2 rows (25.11, 26.02.01) kept it, the model would give +103 % and +12 %; their
   performance configs are in no package release at hand, so those rows stay without recompute.
-- **GPT-OSS attention**: learned sinks with alternating 128-token windows and 64-wide heads run
-  below FlashAttention's measured rate for 128-wide heads, which is the only rate cited; the
-  windowed layers are charged their window's FLOPs only.
+  Read in Megatron-Core 0.16.1 for device work the model does not charge, none found: the router
+  is a bf16 GEMM for Qwen3 (`moe_router_dtype` unset in megatron-bridge 0.6.2
+  models/qwen/qwen3_moe_bridge.py) with fused top-k and softmax (`moe_router_fusion`); its aux
+  loss reads tokens × experts scores (a few MB); HybridEP permutes inside its dispatch and
+  combine, and its SMs take nothing from the GEMMs while the all-to-alls are not overlapped, as
+  in these recipes; fp8 padding and per-expert quantization are charged (the padding copies
+  over-charged where HybridEP pads inside its dispatch, token_dispatcher.py
+  `_HybridEPManager.dispatch` `pad_multiple`: the planner does not tell HybridEP from DeepEP,
+  whose copies it charges as Megatron-Core runs them). The attention core of
+  these 4,096-token layers is now charged at the kernel's rate for that length (6-11 points
+  closer), not enough.
+- **Which attention kernel runs.** Transformer Engine gives cuDNN's fused attention preference
+  over FlashAttention on Hopper "for performance reasons" (transformer_engine 2.8
+  pytorch/attention/dot_product_attention/utils.py), and only cuDNN's takes GPT-OSS's learned
+  sinks (`softmax_type` learnable); NeMo AutoModel runs GPT-OSS on Transformer Engine or
+  FlexAttention. The only sweeps cited are FlashAttention's, charged to every engine: the
+  Megatron-Core rows' attention (cuDNN) may run faster than charged, and nothing here says by
+  how much. How cuDNN tiles a sliding window is not published either: FlashAttention's tiles
+  are charged.
 - **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−10 %) against the same layout at 1,024 GPUs
   (+3 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
   sees only the larger FSDP group of the 1,024-GPU run. DeepSeek-V3's all-to-alls are charged
@@ -235,7 +259,7 @@ Each effect below is in the time model for every plan that has it, with its sour
   asynchronous TP, which torchtitan offered for that run, are not stated in the row.
 - **Tensor-parallel overlap**: the Megatron-Bridge recipes of Llama 3 70B and 3.1 405B overlap TP
   collectives with GEMMs (Transformer Engine userbuffers, `tp_comm_overlap_cfg`); the model charges
-  TP exposed and lands within 8 %, which says the overlapped GEMMs run slower by about what the
+  TP exposed and lands within 9 %, which says the overlapped GEMMs run slower by about what the
   overlap hides (SMs shared with the copies); neither side is modelled.
 - **Memory of GPT-OSS-120B at micro-batch 4 (Megatron 25.11)** (44 GiB over): a question of the
   row's data, not of the per-tensor count. The first stage's states take 45.2 GiB (bf16 weights,
@@ -263,8 +287,8 @@ Each effect below is in the time model for every plan that has it, with its sour
   nemo-automodel 0.7.0 sdist nor its wheel) name the loss; one that never materializes fp32
   logits would leave more room. The time model still charges that GEGLU as the eager operators it
   is written as (`elementwise._eager_activation_bytes`, 44 bytes per FFN unit with the routing
-  weight); charged as one compiled kernel (6), GPT-OSS-20B would go from +15 % to +40 % and
-  GPT-OSS-120B from −9 % to +4 %: the eager charge stands in for time the model misses elsewhere
+  weight); charged as one compiled kernel (6), GPT-OSS-20B would go from +11 % to +34 % and
+  GPT-OSS-120B from −11 % to +1 %: the eager charge stands in for time the model misses elsewhere
   in these layers (the attention with sinks above is the candidate).
 - **torchtitan Llama 2 13B without checkpointing** (4.0 GiB over): a question of the row's data.
   The release of the run (torchtitan 0.0.2, built 2024-04-16) offered a fused RMSNorm as an option

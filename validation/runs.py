@@ -315,7 +315,7 @@ def render(results: list[Result]) -> str:
               " Both on Selene (DGX A100 80GB, 8×200 Gb/s HDR InfiniBand per node)."
               " [LLAMA3] Llama Team 2024, arXiv 2407.21783, Table 4 and §3.3 (H100 80GB, 400 Gb/s"
               " RoCE); its attention is FlashAttention, charged at FlashAttention-3's measured H100"
-              " rate (calibration.FLASH_ATTENTION_FRACTION).",
+              " rates (calibration.FLASH_ATTENTION_FRACTION, planner/cost/timing/attention.py).",
               "- Both papers ran Megatron-LM without FlashAttention (`attention: unfused`): the s×s"
               " scores are computed in full and pass through HBM (softmax, mask, dropout); the"
               " time model charges those bytes at achieved HBM bandwidth"

@@ -90,28 +90,60 @@ i.e. 0.63 / 0.95 / 1.0 relative): 0.6 GFLOP on a 312 TFLOP/s part ≈ 2 µs."""
 
 
 FLASH_ATTENTION_FRACTION: dict[str, tuple[float, float]] = {
-    # (forward, backward) achieved FLOP/s of the fused attention kernel / dense bf16 peak, causal,
-    # head dim 128, sequences of 8K-16K: FlashAttention-3 on H100 SXM5 (Shah et al. 2024, arXiv
-    # 2407.08608, Figs. 5-6: about 610-640 TFLOP/s forward and 470-500 backward of 989). The
-    # backward's extra dQ/dK/dV passes and atomics keep it below the forward and below GEMMs.
-    "h100": (0.62, 0.48),
-    "h800": (0.62, 0.48),
-    "h200": (0.62, 0.48),
+    # (forward, backward) FLOP/s of the fused attention kernel / dense bf16 peak at its best
+    # measured point: causal, head dim 128, sequences of 16K tokens, FLOPs counted as its
+    # benchmarks count them (forward 4·d per score; backward 2.5 times that, its five matmuls
+    # against the forward's two: flash-attn 2.8.3 hopper/benchmark_attn.py prints every
+    # backward at `2.5 * nFLOPS`). How the rate falls at shorter sequences, other head dims and
+    # windows is in planner/cost/timing/attention.py.
+    # FlashAttention-3 on H100 SXM5 (Shah et al. 2024, arXiv 2407.08608, Figs. 5-6, read from the
+    # plots: about 640 TFLOP/s forward and 500 backward of 989 at 16K).
+    "h100": (0.647, 0.505),
+    "h800": (0.647, 0.505),
+    "h200": (0.647, 0.505),
     # FlashAttention-2 on A100 (Dao 2023, arXiv 2307.08691, abstract and §4.1: 50-73 % of the
-    # A100's peak; the forward reaches the top of that range at long sequences and head dim 128,
-    # i.e. about the GEMM rate of this model). Backward: the forward's rate times FA3's measured
-    # backward/forward ratio on H100 (0.48 / 0.62; an assumption: FA2's backward has the same
-    # extra dQ/dK/dV passes and atomics), 0.565 — inside the paper's range.
-    "a100": (0.73, 0.565),
+    # A100's peak; the forward reaches the top of that range at long sequences and head dim 128).
+    # Backward: the forward's rate times FA3's measured backward/forward ratio on H100 (500 / 640;
+    # an assumption: FA2's backward has the same extra dQ/dK/dV passes and atomics), 0.57 —
+    # inside the paper's range.
+    "a100": (0.73, 0.57),
 }
 """Parts not listed run the attention core at the GEMM rate (no published sweep to use)."""
 
+FLASH_ATTENTION_8K_OF_16K: tuple[float, float] = (610 / 640, 470 / 500)
+"""(forward, backward) rate at 8K tokens / rate at 16K, causal, head dim 128: FlashAttention-3 on
+H100 (Shah et al. 2024, Figs. 5-6, read from the plots: about 610 and 470 TFLOP/s at 8K against
+640 and 500 at 16K). The kernel's work outside its loop over key tiles, per query row, follows
+from it (planner/cost/timing/attention.py `overhead_keys`); applied to FlashAttention-2 on A100
+as well (assumption: the same tiles and the same work around them)."""
+
+TENSOR_FLOPS_PER_EXP: dict[str, float] = {
+    # Dense bf16 tensor-core FLOPs per exponential of the special-function units, per SM and
+    # clock: Hopper 4096 (989 TFLOP/s = 132 SMs × 1.83 GHz × 4096) and Ampere 2048 (312 = 108 ×
+    # 1.41 GHz × 2048) against 16 exp2 per SM and clock on both (CUDA C++ Programming Guide,
+    # "Arithmetic Instructions", throughput of native arithmetic instructions, compute
+    # capability 8.0 and 9.0). FlashAttention-3 (Shah et al. 2024, §3.1) names it: 989 TFLOP/s of
+    # matmul against 3.9 TFLOP/s of exponentials, so at head dim 128 the exponentials take half
+    # as long as the matmuls; narrower heads do fewer matmul FLOPs per exponential.
+    "h100": 256, "h800": 256, "h200": 256,
+    "a100": 128,
+}
+
 
 def flash_attention_fraction(gpu_id: str) -> tuple[float, float] | None:
-    """(forward, backward) fraction of bf16 peak the fused attention kernel reaches, or None."""
+    """(forward, backward) fraction of bf16 peak the fused attention kernel reaches at its best
+    measured point (FLASH_ATTENTION_FRACTION), or None."""
     for prefix, fractions in FLASH_ATTENTION_FRACTION.items():
         if gpu_id.startswith(prefix):
             return fractions
+    return None
+
+
+def tensor_flops_per_exp(gpu_id: str) -> float | None:
+    """Tensor FLOPs per exponential of one SM and clock (TENSOR_FLOPS_PER_EXP), or None."""
+    for prefix, ratio in TENSOR_FLOPS_PER_EXP.items():
+        if gpu_id.startswith(prefix):
+            return ratio
     return None
 
 

@@ -13,6 +13,7 @@ from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing import elementwise as elt
+from planner.cost.timing.attention import flash_kernel
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture
 from planner.model.flops import layer_flops, logits_flops
@@ -166,8 +167,7 @@ class _LayerTerms:
         self.attention_factor = 2.0 if unfused else 1.0
         # fp8 training keeps the attention core in 16 bits (Transformer Engine's fp8_dpa is off unless
         # asked for): the same fused kernel at the same measured rate as bf16 training.
-        fractions = None if unfused else cal.flash_attention_fraction(gpu.id)
-        self.flash = None if fractions is None else tuple(f * gpu.peak("bf16") for f in fractions)
+        self.flash = None if unfused else flash_kernel(gpu)
         scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
         self.score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
         self.score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
@@ -213,8 +213,10 @@ class _LayerTerms:
         if self.flash is None:
             t_att = self.rate16.seconds(attention, attention)
             t_att_b = 2 * t_att
-        else:  # fused attention at the kernel's own measured rate, not a GEMM's
-            t_att, t_att_b = attention / self.flash[0], 2 * attention / self.flash[1]
+        else:  # fused attention at the kernel's own measured rate, on its whole tiles (attention.py)
+            windows = workload.layer_windows
+            t_att, t_att_b = self.flash.seconds(arch.attention, workload.seq_len, windows[i] if windows else None,
+                                                tokens * arch.attention.num_heads / tp)
         alltoall = workload.engine.moe_dispatch == "alltoall"
         # Megatron-Core's alltoall dispatcher reorders the delivered copies by local expert
         # (elementwise.EXPERT_SORT_BYTES_PER_ELEMENT); DeepEP / HybridEP write them in that order.
