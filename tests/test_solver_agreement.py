@@ -274,7 +274,9 @@ def traded_layouts(draw):
                      draw(st.sampled_from([-40, -5, 0, 6] if any_sign else [-40, -5, 0])),
                      draw(st.sampled_from([-7, 0, 9] if any_sign else [-7, 0]))))
     capacity = draw(st.integers(200, 800))
-    return replace(layout, classes=tuple(classes), mem=tuple(mem), pace=tuple(pace), tail=tuple(tail)), capacity
+    # Per-class counts: the classes' own modes, not one count shared by every class.
+    return replace(layout, classes=tuple(classes), mem=tuple(mem), pace=tuple(pace), tail=tuple(tail),
+                   recompute_step=0), capacity
 
 
 @settings(max_examples=500, **AGREEMENT)
@@ -309,3 +311,78 @@ def test_offload_layouts_enumerated_at_once_keep_within_host_memory(key):
                 assert (fast is None) == (slow is None)
                 if fast is not None:
                     assert (fast.cost, fast.layers, fast.recomputed) == (slow.cost, slow.layers, slow.recomputed)
+
+
+@st.composite
+def shared_count_layouts(draw):
+    """A real layout whose classes share one recompute count (Megatron-LM's
+    --recompute-num-layers per model chunk), with drawn coefficients of any sign."""
+    from dataclasses import replace
+    layouts = [lay for lay in _variable_layouts() if lay.recompute_step]
+    layout = layouts[draw(st.integers(0, len(layouts) - 1))]
+    step = draw(st.sampled_from([1, 2, 4]))
+    terms = {name: tuple((draw(st.integers(0, 2000)), draw(st.integers(-20, 100)), draw(st.integers(-60, 60)),
+                          draw(st.integers(-50, 50))) for _ in layout.classes) for name in ("mem", "pace", "tail")}
+    host = draw(st.one_of(st.none(), st.integers(100, 2000)))
+    if host is not None:
+        terms["host"] = tuple((draw(st.integers(0, 1500)), draw(st.integers(0, 60)), 0, 0) for _ in layout.classes)
+    layout = replace(layout, recompute_step=step, plan=layout.plan.with_(offload="optimizer" if host else "none"),
+                     **terms)
+    return layout, draw(st.integers(200, 2500)), host
+
+
+@settings(max_examples=300, **AGREEMENT)
+@given(shared_count_layouts())
+def test_a_layout_of_one_recompute_count_has_brute_forces_best_point(case):
+    """runners_up.layout_best over every partition and shared count at once = brute.best_point:
+    the same cost, partition and counts, and every class recomputing min(its layers, R) for one R
+    that is a multiple of the step."""
+    layout, capacity, host = case
+    layers = 8
+    fast = layout_best(layout, {}, capacity, host, "step-time", layers)
+    slow = best_point(layout, {}, capacity, host, "step-time", layers)
+    assert (fast is None) == (slow is None)
+    if fast is not None:
+        assert (fast.cost, fast.layers, fast.recomputed) == (slow.cost, slow.layers, slow.recomputed)
+        shared = max(fast.recomputed)
+        assert all(r == min(n, shared) for n, r in zip(fast.layers, fast.recomputed))
+        assert shared == max(fast.layers) or shared % layout.recompute_step == 0
+
+
+@settings(max_examples=150, **AGREEMENT)
+@given(shared_count_layouts())
+def test_cpsat_keeps_one_recompute_count_as_brute_force_does(case):
+    """CP-SAT's shared count (one variable per depth and step, each class min(n, R)) against
+    brute force on drawn layouts: the same best cost."""
+    layout, capacity, host = case
+    brute = solve_brute([layout], {}, capacity, host, 1, "step-time", 8)
+    status, found, _ = solve_cpsat([layout], {}, capacity, host, 1, "step-time", 8)
+    assert [p.cost for p in found] == [p.cost for p in brute]
+
+
+def test_megatron_plans_launch_as_the_search_found_them():
+    """Megatron-LM recomputes one count of layers in each model chunk of every stage: the search
+    proposes only such counts, so the plan it ranks is the plan that launches. 8 A100 40GB,
+    Llama-3-8B full fine-tune: per-stage counts once let the table rank a plan recomputing one
+    layer of one stage, which launches as four layers of every stage (21.1 s), above a plan that
+    recomputes nothing (18.4 s)."""
+    from conftest import EXAMPLES
+
+    from hardware import get_accelerator
+    from planner.cost.inputs import load_job_inputs
+    from planner.engines.profiles import PROFILES
+    from planner.search.capacity import cluster_for
+    job = load_job_inputs(EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml")
+    wl = engine_workload(job.workload, "megatron")
+    cluster = cluster_for(get_accelerator("a100_sxm_40gb"), None, None).with_size(1, 8)
+    result = search(wl, cluster, job.defaults, {}, top=5)
+    layers = wl.arch.num_layers
+    assert result.plans[0].plan.recompute == "none" and result.plans[0].time.step < 18.5
+    layouts = candidate_table(wl, cluster, job.defaults, {}, "step-time")
+    shared = [lay for lay in layouts if lay.recompute_step and lay.timed]
+    assert shared
+    for lay in shared[:40]:
+        point = layout_best(lay, {}, cluster.capacity // KiB, None, "step-time", layers)
+        if point is not None:
+            plan = point.plan(layers)
+            assert PROFILES["megatron"].launched(plan, layers) == plan

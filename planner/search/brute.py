@@ -1,8 +1,9 @@
 """Brute force over the factored space: every layout, every partition of its layers, every
 recompute count of every stage class. The oracle the CP-SAT model is tested against.
 
-Per partition, each class's admissible recompute counts are listed with their costs; the best
-combination is then exact without a product over the classes: for step time (pace + tail, two
+Per partition, each class's admissible recompute counts are listed with their costs (or, where
+the classes share one count, each shared count is tried); the best combination is then exact
+without a product over the classes: for step time (pace + tail, two
 maxima) every pace value is tried as the slowest class's, each class taking its least tail at
 or under it; for the other objectives (one maximum) each class takes its least cost.
 """
@@ -16,6 +17,7 @@ from planner.search.point import (
     first_last_allowed,
     layout_forbidden,
     recompute_allowed,
+    shared_counts,
     split_lows,
     untimed_unfit,
 )
@@ -88,6 +90,14 @@ def best_point(layout: Layout, constraints: dict[str, Constraint], capacity_kib:
     kind = "step-time" if objective in ("step-time", "cost") else objective
     best: Point | None = None
     for split in _splits(layout, layers, constraints):
+        if layout.recompute_step and not layout.exact:
+            result = _shared_best(layout, split, layers, allow_none, allow_full, capacity_kib,
+                                  host_capacity_kib if check_host else None, kind)
+            if result is not None:
+                cost = result[0] + (0 if objective == "memory" else layout.const)
+                if best is None or cost < best.cost:
+                    best = Point(layout=layout, layers=split, recomputed=result[1], cost=cost)
+            continue
         per_class = []
         for k, (cls, n) in enumerate(zip(layout.classes, split)):
             r = _recompute_options(cls.recompute, n) if allow_full else np.zeros(1, dtype=np.int64)
@@ -116,6 +126,37 @@ def best_point(layout: Layout, constraints: dict[str, Constraint], capacity_kib:
                 best = Point(layout=layout, layers=() if layout.exact else split,
                              recomputed=() if layout.exact else result[1], cost=cost)
     return best
+
+
+def _shared_best(layout: Layout, split: tuple[int, ...], layers: int, allow_none: bool, allow_full: bool,
+                 capacity_kib: int, host_capacity_kib: int | None, kind: str
+                 ) -> tuple[int, tuple[int, ...]] | None:
+    """One partition of a layout whose classes share one recompute count R (each class of n
+    layers recomputing min(n, R)): the least cost over the counts that fit, fewest layers first
+    on a tie (cost without the constant, counts per class)."""
+    counts = shared_counts(layout, layers)
+    counts = counts[:1] if not allow_full else counts if allow_none else counts[counts > 0]
+    ok = np.ones(len(counts), dtype=bool)
+    first = np.full(len(counts), np.iinfo(np.int64).min // 4, dtype=np.int64)
+    second = first.copy()
+    recomputed = []
+    for k, n in enumerate(split):
+        r = np.minimum(n, counts)
+        recomputed.append(r)
+        mem = _value(layout.mem[k], n, r)
+        ok &= mem <= capacity_kib
+        if host_capacity_kib is not None:
+            ok &= _value(layout.host[k], n, r) <= host_capacity_kib
+        if kind == "step-time":
+            first = np.maximum(first, _value(layout.pace[k], n, r))
+            second = np.maximum(second, _value(layout.tail[k], n, r))
+        else:
+            first = np.maximum(first, _value(layout.comm[k] if kind == "comm" else layout.mem[k], n, r))
+    if not ok.any():
+        return None
+    cost = np.where(ok, first + (second if kind == "step-time" else 0), np.iinfo(np.int64).max)
+    j = int(np.argmin(cost))
+    return int(cost[j]), tuple(int(r[j]) for r in recomputed)
 
 
 def solve_brute(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,

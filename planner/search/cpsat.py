@@ -2,7 +2,8 @@
 
 One Boolean per outer layout (layouts.py), exactly one chosen. The layouts of one pipeline depth
 share integer variables per stage class: layers (first, middle, last; first + (pp − 2)·middle +
-last = layers) and recomputed layers, with a Boolean "recomputes at all" for the working set.
+last = layers) and recomputed layers, with a Boolean "recomputes at all" for the working set;
+where an engine recomputes one count in every stage, that count too (each class min(n, count)).
 The chosen layout's linear coefficients bind them: each class's memory within the GPU (and host
 memory under offload), and the step time as
 
@@ -101,6 +102,19 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
             model.add(r[k] <= layers * y[k])
         groups[pp] = _Group(n=n, r=r, y=y)
 
+    # One recompute count for every class (Layout.recompute_step): R, a multiple of the step, per
+    # pipeline depth and step; a class of n layers recomputes min(n, R) (z: n ≤ R).
+    shared: dict[tuple[int, int], tuple[cp_model.IntVar, list[cp_model.IntVar]]] = {}
+
+    def shared_count(pp: int, step: int) -> tuple[cp_model.IntVar, list[cp_model.IntVar]]:
+        if (pp, step) not in shared:
+            chunks = model.new_int_var(0, -(-layers // step), f"recompute_chunks_pp{pp}_s{step}")
+            count = model.new_int_var(0, -(-layers // step) * step, f"recompute_count_pp{pp}_s{step}")
+            model.add(count == step * chunks)
+            shared[pp, step] = count, [model.new_bool_var(f"recompute_all_pp{pp}_s{step}_{k}")
+                                       for k in range(len(groups[pp].n))]
+        return shared[pp, step]
+
     # The maxima within the range their terms can take, not an arbitrary big number: CP-SAT
     # relaxes each enforced row with a big-M from the variables' domains, and an M of 2^50 next
     # to costs of 10^7 left its LP bounds wrong: an optimum "proven" 7% above a plan of the model
@@ -128,6 +142,13 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
                     model.add(g.y[k] == 0).only_enforce_if(x)
                 elif cls.recompute == "all":
                     model.add(g.r[k] == g.n[k]).only_enforce_if([x, g.y[k]])
+            if lay.recompute_step:
+                count, whole = shared_count(lay.pp, lay.recompute_step)
+                for k in range(len(lay.classes)):
+                    model.add(g.r[k] == g.n[k]).only_enforce_if([x, whole[k]])
+                    model.add(g.n[k] <= count).only_enforce_if([x, whole[k]])
+                    model.add(g.r[k] == count).only_enforce_if([x, whole[k].Not()])
+                    model.add(count <= g.n[k]).only_enforce_if([x, whole[k].Not()])
             # The user's recompute policies: `none` is no stage recomputing, `full` some.
             if lay.plan.recompute == "full":
                 allow_none, allow_full = recompute_allowed(constraints)

@@ -87,6 +87,10 @@ class Layout:
     timed: bool = True
     """False when no point fits in `screened_kib`: the time terms were not computed."""
     screened_kib: int | None = None
+    recompute_step: int = 0
+    """0: each class recomputes any count its mode allows. Else one count R, a multiple of this
+    step (the model chunks per stage), for every class: a class of n layers recomputes min(n, R)
+    (EngineProfile.one_recompute_count)."""
 
     @property
     def pp(self) -> int:
@@ -252,9 +256,11 @@ def memory_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int,
         StageClass(stage=s, count=counts[k], low=lows[k],
                    fixed=None if pr.p2 is not None else pr.p1[s], recompute=pr.modes[k])
         for k, s in enumerate(pr.stages))
+    # One count for every stage (Megatron-LM): where every class is free to recompute any count.
+    shared = PROFILES[plan.framework].one_recompute_count and pp > 1 and all(m == "free" for m in pr.modes)
     layout = Layout(plan=plan, values=plan_values(plan), classes=classes, mem=mem, host=host,
                     pace=(), tail=(), comm=(), const=0, world=cluster.world, timed=False,
-                    screened_kib=screen_kib)
+                    screened_kib=screen_kib, recompute_step=plan.parallel.vpp if shared else 0)
     return layout, pr, plans
 
 

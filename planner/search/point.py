@@ -116,6 +116,13 @@ def lower_bound(layout: Layout, objective: str, layers: int) -> int:
     return layout.const + cheapest(layout.pace) + cheapest(layout.tail)
 
 
+def shared_counts(layout: Layout, layers: int) -> np.ndarray:
+    """The recompute counts R of a layout with one count for every stage (Layout.recompute_step):
+    none, and each multiple of the step up to the first that covers every layer."""
+    step = layout.recompute_step
+    return np.arange(0, -(-layers // step) * step + 1, step, dtype=np.int64)
+
+
 def split_matrix(layout: Layout, layers: int) -> np.ndarray:
     if layout.exact or all(c.fixed is not None for c in layout.classes):
         return np.array([[c.fixed for c in layout.classes]], dtype=np.int64)

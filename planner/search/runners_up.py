@@ -20,7 +20,15 @@ import numpy as np
 
 from planner.search.brute import best_point
 from planner.search.layouts import Layout
-from planner.search.point import STAGE_KEYS, UNREACHABLE, Point, layout_forbidden, split_matrix, untimed_unfit
+from planner.search.point import (
+    STAGE_KEYS,
+    UNREACHABLE,
+    Point,
+    layout_forbidden,
+    shared_counts,
+    split_matrix,
+    untimed_unfit,
+)
 from planner.spec.job import Constraint
 
 
@@ -56,6 +64,13 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
     minimizes both maxima of the step at once. Where recompute lowers the tail instead
     (`_trades_tail`), `_traded_best` enumerates the trade."""
     check_host = host_capacity_kib is not None and layout.plan.offload != "none"
+    if layout.recompute_step and not layout.exact:
+        if objective not in ("step-time", "cost") or any(k in constraints for k in STAGE_KEYS):
+            return best_point(layout, constraints, capacity_kib, host_capacity_kib, objective, layers)
+        if layout_forbidden(layout, constraints) or untimed_unfit(layout, capacity_kib, objective):
+            return None
+        return _shared_best(layout, split_matrix(layout, layers), shared_counts(layout, layers), capacity_kib,
+                            host_capacity_kib if check_host else None)
     monotone = _monotone(layout, layers)
     if layout.exact or objective not in ("step-time", "cost") or any(k in constraints for k in STAGE_KEYS) \
             or (check_host and any(h[2] or h[3] for h in layout.host)) \
@@ -89,6 +104,35 @@ def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib
     j = int(np.argmin(cost))
     return Point(layout=layout, layers=tuple(int(v) for v in split[j]),
                  recomputed=tuple(int(r[j]) for r in recomputed), cost=int(cost[j]) + layout.const)
+
+
+def _shared_best(layout: Layout, split: np.ndarray, counts: np.ndarray, capacity_kib: int,
+                 host_capacity_kib: int | None) -> Point | None:
+    """`brute.best_point` of a layout whose classes share one recompute count R (each class of
+    n layers recomputing min(n, R)), every partition and count at once: the least step over
+    those that fit, the earlier partition and then the fewest layers on a tie."""
+    ok = np.ones((len(split), len(counts)), dtype=bool)
+    pace = np.full(ok.shape, -_NONE, dtype=np.int64)
+    tail = np.full(ok.shape, -_NONE, dtype=np.int64)
+    for k in range(len(layout.classes)):
+        n = split[:, k, None]
+        r = np.minimum(n, counts[None, :])
+
+        def value(coef):
+            a, b, c, w = coef
+            return a + b * n + c * r + w * (r > 0)
+        ok &= value(layout.mem[k]) <= capacity_kib
+        if host_capacity_kib is not None:
+            ok &= value(layout.host[k]) <= host_capacity_kib
+        pace = np.maximum(pace, value(layout.pace[k]))
+        tail = np.maximum(tail, value(layout.tail[k]))
+    if not ok.any():
+        return None
+    cost = np.where(ok, pace + tail, np.iinfo(np.int64).max)
+    row, j = np.unravel_index(int(np.argmin(cost)), cost.shape)  # row-major: partition, then count
+    n = split[row]
+    return Point(layout=layout, layers=tuple(int(v) for v in n),
+                 recomputed=tuple(int(min(v, counts[j])) for v in n), cost=int(cost[row, j]) + layout.const)
 
 
 def _monotone(layout: Layout, layers: int) -> bool:

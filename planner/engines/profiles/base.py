@@ -51,6 +51,10 @@ class EngineProfile:
     """Where each value and trait comes from (the engine's source files or docs)."""
     not_modelled: tuple[str, ...] = ()
     """What users of the engine set that the planner does not model; the readers warn of each."""
+    one_recompute_count: bool = False
+    """With `partial_recompute`: one count of layers recomputed in each model chunk of every
+    stage, not a count per stage (Megatron-LM --recompute-num-layers): a stage of n layers and v
+    chunks recomputes min(n, count × v). The search's stages take only such counts."""
     rules: Callable[[Plan, Workload], list[str]] | None = None
     """Rules beyond `values` (combinations the engine refuses), as reasons in words."""
     rules_read: tuple[str, ...] = PLAN_KEYS

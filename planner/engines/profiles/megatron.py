@@ -77,6 +77,9 @@ PROFILE = EngineProfile(
            "offload": "--optimizer-cpu-offload moves the optimizer only"},
     training=("pretrain", "full"),
     partial_recompute=True,
+    # --recompute-method block --recompute-num-layers N: N layers of each model chunk
+    # (megatron/core/transformer/transformer_block.py `_checkpointed_forward`).
+    one_recompute_count=True,
     # --decoder-first/last-pipeline-num-layers (megatron/training/arguments.py; the middle stages
     # share the rest: megatron/core/transformer/transformer_block.py get_num_layers_to_build).
     uneven_stages=True,
