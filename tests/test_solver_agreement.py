@@ -286,12 +286,18 @@ def test_a_layout_trading_tail_for_pace_has_brute_forces_best_point(case):
     collectives hide behind the recomputed forward) against brute force: the same cost, the
     same partition and the same recompute counts."""
     layout, capacity = case
-    layers = 8
-    fast = layout_best(layout, {}, capacity, None, "step-time", layers)
-    slow = best_point(layout, {}, capacity, None, "step-time", layers)
+    enumerated_as_brute_force(layout, capacity, None, 8)
+
+
+def enumerated_as_brute_force(layout, capacity: int, host: int | None, layers: int) -> Point | None:
+    """runners_up.layout_best's point, asserted equal to brute.best_point's: the same cost, the
+    same partition and the same recompute counts."""
+    fast = layout_best(layout, {}, capacity, host, "step-time", layers)
+    slow = best_point(layout, {}, capacity, host, "step-time", layers)
     assert (fast is None) == (slow is None)
     if fast is not None:
         assert (fast.cost, fast.layers, fast.recomputed) == (slow.cost, slow.layers, slow.recomputed)
+    return fast
 
 
 @pytest.mark.parametrize("key", [(4, 1, "debug8", 1024, 16, True), (8, 2, "debug", 4096, 16, True)])
@@ -306,11 +312,7 @@ def test_offload_layouts_enumerated_at_once_keep_within_host_memory(key):
     for layout in offload:
         for host in (hosts[0] - 1, hosts[len(hosts) // 2], hosts[-1] + 1):
             for capacity in (100_000, 400_000, 1_000_000):
-                fast = layout_best(layout, {}, capacity, host, "step-time", layers)
-                slow = best_point(layout, {}, capacity, host, "step-time", layers)
-                assert (fast is None) == (slow is None)
-                if fast is not None:
-                    assert (fast.cost, fast.layers, fast.recomputed) == (slow.cost, slow.layers, slow.recomputed)
+                enumerated_as_brute_force(layout, capacity, host, layers)
 
 
 @st.composite
@@ -338,12 +340,8 @@ def test_a_layout_of_one_recompute_count_has_brute_forces_best_point(case):
     the same cost, partition and counts, and every class recomputing min(its layers, R) for one R
     that is a multiple of the step."""
     layout, capacity, host = case
-    layers = 8
-    fast = layout_best(layout, {}, capacity, host, "step-time", layers)
-    slow = best_point(layout, {}, capacity, host, "step-time", layers)
-    assert (fast is None) == (slow is None)
+    fast = enumerated_as_brute_force(layout, capacity, host, 8)
     if fast is not None:
-        assert (fast.cost, fast.layers, fast.recomputed) == (slow.cost, slow.layers, slow.recomputed)
         shared = max(fast.recomputed)
         assert all(r == min(n, shared) for n, r in zip(fast.layers, fast.recomputed))
         assert shared == max(fast.layers) or shared % layout.recompute_step == 0
