@@ -103,16 +103,20 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
         groups[pp] = _Group(n=n, r=r, y=y)
 
     # One recompute count for every class (Layout.recompute_step): R, a multiple of the step, per
-    # pipeline depth and step; a class of n layers recomputes min(n, R) (z: n ≤ R).
-    shared: dict[tuple[int, int], tuple[cp_model.IntVar, list[cp_model.IntVar]]] = {}
+    # pipeline depth and step, and each class's min(n, R), which binds the chosen layout's counts.
+    shared: dict[tuple[int, int], list[cp_model.IntVar]] = {}
 
-    def shared_count(pp: int, step: int) -> tuple[cp_model.IntVar, list[cp_model.IntVar]]:
+    def shared_counts(pp: int, step: int) -> list[cp_model.IntVar]:
         if (pp, step) not in shared:
             chunks = model.new_int_var(0, -(-layers // step), f"recompute_chunks_pp{pp}_s{step}")
             count = model.new_int_var(0, -(-layers // step) * step, f"recompute_count_pp{pp}_s{step}")
             model.add(count == step * chunks)
-            shared[pp, step] = count, [model.new_bool_var(f"recompute_all_pp{pp}_s{step}_{k}")
-                                       for k in range(len(groups[pp].n))]
+            counts = []
+            for k, n in enumerate(groups[pp].n):
+                least = model.new_int_var(0, layers, f"recomputed_pp{pp}_s{step}_{k}")
+                model.add_min_equality(least, [n, count])
+                counts.append(least)
+            shared[pp, step] = counts
         return shared[pp, step]
 
     # The maxima within the range their terms can take, not an arbitrary big number: CP-SAT
@@ -143,12 +147,8 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
                 elif cls.recompute == "all":
                     model.add(g.r[k] == g.n[k]).only_enforce_if([x, g.y[k]])
             if lay.recompute_step:
-                count, whole = shared_count(lay.pp, lay.recompute_step)
-                for k in range(len(lay.classes)):
-                    model.add(g.r[k] == g.n[k]).only_enforce_if([x, whole[k]])
-                    model.add(g.n[k] <= count).only_enforce_if([x, whole[k]])
-                    model.add(g.r[k] == count).only_enforce_if([x, whole[k].Not()])
-                    model.add(count <= g.n[k]).only_enforce_if([x, whole[k].Not()])
+                for k, least in enumerate(shared_counts(lay.pp, lay.recompute_step)):
+                    model.add(g.r[k] == least).only_enforce_if(x)
             # The user's recompute policies: `none` is no stage recomputing, `full` some.
             if lay.plan.recompute == "full":
                 allow_none, allow_full = recompute_allowed(constraints)
