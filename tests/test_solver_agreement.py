@@ -219,17 +219,22 @@ def test_estimate_takes_the_partition_and_recompute_counts():
 
     from planner.cli.app import app
 
-    spec = "tp=1,pp=4,zero=1,first_stage_layers=6,last_stage_layers=10,recompute=full,recompute_layers=4/2/2/0"
-    result = CliRunner().invoke(app, ["estimate", str(EXAMPLES / "clusters" / "h100-1node.yaml"),
-                                      str(EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml"), "--plan", spec, "--json"])
+    files = [str(EXAMPLES / "clusters" / "h100-1node.yaml"), str(EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml")]
+    # Megatron-LM's one count per model chunk (--recompute-num-layers 4): the 2-layer first stage
+    # recomputes both of its layers.
+    spec = "tp=1,pp=4,zero=1,first_stage_layers=2,last_stage_layers=10,recompute=full,recompute_layers=2/4/4/4"
+    result = CliRunner().invoke(app, ["estimate", *files, "--framework", "megatron", "--plan", spec, "--json"])
     assert result.exit_code in (0, 1), result.output
     doc = json.loads(result.stdout)
-    assert [s["layers"] for s in doc["stages"]] == [6, 8, 8, 10]
-    assert [s["recompute_layers"] for s in doc["stages"]] == [4, 2, 2, 0]
-    assert (doc["first_stage_layers"], doc["last_stage_layers"], doc["recompute_layers"]) == (6, 10, [4, 2, 2, 0])
-    bad = CliRunner().invoke(app, ["estimate", str(EXAMPLES / "clusters" / "h100-1node.yaml"),
-                                   str(EXAMPLES / "jobs" / "llama3-8b-pretrain.yaml"), "--plan",
-                                   "pp=4,first_stage_layers=5,last_stage_layers=6"])
+    assert [s["layers"] for s in doc["stages"]] == [2, 10, 10, 10]
+    assert [s["recompute_layers"] for s in doc["stages"]] == [2, 4, 4, 4]
+    assert (doc["first_stage_layers"], doc["last_stage_layers"], doc["recompute_layers"]) == (2, 10, [2, 4, 4, 4])
+    # Counts that differ between stages beyond that: not what Megatron-LM launches.
+    per_stage = spec.replace("first_stage_layers=2", "first_stage_layers=6").replace("2/4/4/4", "4/2/2/0")
+    refused = CliRunner().invoke(app, ["estimate", *files, "--framework", "megatron", "--plan", per_stage])
+    assert refused.exit_code == 2
+    assert "recompute_layers=4/2/2/0" in refused.stderr and "recompute_layers=4/4/4/4" in refused.stderr
+    bad = CliRunner().invoke(app, ["estimate", *files, "--plan", "pp=4,first_stage_layers=5,last_stage_layers=6"])
     assert bad.exit_code == 2 and "do not split evenly" in bad.stderr
 
 

@@ -9,7 +9,8 @@ from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from planner.cost.engine import EngineTraits
-from planner.cost.plan import Plan
+from planner.cost.plan import Plan, PlanError
+from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 from planner.engines.rules import Rule
 from planner.spec.plan_keys import PLAN_KEYS
@@ -101,7 +102,9 @@ class EngineProfile:
     def checks(self) -> tuple[Rule, ...]:
         """`problems` with a workload, as rules, in its order."""
         rules = (Rule(self.rules_read, lambda plan, workload, _: self.rules(plan, workload)),) if self.rules is not None else ()
-        return (*self.plan_checks, Rule((), self._training), *rules)
+        return (*self.plan_checks, Rule((), self._training),
+                Rule(("recompute", "recompute_layers", "pp", "vpp", "first_stage_layers", "last_stage_layers"),
+                     self._one_recompute_count), *rules)
 
     def _stages(self, plan: Plan, workload, cluster) -> list[str]:
         if not self.uneven_stages and (plan.first_stage_layers is not None or plan.last_stage_layers is not None):
@@ -113,6 +116,25 @@ class EngineProfile:
             return [f"recompute of some layers only (recompute_layers={'/'.join(map(str, plan.recompute_layers))};"
                     " it recomputes every layer or none)"]
         return []
+
+    def _one_recompute_count(self, plan: Plan, workload: Workload, cluster) -> list[str]:
+        """Per-stage recompute counts an engine of one count (`one_recompute_count`) cannot run:
+        its launch recomputes other counts (`launched`)."""
+        if not self.one_recompute_count or plan.recompute != "full" or plan.recompute_layers is None \
+                or len(plan.recompute_layers) != plan.parallel.pp:
+            return []  # none to compare, or a length the plan's own rules refuse
+        layers = workload.arch.num_layers
+        try:
+            counts = plan.layer_partition(layers) or stage_layer_counts(layers, plan.parallel.pp)
+        except PlanError:
+            return []  # the partition's own rule says why
+        launched = self.launched(plan, layers)
+        wanted = [plan.recomputed_layers(i, n) for i, n in enumerate(counts)]
+        runs = [launched.recomputed_layers(i, n) for i, n in enumerate(counts)]
+        if wanted == runs:
+            return []
+        return [f"recompute_layers={'/'.join(map(str, wanted))} (it recomputes one count of layers in each model"
+                f" chunk of every stage; launched, this is recompute_layers={'/'.join(map(str, runs))})"]
 
     def _training(self, plan: Plan, workload: Workload, cluster) -> list[str]:
         if workload.training not in self.training:
