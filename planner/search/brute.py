@@ -136,13 +136,29 @@ def _shared_best(layout: Layout, split: tuple[int, ...], layers: int, allow_none
     on a tie (cost without the constant, counts per class)."""
     counts = shared_counts(layout, layers)
     counts = counts[:1] if not allow_full else counts if allow_none else counts[counts > 0]
-    ok = np.ones(len(counts), dtype=bool)
-    first = np.full(len(counts), np.iinfo(np.int64).min // 4, dtype=np.int64)
+    cost = shared_costs(layout, np.array([split], dtype=np.int64), counts, capacity_kib, host_capacity_kib, kind)[0]
+    j = int(np.argmin(cost))
+    if cost[j] == SHARED_UNFIT:
+        return None
+    return int(cost[j]), tuple(min(n, int(counts[j])) for n in split)
+
+
+SHARED_UNFIT = np.iinfo(np.int64).max
+"""The cost `shared_costs` gives a partition and count that do not fit."""
+
+
+def shared_costs(layout: Layout, split: np.ndarray, counts: np.ndarray, capacity_kib: int,
+                 host_capacity_kib: int | None, kind: str = "step-time") -> np.ndarray:
+    """The objective (without the constant) of a layout whose classes share one recompute count,
+    at each partition (rows of `split`) and each shared count R (columns), every class of n
+    layers recomputing min(n, R); SHARED_UNFIT where a class exceeds memory (or host memory).
+    `kind`: step-time (the largest pace + the largest tail), comm or memory (the largest term)."""
+    ok = np.ones((len(split), len(counts)), dtype=bool)
+    first = np.full(ok.shape, np.iinfo(np.int64).min // 4, dtype=np.int64)
     second = first.copy()
-    recomputed = []
-    for k, n in enumerate(split):
-        r = np.minimum(n, counts)
-        recomputed.append(r)
+    for k in range(len(layout.classes)):
+        n = split[:, k, None]
+        r = np.minimum(n, counts[None, :])
         mem = _value(layout.mem[k], n, r)
         ok &= mem <= capacity_kib
         if host_capacity_kib is not None:
@@ -151,12 +167,8 @@ def _shared_best(layout: Layout, split: tuple[int, ...], layers: int, allow_none
             first = np.maximum(first, _value(layout.pace[k], n, r))
             second = np.maximum(second, _value(layout.tail[k], n, r))
         else:
-            first = np.maximum(first, _value(layout.comm[k] if kind == "comm" else layout.mem[k], n, r))
-    if not ok.any():
-        return None
-    cost = np.where(ok, first + (second if kind == "step-time" else 0), np.iinfo(np.int64).max)
-    j = int(np.argmin(cost))
-    return int(cost[j]), tuple(int(r[j]) for r in recomputed)
+            first = np.maximum(first, _value(layout.comm[k], n, r) if kind == "comm" else mem)
+    return np.where(ok, first + (second if kind == "step-time" else 0), SHARED_UNFIT)
 
 
 def solve_brute(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from planner.search.brute import best_point
+from planner.search.brute import SHARED_UNFIT, best_point, shared_costs
 from planner.search.layouts import Layout
 from planner.search.point import (
     STAGE_KEYS,
@@ -111,25 +111,10 @@ def _shared_best(layout: Layout, split: np.ndarray, counts: np.ndarray, capacity
     """`brute.best_point` of a layout whose classes share one recompute count R (each class of
     n layers recomputing min(n, R)), every partition and count at once: the least step over
     those that fit, the earlier partition and then the fewest layers on a tie."""
-    ok = np.ones((len(split), len(counts)), dtype=bool)
-    pace = np.full(ok.shape, -_NONE, dtype=np.int64)
-    tail = np.full(ok.shape, -_NONE, dtype=np.int64)
-    for k in range(len(layout.classes)):
-        n = split[:, k, None]
-        r = np.minimum(n, counts[None, :])
-
-        def value(coef):
-            a, b, c, w = coef
-            return a + b * n + c * r + w * (r > 0)
-        ok &= value(layout.mem[k]) <= capacity_kib
-        if host_capacity_kib is not None:
-            ok &= value(layout.host[k]) <= host_capacity_kib
-        pace = np.maximum(pace, value(layout.pace[k]))
-        tail = np.maximum(tail, value(layout.tail[k]))
-    if not ok.any():
-        return None
-    cost = np.where(ok, pace + tail, np.iinfo(np.int64).max)
+    cost = shared_costs(layout, split, counts, capacity_kib, host_capacity_kib)
     row, j = np.unravel_index(int(np.argmin(cost)), cost.shape)  # row-major: partition, then count
+    if cost[row, j] == SHARED_UNFIT:
+        return None
     n = split[row]
     return Point(layout=layout, layers=tuple(int(v) for v in n),
                  recomputed=tuple(int(min(v, counts[j])) for v in n), cost=int(cost[row, j]) + layout.const)
