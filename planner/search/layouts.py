@@ -324,6 +324,12 @@ class TableBuilder:
         """Added after the plans that are not: offload, tried only where they fit nowhere."""
         return self.screen and plan.offload != "none" and self.objective != "memory"
 
+    def phases(self, plans: list[Plan]) -> tuple[list[int], list[int]]:
+        """The indices of the plans added first, and of the deferred ones, each in their order."""
+        deferred = [self.deferred(plan) for plan in plans]
+        return ([i for i, later in enumerate(deferred) if not later],
+                [i for i, later in enumerate(deferred) if later])
+
     def add(self, plan: Plan) -> list[Layout]:
         """The plan's layouts (none when screened out), the screening state updated."""
         if self.deferred(plan) and plan.with_(offload="none").key() in self.fits:
@@ -348,20 +354,10 @@ def build_layouts(plans: Iterable[Plan], workload: Workload, cluster: Cluster, o
     only `selective` and `full` candidates become layouts (plus `none` ones that are exact).
     `screen`: see TableBuilder; `progress(plans done)` after each plan."""
     builder = TableBuilder(workload, cluster, objective, screen)
+    plans = list(plans)
     out: list[Layout] = []
-    deferred: list[Plan] = []
-    done = 0
-    for plan in plans:
-        if builder.deferred(plan):
-            deferred.append(plan)
-            continue
-        out.extend(builder.add(plan))
-        done += 1
-        if progress is not None:
-            progress(done)
-    for plan in deferred:
-        out.extend(builder.add(plan))
-        done += 1
+    for done, i in enumerate((i for phase in builder.phases(plans) for i in phase), start=1):
+        out.extend(builder.add(plans[i]))
         if progress is not None:
             progress(done)
     return out

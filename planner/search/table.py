@@ -54,8 +54,7 @@ def _build_in_workers(plans: list[Plan], workload: Workload, cluster: Cluster, o
     from planner.search.parallel import Workers
 
     builder = TableBuilder(workload, cluster, objective, screen)
-    first = [i for i, plan in enumerate(plans) if not builder.deferred(plan)]
-    deferred = [i for i, plan in enumerate(plans) if builder.deferred(plan)]
+    first, deferred = builder.phases(plans)
     made: dict[int, list[Layout]] = {}
     done = 0
     with Workers(jobs) as workers:
