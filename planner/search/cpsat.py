@@ -106,7 +106,7 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
     # pipeline depth and step, and each class's min(n, R), which binds the chosen layout's counts.
     shared: dict[tuple[int, int], list[cp_model.IntVar]] = {}
 
-    def shared_counts(pp: int, step: int) -> list[cp_model.IntVar]:
+    def shared_recomputed(pp: int, step: int) -> list[cp_model.IntVar]:
         if (pp, step) not in shared:
             chunks = model.new_int_var(0, -(-layers // step), f"recompute_chunks_pp{pp}_s{step}")
             count = model.new_int_var(0, -(-layers // step) * step, f"recompute_count_pp{pp}_s{step}")
@@ -147,7 +147,7 @@ def build_model(layouts: list[Layout], constraints: dict[str, Constraint], capac
                 elif cls.recompute == "all":
                     model.add(g.r[k] == g.n[k]).only_enforce_if([x, g.y[k]])
             if lay.recompute_step:
-                for k, least in enumerate(shared_counts(lay.pp, lay.recompute_step)):
+                for k, least in enumerate(shared_recomputed(lay.pp, lay.recompute_step)):
                     model.add(g.r[k] == least).only_enforce_if(x)
             # The user's recompute policies: `none` is no stage recomputing, `full` some.
             if lay.plan.recompute == "full":
