@@ -179,6 +179,7 @@ class _LayerTerms:
         # Dispatch + combine of one MoE layer in one pass (half of ep_traffic's four all-to-alls).
         self.a2a_pass = total_seconds(ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch), cluster) / 2
         self._layers: dict[int, tuple[float, float, float, float, float]] = {}
+        self._kinds: dict[object, tuple[float, float, float, float, float]] = {}
         # Output layer on the last stage; embedding lookup is negligible (methodology §6.1).
         logits = logits_flops(arch) * tokens / tp
         t_out = rate16.seconds(logits, logits)
@@ -196,8 +197,24 @@ class _LayerTerms:
         try:
             return self._layers[i]
         except KeyError:
-            out = self._layers[i] = self._layer(i)
-            return out
+            pass
+        kind = self.kind(i)
+        try:
+            out = self._kinds[kind]
+        except KeyError:
+            out = self._kinds[kind] = self._layer(i)
+        self._layers[i] = out
+        return out
+
+    def kind(self, i: int) -> object:
+        """What `_layer` reads of the index `i`: whether the layer routes to experts and its
+        FLOPs per token (which carry its attention window); under partial fine-tuning, which
+        modules train varies by layer too, so there the index itself. Layers of one kind have
+        the same terms: DeepSeek-V3's 61 layers are of two kinds."""
+        if self.workload.partial is not None:
+            return i
+        windows = self.workload.layer_windows
+        return self.arch.is_moe_layer(i), windows[i] if windows else None, self.per_layer[i]
 
     def _layer(self, i: int) -> tuple[float, float, float, float, float]:
         plan, workload, arch = self.plan, self.workload, self.arch
