@@ -31,7 +31,7 @@ from planner.search.point import (
     recompute_allowed,
     untimed_unfit,
 )
-from planner.search.runners_up import next_best
+from planner.search.runners_up import layout_best, next_best
 from planner.spec.job import Constraint
 
 # Solver parameters in one place: deterministic (one worker, fixed seed).
@@ -242,6 +242,22 @@ def _new_solver(time_limit: float | None = None, work_limit: float | None = None
     return solver
 
 
+def _hint(pm: PlanModel, index: int, point: Point | None) -> None:
+    """Start from layout `index` (the least lower bound) at its own best point, every stage
+    variable hinted. Hinted with the layout alone, the search walked down from a poor point of it
+    in thousands of small improvements, the linear relaxation being no help (every row is enforced
+    by a layout): 8.6 s for an 8B model on 256 L40S, where a complete hint is proven optimal in
+    0.04 s."""
+    pm.model.add_hint(pm.chosen[index], True)
+    if point is None or point.layout.exact:
+        return
+    g = pm.groups[point.layout.pp]
+    for k, (n, r) in enumerate(zip(point.layers, point.recomputed)):
+        pm.model.add_hint(g.n[k], n)
+        pm.model.add_hint(g.r[k], r)
+        pm.model.add_hint(g.y[k], r > 0)
+
+
 def _minimal_core(pm: PlanModel, core: list[int]) -> list[int]:
     """Shrink a sufficient set of assumptions to one where each is needed (deletion filter):
     CP-SAT's core is sufficient, not minimal, and the explanation should name only the culprits."""
@@ -313,7 +329,7 @@ def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_k
     """The best point of the layouts (exactly one chosen), or, when there is none, the
     requirements to blame (a minimal core of the assumption literals)."""
     pm = build_model(layouts, constraints, capacity_kib, host_capacity_kib, objective, layers)
-    pm.model.add_hint(pm.chosen[hint], True)  # greedy hint: the layout of least lower bound
+    _hint(pm, hint, layout_best(layouts[hint], constraints, capacity_kib, host_capacity_kib, objective, layers))
     solver = _new_solver(time_limit)
     status = solver.solve(pm.model)
     if status == cp_model.INFEASIBLE:
