@@ -99,13 +99,19 @@ def lower_bound(layout: Layout, objective: str, layers: int) -> int:
     split = split_matrix(layout, layers)
     # One partition (most layouts): plain integers, which numpy only slows down.
     counts = [split[:, k] for k in range(split.shape[1])] if len(split) > 1 else [int(v) for v in split[0]]
-    top = np.maximum if len(split) > 1 else max
+    top, least = (np.maximum, np.minimum) if len(split) > 1 else (max, min)
 
     def cheapest(coefs) -> int:
-        """The largest class cost at each class's cheapest count, least over the partitions."""
+        """The largest class cost at each class's cheapest count, least over the partitions: a
+        class of n layers recomputes none, or r of them at a + b·n + c·r + w, linear in r, so
+        least at r = n or (free to recompute any count) r = 1."""
         worst = None
         for cls, n, (a, b, c, w) in zip(layout.classes, counts, coefs):
-            value = a + b * n + (min(0, c) * n + min(0, w) if cls.recompute != "none" else 0)
+            value = a + b * n
+            if cls.recompute == "all":
+                value = value + least(0, c * n + w)
+            elif cls.recompute == "free":
+                value = value + least(0, least(c * n + w, c + w))
             worst = value if worst is None else top(worst, value)
         return int(worst.min()) if len(split) > 1 else worst
 
