@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from planner.cost.cluster import Cluster
 from planner.cost.memory.activations import tokens_per_gpu
 from planner.cost.memory.kernels import kernels
-from planner.cost.memory.phases import peak_phase
+from planner.cost.memory.phases import activation_key, peak_phase
 from planner.cost.memory.runtime import runtime_bytes
 from planner.cost.memory.states import (
     MIXED,
@@ -78,6 +78,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
     expert_dp_shard = plan.expert_dp
     tokens = tokens_per_gpu(plan, workload)
+    act_key = activation_key(plan, workload)  # the activations' memo key, the same for every stage
     stages = []
     for shard in stage_shards(plan, arch, only_stages):
         trainable, frozen, quantized = frozen_and_trainable(plan, workload, shard)
@@ -138,7 +139,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
             for name in moved:
                 host += terms[name] if name != "optimizer_step_temp" else 0.0
                 terms[name] = 0.0
-        phase, memory_terms, detail = peak_phase(plan, workload, shard, tokens, k, terms, weight_b, partial)
+        phase, memory_terms, detail = peak_phase(plan, workload, shard, tokens, k, terms, weight_b, partial, act_key)
         live = sum(memory_terms.values())
         runtime_terms = runtime_bytes(plan, workload, cluster.gpu.id, live)
         runtime = sum(runtime_terms.values())

@@ -22,8 +22,8 @@ from planner.model.params import layer_params, output_params
 
 
 def peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
-                states: dict[str, float], weight_b: int,
-                partial: PartialTraining | None = None) -> tuple[str, dict[str, float], dict[str, float]]:
+                states: dict[str, float], weight_b: int, partial: PartialTraining | None = None,
+                key: Plan | None = None) -> tuple[str, dict[str, float], dict[str, float]]:
     """The phase of the step with the most live bytes: (name, MemoryBreakdown terms, itemized terms).
 
     Megatron and DeepSpeed keep their gradient buffers for the whole step and step with fused
@@ -36,8 +36,10 @@ def peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float,
       backward layers  states + the output layer's gradients + saved activations + the working
                        set of the layer being recomputed (full recompute)
       optimizer step   states + all gradients + the foreach temporary
-    """
-    act = _activation_terms(plan, workload, shard, tokens, k, partial)
+
+    `key`: `activation_key(plan, workload)`, when the caller has it (one per plan, whatever
+    the stage)."""
+    act = _activation_terms(plan, workload, shard, tokens, k, partial, key)
     buffers = buffer_bytes(plan, workload, shard, weight_b, k)
     all_grads = {"gradients": states["gradients"], "fp32_gradient_copy": states["fp32_gradient_copy"]}
 
@@ -98,23 +100,25 @@ def activation_key(plan: Plan, workload: Workload) -> Plan:
     activation offload. The micro-batches of a step count only up to the pipeline's in-flight
     limit (`inflight_microbatches`: at most pp·(vpp + 1) − 1 chunks), so the key keeps no more:
     plans of the same shape on more or fewer GPUs share their activations."""
-    pp, vpp = plan.parallel.pp, plan.parallel.vpp
-    plan = evolve(plan, parallel=evolve(plan.parallel, cp=1), mbs=1, first_stage_layers=None,
-                  last_stage_layers=None, offload="none", framework="megatron", gas=min(plan.gas, pp * (vpp + 1)))
+    parallel = plan.parallel
+    pp, vpp, ep = parallel.pp, parallel.vpp, parallel.ep
+    reset = dict(mbs=1, first_stage_layers=None, last_stage_layers=None, offload="none", framework="megatron",
+                 gas=min(plan.gas, pp * (vpp + 1)))
     if workload.engine.kernels != "megatron":
-        return plan
-    expert_tp = plan.expert_tp if plan.parallel.ep > 1 else 1
-    return evolve(plan, parallel=evolve(plan.parallel, dp=1, ep=min(plan.parallel.ep, 2)), etp=expert_tp,
-                  zero=0, optimizer="adamw", moment_dtype="fp32", fp8_param_gather=False, quant="none")
+        return evolve(plan, parallel=evolve(parallel, cp=1), **reset)
+    return evolve(plan, parallel=evolve(parallel, cp=1, dp=1, ep=min(ep, 2)), etp=plan.expert_tp if ep > 1 else 1,
+                  zero=0, optimizer="adamw", moment_dtype="fp32", fp8_param_gather=False, quant="none", **reset)
 
 
 def _activation_terms(plan: Plan, workload: Workload, shard: StageShard, tokens: float, k: Kernels,
-                      partial: PartialTraining | None = None) -> dict[str, float]:
+                      partial: PartialTraining | None = None, key: Plan | None = None) -> dict[str, float]:
     """Activation bytes of one GPU of the stage, by kind; memoized within a search
-    (planner/cost/memo.py) on every input it reads."""
+    (planner/cost/memo.py) on every input it reads (`key`: the plan's `activation_key`, when
+    the caller has it)."""
+    key = key if key is not None else activation_key(plan, workload)
     # Of the shard it reads only which layers the stage holds, not the parameters they hold.
     where = evolve(shard, dense=0.0, expert=0.0, moe_layers=0)
-    return dict(memo.lookup(_ACTIVATIONS, (activation_key(plan, workload), workload, where, tokens, k, partial),
+    return dict(memo.lookup(_ACTIVATIONS, (key, workload, where, tokens, k, partial),
                             lambda: _fresh_activation_terms(plan, workload, shard, tokens, k, partial)))
 
 

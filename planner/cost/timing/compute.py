@@ -94,10 +94,12 @@ def compute_key(plan: Plan) -> Plan:
                    offload_activation_layers=0, moment_dtype="fp32", fp8_param_gather=False, framework="megatron")
 
 
-def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> StageCompute:
+def stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
+                  key: Plan | None = None) -> StageCompute:
     """Compute seconds of one micro-batch on one GPU of a stage (methodology §6.1); memoized within
-    a search (planner/cost/memo.py) on every input it reads."""
-    key = compute_key(plan)
+    a search (planner/cost/memo.py) on every input it reads (`key`: the plan's `compute_key`,
+    when the caller has it)."""
+    key = key if key is not None else compute_key(plan)
     return memo.lookup(_STAGE_COMPUTE, (key, workload, cluster, shard),
                        lambda: _stage_compute(plan, workload, cluster, shard, key))
 

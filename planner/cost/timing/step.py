@@ -27,6 +27,7 @@ from planner.cost.plan import Plan, PlanError
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing.compute import (
     StageCompute,
+    compute_key,
     linear_flops_share,
     recompute_flops_per_token,
     stage_compute,
@@ -181,12 +182,14 @@ class _Stage:
 
 def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
            per_layer: dict[str, tuple[Traffic, ...]], seconds: dict[str, float],
-           schedule: Schedule | None = None, count_bytes: bool = True) -> _Stage:
+           schedule: Schedule | None = None, count_bytes: bool = True,
+           keys: tuple[Plan, Plan] | None = None) -> _Stage:
     """The stage's step; `seconds`: each dimension's `per_layer` traffic in seconds (the same for
     every stage of the plan). `count_bytes` False leaves the bytes on the wire out (None): the search's
     stage seconds never read them, and totalling every link of every dimension is a fifth of a
-    stage's cost."""
-    c = stage_compute(plan, workload, cluster, shard)
+    stage's cost. `keys`: the plan's memo keys (`_memo_keys`), the same for every stage."""
+    compute_memo, data_parallel_memo = keys if keys is not None else _memo_keys(plan)
+    c = stage_compute(plan, workload, cluster, shard, compute_memo)
     m, layers = plan.gas, shard.num_layers
     offload_s = _activation_offload_seconds(plan, workload, cluster, shard)
     # Share of the stage's layers recomputed in full (all of them unless recompute_layers says).
@@ -204,7 +207,7 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     cp_total = layers * seconds["cp"]
     cp_f = _exposed(cp_total / 3, c.attention_forward)
     cp_b = _exposed(2 * cp_total / 3, 2 * c.attention_forward) + cp_f * share
-    d = _data_parallel(plan, workload, cluster, shard)
+    d = _data_parallel(plan, workload, cluster, shard, data_parallel_memo)
     if d.synchronized:
         dp_f, dp_b = d.microbatch_forward_s, d.microbatch_backward_s
     elif plan.zero == 3:
@@ -250,9 +253,13 @@ class _DataParallel:
 _DATA_PARALLEL = memo.new_cache()
 
 
-def _data_parallel(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard) -> _DataParallel:
-    """`_fresh_data_parallel`, memoized within a search on the plan without its recompute keys."""
-    key = evolve(plan, recompute="none", recompute_layers=None, recompute_modules=None)
+def _memo_keys(plan: Plan) -> tuple[Plan, Plan]:
+    """The keys a stage's compute and its data-parallel terms are memoized on."""
+    return compute_key(plan), evolve(plan, recompute="none", recompute_layers=None, recompute_modules=None)
+
+
+def _data_parallel(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard, key: Plan) -> _DataParallel:
+    """`_fresh_data_parallel`, memoized within a search on the plan without its recompute keys (`key`)."""
     return memo.lookup(_DATA_PARALLEL, (key, workload, cluster, shard),
                        lambda: _fresh_data_parallel(plan, workload, cluster, shard))
 
@@ -414,9 +421,10 @@ def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
     }
     seconds = {dim: total_seconds(t, cluster) for dim, t in per_layer.items()}
     m = plan.gas
+    keys = _memo_keys(plan)
     out = tuple(
         StageSeconds(microbatch=s.forward + s.backward, tail=s.dp_step + s.optimizer + s.offload,
                      comm=m * (s.tp + s.cp + s.ep + s.dp_microbatch) + s.dp_step)
-        for s in (_stage(plan, workload, cluster, shard, per_layer, seconds, count_bytes=False)
+        for s in (_stage(plan, workload, cluster, shard, per_layer, seconds, count_bytes=False, keys=keys)
                   for shard in stage_shards(plan, arch, stages)))
     return out, (plan.pp - 1) * plan.vpp * seconds["pp"]
