@@ -12,9 +12,11 @@ from functools import lru_cache
 
 from planner.cost.plan import Plan
 from planner.model.architecture import Architecture
+from planner.model.frozen import hash_once
 from planner.model.params import embedding_params, layer_params, output_params
 
 
+@hash_once
 @dataclass(frozen=True)
 class StageShard:
     """Parameters held by one GPU of a pipeline stage, after TP and EP sharding."""
@@ -63,10 +65,19 @@ def _layer_sums(arch: Architecture, first: int, count: int) -> tuple[int, int, i
 
 def stage_shards(plan: Plan, arch: Architecture, only: tuple[int, ...] | None = None) -> list[StageShard]:
     """One `StageShard` per pipeline stage, in order; `only`: just these stages, in order."""
-    pp, tp, ep, etp = plan.parallel.pp, plan.parallel.tp, plan.parallel.ep, plan.expert_tp
+    pp = plan.parallel.pp
+    counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
+    return list(_shards(arch, counts, plan.parallel.tp, plan.parallel.ep, plan.expert_tp, only))
+
+
+@lru_cache(maxsize=4096)
+def _shards(arch: Architecture, counts: tuple[int, ...], tp: int, ep: int, etp: int,
+            only: tuple[int, ...] | None) -> tuple[StageShard, ...]:
+    """The shards of a partition, made once: a search asks for the same ones for every plan of
+    its layout (and the same objects hash once, hash_once, as memo keys)."""
+    pp = len(counts)
     shards = []
     first = 0
-    counts = plan.layer_partition(arch.num_layers) or stage_layer_counts(arch.num_layers, pp)
     for stage, count in enumerate(counts):
         if only is not None and stage not in only:
             first += count
@@ -89,4 +100,4 @@ def stage_shards(plan: Plan, arch: Architecture, only: tuple[int, ...] | None = 
             moe_layers=moe_layers,
         ))
         first += count
-    return shards
+    return tuple(shards)
