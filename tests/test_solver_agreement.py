@@ -15,7 +15,7 @@ from planner.model import architecture_from_config, load_architecture
 from planner.search import JobDefaults, candidate_table, search
 from planner.search.brute import best_point, solve_brute
 from planner.search.cpsat import solve_cpsat
-from planner.search.layouts import KiB, build_layout, lead_layers, partitions
+from planner.search.layouts import KiB, build_layout, fits_somewhere, lead_layers, partitions
 from planner.search.point import Point, linear, lower_bound
 from planner.search.runners_up import layout_best
 from planner.spec.cluster import ClusterSpec
@@ -402,3 +402,16 @@ def test_no_point_of_a_layout_beats_its_lower_bound(case, objective):
     assert lower_bound(layout, objective, 8) <= best.cost
     if objective == "memory" and not layout.recompute_step:
         assert lower_bound(layout, objective, 8) == best.cost
+
+
+@settings(max_examples=300, **AGREEMENT)
+@given(st.one_of(traded_layouts(), shared_count_layouts()), st.integers(0, 3000))
+def test_a_layout_screened_out_has_no_point_that_fits(case, capacity):
+    """layouts.fits_somewhere, which decides which layouts are timed, against brute force: a
+    layout with a point within `capacity` always passes; one whose classes choose their counts
+    apart passes only then."""
+    layout = case[0]
+    fits = best_point(layout, {}, capacity, None, "memory", 8) is not None
+    assert fits_somewhere(layout, capacity, 8) >= fits
+    if not layout.recompute_step:
+        assert fits_somewhere(layout, capacity, 8) == fits

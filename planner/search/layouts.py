@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-import numpy as np
-
 from planner.cost.cluster import Cluster
 from planner.cost.memory import estimate_memory
 from planner.cost.plan import PLAN_KEYS, Plan
@@ -211,7 +209,8 @@ def _probes(plan: Plan, workload: Workload, lead: int) -> _Probes:
 def build_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int | None,
                  screen_kib: int | None = None) -> list[Layout]:
     """The layout(s) of one candidate plan: one with variables, or an exact point. With
-    `screen_kib`, a layout that fits nowhere in that many KiB is not timed (`timed` False)."""
+    `screen_kib`, a layout with variables is timed only where it fits somewhere in that many KiB
+    (else `timed` False); an exact point is timed whatever its memory."""
     pp, vpp = plan.parallel.pp, plan.parallel.vpp
     m_factor = plan.gas + (pp - 1) / vpp
     if lead is None:
@@ -281,20 +280,10 @@ def _exact(plan: Plan, workload: Workload, cluster: Cluster, m_factor: float) ->
 
 def fits_somewhere(layout: Layout, capacity_kib: int, layers: int) -> bool:
     """Some partition and recompute counts of the layout fit in `capacity_kib` (memory alone):
-    each class at its least memory (recompute none, one layer or all), over every partition."""
-    from planner.search.point import split_matrix  # point imports this module
-    split = split_matrix(layout, layers)
-    worst = np.zeros(len(split), dtype=np.int64)
-    for k, ((a, b, c, w), cls) in enumerate(zip(layout.mem, layout.classes)):
-        n = split[:, k]
-        base = a + b * n
-        options = [base]
-        if cls.recompute == "free":
-            options += [base + c + w, base + c * n + w]
-        elif cls.recompute == "all":
-            options.append(base + c * n + w)
-        worst = np.maximum(worst, np.min(np.stack(options), axis=0))
-    return bool((worst <= capacity_kib).any())
+    each class at its least memory (recompute none, one layer or all), over every partition,
+    which is the layout's lower bound for memory (point.lower_bound)."""
+    from planner.search.point import lower_bound  # point imports this module
+    return 0 <= capacity_kib and lower_bound(layout, "memory", layers) <= capacity_kib
 
 
 class TableBuilder:
@@ -343,7 +332,8 @@ class TableBuilder:
         layers = self.workload.arch.num_layers
         if self.screen and not made[0].timed:
             self.unfit[key] = min(self.unfit.get(key, plan.mbs), plan.mbs)
-        elif self.screen and any(m.timed and fits_somewhere(m, self.screen_kib, layers) for m in made):
+        elif self.screen and any(m.timed and (not m.exact or fits_somewhere(m, self.screen_kib, layers))
+                                 for m in made):  # build_layout timed the others because they fit
             self.fits.add(plan.with_(offload="none").key())
         return made
 
