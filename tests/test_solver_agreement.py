@@ -170,7 +170,7 @@ def test_cpsat_proves_the_optimum_of_tables_that_once_misled_it(spec, job):
     bounds = [lower_bound(lay, "step-time", layers) for lay in layouts]
     first = [layouts[i] for i in sorted(range(len(layouts)), key=lambda i: (bounds[i], i))[:cpsat.FIRST_BATCH]]
     pm = cpsat.build_model(first, {}, capacity, host, "step-time", layers)
-    cpsat._hint(pm, 0, layout_best(first[0], {}, capacity, host, "step-time", layers))
+    cpsat._warm_start(pm, 0, layout_best(first[0], {}, capacity, host, "step-time", layers))
     solver = cpsat._new_solver(work_limit=1.0)
     assert solver.solve(pm.model) == cp_model.OPTIMAL
     assert solver.objective_value == solve_brute(first, {}, capacity, host, 1, "step-time", layers)[0].cost

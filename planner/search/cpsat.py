@@ -61,7 +61,7 @@ class PlanModel:
     groups: dict[int, _Group]
     assumptions: dict[int, str]
     """Assumption literal index -> what it enforces (`memory`, `host memory`, `constraints.tp`)."""
-    objective: cp_model.LinearExprT = 0
+    objective: cp_model.LinearExprT
     """What the model minimizes."""
 
 
@@ -244,7 +244,7 @@ def _new_solver(time_limit: float | None = None, work_limit: float | None = None
     return solver
 
 
-def _hint(pm: PlanModel, index: int, point: Point | None) -> None:
+def _warm_start(pm: PlanModel, index: int, point: Point | None) -> None:
     """Start from layout `index` (the least lower bound), and bound the objective by its own best
     point's cost (`point`: a plan of the model, so no optimum costs more). Every row but one is
     enforced by a layout, so the linear relaxation bounds nothing: hinted with the layout alone,
@@ -328,7 +328,7 @@ def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_k
     """The best point of the layouts (exactly one chosen), or, when there is none, the
     requirements to blame (a minimal core of the assumption literals)."""
     pm = build_model(layouts, constraints, capacity_kib, host_capacity_kib, objective, layers)
-    _hint(pm, hint, layout_best(layouts[hint], constraints, capacity_kib, host_capacity_kib, objective, layers))
+    _warm_start(pm, hint, layout_best(layouts[hint], constraints, capacity_kib, host_capacity_kib, objective, layers))
     solver = _new_solver(time_limit)
     status = solver.solve(pm.model)
     if status == cp_model.INFEASIBLE:

@@ -209,10 +209,10 @@ class _LayerTerms:
         return out
 
     def kind(self, i: int) -> object:
-        """What `_layer` reads of the index `i`: whether the layer routes to experts and its
-        FLOPs per token (which carry its attention window); under partial fine-tuning, which
-        modules train varies by layer too, so there the index itself. Layers of one kind have
-        the same terms: DeepSeek-V3's 61 layers are of two kinds."""
+        """What `_layer` reads of the index `i`: whether the layer routes to experts, its
+        attention window (the kernel's tiles) and its FLOPs per token; under partial fine-tuning,
+        which modules train varies by layer too, so there the index itself. Layers of one kind
+        have the same terms: DeepSeek-V3's 61 layers are of two kinds."""
         if self.workload.partial is not None:
             return i
         windows = self.workload.layer_windows

@@ -182,13 +182,12 @@ class _Stage:
 
 def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
            per_layer: dict[str, tuple[Traffic, ...]], seconds: dict[str, float],
-           schedule: Schedule | None = None, count_bytes: bool = True,
-           keys: tuple[Plan, Plan] | None = None) -> _Stage:
+           keys: tuple[Plan, Plan], schedule: Schedule | None = None, count_bytes: bool = True) -> _Stage:
     """The stage's step; `seconds`: each dimension's `per_layer` traffic in seconds (the same for
     every stage of the plan). `count_bytes` False leaves the bytes on the wire out (None): the search's
     stage seconds never read them, and totalling every link of every dimension is a fifth of a
     stage's cost. `keys`: the plan's memo keys (`_memo_keys`), the same for every stage."""
-    compute_memo, data_parallel_memo = keys if keys is not None else _memo_keys(plan)
+    compute_memo, data_parallel_memo = keys
     c = stage_compute(plan, workload, cluster, shard, compute_memo)
     m, layers = plan.gas, shard.num_layers
     offload_s = _activation_offload_seconds(plan, workload, cluster, shard)
@@ -347,7 +346,8 @@ def _estimate_time(plan: Plan, workload: Workload, cluster: Cluster,
         "pp": pp_traffic(plan, arch, seq, cluster),
     }
     seconds = {dim: total_seconds(t, cluster) for dim, t in per_layer.items()}
-    stages = [_stage(plan, workload, cluster, s, per_layer, seconds, schedule) for s in stage_shards(plan, arch)]
+    keys = _memo_keys(plan)
+    stages = [_stage(plan, workload, cluster, s, per_layer, seconds, keys, schedule) for s in stage_shards(plan, arch)]
     pace = max(stages, key=lambda s: s.forward + s.backward)
     tail = max(stages, key=lambda s: s.dp_step + s.optimizer + s.offload)
     per_microbatch = pace.forward + pace.backward
@@ -425,6 +425,6 @@ def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
     out = tuple(
         StageSeconds(microbatch=s.forward + s.backward, tail=s.dp_step + s.optimizer + s.offload,
                      comm=m * (s.tp + s.cp + s.ep + s.dp_microbatch) + s.dp_step)
-        for s in (_stage(plan, workload, cluster, shard, per_layer, seconds, count_bytes=False, keys=keys)
+        for s in (_stage(plan, workload, cluster, shard, per_layer, seconds, keys, count_bytes=False)
                   for shard in stage_shards(plan, arch, stages)))
     return out, (plan.pp - 1) * plan.vpp * seconds["pp"]
