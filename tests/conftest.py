@@ -26,6 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+def space_gpu(job: dict) -> str:
+    """The GPU of the engines' round-trip spaces: an H100, or a B200 for the jobs in mxfp8, which
+    only block-scaling tensor cores run."""
+    return "b200_hgx" if job.get("precision") == "mxfp8" else "h100_sxm_80gb"
+
+
 @pytest.fixture
 def write_yaml(tmp_path):
     """Write a mapping (or raw text) as a YAML file under tmp_path and return its path."""

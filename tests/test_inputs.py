@@ -73,9 +73,6 @@ def test_unknown_preset_in_a_job_names_file_and_field(tmp_path):
     ("mi300x", "mxfp8", "mi300x has no mxfp8 (block-scaled fp8) tensor cores; use fp8"),
     ("a100_sxm_80gb", "mxfp8", "a100_sxm_80gb has no mxfp8 (block-scaled fp8) tensor cores; use bf16"),
     ("a100_sxm_80gb", "fp8", "a100_sxm_80gb has no fp8 tensor cores; use bf16"),
-    # Blackwell and MI355X have the tensor cores; the memory and time models do not cover mxfp8 yet.
-    ("b200_hgx", "mxfp8", "mxfp8 is not covered by the memory and time models yet; plan with fp8"),
-    ("mi355x", "mxfp8", "mxfp8 is not covered by the memory and time models yet; plan with fp8"),
 ])
 def test_precision_is_checked_against_the_gpu(tmp_path, gpu, precision, fragment):
     cluster = tmp_path / "cluster.yaml"
@@ -88,6 +85,15 @@ def test_precision_is_checked_against_the_gpu(tmp_path, gpu, precision, fragment
     assert str(job) in str(info.value) and "precision" in str(info.value)
 
 
-def test_plan_spec_offers_only_modelled_precisions(inputs):
-    with pytest.raises(InputError, match="precision='mxfp8': valid: bf16, fp16, fp8, fp32"):
-        parse_plan_spec("precision=mxfp8", inputs)
+@pytest.mark.parametrize("gpu", ["b200_hgx", "gb200_nvl72_per_gpu", "b300_hgx", "mi355x"])
+def test_mxfp8_jobs_load_where_the_tensor_cores_scale_blocks(tmp_path, gpu):
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(f"gpu: {gpu}\ngpus_per_node: 8\n")
+    job = tmp_path / "job.yaml"
+    job.write_text("model: llama3-8b\nseq_len: 2048\nglobal_batch: 64\nprecision: mxfp8\n")
+    assert load_inputs(cluster, job).defaults.precision == "mxfp8"
+
+
+def test_plan_spec_names_every_precision_on_a_typo(inputs):
+    with pytest.raises(InputError, match="precision='mxfp4': valid: bf16, fp16, fp8, mxfp8, fp32"):
+        parse_plan_spec("precision=mxfp4", inputs)

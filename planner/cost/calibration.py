@@ -151,10 +151,15 @@ def mamf_fraction(gpu_id: str, dtype: str) -> float:
     """Best-shape GEMM fraction of dense peak for a catalog GPU and compute dtype.
 
     fp8 without a published figure falls back to the bf16 fraction; fp16/fp32(tf32) use bf16's.
+    mxfp8 takes fp8's: the same tensor-core instructions at the same rate, the block scales read
+    in the GEMM itself (tcgen05.mma kind::mxf8f6f4; no MAMF sweep of block-scaled GEMMs is
+    published).
     """
     for prefix in sorted(MAMF_FRACTION, key=len, reverse=True):
         if gpu_id.startswith(prefix):
             table = MAMF_FRACTION[prefix]
+            if dtype == "mxfp8":
+                dtype = "fp8"
             return table.get(dtype, table["bf16"])
     return DEFAULT_MAMF_FRACTION
 

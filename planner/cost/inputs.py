@@ -32,9 +32,6 @@ from planner.spec.errors import InputError, did_you_mean, shown
 from planner.spec.job import Optimizer, Precision
 from planner.spec.plan_keys import AUTO, resolve_framework
 
-UNMODELLED_PRECISIONS = ("mxfp8",)
-"""Job precisions the hardware check knows but the memory and time models do not (yet)."""
-
 
 @dataclass(frozen=True)
 class JobInputs:
@@ -120,8 +117,6 @@ def _check_precision(precision: str, gpu: Accelerator | None, job_file: str | No
         missing = missing_peak(precision, gpu)
         if missing:
             raise fail(f"{missing}; use bf16")
-    if precision in UNMODELLED_PRECISIONS:
-        raise fail(f"{precision} is not covered by the memory and time models yet; plan with fp8")
 
 
 def missing_peak(precision: str, gpu: Accelerator) -> str | None:
@@ -169,7 +164,7 @@ _FLAGS = ("sp", "fp8_param_gather")
 _BOOL = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 _CHOICES = {"recompute": RECOMPUTE_POLICIES, "offload": OFFLOAD_CHOICES, "quant": QUANT_CHOICES,
             "moment_dtype": MOMENT_DTYPES,
-            "precision": tuple(p for p in get_args(Precision) if p not in UNMODELLED_PRECISIONS),
+            "precision": get_args(Precision),
             "optimizer": get_args(Optimizer)}
 
 

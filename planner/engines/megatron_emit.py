@@ -129,7 +129,10 @@ def plan_flags(plan: Plan, workload: Workload) -> tuple[list[str], list[str], li
         training += {"none": [], "selective": ["--recompute-granularity selective"],
                      "full": ["--recompute-granularity full", "--recompute-method uniform", "--recompute-num-layers 1"]
                      }[plan.recompute]
-    training += {"bf16": ["--bf16"], "fp16": ["--fp16"], "fp8": ["--bf16", "--fp8-format hybrid"], "fp32": []
+    # MXFP8: e4m3 for every tensor, Transformer Engine's MXFP8BlockScaling (Megatron-LM
+    # --fp8-recipe mxfp8, megatron/core/fp8_utils.py `get_fp8_recipe`).
+    training += {"bf16": ["--bf16"], "fp16": ["--fp16"], "fp8": ["--bf16", "--fp8-format hybrid"],
+                 "mxfp8": ["--bf16", "--fp8-format e4m3", "--fp8-recipe mxfp8"], "fp32": []
                  }[plan.precision]
     training += ["--optimizer sgd", f"--sgd-momentum {SGD_MOMENTUM_DEFAULT if plan.optimizer == 'sgd-momentum' else 0}"
                  ] if plan.optimizer.startswith("sgd") else ["--optimizer adam"]

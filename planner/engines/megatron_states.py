@@ -53,6 +53,8 @@ def precision(r: FlagReader) -> str:
     if bf16 and fp16:
         raise r.error("fp16", "cannot be combined with --bf16 (validate_args)")
     fp8 = r.choice("fp8-format", ("e4m3", "hybrid"))
+    if fp8 and r.choice("fp8-recipe", ("tensorwise", "delayed", "mxfp8", "blockwise", "custom")) == "mxfp8":
+        return "mxfp8"  # block scaling, one scale per 32 elements (megatron/core/fp8_utils.py)
     return "fp8" if fp8 else "bf16" if bf16 else "fp16" if fp16 else "fp32"
 
 
@@ -67,13 +69,17 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
     if r.flag("grad-reduce-in-bf16"):
         # The gradient buffer takes the parameters' dtype unless grad_reduce_in_fp32
         # (distributed_data_parallel.py): bf16 main gradients, and bf16 reduce-scatter.
-        if plan_precision in ("bf16", "fp8"):
+        if plan_precision in ("bf16", "fp8", "mxfp8"):
             grad = 2
         else:
             warnings.append(f"--grad-reduce-in-bf16 with {plan_precision} parameters: gradients keep their dtype")
     if r.flag("fp8-param-gather"):
         if plan_precision == "fp8":
             weight = 1  # Float8Tensor parameters: a uint8 parameter buffer (distributed_data_parallel.py)
+        elif plan_precision == "mxfp8":
+            warnings.append("--fp8-param-gather with --fp8-recipe mxfp8: MXFP8 parameters (a row-wise and a"
+                            " column-wise copy with their block scales, megatron/core/fp8_utils.py) are not"
+                            " modelled; counted as 16-bit weights")
         else:
             warnings.append("--fp8-param-gather without --fp8-format: Megatron-LM asserts fp8 (validate_args);"
                             " counted as 16-bit weights")
@@ -89,9 +95,10 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
         # master weights; with bf16 parameters it stores the 16-bit remainders of fp32 values
         # (`store_param_remainders`, distrib_optimizer.py: an int16 master_param shard).
         if main_params != 4 or plan_precision != "fp8" or recipe == "delayed" or r.flag("optimizer-cpu-offload"):
-            master = 2 if main_params == 4 and plan_precision in ("bf16", "fp8") and weight is None else main_params
+            master = 2 if main_params == 4 and plan_precision in ("bf16", "fp8", "mxfp8") and weight is None \
+                else main_params
             master = None if master == 4 else master
-        if main_grads != 4 and grad is None and plan_precision in ("bf16", "fp8"):
+        if main_grads != 4 and grad is None and plan_precision in ("bf16", "fp8", "mxfp8"):
             grad = main_grads
     else:
         for name in ("main-grads-dtype", "main-params-dtype", "exp-avg-dtype", "exp-avg-sq-dtype"):

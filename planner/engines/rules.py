@@ -14,6 +14,7 @@ from functools import partial
 from planner.cost.cluster import Cluster
 from planner.cost.inputs import missing_peak
 from planner.cost.plan import RECOMPUTE_MODULES, Plan, PlanError
+from planner.cost.precisions import MX_BLOCK
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 
@@ -228,6 +229,33 @@ def _fp8_gather(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     return ["fp8_param_gather needs precision fp8"]
 
 
+def _mx_blocks(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    """Transformer Engine quantizes a tensor to MXFP8 only when both of its dimensions divide by
+    the block of 32 (transformer_engine csrc/quantizer.cpp `MXFP8Quantizer::create_tensor`,
+    NVTE_CHECK): every linear layer's input and weight on each TP rank, and the tokens of a
+    micro-batch on each rank (per SP shard). torchao's MX linears skip a layer that does not
+    divide instead (torchtitan's `filter_fqns` note), so the rule is Transformer Engine's."""
+    if plan.precision != "mxfp8" or workload.engine.kernels != "megatron":
+        return []
+    arch, p = workload.arch, plan.parallel
+    att = arch.attention
+    widths = {"hidden": arch.hidden, "query width / tp": att.q_dim / p.tp,
+              "key-value width / tp": att.kv_dim / p.tp}
+    if not all(arch.is_moe_layer(i) for i in range(arch.num_layers)):
+        widths["ffn / tp"] = arch.ffn / p.tp
+    if arch.moe is not None:
+        widths["expert ffn / expert tp"] = arch.moe.expert_ffn / plan.expert_tp
+        if arch.moe.shared_ffn:
+            widths["shared-expert ffn / tp"] = arch.moe.shared_ffn / p.tp
+    tokens = plan.mbs * workload.seq_len / p.cp / (p.tp if p.sp else 1)
+    out = [f"mxfp8: {name} {value:g} is not a multiple of {MX_BLOCK}" for name, value in widths.items()
+           if value % MX_BLOCK]
+    if tokens % MX_BLOCK:
+        out.append(f"mxfp8: {tokens:g} tokens per micro-batch and rank (mbs x seq_len / cp"
+                   f"{' / tp' if p.sp else ''}) is not a multiple of {MX_BLOCK}")
+    return out
+
+
 def _offload(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     out = []
     if plan.offload != "none" and plan.zero < 1:
@@ -252,6 +280,8 @@ def _precision(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     out, gpu = [], cluster.gpu
     if plan.precision == "fp8" and not gpu.supports("fp8"):
         out.append(f"{gpu.id} has no fp8 tensor cores")
+    if plan.precision == "mxfp8" and not gpu.supports("mxfp8"):
+        out.append(f"{gpu.id} has no mxfp8 (block-scaled fp8) tensor cores")
     if plan.precision.startswith("bf16") and not gpu.supports("bf16"):
         out.append(f"{gpu.id} has no bf16 support; use fp16")
     missing = missing_peak(plan.precision, gpu)
@@ -282,6 +312,7 @@ RULES = (
     Rule(("offload", "zero"), _offload),
     Rule(("lora_rank", "quant"), _adapters),
     Rule(("precision",), _precision),
+    Rule(("precision", "tp", "sp", "cp", "mbs", "etp"), _mx_blocks),
 )
 """Every rule besides the degrees', in the order `plan_problems` reports them."""
 

@@ -20,7 +20,7 @@ from planner.cost.plan import ParallelDims, Plan
 from planner.cost.shard import stage_layer_counts
 from planner.engines import FrameworkJob, check_runnable, with_framework
 from planner.engines.pipeline_layout import stage_counts
-from planner.engines.torchtitan_emit import FLOAT8
+from planner.engines.torchtitan_emit import FLOAT8, MX
 from planner.engines.torchtitan_models import SHIPPED, model_shape
 from planner.spec.errors import InputError, did_you_mean
 from planner.spec.reading import read_text
@@ -161,14 +161,15 @@ def _precision(t: _Toml, fsdp: bool, tp: int, pp: int, job_precision: str) -> st
     param = t.get("training", "mixed_precision_param", "bfloat16", str)
     converters = t.get("model", "converters", [], list)
     for name in converters:
-        if name not in (FLOAT8, "float8"):
-            t.warnings.append(f"model.converters {name}: not modelled"
-                              + ("; MX formats counted as fp8" if "mx" in str(name) else ""))
+        if name not in (FLOAT8, "float8", MX, "mx"):
+            t.warnings.append(f"model.converters {name}: not modelled")
     if dtype not in ("float32", "bfloat16"):
         raise t.error("training.dtype", f"{dtype!r}: valid: float32, bfloat16")
     if dtype == "bfloat16":
         precision = "bf16-pure"
-    elif any(n in (FLOAT8, "float8") or "mx" in str(n) for n in converters):
+    elif any(n in (MX, "mx") for n in converters):
+        precision = "mxfp8"
+    elif any(n in (FLOAT8, "float8") for n in converters):
         precision = "fp8"
     elif param == "float32":
         precision = "fp32"

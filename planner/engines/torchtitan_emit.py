@@ -31,13 +31,18 @@ from planner.engines.torchtitan_models import model_shape, shipped_flavor
 JOB_TOML, LAUNCH, FLAVOR_MODULE = "job.toml", "torchtitan_launch.sh", "planner_flavor.py"
 FLOAT8 = "quantize.linear.float8"
 """The float8 converter's registered name (components/quantization/float8.py)."""
+MX = "quantize.linear.mx"
+"""The MX (mxfp8) converter's registered name (components/quantization/mx.py); its default recipe,
+`mxfp8_cublas`, is torchao's MXFP8 with cuBLAS's block-scaled GEMMs."""
+CONVERTERS = {"fp8": FLOAT8, "mxfp8": MX}
+"""The linear-layer converter of each 8-bit precision."""
 
 TORCHTITAN_VALUES: dict[str, tuple] = profile("torchtitan").values
 """The plan values torchtitan launches: its profile's (planner/engines/profiles/torchtitan.py)."""
 _WORDS = {"zero": "ZeRO stage (FSDP2 shards as ZeRO-3, or ZeRO-2 without resharding; DDP is ZeRO-0)",
           "offload": "offload (training.enable_cpu_offload moves parameters, gradients and optimizer together)",
           "recompute": "recompute (activation_checkpoint.mode full or none)",
-          "precision": "precision (bf16 mixed, bf16 training.dtype, fp32, float8)", "optimizer": "optimizer",
+          "precision": "precision (bf16 mixed, bf16 training.dtype, fp32, float8, mxfp8)", "optimizer": "optimizer",
           "lora_rank": "LoRA", "quant": "quantized base weights"}
 
 def torchtitan_problems(plan: Plan, workload: Workload) -> list[str]:
@@ -95,15 +100,15 @@ def job_sections(plan: Plan, workload: Workload, name: str, flavor: str, custom:
                          "pipeline_parallel_microbatch_size": plan.mbs,
                          "module_fqns_per_model_part": model_parts(counts, p.vpp)})
     model = {"name": name, "flavor": flavor, "hf_assets_path": "./assets/hf/tokenizer"}
-    if plan.precision == "fp8":
-        model["converters"] = [FLOAT8]
+    if plan.precision in CONVERTERS:
+        model["converters"] = [CONVERTERS[plan.precision]]
     sections = {"job": {"dump_folder": "./outputs", "description": f"{arch.name} from planner"}, "model": model,
                 "optimizer": {"name": {"adam": "Adam"}.get(plan.optimizer, "AdamW"), "lr": 3e-4},
                 "training": training, "parallelism": parallel,
                 "activation_checkpoint": {"mode": "full" if plan.recompute == "full" else "none"},
                 "compile": {"enable": False}}
-    if plan.precision == "fp8":
-        sections["quantize.linear.float8"] = {"filter_fqns": ["output"]}
+    if plan.precision in CONVERTERS:
+        sections[CONVERTERS[plan.precision]] = {"filter_fqns": ["output"]}
     if custom:
         sections["experimental"] = {"custom_import": FLAVOR_MODULE.removesuffix(".py")}
     return sections

@@ -162,7 +162,8 @@ class JobSpec(_Strict):
     most 2^32 tokens per step."""
     precision: Precision = "bf16"
     """bf16/fp16/fp8: mixed precision with fp32 master weights and optimizer states; mxfp8:
-    fp8 GEMMs with a block scale per 32 elements (Blackwell, MI355X)."""
+    the same with fp8 GEMMs that scale each block of 32 elements (Blackwell, MI355X; Megatron-Core
+    and torchtitan)."""
     optimizer: Optimizer = "adamw"
     """adamw/adam (two fp32 states), adamw8bit (two 8-bit states with block scales), sgd,
     sgd-momentum (one state) or adafactor (factored second moment)."""

@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 
 import pytest
+from conftest import space_gpu
 
 core = pytest.importorskip("megatron.core")
 torch = pytest.importorskip("torch")
@@ -71,11 +72,12 @@ def _fields(cls) -> set[str]:
 def spaces(tmp_path_factory):
     import yaml
     root = tmp_path_factory.mktemp("megatron-validate")
-    (root / "cluster.yaml").write_text(yaml.safe_dump({"gpu": "h100_sxm_80gb", "gpus_per_node": 8, "nodes": 1}))
+    for gpu in ("h100_sxm_80gb", "b200_hgx"):
+        (root / f"{gpu}.yaml").write_text(yaml.safe_dump({"gpu": gpu, "gpus_per_node": 8, "nodes": 1}))
     out = {}
     for name, (job, constraints) in _JOBS.items():
         (root / f"{name}.yaml").write_text(yaml.safe_dump(job))
-        inputs = load_inputs(root / "cluster.yaml", root / f"{name}.yaml")
+        inputs = load_inputs(root / f"{space_gpu(job)}.yaml", root / f"{name}.yaml")
         limits = {k: Constraint(values=tuple(v)) for k, v in constraints.items()}
         out[name] = (inputs, [p for p in candidate_plans(inputs.workload, inputs.cluster, inputs.defaults, limits)
                               if not megatron_problems(p)])
@@ -167,7 +169,9 @@ def test_emitted_scripts_build_megatron_core_configs_with_the_plans_values(space
             (counts[0], counts[-1])
     assert transformer.recompute_granularity == {"none": None}.get(plan.recompute, plan.recompute)
     assert (transformer.bf16, transformer.fp16, transformer.fp8) == (
-        plan.precision in ("bf16", "fp8"), plan.precision == "fp16", "hybrid" if plan.precision == "fp8" else None)
+        plan.precision in ("bf16", "fp8", "mxfp8"), plan.precision == "fp16",
+        {"fp8": "hybrid", "mxfp8": "e4m3"}.get(plan.precision))
+    assert (transformer.fp8_recipe == "mxfp8") == (plan.precision == "mxfp8")
     assert optimizer.optimizer == ("sgd" if plan.optimizer.startswith("sgd") else "adam")
     assert ddp.use_distributed_optimizer == (plan.zero == 1)
     assert optimizer.optimizer_cpu_offload == (plan.offload == "optimizer")

@@ -17,6 +17,7 @@ import importlib
 import sys
 
 import pytest
+from conftest import space_gpu
 
 torch = pytest.importorskip("torch")
 torchtitan = pytest.importorskip("torchtitan")
@@ -117,11 +118,12 @@ def test_default_pipeline_split_is_torchtitans(stages, layers, first, last):
 def spaces(tmp_path_factory):
     import yaml
     root = tmp_path_factory.mktemp("torchtitan-validate")
-    (root / "cluster.yaml").write_text(yaml.safe_dump({"gpu": "h100_sxm_80gb", "gpus_per_node": 8, "nodes": 1}))
+    for gpu in ("h100_sxm_80gb", "b200_hgx"):
+        (root / f"{gpu}.yaml").write_text(yaml.safe_dump({"gpu": gpu, "gpus_per_node": 8, "nodes": 1}))
     out = {}
     for name, (job, constraints) in _JOBS.items():
         (root / f"{name}.yaml").write_text(yaml.safe_dump(job))
-        inputs = load_inputs(root / "cluster.yaml", root / f"{name}.yaml")
+        inputs = load_inputs(root / f"{space_gpu(job)}.yaml", root / f"{name}.yaml")
         limits = {k: Constraint(values=tuple(v)) for k, v in constraints.items()}
         out[name] = (inputs, [p for p in candidate_plans(inputs.workload, inputs.cluster, inputs.defaults, limits)
                               if not torchtitan_problems(p, inputs.workload)])
@@ -148,6 +150,9 @@ def test_emitted_jobs_parse_into_torchtitans_job_config(spaces, data, tmp_path_f
     assert config.activation_checkpoint.mode == ("full" if plan.recompute == "full" else "none")
     assert config.training.enable_cpu_offload == (plan.offload == "optimizer+params")
     assert ("quantize.linear.float8" in config.model.converters) == (plan.precision == "fp8")
+    assert ("quantize.linear.mx" in config.model.converters) == (plan.precision == "mxfp8")
+    if plan.precision == "mxfp8":
+        assert config.quantize.linear.mx.filter_fqns == ["output"]
     if p.pp > 1:
         parts = config.parallelism.module_fqns_per_model_part
         assert len(parts) == p.pp * p.vpp

@@ -9,6 +9,7 @@ from planner.cost.engine import EngineTraits
 from planner.cost.memory.kernels import Kernels, kernels
 from planner.cost.partial import NORMS, ROUTER, PartialTraining
 from planner.cost.plan import Plan
+from planner.cost.precisions import fp8_recipe, saved_bytes_per_element
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture
 from planner.model.params import ALL_LINEAR, LORA_TARGETS, attention_linears
@@ -65,7 +66,7 @@ def layer_activation_bytes(arch: Architecture, plan: Plan, workload: Workload | 
     modules = (frozenset(plan.recompute_modules or ("core_attn",)) if plan.recompute == "selective"
                else frozenset())
     k = kernels(engine, plan.precision, plan.zero)
-    fp8 = engine.kernels == "megatron" and plan.precision == "fp8"
+    fp8 = fp8_recipe(plan.precision) if engine.kernels == "megatron" else None
     tp, sp, recompute, rank = plan.parallel.tp, plan.parallel.sp, plan.recompute, plan.lora_rank
     etp = plan.expert_tp if arch.moe is not None and plan.parallel.ep > 1 else 1
     if partial is not None:
@@ -138,7 +139,7 @@ def _deepep_routed_bytes(arch: Architecture, e: int, chunked: bool) -> float:
 def _layer_activation_bytes_per_token(arch: Architecture, moe_layer: bool, tp: int, sp: bool, recompute: str,
                                       k: Kernels, adapted: frozenset[str] | None, rank: int,
                                       input_grad: bool = True, modules: frozenset[str] = frozenset(),
-                                      fp8: bool = False, expert_chunks: bool = False, etp: int = 1) -> float:
+                                      fp8: str | None = None, expert_chunks: bool = False, etp: int = 1) -> float:
     h = arch.hidden
     seq_sharded = 1 / tp if sp else 1.0  # tensors of the residual stream: SP-sharded or replicated
     if recompute == "full":
@@ -149,7 +150,7 @@ def _layer_activation_bytes_per_token(arch: Architecture, moe_layer: bool, tp: i
         return replicated * seq_sharded + sharded / tp
     if k.family == "megatron":
         replicated, sharded = _megatron_layer_bytes(arch, moe_layer, recompute, k.act, adapted, rank, input_grad,
-                                                    modules, 1 if fp8 else k.act, etp)
+                                                    modules, saved_bytes_per_element(fp8) if fp8 else k.act, etp)
     else:
         replicated, sharded = _hf_layer_bytes(arch, moe_layer, recompute, k, adapted, rank, input_grad, expert_chunks)
     return replicated * seq_sharded + sharded / tp
@@ -195,12 +196,13 @@ def _needs_grad(adapted: frozenset[str] | None, *names: str) -> int:
 
 def _megatron_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, e: int,
                           adapted: frozenset[str] | None, rank: int, input_grad: bool = True,
-                          modules: frozenset[str] = frozenset(), q: int | None = None,
+                          modules: frozenset[str] = frozenset(), q: float | None = None,
                           etp: int = 1) -> tuple[float, float]:
     """(replicated, TP-sharded) bytes per token of a Megatron/TE layer (see the caller).
 
     `q` bytes per element of what a linear layer saves for its weight gradient: e, or 1 under
-    fp8, where Transformer Engine keeps the fp8-quantized input (column-wise usage) instead of
+    fp8 (1 + 1/32 under MXFP8, its block scales: precisions.saved_bytes_per_element), where
+    Transformer Engine keeps the fp8-quantized input (column-wise usage) instead of
     the 16-bit one (transformer_engine/pytorch/module/linear.py and layernorm_linear.py save
     `inputmat` / `ln_out` quantized). The attention core keeps 16-bit tensors, so the
     out-projection's fp8 input is a second copy of the core's output.

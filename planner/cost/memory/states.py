@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from planner.cost.engine import EngineTraits
 from planner.cost.plan import Plan
+from planner.cost.precisions import FP8_PRECISIONS
 from planner.cost.shard import StageShard
 from planner.cost.workload import Workload
 from planner.model.params import layer_params, lora_params
@@ -12,16 +13,18 @@ from planner.model.params import layer_params, lora_params
 # Mixed precision keeps 16-bit weights and gradients and an fp32 master copy (ZeRO §3: 2 + 2 + 4
 # before the optimizer's 12 - 4 = 8 bytes of Adam moments); fp8 training (Transformer Engine)
 # keeps the same 16-bit parameters and fp32 master weights, casting to fp8 per GEMM (DeepSeek-V3
-# §3.3; TE docs). bf16-autocast keeps fp32 weights and gradients (torch.autocast).
+# §3.3; TE docs), with per-tensor scales (fp8) or a scale per 32 elements (mxfp8: the scales of
+# the quantized copies, not of the parameters). bf16-autocast keeps fp32 weights and gradients (torch.autocast).
 PRECISION_STATE_BYTES: dict[str, tuple[int, int, int]] = {
     "bf16": (2, 2, 4),
     "fp16": (2, 2, 4),
     "fp8": (2, 2, 4),
+    "mxfp8": (2, 2, 4),
     "fp32": (4, 4, 0),
     "bf16-pure": (2, 2, 0),
     "bf16-autocast": (4, 4, 0),
 }
-MIXED = ("bf16", "fp16", "fp8")
+MIXED = ("bf16", "fp16", "fp8", "mxfp8")
 
 # Megatron-LM's gradient buffer under bf16 parameters: fp32 (see `state_bytes`).
 MEGATRON_BF16_GRAD_BYTES = 4
@@ -89,7 +92,7 @@ def state_bytes(engine: EngineTraits, precision: str) -> tuple[int, int, int, in
     if engine.kernels == "deepspeed" and precision == "bf16-pure":
         return 2, 2, 2, 2
     weight, grad, master = PRECISION_STATE_BYTES[precision]
-    if engine.fp32_grad_accumulation and precision in ("bf16", "fp8"):
+    if engine.fp32_grad_accumulation and precision in ("bf16", *FP8_PRECISIONS):
         grad = MEGATRON_BF16_GRAD_BYTES
     fp32_grad = 4 if engine.fp32_gradient_copy and master else 0
     return weight, grad, master, fp32_grad

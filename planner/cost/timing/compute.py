@@ -11,6 +11,7 @@ from planner.cost.cluster import Cluster
 from planner.cost.comm import ep_traffic, total_seconds
 from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
+from planner.cost.precisions import FP8_PRECISIONS, fp8_recipe
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing import elementwise as elt
 from planner.cost.timing.attention import flash_kernel
@@ -20,8 +21,8 @@ from planner.model.flops import layer_flops, logits_flops
 from planner.model.frozen import evolve
 
 COMPUTE_DTYPE = {"bf16": "bf16", "bf16-pure": "bf16", "bf16-autocast": "bf16",
-                 "fp16": "fp16", "fp8": "fp8", "fp32": "fp32"}
-"""Tensor-core dtype of the GEMMs per training precision. fp8 (Transformer Engine) runs the
+                 "fp16": "fp16", "fp8": "fp8", "mxfp8": "mxfp8", "fp32": "fp32"}
+"""Tensor-core dtype of the GEMMs per training precision. fp8 and mxfp8 (Transformer Engine) run the
 linear layers in fp8 and attention and the output layer in bf16; fp32 uses what
 `Accelerator.peak("fp32")` gives (TF32 where the part has it)."""
 
@@ -40,7 +41,7 @@ class _Rate:
     """Peak and large-GEMM efficiency of one GPU and dtype, looked up once per stage."""
 
     def __init__(self, gpu, dtype: str):
-        if dtype == "fp8" and not gpu.supports("fp8"):
+        if dtype in FP8_PRECISIONS and not gpu.supports(dtype):
             dtype = "bf16"
         self.peak = gpu.peak(dtype)
         self.large = cal.GEMM_FRACTION_OF_MAMF * cal.mamf_fraction(gpu.id, dtype)
@@ -152,7 +153,7 @@ class _LayerTerms:
         tp = plan.tp
         dtype = COMPUTE_DTYPE.get(plan.precision, "bf16")
         self.rate = _Rate(gpu, dtype)
-        self.rate16 = rate16 = _Rate(gpu, "bf16" if dtype == "fp8" else dtype)  # attention core, output layer
+        self.rate16 = rate16 = _Rate(gpu, "bf16" if dtype in FP8_PRECISIONS else dtype)  # attention, output layer
         self.hbm = hbm = gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
         seq = workload.seq_len
         self.tokens = tokens = plan.mbs * seq / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
@@ -174,7 +175,8 @@ class _LayerTerms:
         self.score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
         self.score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
         self.framework = framework = workload.engine.kernels  # the kernel family
-        self.fp8 = dtype == "fp8" and framework == "megatron"
+        # Transformer Engine's casts around each GEMM, by recipe (elementwise.layer_bytes).
+        self.fp8 = fp8_recipe(plan.precision) if framework == "megatron" else None
         self.host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
         self.residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP
         self.eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR

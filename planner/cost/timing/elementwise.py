@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.cost import calibration as cal
+from planner.cost.precisions import MX_BLOCK
 from planner.model.architecture import Architecture
 
 EAGER_BACKWARD_FACTOR = 2.0
@@ -77,10 +78,11 @@ def _rmsnorm_eager_bytes_per_unit() -> float:
     return 2 + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 2 + 2 + 2
 
 
-def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fused_rope: bool = False,
+def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None, *, fused_rope: bool = False,
                 fused_norm: bool = False, fused_moe_activation: bool = False,
                 expert_sort: bool = False) -> LayerBytes:
     """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
+    `fp8`: Transformer Engine's quantization recipe (precisions.fp8_recipe), None in 16 bits.
     `fused_rope`, `fused_norm`, `fused_moe_activation`: eager modules with those kernels fused
     (EngineTraits). `expert_sort`: the routed copies are sorted by local expert after the
     all-to-all and back before the combine (`EXPERT_SORT_BYTES_PER_ELEMENT`)."""
@@ -126,7 +128,22 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
     else:
         activation = cal.ACTIVATION_BYTES_PER_FFN_UNIT["gated" if gated else "gelu"] * ffn_units
     casts = norm_casts = backward_casts = backward_norm_casts = 0.0
-    if fp8:
+    if fp8 == "mxfp8":
+        # MXFP8 block scaling needs no amax before its cast: each GEMM input is quantized in one
+        # pass, read 2 and written 1 row-wise + 1 column-wise with an e8m0 scale per 32 elements
+        # each way (MX_SCALES; transformer_engine 2.8 csrc/quantizer.cpp `MXFP8Quantizer::quantize`,
+        # one `nvte_quantize_v2`). The norms write 16 bits and are quantized after them
+        # (csrc/extensions/normalization.cpp: MXFP8 is `UNFUSED` unless NVTE_NORM_FWD_USE_CUDNN),
+        # as the attention output is: 2 + 2 + 2 per element as under current scaling, without its
+        # amax pass. The MLP activation writes its fp8 output itself (activation.cpp: MXFP8 is
+        # `FULLY_FUSED`): 2 bytes written where the 16-bit output was, no cast.
+        casts = (6 + MX_SCALES) * att.num_heads * att.value_head_dim + MX_SCALES * ffn_units
+        norm_casts = 2 * (6 + MX_SCALES) * h
+        # Backward: each output gradient quantized in one pass (read 2, write 2), the activation's
+        # gradient written in fp8 by dact itself (activation.cpp, backward: `FULLY_FUSED`).
+        backward_casts = (4 + MX_SCALES) * (att.q_dim + 2 * att.kv_dim) + (2 if gated else 1) * MX_SCALES * ffn_units
+        backward_norm_casts = 2 * (4 + MX_SCALES) * h
+    elif fp8:
         # Transformer Engine's current scaling (FP8-CS, what today's Megatron-Bridge recipes run)
         # needs a tensor's amax before its cast, so nothing quantizes in the kernel that writes
         # it: each GEMM input is written in 16 bits, then read and written 1 row-wise + 1
@@ -149,8 +166,8 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: bool, *, fu
         # copies), unpermute with the routing weights (read k copies, write h): 16-bit tokens.
         moe = 12 * e + 2 * h * (1 + k) + 2 * h * (k + 1)
         if fp8:
-            moe += 4 * k * h  # the permuted tokens quantized for the experts' first GEMM
-            # Each expert's rows padded to a multiple of 16 for the fp8 GEMMs and the output
+            moe += (4 + (MX_SCALES if fp8 == "mxfp8" else 0)) * k * h  # the permuted tokens quantized for fc1
+            # Each expert's rows padded to a multiple of 16 (32 under MXFP8) for the fp8 GEMMs and the output
             # unpadded (megatron/core/transformer/moe/experts.py Fp8Padding / Fp8Unpadding):
             # a copy of the experts' input and of their output, read 2 and written 2, unless the
             # router pads (moe_router_padding_for_fp8, off in Megatron-Bridge's H100 recipes;
@@ -211,6 +228,16 @@ amax, the scale from the amax, the cast (row-wise and transposed together)
 GEMM's inputs are quantized one expert at a time: the fused multi-tensor cast serves delayed
 scaling only (csrc/extensions/cast.cpp `multi_tensor_quantize_impl`)."""
 
+MXFP8_QUANTIZE_KERNELS = 1
+"""Kernels Transformer Engine launches to quantize one tensor under MXFP8: one, the block scales
+computed as it casts (csrc/quantizer.cpp `MXFP8Quantizer::quantize`); a grouped GEMM's inputs one
+expert at a time as well (csrc/extensions/cast.cpp `multi_tensor_quantize_impl`: a fused kernel
+for delayed scaling only)."""
+
+MX_SCALES = 2 / MX_BLOCK
+"""Bytes per element of the e8m0 scales an MXFP8 cast writes: one per 32 elements for the
+row-wise copy and one for the column-wise copy."""
+
 MOE_PREPROCESS_KERNELS = 12
 """Kernels of Megatron-Core's alltoall dispatcher before its synchronization
 (megatron/core/transformer/moe/token_dispatcher.py `MoEAlltoAllTokenDispatcher.preprocess`):
@@ -220,14 +247,16 @@ counts and its per-rank and per-expert sums (3), then `_maybe_dtoh_and_synchroni
 counts and splits to the host on a side stream (4 copies and an event)."""
 
 
-def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int,
+def layer_kernels(arch: Architecture, index: int, framework: str, fp8: str | None, local_experts: int,
                   alltoall: bool = True) -> float:
     """GPU kernels the host launches for one layer's forward (`backward_kernels` for backward).
     `alltoall`: Megatron-Core's alltoall dispatcher, whose preprocessing runs as separate kernels
     (DeepEP and HybridEP compute their layouts inside their own dispatch kernels).
 
     megatron (Transformer Engine): norm+QKV GEMM, RoPE, attention, out GEMM, residual, norm+fc1,
-    activation, fc2, residual and TP collectives, ~12; fp8 adds a scale update per GEMM. A MoE
+    activation, fc2, residual and TP collectives, ~12; fp8's current scaling adds a scale update
+    per GEMM, MXFP8 a quantization of the QKV, out-projection and fc1 inputs (the activation
+    writes fc2's). A MoE
     layer adds the router (~8: GEMM, softmax, top-k, aux loss), the dispatcher's preprocessing
     (`MOE_PREPROCESS_KERNELS`) and what `moe_kernels_after_sync` counts. hf eager: one kernel per
     operator — RMSNorm ~7, RoPE ~10 for q and k, SwiGLU 2, each projection 1; its MoE layers
@@ -239,22 +268,23 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: bool, loc
     count += 3 if eager else 1  # q, k, v projections (fused QKV in TE)
     if not arch.is_moe_layer(index):
         count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else 1)
-        return count * (1.5 if fp8 else 1.0)
+        return count + 3 if fp8 == "mxfp8" else count * (1.5 if fp8 else 1.0)
     preprocess = MOE_PREPROCESS_KERNELS if alltoall and not eager else 0
     return count + 8 + preprocess + moe_kernels_after_sync(arch, fp8, local_experts)
 
 
-def _expert_kernels(fp8: bool, local_experts: int, backward: bool = False) -> float:
+def _expert_kernels(fp8: str | None, local_experts: int, backward: bool = False) -> float:
     """Kernels of the routed experts' two grouped GEMMs (fused gate/up, down), one GEMM per local
     expert (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`), each
-    input quantized expert by expert under fp8 (`FP8_CURRENT_SCALING_QUANTIZE_KERNELS`). Backward
+    input quantized expert by expert under fp8 (`FP8_CURRENT_SCALING_QUANTIZE_KERNELS`, or
+    `MXFP8_QUANTIZE_KERNELS`). Backward
     runs a data-gradient and a weight-gradient GEMM per expert and quantizes each expert's output
     gradient (grouped_linear.py `_GroupedLinear.backward`)."""
-    quantize = FP8_CURRENT_SCALING_QUANTIZE_KERNELS if fp8 else 0
+    quantize = MXFP8_QUANTIZE_KERNELS if fp8 == "mxfp8" else FP8_CURRENT_SCALING_QUANTIZE_KERNELS if fp8 else 0
     return 2 * local_experts * ((2 if backward else 1) + quantize)
 
 
-def backward_kernels(arch: Architecture, index: int, framework: str, fp8: bool, local_experts: int,
+def backward_kernels(arch: Architecture, index: int, framework: str, fp8: str | None, local_experts: int,
                      alltoall: bool = True) -> float:
     """GPU kernels the host launches for one layer's backward: about two per forward kernel
     (autograd runs an input-gradient and a weight-gradient kernel per GEMM and the backward of
@@ -266,7 +296,7 @@ def backward_kernels(arch: Architecture, index: int, framework: str, fp8: bool, 
     return 2 * (forward - experts) + _expert_kernels(fp8, local_experts, backward=True)
 
 
-def moe_kernels_after_sync(arch: Architecture, fp8: bool, local_experts: int) -> float:
+def moe_kernels_after_sync(arch: Architecture, fp8: str | None, local_experts: int) -> float:
     """Kernels of a MoE layer's forward that the host launches after the token dispatcher has
     synchronized with the device: permute, the all-to-alls of tokens and probabilities, the sort
     by local expert, combine and unpermute (~6); the experts' grouped GEMMs (`_expert_kernels`);

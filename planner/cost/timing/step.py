@@ -24,6 +24,7 @@ from planner.cost.comm import (
 )
 from planner.cost.memory import layer_activation_bytes_per_token, workload_state_bytes
 from planner.cost.plan import Plan, PlanError
+from planner.cost.precisions import FP8_PRECISIONS
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing.compute import (
     StageCompute,
@@ -47,23 +48,23 @@ from planner.cost.workload import Workload
 from planner.model.flops import forward_flops_per_token, training_flops_per_token
 from planner.model.frozen import evolve
 
-MFU_PEAK_DTYPE = {"fp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
+MFU_PEAK_DTYPE = {"fp8": "bf16", "mxfp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
 """Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit precision (Megatron, PaLM
 App. B report against the 16-bit peak), fp16's for fp16, and peak("fp32") for fp32 training.
-fp8 runs its linear layers on the fp8 units, whose peak is twice bf16's: its reference is the
+fp8 (and mxfp8) runs its linear layers on the fp8 units, whose peak is twice bf16's: its reference is the
 peak each FLOP runs at (`reference_peak`), so that MFU stays a fraction of what the hardware can
 do (against the bf16 peak an fp8 step may pass 1)."""
 
 
 def reference_peak(plan: Plan, workload: Workload, cluster: Cluster) -> float:
-    """FLOP/s of one GPU if every model FLOP ran at the peak of the unit that runs it: fp8's for
-    the linear layers of fp8 training, the bf16 (fp16, fp32) peak for the rest."""
+    """FLOP/s of one GPU if every model FLOP ran at the peak of the unit that runs it: fp8's (or
+    mxfp8's) for the linear layers of fp8 training, the bf16 (fp16, fp32) peak for the rest."""
     gpu = cluster.gpu
     base = gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16"))
-    if plan.precision != "fp8" or not gpu.supports("fp8"):
+    if plan.precision not in FP8_PRECISIONS or not gpu.supports(plan.precision):
         return base
     share = linear_flops_share(workload.arch, workload.seq_len, workload.layer_windows)
-    return 1 / (share / gpu.peak("fp8") + (1 - share) / base)
+    return 1 / (share / gpu.peak(plan.precision) + (1 - share) / base)
 
 
 @dataclass(frozen=True)

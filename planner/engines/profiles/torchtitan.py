@@ -9,8 +9,8 @@ parallelism with its schedules (1F1B, interleaved with several stages per rank) 
 stages with fewer layers (`pipeline_parallel_first/last_stage_less_layers`); context and expert
 parallelism; full activation checkpointing (distributed/activation_checkpoint.py `FullAC`); bf16
 through FSDP2's MixedPrecisionPolicy or torch.autocast under DDP (`mixed_precision_param`), pure
-bf16 (`training.dtype`), fp32, float8 linears (components/quantization/float8.py); Adam and
-AdamW (components/optimizer/optimizer.py); LoRA adapters (components/lora.py), no quantized base
+bf16 (`training.dtype`), fp32, float8 linears (components/quantization/float8.py) and MX linears
+(mxfp8, components/quantization/mx.py); Adam and AdamW (components/optimizer/optimizer.py); LoRA adapters (components/lora.py), no quantized base
 weights.
 
 Traits: eager PyTorch modules like Hugging Face's (the `hf` kernel family: RMSNorm, SwiGLU,
@@ -52,7 +52,7 @@ def _rules(plan: Plan, workload: Workload) -> list[str]:
                         " experts' data-parallel ranks, with FSDP)")
     if not fsdp and p.dp > 1 and p.world != p.dp:
         problems.append(f"DDP (zero=0, dp={p.dp}) with other parallelism: torchtitan runs DDP only alone")
-    if not fsdp and (p.tp > 1 or p.pp > 1) and plan.precision in ("bf16", "fp8"):
+    if not fsdp and (p.tp > 1 or p.pp > 1) and plan.precision in ("bf16", "fp8", "mxfp8"):
         problems.append(f"{plan.precision} mixed precision with tp or pp but no FSDP: torchtitan then trains in fp32")
     if workload.seq_len % (2 * p.tp * p.cp):
         problems.append(f"seq_len {workload.seq_len} is not a multiple of 2 x tp x cp = {2 * p.tp * p.cp}"
@@ -73,7 +73,8 @@ PROFILE = EngineProfile(
         # FSDP2 shards (ZeRO-3), or keeps parameters gathered after forward (ZeRO-2,
         # fsdp_reshard_after_forward), DDP is ZeRO-0 (torchtitan/distributed/fsdp.py).
         "zero": (0, 2, 3), "offload": ("none", "optimizer+params"), "recompute": ("none", "full"),
-        "precision": ("bf16", "bf16-pure", "fp32", "fp8"), "optimizer": ("adamw", "adam"), "lora_rank": (0,),
+        "precision": ("bf16", "bf16-pure", "fp32", "fp8", "mxfp8"), "optimizer": ("adamw", "adam"),
+        "lora_rank": (0,),
         "quant": ("none",),
     },
     notes={"zero": "replicated (DDP) or fully sharded (FSDP2); FSDP with pipeline stages keeps a stage's"

@@ -1,0 +1,139 @@
+"""mxfp8 training (OCP MX block scaling, one e8m0 scale per 32 elements) on the parts whose tensor
+cores apply the block scales: what it keeps and moves against fp8's per-tensor scaling, the plans
+Transformer Engine can launch with it, and the launch files of the engines that run it read
+back as written (planner/cost/precisions.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_engine_round_trip import round_trip
+
+from planner.cost.evaluate import evaluate
+from planner.cost.inputs import load_inputs, parse_plan_spec
+from planner.cost.memory.activations import layer_activation_bytes
+from planner.cost.timing import elementwise as elt
+from planner.engines import with_framework
+from planner.engines.megatron_flags import FlagReader, parse_flags
+from planner.engines.megatron_states import precision as megatron_precision
+from planner.engines.rules import plan_problems
+from planner.spec.errors import InputError
+
+B200_NODE = "gpu: b200_hgx\ngpus_per_node: 8\nnodes: 1\n"
+B200_NODES = "gpu: b200_hgx\ngpus_per_node: 8\nnodes: 4\ninter_node: {nic_gbps: 400, nics_per_node: 8, kind: infiniband}\n"
+
+
+def _inputs(tmp_path: Path, cluster: str, job: str, framework: str = "megatron"):
+    (tmp_path / "cluster.yaml").write_text(cluster)
+    (tmp_path / "job.yaml").write_text(job)
+    return load_inputs(tmp_path / "cluster.yaml", tmp_path / "job.yaml", framework)
+
+
+@pytest.fixture
+def llama8b(tmp_path):
+    return _inputs(tmp_path, B200_NODE, "model: llama3-8b\ntraining: pretrain\nseq_len: 8192\nglobal_batch: 64\n"
+                                        "precision: mxfp8\n")
+
+
+def test_a_layer_keeps_fp8_inputs_and_one_scale_byte_per_32(llama8b):
+    """Transformer Engine saves each linear layer's input for its weight gradient quantized
+    column-wise (linear.py: `update_usage(rowwise_usage=False, columnwise_usage=True)`): one byte
+    per element under both recipes, and under MXFP8 a uint8 scale per 32 of them. A dense Llama
+    layer at tp 1 quantizes the QKV and fc1 inputs (h each), the out-projection's (the query
+    width) and fc2's (the FFN width)."""
+    arch = llama8b.workload.arch
+    mx = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=mxfp8", llama8b)
+    per_tensor = mx.with_(precision="fp8")
+    quantized = 2 * arch.hidden + arch.attention.q_dim + arch.ffn
+    mx_bytes = layer_activation_bytes(arch, mx, llama8b.workload)(0)
+    fp8_bytes = layer_activation_bytes(arch, per_tensor, llama8b.workload)(0)
+    assert mx_bytes - fp8_bytes == quantized / 32 == 832
+
+
+def test_block_scaling_moves_fewer_bytes_and_launches_fewer_kernels(llama8b):
+    """No amax pass before a cast, the MLP activation writing its fp8 output itself, one kernel
+    per quantization (transformer_engine 2.8 csrc: quantizer.cpp, activation.cpp): a layer's
+    casts move fewer bytes than under current scaling, the norm outputs' alone the same plus the
+    scales, and an expert's input costs one kernel instead of three."""
+    arch = llama8b.workload.arch
+    mx = elt.layer_bytes(arch, 0, "megatron", "mxfp8")
+    cs = elt.layer_bytes(arch, 0, "megatron", "tensor")
+    assert mx.cast_sharded < cs.cast_sharded and mx.backward_sharded < cs.backward_sharded
+    assert mx.backward_residual < cs.backward_residual
+    assert mx.cast_residual == cs.cast_residual + 2 * arch.hidden * 2 / 32
+    assert (mx.residual_stream, mx.sharded) == (cs.residual_stream, cs.sharded)
+    assert elt.layer_kernels(arch, 0, "megatron", "mxfp8", 1) < elt.layer_kernels(arch, 0, "megatron", "tensor", 1)
+    experts = 16
+    assert elt._expert_kernels("tensor", experts) - elt._expert_kernels("mxfp8", experts) == 2 * experts * (3 - 1)
+
+
+def test_same_plan_in_mxfp8_is_faster_than_fp8_and_bf16_on_blackwell(llama8b):
+    plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,recompute=full,precision=mxfp8", llama8b)
+    mx, cs, bf = (evaluate(plan.with_(precision=p), llama8b.workload, llama8b.cluster) for p in ("mxfp8", "fp8", "bf16"))
+    assert mx.time.step < cs.time.step < bf.time.step
+    # The same states; the saved fp8 inputs only gain their scales.
+    assert mx.memory.weights == cs.memory.weights and mx.memory.optimizer == cs.memory.optimizer
+    assert 0 <= mx.memory.activations - cs.memory.activations < 0.01 * cs.memory.activations
+    for ev in (mx, cs, bf):
+        assert 0 < ev.time.mfu <= 1
+
+
+def test_mxfp8_needs_block_scaling_tensor_cores(tmp_path):
+    inputs = _inputs(tmp_path, "gpu: h100_sxm_80gb\ngpus_per_node: 8\n",
+                     "model: llama3-8b\nseq_len: 8192\nglobal_batch: 64\nprecision: fp8\n")
+    with pytest.raises(InputError, match="--plan: h100_sxm_80gb has no mxfp8 .block-scaled fp8. tensor cores; use fp8"):
+        parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=mxfp8", inputs)
+    plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=fp8", inputs).with_(precision="mxfp8")
+    assert "h100_sxm_80gb has no mxfp8 (block-scaled fp8) tensor cores" in plan_problems(plan, inputs.workload,
+                                                                                          inputs.cluster)
+
+
+@pytest.mark.parametrize("spec, problem", [
+    # 8,192 tokens per micro-batch: with sp over tp 8, 1,024 per rank, a multiple of 32.
+    ("tp=8,sp=true,pp=1,zero=1,mbs=1", None),
+    # Llama 3 8B's FFN (14,336) over tp 8 is 1,792 = 56 x 32; its query width 4,096 / 8 = 512.
+    ("tp=4,sp=true,pp=1,zero=1,mbs=1", None),
+])
+def test_llama_shapes_block_on_every_tp_rank(llama8b, spec, problem):
+    plan = parse_plan_spec(f"{spec},precision=mxfp8", llama8b)
+    assert [p for p in plan_problems(plan, llama8b.workload, llama8b.cluster) if "mxfp8" in p] == []
+
+
+def test_shapes_that_do_not_divide_by_32_are_refused_on_megatron(tmp_path):
+    """Transformer Engine checks both dimensions of every tensor it quantizes to MXFP8
+    (quantizer.cpp `MXFP8Quantizer::create_tensor`): a hidden size of 4,080 and 2,040 tokens
+    per micro-batch do not divide by 32."""
+    model = ('{"model_type": "llama", "hidden_size": 4080, "intermediate_size": 11008, "num_hidden_layers": 4,'
+             ' "num_attention_heads": 34, "num_key_value_heads": 34, "vocab_size": 32000}')
+    inputs = _inputs(tmp_path, B200_NODE, f"model: {model}\nseq_len: 2040\nglobal_batch: 64\nprecision: mxfp8\n")
+    plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=mxfp8", inputs)
+    problems = [p for p in plan_problems(plan, inputs.workload, inputs.cluster) if "mxfp8" in p]
+    assert problems == ["mxfp8: hidden 4080 is not a multiple of 32",
+                        "mxfp8: query width / tp 4080 is not a multiple of 32",
+                        "mxfp8: key-value width / tp 4080 is not a multiple of 32",
+                        "mxfp8: 2040 tokens per micro-batch and rank (mbs x seq_len / cp) is not a multiple of 32"]
+    # torchtitan (torchao) leaves such a layer in 16 bits instead of failing.
+    titan = with_framework(inputs.workload, "torchtitan")
+    assert not [p for p in plan_problems(plan.with_(framework="torchtitan", zero=3), titan, inputs.cluster)
+                if "mxfp8" in p]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("--bf16 --fp8-format e4m3 --fp8-recipe mxfp8", "mxfp8"),
+    ("--bf16 --fp8-format hybrid --fp8-recipe tensorwise", "fp8"),
+    ("--bf16 --fp8-format hybrid", "fp8"),
+    ("--bf16", "bf16"),
+])
+def test_megatron_flags_name_the_recipe(flags, expected):
+    reader = FlagReader(parse_flags(flags.split())[0], "train.sh", set())
+    assert megatron_precision(reader) == expected
+
+
+@pytest.mark.parametrize("engine", ["megatron", "torchtitan"])
+def test_mxfp8_plans_round_trip_through_the_engines_files(tmp_path, engine):
+    (tmp_path / "cluster.yaml").write_text(B200_NODES)
+    (tmp_path / "job.yaml").write_text("model: llama3-8b\ntraining: pretrain\nseq_len: 8192\nglobal_batch: 256\n"
+                                       "precision: mxfp8\nconstraints:\n  precision: [mxfp8]\n")
+    assert round_trip(tmp_path / "cluster.yaml", tmp_path / "job.yaml", engine, tmp_path / "launch") == "fits"
+    text = "\n".join(p.read_text() for p in (tmp_path / "launch").iterdir() if p.is_file())
+    assert ("--fp8-recipe mxfp8" in text) if engine == "megatron" else ('"quantize.linear.mx"' in text)
