@@ -77,9 +77,9 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
         if plan_precision == "fp8":
             weight = 1  # Float8Tensor parameters: a uint8 parameter buffer (distributed_data_parallel.py)
         elif plan_precision == "mxfp8":
-            warnings.append("--fp8-param-gather with --fp8-recipe mxfp8: MXFP8 parameters (a row-wise and a"
-                            " column-wise copy with their block scales, megatron/core/fp8_utils.py) are not"
-                            " modelled; counted as 16-bit weights")
+            warnings.append("--fp8-param-gather with --fp8-recipe mxfp8: MXFP8 parameters keep a row-wise and a"
+                            " column-wise fp8 copy with their block scales (2 + 1/16 bytes per weight,"
+                            " megatron/core/fp8_utils.py); counted as 16-bit weights")
         else:
             warnings.append("--fp8-param-gather without --fp8-format: Megatron-LM asserts fp8 (validate_args);"
                             " counted as 16-bit weights")
