@@ -234,7 +234,7 @@ def test_emitted_buckets_stay_within_the_planners_buffers(inputs_8b):
     (Plan(parallel=ParallelDims(pp=2, dp=4), mbs=1, gas=16),
      "DeepSpeed cannot run this plan: pipeline parallelism pp=2 (it runs pp in 1)"),
     (Plan(parallel=ParallelDims(tp=2, dp=4, sp=True), recompute="selective", mbs=1, gas=16),
-     "DeepSpeed cannot run this plan: Megatron sequence parallelism sp=true (it runs sp in false); recompute"
+     "DeepSpeed cannot run this plan: Megatron sequence parallelism sp=true (it runs sp in false);"
      " recompute=selective (it runs recompute in none, full)"),
     (Plan(parallel=ParallelDims(tp=2, dp=2, cp=2), mbs=1, gas=32),
      "DeepSpeed cannot run this plan: sequence parallelism (cp=2) together with AutoTP (tp=2)"),

@@ -277,7 +277,7 @@ def test_emit_refuses_plans_megatron_cannot_run(llama):
     plan = Plan(parallel=ParallelDims(dp=64), zero=3, mbs=1, gas=8, optimizer="adamw8bit")
     with pytest.raises(UnsupportedPlan) as err:
         script(plan, llama)
-    assert str(err.value) == ("Megatron-LM cannot run this plan: ZeRO stage zero=3 (it runs zero in 0, 1); optimizer"
+    assert str(err.value) == ("Megatron-LM cannot run this plan: ZeRO stage zero=3 (it runs zero in 0, 1);"
                               " optimizer=adamw8bit (it runs optimizer in adamw, adam, sgd, sgd-momentum)")
 
 

@@ -146,4 +146,6 @@ def _runs_value(key: str, values: tuple, plan: Plan, workload, cluster) -> list[
     value = getattr(plan, key)
     if value in values:
         return []
-    return [f"{KEY_WORDS.get(key, key)} {key}={shown(value)} (it runs {key} in {', '.join(shown(v) for v in values)})"]
+    words = KEY_WORDS.get(key, key)
+    named = f"{key}={shown(value)}" if words == key else f"{words} {key}={shown(value)}"  # not `precision precision=`
+    return [f"{named} (it runs {key} in {', '.join(shown(v) for v in values)})"]
