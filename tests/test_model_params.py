@@ -77,12 +77,26 @@ def test_presets_are_the_published_configs(entry):
     ("nemotron-4-15b", 15_628_775_424, 15_628_775_424),
     ("minimax-m2", 228_689_748_992, 11_030_537_216),
     ("kimi-k2", 1_026_408_209_408, 32_861_477_888),
+    # transformers 5.25 meta-device counts of tests/data/configs/glm-4.5*.json (no MTP module built).
+    ("glm-4.5", 352_797_814_784, 33_632_251_904),
+    ("glm-4.5-air", 106_852_245_504, 13_424_123_904),
     ("bloom-560m", 559_214_592, 559_214_592),
     ("bloom-176b", 176_247_271_424, 176_247_271_424),
 ])
 def test_preset_counts(name, total, active):
     counted = count_params(get_preset(name))
     assert (counted.total, counted.active) == (total, active)
+
+
+@pytest.mark.parametrize("name, card_total, card_active", [("glm-4.5", 355e9, 32e9), ("glm-4.5-air", 106e9, 12e9)])
+def test_glm_model_cards(name, card_total, card_active):
+    # zai-org's model cards round to the billion: 32B (12B) active are the active count without
+    # the input embedding and the output layer; 355B (106B) total is within 1% of the count
+    # without the MTP layer.
+    counted = count_params(get_preset(name))
+    embeddings = counted.by_component["embedding"] + counted.by_component["lm_head"]
+    assert round((counted.active - embeddings) / 1e9) == card_active / 1e9
+    assert counted.total == pytest.approx(card_total, rel=0.01)
 
 
 @pytest.mark.parametrize("name, card_total, card_active", [("gpt-oss-20b", 20.91e9, 3.61e9),
@@ -120,6 +134,9 @@ META_COUNTS = {
         "lm_head": 1_174_405_120, "norms": 1_006_592, "routed_experts": 1_014_686_023_680,
         "router": 165_150_720, "shared_experts": 2_642_411_520}),
     "deepseek-v3.json": (671_026_404_352, 37_552_282_624, None),
+    # transformers 5.25.
+    "glm-4.5.json": (352_797_814_784, 33_632_251_904, None),
+    "glm-4.5-air.json": (106_852_245_504, 13_424_123_904, None),
     "gpt-oss-20b.json": (20_914_757_184, 4_187_440_704, {
         "attention": 637_203_456, "embedding": 579_133_440, "lm_head": 579_133_440, "norms": 141_120,
         "routed_experts": 19_116_933_120, "router": 2_212_608}),

@@ -50,6 +50,7 @@ DECODER_LAYERS = {
     "llama4_text": "Llama4TextDecoderLayer", "gpt_oss": "GptOssDecoderLayer", "minimax_m2": "MiniMaxM2DecoderLayer",
     "qwen2_moe": "Qwen2MoeDecoderLayer", "qwen3_moe": "Qwen3MoeDecoderLayer",
     "deepseek_v2": "DeepseekV2DecoderLayer", "deepseek_v3": "DeepseekV3DecoderLayer",
+    "glm4_moe": "Glm4MoeDecoderLayer",
 }
 """The transformers decoder-layer class of each family the planner reads (`_no_split_modules` of
 its *ForCausalLM in transformers 5.25), which FSDP wraps one at a time."""

@@ -43,7 +43,7 @@ _READERS: dict[str, Callable[[Fields, str], Architecture]] = {
     "mixtral": hf_moe.mixtral, "grok-1": hf_moe.grok1, "llama4_text": hf_moe.llama4,
     "gpt_oss": hf_moe.gpt_oss, "minimax_m2": hf_moe.minimax_m2,
     "qwen2_moe": hf_moe.qwen2_moe, "qwen3_moe": hf_moe.qwen3_moe,
-    "deepseek_v2": hf_moe.deepseek, "deepseek_v3": hf_moe.deepseek,
+    "deepseek_v2": hf_moe.deepseek, "deepseek_v3": hf_moe.deepseek, "glm4_moe": hf_moe.glm4_moe,
 }
 
 

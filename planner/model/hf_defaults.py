@@ -71,6 +71,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                    "num_local_experts": 256, "num_experts_per_tok": 8, "rotary_dim": None,
                    "partial_rotary_factor": 1.0},
     "bloom": {"tie_word_embeddings": True},
+    # Glm4MoeConfig: partial_rotary_factor 0.5 is set in __post_init__ when the config gives none.
+    "glm4_moe": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False,
+                 "attention_bias": False, "use_qk_norm": False, "partial_rotary_factor": 0.5,
+                 "intermediate_size": 10944, "moe_intermediate_size": 1408, "n_routed_experts": 128,
+                 "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 1,
+                 "n_group": 1, "topk_group": 1, "num_nextn_predict_layers": 1},
 }
 
 # The config field naming the MLP activation and its class default (ACT2FN names,
@@ -106,5 +112,5 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "FalconForCausalLM": "falcon", "GptOssForCausalLM": "gpt_oss",
     "Llama4ForCausalLM": "llama4_text", "Grok1ModelForCausalLM": "grok-1",
     "NemotronForCausalLM": "nemotron", "MiniMaxM2ForCausalLM": "minimax_m2",
-    "BloomForCausalLM": "bloom",
+    "BloomForCausalLM": "bloom", "Glm4MoeForCausalLM": "glm4_moe",
 }

@@ -7,6 +7,7 @@ from typing import Any
 
 from planner.model.architecture import Architecture, Attention, MoE
 from planner.model.hf_fields import Fields, attention, decoder, moe, rotary_dim
+from planner.spec.errors import InputError
 
 
 def mixtral(f: Fields, name: str) -> Architecture:
@@ -99,6 +100,35 @@ def qwen2_moe(f: Fields, name: str) -> Architecture:
 def qwen3_moe(f: Fields, name: str) -> Architecture:
     attn = attention(f, bias=f.flag("attention_bias"), qk_norm="head")
     return decoder(f, name, attn, moe=_qwen_moe(f))
+
+
+def glm4_moe(f: Fields, name: str) -> Architecture:
+    """GLM-4.5 and GLM-4.6 (modeling_glm4_moe.py): GQA with biases on q, k and v
+    (`attention_bias`), none on the output projection; a per-head RMSNorm on q and k with
+    `use_qk_norm`; RoPE on the first `partial_rotary_factor` (0.5) of each head. Dense SwiGLU MLPs
+    in the first `first_k_dense_replace` layers, then routed SwiGLU experts (fused gate_up_proj)
+    and `n_shared_experts` shared ones of `moe_intermediate_size` each, behind a bias-free sigmoid
+    router whose e_score_correction_bias is a buffer, group-limited as DeepSeek-V3's (`n_group`,
+    `topk_group`). transformers builds no MTP modules (`num_nextn_predict_layers`): counted apart,
+    as DeepSeek-V3's."""
+    attn = attention(f, bias=f.flag("attention_bias"), out_bias=False,
+                     qk_norm="head" if f.flag("use_qk_norm") else None)
+    attn = replace(attn, rotary_dim=rotary_dim(attn.head_dim, f.rotary_fraction("partial_rotary_factor")))
+    routed = f.count("n_routed_experts", "num_local_experts")
+    if routed == 0:
+        raise InputError("glm4_moe builds its MoE layers with routed experts; give at least one",
+                         field="n_routed_experts")
+    first_dense = f.count("first_k_dense_replace")
+    expert_ffn = f.optional_int("moe_intermediate_size")
+    num_shared = f.count("n_shared_experts")
+    groups = f.optional_int("n_group") or 1
+    experts = moe(f.required("num_hidden_layers"), lambda i: i >= first_dense, num_experts=routed,
+                  top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
+                  num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,
+                  first_dense_layers=first_dense, route_groups=groups,
+                  route_group_topk=min(groups, f.optional_int("topk_group") or groups))
+    return decoder(f, name, attn, ffn=f.optional_int("intermediate_size"), moe=experts,
+                   mtp_layers=f.count("num_nextn_predict_layers", "num_mtp_layers"))
 
 
 def deepseek(f: Fields, name: str) -> Architecture:

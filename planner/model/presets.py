@@ -180,6 +180,23 @@ PRESETS: dict[str, dict] = {
                     q_lora_rank=1536, kv_lora_rank=512, qk_rope_head_dim=64, qk_nope_head_dim=128,
                     v_head_dim=128, vocab_size=163840, num_nextn_predict_layers=0,
                     max_position_embeddings=131072, tie_word_embeddings=False),
+    # GLM-4.5 and GLM-4.5-Air (zai-org/GLM-4.5 and GLM-4.5-Air config.json): GQA with q/k/v
+    # biases, half of each head rotated, dense-first layers, one shared and 160 (128) routed
+    # experts, one MTP layer (not built by transformers; counted apart). The model card's 355B
+    # (106B) total and 32B (12B) active are these counts without the embeddings for active.
+    "glm-4.5": dict(model_type="glm4_moe", vocab_size=151552, hidden_size=5120, intermediate_size=12288,
+                    moe_intermediate_size=1536, num_hidden_layers=92, num_attention_heads=96,
+                    num_key_value_heads=8, head_dim=128, n_routed_experts=160, n_shared_experts=1,
+                    num_experts_per_tok=8, first_k_dense_replace=3, n_group=1, topk_group=1,
+                    partial_rotary_factor=0.5, attention_bias=True, use_qk_norm=True,
+                    num_nextn_predict_layers=1, max_position_embeddings=131072, tie_word_embeddings=False),
+    "glm-4.5-air": dict(model_type="glm4_moe", vocab_size=151552, hidden_size=4096, intermediate_size=10944,
+                        moe_intermediate_size=1408, num_hidden_layers=46, num_attention_heads=96,
+                        num_key_value_heads=8, head_dim=128, n_routed_experts=128, n_shared_experts=1,
+                        num_experts_per_tok=8, first_k_dense_replace=1, n_group=1, topk_group=1,
+                        partial_rotary_factor=0.5, attention_bias=True, use_qk_norm=False,
+                        num_nextn_predict_layers=1, max_position_embeddings=131072,
+                        tie_word_embeddings=False),
     "bloom-560m": dict(model_type="bloom", vocab_size=250880, n_embed=1024, n_layer=24, n_head=16),
     "bloom-176b": dict(model_type="bloom", vocab_size=250880, n_embed=14336, n_layer=70, n_head=112),
     "pythia-6.9b": dict(model_type="gpt_neox", vocab_size=50432, hidden_size=4096,

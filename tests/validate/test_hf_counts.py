@@ -166,6 +166,20 @@ def deepseek(draw, model_type: str):
 
 
 @st.composite
+def glm4_moe(draw):
+    """GQA with q/k/v biases and an optional per-head q/k norm, partial RoPE, dense-first layers,
+    shared and routed experts; the widths with class defaults left out half of the time."""
+    config = draw(_decoder("glm4_moe", intermediate=False))
+    layers = config["num_hidden_layers"]
+    for key, strategy in (("intermediate_size", WIDTH), ("moe_intermediate_size", WIDTH),
+                          ("n_shared_experts", st.integers(0, 2)), ("first_k_dense_replace", st.integers(0, layers)),
+                          ("attention_bias", FLAG), ("use_qk_norm", FLAG),
+                          ("partial_rotary_factor", st.sampled_from([0.25, 0.5, 1.0]))):
+        _set(draw, config, key, strategy)
+    return draw(_experts(config, "n_routed_experts"))
+
+
+@st.composite
 def gemma(draw, model_type: str):
     config = draw(_decoder(model_type))
     _set(draw, config, "attention_bias", FLAG)
@@ -248,6 +262,7 @@ FAMILIES = {
     "deepseek_v3": deepseek("deepseek_v3"), "gemma": gemma("gemma"), "gemma2": gemma("gemma2"),
     "gemma3_text": gemma("gemma3_text"), "phi3": _decoder("phi3", head_dim=False, kv_default_is_heads=True),
     "olmo2": olmo2(), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
+    "glm4_moe": glm4_moe(),
 }
 
 
