@@ -181,6 +181,21 @@ def test_gemma2_alternates_local_and_global_layers():
     assert inf.serving_memory(s).kv_cache == per_layer * (21 * 4096 + 21 * 8192) == 2_113_929_216
 
 
+def test_olmo3_attends_within_its_window_but_every_fourth_layer():
+    """Olmo3Config builds layer_types as sliding but every fourth layer (configuration_olmo3.py),
+    windows of 4,096 unless sliding_window says; a config's own layer_types win."""
+    olmo3 = {"model_type": "olmo3", "vocab_size": 100278, "hidden_size": 4096, "intermediate_size": 11008,
+             "num_hidden_layers": 8, "num_attention_heads": 32}
+    arch = architecture_from_config(olmo3, "olmo-3")
+    assert layer_windows(arch, olmo3) == (4096, 4096, 4096, None) * 2
+    assert layer_windows(arch, {**olmo3, "sliding_window": 1024}) == (1024, 1024, 1024, None) * 2
+    listed = ["full_attention"] * 7 + ["sliding_attention"]
+    assert layer_windows(arch, {**olmo3, "layer_types": listed}) == (None,) * 7 + (4096,)
+    # The weights are OLMo 2's.
+    assert replace(architecture_from_config({**olmo3, "model_type": "olmo2"}, "olmo-3"),
+                   family="olmo3") == arch
+
+
 def test_mistral_caps_every_layer_at_its_window():
     s = serving("mistral-7b", context=32768)
     assert set(s.windows) == {4096}

@@ -45,7 +45,7 @@ DECODER_LAYERS = {
     "llama": "LlamaDecoderLayer", "granite": "GraniteDecoderLayer", "mistral": "MistralDecoderLayer",
     "phi3": "Phi3DecoderLayer", "qwen2": "Qwen2DecoderLayer", "qwen3": "Qwen3DecoderLayer",
     "gemma": "GemmaDecoderLayer", "gemma2": "Gemma2DecoderLayer", "gemma3_text": "Gemma3DecoderLayer",
-    "olmo2": "Olmo2DecoderLayer", "nemotron": "NemotronDecoderLayer", "gpt_neox": "GPTNeoXLayer",
+    "olmo2": "Olmo2DecoderLayer", "olmo3": "Olmo3DecoderLayer", "nemotron": "NemotronDecoderLayer", "gpt_neox": "GPTNeoXLayer",
     "gpt2": "GPT2Block", "bloom": "BloomBlock", "falcon": "FalconDecoderLayer", "mixtral": "MixtralDecoderLayer",
     "llama4_text": "Llama4TextDecoderLayer", "gpt_oss": "GptOssDecoderLayer", "minimax_m2": "MiniMaxM2DecoderLayer",
     "qwen2_moe": "Qwen2MoeDecoderLayer", "qwen3_moe": "Qwen3MoeDecoderLayer",

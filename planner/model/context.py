@@ -68,7 +68,7 @@ def _tokens(field: str, value) -> int:
 # Which layers cache only a window, by family, as transformers 5.24 builds `layer_types` when the
 # config omits it (models/<type>/configuration_<type>.py). Window defaults are those classes'.
 _WINDOW_DEFAULT = {"mistral": 4096, "qwen2": 4096, "qwen3": 4096, "qwen2_moe": 4096,
-                   "qwen3_moe": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128}
+                   "qwen3_moe": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128, "olmo3": 4096}
 
 
 def _default_layer_types(family: str, cfg: Mapping, n: int) -> list[str]:
@@ -81,6 +81,7 @@ def _default_layer_types(family: str, cfg: Mapping, n: int) -> list[str]:
         "qwen2_moe": lambda i: use and bool((i + 1) % 2) and i < last_full,
         "gemma2": lambda i: bool((i + 1) % 2), "gpt_oss": lambda i: bool((i + 1) % 2),
         "gemma3_text": lambda i: bool((i + 1) % cfg.get("sliding_window_pattern", 6)),
+        "olmo3": lambda i: bool((i + 1) % 4),
     }
     if family == "llama4_text":
         # RoPE layers attend within chunks of attention_chunk_size; every 4th (NoPE) layer is global.

@@ -38,7 +38,7 @@ _READERS: dict[str, Callable[[Fields, str], Architecture]] = {
     "llama": hf_dense.llama, "granite": hf_dense.llama, "mistral": hf_dense.mistral,
     "phi3": hf_dense.phi3, "qwen2": hf_dense.qwen2, "qwen3": hf_dense.qwen3,
     "gemma": hf_dense.gemma, "gemma2": hf_dense.gemma, "gemma3_text": hf_dense.gemma,
-    "olmo2": hf_dense.olmo2, "nemotron": hf_dense.nemotron, "gpt_neox": hf_dense.gpt_neox,
+    "olmo2": hf_dense.olmo2, "olmo3": hf_dense.olmo2, "nemotron": hf_dense.nemotron, "gpt_neox": hf_dense.gpt_neox,
     "gpt2": hf_dense.gpt2, "bloom": hf_dense.bloom, "falcon": hf_dense.falcon,
     "mixtral": hf_moe.mixtral, "grok-1": hf_moe.grok1, "llama4_text": hf_moe.llama4,
     "gpt_oss": hf_moe.gpt_oss, "minimax_m2": hf_moe.minimax_m2,

@@ -47,6 +47,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "attention_bias": False},
     "gemma3_text": {"num_key_value_heads": 4, "head_dim": 256, "tie_word_embeddings": True,
                     "attention_bias": False},
+    # Olmo3Config: OLMo 2's fields, and sliding-window layers (model/context.py).
+    "olmo3": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+              "attention_bias": False},
     "olmo2": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
               "attention_bias": False},
     "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True,
@@ -108,7 +111,7 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",
     "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
     "GemmaForCausalLM": "gemma", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3_text",
-    "Olmo2ForCausalLM": "olmo2", "GPTNeoXForCausalLM": "gpt_neox", "GPT2LMHeadModel": "gpt2",
+    "Olmo2ForCausalLM": "olmo2", "Olmo3ForCausalLM": "olmo3", "GPTNeoXForCausalLM": "gpt_neox", "GPT2LMHeadModel": "gpt2",
     "FalconForCausalLM": "falcon", "GptOssForCausalLM": "gpt_oss",
     "Llama4ForCausalLM": "llama4_text", "Grok1ModelForCausalLM": "grok-1",
     "NemotronForCausalLM": "nemotron", "MiniMaxM2ForCausalLM": "minimax_m2",

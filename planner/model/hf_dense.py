@@ -42,6 +42,8 @@ def gemma(f: Fields, name: str) -> Architecture:
 
 
 def olmo2(f: Fields, name: str) -> Architecture:
+    """OLMo 2 and OLMo 3 (modeling_olmo2.py, modeling_olmo3.py: the same weights; OLMo 3's layers
+    attend within `sliding_window` but every fourth, model/context.py)."""
     # Norms after attention and after the MLP (no input norm); q/k norms over whole projections.
     attn = attention(f, bias=f.flag("attention_bias"), qk_norm="projection")
     return decoder(f, name, attn)

@@ -187,8 +187,8 @@ def gemma(draw, model_type: str):
 
 
 @st.composite
-def olmo2(draw):
-    config = draw(_decoder("olmo2", head_dim=False, kv_default_is_heads=True))
+def olmo2(draw, model_type: str = "olmo2"):
+    config = draw(_decoder(model_type, head_dim=False, kv_default_is_heads=True))
     _set(draw, config, "attention_bias", FLAG)
     return config
 
@@ -261,7 +261,7 @@ FAMILIES = {
     "qwen3": qwen3(), "qwen3_moe": qwen3_moe(), "deepseek_v2": deepseek("deepseek_v2"),
     "deepseek_v3": deepseek("deepseek_v3"), "gemma": gemma("gemma"), "gemma2": gemma("gemma2"),
     "gemma3_text": gemma("gemma3_text"), "phi3": _decoder("phi3", head_dim=False, kv_default_is_heads=True),
-    "olmo2": olmo2(), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
+    "olmo2": olmo2(), "olmo3": olmo2("olmo3"), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
     "glm4_moe": glm4_moe(),
 }
 
