@@ -285,6 +285,22 @@ SYNTHETIC = [
       "tie_word_embeddings": False}, 175368, 175368),
     ({"model_type": "falcon", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
       "multi_query": False, "parallel_attn": False, "bias": True, "alibi": True}, 164096, 164096),
+    # transformers 5.25.
+    ({"model_type": "glm4_moe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 40, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "head_dim": 16, "n_routed_experts": 6, "n_shared_experts": 1, "num_experts_per_tok": 2,
+      "first_k_dense_replace": 1, "attention_bias": True, "use_qk_norm": True}, 302880, 241440),
+    ({"model_type": "olmo3", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 8, "num_key_value_heads": 2, "attention_bias": True}, 206880, 206880),
+    ({"model_type": "seed_oss", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "attention_out_bias": True}, 210880, 210880),
+    ({"model_type": "smollm3", "vocab_size": 1000, "pad_token_id": None, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}, 146496, 146496),
+    ({"model_type": "ernie4_5", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "use_bias": True}, 147608, 147608),
+    ({"model_type": "hunyuan_v1_dense", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+      "attention_bias": True}, 210944, 210944),
 ]
 
 

@@ -50,7 +50,8 @@ DECODER_LAYERS = {
     "llama4_text": "Llama4TextDecoderLayer", "gpt_oss": "GptOssDecoderLayer", "minimax_m2": "MiniMaxM2DecoderLayer",
     "qwen2_moe": "Qwen2MoeDecoderLayer", "qwen3_moe": "Qwen3MoeDecoderLayer",
     "deepseek_v2": "DeepseekV2DecoderLayer", "deepseek_v3": "DeepseekV3DecoderLayer",
-    "glm4_moe": "Glm4MoeDecoderLayer",
+    "glm4_moe": "Glm4MoeDecoderLayer", "seed_oss": "SeedOssDecoderLayer", "smollm3": "SmolLM3DecoderLayer",
+    "ernie4_5": "Ernie4_5DecoderLayer", "hunyuan_v1_dense": "HunYuanDenseV1DecoderLayer",
 }
 """The transformers decoder-layer class of each family the planner reads (`_no_split_modules` of
 its *ForCausalLM in transformers 5.25), which FSDP wraps one at a time."""

@@ -74,6 +74,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                    "num_local_experts": 256, "num_experts_per_tok": 8, "rotary_dim": None,
                    "partial_rotary_factor": 1.0},
     "bloom": {"tie_word_embeddings": True},
+    "seed_oss": {"num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": False,
+                 "attention_bias": True, "attention_out_bias": False, "mlp_bias": False},
+    "smollm3": {"num_key_value_heads": 4, "head_dim": None, "tie_word_embeddings": True,
+                "attention_bias": False, "mlp_bias": False},
+    "ernie4_5": {"num_key_value_heads": 2, "head_dim": 128, "tie_word_embeddings": True, "use_bias": False},
+    "hunyuan_v1_dense": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+                         "attention_bias": False},
     # Glm4MoeConfig: partial_rotary_factor 0.5 is set in __post_init__ when the config gives none.
     "glm4_moe": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False,
                  "attention_bias": False, "use_qk_norm": False, "partial_rotary_factor": 0.5,
@@ -115,5 +122,7 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "FalconForCausalLM": "falcon", "GptOssForCausalLM": "gpt_oss",
     "Llama4ForCausalLM": "llama4_text", "Grok1ModelForCausalLM": "grok-1",
     "NemotronForCausalLM": "nemotron", "MiniMaxM2ForCausalLM": "minimax_m2",
-    "BloomForCausalLM": "bloom", "Glm4MoeForCausalLM": "glm4_moe",
+    "BloomForCausalLM": "bloom", "Glm4MoeForCausalLM": "glm4_moe", "SeedOssForCausalLM": "seed_oss",
+    "SmolLM3ForCausalLM": "smollm3", "Ernie4_5ForCausalLM": "ernie4_5",
+    "HunYuanDenseV1ForCausalLM": "hunyuan_v1_dense",
 }

@@ -15,6 +15,32 @@ def llama(f: Fields, name: str) -> Architecture:
     return decoder(f, name, attention(f, bias=bias), mlp_bias=f.flag("mlp_bias"))
 
 
+def seed_oss(f: Fields, name: str) -> Architecture:
+    """Seed-OSS (modeling_seed_oss.py): Llama's modules, biases on q, k and v by default
+    (`attention_bias`) and on the output projection apart (`attention_out_bias`)."""
+    attn = attention(f, bias=f.flag("attention_bias"), out_bias=f.flag("attention_out_bias"))
+    return decoder(f, name, attn, mlp_bias=f.flag("mlp_bias"))
+
+
+def smollm3(f: Fields, name: str) -> Architecture:
+    """SmolLM3 (modeling_smollm3.py): Llama's modules; every `no_rope_layer_interval`-th layer
+    skips RoPE, which holds no parameters and the models do not time apart."""
+    return llama(f, name)
+
+
+def ernie4_5(f: Fields, name: str) -> Architecture:
+    """ERNIE 4.5 dense (modeling_ernie4_5.py): Llama's modules with one `use_bias` for every
+    projection, attention and MLP alike."""
+    bias = f.flag("use_bias")
+    return decoder(f, name, attention(f, bias=bias), mlp_bias=bias)
+
+
+def hunyuan_v1_dense(f: Fields, name: str) -> Architecture:
+    """Hunyuan dense (modeling_hunyuan_v1_dense.py): Llama's modules, `attention_bias` on all four
+    projections, and an RMSNorm over each query and key head (query_layernorm, key_layernorm)."""
+    return decoder(f, name, attention(f, bias=f.flag("attention_bias"), qk_norm="head"))
+
+
 def mistral(f: Fields, name: str) -> Architecture:
     return decoder(f, name, attention(f))
 

@@ -120,6 +120,15 @@ def llama(draw):
 
 
 @st.composite
+def llama_like(draw, model_type: str):
+    """Llama's modules under another model_type (SmolLM3)."""
+    config = draw(_decoder(model_type))
+    _set(draw, config, "attention_bias", FLAG)
+    _set(draw, config, "mlp_bias", FLAG)
+    return config
+
+
+@st.composite
 def mixtral(draw):
     return draw(_experts(draw(_decoder("mixtral")), "num_local_experts"))
 
@@ -177,6 +186,30 @@ def glm4_moe(draw):
                           ("partial_rotary_factor", st.sampled_from([0.25, 0.5, 1.0]))):
         _set(draw, config, key, strategy)
     return draw(_experts(config, "n_routed_experts"))
+
+
+@st.composite
+def seed_oss(draw):
+    config = draw(_decoder("seed_oss"))
+    config.setdefault("head_dim", config["hidden_size"] // config["num_attention_heads"])  # its class reads it as given
+    for key in ("attention_bias", "attention_out_bias", "mlp_bias"):
+        _set(draw, config, key, FLAG)
+    return config
+
+
+@st.composite
+def ernie4_5(draw):
+    config = draw(_decoder("ernie4_5"))
+    _set(draw, config, "use_bias", FLAG)
+    return config
+
+
+@st.composite
+def hunyuan_v1_dense(draw):
+    config = draw(_decoder("hunyuan_v1_dense", kv_default_is_heads=True))
+    config.setdefault("head_dim", config["hidden_size"] // config["num_attention_heads"])  # its class reads it as given
+    _set(draw, config, "attention_bias", FLAG)
+    return config
 
 
 @st.composite
@@ -262,7 +295,8 @@ FAMILIES = {
     "deepseek_v3": deepseek("deepseek_v3"), "gemma": gemma("gemma"), "gemma2": gemma("gemma2"),
     "gemma3_text": gemma("gemma3_text"), "phi3": _decoder("phi3", head_dim=False, kv_default_is_heads=True),
     "olmo2": olmo2(), "olmo3": olmo2("olmo3"), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
-    "glm4_moe": glm4_moe(),
+    "glm4_moe": glm4_moe(), "seed_oss": seed_oss(), "smollm3": llama_like("smollm3"), "ernie4_5": ernie4_5(),
+    "hunyuan_v1_dense": hunyuan_v1_dense(),
 }
 
 
