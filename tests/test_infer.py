@@ -196,6 +196,20 @@ def test_olmo3_attends_within_its_window_but_every_fourth_layer():
                    family="olmo3") == arch
 
 
+def test_exaone4_globals_follow_its_pattern():
+    """Exaone4Config's layer_types (transformers 5.25): sliding but every sliding_window_pattern-th
+    layer (4 by default), all global without a window."""
+    exaone = {"model_type": "exaone4", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+              "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2}
+    arch = architecture_from_config(exaone, "exaone-4")
+    assert layer_windows(arch, exaone) == (4096, 4096, 4096, None, 4096, 4096)
+    assert layer_windows(arch, {**exaone, "sliding_window_pattern": 3, "sliding_window": 128}) == \
+        (128, 128, None, 128, 128, None)
+    assert layer_windows(arch, {**exaone, "sliding_window": None}) == (None,) * 6
+    with pytest.raises(InputError, match="sliding_window_pattern"):
+        layer_windows(arch, {**exaone, "sliding_window_pattern": "LLLG"})
+
+
 def test_mistral_caps_every_layer_at_its_window():
     s = serving("mistral-7b", context=32768)
     assert set(s.windows) == {4096}

@@ -301,6 +301,8 @@ SYNTHETIC = [
     ({"model_type": "hunyuan_v1_dense", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
       "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
       "attention_bias": True}, 210944, 210944),
+    ({"model_type": "exaone4", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 4,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16}, 293056, 293056),
 ]
 
 

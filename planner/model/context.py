@@ -68,7 +68,8 @@ def _tokens(field: str, value) -> int:
 # Which layers cache only a window, by family, as transformers 5.24 builds `layer_types` when the
 # config omits it (models/<type>/configuration_<type>.py). Window defaults are those classes'.
 _WINDOW_DEFAULT = {"mistral": 4096, "qwen2": 4096, "qwen3": 4096, "qwen2_moe": 4096,
-                   "qwen3_moe": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128, "olmo3": 4096}
+                   "qwen3_moe": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128, "olmo3": 4096,
+                   "exaone4": 4096}
 
 
 def _default_layer_types(family: str, cfg: Mapping, n: int) -> list[str]:
@@ -83,6 +84,13 @@ def _default_layer_types(family: str, cfg: Mapping, n: int) -> list[str]:
         "gemma3_text": lambda i: bool((i + 1) % cfg.get("sliding_window_pattern", 6)),
         "olmo3": lambda i: bool((i + 1) % 4),
     }
+    if family == "exaone4":
+        # Exaone4Config: every sliding_window_pattern-th layer global; none without a window.
+        every = cfg.get("sliding_window_pattern", 4) if cfg.get("sliding_window", 4096) is not None else 0
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise InputError(f"must be a whole number of layers (every that many one global), got {every!r}",
+                             field="sliding_window_pattern")
+        return ["sliding_attention" if every and (i + 1) % every else "full_attention" for i in range(n)]
     if family == "llama4_text":
         # RoPE layers attend within chunks of attention_chunk_size; every 4th (NoPE) layer is global.
         interval = cfg.get("no_rope_layer_interval", 4)

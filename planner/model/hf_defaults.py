@@ -74,6 +74,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                    "num_local_experts": 256, "num_experts_per_tok": 8, "rotary_dim": None,
                    "partial_rotary_factor": 1.0},
     "bloom": {"tie_word_embeddings": True},
+    "exaone4": {"num_key_value_heads": 32, "head_dim": None, "tie_word_embeddings": False},
     "seed_oss": {"num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": False,
                  "attention_bias": True, "attention_out_bias": False, "mlp_bias": False},
     "smollm3": {"num_key_value_heads": 4, "head_dim": None, "tie_word_embeddings": True,
@@ -124,5 +125,5 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "NemotronForCausalLM": "nemotron", "MiniMaxM2ForCausalLM": "minimax_m2",
     "BloomForCausalLM": "bloom", "Glm4MoeForCausalLM": "glm4_moe", "SeedOssForCausalLM": "seed_oss",
     "SmolLM3ForCausalLM": "smollm3", "Ernie4_5ForCausalLM": "ernie4_5",
-    "HunYuanDenseV1ForCausalLM": "hunyuan_v1_dense",
+    "HunYuanDenseV1ForCausalLM": "hunyuan_v1_dense", "Exaone4ForCausalLM": "exaone4",
 }

@@ -75,6 +75,13 @@ def olmo2(f: Fields, name: str) -> Architecture:
     return decoder(f, name, attn)
 
 
+def exaone4(f: Fields, name: str) -> Architecture:
+    """EXAONE 4.0 (modeling_exaone4.py): OLMo 2's norms after attention and after the MLP, but
+    an RMSNorm over each query and key head; no biases. Sliding-window layers but every
+    `sliding_window_pattern`-th (model/context.py)."""
+    return decoder(f, name, attention(f, qk_norm="head"))
+
+
 def nemotron(f: Fields, name: str) -> Architecture:
     """Nemotron (modeling_nemotron.py): GQA with optional biases; a plain MLP, up_proj then
     squared ReLU then down_proj (two matrices); LayerNorm1P (a LayerNorm whose weight is stored

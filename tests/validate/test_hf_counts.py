@@ -296,7 +296,7 @@ FAMILIES = {
     "gemma3_text": gemma("gemma3_text"), "phi3": _decoder("phi3", head_dim=False, kv_default_is_heads=True),
     "olmo2": olmo2(), "olmo3": olmo2("olmo3"), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
     "glm4_moe": glm4_moe(), "seed_oss": seed_oss(), "smollm3": llama_like("smollm3"), "ernie4_5": ernie4_5(),
-    "hunyuan_v1_dense": hunyuan_v1_dense(),
+    "hunyuan_v1_dense": hunyuan_v1_dense(), "exaone4": _decoder("exaone4"),
 }
 
 
