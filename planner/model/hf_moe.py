@@ -131,6 +131,33 @@ def glm4_moe(f: Fields, name: str) -> Architecture:
                    mtp_layers=f.count("num_nextn_predict_layers", "num_mtp_layers"))
 
 
+def ernie4_5_moe(f: Fields, name: str) -> Architecture:
+    """ERNIE 4.5 MoE (modeling_ernie4_5_moe.py): ERNIE 4.5's one `use_bias` on every attention and
+    MLP projection (the shared experts' included) and on the output layer, none on the routed
+    experts (3-D gate_up_proj and down_proj); MoE layers every `moe_layer_interval`-th counting
+    from 1, from `moe_layer_start_index` to `moe_layer_end_index` (-1: the last); the router's
+    e_score_correction_bias is a parameter, though untrained (counted as a router bias: E values
+    per layer). transformers builds no MTP modules (`num_mtp_layers`)."""
+    bias = f.flag("use_bias")
+    layers = f.required("num_hidden_layers")
+    every = f.optional_int("moe_layer_interval") or 1
+    start = f.count("moe_layer_start_index")
+    end = f.get("moe_layer_end_index")
+    if end is None or end == -1:
+        end = layers - 1
+    elif isinstance(end, bool) or not isinstance(end, int) or end < 0:
+        raise InputError(f"must be a layer index or -1 (the last), got {end!r}", field="moe_layer_end_index")
+    expert_ffn = f.optional_int("moe_intermediate_size")
+    shared = f.count("moe_num_shared_experts")
+    experts = moe(layers, lambda i: (i + 1) % every == 0 and start <= i <= end,
+                  num_experts=f.count("moe_num_experts", "num_experts"),
+                  top_k=f.optional_int("moe_k", "num_experts_per_tok"), expert_ffn=expert_ffn,
+                  num_shared_experts=shared, shared_ffn=shared * expert_ffn, shared_expert_bias=bias and shared > 0,
+                  router_bias=True, layer_freq=every)
+    return decoder(f, name, attention(f, bias=bias), ffn=f.optional_int("intermediate_size"), moe=experts,
+                   mlp_bias=bias, lm_head_bias=bias)
+
+
 def deepseek(f: Fields, name: str) -> Architecture:
     """DeepSeek-V2/V3: MLA attention, dense-first layers, shared plus routed experts.
 

@@ -205,6 +205,19 @@ def ernie4_5(draw):
 
 
 @st.composite
+def ernie4_5_moe(draw):
+    """MoE layers by interval and index range (-1: to the last), shared experts, use_bias."""
+    config = draw(_decoder("ernie4_5_moe", intermediate=False))
+    layers = config["num_hidden_layers"]
+    for key, strategy in (("intermediate_size", WIDTH), ("moe_intermediate_size", WIDTH), ("use_bias", FLAG),
+                          ("moe_num_shared_experts", st.integers(0, 2)), ("moe_layer_interval", st.integers(1, 3)),
+                          ("moe_layer_start_index", st.integers(0, layers)),
+                          ("moe_layer_end_index", st.sampled_from([-1, *range(layers)]))):
+        _set(draw, config, key, strategy)
+    return draw(_experts(config, "moe_num_experts", "moe_k"))
+
+
+@st.composite
 def hunyuan_v1_dense(draw):
     config = draw(_decoder("hunyuan_v1_dense", kv_default_is_heads=True))
     config.setdefault("head_dim", config["hidden_size"] // config["num_attention_heads"])  # its class reads it as given
@@ -296,7 +309,7 @@ FAMILIES = {
     "gemma3_text": gemma("gemma3_text"), "phi3": _decoder("phi3", head_dim=False, kv_default_is_heads=True),
     "olmo2": olmo2(), "olmo3": olmo2("olmo3"), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
     "glm4_moe": glm4_moe(), "seed_oss": seed_oss(), "smollm3": llama_like("smollm3"), "ernie4_5": ernie4_5(),
-    "hunyuan_v1_dense": hunyuan_v1_dense(), "exaone4": _decoder("exaone4"),
+    "hunyuan_v1_dense": hunyuan_v1_dense(), "exaone4": _decoder("exaone4"), "ernie4_5_moe": ernie4_5_moe(),
 }
 
 
