@@ -14,7 +14,8 @@ from planner.model.params import layer_params, lora_params
 # before the optimizer's 12 - 4 = 8 bytes of Adam moments); fp8 training (Transformer Engine)
 # keeps the same 16-bit parameters and fp32 master weights, casting to fp8 per GEMM (DeepSeek-V3
 # §3.3; TE docs), with per-tensor scales (fp8) or a scale per 32 elements (mxfp8: the scales of
-# the quantized copies, not of the parameters). bf16-autocast keeps fp32 weights and gradients (torch.autocast).
+# the quantized copies, not of the parameters). bf16-autocast keeps fp32 weights and gradients
+# (torch.autocast).
 PRECISION_STATE_BYTES: dict[str, tuple[int, int, int]] = {
     "bf16": (2, 2, 4),
     "fp16": (2, 2, 4),

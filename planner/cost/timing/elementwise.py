@@ -256,11 +256,10 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: str | Non
     megatron (Transformer Engine): norm+QKV GEMM, RoPE, attention, out GEMM, residual, norm+fc1,
     activation, fc2, residual and TP collectives, ~12; fp8's current scaling adds a scale update
     per GEMM, MXFP8 a quantization of the QKV, out-projection and fc1 inputs (the activation
-    writes fc2's). A MoE
-    layer adds the router (~8: GEMM, softmax, top-k, aux loss), the dispatcher's preprocessing
-    (`MOE_PREPROCESS_KERNELS`) and what `moe_kernels_after_sync` counts. hf eager: one kernel per
-    operator — RMSNorm ~7, RoPE ~10 for q and k, SwiGLU 2, each projection 1; its MoE layers
-    (DeepEP experts) the router and what follows it.
+    writes fc2's). A MoE layer adds the router (~8: GEMM, softmax, top-k, aux loss), the
+    dispatcher's preprocessing (`MOE_PREPROCESS_KERNELS`) and what `moe_kernels_after_sync`
+    counts. hf eager: one kernel per operator — RMSNorm ~7, RoPE ~10 for q and k, SwiGLU 2, each
+    projection 1; its MoE layers (DeepEP experts) the router and what follows it.
     """
     eager = framework == "hf"
     norm = 7 if eager and arch.norm == "rmsnorm" else 1
@@ -277,9 +276,9 @@ def _expert_kernels(fp8: str | None, local_experts: int, backward: bool = False)
     """Kernels of the routed experts' two grouped GEMMs (fused gate/up, down), one GEMM per local
     expert (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`), each
     input quantized expert by expert under fp8 (`FP8_CURRENT_SCALING_QUANTIZE_KERNELS`, or
-    `MXFP8_QUANTIZE_KERNELS`). Backward
-    runs a data-gradient and a weight-gradient GEMM per expert and quantizes each expert's output
-    gradient (grouped_linear.py `_GroupedLinear.backward`)."""
+    `MXFP8_QUANTIZE_KERNELS`). Backward runs a data-gradient and a weight-gradient GEMM per
+    expert and quantizes each expert's output gradient (grouped_linear.py
+    `_GroupedLinear.backward`)."""
     quantize = MXFP8_QUANTIZE_KERNELS if fp8 == "mxfp8" else FP8_CURRENT_SCALING_QUANTIZE_KERNELS if fp8 else 0
     return 2 * local_experts * ((2 if backward else 1) + quantize)
 

@@ -51,9 +51,9 @@ from planner.model.frozen import evolve
 MFU_PEAK_DTYPE = {"fp8": "bf16", "mxfp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
 """Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit precision (Megatron, PaLM
 App. B report against the 16-bit peak), fp16's for fp16, and peak("fp32") for fp32 training.
-fp8 (and mxfp8) runs its linear layers on the fp8 units, whose peak is twice bf16's: its reference is the
-peak each FLOP runs at (`reference_peak`), so that MFU stays a fraction of what the hardware can
-do (against the bf16 peak an fp8 step may pass 1)."""
+fp8 and mxfp8 run the linear layers on the 8-bit units, whose peak is twice bf16's: their
+reference is the peak each FLOP runs at (`reference_peak`), so that MFU stays a fraction of what
+the hardware can do (against the bf16 peak an fp8 step may pass 1)."""
 
 
 def reference_peak(plan: Plan, workload: Workload, cluster: Cluster) -> float:
