@@ -20,7 +20,8 @@ from planner.engines.rules import plan_problems
 from planner.spec.errors import InputError
 
 B200_NODE = "gpu: b200_hgx\ngpus_per_node: 8\nnodes: 1\n"
-B200_NODES = "gpu: b200_hgx\ngpus_per_node: 8\nnodes: 4\ninter_node: {nic_gbps: 400, nics_per_node: 8, kind: infiniband}\n"
+B200_NODES = ("gpu: b200_hgx\ngpus_per_node: 8\nnodes: 4\n"
+              "inter_node: {nic_gbps: 400, nics_per_node: 8, kind: infiniband}\n")
 
 
 def _inputs(tmp_path: Path, cluster: str, job: str, framework: str = "megatron"):
@@ -69,7 +70,8 @@ def test_block_scaling_moves_fewer_bytes_and_launches_fewer_kernels(llama8b):
 
 def test_same_plan_in_mxfp8_is_faster_than_fp8_and_bf16_on_blackwell(llama8b):
     plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,recompute=full,precision=mxfp8", llama8b)
-    mx, cs, bf = (evaluate(plan.with_(precision=p), llama8b.workload, llama8b.cluster) for p in ("mxfp8", "fp8", "bf16"))
+    mx, cs, bf = (evaluate(plan.with_(precision=p), llama8b.workload, llama8b.cluster)
+                  for p in ("mxfp8", "fp8", "bf16"))
     assert mx.time.step < cs.time.step < bf.time.step
     # The same states; the saved fp8 inputs only gain their scales.
     assert mx.memory.weights == cs.memory.weights and mx.memory.optimizer == cs.memory.optimizer

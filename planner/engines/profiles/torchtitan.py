@@ -10,8 +10,8 @@ stages with fewer layers (`pipeline_parallel_first/last_stage_less_layers`); con
 parallelism; full activation checkpointing (distributed/activation_checkpoint.py `FullAC`); bf16
 through FSDP2's MixedPrecisionPolicy or torch.autocast under DDP (`mixed_precision_param`), pure
 bf16 (`training.dtype`), fp32, float8 linears (components/quantization/float8.py) and MX linears
-(mxfp8, components/quantization/mx.py); Adam and AdamW (components/optimizer/optimizer.py); LoRA adapters (components/lora.py), no quantized base
-weights.
+(mxfp8, components/quantization/mx.py); Adam and AdamW (components/optimizer/optimizer.py); LoRA
+adapters (components/lora.py), no quantized base weights.
 
 Traits: eager PyTorch modules like Hugging Face's (the `hf` kernel family: RMSNorm, SwiGLU,
 SDPA, the loss on fp32 logits), fp32 parameters as master weights, gradients allocated in
