@@ -263,3 +263,14 @@ def test_config_file_errors_name_the_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(InputError, match=r"^job.yaml: model: cannot read .*config.json as JSON"):
         load_architecture("config.json", base_dir=tmp_path, file="job.yaml")
+
+
+def test_hunyuan_moe_reads_per_layer_counts_that_agree():
+    """Hunyuan-A13B's config.json lists moe_topk per layer; transformers builds every layer's
+    experts from one count, so a list of one value reads as that value and any other is refused."""
+    config = {"model_type": "hunyuan_v1_moe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40,
+              "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+              "num_experts": 6, "moe_topk": 2}
+    assert architecture_from_config({**config, "moe_topk": [2, 2, 2]}, "a") == architecture_from_config(config, "a")
+    with pytest.raises(InputError, match="differs between layers"):
+        architecture_from_config({**config, "moe_topk": [2, 1, 2]}, "a")

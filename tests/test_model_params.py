@@ -307,6 +307,9 @@ SYNTHETIC = [
       "moe_intermediate_size": 40, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
       "moe_num_experts": 6, "moe_k": 2, "moe_num_shared_experts": 1, "moe_layer_start_index": 1,
       "moe_layer_interval": 1, "use_bias": True}, 307542, 215382),
+    ({"model_type": "hunyuan_v1_moe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40,
+      "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_experts": 6,
+      "moe_topk": 2, "attention_bias": True}, 328416, 236256),
 ]
 
 

@@ -54,6 +54,7 @@ DECODER_LAYERS = {
     "glm4_moe": "Glm4MoeDecoderLayer", "seed_oss": "SeedOssDecoderLayer", "smollm3": "SmolLM3DecoderLayer",
     "ernie4_5": "Ernie4_5DecoderLayer", "hunyuan_v1_dense": "HunYuanDenseV1DecoderLayer",
     "exaone4": "Exaone4DecoderLayer", "ernie4_5_moe": "Ernie4_5_MoeDecoderLayer",
+    "hunyuan_v1_moe": "HunYuanMoEV1DecoderLayer",
 }
 """The transformers decoder-layer class of each family the planner reads (`_no_split_modules` of
 its *ForCausalLM in transformers 5.25), which FSDP wraps one at a time."""

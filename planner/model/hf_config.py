@@ -42,7 +42,7 @@ _READERS: dict[str, Callable[[Fields, str], Architecture]] = {
     "gpt2": hf_dense.gpt2, "bloom": hf_dense.bloom, "falcon": hf_dense.falcon,
     "seed_oss": hf_dense.seed_oss, "smollm3": hf_dense.smollm3, "ernie4_5": hf_dense.ernie4_5,
     "hunyuan_v1_dense": hf_dense.hunyuan_v1_dense, "exaone4": hf_dense.exaone4,
-    "ernie4_5_moe": hf_moe.ernie4_5_moe,
+    "ernie4_5_moe": hf_moe.ernie4_5_moe, "hunyuan_v1_moe": hf_moe.hunyuan_v1_moe,
     "mixtral": hf_moe.mixtral, "grok-1": hf_moe.grok1, "llama4_text": hf_moe.llama4,
     "gpt_oss": hf_moe.gpt_oss, "minimax_m2": hf_moe.minimax_m2,
     "qwen2_moe": hf_moe.qwen2_moe, "qwen3_moe": hf_moe.qwen3_moe,

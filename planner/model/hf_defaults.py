@@ -78,6 +78,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                      "intermediate_size": 12288, "moe_intermediate_size": 1536, "moe_k": 6, "moe_num_experts": 64,
                      "moe_num_shared_experts": 2, "moe_layer_start_index": 1, "moe_layer_end_index": -1,
                      "moe_layer_interval": 1},
+    "hunyuan_v1_moe": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+                       "attention_bias": False, "intermediate_size": 11008, "num_experts": 1, "moe_topk": 1},
     "exaone4": {"num_key_value_heads": 32, "head_dim": None, "tie_word_embeddings": False},
     "seed_oss": {"num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": False,
                  "attention_bias": True, "attention_out_bias": False, "mlp_bias": False},
@@ -131,5 +133,5 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "BloomForCausalLM": "bloom", "Glm4MoeForCausalLM": "glm4_moe", "SeedOssForCausalLM": "seed_oss",
     "SmolLM3ForCausalLM": "smollm3", "Ernie4_5ForCausalLM": "ernie4_5",
     "HunYuanDenseV1ForCausalLM": "hunyuan_v1_dense", "Exaone4ForCausalLM": "exaone4",
-    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe",
+    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "HunYuanMoEV1ForCausalLM": "hunyuan_v1_moe",
 }

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from planner.model.architecture import Architecture, Attention, MoE
-from planner.model.hf_fields import Fields, attention, decoder, moe, rotary_dim
+from planner.model.hf_fields import Fields, attention, decoder, moe, positive, rotary_dim
 from planner.spec.errors import InputError
 
 
@@ -156,6 +156,29 @@ def ernie4_5_moe(f: Fields, name: str) -> Architecture:
                   router_bias=True, layer_freq=every)
     return decoder(f, name, attention(f, bias=bias), ffn=f.optional_int("intermediate_size"), moe=experts,
                    mlp_bias=bias, lm_head_bias=bias)
+
+
+def hunyuan_v1_moe(f: Fields, name: str) -> Architecture:
+    """Hunyuan MoE (modeling_hunyuan_v1_moe.py): Hunyuan dense's attention (`attention_bias` on all
+    four projections, an RMSNorm over each query and key head); every layer MoE: `num_experts`
+    routed SwiGLU experts of `intermediate_size` (fused gate_up_proj) and one shared MLP of the same
+    width, behind a bias-free router, `moe_topk` experts per token. transformers builds every
+    layer's experts from one count, so per-layer lists are read only when their values agree."""
+    ffn = f.optional_int("intermediate_size")
+    experts = moe(f.required("num_hidden_layers"), lambda i: True, num_experts=_one_per_layer(f, "num_experts"),
+                  top_k=_one_per_layer(f, "moe_topk"), expert_ffn=ffn, num_shared_experts=1, shared_ffn=ffn)
+    return decoder(f, name, attention(f, bias=f.flag("attention_bias"), qk_norm="head"), ffn=ffn, moe=experts)
+
+
+def _one_per_layer(f: Fields, key: str) -> int:
+    """A count a config may give per layer, as one number (the same for every layer)."""
+    value = f.get(key)
+    if isinstance(value, list):
+        if not value or any(v != value[0] for v in value):
+            raise InputError(f"differs between layers ({value!r}); transformers builds every layer's experts"
+                             " from one count, so give one number", field=key)
+        value = value[0]
+    return positive(key, value)
 
 
 def deepseek(f: Fields, name: str) -> Architecture:

@@ -218,8 +218,14 @@ def ernie4_5_moe(draw):
 
 
 @st.composite
-def hunyuan_v1_dense(draw):
-    config = draw(_decoder("hunyuan_v1_dense", kv_default_is_heads=True))
+def hunyuan_v1_moe(draw):
+    """Every layer MoE with one shared MLP of the experts' width."""
+    return draw(_experts(draw(hunyuan_v1_dense("hunyuan_v1_moe")), "num_experts", "moe_topk"))
+
+
+@st.composite
+def hunyuan_v1_dense(draw, model_type: str = "hunyuan_v1_dense"):
+    config = draw(_decoder(model_type, kv_default_is_heads=True))
     config.setdefault("head_dim", config["hidden_size"] // config["num_attention_heads"])  # its class reads it as given
     _set(draw, config, "attention_bias", FLAG)
     return config
@@ -310,6 +316,7 @@ FAMILIES = {
     "olmo2": olmo2(), "olmo3": olmo2("olmo3"), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
     "glm4_moe": glm4_moe(), "seed_oss": seed_oss(), "smollm3": llama_like("smollm3"), "ernie4_5": ernie4_5(),
     "hunyuan_v1_dense": hunyuan_v1_dense(), "exaone4": _decoder("exaone4"), "ernie4_5_moe": ernie4_5_moe(),
+    "hunyuan_v1_moe": hunyuan_v1_moe(),
 }
 
 
