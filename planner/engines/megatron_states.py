@@ -8,6 +8,7 @@ megatron/core/optimizer/optimizer_config.py and distrib_optimizer.py (precision-
 """
 from __future__ import annotations
 
+from planner.cost.memory.states import BF16_PARAMETERS
 from planner.cost.workload import StateDtypes
 from planner.engines.megatron_flags import FlagReader
 
@@ -69,7 +70,7 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
     if r.flag("grad-reduce-in-bf16"):
         # The gradient buffer takes the parameters' dtype unless grad_reduce_in_fp32
         # (distributed_data_parallel.py): bf16 main gradients, and bf16 reduce-scatter.
-        if plan_precision in ("bf16", "fp8", "mxfp8"):
+        if plan_precision in BF16_PARAMETERS:
             grad = 2
         else:
             warnings.append(f"--grad-reduce-in-bf16 with {plan_precision} parameters: gradients keep their dtype")
@@ -95,10 +96,9 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
         # master weights; with bf16 parameters it stores the 16-bit remainders of fp32 values
         # (`store_param_remainders`, distrib_optimizer.py: an int16 master_param shard).
         if main_params != 4 or plan_precision != "fp8" or recipe == "delayed" or r.flag("optimizer-cpu-offload"):
-            master = 2 if main_params == 4 and plan_precision in ("bf16", "fp8", "mxfp8") and weight is None \
-                else main_params
+            master = 2 if main_params == 4 and plan_precision in BF16_PARAMETERS and weight is None else main_params
             master = None if master == 4 else master
-        if main_grads != 4 and grad is None and plan_precision in ("bf16", "fp8", "mxfp8"):
+        if main_grads != 4 and grad is None and plan_precision in BF16_PARAMETERS:
             grad = main_grads
     else:
         for name in ("main-grads-dtype", "main-params-dtype", "exp-avg-dtype", "exp-avg-sq-dtype"):

@@ -241,7 +241,7 @@ def _mx_blocks(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     att = arch.attention
     widths = {"hidden": arch.hidden, "query width / tp": att.q_dim / p.tp,
               "key-value width / tp": att.kv_dim / p.tp}
-    if not all(arch.is_moe_layer(i) for i in range(arch.num_layers)):
+    if arch.num_moe_layers < arch.num_layers:  # dense MLPs too
         widths["ffn / tp"] = arch.ffn / p.tp
     if arch.moe is not None:
         widths["expert ffn / expert tp"] = arch.moe.expert_ffn / plan.expert_tp

@@ -10,6 +10,8 @@ from typing import Any
 
 _LLAMA_DEFAULTS = {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
                    "attention_bias": False, "mlp_bias": False}
+_OLMO_DEFAULTS = {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+                  "attention_bias": False}
 _QWEN_MOE_RULE = {"decoder_sparse_step": 1, "mlp_only_layers": None}
 
 # Class defaults of the optional fields each family reads.
@@ -47,11 +49,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "attention_bias": False},
     "gemma3_text": {"num_key_value_heads": 4, "head_dim": 256, "tie_word_embeddings": True,
                     "attention_bias": False},
+    "olmo2": _OLMO_DEFAULTS,
     # Olmo3Config: OLMo 2's fields, and sliding-window layers (model/context.py).
-    "olmo3": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
-              "attention_bias": False},
-    "olmo2": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
-              "attention_bias": False},
+    "olmo3": _OLMO_DEFAULTS,
     "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True,
                  "use_parallel_residual": True, "rotary_pct": 0.25},
     "phi3": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False},

@@ -26,6 +26,8 @@ PRECISION_STATE_BYTES: dict[str, tuple[int, int, int]] = {
     "bf16-autocast": (4, 4, 0),
 }
 MIXED = ("bf16", "fp16", "fp8", "mxfp8")
+BF16_PARAMETERS = ("bf16", *FP8_PRECISIONS)
+"""Precisions whose parameters are bf16: bf16 mixed precision, and fp8 training, which casts them per GEMM."""
 
 # Megatron-LM's gradient buffer under bf16 parameters: fp32 (see `state_bytes`).
 MEGATRON_BF16_GRAD_BYTES = 4
@@ -93,7 +95,7 @@ def state_bytes(engine: EngineTraits, precision: str) -> tuple[int, int, int, in
     if engine.kernels == "deepspeed" and precision == "bf16-pure":
         return 2, 2, 2, 2
     weight, grad, master = PRECISION_STATE_BYTES[precision]
-    if engine.fp32_grad_accumulation and precision in ("bf16", *FP8_PRECISIONS):
+    if engine.fp32_grad_accumulation and precision in BF16_PARAMETERS:
         grad = MEGATRON_BF16_GRAD_BYTES
     fp32_grad = 4 if engine.fp32_gradient_copy and master else 0
     return weight, grad, master, fp32_grad
