@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from planner.engines.megatron_flags import launch_arguments, parse_flags
@@ -156,6 +156,8 @@ def test_source_eval_and_special_parameters_are_noted():
     ("fi\n", "line 1: syntax error near 'fi'"),
     ("TP=$((9**9**9))\n", "line 1: $((9**9**9)): the result does not fit bash's 64-bit integers"),
     ("X=$((1/0))\n", "line 1: $((1/0)): division by 0"),
+    ("c=1x\nX=$(( 0 ? $c : 0 ))\n", "line 2: $((0 ? 1x : 0)): 1x: value too great for base"),
+    ("X=$(( 0 && 9#9 ))\n", "9#9: value too great for base"),
     ("a=a\nX=$((a))\n", "line 2: $((a)): variables refer to expressions more than 100 deep"),
     ("f() { f; }\nf\n", "nest more than 100 deep"),
     ("if true; then\n" * 200 + "fi\n" * 200, "line 101: nested more than 100 levels deep"),
@@ -253,6 +255,7 @@ _EPILOGUE = "".join(f'printf "%s\\n" "${{{n}-<unset>}}"\n' for n in NAMES)
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_statement, min_size=1, max_size=5))
+@example(['if [ -z "$b" ]; then c="1x"; fi', "a=$(( (0 ? $c : 0) ))"])  # a constant in a branch not taken
 def test_agrees_with_bash(statements):
     text = _PRELUDE + "\n".join(statements) + "\n"
     try:

@@ -1,7 +1,8 @@
 """Shell arithmetic (GNU Bash Reference Manual, 6.5 "Shell Arithmetic"): 64-bit integers, C's
 operators and precedence, `**`, assignments and `++`/`--`, variables whose values are themselves
 expressions. Parsed and evaluated in one pass, as bash's expr.c does, with a `skip` count for the
-branches `&&`, `||` and `?:` do not take (no side effects, no errors there).
+branches `&&`, `||` and `?:` do not take (no side effects and no arithmetic errors there; a malformed
+constant is still an error, since bash converts each number as it reads it).
 
 Where bash silently wraps around 64 bits (`9**99`, `1<<63`), the result is an error instead: a
 launch script that overflows is wrong, and a wrapped number would be planned as if it were meant.
@@ -219,7 +220,8 @@ class _Evaluator:
         kind, text = self.tokens[self.k]
         self.k += 1
         if kind == "num":
-            return (0 if self.skip else constant(text)), None
+            value = constant(text)  # read even where not taken: bash's readtok converts every constant
+            return (0 if self.skip else value), None
         if kind == "name":
             index = None
             if self.peek() == "[":
