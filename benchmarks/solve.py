@@ -6,13 +6,15 @@ getrusage) and wall seconds are shown, with the phases a `--json` search reports
 table, solver, explain) beside them. Then CP-SAT and brute force solve the same factored table
 in-process (every layout x partition x recompute count per stage class), so their ratio compares
 the two searches and nothing else; both must find the same best objective. `--write` puts the
-output in docs/performance.md with the machine it ran on; `--baseline DIR` times the same
-commands with another checkout's planner in the same run, alternating, so before and after share
-the machine's load. Cases: benchmarks/cases/README.md.
+output in docs/performance.md with the machine it ran on; `--baseline DIR` times the same commands
+with another checkout's planner in the same run, alternating, so before and after share the
+machine's load. Both checkouts are byte-compiled first, as an install does. Cases:
+benchmarks/cases/README.md.
 """
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -68,6 +70,12 @@ COMMANDS: list[tuple[str, list[str]]] = [
                                              "--gpu", "h100", "--gpu", "a100", "--gpu", "h200", "--max-gpus", "1024",
                                              "--json"]),
 ]
+
+
+def byte_compile(code: Path) -> None:
+    """Write the bytecode of the checkout's planner, as `pip install` does for every user: a machine
+    with PYTHONDONTWRITEBYTECODE set would otherwise compile every module in every timed run."""
+    compileall.compile_dir(code / "planner", quiet=1)
 
 
 def run(args: list[str], code: Path = ROOT) -> tuple[float, float, int, str]:
@@ -167,6 +175,8 @@ def main() -> None:
                         help="also time each command with the planner of another checkout (e.g. `git worktree add"
                              " /tmp/before <rev>`), in the same run: before and after side by side")
     args = parser.parse_args()
+    for code in (ROOT, args.baseline) if args.baseline else (ROOT,):
+        byte_compile(code)
     before = " | before: CPU s | wall s | exit" if args.baseline else ""
     out = [f"Machine: {machine()}. Median of {args.repeat} runs, each a fresh process (start to exit).", ""]
     if args.baseline:

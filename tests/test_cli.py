@@ -178,3 +178,16 @@ def test_no_color_and_piped_output_have_no_escape_codes():
     script = Path(sys.executable).parent / "planner"
     out = subprocess.run([str(script), "gpus"], capture_output=True, text=True, env=env, check=True)
     assert "\x1b[" not in out.stdout
+
+
+def test_a_command_reads_no_other_commands_docstring(monkeypatch):
+    """Command modules' sources are parsed for their docstrings only when a help page lists them."""
+    import planner.cli.app as cli_app
+
+    def refuse(module, function):
+        raise AssertionError(f"{module}.{function} parsed for its docstring")
+    monkeypatch.setattr(cli_app, "_docstring", refuse)
+    assert run("params", "llama3-8b").exit_code == 0
+    monkeypatch.undo()
+    listed = run("--help").stdout
+    assert "Exact parameter counts of an architecture" in listed and "List the accelerator catalog." in listed

@@ -54,8 +54,19 @@ def _command(name: str) -> TyperCommand:
 
 
 class _Summary(TyperCommand):
-    """A command as `planner --help` lists it: its name and docstring. Whoever reads its options
-    (the documentation's tests) gets the command's own, its module imported then."""
+    """A command as `planner --help` lists it: its name and docstring, read only when a help page
+    shows it. Whoever reads its options (the documentation's tests) gets the command's own, its
+    module imported then."""
+
+    @property
+    def help(self) -> str:
+        if self._help is None:
+            self._help = _docstring(*COMMANDS[self.name])
+        return self._help
+
+    @help.setter
+    def help(self, value: str | None) -> None:
+        self._help = value  # None until a help page asks
 
     @property
     def params(self) -> list:
@@ -71,8 +82,8 @@ class _Commands(TyperGroup):
 
     def __init__(self, **attrs) -> None:
         super().__init__(**attrs)
-        for name, (module, function) in COMMANDS.items():
-            self.commands[name] = _Summary(name=name, help=_docstring(module, function))
+        for name in COMMANDS:
+            self.commands[name] = _Summary(name=name)
         self._loaded: set[str] = set()
 
     def resolve_command(self, ctx, args):
