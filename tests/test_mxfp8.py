@@ -15,6 +15,7 @@ from planner.cost.memory.activations import layer_activation_bytes
 from planner.cost.timing import elementwise as elt
 from planner.engines import with_framework
 from planner.engines.megatron_flags import FlagReader, parse_flags
+from planner.engines.megatron_states import fp8_param_gather
 from planner.engines.megatron_states import precision as megatron_precision
 from planner.engines.rules import plan_problems
 from planner.spec.errors import InputError
@@ -70,11 +71,21 @@ def test_block_scaling_moves_fewer_bytes_and_launches_fewer_kernels(llama8b):
 
 def test_same_plan_in_mxfp8_is_faster_than_fp8_and_bf16_on_blackwell(llama8b):
     plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,recompute=full,precision=mxfp8", llama8b)
-    mx, cs, bf = (evaluate(plan.with_(precision=p), llama8b.workload, llama8b.cluster)
+    mx, cs, bf = (evaluate(plan.with_(precision=p, fp8_param_gather=False), llama8b.workload, llama8b.cluster)
                   for p in ("mxfp8", "fp8", "bf16"))
     assert mx.time.step < cs.time.step < bf.time.step
-    # The same states; the saved fp8 inputs only gain their scales.
-    assert mx.memory.weights == cs.memory.weights and mx.memory.optimizer == cs.memory.optimizer
+    # The same states; the saved fp8 inputs only gain their scales. Transformer Engine's cached fp8
+    # copy of each linear weight holds both usages under MXFP8 (2 + 2/32 bytes) and one under
+    # tensor scaling (1 byte: a B200's fp8 GEMMs take either layout, no transpose); bf16 has none.
+    linear = 32 * (4096 * 10240 + 3 * 4096 * 14336)  # Llama 3 8B's projections
+    assert mx.memory.weights - bf.memory.weights == pytest.approx(linear * (2 + 2 / 32), abs=8)
+    assert cs.memory.weights - bf.memory.weights == pytest.approx(linear, abs=8)
+    assert mx.memory.optimizer == cs.memory.optimizer
+    gathered = {p: evaluate(plan.with_(precision=p, fp8_param_gather=True), llama8b.workload, llama8b.cluster)
+                for p in ("mxfp8", "fp8")}
+    # fp8 parameters instead: the MXFP8 pair replaces the 16-bit weight, a lone fp8 tensor halves it.
+    assert gathered["mxfp8"].memory.weights - bf.memory.weights == pytest.approx(linear / 16, abs=8)
+    assert bf.memory.weights - gathered["fp8"].memory.weights == pytest.approx(linear, abs=8)
     assert 0 <= mx.memory.activations - cs.memory.activations < 0.01 * cs.memory.activations
     for ev in (mx, cs, bf):
         assert 0 < ev.time.mfu <= 1
@@ -129,6 +140,18 @@ def test_shapes_that_do_not_divide_by_32_are_refused_on_megatron(tmp_path):
 def test_megatron_flags_name_the_recipe(flags, expected):
     reader = FlagReader(parse_flags(flags.split())[0], "train.sh", set())
     assert megatron_precision(reader) == expected
+
+
+@pytest.mark.parametrize("precision, zero, gathered, warned", [
+    ("mxfp8", 1, True, False), ("fp8", 1, True, False),
+    ("fp8", 0, False, True),    # no distributed optimizer gathers them: 16-bit weights and TE's cache
+    ("bf16", 1, False, True),   # no fp8: the parameters stay 16-bit
+])
+def test_megatron_fp8_param_gather_is_read_into_the_plan(precision, zero, gathered, warned):
+    warnings: list[str] = []
+    reader = FlagReader(parse_flags(["--fp8-param-gather"])[0], "train.sh", set())
+    assert fp8_param_gather(reader, precision, zero, False, warnings) is gathered
+    assert bool(warnings) is warned
 
 
 @pytest.mark.parametrize("engine", ["megatron", "torchtitan"])

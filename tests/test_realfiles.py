@@ -124,13 +124,22 @@ def test_partition_balanced_is_the_least_uneven_split(weights, parts):
 
 def test_fp8_param_gather_and_bf16_gradient_reduction_are_counted(pretrain):
     _, job = parse_megatron(DATA / "train_llama3_8b_h100_fp8.sh", pretrain)
-    assert (job.plan.precision, job.plan.zero, job.plan.dp) == ("fp8", 1, 8)
-    assert job.workload.states == StateDtypes(weight=1, gradient=2)
+    assert (job.plan.precision, job.plan.zero, job.plan.dp, job.plan.fp8_param_gather) == ("fp8", 1, 8, True)
+    assert job.workload.states == StateDtypes(gradient=2)
     (ours,) = estimate_memory(job.plan, job.workload, pretrain.cluster)
+    (cached,) = estimate_memory(job.plan.with_(fp8_param_gather=False), job.workload, pretrain.cluster)
     (before,) = estimate_memory(job.plan, replace(job.workload, states=None), pretrain.cluster)
     params = count_params(pretrain.workload.arch).total
-    # fp8 parameters: 1 byte instead of 2; bf16 main gradients: 2 bytes instead of 4 (not sharded at ZeRO-1)
-    assert before.memory.weights - ours.memory.weights == pytest.approx(params, abs=8)
+    # Llama 3 8B's linear projections, from its published shapes: 32 layers of q, k, v, o (4096 x
+    # (4096 + 1024 + 1024 + 4096)) and a SwiGLU MLP (3 x 4096 x 14336).
+    linear = 32 * (4096 * 10240 + 3 * 4096 * 14336)
+    assert linear == 6_979_321_856
+    # Without fp8 parameters Transformer Engine caches an fp8 weight and its transpose (an H100's
+    # fp8 GEMMs take the TN layout only): 2 bytes per linear weight beside the 16-bit parameter.
+    # With them, that fp8 pair is the parameter.
+    assert cached.memory.weights - ours.memory.weights == pytest.approx(2 * linear, abs=8)
+    assert cached.detail["fp8_weight_cache"] == pytest.approx(2 * linear, abs=8)
+    # bf16 main gradients: 2 bytes instead of 4 (not sharded at ZeRO-1)
     assert before.memory.gradients - ours.memory.gradients == pytest.approx(2 * params, abs=8)
     assert evaluate(job.plan, job.workload, pretrain.cluster).fits
 

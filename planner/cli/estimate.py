@@ -20,7 +20,7 @@ from planner.cli.options import (
 from planner.cost.evaluate import evaluate
 from planner.cost.inputs import load_inputs, parse_plan_spec
 from planner.engines.profiles import AUTO, ENGINES, PROFILES, default_engine, engine_workload
-from planner.engines.rules import plan_problems
+from planner.engines.rules import engine_defaults, plan_problems
 from planner.report import json as report_json
 from planner.report import tables
 from planner.spec.errors import InputError
@@ -48,6 +48,7 @@ def estimate(
     if the_plan.framework == AUTO:
         the_plan = the_plan.with_(framework=default_engine(the_plan, inputs.workload, inputs.cluster))
     workload = engine_workload(inputs.workload, the_plan.framework)
+    the_plan = engine_defaults(the_plan, workload)
     refused = PROFILES[the_plan.framework].problems(the_plan, workload)
     if refused:
         raise InputError(f"{PROFILES[the_plan.framework].title} cannot run this plan: " + "; ".join(refused),

@@ -250,7 +250,7 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         recompute_modules=values.get("recompute_modules"),
         offload_activation_layers=int(values.get("offload_activation_layers", 0)),
         moment_dtype=values.get("moment_dtype", "fp32"),
-        fp8_param_gather=bool(values.get("fp8_param_gather", False)),
+        fp8_param_gather=values.get("fp8_param_gather"),  # None: the engine's default (rules.engine_defaults)
         framework=str(values.get("framework", inputs.framework)),
     )
     _check_plan(plan, inputs)

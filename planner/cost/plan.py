@@ -113,9 +113,12 @@ class Plan:
     moment_dtype: MomentDtype = "fp32"
     """Adam's moments: fp32, or bf16 with Megatron's precision-aware optimizer
     (`--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16`)."""
-    fp8_param_gather: bool = False
-    """fp8 training keeps the model's weights in fp8 and the distributed optimizer gathers them in
-    fp8 (Megatron `--fp8-param-gather`): 1 byte per weight instead of 2, in memory and on the wire."""
+    fp8_param_gather: bool | None = False
+    """fp8 training keeps the linear layers' weights as Transformer Engine fp8 tensors and the
+    distributed optimizer gathers them in fp8 (Megatron `--fp8-param-gather`): on the wire 1 byte
+    per weight instead of 2; in memory the fp8 tensor with both its usages
+    (precisions.fp8_weight_bytes) instead of the 16-bit weight and TE's cached fp8 copy of it.
+    None: as the engine runs it by default (rules.engine_defaults), until that is applied."""
     framework: str = "megatron"
     """The engine that runs the plan (planner.spec.plan_keys.ENGINES); the workload evaluated
     with it carries the same engine's traits (`Workload.engine`, planner/engines/profiles/)."""

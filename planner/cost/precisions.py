@@ -31,3 +31,22 @@ def saved_bytes_per_element(recipe: str) -> float:
     its e8m0 scale shared by 32 elements (transformer_engine MXFP8Quantizer: uint8 data and a uint8
     scale per block, `get_scale_shape`; padding of the scale array to 128 × 4 ignored)."""
     return 1.0 + (1.0 / MX_BLOCK if recipe == "mxfp8" else 0.0)
+
+
+FP8_ANY_LAYOUT_GPUS = frozenset({"b200_hgx", "gb200_nvl72_per_gpu", "b300_hgx", "gb300_nvl72_per_gpu"})
+"""GPUs whose tensor-scaled fp8 GEMMs take their operands in either layout: compute capability
+10.x (Transformer Engine 2.8 pytorch/utils.py `is_non_tn_fp8_gemm_supported`: 10.0 to 11.x and
+13.0 on). Elsewhere (Hopper, Ada, the 12.x parts, and where it is not known) an fp8 tensor used
+by both the forward and the backward GEMM keeps a transposed copy beside its data."""
+
+
+def fp8_weight_bytes(recipe: str, gpu_id: str) -> float:
+    """Bytes per weight of Transformer Engine's 8-bit form of a linear weight, with both usages a
+    training step needs: row-wise for the forward GEMM, column-wise for the data gradient's.
+    Tensor scaling: the fp8 data, plus its transpose where the GPU's fp8 GEMMs need the TN layout
+    (csrc/quantizer.cpp `Float8Quantizer::create_tensor`: `with_transpose = columnwise_usage &&
+    !nvte_is_non_tn_fp8_gemm_supported()`). MXFP8: row-wise and column-wise data, each with its
+    e8m0 scale per 32 elements (`MXFP8Quantizer::create_tensor`): 2 + 2/32."""
+    if recipe == "mxfp8":
+        return 2 * saved_bytes_per_element(recipe)
+    return 1.0 if gpu_id in FP8_ANY_LAYOUT_GPUS else 2.0

@@ -31,6 +31,10 @@ class StageShard:
     """Routed-expert parameters on this GPU: E/ep experts per MoE layer, each divided by the expert
     tensor-parallel degree etp (Megatron-Core `--expert-tensor-parallel-size`, tp by default)."""
     moe_layers: int
+    linear_dense: float = 0.0
+    """The part of `dense` in the layers' linear projections (attention, dense MLP, shared
+    experts): the GEMM weights Megatron-Core builds as Transformer Engine modules. Not the
+    embedding, the output layer, the norms or the router, which stay 16-bit torch modules."""
 
     @property
     def total(self) -> float:
@@ -53,14 +57,15 @@ def stage_layer_counts(num_layers: int, pp: int) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=4096)
-def _layer_sums(arch: Architecture, first: int, count: int) -> tuple[int, int, int]:
-    dense = expert = moe_layers = 0
+def _layer_sums(arch: Architecture, first: int, count: int) -> tuple[int, int, int, int]:
+    dense = expert = moe_layers = linear = 0
     for index in range(first, first + count):
         p = layer_params(arch, index)
         expert += p.routed_experts
         dense += p.total - p.routed_experts
+        linear += p.attention + p.dense_mlp + p.shared_experts
         moe_layers += arch.is_moe_layer(index)
-    return dense, expert, moe_layers
+    return dense, expert, moe_layers, linear
 
 
 def stage_shards(plan: Plan, arch: Architecture, only: tuple[int, ...] | None = None) -> list[StageShard]:
@@ -82,7 +87,7 @@ def _shards(arch: Architecture, counts: tuple[int, ...], tp: int, ep: int, etp: 
         if only is not None and stage not in only:
             first += count
             continue
-        dense, expert, moe_layers = _layer_sums(arch, first, count)
+        dense, expert, moe_layers, linear = _layer_sums(arch, first, count)
         if stage == 0:
             dense += embedding_params(arch)
         if stage == pp - 1:
@@ -98,6 +103,7 @@ def _shards(arch: Architecture, counts: tuple[int, ...], tp: int, ep: int, etp: 
             dense=dense / tp,
             expert=expert / (etp * ep),
             moe_layers=moe_layers,
+            linear_dense=linear / tp,
         ))
         first += count
     return tuple(shards)

@@ -15,10 +15,6 @@ class StateDtypes:
     """Bytes per element of model states that a launch file sets explicitly; None keeps the
     precision's default (planner/cost/memory/states.py `state_bytes`)."""
 
-    weight: float | None = None
-    """Trainable weights on the GPU: 1 with Megatron's --fp8-param-gather (Transformer Engine
-    Float8Tensor parameters, stored as uint8 in the parameter buffer:
-    megatron/core/distributed/distributed_data_parallel.py)."""
     gradient: int | None = None
     """The gradient buffer: 2 with Megatron's --grad-reduce-in-bf16 (the buffer takes the
     parameter dtype unless ddp_config.grad_reduce_in_fp32: distributed_data_parallel.py,

@@ -165,7 +165,9 @@ def _plan(r: FlagReader, inputs: Inputs, warnings: list[str]) -> tuple[Plan, Wor
     recompute, recompute_layers = _recompute(r, stage_layers, vpp, warnings)
     plan = plan.with_(recompute=recompute, recompute_layers=recompute_layers,
                       recompute_modules=_recompute_modules(r) if recompute == "selective" else None)
-    dtypes = states.state_dtypes(r, precision, deepspeed, warnings)
+    gather = states.fp8_param_gather(r, precision, plan.zero, deepspeed, warnings)
+    plan = plan.with_(fp8_param_gather=gather)
+    dtypes = states.state_dtypes(r, precision, deepspeed, warnings, fp8_params=gather)
     if deepspeed and plan.zero == 0 and precision == "bf16" and not r.flag("no-pipeline-parallel"):
         # DeepSpeed's engine runs a bf16 PipelineModule at stage 0 with its BF16_Optimizer
         # (engine.py: bf16 parameters and gradients with pipeline parallelism), which partitions the

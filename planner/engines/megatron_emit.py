@@ -134,6 +134,8 @@ def plan_flags(plan: Plan, workload: Workload) -> tuple[list[str], list[str], li
     training += {"bf16": ["--bf16"], "fp16": ["--fp16"], "fp8": ["--bf16", "--fp8-format hybrid"],
                  "mxfp8": ["--bf16", "--fp8-format e4m3", "--fp8-recipe mxfp8"], "fp32": []
                  }[plan.precision]
+    if plan.fp8_param_gather:
+        training.append("--fp8-param-gather")  # fp8 parameters, gathered in 8 bits (rules.engine_defaults)
     training += ["--optimizer sgd", f"--sgd-momentum {SGD_MOMENTUM_DEFAULT if plan.optimizer == 'sgd-momentum' else 0}"
                  ] if plan.optimizer.startswith("sgd") else ["--optimizer adam"]
     return parallel, training, notes

@@ -9,6 +9,7 @@ megatron/core/optimizer/optimizer_config.py and distrib_optimizer.py (precision-
 from __future__ import annotations
 
 from planner.cost.memory.states import BF16_PARAMETERS
+from planner.cost.precisions import FP8_PRECISIONS
 from planner.cost.workload import StateDtypes
 from planner.engines.megatron_flags import FlagReader
 
@@ -64,9 +65,11 @@ def _dtype(r: FlagReader, name: str) -> int | None:
     return None if value is None else _DTYPE_BYTES[value]
 
 
-def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: list[str]) -> StateDtypes | None:
-    """The dtypes the flags set apart from the precision's defaults (planner/cost/memory/states.py)."""
-    weight = grad = master = moments = None
+def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: list[str],
+                 fp8_params: bool = False) -> StateDtypes | None:
+    """The dtypes the flags set apart from the precision's defaults (planner/cost/memory/states.py);
+    `fp8_params`: the parameters are fp8 (`fp8_param_gather`), which leaves no 16-bit remainder."""
+    grad = master = moments = None
     if r.flag("grad-reduce-in-bf16"):
         # The gradient buffer takes the parameters' dtype unless grad_reduce_in_fp32
         # (distributed_data_parallel.py): bf16 main gradients, and bf16 reduce-scatter.
@@ -74,16 +77,6 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
             grad = 2
         else:
             warnings.append(f"--grad-reduce-in-bf16 with {plan_precision} parameters: gradients keep their dtype")
-    if r.flag("fp8-param-gather"):
-        if plan_precision == "fp8":
-            weight = 1  # Float8Tensor parameters: a uint8 parameter buffer (distributed_data_parallel.py)
-        elif plan_precision == "mxfp8":
-            warnings.append("--fp8-param-gather with --fp8-recipe mxfp8: MXFP8 parameters keep a row-wise and a"
-                            " column-wise fp8 copy with their block scales (2 + 1/16 bytes per weight,"
-                            " megatron/core/fp8_utils.py); counted as 16-bit weights")
-        else:
-            warnings.append("--fp8-param-gather without --fp8-format: Megatron-LM asserts fp8 (validate_args);"
-                            " counted as 16-bit weights")
     if r.flag("use-precision-aware-optimizer"):
         if not r.flag("use-distributed-optimizer"):
             raise r.error("use-precision-aware-optimizer", "needs --use-distributed-optimizer (optimizer_config.py)")
@@ -96,7 +89,7 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
         # master weights; with bf16 parameters it stores the 16-bit remainders of fp32 values
         # (`store_param_remainders`, distrib_optimizer.py: an int16 master_param shard).
         if main_params != 4 or plan_precision != "fp8" or recipe == "delayed" or r.flag("optimizer-cpu-offload"):
-            master = 2 if main_params == 4 and plan_precision in BF16_PARAMETERS and weight is None else main_params
+            master = 2 if main_params == 4 and plan_precision in BF16_PARAMETERS and not fp8_params else main_params
             master = None if master == 4 else master
         if main_grads != 4 and grad is None and plan_precision in BF16_PARAMETERS:
             grad = main_grads
@@ -104,12 +97,12 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
         for name in ("main-grads-dtype", "main-params-dtype", "exp-avg-dtype", "exp-avg-sq-dtype"):
             if _dtype(r, name) not in (None, 4):
                 raise r.error(name, "needs --use-precision-aware-optimizer (optimizer_config.py asserts fp32 without it)")
-    if deepspeed and (grad or weight or master or moments):
-        warnings.append("--grad-reduce-in-bf16 / --fp8-param-gather / --use-precision-aware-optimizer are"
+    if deepspeed and (grad or master or moments):
+        warnings.append("--grad-reduce-in-bf16 / --use-precision-aware-optimizer are"
                         " Megatron-Core options; under DeepSpeed's engine they are counted as Megatron-Core does")
-    if (weight, grad, master, moments) == (None, None, None, None):
+    if (grad, master, moments) == (None, None, None):
         return None
-    return StateDtypes(weight=weight, gradient=grad, master=master, moments=moments)
+    return StateDtypes(gradient=grad, master=master, moments=moments)
 
 
 def optimizer(r: FlagReader, job_optimizer: str, warnings: list[str]) -> str:
@@ -123,3 +116,23 @@ def optimizer(r: FlagReader, job_optimizer: str, warnings: list[str]) -> str:
         return "sgd-momentum" if r.number("sgd-momentum", SGD_MOMENTUM_DEFAULT) else "sgd"
     warnings.append(f"--optimizer {name} is not modelled; planned with the job's optimizer {job_optimizer}")
     return job_optimizer
+
+
+def fp8_param_gather(r: FlagReader, plan_precision: str, zero: int, deepspeed: bool, warnings: list[str]) -> bool:
+    """--fp8-param-gather: Transformer Engine fp8 parameters that the distributed optimizer gathers
+    in 8 bits (megatron/core/distributed/distributed_data_parallel_config.py `fp8_param_gather`;
+    Megatron-LM builds the model under fp8_model_init with it: megatron/core/fp8_utils.py)."""
+    if not r.flag("fp8-param-gather"):
+        return False
+    if deepspeed:
+        warnings.append("--fp8-param-gather is Megatron-Core's distributed optimizer's; under DeepSpeed's engine the"
+                        " parameters are counted as 16-bit")
+        return False
+    if plan_precision not in FP8_PRECISIONS:
+        warnings.append("--fp8-param-gather without --fp8-format: the parameters stay 16-bit; counted so")
+        return False
+    if zero < 1:
+        warnings.append("--fp8-param-gather without --use-distributed-optimizer: no optimizer gathers the"
+                        " parameters; counted as 16-bit parameters with Transformer Engine's fp8 weight cache")
+        return False
+    return True

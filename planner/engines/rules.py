@@ -14,7 +14,7 @@ from functools import partial
 from planner.cost.cluster import Cluster
 from planner.cost.inputs import missing_peak
 from planner.cost.plan import RECOMPUTE_MODULES, Plan, PlanError
-from planner.cost.precisions import MX_BLOCK
+from planner.cost.precisions import FP8_PRECISIONS, MX_BLOCK
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 
@@ -223,10 +223,31 @@ def _moments(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     return ["moment_dtype bf16 is Megatron's precision-aware optimizer, with the distributed optimizer (zero 1)"]
 
 
+def fp8_param_gather_by_default(workload: Workload, precision: str, zero: int) -> bool:
+    """Megatron-Core in fp8 or mxfp8 with the distributed optimizer keeps fp8 parameters and
+    gathers them in 8 bits, as every Megatron-Bridge fp8 recipe does (training/mixed_precision.py:
+    fp8_param_gather); the search plans it so, and `--plan` unless it says otherwise."""
+    return workload.engine.kernels == "megatron" and precision in FP8_PRECISIONS and zero >= 1
+
+
+def engine_defaults(plan: Plan, workload: Workload) -> Plan:
+    """The plan with what it leaves to its engine (None) set as the engine runs it."""
+    if plan.fp8_param_gather is not None:
+        return plan
+    return plan.with_(fp8_param_gather=fp8_param_gather_by_default(workload, plan.precision, plan.zero))
+
+
 def _fp8_gather(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
-    if not plan.fp8_param_gather or plan.precision == "fp8":
+    """Megatron-Core's fp8 parameters, which its distributed optimizer gathers in 8 bits
+    (distributed_data_parallel_config.py `fp8_param_gather`; Megatron-Bridge's fp8 and mxfp8
+    recipes set it with the distributed optimizer: training/mixed_precision.py)."""
+    if not plan.fp8_param_gather:
         return []
-    return ["fp8_param_gather needs precision fp8"]
+    if plan.precision not in FP8_PRECISIONS:
+        return ["fp8_param_gather needs precision fp8 or mxfp8"]
+    if workload.engine.kernels != "megatron" or plan.zero < 1:
+        return ["fp8_param_gather is Megatron-Core's, with the distributed optimizer (zero 1)"]
+    return []
 
 
 def _mx_blocks(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
@@ -308,7 +329,7 @@ RULES = (
     Rule(("recompute_modules", "recompute"), _recompute_modules),
     Rule(("offload_activation_layers", "recompute"), _activation_offload),
     Rule(("moment_dtype", "zero"), _moments),
-    Rule(("fp8_param_gather", "precision"), _fp8_gather),
+    Rule(("fp8_param_gather", "precision", "zero"), _fp8_gather),
     Rule(("offload", "zero"), _offload),
     Rule(("lora_rank", "quant"), _adapters),
     Rule(("precision",), _precision),

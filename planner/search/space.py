@@ -23,7 +23,7 @@ from planner.cost.plan import (
 from planner.cost.precisions import FP8_PRECISIONS
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES
-from planner.engines.rules import DEGREE_RULES, RULES
+from planner.engines.rules import DEGREE_RULES, RULES, fp8_param_gather_by_default
 from planner.model.frozen import evolve
 from planner.search.admit import Admission
 from planner.search.partition import class_lows, default_runs, linear_lead, nearest_partition, runnable
@@ -145,7 +145,8 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
             if parallel is None:
                 parallel = degrees[sp] = evolve(base.parallel, sp=sp)
             yield evolve(base, parallel=parallel, zero=zero, recompute=recompute, mbs=mbs, gas=gas, lora_rank=rank,
-                         quant=quant, precision=precision, offload=offload, optimizer=optimizer)
+                         quant=quant, precision=precision, offload=offload, optimizer=optimizer,
+                         fp8_param_gather=fp8_param_gather_by_default(workload, precision, zero))
 
 
 def layouts(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint], *,

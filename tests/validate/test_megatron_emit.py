@@ -56,7 +56,7 @@ _GPT_MODEL = {"position-embedding-type": "position_embedding_type", "rotary-base
               "max-position-embeddings": "max_sequence_length",
               "untie-embeddings-and-output-weights": "share_embeddings_and_output_weights"}
 _OPTIMIZER = {"optimizer", "sgd-momentum", "optimizer-cpu-offload", "optimizer-offload-fraction"}
-_DDP = {"use-distributed-optimizer"}
+_DDP = {"use-distributed-optimizer", "fp8-param-gather"}
 # Megatron-LM's training loop and data: no megatron-core config holds them.
 _TRAINING_LOOP = {"micro-batch-size", "global-batch-size", "seq-length", "data-path", "split", "tokenizer-type",
                   "tokenizer-model", "train-iters", "lr", "min-lr", "lr-decay-style", "lr-warmup-iters",
@@ -117,12 +117,15 @@ def core_configs(flags: dict, num_layers: int):
         kwargs["virtual_pipeline_model_parallel_size"] = int(flags["num-virtual-stages-per-pipeline-rank"])
     dtype = torch.bfloat16 if "bf16" in flags else torch.float16 if "fp16" in flags else torch.float32
     kwargs.update(params_dtype=dtype, pipeline_dtype=dtype)
+    # fp8 parameters: TransformerConfig.fp8_param is args.fp8_param_gather (core_transformer_config_from_args).
+    kwargs["fp8_param"] = "fp8-param-gather" in flags
     transformer = cls(**kwargs)
     optimizer = OptimizerConfig(optimizer=flags.get("optimizer", "adam"), bf16="bf16" in flags, fp16="fp16" in flags,
                                 sgd_momentum=float(flags.get("sgd-momentum", 0.9)),
                                 optimizer_cpu_offload="optimizer-cpu-offload" in flags,
                                 optimizer_offload_fraction=float(flags.get("optimizer-offload-fraction", 1.0)))
-    ddp = DistributedDataParallelConfig(use_distributed_optimizer="use-distributed-optimizer" in flags)
+    ddp = DistributedDataParallelConfig(use_distributed_optimizer="use-distributed-optimizer" in flags,
+                                        fp8_param_gather="fp8-param-gather" in flags)
     return transformer, optimizer, ddp
 
 
@@ -172,6 +175,8 @@ def test_emitted_scripts_build_megatron_core_configs_with_the_plans_values(space
         plan.precision in ("bf16", "fp8", "mxfp8"), plan.precision == "fp16",
         {"fp8": "hybrid", "mxfp8": "e4m3"}.get(plan.precision))
     assert (transformer.fp8_recipe == "mxfp8") == (plan.precision == "mxfp8")
+    # Megatron-Core's fp8 parameters wherever its distributed optimizer gathers an fp8 model's weights.
+    assert transformer.fp8_param == ddp.fp8_param_gather == (plan.precision in ("fp8", "mxfp8") and plan.zero == 1)
     assert optimizer.optimizer == ("sgd" if plan.optimizer.startswith("sgd") else "adam")
     assert ddp.use_distributed_optimizer == (plan.zero == 1)
     assert optimizer.optimizer_cpu_offload == (plan.offload == "optimizer")

@@ -19,6 +19,7 @@ from planner.cost.memory.states import (
 )
 from planner.cost.partial import PartialTraining, partial_trainable
 from planner.cost.plan import Plan
+from planner.cost.precisions import fp8_recipe, fp8_weight_bytes
 from planner.cost.shard import stage_shards
 from planner.cost.workload import Workload
 
@@ -75,6 +76,8 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     engine = workload.engine
     k = kernels(engine, plan.precision, plan.zero)
     weight_b, grad_b, master_b, fp32_grad_b, opt_b = workload_state_bytes(workload, plan, arch.hidden)
+    recipe = fp8_recipe(plan.precision) if engine.kernels == "megatron" else None
+    fp8_copy_b = fp8_weight_bytes(recipe, cluster.gpu.id) if recipe else 0.0
     dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
     expert_dp_shard = plan.expert_dp
     tokens = tokens_per_gpu(plan, workload)
@@ -114,6 +117,19 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
             "optimizer_step_temp": (sharded(state_dtype_bytes(plan.precision), 1)
                                     if engine.optimizer_step_copy and plan.optimizer in ("adamw", "adam") else 0.0),
         }
+        terms["fp8_weight_cache"] = 0.0
+        if fp8_copy_b:
+            # Transformer Engine's 8-bit form of each linear weight (precisions.fp8_weight_bytes).
+            # With --fp8-param-gather the parameters are those fp8 tensors (fp8_model_init), so it
+            # replaces their 16-bit bytes; without, Megatron-Core passes `is_first_microbatch` and TE
+            # casts each weight once per step into a workspace it keeps for the whole run
+            # (module/base.py `get_weight_workspace`, cache_name "weight").
+            if plan.fp8_param_gather:
+                terms["weights"] += (fp8_copy_b - weight_b) * (
+                    shard.linear_dense / dp_shard + shard.expert / expert_dp_shard if plan.zero == 3
+                    else shard.linear_dense + shard.expert)
+            else:
+                terms["fp8_weight_cache"] = fp8_copy_b * (shard.linear_dense + shard.expert)
         host = 0.0
         if plan.offload == "params":
             # ZeRO-3 offload_param alone: the 16-bit parameter partitions live on the host and are

@@ -45,7 +45,7 @@ def peak_phase(plan: Plan, workload: Workload, shard: StageShard, tokens: float,
 
     def phase(grads: dict[str, float], acts: dict[str, float], buf: dict[str, float], temp: float = 0.0):
         parts = {
-            "weights": {"weights": states["weights"]},
+            "weights": {"weights": states["weights"], "fp8_weight_cache": states["fp8_weight_cache"]},
             "gradients": grads,
             "optimizer": {"optimizer_states": states["optimizer_states"], "optimizer_step_temp": temp},
             "master_weights": {"master_weights": states["master_weights"]},

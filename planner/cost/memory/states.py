@@ -111,16 +111,12 @@ def workload_state_bytes(workload: Workload, plan: Plan, hidden: int) -> tuple[f
         # Megatron's precision-aware optimizer keeps both Adam moments in bf16
         # (megatron/core/optimizer/optimizer_config.py exp_avg_dtype / exp_avg_sq_dtype).
         optimizer = 2 * 2
-    if plan.fp8_param_gather:
-        # --fp8-param-gather: the model's weights live in fp8 (1 byte); fp32 main weights stay in
-        # the optimizer (megatron/core/fp8_utils.py, distributed optimizer).
-        weight = 1
     own = workload.states
     if own is None:
         return weight, grad, master, fp32_grad, optimizer
     if own.moments is not None and plan.optimizer in ("adamw", "adam"):
         optimizer = own.moments
-    return (weight if own.weight is None else own.weight, grad if own.gradient is None else own.gradient,
+    return (weight, grad if own.gradient is None else own.gradient,
             master if own.master is None else own.master, fp32_grad, optimizer)
 
 

@@ -82,11 +82,11 @@ def cannot_run(name: str, workload: Workload, defaults: JobDefaults, constraints
 def default_engine(plan: Plan, workload: Workload, cluster: Cluster) -> str:
     """The engine a plan runs on under `framework: auto` (see the module docstring)."""
     from planner.cost.evaluate import evaluate
-    from planner.engines.rules import plan_problems
+    from planner.engines.rules import engine_defaults, plan_problems
     best = None
     for name in ENGINES:
-        candidate = plan.with_(framework=name)
         wl = engine_workload(workload, name)
+        candidate = engine_defaults(plan.with_(framework=name), wl)
         if PROFILES[name].problems(candidate, wl) or plan_problems(candidate, wl, cluster):
             continue
         ev = evaluate(candidate, wl, cluster)
