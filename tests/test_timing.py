@@ -624,3 +624,35 @@ def test_combined_1f1b_hides_expert_all_to_alls_behind_the_other_micro_batch():
     overlapped, _ = estimate_time(plan, dataclasses.replace(wl, engine=EngineTraits(ep_overlap=True)), node)
     assert serial.ep > 0 and overlapped.ep < serial.ep
     assert overlapped.step == pytest.approx(serial.step - (serial.ep - overlapped.ep))
+
+
+@pytest.mark.parametrize("engine, experts_quantized", [("megatron", True), ("torchtitan", False)])
+def test_fp8_runs_routed_experts_in_8_bits_only_where_the_engine_quantizes_them(engine, experts_quantized):
+    """Megatron-Core's grouped expert GEMMs run in fp8; torchtitan's float8 converter swaps only its
+    nn.Linear modules, so its experts' grouped GEMMs keep the 16-bit rate and only the dense ones
+    speed up. The MFU reference peak follows: every FLOP at the peak of the unit that runs it."""
+    from planner.cost.timing.compute import _LayerTerms, _linear_seconds, routed_flops_per_token
+    from planner.cost.timing.step import reference_peak
+    from planner.model import load_architecture
+
+    arch, cluster = load_architecture("qwen3-30b-a3b"), h100()
+    wl = Workload(arch=arch, training="pretrain", seq_len=4096, global_batch=64, engine=engine_traits(engine))
+    plan = Plan(parallel=ParallelDims(dp=8, ep=8), zero=1 if engine == "megatron" else 3, gas=8,
+                framework=engine)
+    layer, tokens = 0, 4096
+    assert routed_flops_per_token(arch, layer) == 8 * 2 * 3 * 2048 * 768  # top-8 of SwiGLU experts, h 2048, ffn 768
+    seconds = {}
+    for precision in ("fp8", "bf16"):
+        terms = _LayerTerms(plan.with_(precision=precision), wl, cluster)
+        seconds[precision] = _linear_seconds(terms.rate, terms.routed_rate, arch, layer, terms.per_layer[layer][0],
+                                             tokens, 1, plan, arch.moe.num_experts // 8, terms.mlp_mats)
+    (dense8, routed8), (dense16, routed16) = seconds["fp8"], seconds["bf16"]
+    assert dense8 < dense16
+    assert (routed8 < routed16) is experts_quantized and (routed8 == routed16) is not experts_quantized
+    gpu = cluster.gpu
+    peak = reference_peak(plan.with_(precision="fp8"), wl, cluster)
+    assert gpu.peak("bf16") < peak < gpu.peak("fp8")
+    others = "torchtitan" if engine == "megatron" else "megatron"
+    other = reference_peak(plan.with_(precision="fp8", framework=others),
+                           dataclasses.replace(wl, engine=engine_traits(others)), cluster)
+    assert (peak > other) is experts_quantized

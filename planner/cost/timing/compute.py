@@ -177,6 +177,9 @@ class _LayerTerms:
         self.framework = framework = workload.engine.kernels  # the kernel family
         # Transformer Engine's casts around each GEMM, by recipe (elementwise.layer_bytes).
         self.fp8 = fp8_recipe(plan.precision) if framework == "megatron" else None
+        # Routed experts run in 8 bits where the engine quantizes their grouped GEMMs
+        # (experts_in_8_bits); elsewhere at the 16-bit rate.
+        self.routed_rate = self.rate if experts_in_8_bits(framework) else self.rate16
         self.host = cal.HOST_KERNEL_S.get(framework, cal.HOST_KERNEL_S["megatron"])
         self.residual_split = tp if plan.parallel.sp else 1  # norms and residual adds: replicated unless SP
         self.eager_b = elt.EAGER_BACKWARD_FACTOR if framework == "hf" else cal.ELEMENTWISE_BACKWARD_FACTOR
@@ -228,8 +231,8 @@ class _LayerTerms:
         attention = self.attention_factor * attention_pt * tokens / tp
         moe_layer = arch.is_moe_layer(i)
         experts_local = arch.moe.num_experts // ep if moe_layer else 1
-        t_dense, t_routed = _linear_seconds(self.rate, arch, i, linear_pt, tokens, tp, plan, experts_local,
-                                            self.mlp_mats)
+        t_dense, t_routed = _linear_seconds(self.rate, self.routed_rate, arch, i, linear_pt, tokens, tp, plan,
+                                            experts_local, self.mlp_mats)
         t_lin = t_dense + t_routed
         if self.flash is None:
             t_att = self.rate16.seconds(attention, attention)
@@ -307,8 +310,8 @@ def _trained_share(workload: Workload, index: int, linear_flops_per_token: float
     return 0.0 if workload.trains_adapters else 1.0
 
 
-def _linear_seconds(rate: "_Rate", arch: Architecture, index: int, linear_pt: float, tokens: float, tp: int,
-                    plan: Plan, experts_local: int, mlp_mats: int) -> tuple[float, float]:
+def _linear_seconds(rate: "_Rate", routed_rate: "_Rate", arch: Architecture, index: int, linear_pt: float,
+                    tokens: float, tp: int, plan: Plan, experts_local: int, mlp_mats: int) -> tuple[float, float]:
     """(dense, routed) GEMM seconds of one layer's linear layers on one GPU: attention
     projections and dense MLP as GEMMs of their own size; routed experts as E/ep GEMMs per
     matrix, each of the tokens that expert receives (a grouped GEMM with few tokens per expert
@@ -321,20 +324,39 @@ def _linear_seconds(rate: "_Rate", arch: Architecture, index: int, linear_pt: fl
     if not arch.is_moe_layer(index):
         linear = linear_pt * tokens / tp
         return rate.seconds(linear, linear / (2 + mlp_mats)), 0.0
-    moe = arch.moe
-    per_expert = 2 * mlp_mats * arch.hidden * moe.expert_ffn  # FLOPs per token of one routed expert
-    routed = moe.top_k * per_expert * tokens / tp
+    routed = routed_flops_per_token(arch, index) * tokens / tp
     rest = max(0.0, linear_pt * tokens / tp - routed)
     gemm = routed / (experts_local * mlp_mats)  # one expert's GEMM for its share of the tokens
-    return rate.seconds(rest, rest / 4), rate.seconds(routed, gemm)
+    return rate.seconds(rest, rest / 4), routed_rate.seconds(routed, gemm)
 
 
-def linear_flops_share(arch: Architecture, seq_len: int, windows: tuple[int | None, ...] | None = None) -> float:
+def experts_in_8_bits(kernels: str) -> bool:
+    """Whether fp8 training runs the routed experts' grouped GEMMs in 8 bits: Megatron-Core's
+    TEGroupedLinear does. torchtitan's float8 and MX converters swap the nn.Linear modules
+    (`quantize.linear.*`); its experts are grouped GEMMs over parameters, quantized only by the
+    prototype `quantize.grouped_mm.*` converters (torchao nightly; the float8 one asserts pp 1 and
+    cp 1: torchtitan components/quantization/float8.py), which the planner does not emit."""
+    return kernels == "megatron"
+
+
+def routed_flops_per_token(arch: Architecture, index: int) -> float:
+    """Forward FLOPs per token of layer `index`'s routed experts (its top-k experts' GEMMs)."""
+    if not arch.is_moe_layer(index):
+        return 0.0
+    return arch.moe.top_k * 2 * (3 if arch.gated_mlp else 2) * arch.hidden * arch.moe.expert_ffn
+
+
+def linear_flops_share(arch: Architecture, seq_len: int, windows: tuple[int | None, ...] | None = None,
+                       routed: bool = True) -> float:
     """Share of a token's forward FLOPs in the layers' weight GEMMs (what fp8 training runs in
-    fp8); the attention core and the output layer stay in bf16."""
+    fp8), the routed experts' left out unless `routed`; the attention core and the output layer
+    stay in bf16."""
     per_layer = _layer_flops_per_token(arch, seq_len, windows)
+    total = sum(lin + att for lin, att in per_layer) + logits_flops(arch)
     linear = sum(lin for lin, _ in per_layer)
-    return linear / (linear + sum(att for _, att in per_layer) + logits_flops(arch))
+    if not routed:
+        linear -= sum(routed_flops_per_token(arch, i) for i in range(arch.num_layers))
+    return linear / total
 
 
 def recompute_flops_per_token(plan: Plan, arch: Architecture, seq_len: int,

@@ -29,6 +29,7 @@ from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing.compute import (
     StageCompute,
     compute_key,
+    experts_in_8_bits,
     linear_flops_share,
     recompute_flops_per_token,
     stage_compute,
@@ -58,12 +59,14 @@ the hardware can do (against the bf16 peak an fp8 step may pass 1)."""
 
 def reference_peak(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     """FLOP/s of one GPU if every model FLOP ran at the peak of the unit that runs it: fp8's (or
-    mxfp8's) for the linear layers of fp8 training, the bf16 (fp16, fp32) peak for the rest."""
+    mxfp8's) for the linear layers of fp8 training (the routed experts only where the engine
+    quantizes them: compute.experts_in_8_bits), the bf16 (fp16, fp32) peak for the rest."""
     gpu = cluster.gpu
     base = gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16"))
     if plan.precision not in FP8_PRECISIONS or not gpu.supports(plan.precision):
         return base
-    share = linear_flops_share(workload.arch, workload.seq_len, workload.layer_windows)
+    share = linear_flops_share(workload.arch, workload.seq_len, workload.layer_windows,
+                               routed=experts_in_8_bits(workload.engine.kernels))
     return 1 / (share / gpu.peak(plan.precision) + (1 - share) / base)
 
 
