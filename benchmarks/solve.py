@@ -73,9 +73,10 @@ COMMANDS: list[tuple[str, list[str]]] = [
 
 
 def byte_compile(code: Path) -> None:
-    """Write the bytecode of the checkout's planner, as `pip install` does for every user: a machine
+    """Write the bytecode of the checkout's packages, as `pip install` does for every user: a machine
     with PYTHONDONTWRITEBYTECODE set would otherwise compile every module in every timed run."""
-    compileall.compile_dir(code / "planner", quiet=1)
+    for package in ("planner", "hardware"):
+        compileall.compile_dir(code / package, quiet=1)
 
 
 def run(args: list[str], code: Path = ROOT) -> tuple[float, float, int, str]:
