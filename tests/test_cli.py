@@ -191,3 +191,16 @@ def test_a_command_reads_no_other_commands_docstring(monkeypatch):
     monkeypatch.undo()
     listed = run("--help").stdout
     assert "Exact parameter counts of an architecture" in listed and "List the accelerator catalog." in listed
+
+
+def test_estimate_names_transformer_engines_cached_fp8_weights(write_yaml):
+    job = write_yaml("job.yaml", {"model": "llama3-8b", "training": "pretrain", "seq_len": 4096, "global_batch": 64,
+                                  "precision": "fp8", "framework": "megatron"})
+    cluster = CLUSTERS / "h100-1node.yaml"
+    cached = run("estimate", cluster, job, "--plan", "tp=1,pp=1,zero=0,mbs=1,recompute=full")
+    assert "cached fp8 copy of the linear weights" in cached.stdout
+    # The distributed optimizer's fp8 parameters (the engine's default with zero 1) leave no copy.
+    gathered = run("estimate", cluster, job, "--plan", "tp=1,pp=1,zero=1,mbs=1,recompute=full")
+    assert gathered.exit_code == 0 and "cached fp8 copy" not in gathered.stdout
+    _, doc = run_json("estimate", cluster, job, "--plan", "tp=1,pp=1,zero=1,mbs=1,recompute=full")
+    assert doc["fp8_param_gather"] is True

@@ -198,6 +198,10 @@ def estimate_view(ev: Evaluation, title: str, all_stages: bool) -> Group:
         stage = ev.peak_stage
         where = f"stage {stage.stage} of {len(ev.stages)}, {stage.layers} layers" if len(ev.stages) > 1 else "one GPU"
         parts.append(memory_table([stage.memory], ["GiB"], ev.capacity, f"Per-GPU memory, most loaded ({where})"))
+    cache = ev.peak_stage.detail.get("fp8_weight_cache", 0)
+    if cache:
+        parts.append(Text(f"weights include {_gib(cache)} GiB of Transformer Engine's cached fp8 copy of the linear"
+                          " weights (no fp8 parameters: fp8_param_gather=false)", style="dim"))
     if ev.host_bytes_per_node:
         parts.append(Text(f"host memory for offload: {_gib(ev.host_bytes_per_node)} GiB per node"))
     t = ev.time
