@@ -144,6 +144,19 @@ def test_fp8_param_gather_and_bf16_gradient_reduction_are_counted(pretrain):
     assert evaluate(job.plan, job.workload, pretrain.cluster).fits
 
 
+def test_without_fp8_parameters_the_nearest_plan_gathers_them(tmp_path):
+    """Megatron-LM's Llama 3 8B fp8 example fits one H100 node with its --fp8-param-gather; without
+    it Transformer Engine's cached fp8 weights (2 bytes per linear weight) push it over, and the
+    nearest plan that fits is the same one with fp8 parameters."""
+    code, doc, _ = check(NODE, PRETRAIN_8B, "--megatron", DATA / "train_llama3_8b_h100_fp8.sh")
+    assert code == 0 and doc["fits"] and doc["fp8_param_gather"] is True
+    script = tmp_path / "train.sh"
+    script.write_text((DATA / "train_llama3_8b_h100_fp8.sh").read_text().replace('"--fp8-param-gather"', ""))
+    code, doc, _ = check(NODE, PRETRAIN_8B, "--megatron", script)
+    assert code == 1 and not doc["fits"] and doc["fp8_param_gather"] is False
+    assert doc["suggestions"][0]["changes"] == {"fp8_param_gather": [False, True]}
+
+
 def test_an_undecided_switch_reports_both_verdicts_and_env_decides_it():
     script = DATA / "undecided_recompute.sh"
     code, doc, _ = check(NODE, PRETRAIN_8B, "--megatron", script)

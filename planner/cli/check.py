@@ -44,7 +44,7 @@ from planner.spec.errors import InputError
 from planner.spec.job import Constraint
 
 GiB = 2**30
-CHANGE_KEYS = ("tp", "pp", "cp", "ep", "vpp", "sp", "zero", "recompute", "mbs", "offload")
+CHANGE_KEYS = ("tp", "pp", "cp", "ep", "vpp", "sp", "zero", "recompute", "mbs", "offload", "fp8_param_gather")
 """Keys a suggestion may change; dp and gas follow from them."""
 BUFFER_TOLERANCE = 128 * 2**20
 """Framework buffers above the planner's buffers term by less than this are not reported."""
