@@ -12,6 +12,7 @@ from test_engine_round_trip import round_trip
 from planner.cost.evaluate import evaluate
 from planner.cost.inputs import load_inputs, parse_plan_spec
 from planner.cost.memory.activations import layer_activation_bytes
+from planner.cost.precisions import fp8_transposes
 from planner.cost.timing import elementwise as elt
 from planner.engines import with_framework
 from planner.engines.megatron_flags import FlagReader, parse_flags
@@ -67,6 +68,24 @@ def test_block_scaling_moves_fewer_bytes_and_launches_fewer_kernels(llama8b):
     assert elt.layer_kernels(arch, 0, "megatron", "mxfp8", 1) < elt.layer_kernels(arch, 0, "megatron", "tensor", 1)
     experts = 16
     assert elt._expert_kernels("tensor", experts) - elt._expert_kernels("mxfp8", experts) == 2 * experts * (3 - 1)
+
+
+def test_tensor_scaled_casts_write_no_transpose_on_blackwell(llama8b):
+    """Blackwell's fp8 GEMMs take either operand layout, so Transformer Engine writes a cast
+    tensor once, not also transposed (csrc/quantizer.cpp `Float8Quantizer`; pytorch/utils.py
+    `is_non_tn_fp8_gemm_supported`): one byte less per quantized element, forward and backward."""
+    arch = llama8b.workload.arch
+    assert not fp8_transposes("b200_hgx") and fp8_transposes("h100_sxm_80gb") and fp8_transposes("rtx5090")
+    hopper = elt.layer_bytes(arch, 0, "megatron", "tensor")
+    blackwell = elt.layer_bytes(arch, 0, "megatron", "tensor", fp8_transpose=False)
+    h, att = arch.hidden, arch.attention
+    assert hopper.cast_residual - blackwell.cast_residual == 2 * h  # the QKV and fc1 inputs
+    assert hopper.cast_sharded - blackwell.cast_sharded == att.num_heads * att.value_head_dim + arch.ffn
+    assert hopper.backward_residual - blackwell.backward_residual == 2 * h
+    assert hopper.backward_sharded - blackwell.backward_sharded == att.q_dim + 2 * att.kv_dim + 2 * arch.ffn
+    # MXFP8 writes both usages with their scales on every GPU.
+    assert elt.layer_bytes(arch, 0, "megatron", "mxfp8", fp8_transpose=False) == elt.layer_bytes(arch, 0, "megatron",
+                                                                                                "mxfp8")
 
 
 def test_same_plan_in_mxfp8_is_faster_than_fp8_and_bf16_on_blackwell(llama8b):

@@ -40,6 +40,12 @@ FP8_ANY_LAYOUT_GPUS = frozenset({"b200_hgx", "gb200_nvl72_per_gpu", "b300_hgx", 
 by both the forward and the backward GEMM keeps a transposed copy beside its data."""
 
 
+def fp8_transposes(gpu_id: str) -> bool:
+    """Whether a tensor-scaled fp8 tensor that feeds both a forward and a backward GEMM is also
+    written transposed (FP8_ANY_LAYOUT_GPUS)."""
+    return gpu_id not in FP8_ANY_LAYOUT_GPUS
+
+
 def fp8_weight_bytes(recipe: str, gpu_id: str) -> float:
     """Bytes per weight of Transformer Engine's 8-bit form of a linear weight, with both usages a
     training step needs: row-wise for the forward GEMM, column-wise for the data gradient's.
@@ -49,4 +55,4 @@ def fp8_weight_bytes(recipe: str, gpu_id: str) -> float:
     e8m0 scale per 32 elements (`MXFP8Quantizer::create_tensor`): 2 + 2/32."""
     if recipe == "mxfp8":
         return 2 * saved_bytes_per_element(recipe)
-    return 1.0 if gpu_id in FP8_ANY_LAYOUT_GPUS else 2.0
+    return 2.0 if fp8_transposes(gpu_id) else 1.0

@@ -11,7 +11,7 @@ from planner.cost.cluster import Cluster
 from planner.cost.comm import ep_traffic, total_seconds
 from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
-from planner.cost.precisions import FP8_PRECISIONS, fp8_recipe
+from planner.cost.precisions import FP8_PRECISIONS, fp8_recipe, fp8_transposes
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing import elementwise as elt
 from planner.cost.timing.attention import flash_kernel
@@ -177,6 +177,7 @@ class _LayerTerms:
         self.framework = framework = workload.engine.kernels  # the kernel family
         # Transformer Engine's casts around each GEMM, by recipe (elementwise.layer_bytes).
         self.fp8 = fp8_recipe(plan.precision) if framework == "megatron" else None
+        self.fp8_transpose = fp8_transposes(gpu.id)
         # Routed experts run in 8 bits where the engine quantizes their grouped GEMMs
         # (experts_in_8_bits); elsewhere at the 16-bit rate.
         self.routed_rate = self.rate if experts_in_8_bits(framework) else self.rate16
@@ -247,7 +248,8 @@ class _LayerTerms:
         sort = framework == "megatron" and alltoall and ep > 1 and experts_local > 1
         lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
                              fused_norm=workload.engine.fused_norm,
-                             fused_moe_activation=workload.engine.fused_moe_activation, expert_sort=sort)
+                             fused_moe_activation=workload.engine.fused_moe_activation, expert_sort=sort,
+                             fp8_transpose=self.fp8_transpose)
         t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
         t_cast = tokens * (lb.cast_residual / residual_split + lb.cast_sharded / tp) / hbm
         t_cast_b = tokens * (lb.backward_residual / residual_split + lb.backward_sharded / tp) / hbm

@@ -80,9 +80,10 @@ def _rmsnorm_eager_bytes_per_unit() -> float:
 
 def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None, *, fused_rope: bool = False,
                 fused_norm: bool = False, fused_moe_activation: bool = False,
-                expert_sort: bool = False) -> LayerBytes:
+                expert_sort: bool = False, fp8_transpose: bool = True) -> LayerBytes:
     """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
-    `fp8`: Transformer Engine's quantization recipe (precisions.fp8_recipe), None in 16 bits.
+    `fp8`: Transformer Engine's quantization recipe (precisions.fp8_recipe), None in 16 bits;
+    `fp8_transpose`: tensor scaling writes each cast tensor transposed too (precisions.fp8_transposes).
     `fused_rope`, `fused_norm`, `fused_moe_activation`: eager modules with those kernels fused
     (EngineTraits). `expert_sort`: the routed copies are sorted by local expert after the
     all-to-all and back before the combine (`EXPERT_SORT_BYTES_PER_ELEMENT`)."""
@@ -146,19 +147,22 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None,
     elif fp8:
         # Transformer Engine's current scaling (FP8-CS, what today's Megatron-Bridge recipes run)
         # needs a tensor's amax before its cast, so nothing quantizes in the kernel that writes
-        # it: each GEMM input is written in 16 bits, then read and written 1 row-wise + 1
-        # column-wise (Hopper's fp8 GEMMs take one layout: the transposed copy feeds the weight
-        # gradient). The norms and activations write their amax as they go (transformer_engine
+        # it: each GEMM input is written in 16 bits, then read and written 1 row-wise, + 1
+        # transposed where the GPU's fp8 GEMMs take one layout (Hopper: the transposed copy feeds
+        # the weight gradient; none on Blackwell, csrc/quantizer.cpp `Float8Quantizer`:
+        # `with_transpose = columnwise_usage && !nvte_is_non_tn_fp8_gemm_supported()`). The norms
+        # and activations write their amax as they go (transformer_engine
         # csrc/extensions/normalization.cpp `FUSED_NORM_AMAX_FP8`, activation.cpp
-        # `FUSED_ACTIVATION_AMAX_FP8`): 2 + 2 + 2 per element; the attention output needs an amax
-        # pass first: 2 more.
-        casts = 8 * att.num_heads * att.value_head_dim + 6 * ffn_units
-        norm_casts = 2 * 6 * h  # the QKV and fc1 inputs
+        # `FUSED_ACTIVATION_AMAX_FP8`): 2 + 2 + (1 + 1) per element on Hopper; the attention
+        # output needs an amax pass first: 2 more.
+        cast = 2 + 2 + (2 if fp8_transpose else 1)
+        casts = (cast + 2) * att.num_heads * att.value_head_dim + cast * ffn_units
+        norm_casts = 2 * cast * h  # the QKV and fc1 inputs
         # Backward: the output gradient of every GEMM is quantized the same way for its dgrad and
-        # wgrad GEMMs: amax read 2, cast read 2 and write 2 (h-sized for the out-projection and
-        # fc2, q + 2 kv for QKV, 2 or 1 × FFN units for fc1; dact writes its amax).
-        backward_casts = 6 * (att.q_dim + 2 * att.kv_dim) + (12 if gated else 6) * ffn_units
-        backward_norm_casts = 2 * 6 * h
+        # wgrad GEMMs: amax read 2, cast read 2 and write 1 (+ 1) (h-sized for the out-projection
+        # and fc2, q + 2 kv for QKV, 2 or 1 × FFN units for fc1; dact writes its amax).
+        backward_casts = cast * (att.q_dim + 2 * att.kv_dim) + (2 if gated else 1) * cast * ffn_units
+        backward_norm_casts = 2 * cast * h
     moe = 0.0
     if arch.is_moe_layer(index):
         k, e = arch.moe.top_k, arch.moe.num_experts
@@ -166,7 +170,9 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None,
         # copies), unpermute with the routing weights (read k copies, write h): 16-bit tokens.
         moe = 12 * e + 2 * h * (1 + k) + 2 * h * (k + 1)
         if fp8:
-            moe += (4 + (MX_SCALES if fp8 == "mxfp8" else 0)) * k * h  # the permuted tokens quantized for fc1
+            # The permuted tokens quantized for fc1: read 2, write both usages.
+            writes = 2 + MX_SCALES if fp8 == "mxfp8" else 2 if fp8_transpose else 1
+            moe += (2 + writes) * k * h
             # Each expert's rows padded to a multiple of 16 (32 under MXFP8) for the fp8 GEMMs and the output
             # unpadded (megatron/core/transformer/moe/experts.py Fp8Padding / Fp8Unpadding):
             # a copy of the experts' input and of their output, read 2 and written 2, unless the
