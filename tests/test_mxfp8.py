@@ -161,14 +161,16 @@ def test_megatron_flags_name_the_recipe(flags, expected):
     assert megatron_precision(reader) == expected
 
 
-@pytest.mark.parametrize("precision, zero, gathered, warned", [
-    ("mxfp8", 1, True, False), ("fp8", 1, True, False),
-    ("fp8", 0, False, True),    # no distributed optimizer gathers them: 16-bit weights and TE's cache
-    ("bf16", 1, False, True),   # no fp8: the parameters stay 16-bit
+@pytest.mark.parametrize("flags, precision, zero, gathered, warned", [
+    ("--fp8-param-gather --reuse-grad-buf-for-mxfp8-param-ag", "mxfp8", 1, True, False),
+    ("--fp8-param-gather", "mxfp8", 1, True, True),  # Megatron-Bridge asserts the gradient-buffer gather
+    ("--fp8-param-gather", "fp8", 1, True, False),
+    ("--fp8-param-gather", "fp8", 0, False, True),    # no distributed optimizer: 16-bit weights and TE's cache
+    ("--fp8-param-gather", "bf16", 1, False, True),   # no fp8: the parameters stay 16-bit
 ])
-def test_megatron_fp8_param_gather_is_read_into_the_plan(precision, zero, gathered, warned):
+def test_megatron_fp8_param_gather_is_read_into_the_plan(flags, precision, zero, gathered, warned):
     warnings: list[str] = []
-    reader = FlagReader(parse_flags(["--fp8-param-gather"])[0], "train.sh", set())
+    reader = FlagReader(parse_flags(flags.split())[0], "train.sh", set())
     assert fp8_param_gather(reader, precision, zero, False, warnings) is gathered
     assert bool(warnings) is warned
 
@@ -181,3 +183,5 @@ def test_mxfp8_plans_round_trip_through_the_engines_files(tmp_path, engine):
     assert round_trip(tmp_path / "cluster.yaml", tmp_path / "job.yaml", engine, tmp_path / "launch") == "fits"
     text = "\n".join(p.read_text() for p in (tmp_path / "launch").iterdir() if p.is_file())
     assert ("--fp8-recipe mxfp8" in text) if engine == "megatron" else ('"quantize.linear.mx"' in text)
+    if engine == "megatron" and "--fp8-param-gather" in text:
+        assert "--reuse-grad-buf-for-mxfp8-param-ag" in text

@@ -17,6 +17,7 @@ from planner.cost.workload import Workload
 from planner.engines import UnsupportedPlan, framework_problems
 from planner.engines.deepspeed_emit import describe
 from planner.engines.megatron import SGD_MOMENTUM_DEFAULT
+from planner.engines.megatron_states import MXFP8_GATHER_BUFFER
 from planner.engines.pipeline_layout import layout_string
 from planner.model.architecture import Architecture
 
@@ -136,6 +137,8 @@ def plan_flags(plan: Plan, workload: Workload) -> tuple[list[str], list[str], li
                  }[plan.precision]
     if plan.fp8_param_gather:
         training.append("--fp8-param-gather")  # fp8 parameters, gathered in 8 bits (rules.engine_defaults)
+        if plan.precision == "mxfp8":  # as Megatron-Bridge's MXFP8 recipe, which asserts it
+            training.append(f"--{MXFP8_GATHER_BUFFER}")
     training += ["--optimizer sgd", f"--sgd-momentum {SGD_MOMENTUM_DEFAULT if plan.optimizer == 'sgd-momentum' else 0}"
                  ] if plan.optimizer.startswith("sgd") else ["--optimizer adam"]
     return parallel, training, notes

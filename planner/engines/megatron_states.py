@@ -135,4 +135,16 @@ def fp8_param_gather(r: FlagReader, plan_precision: str, zero: int, deepspeed: b
         warnings.append("--fp8-param-gather without --use-distributed-optimizer: no optimizer gathers the"
                         " parameters; counted as 16-bit parameters with Transformer Engine's fp8 weight cache")
         return False
+    if plan_precision == "mxfp8" and not r.flag(MXFP8_GATHER_BUFFER):
+        # Megatron-Core puts MXFP8 parameters' gather buffer in the gradient buffer
+        # (param_and_grad_buffer.py `shared_buffer`); Megatron-Bridge asserts the flag with them
+        # (training/config.py: "reuse_grad_buf_for_mxfp8_param_ag must be set to True").
+        warnings.append(f"--fp8-param-gather with --fp8-recipe mxfp8 needs --{MXFP8_GATHER_BUFFER}: without it"
+                        " Megatron-Core maps the parameters into the buffer their gradients use"
+                        " (param_and_grad_buffer.py), as Megatron-Bridge refuses")
     return True
+
+
+MXFP8_GATHER_BUFFER = "reuse-grad-buf-for-mxfp8-param-ag"
+"""Megatron-LM's flag for DistributedDataParallelConfig.reuse_grad_buf_for_mxfp8_param_ag: MXFP8
+parameters gathered through the gradient buffer, then copied into their own storage."""

@@ -56,7 +56,7 @@ _GPT_MODEL = {"position-embedding-type": "position_embedding_type", "rotary-base
               "max-position-embeddings": "max_sequence_length",
               "untie-embeddings-and-output-weights": "share_embeddings_and_output_weights"}
 _OPTIMIZER = {"optimizer", "sgd-momentum", "optimizer-cpu-offload", "optimizer-offload-fraction"}
-_DDP = {"use-distributed-optimizer", "fp8-param-gather"}
+_DDP = {"use-distributed-optimizer", "fp8-param-gather", "reuse-grad-buf-for-mxfp8-param-ag"}
 # Megatron-LM's training loop and data: no megatron-core config holds them.
 _TRAINING_LOOP = {"micro-batch-size", "global-batch-size", "seq-length", "data-path", "split", "tokenizer-type",
                   "tokenizer-model", "train-iters", "lr", "min-lr", "lr-decay-style", "lr-warmup-iters",
@@ -125,7 +125,8 @@ def core_configs(flags: dict, num_layers: int):
                                 optimizer_cpu_offload="optimizer-cpu-offload" in flags,
                                 optimizer_offload_fraction=float(flags.get("optimizer-offload-fraction", 1.0)))
     ddp = DistributedDataParallelConfig(use_distributed_optimizer="use-distributed-optimizer" in flags,
-                                        fp8_param_gather="fp8-param-gather" in flags)
+                                        fp8_param_gather="fp8-param-gather" in flags,
+                                        reuse_grad_buf_for_mxfp8_param_ag="reuse-grad-buf-for-mxfp8-param-ag" in flags)
     return transformer, optimizer, ddp
 
 
@@ -177,6 +178,8 @@ def test_emitted_scripts_build_megatron_core_configs_with_the_plans_values(space
     assert (transformer.fp8_recipe == "mxfp8") == (plan.precision == "mxfp8")
     # Megatron-Core's fp8 parameters wherever its distributed optimizer gathers an fp8 model's weights.
     assert transformer.fp8_param == ddp.fp8_param_gather == (plan.precision in ("fp8", "mxfp8") and plan.zero == 1)
+    # MXFP8 parameters are gathered through the gradient buffer, as Megatron-Bridge requires.
+    assert ddp.reuse_grad_buf_for_mxfp8_param_ag == (ddp.fp8_param_gather and plan.precision == "mxfp8")
     assert optimizer.optimizer == ("sgd" if plan.optimizer.startswith("sgd") else "adam")
     assert ddp.use_distributed_optimizer == (plan.zero == 1)
     assert optimizer.optimizer_cpu_offload == (plan.offload == "optimizer")
