@@ -260,7 +260,7 @@ def test_emit_megatron(llama):
         "--micro-batch-size", "2", "--global-batch-size", "512", "--seq-length", "8192", "--max-position-embeddings",
         "8192", "--attention-dropout", "0.0", "--hidden-dropout", "0.0", "--recompute-granularity", "full",
         "--recompute-method", "uniform", "--recompute-num-layers", "1", "--bf16", "--fp8-format", "hybrid",
-        "--optimizer", "adam"]
+        "--fp8-recipe", "tensorwise", "--optimizer", "adam"]
     # The torchrun line starts the cluster's 8 nodes x 8 GPUs; llama3-8b-pretrain's 15T tokens are
     # 15e12 / (512 x 8192) = 3,576,278.6 steps.
     assert lists["DISTRIBUTED_ARGS"][:4] == ["--nnodes", "8", "--nproc-per-node", "8"]

@@ -130,9 +130,12 @@ def plan_flags(plan: Plan, workload: Workload) -> tuple[list[str], list[str], li
         training += {"none": [], "selective": ["--recompute-granularity selective"],
                      "full": ["--recompute-granularity full", "--recompute-method uniform", "--recompute-num-layers 1"]
                      }[plan.recompute]
-    # MXFP8: e4m3 for every tensor, Transformer Engine's MXFP8BlockScaling (Megatron-LM
-    # --fp8-recipe mxfp8, megatron/core/fp8_utils.py `get_fp8_recipe`).
-    training += {"bf16": ["--bf16"], "fp16": ["--fp16"], "fp8": ["--bf16", "--fp8-format hybrid"],
+    # fp8: current (per-tensor) scaling, the recipe the time model charges (precisions.py) and
+    # Megatron-Bridge's bf16_with_fp8_current_scaling_mixed runs; Megatron-LM's default recipe is
+    # delayed scaling (transformer_config.py `fp8_recipe`). MXFP8: e4m3 for every tensor,
+    # Transformer Engine's MXFP8BlockScaling (megatron/core/fp8_utils.py `get_fp8_recipe`).
+    training += {"bf16": ["--bf16"], "fp16": ["--fp16"],
+                 "fp8": ["--bf16", "--fp8-format hybrid", "--fp8-recipe tensorwise"],
                  "mxfp8": ["--bf16", "--fp8-format e4m3", "--fp8-recipe mxfp8"], "fp32": []
                  }[plan.precision]
     if plan.fp8_param_gather:

@@ -175,7 +175,8 @@ def test_emitted_scripts_build_megatron_core_configs_with_the_plans_values(space
     assert (transformer.bf16, transformer.fp16, transformer.fp8) == (
         plan.precision in ("bf16", "fp8", "mxfp8"), plan.precision == "fp16",
         {"fp8": "hybrid", "mxfp8": "e4m3"}.get(plan.precision))
-    assert (transformer.fp8_recipe == "mxfp8") == (plan.precision == "mxfp8")
+    if plan.precision in ("fp8", "mxfp8"):  # current scaling, or MX block scaling
+        assert transformer.fp8_recipe == {"fp8": "tensorwise", "mxfp8": "mxfp8"}[plan.precision]
     # Megatron-Core's fp8 parameters wherever its distributed optimizer gathers an fp8 model's weights.
     assert transformer.fp8_param == ddp.fp8_param_gather == (plan.precision in ("fp8", "mxfp8") and plan.zero == 1)
     # MXFP8 parameters are gathered through the gradient buffer, as Megatron-Bridge requires.
