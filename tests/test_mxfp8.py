@@ -16,7 +16,7 @@ from planner.cost.precisions import fp8_transposes
 from planner.cost.timing import elementwise as elt
 from planner.engines import with_framework
 from planner.engines.megatron_flags import FlagReader, parse_flags
-from planner.engines.megatron_states import fp8_param_gather
+from planner.engines.megatron_states import fp8_param_gather, state_dtypes
 from planner.engines.megatron_states import precision as megatron_precision
 from planner.engines.rules import plan_problems
 from planner.spec.errors import InputError
@@ -173,6 +173,24 @@ def test_megatron_fp8_param_gather_is_read_into_the_plan(flags, precision, zero,
     reader = FlagReader(parse_flags(flags.split())[0], "train.sh", set())
     assert fp8_param_gather(reader, precision, zero, False, warnings) is gathered
     assert bool(warnings) is warned
+
+
+@pytest.mark.parametrize("flags, precision, master", [
+    ("--bf16", "bf16", 2),                                        # 16-bit remainders of the fp32 values
+    ("--bf16 --fp8-format hybrid", "fp8", 2),                     # delayed scaling: the same
+    ("--bf16 --fp8-format hybrid --fp8-recipe tensorwise", "fp8", None),  # fp32 master weights
+    ("--bf16 --fp8-format e4m3 --fp8-recipe mxfp8", "mxfp8", None),
+])
+def test_the_precision_aware_optimizer_keeps_remainders_only_without_a_scaling_fp8_recipe(flags, precision, master):
+    """megatron-core optimizer_config.py `use_precision_aware_optimizer_no_fp8_or_ds_fp8`: TE's
+    FusedAdam keeps the master weights (as 16-bit remainders beside bf16 parameters) only without
+    fp8 or with delayed scaling; current scaling and MXFP8 keep the distributed optimizer's fp32 copy."""
+    words = (flags + " --use-distributed-optimizer --use-precision-aware-optimizer"
+             " --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16").split()
+    reader = FlagReader(parse_flags(words)[0], "train.sh", set())
+    assert megatron_precision(reader) == precision
+    dtypes = state_dtypes(reader, precision, False, [])
+    assert (dtypes.master, dtypes.moments) == (master, 2 + 2)
 
 
 @pytest.mark.parametrize("engine", ["megatron", "torchtitan"])

@@ -88,7 +88,8 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
         # optimizer_config.py `use_precision_aware_optimizer_no_fp8_or_ds_fp8`: TE's FusedAdam keeps the
         # master weights; with bf16 parameters it stores the 16-bit remainders of fp32 values
         # (`store_param_remainders`, distrib_optimizer.py: an int16 master_param shard).
-        if main_params != 4 or plan_precision != "fp8" or recipe == "delayed" or r.flag("optimizer-cpu-offload"):
+        if (main_params != 4 or plan_precision not in FP8_PRECISIONS or recipe == "delayed"
+                or r.flag("optimizer-cpu-offload")):
             master = 2 if main_params == 4 and plan_precision in BF16_PARAMETERS and not fp8_params else main_params
             master = None if master == 4 else master
         if main_grads != 4 and grad is None and plan_precision in BF16_PARAMETERS:
