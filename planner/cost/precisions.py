@@ -10,7 +10,7 @@
 
 Both keep the model's weights, gradients and optimizer states as 16-bit mixed precision does.
 Where they differ, in what a layer saves for backward and in the casts around each GEMM, the
-memory and time models ask `fp8_recipe`.
+memory and time models ask `te_recipe`.
 """
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ MX_BLOCK = 32
 `MXFP8_BLOCK_SIZE`): a tensor's dimensions must divide by it."""
 
 
-def fp8_recipe(precision: str) -> str | None:
-    """`tensor` (one scale per tensor), `mxfp8` (a scale per 32 elements), or None (16 or 32 bits)."""
-    return {"fp8": "tensor", "mxfp8": "mxfp8"}.get(precision)
+def te_recipe(precision: str, kernels: str) -> str | None:
+    """Transformer Engine's quantization recipe for a precision under a kernel family: `tensor`
+    (one scale per tensor), `mxfp8` (a scale per 32 elements), or None (16 or 32 bits, or kernels
+    that are not TE's: Megatron-Core builds its layers from TE modules; the Hugging Face and
+    torchtitan families quantize, if at all, through torchao's own casts)."""
+    return {"fp8": "tensor", "mxfp8": "mxfp8"}.get(precision) if kernels == "megatron" else None
 
 
 def saved_bytes_per_element(recipe: str) -> float:

@@ -14,7 +14,7 @@ from functools import partial
 from planner.cost.cluster import Cluster
 from planner.cost.inputs import missing_peak
 from planner.cost.plan import RECOMPUTE_MODULES, Plan, PlanError
-from planner.cost.precisions import FP8_PRECISIONS, MX_BLOCK
+from planner.cost.precisions import FP8_PRECISIONS, MX_BLOCK, te_recipe
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 
@@ -256,7 +256,7 @@ def _mx_blocks(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     NVTE_CHECK): every linear layer's input and weight on each TP rank, and the tokens of a
     micro-batch on each rank (per SP shard). torchao's MX linears skip a layer that does not
     divide instead (torchtitan's `filter_fqns` note), so the rule is Transformer Engine's."""
-    if plan.precision != "mxfp8" or workload.engine.kernels != "megatron":
+    if te_recipe(plan.precision, workload.engine.kernels) != "mxfp8":
         return []
     arch, p = workload.arch, plan.parallel
     att = arch.attention

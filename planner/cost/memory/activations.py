@@ -9,7 +9,7 @@ from planner.cost.engine import EngineTraits
 from planner.cost.memory.kernels import Kernels, kernels
 from planner.cost.partial import NORMS, ROUTER, PartialTraining
 from planner.cost.plan import Plan
-from planner.cost.precisions import fp8_recipe, saved_bytes_per_element
+from planner.cost.precisions import saved_bytes_per_element, te_recipe
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture
 from planner.model.params import ALL_LINEAR, LORA_TARGETS, attention_linears
@@ -66,7 +66,7 @@ def layer_activation_bytes(arch: Architecture, plan: Plan, workload: Workload | 
     modules = (frozenset(plan.recompute_modules or ("core_attn",)) if plan.recompute == "selective"
                else frozenset())
     k = kernels(engine, plan.precision, plan.zero)
-    fp8 = fp8_recipe(plan.precision) if engine.kernels == "megatron" else None
+    fp8 = te_recipe(plan.precision, engine.kernels)
     tp, sp, recompute, rank = plan.parallel.tp, plan.parallel.sp, plan.recompute, plan.lora_rank
     etp = plan.expert_tp if arch.moe is not None and plan.parallel.ep > 1 else 1
     if partial is not None:

@@ -19,7 +19,7 @@ from planner.cost.memory.states import (
 )
 from planner.cost.partial import PartialTraining, partial_trainable
 from planner.cost.plan import Plan
-from planner.cost.precisions import fp8_recipe, fp8_weight_bytes
+from planner.cost.precisions import fp8_weight_bytes, te_recipe
 from planner.cost.shard import stage_shards
 from planner.cost.workload import Workload
 
@@ -76,7 +76,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     engine = workload.engine
     k = kernels(engine, plan.precision, plan.zero)
     weight_b, grad_b, master_b, fp32_grad_b, opt_b = workload_state_bytes(workload, plan, arch.hidden)
-    recipe = fp8_recipe(plan.precision) if engine.kernels == "megatron" else None
+    recipe = te_recipe(plan.precision, engine.kernels)
     fp8_copy_b = fp8_weight_bytes(recipe, cluster.gpu.id) if recipe else 0.0
     dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
     expert_dp_shard = plan.expert_dp

@@ -11,7 +11,7 @@ from planner.cost.cluster import Cluster
 from planner.cost.comm import ep_traffic, total_seconds
 from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
-from planner.cost.precisions import FP8_PRECISIONS, fp8_recipe, fp8_transposes
+from planner.cost.precisions import FP8_PRECISIONS, fp8_transposes, te_recipe
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing import elementwise as elt
 from planner.cost.timing.attention import flash_kernel
@@ -176,7 +176,7 @@ class _LayerTerms:
         self.score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm
         self.framework = framework = workload.engine.kernels  # the kernel family
         # Transformer Engine's casts around each GEMM, by recipe (elementwise.layer_bytes).
-        self.fp8 = fp8_recipe(plan.precision) if framework == "megatron" else None
+        self.fp8 = te_recipe(plan.precision, framework)
         self.fp8_transpose = fp8_transposes(gpu.id)
         # Routed experts run in 8 bits where the engine quantizes their grouped GEMMs
         # (experts_in_8_bits); elsewhere at the 16-bit rate.

@@ -82,7 +82,7 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None,
                 fused_norm: bool = False, fused_moe_activation: bool = False,
                 expert_sort: bool = False, fp8_transpose: bool = True) -> LayerBytes:
     """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
-    `fp8`: Transformer Engine's quantization recipe (precisions.fp8_recipe), None in 16 bits;
+    `fp8`: Transformer Engine's quantization recipe (precisions.te_recipe), None in 16 bits;
     `fp8_transpose`: tensor scaling writes each cast tensor transposed too (precisions.fp8_transposes).
     `fused_rope`, `fused_norm`, `fused_moe_activation`: eager modules with those kernels fused
     (EngineTraits). `expert_sort`: the routed copies are sorted by local expert after the
