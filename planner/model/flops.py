@@ -47,6 +47,14 @@ def _weights(linears: dict[str, tuple[int, int, bool]]) -> int:
     return sum(d_in * d_out for d_in, d_out, _ in linears.values())
 
 
+def routed_weights_per_token(arch: Architecture, index: int) -> int:
+    """Weights of block `index`'s routed experts that multiply one token: its top_k experts' MLPs
+    (0 in a dense block)."""
+    if not arch.is_moe_layer(index):
+        return 0
+    return arch.moe.top_k * _weights(mlp_linears(arch.hidden, arch.moe.expert_ffn, arch.gated_mlp, False))
+
+
 def matmul_weights_per_token(arch: Architecture, index: int) -> int:
     """Weights of block `index` that multiply one token: attention projections and the MLP
     (MoE: router, top_k routed experts, shared experts)."""
@@ -55,7 +63,7 @@ def matmul_weights_per_token(arch: Architecture, index: int) -> int:
     if not arch.is_moe_layer(index):
         return attention + _weights(mlp_linears(h, arch.ffn, arch.gated_mlp, False))
     moe = arch.moe
-    routed = moe.top_k * _weights(mlp_linears(h, moe.expert_ffn, arch.gated_mlp, False))
+    routed = routed_weights_per_token(arch, index)
     shared = _weights(mlp_linears(h, moe.shared_ffn, arch.gated_mlp, False))
     shared_gate = h if moe.shared_expert_gate else 0
     router = h * moe.num_experts

@@ -17,7 +17,7 @@ from planner.cost.timing import elementwise as elt
 from planner.cost.timing.attention import flash_kernel
 from planner.cost.workload import Workload
 from planner.model.architecture import Architecture
-from planner.model.flops import layer_flops, logits_flops
+from planner.model.flops import layer_flops, logits_flops, routed_weights_per_token
 from planner.model.frozen import evolve
 
 COMPUTE_DTYPE = {"bf16": "bf16", "bf16-pure": "bf16", "bf16-autocast": "bf16",
@@ -343,9 +343,7 @@ def experts_in_8_bits(kernels: str) -> bool:
 
 def routed_flops_per_token(arch: Architecture, index: int) -> float:
     """Forward FLOPs per token of layer `index`'s routed experts (its top-k experts' GEMMs)."""
-    if not arch.is_moe_layer(index):
-        return 0.0
-    return arch.moe.top_k * 2 * (3 if arch.gated_mlp else 2) * arch.hidden * arch.moe.expert_ffn
+    return 2 * routed_weights_per_token(arch, index)
 
 
 def linear_flops_share(arch: Architecture, seq_len: int, windows: tuple[int | None, ...] | None = None,
