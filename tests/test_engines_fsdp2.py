@@ -21,6 +21,7 @@ from planner.engines.emit import FILE_NAMES, render
 from planner.engines.fsdp2 import parse_accelerate, parse_accelerate_config
 from planner.engines.fsdp2_emit import emit_fsdp2, fsdp2_problems
 from planner.engines.hf_trainer import TrainerFiles
+from planner.model import load_architecture
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError
 from planner.spec.job import Constraint
@@ -237,6 +238,18 @@ def test_both_checkpointings_are_refused_as_the_trainer_refuses_them(full_8b):
     assert err.value.field == "gradient_checkpointing" and "the Trainer refuses both" in err.value.detail
 
 
+@pytest.mark.parametrize("args, message", [
+    ({"per_device_train_batch_size": 1e300}, "must be an integer from 1 to 16,777,216, got 1e+300"),
+    ({"gradient_accumulation_steps": 0}, "must be an integer from 1 to 16,777,216, got 0"),
+])
+def test_trainer_batch_counts_beyond_any_job_are_refused(full_8b, args, message):
+    """A micro-batch or accumulation no job's global batch can hold is bad input, not a plan whose
+    memory overflows to infinity."""
+    with pytest.raises(InputError) as err:
+        parse({"distributed_type": "FSDP", "fsdp_config": {"fsdp_version": 2}}, full_8b, training_args=args)
+    assert (err.value.field, err.value.detail) == (next(iter(args)), message)
+
+
 def test_invalid_yaml_names_file_and_line(tmp_path, full_8b):
     path = tmp_path / "accelerate.yaml"
     path.write_text("distributed_type: FSDP\nfsdp_config: [unclosed\n")
@@ -332,3 +345,18 @@ def test_trainer_settings_that_change_time_are_warned(full_8b):
         "tf32 false: fp32 matmuls without TF32 tensor cores; the planner times fp32 at the TF32 peak"
         " (planner/cost/timing/compute.py)")
     assert job.plan.optimizer == "adamw8bit"
+
+
+def test_a_multimodal_model_wraps_what_transformers_names_its_blocks():
+    """FSDP2 over a multimodal model (read as its text decoder) wraps its vision blocks too:
+    accelerate takes the model's _no_split_modules when the config names no layer class."""
+    inputs = load_inputs(ONE_NODE, QLORA)
+    text = {"vocab_size": 1000, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16}
+    with pytest.warns(UserWarning, match="encoders"):
+        arch = load_architecture({"model_type": "qwen3_vl", "text_config": text, "vision_config": {}})
+    workload = replace(inputs.workload, arch=arch)
+    plan = Plan(framework="fsdp2", parallel=ParallelDims(dp=8), zero=3, recompute="full", mbs=1, gas=2)
+    fsdp = yaml.safe_load(emit_fsdp2(plan, workload, inputs.cluster)["accelerate_config.yaml"])["fsdp_config"]
+    assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert "fsdp_transformer_layer_cls_to_wrap" not in fsdp

@@ -210,6 +210,22 @@ def test_exaone4_globals_follow_its_pattern():
         layer_windows(arch, {**exaone, "sliding_window_pattern": "LLLG"})
 
 
+def test_command_a_and_starcoder2_windows():
+    """Cohere2Config (Command A) builds layer_types as sliding but every sliding_window_pattern-th
+    layer (4), windows of 4,096; StarCoder2 attends within `sliding_window` on every layer when the
+    config sets one, in full otherwise (transformers 5.25)."""
+    cohere2 = {"model_type": "cohere2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+               "num_hidden_layers": 8, "num_attention_heads": 4}
+    arch = architecture_from_config(cohere2, "command-a")
+    assert layer_windows(arch, cohere2) == (4096, 4096, 4096, None) * 2
+    assert layer_windows(arch, {**cohere2, "sliding_window_pattern": 2, "sliding_window": 512}) == (512, None) * 4
+    starcoder2 = {"model_type": "starcoder2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+                  "num_hidden_layers": 3, "num_attention_heads": 4}
+    arch = architecture_from_config(starcoder2, "starcoder2")
+    assert layer_windows(arch, starcoder2) == (None,) * 3
+    assert layer_windows(arch, {**starcoder2, "sliding_window": 4096}) == (4096,) * 3
+
+
 def test_mistral_caps_every_layer_at_its_window():
     s = serving("mistral-7b", context=32768)
     assert set(s.windows) == {4096}

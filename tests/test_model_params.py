@@ -12,6 +12,7 @@ from planner.model import (
     layer_kinds,
     layer_params,
     list_presets,
+    load_architecture,
     lora_params,
     output_params,
 )
@@ -310,6 +311,33 @@ SYNTHETIC = [
     ({"model_type": "hunyuan_v1_moe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40,
       "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_experts": 6,
       "moe_topk": 2, "attention_bias": True}, 328416, 236256),
+    ({"model_type": "glm", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16}, 210752, 210752),
+    # GLM-4-0414: four norms per layer; the class's head_dim (128) and kv heads (2) where the config omits them.
+    ({"model_type": "glm4", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 3,
+      "num_attention_heads": 8, "tie_word_embeddings": True}, 647360, 647360),
+    ({"model_type": "starcoder2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}, 128428, 128428),
+    ({"model_type": "starcoder2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 3, "num_attention_heads": 8, "use_bias": False, "tie_word_embeddings": False,
+      "sliding_window": 128}, 217216, 217216),
+    ({"model_type": "phimoe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 6, "num_experts_per_tok": 2,
+      "attention_bias": True, "lm_head_bias": True}, 247528, 186088),
+    ({"model_type": "granitemoe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 6, "num_experts_per_tok": 2,
+      "attention_bias": True}, 246208, 184768),
+    ({"model_type": "granitemoeshared", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_local_experts": 6, "num_experts_per_tok": 2,
+      "shared_intermediate_size": 96, "tie_word_embeddings": True}, 226880, 165440),
+    ({"model_type": "cohere", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2}, 146368, 146368),
+    # Command R's q/k norms weigh each feature of each head; biases on all four projections.
+    ({"model_type": "cohere", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 3,
+      "num_attention_heads": 8, "num_key_value_heads": 2, "use_qk_norm": True, "attention_bias": True,
+      "tie_word_embeddings": False}, 246096, 246096),
+    ({"model_type": "cohere2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 5, "num_attention_heads": 4}, 290304, 290304),
 ]
 
 
@@ -429,3 +457,33 @@ def test_grok1_counts_by_hand():
     counts = count_params(get_preset("grok-1"))
     assert counts.total == layers * per_layer + vocab * h + h == 315_684_820_992
     assert counts.active == counts.total - layers * (experts - 2) * expert == 83_756_587_008
+
+
+# Multimodal configs read as their text decoders; counts of transformers 5.25's language model and
+# output layer within the whole model (AutoModelForImageTextToText on the meta device).
+_TEXT = {"vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2}
+MULTIMODAL_SYNTHETIC = [
+    # Qwen3-VL ties by its top-level flag alone: a text_config's is ignored.
+    ({"model_type": "qwen3_vl", "text_config": {**_TEXT, "head_dim": 16}, "tie_word_embeddings": True}, 146560, 146560),
+    ({"model_type": "qwen3_vl", "text_config": {**_TEXT, "head_dim": 16, "tie_word_embeddings": True}}, 210560, 210560),
+    # Qwen2.5-VL carries a text_config's tying over (configs saved before transformers 5).
+    ({"model_type": "qwen2_5_vl", "text_config": {**_TEXT, "tie_word_embeddings": True}}, 146752, 146752),
+    # Kimi-K2.5's text_config says kimi_k2, read as DeepSeek-V3.
+    ({"model_type": "kimi_k25", "tie_word_embeddings": False,
+      "text_config": {**_TEXT, "model_type": "kimi_k2", "moe_intermediate_size": 40, "q_lora_rank": 32,
+                      "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
+                      "n_routed_experts": 6, "num_experts_per_tok": 2, "first_k_dense_replace": 1, "n_group": 1,
+                      "topk_group": 1}}, 228768, 198048),
+]
+
+
+@pytest.mark.parametrize("config, total, active", MULTIMODAL_SYNTHETIC,
+                         ids=[f"{c['model_type']}-{i}" for i, (c, _, _) in enumerate(MULTIMODAL_SYNTHETIC)])
+def test_multimodal_configs_count_their_text_decoder(config, total, active):
+    with pytest.warns(UserWarning, match=f"{config['model_type']}: the text decoder alone; the encoders"):
+        arch = load_architecture({**config, "vision_config": {}})
+    counted = count_params(arch)
+    assert (counted.total, counted.active) == (total, active)
+    assert arch.extra["multimodal"] == config["model_type"]
+    assert "vision_config" in arch.extra["encoders"]

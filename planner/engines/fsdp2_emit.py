@@ -54,7 +54,10 @@ DECODER_LAYERS = {
     "glm4_moe": "Glm4MoeDecoderLayer", "seed_oss": "SeedOssDecoderLayer", "smollm3": "SmolLM3DecoderLayer",
     "ernie4_5": "Ernie4_5DecoderLayer", "hunyuan_v1_dense": "HunYuanDenseV1DecoderLayer",
     "exaone4": "Exaone4DecoderLayer", "ernie4_5_moe": "Ernie4_5_MoeDecoderLayer",
-    "hunyuan_v1_moe": "HunYuanMoEV1DecoderLayer",
+    "hunyuan_v1_moe": "HunYuanMoEV1DecoderLayer", "glm": "GlmDecoderLayer", "glm4": "Glm4DecoderLayer",
+    "starcoder2": "Starcoder2DecoderLayer", "phimoe": "PhimoeDecoderLayer", "granitemoe": "GraniteMoeDecoderLayer",
+    "granitemoeshared": "GraniteMoeSharedDecoderLayer", "cohere": "CohereDecoderLayer",
+    "cohere2": "Cohere2DecoderLayer",
 }
 """The transformers decoder-layer class of each family the planner reads (`_no_split_modules` of
 its *ForCausalLM in transformers 5.25), which FSDP wraps one at a time."""
@@ -106,7 +109,8 @@ def accelerate_config(plan: Plan, workload: Workload, cluster: Cluster) -> dict:
         config["distributed_type"] = "FSDP"
         fsdp = {"fsdp_version": 2, "fsdp_reshard_after_forward": plan.zero == 3,
                 "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP"}
-        layer = DECODER_LAYERS.get(workload.arch.family)
+        # A multimodal model's vision blocks are FSDP units too: accelerate wraps its _no_split_modules.
+        layer = DECODER_LAYERS.get(workload.arch.family) if "multimodal" not in workload.arch.extra else None
         if layer is not None:  # else accelerate wraps the model's _no_split_modules
             fsdp["fsdp_transformer_layer_cls_to_wrap"] = layer
         fsdp.update({"fsdp_activation_checkpointing": plan.recompute == "full",

@@ -69,32 +69,43 @@ def _tokens(field: str, value) -> int:
 # config omits it (models/<type>/configuration_<type>.py). Window defaults are those classes'.
 _WINDOW_DEFAULT = {"mistral": 4096, "qwen2": 4096, "qwen3": 4096, "qwen2_moe": 4096,
                    "qwen3_moe": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128, "olmo3": 4096,
-                   "exaone4": 4096}
+                   "exaone4": 4096, "cohere2": 4096}
+
+
+def _layer_count(cfg: Mapping, field: str, default: int, what: str) -> int:
+    """A whole number of layers from the config (`what` says what it counts)."""
+    value = cfg.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"must be a whole number of layers ({what}), got {value!r}", field=field)
+    return value
 
 
 def _default_layer_types(family: str, cfg: Mapping, n: int) -> list[str]:
     use = bool(cfg.get("use_sliding_window", False))
-    last_full = cfg.get("max_window_layers", 28)
+    last_full = _layer_count(cfg, "max_window_layers", 28, "those below it attend in full")
+    every = (_layer_count(cfg, "sliding_window_pattern", 6 if family == "gemma3_text" else 4,
+                          "every that many one global") if family in ("gemma3_text", "cohere2", "exaone4") else 0)
     rules: dict[str, Callable[[int], bool]] = {
-        "mistral": lambda i: True, "mixtral": lambda i: True, "phi3": lambda i: True,
+        "mistral": lambda i: True, "mixtral": lambda i: True, "phi3": lambda i: True, "phimoe": lambda i: True,
+        "starcoder2": lambda i: True,
         "qwen3_moe": lambda i: use,
         "qwen2": lambda i: use and i >= last_full, "qwen3": lambda i: use and i >= last_full,
         "qwen2_moe": lambda i: use and bool((i + 1) % 2) and i < last_full,
         "gemma2": lambda i: bool((i + 1) % 2), "gpt_oss": lambda i: bool((i + 1) % 2),
-        "gemma3_text": lambda i: bool((i + 1) % cfg.get("sliding_window_pattern", 6)),
+        "gemma3_text": lambda i: bool(every and (i + 1) % every),
         "olmo3": lambda i: bool((i + 1) % 4),
+        "cohere2": lambda i: bool(every and (i + 1) % every),
     }
     if family == "exaone4":
         # Exaone4Config: every sliding_window_pattern-th layer global; none without a window.
-        every = cfg.get("sliding_window_pattern", 4) if cfg.get("sliding_window", 4096) is not None else 0
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            raise InputError(f"must be a whole number of layers (every that many one global), got {every!r}",
-                             field="sliding_window_pattern")
+        every = every if cfg.get("sliding_window", 4096) is not None else 0
         return ["sliding_attention" if every and (i + 1) % every else "full_attention" for i in range(n)]
     if family == "llama4_text":
         # RoPE layers attend within chunks of attention_chunk_size; every 4th (NoPE) layer is global.
-        interval = cfg.get("no_rope_layer_interval", 4)
+        interval = _layer_count(cfg, "no_rope_layer_interval", 4, "every that many one global") or 1
         rope = cfg.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(n)]
+        if not isinstance(rope, list):
+            raise InputError(f"must be a list of 0 or 1 per layer, got {rope!r}", field="no_rope_layers")
         return ["chunked_attention" if r else "full_attention" for r in rope]
     sliding = rules.get(family, lambda i: False)
     return ["sliding_attention" if sliding(i) else "full_attention" for i in range(n)]
@@ -110,14 +121,21 @@ def layer_windows(arch: Architecture, config: Mapping | None) -> tuple[int | Non
     if config is None:
         return (arch.attention.sliding_window,) * n
     cfg = dict(config)
-    if isinstance(cfg.get("text_config"), dict) and arch.family == f"{cfg.get('model_type')}_text":
-        cfg = cfg["text_config"]  # multimodal configs (Gemma 3), as hf_config reads them
+    if isinstance(cfg.get("text_config"), dict) and "multimodal" in arch.extra:
+        cfg = cfg["text_config"]  # multimodal configs (Gemma 3, Mistral 3), as hf_config reads them
     types = cfg.get("layer_types") or _default_layer_types(arch.family, cfg, n)
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise InputError(f"must be a list of attention kinds per layer, got {types!r}", field="layer_types")
     if len(types) != n:
         raise InputError(f"lists {len(types)} layers but the model has {n}", field="layer_types")
-    window = cfg.get("sliding_window", _WINDOW_DEFAULT.get(arch.family))
+    window = _tokens_or_none(cfg, "sliding_window", _WINDOW_DEFAULT.get(arch.family))
     if arch.family.startswith("qwen") and not cfg.get("use_sliding_window", False):
         window = None
-    chunk = cfg.get("attention_chunk_size", 8192)
+    chunk = _tokens_or_none(cfg, "attention_chunk_size", 8192)
     by_type = {"sliding_attention": window, "chunked_attention": chunk}
     return tuple(by_type.get(t) for t in types)
+
+
+def _tokens_or_none(cfg: Mapping, field: str, default: int | None) -> int | None:
+    value = cfg.get(field, default)
+    return None if value is None else _tokens(field, value)

@@ -88,6 +88,38 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "ernie4_5": {"num_key_value_heads": 2, "head_dim": 128, "tie_word_embeddings": True, "use_bias": False},
     "hunyuan_v1_dense": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
                          "attention_bias": False},
+    # The text decoders of multimodal models (their *TextConfig classes); whether the output layer
+    # is tied is the multimodal class's (hf_config.MULTIMODAL).
+    "qwen2_5_vl_text": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False},
+    "qwen3_vl_text": {"num_key_value_heads": 32, "head_dim": 128, "tie_word_embeddings": False,
+                      "attention_bias": False},
+    "qwen3_vl_moe_text": {"num_key_value_heads": 16, "head_dim": None, "tie_word_embeddings": True,
+                          "attention_bias": False, "num_experts": 60, "num_experts_per_tok": 4,
+                          "moe_intermediate_size": 1408, **_QWEN_MOE_RULE},
+    # Glm4vMoeTextConfig: GLM-4.5's decoder without q/k norms or MTP layers; partial_rotary_factor
+    # 0.5 set in __post_init__.
+    "glm4v_moe_text": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False,
+                       "attention_bias": True, "use_qk_norm": False, "partial_rotary_factor": 0.5,
+                       "intermediate_size": 10944, "moe_intermediate_size": 1408, "n_routed_experts": 128,
+                       "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 1,
+                       "n_group": 1, "topk_group": 1, "num_nextn_predict_layers": 0},
+    "starcoder2": {"num_key_value_heads": 2, "head_dim": None, "tie_word_embeddings": True, "use_bias": True},
+    "cohere": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": True, "attention_bias": False,
+               "use_qk_norm": False},
+    "cohere2": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": True, "attention_bias": False},
+    "granitemoe": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+                   "attention_bias": False, "num_local_experts": 8, "num_experts_per_tok": 2},
+    "granitemoeshared": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+                         "attention_bias": False, "num_local_experts": 8, "num_experts_per_tok": 2,
+                         "shared_intermediate_size": 0},
+    "phimoe": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False, "attention_bias": False,
+               "lm_head_bias": False, "num_local_experts": 16, "num_experts_per_tok": 2},
+    # GlmConfig and Glm4Config: partial_rotary_factor 0.5 is set in __post_init__ when the config
+    # gives none.
+    "glm": {"num_key_value_heads": 2, "head_dim": 128, "tie_word_embeddings": False,
+            "attention_bias": True, "partial_rotary_factor": 0.5},
+    "glm4": {"num_key_value_heads": 2, "head_dim": 128, "tie_word_embeddings": False,
+             "attention_bias": True, "partial_rotary_factor": 0.5},
     # Glm4MoeConfig: partial_rotary_factor 0.5 is set in __post_init__ when the config gives none.
     "glm4_moe": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False,
                  "attention_bias": False, "use_qk_norm": False, "partial_rotary_factor": 0.5,
@@ -113,6 +145,7 @@ ACTIVATIONS: dict[str, tuple[str | None, str]] = {
     "grok-1": (None, "gelu"),
     # modeling_bloom.py BloomGelu: the tanh approximation of GELU.
     "bloom": (None, "bloom_gelu"),
+    "starcoder2": ("hidden_act", "gelu_pytorch_tanh"),
 }
 
 # transformers model classes (config.json `architectures`) and the reader of their weights.
@@ -134,4 +167,7 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "SmolLM3ForCausalLM": "smollm3", "Ernie4_5ForCausalLM": "ernie4_5",
     "HunYuanDenseV1ForCausalLM": "hunyuan_v1_dense", "Exaone4ForCausalLM": "exaone4",
     "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "HunYuanMoEV1ForCausalLM": "hunyuan_v1_moe",
+    "GlmForCausalLM": "glm", "Glm4ForCausalLM": "glm4", "Starcoder2ForCausalLM": "starcoder2",
+    "PhimoeForCausalLM": "phimoe", "GraniteMoeForCausalLM": "granitemoe",
+    "GraniteMoeSharedForCausalLM": "granitemoeshared", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
 }

@@ -67,6 +67,17 @@ def gemma(f: Fields, name: str) -> Architecture:
     return decoder(f, name, attn, norms_per_layer=norms)
 
 
+def glm(f: Fields, name: str) -> Architecture:
+    """GLM-4 (modeling_glm.py, GLM-4-9B) and GLM-4-0414 (modeling_glm4.py): GQA with biases on q, k
+    and v (`attention_bias`), none on the output projection; RoPE on the first
+    `partial_rotary_factor` (0.5) of each head; a SwiGLU MLP with one fused gate_up_proj (Phi-3's,
+    the same parameters as gate and up apart). GLM-4-0414 also normalizes each sub-block's
+    output (post_self_attn_layernorm, post_mlp_layernorm): four RMSNorms per layer."""
+    attn = attention(f, bias=f.flag("attention_bias"), out_bias=False)
+    attn = replace(attn, rotary_dim=rotary_dim(attn.head_dim, f.rotary_fraction("partial_rotary_factor")))
+    return decoder(f, name, attn, norms_per_layer=4 if f.model_type == "glm4" else 2)
+
+
 def olmo2(f: Fields, name: str) -> Architecture:
     """OLMo 2 and OLMo 3 (modeling_olmo2.py, modeling_olmo3.py: the same weights; OLMo 3's layers
     attend within `sliding_window` but every fourth, model/context.py)."""
@@ -92,6 +103,27 @@ def nemotron(f: Fields, name: str) -> Architecture:
     rotary = rotary_dim(attn.head_dim, f.rotary_fraction("partial_rotary_factor"))
     attn = replace(attn, rotary_dim=rotary)
     return decoder(f, name, attn, gated_mlp=False, mlp_bias=f.flag("mlp_bias"), norm="layernorm")
+
+
+def starcoder2(f: Fields, name: str) -> Architecture:
+    """StarCoder2 (modeling_starcoder2.py): GQA and a plain GELU MLP (c_fc, c_proj) with one
+    `use_bias` for every projection; LayerNorm with a bias before each sub-block and at the end;
+    every layer attends within `sliding_window` when the config sets one (model/context.py)."""
+    bias = f.flag("use_bias")
+    return decoder(f, name, attention(f, bias=bias), gated_mlp=False, mlp_bias=bias, norm="layernorm")
+
+
+def cohere(f: Fields, name: str) -> Architecture:
+    """Command R and Command A (modeling_cohere.py, modeling_cohere2.py): attention and a SwiGLU MLP
+    in parallel from one norm per layer (parallel residual); optional biases on all four attention
+    projections (`attention_bias`); Command R's optional q/k norms (`use_qk_norm`) weigh every
+    feature of every head, q_dim and kv_dim weights as a whole-projection norm's. Their
+    CohereLayerNorm subtracts the mean but has no bias: the weight alone, as an RMSNorm's
+    parameters. Command A's layers attend within `sliding_window` but every fourth
+    (model/context.py); `logit_scale` scales activations only."""
+    qk_norm = "projection" if f.model_type == "cohere" and f.flag("use_qk_norm") else None
+    attn = attention(f, bias=f.flag("attention_bias"), qk_norm=qk_norm)
+    return decoder(f, name, attn, norms_per_layer=1, parallel_residual=True)
 
 
 def gpt_neox(f: Fields, name: str) -> Architecture:

@@ -47,8 +47,27 @@ class Fields:
             raise InputError(f"must be an integer from 0 to {MAX_VOCAB:,}, got {shown(value)}", field=key)
         return value
 
+    def width(self, key: str) -> int:
+        """A positive integer the model needs, given or the class default (null is refused: the
+        modules cannot be built without it)."""
+        return positive(key, self.get(key))
+
+    def layer_indices(self, key: str) -> tuple[int, ...] | None:
+        """A list of layer indices (null: None), such as Llama 4's `moe_layers`."""
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in value):
+            raise InputError(f"must be a list of layer indices (whole numbers from 0), got {value!r}", field=key)
+        return tuple(value)
+
     def flag(self, key: str) -> bool:
-        return bool(self.get(key))
+        """A true/false field (null: false). transformers' configs type these as booleans: a
+        string such as "no" is refused, not read as true."""
+        value = self.get(key)
+        if value is not None and not isinstance(value, bool) and value not in (0, 1):
+            raise InputError(f"must be true or false, got {value!r}", field=key)
+        return bool(value)
 
     def activation(self) -> str:
         """The MLP activation's ACT2FN name (hf_defaults.ACTIVATIONS)."""

@@ -18,6 +18,31 @@ def mixtral(f: Fields, name: str) -> Architecture:
     return decoder(f, name, attention(f), moe=experts)
 
 
+def granitemoe(f: Fields, name: str) -> Architecture:
+    """Granite 3 MoE (modeling_granitemoe.py) and Granite MoE with a shared expert
+    (modeling_granitemoeshared.py): Mixtral's SwiGLU experts (input_linear fused, output_linear)
+    behind a bias-free router; optional biases on all four attention projections
+    (`attention_bias`); the shared models add one SwiGLU MLP of `shared_intermediate_size` (none
+    at 0, the class default). The multipliers scale activations only."""
+    ffn = f.required("intermediate_size")
+    shared = f.count("shared_intermediate_size") if f.model_type == "granitemoeshared" else 0
+    experts = moe(f.required("num_hidden_layers"), lambda i: True, num_experts=f.count("num_local_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"), expert_ffn=ffn,
+                  num_shared_experts=int(shared > 0), shared_ffn=shared)
+    return decoder(f, name, attention(f, bias=f.flag("attention_bias")), moe=experts)
+
+
+def phimoe(f: Fields, name: str) -> Architecture:
+    """Phi-3.5-MoE (modeling_phimoe.py): Mixtral's experts (fused gate_up_proj) behind a bias-free
+    router; optional biases on all four attention projections (`attention_bias`) and on the
+    output layer (`lm_head_bias`); LayerNorm with a bias before each sub-block and at the end."""
+    ffn = f.required("intermediate_size")
+    experts = moe(f.required("num_hidden_layers"), lambda i: True, num_experts=f.count("num_local_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"), expert_ffn=ffn)
+    return decoder(f, name, attention(f, bias=f.flag("attention_bias")), moe=experts, norm="layernorm",
+                   lm_head_bias=f.flag("lm_head_bias"))
+
+
 def grok1(f: Fields, name: str) -> Architecture:
     """Grok-1 (xai-org/grok-1 model.py; hpcai-tech/grok-1 modeling_grok1.py): GQA without
     biases; every layer MoE of gated-GELU experts (linear, linear_v, linear_1: three matrices,
@@ -37,7 +62,7 @@ def llama4(f: Fields, name: str) -> Architecture:
     parameter-free L2 norm. Chunked and global attention layers share one shape."""
     num_layers = f.required("num_hidden_layers")
     step = f.optional_int("interleave_moe_layer_step") or 1
-    listed = f.get("moe_layers")
+    listed = f.layer_indices("moe_layers")
     sparse = set(listed) if listed is not None else set(range(step - 1, num_layers, step))
     expert_ffn = f.required("intermediate_size")
     experts = moe(num_layers, lambda i: i in sparse, num_experts=f.count("num_local_experts"),
@@ -82,7 +107,7 @@ def _qwen_moe(f: Fields, **shared: Any) -> MoE | None:
     """Qwen-MoE layer rule (modeling_qwen3_moe.py): sparse unless in mlp_only_layers, when
     (i + 1) % decoder_sparse_step == 0."""
     step = f.optional_int("decoder_sparse_step") or 1
-    dense = tuple(f.get("mlp_only_layers") or ())
+    dense = f.layer_indices("mlp_only_layers") or ()
     return moe(f.required("num_hidden_layers"), lambda i: i not in dense and (i + 1) % step == 0,
                num_experts=f.count("num_experts"), top_k=f.optional_int("num_experts_per_tok"),
                expert_ffn=f.required("moe_intermediate_size"), layer_freq=step, dense_layers=dense,
@@ -119,7 +144,7 @@ def glm4_moe(f: Fields, name: str) -> Architecture:
         raise InputError("glm4_moe builds its MoE layers with routed experts; give at least one",
                          field="n_routed_experts")
     first_dense = f.count("first_k_dense_replace")
-    expert_ffn = f.optional_int("moe_intermediate_size")
+    expert_ffn = f.width("moe_intermediate_size")
     num_shared = f.count("n_shared_experts")
     groups = f.optional_int("n_group") or 1
     experts = moe(f.required("num_hidden_layers"), lambda i: i >= first_dense, num_experts=routed,
@@ -147,7 +172,7 @@ def ernie4_5_moe(f: Fields, name: str) -> Architecture:
         end = layers - 1
     elif isinstance(end, bool) or not isinstance(end, int) or end < 0:
         raise InputError(f"must be a layer index or -1 (the last), got {end!r}", field="moe_layer_end_index")
-    expert_ffn = f.optional_int("moe_intermediate_size")
+    expert_ffn = f.width("moe_intermediate_size")
     shared = f.count("moe_num_shared_experts")
     experts = moe(layers, lambda i: (i + 1) % every == 0 and start <= i <= end,
                   num_experts=f.count("moe_num_experts", "num_experts"),
@@ -164,7 +189,7 @@ def hunyuan_v1_moe(f: Fields, name: str) -> Architecture:
     routed SwiGLU experts of `intermediate_size` (fused gate_up_proj) and one shared MLP of the same
     width, behind a bias-free router, `moe_topk` experts per token. transformers builds every
     layer's experts from one count, so per-layer lists are read only when their values agree."""
-    ffn = f.optional_int("intermediate_size")
+    ffn = f.width("intermediate_size")
     experts = moe(f.required("num_hidden_layers"), lambda i: True, num_experts=_one_per_layer(f, "num_experts"),
                   top_k=_one_per_layer(f, "moe_topk"), expert_ffn=ffn, num_shared_experts=1, shared_ffn=ffn)
     return decoder(f, name, attention(f, bias=f.flag("attention_bias"), qk_norm="head"), ffn=ffn, moe=experts)
@@ -190,6 +215,9 @@ def deepseek(f: Fields, name: str) -> Architecture:
     heads = f.required("num_attention_heads")
     rope = f.count("qk_rope_head_dim")
     bias = f.flag("attention_bias")
+    kv_lora_rank = f.optional_int("kv_lora_rank")
+    if kv_lora_rank is None:
+        raise InputError("MLA compresses keys and values into a latent of this width; give it", field="kv_lora_rank")
     attn = Attention(
         num_heads=heads,
         num_kv_heads=heads,
@@ -198,7 +226,7 @@ def deepseek(f: Fields, name: str) -> Architecture:
         qkv_bias=bias,
         out_bias=bias,
         q_lora_rank=f.optional_int("q_lora_rank"),
-        kv_lora_rank=f.optional_int("kv_lora_rank"),
+        kv_lora_rank=kv_lora_rank,
         qk_rope_head_dim=rope,
         qk_norm="latent",
     )

@@ -7,6 +7,7 @@ architectures). A field mapping may hold `read_as` among its fields.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from planner.model.architecture import Architecture
@@ -22,19 +23,28 @@ def load_architecture(value: str | dict, base_dir: Path | None = None,
     `base_dir`), or an inline mapping of config.json fields (or of `config` and `read_as`).
     `file` is the job file, for errors."""
     if isinstance(value, dict) and "config" in value:
-        return _file_read_as(value, base_dir, file)
+        return _noted(_file_read_as(value, base_dir, file), file)
     if isinstance(value, dict):
         try:
-            return architecture_from_config(value, name=str(value.get("model_type", "custom")))
+            return _noted(architecture_from_config(value, name=str(value.get("model_type", "custom"))), file)
         except InputError as error:
             raise error.located(file=file, field_prefix="model") from None
     if value in list_presets():
         return get_preset(value)
     path, cfg = read_config_file(value, base_dir, file)
     try:
-        return architecture_from_config(cfg, name=path.parent.name or path.stem)
+        arch = architecture_from_config(cfg, name=path.parent.name or path.stem)
     except InputError as error:
         raise error.located(file=str(path)) from None
+    return _noted(arch, str(path))
+
+
+def _noted(arch: Architecture, where: str | None) -> Architecture:
+    """The architecture, after a warning (one line on stderr from the commands) when the config
+    describes more than the planner models: a multimodal model's encoders."""
+    if "encoders" in arch.extra:
+        warnings.warn(f"{where or 'model'}: {arch.extra['encoders']}", stacklevel=3)
+    return arch
 
 
 def _file_read_as(value: dict, base_dir: Path | None, file: str | None) -> Architecture:

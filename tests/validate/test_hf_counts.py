@@ -22,7 +22,7 @@ from hypothesis import strategies as st  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # noqa: E402
 
-from planner.model import architecture_from_config, count_params  # noqa: E402
+from planner.model import architecture_from_config, count_params, load_architecture  # noqa: E402
 
 pytestmark = pytest.mark.validate
 
@@ -189,6 +189,53 @@ def glm4_moe(draw):
 
 
 @st.composite
+def glm(draw, model_type: str):
+    """GLM-4 and GLM-4-0414: GQA with optional q/k/v biases, partial RoPE, fused gate_up_proj;
+    GLM-4-0414 with two more norms per layer."""
+    config = draw(_decoder(model_type))
+    for key, strategy in (("attention_bias", FLAG), ("partial_rotary_factor", st.sampled_from([0.25, 0.5, 1.0]))):
+        _set(draw, config, key, strategy)
+    return config
+
+
+@st.composite
+def starcoder2(draw):
+    """GQA and a plain GELU MLP with one bias switch, LayerNorms."""
+    config = draw(_decoder("starcoder2", head_dim=False))
+    _set(draw, config, "use_bias", FLAG)
+    return config
+
+
+@st.composite
+def phimoe(draw):
+    """Mixtral's experts with optional attention and output-layer biases, LayerNorms."""
+    config = draw(_experts(draw(_decoder("phimoe", head_dim=False)), "num_local_experts"))
+    for key in ("attention_bias", "lm_head_bias"):
+        _set(draw, config, key, FLAG)
+    return config
+
+
+@st.composite
+def granitemoe(draw, model_type: str):
+    """Mixtral's experts with optional attention biases; a shared MLP of any width (0: none)."""
+    config = draw(_experts(draw(_decoder(model_type, head_dim=False)), "num_local_experts"))
+    _set(draw, config, "attention_bias", FLAG)
+    if model_type == "granitemoeshared":
+        _set(draw, config, "shared_intermediate_size", st.integers(0, 48))
+    return config
+
+
+@st.composite
+def cohere(draw, model_type: str):
+    """Parallel attention and MLP, bias-free LayerNorms, Command R's optional q/k norms."""
+    config = draw(_decoder(model_type, head_dim=False))
+    _set(draw, config, "attention_bias", FLAG)
+    if model_type == "cohere":
+        _set(draw, config, "use_qk_norm", FLAG)
+    return config
+
+
+@st.composite
 def seed_oss(draw):
     config = draw(_decoder("seed_oss"))
     config.setdefault("head_dim", config["hidden_size"] // config["num_attention_heads"])  # its class reads it as given
@@ -316,7 +363,9 @@ FAMILIES = {
     "olmo2": olmo2(), "olmo3": olmo2("olmo3"), "falcon": falcon(), "llama4_text": llama4_text(), "gpt_oss": gpt_oss(),
     "glm4_moe": glm4_moe(), "seed_oss": seed_oss(), "smollm3": llama_like("smollm3"), "ernie4_5": ernie4_5(),
     "hunyuan_v1_dense": hunyuan_v1_dense(), "exaone4": _decoder("exaone4"), "ernie4_5_moe": ernie4_5_moe(),
-    "hunyuan_v1_moe": hunyuan_v1_moe(),
+    "hunyuan_v1_moe": hunyuan_v1_moe(), "glm": glm("glm"), "glm4": glm("glm4"),
+    "starcoder2": starcoder2(), "phimoe": phimoe(), "granitemoe": granitemoe("granitemoe"),
+    "granitemoeshared": granitemoe("granitemoeshared"), "cohere": cohere("cohere"), "cohere2": cohere("cohere2"),
 }
 
 
@@ -339,3 +388,83 @@ def test_counts_equal_transformers(family, data):
     config = data.draw(FAMILIES[family], label="config")
     counted = count_params(architecture_from_config(config, family))
     assert (counted.total, counted.active) == hf_counts(config)
+
+
+# -- multimodal configs: their text decoders ------------------------------------------------------
+
+def hf_text_counts(config: dict) -> tuple[int, int]:
+    """Total and active parameters of a multimodal model's text decoder: the parameters of its
+    language model and output layer (each tied tensor once), built as transformers builds the
+    whole model (AutoModelForImageTextToText)."""
+    from transformers import AutoModelForImageTextToText
+
+    fields = dict(config)
+    model_type = fields.pop("model_type")
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(AutoConfig.for_model(model_type, **fields))
+    text = {name: p.numel() for name, p in model.named_parameters()
+            if "language_model." in name or name.startswith("lm_head.")}
+    total = sum(text.values())
+    routed = {name: n for name, n in text.items() if ".experts." in name}
+    if not routed:
+        return total, total
+    hf = model.config.get_text_config()
+    experts = next(getattr(hf, k) for k in ("num_local_experts", "num_experts", "n_routed_experts")
+                   if getattr(hf, k, None))
+    routed_total = sum(routed.values())
+    return total, total - routed_total + routed_total // experts * hf.num_experts_per_tok
+
+
+@st.composite
+def multimodal(draw, model_type: str, text_type: str | None, text):
+    """A multimodal config around a text decoder's (its model_type `text_type`, or none: the class
+    default), the output layer's tying left to the class default half of the time."""
+    text_config = draw(text)
+    if text_type is None:
+        text_config.pop("model_type")
+    else:
+        text_config["model_type"] = text_type
+    config = {"model_type": model_type, "text_config": text_config}
+    _set(draw, config, "tie_word_embeddings", FLAG)
+    return config
+
+
+@st.composite
+def glm4v_moe_text(draw):
+    config = draw(glm4_moe())
+    config.pop("use_qk_norm", None)  # Glm4vMoeTextConfig has no q/k norms
+    return config
+
+
+@st.composite
+def qwen3_vl_moe_text(draw):
+    return draw(_sparse_layers(draw(_experts(draw(qwen3("qwen3_vl_moe_text")), "num_experts"))))
+
+
+MULTIMODAL = {
+    "gemma3": multimodal("gemma3", "gemma3_text", gemma("gemma3_text")),
+    "llama4": multimodal("llama4", "llama4_text", llama4_text()),
+    "mistral3": multimodal("mistral3", "mistral", _decoder("mistral")),
+    "qwen2_5_vl": multimodal("qwen2_5_vl", None, _decoder("qwen2_5_vl_text", head_dim=False)),
+    "qwen3_vl": multimodal("qwen3_vl", "qwen3_vl_text", qwen3("qwen3_vl_text")),
+    "qwen3_vl_moe": multimodal("qwen3_vl_moe", "qwen3_vl_moe_text", qwen3_vl_moe_text()),
+    "glm4v_moe": multimodal("glm4v_moe", "glm4v_moe_text", glm4v_moe_text()),
+    "kimi_k25": multimodal("kimi_k25", "kimi_k2", deepseek("deepseek_v3")),
+}
+
+
+@pytest.mark.parametrize("family", sorted(MULTIMODAL))
+@settings(max_examples=EXAMPLES_PER_FAMILY // 4, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_text_decoders_of_multimodal_configs_equal_transformers(family, data):
+    """The planner reads a multimodal config's text decoder (hf_config.MULTIMODAL): its count equals
+    the language model and output layer of the whole model transformers builds, tied or not as
+    the multimodal class ties them."""
+    if family not in CONFIG_MAPPING_NAMES:
+        pytest.skip(f"transformers {transformers.__version__} has no {family}")
+    config = data.draw(MULTIMODAL[family], label="config")
+    with pytest.warns(UserWarning, match="encoders"):
+        arch = load_architecture(config)
+    counted = count_params(arch)
+    assert (counted.total, counted.active) == hf_text_counts(config)
