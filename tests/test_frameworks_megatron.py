@@ -17,6 +17,7 @@ from planner.engines import UnsupportedPlan
 from planner.engines.megatron import parse_megatron, parse_megatron_text
 from planner.engines.megatron_emit import emit_megatron, emit_torchrun, megatron_problems, model_flags
 from planner.engines.megatron_flags import compare_shapes, launch_arguments, parse_flags
+from planner.engines.megatron_models import bridged, pretrain_gpt_gaps, unbuildable
 from planner.engines.rules import fills_chunks
 from planner.engines.shell import read_script
 from planner.model import load_architecture
@@ -461,6 +462,9 @@ _REFUSED = {
     "gpt-oss-120b": "attention sinks, a gated sigmoid_glu_clamped MLP, these linear biases, these expert biases",
     "minimax-m2": "projection qk norm", "olmo2-7b": "projection qk norm", "pythia-6.9b": "parallel residual blocks",
 }
+_BRIDGED = {"gemma-7b", "gemma2-9b", "gemma3-1b", "gpt-oss-20b", "gpt-oss-120b", "minimax-m2"}
+"""Of those, the models Megatron-Bridge builds from their Hugging Face checkpoints."""
+_BRIDGE = "; Megatron-Bridge builds it from its Hugging Face checkpoint (megatron-bridge 0.6.2, AutoBridge): launch the plan there"
 
 
 @pytest.mark.parametrize("name", list_presets())
@@ -472,8 +476,16 @@ def test_model_flags_read_back_to_the_presets(name):
     if name in _REFUSED:
         with pytest.raises(UnsupportedPlan) as err:
             model_flags(arch)
-        assert str(err.value) == f"Megatron-LM's pretrain_gpt.py flags cannot build {name}: it has {_REFUSED[name]}"
+        bridge = _BRIDGE if name in _BRIDGED else ""
+        assert str(err.value) == f"Megatron-LM's pretrain_gpt.py flags cannot build {name}: it has {_REFUSED[name]}{bridge}"
+        # Megatron-Core builds the others neither way: the search and `estimate` leave it out.
+        unbuilt = unbuildable(arch)
+        assert (unbuilt is None) == (name in _BRIDGED)
+        if unbuilt is not None:
+            assert unbuilt == f"{_REFUSED[name]} (beyond pretrain_gpt.py's flags), and megatron-bridge 0.6.2 has no" \
+                              f" bridge for {arch.family}"
         return
+    assert unbuildable(arch) is None
     flags, _ = model_flags(arch)
     words = read_script("A=(" + " ".join(flags) + ")").variables["A"]
     parsed, notes = parse_flags(words)
@@ -499,3 +511,41 @@ def test_the_script_is_bash_that_stops_at_its_first_placeholder(tmp_path, llama)
     run = subprocess.run([bash, str(path)], capture_output=True, text=True,
                          env={"PATH": os.environ["PATH"], "MASTER_ADDR": "node0"})
     assert "DATA_PATH: set DATA_PATH to a preprocessed dataset prefix" in run.stderr
+
+
+def test_multimodal_models_run_through_megatron_bridge_or_not_at_all():
+    """A multimodal config is its text decoder plus encoders pretrain_gpt.py cannot build:
+    Megatron-Bridge bridges Qwen3-VL (emitting a script says so), not Llama 4's multimodal model
+    (the search leaves Megatron-Core out)."""
+    text = {"vocab_size": 1000, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2}
+    with pytest.warns(UserWarning, match="encoders"):
+        qwen = load_architecture({"model_type": "qwen3_vl", "text_config": {**text, "head_dim": 16},
+                                  "vision_config": {}})
+        llama4 = load_architecture({"model_type": "llama4", "vision_config": {},
+                                    "text_config": {**text, "num_local_experts": 2, "intermediate_size_mlp": 128}})
+    assert unbuildable(qwen) is None
+    assert pretrain_gpt_gaps(qwen) == "the encoders of a qwen3_vl model" and bridged(qwen)
+    assert unbuildable(llama4) == ("the encoders of a llama4 model (beyond pretrain_gpt.py's flags), and"
+                                   " megatron-bridge 0.6.2 has no bridge for llama4")
+    with pytest.raises(UnsupportedPlan, match="Megatron-Bridge builds it"):
+        model_flags(qwen)
+
+
+def test_windows_shorter_than_the_sequence_are_beyond_pretrain_gpt_flags():
+    """The emitted script attends in full; the time model charges a layer's window. Where a
+    window is shorter than the job's sequences the flags do not build the model timed: Mistral's
+    Megatron-Bridge bridge sets its window (mistral_bridge.py `window_size`), Llama 4's chunked
+    layers have no bridge. Windows that cover the sequence change nothing."""
+    mistral, llama4 = load_architecture("mistral-7b"), load_architecture("llama4-scout")
+    mistral_windows, llama4_windows = (4096,) * mistral.num_layers, (8192, 8192, 8192, None) * 12
+    assert pretrain_gpt_gaps(mistral, mistral_windows, 8192) == \
+        "attention windows of 4,096 tokens within its 8,192-token sequences" and bridged(mistral)
+    assert unbuildable(mistral, mistral_windows, 8192) is None
+    assert pretrain_gpt_gaps(mistral, mistral_windows, 4096) is None
+    assert unbuildable(llama4, llama4_windows, 16384) == (
+        "attention windows of 8,192 tokens within its 16,384-token sequences (beyond pretrain_gpt.py's flags),"
+        " and megatron-bridge 0.6.2 has no bridge for llama4_text")
+    assert unbuildable(llama4, llama4_windows, 8192) is None
+    with pytest.raises(UnsupportedPlan, match="Megatron-Bridge builds it"):
+        model_flags(mistral, mistral_windows, 8192)

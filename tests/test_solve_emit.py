@@ -228,3 +228,41 @@ def test_objective_comm_minimizes_exposed_communication_and_reports_bytes_by_lin
         assert {"dp", "tp", "pp", "cp", "ep", "scale_up", "scale_out"} <= set(b)
         assert all(isinstance(v, int) and v >= 0 for v in b.values())
         assert b["scale_out"] > 0  # 16 GPUs on 2 nodes: some group crosses the network
+
+
+# ------------------------------------------------------- models Megatron-Core builds, and how
+
+def _job(tmp_path, model: str):
+    job = tmp_path / f"{model}.yaml"
+    job.write_text(json.dumps({**SMALL_PRETRAIN, "model": model, "seq_len": 2048}))
+    return job
+
+
+def test_megatron_is_left_out_for_a_model_it_builds_neither_way(tmp_path):
+    """OLMo 2 normalizes whole q and k projections: pretrain_gpt.py's flags cannot say so and
+    Megatron-Bridge has no OLMo 2 bridge. solve leaves Megatron-Core out, estimate refuses its
+    plan, and both give the same reason."""
+    job = _job(tmp_path, "olmo2-7b")
+    why = ("models cannot build olmo2-7b: it has projection qk norm (beyond pretrain_gpt.py's flags),"
+           " and megatron-bridge 0.6.2 has no bridge for olmo2")
+    solved, doc = run_json("solve", ONE_NODE, job)
+    assert solved.exit_code == 0
+    megatron = next(e for e in doc["engines"] if e["framework"] == "megatron")
+    assert megatron["plan"] is None and why in megatron["summary"]
+    assert all(p["framework"] != "megatron" for p in doc["plans"])
+    estimated, doc = run_json("estimate", ONE_NODE, job, "--plan", "tp=1,pp=2,zero=1,framework=megatron")
+    assert estimated.exit_code == 2 and doc["error"] == f"--plan: Megatron-Core cannot run this plan: its {why}"
+
+
+def test_a_model_only_megatron_bridge_builds_is_planned_and_its_launch_named(tmp_path):
+    """Gemma 2's GeGLU and extra norms are beyond pretrain_gpt.py's flags, but Megatron-Bridge
+    builds Gemma 2 from its checkpoint: the plan stands, and --emit megatron says where it runs
+    (not that Megatron-Core should be planned for: it was)."""
+    job, out = _job(tmp_path, "gemma2-9b"), tmp_path / "out"
+    solved, doc = run_json("solve", ONE_NODE, job, "--framework", "megatron", "--emit", "megatron", "--out", out)
+    assert solved.exit_code == 2 and not out.exists()
+    assert doc["error"] == ("--emit: Megatron-LM's pretrain_gpt.py flags cannot build gemma2-9b: it has 4 norms per"
+                            " layer, a gated gelu_pytorch_tanh MLP; Megatron-Bridge builds it from its Hugging Face"
+                            " checkpoint (megatron-bridge 0.6.2, AutoBridge): launch the plan there")
+    solved, doc = run_json("solve", ONE_NODE, job, "--framework", "megatron")
+    assert solved.exit_code == 0 and doc["plans"][0]["framework"] == "megatron"

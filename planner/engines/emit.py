@@ -92,7 +92,8 @@ def write_emits(kind: str | Iterable[str], evaluation: Evaluation, inputs: Input
         except UnsupportedPlan as error:
             hint = constraints_hint(k, evaluation.plan)
             advice = f"; add `{hint}` to the job, or `framework: {k}`, to plan for it" if hint else ""
-            instead = nearest(k) if nearest is not None else ""
+            # Another engine's plan: say which plan this one would run (not for its own best).
+            instead = nearest(k) if nearest is not None and evaluation.plan.framework != k else ""
             raise InputError(f"{error}{advice}{instead}", field="--emit") from None
         clash = sorted(set(files) & set(texts))
         if clash:

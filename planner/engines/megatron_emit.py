@@ -17,6 +17,7 @@ from planner.cost.workload import Workload
 from planner.engines import UnsupportedPlan, framework_problems
 from planner.engines.deepspeed_emit import describe
 from planner.engines.megatron import SGD_MOMENTUM_DEFAULT
+from planner.engines.megatron_models import BRIDGE_RELEASE, bridged, pretrain_gpt_gaps
 from planner.engines.megatron_states import MXFP8_GATHER_BUFFER
 from planner.engines.pipeline_layout import layout_string
 from planner.model.architecture import Architecture
@@ -44,7 +45,7 @@ def emit_megatron(plan: Plan, workload: Workload, cluster: Cluster) -> dict[str,
     if plan.parallel.world != cluster.world:
         raise UnsupportedPlan(f"the plan uses {plan.parallel.world} GPUs; the cluster has {cluster.world}")
     arch = workload.arch
-    model, notes = model_flags(arch)
+    model, notes = model_flags(arch, workload.layer_windows, workload.seq_len)
     parallel, training, more = plan_flags(plan, workload)
     notes += more
     data = ['--data-path "${DATA_PATH:?set DATA_PATH to a preprocessed dataset prefix (tools/preprocess_data.py)}"',
@@ -159,37 +160,16 @@ def _block_recompute(plan: Plan, counts: tuple[int, ...]) -> int | None:
     return -(-max(planned) // plan.parallel.vpp)
 
 
-def _expressible(arch: Architecture) -> str | None:
-    """Why pretrain_gpt.py's flags cannot build the model, or None when they can (megatron-core's
-    GPT layer specs: pre-norm blocks, one bias switch for every linear layer, SwiGLU as the only
-    gated MLP; shared experts as one MLP of their total width, as transformers builds DeepSeek's)."""
-    att, moe = arch.attention, arch.moe
-    biases = (arch.mlp_bias, att.qkv_bias, att.out_bias)
-    reasons = [
-        (att.sliding_window is not None, "sliding-window attention"),
-        (att.qk_norm == "projection", "projection qk norm"),
-        (att.qk_norm == "latent" and not att.is_mla, "latent qk norm"), (att.sinks, "attention sinks"),
-        (arch.norms_per_layer != 2, f"{arch.norms_per_layer} norms per layer"),
-        (arch.parallel_residual, "parallel residual blocks"), (arch.lm_head_bias, "an output-layer bias"),
-        (arch.embedding_norm, "an embedding norm"),
-        (arch.position not in ("rope", "learned"), f"{arch.position} positions"),
-        (arch.gated_mlp and arch.mlp_activation != "silu", f"a gated {arch.mlp_activation} MLP"),
-        (biases not in ((True, True, True), (False, False, False), (False, True, False)), "these linear biases"),
-        (att.is_mla and att.qkv_bias, "biases on the latent projections"),
-        (moe is not None and (moe.expert_bias or moe.router_bias) != arch.mlp_bias, "these expert biases"),
-        (moe is not None and moe.shared_expert_bias, "shared-expert biases"),
-    ]
-    found = [why for bad, why in reasons if bad]
-    return ", ".join(found) if found else None
-
-
-def model_flags(arch: Architecture) -> tuple[list[str], list[str]]:
+def model_flags(arch: Architecture, windows: tuple[int | None, ...] | None = None,
+                seq_len: int | None = None) -> tuple[list[str], list[str]]:
     """(pretrain_gpt.py flags that build `arch`, notes); planner.model.megatron_args reads the flags
     back to the same shape, the vocabulary padded as Megatron pads it. UnsupportedPlan when the
-    flags cannot express the model."""
-    why_not = _expressible(arch)
+    flags cannot express the model (with the job's attention windows at `seq_len`: megatron_models)."""
+    why_not = pretrain_gpt_gaps(arch, windows, seq_len)
     if why_not:
-        raise UnsupportedPlan(f"Megatron-LM's pretrain_gpt.py flags cannot build {arch.name}: it has {why_not}")
+        bridge = (f"; Megatron-Bridge builds it from its Hugging Face checkpoint ({BRIDGE_RELEASE}, AutoBridge):"
+                  f" launch the plan there" if bridged(arch) else "")
+        raise UnsupportedPlan(f"Megatron-LM's pretrain_gpt.py flags cannot build {arch.name}: it has {why_not}{bridge}")
     att = arch.attention
     flags = [f"--num-layers {arch.num_layers}", f"--hidden-size {arch.hidden}", f"--ffn-hidden-size {arch.ffn}",
              f"--num-attention-heads {att.num_heads}"]

@@ -56,9 +56,9 @@ def cannot_run(name: str, workload: Workload, defaults: JobDefaults, constraints
     `precisions` and `optimizers`: the values the search would try for the job (an fp8 job may
     also run bf16, an 8-bit AdamW job AdamW)."""
     p = PROFILES[name]
-    unbuilt = p.unbuildable(workload) if p.unbuildable is not None else None
+    unbuilt = p.unbuilt(workload)
     if unbuilt:
-        return f"{p.title}'s models cannot build {workload.arch.name}: it has {unbuilt}"
+        return f"{p.title}'s {unbuilt}"
     if workload.training not in p.training:
         why = f"; {p.notes['lora_rank']}" if "lora_rank" in p.notes else ""
         return f"{p.title} does not run {workload.training} training (it runs {', '.join(p.training)}{why})"

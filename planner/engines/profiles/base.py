@@ -102,7 +102,7 @@ class EngineProfile:
     def checks(self) -> tuple[Rule, ...]:
         """`problems` with a workload, as rules, in its order."""
         rules = (Rule(self.rules_read, lambda plan, workload, _: self.rules(plan, workload)),) if self.rules is not None else ()
-        return (*self.plan_checks, Rule((), self._training),
+        return (*self.plan_checks, Rule((), self._training), Rule((), self._builds),
                 Rule(("recompute", "recompute_layers", "pp", "vpp", "first_stage_layers", "last_stage_layers"),
                      self._one_recompute_count), *rules)
 
@@ -135,6 +135,16 @@ class EngineProfile:
             return []
         return [f"recompute_layers={'/'.join(map(str, wanted))} (it recomputes one count of layers in each model"
                 f" chunk of every stage; launched, this is recompute_layers={'/'.join(map(str, runs))})"]
+
+    def unbuilt(self, workload: Workload) -> str | None:
+        """`models cannot build MODEL: it has ...` when the engine's model code cannot build the
+        job's model (`unbuildable`), else None."""
+        why = self.unbuildable(workload) if self.unbuildable is not None else None
+        return f"models cannot build {workload.arch.name}: it has {why}" if why else None
+
+    def _builds(self, plan: Plan, workload: Workload, cluster) -> list[str]:
+        unbuilt = self.unbuilt(workload)
+        return [f"its {unbuilt}"] if unbuilt else []
 
     def _training(self, plan: Plan, workload: Workload, cluster) -> list[str]:
         if workload.training not in self.training:

@@ -39,6 +39,11 @@ def _rules(plan: Plan, workload: Workload) -> list[str]:
     return []
 
 
+def _unbuildable(workload: Workload) -> str | None:
+    from planner.engines.megatron_models import unbuildable
+    return unbuildable(workload.arch, workload.layer_windows, workload.seq_len)
+
+
 def _launch(plan: Plan, num_layers: int) -> Plan:
     """Megatron-LM's --recompute-num-layers is one count, applied to each of a stage's vpp model
     chunks (megatron/core/transformer/transformer_block.py `_checkpointed_forward`, method block):
@@ -90,6 +95,7 @@ PROFILE = EngineProfile(
                   "dropout (the planner's activations have none)", "MTP layers' activations"),
     rules=_rules,
     rules_read=("ep", "tp", "sp"),
+    unbuildable=_unbuildable,
     files=("megatron_args.sh", "a Megatron-LM launch script"),
     launch=_launch,
     emit=_emit,
