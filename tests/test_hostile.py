@@ -16,6 +16,7 @@ from unittest import mock
 
 import pytest
 import yaml
+from conftest import EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -120,6 +121,24 @@ BAD_JOBS = [
     ({**JOB, "model": {**TINY_LLAMA, "num_key_value_heads": 3}}, "model: 3 key/value heads do not divide 4"),
     ({**JOB, "model": {**TINY_LLAMA, "model_type": "mixtral", "num_local_experts": 0, "num_experts_per_tok": 2}},
      "model: 0 routed experts, but 2 routed to per token"),
+    ({**JOB, "model": {**TINY_LLAMA, "model_type": ["llama"]}}, "model.model_type: must be a name such as 'llama'"),
+    ({**JOB, "model": {"model_type": "qwen3_vl", "text_config": {**TINY_LLAMA, "model_type": {"a": 1}}}},
+     "model.text_config.model_type: must be a name such as 'llama', got {'a': 1}"),
+    ({**JOB, "model": {**TINY_LLAMA, "tie_word_embeddings": "no"}},
+     "model.tie_word_embeddings: must be true or false, got 'no'"),
+    ({**JOB, "model": {"model_type": "qwen3_vl", "text_config": TINY_LLAMA, "tie_word_embeddings": "yes"}},
+     "model.tie_word_embeddings: must be true or false, got 'yes'"),
+    ({**JOB, "model": {**TINY_LLAMA, "read_as": ["llama"]}}, "model.read_as: unknown model type \"['llama']\""),
+    ({**JOB, "model": {**TINY_LLAMA, "model_type": "cohere2", "sliding_window_pattern": "LLLG"}},
+     "model.sliding_window_pattern: must be a whole number of layers (every that many one global), got 'LLLG'"),
+    ({**JOB, "model": {**TINY_LLAMA, "model_type": "qwen2", "num_key_value_heads": 2, "use_sliding_window": True,
+                       "max_window_layers": [2]}},
+     "model.max_window_layers: must be a whole number of layers"),
+    ({**JOB, "model": {**TINY_LLAMA, "model_type": "mistral", "num_key_value_heads": 2,
+                       "layer_types": [["full_attention"], 1]}},
+     "model.layer_types: must be a list of attention kinds per layer"),
+    ({**JOB, "model": {**TINY_LLAMA, "model_type": "mistral", "num_key_value_heads": 2, "sliding_window": "4k"}},
+     "model.sliding_window: must be a positive integer, got '4k'"),
     ({**JOB, "model": {**TINY_LLAMA, "num_hidden_layers": 10**12}},
      "model.num_hidden_layers: must be a positive integer of at most 16,384"),
     ({**JOB, "global_batch": 10**18}, "global_batch: Input should be less than or equal to 16777216"),
@@ -601,3 +620,104 @@ def test_any_input_is_an_answer_or_bad_input(tmp_path_factory, command):
     def run(invocation):
         _check_invocation(tmp_path_factory, invocation)
     run()
+
+
+# -- config.json fields of any value ---------------------------------------------------------------
+
+def _config_fields() -> list[str]:
+    from planner.model.hf_defaults import DEFAULTS
+    read = {key for defaults in DEFAULTS.values() for key in defaults}
+    return sorted(read | {
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "head_dim", "moe_intermediate_size", "rope_scaling", "rope_parameters",
+        "max_position_embeddings", "sliding_window", "layer_types", "sliding_window_pattern", "use_sliding_window",
+        "max_window_layers", "attention_chunk_size", "no_rope_layers", "no_rope_layer_interval", "moe_layers",
+        "mlp_only_layers", "hidden_act", "hidden_activation", "architectures", "quantization_config",
+        "vision_config", "text_config", "model_type", "read_as"})
+
+
+_SHAPE = {"vocab_size": 100, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 4,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "moe_intermediate_size": 32,
+          "num_experts": 4, "num_local_experts": 4, "n_routed_experts": 4, "num_experts_per_tok": 2,
+          "q_lora_rank": 16, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
+          "n_embd": 64, "n_layer": 4, "n_head": 4, "n_embed": 64, "moe_k": 2, "moe_num_experts": 4, "moe_topk": 2}
+"""A small valid shape under every family's field names, which the drawn fields then spoil."""
+_JSON_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 10), st.sampled_from([10**30, 1.5, math.nan, math.inf]),
+    st.text(max_size=3), st.lists(st.integers(-1, 5) | st.text(max_size=2), max_size=5),
+    st.dictionaries(st.text(max_size=2), st.integers(0, 3), max_size=2),
+    st.sampled_from([["full_attention"] * 4, ["sliding_attention"] * 4, [0, 1, 0, 1]]))
+
+
+@st.composite
+def _spoilt_configs(draw) -> dict:
+    from planner.model.hf_config import MULTIMODAL, supported_model_types
+    model_type = draw(st.sampled_from(supported_model_types() + sorted(MULTIMODAL)))
+    text = dict(_SHAPE)
+    config = {"model_type": model_type, "text_config": text} if model_type in MULTIMODAL else \
+        {"model_type": model_type, **text}
+    target = text if model_type in MULTIMODAL and draw(st.booleans()) else config
+    for key, value in draw(st.lists(st.tuples(st.sampled_from(_config_fields()), _JSON_VALUES), min_size=1,
+                                    max_size=3)):
+        target[key] = value
+    return config
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_spoilt_configs())
+def test_any_config_field_value_is_read_or_refused_by_name(config):
+    """A config.json whose fields hold any JSON value is an architecture, or bad input naming the
+    field: never an internal error (a TypeError on a list where a number belongs, a None width)."""
+    import warnings
+
+    from planner.model import architecture_from_config, count_params
+    from planner.model.context import context_limit, layer_windows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            arch = architecture_from_config(config, "spoilt")
+            count_params(arch)
+            layer_windows(arch, config)
+            context_limit(config)
+        except InputError:
+            pass
+
+
+def _key_paths(tree: dict, prefix: tuple = ()) -> list[tuple]:
+    out = []
+    for key, value in tree.items():
+        out.append(prefix + (key,))
+        if isinstance(value, dict):
+            out += _key_paths(value, prefix + (key,))
+    return out
+
+
+@st.composite
+def _spoilt_deepspeed_configs(draw) -> dict:
+    """The example ZeRO-3 config with one to three of its keys set to any JSON value."""
+    import copy
+    config = copy.deepcopy(json.loads((EXAMPLES / "deepspeed" / "zero3-hf-auto.json").read_text()))
+    paths = _key_paths(config)
+    for path, value in draw(st.lists(st.tuples(st.sampled_from(paths), _JSON_VALUES), min_size=1, max_size=3)):
+        section = config
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section[path[-1]] = value
+    return config
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_spoilt_deepspeed_configs())
+def test_any_deepspeed_value_is_read_or_refused_by_name(config):
+    """A DeepSpeed config whose keys hold any JSON value is a plan, or bad input naming the key: a
+    null where DeepSpeed has a default (its config models refuse it) raised an internal error."""
+    from planner.cost.evaluate import evaluate
+    from planner.cost.inputs import load_inputs
+    from planner.engines.deepspeed import parse_deepspeed_config
+    inputs = load_inputs(EXAMPLES / "clusters" / "h100-1node.yaml", EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml")
+    try:
+        job = parse_deepspeed_config(config, inputs)
+        evaluate(job.plan, job.workload, inputs.cluster)
+    except InputError:
+        pass

@@ -49,7 +49,11 @@ class _Config:
         return section.get(key, default)
 
     def integer(self, section: dict, key: str, path: str, default=None, minimum: int = 0, auto: bool = False):
+        """An integer setting; a key DeepSpeed gives a default refuses null (its config models
+        type such fields as integers), a key without one reads null as unset."""
         value = self.get(section, key, path, default)
+        if value is None and default is not None:
+            raise self.error(path, f"must be an integer >= {minimum}, got null (leave it out for {default:g})")
         if value == "auto" and auto:
             return value
         if isinstance(value, float) and value.is_integer():

@@ -22,6 +22,7 @@ from planner.engines.deepspeed import parse_deepspeed_config
 from planner.model.architecture import Architecture
 from planner.model.params import ALL_LINEAR
 from planner.spec.errors import InputError
+from planner.spec.limits import MAX_BATCH
 from planner.spec.reading import read_json_file
 
 OUTPUT_DIR = "output"
@@ -212,13 +213,14 @@ def read_training_args(args: dict, file: str) -> TrainerArgs:
     def get(key: str, kind: type, minimum: int | None = None):
         if key not in args:
             return None
-        value = args[key]
+        value = given = args[key]
         if kind is int and isinstance(value, float) and value.is_integer():
             value = int(value)
+        # Counts of sequences: none can exceed the largest global batch a job may give.
         if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool) or \
-                (minimum is not None and value < minimum):
-            valid = {bool: "true or false", int: f"an integer >= {minimum}", str: "a string"}[kind]
-            raise InputError(f"must be {valid}, got {json.dumps(value)}", file=file, field=key)
+                (minimum is not None and not minimum <= value <= MAX_BATCH):
+            valid = {bool: "true or false", int: f"an integer from {minimum} to {MAX_BATCH:,}", str: "a string"}[kind]
+            raise InputError(f"must be {valid}, got {json.dumps(given)}", file=file, field=key)
         out.read[key] = value
         return value
 
