@@ -4,6 +4,7 @@ from __future__ import annotations
 from hardware import catalog
 from planner.cli.options import JsonOption, emit_json
 from planner.model import count_params, list_presets, load_architecture
+from planner.model.hf_config import MULTIMODAL, supported_model_types
 from planner.report import tables
 
 
@@ -24,15 +25,17 @@ def gpus(as_json: bool = JsonOption) -> None:
 
 
 def models(as_json: bool = JsonOption) -> None:
-    """List the model presets."""
+    """List the model presets, and the config.json model types read besides them."""
     rows = []
     for name in list_presets():
         arch = load_architecture(name)
         rows.append((name, arch, count_params(arch)))
+    model_types, multimodal = supported_model_types(), sorted(MULTIMODAL)
     if as_json:
         emit_json({"models": [
             {"name": name, "family": arch.family, "total": counts.total, "active": counts.active,
              "layers": arch.num_layers, "hidden": arch.hidden}
-            for name, arch, counts in rows]})
+            for name, arch, counts in rows],
+            "config_model_types": model_types, "multimodal_model_types": multimodal})
     else:
-        tables.console().print(tables.models_view(rows))
+        tables.console().print(tables.models_view(rows, model_types, multimodal))

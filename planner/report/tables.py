@@ -273,8 +273,14 @@ def gpus_view(gpus: list[Accelerator]) -> Table:
     return table
 
 
-def models_view(rows: list[tuple[str, Architecture, ParamCount]]) -> Table:
-    table = Table(title="Model presets", title_justify="left", header_style="bold")
+def models_view(rows: list[tuple[str, Architecture, ParamCount]], model_types: list[str] = (),
+                multimodal: list[str] = ()) -> Table:
+    caption = ""
+    if model_types:
+        caption = f"A Hugging Face config.json works too, of model_type {', '.join(model_types)}"
+        caption += f"; multimodal (its text decoder): {', '.join(multimodal)}." if multimodal else "."
+    table = Table(title="Model presets", title_justify="left", header_style="bold", caption=caption or None,
+                  caption_justify="left")
     for col in ("name", "family", "parameters", "active", "layers", "hidden", "heads / kv", "experts"):
         table.add_column(col, justify="left" if col in ("name", "family") else "right")
     for name, arch, counts in rows:
