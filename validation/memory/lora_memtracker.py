@@ -47,7 +47,6 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 def lora_wrap(model, targets: tuple[str, ...], rank: int, alpha: float) -> int:
     """Replace every target nn.Linear of the decoder layers by base + B A; return adapter params."""
-    import torch
     from torch import nn
 
     class LoRALinear(nn.Module):
