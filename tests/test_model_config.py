@@ -115,6 +115,20 @@ def test_deepseek_group_limited_routing_is_read():
         architecture_from_config({**v3, "n_group": 7}, "v3")
 
 
+def test_glm4_moe_lite_layers_are_those_mlp_layer_types_calls_sparse():
+    # Glm4MoeLiteConfig.__post_init__: ["dense"] + ["sparse"] * (layers - 1) unless given.
+    cfg = {**LLAMA, "model_type": "glm4_moe_lite", "num_hidden_layers": 4, "moe_intermediate_size": 64,
+           "n_routed_experts": 4, "num_experts_per_tok": 2, "kv_lora_rank": 16, "first_k_dense_replace": 3}
+    arch = architecture_from_config(cfg, "x")
+    assert [arch.is_moe_layer(i) for i in range(4)] == [False, True, True, True]
+    listed = architecture_from_config({**cfg, "mlp_layer_types": ["sparse", "dense", "dense", "sparse"]}, "x")
+    assert [listed.is_moe_layer(i) for i in range(4)] == [True, False, False, True]
+    for bad in (["sparse"] * 3, ["sparse", "moe", "dense", "dense"], "sparse"):
+        with pytest.raises(InputError, match='"dense" or "sparse" for each of the 4 layers') as err:
+            architecture_from_config({**cfg, "mlp_layer_types": bad}, "x")
+        assert err.value.field == "mlp_layer_types"
+
+
 def test_no_sparse_layer_means_no_moe():
     cfg = {**LLAMA, "model_type": "qwen3_moe", "moe_intermediate_size": 64, "num_experts": 4,
            "num_experts_per_tok": 2, "mlp_only_layers": [0, 1, 2, 3]}

@@ -338,6 +338,17 @@ SYNTHETIC = [
       "tie_word_embeddings": False}, 246096, 246096),
     ({"model_type": "cohere2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
       "num_hidden_layers": 5, "num_attention_heads": 4}, 290304, 290304),
+    # GLM-4.7-Flash: DeepSeek-V3's modules; MoE in all but the first layer when mlp_layer_types is
+    # not given, else where it says "sparse" (first_k_dense_replace is not read).
+    ({"model_type": "glm4_moe_lite", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 40, "num_hidden_layers": 3, "num_attention_heads": 4, "q_lora_rank": 24,
+      "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 12, "n_routed_experts": 6,
+      "n_shared_experts": 1, "num_experts_per_tok": 2}, 292536, 231096),
+    ({"model_type": "glm4_moe_lite", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 40, "num_hidden_layers": 4, "num_attention_heads": 4, "q_lora_rank": None,
+      "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 12, "n_routed_experts": 6,
+      "n_shared_experts": 2, "num_experts_per_tok": 2, "mlp_layer_types": ["sparse", "dense", "sparse", "dense"],
+      "attention_bias": True, "first_k_dense_replace": 3}, 350176, 288736),
 ]
 
 

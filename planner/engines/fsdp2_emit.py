@@ -57,7 +57,7 @@ DECODER_LAYERS = {
     "hunyuan_v1_moe": "HunYuanMoEV1DecoderLayer", "glm": "GlmDecoderLayer", "glm4": "Glm4DecoderLayer",
     "starcoder2": "Starcoder2DecoderLayer", "phimoe": "PhimoeDecoderLayer", "granitemoe": "GraniteMoeDecoderLayer",
     "granitemoeshared": "GraniteMoeSharedDecoderLayer", "cohere": "CohereDecoderLayer",
-    "cohere2": "Cohere2DecoderLayer",
+    "cohere2": "Cohere2DecoderLayer", "glm4_moe_lite": "Glm4MoeLiteDecoderLayer",
 }
 """The transformers decoder-layer class of each family the planner reads (`_no_split_modules` of
 its *ForCausalLM in transformers 5.25), which FSDP wraps one at a time."""

@@ -126,6 +126,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "intermediate_size": 10944, "moe_intermediate_size": 1408, "n_routed_experts": 128,
                  "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 1,
                  "n_group": 1, "topk_group": 1, "num_nextn_predict_layers": 1},
+    "glm4_moe_lite": {"tie_word_embeddings": False, "attention_bias": False, "intermediate_size": 10240,
+                      "q_lora_rank": 768, "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64,
+                      "v_head_dim": 256, "n_routed_experts": 64, "n_shared_experts": 1, "num_experts_per_tok": 4,
+                      "moe_intermediate_size": 1536, "n_group": 1, "topk_group": 1, "num_nextn_predict_layers": 0,
+                      "mlp_layer_types": None},
 }
 
 # The config field naming the MLP activation and its class default (ACT2FN names,
@@ -170,4 +175,5 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "GlmForCausalLM": "glm", "Glm4ForCausalLM": "glm4", "Starcoder2ForCausalLM": "starcoder2",
     "PhimoeForCausalLM": "phimoe", "GraniteMoeForCausalLM": "granitemoe",
     "GraniteMoeSharedForCausalLM": "granitemoeshared", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
+    "Glm4MoeLiteForCausalLM": "glm4_moe_lite",
 }

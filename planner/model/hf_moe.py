@@ -212,6 +212,27 @@ def deepseek(f: Fields, name: str) -> Architecture:
     transformers builds routed experts in every layer from `first_k_dense_replace` on and does
     not read `moe_layer_freq` (1 in every released config), so neither does this.
     """
+    first_dense = f.count("first_k_dense_replace")
+    return _mla_moe(f, name, tuple(i >= first_dense for i in range(f.required("num_hidden_layers"))))
+
+
+def glm4_moe_lite(f: Fields, name: str) -> Architecture:
+    """GLM-4.7-Flash (modeling_glm4_moe_lite.py): DeepSeek-V3's MLA, group-limited sigmoid router
+    and shared plus routed experts, module for module; its MoE layers are those `mlp_layer_types`
+    calls "sparse", all but the first when the config gives no list (Glm4MoeLiteConfig
+    __post_init__ reads no `first_k_dense_replace`)."""
+    layers = f.required("num_hidden_layers")
+    kinds = f.get("mlp_layer_types")
+    if kinds is None:
+        kinds = ["dense"] + ["sparse"] * (layers - 1)
+    if not isinstance(kinds, list) or len(kinds) != layers or not all(k in ("dense", "sparse") for k in kinds):
+        raise InputError(f'must list "dense" or "sparse" for each of the {layers} layers, got {kinds!r}',
+                         field="mlp_layer_types")
+    return _mla_moe(f, name, tuple(k == "sparse" for k in kinds))
+
+
+def _mla_moe(f: Fields, name: str, sparse: tuple[bool, ...]) -> Architecture:
+    """DeepSeek's MLA attention and MoE MLPs, with routed experts in the layers `sparse` marks."""
     heads = f.required("num_attention_heads")
     rope = f.count("qk_rope_head_dim")
     bias = f.flag("attention_bias")
@@ -230,16 +251,16 @@ def deepseek(f: Fields, name: str) -> Architecture:
         qk_rope_head_dim=rope,
         qk_norm="latent",
     )
-    first_dense = f.count("first_k_dense_replace")
+    first_dense = next((i for i, is_sparse in enumerate(sparse) if is_sparse), len(sparse))
     expert_ffn = f.required("moe_intermediate_size")
     num_shared = f.count("n_shared_experts")
-    v3 = f.model_type == "deepseek_v3"
+    v3 = f.model_type != "deepseek_v2"  # DeepSeek-V3 and the families built from its modules
     mlp_bias = False if v3 else f.flag("mlp_bias")  # V3 has no mlp_bias field
     # Group-limited routing: V3 always picks topk_group of n_group expert groups first
     # (transformers DeepseekV3TopkRouter), V2 only with topk_method group_limited_greedy.
     grouped = v3 or f.get("topk_method") == "group_limited_greedy"
     groups = (f.optional_int("n_group") or 1) if grouped else 1
-    experts = moe(f.required("num_hidden_layers"), lambda i: i >= first_dense,
+    experts = moe(len(sparse), lambda i: sparse[i],
                   num_experts=f.count("n_routed_experts", "num_local_experts", "num_experts"),
                   top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
                   num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,

@@ -175,6 +175,19 @@ def deepseek(draw, model_type: str):
 
 
 @st.composite
+def glm4_moe_lite(draw):
+    """DeepSeek-V3's MLA and experts; MoE layers from `mlp_layer_types` or the class rule (all
+    but the first), whatever `first_k_dense_replace` says."""
+    config = draw(deepseek("deepseek_v3"))
+    config["model_type"] = "glm4_moe_lite"
+    if draw(FLAG):
+        config["mlp_layer_types"] = draw(st.lists(st.sampled_from(["dense", "sparse"]),
+                                                  min_size=config["num_hidden_layers"],
+                                                  max_size=config["num_hidden_layers"]))
+    return config
+
+
+@st.composite
 def glm4_moe(draw):
     """GQA with q/k/v biases and an optional per-head q/k norm, partial RoPE, dense-first layers,
     shared and routed experts; the widths with class defaults left out half of the time."""
@@ -366,6 +379,7 @@ FAMILIES = {
     "hunyuan_v1_moe": hunyuan_v1_moe(), "glm": glm("glm"), "glm4": glm("glm4"),
     "starcoder2": starcoder2(), "phimoe": phimoe(), "granitemoe": granitemoe("granitemoe"),
     "granitemoeshared": granitemoe("granitemoeshared"), "cohere": cohere("cohere"), "cohere2": cohere("cohere2"),
+    "glm4_moe_lite": glm4_moe_lite(),
 }
 
 
