@@ -349,6 +349,16 @@ SYNTHETIC = [
       "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 12, "n_routed_experts": 6,
       "n_shared_experts": 2, "num_experts_per_tok": 2, "mlp_layer_types": ["sparse", "dense", "sparse", "dense"],
       "attention_bias": True, "first_k_dense_replace": 3}, 350176, 288736),
+    ({"model_type": "ministral", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 24}, 222784, 222784),
+    # Ministral 3: Mistral's modules, head_dim 128 by default.
+    ({"model_type": "ministral3", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True},
+     318528, 318528),
+    ({"model_type": "mistral4", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 40, "num_hidden_layers": 3, "num_attention_heads": 4, "kv_lora_rank": 16,
+      "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 12, "q_lora_rank": 24, "n_routed_experts": 6,
+      "num_experts_per_tok": 2, "first_k_dense_replace": 1}, 292536, 231096),
 ]
 
 
@@ -486,6 +496,12 @@ MULTIMODAL_SYNTHETIC = [
                       "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
                       "n_routed_experts": 6, "num_experts_per_tok": 2, "first_k_dense_replace": 1, "n_group": 1,
                       "topk_group": 1}}, 228768, 198048),
+    # Mistral 3 around Ministral 3's and Mistral Small 4's text decoders, tied by default.
+    ({"model_type": "mistral3", "text_config": {**_TEXT, "model_type": "ministral3", "head_dim": 16}}, 146496, 146496),
+    ({"model_type": "mistral3", "tie_word_embeddings": False,
+      "text_config": {**_TEXT, "model_type": "mistral4", "moe_intermediate_size": 40, "q_lora_rank": 32,
+                      "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
+                      "n_routed_experts": 6, "num_experts_per_tok": 2, "first_k_dense_replace": 1}}, 228768, 198048),
 ]
 
 

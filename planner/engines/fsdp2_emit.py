@@ -58,6 +58,7 @@ DECODER_LAYERS = {
     "starcoder2": "Starcoder2DecoderLayer", "phimoe": "PhimoeDecoderLayer", "granitemoe": "GraniteMoeDecoderLayer",
     "granitemoeshared": "GraniteMoeSharedDecoderLayer", "cohere": "CohereDecoderLayer",
     "cohere2": "Cohere2DecoderLayer", "glm4_moe_lite": "Glm4MoeLiteDecoderLayer",
+    "ministral": "MinistralDecoderLayer", "ministral3": "Ministral3DecoderLayer", "mistral4": "Mistral4DecoderLayer",
 }
 """The transformers decoder-layer class of each family the planner reads (`_no_split_modules` of
 its *ForCausalLM in transformers 5.25), which FSDP wraps one at a time."""

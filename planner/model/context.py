@@ -69,7 +69,7 @@ def _tokens(field: str, value) -> int:
 # config omits it (models/<type>/configuration_<type>.py). Window defaults are those classes'.
 _WINDOW_DEFAULT = {"mistral": 4096, "qwen2": 4096, "qwen3": 4096, "qwen2_moe": 4096,
                    "qwen3_moe": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128, "olmo3": 4096,
-                   "exaone4": 4096, "cohere2": 4096}
+                   "exaone4": 4096, "cohere2": 4096, "ministral": 4096}
 
 
 def _layer_count(cfg: Mapping, field: str, default: int, what: str) -> int:
@@ -87,7 +87,7 @@ def _default_layer_types(family: str, cfg: Mapping, n: int) -> list[str]:
                           "every that many one global") if family in ("gemma3_text", "cohere2", "exaone4") else 0)
     rules: dict[str, Callable[[int], bool]] = {
         "mistral": lambda i: True, "mixtral": lambda i: True, "phi3": lambda i: True, "phimoe": lambda i: True,
-        "starcoder2": lambda i: True,
+        "starcoder2": lambda i: True, "ministral": lambda i: True, "ministral3": lambda i: True,
         "qwen3_moe": lambda i: use,
         "qwen2": lambda i: use and i >= last_full, "qwen3": lambda i: use and i >= last_full,
         "qwen2_moe": lambda i: use and bool((i + 1) % 2) and i < last_full,

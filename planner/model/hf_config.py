@@ -40,6 +40,7 @@ READ_AS = "read_as"
 
 _READERS: dict[str, Callable[[Fields, str], Architecture]] = {
     "llama": hf_dense.llama, "granite": hf_dense.llama, "mistral": hf_dense.mistral,
+    "ministral": hf_dense.mistral, "ministral3": hf_dense.mistral,
     "phi3": hf_dense.phi3, "qwen2": hf_dense.qwen2, "qwen3": hf_dense.qwen3,
     "gemma": hf_dense.gemma, "gemma2": hf_dense.gemma, "gemma3_text": hf_dense.gemma,
     "olmo2": hf_dense.olmo2, "olmo3": hf_dense.olmo2, "nemotron": hf_dense.nemotron, "gpt_neox": hf_dense.gpt_neox,
@@ -54,7 +55,7 @@ _READERS: dict[str, Callable[[Fields, str], Architecture]] = {
     "gpt_oss": hf_moe.gpt_oss, "minimax_m2": hf_moe.minimax_m2,
     "qwen2_moe": hf_moe.qwen2_moe, "qwen3_moe": hf_moe.qwen3_moe,
     "deepseek_v2": hf_moe.deepseek, "deepseek_v3": hf_moe.deepseek, "glm4_moe": hf_moe.glm4_moe,
-    "glm4_moe_lite": hf_moe.glm4_moe_lite,
+    "glm4_moe_lite": hf_moe.glm4_moe_lite, "mistral4": hf_moe.deepseek,
     # The text decoders of multimodal models, with their own class defaults (hf_defaults.py).
     "qwen2_5_vl_text": hf_dense.qwen2, "qwen3_vl_text": hf_dense.qwen3, "qwen3_vl_moe_text": hf_moe.qwen3_moe,
     "glm4v_moe_text": hf_moe.glm4_moe,

@@ -21,6 +21,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # GraniteConfig: Llama's fields plus four multipliers, which scale activations only.
     "granite": _LLAMA_DEFAULTS,
     "mistral": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False},
+    "ministral": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False},
+    "ministral3": {"num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": False},
     "mixtral": {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False,
                 "num_local_experts": 8, "num_experts_per_tok": 2},
     "qwen2": {"num_key_value_heads": 32, "head_dim": None, "tie_word_embeddings": False},
@@ -131,6 +133,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                       "v_head_dim": 256, "n_routed_experts": 64, "n_shared_experts": 1, "num_experts_per_tok": 4,
                       "moe_intermediate_size": 1536, "n_group": 1, "topk_group": 1, "num_nextn_predict_layers": 0,
                       "mlp_layer_types": None},
+    # Mistral Small 4 (Mistral4Config): DeepSeek-V3's modules; no MTP modules in the class.
+    "mistral4": {"tie_word_embeddings": False, "attention_bias": False, "q_lora_rank": 1024, "kv_lora_rank": 256,
+                 "qk_nope_head_dim": 64, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 128,
+                 "n_shared_experts": 1, "num_experts_per_tok": 4, "moe_intermediate_size": 2048,
+                 "first_k_dense_replace": 0, "n_group": 1, "topk_group": 1, "num_nextn_predict_layers": 0},
 }
 
 # The config field naming the MLP activation and its class default (ACT2FN names,
@@ -175,5 +182,6 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "GlmForCausalLM": "glm", "Glm4ForCausalLM": "glm4", "Starcoder2ForCausalLM": "starcoder2",
     "PhimoeForCausalLM": "phimoe", "GraniteMoeForCausalLM": "granitemoe",
     "GraniteMoeSharedForCausalLM": "granitemoeshared", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
-    "Glm4MoeLiteForCausalLM": "glm4_moe_lite",
+    "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "MinistralForCausalLM": "ministral",
+    "Ministral3ForCausalLM": "ministral3", "Mistral4ForCausalLM": "mistral4",
 }

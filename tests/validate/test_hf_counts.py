@@ -19,7 +19,7 @@ hypothesis = pytest.importorskip("hypothesis")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForPreTraining  # noqa: E402
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # noqa: E402
 
 from planner.model import architecture_from_config, count_params, load_architecture  # noqa: E402
@@ -40,8 +40,12 @@ def hf_counts(config: dict) -> tuple[int, int]:
     """Total and active parameters of the transformers model for a config.json mapping."""
     fields = dict(config)
     model_type = fields.pop("model_type")
+    hf_config = AutoConfig.for_model(model_type, **fields)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **fields))
+        if type(hf_config) in AutoModelForCausalLM._model_mapping:
+            model = AutoModelForCausalLM.from_config(hf_config)
+        else:  # Mistral 4: its causal LM class is mapped for pretraining only
+            model = AutoModelForPreTraining.from_config(hf_config)
     total = sum(p.numel() for p in model.parameters())  # each shared (tied) tensor once
     routed = {name: p.numel() for name, p in model.named_parameters() if ".experts." in name}
     if not routed:
@@ -184,6 +188,24 @@ def glm4_moe_lite(draw):
         config["mlp_layer_types"] = draw(st.lists(st.sampled_from(["dense", "sparse"]),
                                                   min_size=config["num_hidden_layers"],
                                                   max_size=config["num_hidden_layers"]))
+    return config
+
+
+@st.composite
+def ministral(draw):
+    """Mistral's modules; every layer sliding unless the window is null (no parameters either way)."""
+    config = draw(_decoder("ministral"))
+    # MinistralAttention reads head_dim as given, None included (its class default): configs give it.
+    config.setdefault("head_dim", config["hidden_size"] // config["num_attention_heads"])
+    _set(draw, config, "sliding_window", st.none() | st.integers(16, 4096))
+    return config
+
+
+@st.composite
+def mistral4(draw):
+    """Mistral Small 4: DeepSeek-V3's MLA and experts under its own class defaults."""
+    config = draw(deepseek("deepseek_v3"))
+    config["model_type"] = "mistral4"
     return config
 
 
@@ -379,7 +401,8 @@ FAMILIES = {
     "hunyuan_v1_moe": hunyuan_v1_moe(), "glm": glm("glm"), "glm4": glm("glm4"),
     "starcoder2": starcoder2(), "phimoe": phimoe(), "granitemoe": granitemoe("granitemoe"),
     "granitemoeshared": granitemoe("granitemoeshared"), "cohere": cohere("cohere"), "cohere2": cohere("cohere2"),
-    "glm4_moe_lite": glm4_moe_lite(),
+    "glm4_moe_lite": glm4_moe_lite(), "ministral": ministral(), "ministral3": _decoder("ministral3"),
+    "mistral4": mistral4(),
 }
 
 
