@@ -210,6 +210,30 @@ def test_exaone4_globals_follow_its_pattern():
         layer_windows(arch, {**exaone, "sliding_window_pattern": "LLLG"})
 
 
+def test_dots1_k_exaone_and_ministral_windows():
+    """transformers 5.25's layer_types: dots.llm1 slides from max_window_layers on (62 by default),
+    K-EXAONE as EXAONE 4.0, Ministral on every layer (window 4,096 by default), Ministral 3 on every
+    layer only when the config sets a window (none by default)."""
+    base = {"vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 6,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "n_routed_experts": 4, "n_shared_experts": 1,
+            "num_experts_per_tok": 2}
+    dots = {**base, "model_type": "dots1"}
+    arch = architecture_from_config(dots, "dots")
+    assert layer_windows(arch, dots) == (None,) * 6
+    assert layer_windows(arch, {**dots, "max_window_layers": 4}) == (None,) * 4 + (4096,) * 2
+    assert layer_windows(arch, {**dots, "max_window_layers": 4, "sliding_window": None}) == (None,) * 6
+    exaone = {**base, "model_type": "exaone_moe", "num_experts": 4}
+    arch = architecture_from_config(exaone, "k-exaone")
+    assert layer_windows(arch, exaone) == (4096, 4096, 4096, None, 4096, 4096)
+    assert layer_windows(arch, {**exaone, "sliding_window_pattern": 3, "sliding_window": 128}) == (128, 128, None) * 2
+    for model_type, default in (("ministral", 4096), ("ministral3", None)):
+        config = {**base, "model_type": model_type}
+        arch = architecture_from_config(config, model_type)
+        assert layer_windows(arch, config) == (default,) * 6
+        assert layer_windows(arch, {**config, "sliding_window": 1024}) == (1024,) * 6
+        assert layer_windows(arch, {**config, "sliding_window": None}) == (None,) * 6
+
+
 def test_command_a_and_starcoder2_windows():
     """Cohere2Config (Command A) builds layer_types as sliding but every sliding_window_pattern-th
     layer (4), windows of 4,096; StarCoder2 attends within `sliding_window` on every layer when the

@@ -359,6 +359,19 @@ SYNTHETIC = [
       "moe_intermediate_size": 40, "num_hidden_layers": 3, "num_attention_heads": 4, "kv_lora_rank": 16,
       "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 12, "q_lora_rank": 24, "n_routed_experts": 6,
       "num_experts_per_tok": 2, "first_k_dense_replace": 1}, 292536, 231096),
+    # dots.llm1: biases on all four attention projections, per-head q/k norms.
+    ({"model_type": "dots1", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 40, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "n_routed_experts": 6, "n_shared_experts": 1, "num_experts_per_tok": 2, "first_k_dense_replace": 1,
+      "attention_bias": True}, 303072, 241632),
+    # Solar Open: every layer MoE, no dense MLP.
+    ({"model_type": "solar_open", "vocab_size": 1000, "hidden_size": 64, "moe_intermediate_size": 40,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+      "n_routed_experts": 6, "n_shared_experts": 1, "num_experts_per_tok": 2, "attention_bias": True}, 261440, 200000),
+    ({"model_type": "exaone_moe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
+      "moe_intermediate_size": 40, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "num_experts": 6, "num_shared_experts": 1, "num_experts_per_tok": 2,
+      "mlp_layer_types": ["dense", "sparse", "dense", "sparse"]}, 343744, 282304),
 ]
 
 

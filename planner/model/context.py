@@ -69,7 +69,7 @@ def _tokens(field: str, value) -> int:
 # config omits it (models/<type>/configuration_<type>.py). Window defaults are those classes'.
 _WINDOW_DEFAULT = {"mistral": 4096, "qwen2": 4096, "qwen3": 4096, "qwen2_moe": 4096,
                    "qwen3_moe": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128, "olmo3": 4096,
-                   "exaone4": 4096, "cohere2": 4096, "ministral": 4096}
+                   "exaone4": 4096, "cohere2": 4096, "ministral": 4096, "dots1": 4096, "exaone_moe": 4096}
 
 
 def _layer_count(cfg: Mapping, field: str, default: int, what: str) -> int:
@@ -82,23 +82,25 @@ def _layer_count(cfg: Mapping, field: str, default: int, what: str) -> int:
 
 def _default_layer_types(family: str, cfg: Mapping, n: int) -> list[str]:
     use = bool(cfg.get("use_sliding_window", False))
-    last_full = _layer_count(cfg, "max_window_layers", 28, "those below it attend in full")
-    every = (_layer_count(cfg, "sliding_window_pattern", 6 if family == "gemma3_text" else 4,
-                          "every that many one global") if family in ("gemma3_text", "cohere2", "exaone4") else 0)
+    last_full = _layer_count(cfg, "max_window_layers", 62 if family == "dots1" else 28, "those below it attend in full")
+    every = (_layer_count(cfg, "sliding_window_pattern", 6 if family == "gemma3_text" else 4, "every that many one global")
+             if family in ("gemma3_text", "cohere2", "exaone4", "exaone_moe") else 0)
+    window_set = cfg.get("sliding_window", _WINDOW_DEFAULT.get(family)) is not None
     rules: dict[str, Callable[[int], bool]] = {
         "mistral": lambda i: True, "mixtral": lambda i: True, "phi3": lambda i: True, "phimoe": lambda i: True,
         "starcoder2": lambda i: True, "ministral": lambda i: True, "ministral3": lambda i: True,
         "qwen3_moe": lambda i: use,
         "qwen2": lambda i: use and i >= last_full, "qwen3": lambda i: use and i >= last_full,
+        "dots1": lambda i: window_set and i >= last_full,
         "qwen2_moe": lambda i: use and bool((i + 1) % 2) and i < last_full,
         "gemma2": lambda i: bool((i + 1) % 2), "gpt_oss": lambda i: bool((i + 1) % 2),
         "gemma3_text": lambda i: bool(every and (i + 1) % every),
         "olmo3": lambda i: bool((i + 1) % 4),
         "cohere2": lambda i: bool(every and (i + 1) % every),
     }
-    if family == "exaone4":
-        # Exaone4Config: every sliding_window_pattern-th layer global; none without a window.
-        every = every if cfg.get("sliding_window", 4096) is not None else 0
+    if family in ("exaone4", "exaone_moe"):
+        # Exaone4Config, ExaoneMoeConfig: every sliding_window_pattern-th layer global; none without a window.
+        every = every if window_set else 0
         return ["sliding_attention" if every and (i + 1) % every else "full_attention" for i in range(n)]
     if family == "llama4_text":
         # RoPE layers attend within chunks of attention_chunk_size; every 4th (NoPE) layer is global.

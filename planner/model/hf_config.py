@@ -55,7 +55,8 @@ _READERS: dict[str, Callable[[Fields, str], Architecture]] = {
     "gpt_oss": hf_moe.gpt_oss, "minimax_m2": hf_moe.minimax_m2,
     "qwen2_moe": hf_moe.qwen2_moe, "qwen3_moe": hf_moe.qwen3_moe,
     "deepseek_v2": hf_moe.deepseek, "deepseek_v3": hf_moe.deepseek, "glm4_moe": hf_moe.glm4_moe,
-    "glm4_moe_lite": hf_moe.glm4_moe_lite, "mistral4": hf_moe.deepseek,
+    "glm4_moe_lite": hf_moe.glm4_moe_lite, "mistral4": hf_moe.deepseek, "dots1": hf_moe.dots1,
+    "solar_open": hf_moe.solar_open, "exaone_moe": hf_moe.exaone_moe,
     # The text decoders of multimodal models, with their own class defaults (hf_defaults.py).
     "qwen2_5_vl_text": hf_dense.qwen2, "qwen3_vl_text": hf_dense.qwen3, "qwen3_vl_moe_text": hf_moe.qwen3_moe,
     "glm4v_moe_text": hf_moe.glm4_moe,

@@ -2,6 +2,7 @@
 models/<type>/modeling_<type>.py): one function per family, config fields -> Architecture."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -131,29 +132,81 @@ def glm4_moe(f: Fields, name: str) -> Architecture:
     """GLM-4.5 and GLM-4.6 (modeling_glm4_moe.py): GQA with biases on q, k and v
     (`attention_bias`), none on the output projection; a per-head RMSNorm on q and k with
     `use_qk_norm`; RoPE on the first `partial_rotary_factor` (0.5) of each head. Dense SwiGLU MLPs
-    in the first `first_k_dense_replace` layers, then routed SwiGLU experts (fused gate_up_proj)
-    and `n_shared_experts` shared ones of `moe_intermediate_size` each, behind a bias-free sigmoid
-    router whose e_score_correction_bias is a buffer, group-limited as DeepSeek-V3's (`n_group`,
-    `topk_group`). transformers builds no MTP modules (`num_nextn_predict_layers`): counted apart,
-    as DeepSeek-V3's."""
+    in the first `first_k_dense_replace` layers, then DeepSeek-V3-style experts (`_v3_experts`).
+    transformers builds no MTP modules (`num_nextn_predict_layers`): counted apart, as
+    DeepSeek-V3's."""
     attn = attention(f, bias=f.flag("attention_bias"), out_bias=False,
                      qk_norm="head" if f.flag("use_qk_norm") else None)
     attn = replace(attn, rotary_dim=rotary_dim(attn.head_dim, f.rotary_fraction("partial_rotary_factor")))
-    routed = f.count("n_routed_experts", "num_local_experts")
-    if routed == 0:
-        raise InputError("glm4_moe builds its MoE layers with routed experts; give at least one",
-                         field="n_routed_experts")
     first_dense = f.count("first_k_dense_replace")
-    expert_ffn = f.width("moe_intermediate_size")
-    num_shared = f.count("n_shared_experts")
-    groups = f.optional_int("n_group") or 1
-    experts = moe(f.required("num_hidden_layers"), lambda i: i >= first_dense, num_experts=routed,
-                  top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
-                  num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,
-                  first_dense_layers=first_dense, route_groups=groups,
-                  route_group_topk=min(groups, f.optional_int("topk_group") or groups))
+    experts = _v3_experts(f, lambda i: i >= first_dense, "n_routed_experts", "n_shared_experts")
     return decoder(f, name, attn, ffn=f.optional_int("intermediate_size"), moe=experts,
                    mtp_layers=f.count("num_nextn_predict_layers", "num_mtp_layers"))
+
+
+def dots1(f: Fields, name: str) -> Architecture:
+    """dots.llm1 (modeling_dots1.py): GQA with one `attention_bias` on all four projections and an
+    RMSNorm over each query and key head, full RoPE; dense SwiGLU MLPs in the first
+    `first_k_dense_replace` layers, then DeepSeek-V3-style experts (`_v3_experts`). The layers from
+    `max_window_layers` on attend within `sliding_window` (model/context.py)."""
+    first_dense = f.count("first_k_dense_replace")
+    experts = _v3_experts(f, lambda i: i >= first_dense, "n_routed_experts", "n_shared_experts")
+    return decoder(f, name, attention(f, bias=f.flag("attention_bias"), qk_norm="head"),
+                   ffn=f.width("intermediate_size"), moe=experts)
+
+
+def solar_open(f: Fields, name: str) -> Architecture:
+    """Solar Open (modeling_solar_open.py): GQA with biases on q, k and v (`attention_bias`), none
+    on the output projection, RoPE on the first `partial_rotary_factor` of each head; every layer
+    MoE, DeepSeek-V3-style (`_v3_experts`), and no dense MLP: the config has no
+    intermediate_size (the dense width here is the expert's, used by no layer)."""
+    attn = attention(f, bias=f.flag("attention_bias"), out_bias=False)
+    attn = replace(attn, rotary_dim=rotary_dim(attn.head_dim, f.rotary_fraction("partial_rotary_factor")))
+    experts = _v3_experts(f, lambda i: True, "n_routed_experts", "n_shared_experts")
+    return decoder(f, name, attn, ffn=f.width("moe_intermediate_size"), moe=experts)
+
+
+def exaone_moe(f: Fields, name: str) -> Architecture:
+    """K-EXAONE (modeling_exaone_moe.py): GQA without biases, an RMSNorm over each query and key
+    head, pre-norm blocks; sliding-window layers but every `sliding_window_pattern`-th, as EXAONE
+    4.0 (model/context.py); DeepSeek-V3-style experts (`_v3_experts`) where `mlp_layer_types` says
+    sparse, by default from `first_k_dense_replace` on. transformers builds no MTP modules."""
+    first_dense = f.count("first_k_dense_replace")
+    sparse = _mlp_layer_kinds(f, lambda i: i >= first_dense)
+    experts = _v3_experts(f, sparse.__getitem__, "num_experts", "num_shared_experts")
+    return decoder(f, name, attention(f, qk_norm="head"), ffn=f.width("intermediate_size"), moe=experts)
+
+
+def _v3_experts(f: Fields, sparse: Callable[[int], bool], experts_key: str, shared_key: str) -> MoE | None:
+    """DeepSeek-V3's MoE block as these families copy it: routed SwiGLU experts of
+    `moe_intermediate_size` (fused gate_up_proj) in the layers `sparse` marks, beside
+    `shared_key` shared experts of the same width built as one MLP, behind a bias-free sigmoid
+    router whose e_score_correction_bias is a buffer, group-limited (`n_group`, `topk_group`)."""
+    layers = f.required("num_hidden_layers")
+    routed = f.count(experts_key)
+    if routed == 0 and any(sparse(i) for i in range(layers)):
+        raise InputError(f"{f.model_type} builds its MoE layers with routed experts; give at least one",
+                         field=experts_key)
+    expert_ffn = f.width("moe_intermediate_size")
+    num_shared = f.count(shared_key)
+    groups = f.optional_int("n_group") or 1
+    return moe(layers, sparse, num_experts=routed, top_k=f.optional_int("num_experts_per_tok"),
+               expert_ffn=expert_ffn, num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,
+               first_dense_layers=next((i for i in range(layers) if sparse(i)), layers), route_groups=groups,
+               route_group_topk=min(groups, f.optional_int("topk_group") or groups))
+
+
+def _mlp_layer_kinds(f: Fields, sparse_by_default: Callable[[int], bool]) -> tuple[bool, ...]:
+    """Which layers are MoE: `mlp_layer_types` ("dense" or "sparse" per layer) when given, else the
+    family's rule."""
+    layers = f.required("num_hidden_layers")
+    kinds = f.get("mlp_layer_types")
+    if kinds is None:
+        return tuple(sparse_by_default(i) for i in range(layers))
+    if not isinstance(kinds, list) or len(kinds) != layers or not all(k in ("dense", "sparse") for k in kinds):
+        raise InputError(f'must list "dense" or "sparse" for each of the {layers} layers, got {kinds!r}',
+                         field="mlp_layer_types")
+    return tuple(k == "sparse" for k in kinds)
 
 
 def ernie4_5_moe(f: Fields, name: str) -> Architecture:
@@ -221,14 +274,7 @@ def glm4_moe_lite(f: Fields, name: str) -> Architecture:
     and shared plus routed experts, module for module; its MoE layers are those `mlp_layer_types`
     calls "sparse", all but the first when the config gives no list (Glm4MoeLiteConfig
     __post_init__ reads no `first_k_dense_replace`)."""
-    layers = f.required("num_hidden_layers")
-    kinds = f.get("mlp_layer_types")
-    if kinds is None:
-        kinds = ["dense"] + ["sparse"] * (layers - 1)
-    if not isinstance(kinds, list) or len(kinds) != layers or not all(k in ("dense", "sparse") for k in kinds):
-        raise InputError(f'must list "dense" or "sparse" for each of the {layers} layers, got {kinds!r}',
-                         field="mlp_layer_types")
-    return _mla_moe(f, name, tuple(k == "sparse" for k in kinds))
+    return _mla_moe(f, name, _mlp_layer_kinds(f, lambda i: i > 0))
 
 
 def _mla_moe(f: Fields, name: str, sparse: tuple[bool, ...]) -> Architecture:

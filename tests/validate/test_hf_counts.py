@@ -210,6 +210,44 @@ def mistral4(draw):
 
 
 @st.composite
+def dots1(draw):
+    """GQA with one bias switch for all four projections and per-head q/k norms; dense-first layers,
+    shared and routed experts (both counts required: the class defaults are None)."""
+    config = draw(_decoder("dots1"))
+    layers = config["num_hidden_layers"]
+    config.update(n_routed_experts=draw(st.integers(1, 8)), n_shared_experts=draw(st.integers(0, 2)))
+    config["num_experts_per_tok"] = draw(st.integers(1, config["n_routed_experts"]))
+    for key, strategy in (("moe_intermediate_size", WIDTH), ("first_k_dense_replace", st.integers(0, layers)),
+                          ("attention_bias", FLAG), ("sliding_window", st.none() | st.integers(16, 4096)),
+                          ("max_window_layers", st.integers(0, layers))):
+        _set(draw, config, key, strategy)
+    return config
+
+
+@st.composite
+def solar_open(draw):
+    """Every layer MoE, no dense MLP; q/k/v biases; the widths with class defaults left out half of the time."""
+    config = draw(_decoder("solar_open", intermediate=False))
+    for key, strategy in (("moe_intermediate_size", WIDTH), ("n_shared_experts", st.integers(0, 2)),
+                          ("attention_bias", FLAG)):
+        _set(draw, config, key, strategy)
+    return draw(_experts(config, "n_routed_experts"))
+
+
+@st.composite
+def exaone_moe(draw):
+    """Per-head q/k norms; MoE layers from mlp_layer_types or first_k_dense_replace."""
+    config = draw(_decoder("exaone_moe", intermediate=False))
+    layers = config["num_hidden_layers"]
+    for key, strategy in (("intermediate_size", WIDTH), ("moe_intermediate_size", WIDTH),
+                          ("num_shared_experts", st.integers(0, 2)), ("first_k_dense_replace", st.integers(0, layers)),
+                          ("mlp_layer_types", st.lists(st.sampled_from(["dense", "sparse"]), min_size=layers,
+                                                       max_size=layers))):
+        _set(draw, config, key, strategy)
+    return draw(_experts(config, "num_experts"))
+
+
+@st.composite
 def glm4_moe(draw):
     """GQA with q/k/v biases and an optional per-head q/k norm, partial RoPE, dense-first layers,
     shared and routed experts; the widths with class defaults left out half of the time."""
@@ -402,7 +440,7 @@ FAMILIES = {
     "starcoder2": starcoder2(), "phimoe": phimoe(), "granitemoe": granitemoe("granitemoe"),
     "granitemoeshared": granitemoe("granitemoeshared"), "cohere": cohere("cohere"), "cohere2": cohere("cohere2"),
     "glm4_moe_lite": glm4_moe_lite(), "ministral": ministral(), "ministral3": _decoder("ministral3"),
-    "mistral4": mistral4(),
+    "mistral4": mistral4(), "dots1": dots1(), "solar_open": solar_open(), "exaone_moe": exaone_moe(),
 }
 
 
