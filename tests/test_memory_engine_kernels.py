@@ -8,7 +8,7 @@ from planner.cost.memory.activations import EXPERT_MLP_CHUNK_BYTES, norm_bytes
 from planner.cost.plan import ParallelDims, Plan
 from planner.cost.workload import Workload
 from planner.engines.profiles import engine_traits
-from planner.model import load_architecture
+from planner.model import architecture_from_config, load_architecture
 from planner.model.params import layer_params
 from planner.spec.cluster import ClusterSpec
 
@@ -110,3 +110,51 @@ def test_the_fp32_rmsnorm_op_on_query_and_key_heads_saves_only_its_inputs():
     layer_norms = 2 * (4 * h + 4)
     head_norms = 4 * att.q_dim + 4 * att.num_heads + 4 * att.kv_dim + 4 * att.num_kv_heads
     assert eager - fused == layer_norms + head_norms
+
+
+# transformers' own norms and routers, by model_type (checked against autograd's saved tensors in
+# tests/validate/test_hf_activations.py).
+def _layer(name_or_arch, engine, index=1, precision="bf16-pure"):
+    arch = load_architecture(name_or_arch) if isinstance(name_or_arch, str) else name_or_arch
+    w = Workload(arch=arch, training="pretrain", seq_len=4096, global_batch=8, engine=engine)
+    plan = Plan(parallel=ParallelDims(dp=8), zero=3, recompute="none", mbs=1, gas=1, precision=precision,
+                framework=engine.name)
+    return layer_activation_bytes_per_token(arch, index, plan, w)
+
+
+def test_gemma2_keeps_four_norms_with_their_fp32_normalized_inputs():
+    # Gemma2RMSNorm: fp32 input copy, rsqrt and the fp32 normalized input (`output * (1.0 + weight)`),
+    # before and after each half: 4 x (4h + 4 + 4h); Llama's norm keeps a 16-bit normalized copy.
+    gemma = load_architecture("gemma2-9b")
+    h = gemma.hidden
+    as_llama = replace(gemma, family="llama", norms_per_layer=2)
+    assert _layer(gemma, FSDP2) - _layer(as_llama, FSDP2) == 4 * (8 * h + 4) - 2 * (6 * h + 4)
+
+
+def test_the_engine_s_own_model_code_keeps_llama_s_norm():
+    # torchtitan and NeMo AutoModel run their own modules: no transformers-specific norm or router.
+    olmo = load_architecture("olmo2-7b")
+    h = olmo.hidden
+    assert _layer(olmo, FSDP2) - _layer(olmo, engine_traits("torchtitan")) == 2 * 2 * h + 2 * 2 * olmo.attention.q_dim
+    assert not engine_traits("torchtitan").transformers_modules and engine_traits("deepspeed").transformers_modules
+
+
+def test_deepseek_routers_keep_an_fp32_copy_of_their_input_beside_the_shared_experts_input():
+    arch = load_architecture("deepseek-v3")
+    h, index = arch.hidden, 3  # the first MoE layer
+    assert arch.is_moe_layer(index) and arch.moe.shared_ffn
+    # transformers: the router's fp32 copy (4h) and the shared experts' 16-bit input (2h);
+    # torchtitan's bf16 router and the shared experts save one 16-bit input between them.
+    assert _layer(arch, FSDP2, index) - _layer(arch, engine_traits("torchtitan"), index) == 4 * h
+
+
+def test_one_norm_feeds_both_halves_of_a_parallel_block():
+    # Command R (CohereLayerNorm): one norm per layer whose output both halves read (saved once);
+    # in fp32, (x - mean) twice for the variance and the normalization, rsqrt, the normalized input.
+    config = {"model_type": "cohere", "vocab_size": 1000, "hidden_size": 256, "intermediate_size": 512,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+    cohere = architecture_from_config(config, "command-r")
+    h = cohere.hidden
+    two_norms = replace(cohere, family="llama", norms_per_layer=2)
+    # Llama-style: two norms of 4h + 4 + 2h and two saved 16-bit norm outputs (2h each).
+    assert _layer(two_norms, FSDP2) - _layer(cohere, FSDP2) == 2 * (6 * h + 4) + 2 * 2 * h - (12 * h + 4) - 2 * h

@@ -153,7 +153,7 @@ def _traits(row: dict, arch=None) -> EngineTraits:
         # experts dispatch through DeepEP, which sends a token once per remote node; its recipe
         # frees the model's output before backward (planner/cost/engine.py cites the source).
         traits = replace(traits, fused_rope=True, fused_norm=True, fused_moe_activation=True,
-                         moe_dispatch="deduplicated", output_freed_before_backward=True)
+                         moe_dispatch="deduplicated", output_freed_before_backward=True, transformers_modules=False)
         if arch is not None and arch.moe is not None:
             # Its MoE parallelizer keeps every block gathered after forward (planner/cost/engine.py).
             traits = replace(traits, reshard_after_forward=False)

@@ -76,6 +76,12 @@ class EngineTraits:
     combined 1F1B (`overlap_moe_expert_parallel_comm`, megatron/core/pipeline_parallel/
     combined_1f1b.py) runs one micro-batch's forward and another's backward layer by layer
     together, as DualPipe pairs its chunks (DeepSeek-V3 arXiv 2412.19437 §3.2.1)."""
+    transformers_modules: bool = False
+    """The layers are transformers' own modeling code (FSDP2 through accelerate, DeepSpeed through
+    the Trainer), whose norms and routers differ by model_type as the memory model reads them
+    (memory/activations.py FP32_NORM_OUTPUT, MEAN_SUBTRACTING_NORM, FP32_ROUTER). False: the
+    engine's own model code (Megatron-Core; torchtitan's Llama, Qwen3 and DeepSeek-V3; NeMo
+    AutoModel's)."""
     fused_rope: bool = False
     """Eager (`hf`) modules whose rotary embedding runs as one fused kernel (Transformer Engine's
     fused RoPE): NeMo AutoModel's own model code with `BackendConfig.rope_fusion`, on by default

@@ -274,23 +274,63 @@ def _adapter_bytes(arch: Architecture, e: int, adapted: frozenset[str] | None, r
     return e * rank * len(adapted & names)
 
 
-def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool) -> float:
-    """One Hugging Face norm over h features, per token.
+FP32_NORM_OUTPUT = frozenset({"gemma", "gemma2", "gemma3_text", "olmo2", "olmo3", "gpt_oss"})
+"""Families whose RMSNorm multiplies its weight into the fp32 normalized input and casts after,
+so the normalized input kept for the weight's gradient is fp32 (transformers 5.25 GemmaRMSNorm
+`output * (1.0 + self.weight.float())`; Olmo2RMSNorm, GptOssRMSNorm `(self.weight *
+hidden_states).to(input_dtype)`), not the input dtype (LlamaRMSNorm `self.weight *
+hidden_states.to(input_dtype)`). Their query and key norms too."""
 
-    RMSNorm (LlamaRMSNorm and kin) upcasts its input to fp32 (4h, the input itself when it is
-    fp32), saves rsqrt (4) and, for the weight's gradient, the normalized input in the input
-    dtype (residual bytes x h). LayerNorm (aten native_layer_norm) saves its input, mean and rstd.
+MEAN_SUBTRACTING_NORM = frozenset({"cohere", "cohere2"})
+"""CohereLayerNorm (modeling_cohere.py): in fp32, (x - mean) is computed twice, once for the
+variance (saved by pow) and once to normalize (saved by the product with rsqrt), then the weight
+multiplies the fp32 normalized input: 8w + 4 + 4w bytes per token of width w."""
+
+FP32_ROUTER = frozenset({"deepseek_v2", "deepseek_v3", "glm4_moe", "glm4_moe_lite", "glm4v_moe_text", "dots1",
+                         "solar_open", "exaone_moe", "ernie4_5_moe"})
+"""Families whose router is an fp32 linear of an fp32 copy of its input (`F.linear(hidden_states
+.type(torch.float32), self.weight.type(torch.float32))`, the weight kept in fp32 by
+`_keep_in_fp32_modules_strict`): the copy (4h) is what the router saves, and shared experts save
+the norm output of their own."""
+
+
+def _norm_kind(arch: Architecture, k: Kernels) -> str:
+    """`fp32_output` (FP32_NORM_OUTPUT), `mean_subtracting` (MEAN_SUBTRACTING_NORM) or `llama`:
+    transformers' own norm of the family, or Llama's where the engine runs its own model code."""
+    if k.transformers_modules and arch.family in FP32_NORM_OUTPUT:
+        return "fp32_output"
+    if k.transformers_modules and arch.family in MEAN_SUBTRACTING_NORM:
+        return "mean_subtracting"
+    return "llama"
+
+
+def normalized_bytes(arch: Architecture, k: Kernels) -> int:
+    """Bytes per element of the normalized input a Hugging Face norm keeps for its weight's gradient."""
+    return k.residual if _norm_kind(arch, k) == "llama" else 4
+
+
+def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool, width: int | None = None) -> float:
+    """One Hugging Face norm over `width` (default h) features, per token.
+
+    RMSNorm (LlamaRMSNorm and kin) upcasts its input to fp32 (4w, the input itself when it is
+    fp32), saves rsqrt (4) and, for the weight's gradient, the normalized input
+    (`normalized_bytes`: the input dtype, fp32 for FP32_NORM_OUTPUT). LayerNorm (aten
+    native_layer_norm) saves its input, mean and rstd; CohereLayerNorm see MEAN_SUBTRACTING_NORM.
     A fused RMSNorm (`Kernels.fused_norm`, also on query and key heads) saves only its input and
     recomputes the rest in backward: NeMo AutoModel's `torch_fp32` norm is one custom op whose
     autograd context keeps x and the weight (nemo_automodel 0.7 components/models/common/utils.py
     `_float32_rms_norm_setup_context`; `_float32_rms_norm_backward` rebuilds rsqrt and x * r).
+    Counted with torch's saved-tensor hooks: tests/validate/test_hf_activations.py.
     """
-    h = arch.hidden
+    w = width or arch.hidden
     if arch.norm == "layernorm":
-        return k.residual * h + 8
+        return k.residual * w + 8
     if k.fused_norm:
-        return k.residual * h
-    return 4 * h + 4 + (k.residual * h if weight_trains else 0)
+        return k.residual * w
+    kept = normalized_bytes(arch, k) * w if weight_trains else 0
+    if _norm_kind(arch, k) == "mean_subtracting":
+        return 8 * w + 4 + kept
+    return 4 * w + 4 + kept
 
 
 def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kernels,
@@ -323,25 +363,34 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
         return 2 * h * n if k.autocast else k.residual * h
 
     # The first norm of a layer whose input needs no gradient keeps only what its weight's gradient needs.
-    first_norm = norm_bytes(arch, k, full) if input_grad else (k.residual * arch.hidden if full else 0)
+    first_norm = norm_bytes(arch, k, full) if input_grad else (normalized_bytes(arch, k) * h if full else 0)
     # No gradient reaches the attention block of the first trainable layer when nothing in it trains
     # (partial fine-tuning of the MLP, experts or router only): autograd records nothing there.
     attention_graph = input_grad or full or bool(_needs_grad(adapted, *attention_linears(att, h)))
-    norms = first_norm + (norm_bytes(arch, k, full) if attention_graph else 0)
+    # One norm feeds both halves of a parallel block that has one (Falcon-7B, Command R); Gemma 2
+    # and 3 and GLM-4-0414 also normalize each half's output (four per layer).
+    second = norm_bytes(arch, k, full) if attention_graph and arch.norms_per_layer >= 2 else 0
+    norms = first_norm + second + max(0, arch.norms_per_layer - 2) * norm_bytes(arch, k, full)
     qkv = _needs_grad(adapted, "q_proj", "k_proj", "v_proj")
-    replicated = norms + inputs(qkv) + _adapter_bytes(arch, e, adapted, rank)
+    mlp = _needs_grad(adapted, "gate_proj", "up_proj") if arch.gated_mlp else _needs_grad(adapted, "up_proj")
+    shared_input = arch.norms_per_layer == 1 and not k.autocast  # one saved norm output for both halves
+    replicated = norms + (inputs(qkv or mlp) if shared_input else inputs(qkv)) + _adapter_bytes(arch, e, adapted, rank)
     if att.is_mla:
         replicated += 2 * e * _mla_latent(att)  # as for Megatron: not validated against HF's MLA modules
     attention, core = _attention_saved(att, e)
     if not att.is_mla and k.fused_norm and att.qk_norm in ("head", "projection"):
         attention += e * (att.q_dim + att.kv_dim)  # the fused op keeps only its inputs (norm_bytes)
     elif not att.is_mla:
+        # Query and key norms of the family's kind (norm_bytes) over the 16-bit projections: the
+        # normalized copy in their dtype, or fp32.
+        kind = _norm_kind(arch, k)
+        kept, upcast = 4 if kind != "llama" else e, 8 if kind == "mean_subtracting" else 4
         if att.qk_norm == "head":
-            attention += (4 * att.q_dim + (e * att.q_dim if full else 0) + 4 * att.num_heads
-                          + 4 * att.kv_dim + (e * att.kv_dim if full else 0) + 4 * att.num_kv_heads)
+            attention += (upcast * att.q_dim + (kept * att.q_dim if full else 0) + 4 * att.num_heads
+                          + upcast * att.kv_dim + (kept * att.kv_dim if full else 0) + 4 * att.num_kv_heads)
         elif att.qk_norm == "projection":
             # one RMSNorm over all of q and one over all of k (OLMo-2): 4w + e w + 4 each
-            attention += sum(4 * w + (e * w if full else 0) + 4 for w in (att.q_dim, att.kv_dim))
+            attention += sum(upcast * w + (kept * w if full else 0) + 4 for w in (att.q_dim, att.kv_dim))
     attention += core if recompute == "none" else e * att.num_heads * att.value_head_dim
     if not attention_graph:
         attention = 0.0
@@ -351,11 +400,14 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
         return (3 * e * i if arch.gated_mlp else e * i) + product
 
     if not moe_layer:
-        replicated += inputs(_needs_grad(adapted, "gate_proj", "up_proj") if arch.gated_mlp
-                             else _needs_grad(adapted, "up_proj"))
+        replicated += 0 if shared_input else inputs(mlp)
         return replicated, attention + swiglu(arch.ffn)
     moe = arch.moe
-    replicated += inputs(_needs_grad(adapted, ROUTER))  # the router's input (experts gather their rows from it)
+    if k.transformers_modules and arch.family in FP32_ROUTER:
+        # The router's fp32 copy of its input; shared experts keep the norm output (experts gather from it).
+        replicated += 4 * h * _needs_grad(adapted, ROUTER) + (inputs(mlp) if moe.shared_ffn else 0)
+    else:
+        replicated += inputs(_needs_grad(adapted, ROUTER))  # the router's input (experts gather their rows from it)
     router = 4 * moe.num_experts + 8 * moe.top_k
     routed = moe.top_k * (2 * e * h + swiglu(moe.expert_ffn) + 32)
     if k.deepep_experts and adapted is None:
@@ -363,7 +415,8 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
     if not attention_graph and not _needs_grad(adapted, "gate_proj", "up_proj", "down_proj"):
         # Frozen experts on an input without gradient: only their outputs, for the router's gradient.
         routed = moe.top_k * (e * h + 32)
-    shared = swiglu(moe.shared_ffn) + (e if moe.shared_expert_gate else 0) if moe.shared_ffn else 0
+    # A gated shared expert (Qwen2-MoE) keeps its output and the gate's sigmoid for the product's gradient.
+    shared = swiglu(moe.shared_ffn) + (e * h + e if moe.shared_expert_gate else 0) if moe.shared_ffn else 0
     return replicated, attention + router + routed + shared
 
 

@@ -27,6 +27,8 @@ class Kernels:
     deepep_experts: bool = False
     """Routed experts run as NeMo AutoModel's DeepEP grouped experts (`EngineTraits.fused_moe_activation`):
     the routing weight multiplies inside the activation, so no expert output is saved."""
+    transformers_modules: bool = False
+    """The layers are transformers' modeling code (`EngineTraits.transformers_modules`)."""
 
 
 def kernels(engine: EngineTraits, precision: str, zero: int = 0) -> Kernels:
@@ -42,10 +44,11 @@ def kernels(engine: EngineTraits, precision: str, zero: int = 0) -> Kernels:
     if family not in KERNEL_FAMILIES:
         raise ValueError(f"unknown kernel family {family!r}; valid: {', '.join(KERNEL_FAMILIES)}")
     fused, deepep = (engine.fused_norm and family == "hf"), (engine.fused_moe_activation and family == "hf")
+    hf = engine.transformers_modules
     if precision == "fp32":
-        return Kernels(family, 4, 4, False, fused, deepep)
+        return Kernels(family, 4, 4, False, fused, deepep, hf)
     if family == "hf" and (precision == "bf16-autocast" or (precision in MIXED and zero < 3)):
-        return Kernels(family, 2, 4, True, fused, deepep)
+        return Kernels(family, 2, 4, True, fused, deepep, hf)
     if family == "deepspeed" and precision == "bf16-autocast":
-        return Kernels(family, 2, 4, True)
-    return Kernels(family, 2, 2, False, fused, deepep)
+        return Kernels(family, 2, 4, True, transformers_modules=hf)
+    return Kernels(family, 2, 2, False, fused, deepep, hf)

@@ -32,7 +32,7 @@ from planner.engines.profiles.base import EngineProfile
 TRAITS = EngineTraits(
     name="deepspeed", kernels="deepspeed", fp32_parameters=False, fp32_grad_accumulation=False,
     fp32_gradient_copy=True, persistent_gradients=True, optimizer_step_copy=False, zero3_gather="modules",
-    zero3_per_tensor=True, offload_gradients="host_fp32", zero_buckets_without_dp=True,
+    zero3_per_tensor=True, offload_gradients="host_fp32", zero_buckets_without_dp=True, transformers_modules=True,
 )
 
 

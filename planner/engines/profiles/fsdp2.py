@@ -29,7 +29,7 @@ from planner.engines.profiles.base import EngineProfile
 TRAITS = EngineTraits(
     name="fsdp2", kernels="hf", fp32_parameters=True, fp32_grad_accumulation=False, fp32_gradient_copy=False,
     persistent_gradients=False, optimizer_step_copy=True, zero3_gather="fsdp2", zero3_per_tensor=False,
-    offload_gradients="with_params",
+    offload_gradients="with_params", transformers_modules=True,
 )
 
 
