@@ -3,9 +3,11 @@ backward (torchtitan, NeMo AutoModel), AutoModel's fp32 RMSNorm op and its DeepE
 from dataclasses import replace
 
 from planner.cost.cluster import build_cluster
+from planner.cost.engine import expert_passes
 from planner.cost.memory import estimate_memory, kernels, layer_activation_bytes_per_token
 from planner.cost.memory.activations import EXPERT_MLP_CHUNK_BYTES, norm_bytes
 from planner.cost.plan import ParallelDims, Plan
+from planner.cost.timing.compute import _linear_seconds, _Rate
 from planner.cost.workload import Workload
 from planner.engines.profiles import engine_traits
 from planner.model import architecture_from_config, load_architecture
@@ -158,3 +160,20 @@ def test_one_norm_feeds_both_halves_of_a_parallel_block():
     two_norms = replace(cohere, family="llama", norms_per_layer=2)
     # Llama-style: two norms of 4h + 4 + 2h and two saved 16-bit norm outputs (2h each).
     assert _layer(two_norms, FSDP2) - _layer(cohere, FSDP2) == 2 * (6 * h + 4) + 2 * 2 * h - (12 * h + 4) - 2 * h
+
+
+def test_transformers_llama4_runs_every_expert_on_every_token():
+    # Llama4TextMoe: hidden_states.repeat(num_experts, 1) * router_scores, one bmm over all experts.
+    arch = load_architecture("llama4-scout")
+    moe, e, h = arch.moe, 2, arch.hidden
+    index = next(i for i in range(arch.num_layers) if arch.is_moe_layer(i))
+    assert (expert_passes(arch, True), expert_passes(arch, False)) == (moe.num_experts, moe.top_k)
+    own_code = replace(FSDP2, transformers_modules=False)
+    per_pass = 2 * e * h + 4 * e * moe.expert_ffn  # input, scaled input or output, gate/up, SiLU, product
+    assert _layer(arch, FSDP2, index) - _layer(arch, own_code, index) == \
+        moe.num_experts * (per_pass + e) - moe.top_k * (per_pass + 32)
+    # The GEMMs: every expert's over every token, E / top_k times the model's routed FLOPs.
+    rate = _Rate(H100.gpu, "bf16")
+    dense = _linear_seconds(rate, rate, arch, index, 1e9, 8192, 1, _plan(), moe.num_experts, 3, moe.num_experts)
+    routed = _linear_seconds(rate, rate, arch, index, 1e9, 8192, 1, _plan(), moe.num_experts, 3)
+    assert dense[0] == routed[0] and dense[1] > moe.num_experts / moe.top_k * routed[1] / 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from planner.model.architecture import Architecture
 from planner.model.frozen import hash_once
 
 KernelFamily = Literal["megatron", "hf", "deepspeed"]
@@ -116,3 +117,19 @@ class EngineTraits:
     the experts' where the experts are FSDP-sharded too): NeMo AutoModel's MoE models
     (nemo_automodel 0.7 components/distributed/config.py `MoEParallelizerConfig.reshard_after_forward
     = False`, passed to every block's `fully_shard` in components/moe/parallelizer.py)."""
+
+
+DENSE_EXPERT_FAMILIES = frozenset({"llama4_text"})
+"""Families whose transformers MoE block runs every routed expert on every token, each token's
+input scaled by its routing score (0 where the router did not choose it): Llama 4
+(transformers 5.25 modeling_llama4.py `Llama4TextMoe.forward`: `hidden_states.repeat(num_experts,
+1) * router_scores`, then one bmm over all experts in `Llama4TextExperts`)."""
+
+
+def expert_passes(arch: Architecture, transformers_modules: bool) -> int:
+    """Routed expert MLPs each token goes through in an MoE layer: its top_k, or every expert
+    where the engine runs transformers' modules of a DENSE_EXPERT_FAMILIES model. Model FLOPs
+    (MFU) count top_k either way; the GPU's work and memory count these passes."""
+    if transformers_modules and arch.family in DENSE_EXPERT_FAMILIES:
+        return arch.moe.num_experts
+    return arch.moe.top_k

@@ -71,6 +71,12 @@ CONFIGS = {
     # Qwen2-MoE's gated shared expert keeps its output for the gate.
     "qwen2_moe": {"model_type": "qwen2_moe", "num_experts": 8, "shared_expert_intermediate_size": 64, **_EXPERTS},
     "mixtral": {"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2},
+    # Llama 4 runs every expert on every token (engine.expert_passes); layer 1 is a NoPE layer,
+    # without the weightless L2 norm of q and k the RoPE layers apply (not modelled: no parameters,
+    # 4 (q + kv) + 4 per head and token).
+    "llama4_text": {"model_type": "llama4_text", "intermediate_size": 96, "intermediate_size_mlp": 320,
+                    "num_local_experts": 4, "num_experts_per_tok": 1, "interleave_moe_layer_step": 1,
+                    "no_rope_layers": [1, 0, 1]},
     # DeepSeek-V3-style routers: an fp32 linear of an fp32 copy of the input.
     "glm4_moe": {"model_type": "glm4_moe", "n_routed_experts": 8, "n_shared_experts": 1, "first_k_dense_replace": 1,
                  **_EXPERTS},
@@ -95,7 +101,8 @@ def measured_bytes_per_token(config: dict) -> float:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(hf, dtype=torch.bfloat16)
     model.train()
-    layers = model.get_decoder().layers
+    decoder = model.get_decoder()
+    layers = decoder.layers if hasattr(decoder, "layers") else model.model.layers  # Llama 4's is the model
     skipped = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
     recording = [False]

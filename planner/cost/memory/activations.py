@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from planner.cost.engine import EngineTraits
+from planner.cost.engine import EngineTraits, expert_passes
 from planner.cost.memory.kernels import Kernels, kernels
 from planner.cost.partial import NORMS, ROUTER, PartialTraining
 from planner.cost.plan import Plan
@@ -409,7 +409,11 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
     else:
         replicated += inputs(_needs_grad(adapted, ROUTER))  # the router's input (experts gather their rows from it)
     router = 4 * moe.num_experts + 8 * moe.top_k
-    routed = moe.top_k * (2 * e * h + swiglu(moe.expert_ffn) + 32)
+    passes = expert_passes(arch, k.transformers_modules)
+    # Per pass: the gathered input and the expert output (kept for the routing weight's product),
+    # the MLP, and three int64 indices and the weight; Llama 4's dense passes keep the scaled input
+    # and the 16-bit score instead.
+    routed = passes * (2 * e * h + swiglu(moe.expert_ffn) + (32 if passes == moe.top_k else e))
     if k.deepep_experts and adapted is None:
         routed = moe.top_k * _deepep_routed_bytes(arch, e, expert_chunks)
     if not attention_graph and not _needs_grad(adapted, "gate_proj", "up_proj", "down_proj"):

@@ -9,6 +9,7 @@ from planner.cost import calibration as cal
 from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.comm import ep_traffic, total_seconds
+from planner.cost.engine import expert_passes
 from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
 from planner.cost.precisions import FP8_PRECISIONS, fp8_transposes, te_recipe
@@ -232,8 +233,9 @@ class _LayerTerms:
         attention = self.attention_factor * attention_pt * tokens / tp
         moe_layer = arch.is_moe_layer(i)
         experts_local = arch.moe.num_experts // ep if moe_layer else 1
+        passes = expert_passes(arch, workload.engine.transformers_modules) if moe_layer else 0
         t_dense, t_routed = _linear_seconds(self.rate, self.routed_rate, arch, i, linear_pt, tokens, tp, plan,
-                                            experts_local, self.mlp_mats)
+                                            experts_local, self.mlp_mats, passes)
         t_lin = t_dense + t_routed
         if self.flash is None:
             t_att = self.rate16.seconds(attention, attention)
@@ -249,7 +251,7 @@ class _LayerTerms:
         lb = elt.layer_bytes(arch, i, framework, fp8, fused_rope=workload.engine.fused_rope,
                              fused_norm=workload.engine.fused_norm,
                              fused_moe_activation=workload.engine.fused_moe_activation, expert_sort=sort,
-                             fp8_transpose=self.fp8_transpose)
+                             fp8_transpose=self.fp8_transpose, expert_passes=passes)
         t_elt = tokens * (lb.residual_stream / residual_split + lb.sharded / tp) / hbm
         t_cast = tokens * (lb.cast_residual / residual_split + lb.cast_sharded / tp) / hbm
         t_cast_b = tokens * (lb.backward_residual / residual_split + lb.backward_sharded / tp) / hbm
@@ -313,7 +315,8 @@ def _trained_share(workload: Workload, index: int, linear_flops_per_token: float
 
 
 def _linear_seconds(rate: "_Rate", routed_rate: "_Rate", arch: Architecture, index: int, linear_pt: float,
-                    tokens: float, tp: int, plan: Plan, experts_local: int, mlp_mats: int) -> tuple[float, float]:
+                    tokens: float, tp: int, plan: Plan, experts_local: int, mlp_mats: int,
+                    passes: int = 0) -> tuple[float, float]:
     """(dense, routed) GEMM seconds of one layer's linear layers on one GPU: attention
     projections and dense MLP as GEMMs of their own size; routed experts as E/ep GEMMs per
     matrix, each of the tokens that expert receives (a grouped GEMM with few tokens per expert
@@ -322,12 +325,15 @@ def _linear_seconds(rate: "_Rate", routed_rate: "_Rate", arch: Architecture, ind
     Expert tensor parallelism leaves both unchanged: with etp ranks per expert each receives etp
     times the tokens (gathered, comm.ep_traffic) for 1/etp of the expert's width, so a GPU's
     routed FLOPs, its E/ep local experts and each expert GEMM's FLOPs are those of etp = 1;
-    with SP each TP rank routes its 1/tp of the tokens whatever etp is."""
+    with SP each TP rank routes its 1/tp of the tokens whatever etp is. `passes`: expert MLPs
+    per token the engine runs (engine.expert_passes; 0: top_k), every expert in transformers'
+    Llama 4, whose GEMMs then hold every token."""
     if not arch.is_moe_layer(index):
         linear = linear_pt * tokens / tp
         return rate.seconds(linear, linear / (2 + mlp_mats)), 0.0
-    routed = routed_flops_per_token(arch, index) * tokens / tp
-    rest = max(0.0, linear_pt * tokens / tp - routed)
+    model_routed = routed_flops_per_token(arch, index) * tokens / tp
+    rest = max(0.0, linear_pt * tokens / tp - model_routed)
+    routed = model_routed * (passes or arch.moe.top_k) / arch.moe.top_k
     gemm = routed / (experts_local * mlp_mats)  # one expert's GEMM for its share of the tokens
     return rate.seconds(rest, rest / 4), routed_rate.seconds(routed, gemm)
 

@@ -80,14 +80,16 @@ def _rmsnorm_eager_bytes_per_unit() -> float:
 
 def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None, *, fused_rope: bool = False,
                 fused_norm: bool = False, fused_moe_activation: bool = False,
-                expert_sort: bool = False, fp8_transpose: bool = True) -> LayerBytes:
+                expert_sort: bool = False, fp8_transpose: bool = True, expert_passes: int = 0) -> LayerBytes:
     """Forward HBM bytes per token of layer `index` outside the GEMMs and the attention core.
     `fp8`: Transformer Engine's quantization recipe (precisions.te_recipe), None in 16 bits;
     `fp8_transpose`: tensor scaling writes each cast tensor transposed too (precisions.fp8_transposes).
     `fused_rope`, `fused_norm`, `fused_moe_activation`: eager modules with those kernels fused
     (EngineTraits). `expert_sort`: the routed copies are sorted by local expert after the
-    all-to-all and back before the combine (`EXPERT_SORT_BYTES_PER_ELEMENT`)."""
+    all-to-all and back before the combine (`EXPERT_SORT_BYTES_PER_ELEMENT`). `expert_passes`:
+    expert MLPs per token (engine.expert_passes; 0: top_k)."""
     h = arch.hidden
+    passes = expert_passes or (arch.moe.top_k if arch.is_moe_layer(index) else 0)
     att = arch.attention
     eager = framework == "hf"
     if eager:
@@ -113,7 +115,7 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None,
         # TE fused RoPE reads and writes q and k once (2 + 2); HF's q·cos + rotate_half(q)·sin
         # runs mul, slice, neg, cat, mul, add: 26 bytes per rotated element.
         rotary = heads * width * (26 if eager and not fused_rope else 4)
-    ffn_units = _ffn_units(arch, index)
+    ffn_units = _ffn_units(arch, index, passes)
     gated = arch.gated_mlp
     if eager and arch.is_moe_layer(index) and fused_moe_activation and arch.mlp_activation == "silu" and gated:
         # Routed experts fused (read gate and up, write the product); the shared expert eager.
@@ -165,7 +167,7 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None,
         backward_norm_casts = 2 * cast * h
     moe = 0.0
     if arch.is_moe_layer(index):
-        k, e = arch.moe.top_k, arch.moe.num_experts
+        k, e = passes, arch.moe.num_experts
         # Router logits, softmax and top-k in fp32 (~3 passes over E), permute (read h, write k
         # copies), unpermute with the routing weights (read k copies, write h): 16-bit tokens.
         moe = 12 * e + 2 * h * (1 + k) + 2 * h * (k + 1)
@@ -207,11 +209,12 @@ def _eager_activation_bytes(arch: Architecture) -> float:
     return 10.0 if arch.gated_mlp else 4.0
 
 
-def _ffn_units(arch: Architecture, index: int) -> float:
-    """FFN units one token passes through the activation function in layer `index`."""
+def _ffn_units(arch: Architecture, index: int, passes: int) -> float:
+    """FFN units one token passes through the activation function in layer `index` (`passes`
+    routed experts in an MoE layer)."""
     if not arch.is_moe_layer(index):
         return arch.ffn
-    return arch.moe.top_k * arch.moe.expert_ffn + arch.moe.shared_ffn
+    return passes * arch.moe.expert_ffn + arch.moe.shared_ffn
 
 
 def loss_bytes_per_vocab(framework: str) -> float:
