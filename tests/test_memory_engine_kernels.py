@@ -141,13 +141,24 @@ def test_the_engine_s_own_model_code_keeps_llama_s_norm():
     assert not engine_traits("torchtitan").transformers_modules and engine_traits("deepspeed").transformers_modules
 
 
-def test_deepseek_routers_keep_an_fp32_copy_of_their_input_beside_the_shared_experts_input():
-    arch = load_architecture("deepseek-v3")
-    h, index = arch.hidden, 3  # the first MoE layer
+def test_deepseek_style_routers_keep_an_fp32_copy_of_their_input_beside_the_shared_experts_input():
+    arch = load_architecture("glm-4.5-air")
+    h, index = arch.hidden, 1  # the first MoE layer
     assert arch.is_moe_layer(index) and arch.moe.shared_ffn
-    # transformers: the router's fp32 copy (4h) and the shared experts' 16-bit input (2h);
-    # torchtitan's bf16 router and the shared experts save one 16-bit input between them.
-    assert _layer(arch, FSDP2, index) - _layer(arch, engine_traits("torchtitan"), index) == 4 * h
+    # transformers: the router's fp32 copy (4h) and the shared experts' 16-bit input (2h); an
+    # engine's own bf16 router and the shared experts save one 16-bit input between them.
+    own_code = replace(FSDP2, transformers_modules=False)
+    assert _layer(arch, FSDP2, index) - _layer(arch, own_code, index) == 4 * h
+
+
+def test_transformers_mla_keeps_its_latent_norms_and_the_whole_kv_up_projection():
+    arch = load_architecture("deepseek-v3")
+    att, h, e = arch.attention, arch.hidden, 2
+    own_code = replace(FSDP2, transformers_modules=False)
+    latents = sum(4 * w + 4 + e * w + e * w for w in (att.q_lora_rank, att.kv_lora_rank))
+    own_latents = 2 * e * (att.q_lora_rank + att.kv_lora_rank + att.qk_rope_head_dim)
+    k_nope = e * att.num_heads * (att.head_dim - att.qk_rope_head_dim)  # beside V in kv_b_proj's output
+    assert _layer(arch, FSDP2, 3) - _layer(arch, own_code, 3) == latents - own_latents + k_nope + 4 * h
 
 
 def test_one_norm_feeds_both_halves_of_a_parallel_block():

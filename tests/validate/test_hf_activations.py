@@ -10,8 +10,7 @@ no recompute) must agree within TOLERANCE bytes per token, which the shapes keep
 one norm (4h + 4 + 2h), an fp32 normalized copy (2h more) or an fp32 router input (2h more) weigh.
 
 Left out, because the CPU does not run what a GPU would: families whose attention has no SDPA
-path in transformers (eager attention keeps the s x s probabilities), multi-latent attention
-(CPU SDPA takes its math path for q/k and v of different widths), configs with dropout by default
+path in transformers (eager attention keeps the s x s probabilities), configs with dropout by default
 (GPT-2, Seed-OSS: dropout keeps masks and, in attention, the math path), and Falcon (its explicit
 mask reaches SDPA).
 
@@ -43,6 +42,8 @@ LAYER = 1
 _BASE = {"vocab_size": 512, "hidden_size": 256, "intermediate_size": 320, "num_hidden_layers": 3,
          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "pad_token_id": None}
 _EXPERTS = {"moe_intermediate_size": 96, "num_experts_per_tok": 2}
+_MLA = {"num_key_value_heads": 4, "head_dim": 8, "q_lora_rank": 64, "kv_lora_rank": 32, "qk_nope_head_dim": 8,
+        "qk_rope_head_dim": 8, "v_head_dim": 16, "n_group": 1, "topk_group": 1}  # head_dim: the RoPE width
 
 CONFIGS = {
     "llama": {"model_type": "llama"},
@@ -77,6 +78,13 @@ CONFIGS = {
     "llama4_text": {"model_type": "llama4_text", "intermediate_size": 96, "intermediate_size_mlp": 320,
                     "num_local_experts": 4, "num_experts_per_tok": 1, "interleave_moe_layer_step": 1,
                     "no_rope_layers": [1, 0, 1]},
+    # Multi-latent attention, q/k as wide as v (CPU SDPA takes its math path otherwise).
+    "deepseek_v3": {"model_type": "deepseek_v3", **_MLA, "n_routed_experts": 8, "n_shared_experts": 1,
+                    "first_k_dense_replace": 1, **_EXPERTS},
+    "glm4_moe_lite": {"model_type": "glm4_moe_lite", **_MLA, "n_routed_experts": 8, "n_shared_experts": 1,
+                      **_EXPERTS},
+    "deepseek_v2": {"model_type": "deepseek_v2", **_MLA, "q_lora_rank": None, "n_routed_experts": 8,
+                    "n_shared_experts": 2, "first_k_dense_replace": 1, **_EXPERTS},
     # DeepSeek-V3-style routers: an fp32 linear of an fp32 copy of the input.
     "glm4_moe": {"model_type": "glm4_moe", "n_routed_experts": 8, "n_shared_experts": 1, "first_k_dense_replace": 1,
                  **_EXPERTS},

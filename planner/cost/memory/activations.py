@@ -375,9 +375,16 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
     mlp = _needs_grad(adapted, "gate_proj", "up_proj") if arch.gated_mlp else _needs_grad(adapted, "up_proj")
     shared_input = arch.norms_per_layer == 1 and not k.autocast  # one saved norm output for both halves
     replicated = norms + (inputs(qkv or mlp) if shared_input else inputs(qkv)) + _adapter_bytes(arch, e, adapted, rank)
-    if att.is_mla:
-        replicated += 2 * e * _mla_latent(att)  # as for Megatron: not validated against HF's MLA modules
     attention, core = _attention_saved(att, e)
+    if att.is_mla and k.transformers_modules:
+        # transformers' MLA (modeling_deepseek_v3.py DeepseekV3Attention): each latent's RMSNorm
+        # (upcast copy, rsqrt, 16-bit normalized copy) and the up-projection's input; V is a view
+        # of kv_b_proj's output, whose storage (k_nope beside v) stays saved whole.
+        for width in (att.q_lora_rank or 0, att.kv_lora_rank):
+            replicated += (4 * width + 4 + (e * width if full else 0) + e * width) if width else 0
+        attention += e * att.num_heads * (att.head_dim - att.qk_rope_head_dim)
+    elif att.is_mla:
+        replicated += 2 * e * _mla_latent(att)  # as for Megatron's
     if not att.is_mla and k.fused_norm and att.qk_norm in ("head", "projection"):
         attention += e * (att.q_dim + att.kv_dim)  # the fused op keeps only its inputs (norm_bytes)
     elif not att.is_mla:
