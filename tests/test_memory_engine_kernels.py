@@ -188,3 +188,29 @@ def test_transformers_llama4_runs_every_expert_on_every_token():
     dense = _linear_seconds(rate, rate, arch, index, 1e9, 8192, 1, _plan(), moe.num_experts, 3, moe.num_experts)
     routed = _linear_seconds(rate, rate, arch, index, 1e9, 8192, 1, _plan(), moe.num_experts, 3)
     assert dense[0] == routed[0] and dense[1] > moe.num_experts / moe.top_k * routed[1] / 2
+
+
+def test_autocast_casts_once_per_fused_projection_and_output_norms_read_16_bits():
+    # Under torch.autocast each linear saves its own bf16 cast of its input: Phi-3's fused
+    # qkv_proj and gate_up_proj save one each where Llama's five linears save five.
+    phi3 = architecture_from_config({"model_type": "phi3", "vocab_size": 1000, "hidden_size": 256,
+                                     "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                     "num_key_value_heads": 2}, "phi3")
+    h = phi3.hidden
+    as_llama = replace(phi3, family="llama")
+    autocast = "bf16-autocast"
+    assert _layer(as_llama, FSDP2, precision=autocast) - _layer(phi3, FSDP2, precision=autocast) == (5 - 2) * 2 * h
+    # EXAONE 4 normalizes the halves' 16-bit outputs: the normalized copies are 2h, not the fp32 residual's 4h.
+    exaone = architecture_from_config({"model_type": "exaone4", "vocab_size": 1000, "hidden_size": 256,
+                                       "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                       "num_key_value_heads": 2}, "exaone4")
+    assert _layer(replace(exaone, family="llama"), FSDP2, precision=autocast) \
+        - _layer(exaone, FSDP2, precision=autocast) == 2 * 2 * h
+
+
+def test_both_layernorms_of_a_parallel_block_save_one_input():
+    pythia = load_architecture("pythia-6.9b")
+    assert pythia.parallel_residual and pythia.norms_per_layer == 2 and pythia.norm == "layernorm"
+    h = pythia.hidden
+    sequential = replace(pythia, parallel_residual=False)
+    assert _layer(sequential, FSDP2) - _layer(pythia, FSDP2) == 2 * h  # the second norm's 16-bit input

@@ -286,6 +286,19 @@ MEAN_SUBTRACTING_NORM = frozenset({"cohere", "cohere2"})
 variance (saved by pow) and once to normalize (saved by the product with rsqrt), then the weight
 multiplies the fp32 normalized input: 8w + 4 + 4w bytes per token of width w."""
 
+POST_NORM = frozenset({"olmo2", "olmo3", "exaone4"})
+"""Families that normalize each half's output instead of its input (transformers Olmo2DecoderLayer,
+Exaone4DecoderLayer: post_attention_layernorm and post_feedforward_layernorm, no input norm)."""
+
+FUSED_PROJECTIONS: dict[str, frozenset[str]] = {
+    "phi3": frozenset({"qkv", "gate_up"}), "glm": frozenset({"gate_up"}), "glm4": frozenset({"gate_up"}),
+    "gpt_neox": frozenset({"qkv"}), "falcon": frozenset({"qkv"}), "bloom": frozenset({"qkv"}),
+    "gpt2": frozenset({"qkv"}),
+}
+"""Families whose transformers modules compute q, k and v (`qkv_proj`, `query_key_value`,
+`c_attn`) or the gate and up projections (`gate_up_proj`) as one linear: under torch.autocast
+it saves one 16-bit cast of its input where separate linears save one each."""
+
 FP32_ROUTER = frozenset({"deepseek_v2", "deepseek_v3", "glm4_moe", "glm4_moe_lite", "glm4v_moe_text", "dots1",
                          "solar_open", "exaone_moe", "ernie4_5_moe"})
 """Families whose router is an fp32 linear of an fp32 copy of its input (`F.linear(hidden_states
@@ -309,7 +322,8 @@ def normalized_bytes(arch: Architecture, k: Kernels) -> int:
     return k.residual if _norm_kind(arch, k) == "llama" else 4
 
 
-def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool, width: int | None = None) -> float:
+def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool, width: int | None = None,
+               source_bytes: int | None = None) -> float:
     """One Hugging Face norm over `width` (default h) features, per token.
 
     RMSNorm (LlamaRMSNorm and kin) upcasts its input to fp32 (4w, the input itself when it is
@@ -320,14 +334,18 @@ def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool, width: int |
     recomputes the rest in backward: NeMo AutoModel's `torch_fp32` norm is one custom op whose
     autograd context keeps x and the weight (nemo_automodel 0.7 components/models/common/utils.py
     `_float32_rms_norm_setup_context`; `_float32_rms_norm_backward` rebuilds rsqrt and x * r).
+    `source_bytes`: bytes per element of the norm's input, the residual stream's by default; a
+    norm of a sub-block's output reads its 16-bit activations (under autocast too).
     Counted with torch's saved-tensor hooks: tests/validate/test_hf_activations.py.
     """
     w = width or arch.hidden
+    source = source_bytes or k.residual
     if arch.norm == "layernorm":
-        return k.residual * w + 8
+        return source * w + 8
     if k.fused_norm:
-        return k.residual * w
-    kept = normalized_bytes(arch, k) * w if weight_trains else 0
+        return source * w
+    kind = _norm_kind(arch, k)
+    kept = (source if kind == "llama" else 4) * w if weight_trains else 0
     if _norm_kind(arch, k) == "mean_subtracting":
         return 8 * w + 4 + kept
     return 4 * w + 4 + kept
@@ -357,10 +375,14 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
     att = arch.attention
     full = adapted is None or NORMS in adapted  # the norm weights train
 
-    def inputs(n: int) -> float:
+    fused = FUSED_PROJECTIONS.get(arch.family, frozenset()) if k.transformers_modules else frozenset()
+
+    def inputs(n: int, group: str = "") -> float:
+        """The saved input of `n` linears reading one tensor: that tensor, or under autocast each
+        linear's own 16-bit cast (one for a fused projection)."""
         if n == 0:
             return 0.0
-        return 2 * h * n if k.autocast else k.residual * h
+        return 2 * h * (1 if group in fused else n) if k.autocast else k.residual * h
 
     # The first norm of a layer whose input needs no gradient keeps only what its weight's gradient needs.
     first_norm = norm_bytes(arch, k, full) if input_grad else (normalized_bytes(arch, k) * h if full else 0)
@@ -370,11 +392,18 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
     # One norm feeds both halves of a parallel block that has one (Falcon-7B, Command R); Gemma 2
     # and 3 and GLM-4-0414 also normalize each half's output (four per layer).
     second = norm_bytes(arch, k, full) if attention_graph and arch.norms_per_layer >= 2 else 0
-    norms = first_norm + second + max(0, arch.norms_per_layer - 2) * norm_bytes(arch, k, full)
+    if second and arch.parallel_residual and arch.norm == "layernorm":
+        second = 8  # both LayerNorms of a parallel block read the same input, saved once (GPT-NeoX, Falcon)
+    # Norms of the halves' outputs read 16-bit activations.
+    output_norm = norm_bytes(arch, k, full, source_bytes=e)
+    if k.transformers_modules and arch.family in POST_NORM:
+        first_norm, second = (output_norm if input_grad else first_norm), (output_norm if second else 0)
+    norms = first_norm + second + max(0, arch.norms_per_layer - 2) * output_norm
     qkv = _needs_grad(adapted, "q_proj", "k_proj", "v_proj")
     mlp = _needs_grad(adapted, "gate_proj", "up_proj") if arch.gated_mlp else _needs_grad(adapted, "up_proj")
     shared_input = arch.norms_per_layer == 1 and not k.autocast  # one saved norm output for both halves
-    replicated = norms + (inputs(qkv or mlp) if shared_input else inputs(qkv)) + _adapter_bytes(arch, e, adapted, rank)
+    replicated = (norms + (inputs(qkv or mlp) if shared_input else inputs(qkv, "qkv"))
+                  + _adapter_bytes(arch, e, adapted, rank))
     attention, core = _attention_saved(att, e)
     if att.is_mla and k.transformers_modules:
         # transformers' MLA (modeling_deepseek_v3.py DeepseekV3Attention): each latent's RMSNorm
@@ -407,7 +436,7 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
         return (3 * e * i if arch.gated_mlp else e * i) + product
 
     if not moe_layer:
-        replicated += 0 if shared_input else inputs(mlp)
+        replicated += 0 if shared_input else inputs(mlp, "gate_up" if arch.gated_mlp else "")
         return replicated, attention + swiglu(arch.ffn)
     moe = arch.moe
     if k.transformers_modules and arch.family in FP32_ROUTER:
