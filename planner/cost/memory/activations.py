@@ -346,7 +346,7 @@ def norm_bytes(arch: Architecture, k: Kernels, weight_trains: bool, width: int |
         return source * w
     kind = _norm_kind(arch, k)
     kept = (source if kind == "llama" else 4) * w if weight_trains else 0
-    if _norm_kind(arch, k) == "mean_subtracting":
+    if kind == "mean_subtracting":
         return 8 * w + 4 + kept
     return 4 * w + 4 + kept
 
@@ -449,7 +449,8 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
     # Per pass: the gathered input and the expert output (kept for the routing weight's product),
     # the MLP, and three int64 indices and the weight; Llama 4's dense passes keep the scaled input
     # and the 16-bit score instead.
-    routed = passes * (2 * e * h + swiglu(moe.expert_ffn) + (32 if passes == moe.top_k else e))
+    dense_passes = passes != moe.top_k
+    routed = passes * (2 * e * h + swiglu(moe.expert_ffn) + (e if dense_passes else 32))
     if k.deepep_experts and adapted is None:
         routed = moe.top_k * _deepep_routed_bytes(arch, e, expert_chunks)
     if not attention_graph and not _needs_grad(adapted, "gate_proj", "up_proj", "down_proj"):
