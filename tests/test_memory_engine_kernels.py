@@ -214,3 +214,14 @@ def test_both_layernorms_of_a_parallel_block_save_one_input():
     h = pythia.hidden
     sequential = replace(pythia, parallel_residual=False)
     assert _layer(sequential, FSDP2) - _layer(pythia, FSDP2) == 2 * h  # the second norm's 16-bit input
+
+
+def test_dropout_on_each_half_keeps_a_one_byte_mask():
+    # Seed-OSS applies residual_dropout (0.1 by default) to the attention and MLP outputs.
+    config = {"model_type": "seed_oss", "vocab_size": 1000, "hidden_size": 256, "intermediate_size": 512,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64}
+    seed = architecture_from_config(config, "seed-oss")
+    off = architecture_from_config({**config, "residual_dropout": 0.0}, "seed-oss")
+    assert (seed.residual_dropout, off.residual_dropout) == (0.1, 0.0)
+    assert _layer(seed, FSDP2) - _layer(off, FSDP2) == 2 * seed.hidden
+    assert _layer(seed, engine_traits("torchtitan")) == _layer(off, engine_traits("torchtitan"))

@@ -129,6 +129,18 @@ def test_glm4_moe_lite_layers_are_those_mlp_layer_types_calls_sparse():
         assert err.value.field == "mlp_layer_types"
 
 
+def test_dropout_is_read_where_transformers_applies_it():
+    # GPT-2's resid_pdrop and Seed-OSS's residual_dropout default to 0.1; Llama has none.
+    assert get_preset("gpt2-small").residual_dropout == 0.1
+    assert architecture_from_config({**LLAMA, "resid_pdrop": 0.3}, "x").residual_dropout == 0.0
+    phi3 = architecture_from_config({**LLAMA, "model_type": "phi3", "resid_pdrop": 0.2}, "x")
+    assert phi3.residual_dropout == 0.2
+    for bad in ("0.1", 1.5, -0.1, True):
+        with pytest.raises(InputError, match="dropout probability from 0 to 1") as err:
+            architecture_from_config({**LLAMA, "model_type": "phi3", "resid_pdrop": bad}, "x")
+        assert err.value.field == "resid_pdrop"
+
+
 def test_no_sparse_layer_means_no_moe():
     cfg = {**LLAMA, "model_type": "qwen3_moe", "moe_intermediate_size": 64, "num_experts": 4,
            "num_experts_per_tok": 2, "mlp_only_layers": [0, 1, 2, 3]}

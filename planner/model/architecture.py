@@ -236,6 +236,10 @@ class Architecture:
     parallel_residual: bool = False
     """Attention and MLP read the same input and add to the residual together (GPT-J, GPT-NeoX,
     Falcon); changes activations, not parameters."""
+    residual_dropout: float = 0.0
+    """Dropout probability on each half's output in training, as transformers' modules apply it
+    where the config asks (Seed-OSS `residual_dropout`, GPT-2 `resid_pdrop`: 0.1 by default);
+    changes activations, not parameters. The planner's Megatron launches turn dropout off."""
     tied_embeddings: bool = False
     embedding_norm: bool = False
     """A norm over the token embeddings before the first block (BLOOM word_embeddings_layernorm);
@@ -258,6 +262,8 @@ class Architecture:
         _within("vocabulary size", self.vocab, 1, MAX_VOCAB)
         _within("FFN width", self.ffn, 0, MAX_WIDTH)
         _within("norms per layer", self.norms_per_layer, 0, 8)
+        if not 0.0 <= self.residual_dropout <= 1.0:
+            raise InputError(f"residual dropout must be a probability from 0 to 1, got {self.residual_dropout!r}")
         _within("learned positions", self.max_positions, 0, MAX_POSITIONS)
         _within("multi-token-prediction layers", self.mtp_layers, 0, MAX_LAYERS)
         if self.moe is not None and self.moe.layers is not None:

@@ -171,6 +171,14 @@ ACTIVATIONS: dict[str, tuple[str | None, str]] = {
     "starcoder2": ("hidden_act", "gelu_pytorch_tanh"),
 }
 
+# The config field of the dropout transformers applies to each half's output (two per layer), and
+# its class default: modeling_<type>.py (Seed-OSS, StarCoder2: residual_dropout; GPT-2, Phi-3:
+# resid_pdrop; BLOOM, GPT-NeoX: hidden_dropout).
+DROPOUT: dict[str, tuple[str, float]] = {
+    "seed_oss": ("residual_dropout", 0.1), "gpt2": ("resid_pdrop", 0.1), "starcoder2": ("residual_dropout", 0.0),
+    "phi3": ("resid_pdrop", 0.0), "bloom": ("hidden_dropout", 0.0), "gpt_neox": ("hidden_dropout", 0.0),
+}
+
 # transformers model classes (config.json `architectures`) and the reader of their weights.
 # Checkpoints with their own model_type and code often reuse one: Kimi-K2 ships
 # `model_type: kimi_k2` with `architectures: [DeepseekV3ForCausalLM]`.

@@ -151,7 +151,7 @@ def gpt2(f: Fields, name: str) -> Architecture:
         ffn=f.optional_int("n_inner") or 4 * hidden, attention=attn, gated_mlp=False,
         mlp_activation=f.activation(), mlp_bias=True, norm="layernorm",
         tied_embeddings=f.flag("tie_word_embeddings"), position="learned",
-        max_positions=f.count("n_positions", "max_position_embeddings"),
+        max_positions=f.count("n_positions", "max_position_embeddings"), residual_dropout=f.dropout(),
     )
 
 
@@ -169,7 +169,7 @@ def bloom(f: Fields, name: str) -> Architecture:
         num_layers=f.required("n_layer", "num_hidden_layers"), vocab=f.required("vocab_size"),
         ffn=4 * hidden, attention=attn, gated_mlp=False, mlp_activation=f.activation(),
         mlp_bias=True, norm="layernorm", embedding_norm=True,
-        tied_embeddings=f.flag("tie_word_embeddings"), position="alibi",
+        tied_embeddings=f.flag("tie_word_embeddings"), position="alibi", residual_dropout=f.dropout(),
     )
 
 

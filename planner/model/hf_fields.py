@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from planner.model.architecture import MAX_LAYERS, MAX_VOCAB, Architecture, Attention, MoE
-from planner.model.hf_defaults import ACTIVATIONS, DEFAULTS
+from planner.model.hf_defaults import ACTIVATIONS, DEFAULTS, DROPOUT
 from planner.spec.errors import InputError, shown
 
 
@@ -68,6 +68,18 @@ class Fields:
         if value is not None and not isinstance(value, bool) and value not in (0, 1):
             raise InputError(f"must be true or false, got {value!r}", field=key)
         return bool(value)
+
+    def dropout(self) -> float:
+        """The family's dropout on each half's output (hf_defaults.DROPOUT), 0 where it has none."""
+        if self.model_type not in DROPOUT:
+            return 0.0
+        key, default = DROPOUT[self.model_type]
+        value = self.raw.get(key, default)
+        if value is None:
+            return 0.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise InputError(f"must be a dropout probability from 0 to 1, got {shown(value)}", field=key)
+        return float(value)
 
     def activation(self) -> str:
         """The MLP activation's ACT2FN name (hf_defaults.ACTIVATIONS)."""
@@ -138,6 +150,7 @@ def decoder(f: Fields, name: str, attn: Attention, ffn: int | None = None,
         attention=attn,
         tied_embeddings=f.flag("tie_word_embeddings"),
         mlp_activation=f.activation(),
+        residual_dropout=f.dropout(),
         **fields,
     )
 

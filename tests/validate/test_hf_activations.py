@@ -66,6 +66,11 @@ CONFIGS = {
     "glm4": {"model_type": "glm4"},
     "olmo2": {"model_type": "olmo2"},
     "olmo3": {"model_type": "olmo3"},
+    # Dropout on each half's output (Seed-OSS by default), attention dropout off (CPU SDPA takes its
+    # math path with it; CUDA's flash kernels keep only their RNG state).
+    "seed_oss": {"model_type": "seed_oss", "attention_dropout": 0.0},
+    "starcoder2-dropout": {"model_type": "starcoder2", "residual_dropout": 0.1},
+    "phi3-dropout": {"model_type": "phi3", "resid_pdrop": 0.1},
     # One mean-subtracting norm feeds both halves of a parallel block.
     "cohere": {"model_type": "cohere", "use_qk_norm": False},
     "cohere2": {"model_type": "cohere2"},
@@ -125,7 +130,9 @@ def measured_bytes_per_token(config: dict, autocast: bool = False) -> float:
     model = AutoModelForCausalLM.from_config(hf, dtype=torch.float32 if autocast else torch.bfloat16)
     model.train()
     decoder = model.get_decoder()
-    layers = decoder.layers if hasattr(decoder, "layers") else model.model.layers  # Llama 4's is the model
+    # Llama 4's decoder is the model itself; GPT-2's and BLOOM's blocks are `h`.
+    owners = (decoder, model.base_model, getattr(model, "model", None))
+    layers = next(getattr(m, name) for m in owners for name in ("layers", "h") if hasattr(m, name))
     skipped = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
     recording = [False]
@@ -158,7 +165,10 @@ def planned_bytes_per_token(config: dict, autocast: bool = False) -> float:
     plan = Plan(parallel=ParallelDims(dp=1), zero=3, recompute="none", mbs=1, gas=1,
                 precision="bf16-autocast" if autocast else "bf16-pure", framework="fsdp2")
     workload = Workload(arch=arch, training="pretrain", seq_len=SEQ, global_batch=1, engine=engine_traits("fsdp2"))
-    return layer_activation_bytes_per_token(arch, LAYER, plan, workload)
+    # The CPU's dropout keeps its scaled noise in the halves' 16-bit dtype (aten Dropout.cpp
+    # `_dropout_impl`), CUDA's fused kernel a 1-byte mask: one byte more per element on the CPU.
+    cpu_dropout = 2 * arch.hidden if arch.residual_dropout else 0
+    return layer_activation_bytes_per_token(arch, LAYER, plan, workload) + cpu_dropout
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -404,6 +404,10 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
     shared_input = arch.norms_per_layer == 1 and not k.autocast  # one saved norm output for both halves
     replicated = (norms + (inputs(qkv or mlp) if shared_input else inputs(qkv, "qkv"))
                   + _adapter_bytes(arch, e, adapted, rank))
+    if k.transformers_modules and arch.residual_dropout > 0 and input_grad:
+        # Dropout on each half's output keeps its mask, one byte per element (CUDA's fused
+        # native_dropout returns a bool mask; aten/src/ATen/native/cuda/Dropout.cu).
+        replicated += 2 * h
     attention, core = _attention_saved(att, e)
     if att.is_mla and k.transformers_modules:
         # transformers' MLA (modeling_deepseek_v3.py DeepseekV3Attention): each latent's RMSNorm
