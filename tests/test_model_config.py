@@ -115,6 +115,16 @@ def test_deepseek_group_limited_routing_is_read():
         architecture_from_config({**v3, "n_group": 7}, "v3")
 
 
+def test_deepseek_style_moe_families_read_num_local_experts_as_their_attribute_map_does():
+    # Glm4MoeConfig, Dots1Config, SolarOpenConfig: attribute_map num_local_experts -> n_routed_experts.
+    for model_type in ("glm4_moe", "dots1", "solar_open"):
+        cfg = {**LLAMA, "model_type": model_type, "moe_intermediate_size": 64, "n_routed_experts": 6,
+               "n_shared_experts": 1, "num_experts_per_tok": 2}
+        aliased = {k: v for k, v in cfg.items() if k != "n_routed_experts"} | {"num_local_experts": 6}
+        assert architecture_from_config(aliased, "x") == architecture_from_config(cfg, "x")
+        assert architecture_from_config(aliased, "x").moe.num_experts == 6
+
+
 def test_glm4_moe_lite_layers_are_those_mlp_layer_types_calls_sparse():
     # Glm4MoeLiteConfig.__post_init__: ["dense"] + ["sparse"] * (layers - 1) unless given.
     cfg = {**LLAMA, "model_type": "glm4_moe_lite", "num_hidden_layers": 4, "moe_intermediate_size": 64,

@@ -139,7 +139,7 @@ def glm4_moe(f: Fields, name: str) -> Architecture:
                      qk_norm="head" if f.flag("use_qk_norm") else None)
     attn = replace(attn, rotary_dim=rotary_dim(attn.head_dim, f.rotary_fraction("partial_rotary_factor")))
     first_dense = f.count("first_k_dense_replace")
-    experts = _v3_experts(f, lambda i: i >= first_dense, "n_routed_experts", "n_shared_experts")
+    experts = _v3_experts(f, lambda i: i >= first_dense, "n_shared_experts")
     return decoder(f, name, attn, ffn=f.optional_int("intermediate_size"), moe=experts,
                    mtp_layers=f.count("num_nextn_predict_layers", "num_mtp_layers"))
 
@@ -150,7 +150,7 @@ def dots1(f: Fields, name: str) -> Architecture:
     `first_k_dense_replace` layers, then DeepSeek-V3-style experts (`_v3_experts`). The layers from
     `max_window_layers` on attend within `sliding_window` (model/context.py)."""
     first_dense = f.count("first_k_dense_replace")
-    experts = _v3_experts(f, lambda i: i >= first_dense, "n_routed_experts", "n_shared_experts")
+    experts = _v3_experts(f, lambda i: i >= first_dense, "n_shared_experts")
     return decoder(f, name, attention(f, bias=f.flag("attention_bias"), qk_norm="head"),
                    ffn=f.width("intermediate_size"), moe=experts)
 
@@ -162,7 +162,7 @@ def solar_open(f: Fields, name: str) -> Architecture:
     intermediate_size (the dense width here is the expert's, used by no layer)."""
     attn = attention(f, bias=f.flag("attention_bias"), out_bias=False)
     attn = replace(attn, rotary_dim=rotary_dim(attn.head_dim, f.rotary_fraction("partial_rotary_factor")))
-    experts = _v3_experts(f, lambda i: True, "n_routed_experts", "n_shared_experts")
+    experts = _v3_experts(f, lambda i: True, "n_shared_experts")
     return decoder(f, name, attn, ffn=f.width("moe_intermediate_size"), moe=experts)
 
 
@@ -173,27 +173,35 @@ def exaone_moe(f: Fields, name: str) -> Architecture:
     sparse, by default from `first_k_dense_replace` on. transformers builds no MTP modules."""
     first_dense = f.count("first_k_dense_replace")
     sparse = _mlp_layer_kinds(f, lambda i: i >= first_dense)
-    experts = _v3_experts(f, sparse.__getitem__, "num_experts", "num_shared_experts")
+    experts = _v3_experts(f, sparse.__getitem__, "num_shared_experts", experts_keys=("num_experts",))
     return decoder(f, name, attention(f, qk_norm="head"), ffn=f.width("intermediate_size"), moe=experts)
 
 
-def _v3_experts(f: Fields, sparse: Callable[[int], bool], experts_key: str, shared_key: str) -> MoE | None:
+def _v3_experts(f: Fields, sparse: Callable[[int], bool], shared_key: str,
+                experts_keys: tuple[str, ...] = ("n_routed_experts", "num_local_experts")) -> MoE | None:
     """DeepSeek-V3's MoE block as these families copy it: routed SwiGLU experts of
     `moe_intermediate_size` (fused gate_up_proj) in the layers `sparse` marks, beside
     `shared_key` shared experts of the same width built as one MLP, behind a bias-free sigmoid
-    router whose e_score_correction_bias is a buffer, group-limited (`n_group`, `topk_group`)."""
+    router whose e_score_correction_bias is a buffer, group-limited (`n_group`, `topk_group`).
+    `experts_keys`: the routed count's field and its aliases (`num_local_experts` in the
+    configs' attribute_map)."""
     layers = f.required("num_hidden_layers")
-    routed = f.count(experts_key)
+    routed = f.count(*experts_keys)
     if routed == 0 and any(sparse(i) for i in range(layers)):
         raise InputError(f"{f.model_type} builds its MoE layers with routed experts; give at least one",
-                         field=experts_key)
+                         field=experts_keys[0])
     expert_ffn = f.width("moe_intermediate_size")
     num_shared = f.count(shared_key)
     groups = f.optional_int("n_group") or 1
     return moe(layers, sparse, num_experts=routed, top_k=f.optional_int("num_experts_per_tok"),
                expert_ffn=expert_ffn, num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,
-               first_dense_layers=next((i for i in range(layers) if sparse(i)), layers), route_groups=groups,
+               first_dense_layers=_leading_dense(sparse, layers), route_groups=groups,
                route_group_topk=min(groups, f.optional_int("topk_group") or groups))
+
+
+def _leading_dense(sparse: Callable[[int], bool], layers: int) -> int:
+    """Dense layers before the first MoE one (MoE.first_dense_layers)."""
+    return next((i for i in range(layers) if sparse(i)), layers)
 
 
 def _mlp_layer_kinds(f: Fields, sparse_by_default: Callable[[int], bool]) -> tuple[bool, ...]:
@@ -297,7 +305,6 @@ def _mla_moe(f: Fields, name: str, sparse: tuple[bool, ...]) -> Architecture:
         qk_rope_head_dim=rope,
         qk_norm="latent",
     )
-    first_dense = next((i for i, is_sparse in enumerate(sparse) if is_sparse), len(sparse))
     expert_ffn = f.required("moe_intermediate_size")
     num_shared = f.count("n_shared_experts")
     v3 = f.model_type != "deepseek_v2"  # DeepSeek-V3 and the families built from its modules
@@ -310,7 +317,8 @@ def _mla_moe(f: Fields, name: str, sparse: tuple[bool, ...]) -> Architecture:
                   num_experts=f.count("n_routed_experts", "num_local_experts", "num_experts"),
                   top_k=f.optional_int("num_experts_per_tok"), expert_ffn=expert_ffn,
                   num_shared_experts=num_shared, shared_ffn=num_shared * expert_ffn,
-                  shared_expert_bias=mlp_bias, first_dense_layers=first_dense,
+                  shared_expert_bias=mlp_bias,
+                  first_dense_layers=_leading_dense(sparse.__getitem__, len(sparse)),
                   route_groups=groups, route_group_topk=min(groups, f.optional_int("topk_group") or groups))
     # V3's MTP modules (num_mtp_layers in transformers) are counted apart.
     mtp = f.count("num_nextn_predict_layers", "num_mtp_layers") if v3 else 0
