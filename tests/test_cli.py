@@ -139,6 +139,23 @@ def test_estimate_of_a_plan_that_fits():
     assert "stage 3" in stages.stdout
 
 
+def test_estimate_checks_a_plan_by_its_own_engines_rules():
+    """FSDP2 shards each pipeline stage and torchtitan accumulates one pipeline run per local batch;
+    Megatron-Core does neither, and says so."""
+    args = ("estimate", CLUSTERS / "h100-8nodes-ib.yaml", JOBS / "llama3-8b-pretrain.yaml", "--plan")
+    plan = "tp=2,pp=4,sp=true,zero=3,recompute=full,pipeline_runs={runs},framework={engine}"
+    docs = {runs: run_json(*args, plan.format(runs=runs, engine="torchtitan")) for runs in (1, 8)}
+    for result, doc in docs.values():
+        assert result.exit_code == 0, result.output
+    (_, once), (_, runs) = docs[1], docs[8]
+    assert (once["pipeline_runs"], runs["pipeline_runs"]) == (1, 8) and once["gas"] == runs["gas"] == 64
+    assert runs["time"]["bubble"] == pytest.approx(8 * once["time"]["bubble"])
+    refused = run(*args, plan.format(runs=8, engine="megatron"))
+    assert refused.exit_code == 2
+    assert "megatron runs the step's micro-batches in one pipeline schedule" in refused.output
+    assert "zero 3 cannot be combined with pp > 1 on megatron" in refused.output
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("solve", "missing.yaml", JOBS / "llama3-8b-full-finetune.yaml"), "missing.yaml: file not found"),
     (("params", "llama3-8"), "did you mean"),

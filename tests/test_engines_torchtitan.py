@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import yaml
 from conftest import EXAMPLES, space_gpu
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -16,6 +16,7 @@ from planner.cost.inputs import load_inputs
 from planner.cost.plan import ParallelDims, Plan
 from planner.engines import UnsupportedPlan, with_framework
 from planner.engines.emit import render
+from planner.engines.rules import plan_problems
 from planner.engines.torchtitan import _generated_stages, parse_torchtitan, parse_torchtitan_config, tomllib
 from planner.engines.torchtitan_emit import emit_torchtitan, torchtitan_problems
 from planner.engines.torchtitan_models import model_shape, shipped_flavor
@@ -150,8 +151,9 @@ def test_pipeline_defaults_and_schedules_are_read_or_warned(llama):
             "activation_checkpoint": {"mode": "none"}}
     job = parse_torchtitan_config(base, llama)
     # 1F1B, one stage per rank; 32 layers + 2 over 4 stages: 8/9/8/7, middle stages unequal. A step
-    # accumulates 512 / 64 = 8 local batches of 64 / 2 = 32 micro-batches each.
+    # accumulates 512 / 64 = 8 local batches of 64 / 2 = 32 micro-batches each, one pipeline run each.
     assert (job.plan.pp, job.plan.vpp, job.plan.mbs, job.plan.gas, job.plan.zero) == (4, 1, 2, 256, 0)
+    assert (job.plan.pipeline_runs, job.plan.microbatches_per_run) == (8, 32)
     assert any(w.startswith("pipeline stages of 8/9/8/7 layers") for w in job.warnings)
     assert job.plan.precision == "fp32"  # TP x PP without FSDP: maybe_enable_amp turns autocast off
     interleaved = {**base, "parallelism": {**base["parallelism"], "pipeline_parallel_schedule": "ZBVZeroBubble"}}
@@ -243,6 +245,30 @@ def test_parse_of_emit_is_the_plan_with_the_same_memory_and_time(spaces, data):
     assert job.workload == with_framework(inputs.workload, "torchtitan")
     ev, expected = evaluate(job.plan, job.workload, inputs.cluster), evaluate(plan, job.workload, inputs.cluster)
     assert (ev.memory.total, ev.time.step) == (expected.memory.total, expected.time.step)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_pipeline_runs_round_trip_through_the_local_batch(spaces, data):
+    """Under PP, torchtitan runs the schedule once per local batch and accumulates global / (local x
+    dp) of them (train.py): a plan of several runs is written as a smaller local batch and read back
+    whole; each run fills and drains the pipeline again."""
+    name = data.draw(st.sampled_from([n for n in sorted(spaces) if any(p.pp > 1 for p in spaces[n][1])]))
+    inputs, plans = spaces[name]
+    plan = data.draw(st.sampled_from([p for p in plans if p.pp > 1]))
+    runs = [r for r in range(2, plan.gas + 1) if plan.gas % r == 0
+            and not plan_problems(plan.with_(pipeline_runs=r), inputs.workload, inputs.cluster)
+            and not torchtitan_problems(plan.with_(pipeline_runs=r), inputs.workload)]
+    assume(runs)
+    runs_plan = plan.with_(pipeline_runs=data.draw(st.sampled_from(runs)))
+    toml = toml_of(runs_plan, inputs)
+    assert toml["training"]["local_batch_size"] == plan.mbs * runs_plan.microbatches_per_run
+    job = parse_torchtitan_config(toml, inputs)
+    assert job.plan == runs_plan
+    once, accumulated = (evaluate(p, job.workload, inputs.cluster) for p in (plan, runs_plan))
+    assert accumulated.time.bubble == pytest.approx(runs_plan.pipeline_runs * once.time.bubble)
+    assert accumulated.time.step > once.time.step
+    assert accumulated.memory.total <= once.memory.total  # fewer micro-batches in flight, never more
 
 
 def test_check_of_the_emitted_job_reports_the_estimate(tmp_path, llama):

@@ -1,4 +1,6 @@
 """Per-GPU memory: exact model-state bytes (ZeRO paper), published activation formulas, properties."""
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -101,14 +103,25 @@ def test_full_recompute_keeps_the_layer_input():
     assert layer_activation_bytes_per_token(arch, 0, plan) == 2 * arch.hidden / 4
 
 
-@pytest.mark.parametrize("pp, vpp, gas, stage, expected", [
-    (4, 1, 16, 0, 4), (4, 1, 16, 3, 1), (4, 1, 2, 0, 2),
+@pytest.mark.parametrize("pp, vpp, gas, runs, stage, expected", [
+    (4, 1, 16, 1, 0, 4), (4, 1, 16, 1, 3, 1), (4, 1, 2, 1, 0, 2),
     # Interleaved: first stage p (1 + (p - 1)/(p v)) = 4 * (1 + 3/8) = 5.5 (Korthikanti §4.2.3).
-    (4, 2, 16, 0, 5.5),
+    (4, 2, 16, 1, 0, 5.5),
+    # Several runs of the schedule per step: each drains before the next fills, so only one run's
+    # micro-batches are ever in flight: 8 runs of 2; interleaved, min(3·2 + 1·4 + 1 chunks, 2·2) / 2.
+    (4, 1, 16, 4, 0, 4), (4, 1, 16, 8, 0, 2), (4, 2, 16, 8, 0, 2),
 ])
-def test_inflight_microbatches_of_1f1b(pp, vpp, gas, stage, expected):
-    plan = Plan(parallel=ParallelDims(pp=pp, vpp=vpp), gas=gas)
+def test_inflight_microbatches_of_1f1b(pp, vpp, gas, runs, stage, expected):
+    plan = Plan(parallel=ParallelDims(pp=pp, vpp=vpp), gas=gas, pipeline_runs=runs)
     assert inflight_microbatches(plan, stage) == expected
+
+
+def test_each_pipeline_run_holds_only_its_own_micro_batches():
+    wl = Workload(arch=load_architecture("llama3-8b"), training="pretrain", seq_len=4096, global_batch=64)
+    plan = Plan(parallel=ParallelDims(tp=2, pp=4, sp=True), zero=1, gas=64, framework="torchtitan")
+    runs = [estimate_memory(plan.with_(pipeline_runs=r), wl, H100)[0].memory.activations for r in (1, 16, 32)]
+    alone = estimate_memory(plan.with_(gas=2), replace(wl, global_batch=2), H100)[0].memory.activations
+    assert runs[0] == runs[1] > runs[2] == alone  # 4 micro-batches in flight, 4, then 2 of each run's 2
 
 
 def test_pipeline_stages_hold_their_share_and_ends_carry_embedding_and_logits():

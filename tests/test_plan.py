@@ -36,6 +36,8 @@ def test_plan_keys_are_the_interface_keys():
     stages = ["first_stage_layers", "last_stage_layers", "recompute_layers"]
     # Megatron-Core's execution choices that today's published layouts use.
     execution = ["etp", "recompute_modules", "offload_activation_layers", "moment_dtype", "fp8_param_gather"]
+    # torch.distributed.pipelining's accumulation: one run of the schedule per local batch.
+    execution += ["pipeline_runs"]
     assert {KEY_ALIASES.get(k, k) for k in interface + stages + execution + ["framework"]} == set(PLAN_KEYS)
 
 

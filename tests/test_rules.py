@@ -56,6 +56,38 @@ def test_each_rule_names_what_is_wrong(plan, workload, fragment):
         assert any(fragment in p for p in problems), problems
 
 
+def titan():
+    return engine_workload(wl(), "torchtitan")
+
+
+@pytest.mark.parametrize("plan, workload, fragment", [
+    # torch.distributed.pipelining runs the schedule once per local batch; Megatron-Core once per step.
+    (Plan(parallel=ParallelDims(pp=2, dp=4), gas=4, pipeline_runs=2), wl(),
+     "megatron runs the step's micro-batches in one pipeline schedule"),
+    (Plan(parallel=ParallelDims(pp=2, dp=4), zero=3, gas=4, pipeline_runs=2, framework="torchtitan"), titan(), None),
+    (Plan(parallel=ParallelDims(dp=8), zero=3, gas=2, pipeline_runs=2, framework="torchtitan"), titan(),
+     "pipeline_runs (2) needs pp > 1"),
+    (Plan(parallel=ParallelDims(pp=2, dp=4), zero=3, gas=4, pipeline_runs=3, framework="torchtitan"), titan(),
+     "pipeline_runs (3) must divide the micro-batches per step (4)"),
+    # Schedule1F1B refuses fewer micro-batches than stages; interleaving needs whole rounds of pp.
+    (Plan(parallel=ParallelDims(pp=2, dp=4), zero=3, gas=4, pipeline_runs=4, framework="torchtitan"), titan(),
+     "1F1B needs at least pp (2) micro-batches per pipeline run, got 1"),
+    (Plan(parallel=ParallelDims(pp=4, dp=2), zero=3, gas=8, pipeline_runs=1, framework="torchtitan"), titan(), None),
+    (Plan(parallel=ParallelDims(pp=4, vpp=2, dp=2), zero=3, gas=8, pipeline_runs=4, framework="torchtitan"), titan(),
+     "micro-batches per pipeline run (2) must be a multiple of pp (4) to interleave"),
+    (Plan(parallel=ParallelDims(pp=4, vpp=2, dp=2), zero=3, gas=8, pipeline_runs=2, framework="torchtitan"), titan(),
+     None),
+    (Plan(parallel=ParallelDims(pp=2, dp=4), zero=3, gas=4, pipeline_runs=0, framework="torchtitan"), titan(),
+     "pipeline_runs must be >= 1"),
+])
+def test_pipeline_runs_follow_the_engines_schedules(plan, workload, fragment):
+    problems = plan_problems(plan, workload, H100x8)
+    if fragment is None:
+        assert problems == []
+    else:
+        assert any(fragment in p for p in problems), problems
+
+
 def test_hardware_support_is_checked():
     plan = Plan(parallel=ParallelDims(dp=8), gas=2, precision="bf16")
     assert any("no bf16 support" in p for p in plan_problems(plan, wl(), V100x8))
@@ -77,7 +109,7 @@ plans = st.builds(
     etp=st.none() | st.integers(0, 4),
     recompute_modules=st.none() | st.sampled_from([("mlp",), ("core_attn", "bogus")]),
     offload_activation_layers=st.integers(-1, 2), moment_dtype=st.sampled_from(["fp32", "bf16"]),
-    fp8_param_gather=st.booleans(), framework=st.sampled_from(sorted(PROFILES)))
+    fp8_param_gather=st.booleans(), pipeline_runs=st.integers(1, 4), framework=st.sampled_from(sorted(PROFILES)))
 RULE_SETS = {"plan_problems": DEGREE_RULES + RULES, **{name: p.checks for name, p in PROFILES.items()}}
 
 

@@ -86,6 +86,30 @@ def test_bubble_falls_as_gas_rises():
     assert inter.bubble == pytest.approx(plain.bubble / 2, rel=0.05)
 
 
+@pytest.mark.parametrize("engine", ["megatron", "torchtitan"])
+@pytest.mark.parametrize("vpp", [1, 2])
+def test_each_pipeline_run_fills_and_drains_the_pipeline(engine, vpp):
+    """torch.distributed.pipelining runs the schedule once per local batch (torchtitan's gradient
+    accumulation under PP): r runs of m/r micro-batches idle r times as long as one run of all m
+    [MEG21 eq. 1 per run] and send the fill's activations r times; torchtitan also syncs the
+    data-parallel side after each run (stage.py `last_backward`), where Megatron-Core's traits do
+    it once per step. The micro-batches' own work is the same."""
+    traits = engine_traits(engine)
+    wl = Workload(arch=SMALL, training="pretrain", seq_len=SEQ, global_batch=64, engine=traits)
+    # ZeRO-2 under PP (torchtitan's FSDP without resharding): a gather of the weights per sync.
+    base = Plan(parallel=ParallelDims(tp=2, pp=4, dp=4, vpp=vpp, sp=True), zero=2, mbs=1, gas=16, framework=engine)
+    (one, _), (four, _) = (estimate_time(base.with_(pipeline_runs=r), wl, h100(2)) for r in (1, 4))
+    assert four.bubble == pytest.approx(4 * one.bubble) and four.bubble > 0
+    assert four.pp == pytest.approx(4 * one.pp) and four.pp > 0
+    assert (four.compute, four.tp, four.optimizer) == (one.compute, one.tp, one.optimizer)
+    if traits.step_collectives_per_run:
+        assert four.dp > one.dp
+    else:
+        assert four.dp == one.dp
+    assert four.step - one.step == pytest.approx((four.bubble - one.bubble) + (four.pp - one.pp)
+                                                 + (four.dp - one.dp))
+
+
 def test_recompute_costs_time():
     cl = selene(1)
     deep = gpt(2048, 16, 48)  # the output layer (not recomputed) stays a few % of the compute

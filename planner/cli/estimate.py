@@ -19,7 +19,7 @@ from planner.cli.options import (
 )
 from planner.cost.evaluate import evaluate
 from planner.cost.inputs import load_inputs, parse_plan_spec
-from planner.engines.profiles import AUTO, ENGINES, PROFILES, default_engine, engine_workload
+from planner.engines.profiles import AUTO, PROFILES, default_engine, engine_workload
 from planner.engines.rules import engine_defaults, plan_problems
 from planner.report import json as report_json
 from planner.report import tables
@@ -42,12 +42,14 @@ def estimate(
     the best plan of this layout would use (planner.engines.profiles.default_engine)."""
     inputs = load_inputs(cluster, job, framework)
     the_plan = parse_plan_spec(plan, inputs)
-    problems = plan_problems(the_plan.with_(framework=ENGINES[0]), inputs.workload, inputs.cluster)
-    if problems:
-        raise InputError("; ".join(problems), field="--plan")
-    if the_plan.framework == AUTO:
+    if the_plan.framework == AUTO:  # the engine that runs it best, Megatron-Core where none can
         the_plan = the_plan.with_(framework=default_engine(the_plan, inputs.workload, inputs.cluster))
     workload = engine_workload(inputs.workload, the_plan.framework)
+    # The rules of the plan's own engine: FSDP2 composes with pipeline stages, Megatron-Core's
+    # ZeRO-3 does not.
+    problems = plan_problems(the_plan, workload, inputs.cluster)
+    if problems:
+        raise InputError("; ".join(problems), field="--plan")
     the_plan = engine_defaults(the_plan, workload)
     refused = PROFILES[the_plan.framework].problems(the_plan, workload)
     if refused:

@@ -110,6 +110,14 @@ class EngineTraits:
     AutoModel (nemo_automodel 0.7 recipes/llm/train_ft.py: `del out` before backward, "so unused
     full-vocabulary logits do not overlap its allocations"). False: the logits stay referenced
     through backward (transformers' Trainer returns them with the loss)."""
+    step_collectives_per_run: bool = False
+    """The data-parallel collectives a step runs once (gradient reduction behind the last backward,
+    the sharded parameters' gather before the next forward) run once per pipeline run
+    (`Plan.pipeline_runs`): torch.distributed.pipelining syncs gradients and reshards on the last
+    backward of each schedule `step()` (stage.py `backward_maybe_with_nosync(last_backward=...)`,
+    schedules.py), as torchtitan calls it. False: once per optimizer step (Megatron-Core,
+    DeepSpeed; NeMo AutoModel patches the stage's backward to sync only before the optimizer
+    step, nemo_automodel components/moe/fsdp_mixin.py)."""
     reshard_after_forward: bool = True
     """FSDP2 (`zero3_gather` fsdp2) frees each layer's gathered parameters after its forward and
     gathers them again for backward. False: every layer's parameters stay gathered from its

@@ -174,7 +174,8 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
     recompute=full,recompute_layers=4/2/2/0`; Megatron-Core's expert tensor parallelism, selective
     recompute list, activation offload, precision-aware optimizer and fp8 gathers:
     `etp=1,recompute=selective,recompute_modules=layernorm/moe_act,offload_activation_layers=2,
-    moment_dtype=bf16,fp8_param_gather=true`.
+    moment_dtype=bf16,fp8_param_gather=true`; torchtitan's gradient accumulation under PP, one run
+    of the pipeline schedule per local batch: `pipeline_runs=4`.
 
     Omitted keys take the job's defaults; dp is derived from the GPU count, gas from the batch.
     `framework=deepspeed` (any name of an engine) names the engine; without it the plan's
@@ -251,6 +252,7 @@ def parse_plan_spec(text: str, inputs: Inputs) -> Plan:
         offload_activation_layers=int(values.get("offload_activation_layers", 0)),
         moment_dtype=values.get("moment_dtype", "fp32"),
         fp8_param_gather=values.get("fp8_param_gather"),  # None: the engine's default (rules.engine_defaults)
+        pipeline_runs=int(values.get("pipeline_runs", 1)),
         framework=str(values.get("framework", inputs.framework)),
     )
     _check_plan(plan, inputs)

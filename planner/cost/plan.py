@@ -84,7 +84,7 @@ class Plan:
     """Micro-batch size in sequences per GPU."""
     gas: int = 1
     """Micro-batches per optimizer step per data-parallel rank (gradient accumulation steps);
-    also the number of micro-batches in flight through the pipeline."""
+    under pipeline parallelism, those of the step's `pipeline_runs` runs of the schedule together."""
     lora_rank: int = 0
     quant: Quant = "none"
     """Storage of frozen base weights (LoRA/QLoRA): none (compute dtype), int8, nf4, fp8."""
@@ -119,6 +119,12 @@ class Plan:
     per weight instead of 2; in memory the fp8 tensor with both its usages
     (precisions.fp8_weight_bytes) instead of the 16-bit weight and TE's cached fp8 copy of it.
     None: as the engine runs it by default (rules.engine_defaults), until that is applied."""
+    pipeline_runs: int = 1
+    """Runs of the pipeline schedule per optimizer step, each of gas / pipeline_runs micro-batches,
+    each filling and draining the pipeline: torchtitan's and NeMo AutoModel's gradient-accumulation
+    steps under pipeline parallelism (torchtitan train.py calls the schedule's `step()` once per
+    local batch, `local_batch_size / pipeline_parallel_microbatch_size` micro-batches). 1: one run
+    of all gas micro-batches (Megatron-Core's `num_microbatches`, DeepSpeed's pipeline engine)."""
     framework: str = "megatron"
     """The engine that runs the plan (planner.spec.plan_keys.ENGINES); the workload evaluated
     with it carries the same engine's traits (`Workload.engine`, planner/engines/profiles/)."""
@@ -135,6 +141,11 @@ class Plan:
     @property
     def global_batch(self) -> int:
         return self.mbs * self.gas * self.parallel.dp
+
+    @property
+    def microbatches_per_run(self) -> int:
+        """Micro-batches of one run of the pipeline schedule (`pipeline_runs`)."""
+        return self.gas // self.pipeline_runs if self.pipeline_runs >= 1 else self.gas
 
     def layer_partition(self, num_layers: int) -> tuple[int, ...] | None:
         """Layers per pipeline stage when the plan sets the first or last stage's count, else None

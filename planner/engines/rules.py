@@ -34,7 +34,7 @@ def _at_least_one(name: str, plan: Plan, workload: Workload, cluster: Cluster) -
 
 
 DEGREE_RULES = tuple(Rule((name,), partial(_at_least_one, name))
-                     for name in ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas"))
+                     for name in ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas", "pipeline_runs"))
 """Checked first: the other rules divide by these degrees, so a plan that breaks one gets only
 these reasons."""
 
@@ -126,9 +126,39 @@ def _chunks(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
 
 def _interleaved_batches(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     par = plan.parallel
-    if par.vpp <= 1 or plan.gas % par.pp == 0:
-        return []
+    runs = plan.pipeline_runs
+    if par.vpp <= 1 or runs < 1 or plan.gas % runs or plan.microbatches_per_run % par.pp == 0:
+        return []  # runs that do not divide the step: _pipeline_runs says so
+    if plan.pipeline_runs > 1:
+        return [f"micro-batches per pipeline run ({plan.microbatches_per_run}) must be a multiple of pp ({par.pp})"
+                " to interleave"]
     return [f"micro-batches per step ({plan.gas}) must be a multiple of pp ({par.pp}) to interleave"]
+
+
+def _pipeline_runs(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
+    """Runs of the pipeline schedule per step. Megatron-Core runs the step's micro-batches in one
+    schedule (`get_forward_backward_func` over `num_microbatches`) and so does DeepSpeed's
+    PipelineEngine (`train_batch` over `gradient_accumulation_steps`); torch.distributed.pipelining
+    (torchtitan, NeMo AutoModel) runs one per local batch. Its 1F1B needs at least pp
+    micro-batches per run (torch/distributed/pipelining/schedules.py `Schedule1F1B`), which
+    torchtitan's configs reach through local_batch_size."""
+    runs, par = plan.pipeline_runs, plan.parallel
+    out: list[str] = []
+    if runs < 1:
+        return out  # a degree rule's reason
+    if runs > 1:
+        if par.pp == 1:
+            out.append(f"pipeline_runs ({runs}) needs pp > 1")
+        elif workload.engine.kernels != "hf":
+            out.append(f"{workload.engine.name} runs the step's micro-batches in one pipeline schedule"
+                       " (pipeline_runs 1)")
+        if plan.gas % runs:
+            out.append(f"pipeline_runs ({runs}) must divide the micro-batches per step ({plan.gas})")
+    if (par.pp > 1 and par.vpp == 1 and workload.engine.kernels == "hf" and not plan.gas % runs
+            and plan.microbatches_per_run < par.pp):
+        out.append(f"1F1B needs at least pp ({par.pp}) micro-batches per pipeline run, got"
+                   f" {plan.microbatches_per_run}")
+    return out
 
 
 def _global_batch(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
@@ -318,7 +348,8 @@ RULES = (
     Rule(("pp", "first_stage_layers", "last_stage_layers"), _partition),
     Rule(("pp", "recompute", "recompute_layers"), _recompute_layers),
     Rule(("pp", "vpp", "first_stage_layers", "last_stage_layers"), _chunks),
-    Rule(("pp", "vpp", "gas"), _interleaved_batches),
+    Rule(("pp", "vpp", "gas", "pipeline_runs"), _interleaved_batches),
+    Rule(("pipeline_runs", "pp", "vpp", "gas"), _pipeline_runs),
     Rule(("mbs", "gas", "dp"), _global_batch),
     Rule(("sp", "tp"), _sequence_parallel),
     Rule(("cp",), _context),

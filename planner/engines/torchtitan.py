@@ -124,7 +124,7 @@ def parse_torchtitan_config(config: dict, inputs: Inputs, file: str = "<job.toml
     zero = _zero(t, fsdp, pp)
     precision = _precision(t, fsdp, tp, pp, job.precision)
     first, last, vpp, counts = _stages(t, arch.num_layers, pp)
-    mbs, gas, global_batch = _batch(t, dp, pp, job.global_batch)
+    mbs, gas, runs, global_batch = _batch(t, dp, pp, job.global_batch)
     seq_len = t.get("training", "seq_len", 2048)
     if seq_len != job.seq_len:
         t.warnings.append(f"training.seq_len {seq_len} differs from the job's seq_len {job.seq_len}; planned with the"
@@ -134,7 +134,7 @@ def parse_torchtitan_config(config: dict, inputs: Inputs, file: str = "<job.toml
     plan = Plan(parallel=ParallelDims(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, sp=tp > 1), zero=zero,
                 recompute=recompute, mbs=mbs, gas=gas, precision=precision, offload=offload,
                 optimizer=_optimizer(t, job.optimizer), first_stage_layers=first, last_stage_layers=last,
-                recompute_layers=recompute_layers)
+                recompute_layers=recompute_layers, pipeline_runs=runs)
     _model(t, arch)
     _unread(t)
     if inputs.workload.trains_adapters:
@@ -238,9 +238,10 @@ def _generated_stages(stages: int, layers: int, first_less: int, last_less: int)
     return out
 
 
-def _batch(t: _Toml, dp: int, pp: int, job_batch: int) -> tuple[int, int, int]:
-    """(micro-batch, micro-batches per step, global batch): train.py accumulates global /
-    (local x dp) steps; under pipeline parallelism each local batch is split into micro-batches of
+def _batch(t: _Toml, dp: int, pp: int, job_batch: int) -> tuple[int, int, int, int]:
+    """(micro-batch, micro-batches per step, pipeline runs per step, global batch): train.py
+    accumulates global / (local x dp) steps; under pipeline parallelism each of them is one run of
+    the schedule over its local batch, split into micro-batches of
     pipeline_parallel_microbatch_size."""
     local = t.get("training", "local_batch_size", 8)
     global_batch = t.get("training", "global_batch_size", -1, minimum=None)
@@ -259,7 +260,7 @@ def _batch(t: _Toml, dp: int, pp: int, job_batch: int) -> tuple[int, int, int]:
     if global_batch != job_batch:
         t.warnings.append(f"the file's global batch {global_batch} differs from the job's global_batch {job_batch};"
                           " planned with the file's")
-    return mbs, accumulation * (local // mbs), global_batch
+    return mbs, accumulation * (local // mbs), accumulation if pp > 1 else 1, global_batch
 
 
 def _recompute(t: _Toml, counts: tuple[int, ...]) -> tuple[str, tuple[int, ...] | None]:

@@ -81,7 +81,8 @@ def job_sections(plan: Plan, workload: Workload, name: str, flavor: str, custom:
     """The job config of the plan, section by section (job_config.py names)."""
     p, arch = plan.parallel, workload.arch
     fsdp = plan.zero >= 2
-    training = {"local_batch_size": plan.mbs * (plan.gas if p.pp > 1 else 1), "global_batch_size": plan.global_batch,
+    local = plan.mbs * (plan.microbatches_per_run if p.pp > 1 else 1)  # one pipeline run per local batch
+    training = {"local_batch_size": local, "global_batch_size": plan.global_batch,
                 "seq_len": workload.seq_len, "steps": -(-int(workload.tokens) // workload.tokens_per_step)
                 if workload.tokens else 1000, "dataset": "c4",
                 "mixed_precision_param": "float32" if plan.precision == "fp32" else "bfloat16",

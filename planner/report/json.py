@@ -39,6 +39,7 @@ def plan_document(ev: Evaluation) -> dict:
         "offload_activation_layers": plan.offload_activation_layers,
         "moment_dtype": plan.moment_dtype,
         "fp8_param_gather": plan.fp8_param_gather,
+        "pipeline_runs": plan.pipeline_runs,
         "memory": memory,
         "stages": [
             {"layers": s.layers, "recompute_layers": s.recompute_layers,

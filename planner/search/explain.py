@@ -34,6 +34,8 @@ def describe_plan(plan: Plan) -> str:
     if plan.recompute_layers is not None:
         parts.append(f"recompute_layers={'/'.join(map(str, _runs(plan.recompute_layers)))}")
     parts.append(f"mbs={plan.mbs}")
+    if plan.pipeline_runs > 1:
+        parts.append(f"pipeline_runs={plan.pipeline_runs}")
     if plan.offload != "none":
         parts.append(f"offload={plan.offload}")
     if plan.lora_rank:

@@ -72,7 +72,7 @@ class Layout:
     host: tuple[Linear, ...]
     """Host bytes per node for offload, KiB (offload layouts only, else zeros)."""
     pace: tuple[Linear, ...]
-    """(m + (p − 1)/v) × t_F + t_B of one micro-batch, µs: the slowest class sets the step."""
+    """(m + runs·(p − 1)/v) × (t_F + t_B) of one micro-batch, µs: the slowest class sets the step."""
     tail: tuple[Linear, ...]
     """Exposed DP collectives + optimizer + offload once per step, µs."""
     comm: tuple[Linear, ...]
@@ -212,7 +212,7 @@ def build_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int | N
     `screen_kib`, a layout with variables is timed only where it fits somewhere in that many KiB
     (else `timed` False); an exact point is timed whatever its memory."""
     pp, vpp = plan.parallel.pp, plan.parallel.vpp
-    m_factor = plan.gas + (pp - 1) / vpp
+    m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
     if lead is None:
         return [_exact(plan, workload, cluster, m_factor)]
     layout, pr, plans = memory_layout(plan, workload, cluster, lead, screen_kib)

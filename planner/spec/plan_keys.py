@@ -32,7 +32,7 @@ PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "sp")
 PLAN_KEYS = PARALLEL_KEYS + ("zero", "recompute", "mbs", "gas", "lora_rank", "quant", "precision", "offload",
                              "optimizer", "first_stage_layers", "last_stage_layers", "recompute_layers",
                              "etp", "recompute_modules", "offload_activation_layers", "moment_dtype",
-                             "fp8_param_gather", "framework")
+                             "fp8_param_gather", "pipeline_runs", "framework")
 """Every key of a plan, in the order of `Plan`'s fields with the parallel degrees first."""
 KEY_ALIASES = {"lora": "lora_rank"}
 """Names `--plan SPEC` accepts for keys the JSON spells out."""

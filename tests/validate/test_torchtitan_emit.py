@@ -34,6 +34,7 @@ from torchtitan.protocols.train_spec import get_train_spec  # noqa: E402
 from planner.cost.inputs import load_inputs  # noqa: E402
 from planner.cost.plan import ParallelDims as PlanDims  # noqa: E402
 from planner.cost.plan import Plan  # noqa: E402
+from planner.engines.rules import plan_problems  # noqa: E402
 from planner.engines.torchtitan import _generated_stages  # noqa: E402
 from planner.engines.torchtitan_emit import emit_torchtitan, torchtitan_problems  # noqa: E402
 from planner.engines.torchtitan_models import SHIPPED  # noqa: E402
@@ -136,6 +137,10 @@ def test_emitted_jobs_parse_into_torchtitans_job_config(spaces, data, tmp_path_f
     name = data.draw(st.sampled_from(sorted(spaces)))
     inputs, plans = spaces[name]
     plan = data.draw(st.sampled_from(plans))
+    if plan.pp > 1:  # torchtitan's accumulation under PP: one run of the schedule per local batch
+        runs = [r for r in range(1, plan.gas + 1) if plan.gas % r == 0
+                and not plan_problems(plan.with_(pipeline_runs=r), inputs.workload, inputs.cluster)]
+        plan = plan.with_(pipeline_runs=data.draw(st.sampled_from(runs)))
     path = tmp_path_factory.mktemp("job") / "job.toml"
     path.write_text(emit_torchtitan(plan, inputs.workload, inputs.cluster)["job.toml"])
     config = ConfigManager().parse_args(["--job.config_file", str(path)])
@@ -160,4 +165,6 @@ def test_emitted_jobs_parse_into_torchtitans_job_config(spaces, data, tmp_path_f
         layers = inputs.workload.arch.num_layers
         assert names == ["tok_embeddings"] + [f"layers.{i}" for i in range(layers)] + ["norm", "output"]
         local, micro = config.training.local_batch_size, config.parallelism.pipeline_parallel_microbatch_size
-        assert (micro, local // micro) == (plan.mbs, plan.gas)
+        assert (micro, local // micro) == (plan.mbs, plan.microbatches_per_run)
+        # train.py: gradient_accumulation_steps = global_batch_size // (local_batch_size * dp).
+        assert config.training.global_batch_size // (local * p.dp) == plan.pipeline_runs

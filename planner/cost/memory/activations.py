@@ -471,9 +471,9 @@ def inflight_microbatches(plan: Plan, stage: int) -> float:
     1F1B (PipeDream-Flush): stage r runs p - r warm-up forwards before its first backward.
     Interleaved with v chunks (Megatron schedules.py): (p - r - 1) * 2 + (v - 1) * p + 1 chunks of
     L/(p v) layers, i.e. p (1 + (p - 1)/(p v)) layer-groups on the first stage (Korthikanti §4.2.3).
-    Never more than the micro-batches of the step.
+    Never more than the micro-batches of one run of the schedule (`Plan.pipeline_runs`).
     """
-    p, v, m = plan.parallel.pp, plan.parallel.vpp, plan.gas
+    p, v, m = plan.parallel.pp, plan.parallel.vpp, plan.microbatches_per_run
     if v == 1:
         return float(min(m, p - stage))
     chunks = (p - stage - 1) * 2 + (v - 1) * p + 1

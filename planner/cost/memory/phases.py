@@ -97,13 +97,13 @@ def activation_key(plan: Plan, workload: Workload) -> Plan:
     kernels do not depend on it: kernels.py), the optimizer, its moments, fp8 gathers and
     quantization. It reads tp, pp, vpp, sp, expert TP (the gathered tokens of the experts) and
     whether ep > 1, the micro-batches of a step, ZeRO under the other kernels, the precision, the recompute policy, layers and modules, the LoRA rank and
-    activation offload. The micro-batches of a step count only up to the pipeline's in-flight
+    activation offload. The micro-batches of a pipeline run count only up to the pipeline's in-flight
     limit (`inflight_microbatches`: at most pp·(vpp + 1) − 1 chunks), so the key keeps no more:
     plans of the same shape on more or fewer GPUs share their activations."""
     parallel = plan.parallel
     pp, vpp, ep = parallel.pp, parallel.vpp, parallel.ep
     reset = dict(mbs=1, first_stage_layers=None, last_stage_layers=None, offload="none", framework="megatron",
-                 gas=min(plan.gas, pp * (vpp + 1)))
+                 gas=min(plan.microbatches_per_run, pp * (vpp + 1)), pipeline_runs=1)
     if workload.engine.kernels != "megatron":
         return evolve(plan, parallel=evolve(parallel, cp=1), **reset)
     return evolve(plan, parallel=evolve(parallel, cp=1, dp=1, ep=min(ep, 2)), etp=plan.expert_tp if ep > 1 else 1,

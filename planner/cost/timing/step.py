@@ -224,10 +224,11 @@ def _stage(plan: Plan, workload: Workload, cluster: Cluster, shard: StageShard,
     t_f = c.forward + d.copy_forward_s + tp / 2 + ep / 2 + cp_f + dp_f + _exposed(offload_s, c.forward)
     t_b = (c.backward + c.recompute + d.copy_backward_s + (tp + ep) * (redo - 0.5) + cp_b + dp_b
            + _exposed(offload_s, c.backward))
-    # Once per step: gradient buckets behind the last backward, ZeRO-1/2 gathers behind the
-    # next forward.
-    dp_step = (_exposed(d.step_backward_s, c.backward + c.recompute)
-               + _exposed(d.step_forward_s, c.forward))
+    # Once per step (once per pipeline run where the engine syncs each run): gradient buckets
+    # behind the last backward, ZeRO-1/2 gathers behind the next forward.
+    syncs = plan.pipeline_runs if workload.engine.step_collectives_per_run else 1
+    dp_step = syncs * (_exposed(d.step_backward_s, c.backward + c.recompute)
+                       + _exposed(d.step_forward_s, c.forward))
     return _Stage(compute=c, tp=tp * redo, cp=cp_f + cp_b, ep=ep * redo, dp_microbatch=dp_f + dp_b,
                   forward=t_f, backward=t_b, dp_step=dp_step, optimizer=d.optimizer_s,
                   offload=d.offload_s,
@@ -356,10 +357,12 @@ def _estimate_time(plan: Plan, workload: Workload, cluster: Cluster,
     tail = max(stages, key=lambda s: s.dp_step + s.optimizer + s.offload)
     per_microbatch = pace.forward + pace.backward
     w_share = pace.compute.weight_grad / per_microbatch if per_microbatch > 0 else 0.0
-    bubble = bubble_fraction(schedule, p, m, v, w_share) * m * per_microbatch
+    # Each of the step's pipeline runs fills and drains the pipeline with its own micro-batches.
+    runs = plan.pipeline_runs
+    bubble = bubble_fraction(schedule, p, plan.microbatches_per_run, v, w_share) * m * per_microbatch
     # Pipeline p2p on the fill/drain path: (p−1) boundaries, ×v with interleaving, ×2 for
-    # DualPipe's two chunks per rank (DeepSeek-V3, arXiv 2412.19437 §3.2.1).
-    pp = (p - 1) * (2 if schedule == "dualpipe" else v) * seconds["pp"]
+    # DualPipe's two chunks per rank (DeepSeek-V3, arXiv 2412.19437 §3.2.1), once per run.
+    pp = runs * (p - 1) * (2 if schedule == "dualpipe" else v) * seconds["pp"]
     step = m * per_microbatch + bubble + pp + tail.dp_step + tail.optimizer + tail.offload
     c = pace.compute
     dp = m * pace.dp_microbatch + tail.dp_step
@@ -415,7 +418,8 @@ class StageSeconds:
 def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
                   stages: tuple[int, ...] | None = None) -> tuple[tuple[StageSeconds, ...], float]:
     """(per stage seconds, pipeline p2p seconds of the step): estimate_time's step is
-    (m + (p−1)/v)·max microbatch + p2p + max tail. `stages`: only these, in order."""
+    (m + runs·(p−1)/v)·max microbatch + p2p + max tail (runs: `Plan.pipeline_runs`). `stages`:
+    only these, in order."""
     arch, seq = workload.arch, workload.seq_len
     per_layer = {
         "tp": tp_traffic(plan, arch, seq, cluster),
@@ -431,4 +435,4 @@ def stage_seconds(plan: Plan, workload: Workload, cluster: Cluster, *,
                      comm=m * (s.tp + s.cp + s.ep + s.dp_microbatch) + s.dp_step)
         for s in (_stage(plan, workload, cluster, shard, per_layer, seconds, keys, count_bytes=False)
                   for shard in stage_shards(plan, arch, stages)))
-    return out, (plan.pp - 1) * plan.vpp * seconds["pp"]
+    return out, plan.pipeline_runs * (plan.pp - 1) * plan.vpp * seconds["pp"]
