@@ -33,9 +33,10 @@ def _load(name: str):
 
 benchmarks = _load("benchmarks")
 
-MEDIAN_BUDGET = 0.097
-"""Median |error| the model holds today (docs/benchmarks.md: 9.7 %); the target is
-benchmarks.MEDIAN_TARGET. It was 8.2 % while the attention kernel's backward was charged 2 forward
+MEDIAN_BUDGET = 0.087
+"""Median |error| the model holds today (docs/benchmarks.md: 8.7 %); the target is
+benchmarks.MEDIAN_TARGET. It was 9.7 % while the AutoModel rows that accumulate gradients under PP
+drained the pipeline once per step instead of once per local batch (Plan.pipeline_runs), and 8.2 % while the attention kernel's backward was charged 2 forward
 FLOPs at a rate measured on 2.5 (planner/cost/timing/attention.py): charged as measured, with
 its whole tiles, the rows it slows (dense Llama, 4K-token MoE) sit on both sides of the median."""
 WITHIN_20_PERCENT = 22
@@ -63,6 +64,8 @@ def test_every_row_is_predicted_as_a_legal_plan(results):
     assert (qwen.ep, qwen.dp, qwen.expert_tp, qwen.expert_dp) == (32, 16, 1, 1)
     dsv3 = by_id["am-h100-deepseek-v3-bf16-1024gpu"].case.plan
     assert (dsv3.pp, dsv3.zero) == (4, 3)
+    # AutoModel accumulates local batches of 8 under PP: GA 4, one pipeline run each.
+    assert (dsv3.pipeline_runs, dsv3.microbatches_per_run) == (4, 8)
     # DeepSeek-V3's layout Et|(tt|)*30mL: 7 layers on the first rank, 6 on the last.
     assert by_id["mb-h100-deepseek-v3-fp8cs"].case.plan.layer_partition(61)[::7] == (7, 6)
 

@@ -121,7 +121,7 @@ def plan_of(row: dict) -> Plan:
         etp=row.get("etp"), recompute_modules=None if modules is None else tuple(modules),
         offload_activation_layers=row.get("activation_offload_layers", 0),
         moment_dtype=row.get("moment_dtype", "fp32"),
-        fp8_param_gather=row.get("fp8_param_gather", False),
+        fp8_param_gather=row.get("fp8_param_gather", False), pipeline_runs=row.get("pipeline_runs", 1),
     )
 
 

@@ -195,6 +195,10 @@ Each effect below is in the time model for every plan that has it, with its sour
   etp > 1 Megatron-Core all-gathers the tokens the all-to-all delivered over the expert-TP ranks
   and reduce-scatters the experts' output, and each rank keeps the gathered inputs; the expert
   GEMMs' FLOPs are those of etp 1. Every row here runs etp 1 or TP 1, so none moves.
+- **Pipeline runs per step** (`Plan.pipeline_runs`): NeMo AutoModel and torchtitan accumulate
+  gradients over local batches, each one run of the pipeline schedule that fills and drains it;
+  the AutoModel DeepSeek-V3 row at 1,024 GPUs (GA 4) and Kimi K2 (GA 2) idle four and two times
+  as long as one run of all their micro-batches would (Kimi K2: +11.5 % before, +0.7 % now).
 
 ## Likely causes of the residuals
 
@@ -242,9 +246,10 @@ Each effect below is in the time model for every plan that has it, with its sour
   Megatron-Core rows' attention (cuDNN) may run faster than charged, and nothing here says by
   how much. How cuDNN tiles a sliding window is not published either: FlashAttention's tiles
   are charged.
-- **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−10 %) against the same layout at 1,024 GPUs
-  (+3 %): the published 256-GPU run is 16 % faster per GPU with the same work per GPU; the model
-  sees only the larger FSDP group of the 1,024-GPU run. DeepSeek-V3's all-to-alls are charged
+- **NeMo AutoModel DeepSeek-V3 at 256 GPUs** (−12 %) against the same layout at 1,024 GPUs
+  (−3 %): the published 256-GPU run is 16 % faster per GPU with the same work per micro-batch;
+  the model sees the larger FSDP group of the 1,024-GPU run and its four pipeline runs per step
+  (GA 4), which drain the pipeline four times, not enough. DeepSeek-V3's all-to-alls are charged
   with its node-limited routing (4 of 8 expert groups, one group per node of EP 64), as
   Megatron-Core runs it even with force-balanced logits; AutoModel's benchmark gate
   (`FakeBalancedGate`, noise 0) ignores the groups and sends a token to consecutive experts,
