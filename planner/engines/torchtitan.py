@@ -4,8 +4,9 @@ Sections, keys and defaults of torchtitan 0.2.2 (torchtitan/config/job_config.py
 leaves out takes JobConfig's default, as ConfigManager fills it. The data-parallel degrees,
 FSDP, DDP and mixed-precision rules follow distributed/parallel_dims.py, the models' parallelize
 functions and distributed/utils.py `maybe_enable_amp`; batch and gradient accumulation follow
-train.py (global_batch_size -1 = local_batch_size x data-parallel degree); pipeline stages follow
-distributed/pipeline_parallel.py. The model's shape is the job's; a shipped flavor of another
+train.py (global_batch_size -1 = local_batch_size x data-parallel degree; under pipeline
+parallelism each accumulated local batch is one run of the schedule, `Plan.pipeline_runs`);
+pipeline stages follow distributed/pipeline_parallel.py. The model's shape is the job's; a shipped flavor of another
 shape, or a flavor registered by code (experimental.custom_import, which the planner never runs),
 is a warning.
 """
