@@ -20,7 +20,7 @@ from planner.engines.megatron_flags import compare_shapes, launch_arguments, par
 from planner.engines.megatron_models import bridged, pretrain_gpt_gaps, unbuildable
 from planner.engines.rules import fills_chunks
 from planner.engines.shell import read_script
-from planner.model import load_architecture
+from planner.model import architecture_from_config, load_architecture
 from planner.model.presets import list_presets
 from planner.search.space import candidate_plans
 from planner.spec.errors import InputError
@@ -465,6 +465,18 @@ _REFUSED = {
 _BRIDGED = {"gemma-7b", "gemma2-9b", "gemma3-1b", "gpt-oss-20b", "gpt-oss-120b", "minimax-m2"}
 """Of those, the models Megatron-Bridge builds from their Hugging Face checkpoints."""
 _BRIDGE = "; Megatron-Bridge builds it from its Hugging Face checkpoint (megatron-bridge 0.6.2, AutoBridge): launch the plan there"
+
+
+def test_plain_mlps_build_only_with_the_activations_the_flags_name():
+    """pretrain_gpt.py builds an ungated MLP with GELU or squared ReLU (--squared-relu): Arcee's
+    squared ReLU builds, Apertus's xIELU does not and no bridge covers it."""
+    shape = {"vocab_size": 1024, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2}
+    arcee = architecture_from_config({"model_type": "arcee", **shape}, "arcee")
+    assert unbuildable(arcee) is None and "--squared-relu" in model_flags(arcee)[0]
+    apertus = architecture_from_config({"model_type": "apertus", **shape}, "apertus")
+    assert unbuildable(apertus) == ("a xielu MLP (beyond pretrain_gpt.py's flags), and megatron-bridge 0.6.2 has no"
+                                    " bridge for apertus")
 
 
 @pytest.mark.parametrize("name", list_presets())

@@ -225,3 +225,17 @@ def test_dropout_on_each_half_keeps_a_one_byte_mask():
     assert (seed.residual_dropout, off.residual_dropout) == (0.1, 0.0)
     assert _layer(seed, FSDP2) - _layer(off, FSDP2) == 2 * seed.hidden
     assert _layer(seed, engine_traits("torchtitan")) == _layer(off, engine_traits("torchtitan"))
+
+
+def test_xielu_keeps_four_intermediates_and_its_mask():
+    # Apertus's xIELU in Python keeps x, alpha_p·x, expm1's output and that minus x (16-bit, but
+    # alpha_p·x in fp32 under autocast) and the x > 0 mask, where squared ReLU keeps its input.
+    config = {"model_type": "apertus", "vocab_size": 1000, "hidden_size": 256, "intermediate_size": 512,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+    apertus = architecture_from_config(config, "apertus")
+    relu2 = replace(apertus, mlp_activation="relu2")
+    i = apertus.ffn
+    assert _layer(apertus, FSDP2) - _layer(relu2, FSDP2) == (4 * 2 + 1 - 2) * i
+    autocast = "bf16-autocast"
+    assert _layer(apertus, FSDP2, precision=autocast) - _layer(relu2, FSDP2, precision=autocast) \
+        == (3 * 2 + 4 + 1 - 2) * i

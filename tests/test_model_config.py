@@ -167,7 +167,7 @@ def test_unknown_config_is_bad_input_naming_the_supported_types():
     for cfg in ({**LLAMA, "model_type": "mystery"}, {k: v for k, v in LLAMA.items() if k != "model_type"},
                 {**LLAMA, "model_type": "mystery", "architectures": ["MysteryForCausalLM"]}):
         with pytest.raises(InputError, match=r"^model_type: .*no supported family reads these weights "
-                                             r"\(supported model_type: bloom, .*deepseek_v2, .*llama, .*; multimodal,"
+                                             r"\(supported model_type: apertus, arcee, bloom, .*deepseek_v2, .*llama, .*; multimodal,"
                                              r" read as their text decoder: gemma3, .*qwen3_vl, .*read_as: TYPE"):
             architecture_from_config(cfg, "m")
 

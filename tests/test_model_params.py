@@ -321,6 +321,12 @@ SYNTHETIC = [
     ({"model_type": "starcoder2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150,
       "num_hidden_layers": 3, "num_attention_heads": 8, "use_bias": False, "tie_word_embeddings": False,
       "sliding_window": 128}, 217216, 217216),
+    # Arcee: a plain squared-ReLU MLP, biases on every projection; Apertus: per-head q/k norms and
+    # xIELU's two learned scalars per layer (transformers 5.25 counts).
+    ({"model_type": "arcee", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "attention_bias": True, "mlp_bias": True}, 192108, 192108),
+    ({"model_type": "apertus", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 3,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32}, 259974, 259974),
     ({"model_type": "phimoe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40, "num_hidden_layers": 2,
       "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 6, "num_experts_per_tok": 2,
       "attention_bias": True, "lm_head_bias": True}, 247528, 186088),

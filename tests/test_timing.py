@@ -593,6 +593,22 @@ def test_eager_activation_bytes_by_activation_and_engine_fusions():
     assert am.sharded - fused.sharded == (32 + 12 - 6) * units
 
 
+def test_plain_activations_run_as_their_eager_operators():
+    """Squared ReLU is two eager operators (relu, square: 8 bytes per unit against GELU's 4) and
+    Apertus's xIELU in Python twelve (58); Megatron-Core's fused kernels take 4 whatever it is."""
+    from planner.cost.timing import elementwise as elt
+
+    a = gpt(2048, 16, 2)  # plain MLP of 8192 units
+    units = a.ffn
+    relu2, xielu = (dataclasses.replace(a, mlp_activation=name) for name in ("relu2", "xielu"))
+    gelu = elt.layer_bytes(a, 0, "hf", False).sharded
+    assert elt.layer_bytes(relu2, 0, "hf", False).sharded - gelu == (8 - 4) * units
+    assert elt.layer_bytes(xielu, 0, "hf", False).sharded - gelu == (58 - 4) * units
+    assert elt.layer_bytes(xielu, 0, "megatron", False).sharded == elt.layer_bytes(a, 0, "megatron", False).sharded
+    assert elt.layer_kernels(xielu, 0, "hf", None, 1) - elt.layer_kernels(a, 0, "hf", None, 1) == 11
+    assert elt.layer_kernels(xielu, 0, "megatron", None, 1) == elt.layer_kernels(a, 0, "megatron", None, 1)
+
+
 def test_fp8_current_scaling_casts_in_passes_of_their_own():
     from planner.cost.timing import elementwise as elt
 

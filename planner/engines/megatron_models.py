@@ -44,6 +44,7 @@ def pretrain_gpt_gaps(arch: Architecture, windows: tuple[int | None, ...] | None
         (arch.embedding_norm, "an embedding norm"),
         (arch.position not in ("rope", "learned"), f"{arch.position} positions"),
         (arch.gated_mlp and arch.mlp_activation != "silu", f"a gated {arch.mlp_activation} MLP"),
+        (not arch.gated_mlp and not _plain_activation_built(arch.mlp_activation), f"a {arch.mlp_activation} MLP"),
         (biases not in ((True, True, True), (False, False, False), (False, True, False)), "these linear biases"),
         (att.is_mla and att.qkv_bias, "biases on the latent projections"),
         (moe is not None and (moe.expert_bias or moe.router_bias) != arch.mlp_bias, "these expert biases"),
@@ -52,6 +53,12 @@ def pretrain_gpt_gaps(arch: Architecture, windows: tuple[int | None, ...] | None
     ]
     found = [why for bad, why in reasons if bad]
     return ", ".join(found) if found else None
+
+
+def _plain_activation_built(name: str) -> bool:
+    """An ungated MLP activation pretrain_gpt.py's flags build: GELU (its default, `--openai-gelu`
+    for the tanh form) or squared ReLU (`--squared-relu`)."""
+    return name == "relu2" or "gelu" in name
 
 
 def bridged(arch: Architecture) -> bool:

@@ -76,6 +76,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                    "num_local_experts": 256, "num_experts_per_tok": 8, "rotary_dim": None,
                    "partial_rotary_factor": 1.0},
     "bloom": {"tie_word_embeddings": True},
+    "arcee": _LLAMA_DEFAULTS,
+    "apertus": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
+                "attention_bias": False},
     "ernie4_5_moe": {"num_key_value_heads": 4, "head_dim": None, "tie_word_embeddings": True, "use_bias": False,
                      "intermediate_size": 12288, "moe_intermediate_size": 1536, "moe_k": 6, "moe_num_experts": 64,
                      "moe_num_shared_experts": 2, "moe_layer_start_index": 1, "moe_layer_end_index": -1,
@@ -162,6 +165,9 @@ ACTIVATIONS: dict[str, tuple[str | None, str]] = {
     "gpt2": ("activation_function", "gelu_new"),
     "falcon": ("activation", "gelu"),
     "nemotron": ("hidden_act", "relu2"),
+    "arcee": ("hidden_act", "relu2"),
+    # modeling_apertus.py ApertusMLP: `hidden_act` names it, and "xielu" builds XIELUActivation.
+    "apertus": ("hidden_act", "xielu"),
     # modeling_gpt_oss.py GptOssExperts: (up + 1) * gate * sigmoid(1.702 gate), both clamped at 7.
     "gpt_oss": (None, "sigmoid_glu_clamped"),
     # xai-org/grok-1 model.py: gelu(linear(x)) * linear_v(x).
@@ -194,6 +200,7 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "FalconForCausalLM": "falcon", "GptOssForCausalLM": "gpt_oss",
     "Llama4ForCausalLM": "llama4_text", "Grok1ModelForCausalLM": "grok-1",
     "NemotronForCausalLM": "nemotron", "MiniMaxM2ForCausalLM": "minimax_m2",
+    "ArceeForCausalLM": "arcee", "ApertusForCausalLM": "apertus",
     "BloomForCausalLM": "bloom", "Glm4MoeForCausalLM": "glm4_moe", "SeedOssForCausalLM": "seed_oss",
     "SmolLM3ForCausalLM": "smollm3", "Ernie4_5ForCausalLM": "ernie4_5",
     "HunYuanDenseV1ForCausalLM": "hunyuan_v1_dense", "Exaone4ForCausalLM": "exaone4",

@@ -105,6 +105,23 @@ def nemotron(f: Fields, name: str) -> Architecture:
     return decoder(f, name, attn, gated_mlp=False, mlp_bias=f.flag("mlp_bias"), norm="layernorm")
 
 
+def arcee(f: Fields, name: str) -> Architecture:
+    """Arcee AFM (modeling_arcee.py): Llama's attention with `attention_bias` on all four
+    projections, and a plain MLP, up_proj then `hidden_act` (squared ReLU by default) then
+    down_proj, with `mlp_bias`."""
+    attn = attention(f, bias=f.flag("attention_bias"))
+    return decoder(f, name, attn, gated_mlp=False, mlp_bias=f.flag("mlp_bias"))
+
+
+def apertus(f: Fields, name: str) -> Architecture:
+    """Apertus (modeling_apertus.py): Llama's attention with `attention_bias` on all four
+    projections and an RMSNorm over each query and key head; a plain MLP without biases, up_proj
+    then xIELU (two learned scalars per layer, transformers activations.py `XIELUActivation`)
+    then down_proj."""
+    attn = attention(f, bias=f.flag("attention_bias"), qk_norm="head")
+    return decoder(f, name, attn, gated_mlp=False)
+
+
 def starcoder2(f: Fields, name: str) -> Architecture:
     """StarCoder2 (modeling_starcoder2.py): GQA and a plain GELU MLP (c_fc, c_proj) with one
     `use_bias` for every projection; LayerNorm with a bias before each sub-block and at the end;

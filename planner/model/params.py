@@ -136,6 +136,11 @@ def mlp_linears(hidden: int, ffn: int, gated: bool, bias: bool) -> dict[str, tup
     return {**gate, "up_proj": (hidden, ffn, bias), "down_proj": (ffn, hidden, bias)}
 
 
+ACTIVATION_PARAMS = {"xielu": 2}
+"""Learned scalars of an MLP activation: xIELU's alpha_p and alpha_n (transformers activations.py
+`XIELUActivation`; its beta and eps are buffers)."""
+
+
 def _sum_linears(linears: dict[str, tuple[int, int, bool]]) -> int:
     return sum(linear_params(*shape) for shape in linears.values())
 
@@ -162,7 +167,8 @@ def layer_params(arch: Architecture, index: int) -> LayerParams:
     attention = _sum_linears(attention_linears(a, h)) + (a.num_heads if a.sinks else 0)
     norms = arch.norms_per_layer * norm_params(arch, h) + _attention_norm_params(arch)
     if not arch.is_moe_layer(index):
-        dense = _sum_linears(mlp_linears(h, arch.ffn, arch.gated_mlp, arch.mlp_bias))
+        dense = (_sum_linears(mlp_linears(h, arch.ffn, arch.gated_mlp, arch.mlp_bias))
+                 + ACTIVATION_PARAMS.get(arch.mlp_activation, 0))
         return LayerParams(attention=attention, dense_mlp=dense, routed_experts=0,
                            shared_experts=0, router=0, norms=norms)
     moe = arch.moe

@@ -58,6 +58,10 @@ CONFIGS = {
     "phi3": {"model_type": "phi3"},
     "starcoder2": {"model_type": "starcoder2"},
     "nemotron": {"model_type": "nemotron"},
+    "arcee": {"model_type": "arcee"},
+    # xIELU in Python (transformers activations.py): its input, alpha_p·x, expm1's output, that
+    # minus x, and the positive mask.
+    "apertus": {"model_type": "apertus"},
     "gpt_neox": {"model_type": "gpt_neox"},
     # Gemma's RMSNorm and OLMo 2's keep the normalized input in fp32; Gemma 3 and GLM-4-0414 also
     # normalize each half's output (four norms per layer); Gemma 3's and OLMo 2's q/k norms.

@@ -133,6 +133,15 @@ def llama_like(draw, model_type: str):
 
 
 @st.composite
+def apertus(draw):
+    """Apertus: bias on all four attention projections or none; xIELU's two scalars per layer."""
+    config = draw(_decoder("apertus"))
+    _set(draw, config, "attention_bias", FLAG)
+    _set(draw, config, "tie_word_embeddings", FLAG)
+    return config
+
+
+@st.composite
 def mixtral(draw):
     return draw(_experts(draw(_decoder("mixtral")), "num_local_experts"))
 
@@ -441,6 +450,7 @@ FAMILIES = {
     "granitemoeshared": granitemoe("granitemoeshared"), "cohere": cohere("cohere"), "cohere2": cohere("cohere2"),
     "glm4_moe_lite": glm4_moe_lite(), "ministral": ministral(), "ministral3": _decoder("ministral3"),
     "mistral4": mistral4(), "dots1": dots1(), "solar_open": solar_open(), "exaone_moe": exaone_moe(),
+    "arcee": llama_like("arcee"), "apertus": apertus(),
 }
 
 

@@ -437,7 +437,7 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
 
     def swiglu(i: int) -> float:
         product = e * i if _needs_grad(adapted, "down_proj") else 0
-        return (3 * e * i if arch.gated_mlp else e * i) + product
+        return (3 * e * i if arch.gated_mlp else plain_activation_bytes(arch, k) * i) + product
 
     if not moe_layer:
         replicated += 0 if shared_input else inputs(mlp, "gate_up" if arch.gated_mlp else "")
@@ -463,6 +463,17 @@ def _hf_layer_bytes(arch: Architecture, moe_layer: bool, recompute: str, k: Kern
     # A gated shared expert (Qwen2-MoE) keeps its output and the gate's sigmoid for the product's gradient.
     shared = swiglu(moe.shared_ffn) + (e * h + e if moe.shared_expert_gate else 0) if moe.shared_ffn else 0
     return replicated, attention + router + routed + shared
+
+
+def plain_activation_bytes(arch: Architecture, k: Kernels) -> float:
+    """Bytes per FFN unit and token an ungated MLP activation saves: its input (GELU, squared
+    ReLU). xIELU in Python (transformers activations.py `XIELUActivation._xielu_python`, what
+    Apertus runs without the optional CUDA kernel) keeps its input, alpha_p·x, expm1's output and
+    that minus x, e bytes each but alpha_p·x in fp32 under autocast (the fp32 scalar parameter
+    promotes it), and the x > 0 mask of its `where`, one byte (tests/validate/test_hf_activations.py)."""
+    if arch.mlp_activation == "xielu":
+        return 3 * k.act + (4 if k.autocast else k.act) + 1
+    return k.act
 
 
 def inflight_microbatches(plan: Plan, stage: int) -> float:

@@ -200,13 +200,23 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None,
 def _eager_activation_bytes(arch: Architecture) -> float:
     """HBM bytes per FFN unit per token of the MLP activation run as eager operators.
 
-    SwiGLU / GeGLU: act(gate) r2 w2, times up r4 w2; a plain activation r2 w2. gpt-oss's clamped
+    SwiGLU / GeGLU: act(gate) r2 w2, times up r4 w2; a plain activation r2 w2, squared ReLU two
+    of them (transformers activations.py `ReLUSquaredActivation`: relu, square). gpt-oss's clamped
     gate (transformers models/gpt_oss/modeling_gpt_oss.py `GptOssExperts`): gate.clamp r2 w2,
     up.clamp r2 w2, gate * alpha r2 w2, sigmoid r2 w2, gate * sigmoid r4 w2, up + 1 r2 w2,
-    the product r4 w2: 32."""
+    the product r4 w2: 32. xIELU in Python (`XIELUActivation._xielu_python`): x > 0 r2 w1,
+    alpha_p·x r2 w2, times x r4 w2, beta·x twice r2 w2, two adds r4 w2, min(x, eps) r2 w2, expm1
+    r2 w2, minus x r4 w2, times alpha_n r2 w2, where r5 w2: 58."""
     if arch.mlp_activation == "sigmoid_glu_clamped":
         return 32.0
-    return 10.0 if arch.gated_mlp else 4.0
+    if arch.gated_mlp:
+        return 10.0
+    return PLAIN_ACTIVATION_OPS.get(arch.mlp_activation, (4.0, 1))[0]
+
+
+PLAIN_ACTIVATION_OPS: dict[str, tuple[float, int]] = {"relu2": (8.0, 2), "xielu": (58.0, 12)}
+"""Ungated activations run as more than one eager operator: (HBM bytes per FFN unit and token,
+kernels), as `_eager_activation_bytes` counts them; any other: one kernel, r2 w2."""
 
 
 def _ffn_units(arch: Architecture, index: int, passes: int) -> float:
@@ -275,7 +285,8 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: str | Non
     count = arch.norms_per_layer * norm + (4 if eager else 1) + (10 if eager else 1) + 2
     count += 3 if eager else 1  # q, k, v projections (fused QKV in TE)
     if not arch.is_moe_layer(index):
-        count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else 1)
+        plain = PLAIN_ACTIVATION_OPS.get(arch.mlp_activation, (0.0, 1))[1] if eager else 1
+        count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else plain)
         return count + 3 if fp8 == "mxfp8" else count * (1.5 if fp8 else 1.0)
     preprocess = MOE_PREPROCESS_KERNELS if alltoall and not eager else 0
     return count + 8 + preprocess + moe_kernels_after_sync(arch, fp8, local_experts)
