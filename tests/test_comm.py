@@ -403,3 +403,24 @@ def test_expert_tensor_parallelism_gathers_the_delivered_tokens():
     assert gather.group == Group(2, 2, 1) and gather.payload_bytes == 2 * alone.payload_bytes
     # The expert-EP group sits etp apart: etp = 2 spreads the 8 ranks over both nodes.
     assert (alone.group.domains, a2a.group.domains) == (1, 2)
+
+
+def test_fsdp_under_a_pipeline_schedule_syncs_once_per_run():
+    """torch.distributed.pipelining keeps gradient sync and resharding off through a run's
+    backwards and reduces once at its end (EngineTraits.pipeline_deferred_sync): ZeRO-2 and 3
+    reduce-scatter per run, not per micro-batch; ZeRO-3 still re-gathers in each backward where
+    forward resharded."""
+    from planner.cost.comm import dp_traffic
+
+    cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=2,
+                                        inter_node={"nic_gbps": 400, "nics_per_node": 8}))
+    sizes = dict(dense_grads=1e9, expert_grads=0.0, dense_gather=2e9, expert_gather=0.0, grad_bytes=4, layers=8)
+    for zero in (2, 3):
+        plan = Plan(parallel=ParallelDims(pp=4, dp=4), zero=zero, gas=8, framework="torchtitan")
+        per_microbatch = dp_traffic(plan, cluster, **sizes)
+        deferred = dp_traffic(plan, cluster, **sizes, deferred=True)
+        assert [t.op for t in per_microbatch.microbatch_backward][-1] == "reduce_scatter"
+        assert [t.op for t in deferred.step_backward] == ["reduce_scatter"]
+        assert [t.op for t in deferred.step_forward] == ["all_gather"] and deferred.microbatch_forward == ()
+        assert [t.op for t in deferred.microbatch_backward] == (["all_gather"] if zero == 3 else [])
+        assert dp_traffic(plan, cluster, **sizes, deferred=True, regather=False).microbatch_backward == ()

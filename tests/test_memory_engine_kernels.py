@@ -239,3 +239,25 @@ def test_xielu_keeps_four_intermediates_and_its_mask():
     autocast = "bf16-autocast"
     assert _layer(apertus, FSDP2, precision=autocast) - _layer(relu2, FSDP2, precision=autocast) \
         == (3 * 2 + 4 + 1 - 2) * i
+
+
+def test_fsdp_under_a_pipeline_schedule_keeps_gradients_and_layers_unsharded_through_the_run():
+    """torchtitan with PP: every backward of a run accumulates its gradients unsharded, in the
+    reduce dtype, and nothing reshards until the run ends (planner/cost/engine.py
+    `pipeline_deferred_sync`); without PP, or on Megatron-Core, the gradients stay sharded."""
+    from planner.cost.memory import estimate_memory
+
+    arch = load_architecture("llama3-8b")
+    cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=1))
+    titan = engine_traits("torchtitan")
+    w = Workload(arch=arch, training="pretrain", seq_len=4096, global_batch=64, engine=titan)
+    piped = Plan(parallel=ParallelDims(pp=2, dp=4), zero=3, recompute="full", mbs=1, gas=16, precision="bf16",
+                 framework="torchtitan")
+    (first, _), flat = estimate_memory(piped, w, cluster), estimate_memory(piped.with_(pp=1, dp=8, gas=8), w, cluster)
+    # fp32 parameters sharded over dp 4, fp32 gradients of the whole stage: four times as many bytes.
+    assert abs(first.detail["gradients"] - 4 * first.detail["weights"]) <= 4
+    assert "fsdp_unsharded_layers" in first.detail and "zero3_gathered_layers" not in first.detail
+    assert flat[0].detail["gradients"] == flat[0].detail["weights"] and "zero3_gathered_layers" in flat[0].detail
+    off = replace(titan, pipeline_deferred_sync=False)
+    (kept, _) = estimate_memory(piped, replace(w, engine=off), cluster)
+    assert abs(kept.detail["gradients"] - first.detail["gradients"] / 4) <= 1

@@ -151,9 +151,11 @@ def _traits(row: dict, arch=None) -> EngineTraits:
         # RoPE (BackendConfig.rope_fusion), a compiled fp32 RMSNorm and, in the DeepEP experts,
         # Megatron-Core's fused weighted SwiGLU (planner/cost/engine.py cites the source); its
         # experts dispatch through DeepEP, which sends a token once per remote node; its recipe
-        # frees the model's output before backward (planner/cost/engine.py cites the source).
+        # frees the model's output before backward, and its pipeline stages reduce their
+        # gradients once the run's backwards are done (planner/cost/engine.py cites the sources).
         traits = replace(traits, fused_rope=True, fused_norm=True, fused_moe_activation=True,
-                         moe_dispatch="deduplicated", output_freed_before_backward=True, transformers_modules=False)
+                         moe_dispatch="deduplicated", output_freed_before_backward=True, transformers_modules=False,
+                         pipeline_deferred_sync=True)
         if arch is not None and arch.moe is not None:
             # Its MoE parallelizer keeps every block gathered after forward (planner/cost/engine.py).
             traits = replace(traits, reshard_after_forward=False)

@@ -240,7 +240,8 @@ class DPTraffic:
 
 def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads: float,
                dense_gather: float, expert_gather: float, grad_bytes: float,
-               layers: int = 1, gathers_per_layer: float = 1, reduces_per_layer: float = 1) -> DPTraffic:
+               layers: int = 1, gathers_per_layer: float = 1, reduces_per_layer: float = 1,
+               deferred: bool = False, regather: bool = True) -> DPTraffic:
     """Gradient and parameter collectives of one GPU over its data-parallel groups ([ZERO]; methodology §5.3).
 
     `*_grads`: trainable parameters this GPU holds (dense ones reduce over dp × cp, experts over
@@ -260,6 +261,10 @@ def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads
     framework that gathers a layer's parameters as one flat buffer (FSDP units, Megatron), the
     number of parameter tensors for DeepSpeed's per-parameter fetch (`deepspeed_zero3_tensors`):
     the bytes split over more collectives, each paying the group's full latency.
+    `deferred` (FSDP under torch.distributed.pipelining, EngineTraits.pipeline_deferred_sync):
+    ZeRO-2/3 reduce-scatter once per run after its last backward and gather once before its
+    first forward; ZeRO-3 gathers again in each micro-batch's backward where the engine reshards
+    after forward (`regather`), since nothing reshards after a backward until the run ends.
     """
     dense, expert = group_placement(plan, "dp_cp", cluster), group_placement(plan, "edp", cluster)
     zero3 = plan.zero == 3
@@ -276,8 +281,10 @@ def dp_traffic(plan: Plan, cluster: Cluster, *, dense_grads: float, expert_grads
     if plan.zero == 0:
         return DPTraffic(both("all_reduce", dense_grads * grad_bytes, expert_grads * grad_bytes, 1),
                          none, none, none)
-    if plan.zero == 1 or (plan.zero == 2 and plan.gas == 1):
+    if plan.zero == 1 or (plan.zero == 2 and (plan.gas == 1 or deferred)):
         return DPTraffic(reduce_, gather, none, none)
+    if deferred:
+        return DPTraffic(reduce_, gather, none, gather if regather else none)
     if plan.zero == 2:
         return DPTraffic(none, gather, none, reduce_)
     return DPTraffic(none, none, gather, gather + reduce_)

@@ -9,10 +9,13 @@ were first written for (tests/test_engines.py holds the megatron profile equal t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from planner.model.architecture import Architecture
 from planner.model.frozen import hash_once
+
+if TYPE_CHECKING:
+    from planner.cost.plan import Plan
 
 KernelFamily = Literal["megatron", "hf", "deepspeed"]
 KERNEL_FAMILIES: tuple[KernelFamily, ...] = ("megatron", "hf", "deepspeed")
@@ -118,6 +121,14 @@ class EngineTraits:
     schedules.py), as torchtitan calls it. False: once per optimizer step (Megatron-Core,
     DeepSpeed; NeMo AutoModel patches the stage's backward to sync only before the optimizer
     step, nemo_automodel components/moe/fsdp_mixin.py)."""
+    pipeline_deferred_sync: bool = False
+    """Under pipeline parallelism, FSDP reduce-scatters the gradients and reshards the parameters
+    only after a run's last backward: torch.distributed.pipelining runs every backward with
+    `requires_gradient_sync` and `reshard_after_backward` off (stage.py `backward_maybe_with_nosync`)
+    and post_backward once (`perform_reduce_grad`, the schedule's REDUCE_GRAD). Meanwhile the
+    gradients accumulate unsharded in the reduce dtype (FSDPParam `to_accumulated_grad_if_needed`)
+    and the gathered parameters stay. torchtitan; NeMo AutoModel patches its stages the same way
+    (nemo_automodel components/moe/fsdp_mixin.py `patched_backward_maybe_with_nosync`)."""
     reshard_after_forward: bool = True
     """FSDP2 (`zero3_gather` fsdp2) frees each layer's gathered parameters after its forward and
     gathers them again for backward. False: every layer's parameters stay gathered from its
@@ -141,3 +152,9 @@ def expert_passes(arch: Architecture, transformers_modules: bool) -> int:
     if transformers_modules and arch.family in DENSE_EXPERT_FAMILIES:
         return arch.moe.num_experts
     return arch.moe.top_k
+
+
+def deferred_sync(plan: Plan, engine: EngineTraits) -> bool:
+    """The plan's FSDP (ZeRO-2/3) gradients and gathers wait for the end of each pipeline run
+    (EngineTraits.pipeline_deferred_sync)."""
+    return engine.pipeline_deferred_sync and plan.parallel.pp > 1 and plan.zero >= 2

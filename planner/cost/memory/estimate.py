@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from planner.cost.cluster import Cluster
+from planner.cost.engine import deferred_sync
 from planner.cost.memory.activations import tokens_per_gpu
 from planner.cost.memory.kernels import kernels
 from planner.cost.memory.phases import activation_key, peak_phase
@@ -82,6 +83,7 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     expert_dp_shard = plan.expert_dp
     tokens = tokens_per_gpu(plan, workload)
     act_key = activation_key(plan, workload)  # the activations' memo key, the same for every stage
+    deferred = deferred_sync(plan, engine)
     stages = []
     for shard in stage_shards(plan, arch, only_stages):
         trainable, frozen, quantized = frozen_and_trainable(plan, workload, shard)
@@ -106,9 +108,12 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
 
         # ZeRO-1 shards optimizer states and master weights, ZeRO-2 gradients too, ZeRO-3 weights
         # (frozen base weights included: DeepSpeed ZeRO-3 and FSDP shard every parameter).
+        # FSDP under a pipeline schedule accumulates every micro-batch's gradients unsharded, in
+        # the reduce dtype, until the run's last backward (EngineTraits.pipeline_deferred_sync).
+        gradients = grad_b * (dense_trainable + expert_trainable) if deferred else sharded(grad_b, 2)
         terms = {
             "weights": sharded(weight_b, 3) + (frozen_bytes / dp_shard if plan.zero == 3 else frozen_bytes),
-            "gradients": sharded(grad_b, 2),
+            "gradients": gradients,
             "fp32_gradient_copy": deepspeed_fp32_grads(plan, sharded(fp32_grad_b, 1), fp32_grad_b),
             "optimizer_states": sharded(opt_b, 1),
             "master_weights": sharded(master_b, 1),

@@ -2,6 +2,7 @@
 and the runtime of the process (CUDA context, GEMM workspaces, NCCL buffers, allocator fragmentation)."""
 from __future__ import annotations
 
+from planner.cost.engine import deferred_sync
 from planner.cost.memory.kernels import Kernels
 from planner.cost.memory.states import MIXED
 from planner.cost.plan import Plan
@@ -154,9 +155,10 @@ def _own_buffers(plan: Plan, workload: Workload, shard: StageShard, weight_b: fl
             root += arch.vocab * arch.hidden
         if shard.stage == plan.parallel.pp - 1:
             root += output_params(arch)
-        if not workload.engine.reshard_after_forward:
-            # Every layer stays gathered until its backward: the dense parameters whole (tp aside),
-            # the experts in their EP share when FSDP shards them beyond EP (ep < dp).
+        if not workload.engine.reshard_after_forward or deferred_sync(plan, workload.engine):
+            # Every layer stays gathered until its backward (or, under a pipeline schedule that
+            # defers resharding, until the run ends): the dense parameters whole (tp aside), the
+            # experts in their EP share when FSDP shards them beyond EP (ep < dp).
             kept = 0.0
             for i in layers:
                 p = layer_params(arch, i)

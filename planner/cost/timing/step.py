@@ -22,6 +22,7 @@ from planner.cost.comm import (
     total_wire_bytes,
     tp_traffic,
 )
+from planner.cost.engine import deferred_sync
 from planner.cost.memory import layer_activation_bytes_per_token, workload_state_bytes
 from planner.cost.plan import Plan, PlanError
 from planner.cost.precisions import FP8_PRECISIONS
@@ -283,7 +284,9 @@ def _fresh_data_parallel(plan: Plan, workload: Workload, cluster: Cluster, shard
     dp: DPTraffic = dp_traffic(plan, cluster, dense_grads=dense, expert_grads=expert,
                                dense_gather=dense_gather, expert_gather=expert_gather,
                                grad_bytes=grad_b, layers=layers, gathers_per_layer=per_layer_collectives[0],
-                               reduces_per_layer=per_layer_collectives[1])
+                               reduces_per_layer=per_layer_collectives[1],
+                               deferred=deferred_sync(plan, workload.engine),
+                               regather=workload.engine.reshard_after_forward)
     synchronized = deepspeed3 and workload.engine.release == "0.3"
     if synchronized:
         # DeepSpeed 0.3 ZeRO-3 (calibration.DEEPSPEED_ZERO3): per-tensor collectives, each behind a

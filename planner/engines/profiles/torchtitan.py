@@ -31,6 +31,7 @@ TRAITS = EngineTraits(
     name="torchtitan", kernels="hf", fp32_parameters=True, fp32_grad_accumulation=False, fp32_gradient_copy=False,
     persistent_gradients=False, optimizer_step_copy=False, zero3_gather="fsdp2", zero3_per_tensor=False,
     offload_gradients="with_params", output_freed_before_backward=True, step_collectives_per_run=True,
+    pipeline_deferred_sync=True,
 )
 
 
