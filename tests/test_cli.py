@@ -10,6 +10,7 @@ from conftest import EXAMPLES
 from typer.testing import CliRunner
 
 from planner.cli.app import app
+from planner.cost.plan import PLAN_KEYS as CONSTRAINT_KEYS
 
 runner = CliRunner()
 CLUSTERS, JOBS = EXAMPLES / "clusters", EXAMPLES / "jobs"
@@ -221,3 +222,28 @@ def test_estimate_names_transformer_engines_cached_fp8_weights(write_yaml):
     assert gathered.exit_code == 0 and "cached fp8 copy" not in gathered.stdout
     _, doc = run_json("estimate", cluster, job, "--plan", "tp=1,pp=1,zero=1,mbs=1,recompute=full")
     assert doc["fp8_param_gather"] is True
+
+
+_CONSTRAINT_VALUES = {"sp": True, "recompute": "full", "quant": "none", "precision": "bf16", "offload": "none",
+                      "optimizer": "adamw", "moment_dtype": "fp32", "fp8_param_gather": False}
+
+
+@pytest.mark.parametrize("key", [k for k in CONSTRAINT_KEYS if k != "framework"])
+def test_a_constraint_on_any_plan_key_is_searched_or_refused_by_name(tmp_path, key):
+    """Every plan key takes a constraint (a list, or bounds where it counts) and the search answers,
+    or the job file is bad input naming `constraints.<key>`; never an internal error."""
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("gpu: h100_sxm_80gb\ngpus_per_node: 2\n")
+    value = _CONSTRAINT_VALUES.get(key, 1)
+    shapes = [json.dumps([value])] + (["{max: 2}", "{min: 1}"] if isinstance(value, int) and value is not True
+                                      else [])
+    for engine in ("megatron", "torchtitan"):
+        for shape in shapes:
+            job = tmp_path / "job.yaml"
+            job.write_text("model: debug-moe\ntraining: pretrain\nseq_len: 256\nglobal_batch: 8\n"
+                           f"constraints:\n  {key}: {shape}\n")
+            result = run("solve", cluster, job, "--framework", engine)
+            assert "internal error" not in result.output, (engine, shape, result.output)
+            assert result.exit_code in (0, 1, 2), (engine, shape, result.output)
+            if result.exit_code == 2:
+                assert f"constraints.{key}" in result.output

@@ -66,3 +66,9 @@ def test_plan_keys_name_every_field_of_a_plan_in_order():
     from planner.spec.plan_keys import PARALLEL_KEYS
     assert PARALLEL_KEYS == tuple(f.name for f in fields(ParallelDims))
     assert PLAN_KEYS == PARALLEL_KEYS + tuple(f.name for f in fields(Plan) if f.name != "parallel")
+
+
+def test_a_constraint_on_expert_tp_reads_the_degree_the_experts_run_at():
+    plan = Plan(parallel=ParallelDims(tp=2, dp=4))
+    assert (plan.constraint_value("etp"), plan.with_(etp=1).constraint_value("etp")) == (2, 1)
+    assert plan.constraint_value("tp") == 2 and plan.constraint_value("pipeline_runs") == 1

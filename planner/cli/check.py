@@ -89,7 +89,7 @@ def nearest_plans(job: FrameworkJob, inputs: Inputs, top: int) -> list[Evaluatio
     from planner.search.space import candidate_plans  # the search loads only for a file that does not fit
     found = []
     for plan in candidate_plans(job.workload, inputs.cluster, defaults, limits):
-        if plan != user and all(c.allows(getattr(plan, k)) for k, c in limits.items()) \
+        if plan != user and all(c.allows(plan.constraint_value(k)) for k, c in limits.items()) \
                 and not _PROBLEMS[job.framework](plan, job.workload):
             ev = evaluate(plan, job.workload, inputs.cluster)
             if ev.fits:

@@ -180,6 +180,11 @@ class Plan:
         p = self.parallel
         return max(1, (p.tp * p.dp * p.cp) // (p.ep * self.expert_tp))
 
+    def constraint_value(self, key: str):
+        """The value a job's constraint on plan key `key` reads: the key's own, but expert TP as
+        it runs (`expert_tp`: tp where etp is unset)."""
+        return self.expert_tp if key == "etp" else getattr(self, key)
+
     def recomputes(self, module: str) -> bool:
         """Whether selective recompute covers `module` (a name of RECOMPUTE_MODULES)."""
         if self.recompute != "selective":

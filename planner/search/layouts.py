@@ -100,7 +100,7 @@ class Layout:
 
 
 def plan_values(plan: Plan) -> dict[str, object]:
-    return {key: getattr(plan, key) for key in PLAN_KEYS}
+    return {key: plan.constraint_value(key) for key in PLAN_KEYS}
 
 
 @lru_cache(maxsize=1024)

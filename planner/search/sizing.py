@@ -66,7 +66,7 @@ def sizing_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults, co
     """The legal plans within the constraints whose fit decides a size: the most sharded first
     (offload, ZeRO stage, recompute, micro-batch, model-parallel ranks), or every plan."""
     plans = [p for p in candidate_plans(workload, cluster, defaults, constraints, least_memory=most_sharded)
-             if all(c.allows(getattr(p, k)) for k, c in constraints.items() if k not in STAGE_KEYS)]
+             if all(c.allows(p.constraint_value(k)) for k, c in constraints.items() if k not in STAGE_KEYS)]
     if most_sharded:
         plans.sort(key=lambda p: (-OFFLOAD_CHOICES.index(p.offload), -p.zero, _RECOMPUTE_MEMORY[p.recompute], p.mbs,
                                   -p.parallel.tp * p.parallel.pp))

@@ -90,9 +90,10 @@ def load_cluster(path: str | Path) -> ClusterSpec:
 
 
 _INT_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gas", "lora_rank", "etp", "first_stage_layers",
-             "last_stage_layers", "recompute_layers")
+             "last_stage_layers", "recompute_layers", "offload_activation_layers", "pipeline_runs")
 """Plan keys whose values are counts: at least 1 (0 for a LoRA rank, where 0 means no adapters,
-and for layers recomputed), at most MAX_BOUND."""
+for layers recomputed and for layers whose activations are offloaded), at most MAX_BOUND."""
+_ZERO_ALLOWED = ("lora_rank", "recompute_layers", "offload_activation_layers")
 _CHOICES = {
     "zero": (0, 1, 2, 3),
     "recompute": RECOMPUTE_POLICIES,
@@ -123,8 +124,14 @@ def _check_constraints(spec: JobSpec, file: str) -> None:
             raise InputError(f"not a plan key{did_you_mean(key, PLAN_KEYS)}; valid keys: {', '.join(PLAN_KEYS)}",
                              file=file, field=field)
         values = constraint.values or ()
+        if key == "recompute_modules":
+            # A list per value, and not a key the search varies: selective recompute there is
+            # Megatron's default, the attention core.
+            raise InputError("not a constraint: the search recomputes the attention core under `recompute:"
+                             " selective`; name the modules of one plan with `planner estimate --plan"
+                             " recompute=selective,recompute_modules=layernorm/moe_act`", file=file, field=field)
         if key in _INT_KEYS:
-            low = 0 if key in ("lora_rank", "recompute_layers") else 1
+            low = 0 if key in _ZERO_ALLOWED else 1
             bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= MAX_BOUND]
             if bad:
                 kind = "a positive integer" if low else "an integer >= 0"
