@@ -72,3 +72,6 @@ def test_a_constraint_on_expert_tp_reads_the_degree_the_experts_run_at():
     plan = Plan(parallel=ParallelDims(tp=2, dp=4))
     assert (plan.constraint_value("etp"), plan.with_(etp=1).constraint_value("etp")) == (2, 1)
     assert plan.constraint_value("tp") == 2 and plan.constraint_value("pipeline_runs") == 1
+    from planner.search.layouts import plan_values  # the table's copy, which the search's constraints read
+    for p in (plan, plan.with_(etp=1), plan.with_(pp=2, dp=2, gas=4, pipeline_runs=2)):
+        assert plan_values(p) == {key: p.constraint_value(key) for key in PLAN_KEYS}

@@ -100,7 +100,10 @@ class Layout:
 
 
 def plan_values(plan: Plan) -> dict[str, object]:
-    return {key: plan.constraint_value(key) for key in PLAN_KEYS}
+    """The plan's values as the user's constraints read them (Plan.constraint_value)."""
+    values = {key: getattr(plan, key) for key in PLAN_KEYS}
+    values["etp"] = plan.expert_tp
+    return values
 
 
 @lru_cache(maxsize=1024)
