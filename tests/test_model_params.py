@@ -327,6 +327,12 @@ SYNTHETIC = [
       "num_attention_heads": 4, "num_key_value_heads": 2, "attention_bias": True, "mlp_bias": True}, 192108, 192108),
     ({"model_type": "apertus", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 150, "num_hidden_layers": 3,
       "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32}, 259974, 259974),
+    # OLMoE: whole-projection q/k norms; every layer routes to its experts, no shared one.
+    ({"model_type": "olmoe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 6, "num_experts_per_tok": 2,
+      "attention_bias": True}, 246400, 184960),
+    ({"model_type": "olmoe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40, "num_hidden_layers": 3,
+      "num_attention_heads": 8, "num_experts": 4, "num_experts_per_tok": 1, "tie_word_embeddings": True}, 206912, 137792),
     ({"model_type": "phimoe", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 40, "num_hidden_layers": 2,
       "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 6, "num_experts_per_tok": 2,
       "attention_bias": True, "lm_head_bias": True}, 247528, 186088),

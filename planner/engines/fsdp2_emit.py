@@ -60,7 +60,7 @@ DECODER_LAYERS = {
     "cohere2": "Cohere2DecoderLayer", "glm4_moe_lite": "Glm4MoeLiteDecoderLayer",
     "ministral": "MinistralDecoderLayer", "ministral3": "Ministral3DecoderLayer", "mistral4": "Mistral4DecoderLayer",
     "dots1": "Dots1DecoderLayer", "solar_open": "SolarOpenDecoderLayer", "exaone_moe": "ExaoneMoeDecoderLayer",
-    "arcee": "ArceeDecoderLayer", "apertus": "ApertusDecoderLayer",
+    "arcee": "ArceeDecoderLayer", "apertus": "ApertusDecoderLayer", "olmoe": "OlmoeDecoderLayer",
 }
 """The transformers decoder-layer class of each family the planner reads (`_no_split_modules` of
 its *ForCausalLM in transformers 5.25), which FSDP wraps one at a time."""

@@ -10,6 +10,9 @@ BRIDGE_RELEASE = "megatron-bridge 0.6.2"
 BRIDGE_FAMILIES = frozenset({
     "llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3", "glm4_moe", "gpt_oss",
     "gemma", "gemma2", "gemma3_text", "minimax_m2", "nemotron", "exaone4", "ernie4_5_moe",
+    # OlmoeForCausalLM: models/olmoe/olmoe_bridge.py since megatron-bridge 0.3.1, with its own
+    # attention for the whole-projection q/k norms (OLMoESelfAttention).
+    "olmoe",
 })
 """The planner's families whose transformers classes Megatron-Bridge registers a bridge for
 (megatron-bridge 0.6.2 megatron/bridge/models/*/*_bridge.py, `register_bridge(source=...)`:

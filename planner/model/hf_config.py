@@ -48,7 +48,7 @@ _READERS: dict[str, Callable[[Fields, str], Architecture]] = {
     "seed_oss": hf_dense.seed_oss, "smollm3": hf_dense.smollm3, "ernie4_5": hf_dense.ernie4_5,
     "hunyuan_v1_dense": hf_dense.hunyuan_v1_dense, "exaone4": hf_dense.exaone4,
     "glm": hf_dense.glm, "glm4": hf_dense.glm, "starcoder2": hf_dense.starcoder2, "phimoe": hf_moe.phimoe,
-    "arcee": hf_dense.arcee, "apertus": hf_dense.apertus,
+    "arcee": hf_dense.arcee, "apertus": hf_dense.apertus, "olmoe": hf_moe.olmoe,
     "granitemoe": hf_moe.granitemoe, "granitemoeshared": hf_moe.granitemoe,
     "cohere": hf_dense.cohere, "cohere2": hf_dense.cohere,
     "ernie4_5_moe": hf_moe.ernie4_5_moe, "hunyuan_v1_moe": hf_moe.hunyuan_v1_moe,

@@ -77,6 +77,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                    "partial_rotary_factor": 1.0},
     "bloom": {"tie_word_embeddings": True},
     "arcee": _LLAMA_DEFAULTS,
+    # OlmoeAttention: head_dim is hidden_size / heads whatever the config says (q_norm spans hidden_size).
+    "olmoe": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False, "attention_bias": False,
+              "num_experts": 64, "num_experts_per_tok": 8},
     "apertus": {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
                 "attention_bias": False},
     "ernie4_5_moe": {"num_key_value_heads": 4, "head_dim": None, "tie_word_embeddings": True, "use_bias": False,
@@ -200,7 +203,7 @@ ARCHITECTURE_CLASSES: dict[str, str] = {
     "FalconForCausalLM": "falcon", "GptOssForCausalLM": "gpt_oss",
     "Llama4ForCausalLM": "llama4_text", "Grok1ModelForCausalLM": "grok-1",
     "NemotronForCausalLM": "nemotron", "MiniMaxM2ForCausalLM": "minimax_m2",
-    "ArceeForCausalLM": "arcee", "ApertusForCausalLM": "apertus",
+    "ArceeForCausalLM": "arcee", "ApertusForCausalLM": "apertus", "OlmoeForCausalLM": "olmoe",
     "BloomForCausalLM": "bloom", "Glm4MoeForCausalLM": "glm4_moe", "SeedOssForCausalLM": "seed_oss",
     "SmolLM3ForCausalLM": "smollm3", "Ernie4_5ForCausalLM": "ernie4_5",
     "HunYuanDenseV1ForCausalLM": "hunyuan_v1_dense", "Exaone4ForCausalLM": "exaone4",

@@ -19,6 +19,22 @@ def mixtral(f: Fields, name: str) -> Architecture:
     return decoder(f, name, attention(f), moe=experts)
 
 
+def olmoe(f: Fields, name: str) -> Architecture:
+    """OLMoE (modeling_olmoe.py): OLMo's RMSNorms over the whole query and key projections
+    (q_norm of hidden_size, k_norm of its key/value share), optional biases on all four attention
+    projections (`attention_bias`); every layer routes to `num_experts` SwiGLU experts of
+    `intermediate_size` (fused gate_up) behind a bias-free router, no shared expert. `clip_qkv`
+    clamps values only."""
+    attn = attention(f, bias=f.flag("attention_bias"), qk_norm="projection")
+    if attn.q_dim != f.required("hidden_size"):
+        raise InputError(f"OLMoE's query norm spans hidden_size, so its heads must too: head_dim must be"
+                         f" hidden_size / num_attention_heads = {f.required('hidden_size') // attn.num_heads}",
+                         field="head_dim")
+    experts = moe(f.required("num_hidden_layers"), lambda i: True, num_experts=f.count("num_experts"),
+                  top_k=f.optional_int("num_experts_per_tok"), expert_ffn=f.required("intermediate_size"))
+    return decoder(f, name, attn, moe=experts)
+
+
 def granitemoe(f: Fields, name: str) -> Architecture:
     """Granite 3 MoE (modeling_granitemoe.py) and Granite MoE with a shared expert
     (modeling_granitemoeshared.py): Mixtral's SwiGLU experts (input_linear fused, output_linear)

@@ -79,6 +79,9 @@ CONFIGS = {
     "cohere": {"model_type": "cohere", "use_qk_norm": False},
     "cohere2": {"model_type": "cohere2"},
     "qwen3_moe": {"model_type": "qwen3_moe", "num_experts": 8, **_EXPERTS},
+    # OLMoE: whole-projection q/k norms before its experts (head_dim: hidden / heads, as it requires).
+    "olmoe": {"model_type": "olmoe", "num_experts": 8, "head_dim": 64, "intermediate_size": 96,
+              "num_experts_per_tok": 2},
     # Qwen2-MoE's gated shared expert keeps its output for the gate.
     "qwen2_moe": {"model_type": "qwen2_moe", "num_experts": 8, "shared_expert_intermediate_size": 64, **_EXPERTS},
     "mixtral": {"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2},

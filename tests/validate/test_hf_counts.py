@@ -142,6 +142,15 @@ def apertus(draw):
 
 
 @st.composite
+def olmoe(draw):
+    """OLMoE: hidden / heads per head (its q norm spans hidden_size), optional attention biases."""
+    config = draw(_experts(draw(_decoder("olmoe", head_dim=False)), "num_experts"))
+    _set(draw, config, "attention_bias", FLAG)
+    _set(draw, config, "tie_word_embeddings", FLAG)
+    return config
+
+
+@st.composite
 def mixtral(draw):
     return draw(_experts(draw(_decoder("mixtral")), "num_local_experts"))
 
@@ -450,7 +459,7 @@ FAMILIES = {
     "granitemoeshared": granitemoe("granitemoeshared"), "cohere": cohere("cohere"), "cohere2": cohere("cohere2"),
     "glm4_moe_lite": glm4_moe_lite(), "ministral": ministral(), "ministral3": _decoder("ministral3"),
     "mistral4": mistral4(), "dots1": dots1(), "solar_open": solar_open(), "exaone_moe": exaone_moe(),
-    "arcee": llama_like("arcee"), "apertus": apertus(),
+    "arcee": llama_like("arcee"), "apertus": apertus(), "olmoe": olmoe(),
 }
 
 
