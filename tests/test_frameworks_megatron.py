@@ -106,6 +106,18 @@ def test_llama3_8b_example(llama):
                                                                  " time: --use-mcore-models, --transformer-impl")
 
 
+def test_tp_comm_overlap_is_read_as_not_modelled(llama, tmp_path):
+    """Transformer Engine's userbuffers hide TP communication the planner charges exposed: the check
+    says so instead of listing the flag among those with no effect."""
+    script = (EXAMPLES / "megatron" / "llama3-8b-pretrain.sh").read_text()
+    path = tmp_path / "train.sh"
+    path.write_text(script.replace("--use-mcore-models", "--use-mcore-models\n    --tp-comm-overlap", 1))
+    _, job = parse_megatron(path, llama)
+    assert job.warnings[0].startswith("--tp-comm-overlap: overlaps the tensor-parallel all-gathers and"
+                                      " reduce-scatters with the GEMMs")
+    assert "--tp-comm-overlap" not in job.warnings[-1]
+
+
 def test_mixtral_example_with_expert_parallelism():
     inputs = load_inputs(CLUSTER_64, EXAMPLES / "jobs" / "mixtral-8x7b-pretrain.yaml")
     _, job = parse_megatron(EXAMPLES / "megatron" / "mixtral-8x7b-ep.sh", inputs)

@@ -58,7 +58,7 @@ use-flash-attn attention-softmax-in-fp32 accumulate-allreduce-grads-in-fp32 no-m
 no-bias-gelu-fusion no-bias-swiglu-fusion no-bias-dropout-fusion no-rope-fusion no-gradient-accumulation-fusion
 cross-entropy-loss-fusion cross-entropy-fusion-impl overlap-grad-reduce overlap-param-gather
 overlap-param-gather-with-optimizer-step align-grad-reduce align-param-gather ddp-bucket-size
-ddp-average-in-collective tp-comm-overlap manual-gc manual-gc-interval check-for-nan-in-loss-and-grad
+ddp-average-in-collective manual-gc manual-gc-interval check-for-nan-in-loss-and-grad
 no-check-for-nan-in-loss-and-grad calculate-per-token-loss profile profile-step-start profile-step-end
 profile-ranks use-pytorch-profiler loss-scale initial-loss-scale min-loss-scale loss-scale-window hysteresis
 no-store-param-remainders
@@ -87,6 +87,9 @@ NOT_MODELLED = {
                          " keeps them on the GPU (activations over-estimated)",
     "microbatch-group-size-per-virtual-pipeline-stage": "changes the interleaved schedule's micro-batches in"
                                                         " flight; the planner models Megatron's default",
+    "tp-comm-overlap": "overlaps the tensor-parallel all-gathers and reduce-scatters with the GEMMs"
+                       " (Transformer Engine userbuffers); the planner charges them exposed (step time"
+                       " over-estimated by up to the plan's TP share)",
     "first-last-layers-bf16": "runs the first and last layers in bf16 under fp8; time counted as fp8",
     "num-layers-at-start-in-bf16": "runs some layers in bf16 under fp8; time counted as fp8",
     "num-layers-at-end-in-bf16": "runs some layers in bf16 under fp8; time counted as fp8",
