@@ -129,7 +129,7 @@ def _interleaved_batches(plan: Plan, workload: Workload, cluster: Cluster) -> li
     runs = plan.pipeline_runs
     if par.vpp <= 1 or runs < 1 or plan.gas % runs or plan.microbatches_per_run % par.pp == 0:
         return []  # runs that do not divide the step: _pipeline_runs says so
-    if plan.pipeline_runs > 1:
+    if runs > 1:
         return [f"micro-batches per pipeline run ({plan.microbatches_per_run}) must be a multiple of pp ({par.pp})"
                 " to interleave"]
     return [f"micro-batches per step ({plan.gas}) must be a multiple of pp ({par.pp}) to interleave"]

@@ -211,12 +211,17 @@ def _eager_activation_bytes(arch: Architecture) -> float:
         return 32.0
     if arch.gated_mlp:
         return 10.0
-    return PLAIN_ACTIVATION_OPS.get(arch.mlp_activation, (4.0, 1))[0]
+    return _plain_activation_ops(arch)[0]
 
 
 PLAIN_ACTIVATION_OPS: dict[str, tuple[float, int]] = {"relu2": (8.0, 2), "xielu": (58.0, 12)}
 """Ungated activations run as more than one eager operator: (HBM bytes per FFN unit and token,
 kernels), as `_eager_activation_bytes` counts them; any other: one kernel, r2 w2."""
+
+
+def _plain_activation_ops(arch: Architecture) -> tuple[float, int]:
+    """(bytes per FFN unit, kernels) of the model's ungated activation run eagerly."""
+    return PLAIN_ACTIVATION_OPS.get(arch.mlp_activation, (4.0, 1))
 
 
 def _ffn_units(arch: Architecture, index: int, passes: int) -> float:
@@ -285,7 +290,7 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: str | Non
     count = arch.norms_per_layer * norm + (4 if eager else 1) + (10 if eager else 1) + 2
     count += 3 if eager else 1  # q, k, v projections (fused QKV in TE)
     if not arch.is_moe_layer(index):
-        plain = PLAIN_ACTIVATION_OPS.get(arch.mlp_activation, (0.0, 1))[1] if eager else 1
+        plain = _plain_activation_ops(arch)[1] if eager else 1
         count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else plain)
         return count + 3 if fp8 == "mxfp8" else count * (1.5 if fp8 else 1.0)
     preprocess = MOE_PREPROCESS_KERNELS if alltoall and not eager else 0
