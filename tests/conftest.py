@@ -31,9 +31,9 @@ EXAMPLES = ROOT / "examples"
 
 
 def space_gpu(job: dict) -> str:
-    """The GPU of the engines' round-trip spaces: an H100, or a B200 for the jobs in mxfp8, which
-    only block-scaling tensor cores run."""
-    return "b200_hgx" if job.get("precision") == "mxfp8" else "h100_sxm_80gb"
+    """The GPU of the engines' round-trip spaces: an H100, or a B200 for the jobs in mxfp8 or nvfp4,
+    which only block-scaling tensor cores run."""
+    return "b200_hgx" if job.get("precision") in ("mxfp8", "nvfp4") else "h100_sxm_80gb"
 
 
 @pytest.fixture

@@ -316,6 +316,7 @@ _JOBS = {
     "moe": ({"model": "debug-moe", "seq_len": 256, "global_batch": 16}, {"ep": [1, 2, 4, 8]}),
     # Dense: megatron-core's config checks Transformer Engine's version for fp8 MoE (validate suite).
     "blackwell": ({"model": "debug", "seq_len": 512, "global_batch": 32, "precision": "mxfp8"}, {"cp": [1, 2]}),
+    "fp4": ({"model": "debug", "seq_len": 512, "global_batch": 32, "precision": "nvfp4"}, {"cp": [1, 2]}),
 }
 
 

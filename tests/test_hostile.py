@@ -157,6 +157,7 @@ BAD_JOBS = [
     ({**JOB, "tokens": math.inf}, "tokens: inf is not a finite number"),
     ({**JOB, "tokens": "1e400"}, "tokens: the number in '1e400' must be a finite number"),
     ({**JOB, "precision": "mxfp8"}, "precision: h100_sxm_80gb has no mxfp8"),
+    ({**JOB, "precision": "nvfp4"}, "precision: h100_sxm_80gb has no nvfp4"),
 ]
 
 
@@ -458,7 +459,7 @@ FIELDS = {
                            st.fixed_dictionaries({k: st.one_of(st.just(v), numbers) for k, v in TINY_LLAMA.items()})),
         "training": st.sampled_from(["pretrain", "full", "lora", "qlora", "x"]),
         "seq_len": numbers, "global_batch": numbers,
-        "precision": st.sampled_from(["bf16", "fp16", "fp8", "fp32", "mxfp8", "bf17"]),
+        "precision": st.sampled_from(["bf16", "fp16", "fp8", "fp32", "mxfp8", "nvfp4", "bf17"]),
         "optimizer": st.sampled_from(["adamw", "sgd", "lion"]), "lora": values, "trainable": values,
         "quant": st.sampled_from(["none", "nf4", "x"]), "tokens": scalars,
         "constraints": st.dictionaries(st.sampled_from(["tp", "pp", "zero", "precision", "first_stage_layers",

@@ -95,5 +95,5 @@ def test_mxfp8_jobs_load_where_the_tensor_cores_scale_blocks(tmp_path, gpu):
 
 
 def test_plan_spec_names_every_precision_on_a_typo(inputs):
-    with pytest.raises(InputError, match="precision='mxfp4': valid: bf16, fp16, fp8, mxfp8, fp32"):
+    with pytest.raises(InputError, match="precision='mxfp4': valid: bf16, fp16, fp8, mxfp8, nvfp4, fp32"):
         parse_plan_spec("precision=mxfp4", inputs)

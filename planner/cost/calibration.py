@@ -153,12 +153,13 @@ def mamf_fraction(gpu_id: str, dtype: str) -> float:
     fp8 without a published figure falls back to the bf16 fraction; fp16/fp32(tf32) use bf16's.
     mxfp8 takes fp8's: the same tensor-core instructions at the same rate, the block scales read
     in the GEMM itself (tcgen05.mma kind::mxf8f6f4; no MAMF sweep of block-scaled GEMMs is
-    published).
+    published). nvfp4 takes fp8's fraction of its own (twice as high) peak: an assumption, no
+    MAMF sweep of fp4 GEMMs is published either.
     """
     for prefix in sorted(MAMF_FRACTION, key=len, reverse=True):
         if gpu_id.startswith(prefix):
             table = MAMF_FRACTION[prefix]
-            if dtype == "mxfp8":
+            if dtype in ("mxfp8", "nvfp4"):
                 dtype = "fp8"
             return table.get(dtype, table["bf16"])
     return DEFAULT_MAMF_FRACTION

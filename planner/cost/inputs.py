@@ -112,6 +112,9 @@ def _check_precision(precision: str, gpu: Accelerator | None, job_file: str | No
         if precision == "mxfp8" and not gpu.supports("mxfp8"):
             raise fail(f"{gpu.id} has no mxfp8 (block-scaled fp8) tensor cores;"
                        f" use {'fp8' if gpu.supports('fp8') else 'bf16'}")
+        if precision == "nvfp4" and not gpu.supports("nvfp4"):
+            fallback = next(p for p in ("mxfp8", "fp8", "bf16") if p == "bf16" or gpu.supports(p))
+            raise fail(f"{gpu.id} has no nvfp4 (block-scaled fp4) tensor cores; use {fallback}")
         if precision.startswith("bf16") and not gpu.supports("bf16"):
             raise fail(f"{gpu.id} has no bf16 support; use fp16")
         missing = missing_peak(precision, gpu)

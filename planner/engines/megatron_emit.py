@@ -134,10 +134,12 @@ def plan_flags(plan: Plan, workload: Workload) -> tuple[list[str], list[str], li
     # fp8: current (per-tensor) scaling, the recipe the time model charges (precisions.py) and
     # Megatron-Bridge's bf16_with_fp8_current_scaling_mixed runs; Megatron-LM's default recipe is
     # delayed scaling (transformer_config.py `fp8_recipe`). MXFP8: e4m3 for every tensor,
-    # Transformer Engine's MXFP8BlockScaling (megatron/core/fp8_utils.py `get_fp8_recipe`).
+    # Transformer Engine's MXFP8BlockScaling (megatron/core/fp8_utils.py `get_fp8_recipe`). NVFP4:
+    # e2m1 with Transformer Engine's NVFP4BlockScaling (megatron/core/fp4_utils.py `get_fp4_recipe`).
     training += {"bf16": ["--bf16"], "fp16": ["--fp16"],
                  "fp8": ["--bf16", "--fp8-format hybrid", "--fp8-recipe tensorwise"],
-                 "mxfp8": ["--bf16", "--fp8-format e4m3", "--fp8-recipe mxfp8"], "fp32": []
+                 "mxfp8": ["--bf16", "--fp8-format e4m3", "--fp8-recipe mxfp8"],
+                 "nvfp4": ["--bf16", "--fp4-format e2m1", "--fp4-recipe nvfp4"], "fp32": []
                  }[plan.precision]
     if plan.fp8_param_gather:
         training.append("--fp8-param-gather")  # fp8 parameters, gathered in 8 bits (rules.engine_defaults)

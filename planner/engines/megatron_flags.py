@@ -93,6 +93,8 @@ NOT_MODELLED = {
     "first-last-layers-bf16": "runs the first and last layers in bf16 under fp8; time counted as fp8",
     "num-layers-at-start-in-bf16": "runs some layers in bf16 under fp8; time counted as fp8",
     "num-layers-at-end-in-bf16": "runs some layers in bf16 under fp8; time counted as fp8",
+    "fp4-param-gather": "keeps the parameters in fp4 and gathers them so; the planner counts 16-bit parameters"
+                        " and gathers (memory and DP traffic over-estimated)",
 }
 
 

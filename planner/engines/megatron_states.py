@@ -9,7 +9,7 @@ megatron/core/optimizer/optimizer_config.py and distrib_optimizer.py (precision-
 from __future__ import annotations
 
 from planner.cost.memory.states import BF16_PARAMETERS
-from planner.cost.precisions import FP8_PRECISIONS
+from planner.cost.precisions import QUANTIZED_PRECISIONS
 from planner.cost.workload import StateDtypes
 from planner.engines.megatron_flags import FlagReader
 
@@ -55,6 +55,16 @@ def precision(r: FlagReader) -> str:
     if bf16 and fp16:
         raise r.error("fp16", "cannot be combined with --bf16 (validate_args)")
     fp8 = r.choice("fp8-format", ("e4m3", "hybrid"))
+    fp4 = r.choice("fp4-format", ("e2m1",))
+    if fp4:
+        # Megatron-Core runs fp4 through Transformer Engine's NVFP4BlockScaling recipe
+        # (megatron/core/fp4_utils.py `get_fp4_recipe`), one or the other of fp8 and fp4
+        # (transformer_config.py __post_init__).
+        if fp8:
+            raise r.error("fp4-format", "cannot be combined with --fp8-format (transformer_config.py)")
+        if r.choice("fp4-recipe", ("nvfp4", "custom")) == "custom":
+            raise r.error("fp4-recipe", "custom quantizers are not modelled; the planner knows nvfp4")
+        return "nvfp4"
     if fp8 and r.choice("fp8-recipe", ("tensorwise", "delayed", "mxfp8", "blockwise", "custom")) == "mxfp8":
         return "mxfp8"  # block scaling, one scale per 32 elements (megatron/core/fp8_utils.py)
     return "fp8" if fp8 else "bf16" if bf16 else "fp16" if fp16 else "fp32"
@@ -88,7 +98,7 @@ def state_dtypes(r: FlagReader, plan_precision: str, deepspeed: bool, warnings: 
         # optimizer_config.py `use_precision_aware_optimizer_no_fp8_or_ds_fp8`: TE's FusedAdam keeps the
         # master weights; with bf16 parameters it stores the 16-bit remainders of fp32 values
         # (`store_param_remainders`, distrib_optimizer.py: an int16 master_param shard).
-        if (main_params != 4 or plan_precision not in FP8_PRECISIONS or recipe == "delayed"
+        if (main_params != 4 or plan_precision not in QUANTIZED_PRECISIONS or recipe == "delayed"
                 or r.flag("optimizer-cpu-offload")):
             master = 2 if main_params == 4 and plan_precision in BF16_PARAMETERS and not fp8_params else main_params
             master = None if master == 4 else master
@@ -129,7 +139,12 @@ def fp8_param_gather(r: FlagReader, plan_precision: str, zero: int, deepspeed: b
         warnings.append("--fp8-param-gather is Megatron-Core's distributed optimizer's; under DeepSpeed's engine the"
                         " parameters are counted as 16-bit")
         return False
-    if plan_precision not in FP8_PRECISIONS:
+    if plan_precision == "nvfp4":
+        warnings.append("--fp8-param-gather with --fp4-format: Megatron-Core keeps fp8 parameters only in fp8 mode"
+                        " (transformer_config.py); its fp4 parameters are --fp4-param-gather, not modelled: counted"
+                        " as 16-bit parameters")
+        return False
+    if plan_precision not in QUANTIZED_PRECISIONS:
         warnings.append("--fp8-param-gather without --fp8-format: the parameters stay 16-bit; counted so")
         return False
     if zero < 1:

@@ -14,7 +14,7 @@ from functools import partial
 from planner.cost.cluster import Cluster
 from planner.cost.inputs import missing_peak
 from planner.cost.plan import RECOMPUTE_MODULES, Plan, PlanError
-from planner.cost.precisions import FP8_PRECISIONS, MX_BLOCK, te_recipe
+from planner.cost.precisions import BLOCKS, te_recipe
 from planner.cost.shard import stage_layer_counts
 from planner.cost.workload import Workload
 
@@ -253,11 +253,17 @@ def _moments(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     return ["moment_dtype bf16 is Megatron's precision-aware optimizer, with the distributed optimizer (zero 1)"]
 
 
+FP8_PARAM_PRECISIONS = ("fp8", "mxfp8")
+"""Precisions whose weights Megatron-Core can keep and gather in fp8 (`--fp8-param-gather`). Its
+4-bit parameters (`--fp4-param-gather`, TransformerConfig.fp4_param) are not planned: NVFP4 plans
+gather 16-bit weights."""
+
+
 def fp8_param_gather_by_default(workload: Workload, precision: str, zero: int) -> bool:
     """Megatron-Core in fp8 or mxfp8 with the distributed optimizer keeps fp8 parameters and
     gathers them in 8 bits, as every Megatron-Bridge fp8 recipe does (training/mixed_precision.py:
     fp8_param_gather); the search plans it so, and `--plan` unless it says otherwise."""
-    return workload.engine.kernels == "megatron" and precision in FP8_PRECISIONS and zero >= 1
+    return workload.engine.kernels == "megatron" and precision in FP8_PARAM_PRECISIONS and zero >= 1
 
 
 def engine_defaults(plan: Plan, workload: Workload) -> Plan:
@@ -273,7 +279,7 @@ def _fp8_gather(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     recipes set it with the distributed optimizer: training/mixed_precision.py)."""
     if not plan.fp8_param_gather:
         return []
-    if plan.precision not in FP8_PRECISIONS:
+    if plan.precision not in FP8_PARAM_PRECISIONS:
         return ["fp8_param_gather needs precision fp8 or mxfp8"]
     if workload.engine.kernels != "megatron" or plan.zero < 1:
         return ["fp8_param_gather is Megatron-Core's, with the distributed optimizer (zero 1)"]
@@ -283,10 +289,13 @@ def _fp8_gather(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
 def _mx_blocks(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
     """Transformer Engine quantizes a tensor to MXFP8 only when both of its dimensions divide by
     the block of 32 (transformer_engine csrc/quantizer.cpp `MXFP8Quantizer::create_tensor`,
-    NVTE_CHECK): every linear layer's input and weight on each TP rank, and the tokens of a
-    micro-batch on each rank (per SP shard). torchao's MX linears skip a layer that does not
-    divide instead (torchtitan's `filter_fqns` note), so the rule is Transformer Engine's."""
-    if te_recipe(plan.precision, workload.engine.kernels) != "mxfp8":
+    NVTE_CHECK), to NVFP4 by 16 (`NVFP4Quantizer::create_tensor`): every linear layer's input and
+    weight on each TP rank, and the tokens of a micro-batch on each rank (per SP shard). torchao's
+    MX linears skip a layer that does not divide instead (torchtitan's `filter_fqns` note), so the
+    rule is Transformer Engine's."""
+    recipe = te_recipe(plan.precision, workload.engine.kernels)
+    block = BLOCKS.get(recipe)
+    if block is None:
         return []
     arch, p = workload.arch, plan.parallel
     att = arch.attention
@@ -299,11 +308,11 @@ def _mx_blocks(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
         if arch.moe.shared_ffn:
             widths["shared-expert ffn / tp"] = arch.moe.shared_ffn / p.tp
     tokens = plan.mbs * workload.seq_len / p.cp / (p.tp if p.sp else 1)
-    out = [f"mxfp8: {name} {value:g} is not a multiple of {MX_BLOCK}" for name, value in widths.items()
-           if value % MX_BLOCK]
-    if tokens % MX_BLOCK:
-        out.append(f"mxfp8: {tokens:g} tokens per micro-batch and rank (mbs x seq_len / cp"
-                   f"{' / tp' if p.sp else ''}) is not a multiple of {MX_BLOCK}")
+    out = [f"{recipe}: {name} {value:g} is not a multiple of {block}" for name, value in widths.items()
+           if value % block]
+    if tokens % block:
+        out.append(f"{recipe}: {tokens:g} tokens per micro-batch and rank (mbs x seq_len / cp"
+                   f"{' / tp' if p.sp else ''}) is not a multiple of {block}")
     return out
 
 
@@ -333,6 +342,8 @@ def _precision(plan: Plan, workload: Workload, cluster: Cluster) -> list[str]:
         out.append(f"{gpu.id} has no fp8 tensor cores")
     if plan.precision == "mxfp8" and not gpu.supports("mxfp8"):
         out.append(f"{gpu.id} has no mxfp8 (block-scaled fp8) tensor cores")
+    if plan.precision == "nvfp4" and not gpu.supports("nvfp4"):
+        out.append(f"{gpu.id} has no nvfp4 (block-scaled fp4) tensor cores")
     if plan.precision.startswith("bf16") and not gpu.supports("bf16"):
         out.append(f"{gpu.id} has no bf16 support; use fp16")
     missing = missing_peak(plan.precision, gpu)

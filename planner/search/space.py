@@ -20,7 +20,7 @@ from planner.cost.plan import (
     ParallelDims,
     Plan,
 )
-from planner.cost.precisions import FP8_PRECISIONS
+from planner.cost.precisions import QUANTIZED_PRECISIONS
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES
 from planner.engines.rules import DEGREE_RULES, RULES, fp8_param_gather_by_default
@@ -89,9 +89,9 @@ def default_quants(workload: Workload, cluster: Cluster, job_quant: str) -> tupl
 
 
 def default_precisions(job_precision: str, cluster: Cluster) -> tuple[str, ...]:
-    """The job's precision; an fp8 or mxfp8 job may also run bf16 (fp8 only where the GPU has it:
+    """The job's precision; an fp8, mxfp8 or nvfp4 job may also run bf16 (fp8 only where the GPU has it:
     a layout whose shapes MXFP8 cannot block, rules._mx_blocks, still runs)."""
-    if job_precision in FP8_PRECISIONS:
+    if job_precision in QUANTIZED_PRECISIONS:
         return (job_precision, "bf16") if cluster.gpu.supports(job_precision) else ("bf16",)
     return (job_precision,)
 

@@ -33,7 +33,7 @@ from planner.spec.plan_keys import resolve_framework
 from planner.spec.units import parse_count
 
 Training = Literal["pretrain", "full", "lora", "qlora"]
-Precision = Literal["bf16", "fp16", "fp8", "mxfp8", "fp32", "bf16-pure", "bf16-autocast"]
+Precision = Literal["bf16", "fp16", "fp8", "mxfp8", "nvfp4", "fp32", "bf16-pure", "bf16-autocast"]
 Optimizer = Literal["adamw", "adam", "adamw8bit", "sgd", "sgd-momentum", "adafactor"]
 Quant = Literal["none", "int8", "nf4", "fp8"]
 
@@ -163,7 +163,8 @@ class JobSpec(_Strict):
     precision: Precision = "bf16"
     """bf16/fp16/fp8: mixed precision with fp32 master weights and optimizer states; mxfp8:
     the same with fp8 GEMMs that scale each block of 32 elements (Blackwell, MI355X; Megatron-Core
-    and torchtitan)."""
+    and torchtitan); nvfp4: the same with 4-bit GEMMs, a scale per 16 elements (Blackwell;
+    Megatron-Core with Transformer Engine's NVFP4 recipe)."""
     optimizer: Optimizer = "adamw"
     """adamw/adam (two fp32 states), adamw8bit (two 8-bit states with block scales), sgd,
     sgd-momentum (one state) or adafactor (factored second moment)."""

@@ -45,7 +45,7 @@ from planner.spec.job import Constraint  # noqa: E402
 pytestmark = pytest.mark.validate
 
 # Megatron-LM flag -> megatron-core field where the names differ (core_transformer_config_from_args).
-_RENAMED = {"num-experts": "num_moe_experts", "fp8-format": "fp8",
+_RENAMED = {"num-experts": "num_moe_experts", "fp8-format": "fp8", "fp4-format": "fp4",
             "decoder-first-pipeline-num-layers": "num_layers_in_first_pipeline_stage",
             "decoder-last-pipeline-num-layers": "num_layers_in_last_pipeline_stage"}
 # Flags Megatron-LM turns into other config values (arguments.py, core_transformer_config_from_args).
@@ -173,8 +173,11 @@ def test_emitted_scripts_build_megatron_core_configs_with_the_plans_values(space
             (counts[0], counts[-1])
     assert transformer.recompute_granularity == {"none": None}.get(plan.recompute, plan.recompute)
     assert (transformer.bf16, transformer.fp16, transformer.fp8) == (
-        plan.precision in ("bf16", "fp8", "mxfp8"), plan.precision == "fp16",
+        plan.precision in ("bf16", "fp8", "mxfp8", "nvfp4"), plan.precision == "fp16",
         {"fp8": "hybrid", "mxfp8": "e4m3"}.get(plan.precision))
+    # NVFP4: fp4 mode with Transformer Engine's NVFP4BlockScaling (megatron/core/fp4_utils.py).
+    assert (transformer.fp4, transformer.fp4_recipe) == (("e2m1", "nvfp4") if plan.precision == "nvfp4"
+                                                         else (None, "nvfp4"))
     if plan.precision in ("fp8", "mxfp8"):  # current scaling, or MX block scaling
         assert transformer.fp8_recipe == {"fp8": "tensorwise", "mxfp8": "mxfp8"}[plan.precision]
     # Megatron-Core's fp8 parameters wherever its distributed optimizer gathers an fp8 model's weights.

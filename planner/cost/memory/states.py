@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from planner.cost.engine import EngineTraits
 from planner.cost.plan import Plan
-from planner.cost.precisions import FP8_PRECISIONS
+from planner.cost.precisions import QUANTIZED_PRECISIONS
 from planner.cost.shard import StageShard
 from planner.cost.workload import Workload
 from planner.model.params import layer_params, lora_params
@@ -14,19 +14,21 @@ from planner.model.params import layer_params, lora_params
 # before the optimizer's 12 - 4 = 8 bytes of Adam moments); fp8 training (Transformer Engine)
 # keeps the same 16-bit parameters and fp32 master weights, casting to fp8 per GEMM (DeepSeek-V3
 # §3.3; TE docs), with per-tensor scales (fp8) or a scale per 32 elements (mxfp8: the scales of
-# the quantized copies, not of the parameters). bf16-autocast keeps fp32 weights and gradients
+# the quantized copies, not of the parameters; nvfp4 likewise, 4-bit copies with a scale per 16).
+# bf16-autocast keeps fp32 weights and gradients
 # (torch.autocast).
 PRECISION_STATE_BYTES: dict[str, tuple[int, int, int]] = {
     "bf16": (2, 2, 4),
     "fp16": (2, 2, 4),
     "fp8": (2, 2, 4),
     "mxfp8": (2, 2, 4),
+    "nvfp4": (2, 2, 4),
     "fp32": (4, 4, 0),
     "bf16-pure": (2, 2, 0),
     "bf16-autocast": (4, 4, 0),
 }
-MIXED = ("bf16", "fp16", "fp8", "mxfp8")
-BF16_PARAMETERS = ("bf16", *FP8_PRECISIONS)
+MIXED = ("bf16", "fp16", "fp8", "mxfp8", "nvfp4")
+BF16_PARAMETERS = ("bf16", *QUANTIZED_PRECISIONS)
 """Precisions whose parameters are bf16: bf16 mixed precision, and fp8 training, which casts them per GEMM."""
 
 # Megatron-LM's gradient buffer under bf16 parameters: fp32 (see `state_bytes`).

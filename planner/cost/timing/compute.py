@@ -12,7 +12,7 @@ from planner.cost.comm import ep_traffic, total_seconds
 from planner.cost.engine import expert_passes
 from planner.cost.memory.activations import matmul_widths
 from planner.cost.plan import Plan
-from planner.cost.precisions import FP8_PRECISIONS, fp8_transposes, te_recipe
+from planner.cost.precisions import QUANTIZED_PRECISIONS, fp8_transposes, te_recipe
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing import elementwise as elt
 from planner.cost.timing.attention import flash_kernel
@@ -22,7 +22,7 @@ from planner.model.flops import layer_flops, logits_flops, routed_weights_per_to
 from planner.model.frozen import evolve
 
 COMPUTE_DTYPE = {"bf16": "bf16", "bf16-pure": "bf16", "bf16-autocast": "bf16",
-                 "fp16": "fp16", "fp8": "fp8", "mxfp8": "mxfp8", "fp32": "fp32"}
+                 "fp16": "fp16", "fp8": "fp8", "mxfp8": "mxfp8", "nvfp4": "nvfp4", "fp32": "fp32"}
 """Tensor-core dtype of the GEMMs per training precision. fp8 and mxfp8 (Transformer Engine) run the
 linear layers in fp8 and attention and the output layer in bf16; fp32 uses what
 `Accelerator.peak("fp32")` gives (TF32 where the part has it)."""
@@ -42,7 +42,7 @@ class _Rate:
     """Peak and large-GEMM efficiency of one GPU and dtype, looked up once per stage."""
 
     def __init__(self, gpu, dtype: str):
-        if dtype in FP8_PRECISIONS and not gpu.supports(dtype):
+        if dtype in QUANTIZED_PRECISIONS and not gpu.supports(dtype):
             dtype = "bf16"
         self.peak = gpu.peak(dtype)
         self.large = cal.GEMM_FRACTION_OF_MAMF * cal.mamf_fraction(gpu.id, dtype)
@@ -154,7 +154,7 @@ class _LayerTerms:
         tp = plan.tp
         dtype = COMPUTE_DTYPE.get(plan.precision, "bf16")
         self.rate = _Rate(gpu, dtype)
-        self.rate16 = rate16 = _Rate(gpu, "bf16" if dtype in FP8_PRECISIONS else dtype)  # attention, output layer
+        self.rate16 = rate16 = _Rate(gpu, "bf16" if dtype in QUANTIZED_PRECISIONS else dtype)  # attention, output layer
         self.hbm = hbm = gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
         seq = workload.seq_len
         self.tokens = tokens = plan.mbs * seq / plan.cp  # tokens of this GPU's micro-batch (b·s/c)

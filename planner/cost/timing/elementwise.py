@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.cost import calibration as cal
-from planner.cost.precisions import MX_BLOCK
+from planner.cost.precisions import MX_BLOCK, NVFP4_BYTES_PER_ELEMENT
 from planner.model.architecture import Architecture
 
 EAGER_BACKWARD_FACTOR = 2.0
@@ -146,6 +146,18 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None,
         # gradient written in fp8 by dact itself (activation.cpp, backward: `FULLY_FUSED`).
         backward_casts = (4 + MX_SCALES) * (att.q_dim + 2 * att.kv_dim) + (2 if gated else 1) * MX_SCALES * ffn_units
         backward_norm_casts = 2 * (4 + MX_SCALES) * h
+    elif fp8 == "nvfp4":
+        # NVFP4 with the recipe's random Hadamard transform (NVFP4_QUANTIZE_BYTES): no norm or
+        # activation writes 4 bits itself (csrc/extensions/normalization.cpp, activation.cpp:
+        # `UNFUSED` when the quantizer transforms), so the norms and the attention output write
+        # 16 bits first (2 more), and the activation's 16-bit output is quantized after it.
+        written = 2 + NVFP4_QUANTIZE_BYTES
+        casts = written * att.num_heads * att.value_head_dim + NVFP4_QUANTIZE_BYTES * ffn_units
+        norm_casts = 2 * written * h
+        # Backward: every output gradient quantized the same way (with stochastic rounding, in
+        # the cast itself), dact's included (it writes 16 bits).
+        backward_casts = NVFP4_QUANTIZE_BYTES * ((att.q_dim + 2 * att.kv_dim) + (2 if gated else 1) * ffn_units)
+        backward_norm_casts = 2 * NVFP4_QUANTIZE_BYTES * h
     elif fp8:
         # Transformer Engine's current scaling (FP8-CS, what today's Megatron-Bridge recipes run)
         # needs a tensor's amax before its cast, so nothing quantizes in the kernel that writes
@@ -172,10 +184,15 @@ def layer_bytes(arch: Architecture, index: int, framework: str, fp8: str | None,
         # copies), unpermute with the routing weights (read k copies, write h): 16-bit tokens.
         moe = 12 * e + 2 * h * (1 + k) + 2 * h * (k + 1)
         if fp8:
-            # The permuted tokens quantized for fc1: read 2, write both usages.
-            writes = 2 + MX_SCALES if fp8 == "mxfp8" else 2 if fp8_transpose else 1
-            moe += (2 + writes) * k * h
-            # Each expert's rows padded to a multiple of 16 (32 under MXFP8) for the fp8 GEMMs and the output
+            # The permuted tokens quantized for fc1: read 2, write both usages (NVFP4: three
+            # reads, NVFP4_QUANTIZE_BYTES).
+            if fp8 == "nvfp4":
+                moe += NVFP4_QUANTIZE_BYTES * k * h
+            else:
+                writes = 2 + MX_SCALES if fp8 == "mxfp8" else 2 if fp8_transpose else 1
+                moe += (2 + writes) * k * h
+            # Each expert's rows padded to a multiple of 16 (32 under MXFP8, 128 under NVFP4:
+            # megatron/core/fp4_utils.py `get_fp4_align_size`) for the GEMMs and the output
             # unpadded (megatron/core/transformer/moe/experts.py Fp8Padding / Fp8Unpadding):
             # a copy of the experts' input and of their output, read 2 and written 2, unless the
             # router pads (moe_router_padding_for_fp8, off in Megatron-Bridge's H100 recipes;
@@ -262,6 +279,21 @@ MX_SCALES = 2 / MX_BLOCK
 """Bytes per element of the e8m0 scales an MXFP8 cast writes: one per 32 elements for the
 row-wise copy and one for the column-wise copy."""
 
+NVFP4_QUANTIZE_BYTES = 3 * 2 + 2 * NVFP4_BYTES_PER_ELEMENT
+"""HBM bytes per element to quantize a 16-bit tensor to NVFP4 with both usages, as Transformer
+Engine's recipe does for GEMM inputs and output gradients (random Hadamard transform on the
+column-wise usage, transformer_engine 2.8 common/recipe `NVFP4BlockScaling`): its amax after the
+transform is needed before any cast, so the tensor is read three times — both amaxes in one pass
+(`nvte_hadamard_transform_amax`), the row-wise cast (`nvte_quantize_v2`), the transformed
+column-wise cast (`nvte_hadamard_transform_cast_fusion_columnwise`) — and written as two 4-bit
+usages with their e4m3 scales (csrc/quantizer.cpp `NVFP4Quantizer::quantize_impl`): 7.125. The
+16 × 16 transform is a tensor-core product inside the cast; its FLOPs are not counted."""
+
+NVFP4_QUANTIZE_KERNELS = 3
+"""Kernels of one NVFP4 quantization with the transform: the amax pass and the two casts
+(`NVFP4Quantizer::quantize_impl`); a grouped GEMM's inputs are quantized expert by expert
+(csrc/extensions/cast.cpp: the fused multi-tensor cast serves delayed scaling only)."""
+
 MOE_PREPROCESS_KERNELS = 12
 """Kernels of Megatron-Core's alltoall dispatcher before its synchronization
 (megatron/core/transformer/moe/token_dispatcher.py `MoEAlltoAllTokenDispatcher.preprocess`):
@@ -280,7 +312,7 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: str | Non
     megatron (Transformer Engine): norm+QKV GEMM, RoPE, attention, out GEMM, residual, norm+fc1,
     activation, fc2, residual and TP collectives, ~12; fp8's current scaling adds a scale update
     per GEMM, MXFP8 a quantization of the QKV, out-projection and fc1 inputs (the activation
-    writes fc2's). A MoE layer adds the router (~8: GEMM, softmax, top-k, aux loss), the
+    writes fc2's), NVFP4 three kernels for each of the four GEMM inputs (NVFP4_QUANTIZE_KERNELS). A MoE layer adds the router (~8: GEMM, softmax, top-k, aux loss), the
     dispatcher's preprocessing (`MOE_PREPROCESS_KERNELS`) and what `moe_kernels_after_sync`
     counts. hf eager: one kernel per operator — RMSNorm ~7, RoPE ~10 for q and k, SwiGLU 2, each
     projection 1; its MoE layers (DeepEP experts) the router and what follows it.
@@ -292,6 +324,8 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: str | Non
     if not arch.is_moe_layer(index):
         plain = _plain_activation_ops(arch)[1] if eager else 1
         count += (3 if arch.gated_mlp else 2) + (2 if eager and arch.gated_mlp else plain)
+        if fp8 == "nvfp4":  # the QKV, out-projection, fc1 and fc2 inputs, three kernels each
+            return count + 4 * NVFP4_QUANTIZE_KERNELS
         return count + 3 if fp8 == "mxfp8" else count * (1.5 if fp8 else 1.0)
     preprocess = MOE_PREPROCESS_KERNELS if alltoall and not eager else 0
     return count + 8 + preprocess + moe_kernels_after_sync(arch, fp8, local_experts)
@@ -301,10 +335,11 @@ def _expert_kernels(fp8: str | None, local_experts: int, backward: bool = False)
     """Kernels of the routed experts' two grouped GEMMs (fused gate/up, down), one GEMM per local
     expert (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`), each
     input quantized expert by expert under fp8 (`FP8_CURRENT_SCALING_QUANTIZE_KERNELS`, or
-    `MXFP8_QUANTIZE_KERNELS`). Backward runs a data-gradient and a weight-gradient GEMM per
+    `MXFP8_QUANTIZE_KERNELS`, `NVFP4_QUANTIZE_KERNELS`). Backward runs a data-gradient and a weight-gradient GEMM per
     expert and quantizes each expert's output gradient (grouped_linear.py
     `_GroupedLinear.backward`)."""
-    quantize = MXFP8_QUANTIZE_KERNELS if fp8 == "mxfp8" else FP8_CURRENT_SCALING_QUANTIZE_KERNELS if fp8 else 0
+    quantize = {"mxfp8": MXFP8_QUANTIZE_KERNELS, "nvfp4": NVFP4_QUANTIZE_KERNELS}.get(
+        fp8, FP8_CURRENT_SCALING_QUANTIZE_KERNELS if fp8 else 0)
     return 2 * local_experts * ((2 if backward else 1) + quantize)
 
 

@@ -25,7 +25,7 @@ from planner.cost.comm import (
 from planner.cost.engine import deferred_sync
 from planner.cost.memory import layer_activation_bytes_per_token, workload_state_bytes
 from planner.cost.plan import Plan, PlanError
-from planner.cost.precisions import FP8_PRECISIONS
+from planner.cost.precisions import QUANTIZED_PRECISIONS
 from planner.cost.shard import StageShard, stage_shards
 from planner.cost.timing.compute import (
     StageCompute,
@@ -50,7 +50,7 @@ from planner.cost.workload import Workload
 from planner.model.flops import forward_flops_per_token, training_flops_per_token
 from planner.model.frozen import evolve
 
-MFU_PEAK_DTYPE = {"fp8": "bf16", "mxfp8": "bf16", "fp16": "fp16", "fp32": "fp32"}
+MFU_PEAK_DTYPE = {"fp8": "bf16", "mxfp8": "bf16", "nvfp4": "bf16", "fp16": "fp16", "fp32": "fp32"}
 """Reference peak of MFU/HFU: the bf16 dense peak for every 16-bit precision (Megatron, PaLM
 App. B report against the 16-bit peak), fp16's for fp16, and peak("fp32") for fp32 training.
 fp8 and mxfp8 run the linear layers on the 8-bit units, whose peak is twice bf16's: their
@@ -64,7 +64,7 @@ def reference_peak(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     quantizes them: compute.experts_in_8_bits), the bf16 (fp16, fp32) peak for the rest."""
     gpu = cluster.gpu
     base = gpu.peak(MFU_PEAK_DTYPE.get(plan.precision, "bf16"))
-    if plan.precision not in FP8_PRECISIONS or not gpu.supports(plan.precision):
+    if plan.precision not in QUANTIZED_PRECISIONS or not gpu.supports(plan.precision):
         return base
     share = linear_flops_share(workload.arch, workload.seq_len, workload.layer_windows,
                                routed=experts_in_8_bits(workload.engine.kernels))

@@ -5,8 +5,8 @@ last stages (--decoder-first/last-pipeline-num-layers), CP, EP; the distributed 
 (megatron/core/optimizer/distrib_optimizer.py: optimizer states and main weights sharded over the
 data-parallel group, ZeRO-1), its CPU offload (--optimizer-cpu-offload, HybridDeviceOptimizer);
 recompute none, selective (core attention) or full, also of the first layers of each stage only
-(--recompute-method block --recompute-num-layers); bf16, fp16, fp8 and mxfp8 (Transformer Engine,
---fp8-recipe mxfp8 on Blackwell), fp32;
+(--recompute-method block --recompute-num-layers); bf16, fp16, fp8, mxfp8 and nvfp4 (Transformer
+Engine, --fp8-recipe mxfp8 and --fp4-format e2m1 --fp4-recipe nvfp4 on Blackwell), fp32;
 Adam/AdamW and SGD (megatron/core/optimizer/__init__.py). No LoRA: Megatron-LM trains every
 weight. Megatron-FSDP (--use-megatron-fsdp with --data-parallel-sharding-strategy, ZeRO-2/3) and
 --use-torch-fsdp2 are read by `check`; the search plans the distributed optimizer, which is what
@@ -76,7 +76,7 @@ PROFILE = EngineProfile(
     traits=TRAITS,
     values={
         "zero": (0, 1), "offload": ("none", "optimizer"), "lora_rank": (0,), "quant": ("none",),
-        "precision": ("bf16", "fp16", "fp8", "mxfp8", "fp32"),
+        "precision": ("bf16", "fp16", "fp8", "mxfp8", "nvfp4", "fp32"),
         "optimizer": ("adamw", "adam", "sgd", "sgd-momentum"),
     },
     notes={"zero": "the distributed optimizer is ZeRO-1", "lora_rank": "Megatron-LM trains every weight",
