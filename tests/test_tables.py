@@ -69,3 +69,10 @@ def test_memory_bar_falls_back_to_ascii(monkeypatch):
         encoding = "ascii"
     monkeypatch.setattr(sys, "stdout", AsciiStream())
     assert set(tables._bar(1, 2).plain) <= {"#", "."}
+
+
+def test_a_plan_names_its_precision_unless_bf16():
+    """A job in fp8 may also be planned in bf16 (search.space.default_precisions): the rows of
+    one table can differ in precision, so each says its own."""
+    assert tables.describe_layout(evaluation()) == "tp8 pp4 dp2"
+    assert tables.describe_layout(evaluation(PLAN + ",precision=fp8")) == "tp8 pp4 dp2 · fp8"

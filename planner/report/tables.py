@@ -73,7 +73,9 @@ def _headroom_text(free: float, capacity: float, unit: str = " GiB") -> Text:
 
 
 def describe_layout(ev: Evaluation) -> str:
-    """`tp4 pp2 dp8 +sp · LoRA r16 nf4`: the parallel layout and adapter choices in one line."""
+    """`tp4 pp2 dp8 +sp · LoRA r16 nf4 · fp8`: the parallel layout and adapter choices in one line,
+    and the precision unless it is bf16 (a job in fp8, mxfp8 or nvfp4 may also be planned in bf16,
+    search.space.default_precisions: the rows say which is which)."""
     p = ev.plan.parallel
     text = f"tp{p.tp} pp{p.pp} dp{p.dp}"
     for key in ("cp", "ep", "vpp"):
@@ -88,6 +90,8 @@ def describe_layout(ev: Evaluation) -> str:
         text += f" {ev.plan.quant}"
     if ev.plan.offload != "none":
         text += f" · offload {ev.plan.offload}"
+    if ev.plan.precision != "bf16":
+        text += f" · {ev.plan.precision}"
     return text
 
 
