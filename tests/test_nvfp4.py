@@ -193,3 +193,5 @@ def test_nvfp4_plans_round_trip_through_megatron_lm_flags(tmp_path):
     text = "\n".join(p.read_text() for p in (tmp_path / "launch").iterdir() if p.is_file())
     assert "--fp4-format e2m1\n" in text and "--fp4-recipe nvfp4\n" in text
     assert "--fp8" not in text
+    # Megatron-Bridge's recipe keeps its last layers in bf16; the plan runs all in 4 bits and says so.
+    assert "# nvfp4: every layer runs in 4 bits" in text

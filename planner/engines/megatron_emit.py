@@ -145,6 +145,10 @@ def plan_flags(plan: Plan, workload: Workload) -> tuple[list[str], list[str], li
         training.append("--fp8-param-gather")  # fp8 parameters, gathered in 8 bits (rules.engine_defaults)
         if plan.precision == "mxfp8":  # as Megatron-Bridge's MXFP8 recipe, which asserts it
             training.append(f"--{MXFP8_GATHER_BUFFER}")
+    if plan.precision == "nvfp4":
+        notes.append("nvfp4: every layer runs in 4 bits, as planned; Megatron-Bridge's Llama 3 8B NVFP4 recipe keeps"
+                     " the last 4 layers in bf16 for accuracy (--first-last-layers-bf16 --num-layers-at-start-in-bf16 0"
+                     " --num-layers-at-end-in-bf16 4), which the plan does not count")
     training += ["--optimizer sgd", f"--sgd-momentum {SGD_MOMENTUM_DEFAULT if plan.optimizer == 'sgd-momentum' else 0}"
                  ] if plan.optimizer.startswith("sgd") else ["--optimizer adam"]
     return parallel, training, notes

@@ -90,9 +90,11 @@ NOT_MODELLED = {
     "tp-comm-overlap": "overlaps the tensor-parallel all-gathers and reduce-scatters with the GEMMs"
                        " (Transformer Engine userbuffers); the planner charges them exposed (step time"
                        " over-estimated by up to the plan's TP share)",
-    "first-last-layers-bf16": "runs the first and last layers in bf16 under fp8; time counted as fp8",
-    "num-layers-at-start-in-bf16": "runs some layers in bf16 under fp8; time counted as fp8",
-    "num-layers-at-end-in-bf16": "runs some layers in bf16 under fp8; time counted as fp8",
+    "first-last-layers-bf16": "runs the first and last layers in bf16 under fp8 or fp4; time and memory counted"
+                              " as if every layer ran in fp8 or fp4",
+    "num-layers-at-start-in-bf16": "runs some layers in bf16 under fp8 or fp4; counted in fp8 or fp4",
+    "num-layers-at-end-in-bf16": "runs some layers in bf16 under fp8 or fp4; counted in fp8 or fp4 (Megatron-Bridge's"
+                                 " Llama 3 8B NVFP4 recipe keeps the last 4 in bf16)",
     "fp4-param-gather": "keeps the parameters in fp4 and gathers them so; the planner counts 16-bit parameters"
                         " and gathers (memory and DP traffic over-estimated)",
 }
