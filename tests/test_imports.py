@@ -1,5 +1,5 @@
-"""Each command imports what it uses: the solver (OR-Tools, and the pandas its `cp_model` module
-imports) and matplotlib only where a command solves or draws. Each command runs in a fresh
+"""Each command imports what it uses: the solver (OR-Tools, without the pandas its `cp_model` module
+would import: planner/search/ortools_cp.py) and matplotlib only where a command solves or draws. Each command runs in a fresh
 interpreter, which reports the modules it loaded."""
 import json
 import subprocess
@@ -66,7 +66,33 @@ def test_evaluating_one_plan_loads_neither_numpy_nor_the_plan_space(tmp_path, ar
 def test_solve_loads_the_solver_but_not_matplotlib(tmp_path):
     modules = loaded(tmp_path, "solve", CLUSTER, JOB, "--json", "--jobs", "1")
     assert {"ortools", "planner.search.cpsat"} <= modules and "matplotlib" not in modules
+    assert "pandas" not in modules  # cp_model loaded against a stand-in (ortools_cp.py)
     assert "multiprocessing.pool" not in modules  # one process: no pool
+
+
+LATE_PANDAS = """
+import sys
+from planner.search.ortools_cp import cp_model
+assert "pandas" not in sys.modules
+import pandas
+assert pandas.Series([1, 2, 3]).sum() == 6 and hasattr(pandas, "DataFrame")
+model = cp_model.CpModel()
+x = model.new_int_var(0, 10, "x")
+model.maximize(x)
+solver = cp_model.CpSolver()
+assert solver.solve(model) == cp_model.OPTIMAL and solver.value(x) == 10
+"""
+
+
+def test_pandas_imported_after_the_solver_is_pandas_itself():
+    """The stand-in is gone once cp_model is loaded: a later import loads pandas, and CP-SAT solves."""
+    subprocess.run([sys.executable, "-c", LATE_PANDAS], cwd=ROOT, check=True, capture_output=True, timeout=120)
+
+
+def test_pandas_loaded_first_is_the_one_cp_model_uses():
+    code = ("import pandas, sys\nfrom planner.search.ortools_cp import cp_model\n"
+            "assert cp_model.pd is pandas and sys.modules['pandas'] is pandas")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, timeout=120)
 
 
 def test_solve_in_worker_processes_leaves_the_solver_to_them(tmp_path):

@@ -20,9 +20,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from ortools.sat.python import cp_model
-
 from planner.search.layouts import Layout, Linear
+from planner.search.ortools_cp import cp_model
 from planner.search.point import (
     Point,
     first_last_allowed,
