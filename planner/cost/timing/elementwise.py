@@ -312,8 +312,9 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: str | Non
     megatron (Transformer Engine): norm+QKV GEMM, RoPE, attention, out GEMM, residual, norm+fc1,
     activation, fc2, residual and TP collectives, ~12; fp8's current scaling adds a scale update
     per GEMM, MXFP8 a quantization of the QKV, out-projection and fc1 inputs (the activation
-    writes fc2's), NVFP4 three kernels for each of the four GEMM inputs (NVFP4_QUANTIZE_KERNELS). A MoE layer adds the router (~8: GEMM, softmax, top-k, aux loss), the
-    dispatcher's preprocessing (`MOE_PREPROCESS_KERNELS`) and what `moe_kernels_after_sync`
+    writes fc2's), NVFP4 three kernels for each of the four GEMM inputs (NVFP4_QUANTIZE_KERNELS).
+    A MoE layer adds the router (~8: GEMM, softmax, top-k, aux loss), the dispatcher's
+    preprocessing (`MOE_PREPROCESS_KERNELS`) and what `moe_kernels_after_sync`
     counts. hf eager: one kernel per operator — RMSNorm ~7, RoPE ~10 for q and k, SwiGLU 2, each
     projection 1; its MoE layers (DeepEP experts) the router and what follows it.
     """
@@ -334,10 +335,11 @@ def layer_kernels(arch: Architecture, index: int, framework: str, fp8: str | Non
 def _expert_kernels(fp8: str | None, local_experts: int, backward: bool = False) -> float:
     """Kernels of the routed experts' two grouped GEMMs (fused gate/up, down), one GEMM per local
     expert (transformer_engine/pytorch/module/grouped_linear.py `general_grouped_gemm`), each
-    input quantized expert by expert under fp8 (`FP8_CURRENT_SCALING_QUANTIZE_KERNELS`, or
-    `MXFP8_QUANTIZE_KERNELS`, `NVFP4_QUANTIZE_KERNELS`). Backward runs a data-gradient and a weight-gradient GEMM per
-    expert and quantizes each expert's output gradient (grouped_linear.py
-    `_GroupedLinear.backward`)."""
+    input quantized expert by expert under fp8 (`FP8_CURRENT_SCALING_QUANTIZE_KERNELS`,
+    `MXFP8_QUANTIZE_KERNELS` or `NVFP4_QUANTIZE_KERNELS`; grouped NVFP4 inputs are allocated and
+    cast one by one, csrc/extensions/cast.cpp `split_quantize`). Backward runs a data-gradient and
+    a weight-gradient GEMM per expert and quantizes each expert's output gradient
+    (grouped_linear.py `_GroupedLinear.backward`)."""
     quantize = {"mxfp8": MXFP8_QUANTIZE_KERNELS, "nvfp4": NVFP4_QUANTIZE_KERNELS}.get(
         fp8, FP8_CURRENT_SCALING_QUANTIZE_KERNELS if fp8 else 0)
     return 2 * local_experts * ((2 if backward else 1) + quantize)
