@@ -30,6 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+B200_NODE = "gpu: b200_hgx\ngpus_per_node: 8\nnodes: 1\n"
+B200_NODES = ("gpu: b200_hgx\ngpus_per_node: 8\nnodes: 4\n"
+              "inter_node: {nic_gbps: 400, nics_per_node: 8, kind: infiniband}\n")
+"""Blackwell clusters (block-scaled fp8 and fp4 tensor cores), as cluster.yaml text."""
+
+
+def inputs_from_text(tmp_path: Path, cluster: str, job: str, framework: str = "megatron"):
+    """The inputs of a cluster and a job given as YAML text (written under tmp_path)."""
+    from planner.cost.inputs import load_inputs
+
+    (tmp_path / "cluster.yaml").write_text(cluster)
+    (tmp_path / "job.yaml").write_text(job)
+    return load_inputs(tmp_path / "cluster.yaml", tmp_path / "job.yaml", framework)
+
+
 def space_gpu(job: dict) -> str:
     """The GPU of the engines' round-trip spaces: an H100, or a B200 for the jobs in mxfp8 or nvfp4,
     which only block-scaling tensor cores run."""

@@ -4,13 +4,12 @@ Transformer Engine can launch with it, and the launch files of the engines that 
 back as written (planner/cost/precisions.py)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import B200_NODE, B200_NODES, inputs_from_text
 from test_engine_round_trip import round_trip
 
 from planner.cost.evaluate import evaluate
-from planner.cost.inputs import load_inputs, parse_plan_spec
+from planner.cost.inputs import parse_plan_spec
 from planner.cost.memory.activations import layer_activation_bytes
 from planner.cost.precisions import fp8_transposes
 from planner.cost.timing import elementwise as elt
@@ -21,21 +20,11 @@ from planner.engines.megatron_states import precision as megatron_precision
 from planner.engines.rules import plan_problems
 from planner.spec.errors import InputError
 
-B200_NODE = "gpu: b200_hgx\ngpus_per_node: 8\nnodes: 1\n"
-B200_NODES = ("gpu: b200_hgx\ngpus_per_node: 8\nnodes: 4\n"
-              "inter_node: {nic_gbps: 400, nics_per_node: 8, kind: infiniband}\n")
-
-
-def _inputs(tmp_path: Path, cluster: str, job: str, framework: str = "megatron"):
-    (tmp_path / "cluster.yaml").write_text(cluster)
-    (tmp_path / "job.yaml").write_text(job)
-    return load_inputs(tmp_path / "cluster.yaml", tmp_path / "job.yaml", framework)
-
 
 @pytest.fixture
 def llama8b(tmp_path):
-    return _inputs(tmp_path, B200_NODE, "model: llama3-8b\ntraining: pretrain\nseq_len: 8192\nglobal_batch: 64\n"
-                                        "precision: mxfp8\n")
+    return inputs_from_text(tmp_path, B200_NODE, "model: llama3-8b\ntraining: pretrain\nseq_len: 8192\n"
+                                                 "global_batch: 64\nprecision: mxfp8\n")
 
 
 def test_a_layer_keeps_fp8_inputs_and_one_scale_byte_per_32(llama8b):
@@ -111,8 +100,8 @@ def test_same_plan_in_mxfp8_is_faster_than_fp8_and_bf16_on_blackwell(llama8b):
 
 
 def test_mxfp8_needs_block_scaling_tensor_cores(tmp_path):
-    inputs = _inputs(tmp_path, "gpu: h100_sxm_80gb\ngpus_per_node: 8\n",
-                     "model: llama3-8b\nseq_len: 8192\nglobal_batch: 64\nprecision: fp8\n")
+    inputs = inputs_from_text(tmp_path, "gpu: h100_sxm_80gb\ngpus_per_node: 8\n",
+                              "model: llama3-8b\nseq_len: 8192\nglobal_batch: 64\nprecision: fp8\n")
     with pytest.raises(InputError, match="--plan: h100_sxm_80gb has no mxfp8 .block-scaled fp8. tensor cores; use fp8"):
         parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=mxfp8", inputs)
     plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=fp8", inputs).with_(precision="mxfp8")
@@ -137,7 +126,8 @@ def test_shapes_that_do_not_divide_by_32_are_refused_on_megatron(tmp_path):
     per micro-batch do not divide by 32."""
     model = ('{"model_type": "llama", "hidden_size": 4080, "intermediate_size": 11008, "num_hidden_layers": 4,'
              ' "num_attention_heads": 34, "num_key_value_heads": 34, "vocab_size": 32000}')
-    inputs = _inputs(tmp_path, B200_NODE, f"model: {model}\nseq_len: 2040\nglobal_batch: 64\nprecision: mxfp8\n")
+    inputs = inputs_from_text(tmp_path, B200_NODE,
+                              f"model: {model}\nseq_len: 2040\nglobal_batch: 64\nprecision: mxfp8\n")
     plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=mxfp8", inputs)
     problems = [p for p in plan_problems(plan, inputs.workload, inputs.cluster) if "mxfp8" in p]
     assert problems == ["mxfp8: hidden 4080 is not a multiple of 32",

@@ -4,9 +4,8 @@ keeps and moves against the 8-bit recipes, the plans Transformer Engine can laun
 Megatron-LM's flags for it read back as written (planner/cost/precisions.py)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import B200_NODE, B200_NODES, inputs_from_text
 from test_engine_round_trip import round_trip
 
 from planner.cost.evaluate import evaluate
@@ -21,21 +20,11 @@ from planner.engines.megatron_states import precision as megatron_precision
 from planner.engines.rules import engine_defaults, plan_problems
 from planner.spec.errors import InputError
 
-B200_NODE = "gpu: b200_hgx\ngpus_per_node: 8\nnodes: 1\n"
-B200_NODES = ("gpu: b200_hgx\ngpus_per_node: 8\nnodes: 4\n"
-              "inter_node: {nic_gbps: 400, nics_per_node: 8, kind: infiniband}\n")
-
-
-def _inputs(tmp_path: Path, cluster: str, job: str, framework: str = "megatron"):
-    (tmp_path / "cluster.yaml").write_text(cluster)
-    (tmp_path / "job.yaml").write_text(job)
-    return load_inputs(tmp_path / "cluster.yaml", tmp_path / "job.yaml", framework)
-
 
 @pytest.fixture
 def llama8b(tmp_path):
-    return _inputs(tmp_path, B200_NODE, "model: llama3-8b\ntraining: pretrain\nseq_len: 8192\nglobal_batch: 64\n"
-                                        "precision: nvfp4\n")
+    return inputs_from_text(tmp_path, B200_NODE, "model: llama3-8b\ntraining: pretrain\nseq_len: 8192\n"
+                                                 "global_batch: 64\nprecision: nvfp4\n")
 
 
 def test_an_nvfp4_element_is_half_a_byte_and_a_sixteenth_of_a_scale():
@@ -102,8 +91,8 @@ def test_nvfp4_needs_fp4_tensor_cores(tmp_path):
         (tmp_path / "job.yaml").write_text("model: llama3-8b\nseq_len: 8192\nglobal_batch: 64\nprecision: nvfp4\n")
         with pytest.raises(InputError, match=f"{gpu} has no nvfp4 .block-scaled fp4. tensor cores; use {fallback}"):
             load_inputs(tmp_path / "cluster.yaml", tmp_path / "job.yaml", "megatron")
-    inputs = _inputs(tmp_path, "gpu: h100_sxm_80gb\ngpus_per_node: 8\n",
-                     "model: llama3-8b\nseq_len: 8192\nglobal_batch: 64\nprecision: fp8\n")
+    inputs = inputs_from_text(tmp_path, "gpu: h100_sxm_80gb\ngpus_per_node: 8\n",
+                              "model: llama3-8b\nseq_len: 8192\nglobal_batch: 64\nprecision: fp8\n")
     plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=fp8", inputs).with_(precision="nvfp4")
     assert "h100_sxm_80gb has no nvfp4 (block-scaled fp4) tensor cores" in plan_problems(plan, inputs.workload,
                                                                                           inputs.cluster)
@@ -136,7 +125,8 @@ def test_shapes_that_do_not_divide_by_16_are_refused(tmp_path):
     by 8, not by 16; 4,080 does."""
     model = ('{"model_type": "llama", "hidden_size": 4072, "intermediate_size": 11008, "num_hidden_layers": 4,'
              ' "num_attention_heads": 8, "num_key_value_heads": 8, "vocab_size": 32000}')
-    inputs = _inputs(tmp_path, B200_NODE, f"model: {model}\nseq_len: 2040\nglobal_batch: 64\nprecision: nvfp4\n")
+    inputs = inputs_from_text(tmp_path, B200_NODE,
+                              f"model: {model}\nseq_len: 2040\nglobal_batch: 64\nprecision: nvfp4\n")
     plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=nvfp4", inputs)
     problems = [p for p in plan_problems(plan, inputs.workload, inputs.cluster) if "nvfp4" in p]
     assert problems == ["nvfp4: hidden 4072 is not a multiple of 16",
