@@ -76,7 +76,11 @@ def test_capacity_bad_input(args, fragment):
 def test_capacity_rows_are_those_recorded_before_the_shared_memo():
     """The rows (GPU, count, nodes, best plan, step time) as the capacity search gave them before
     one memo session spanned its sizes and its searches stopped comparing families
-    (tests/data/reference_capacity.json)."""
+    (tests/data/reference_capacity.json), and before each search built its table only as far as
+    its best plan needs (search/bounded.py). One row was re-recorded when CP-SAT's best plan
+    became the first of equal cost in table order, as brute force ranks them (cpsat.py
+    `_first_of_cost`): 2 H100, tp 2 with one data-parallel rank, ZeRO 0 where it said ZeRO 1,
+    the same step time and memory to the byte."""
     ref = json.loads((Path(__file__).parent / "data" / "reference_capacity.json").read_text())
     job = load_job_inputs(Path(__file__).parents[1] / ref["job"])
     wl = engine_workload(job.workload, ref["framework"])

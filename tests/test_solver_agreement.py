@@ -97,6 +97,10 @@ def assert_agreement(case):
     assert (status == "infeasible") == (not brute)
     # The same costs in the same order: the best objective and the next ones of the top-K.
     assert [p.cost for p in found] == [p.cost for p in brute]
+    if brute and status == "optimal":
+        # The same best plan, ties included: the first layout in table order at its best point.
+        assert (found[0].layout, found[0].layers, found[0].recomputed) == \
+            (brute[0].layout, brute[0].layers, brute[0].recomputed)
     assert len({id(p.layout) for p in found}) == len(found)  # distinct layouts
     for p in found:
         n = p.layers or tuple(c.fixed for c in p.layout.classes)

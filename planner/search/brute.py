@@ -16,6 +16,7 @@ from planner.search.point import (
     Point,
     first_last_allowed,
     layout_forbidden,
+    peak_kib,
     recompute_allowed,
     shared_counts,
     split_lows,
@@ -173,8 +174,9 @@ def shared_costs(layout: Layout, split: np.ndarray, counts: np.ndarray, capacity
 
 def solve_brute(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,
                 host_capacity_kib: int | None, top: int, objective: str, layers: int) -> list[Point]:
-    """The `top` layouts of lowest cost, each at its best point (ties in layout order)."""
+    """The `top` layouts of lowest cost, each at its best point; of equal cost, the one that needs
+    less memory first (point.peak_kib: more headroom for the same step), then layout order."""
     points = [p for lay in layouts
               if (p := best_point(lay, constraints, capacity_kib, host_capacity_kib, objective, layers)) is not None]
-    points.sort(key=lambda p: p.cost)
+    points.sort(key=lambda p: (p.cost, peak_kib(p)))
     return points[:top]

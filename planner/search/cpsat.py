@@ -27,6 +27,7 @@ from planner.search.point import (
     first_last_allowed,
     layout_forbidden,
     lower_bound,
+    peak_kib,
     recompute_allowed,
     untimed_unfit,
 )
@@ -312,6 +313,9 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
         if status == "feasible" or (found and found[0].cost <= bounds[order[size]]):
             break
         size *= 4
+    if found and status == "optimal":
+        found = [_first_of_cost(layouts, bounds, found[0], constraints, capacity_kib, host_capacity_kib, objective,
+                                layers)]
     if found and top > 1:
         # Ranked together: the enumerated points are exact, so none of them ever beats a proven
         # optimum, and a stable sort keeps the best first on a tie.
@@ -319,6 +323,35 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
                                          objective, layers, skip=found[0].layout, deadline=deadline),
                        key=lambda p: p.cost)
     return status, found, conflict
+
+
+def _first_of_cost(layouts: list[Layout], bounds: list[int], optimum: Point, constraints: dict[str, Constraint],
+                   capacity_kib: int, host_capacity_kib: int | None, objective: str, layers: int) -> Point:
+    """The optimum as brute force ranks it: of the layouts whose own best point (runners_up.
+    layout_best, exact) costs what CP-SAT proved optimal, the one that needs the least memory
+    (point.peak_kib), then the first in table order, at that point. Layouts of equal cost are
+    common (ZeRO 1 and 2 where the optimizer step is too short to tell them apart, ZeRO 0 and 1
+    with one data-parallel rank), and which of them CP-SAT reports depends on the rest of the
+    model: this way the answer is the one with more headroom, whatever else the table holds (a
+    table built only as far as the answer needs, search/bounded.py). For the step time the
+    layouts looked at are those whose costs are made as the optimum's (`_cost_shape`); one of
+    another make that costs the same to the microsecond by coincidence is not looked for (each
+    layout's best point is a few milliseconds where a recompute count is shared)."""
+    # Step time: layouts tie where their costs are made alike (_cost_shape); elsewhere any layout
+    # may (a communication objective of 0 on one GPU).
+    shape = _cost_shape(optimum.layout) if objective in ("step-time", "cost") else None
+    tied = [point for i, layout in enumerate(layouts) if bounds[i] <= optimum.cost
+            and (shape is None or _cost_shape(layout) == shape)
+            and (point := layout_best(layout, constraints, capacity_kib, host_capacity_kib, objective, layers))
+            is not None and point.cost == optimum.cost]
+    return min(tied, key=peak_kib) if tied else optimum
+
+
+def _cost_shape(layout: Layout) -> tuple:
+    """What a layout's step-time and communication costs are made of: layouts alike in it tie at
+    every point (they differ in memory alone: the ZeRO stage, the offload of what the step time
+    does not see)."""
+    return layout.pace, layout.tail, layout.comm, layout.const, layout.classes, layout.exact, layout.recompute_step
 
 
 def _solve(layouts: list[Layout], constraints: dict[str, Constraint], capacity_kib: int,

@@ -59,6 +59,16 @@ def linear(coef: tuple[int, int, int, int], n: int, r: int) -> int:
     return a + b * n + c * r + w * (r > 0)
 
 
+def peak_kib(point: Point) -> int:
+    """The point's memory on its most loaded stage class (KiB, the table's coefficients): what
+    breaks a tie between points of equal cost (brute.solve_brute, cpsat._first_of_cost)."""
+    layout = point.layout
+    if layout.exact:
+        return layout.mem[0][0]
+    recomputed = point.recomputed or (0,) * len(point.layers)
+    return max(linear(coef, n, r) for coef, n, r in zip(layout.mem, point.layers, recomputed))
+
+
 def layout_forbidden(layout: Layout, constraints: dict[str, Constraint]) -> list[str]:
     """The user's constraints on outer keys that rule this layout out."""
     variable_recompute = not layout.exact and layout.plan.recompute == "full"
