@@ -42,13 +42,14 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
            constraints: dict[str, Constraint], *, objective: str = "step-time", top: int = 5,
            solver: str = "cp-sat", time_limit: float | None = None,
            rows: list[Layout] | None = None, table_seconds: float = 0.0,
-           other_families: bool = True) -> SolveResult:
+           other_families: bool = True, bounds: list[int] | None = None) -> SolveResult:
     """The best `top` distinct layouts, each with its best partition and recompute counts.
 
     `rows`: the cost table when the caller built it, in `table_seconds`; the result's timing
     counts it with the solver's own seconds. `other_families` False leaves out the reasons the
     best plans of other (tp, pp) families lose (two more solves), for callers that show only
-    the best plan."""
+    the best plan. `bounds`: each row's lower bound for the objective (point.lower_bound), when
+    the caller has them."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}")
     if solver not in SOLVERS:
@@ -65,7 +66,6 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     cap, host_cap = capacity_kib(cluster), host_capacity_kib(cluster)
     layers = workload.arch.num_layers
     conflict: tuple[str, ...] = ()
-    bounds: list[int] = []
     if solver == "brute":
         points = solve_brute(rows, constraints, cap, host_cap, top, objective, layers)
         status = "optimal" if points else "infeasible"
@@ -79,7 +79,8 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
 
         # Each layout's lower bound, once per table: the solver's lazy rounds and the other
         # families' branch and bound both order the layouts by it.
-        bounds = [lower_bound(lay, objective, layers) for lay in rows]
+        if bounds is None:
+            bounds = [lower_bound(lay, objective, layers) for lay in rows]
         status, points, conflict = solve_cpsat(rows, constraints, cap, host_cap, top, objective, layers, time_limit,
                                                bounds)
     if conflict == ("time limit",):

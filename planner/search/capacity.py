@@ -6,7 +6,8 @@ that fit (found with the memory model alone, `search.sizing`) and then doublings
 A loop, not GPU count and type as solver variables: every (type, count) needs its own layout
 table (dp, the network and the stage coefficients change with the count), building the tables
 is most of the time (CP-SAT takes a tenth of a second per count on the reference cases,
-benchmarks/solve.py), and the table wants the best plan of every row, not one optimum.
+benchmarks/solve.py), and the table wants the best plan of every row, not one optimum. Each
+row's table is built only as far as its best plan needs (search/bounded.py).
 """
 from __future__ import annotations
 
@@ -156,9 +157,17 @@ def plan_capacities(workloads: list[Workload], defaults: JobDefaults, constraint
 
 def _best_plan(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint],
                objective: str, solver: str) -> Evaluation | None:
-    # The row shows the best plan alone: no runners-up, no other families to compare.
-    result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver,
-                    other_families=False)
+    # The row shows the best plan alone: no runners-up, no other families to compare. For the
+    # step time, the table is built only where a plan could beat the best found (bounded.py).
+    if objective == "step-time" and solver == "cp-sat":
+        from planner.search.bounded import best_plan_search
+        from planner.search.space import candidate_plans
+
+        plans = list(candidate_plans(workload, cluster, defaults, constraints))
+        result, _ = best_plan_search(plans, workload, cluster, defaults, constraints)
+    else:
+        result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver,
+                        other_families=False)
     return result.plans[0] if result.plans else None
 
 

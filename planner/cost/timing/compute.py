@@ -138,6 +138,16 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
                          weight_grad=wgrad)
 
 
+def model_compute(plan: Plan, workload: Workload, cluster: Cluster, key: Plan | None = None) -> float:
+    """Forward and backward seconds of one micro-batch through every layer and the output layer,
+    recompute left out: the sum over the pipeline's stages of `stage_compute`'s forward and
+    backward, whatever the partition (timing/floor.py)."""
+    key = key if key is not None else compute_key(plan)
+    terms = memo.lookup(_LAYER_TERMS, (evolve(key, recompute_layers=None), workload, cluster),
+                        lambda: _LayerTerms(plan, workload, cluster))
+    return terms.model_compute()
+
+
 class _LayerTerms:
     """Compute seconds of one micro-batch of each layer and of the output layer, under one plan
     (methodology §6.1); a layer's are worked out when a stage first asks for them.
@@ -189,6 +199,7 @@ class _LayerTerms:
         self.a2a_pass = total_seconds(ep_traffic(plan, arch, seq, cluster, workload.engine.moe_dispatch), cluster) / 2
         self._layers: dict[int, tuple[float, float, float, float, float]] = {}
         self._kinds: dict[object, tuple[float, float, float, float, float]] = {}
+        self._model: float | None = None
         # Output layer on the last stage; embedding lookup is negligible (methodology §6.1).
         logits = logits_flops(arch) * tokens / tp
         t_out = rate16.seconds(logits, logits)
@@ -214,6 +225,16 @@ class _LayerTerms:
             out = self._kinds[kind] = self._layer(i)
         self._layers[i] = out
         return out
+
+    def model_compute(self) -> float:
+        """Forward and backward seconds of every layer and the output layer (`model_compute`)."""
+        if self._model is None:
+            layers = 0.0
+            for i in range(self.arch.num_layers):
+                t_f, t_b, *_ = self.layer(i)
+                layers += t_f + t_b
+            self._model = layers + self.output_forward + self.loss_backward + self.output_backward
+        return self._model
 
     def kind(self, i: int) -> object:
         """What `_layer` reads of the index `i`: whether the layer routes to experts, its

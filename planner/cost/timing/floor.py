@@ -1,0 +1,57 @@
+"""A floor under a plan's step time, from the few terms every stage always waits for.
+
+A stage's t_F + t_B (step.py `_stage`) holds its layers' forward and backward compute, their
+tensor-parallel collectives (on the critical path, once more for what full recompute repeats)
+and, unless the engine overlaps them, their expert all-to-alls; everything else it adds
+(recompute, exposed DP, CP and offload transfers, buffer copies) is never negative. The slowest
+stage sets the pace, and the slowest is at least the mean of the stages, whatever the partition
+and the recompute counts: a step of (m + runs·(p − 1)/v) micro-batches lasts at least that
+factor times the sum of those terms over every layer, divided by p. The search builds a table
+in the order of this floor where it wants the best plan alone (search/bounded.py): it needs
+neither the plan's memory nor its data-parallel traffic, and its terms are shared by the plans
+of one shape (memoized within a search, planner/cost/memo.py).
+"""
+from __future__ import annotations
+
+from planner.cost import memo
+from planner.cost.cluster import Cluster
+from planner.cost.comm import ep_traffic, total_seconds, tp_traffic
+from planner.cost.plan import Plan
+from planner.cost.timing.compute import compute_key, model_compute
+from planner.cost.workload import Workload
+
+_MICROBATCH = memo.new_cache()
+
+
+def step_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """Seconds no partition or recompute count of the plan's layout can beat: the stages' mean of
+    the terms `microbatch_floor` sums, times the micro-batches of a step with the pipeline's fill
+    and drain."""
+    pp, vpp = plan.parallel.pp, plan.parallel.vpp
+    m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
+    return m_factor * microbatch_floor(plan, workload, cluster) / pp
+
+
+def microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """Seconds of one micro-batch summed over every pipeline stage: each layer's forward and
+    backward compute (no recompute), the output layer and loss, each layer's TP collectives and,
+    unless the engine overlaps them with compute (EngineTraits.ep_overlap), each MoE layer's
+    all-to-alls. Memoized on what it reads: the tensor, context and expert degrees and sequence
+    parallelism, the micro-batch, the precision, the experts' TP and the engine; not the pipeline
+    (a sum over every layer, whatever the stages hold) nor the data-parallel size (the TP group
+    is the innermost, the EP group's placement reads its own degrees: topology.py)."""
+    p = plan.parallel
+    key = (p.tp, p.cp, p.ep, p.sp, plan.mbs, plan.precision, plan.expert_tp, plan.framework, workload, cluster)
+    return memo.lookup(_MICROBATCH, key, lambda: _microbatch_floor(plan, workload, cluster))
+
+
+def _microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    arch, seq = workload.arch, workload.seq_len
+    bare = plan.with_(recompute="none", recompute_layers=None, recompute_modules=None)
+    compute = model_compute(bare, workload, cluster, compute_key(bare))
+    tp = arch.num_layers * total_seconds(tp_traffic(bare, arch, seq, cluster), cluster)
+    ep = 0.0
+    if not workload.engine.ep_overlap:
+        ep = arch.num_moe_layers * total_seconds(ep_traffic(bare, arch, seq, cluster, workload.engine.moe_dispatch),
+                                                 cluster)
+    return compute + tp + ep

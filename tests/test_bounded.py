@@ -1,0 +1,103 @@
+"""The best plan from a table built only as far as it needs (planner/search/bounded.py): the step-time
+floor is under every layout's own bound, and the best plan found is the full table's, to the plan,
+the step time and the memory, on the reference cases and on random jobs of every engine."""
+from __future__ import annotations
+
+import pytest
+from conftest import EXAMPLES, small_jobs
+from hypothesis import HealthCheck, given, settings
+
+from planner.cost import memo
+from planner.cost.cluster import build_cluster
+from planner.cost.inputs import load_inputs
+from planner.cost.timing.floor import step_floor
+from planner.cost.workload import JobDefaults, Workload
+from planner.engines.profiles import engine_workload
+from planner.model import load_architecture
+from planner.search import candidate_table, search
+from planner.search.bounded import FLOOR_SHARE, best_plan_search
+from planner.search.point import lower_bound
+from planner.search.space import candidate_plans
+from planner.spec.cluster import ClusterSpec
+
+BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
+
+
+def _reference(engine: str, model: str, nodes: int, batch: int, training: str = "pretrain"):
+    cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8, nodes=nodes,
+                                        inter_node={"nic_gbps": 400, "nics_per_node": 8, "kind": "infiniband"}
+                                        if nodes > 1 else None))
+    wl = engine_workload(Workload(arch=load_architecture(model), training=training, seq_len=4096,
+                                  global_batch=batch), engine)
+    return wl, cluster, BF16_ADAMW
+
+
+REFERENCES = [
+    ("megatron", "llama3-8b", 8, 256),
+    ("fsdp2", "llama3-8b", 8, 256, "full"),
+    ("torchtitan", "llama3-70b", 8, 256),
+    ("deepspeed", "llama3-70b", 4, 128),
+    ("megatron", "mixtral-8x7b", 2, 64),
+    ("megatron", "llama3.1-405b", 16, 128),  # memory-bound: the cheapest floors fit nowhere
+]
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
+def test_the_floor_is_under_every_layouts_bound(reference):
+    """FLOOR_SHARE × floor ≤ the least cost of any partition and recompute count of the layout
+    (point.lower_bound, over the table's fitted and rounded coefficients)."""
+    wl, cluster, defaults = _reference(*reference)
+    layers = wl.arch.num_layers
+    with memo.session():
+        rows = candidate_table(wl, cluster, defaults, {}, "step-time")
+        timed = [lay for lay in rows if lay.timed]
+        assert timed
+        for layout in timed:
+            floor_us = FLOOR_SHARE * 1e6 * step_floor(layout.plan, wl, cluster)
+            assert floor_us <= lower_bound(layout, "step-time", layers), layout.plan
+
+
+def _same_best(wl, cluster, defaults, constraints=None):
+    constraints = constraints or {}
+    plans = list(candidate_plans(wl, cluster, defaults, constraints))
+    with memo.session():
+        full = search(wl, cluster, defaults, constraints, top=1, other_families=False)
+    bounded, rows = best_plan_search(plans, wl, cluster, defaults, constraints)
+    assert bounded.status == full.status
+    assert [ev.plan for ev in bounded.plans] == [ev.plan for ev in full.plans]
+    assert [ev.time.step for ev in bounded.plans] == [ev.time.step for ev in full.plans]
+    assert [ev.memory for ev in bounded.plans] == [ev.memory for ev in full.plans]
+    assert bounded.objective_values == full.objective_values
+    assert len(rows) <= full.candidates
+    return len(rows), full.candidates
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
+def test_the_best_plan_is_the_full_tables(reference):
+    _same_best(*_reference(*reference))
+
+
+def test_a_job_whose_best_plan_is_cheap_builds_a_small_table():
+    """Llama-3-8B on 64 H100: the best plan (TP 2, no pipeline) costs less than the floor of
+    almost every other layout, which is then never built."""
+    built, full = _same_best(*_reference("megatron", "llama3-8b", 8, 256))
+    assert built < full / 10
+
+
+def test_constraints_and_a_job_that_fits_nowhere(tmp_path):
+    inputs = load_inputs(EXAMPLES / "clusters" / "h100-1node.yaml", EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml",
+                         "megatron")
+    from planner.spec.job import Constraint
+    _same_best(inputs.workload, inputs.cluster, inputs.defaults, {"tp": Constraint(values=(2, 4)),
+                                                                  "zero": Constraint(values=(1,))})
+    tiny = build_cluster(ClusterSpec(gpu="rtx4090", gpus_per_node=1))
+    wl = engine_workload(Workload(arch=load_architecture("llama3-70b"), training="pretrain", seq_len=4096,
+                                  global_batch=8), "megatron")
+    _same_best(wl, tiny, BF16_ADAMW)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(job=small_jobs(seq_lens=[512, 2048], gpus=["h100_sxm_80gb", "a100_sxm_40gb", "l4"], gpus_per_node=[1, 2, 8],
+                      lora_rank=16))
+def test_random_jobs_of_every_engine(job):
+    _same_best(*job)
