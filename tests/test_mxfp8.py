@@ -120,24 +120,30 @@ def test_llama_shapes_block_on_every_tp_rank(llama8b, spec):
     assert [p for p in plan_problems(plan, llama8b.workload, llama8b.cluster) if "mxfp8" in p] == []
 
 
-def test_shapes_that_do_not_divide_by_32_are_refused_on_megatron(tmp_path):
-    """Transformer Engine checks both dimensions of every tensor it quantizes to MXFP8
-    (quantizer.cpp `MXFP8Quantizer::create_tensor`): a hidden size of 4,080 and 2,040 tokens
-    per micro-batch do not divide by 32."""
-    model = ('{"model_type": "llama", "hidden_size": 4080, "intermediate_size": 11008, "num_hidden_layers": 4,'
-             ' "num_attention_heads": 34, "num_key_value_heads": 34, "vocab_size": 32000}')
+@pytest.mark.parametrize("precision, hidden, heads, block", [("mxfp8", 4080, 34, 32), ("nvfp4", 4072, 8, 16)])
+def test_shapes_that_do_not_divide_by_the_block_are_refused_on_megatron(tmp_path, precision, hidden, heads, block):
+    """Transformer Engine checks both dimensions of every tensor it quantizes to MXFP8, both
+    flattened ones under NVFP4 (quantizer.cpp `MXFP8Quantizer::create_tensor`,
+    `NVFP4Quantizer::create_tensor`): a hidden size of 4,080 and 2,040 tokens per micro-batch do
+    not divide by 32, 4,072 and 2,040 not by 16."""
+    model = (f'{{"model_type": "llama", "hidden_size": {hidden}, "intermediate_size": 11008, "num_hidden_layers": 4,'
+             f' "num_attention_heads": {heads}, "num_key_value_heads": {heads}, "vocab_size": 32000}}')
     inputs = inputs_from_text(tmp_path, B200_NODE,
-                              f"model: {model}\nseq_len: 2040\nglobal_batch: 64\nprecision: mxfp8\n")
-    plan = parse_plan_spec("tp=1,pp=1,zero=1,mbs=1,precision=mxfp8", inputs)
-    problems = [p for p in plan_problems(plan, inputs.workload, inputs.cluster) if "mxfp8" in p]
-    assert problems == ["mxfp8: hidden 4080 is not a multiple of 32",
-                        "mxfp8: query width / tp 4080 is not a multiple of 32",
-                        "mxfp8: key-value width / tp 4080 is not a multiple of 32",
-                        "mxfp8: 2040 tokens per micro-batch and rank (mbs x seq_len / cp) is not a multiple of 32"]
-    # torchtitan (torchao) leaves such a layer in 16 bits instead of failing.
-    titan = with_framework(inputs.workload, "torchtitan")
-    assert not [p for p in plan_problems(plan.with_(framework="torchtitan", zero=3), titan, inputs.cluster)
-                if "mxfp8" in p]
+                              f"model: {model}\nseq_len: 2040\nglobal_batch: 64\nprecision: {precision}\n")
+    plan = parse_plan_spec(f"tp=1,pp=1,zero=1,mbs=1,precision={precision}", inputs)
+    problems = [p for p in plan_problems(plan, inputs.workload, inputs.cluster) if precision in p]
+    assert problems == [f"{precision}: hidden {hidden} is not a multiple of {block}",
+                        f"{precision}: query width / tp {hidden} is not a multiple of {block}",
+                        f"{precision}: key-value width / tp {hidden} is not a multiple of {block}",
+                        f"{precision}: 2040 tokens per micro-batch and rank (mbs x seq_len / cp) is not a multiple"
+                        f" of {block}"]
+    # 4,080 tokens divide by 16, not by 32.
+    assert bool([p for p in plan_problems(plan.with_(mbs=2), inputs.workload, inputs.cluster) if "tokens" in p]) \
+        == (block == 32)
+    if precision == "mxfp8":  # torchtitan (torchao) leaves such a layer in 16 bits instead of failing.
+        titan = with_framework(inputs.workload, "torchtitan")
+        assert not [p for p in plan_problems(plan.with_(framework="torchtitan", zero=3), titan, inputs.cluster)
+                    if "mxfp8" in p]
 
 
 @pytest.mark.parametrize("flags, expected", [
