@@ -115,7 +115,7 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     layers' terms (`_LayerTerms`, shared by the plans of one `compute_key`, `key` when the caller
     has it, whatever layers they recompute), the output layer's on the last stage."""
     key = key if key is not None else compute_key(plan)
-    terms = memo.lookup(_LAYER_TERMS, (evolve(key, recompute_layers=None), workload, cluster),
+    terms = memo.lookup(_LAYER_TERMS, (_terms_key(key), workload, cluster),
                         lambda: _LayerTerms(plan, workload, cluster))
     fwd = bwd = attn = redo = wgrad = part = 0.0
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
@@ -138,12 +138,22 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
                          weight_grad=wgrad)
 
 
+def _terms_key(key: Plan) -> Plan:
+    """The memo key of a plan's `_LayerTerms`: its compute key with what the terms never read
+    reset. They read the recompute policy only to time selective recompute (`_selective_seconds`),
+    so a plan that recomputes layers in full and one that recomputes none share them, as do the
+    search's probes of one layout (layouts.py: none, all, one layer per stage)."""
+    if key.recompute == "selective":
+        return evolve(key, recompute_layers=None)
+    return evolve(key, recompute="none", recompute_layers=None, recompute_modules=None)
+
+
 def model_compute(plan: Plan, workload: Workload, cluster: Cluster, key: Plan | None = None) -> float:
     """Forward and backward seconds of one micro-batch through every layer and the output layer,
     recompute left out: the sum over the pipeline's stages of `stage_compute`'s forward and
     backward, whatever the partition (timing/floor.py)."""
     key = key if key is not None else compute_key(plan)
-    terms = memo.lookup(_LAYER_TERMS, (evolve(key, recompute_layers=None), workload, cluster),
+    terms = memo.lookup(_LAYER_TERMS, (_terms_key(key), workload, cluster),
                         lambda: _LayerTerms(plan, workload, cluster))
     return terms.model_compute()
 
