@@ -76,8 +76,8 @@ def best_plan_search(plans: list[Plan], workload: Workload, cluster: Cluster, de
                 break
             members = groups[g]
             # A deferred plan (offload) reads whether its layout without offload fits: after them.
-            for i in [i for i in members if not builder.deferred(plans[i])] + \
-                     [i for i in members if builder.deferred(plans[i])]:
+            first, deferred = builder.phases([plans[i] for i in members])
+            for i in (members[j] for j in first + deferred):
                 made[i] = builder.add(plans[i])
                 for layout in made[i]:
                     bound[id(layout)] = lower_bound(layout, "step-time", layers)

@@ -101,9 +101,7 @@ class Layout:
 
 def plan_values(plan: Plan) -> dict[str, object]:
     """The plan's values as the user's constraints read them (Plan.constraint_value)."""
-    values = {key: getattr(plan, key) for key in PLAN_KEYS}
-    values["etp"] = plan.expert_tp
-    return values
+    return {key: plan.constraint_value(key) for key in PLAN_KEYS}
 
 
 @lru_cache(maxsize=1024)

@@ -115,8 +115,7 @@ def _stage_compute(plan: Plan, workload: Workload, cluster: Cluster, shard: Stag
     layers' terms (`_LayerTerms`, shared by the plans of one `compute_key`, `key` when the caller
     has it, whatever layers they recompute), the output layer's on the last stage."""
     key = key if key is not None else compute_key(plan)
-    terms = memo.lookup(_LAYER_TERMS, (_terms_key(key), workload, cluster),
-                        lambda: _LayerTerms(plan, workload, cluster))
+    terms = _layer_terms(plan, workload, cluster, key)
     fwd = bwd = attn = redo = wgrad = part = 0.0
     recomputed = plan.recomputed_layers(shard.stage, shard.num_layers)  # the stage's first layers
     for n, i in enumerate(range(shard.first_layer, shard.first_layer + shard.num_layers)):
@@ -152,10 +151,12 @@ def model_compute(plan: Plan, workload: Workload, cluster: Cluster, key: Plan | 
     """Forward and backward seconds of one micro-batch through every layer and the output layer,
     recompute left out: the sum over the pipeline's stages of `stage_compute`'s forward and
     backward, whatever the partition (timing/floor.py)."""
-    key = key if key is not None else compute_key(plan)
-    terms = memo.lookup(_LAYER_TERMS, (_terms_key(key), workload, cluster),
-                        lambda: _LayerTerms(plan, workload, cluster))
-    return terms.model_compute()
+    return _layer_terms(plan, workload, cluster, key if key is not None else compute_key(plan)).model_compute()
+
+
+def _layer_terms(plan: Plan, workload: Workload, cluster: Cluster, key: Plan) -> _LayerTerms:
+    """The plan's `_LayerTerms`, memoized within a search on `_terms_key`."""
+    return memo.lookup(_LAYER_TERMS, (_terms_key(key), workload, cluster), lambda: _LayerTerms(plan, workload, cluster))
 
 
 class _LayerTerms:

@@ -17,7 +17,7 @@ from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.comm import ep_traffic, total_seconds, tp_traffic
 from planner.cost.plan import Plan
-from planner.cost.timing.compute import compute_key, model_compute
+from planner.cost.timing.compute import model_compute
 from planner.cost.workload import Workload
 
 _MICROBATCH = memo.new_cache()
@@ -48,7 +48,7 @@ def microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
 def _microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     arch, seq = workload.arch, workload.seq_len
     bare = plan.with_(recompute="none", recompute_layers=None, recompute_modules=None)
-    compute = model_compute(bare, workload, cluster, compute_key(bare))
+    compute = model_compute(bare, workload, cluster)
     tp = arch.num_layers * total_seconds(tp_traffic(bare, arch, seq, cluster), cluster)
     ep = 0.0
     if not workload.engine.ep_overlap:
