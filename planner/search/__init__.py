@@ -42,27 +42,44 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
            constraints: dict[str, Constraint], *, objective: str = "step-time", top: int = 5,
            solver: str = "cp-sat", time_limit: float | None = None,
            rows: list[Layout] | None = None, table_seconds: float = 0.0,
-           other_families: bool = True, bounds: list[int] | None = None) -> SolveResult:
+           other_families: bool = True, bounds: list[int] | None = None,
+           candidates: int | None = None) -> SolveResult:
     """The best `top` distinct layouts, each with its best partition and recompute counts.
 
     `rows`: the cost table when the caller built it, in `table_seconds`; the result's timing
     counts it with the solver's own seconds. `other_families` False leaves out the reasons the
     best plans of other (tp, pp) families lose (two more solves), for callers that show only
     the best plan. `bounds`: each row's lower bound for the objective (point.lower_bound), when
-    the caller has them."""
+    the caller has them. `candidates`: the legal plans the rows were built from, when the caller
+    built them (else the rows are counted)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}")
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; valid: {', '.join(SOLVERS)}")
+    from planner.search.runners_up import known_points
+
+    start = time.perf_counter()
+    if rows is None:
+        from planner.search.space import candidate_plans
+        from planner.search.table import build_table
+
+        plans = list(candidate_plans(workload, cluster, defaults, constraints))
+        rows, candidates = build_table(plans, workload, cluster, objective), len(plans)
+        table_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    with known_points():
+        return _search_rows(rows, workload, cluster, constraints, objective, top, solver, time_limit, table_seconds,
+                            other_families, bounds, candidates, start)
+
+
+def _search_rows(rows: list[Layout], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
+                 objective: str, top: int, solver: str, time_limit: float | None, table_seconds: float,
+                 other_families: bool, bounds: list[int] | None, candidates: int | None,
+                 start: float) -> SolveResult:
     from planner.search.brute import solve_brute
     from planner.search.point import lower_bound, untimed_unfit
     from planner.search.table import capacity_kib, host_capacity_kib
 
-    start = time.perf_counter()
-    if rows is None:
-        rows = candidate_table(workload, cluster, defaults, constraints, objective)
-        table_seconds = time.perf_counter() - start
-    start = time.perf_counter()
     cap, host_cap = capacity_kib(cluster), host_capacity_kib(cluster)
     layers = workload.arch.num_layers
     conflict: tuple[str, ...] = ()
@@ -110,7 +127,7 @@ def search(workload: Workload, cluster: Cluster, defaults: JobDefaults,
         objective=objective,
         plans=plans,
         solve_seconds=table_seconds + solver_seconds,
-        candidates=len(rows),
+        candidates=len(rows) if candidates is None else candidates,
         conflict=conflict,
         reasons=why,
         objective_values=tuple(p.cost for p, _ in evaluated),

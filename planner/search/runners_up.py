@@ -15,6 +15,8 @@ runners-up are the true next best; equal costs rank in table order, as brute for
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -54,8 +56,39 @@ def next_best(layouts: list[Layout], bounds: list[int], count: int, constraints:
     return [p for _, _, p in found]
 
 
+_known: dict[tuple[int, str], Point | None] | None = None
+
+
+@contextmanager
+def known_points() -> Iterator[None]:
+    """Within it, each layout's best point is found once (`layout_best`), keyed on the layout's
+    identity and the objective: for one search, which keeps its layouts alive and its
+    constraints, capacities and layers fixed. The solver's warm start, its ties, the runners-up
+    and the other families' bests read many of the same layouts, and so do the runners-up of a
+    table built in order of its floors (bounded.py). Nested, the outermost scope holds."""
+    global _known
+    outer = _known
+    if outer is None:
+        _known = {}
+    try:
+        yield
+    finally:
+        _known = outer
+
+
 def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib: int,
                 host_capacity_kib: int | None, objective: str, layers: int) -> Point | None:
+    """`_layout_best`, once per layout within `known_points`."""
+    if _known is None:
+        return _layout_best(layout, constraints, capacity_kib, host_capacity_kib, objective, layers)
+    key = (id(layout), objective)
+    if key not in _known:
+        _known[key] = _layout_best(layout, constraints, capacity_kib, host_capacity_kib, objective, layers)
+    return _known[key]
+
+
+def _layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib: int,
+                 host_capacity_kib: int | None, objective: str, layers: int) -> Point | None:
     """The layout's best point (brute.best_point's cost), every partition at once where each
     class's least recompute that fits is its best: step time that never falls with recompute
     (pace c, w ≥ 0), a tail that ignores it, memory that never grows with it beyond the working
