@@ -66,7 +66,7 @@ def report(
     # matplotlib loads here, not when the CLI starts, so the other commands stay quick.
     from planner.report.page import build_report
     found = search_job(inputs, objective, top, solver, time_limit, show_progress=not as_json,
-                       jobs=worker_count(jobs))
+                       jobs=worker_count(jobs), whole_table=True)  # the page draws every plan
     result, explanation = found.result, found.explanation
     # A row is a layout whose partition and recompute counts the solver chooses; each is shown at
     # its default partition, evaluated in full by the same models with its engine's traits.

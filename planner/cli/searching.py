@@ -27,6 +27,7 @@ from planner.search.stacks import (
     EngineCandidates,
     EngineComparison,
     EngineOutcome,
+    bounded_applies,
     compare,
     engine_candidates,
     explained,
@@ -62,12 +63,15 @@ class JobSearch:
 
 
 def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit: float | None,
-               show_progress: bool, frameworks: tuple[str, ...] | None = None, jobs: int = 1) -> JobSearch:
+               show_progress: bool, frameworks: tuple[str, ...] | None = None, jobs: int = 1,
+               whole_table: bool = False) -> JobSearch:
     """The best plans of a job on its engine (every engine under `auto`, or `frameworks`), and
     why none fits when none does; a progress bar on stderr while the engines are searched.
 
+    A step-time search by CP-SAT builds each engine's table only as far as its plans need
+    (search_engine); `whole_table` builds all of it (a report draws every plan).
     With `jobs` > 1 the work goes to worker processes (planner/search/parallel.py), split where
-    it is: an engine's table of table.PARALLEL_PLANS candidates or more (Megatron's on a large
+    it is: a whole table of table.PARALLEL_PLANS candidates or more (Megatron's on a large
     cluster or a mixture of experts, hundreds of times any other engine's) is built by all the
     workers, the engines then searched one after another here; otherwise each engine's search
     is a task of its own. The outcomes are put together in the same order either way. The
@@ -78,14 +82,15 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
     bars = _EngineBars(names, enabled=show_progress)
     start = time.perf_counter()
     candidates = [engine_candidates(name, inputs.workload, c, d, k) for name in names]
-    large = any(worth_workers(len(found.plans)) for found in candidates)
+    whole_table = whole_table or not bounded_applies(objective, solver)
+    large = whole_table and any(worth_workers(len(found.plans)) for found in candidates)
     engine_jobs, table_jobs = (1, jobs) if large else (min(jobs, len(names)), 1)
     found: dict[int, EngineOutcome] = {}
     try:
         with Workers(engine_jobs, on_message=bars.update, on_idle=bars.tick) as workers:
             for i, name in enumerate(names):
                 workers.submit(i, _search_engine, name, inputs.workload, c, d, k, objective, top, solver, time_limit,
-                               table_jobs, candidates[i])
+                               table_jobs, candidates[i], whole_table)
             for i, outcome in workers.results():
                 found[i] = outcome
                 bars.done(names[i])
@@ -106,24 +111,25 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
 def _search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
                    constraints: dict[str, Constraint], objective: str, top: int, solver: str,
                    time_limit: float | None, table_jobs: int = 1,
-                   candidates: EngineCandidates | None = None) -> EngineOutcome:
+                   candidates: EngineCandidates | None = None, whole_table: bool = False) -> EngineOutcome:
     """One engine's search (search_engine), telling how far its cost table is (parallel.tell);
-    its table built by `table_jobs` worker processes (never from inside one)."""
-    def table(plans, wl):
-        total = len(plans)
-        tell((name, 0, total))
-        told = 0
+    a whole table built by `table_jobs` worker processes (never from inside one)."""
+    told = 0
 
-        def advance(done: int) -> None:
-            nonlocal told
-            if done - told >= PROGRESS_EVERY or done == total:
-                told = done
-                tell((name, done, total))
-        rows = build_table(plans, wl, cluster, objective, advance, jobs=table_jobs)
-        tell((name, None, total))  # the table is built: the solver runs
-        return rows
+    def advance(done: int, total: int) -> None:
+        nonlocal told
+        if done == 0 or done - told >= PROGRESS_EVERY or done == total:
+            told = done
+            tell((name, done, total))
+        if done == total:
+            tell((name, None, total))  # the table is built: the solver runs
+
+    def table(plans, wl):
+        advance(0, len(plans))
+        return build_table(plans, wl, cluster, objective, lambda done: advance(done, len(plans)), jobs=table_jobs)
     return search_engine(name, workload, cluster, defaults, constraints, objective=objective, top=top,
-                         solver=solver, time_limit=time_limit, table=table, candidates=candidates)
+                         solver=solver, time_limit=time_limit, table=table, candidates=candidates,
+                         progress=advance, whole_table=whole_table)
 
 
 QUIET_TOP = 5

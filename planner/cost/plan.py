@@ -211,10 +211,20 @@ class Plan:
         every other field, in order."""
         return (_PARALLEL_VALUES(self.parallel),) + _EXECUTION_VALUES(self)
 
+    def key_with(self, **changes) -> tuple:
+        """`self.with_(**changes).key()` for fields besides the parallel degrees, without building
+        the copy (the search asks it of every candidate plan: search/layouts.py `group`)."""
+        key = list(self.key())
+        for name, value in changes.items():
+            key[_EXECUTION_POSITION[name]] = value
+        return tuple(key)
+
 
 
 
 _EXECUTION_FIELDS = tuple(f.name for f in fields(Plan) if f.name != "parallel")
 """Plan's fields besides the parallel degrees, in order (`Plan.key`)."""
+_EXECUTION_POSITION = {name: 1 + i for i, name in enumerate(_EXECUTION_FIELDS)}
+"""Where each of those fields sits in `Plan.key`."""
 _PARALLEL_VALUES = attrgetter(*PARALLEL_KEYS)
 _EXECUTION_VALUES = attrgetter(*_EXECUTION_FIELDS)

@@ -1,39 +1,46 @@
-"""The best plan alone, from a cost table built only as far as it needs: in the order of each
-plan's step-time floor, until every plan left has a floor above the best plan found.
+"""The best plans from a cost table built only as far as they need: in the order of each plan's
+step-time floor, until every plan left has a floor above the costs the search shows.
 
 Building a layout (its memory and time at a few probe points, layouts.py) is what a search
 spends its time on, while a floor under its step time costs a few sums shared by every plan of
 one shape (planner/cost/timing/floor.py). So the candidate plans are built in screening groups
 (a layout with its micro-batches and offload variants, TableBuilder.group: the plans whose
-screening reads one another's), in the order of their least floor. A layout built is solved at
-its own best point (runners_up.layout_best: exact, the cost CP-SAT's optimum is the least of)
-once its lower bound is below the next group's floor, the least bound first: only then could its
-cost stop the build. Once a group's floor is above the best of those costs, neither it nor any
-group after it holds a plan as good (its layouts cost at least their floor), and CP-SAT solves
-the table built: the full table's best plan, ties broken as there (cpsat._first_of_cost;
-tests/test_bounded.py holds the two equal). For `capacity`, which wants the best plan of each GPU
-type and count and nothing else. Where the cheapest floors fit nowhere (a model that barely
-fits), almost every group is built, and the floors cost a tenth more than the table alone.
+screening reads one another's), in the order of their least floor. The build stops at the
+first group whose floor is above the bar (`_Bar`): the greatest cost the search would show from
+the layouts solved so far (runners_up.layout_best: each at its own best point, exact), the
+`top`-th best layout's and, where the search also says why the best plans of other (tp, pp)
+families lose, those families' bests. Every layout of the groups left costs at least its floor,
+so none is shown; CP-SAT then solves the table built, and the plans, their ties (cpsat.
+_first_of_cost, table order), the runners-up and the other families are the full table's
+(tests/test_bounded.py holds the two equal).
 
-Only the step-time objective has a floor.
+A layout built is solved only when that could stop the build at the next group: its bound is
+below the group's floor, and so is the bar the built layouts would set if each cost its bound.
+Where the plans shown cost little next to most floors (a mixture of experts, a small model on
+many GPUs), a fraction of the table is built; where the cheapest floors fit nowhere (a model
+that barely fits) or every plan costs within a few per cent of the others, almost all of it,
+and the floors cost a few per cent more than the table alone.
+
+Only the step-time objective has a floor; brute force reads the whole table.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import time
-from dataclasses import replace
+from collections.abc import Callable
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.plan import Plan
 from planner.cost.timing.floor import step_floor
 from planner.cost.workload import JobDefaults, Workload
-from planner.search import search
+from planner.search import FAMILIES, search
 from planner.search.layouts import Layout, TableBuilder
 from planner.search.point import lower_bound
 from planner.search.result import SolveResult
-from planner.search.runners_up import layout_best
+from planner.search.runners_up import known_points, layout_best
 from planner.search.table import capacity_kib, host_capacity_kib
 from planner.spec.job import Constraint
 
@@ -44,10 +51,57 @@ little under the exact models it was fitted to; 1 % covers that (tests/test_boun
 floor ≤ bound on every layout of the reference tables)."""
 
 
-def best_plan_search(plans: list[Plan], workload: Workload, cluster: Cluster, defaults: JobDefaults,
-                     constraints: dict[str, Constraint]) -> tuple[SolveResult, list[Layout]]:
-    """search.search's best step-time plan over `plans` (top 1, no other families), and the
-    layouts built, in table order."""
+class _Bar:
+    """The greatest cost the search would show, from the layout costs added: the `top`-th best
+    layout's and, with `families`, the best of each of the next `families` families outside
+    those the `top` best span (search._other_families); infinite while there are fewer. A plan
+    costing more than the bar is shown neither among the best nor as another family's best.
+    Families are counted from every layout costing no more than the `top`-th, ties included:
+    more families in, the others' bests can only be worse, so the bar only rises."""
+
+    def __init__(self, top: int, families: int):
+        self.top, self.families = top, families
+        self._added: list[tuple[int, tuple]] = []  # (cost, family), least cost first
+        self._value: float | None = math.inf
+
+    def add(self, cost: int, family: tuple) -> None:
+        bisect.insort(self._added, (cost, family), key=lambda a: a[0])
+        self._value = None
+
+    @property
+    def value(self) -> float:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
+
+    def _compute(self) -> float:
+        added = self._added
+        if len(added) < self.top:
+            return math.inf
+        kth = added[self.top - 1][0]
+        i = self.top
+        while i < len(added) and added[i][0] <= kth:
+            i += 1
+        if not self.families:
+            return kth
+        shown = {f for _, f in added[:i]}
+        others: set[tuple] = set()
+        for cost, family in added[i:]:
+            if family not in shown and family not in others:
+                others.add(family)
+                if len(others) == self.families:
+                    return max(kth, cost)
+        return math.inf
+
+
+def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                   constraints: dict[str, Constraint], *, top: int = 1, other_families: bool = False,
+                   time_limit: float | None = None,
+                   progress: Callable[[int], None] | None = None) -> tuple[SolveResult, list[Layout], bool]:
+    """search.search's `top` best step-time plans over `plans` (and, with `other_families`, the
+    reasons the best of other families lose), the layouts built, in table order, and whether
+    every plan was built (the whole table: where nothing fits, it is). `progress(plans done)`
+    after each screening group built, and `progress(len(plans))` once the build stops."""
     start = time.perf_counter()
     builder = TableBuilder(workload, cluster, "step-time", screen=True)
     groups: dict[tuple, list[int]] = {}
@@ -56,23 +110,28 @@ def best_plan_search(plans: list[Plan], workload: Workload, cluster: Cluster, de
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), workload.arch.num_layers
     made: dict[int, list[Layout]] = {}
     bound: dict[int, int] = {}  # id(layout) -> its lower bound, which search() reads too
-    best = math.inf
+    bar = _Bar(top, FAMILIES if other_families else 0)
+    # The bar the layouts built would set if each cost its lower bound: while it is above the
+    # next group's floor, solving them is unlikely to stop the build there, and waits (it only
+    # decides when to solve; the stop reads the bar of the costs solved).
+    hint = _Bar(top, FAMILIES if other_families else 0)
     # Layouts built, by their own lower bound: each is solved at its best point only once a
-    # group's floor could stop the build, and while its bound is below the best cost found.
+    # group's floor could stop the build, and while its bound is below the bar.
     pending: list[tuple[int, int, Layout]] = []
-    with memo.session():
+    with memo.session(), known_points():
         # A group's plans differ in their micro-batch and offload; the floor reads the first only.
         floor_us = {g: FLOOR_SHARE * 1e6 * min(step_floor(plans[i], workload, cluster)
                                                for i in {plans[i].mbs: i for i in members}.values())
                     for g, members in groups.items()}
         order = sorted(groups, key=lambda g: floor_us[g])  # stable: equal floors in candidate order
-        built = 0
+        built = done = 0
         for g in order:
-            while pending and pending[0][0] < floor_us[g] and pending[0][0] < best:
-                point = layout_best(heapq.heappop(pending)[2], constraints, cap, host_cap, "step-time", layers)
+            while pending and pending[0][0] < floor_us[g] and hint.value < floor_us[g] <= bar.value:
+                layout = heapq.heappop(pending)[2]
+                point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
                 if point is not None:
-                    best = min(best, point.cost)
-            if floor_us[g] > best:
+                    bar.add(point.cost, (layout.plan.tp, layout.plan.pp))
+            if floor_us[g] > bar.value:
                 break
             members = groups[g]
             # A deferred plan (offload) reads whether its layout without offload fits: after them.
@@ -83,11 +142,23 @@ def best_plan_search(plans: list[Plan], workload: Workload, cluster: Cluster, de
                     bound[id(layout)] = lower_bound(layout, "step-time", layers)
                     if layout.timed:
                         heapq.heappush(pending, (bound[id(layout)], len(bound), layout))
+                        hint.add(bound[id(layout)], (layout.plan.tp, layout.plan.pp))
             built += 1
+            done += len(members)
+            if progress is not None:
+                progress(done)
+        if progress is not None and done < len(plans):
+            progress(len(plans))  # the rest ruled out by their floors
         table_s = time.perf_counter() - start
         rows = [lay for i in sorted(made) for lay in made[i]]
-        result = search(workload, cluster, defaults, constraints, objective="step-time", top=1, rows=rows,
-                        table_seconds=table_s, other_families=False, bounds=[bound[id(lay)] for lay in rows])
-    left = sum(len(groups[g]) for g in order[built:])
-    # Considered: the layouts built, and the plans whose floor ruled them out unbuilt.
-    return replace(result, candidates=len(rows) + left), rows
+        result = search(workload, cluster, defaults, constraints, objective="step-time", top=top, rows=rows,
+                        table_seconds=table_s, other_families=other_families, time_limit=time_limit,
+                        bounds=[bound[id(lay)] for lay in rows], candidates=len(plans))
+    return result, rows, built == len(order)
+
+
+def best_plan_search(plans: list[Plan], workload: Workload, cluster: Cluster, defaults: JobDefaults,
+                     constraints: dict[str, Constraint]) -> tuple[SolveResult, list[Layout]]:
+    """The best step-time plan alone (capacity's rows), and the layouts built."""
+    result, rows, _ = bounded_search(plans, workload, cluster, defaults, constraints)
+    return result, rows

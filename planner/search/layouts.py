@@ -308,7 +308,7 @@ class TableBuilder:
     def group(plan: Plan) -> tuple:
         """The plans whose screening reads one another's: the same layout but the micro-batch
         and, among deferred plans, the offload (each is tried only where no other fits)."""
-        return plan.with_(mbs=1, gas=1, offload="none").key()
+        return plan.key_with(mbs=1, gas=1, offload="none")
 
     def deferred(self, plan: Plan) -> bool:
         """Added after the plans that are not: offload, tried only where they fit nowhere."""

@@ -25,7 +25,8 @@ class SolveResult:
     """The whole search: the cost table, the solver and, when nothing fits, the explanation (the
     sum of `timing`)."""
     candidates: int
-    """Layouts considered (before memory and the user's constraints)."""
+    """The legal candidate plans searched, each ruled in or out by the models: its memory, the
+    user's constraints, or a floor under its step time that the plans found beat (bounded.py)."""
     conflict: tuple[str, ...] = ()
     """When infeasible: the requirements that together leave no plan (`memory`, `constraints.tp` ...)."""
     reasons: tuple[str, ...] = ()

@@ -111,20 +111,44 @@ def engine_candidates(name: str, workload: Workload, cluster: Cluster, defaults:
 def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
                   constraints: dict[str, Constraint], *, objective: str, top: int, solver: str,
                   time_limit: float | None, table: Callable[[list, Workload], list[Layout]],
-                  candidates: EngineCandidates | None = None) -> EngineOutcome:
-    """Engine `name`'s search of the job. `table` builds the cost table of its candidates (the
-    commands show a progress bar while it runs); `candidates`: engine_candidates when the
-    caller has them."""
+                  candidates: EngineCandidates | None = None, progress: Callable[[int, int], None] | None = None,
+                  whole_table: bool = False) -> EngineOutcome:
+    """Engine `name`'s search of the job. `table` builds the whole cost table of its candidates
+    (the commands show a progress bar while it runs); `candidates`: engine_candidates when the
+    caller has them. A step-time search by CP-SAT builds only the part of the table its plans
+    can come from (bounded.py, telling `progress(plans done, plans)`), unless `whole_table` is asked
+    for (a report draws every plan) or nothing fits (the explanation reads every layout)."""
     start = time.perf_counter()
     found = candidates or engine_candidates(name, workload, cluster, defaults, constraints)
     wl = found.workload
     if found.cannot_run:
         return EngineOutcome(name, wl, None, cannot_run=found.cannot_run)
     plans = list(found.plans)
+    if plans and bounded_applies(objective, solver) and not whole_table:
+        from planner.search.bounded import bounded_search
+
+        told = None
+        if progress is not None:
+            progress(0, len(plans))
+            told = lambda done: progress(done, len(plans))  # noqa: E731
+        result, rows, whole = bounded_search(plans, wl, cluster, defaults, constraints, top=top, other_families=True,
+                                             time_limit=time_limit, progress=told)
+        # A table cut short holds every plan of the answer; where that answer is that nothing
+        # fits (the solver's points all over capacity in the full models), the explanation
+        # wants the whole table.
+        if result.plans or whole:
+            return EngineOutcome(name, wl, result, tuple(rows))
     rows = table(plans, wl) if plans else []
     result = search(wl, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
-                    time_limit=time_limit, rows=rows, table_seconds=time.perf_counter() - start)
+                    time_limit=time_limit, rows=rows, table_seconds=time.perf_counter() - start,
+                    candidates=len(plans))
     return EngineOutcome(name, wl, result, tuple(rows))
+
+
+def bounded_applies(objective: str, solver: str) -> bool:
+    """Whether a search may build only part of its table (bounded.py): step time has a floor,
+    and brute force reads every layout."""
+    return objective == "step-time" and solver == "cp-sat"
 
 
 def explained(outcome: EngineOutcome, cluster: Cluster, defaults: JobDefaults,

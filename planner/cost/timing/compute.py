@@ -154,6 +154,9 @@ def model_compute(plan: Plan, workload: Workload, cluster: Cluster, key: Plan | 
     return _layer_terms(plan, workload, cluster, key if key is not None else compute_key(plan)).model_compute()
 
 
+_KIND_COUNTS = memo.new_cache()
+
+
 def _layer_terms(plan: Plan, workload: Workload, cluster: Cluster, key: Plan) -> _LayerTerms:
     """The plan's `_LayerTerms`, memoized within a search on `_terms_key`."""
     return memo.lookup(_LAYER_TERMS, (_terms_key(key), workload, cluster), lambda: _LayerTerms(plan, workload, cluster))
@@ -241,11 +244,18 @@ class _LayerTerms:
         """Forward and backward seconds of every layer and the output layer (`model_compute`)."""
         if self._model is None:
             layers = 0.0
-            for i in range(self.arch.num_layers):
+            for i, count in memo.lookup(_KIND_COUNTS, self.workload, self._kind_counts):
                 t_f, t_b, *_ = self.layer(i)
-                layers += t_f + t_b
+                layers += count * (t_f + t_b)
             self._model = layers + self.output_forward + self.loss_backward + self.output_backward
         return self._model
+
+    def _kind_counts(self) -> tuple[tuple[int, int], ...]:
+        """The first layer of each `kind` and how many layers are of it (the workload's alone)."""
+        counts: dict[object, list[int]] = {}
+        for i in range(self.arch.num_layers):
+            counts.setdefault(self.kind(i), [i, 0])[1] += 1
+        return tuple((i, count) for i, count in counts.values())
 
     def kind(self, i: int) -> object:
         """What `_layer` reads of the index `i`: whether the layer routes to experts, its
