@@ -103,7 +103,7 @@ def phases(stdout: str) -> str:
     if not timing:
         return f"{len(doc['rows'])} rows" if isinstance(doc, dict) and "rows" in doc else ""
     return (f"table {timing['table']:.1f} · solver {timing['solver']:.1f} · explain {timing['explain']:.1f}"
-            f" · {doc.get('candidates', 0):,} layouts · {doc.get('status')}")
+            f" · {doc.get('candidates', 0):,} plans · {doc.get('status')}")
 
 
 def solver_ratio() -> list[str]:

@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from planner.cost import memo
 from planner.cost.cluster import build_cluster
 from planner.cost.inputs import load_inputs
+from planner.cost.memory.estimate import state_floor
 from planner.cost.timing.floor import step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import engine_workload
 from planner.model import load_architecture
 from planner.search import candidate_table, search
-from planner.search.bounded import FLOOR_SHARE, best_plan_search, bounded_search
+from planner.search.bounded import FLOOR_SHARE, MEMORY_SHARE, best_plan_search, bounded_search
+from planner.search.layouts import KiB
 from planner.search.point import lower_bound
 from planner.search.space import candidate_plans
 from planner.spec.cluster import ClusterSpec
@@ -56,6 +58,23 @@ def test_the_floor_is_under_every_layouts_bound(reference):
         for layout in timed:
             floor_us = FLOOR_SHARE * 1e6 * step_floor(layout.plan, wl, cluster)
             assert floor_us <= lower_bound(layout, "step-time", layers), layout.plan
+
+
+def _memory_floor_holds(wl, cluster, defaults):
+    """MEMORY_SHARE × state_floor ≤ the least memory of any partition and recompute count of every
+    layout of the table (point.lower_bound for memory, over its fitted and rounded coefficients)."""
+    layers = wl.arch.num_layers
+    with memo.session():
+        rows = candidate_table(wl, cluster, defaults, {}, "step-time")
+        assert rows
+        for layout in rows:
+            floor_kib = MEMORY_SHARE * state_floor(layout.plan, wl, cluster) / KiB
+            assert floor_kib <= lower_bound(layout, "memory", layers), layout.plan
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
+def test_the_memory_floor_is_under_every_layouts_least_memory(reference):
+    _memory_floor_holds(*_reference(*reference))
 
 
 def _same_best(wl, cluster, defaults, constraints=None):
@@ -134,5 +153,6 @@ def test_constraints_and_a_job_that_fits_nowhere(tmp_path):
 @given(job=small_jobs(seq_lens=[512, 2048], gpus=["h100_sxm_80gb", "a100_sxm_40gb", "l4"], gpus_per_node=[1, 2, 8],
                       lora_rank=16))
 def test_random_jobs_of_every_engine(job):
+    _memory_floor_holds(*job)
     _same_best(*job)
     _same_plans(*job)

@@ -16,6 +16,9 @@ _first_of_cost, table order), the runners-up and the other families are the full
 
 A layout built is solved only when that could stop the build at the next group: its bound is
 below the group's floor, and so is the bar the built layouts would set if each cost its bound.
+A group whose model states alone fit nowhere (memory.estimate.state_floor above the capacity:
+its layouts would all be untimed) is set aside unbuilt, and built only where nothing fits,
+for the explanation, which reads every layout.
 Where the plans shown cost little next to most floors (a mixture of experts, a small model on
 many GPUs), a fraction of the table is built; where the cheapest floors fit nowhere (a model
 that barely fits) or every plan costs within a few per cent of the others, almost all of it,
@@ -33,6 +36,7 @@ from collections.abc import Callable
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
+from planner.cost.memory.estimate import state_floor
 from planner.cost.plan import Plan
 from planner.cost.timing.floor import step_floor
 from planner.cost.workload import JobDefaults, Workload
@@ -44,6 +48,10 @@ from planner.search.runners_up import known_points, layout_best
 from planner.search.table import capacity_kib, host_capacity_kib
 from planner.spec.job import Constraint
 
+MEMORY_SHARE = 0.99
+"""The memory floor's share counted against a layout's least memory (its coefficients are fitted
+at probe points and rounded to KiB, layouts.py): tests/test_bounded.py checks it on every layout
+of the reference tables and of random jobs."""
 FLOOR_SHARE = 0.99
 """The floor's share counted against the solver's costs: the table's step-time coefficients are
 fitted at probe points and rounded to microseconds (layouts.py), so a layout's cost may sit a
@@ -124,15 +132,10 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
                                                for i in {plans[i].mbs: i for i in members}.values())
                     for g, members in groups.items()}
         order = sorted(groups, key=lambda g: floor_us[g])  # stable: equal floors in candidate order
-        built = done = 0
-        for g in order:
-            while pending and pending[0][0] < floor_us[g] and hint.value < floor_us[g] <= bar.value:
-                layout = heapq.heappop(pending)[2]
-                point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
-                if point is not None:
-                    bar.add(point.cost, (layout.plan.tp, layout.plan.pp))
-            if floor_us[g] > bar.value:
-                break
+        capacity = cluster.capacity / MEMORY_SHARE
+        aside: list[tuple] = []  # groups whose model states alone fit nowhere: never timed, built last if at all
+
+        def build(g: tuple) -> None:
             members = groups[g]
             # A deferred plan (offload) reads whether its layout without offload fits: after them.
             first, deferred = builder.phases([plans[i] for i in members])
@@ -143,8 +146,24 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
                     if layout.timed:
                         heapq.heappush(pending, (bound[id(layout)], len(bound), layout))
                         hint.add(bound[id(layout)], (layout.plan.tp, layout.plan.pp))
+
+        built = done = 0
+        for g in order:
+            while pending and pending[0][0] < floor_us[g] and hint.value < floor_us[g] <= bar.value:
+                layout = heapq.heappop(pending)[2]
+                point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
+                if point is not None:
+                    bar.add(point.cost, (layout.plan.tp, layout.plan.pp))
+            if floor_us[g] > bar.value:
+                break
+            # Its plans differ in micro-batch and offload; the model states read the offload alone.
+            if min(state_floor(plans[i], workload, cluster)
+                   for i in {plans[i].offload: i for i in groups[g]}.values()) > capacity:
+                aside.append(g)
+            else:
+                build(g)
             built += 1
-            done += len(members)
+            done += len(groups[g])
             if progress is not None:
                 progress(done)
         if progress is not None and done < len(plans):
@@ -154,7 +173,17 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
         result = search(workload, cluster, defaults, constraints, objective="step-time", top=top, rows=rows,
                         table_seconds=table_s, other_families=other_families, time_limit=time_limit,
                         bounds=[bound[id(lay)] for lay in rows], candidates=len(plans))
-    return result, rows, built == len(order)
+        if not result.plans and aside:
+            # Nothing fits: the explanation reads every layout, those set aside too (each group's
+            # layouts depend on its own plans alone, so built now they are as the whole table's).
+            for g in aside:
+                build(g)
+            rows = [lay for i in sorted(made) for lay in made[i]]
+            result = search(workload, cluster, defaults, constraints, objective="step-time", top=top, rows=rows,
+                            table_seconds=time.perf_counter() - start, other_families=other_families,
+                            time_limit=time_limit, bounds=[bound[id(lay)] for lay in rows], candidates=len(plans))
+            aside = []
+    return result, rows, built == len(order) and not aside
 
 
 def best_plan_search(plans: list[Plan], workload: Workload, cluster: Cluster, defaults: JobDefaults,

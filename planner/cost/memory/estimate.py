@@ -21,7 +21,7 @@ from planner.cost.memory.states import (
 from planner.cost.partial import PartialTraining, partial_trainable
 from planner.cost.plan import Plan
 from planner.cost.precisions import fp8_weight_bytes, te_recipe
-from planner.cost.shard import stage_shards
+from planner.cost.shard import StageShard, stage_shards
 from planner.cost.workload import Workload
 
 
@@ -70,97 +70,16 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
     `partial`: train only these parameters of a full fine-tune (`PartialTraining`); None trains
     what `workload.training` says (everything, or the LoRA adapters). `only_stages`: only these
     pipeline stages, in order (the search probes the first, second and last)."""
-    partial = partial if partial is not None else workload.partial
-    if partial is not None and workload.trains_adapters:
-        raise ValueError("partial fine-tuning and LoRA adapters do not combine; choose one")
-    arch = workload.arch
-    engine = workload.engine
-    k = kernels(engine, plan.precision, plan.zero)
-    weight_b, grad_b, master_b, fp32_grad_b, opt_b = workload_state_bytes(workload, plan, arch.hidden)
-    recipe = te_recipe(plan.precision, engine.kernels)
-    fp8_copy_b = fp8_weight_bytes(recipe, cluster.gpu.id) if recipe else 0.0
-    dp_shard = plan.parallel.dp * plan.parallel.cp  # Megatron shards the optimizer over dp x cp
-    expert_dp_shard = plan.expert_dp
+    partial = _partial(workload, partial)
+    sizes = _StateSizes.of(plan, workload, cluster)
+    k = kernels(workload.engine, plan.precision, plan.zero)
     tokens = tokens_per_gpu(plan, workload)
     act_key = activation_key(plan, workload)  # the activations' memo key, the same for every stage
-    deferred = deferred_sync(plan, engine)
     stages = []
-    for shard in stage_shards(plan, arch, only_stages):
-        trainable, frozen, quantized = frozen_and_trainable(plan, workload, shard)
-        if partial is not None:
-            dense_trainable, expert_trainable = partial_trainable(plan, arch, shard, partial)
-            frozen_b = 2 if plan.precision in MIXED else weight_b
-            frozen_bytes = (shard.total - dense_trainable - expert_trainable) * frozen_b
-        elif workload.trains_adapters:
-            dense_trainable, expert_trainable = trainable, 0.0
-            # Frozen base weights stay in the compute dtype: no fp32 copy of a weight that never steps.
-            frozen_b = 2 if plan.precision in MIXED else weight_b
-            frozen_bytes = frozen * frozen_b + quantized * QUANT_WEIGHT_BYTES.get(plan.quant, weight_b)
-        else:
-            dense_trainable, expert_trainable = shard.dense, shard.expert
-            frozen_bytes = 0.0
-
-        def sharded(nbytes_per_param: float, from_stage: int) -> float:
-            """Bytes of trainable state, divided over the DP group from ZeRO stage `from_stage` on."""
-            if plan.zero >= from_stage:
-                return nbytes_per_param * (dense_trainable / dp_shard + expert_trainable / expert_dp_shard)
-            return nbytes_per_param * (dense_trainable + expert_trainable)
-
-        # ZeRO-1 shards optimizer states and master weights, ZeRO-2 gradients too, ZeRO-3 weights
-        # (frozen base weights included: DeepSpeed ZeRO-3 and FSDP shard every parameter).
-        # FSDP under a pipeline schedule accumulates every micro-batch's gradients unsharded, in
-        # the reduce dtype, until the run's last backward (EngineTraits.pipeline_deferred_sync).
-        gradients = grad_b * (dense_trainable + expert_trainable) if deferred else sharded(grad_b, 2)
-        terms = {
-            "weights": sharded(weight_b, 3) + (frozen_bytes / dp_shard if plan.zero == 3 else frozen_bytes),
-            "gradients": gradients,
-            "fp32_gradient_copy": deepspeed_fp32_grads(plan, sharded(fp32_grad_b, 1), fp32_grad_b),
-            "optimizer_states": sharded(opt_b, 1),
-            "master_weights": sharded(master_b, 1),
-            # PyTorch's foreach AdamW allocates one more copy of the (local) parameters in step():
-            # torch._foreach_sqrt(exp_avg_sq) (torch/optim/adamw.py `_multi_tensor_adamw`).
-            "optimizer_step_temp": (sharded(state_dtype_bytes(plan.precision), 1)
-                                    if engine.optimizer_step_copy and plan.optimizer in ("adamw", "adam") else 0.0),
-        }
-        terms["fp8_weight_cache"] = 0.0
-        if fp8_copy_b:
-            # Transformer Engine's 8-bit form of each linear weight (precisions.fp8_weight_bytes).
-            # With --fp8-param-gather the parameters are those fp8 tensors (fp8_model_init), so it
-            # replaces their 16-bit bytes; without, Megatron-Core passes `is_first_microbatch` and TE
-            # casts each weight once per step into a workspace it keeps for the whole run
-            # (module/base.py `get_weight_workspace`, cache_name "weight").
-            if plan.fp8_param_gather:
-                terms["weights"] += (fp8_copy_b - weight_b) * (
-                    shard.linear_dense / dp_shard + shard.expert / expert_dp_shard if plan.zero == 3
-                    else shard.linear_dense + shard.expert)
-            else:
-                terms["fp8_weight_cache"] = fp8_copy_b * (shard.linear_dense + shard.expert)
-        host = 0.0
-        if plan.offload == "params":
-            # ZeRO-3 offload_param alone: the 16-bit parameter partitions live on the host and are
-            # fetched per module (deepspeed/runtime/zero/partition_parameters.py, offload_config.py);
-            # master weights, optimizer states and gradients stay on the GPU.
-            host, terms["weights"] = terms["weights"], 0.0
-        elif plan.offload in ("optimizer", "optimizer+params"):
-            # ZeRO-Offload keeps fp32 states on the CPU and steps there (arXiv 2101.06840 §4). DeepSpeed
-            # ZeRO-2/3 copies each reduced gradient partition straight into the fp32 gradients on the
-            # host, for every sub-group (stage_1_and_2.py `async_inplace_copy_grad_to_fp32_buffer_from_gpu`,
-            # stage3.py `partition_grads`): no 16-bit gradient partition is kept, and the host holds
-            # 4 + 4 + 8 = 16 B/param/N, as DeepSpeed's estimator counts (before its 1.5 buffer factor).
-            # FSDP2's CPUOffloadPolicy moves the sharded gradients with the parameters.
-            if engine.offload_gradients == "host_fp32" and fp32_grad_b:
-                terms["fp32_gradient_copy"] = sharded(fp32_grad_b, 1)
-            moved = ["optimizer_states", "master_weights", "fp32_gradient_copy", "optimizer_step_temp"]
-            if engine.offload_gradients == "host_fp32" and plan.zero >= 2:
-                terms["gradients"] = 0.0
-            if engine.offload_gradients == "with_params" and plan.offload == "optimizer+params":
-                moved.append("gradients")
-            if plan.offload == "optimizer+params":
-                moved.append("weights")  # ZeRO-Infinity: parameters live on the host, fetched per layer
-            for name in moved:
-                host += terms[name] if name != "optimizer_step_temp" else 0.0
-                terms[name] = 0.0
-        phase, memory_terms, detail = peak_phase(plan, workload, shard, tokens, k, terms, weight_b, partial, act_key)
+    for shard in stage_shards(plan, workload.arch, only_stages):
+        terms, host = _stage_states(plan, workload, sizes, shard, partial)
+        phase, memory_terms, detail = peak_phase(plan, workload, shard, tokens, k, terms, sizes.weight_b, partial,
+                                                 act_key)
         live = sum(memory_terms.values())
         runtime_terms = runtime_bytes(plan, workload, cluster.gpu.id, live)
         runtime = sum(runtime_terms.values())
@@ -175,3 +94,141 @@ def estimate_memory(plan: Plan, workload: Workload, cluster: Cluster, *,
             detail={name: int(v) for name, v in detail.items()},
         ))
     return stages
+
+
+STEP_STATES = ("weights", "fp8_weight_cache", "gradients", "fp32_gradient_copy", "optimizer_states", "master_weights")
+"""The model states every GPU holds at its optimizer step, which every phase of `peak_phase` is at
+least as large as or is itself (Megatron's and DeepSpeed's one phase holds them all)."""
+
+
+def state_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """Bytes below which no stage partition, recompute count or micro-batch of the plan brings its
+    fullest GPU: the pipeline stages' mean of the model states they hold at the optimizer step
+    (STEP_STATES), with the runtime's bytes at that many live bytes (affine in them,
+    `runtime_bytes`). Activations and buffers, never negative, are left out. The states are
+    linear in a stage's parameters, so their sum over the stages is at least that of the whole
+    model as one stage (a tied embedding's copy on the last stage only adds), and the fullest
+    stage holds at least the mean. The search sets a layout aside without building it where
+    this is above the GPU's capacity (search/bounded.py; tests/test_bounded.py checks it under
+    every layout's least memory)."""
+    whole = stage_shards(plan.with_(pp=1, vpp=1, first_stage_layers=None, last_stage_layers=None), workload.arch)[0]
+    states, _ = _stage_states(plan, workload, _StateSizes.of(plan, workload, cluster), whole, _partial(workload, None))
+    held = sum(states[name] for name in STEP_STATES) / plan.parallel.pp
+    return held + sum(runtime_bytes(plan, workload, cluster.gpu.id, held).values())
+
+
+def _partial(workload: Workload, partial: PartialTraining | None) -> PartialTraining | None:
+    partial = partial if partial is not None else workload.partial
+    if partial is not None and workload.trains_adapters:
+        raise ValueError("partial fine-tuning and LoRA adapters do not combine; choose one")
+    return partial
+
+
+@dataclass(frozen=True)
+class _StateSizes:
+    """What a plan's stages read to size their model states: bytes per parameter of each state,
+    the ZeRO shard groups, and whether gradients wait for the pipeline run's end."""
+
+    weight_b: float
+    grad_b: float
+    master_b: float
+    fp32_grad_b: float
+    opt_b: float
+    fp8_copy_b: float
+    dp_shard: int
+    expert_dp_shard: int
+    deferred: bool
+
+    @classmethod
+    def of(cls, plan: Plan, workload: Workload, cluster: Cluster) -> _StateSizes:
+        weight_b, grad_b, master_b, fp32_grad_b, opt_b = workload_state_bytes(workload, plan, workload.arch.hidden)
+        recipe = te_recipe(plan.precision, workload.engine.kernels)
+        return cls(weight_b=weight_b, grad_b=grad_b, master_b=master_b, fp32_grad_b=fp32_grad_b, opt_b=opt_b,
+                   fp8_copy_b=fp8_weight_bytes(recipe, cluster.gpu.id) if recipe else 0.0,
+                   dp_shard=plan.parallel.dp * plan.parallel.cp,  # Megatron shards the optimizer over dp x cp
+                   expert_dp_shard=plan.expert_dp, deferred=deferred_sync(plan, workload.engine))
+
+
+def _stage_states(plan: Plan, workload: Workload, sizes: _StateSizes, shard: StageShard,
+                  partial: PartialTraining | None) -> tuple[dict[str, float], float]:
+    """The model states of one stage's GPU (bytes by name, those offloaded at 0.0) and its bytes in
+    host memory."""
+    engine = workload.engine
+    weight_b, grad_b, master_b, fp32_grad_b, opt_b = (sizes.weight_b, sizes.grad_b, sizes.master_b,
+                                                      sizes.fp32_grad_b, sizes.opt_b)
+    dp_shard, expert_dp_shard = sizes.dp_shard, sizes.expert_dp_shard
+    trainable, frozen, quantized = frozen_and_trainable(plan, workload, shard)
+    if partial is not None:
+        dense_trainable, expert_trainable = partial_trainable(plan, workload.arch, shard, partial)
+        frozen_b = 2 if plan.precision in MIXED else weight_b
+        frozen_bytes = (shard.total - dense_trainable - expert_trainable) * frozen_b
+    elif workload.trains_adapters:
+        dense_trainable, expert_trainable = trainable, 0.0
+        # Frozen base weights stay in the compute dtype: no fp32 copy of a weight that never steps.
+        frozen_b = 2 if plan.precision in MIXED else weight_b
+        frozen_bytes = frozen * frozen_b + quantized * QUANT_WEIGHT_BYTES.get(plan.quant, weight_b)
+    else:
+        dense_trainable, expert_trainable = shard.dense, shard.expert
+        frozen_bytes = 0.0
+
+    def sharded(nbytes_per_param: float, from_stage: int) -> float:
+        """Bytes of trainable state, divided over the DP group from ZeRO stage `from_stage` on."""
+        if plan.zero >= from_stage:
+            return nbytes_per_param * (dense_trainable / dp_shard + expert_trainable / expert_dp_shard)
+        return nbytes_per_param * (dense_trainable + expert_trainable)
+
+    # ZeRO-1 shards optimizer states and master weights, ZeRO-2 gradients too, ZeRO-3 weights
+    # (frozen base weights included: DeepSpeed ZeRO-3 and FSDP shard every parameter).
+    # FSDP under a pipeline schedule accumulates every micro-batch's gradients unsharded, in
+    # the reduce dtype, until the run's last backward (EngineTraits.pipeline_deferred_sync).
+    gradients = grad_b * (dense_trainable + expert_trainable) if sizes.deferred else sharded(grad_b, 2)
+    terms = {
+        "weights": sharded(weight_b, 3) + (frozen_bytes / dp_shard if plan.zero == 3 else frozen_bytes),
+        "gradients": gradients,
+        "fp32_gradient_copy": deepspeed_fp32_grads(plan, sharded(fp32_grad_b, 1), fp32_grad_b),
+        "optimizer_states": sharded(opt_b, 1),
+        "master_weights": sharded(master_b, 1),
+        # PyTorch's foreach AdamW allocates one more copy of the (local) parameters in step():
+        # torch._foreach_sqrt(exp_avg_sq) (torch/optim/adamw.py `_multi_tensor_adamw`).
+        "optimizer_step_temp": (sharded(state_dtype_bytes(plan.precision), 1)
+                                if engine.optimizer_step_copy and plan.optimizer in ("adamw", "adam") else 0.0),
+    }
+    terms["fp8_weight_cache"] = 0.0
+    if sizes.fp8_copy_b:
+        # Transformer Engine's 8-bit form of each linear weight (precisions.fp8_weight_bytes).
+        # With --fp8-param-gather the parameters are those fp8 tensors (fp8_model_init), so it
+        # replaces their 16-bit bytes; without, Megatron-Core passes `is_first_microbatch` and TE
+        # casts each weight once per step into a workspace it keeps for the whole run
+        # (module/base.py `get_weight_workspace`, cache_name "weight").
+        if plan.fp8_param_gather:
+            terms["weights"] += (sizes.fp8_copy_b - weight_b) * (
+                shard.linear_dense / dp_shard + shard.expert / expert_dp_shard if plan.zero == 3
+                else shard.linear_dense + shard.expert)
+        else:
+            terms["fp8_weight_cache"] = sizes.fp8_copy_b * (shard.linear_dense + shard.expert)
+    host = 0.0
+    if plan.offload == "params":
+        # ZeRO-3 offload_param alone: the 16-bit parameter partitions live on the host and are
+        # fetched per module (deepspeed/runtime/zero/partition_parameters.py, offload_config.py);
+        # master weights, optimizer states and gradients stay on the GPU.
+        host, terms["weights"] = terms["weights"], 0.0
+    elif plan.offload in ("optimizer", "optimizer+params"):
+        # ZeRO-Offload keeps fp32 states on the CPU and steps there (arXiv 2101.06840 §4). DeepSpeed
+        # ZeRO-2/3 copies each reduced gradient partition straight into the fp32 gradients on the
+        # host, for every sub-group (stage_1_and_2.py `async_inplace_copy_grad_to_fp32_buffer_from_gpu`,
+        # stage3.py `partition_grads`): no 16-bit gradient partition is kept, and the host holds
+        # 4 + 4 + 8 = 16 B/param/N, as DeepSpeed's estimator counts (before its 1.5 buffer factor).
+        # FSDP2's CPUOffloadPolicy moves the sharded gradients with the parameters.
+        if engine.offload_gradients == "host_fp32" and fp32_grad_b:
+            terms["fp32_gradient_copy"] = sharded(fp32_grad_b, 1)
+        moved = ["optimizer_states", "master_weights", "fp32_gradient_copy", "optimizer_step_temp"]
+        if engine.offload_gradients == "host_fp32" and plan.zero >= 2:
+            terms["gradients"] = 0.0
+        if engine.offload_gradients == "with_params" and plan.offload == "optimizer+params":
+            moved.append("gradients")
+        if plan.offload == "optimizer+params":
+            moved.append("weights")  # ZeRO-Infinity: parameters live on the host, fetched per layer
+        for name in moved:
+            host += terms[name] if name != "optimizer_step_temp" else 0.0
+            terms[name] = 0.0
+    return terms, host
