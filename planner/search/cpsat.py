@@ -288,8 +288,12 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
     The best plan: lazy rounds, the layouts of lowest lower bound first (point.lower_bound); the
     plan found is the best of all once it costs no more than the lowest bound left out.
     Otherwise (or when the round is infeasible) four times as many layouts go in; the last round
-    holds them all, and only it may call the problem infeasible. The runners-up: the next best
-    layouts at their own best points (runners_up.py).
+    holds them all, and only it may call the problem infeasible. The first round holds every
+    layout whose bound is no more than an incumbent's cost, where one is found: the layouts'
+    own best points in the order of their bounds until one costs no more than the next bound
+    (runners_up.next_best, exact; the search keeps each point for the runners-up, known_points),
+    so one round proves the optimum and CP-SAT starts from the incumbent. The runners-up: the
+    next best layouts at their own best points (runners_up.py).
     """
     if not layouts:
         return "infeasible", [], ()
@@ -301,15 +305,21 @@ def solve_cpsat(layouts: list[Layout], constraints: dict[str, Constraint], capac
     def left() -> float | None:
         return None if deadline is None else max(0.01, deadline - time.perf_counter())
 
-    size = FIRST_BATCH
+    size, hint = FIRST_BATCH, 0
+    incumbent = next_best(layouts, bounds, 1, constraints, capacity_kib, host_capacity_kib, objective, layers,
+                          deadline=deadline)
+    if incumbent:
+        size = sum(1 for b in bounds if b <= incumbent[0].cost)
+        hint = next(k for k, i in enumerate(order) if layouts[i] is incumbent[0].layout)
     while True:
         if size >= len(layouts):
             status, found, conflict = _solve(layouts, constraints, capacity_kib, host_capacity_kib, objective,
-                                             layers, left(), hint=order[0])
+                                             layers, left(), hint=order[hint])
             break
         subset = [layouts[i] for i in order[:size]]
         status, found, conflict = _solve(subset, constraints, capacity_kib, host_capacity_kib, objective,
-                                         layers, left(), hint=0)
+                                         layers, left(), hint=hint)
+        hint = 0
         if status == "feasible" or (found and found[0].cost <= bounds[order[size]]):
             break
         size *= 4
