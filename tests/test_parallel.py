@@ -193,11 +193,15 @@ def test_search_results_pickle_whole():
     from planner.cost.inputs import load_inputs
 
     inputs = load_inputs(CLUSTER, JOB, None)
-    outcome = _search_engine("fsdp2", inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints,
-                             "step-time", 3, "cp-sat", None)
+    args = ("fsdp2", inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints, "step-time", 3,
+            "cp-sat", None)
+    outcome = _search_engine(*args, whole_table=True)  # a report's: every layout comes back
     back = pickle.loads(pickle.dumps(outcome))
     assert outcome.result.plans and back.result == outcome.result and back.workload == outcome.workload
-    assert [row.plan for row in back.rows] == [row.plan for row in outcome.rows]
+    assert outcome.rows and [row.plan for row in back.rows] == [row.plan for row in outcome.rows]
+    # A solve's that found plans: only they come back, the layouts are read nowhere else.
+    solved = _search_engine(*args)
+    assert solved.result.plans == outcome.result.plans and solved.rows == ()
 
 
 def test_usable_cpus_is_the_affinity_mask():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.progress import (
     BarColumn,
@@ -127,9 +127,12 @@ def _search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Jo
     def table(plans, wl):
         advance(0, len(plans))
         return build_table(plans, wl, cluster, objective, lambda done: advance(done, len(plans)), jobs=table_jobs)
-    return search_engine(name, workload, cluster, defaults, constraints, objective=objective, top=top,
-                         solver=solver, time_limit=time_limit, table=table, candidates=candidates,
-                         progress=advance, whole_table=whole_table)
+    outcome = search_engine(name, workload, cluster, defaults, constraints, objective=objective, top=top,
+                            solver=solver, time_limit=time_limit, table=table, candidates=candidates,
+                            progress=advance, whole_table=whole_table)
+    # The layouts are read where every plan is drawn (whole_table) or nothing fits (the
+    # explanation); otherwise they would only cross back from a worker process, pickled.
+    return outcome if whole_table or outcome.best is None else replace(outcome, rows=())
 
 
 QUIET_TOP = 5

@@ -38,7 +38,7 @@ from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.memory.estimate import state_floor
 from planner.cost.plan import Plan
-from planner.cost.timing.floor import step_floor
+from planner.cost.timing.floor import floor_key, step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.search import FAMILIES, search
 from planner.search.layouts import Layout, TableBuilder
@@ -127,9 +127,17 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
     # group's floor could stop the build, and while its bound is below the bar.
     pending: list[tuple[int, int, Layout]] = []
     with memo.session(), known_points():
-        # A group's plans differ in their micro-batch and offload; the floor reads the first only.
-        floor_us = {g: FLOOR_SHARE * 1e6 * min(step_floor(plans[i], workload, cluster)
-                                               for i in {plans[i].mbs: i for i in members}.values())
+        # A group's plans differ in their micro-batch and offload, the floor reads the first only;
+        # groups that differ in what it does not read (ZeRO, recompute ...) share their floors.
+        floors: dict[tuple, float] = {}
+
+        def floor(plan: Plan) -> float:
+            key = floor_key(plan)
+            if key not in floors:
+                floors[key] = step_floor(plan, workload, cluster)
+            return floors[key]
+
+        floor_us = {g: FLOOR_SHARE * 1e6 * min(floor(plans[i]) for i in {plans[i].mbs: i for i in members}.values())
                     for g, members in groups.items()}
         order = sorted(groups, key=lambda g: floor_us[g])  # stable: equal floors in candidate order
         capacity = cluster.capacity / MEMORY_SHARE

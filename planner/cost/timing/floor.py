@@ -23,6 +23,19 @@ from planner.cost.workload import Workload
 _MICROBATCH = memo.new_cache()
 
 
+def floor_key(plan: Plan) -> tuple:
+    """What `step_floor` reads of the plan: plans alike in it have the same floor (a search's
+    plans differ in far more: the ZeRO stage, recompute, offload, the optimizer ...)."""
+    p = plan.parallel
+    return (p.pp, p.vpp, plan.gas, plan.pipeline_runs) + _microbatch_key(plan)
+
+
+def _microbatch_key(plan: Plan) -> tuple:
+    """What `microbatch_floor` reads of the plan (its docstring says why)."""
+    p = plan.parallel
+    return p.tp, p.cp, p.ep, p.sp, plan.mbs, plan.precision, plan.expert_tp, plan.framework
+
+
 def step_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     """Seconds no partition or recompute count of the plan's layout can beat: the stages' mean of
     the terms `microbatch_floor` sums, times the micro-batches of a step with the pipeline's fill
@@ -40,9 +53,8 @@ def microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     parallelism, the micro-batch, the precision, the experts' TP and the engine; not the pipeline
     (a sum over every layer, whatever the stages hold) nor the data-parallel size (the TP group
     is the innermost, the EP group's placement reads its own degrees: topology.py)."""
-    p = plan.parallel
-    key = (p.tp, p.cp, p.ep, p.sp, plan.mbs, plan.precision, plan.expert_tp, plan.framework, workload, cluster)
-    return memo.lookup(_MICROBATCH, key, lambda: _microbatch_floor(plan, workload, cluster))
+    return memo.lookup(_MICROBATCH, (_microbatch_key(plan), workload, cluster),
+                       lambda: _microbatch_floor(plan, workload, cluster))
 
 
 def _microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
