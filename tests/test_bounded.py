@@ -4,6 +4,8 @@ with the other families' bests (solve) are the full table's, to the plan, the st
 memory and the reasons, on the reference cases and on random jobs of every engine."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from conftest import EXAMPLES, small_jobs
 from hypothesis import HealthCheck, given, settings
@@ -156,3 +158,30 @@ def test_random_jobs_of_every_engine(job):
     _memory_floor_holds(*job)
     _same_best(*job)
     _same_plans(*job)
+
+
+def test_a_cut_table_without_plans_falls_back_to_the_whole_table(monkeypatch):
+    """Where the table built holds no plan the full models keep (the solver's points all over
+    capacity once evaluated in full), an engine's search builds the whole table, which the
+    explanation of why nothing fits reads."""
+    from planner.search import bounded, stacks
+    from planner.search.table import build_table
+
+    inputs = load_inputs(EXAMPLES / "clusters" / "h100-1node.yaml", EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml",
+                         "megatron")
+    real = bounded.bounded_search
+
+    def cut(*args, **kwargs):
+        result, rows, _ = real(*args, **kwargs)
+        return replace(result, plans=(), status="infeasible"), rows[:1], False
+    monkeypatch.setattr(bounded, "bounded_search", cut)
+    built: list[int] = []
+
+    def table(plans, wl):
+        built.append(len(plans))
+        return build_table(plans, wl, inputs.cluster)
+    outcome = stacks.search_engine("megatron", inputs.workload, inputs.cluster, inputs.defaults, {},
+                                   objective="step-time", top=5, solver="cp-sat", time_limit=None, table=table)
+    wl = engine_workload(inputs.workload, "megatron")
+    assert built and outcome.result.plans  # searched again, whole
+    assert len(outcome.rows) == len(candidate_table(wl, inputs.cluster, inputs.defaults, {}, "step-time"))
