@@ -147,6 +147,32 @@ def _sleep(seconds: float) -> int:
     return os.getpid()
 
 
+_SHARED_OBJECTS = """
+from planner.search.parallel import Workers, _context
+
+def where(x):
+    return id(x), x
+
+shared, other = [1, 2, 3], [4, 5]
+with Workers(2, shared=(shared,)) as workers:
+    workers.submit("shared", where, shared)
+    workers.submit("other", where, other)
+    got = dict(workers.results())
+print(_context().get_start_method(), got["shared"] == (id(shared), shared), got["other"][0] != id(other),
+      got["other"][1] == other)
+"""
+
+
+def test_forked_workers_get_shared_arguments_as_the_parents_objects():
+    """A fresh process forks its workers (no solver loaded yet): an argument named in `shared`
+    arrives as the object the worker inherited, the parent's very one; any other as a copy."""
+    out = subprocess.run([sys.executable, "-c", _SHARED_OBJECTS], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout.split()
+    if out[0] != "fork":
+        pytest.skip(f"workers start by {out[0]} here: every argument is a copy")
+    assert out[1:] == ["True", "True", "True"]
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_results_come_by_key_with_the_tasks_messages(jobs):
     told = []

@@ -87,7 +87,8 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
     engine_jobs, table_jobs = (1, jobs) if large else (min(jobs, len(names)), 1)
     found: dict[int, EngineOutcome] = {}
     try:
-        with Workers(engine_jobs, on_message=bars.update, on_idle=bars.tick) as workers:
+        with Workers(engine_jobs, on_message=bars.update, on_idle=bars.tick,
+                     shared=(inputs.workload, c, d, k, *candidates)) as workers:
             for i, name in enumerate(names):
                 workers.submit(i, _search_engine, name, inputs.workload, c, d, k, objective, top, solver, time_limit,
                                table_jobs, candidates[i], whole_table)

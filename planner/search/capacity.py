@@ -144,7 +144,8 @@ def plan_capacities(workloads: list[Workload], defaults: JobDefaults, constraint
                  for w, workload in enumerate(workloads) for n, node in enumerate(nodes)}
         tasks = [(w, n, i) for (w, n), found in sizes.items() for i in range(len(found))]
         best: dict[tuple[int, int, int], Evaluation | None] = {}
-        with parallel.Workers(min(jobs, len(tasks))) as workers:
+        shared = (*workloads, *(cluster for found in sizes.values() for cluster in found), defaults, constraints)
+        with parallel.Workers(min(jobs, len(tasks)), shared=shared) as workers:
             for w, n, i in tasks:
                 workers.submit((w, n, i), _best_plan, workloads[w], sizes[w, n][i], defaults, constraints,
                                objective, solver)

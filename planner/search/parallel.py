@@ -7,6 +7,10 @@ second process. The searches of `capacity` (engine × GPU type × GPU count) and
 and hands the results back by key, so a caller puts them together in the order a serial run
 would. With `jobs` 1 the same tasks run here, one after another, as before.
 
+Forked workers inherit the objects a pool names as shared (the job, the cluster, the candidate
+plans) and receive such arguments as references to them: the very objects the parent's caches
+hold, which a pickled copy is not (`_run`).
+
 Each worker keeps one memo session (planner/cost/memo.py) for its life, which is one command:
 the terms a search memoizes are keyed on every input they read, so one search may reuse what an
 earlier one in the same process computed, as a serial run's session does.
@@ -20,7 +24,8 @@ import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from planner.cost import memo
@@ -69,12 +74,17 @@ class Workers:
                 ...  # may submit more
 
     `on_message` receives what tasks `tell`; `on_idle` is called while waiting on the workers.
+    `shared`: objects the tasks' arguments will be (the job, the cluster, the candidates):
+    forked workers inherit them and receive each such argument as a reference, the very object
+    the parent's caches hold, rather than a pickled copy (`_run`).
     """
 
     def __init__(self, jobs: int, on_message: Callable[[Any], None] | None = None,
-                 on_idle: Callable[[], None] | None = None):
+                 on_idle: Callable[[], None] | None = None, shared: Iterable[Any] = ()):
         self.jobs = max(1, jobs)
         self.on_message, self.on_idle = on_message, on_idle
+        self.shared = tuple(shared)
+        self._by_reference: dict[int, Any] = {}
         self._pool = None
         self._pending = 0
         self._ran: deque = deque()   # in this process: finished tasks, in order
@@ -87,13 +97,18 @@ class Workers:
             self._session.__enter__()
             self._told, _tell = _tell, self.on_message
             return self
+        global _inherited
         context = _context()
         self._messages = context.SimpleQueue()
+        if context.get_start_method() == "fork":
+            # Set before the pool forks its workers, which keep it; ids are the parent's, and the
+            # objects stay alive in `self.shared` while the pool lives.
+            self._by_reference = _inherited = {id(obj): obj for obj in self.shared}
         self._pool = context.Pool(self.jobs, initializer=_start_worker, initargs=(self._messages,))
         return self
 
     def __exit__(self, *exc) -> bool:
-        global _tell
+        global _tell, _inherited
         if self._pool is None:
             _tell = self._told
             self._session.__exit__(*exc)
@@ -102,6 +117,8 @@ class Workers:
         # would still compute is wanted, and a finished pool has nothing left to wait for.
         self._pool.terminate()
         self._pool.join()
+        if self._by_reference:
+            _inherited = {}
         return False
 
     def submit(self, key: Hashable, function: Callable, *args) -> None:
@@ -113,6 +130,7 @@ class Workers:
             except Exception as exc:  # raised by results(), in the order it happened
                 self._ran.append((key, None, exc))
             return
+        args = tuple(_Inherited(id(arg)) if id(arg) in self._by_reference else arg for arg in args)
         self._pool.apply_async(_run, (function, args), callback=lambda value: self._done.put((key, value, None)),
                                error_callback=lambda exc: self._done.put((key, None, exc)))
 
@@ -160,15 +178,26 @@ def _context():
 
 
 _seen: dict = {}
+_inherited: dict[int, Any] = {}
+"""In a forked worker: the pool's shared objects by their id in the parent (Workers `shared`)."""
+
+
+@dataclass(frozen=True)
+class _Inherited:
+    """An argument a forked worker has already: the parent's id of it."""
+
+    id: int
 
 
 def _run(function: Callable, args: tuple) -> Any:
-    """`function(*args)` in a worker, each argument that equals one an earlier task here received
-    replaced by that one. The arguments arrive as new copies (pickled), while the caches of a
-    search (memo.py, the models' lru_caches) find an identical key at once where they compare an
-    equal copy field by field, and a copy has lost its cached properties: a third more CPU
-    seconds for a capacity search on copies of its workload than on the same one."""
-    return function(*(_same(arg) for arg in args))
+    """`function(*args)` in a worker: each argument the worker inherited (`_Inherited`) is that
+    object; each other one that equals one an earlier task here received is replaced by that one.
+    Arguments otherwise arrive as new copies (pickled), while the caches of a search (memo.py,
+    the models' lru_caches) find an identical key at once where they compare an equal copy field
+    by field, and a copy has lost its cached properties: a third more CPU seconds for a capacity
+    search on copies of its workload than on the same one, and a sixth for an engine's search
+    under `framework: auto`."""
+    return function(*(_inherited[arg.id] if isinstance(arg, _Inherited) else _same(arg) for arg in args))
 
 
 def _same(arg: Any) -> Any:
