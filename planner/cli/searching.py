@@ -22,12 +22,12 @@ from planner.report import tables
 from planner.search import SolveResult
 from planner.search.explain import describe_plan
 from planner.search.layouts import Layout
+from planner.search.objectives import bounded_applies
 from planner.search.parallel import Workers, tell
 from planner.search.stacks import (
     EngineCandidates,
     EngineComparison,
     EngineOutcome,
-    bounded_applies,
     compare,
     engine_candidates,
     explained,

@@ -139,6 +139,11 @@ FAMILIES = 2
 """Other (tp, pp) families whose best plan is compared with the best in the reasons."""
 
 
+def family(plan: Plan) -> tuple[int, int]:
+    """The plan's shape for the reasons: its (tp, pp)."""
+    return plan.tp, plan.pp
+
+
 def _other_families(rows: list[Layout], bounds: list[int], plans: tuple[Evaluation, ...],
                     constraints: dict[str, Constraint],
                     cap: int, host_cap: int | None, objective: str, workload: Workload,
@@ -149,16 +154,16 @@ def _other_families(rows: list[Layout], bounds: list[int], plans: tuple[Evaluati
     from planner.search.runners_up import next_best
 
     layers = workload.arch.num_layers
-    families = {(ev.plan.tp, ev.plan.pp) for ev in plans}
+    families = {family(ev.plan) for ev in plans}
     out: list[Evaluation] = []
     for _ in range(FAMILIES):
-        rest = [i for i, lay in enumerate(rows) if (lay.plan.tp, lay.plan.pp) not in families]
+        rest = [i for i, lay in enumerate(rows) if family(lay.plan) not in families]
         found = next_best([rows[i] for i in rest], [bounds[i] for i in rest], 1, constraints, cap, host_cap,
                           objective, layers)
         if not found:
             break
         ev = evaluate(launched(found[0].plan(layers), layers), workload, cluster)
-        families.add((ev.plan.tp, ev.plan.pp))
+        families.add(family(ev.plan))
         if ev.fits_gpu:
             out.append(ev)
     return tuple(out)

@@ -40,7 +40,7 @@ from planner.cost.memory.estimate import state_floor
 from planner.cost.plan import Plan
 from planner.cost.timing.floor import floor_key, step_floor
 from planner.cost.workload import JobDefaults, Workload
-from planner.search import FAMILIES, search
+from planner.search import FAMILIES, family, search
 from planner.search.layouts import Layout, TableBuilder
 from planner.search.point import lower_bound
 from planner.search.result import SolveResult
@@ -72,8 +72,9 @@ class _Bar:
         self._added: list[tuple[int, tuple]] = []  # (cost, family), least cost first
         self._value: float | None = math.inf
 
-    def add(self, cost: int, family: tuple) -> None:
-        bisect.insort(self._added, (cost, family), key=lambda a: a[0])
+    def add(self, cost: int, shape: tuple) -> None:
+        """A layout's cost, and its family (search.family)."""
+        bisect.insort(self._added, (cost, shape), key=lambda a: a[0])
         self._value = None
 
     @property
@@ -94,9 +95,9 @@ class _Bar:
             return kth
         shown = {f for _, f in added[:i]}
         others: set[tuple] = set()
-        for cost, family in added[i:]:
-            if family not in shown and family not in others:
-                others.add(family)
+        for cost, shape in added[i:]:
+            if shape not in shown and shape not in others:
+                others.add(shape)
                 if len(others) == self.families:
                     return max(kth, cost)
         return math.inf
@@ -153,7 +154,7 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
                     bound[id(layout)] = lower_bound(layout, "step-time", layers)
                     if layout.timed:
                         heapq.heappush(pending, (bound[id(layout)], len(bound), layout))
-                        hint.add(bound[id(layout)], (layout.plan.tp, layout.plan.pp))
+                        hint.add(bound[id(layout)], family(layout.plan))
 
         built = done = 0
         for g in order:
@@ -161,7 +162,7 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
                 layout = heapq.heappop(pending)[2]
                 point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
                 if point is not None:
-                    bar.add(point.cost, (layout.plan.tp, layout.plan.pp))
+                    bar.add(point.cost, family(layout.plan))
             if floor_us[g] > bar.value:
                 break
             # Its plans differ in micro-batch and offload; the model states read the offload alone.
@@ -176,20 +177,22 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
                 progress(done)
         if progress is not None and done < len(plans):
             progress(len(plans))  # the rest ruled out by their floors
-        table_s = time.perf_counter() - start
-        rows = [lay for i in sorted(made) for lay in made[i]]
-        result = search(workload, cluster, defaults, constraints, objective="step-time", top=top, rows=rows,
-                        table_seconds=table_s, other_families=other_families, time_limit=time_limit,
-                        bounds=[bound[id(lay)] for lay in rows], candidates=len(plans))
+
+        def solved() -> tuple[SolveResult, list[Layout]]:
+            """search() over the layouts built, in table order."""
+            rows = [lay for i in sorted(made) for lay in made[i]]
+            return search(workload, cluster, defaults, constraints, objective="step-time", top=top, rows=rows,
+                          table_seconds=time.perf_counter() - start, other_families=other_families,
+                          time_limit=time_limit, bounds=[bound[id(lay)] for lay in rows],
+                          candidates=len(plans)), rows
+
+        result, rows = solved()
         if not result.plans and aside:
             # Nothing fits: the explanation reads every layout, those set aside too (each group's
             # layouts depend on its own plans alone, so built now they are as the whole table's).
             for g in aside:
                 build(g)
-            rows = [lay for i in sorted(made) for lay in made[i]]
-            result = search(workload, cluster, defaults, constraints, objective="step-time", top=top, rows=rows,
-                            table_seconds=time.perf_counter() - start, other_families=other_families,
-                            time_limit=time_limit, bounds=[bound[id(lay)] for lay in rows], candidates=len(plans))
+            result, rows = solved()
             aside = []
     return result, rows, built == len(order) and not aside
 

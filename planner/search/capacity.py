@@ -21,6 +21,7 @@ from planner.cost.evaluate import Evaluation
 from planner.cost.workload import Workload
 from planner.search import JobDefaults, parallel, search
 from planner.search.bounded import best_plan_search
+from planner.search.objectives import bounded_applies
 from planner.search.sizing import grown, smallest_fitting_cluster, some_plan_fits
 from planner.search.space import candidate_plans
 from planner.spec.job import Constraint
@@ -162,7 +163,7 @@ def _best_plan(workload: Workload, cluster: Cluster, defaults: JobDefaults, cons
                objective: str, solver: str) -> Evaluation | None:
     # The row shows the best plan alone: no runners-up, no other families to compare. For the
     # step time, the table is built only where a plan could beat the best found (bounded.py).
-    if objective == "step-time" and solver == "cp-sat":
+    if bounded_applies(objective, solver):
         plans = list(candidate_plans(workload, cluster, defaults, constraints))
         result, _ = best_plan_search(plans, workload, cluster, defaults, constraints)
     else:

@@ -8,6 +8,12 @@ OBJECTIVES = ("step-time", "comm", "memory", "cost")
 SOLVERS = ("cp-sat", "brute")
 
 
+def bounded_applies(objective: str, solver: str) -> bool:
+    """Whether a search may build only part of its table (search/bounded.py): step time has a
+    floor, and brute force reads every layout."""
+    return objective == "step-time" and solver == "cp-sat"
+
+
 def exact_objective(ev: Evaluation, objective: str) -> float:
     """The objective by the full models (seconds, GPU-seconds or bytes)."""
     if objective == "memory":

@@ -83,8 +83,8 @@ class Workers:
                  on_idle: Callable[[], None] | None = None, shared: Iterable[Any] = ()):
         self.jobs = max(1, jobs)
         self.on_message, self.on_idle = on_message, on_idle
-        self.shared = tuple(shared)
-        self._by_reference: dict[int, Any] = {}
+        self._shared = {id(obj): obj for obj in shared}  # which also keeps them alive
+        self._by_reference = False  # whether the workers inherited them (forked)
         self._pool = None
         self._pending = 0
         self._ran: deque = deque()   # in this process: finished tasks, in order
@@ -101,9 +101,8 @@ class Workers:
         context = _context()
         self._messages = context.SimpleQueue()
         if context.get_start_method() == "fork":
-            # Set before the pool forks its workers, which keep it; ids are the parent's, and the
-            # objects stay alive in `self.shared` while the pool lives.
-            self._by_reference = _inherited = {id(obj): obj for obj in self.shared}
+            # Set before the pool forks its workers, which keep it: ids are the parent's.
+            _inherited, self._by_reference = self._shared, True
         self._pool = context.Pool(self.jobs, initializer=_start_worker, initargs=(self._messages,))
         return self
 
@@ -130,7 +129,8 @@ class Workers:
             except Exception as exc:  # raised by results(), in the order it happened
                 self._ran.append((key, None, exc))
             return
-        args = tuple(_Inherited(id(arg)) if id(arg) in self._by_reference else arg for arg in args)
+        if self._by_reference:
+            args = tuple(_Inherited(id(arg)) if id(arg) in self._shared else arg for arg in args)
         self._pool.apply_async(_run, (function, args), callback=lambda value: self._done.put((key, value, None)),
                                error_callback=lambda exc: self._done.put((key, None, exc)))
 

@@ -17,6 +17,7 @@ from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES, cannot_run, engine_workload
 from planner.search import exact_objective, reasons, search
 from planner.search.explain import explain_infeasible
+from planner.search.objectives import bounded_applies
 from planner.search.result import PHASES, SolveResult
 from planner.search.space import candidate_plans, default_optimizers, default_precisions
 from planner.spec.job import Constraint
@@ -143,12 +144,6 @@ def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Job
                     time_limit=time_limit, rows=rows, table_seconds=time.perf_counter() - start,
                     candidates=len(plans))
     return EngineOutcome(name, wl, result, tuple(rows))
-
-
-def bounded_applies(objective: str, solver: str) -> bool:
-    """Whether a search may build only part of its table (bounded.py): step time has a floor,
-    and brute force reads every layout."""
-    return objective == "step-time" and solver == "cp-sat"
 
 
 def explained(outcome: EngineOutcome, cluster: Cluster, defaults: JobDefaults,
