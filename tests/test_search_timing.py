@@ -11,7 +11,7 @@ from planner.cost.cluster import build_cluster
 from planner.cost.workload import Workload
 from planner.engines.profiles import engine_workload
 from planner.model import load_architecture
-from planner.search import JobDefaults, candidate_table, search
+from planner.search import JobDefaults, candidate_table, cpsat, search
 from planner.search.explain import explain_infeasible
 from planner.search.result import PHASES, SolveResult
 from planner.spec.cluster import ClusterSpec
@@ -43,15 +43,38 @@ def test_the_explanation_is_part_of_the_time():
     assert doc["solve_seconds"] == pytest.approx(sum(doc["timing"].values()), abs=1e-9)
 
 
-def test_a_time_limit_that_runs_out_is_not_infeasibility():
+def _small_megatron_table():
     cluster = build_cluster(ClusterSpec(gpu="h100_sxm_80gb", gpus_per_node=8))
     wl = engine_workload(Workload(arch=load_architecture("llama3-8b"), training="pretrain", seq_len=8192,
                                   global_batch=64), "megatron")
-    rows = candidate_table(wl, cluster, BF16_ADAMW, {}, "step-time")
+    return wl, cluster, candidate_table(wl, cluster, BF16_ADAMW, {}, "step-time")
+
+
+def test_a_time_limit_that_runs_out_before_any_plan_is_not_infeasibility(monkeypatch):
+    wl, cluster, rows = _small_megatron_table()
+    new_solver = cpsat._new_solver
+
+    def no_work(time_limit=None, work_limit=None):  # out of time before it finds a solution
+        solver = new_solver(time_limit, work_limit)
+        solver.parameters.max_deterministic_time = 0.0
+        return solver
+
+    monkeypatch.setattr(cpsat, "_new_solver", no_work)
     result = search(wl, cluster, BF16_ADAMW, {}, time_limit=1e-9, rows=rows)
     assert result.status == "time limit" and not result.plans and result.conflict == ("time limit",)
     assert "time limit ran out" in explain_infeasible(rows, result.conflict, wl, cluster, BF16_ADAMW, {})
+    monkeypatch.undo()
     assert search(wl, cluster, BF16_ADAMW, {}, rows=rows).status == "optimal"  # the same job, given the time
+
+
+def test_a_time_limit_that_runs_out_after_a_plan_shows_it_unproven():
+    """The solver starts from the exact incumbent (cpsat.solve_cpsat): out of time before the
+    proof, that plan is shown, as feasible rather than optimal."""
+    wl, cluster, rows = _small_megatron_table()
+    limited = search(wl, cluster, BF16_ADAMW, {}, time_limit=1e-9, rows=rows)
+    proven = search(wl, cluster, BF16_ADAMW, {}, rows=rows)
+    assert limited.status in ("feasible", "optimal") and proven.status == "optimal"
+    assert limited.plans[0].time.step >= proven.plans[0].time.step
 
 
 def test_seconds_text_names_the_phases_that_took_time():
