@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from planner.cost import memo
 from planner.cost.cluster import build_cluster
 from planner.cost.inputs import load_inputs
-from planner.cost.memory.estimate import state_floor
+from planner.cost.memory.estimate import estimate_memory, memory_floor, state_floor
+from planner.cost.plan import ParallelDims, Plan
 from planner.cost.timing.floor import step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import engine_workload
@@ -63,20 +64,40 @@ def test_the_floor_is_under_every_layouts_bound(reference):
 
 
 def _memory_floor_holds(wl, cluster, defaults):
-    """MEMORY_SHARE × state_floor ≤ the least memory of any partition and recompute count of every
-    layout of the table (point.lower_bound for memory, over its fitted and rounded coefficients)."""
+    """MEMORY_SHARE × state_floor and × memory_floor ≤ the least memory of any partition and
+    recompute count of every layout of the table (point.lower_bound for memory, over its fitted
+    and rounded coefficients)."""
     layers = wl.arch.num_layers
     with memo.session():
-        rows = candidate_table(wl, cluster, defaults, {}, "step-time")
+        rows = candidate_table(wl, cluster, defaults, {}, "step-time", screen=False)
         assert rows
         for layout in rows:
-            floor_kib = MEMORY_SHARE * state_floor(layout.plan, wl, cluster) / KiB
-            assert floor_kib <= lower_bound(layout, "memory", layers), layout.plan
+            least = lower_bound(layout, "memory", layers)
+            assert MEMORY_SHARE * state_floor(layout.plan, wl, cluster) / KiB <= least, layout.plan
+            assert MEMORY_SHARE * memory_floor(layout.plan, wl, cluster) / KiB <= least, layout.plan
 
 
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
 def test_the_memory_floor_is_under_every_layouts_least_memory(reference):
     _memory_floor_holds(*_reference(*reference))
+
+
+@pytest.mark.parametrize("engine", ["megatron", "fsdp2"])
+@pytest.mark.parametrize("recompute", ["full", "selective"])
+def test_on_one_stage_the_memory_floor_leaves_out_only_what_it_names(engine, recompute):
+    """One stage holds every layer: the floor is the estimate of the plan (recomputing all of
+    them, under full recompute), less the buffers, the activations besides the layers' (the
+    embedding's, the logits', the working set ...) and the runtime's bytes on those; and the
+    state floor is far under it where the activations of a long sequence dominate."""
+    wl, cluster, _ = _reference(engine, "llama3-8b", 1, 64)
+    wl = replace(wl, seq_len=16384)
+    plan = Plan(parallel=ParallelDims(tp=2, dp=4), zero=1, recompute=recompute, mbs=2, gas=8, framework=engine)
+    peak = estimate_memory(plan, wl, cluster)[0]
+    left_out = peak.memory.buffers + peak.memory.activations - peak.detail["layers"] + peak.memory.runtime
+    floor = memory_floor(plan, wl, cluster)
+    assert peak.memory.total - left_out <= floor <= peak.memory.total
+    if recompute == "selective":
+        assert state_floor(plan, wl, cluster) < 0.5 * floor
 
 
 def _same_best(wl, cluster, defaults, constraints=None):

@@ -4,6 +4,7 @@
 import itertools
 from dataclasses import replace
 
+import pytest
 from conftest import small_jobs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 from planner.cost.plan import OFFLOAD_CHOICES, QUANT_CHOICES
 from planner.engines.profiles import PROFILES
 from planner.engines.rules import plan_problems
-from planner.search.space import EXECUTION_KEYS, candidate_plans, layouts
+from planner.search.bounded import screening_groups
+from planner.search.space import EXECUTION_KEYS, candidate_plans, candidates, layouts
 from planner.spec.job import Constraint
 
 OPENED = {"cp": (1, 2, 4), "ep": (1, 2, 4, 8), "vpp": (1, 2, 3, 4), "offload": OFFLOAD_CHOICES,
@@ -45,3 +47,25 @@ def test_rules_checked_once_per_combination_admit_the_plans_checked_one_by_one(j
     got = list(candidate_plans(workload, cluster, defaults, limits, least_memory=least_memory))
     assert got == expected
     assert [p.key() for p in got] == [p.key() for p in expected]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(small_jobs([1000, 4096, 16384], ["h100_sxm_80gb", "rtx4090"], [1, 2, 4, 8], 8), constraints, st.booleans(),
+       st.data())
+def test_the_candidates_build_each_plan_when_read_as_the_enumeration_does(job, limits, least_memory, data):
+    """space.Candidates: the plans of `candidate_plans` in its order, each built when first read
+    (a bounded search reads a few), and the screening groups the table builder would form from
+    them (TableBuilder.group), found without building one."""
+    workload, cluster, defaults = job
+    found = candidates(workload, cluster, defaults, limits, least_memory=least_memory)
+    plans = list(found)
+    assert len(found) == len(plans)
+    assert list(found.groups().values()) == list(screening_groups(plans).values())
+    if not plans:
+        return
+    for i in data.draw(st.lists(st.integers(-len(plans), len(plans) - 1), max_size=20)):
+        assert found[i] == plans[i] and found[i] is found[i]
+    assert found[-1] == plans[-1] and found[1:3] == plans[1:3]
+    assert list(found) == plans  # plans read are the plans iterated
+    with pytest.raises(IndexError):
+        found[len(plans)]

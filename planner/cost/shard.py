@@ -75,6 +75,18 @@ def stage_shards(plan: Plan, arch: Architecture, only: tuple[int, ...] | None = 
     return list(_shards(arch, counts, plan.parallel.tp, plan.parallel.ep, plan.expert_tp, only))
 
 
+def layer_shard(arch: Architecture, index: int, tp: int, ep: int, etp: int) -> StageShard:
+    """One GPU's share of layer `index` alone: a stage of that one layer between the ends (no
+    embedding, no output layer)."""
+    return _shards(arch, (index, 1, arch.num_layers - index - 1), tp, ep, etp, (1,))[0]
+
+
+def end_shards(arch: Architecture, pp: int, tp: int, ep: int, etp: int) -> tuple[StageShard, ...]:
+    """What the first and the last of `pp` stages hold besides their layers: the embedding, and the
+    output layer (with the tied embedding's copy where pp > 1); one shard holding both where pp is 1."""
+    return _shards(arch, (0,) * pp, tp, ep, etp, (0, pp - 1) if pp > 1 else None)
+
+
 @lru_cache(maxsize=4096)
 def _shards(arch: Architecture, counts: tuple[int, ...], tp: int, ep: int, etp: int,
             only: tuple[int, ...] | None) -> tuple[StageShard, ...]:

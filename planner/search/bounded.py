@@ -16,8 +16,8 @@ _first_of_cost, table order), the runners-up and the other families are the full
 
 A layout built is solved only when that could stop the build at the next group: its bound is
 below the group's floor, and so is the bar the built layouts would set if each cost its bound.
-A group whose model states alone fit nowhere (memory.estimate.state_floor above the capacity:
-its layouts would all be untimed) is set aside unbuilt, and built only where nothing fits,
+A group whose model states and least activations fit nowhere (memory.estimate.memory_floor above
+the capacity: its layouts would all be untimed) is set aside unbuilt, and built only where nothing fits,
 for the explanation, which reads every layout.
 Where the plans shown cost little next to most floors (a mixture of experts, a small model on
 many GPUs), a fraction of the table is built; where the cheapest floors fit nowhere (a model
@@ -32,11 +32,11 @@ import bisect
 import heapq
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
-from planner.cost.memory.estimate import state_floor
+from planner.cost.memory.estimate import memory_floor
 from planner.cost.plan import Plan
 from planner.cost.timing.floor import floor_key, step_floor
 from planner.cost.workload import JobDefaults, Workload
@@ -45,6 +45,7 @@ from planner.search.layouts import Layout, TableBuilder
 from planner.search.point import lower_bound
 from planner.search.result import SolveResult
 from planner.search.runners_up import known_points, layout_best
+from planner.search.space import Candidates
 from planner.search.table import capacity_kib, host_capacity_kib
 from planner.spec.job import Constraint
 
@@ -103,7 +104,7 @@ class _Bar:
         return math.inf
 
 
-def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defaults: JobDefaults,
+def bounded_search(plans: Sequence[Plan], workload: Workload, cluster: Cluster, defaults: JobDefaults,
                    constraints: dict[str, Constraint], *, top: int = 1, other_families: bool = False,
                    time_limit: float | None = None,
                    progress: Callable[[int], None] | None = None) -> tuple[SolveResult, list[Layout], bool]:
@@ -113,9 +114,11 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
     after each screening group built, and `progress(len(plans))` once the build stops."""
     start = time.perf_counter()
     builder = TableBuilder(workload, cluster, "step-time", screen=True)
-    groups: dict[tuple, list[int]] = {}
-    for i, plan in enumerate(plans):
-        groups.setdefault(builder.group(plan), []).append(i)
+    if isinstance(plans, Candidates):
+        groups, shapes = plans.groups(), plans.shapes()
+    else:
+        groups = screening_groups(plans)
+        shapes = {g: {floor_key(plans[i]): i for i in members} for g, members in groups.items()}
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), workload.arch.num_layers
     made: dict[int, list[Layout]] = {}
     bound: dict[int, int] = {}  # id(layout) -> its lower bound, which search() reads too
@@ -128,28 +131,39 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
     # group's floor could stop the build, and while its bound is below the bar.
     pending: list[tuple[int, int, Layout]] = []
     with memo.session(), known_points():
-        # A group's plans differ in their micro-batch and offload, the floor reads the first only;
-        # groups that differ in what it does not read (ZeRO, recompute ...) share their floors.
+        # A group's plans differ in their micro-batch and offload, the floor reads the first only:
+        # it is read of one plan of each shape of the group. Groups that differ in what it does
+        # not read (ZeRO, recompute ...) share their floors.
         floors: dict[tuple, float] = {}
 
-        def floor(plan: Plan) -> float:
-            key = floor_key(plan)
-            if key not in floors:
-                floors[key] = step_floor(plan, workload, cluster)
-            return floors[key]
+        def floor(shape: tuple, i: int) -> float:
+            if shape not in floors:
+                floors[shape] = step_floor(plans[i], workload, cluster)
+            return floors[shape]
 
-        floor_us = {g: FLOOR_SHARE * 1e6 * min(floor(plans[i]) for i in {plans[i].mbs: i for i in members}.values())
-                    for g, members in groups.items()}
+        floor_us = {g: FLOOR_SHARE * 1e6 * min(floor(shape, i) for shape, i in shapes[g].items()) for g in groups}
         order = sorted(groups, key=lambda g: floor_us[g])  # stable: equal floors in candidate order
         capacity = cluster.capacity / MEMORY_SHARE
-        aside: list[tuple] = []  # groups whose model states alone fit nowhere: never timed, built last if at all
+        floored: list[tuple] = []  # groups with plans screened out by their memory floor, unbuilt
 
-        def build(g: tuple) -> None:
+        def build(g: tuple, screen: TableBuilder | None = builder) -> None:
+            """The group's layouts. With the search's own builder, a plan whose memory floor is
+            above the capacity is screened out as a layout fitting nowhere is, unbuilt; a
+            builder of its own (`screen` None) builds every plan, for the whole table."""
             members = groups[g]
+            with_floors = screen is not None
+            adder = screen or TableBuilder(workload, cluster, "step-time", screen=True)
             # A deferred plan (offload) reads whether its layout without offload fits: after them.
-            first, deferred = builder.phases([plans[i] for i in members])
+            first, deferred = adder.phases([plans[i] for i in members])
             for i in (members[j] for j in first + deferred):
-                made[i] = builder.add(plans[i])
+                plan = plans[i]
+                if with_floors and not adder.skips(plan) and memory_floor(plan, workload, cluster) > capacity:
+                    adder.screen_out(plan)
+                    if not floored or floored[-1] != g:
+                        floored.append(g)
+                    made[i] = []
+                    continue
+                made[i] = adder.add(plan)
                 for layout in made[i]:
                     bound[id(layout)] = lower_bound(layout, "step-time", layers)
                     if layout.timed:
@@ -165,12 +179,7 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
                     bar.add(point.cost, family(layout.plan))
             if floor_us[g] > bar.value:
                 break
-            # Its plans differ in micro-batch and offload; the model states read the offload alone.
-            if min(state_floor(plans[i], workload, cluster)
-                   for i in {plans[i].offload: i for i in groups[g]}.values()) > capacity:
-                aside.append(g)
-            else:
-                build(g)
+            build(g)
             built += 1
             done += len(groups[g])
             if progress is not None:
@@ -187,17 +196,27 @@ def bounded_search(plans: list[Plan], workload: Workload, cluster: Cluster, defa
                           candidates=len(plans)), rows
 
         result, rows = solved()
-        if not result.plans and aside:
-            # Nothing fits: the explanation reads every layout, those set aside too (each group's
-            # layouts depend on its own plans alone, so built now they are as the whole table's).
-            for g in aside:
-                build(g)
+        if not result.plans and floored:
+            # Nothing fits: the explanation reads every layout, those screened out too (each
+            # group's layouts depend on its own plans alone, so built now they are as the whole
+            # table's).
+            for g in floored:
+                build(g, screen=None)
             result, rows = solved()
-            aside = []
-    return result, rows, built == len(order) and not aside
+            floored = []
+    return result, rows, built == len(order) and not floored
 
 
-def best_plan_search(plans: list[Plan], workload: Workload, cluster: Cluster, defaults: JobDefaults,
+def screening_groups(plans: Sequence[Plan]) -> dict[tuple, list[int]]:
+    """The indices of the plans of each screening group (TableBuilder.group), the groups in the
+    order of their first plan (space.Candidates.groups, without building the plans)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, plan in enumerate(plans):
+        groups.setdefault(TableBuilder.group(plan), []).append(i)
+    return groups
+
+
+def best_plan_search(plans: Sequence[Plan], workload: Workload, cluster: Cluster, defaults: JobDefaults,
                      constraints: dict[str, Constraint]) -> tuple[SolveResult, list[Layout]]:
     """The best step-time plan alone (capacity's rows), and the layouts built."""
     result, rows, _ = bounded_search(plans, workload, cluster, defaults, constraints)

@@ -23,7 +23,7 @@ from planner.search import JobDefaults, parallel, search
 from planner.search.bounded import best_plan_search
 from planner.search.objectives import bounded_applies
 from planner.search.sizing import grown, smallest_fitting_cluster, some_plan_fits
-from planner.search.space import candidate_plans
+from planner.search.space import candidates
 from planner.spec.job import Constraint
 
 SECONDS_PER_DAY = 86_400
@@ -164,8 +164,8 @@ def _best_plan(workload: Workload, cluster: Cluster, defaults: JobDefaults, cons
     # The row shows the best plan alone: no runners-up, no other families to compare. For the
     # step time, the table is built only where a plan could beat the best found (bounded.py).
     if bounded_applies(objective, solver):
-        plans = list(candidate_plans(workload, cluster, defaults, constraints))
-        result, _ = best_plan_search(plans, workload, cluster, defaults, constraints)
+        result, _ = best_plan_search(candidates(workload, cluster, defaults, constraints), workload, cluster,
+                                     defaults, constraints)
     else:
         result = search(workload, cluster, defaults, constraints, objective=objective, top=1, solver=solver,
                         other_families=False)

@@ -320,15 +320,25 @@ class TableBuilder:
         return ([i for i, later in enumerate(deferred) if not later],
                 [i for i, later in enumerate(deferred) if later])
 
+    def skips(self, plan: Plan) -> bool:
+        """Whether `add` would build nothing for the plan, from what was added before it."""
+        if self.deferred(plan) and plan.with_(offload="none").key() in self.fits:
+            return True
+        if self.screen and plan.mbs > self.unfit.get(plan.key_with(mbs=1, gas=1), plan.mbs):
+            return True
+        return plan.recompute == "none" and self.lead is not None
+
+    def screen_out(self, plan: Plan) -> None:
+        """Count the plan as a layout that fits nowhere, unbuilt (a floor under its least memory
+        is above the capacity: search/bounded.py): its larger micro-batches are screened out."""
+        key = plan.key_with(mbs=1, gas=1)
+        self.unfit[key] = min(self.unfit.get(key, plan.mbs), plan.mbs)
+
     def add(self, plan: Plan) -> list[Layout]:
         """The plan's layouts (none when screened out), the screening state updated."""
-        if self.deferred(plan) and plan.with_(offload="none").key() in self.fits:
+        if self.skips(plan):
             return []
-        key = plan.with_(mbs=1, gas=1).key()
-        if self.screen and plan.mbs > self.unfit.get(key, plan.mbs):
-            return []
-        if plan.recompute == "none" and self.lead is not None:
-            return []
+        key = plan.key_with(mbs=1, gas=1)
         made = build_layout(plan, self.workload, self.cluster, self.lead, self.screen_kib)
         layers = self.workload.arch.num_layers
         if self.screen and not made[0].timed:

@@ -8,9 +8,11 @@ problem infeasible.
 """
 from __future__ import annotations
 
+import bisect
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from planner.cost.cluster import Cluster
 from planner.cost.plan import (
@@ -132,21 +134,110 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     the smallest micro-batch the constraints allow (and, where gradients are not kept between
     steps, the one-micro-batch step, whose gradients appear only in backward), and the recompute
     policies other than none (recomputing every layer never saves more than recomputing none)."""
+    return iter(candidates(workload, cluster, defaults, constraints, least_memory=least_memory))
+
+
+def candidates(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint], *,
+               least_memory: bool = False) -> Candidates:
+    """`candidate_plans`, as a sequence whose plans are built when first read."""
     engine = PROFILES[workload.engine.name]
     admission = Admission((*DEGREE_RULES, *RULES, *engine.checks), workload, cluster, EXECUTION_KEYS)
+    found: list[_LayoutRows] = []
+    start = 0
     for layout in layouts(workload, cluster, defaults, constraints, least_memory=least_memory):
-        base = layout.plan
-        if not admission.layout_passes(base):
+        if not admission.layout_passes(layout.plan):
             continue
-        degrees = {base.parallel.sp: base.parallel}
-        for mbs, gas, sp, zero, recompute, offload, quant, precision, optimizer, rank in admission.rows(
-                base, layout.options):
-            parallel = degrees.get(sp)
-            if parallel is None:
-                parallel = degrees[sp] = evolve(base.parallel, sp=sp)
-            yield evolve(base, parallel=parallel, zero=zero, recompute=recompute, mbs=mbs, gas=gas, lora_rank=rank,
-                         quant=quant, precision=precision, offload=offload, optimizer=optimizer,
-                         fp8_param_gather=fp8_param_gather_by_default(workload, precision, zero))
+        rows = admission.rows(layout.plan, layout.options)
+        if rows:
+            found.append(_LayoutRows(layout.plan, rows, start))
+            start += len(rows)
+    return Candidates(workload, found)
+
+
+@dataclass
+class _LayoutRows:
+    """The admitted rows of execution values of one layout (EXECUTION_KEYS order), the first of
+    them the `start`-th candidate."""
+
+    base: Plan
+    rows: list[tuple]
+    start: int
+
+
+_ROW_KEYS = tuple(key for group in EXECUTION_KEYS for key in group)
+_SCREENED_TOGETHER = tuple(i for i, key in enumerate(_ROW_KEYS) if key not in ("mbs", "gas", "offload"))
+"""The positions of a row that name its screening group with the layout (search/layouts.py
+`TableBuilder.group`: every key but the micro-batch, its count and the offload)."""
+_SHAPE = tuple(_ROW_KEYS.index(key) for key in ("mbs", "gas", "sp", "precision"))
+"""The positions of a row that give a plan's shape with the layout (`Candidates.shapes`)."""
+
+
+class Candidates(Sequence[Plan]):
+    """The candidate plans of one job, cluster and engine in `candidate_plans`' order, each built
+    when first read: a search that builds its table only as far as its answer needs (bounded.py)
+    reads the plans of a few hundred screening groups of DeepSeek-V3's 97,380 candidates."""
+
+    def __init__(self, workload: Workload, layouts: list[_LayoutRows]):
+        self.workload = workload
+        self._layouts = layouts
+        self._starts = [lay.start for lay in layouts]
+        self._count = layouts[-1].start + len(layouts[-1].rows) if layouts else 0
+        self._built: dict[int, Plan] = {}
+        self._degrees: dict[tuple[int, bool], ParallelDims] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._count))]
+        if i < 0:
+            i += self._count
+        if not 0 <= i < self._count:
+            raise IndexError(i)
+        plan = self._built.get(i)
+        if plan is None:
+            k = bisect.bisect_right(self._starts, i) - 1
+            plan = self._built[i] = self._plan(k, self._layouts[k].rows[i - self._starts[k]])
+        return plan
+
+    def __iter__(self) -> Iterator[Plan]:
+        for k, layout in enumerate(self._layouts):
+            for j, row in enumerate(layout.rows):
+                plan = self._built.get(layout.start + j)
+                yield plan if plan is not None else self._plan(k, row)
+
+    def groups(self) -> dict[tuple, list[int]]:
+        """The indices of the plans of each screening group (TableBuilder.group), the groups in the
+        order of their first plan, without building a plan."""
+        out: dict[tuple, list[int]] = {}
+        pick = itemgetter(*_SCREENED_TOGETHER)
+        for k, layout in enumerate(self._layouts):
+            for i, row in enumerate(layout.rows, start=layout.start):
+                out.setdefault((k, pick(row)), []).append(i)
+        return out
+
+    def shapes(self) -> dict[tuple, dict[tuple, int]]:
+        """Of each screening group (keyed as by `groups`), one plan of each shape: its layout, the
+        micro-batch, sequence parallelism and the precision, which the step-time floor reads
+        of a plan (timing/floor.py floor_key), without building a plan."""
+        out: dict[tuple, dict[tuple, int]] = {}
+        pick, shape = itemgetter(*_SCREENED_TOGETHER), itemgetter(*_SHAPE)
+        for k, layout in enumerate(self._layouts):
+            for i, row in enumerate(layout.rows, start=layout.start):
+                out.setdefault((k, pick(row)), {}).setdefault((k, shape(row)), i)
+        return out
+
+    def _plan(self, k: int, row: tuple) -> Plan:
+        base = self._layouts[k].base
+        mbs, gas, sp, zero, recompute, offload, quant, precision, optimizer, rank = row
+        parallel = self._degrees.get((k, sp))
+        if parallel is None:
+            parallel = self._degrees[(k, sp)] = (base.parallel if base.parallel.sp == sp
+                                                 else evolve(base.parallel, sp=sp))
+        return evolve(base, parallel=parallel, zero=zero, recompute=recompute, mbs=mbs, gas=gas, lora_rank=rank,
+                      quant=quant, precision=precision, offload=offload, optimizer=optimizer,
+                      fp8_param_gather=fp8_param_gather_by_default(self.workload, precision, zero))
 
 
 def layouts(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint], *,

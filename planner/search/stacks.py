@@ -6,7 +6,7 @@ it cannot run the job.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from planner.search import exact_objective, reasons, search
 from planner.search.explain import explain_infeasible
 from planner.search.objectives import bounded_applies
 from planner.search.result import PHASES, SolveResult
-from planner.search.space import candidate_plans, default_optimizers, default_precisions
+from planner.search.space import candidates, default_optimizers, default_precisions
 from planner.spec.job import Constraint
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ class EngineCandidates:
     name: str
     workload: Workload
     """The job as the engine runs it (engine_workload)."""
-    plans: tuple[Plan, ...]
+    plans: Sequence[Plan]
+    """space.Candidates: each plan built when first read."""
     cannot_run: str | None = None
 
 
@@ -106,7 +107,7 @@ def engine_candidates(name: str, workload: Workload, cluster: Cluster, defaults:
                      default_optimizers(defaults.optimizer))
     if why:
         return EngineCandidates(name, wl, (), why)
-    return EngineCandidates(name, wl, tuple(candidate_plans(wl, cluster, defaults, constraints)))
+    return EngineCandidates(name, wl, candidates(wl, cluster, defaults, constraints))
 
 
 def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: JobDefaults,
@@ -124,7 +125,7 @@ def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Job
     wl = found.workload
     if found.cannot_run:
         return EngineOutcome(name, wl, None, cannot_run=found.cannot_run)
-    plans = list(found.plans)
+    plans = found.plans
     if plans and bounded_applies(objective, solver) and not whole_table:
         from planner.search.bounded import bounded_search
 
@@ -139,7 +140,7 @@ def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Job
         # wants the whole table.
         if result.plans or whole:
             return EngineOutcome(name, wl, result, tuple(rows))
-    rows = table(plans, wl) if plans else []
+    rows = table(list(plans), wl) if plans else []
     result = search(wl, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
                     time_limit=time_limit, rows=rows, table_seconds=time.perf_counter() - start,
                     candidates=len(plans))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.engine import deferred_sync
-from planner.cost.memory.activations import tokens_per_gpu
+from planner.cost.memory.activations import inflight_microbatches, layer_activation_bytes, tokens_per_gpu
 from planner.cost.memory.kernels import kernels
 from planner.cost.memory.phases import activation_key, peak_phase
 from planner.cost.memory.runtime import runtime_bytes
@@ -21,8 +22,9 @@ from planner.cost.memory.states import (
 from planner.cost.partial import PartialTraining, partial_trainable
 from planner.cost.plan import Plan
 from planner.cost.precisions import fp8_weight_bytes, te_recipe
-from planner.cost.shard import StageShard, stage_shards
+from planner.cost.shard import StageShard, end_shards, layer_shard, stage_shards
 from planner.cost.workload import Workload
+from planner.model.params import layer_params, lora_params
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,125 @@ def state_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     states, _ = _stage_states(plan, workload, _StateSizes.of(plan, workload, cluster), whole, _partial(workload, None))
     held = sum(states[name] for name in STEP_STATES) / plan.parallel.pp
     return held + sum(runtime_bytes(plan, workload, cluster.gpu.id, held).values())
+
+
+FORWARD_STATES = ("weights", "fp8_weight_cache", "optimizer_states", "master_weights")
+"""The model states every phase of `peak_phase` holds: where gradients are not kept between
+steps, a one-micro-batch step has none until its backward."""
+
+
+def memory_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """Bytes below which no stage partition or recompute count of the plan brings its fullest GPU,
+    the activations of its in-flight micro-batches counted with its model states.
+
+    Every stage's peak holds, at one phase (`peak_phase`), the states of `held` (all of them
+    where gradients persist or accumulate, FORWARD_STATES in a one-micro-batch step of the
+    others) and its layers' saved activations: ι_s in-flight micro-batches (`inflight_
+    microbatches`) of τ tokens, at least a_i bytes per token of each layer i it holds (its least:
+    the checkpoint where every layer recomputes). Both are linear in the layers the stage holds:
+
+        F_s = β_s + Σ_{i in s} (σ_i + ι_s·τ·a_i)
+
+    (σ_i: layer i's states on one GPU; β_s: the embedding on the first stage, the output layer on
+    the last). The fullest stage holds at least any weighted mean of the stages, and with weights
+    w_s that sum to 1, Σ_s w_s·F_s ≥ Σ_s w_s·β_s + Σ_i min_s w_s·(σ_i + ι_s·τ·a_i), whatever the
+    partition. The weights are those that balance stages of the mean layer, w_s ∝ 1/(σ + ι_s·τ·a),
+    under which that bound is the least peak of a partition in real numbers. Far from the one-
+    stage states' mean of `state_floor` where activations dominate (1F1B's first stage keeps p
+    micro-batches). Also left out, never negative: buffers, the embedding's and the logits'
+    activations, recompute's working set. The runtime's bytes are those at that many live bytes
+    (affine in them). Never below `state_floor` (the optimizer step's states, where gradients
+    appear in backward), which is all a plan training part of the model (`partial`) gets.
+    The search sets a layout aside unbuilt where this is above the GPU's capacity
+    (search/bounded.py; tests/test_bounded.py checks it under every layout's least memory)."""
+    if workload.partial is not None:
+        return state_floor(plan, workload, cluster)
+    pp = plan.parallel.pp
+    held = STEP_STATES if workload.engine.persistent_gradients or plan.gas > 1 else FORWARD_STATES
+    kinds, ends = memo.lookup(_FLOOR_STATES, (_state_key(plan), held, workload, cluster),
+                              lambda: _floor_states(plan, workload, cluster, held))
+    per_token = _least_activation_bytes(plan, workload)
+    tokens = tokens_per_gpu(plan, workload) if not plan.offload_activation_layers else 0.0
+    # Tokens of each stage's in-flight micro-batches: fewer on every later stage.
+    inflight = [inflight_microbatches(plan, s) * tokens for s in range(pp)]
+    layers = workload.arch.num_layers
+    kinds = [(count, sigma, per_token(first)) for first, count, sigma in kinds]
+    states = sum(count * sigma for count, sigma, _ in kinds) / layers
+    saved = sum(count * a for count, _, a in kinds) / layers
+    if states + inflight[-1] * saved > 0:
+        scale = sum(1 / (states + n * saved) for n in inflight)
+        weights = [1 / ((states + n * saved) * scale) for n in (inflight[0], inflight[-1])]
+        # w_s·(σ + x_s·a) = (σ + x_s·a) / ((σ̄ + x_s·ā)·scale) is monotonic in x_s: least at the
+        # first or the last stage.
+        held_bytes = sum(count * min(w * (sigma + n * a) for w, n in zip(weights, (inflight[0], inflight[-1])))
+                         for count, sigma, a in kinds)
+    else:  # nothing held per layer
+        weights, held_bytes = [1 / pp, 1 / pp], 0.0
+    held_bytes += weights[0] * ends[0] + weights[-1] * ends[-1] if pp > 1 else ends[0]
+    bound = held_bytes + sum(runtime_bytes(plan, workload, cluster.gpu.id, held_bytes).values())
+    return max(bound, memo.lookup(_STATE_FLOORS, (_state_key(plan), workload, cluster),
+                                  lambda: state_floor(plan, workload, cluster)))
+
+
+_STATE_FLOORS = memo.new_cache()
+
+
+_FLOOR_STATES = memo.new_cache()
+
+
+def _state_key(plan: Plan) -> tuple:
+    """The plan but what the model states never read: the micro-batch, recompute and the partition."""
+    return plan.key_with(mbs=1, gas=1, recompute="none", recompute_layers=None, recompute_modules=None,
+                         first_stage_layers=None, last_stage_layers=None, pipeline_runs=1)
+
+
+def _floor_states(plan: Plan, workload: Workload, cluster: Cluster, held: tuple[str, ...]
+                  ) -> tuple[tuple[tuple[int, int, float], ...], tuple[float, ...]]:
+    """((first layer, layers, held bytes of one layer) of each kind of layer, the held bytes of
+    the end stages' embedding and output layer) for `memory_floor`."""
+    arch, p = workload.arch, plan.parallel
+    if plan.zero == 3:
+        # DeepSpeed ZeRO-3 holds one optimizer sub-group's fp32 gradients (deepspeed_fp32_grads),
+        # a cap the sum of layers' shares would exceed.
+        held = tuple(name for name in held if name != "fp32_gradient_copy")
+    sizes = _StateSizes.of(plan, workload, cluster)
+
+    def held_bytes(shard: StageShard) -> float:
+        states, _ = _stage_states(plan, workload, sizes, shard, None)
+        return sum(states[name] for name in held)
+    kinds = memo.lookup(_LAYER_KINDS, (workload, plan.lora_rank), lambda: _layer_kinds(workload, plan.lora_rank))
+    return (tuple((first, count, held_bytes(layer_shard(arch, first, p.tp, p.ep, plan.expert_tp)))
+                  for first, count in kinds),
+            tuple(held_bytes(shard) for shard in end_shards(arch, p.pp, p.tp, p.ep, plan.expert_tp)))
+
+
+_LAYER_KINDS = memo.new_cache()
+
+
+def _layer_kinds(workload: Workload, lora_rank: int) -> tuple[tuple[int, int], ...]:
+    """(first layer, layers) of each kind of layer: alike in what one GPU's share of its states
+    and its saved activations read of it, whatever the parallel degrees (its parameters by kind,
+    whether it routes to experts, whether it is the first; with adapters, their parameters and
+    the layer's by component)."""
+    arch = workload.arch
+    kinds: dict[tuple, list[int]] = {}
+    for i in range(arch.num_layers):
+        whole = layer_shard(arch, i, 1, 1, 1)  # layers alike whole are alike sharded
+        kind: tuple = (whole.dense, whole.expert, whole.linear_dense, arch.is_moe_layer(i), i == 0)
+        if workload.trains_adapters:
+            kind += (lora_params(arch, i, lora_rank, workload.lora_targets), layer_params(arch, i))
+        kinds.setdefault(kind, [i, 0])[1] += 1
+    return tuple((first, count) for first, count in kinds.values())
+
+
+def _least_activation_bytes(plan: Plan, workload: Workload):
+    """Each layer's least saved bytes per token under the plan's recompute policy: recomputed
+    where the policy recomputes whole layers (the checkpoint), else as it keeps them."""
+    saving = layer_activation_bytes(workload.arch, plan, workload)
+    if plan.recompute != "full":
+        return saving
+    keeping = layer_activation_bytes(workload.arch, plan.with_(recompute="none"), workload)
+    return lambda i: min(saving(i), keeping(i))
 
 
 def _partial(workload: Workload, partial: PartialTraining | None) -> PartialTraining | None:
