@@ -16,13 +16,15 @@ _first_of_cost, table order), the runners-up and the other families are the full
 
 A layout built is solved only when that could stop the build at the next group: its bound is
 below the group's floor, and so is the bar the built layouts would set if each cost its bound.
-A group whose model states and least activations fit nowhere (memory.estimate.memory_floor above
-the capacity: its layouts would all be untimed) is set aside unbuilt, and built only where nothing fits,
+A plan whose model states and least activations fit nowhere (memory.estimate.memory_floor above
+the capacity: its layout would be untimed) is screened out unbuilt, as TableBuilder screens a
+layout that fits nowhere (its larger micro-batches with it), and built only where nothing fits,
 for the explanation, which reads every layout.
 Where the plans shown cost little next to most floors (a mixture of experts, a small model on
-many GPUs), a fraction of the table is built; where the cheapest floors fit nowhere (a model
-that barely fits) or every plan costs within a few per cent of the others, almost all of it,
-and the floors cost a few per cent more than the table alone.
+many GPUs), a fraction of the table is built; where every plan costs within a few per cent of
+the others, most of it, and the floors cost a few per cent more than the table alone. The plans
+themselves are built when read (space.Candidates): the groups and the floors' shapes come from
+the candidates' rows of values.
 
 Only the step-time objective has a floor; brute force reads the whole table.
 """
