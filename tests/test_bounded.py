@@ -20,10 +20,20 @@ from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import engine_workload
 from planner.model import load_architecture
 from planner.search import candidate_table, search
-from planner.search.bounded import FLOOR_SHARE, MEMORY_SHARE, best_plan_search, bounded_search
+from planner.search.bounded import (
+    FLOOR_SHARE,
+    MEMORY_SHARE,
+    Part,
+    SharedCosts,
+    best_plan_search,
+    bounded_build,
+    bounded_result,
+    bounded_search,
+    families,
+)
 from planner.search.layouts import KiB
 from planner.search.point import lower_bound
-from planner.search.space import candidate_plans
+from planner.search.space import candidate_plans, candidates
 from planner.spec.cluster import ClusterSpec
 
 BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
@@ -125,6 +135,40 @@ def _same_plans(wl, cluster, defaults, constraints=None, top=5):
     return len(rows), len(table)
 
 
+def _same_split(wl, cluster, defaults, splits=((2, True),), constraints=None, top=5) -> list[int]:
+    """A build dealt out in `parts` shares by family (each its own process in a search, one after
+    another here), with or without the costs they solve shared, for each (parts, shared) of
+    `splits`: the full table's answer. The layouts each split built."""
+    constraints = constraints or {}
+    plans = candidates(wl, cluster, defaults, constraints)
+    with memo.session():
+        full = search(wl, cluster, defaults, constraints, top=top)
+    sizes = []
+    for parts, shared in splits:
+        costs = SharedCosts(parts) if shared else None
+        built = []
+        for k in range(parts):
+            with memo.session():
+                built.append(bounded_build(plans, wl, cluster, constraints, top=top, other_families=True,
+                                           part=Part(k, parts, families(plans), costs)))
+        assert sum(len(b.made) for b in built) == len({i for b in built for i in b.made})  # disjoint shares
+        with memo.session():
+            split, rows, _ = bounded_result(built, plans, wl, cluster, defaults, constraints, top=top,
+                                            other_families=True, time_limit=None, start=0.0)
+        _same_result(split, full)
+        assert split.reasons == full.reasons
+        sizes.append(len(rows))
+    return sizes
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
+def test_a_build_dealt_out_by_family_is_the_full_tables(reference):
+    alone, together, three = _same_split(*_reference(*reference), splits=((2, False), (2, True), (3, True)))
+    # Reading the other shares' costs, the shares stop sooner on these jobs (the best families
+    # sit in one share, and the other's own bar is far above the whole table's).
+    assert together <= alone
+
+
 def _same_result(bounded, full):
     assert bounded.status == full.status
     assert [ev.plan for ev in bounded.plans] == [ev.plan for ev in full.plans]
@@ -179,6 +223,7 @@ def test_random_jobs_of_every_engine(job):
     _memory_floor_holds(*job)
     _same_best(*job)
     _same_plans(*job)
+    _same_split(*job)
 
 
 def test_a_cut_table_without_plans_falls_back_to_the_whole_table(monkeypatch):

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
@@ -115,15 +118,42 @@ def bounded_search(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     every plan was built (the whole table: where nothing fits, it is). `progress(plans done)`
     after each screening group built, and `progress(len(plans))` once the build stops."""
     start = time.perf_counter()
+    with memo.session(), known_points():
+        built = bounded_build(plans, workload, cluster, constraints, top=top, other_families=other_families,
+                              progress=progress)
+        return bounded_result([built], plans, workload, cluster, defaults, constraints, top=top,
+                              other_families=other_families, time_limit=time_limit, start=start)
+
+
+@dataclass
+class Built:
+    """The layouts a bounded build made, by candidate index; the screening groups (their plans'
+    indices) in which it screened plans out by their memory floor, unbuilt; and whether it
+    reached every group of its part (none left out by its floor)."""
+
+    made: dict[int, list[Layout]]
+    floored: list[list[int]]
+    complete: bool
+
+
+def bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
+                  *, top: int = 1, other_families: bool = False, part: Part | None = None,
+                  progress: Callable[[int], None] | None = None) -> Built:
+    """The layouts of the candidate plans the search's answer can come from (module docstring).
+
+    `part`: only the plans of some (tp, pp) families. Each family lies whole in one part, so a
+    part's bar, over its own layouts, is at least the whole table's, and every layout of the
+    answer is built by its part (`Part`: the parts may read one another's costs for a lower bar).
+    `progress(plans done)` after each screening group built, `progress(len(plans))` at the end."""
     builder = TableBuilder(workload, cluster, "step-time", screen=True)
+    keep = part.keeps if part is not None else None
     if isinstance(plans, Candidates):
-        groups, shapes = plans.groups(), plans.shapes()
+        groups, shapes = plans.groups(keep), plans.shapes(keep)
     else:
-        groups = screening_groups(plans)
+        groups = screening_groups(plans, keep)
         shapes = {g: {floor_key(plans[i]): i for i in members} for g, members in groups.items()}
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), workload.arch.num_layers
     made: dict[int, list[Layout]] = {}
-    bound: dict[int, int] = {}  # id(layout) -> its lower bound, which search() reads too
     bar = _Bar(top, FAMILIES if other_families else 0)
     # The bar the layouts built would set if each cost its lower bound: while it is above the
     # next group's floor, solving them is unlikely to stop the build there, and waits (it only
@@ -132,89 +162,170 @@ def bounded_search(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     # Layouts built, by their own lower bound: each is solved at its best point only once a
     # group's floor could stop the build, and while its bound is below the bar.
     pending: list[tuple[int, int, Layout]] = []
-    with memo.session(), known_points():
-        # A group's plans differ in their micro-batch and offload, the floor reads the first only:
-        # it is read of one plan of each shape of the group. Groups that differ in what it does
-        # not read (ZeRO, recompute ...) share their floors.
-        floors: dict[tuple, float] = {}
+    arrival = itertools.count()  # ties in bound: the first built first
+    # A group's plans differ in their micro-batch and offload, the floor reads the first only:
+    # it is read of one plan of each shape of the group. Groups that differ in what it does not
+    # read (ZeRO, recompute ...) share their floors.
+    floors: dict[tuple, float] = {}
 
-        def floor(shape: tuple, i: int) -> float:
-            if shape not in floors:
-                floors[shape] = step_floor(plans[i], workload, cluster)
-            return floors[shape]
+    def floor(shape: tuple, i: int) -> float:
+        if shape not in floors:
+            floors[shape] = step_floor(plans[i], workload, cluster)
+        return floors[shape]
 
-        floor_us = {g: FLOOR_SHARE * 1e6 * min(floor(shape, i) for shape, i in shapes[g].items()) for g in groups}
-        order = sorted(groups, key=lambda g: floor_us[g])  # stable: equal floors in candidate order
-        capacity = cluster.capacity / MEMORY_SHARE
-        floored: list[tuple] = []  # groups with plans screened out by their memory floor, unbuilt
+    floor_us = {g: FLOOR_SHARE * 1e6 * min(floor(shape, i) for shape, i in shapes[g].items()) for g in groups}
+    order = sorted(groups, key=lambda g: floor_us[g])  # stable: equal floors in candidate order
+    capacity = cluster.capacity / MEMORY_SHARE
+    floored: list[list[int]] = []
 
-        def build(g: tuple, screen: TableBuilder | None = builder) -> None:
-            """The group's layouts. With the search's own builder, a plan whose memory floor is
-            above the capacity is screened out as a layout fitting nowhere is, unbuilt; a
-            builder of its own (`screen` None) builds every plan, for the whole table."""
-            members = groups[g]
-            with_floors = screen is not None
-            adder = screen or TableBuilder(workload, cluster, "step-time", screen=True)
-            # A deferred plan (offload) reads whether its layout without offload fits: after them.
-            first, deferred = adder.phases([plans[i] for i in members])
+    def build(members: list[int]) -> None:
+        # A deferred plan (offload) reads whether its layout without offload fits: after them.
+        first, deferred = builder.phases([plans[i] for i in members])
+        for i in (members[j] for j in first + deferred):
+            plan = plans[i]
+            if not builder.skips(plan) and memory_floor(plan, workload, cluster) > capacity:
+                # Screened out as a layout that fits nowhere is, unbuilt (module docstring).
+                builder.screen_out(plan)
+                if not floored or floored[-1] is not members:
+                    floored.append(members)
+                made[i] = []
+                continue
+            made[i] = builder.add(plan)
+            for layout in made[i]:
+                if layout.timed:
+                    bound = lower_bound(layout, "step-time", layers)
+                    heapq.heappush(pending, (bound, next(arrival), layout))
+                    hint.add(bound, family(layout.plan))
+
+    reached = done = 0
+    for g in order:
+        if part is not None:
+            part.read(bar)
+        while pending and pending[0][0] < floor_us[g] and hint.value < floor_us[g] <= bar.value:
+            layout = heapq.heappop(pending)[2]
+            point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
+            if point is not None:
+                bar.add(point.cost, family(layout.plan))
+                if part is not None:
+                    part.publish(point.cost, family(layout.plan))
+        if floor_us[g] > bar.value:
+            break
+        build(groups[g])
+        reached += 1
+        done += len(groups[g])
+        if progress is not None:
+            progress(done)
+    total = sum(map(len, groups.values()))
+    if progress is not None and done < total:
+        progress(total)  # the rest ruled out by their floors
+    return Built(made, floored, reached == len(order))
+
+
+def bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workload, cluster: Cluster,
+                   defaults: JobDefaults, constraints: dict[str, Constraint], *, top: int, other_families: bool,
+                   time_limit: float | None, start: float) -> tuple[SolveResult, list[Layout], bool]:
+    """search() over the layouts the parts of a bounded build made, in table order (the search's
+    answer, its layouts, and whether they are the whole table); `start`: when the build began.
+    Where nothing fits, the plans screened out by their memory floor are built too, for the
+    explanation, which reads every layout (each group's layouts depend on its own plans alone, so
+    built now they are as the whole table's)."""
+    layers = workload.arch.num_layers
+    made = {i: layouts for built in parts for i, layouts in built.made.items()}
+    floored = [members for built in parts for members in built.floored]
+
+    def solved() -> tuple[SolveResult, list[Layout]]:
+        rows = [lay for i in sorted(made) for lay in made[i]]
+        return search(workload, cluster, defaults, constraints, objective="step-time", top=top, rows=rows,
+                      table_seconds=time.perf_counter() - start, other_families=other_families,
+                      time_limit=time_limit, bounds=[lower_bound(lay, "step-time", layers) for lay in rows],
+                      candidates=len(plans)), rows
+
+    result, rows = solved()
+    if not result.plans and floored:
+        for members in floored:
+            builder = TableBuilder(workload, cluster, "step-time", screen=True)
+            first, deferred = builder.phases([plans[i] for i in members])
             for i in (members[j] for j in first + deferred):
-                plan = plans[i]
-                if with_floors and not adder.skips(plan) and memory_floor(plan, workload, cluster) > capacity:
-                    adder.screen_out(plan)
-                    if not floored or floored[-1] != g:
-                        floored.append(g)
-                    made[i] = []
-                    continue
-                made[i] = adder.add(plan)
-                for layout in made[i]:
-                    bound[id(layout)] = lower_bound(layout, "step-time", layers)
-                    if layout.timed:
-                        heapq.heappush(pending, (bound[id(layout)], len(bound), layout))
-                        hint.add(bound[id(layout)], family(layout.plan))
-
-        built = done = 0
-        for g in order:
-            while pending and pending[0][0] < floor_us[g] and hint.value < floor_us[g] <= bar.value:
-                layout = heapq.heappop(pending)[2]
-                point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
-                if point is not None:
-                    bar.add(point.cost, family(layout.plan))
-            if floor_us[g] > bar.value:
-                break
-            build(g)
-            built += 1
-            done += len(groups[g])
-            if progress is not None:
-                progress(done)
-        if progress is not None and done < len(plans):
-            progress(len(plans))  # the rest ruled out by their floors
-
-        def solved() -> tuple[SolveResult, list[Layout]]:
-            """search() over the layouts built, in table order."""
-            rows = [lay for i in sorted(made) for lay in made[i]]
-            return search(workload, cluster, defaults, constraints, objective="step-time", top=top, rows=rows,
-                          table_seconds=time.perf_counter() - start, other_families=other_families,
-                          time_limit=time_limit, bounds=[bound[id(lay)] for lay in rows],
-                          candidates=len(plans)), rows
-
+                made[i] = builder.add(plans[i])
         result, rows = solved()
-        if not result.plans and floored:
-            # Nothing fits: the explanation reads every layout, those screened out too (each
-            # group's layouts depend on its own plans alone, so built now they are as the whole
-            # table's).
-            for g in floored:
-                build(g, screen=None)
-            result, rows = solved()
-            floored = []
-    return result, rows, built == len(order) and not floored
+        floored = []
+    return result, rows, all(built.complete for built in parts) and not floored
 
 
-def screening_groups(plans: Sequence[Plan]) -> dict[tuple, list[int]]:
+def families(plans: Sequence[Plan]) -> list[tuple[int, int]]:
+    """The (tp, pp) families of the candidates, sorted: what `Part` deals out."""
+    layouts = plans.layout_plans() if isinstance(plans, Candidates) else plans
+    return sorted({family(plan) for plan in layouts})
+
+
+class Part:
+    """One of `parts` shares of a bounded build, run at once in as many processes: the (tp, pp)
+    families of the candidates dealt out in turn (in their order), and, where the processes
+    share memory (`SharedCosts`, inherited from a forked parent), the costs every share has
+    solved: any set of exact layout costs sets a bar no lower than the whole table's (the
+    greatest cost shown only falls as layouts are added), so each share stops by the lowest."""
+
+    def __init__(self, index: int, parts: int, families: Sequence[tuple[int, int]],
+                 shared: SharedCosts | None = None):
+        self.index, self.shared = index, shared
+        self.families = frozenset(f for j, f in enumerate(families) if j % parts == index)
+        self._read = [0] * parts
+
+    def keeps(self, plan: Plan) -> bool:
+        """Whether the plan (a layout's, any of its plans) is of this share."""
+        return family(plan) in self.families
+
+    def publish(self, cost: int, shape: tuple[int, int]) -> None:
+        if self.shared is not None:
+            self.shared.add(self.index, cost, shape)
+
+    def read(self, bar: _Bar) -> None:
+        """Adds to `bar` the costs the other shares solved since the last read."""
+        if self.shared is None:
+            return
+        for other in range(len(self._read)):
+            if other != self.index:
+                found = self.shared.since(other, self._read[other])
+                self._read[other] += len(found)
+                for cost, shape in found:
+                    bar.add(cost, shape)
+
+
+class SharedCosts:
+    """Layout costs (µs) with their (tp, pp), one list per share of a bounded build, in shared
+    memory: each share appends to its own list under its lock and reads the others'. A list
+    holds at most SLOTS costs; the rest go unshared (a share then stops by its own bar alone)."""
+
+    SLOTS = 4096
+
+    def __init__(self, parts: int, context=multiprocessing):
+        # [count, cost, tp, pp, cost, tp, pp ...] per share.
+        self._lists = [context.Array("q", 1 + 3 * self.SLOTS) for _ in range(parts)]
+
+    def add(self, part: int, cost: int, shape: tuple[int, int]) -> None:
+        values = self._lists[part]
+        with values.get_lock():
+            n = values[0]
+            if n < self.SLOTS:
+                values[1 + 3 * n:4 + 3 * n] = [cost, *shape]
+                values[0] = n + 1
+
+    def since(self, part: int, start: int) -> list[tuple[int, tuple[int, int]]]:
+        """The costs share `part` added from its `start`-th on."""
+        values = self._lists[part]
+        with values.get_lock():
+            flat = values[1 + 3 * start:1 + 3 * values[0]]
+        return [(flat[j], (flat[j + 1], flat[j + 2])) for j in range(0, len(flat), 3)]
+
+
+def screening_groups(plans: Sequence[Plan], keep: Callable[[Plan], bool] | None = None) -> dict[tuple, list[int]]:
     """The indices of the plans of each screening group (TableBuilder.group), the groups in the
-    order of their first plan (space.Candidates.groups, without building the plans)."""
+    order of their first plan (space.Candidates.groups, without building the plans); `keep`:
+    only the plans it keeps."""
     groups: dict[tuple, list[int]] = {}
     for i, plan in enumerate(plans):
-        groups.setdefault(TableBuilder.group(plan), []).append(i)
+        if keep is None or keep(plan):
+            groups.setdefault(TableBuilder.group(plan), []).append(i)
     return groups
 
 

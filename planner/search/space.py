@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -207,26 +207,34 @@ class Candidates(Sequence[Plan]):
                 plan = self._built.get(layout.start + j)
                 yield plan if plan is not None else self._plan(k, row)
 
-    def groups(self) -> dict[tuple, list[int]]:
+    def groups(self, keep: Callable[[Plan], bool] | None = None) -> dict[tuple, list[int]]:
         """The indices of the plans of each screening group (TableBuilder.group), the groups in the
-        order of their first plan, without building a plan."""
+        order of their first plan, without building a plan; `keep`: only the layouts whose
+        plan (degrees and partition, any of their plans') it keeps."""
         out: dict[tuple, list[int]] = {}
         pick = itemgetter(*_SCREENED_TOGETHER)
-        for k, layout in enumerate(self._layouts):
+        for k, layout in self._kept(keep):
             for i, row in enumerate(layout.rows, start=layout.start):
                 out.setdefault((k, pick(row)), []).append(i)
         return out
 
-    def shapes(self) -> dict[tuple, dict[tuple, int]]:
+    def shapes(self, keep: Callable[[Plan], bool] | None = None) -> dict[tuple, dict[tuple, int]]:
         """Of each screening group (keyed as by `groups`), one plan of each shape: its layout, the
         micro-batch, sequence parallelism and the precision, which the step-time floor reads
         of a plan (timing/floor.py floor_key), without building a plan."""
         out: dict[tuple, dict[tuple, int]] = {}
         pick, shape = itemgetter(*_SCREENED_TOGETHER), itemgetter(*_SHAPE)
-        for k, layout in enumerate(self._layouts):
+        for k, layout in self._kept(keep):
             for i, row in enumerate(layout.rows, start=layout.start):
                 out.setdefault((k, pick(row)), {}).setdefault((k, shape(row)), i)
         return out
+
+    def layout_plans(self) -> list[Plan]:
+        """Each layout's plan (its degrees and partition), in order."""
+        return [layout.base for layout in self._layouts]
+
+    def _kept(self, keep: Callable[[Plan], bool] | None) -> Iterator[tuple[int, _LayoutRows]]:
+        return ((k, layout) for k, layout in enumerate(self._layouts) if keep is None or keep(layout.base))
 
     def _plan(self, k: int, row: tuple) -> Plan:
         base = self._layouts[k].base
