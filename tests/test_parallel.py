@@ -14,12 +14,14 @@ from typer.testing import CliRunner
 
 from hardware import get_accelerator
 from planner.cli.app import app
+from planner.cli.searching import SHARED_PLANS
 from planner.cost.inputs import load_inputs, load_job_inputs
 from planner.engines.profiles import engine_workload
 from planner.search import parallel, table
 from planner.search.capacity import cluster_for, plan_capacities
 from planner.search.parallel import Workers, tell
 from planner.search.space import candidate_plans
+from planner.search.stacks import engine_candidates
 from planner.search.table import build_table
 from planner.spec.errors import InputError
 
@@ -57,6 +59,38 @@ def test_solve_under_auto_is_the_serial_answer_in_a_fresh_process():
     assert len(json.loads(serial)["engines"]) == 4  # every engine searched, in the same order
     doc = json.loads(parallel_out)
     assert doc["solve_seconds"] == pytest.approx(sum(doc["timing"].values()), abs=1e-9)
+
+
+README_JOB = [EXAMPLES / "clusters" / "h100-8nodes-ib.yaml", EXAMPLES / "jobs" / "llama3-70b-pretrain.yaml"]
+
+
+def test_a_large_engine_built_in_shares_is_the_serial_answer_in_a_fresh_process():
+    """Megatron-Core's 5,337 candidates of the README example are built in shares by family, one
+    per worker, each reading the costs the others solved (bounded.Part, in shared memory where
+    the workers are forked): the serial answer, to the plans, times and reasons."""
+    assert len(engine_candidates("megatron", *_job_of(*README_JOB)).plans) >= SHARED_PLANS
+    code, serial = _cli("solve", *README_JOB, "--json", "--jobs", "1")
+    assert code == 0
+    for jobs in ("2", "3"):
+        again, shared = _cli("solve", *README_JOB, "--json", "--jobs", jobs)
+        assert again == 0 and _untimed(shared) == _untimed(serial)
+
+
+def test_shares_without_shared_memory_and_with_nothing_fitting_answer_as_the_serial_search():
+    """In this process (the solver loaded: a pool of forkserver workers, whose shares cannot share
+    memory) and for a job that fits nowhere (the shares' table, then the whole one explained)."""
+    for args in (["solve", *map(str, README_JOB), "--framework", "megatron", "--json"],
+                 ["solve", str(EXAMPLES / "clusters" / "rtx4090-pcie-box.yaml"),
+                  str(EXAMPLES / "jobs" / "gpt3-175b-pretrain.yaml"), "--framework", "megatron", "--json"]):
+        serial = runner.invoke(app, [*args, "--jobs", "1"])
+        shared = runner.invoke(app, [*args, "--jobs", "2"])
+        assert serial.exit_code == shared.exit_code and serial.exit_code in (0, 1)
+        assert _untimed(shared.stdout) == _untimed(serial.stdout)
+
+
+def _job_of(cluster, job):
+    inputs = load_inputs(cluster, job)
+    return inputs.workload, inputs.cluster, inputs.defaults, inputs.job.constraints
 
 
 def test_solve_with_nothing_fitting_explains_as_the_serial_search():

@@ -161,14 +161,20 @@ class Workers:
                 self.on_message(message)
 
 
+def forks() -> bool:
+    """Whether a pool started now forks its workers (`_context`): they then inherit what this
+    process holds, shared memory included."""
+    return (sys.platform.startswith("linux") and threading.active_count() == 1
+            and "planner.search.cpsat" not in sys.modules)
+
+
 def _context():
     """fork where it is safe: on Linux, while this process runs no other thread and has not
     loaded the solver. OR-Tools may hold locks in threads of its own after a solve, and a forked
     child inherits such a lock held forever; the solver module loads with the first search
     (planner.search.__init__), so before it no solve has run. Else a fork server (a fresh
     process that forks the workers), or spawn where there is none."""
-    if sys.platform.startswith("linux") and threading.active_count() == 1 \
-            and "planner.search.cpsat" not in sys.modules:
+    if forks():
         return multiprocessing.get_context("fork")
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")

@@ -140,11 +140,36 @@ def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Job
         # wants the whole table.
         if result.plans or whole:
             return EngineOutcome(name, wl, result, tuple(rows))
-    rows = table(list(plans), wl) if plans else []
-    result = search(wl, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
+    return _whole_table(name, found, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
+                        time_limit=time_limit, table=table, start=start)
+
+
+def finish_shares(name: str, found: EngineCandidates, cluster: Cluster, defaults: JobDefaults,
+                  constraints: dict[str, Constraint], shares: list, *, top: int, time_limit: float | None,
+                  table: Callable[[list, Workload], list[Layout]], start: float) -> EngineOutcome:
+    """Engine `name`'s step-time search from the shares of its bounded build (bounded.Part, each
+    built in a worker process, `shares` their bounded.Built), as search_engine's; `start`: when
+    the build began."""
+    from planner.search.bounded import bounded_result
+
+    result, rows, whole = bounded_result(shares, found.plans, found.workload, cluster, defaults, constraints,
+                                         top=top, other_families=True, time_limit=time_limit, start=start)
+    if result.plans or whole:
+        return EngineOutcome(name, found.workload, result, tuple(rows))
+    return _whole_table(name, found, cluster, defaults, constraints, objective="step-time", top=top,
+                        solver="cp-sat", time_limit=time_limit, table=table, start=start)
+
+
+def _whole_table(name: str, found: EngineCandidates, cluster: Cluster, defaults: JobDefaults,
+                 constraints: dict[str, Constraint], *, objective: str, top: int, solver: str,
+                 time_limit: float | None, table: Callable[[list, Workload], list[Layout]],
+                 start: float) -> EngineOutcome:
+    plans = found.plans
+    rows = table(list(plans), found.workload) if plans else []
+    result = search(found.workload, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
                     time_limit=time_limit, rows=rows, table_seconds=time.perf_counter() - start,
                     candidates=len(plans))
-    return EngineOutcome(name, wl, result, tuple(rows))
+    return EngineOutcome(name, found.workload, result, tuple(rows))
 
 
 def explained(outcome: EngineOutcome, cluster: Cluster, defaults: JobDefaults,
