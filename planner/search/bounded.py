@@ -37,7 +37,7 @@ import math
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
@@ -47,9 +47,9 @@ from planner.cost.timing.floor import floor_key, step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.search import FAMILIES, family, search
 from planner.search.layouts import Layout, TableBuilder
-from planner.search.point import lower_bound
+from planner.search.point import Point, lower_bound
 from planner.search.result import SolveResult
-from planner.search.runners_up import known_points, layout_best
+from planner.search.runners_up import known_points, layout_best, recall, remember
 from planner.search.space import Candidates
 from planner.search.table import capacity_kib, host_capacity_kib
 from planner.spec.job import Constraint
@@ -134,6 +134,8 @@ class Built:
     made: dict[int, list[Layout]]
     floored: list[list[int]]
     complete: bool
+    points: list[tuple[Layout, Point | None]] = field(default_factory=list)
+    """The best points of the layouts it solved (runners_up.recall), for the search over them."""
 
 
 def bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
@@ -145,6 +147,16 @@ def bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, c
     part's bar, over its own layouts, is at least the whole table's, and every layout of the
     answer is built by its part (`Part`: the parts may read one another's costs for a lower bar).
     `progress(plans done)` after each screening group built, `progress(len(plans))` at the end."""
+    with known_points():
+        built = _bounded_build(plans, workload, cluster, constraints, top=top, other_families=other_families, part=part,
+                               progress=progress)
+        built.points = recall((layout for layouts in built.made.values() for layout in layouts), "step-time")
+        return built
+
+
+def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
+                   *, top: int, other_families: bool, part: Part | None,
+                   progress: Callable[[int], None] | None) -> Built:
     builder = TableBuilder(workload, cluster, "step-time", screen=True)
     keep = part.keeps if part is not None else None
     if isinstance(plans, Candidates):
@@ -229,6 +241,16 @@ def bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workload
     Where nothing fits, the plans screened out by their memory floor are built too, for the
     explanation, which reads every layout (each group's layouts depend on its own plans alone, so
     built now they are as the whole table's)."""
+    with known_points():
+        for built in parts:
+            remember(built.points, "step-time")
+        return _bounded_result(parts, plans, workload, cluster, defaults, constraints, top=top,
+                               other_families=other_families, time_limit=time_limit, start=start)
+
+
+def _bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workload, cluster: Cluster,
+                    defaults: JobDefaults, constraints: dict[str, Constraint], *, top: int, other_families: bool,
+                    time_limit: float | None, start: float) -> tuple[SolveResult, list[Layout], bool]:
     layers = workload.arch.num_layers
     made = {i: layouts for built in parts for i, layouts in built.made.items()}
     floored = [members for built in parts for members in built.floored]

@@ -15,7 +15,7 @@ runners-up are the true next best; equal costs rank in table order, as brute for
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -74,6 +74,22 @@ def known_points() -> Iterator[None]:
         yield
     finally:
         _known = outer
+
+
+def recall(layouts: Iterable[Layout], objective: str) -> list[tuple[Layout, Point | None]]:
+    """The best points found of these layouts within `known_points` (for another process, which
+    `remember`s them: pickled with their layouts, the points keep them)."""
+    if _known is None:
+        return []
+    return [(layout, _known[id(layout), objective]) for layout in layouts if (id(layout), objective) in _known]
+
+
+def remember(found: Iterable[tuple[Layout, Point | None]], objective: str) -> None:
+    """Takes the layouts' best points as found (`recall`), within `known_points`, for the same
+    constraints, capacities and layers."""
+    if _known is not None:
+        for layout, point in found:
+            _known[id(layout), objective] = point
 
 
 def layout_best(layout: Layout, constraints: dict[str, Constraint], capacity_kib: int,
