@@ -191,6 +191,19 @@ def test_every_command_has_help(command):
     assert result.exit_code == 0 and "--json" in result.stdout
 
 
+def test_the_process_leaves_with_the_commands_code_and_all_its_output():
+    """The command's process ends without tearing the interpreter down (cli/app.py `_leave`): its
+    exit code, its whole output flushed, and a reader that stops early is no error."""
+    script = str(Path(sys.executable).parent / "planner")
+    cluster, job = EXAMPLES / "clusters" / "h100-1node.yaml", EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml"
+    out = subprocess.run([script, "solve", str(cluster), str(job), "--json"], capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["plans"]
+    bad = subprocess.run([script, "solve", str(cluster), "missing.yaml"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "missing.yaml" in bad.stderr and not bad.stdout
+    head = subprocess.run(f"{script} models | head -c 10", shell=True, capture_output=True, text=True)
+    assert head.returncode == 0 and len(head.stdout) == 10 and "Traceback" not in head.stderr
+
+
 def test_no_color_and_piped_output_have_no_escape_codes():
     env = {**os.environ, "NO_COLOR": "1"}
     script = Path(sys.executable).parent / "planner"
