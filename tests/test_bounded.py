@@ -29,7 +29,7 @@ from planner.search.bounded import (
     bounded_build,
     bounded_result,
     bounded_search,
-    families,
+    layout_keys,
 )
 from planner.search.layouts import KiB
 from planner.search.point import lower_bound
@@ -136,7 +136,7 @@ def _same_plans(wl, cluster, defaults, constraints=None, top=5):
 
 
 def _same_split(wl, cluster, defaults, splits=((2, True),), constraints=None, top=5) -> list[int]:
-    """A build dealt out in `parts` shares by family (each its own process in a search, one after
+    """A build dealt out in `parts` shares of its layouts (each its own process in a search, one after
     another here), with or without the costs they solve shared, for each (parts, shared) of
     `splits`: the full table's answer. The layouts each split built."""
     constraints = constraints or {}
@@ -150,7 +150,7 @@ def _same_split(wl, cluster, defaults, splits=((2, True),), constraints=None, to
         for k in range(parts):
             with memo.session():
                 built.append(bounded_build(plans, wl, cluster, constraints, top=top, other_families=True,
-                                           part=Part(k, parts, families(plans), costs)))
+                                           part=Part(k, parts, layout_keys(plans), costs)))
         assert sum(len(b.made) for b in built) == len({i for b in built for i in b.made})  # disjoint shares
         with memo.session():
             split, rows, _ = bounded_result(built, plans, wl, cluster, defaults, constraints, top=top,
@@ -162,10 +162,9 @@ def _same_split(wl, cluster, defaults, splits=((2, True),), constraints=None, to
 
 
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
-def test_a_build_dealt_out_by_family_is_the_full_tables(reference):
+def test_a_build_dealt_out_in_shares_is_the_full_tables(reference):
     alone, together, three = _same_split(*_reference(*reference), splits=((2, False), (2, True), (3, True)))
-    # Reading the other shares' costs, the shares stop sooner on these jobs (the best families
-    # sit in one share, and the other's own bar is far above the whole table's).
+    # Reading the other shares' costs, the shares stop sooner on these jobs.
     assert together <= alone
 
 

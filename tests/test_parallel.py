@@ -65,7 +65,7 @@ README_JOB = [EXAMPLES / "clusters" / "h100-8nodes-ib.yaml", EXAMPLES / "jobs" /
 
 
 def test_a_large_engine_built_in_shares_is_the_serial_answer_in_a_fresh_process():
-    """Megatron-Core's 5,337 candidates of the README example are built in shares by family, one
+    """Megatron-Core's 5,337 candidates of the README example are built in shares of its layouts, one
     per worker, each reading the costs the others solved (bounded.Part, in shared memory where
     the workers are forked): the serial answer, to the plans, times and reasons."""
     assert len(engine_candidates("megatron", *_job_of(*README_JOB)).plans) >= SHARED_PLANS

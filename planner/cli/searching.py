@@ -86,7 +86,7 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
     whole_table = whole_table or not bounded_applies(objective, solver)
     large = whole_table and any(worth_workers(len(found.plans)) for found in candidates)
     engine_jobs, table_jobs = (1, jobs) if large else (min(jobs, len(names)), 1)
-    # A bounded search of many candidates is built in shares by family, a worker each (bounded.Part).
+    # A bounded search of many candidates is built in shares of its layouts, a worker each (bounded.Part).
     shared = {i: _shares(found, jobs) for i, found in enumerate(candidates)
               if not whole_table and jobs > 1 and not found.cannot_run and len(found.plans) >= SHARED_PLANS}
     if shared:
@@ -133,7 +133,7 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
 
 
 SHARED_PLANS = 2000
-"""Candidates from which a bounded search is built in shares by family, one per worker (an
+"""Candidates from which a bounded search is built in shares of its layouts, one per worker (an
 engine's of the README example, 5,337, in about 0.95 s alone; each share starts a process and
 sends its layouts back)."""
 
@@ -141,9 +141,9 @@ sends its layouts back)."""
 def _shares(found: EngineCandidates, jobs: int) -> list:
     """The shares of an engine's bounded build, with the costs they solve in shared memory where
     the workers will inherit it (forked), else each alone."""
-    from planner.search.bounded import Part, SharedCosts, families
+    from planner.search.bounded import Part, SharedCosts, layout_keys
 
-    dealt = families(found.plans)
+    dealt = layout_keys(found.plans)
     parts = min(jobs, len(dealt))
     costs = SharedCosts(parts) if forks() else None
     return [Part(index, parts, dealt, costs) for index in range(parts)]

@@ -143,9 +143,8 @@ def bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, c
                   progress: Callable[[int], None] | None = None) -> Built:
     """The layouts of the candidate plans the search's answer can come from (module docstring).
 
-    `part`: only the plans of some (tp, pp) families. Each family lies whole in one part, so a
-    part's bar, over its own layouts, is at least the whole table's, and every layout of the
-    answer is built by its part (`Part`: the parts may read one another's costs for a lower bar).
+    `part`: only the plans of some layouts (`Part`: the parts may read one another's costs for a
+    lower bar).
     `progress(plans done)` after each screening group built, `progress(len(plans))` at the end."""
     with known_points():
         built = _bounded_build(plans, workload, cluster, constraints, top=top, other_families=other_families, part=part,
@@ -274,28 +273,37 @@ def _bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workloa
     return result, rows, all(built.complete for built in parts) and not floored
 
 
-def families(plans: Sequence[Plan]) -> list[tuple[int, int]]:
-    """The (tp, pp) families of the candidates, sorted: what `Part` deals out."""
+def layout_key(plan: Plan) -> tuple:
+    """A plan's layout: its parallel degrees but sequence parallelism, and its partition."""
+    p = plan.parallel
+    return p.tp, p.pp, p.dp, p.cp, p.ep, p.vpp, plan.first_stage_layers, plan.last_stage_layers
+
+
+def layout_keys(plans: Sequence[Plan]) -> list[tuple]:
+    """The candidates' layouts (`layout_key`), in candidate order: what `Part` deals out."""
     layouts = plans.layout_plans() if isinstance(plans, Candidates) else plans
-    return sorted({family(plan) for plan in layouts})
+    return list(dict.fromkeys(layout_key(plan) for plan in layouts))
 
 
 class Part:
-    """One of `parts` shares of a bounded build, run at once in as many processes: the (tp, pp)
-    families of the candidates dealt out in turn (in their order), and, where the processes
-    share memory (`SharedCosts`, inherited from a forked parent), the costs every share has
-    solved: any set of exact layout costs sets a bar no lower than the whole table's (the
-    greatest cost shown only falls as layouts are added), so each share stops by the lowest."""
+    """One of `parts` shares of a bounded build, run at once in as many processes: the layouts
+    of the candidates dealt out in turn, in candidate order (neighbours differ in the expert
+    degree or the interleaving, so every share holds some of every (tp, pp) family, and the
+    plans of a layout, which share most of their terms, stay together). A share stops at the
+    first of its groups whose floor is above its bar: over any set of exact layout costs, the
+    bar is no lower than the whole table's (the greatest cost shown only falls as layouts are
+    added), so every layout of the answer is built by its share. Where the processes share
+    memory (`SharedCosts`, inherited from a forked parent), each share also reads the costs the
+    others solved, and stops by the lowest bar."""
 
-    def __init__(self, index: int, parts: int, families: Sequence[tuple[int, int]],
-                 shared: SharedCosts | None = None):
+    def __init__(self, index: int, parts: int, layouts: Sequence[tuple], shared: SharedCosts | None = None):
         self.index, self.shared = index, shared
-        self.families = frozenset(f for j, f in enumerate(families) if j % parts == index)
+        self.layouts = frozenset(key for j, key in enumerate(layouts) if j % parts == index)
         self._read = [0] * parts
 
     def keeps(self, plan: Plan) -> bool:
         """Whether the plan (a layout's, any of its plans) is of this share."""
-        return family(plan) in self.families
+        return layout_key(plan) in self.layouts
 
     def publish(self, cost: int, shape: tuple[int, int]) -> None:
         if self.shared is not None:
