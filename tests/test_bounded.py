@@ -30,10 +30,13 @@ from planner.search.bounded import (
     bounded_result,
     bounded_search,
     layout_keys,
+    time_floor_us,
 )
 from planner.search.layouts import KiB
 from planner.search.point import lower_bound
+from planner.search.runners_up import layout_best
 from planner.search.space import candidate_plans, candidates
+from planner.search.table import capacity_kib, host_capacity_kib
 from planner.spec.cluster import ClusterSpec
 
 BF16_ADAMW = JobDefaults(precision="bf16", optimizer="adamw", lora_ranks=(0,), quant="none")
@@ -71,6 +74,25 @@ def test_the_floor_is_under_every_layouts_bound(reference):
         for layout in timed:
             floor_us = FLOOR_SHARE * 1e6 * step_floor(layout.plan, wl, cluster)
             assert floor_us <= lower_bound(layout, "step-time", layers), layout.plan
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
+def test_the_time_floor_is_under_every_layouts_best_point(reference):
+    """time_floor_us (the step floor and the fewest layers a layout must recompute to fit) ≤ the
+    cost of the layout's best point (runners_up.layout_best, over its fitted and rounded
+    coefficients); and it is above the step floor alone where a layout must recompute."""
+    wl, cluster, defaults = _reference(*reference)
+    cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), wl.arch.num_layers
+    raised = 0
+    with memo.session():
+        rows = candidate_table(wl, cluster, defaults, {}, "step-time")
+        for layout in (lay for lay in rows if lay.timed and not lay.exact):
+            point = layout_best(layout, {}, cap, host_cap, "step-time", layers)
+            floor_us = time_floor_us(layout, wl, cluster, cap)
+            if point is not None:
+                assert floor_us <= point.cost, layout.plan
+            raised += floor_us > FLOOR_SHARE * 1e6 * step_floor(layout.plan, wl, cluster)
+    assert raised or reference[1] == "llama3-8b"  # where some layout must recompute to fit
 
 
 def _memory_floor_holds(wl, cluster, defaults):

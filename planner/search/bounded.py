@@ -19,7 +19,10 @@ below the group's floor, and so is the bar the built layouts would set if each c
 A plan whose model states and least activations fit nowhere (memory.estimate.memory_floor above
 the capacity: its layout would be untimed) is screened out unbuilt, as TableBuilder screens a
 layout that fits nowhere (its larger micro-batches with it), and built only where nothing fits,
-for the explanation, which reads every layout.
+for the explanation, which reads every layout. A layout that fits somewhere is built untimed
+first (its memory terms alone) and waits among the pending layouts by its time floor
+(`time_floor_us`: the step floor and the forward of the fewest layers it must recompute to
+fit); it is timed when it comes out, and left out where that floor stays above the bar.
 Where the plans shown cost little next to most floors (a mixture of experts, a small model on
 many GPUs), a fraction of the table is built; where every plan costs within a few per cent of
 the others, most of it, and the floors cost a few per cent more than the table alone. The plans
@@ -43,11 +46,11 @@ from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.memory.estimate import memory_floor
 from planner.cost.plan import Plan
-from planner.cost.timing.floor import floor_key, step_floor
+from planner.cost.timing.floor import floor_key, recompute_floor, step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.search import FAMILIES, family, search
 from planner.search.layouts import Layout, TableBuilder
-from planner.search.point import Point, lower_bound
+from planner.search.point import Point, least_recompute, lower_bound
 from planner.search.result import SolveResult
 from planner.search.runners_up import known_points, layout_best, recall, remember
 from planner.search.space import Candidates
@@ -171,9 +174,11 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     # decides when to solve; the stop reads the bar of the costs solved).
     hint = _Bar(top, FAMILIES if other_families else 0)
     # Layouts built, by their own lower bound: each is solved at its best point only once a
-    # group's floor could stop the build, and while its bound is below the bar.
-    pending: list[tuple[int, int, Layout]] = []
-    arrival = itertools.count()  # ties in bound: the first built first
+    # group's floor could stop the build, and while its bound is below the bar. A layout that
+    # fits somewhere goes in untimed, by its time floor (`time_floor_us`), and is timed when
+    # it comes out (or, after the build, where the floor is under the bar).
+    pending: list[tuple[float, int, Layout, int, int]] = []  # (µs, arrival, layout, plan, index in made)
+    arrival = itertools.count()  # ties: the first built first
     # A group's plans differ in their micro-batch and offload, the floor reads the first only:
     # it is read of one plan of each shape of the group. Groups that differ in what it does not
     # read (ZeRO, recompute ...) share their floors.
@@ -201,24 +206,36 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
                     floored.append(members)
                 made[i] = []
                 continue
-            made[i] = builder.add(plan)
-            for layout in made[i]:
-                if layout.timed:
+            made[i] = builder.add(plan, time=False)
+            for j, layout in enumerate(made[i]):
+                if builder.untimed(layout):
+                    us = time_floor_us(layout, workload, cluster, cap)
+                    heapq.heappush(pending, (us, next(arrival), layout, i, j))
+                    hint.add(us, family(layout.plan))
+                elif layout.timed:  # an exact point
                     bound = lower_bound(layout, "step-time", layers)
-                    heapq.heappush(pending, (bound, next(arrival), layout))
+                    heapq.heappush(pending, (bound, next(arrival), layout, i, j))
                     hint.add(bound, family(layout.plan))
+
+    def advance() -> None:
+        """The pending layout of least bound: timed, or solved where it already is."""
+        _, _, layout, i, j = heapq.heappop(pending)
+        if builder.untimed(layout):
+            made[i][j] = timed = builder.time(layout)
+            heapq.heappush(pending, (lower_bound(timed, "step-time", layers), next(arrival), timed, i, j))
+            return
+        point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
+        if point is not None:
+            bar.add(point.cost, family(layout.plan))
+            if part is not None:
+                part.publish(point.cost, family(layout.plan))
 
     reached = done = 0
     for g in order:
         if part is not None:
             part.read(bar)
         while pending and pending[0][0] < floor_us[g] and hint.value < floor_us[g] <= bar.value:
-            layout = heapq.heappop(pending)[2]
-            point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
-            if point is not None:
-                bar.add(point.cost, family(layout.plan))
-                if part is not None:
-                    part.publish(point.cost, family(layout.plan))
+            advance()
         if floor_us[g] > bar.value:
             break
         build(groups[g])
@@ -226,10 +243,36 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         done += len(groups[g])
         if progress is not None:
             progress(done)
+    # Every layout whose time floor is not above the bar may be in the answer: timed. The others
+    # cost more than anything shown, and are left out.
+    dropped = False
+    if part is not None:
+        part.read(bar)
+    while pending:
+        us, _, layout, i, j = heapq.heappop(pending)
+        if builder.untimed(layout):
+            if us <= bar.value:
+                made[i][j] = builder.time(layout)
+            else:
+                dropped = True
+    for i in made:
+        made[i] = [layout for layout in made[i] if not builder.untimed(layout)]
     total = sum(map(len, groups.values()))
     if progress is not None and done < total:
         progress(total)  # the rest ruled out by their floors
-    return Built(made, floored, reached == len(order))
+    return Built(made, floored, reached == len(order) and not dropped)
+
+
+def time_floor_us(layout: Layout, workload: Workload, cluster: Cluster, capacity_kib: int) -> float:
+    """µs (× FLOOR_SHARE) that no point of an untimed layout that fits somewhere beats: its plan's
+    step floor, plus what the fewest layers its stages must recompute to fit add at the least
+    (point.least_recompute over its memory coefficients, timing/floor.py recompute_floor). Most
+    layouts that need recompute to fit cost far more than the floor alone says, and their time
+    probes are spared where this is above the bar."""
+    plan = layout.plan
+    layers = least_recompute(layout, capacity_kib, workload.arch.num_layers)
+    extra = layers * recompute_floor(plan, workload, cluster) if layers else 0.0
+    return FLOOR_SHARE * 1e6 * (step_floor(plan, workload, cluster) + extra)
 
 
 def bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workload, cluster: Cluster,

@@ -208,24 +208,41 @@ def _probes(plan: Plan, workload: Workload, lead: int) -> _Probes:
 
 
 def build_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int | None,
-                 screen_kib: int | None = None) -> list[Layout]:
+                 screen_kib: int | None = None, time: bool = True) -> list[Layout]:
     """The layout(s) of one candidate plan: one with variables, or an exact point. With
     `screen_kib`, a layout with variables is timed only where it fits somewhere in that many KiB
-    (else `timed` False); an exact point is timed whatever its memory."""
+    (else `timed` False); an exact point is timed whatever its memory. `time` False leaves a
+    layout with variables that fits somewhere untimed too (`screened_kib` None: `time_layout`
+    times it later)."""
     pp, vpp = plan.parallel.pp, plan.parallel.vpp
-    m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
     if lead is None:
-        return [_exact(plan, workload, cluster, m_factor)]
+        return [_exact(plan, workload, cluster, plan.gas + plan.pipeline_runs * (pp - 1) / vpp)]
     layout, pr, plans = memory_layout(plan, workload, cluster, lead, screen_kib)
     if screen_kib is not None and not fits_somewhere(layout, screen_kib, workload.arch.num_layers):
         return [layout]
+    if not time:
+        return [replace(layout, screened_kib=None)]
+    return [_timed(layout, workload, cluster, pr, plans)]
+
+
+def time_layout(layout: Layout, workload: Workload, cluster: Cluster, lead: int) -> Layout:
+    """A layout `build_layout` left untimed (`time` False), with its time terms: the same layout
+    as building it timed gives."""
+    pr = _probes(layout.plan, workload, lead)
+    return _timed(layout, workload, cluster, pr, pr.plans(layout.plan))
+
+
+def _timed(layout: Layout, workload: Workload, cluster: Cluster, pr: _Probes, plans: list[Plan | None]) -> Layout:
+    plan = layout.plan
+    pp, vpp = plan.parallel.pp, plan.parallel.vpp
+    m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
     full = plan.recompute == "full"
     timing = _each(plans, lambda p: _time_values(p, workload, cluster, pr.stages, m_factor))
     values = [None if t is None else t[0] for t in timing]
     terms = [tuple(pr.coefficients(values, term, k, full, False) for k in range(len(pr.stages)))
              for term in range(3)]
-    return [replace(layout, pace=terms[0], tail=terms[1], comm=terms[2], const=round(timing[0][1]),
-                    timed=True, screened_kib=None)]
+    return replace(layout, pace=terms[0], tail=terms[1], comm=terms[2], const=round(timing[0][1]),
+                   timed=True, screened_kib=None)
 
 
 def _each(plans: list[Plan | None], evaluate: Callable[[Plan], object]) -> list:
@@ -334,19 +351,29 @@ class TableBuilder:
         key = plan.key_with(mbs=1, gas=1)
         self.unfit[key] = min(self.unfit.get(key, plan.mbs), plan.mbs)
 
-    def add(self, plan: Plan) -> list[Layout]:
-        """The plan's layouts (none when screened out), the screening state updated."""
+    def add(self, plan: Plan, time: bool = True) -> list[Layout]:
+        """The plan's layouts (none when screened out), the screening state updated. `time` False:
+        a layout with variables that fits somewhere is left untimed (`untimed`), for `time`."""
         if self.skips(plan):
             return []
         key = plan.key_with(mbs=1, gas=1)
-        made = build_layout(plan, self.workload, self.cluster, self.lead, self.screen_kib)
+        made = build_layout(plan, self.workload, self.cluster, self.lead, self.screen_kib, time=time)
         layers = self.workload.arch.num_layers
-        if self.screen and not made[0].timed:
+        if self.screen and not made[0].timed and made[0].screened_kib is not None:
             self.unfit[key] = min(self.unfit.get(key, plan.mbs), plan.mbs)
-        elif self.screen and any(m.timed and (not m.exact or fits_somewhere(m, self.screen_kib, layers))
+        elif self.screen and any(not m.exact or fits_somewhere(m, self.screen_kib, layers)
                                  for m in made):  # build_layout timed the others because they fit
             self.fits.add(plan.with_(offload="none").key())
         return made
+
+    @staticmethod
+    def untimed(layout: Layout) -> bool:
+        """A layout `add` left for `time`: it fits somewhere, its time terms not computed yet."""
+        return not layout.timed and layout.screened_kib is None
+
+    def time(self, layout: Layout) -> Layout:
+        """The layout `add` left untimed, timed: as `add` would have built it."""
+        return time_layout(layout, self.workload, self.cluster, self.lead)
 
 
 def build_layouts(plans: Iterable[Plan], workload: Workload, cluster: Cluster, objective: str = "step-time",

@@ -132,6 +132,28 @@ def lower_bound(layout: Layout, objective: str, layers: int) -> int:
     return layout.const + cheapest(layout.pace) + cheapest(layout.tail)
 
 
+def least_recompute(layout: Layout, capacity_kib: int, layers: int) -> float:
+    """The fewest layers the layout's stages recompute in all, over every partition, for each
+    class to fit in `capacity_kib` by its memory coefficients (each class apart: a count shared
+    by every class only recomputes more); inf where none fits."""
+    split = split_matrix(layout, layers)
+    total = np.zeros(len(split))
+    for k, (cls, (a, b, c, w)) in enumerate(zip(layout.classes, layout.mem)):
+        n = split[:, k]
+        kept = a + b * n
+        if cls.recompute == "free" and c < 0:
+            fewest = np.maximum(1, -((kept + w - capacity_kib) // c))  # ceil((kept + w − cap) / −c)
+            need = np.where(kept <= capacity_kib, 0, np.where(fewest <= n, fewest, np.inf))
+        elif cls.recompute == "free":  # recompute adds memory: one layer at the least
+            need = np.where(kept <= capacity_kib, 0, np.where(kept + c + w <= capacity_kib, 1, np.inf))
+        elif cls.recompute == "all":  # none or every layer of the class
+            need = np.where(kept <= capacity_kib, 0, np.where(kept + c * n + w <= capacity_kib, n, np.inf))
+        else:
+            need = np.where(kept <= capacity_kib, 0, np.inf)
+        total = total + cls.count * need
+    return float(total.min())
+
+
 def shared_counts(layout: Layout, layers: int) -> np.ndarray:
     """The recompute counts R of a layout with one count for every stage (Layout.recompute_step):
     none, and each multiple of the step up to the first that covers every layer."""

@@ -157,6 +157,14 @@ def model_compute(plan: Plan, workload: Workload, cluster: Cluster, key: Plan | 
 _KIND_COUNTS = memo.new_cache()
 
 
+def least_layer_forward(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """The least forward seconds of one micro-batch through one layer under the plan, over the
+    layers: what recomputing a layer adds to its stage's compute at the least (`stage_compute`
+    counts each recomputed layer's forward again; timing/floor.py)."""
+    terms = _layer_terms(plan, workload, cluster, compute_key(plan))
+    return min(terms.layer(i)[0] for i, _ in memo.lookup(_KIND_COUNTS, workload, terms._kind_counts))
+
+
 def _layer_terms(plan: Plan, workload: Workload, cluster: Cluster, key: Plan) -> _LayerTerms:
     """The plan's `_LayerTerms`, memoized within a search on `_terms_key`."""
     return memo.lookup(_LAYER_TERMS, (_terms_key(key), workload, cluster), lambda: _LayerTerms(plan, workload, cluster))

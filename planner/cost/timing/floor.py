@@ -17,7 +17,7 @@ from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.comm import ep_traffic, total_seconds, tp_traffic
 from planner.cost.plan import Plan
-from planner.cost.timing.compute import model_compute
+from planner.cost.timing.compute import least_layer_forward, model_compute
 from planner.cost.workload import Workload
 
 _MICROBATCH = memo.new_cache()
@@ -43,6 +43,15 @@ def step_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     pp, vpp = plan.parallel.pp, plan.parallel.vpp
     m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
     return m_factor * microbatch_floor(plan, workload, cluster) / pp
+
+
+def recompute_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """Seconds each layer the plan's stages recompute adds to `step_floor` at the least: its
+    forward again in its stage's t_F + t_B (the least over the layers, `least_layer_forward`),
+    counted as the floor counts a layer, times the micro-batches of a step over the stages."""
+    pp, vpp = plan.parallel.pp, plan.parallel.vpp
+    m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
+    return m_factor * least_layer_forward(plan, workload, cluster) / pp
 
 
 def microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
