@@ -99,10 +99,14 @@ def test_pandas_loaded_first_is_the_one_cp_model_uses():
 
 
 def test_solve_in_worker_processes_leaves_the_solver_to_them(tmp_path):
-    """The engines are searched in forked workers, and the parent never loads the solver: a
-    process that has run CP-SAT is not forked (planner/search/parallel.py)."""
+    """The engines are searched in forked workers, and the parent loads the solver only to search
+    what the shares of a large engine's build sent back, its workers forked by then: a process
+    that has run CP-SAT is not forked (planner/search/parallel.py)."""
     modules = loaded(tmp_path, "solve", CLUSTER, JOB, "--json", "--jobs", "2")
     assert "multiprocessing.pool" in modules and "planner.search.cpsat" not in modules
+    shared = loaded(tmp_path, "solve", EXAMPLES / "clusters" / "h100-8nodes-ib.yaml",
+                    EXAMPLES / "jobs" / "llama3-70b-pretrain.yaml", "--json", "--jobs", "2")
+    assert "multiprocessing.pool" in shared and "planner.search.cpsat" in shared  # Megatron-Core in shares
 
 
 def test_report_draws_with_matplotlib(tmp_path):
