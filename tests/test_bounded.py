@@ -256,12 +256,12 @@ def test_a_cut_table_without_plans_falls_back_to_the_whole_table(monkeypatch):
 
     inputs = load_inputs(EXAMPLES / "clusters" / "h100-1node.yaml", EXAMPLES / "jobs" / "llama3-8b-full-finetune.yaml",
                          "megatron")
-    real = bounded.bounded_search
+    real = bounded.bounded_result
 
     def cut(*args, **kwargs):
         result, rows, _ = real(*args, **kwargs)
         return replace(result, plans=(), status="infeasible"), rows[:1], False
-    monkeypatch.setattr(bounded, "bounded_search", cut)
+    monkeypatch.setattr(bounded, "bounded_result", cut)
     built: list[int] = []
 
     def table(plans, wl):

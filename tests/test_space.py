@@ -60,7 +60,7 @@ def test_the_candidates_build_each_plan_when_read_as_the_enumeration_does(job, l
     found = candidates(workload, cluster, defaults, limits, least_memory=least_memory)
     plans = list(found)
     assert len(found) == len(plans)
-    assert list(found.groups().values()) == list(screening_groups(plans).values())
+    assert list(found.screening()[0].values()) == list(screening_groups(plans).values())
     if not plans:
         return
     for i in data.draw(st.lists(st.integers(-len(plans), len(plans) - 1), max_size=20)):

@@ -32,7 +32,7 @@ from planner.search.stacks import (
     engine_candidates,
     explained,
     explanation,
-    finish_shares,
+    finish_bounded,
     merged,
     search_engine,
 )
@@ -113,8 +113,8 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
                     if len(built[i]) < len(shared[i]):
                         continue
                     bars.update((names[i], None, len(candidates[i].plans)))
-                    outcome = finish_shares(names[i], candidates[i], c, d, k, [built[i][j] for j in sorted(built[i])],
-                                            top=top, time_limit=time_limit, start=start,
+                    outcome = finish_bounded(names[i], candidates[i], c, d, k, [built[i][j] for j in sorted(built[i])],
+                                             top=top, time_limit=time_limit, start=start,
                                             table=lambda plans, wl: build_table(plans, wl, c, objective))
                 else:
                     i = key

@@ -143,6 +143,12 @@ class Plan:
         return self.mbs * self.gas * self.parallel.dp
 
     @property
+    def step_microbatches(self) -> float:
+        """m + runs·(p − 1)/v: the micro-batch passes of its slowest stage a step waits for, the
+        fill and drain of each pipeline run included (1F1B; interleaved in v chunks)."""
+        return self.gas + self.pipeline_runs * (self.parallel.pp - 1) / self.parallel.vpp
+
+    @property
     def microbatches_per_run(self) -> int:
         """Micro-batches of one run of the pipeline schedule (`pipeline_runs`)."""
         return self.gas // self.pipeline_runs if self.pipeline_runs >= 1 else self.gas

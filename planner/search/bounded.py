@@ -162,7 +162,7 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     builder = TableBuilder(workload, cluster, "step-time", screen=True)
     keep = part.keeps if part is not None else None
     if isinstance(plans, Candidates):
-        groups, shapes = plans.groups(keep), plans.shapes(keep)
+        groups, shapes = plans.screening(keep)
     else:
         groups = screening_groups(plans, keep)
         shapes = {g: {floor_key(plans[i]): i for i in members} for g, members in groups.items()}
@@ -196,8 +196,7 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
 
     def build(members: list[int]) -> None:
         # A deferred plan (offload) reads whether its layout without offload fits: after them.
-        first, deferred = builder.phases([plans[i] for i in members])
-        for i in (members[j] for j in first + deferred):
+        for i in (members[j] for j in builder.order([plans[i] for i in members])):
             plan = plans[i]
             if not builder.skips(plan) and memory_floor(plan, workload, cluster) > capacity:
                 # Screened out as a layout that fits nowhere is, unbuilt (module docstring).
@@ -210,12 +209,12 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             for j, layout in enumerate(made[i]):
                 if builder.untimed(layout):
                     us = time_floor_us(layout, workload, cluster, cap)
-                    heapq.heappush(pending, (us, next(arrival), layout, i, j))
-                    hint.add(us, family(layout.plan))
                 elif layout.timed:  # an exact point
-                    bound = lower_bound(layout, "step-time", layers)
-                    heapq.heappush(pending, (bound, next(arrival), layout, i, j))
-                    hint.add(bound, family(layout.plan))
+                    us = lower_bound(layout, "step-time", layers)
+                else:  # fits nowhere
+                    continue
+                heapq.heappush(pending, (us, next(arrival), layout, i, j))
+                hint.add(us, family(layout.plan))
 
     def advance() -> None:
         """The pending layout of least bound: timed, or solved where it already is."""
@@ -226,9 +225,10 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             return
         point = layout_best(layout, constraints, cap, host_cap, "step-time", layers)
         if point is not None:
-            bar.add(point.cost, family(layout.plan))
+            shape = family(layout.plan)
+            bar.add(point.cost, shape)
             if part is not None:
-                part.publish(point.cost, family(layout.plan))
+                part.publish(point.cost, shape)
 
     reached = done = 0
     for g in order:
@@ -308,8 +308,7 @@ def _bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workloa
     if not result.plans and floored:
         for members in floored:
             builder = TableBuilder(workload, cluster, "step-time", screen=True)
-            first, deferred = builder.phases([plans[i] for i in members])
-            for i in (members[j] for j in first + deferred):
+            for i in (members[j] for j in builder.order([plans[i] for i in members])):
                 made[i] = builder.add(plans[i])
         result, rows = solved()
         floored = []
@@ -393,7 +392,7 @@ class SharedCosts:
 
 def screening_groups(plans: Sequence[Plan], keep: Callable[[Plan], bool] | None = None) -> dict[tuple, list[int]]:
     """The indices of the plans of each screening group (TableBuilder.group), the groups in the
-    order of their first plan (space.Candidates.groups, without building the plans); `keep`:
+    order of their first plan (space.Candidates.screening, without building the plans); `keep`:
     only the plans it keeps."""
     groups: dict[tuple, list[int]] = {}
     for i, plan in enumerate(plans):

@@ -214,9 +214,8 @@ def build_layout(plan: Plan, workload: Workload, cluster: Cluster, lead: int | N
     (else `timed` False); an exact point is timed whatever its memory. `time` False leaves a
     layout with variables that fits somewhere untimed too (`screened_kib` None: `time_layout`
     times it later)."""
-    pp, vpp = plan.parallel.pp, plan.parallel.vpp
     if lead is None:
-        return [_exact(plan, workload, cluster, plan.gas + plan.pipeline_runs * (pp - 1) / vpp)]
+        return [_exact(plan, workload, cluster, plan.step_microbatches)]
     layout, pr, plans = memory_layout(plan, workload, cluster, lead, screen_kib)
     if screen_kib is not None and not fits_somewhere(layout, screen_kib, workload.arch.num_layers):
         return [layout]
@@ -234,10 +233,8 @@ def time_layout(layout: Layout, workload: Workload, cluster: Cluster, lead: int)
 
 def _timed(layout: Layout, workload: Workload, cluster: Cluster, pr: _Probes, plans: list[Plan | None]) -> Layout:
     plan = layout.plan
-    pp, vpp = plan.parallel.pp, plan.parallel.vpp
-    m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
     full = plan.recompute == "full"
-    timing = _each(plans, lambda p: _time_values(p, workload, cluster, pr.stages, m_factor))
+    timing = _each(plans, lambda p: _time_values(p, workload, cluster, pr.stages, plan.step_microbatches))
     values = [None if t is None else t[0] for t in timing]
     terms = [tuple(pr.coefficients(values, term, k, full, False) for k in range(len(pr.stages)))
              for term in range(3)]
@@ -331,6 +328,11 @@ class TableBuilder:
         """Added after the plans that are not: offload, tried only where they fit nowhere."""
         return self.screen and plan.offload != "none" and self.objective != "memory"
 
+    def order(self, plans: list[Plan]) -> list[int]:
+        """The indices of the plans in the order to add them: `phases`, one after the other."""
+        first, deferred = self.phases(plans)
+        return first + deferred
+
     def phases(self, plans: list[Plan]) -> tuple[list[int], list[int]]:
         """The indices of the plans added first, and of the deferred ones, each in their order."""
         deferred = [self.deferred(plan) for plan in plans]
@@ -384,7 +386,7 @@ def build_layouts(plans: Iterable[Plan], workload: Workload, cluster: Cluster, o
     builder = TableBuilder(workload, cluster, objective, screen)
     plans = list(plans)
     out: list[Layout] = []
-    for done, i in enumerate((i for phase in builder.phases(plans) for i in phase), start=1):
+    for done, i in enumerate(builder.order(plans), start=1):
         out.extend(builder.add(plans[i]))
         if progress is not None:
             progress(done)

@@ -169,7 +169,7 @@ _SCREENED_TOGETHER = tuple(i for i, key in enumerate(_ROW_KEYS) if key not in ("
 """The positions of a row that name its screening group with the layout (search/layouts.py
 `TableBuilder.group`: every key but the micro-batch, its count and the offload)."""
 _SHAPE = tuple(_ROW_KEYS.index(key) for key in ("mbs", "gas", "sp", "precision"))
-"""The positions of a row that give a plan's shape with the layout (`Candidates.shapes`)."""
+"""The positions of a row that give a plan's shape with the layout (`Candidates.screening`)."""
 
 
 class Candidates(Sequence[Plan]):
@@ -207,34 +207,30 @@ class Candidates(Sequence[Plan]):
                 plan = self._built.get(layout.start + j)
                 yield plan if plan is not None else self._plan(k, row)
 
-    def groups(self, keep: Callable[[Plan], bool] | None = None) -> dict[tuple, list[int]]:
-        """The indices of the plans of each screening group (TableBuilder.group), the groups in the
-        order of their first plan, without building a plan; `keep`: only the layouts whose
-        plan (degrees and partition, any of their plans') it keeps."""
-        out: dict[tuple, list[int]] = {}
-        pick = itemgetter(*_SCREENED_TOGETHER)
-        for k, layout in self._kept(keep):
-            for i, row in enumerate(layout.rows, start=layout.start):
-                out.setdefault((k, pick(row)), []).append(i)
-        return out
-
-    def shapes(self, keep: Callable[[Plan], bool] | None = None) -> dict[tuple, dict[tuple, int]]:
-        """Of each screening group (keyed as by `groups`), one plan of each shape: its layout, the
-        micro-batch, sequence parallelism and the precision, which the step-time floor reads
-        of a plan (timing/floor.py floor_key), without building a plan."""
-        out: dict[tuple, dict[tuple, int]] = {}
+    def screening(self, keep: Callable[[Plan], bool] | None = None
+                  ) -> tuple[dict[tuple, list[int]], dict[tuple, dict[tuple, int]]]:
+        """Without building a plan: the indices of the plans of each screening group
+        (TableBuilder.group), the groups in the order of their first plan; and of each group, one
+        plan of each shape (its layout, the micro-batch, sequence parallelism and the precision,
+        which the step-time floor reads of a plan: timing/floor.py floor_key). `keep`: only the
+        layouts whose plan (degrees and partition, any of their plans') it keeps."""
+        groups: dict[tuple, list[int]] = {}
+        shapes: dict[tuple, dict[tuple, int]] = {}
         pick, shape = itemgetter(*_SCREENED_TOGETHER), itemgetter(*_SHAPE)
-        for k, layout in self._kept(keep):
+        for k, layout in enumerate(self._layouts):
+            if keep is not None and not keep(layout.base):
+                continue
             for i, row in enumerate(layout.rows, start=layout.start):
-                out.setdefault((k, pick(row)), {}).setdefault((k, shape(row)), i)
-        return out
+                group = (k, pick(row))
+                if group not in groups:
+                    groups[group], shapes[group] = [], {}
+                groups[group].append(i)
+                shapes[group].setdefault((k, shape(row)), i)
+        return groups, shapes
 
     def layout_plans(self) -> list[Plan]:
         """Each layout's plan (its degrees and partition), in order."""
         return [layout.base for layout in self._layouts]
-
-    def _kept(self, keep: Callable[[Plan], bool] | None) -> Iterator[tuple[int, _LayoutRows]]:
-        return ((k, layout) for k, layout in enumerate(self._layouts) if keep is None or keep(layout.base))
 
     def _plan(self, k: int, row: tuple) -> Plan:
         base = self._layouts[k].base

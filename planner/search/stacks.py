@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.evaluate import Evaluation
 from planner.cost.plan import Plan
@@ -127,33 +128,32 @@ def search_engine(name: str, workload: Workload, cluster: Cluster, defaults: Job
         return EngineOutcome(name, wl, None, cannot_run=found.cannot_run)
     plans = found.plans
     if plans and bounded_applies(objective, solver) and not whole_table:
-        from planner.search.bounded import bounded_search
+        from planner.search.bounded import bounded_build
 
         told = None
         if progress is not None:
             progress(0, len(plans))
             told = lambda done: progress(done, len(plans))  # noqa: E731
-        result, rows, whole = bounded_search(plans, wl, cluster, defaults, constraints, top=top, other_families=True,
-                                             time_limit=time_limit, progress=told)
-        # A table cut short holds every plan of the answer; where that answer is that nothing
-        # fits (the solver's points all over capacity in the full models), the explanation
-        # wants the whole table.
-        if result.plans or whole:
-            return EngineOutcome(name, wl, result, tuple(rows))
+        with memo.session():
+            built = bounded_build(plans, wl, cluster, constraints, top=top, other_families=True, progress=told)
+            return finish_bounded(name, found, cluster, defaults, constraints, [built], top=top,
+                                  time_limit=time_limit, table=table, start=start)
     return _whole_table(name, found, cluster, defaults, constraints, objective=objective, top=top, solver=solver,
                         time_limit=time_limit, table=table, start=start)
 
 
-def finish_shares(name: str, found: EngineCandidates, cluster: Cluster, defaults: JobDefaults,
-                  constraints: dict[str, Constraint], shares: list, *, top: int, time_limit: float | None,
-                  table: Callable[[list, Workload], list[Layout]], start: float) -> EngineOutcome:
-    """Engine `name`'s step-time search from the shares of its bounded build (bounded.Part, each
-    built in a worker process, `shares` their bounded.Built), as search_engine's; `start`: when
-    the build began."""
+def finish_bounded(name: str, found: EngineCandidates, cluster: Cluster, defaults: JobDefaults,
+                   constraints: dict[str, Constraint], parts: list, *, top: int, time_limit: float | None,
+                   table: Callable[[list, Workload], list[Layout]], start: float) -> EngineOutcome:
+    """Engine `name`'s step-time search from what its bounded build made (`parts`: bounded.Built,
+    one, or one per share built in a worker process, bounded.Part); `start`: when it began."""
     from planner.search.bounded import bounded_result
 
-    result, rows, whole = bounded_result(shares, found.plans, found.workload, cluster, defaults, constraints,
+    result, rows, whole = bounded_result(parts, found.plans, found.workload, cluster, defaults, constraints,
                                          top=top, other_families=True, time_limit=time_limit, start=start)
+    # A table cut short holds every plan of the answer; where that answer is that nothing fits
+    # (the solver's points all over capacity in the full models), the explanation wants the
+    # whole table.
     if result.plans or whole:
         return EngineOutcome(name, found.workload, result, tuple(rows))
     return _whole_table(name, found, cluster, defaults, constraints, objective="step-time", top=top,

@@ -40,18 +40,14 @@ def step_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     """Seconds no partition or recompute count of the plan's layout can beat: the stages' mean of
     the terms `microbatch_floor` sums, times the micro-batches of a step with the pipeline's fill
     and drain."""
-    pp, vpp = plan.parallel.pp, plan.parallel.vpp
-    m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
-    return m_factor * microbatch_floor(plan, workload, cluster) / pp
+    return plan.step_microbatches * microbatch_floor(plan, workload, cluster) / plan.parallel.pp
 
 
 def recompute_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     """Seconds each layer the plan's stages recompute adds to `step_floor` at the least: its
     forward again in its stage's t_F + t_B (the least over the layers, `least_layer_forward`),
     counted as the floor counts a layer, times the micro-batches of a step over the stages."""
-    pp, vpp = plan.parallel.pp, plan.parallel.vpp
-    m_factor = plan.gas + plan.pipeline_runs * (pp - 1) / vpp
-    return m_factor * least_layer_forward(plan, workload, cluster) / pp
+    return plan.step_microbatches * least_layer_forward(plan, workload, cluster) / plan.parallel.pp
 
 
 def microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
