@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from planner.cost import memo
 from planner.cost.cluster import build_cluster
 from planner.cost.inputs import load_inputs
-from planner.cost.memory.estimate import estimate_memory, memory_floor, state_floor
+from planner.cost.memory.estimate import estimate_memory, least_recomputed_layers, memory_floor, state_floor
 from planner.cost.plan import ParallelDims, Plan
 from planner.cost.timing.floor import step_floor
 from planner.cost.workload import JobDefaults, Workload
@@ -33,7 +33,7 @@ from planner.search.bounded import (
     time_floor_us,
 )
 from planner.search.layouts import KiB
-from planner.search.point import lower_bound
+from planner.search.point import least_recompute, lower_bound
 from planner.search.runners_up import layout_best
 from planner.search.space import candidate_plans, candidates
 from planner.search.table import capacity_kib, host_capacity_kib
@@ -98,8 +98,11 @@ def test_the_time_floor_is_under_every_layouts_best_point(reference):
 def _memory_floor_holds(wl, cluster, defaults):
     """MEMORY_SHARE × state_floor and × memory_floor ≤ the least memory of any partition and
     recompute count of every layout of the table (point.lower_bound for memory, over its fitted
-    and rounded coefficients)."""
-    layers = wl.arch.num_layers
+    and rounded coefficients); and least_recomputed_layers at the capacity over MEMORY_SHARE ≤
+    the fewest layers the layout recomputes to fit (point.least_recompute). Returns how many
+    layouts the latter says must recompute."""
+    layers, cap = wl.arch.num_layers, capacity_kib(cluster)
+    recomputing = 0
     with memo.session():
         rows = candidate_table(wl, cluster, defaults, {}, "step-time", screen=False)
         assert rows
@@ -107,11 +110,17 @@ def _memory_floor_holds(wl, cluster, defaults):
             least = lower_bound(layout, "memory", layers)
             assert MEMORY_SHARE * state_floor(layout.plan, wl, cluster) / KiB <= least, layout.plan
             assert MEMORY_SHARE * memory_floor(layout.plan, wl, cluster) / KiB <= least, layout.plan
+            if not layout.exact:
+                fewest = least_recomputed_layers(layout.plan, wl, cluster, cluster.capacity / MEMORY_SHARE)
+                assert fewest <= least_recompute(layout, cap, layers), layout.plan
+                recomputing += fewest > 0
+    return recomputing
 
 
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
 def test_the_memory_floor_is_under_every_layouts_least_memory(reference):
-    _memory_floor_holds(*_reference(*reference))
+    recomputing = _memory_floor_holds(*_reference(*reference))
+    assert recomputing  # some layout of every reference must recompute to fit
 
 
 @pytest.mark.parametrize("engine", ["megatron", "fsdp2"])

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
-from planner.cost.memory.estimate import memory_floor
+from planner.cost.memory.estimate import least_recomputed_layers, memory_floor
 from planner.cost.plan import Plan
 from planner.cost.timing.floor import floor_key, recompute_floor, step_floor
 from planner.cost.workload import JobDefaults, Workload
@@ -194,27 +194,67 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     capacity = cluster.capacity / MEMORY_SHARE
     floored: list[list[int]] = []
 
+    unbuilt = False  # some plan left unbuilt by its floor before its build (`beyond_bar`)
+
+    def beyond_bar(plan: Plan) -> bool:
+        """Whether the plan's step floor, with the forward of the fewest layers it must recompute
+        to fit (memory.estimate.least_recomputed_layers: a floor under the count `time_floor_us`
+        reads from the layout), is above the bar: the bar only falls, so none of its layouts
+        would be timed."""
+        bar_us = bar.value
+        if bar_us == math.inf:
+            return False
+        us = FLOOR_SHARE * 1e6 * step_floor(plan, workload, cluster)
+        if us > bar_us or plan.recompute != "full":
+            return us > bar_us
+        layers = least_recomputed_layers(plan, workload, cluster, capacity)
+        return layers > 0 and us + FLOOR_SHARE * 1e6 * layers * recompute_floor(plan, workload, cluster) > bar_us
+
     def build(members: list[int]) -> None:
-        # A deferred plan (offload) reads whether its layout without offload fits: after them.
+        """The group's plans, in TableBuilder.order (a deferred plan, offload, reads whether its
+        layout without offload fits: after them). A plan whose floor is above the bar before
+        its build is held unbuilt: its layouts would not be timed, and what its build tells the
+        screening (TableBuilder.skips) is read only by the group's later plans of the same
+        offload and a larger micro-batch, and by the deferred ones of its micro-batch. It is
+        built, in its turn, before such a plan is; every plan it reads from is held or built
+        before it (the micro-batch ascends in candidate order), and the screening's facts, a
+        least unfit micro-batch and a set that fits, do not depend on the order they come in."""
+        nonlocal unbuilt
+        held: list[int] = []
         for i in (members[j] for j in builder.order([plans[i] for i in members])):
-            plan = plans[i]
-            if not builder.skips(plan) and memory_floor(plan, workload, cluster) > capacity:
-                # Screened out as a layout that fits nowhere is, unbuilt (module docstring).
-                builder.screen_out(plan)
-                if not floored or floored[-1] is not members:
-                    floored.append(members)
+            if builder.skips(plans[i]):  # skipped where every held plan is built too: the facts only add
                 made[i] = []
                 continue
-            made[i] = builder.add(plan, time=False)
-            for j, layout in enumerate(made[i]):
-                if builder.untimed(layout):
-                    us = time_floor_us(layout, workload, cluster, cap)
-                elif layout.timed:  # an exact point
-                    us = lower_bound(layout, "step-time", layers)
-                else:  # fits nowhere
-                    continue
-                heapq.heappush(pending, (us, next(arrival), layout, i, j))
-                hint.add(us, family(layout.plan))
+            if beyond_bar(plans[i]):
+                held.append(i)
+                continue
+            for j in _read_by(plans, held, i, builder.deferred):
+                held.remove(j)
+                add(j, members)
+            add(i, members)
+        for i in held:
+            made[i] = []
+        unbuilt = unbuilt or bool(held)
+
+    def add(i: int, members: list[int]) -> None:
+        plan = plans[i]
+        if not builder.skips(plan) and memory_floor(plan, workload, cluster) > capacity:
+            # Screened out as a layout that fits nowhere is, unbuilt (module docstring).
+            builder.screen_out(plan)
+            if not floored or floored[-1] is not members:
+                floored.append(members)
+            made[i] = []
+            return
+        made[i] = builder.add(plan, time=False)
+        for j, layout in enumerate(made[i]):
+            if builder.untimed(layout):
+                us = time_floor_us(layout, workload, cluster, cap)
+            elif layout.timed:  # an exact point
+                us = lower_bound(layout, "step-time", layers)
+            else:  # fits nowhere
+                continue
+            heapq.heappush(pending, (us, next(arrival), layout, i, j))
+            hint.add(us, family(layout.plan))
 
     def advance() -> None:
         """The pending layout of least bound: timed, or solved where it already is."""
@@ -260,7 +300,25 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     total = sum(map(len, groups.values()))
     if progress is not None and done < total:
         progress(total)  # the rest ruled out by their floors
-    return Built(made, floored, reached == len(order) and not dropped)
+    return Built(made, floored, reached == len(order) and not dropped and not unbuilt)
+
+
+def _read_by(plans: Sequence[Plan], held: list[int], i: int, deferred: Callable[[Plan], bool]) -> list[int]:
+    """The held plans (indices, in order) whose builds plan `i`'s screening reads, directly or
+    through another held plan: TableBuilder.skips reads the least unfit micro-batch of its
+    offload (set by smaller ones) and, for a deferred plan, whether a plan of its micro-batch
+    fits (set by the plan without offload and the other deferred ones)."""
+    def reads(reader: Plan, writer: Plan) -> bool:
+        return ((writer.offload == reader.offload and writer.mbs < reader.mbs)
+                or (deferred(reader) and writer.mbs == reader.mbs))
+
+    readers = [plans[i]]
+    out = []
+    for j in reversed(held):
+        if any(reads(reader, plans[j]) for reader in readers):
+            readers.append(plans[j])
+            out.append(j)
+    return out[::-1]
 
 
 def time_floor_us(layout: Layout, workload: Workload, cluster: Cluster, capacity_kib: int) -> float:

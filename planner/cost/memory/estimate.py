@@ -2,6 +2,7 @@
 and the largest phase of the step (see the package docstring)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from planner.cost import memo
@@ -150,31 +151,103 @@ def memory_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     (search/bounded.py; tests/test_bounded.py checks it under every layout's least memory)."""
     if workload.partial is not None:
         return state_floor(plan, workload, cluster)
-    pp = plan.parallel.pp
-    held = STEP_STATES if workload.engine.persistent_gradients or plan.gas > 1 else FORWARD_STATES
-    kinds, ends = memo.lookup(_FLOOR_STATES, (_state_key(plan), held, workload, cluster),
-                              lambda: _floor_states(plan, workload, cluster, held))
-    per_token = _least_activation_bytes(plan, workload)
-    tokens = tokens_per_gpu(plan, workload) if not plan.offload_activation_layers else 0.0
-    # Tokens of each stage's in-flight micro-batches: fewer on every later stage.
-    inflight = [inflight_microbatches(plan, s) * tokens for s in range(pp)]
-    layers = workload.arch.num_layers
-    kinds = [(count, sigma, per_token(first)) for first, count, sigma in kinds]
-    states = sum(count * sigma for count, sigma, _ in kinds) / layers
-    saved = sum(count * a for count, _, a in kinds) / layers
-    if states + inflight[-1] * saved > 0:
-        scale = sum(1 / (states + n * saved) for n in inflight)
-        weights = [1 / ((states + n * saved) * scale) for n in (inflight[0], inflight[-1])]
-        # w_s·(σ + x_s·a) = (σ + x_s·a) / ((σ̄ + x_s·ā)·scale) is monotonic in x_s: least at the
-        # first or the last stage.
-        held_bytes = sum(count * min(w * (sigma + n * a) for w, n in zip(weights, (inflight[0], inflight[-1])))
-                         for count, sigma, a in kinds)
-    else:  # nothing held per layer
-        weights, held_bytes = [1 / pp, 1 / pp], 0.0
-    held_bytes += weights[0] * ends[0] + weights[-1] * ends[-1] if pp > 1 else ends[0]
+    stages = _WeightedStages.of(plan, workload, cluster)
+    least = _least_activation_bytes(plan, workload)
+    kinds = [(count, sigma, least(first)) for first, count, sigma in stages.kinds]
+    weights = stages.weights(kinds)
+    held_bytes = sum(count * stages.least_share(weights, sigma, a) for count, sigma, a in kinds)
+    held_bytes += stages.ends_share(weights)
     bound = held_bytes + sum(runtime_bytes(plan, workload, cluster.gpu.id, held_bytes).values())
     return max(bound, memo.lookup(_STATE_FLOORS, (_state_key(plan), workload, cluster),
                                   lambda: state_floor(plan, workload, cluster)))
+
+
+def least_recomputed_layers(plan: Plan, workload: Workload, cluster: Cluster, capacity: float) -> float:
+    """The fewest layers a plan that recomputes whole layers (`full`) must recompute in all for
+    every stage to fit in `capacity` bytes, at the least, over every partition and count per
+    stage: 0 where keeping every layer's activations might fit (and for other policies), inf
+    where recomputing every layer cannot.
+
+    As in `memory_floor`, the fullest stage holds at least the weighted mean of the stages,
+    Σ_s w_s·β_s + Σ_i c_i, where layer i adds c_i = min_s w_s·(σ_i + ι_s·τ·K_i) kept (K_i: the
+    bytes per token it saves for backward) and min_s w_s·(σ_i + ι_s·τ·a_i) recomputed (a_i: its
+    checkpoint's), whichever stage holds it; recomputing it lowers the mean by at most δ_i, the
+    difference. Here the weights balance stages of the mean layer that keeps its activations.
+    Every stage fits only where that mean does, with the runtime's bytes on it (affine in the
+    live bytes): the fewest layers whose δ cover the excess, the largest first, in real numbers,
+    then rounded up (the count is whole). Left out, never negative, as in `memory_floor`. The
+    search adds this many layers' least forward to a plan's step-time floor before building it
+    (search/bounded.py; tests/test_bounded.py checks it under every layout's least count)."""
+    if plan.recompute != "full" or workload.partial is not None or plan.offload_activation_layers:
+        return 0.0
+    stages = _WeightedStages.of(plan, workload, cluster)
+    keeping = layer_activation_bytes(workload.arch, plan.with_(recompute="none"), workload)
+    least = _least_activation_bytes(plan, workload)
+    kinds = [(count, sigma, keeping(first), least(first)) for first, count, sigma in stages.kinds]
+    weights = stages.weights([(count, sigma, kept) for count, sigma, kept, _ in kinds])
+    kept_bytes = stages.ends_share(weights)
+    savings = []
+    for count, sigma, kept, a in kinds:
+        share = stages.least_share(weights, sigma, kept)
+        kept_bytes += count * share
+        savings.append((share - stages.least_share(weights, sigma, a), count))
+    empty = sum(runtime_bytes(plan, workload, cluster.gpu.id, 0.0).values())
+    per_byte = sum(runtime_bytes(plan, workload, cluster.gpu.id, float(2**30)).values()) - empty
+    excess = kept_bytes - (capacity - empty) / (1 + per_byte / 2**30)
+    if excess <= 0:
+        return 0.0
+    layers = 0
+    for saving, count in sorted(savings, reverse=True):
+        if saving <= 0:
+            break
+        if excess <= count * saving:
+            return float(math.ceil(layers + excess / saving - 1e-9))
+        layers += count
+        excess -= count * saving
+    return math.inf
+
+
+@dataclass(frozen=True)
+class _WeightedStages:
+    """What `memory_floor` and `least_recomputed_layers` weigh the pipeline stages by: each kind
+    of layer's (first layer, layers, held state bytes σ on one GPU), the end stages' held
+    states, and the tokens of each stage's in-flight micro-batches (fewer on every later stage)."""
+
+    kinds: tuple[tuple[int, int, float], ...]
+    ends: tuple[float, ...]
+    inflight: tuple[float, ...]
+    layers: int
+
+    @classmethod
+    def of(cls, plan: Plan, workload: Workload, cluster: Cluster) -> _WeightedStages:
+        held = STEP_STATES if workload.engine.persistent_gradients or plan.gas > 1 else FORWARD_STATES
+        kinds, ends = memo.lookup(_FLOOR_STATES, (_state_key(plan), held, workload, cluster),
+                                  lambda: _floor_states(plan, workload, cluster, held))
+        tokens = tokens_per_gpu(plan, workload) if not plan.offload_activation_layers else 0.0
+        inflight = tuple(inflight_microbatches(plan, s) * tokens for s in range(plan.parallel.pp))
+        return cls(kinds, ends, inflight, workload.arch.num_layers)
+
+    def weights(self, kinds: list[tuple[int, float, float]]) -> tuple[float, float]:
+        """(w_first, w_last) of weights summing to 1 over the stages that balance stages of the
+        mean layer of `kinds` ((layers, σ, bytes per token)): w_s ∝ 1/(σ̄ + ι_s·τ·ā)."""
+        states = sum(count * sigma for count, sigma, _ in kinds) / self.layers
+        saved = sum(count * a for count, _, a in kinds) / self.layers
+        inflight = self.inflight
+        if states + inflight[-1] * saved <= 0:  # nothing held per layer
+            return 1 / len(inflight), 1 / len(inflight)
+        scale = sum(1 / (states + n * saved) for n in inflight)
+        return 1 / ((states + inflight[0] * saved) * scale), 1 / ((states + inflight[-1] * saved) * scale)
+
+    def least_share(self, weights: tuple[float, float], sigma: float, a: float) -> float:
+        """min_s w_s·(σ + ι_s·τ·a): a layer's least weighted bytes over the stages. With the
+        weights above, (σ + x_s·a) / ((σ̄ + x_s·ā)·scale) is monotonic in x_s: least at the
+        first or the last stage."""
+        return min(weights[0] * (sigma + self.inflight[0] * a), weights[1] * (sigma + self.inflight[-1] * a))
+
+    def ends_share(self, weights: tuple[float, float]) -> float:
+        """The end stages' weighted states: the embedding's and the output layer's."""
+        ends = self.ends
+        return weights[0] * ends[0] + weights[1] * ends[-1] if len(self.inflight) > 1 else ends[0]
 
 
 _STATE_FLOORS = memo.new_cache()
