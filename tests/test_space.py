@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.cost.plan import OFFLOAD_CHOICES, QUANT_CHOICES
+from planner.cost.timing.floor import floor_key
 from planner.engines.profiles import PROFILES
 from planner.engines.rules import plan_problems
 from planner.search.bounded import screening_groups
@@ -60,7 +61,12 @@ def test_the_candidates_build_each_plan_when_read_as_the_enumeration_does(job, l
     found = candidates(workload, cluster, defaults, limits, least_memory=least_memory)
     plans = list(found)
     assert len(found) == len(plans)
-    assert list(found.screening()[0].values()) == list(screening_groups(plans).values())
+    groups, shapes = found.screening()
+    assert list(groups.values()) == list(screening_groups(plans).values())
+    for group, members in groups.items():  # one plan of each floor key of the group, by its key
+        keys = {floor_key(plans[i]) for i in members}
+        assert set(shapes[group]) == keys
+        assert all(floor_key(plans[i]) == key for key, i in shapes[group].items())
     if not plans:
         return
     for i in data.draw(st.lists(st.integers(-len(plans), len(plans) - 1), max_size=20)):

@@ -23,6 +23,7 @@ from planner.cost.plan import (
     Plan,
 )
 from planner.cost.precisions import QUANTIZED_PRECISIONS
+from planner.cost.timing.floor import shape_floor_key
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import PROFILES
 from planner.engines.rules import DEGREE_RULES, RULES, fp8_param_gather_by_default
@@ -211,21 +212,26 @@ class Candidates(Sequence[Plan]):
                   ) -> tuple[dict[tuple, list[int]], dict[tuple, dict[tuple, int]]]:
         """Without building a plan: the indices of the plans of each screening group
         (TableBuilder.group), the groups in the order of their first plan; and of each group, one
-        plan of each shape (its layout, the micro-batch, sequence parallelism and the precision,
-        which the step-time floor reads of a plan: timing/floor.py floor_key). `keep`: only the
-        layouts whose plan (degrees and partition, any of their plans') it keeps."""
+        plan of each floor key (timing/floor.py floor_key: the layout's degrees, the micro-batch,
+        sequence parallelism and the precision), by its key. `keep`: only the layouts whose plan
+        (degrees and partition, any of their plans') it keeps."""
         groups: dict[tuple, list[int]] = {}
         shapes: dict[tuple, dict[tuple, int]] = {}
         pick, shape = itemgetter(*_SCREENED_TOGETHER), itemgetter(*_SHAPE)
         for k, layout in enumerate(self._layouts):
             if keep is not None and not keep(layout.base):
                 continue
+            keys: dict[tuple, tuple] = {}  # the layout's shapes' floor keys
             for i, row in enumerate(layout.rows, start=layout.start):
                 group = (k, pick(row))
                 if group not in groups:
                     groups[group], shapes[group] = [], {}
                 groups[group].append(i)
-                shapes[group].setdefault((k, shape(row)), i)
+                values = shape(row)
+                key = keys.get(values)
+                if key is None:
+                    key = keys[values] = shape_floor_key(layout.base, *values)
+                shapes[group].setdefault(key, i)
         return groups, shapes
 
     def layout_plans(self) -> list[Plan]:

@@ -38,8 +38,17 @@ def layer_efficiency(gpu, dtype: str, gemm_flops: float) -> float:
     return _Rate(gpu, dtype).efficiency(gemm_flops)
 
 
+_RATES = memo.new_cache()
+_FLASH = memo.new_cache()
+
+
+def _rate(gpu, dtype: str) -> _Rate:
+    """The GPU's `_Rate` for a dtype, once per search (memo.py)."""
+    return memo.lookup(_RATES, (gpu, dtype), lambda: _Rate(gpu, dtype))
+
+
 class _Rate:
-    """Peak and large-GEMM efficiency of one GPU and dtype, looked up once per stage."""
+    """Peak and large-GEMM efficiency of one GPU and dtype."""
 
     def __init__(self, gpu, dtype: str):
         if dtype in QUANTIZED_PRECISIONS and not gpu.supports(dtype):
@@ -185,8 +194,8 @@ class _LayerTerms:
         self.plan, self.workload, self.arch = plan, workload, arch
         tp = plan.tp
         dtype = COMPUTE_DTYPE.get(plan.precision, "bf16")
-        self.rate = _Rate(gpu, dtype)
-        self.rate16 = rate16 = _Rate(gpu, "bf16" if dtype in QUANTIZED_PRECISIONS else dtype)  # attention, output layer
+        self.rate = _rate(gpu, dtype)
+        self.rate16 = rate16 = _rate(gpu, "bf16" if dtype in QUANTIZED_PRECISIONS else dtype)  # attention, output layer
         self.hbm = hbm = gpu.hbm_bandwidth * cal.HBM_EFFICIENCY
         seq = workload.seq_len
         self.tokens = tokens = plan.mbs * seq / plan.cp  # tokens of this GPU's micro-batch (b·s/c)
@@ -203,7 +212,7 @@ class _LayerTerms:
         self.attention_factor = 2.0 if unfused else 1.0
         # fp8 training keeps the attention core in 16 bits (Transformer Engine's fp8_dpa is off unless
         # asked for): the same fused kernel at the same measured rate as bf16 training.
-        self.flash = None if unfused else flash_kernel(gpu)
+        self.flash = None if unfused else memo.lookup(_FLASH, gpu, lambda: flash_kernel(gpu))
         scores = plan.mbs * arch.attention.num_heads / tp * (seq / plan.cp) * seq if unfused else 0.0
         self.score_f = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["forward"] / hbm
         self.score_b = scores * cal.UNFUSED_ATTENTION_BYTES_PER_SCORE["backward"] / hbm

@@ -26,8 +26,16 @@ _MICROBATCH = memo.new_cache()
 def floor_key(plan: Plan) -> tuple:
     """What `step_floor` reads of the plan: plans alike in it have the same floor (a search's
     plans differ in far more: the ZeRO stage, recompute, offload, the optimizer ...)."""
-    p = plan.parallel
-    return (p.pp, p.vpp, plan.gas, plan.pipeline_runs) + _microbatch_key(plan)
+    return shape_floor_key(plan, plan.mbs, plan.gas, plan.parallel.sp, plan.precision)
+
+
+def shape_floor_key(layout: Plan, mbs: int, gas: int, sp: bool, precision: str) -> tuple:
+    """`floor_key` of the layout's plan with this micro-batch, count, sequence parallelism and
+    precision, without building it (space.Candidates.screening): the rest it reads of the
+    degrees, the pipeline's runs, the experts' TP and the engine, which those four leave alone."""
+    p = layout.parallel
+    return (p.pp, p.vpp, gas, layout.pipeline_runs, p.tp, p.cp, p.ep, sp, mbs, precision, layout.expert_tp,
+            layout.framework)
 
 
 def _microbatch_key(plan: Plan) -> tuple:
