@@ -72,6 +72,12 @@ class ParallelDims:
 
 
 @hash_once
+def step_microbatches(gas: int, runs: int, pp: int, vpp: int) -> float:
+    """m + runs·(p − 1)/v: the micro-batch passes of a plan's slowest stage a step waits for, the
+    fill and drain of each of its pipeline runs included (1F1B; interleaved in v chunks)."""
+    return gas + runs * (pp - 1) / vpp
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything that decides a training step's memory and time, for one job on one cluster."""
@@ -144,9 +150,8 @@ class Plan:
 
     @property
     def step_microbatches(self) -> float:
-        """m + runs·(p − 1)/v: the micro-batch passes of its slowest stage a step waits for, the
-        fill and drain of each pipeline run included (1F1B; interleaved in v chunks)."""
-        return self.gas + self.pipeline_runs * (self.parallel.pp - 1) / self.parallel.vpp
+        """The micro-batch passes of its slowest stage a step waits for (`step_microbatches`)."""
+        return step_microbatches(self.gas, self.pipeline_runs, self.parallel.pp, self.parallel.vpp)
 
     @property
     def microbatches_per_run(self) -> int:

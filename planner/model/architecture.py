@@ -285,8 +285,9 @@ class Architecture:
             return False
         return (index + 1) % moe.layer_freq == 0
 
-    @property
+    @cached_property
     def num_moe_layers(self) -> int:
+        """Layers with routed experts (counted once: a search's floors read it per plan shape)."""
         return sum(self.is_moe_layer(i) for i in range(self.num_layers))
 
     @property

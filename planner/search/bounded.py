@@ -46,7 +46,7 @@ from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.memory.estimate import least_recomputed_layers, memory_floor
 from planner.cost.plan import Plan
-from planner.cost.timing.floor import floor_key, recompute_floor, step_floor
+from planner.cost.timing.floor import floor_key, keyed_step_floor, recompute_floor, step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.search import FAMILIES, family, search
 from planner.search.layouts import Layout, TableBuilder
@@ -166,6 +166,8 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     else:
         groups = screening_groups(plans, keep)
         shapes = {g: {floor_key(plans[i]): i for i in members} for g, members in groups.items()}
+    # A group's plans share their recompute policy: those never built are left out of the order.
+    groups = {g: members for g, members in groups.items() if not builder.never_built(plans[members[0]])}
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), workload.arch.num_layers
     made: dict[int, list[Layout]] = {}
     bar = _Bar(top, FAMILIES if other_families else 0)
@@ -184,10 +186,10 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     # read (ZeRO, recompute ...) share their floors.
     floors: dict[tuple, float] = {}
 
-    def floor(shape: tuple, i: int) -> float:
-        if shape not in floors:
-            floors[shape] = step_floor(plans[i], workload, cluster)
-        return floors[shape]
+    def floor(key: tuple, i: int) -> float:
+        if key not in floors:
+            floors[key] = keyed_step_floor(key, lambda: plans[i], workload, cluster)
+        return floors[key]
 
     floor_us = {g: FLOOR_SHARE * 1e6 * min(floor(shape, i) for shape, i in shapes[g].items()) for g in groups}
     order = sorted(groups, key=lambda g: floor_us[g])  # stable: equal floors in candidate order

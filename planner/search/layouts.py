@@ -345,6 +345,11 @@ class TableBuilder:
             return True
         if self.screen and plan.mbs > self.unfit.get(plan.key_with(mbs=1, gas=1), plan.mbs):
             return True
+        return self.never_built(plan)
+
+    def never_built(self, plan: Plan) -> bool:
+        """Whether `add` builds nothing for the plan whatever was added before it: recompute none
+        where layouts have variables (it is the full layout recomputing no layer)."""
         return plan.recompute == "none" and self.lead is not None
 
     def screen_out(self, plan: Plan) -> None:

@@ -13,10 +13,12 @@ of one shape (memoized within a search, planner/cost/memo.py).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.comm import ep_traffic, total_seconds, tp_traffic
-from planner.cost.plan import Plan
+from planner.cost.plan import Plan, step_microbatches
 from planner.cost.timing.compute import least_layer_forward, model_compute
 from planner.cost.workload import Workload
 
@@ -38,17 +40,21 @@ def shape_floor_key(layout: Plan, mbs: int, gas: int, sp: bool, precision: str) 
             layout.framework)
 
 
-def _microbatch_key(plan: Plan) -> tuple:
-    """What `microbatch_floor` reads of the plan (its docstring says why)."""
-    p = plan.parallel
-    return p.tp, p.cp, p.ep, p.sp, plan.mbs, plan.precision, plan.expert_tp, plan.framework
-
-
 def step_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     """Seconds no partition or recompute count of the plan's layout can beat: the stages' mean of
-    the terms `microbatch_floor` sums, times the micro-batches of a step with the pipeline's fill
-    and drain."""
-    return plan.step_microbatches * microbatch_floor(plan, workload, cluster) / plan.parallel.pp
+    the terms `_microbatch_floor` sums, times the micro-batches of a step with the pipeline's fill
+    and drain (Plan.step_microbatches)."""
+    return keyed_step_floor(floor_key(plan), lambda: plan, workload, cluster)
+
+
+def keyed_step_floor(key: tuple, plan: Callable[[], Plan], workload: Workload, cluster: Cluster) -> float:
+    """`step_floor` of the plans of floor key `key`, one of them built by `plan()` only where their
+    micro-batch floor (the key less its first four) is not known yet (the search's screening
+    reads keys off the candidates' rows: space.Candidates.screening)."""
+    pp, vpp, gas, runs = key[:4]
+    microbatch = memo.lookup(_MICROBATCH, (key[4:], workload, cluster),
+                             lambda: _microbatch_floor(plan(), workload, cluster))
+    return step_microbatches(gas, runs, pp, vpp) * microbatch / pp
 
 
 def recompute_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
@@ -58,19 +64,15 @@ def recompute_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     return plan.step_microbatches * least_layer_forward(plan, workload, cluster) / plan.parallel.pp
 
 
-def microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+def _microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
     """Seconds of one micro-batch summed over every pipeline stage: each layer's forward and
     backward compute (no recompute), the output layer and loss, each layer's TP collectives and,
     unless the engine overlaps them with compute (EngineTraits.ep_overlap), each MoE layer's
-    all-to-alls. Memoized on what it reads: the tensor, context and expert degrees and sequence
-    parallelism, the micro-batch, the precision, the experts' TP and the engine; not the pipeline
-    (a sum over every layer, whatever the stages hold) nor the data-parallel size (the TP group
-    is the innermost, the EP group's placement reads its own degrees: topology.py)."""
-    return memo.lookup(_MICROBATCH, (_microbatch_key(plan), workload, cluster),
-                       lambda: _microbatch_floor(plan, workload, cluster))
-
-
-def _microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    all-to-alls. Memoized (`keyed_step_floor`) on what it reads: the tensor, context and expert
+    degrees and sequence parallelism, the micro-batch, the precision, the experts' TP and the
+    engine; not the pipeline (a sum over every layer, whatever the stages hold) nor the
+    data-parallel size (the TP group is the innermost, the EP group's placement reads its own
+    degrees: topology.py)."""
     arch, seq = workload.arch, workload.seq_len
     bare = plan.with_(recompute="none", recompute_layers=None, recompute_modules=None)
     compute = model_compute(bare, workload, cluster)
