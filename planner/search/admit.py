@@ -74,15 +74,11 @@ class Admission:
             tests = [self._test(layout, self.names, *check) for check in joint]
             # Rows that agree on the earlier keys these rules read take the same values.
             earlier = itemgetter(*sorted({i for _, _, positions, _ in joint for i in positions if i < start}))
-            taken: dict = {}
-            kept = []
-            for row in rows:
-                agreed = earlier(row)
-                allowed = taken.get(agreed)
-                if allowed is None:
-                    allowed = taken[agreed] = [value for value in values if all(test(row + value) for test in tests)]
-                kept += [row + value for value in allowed]
-            rows = kept
+            agreed = list(map(earlier, rows))
+            first = dict(zip(reversed(agreed), reversed(rows)))  # a row of each, to test
+            taken = {key: [value for value in values if all(test(row + value) for test in tests)]
+                     for key, row in first.items()}
+            rows = [row + value for row, key in zip(rows, agreed) for value in taken[key]]
         return rows
 
     def _test(self, layout: Plan, names: tuple[str, ...], rule: Rule, fixed: tuple[str, ...],
