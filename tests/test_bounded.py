@@ -25,6 +25,7 @@ from planner.search.bounded import (
     MEMORY_SHARE,
     Part,
     SharedCosts,
+    _dealt,
     best_plan_search,
     bounded_build,
     bounded_result,
@@ -281,3 +282,17 @@ def test_a_cut_table_without_plans_falls_back_to_the_whole_table(monkeypatch):
     wl = engine_workload(inputs.workload, "megatron")
     assert built and outcome.result.plans  # searched again, whole
     assert len(outcome.rows) == len(candidate_table(wl, inputs.cluster, inputs.defaults, {}, "step-time"))
+
+
+def test_shares_are_dealt_whole_classes_where_there_are_many():
+    """bounded._dealt: with CLASSES_PER_SHARE (tp, cp, ep) classes per share or more, each class in
+    one share, the shares within the largest class of one another and every layout dealt once;
+    with fewer, layout by layout in turn."""
+    many = [(tp, pp, 1, 1, ep, 1, None, None) for tp in (1, 2, 4) for ep in (1, 2, 4, 8) for pp in range(1, 1 + tp)]
+    shares = _dealt(many, 2)
+    assert sorted(key for share in shares for key in share) == sorted(many)
+    classes = [{(k[0], k[3], k[4]) for k in share} for share in shares]
+    assert not classes[0] & classes[1]
+    assert abs(len(shares[0]) - len(shares[1])) <= 3  # the largest class: tp 4, four depths
+    few = many[:5]
+    assert _dealt(few, 2) == [few[0::2], few[1::2]]

@@ -387,12 +387,36 @@ def layout_keys(plans: Sequence[Plan]) -> list[tuple]:
     return list(dict.fromkeys(layout_key(plan) for plan in layouts))
 
 
+def _dealt(layouts: Sequence[tuple], parts: int) -> list[list[tuple]]:
+    """The layouts (`layout_key`) of each of `parts` shares. Where they hold at least
+    CLASSES_PER_SHARE (tp, cp, ep) classes per share, whole classes, the largest first to the
+    share holding the fewest layouts: a share then computes the step floors of its own classes
+    alone (each micro-batch floor reads those degrees, not the pipeline: timing/floor.py), the
+    largest part of a share's work where a mixture of experts has hundreds of layouts (DeepSeek-V3:
+    62 classes). Else in turn, in candidate order (neighbours differ in the expert degree or the
+    interleaving, so every share holds some of every (tp, pp) family)."""
+    classes: dict[tuple, list[tuple]] = {}
+    for key in layouts:
+        tp, _, _, cp, ep, *_ = key
+        classes.setdefault((tp, cp, ep), []).append(key)
+    if len(classes) < CLASSES_PER_SHARE * parts:
+        return [[key for j, key in enumerate(layouts) if j % parts == index] for index in range(parts)]
+    shares: list[list[tuple]] = [[] for _ in range(parts)]
+    for _, keys in sorted(classes.items(), key=lambda item: -len(item[1])):  # stable: candidate order
+        min(shares, key=len).extend(keys)
+    return shares
+
+
+CLASSES_PER_SHARE = 4
+"""(tp, cp, ep) classes per share below which shares are dealt layout by layout: with fewer,
+whole classes leave the shares unequal (a dense model's four TP degrees)."""
+
+
 class Part:
     """One of `parts` shares of a bounded build, run at once in as many processes: the layouts
-    of the candidates dealt out in turn, in candidate order (neighbours differ in the expert
-    degree or the interleaving, so every share holds some of every (tp, pp) family, and the
-    plans of a layout, which share most of their terms, stay together). A share stops at the
-    first of its groups whose floor is above its bar: over any set of exact layout costs, the
+    of the candidates dealt out (`_dealt`; the plans of a layout, which share most of their
+    terms, stay together). A share stops at the first of its groups whose floor is above its
+    bar: over any set of exact layout costs, the
     bar is no lower than the whole table's (the greatest cost shown only falls as layouts are
     added), so every layout of the answer is built by its share. Where the processes share
     memory (`SharedCosts`, inherited from a forked parent), each share also reads the costs the
@@ -400,7 +424,7 @@ class Part:
 
     def __init__(self, index: int, parts: int, layouts: Sequence[tuple], shared: SharedCosts | None = None):
         self.index, self.shared = index, shared
-        self.layouts = frozenset(key for j, key in enumerate(layouts) if j % parts == index)
+        self.layouts = frozenset(_dealt(layouts, parts)[index])
         self._read = [0] * parts
 
     def keeps(self, plan: Plan) -> bool:
