@@ -111,6 +111,7 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
                     i, part = key
                     built[i][part] = outcome
                     if len(built[i]) < len(shared[i]):
+                        _load_solver()
                         continue
                     bars.update((names[i], None, len(candidates[i].plans)))
                     outcome = finish_bounded(names[i], candidates[i], c, d, k, [built[i][j] for j in sorted(built[i])],
@@ -150,6 +151,13 @@ def _shares(found: EngineCandidates, jobs: int) -> list:
     parts = min(jobs, len(dealt))
     costs = SharedCosts(parts) if forks() else None
     return [Part(index, parts, dealt, costs) for index in range(parts)]
+
+
+def _load_solver() -> None:
+    """Loads CP-SAT (OR-Tools, some 0.05 s) in this process once a share of a build is in: the
+    search over what the shares built needs it, and the finished share's CPU is free while the
+    others run (with every CPU busy, loading it sooner only slows the shares)."""
+    import planner.search.cpsat  # noqa: F401
 
 
 def _search_share(name: str, cluster: Cluster, constraints: dict[str, Constraint], top: int,
