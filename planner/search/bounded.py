@@ -22,11 +22,14 @@ layout that fits nowhere (its larger micro-batches with it), and built only wher
 for the explanation, which reads every layout. A layout that fits somewhere is built untimed
 first (its memory terms alone) and waits among the pending layouts by its time floor
 (`time_floor_us`: the step floor and the forward of the fewest layers it must recompute to
-fit); it is timed when it comes out, and left out where that floor stays above the bar.
+fit); it is timed when it comes out, and left out where that floor stays above the bar. A
+plan that recomputes whole layers is not even built where its step floor with the fewest
+layers it must recompute, bounded from its memory floor's terms before any probe
+(memory.estimate.least_recomputed_layers), is above the bar (`build`).
 Where the plans shown cost little next to most floors (a mixture of experts, a small model on
 many GPUs), a fraction of the table is built; where every plan costs within a few per cent of
 the others, most of it, and the floors cost a few per cent more than the table alone. The plans
-themselves are built when read (space.Candidates): the groups and the floors' shapes come from
+themselves are built when read (space.Candidates): the groups and the floors' keys come from
 the candidates' rows of values.
 
 Only the step-time objective has a floor; brute force reads the whole table.
