@@ -61,3 +61,11 @@ def test_a_stored_hash_is_the_fields_hash_and_stays_out_of_pickles(a, b):
     assert pair == _Pair(a, b) and "_hash_once" in pair.__dict__
     copy = pickle.loads(pickle.dumps(pair))
     assert copy == pair and "_hash_once" not in copy.__dict__
+
+
+def test_the_plan_the_searchs_caches_key_on_hashes_once():
+    """Plan and its degrees are `hash_once` classes: a search hashes the same plans and their
+    memo keys hundreds of thousands of times (planner/cost/memo.py)."""
+    plan = Plan(parallel=ParallelDims(tp=2, dp=4))
+    hash(plan)
+    assert "_hash_once" in plan.__dict__ and "_hash_once" in plan.parallel.__dict__

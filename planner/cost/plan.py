@@ -71,13 +71,13 @@ class ParallelDims:
             raise PlanError(f"vpp({self.vpp}) needs pp > 1")
 
 
-@hash_once
 def step_microbatches(gas: int, runs: int, pp: int, vpp: int) -> float:
     """m + runs·(p − 1)/v: the micro-batch passes of a plan's slowest stage a step waits for, the
     fill and drain of each of its pipeline runs included (1F1B; interleaved in v chunks)."""
     return gas + runs * (pp - 1) / vpp
 
 
+@hash_once
 @dataclass(frozen=True)
 class Plan:
     """Everything that decides a training step's memory and time, for one job on one cluster."""
