@@ -209,11 +209,10 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         bar_us = bar.value
         if bar_us == math.inf:
             return False
-        us = FLOOR_SHARE * 1e6 * step_floor(plan, workload, cluster)
-        if us > bar_us or plan.recompute != "full":
-            return us > bar_us
+        if _recompute_floor_us(plan, 0, workload, cluster) > bar_us:
+            return True
         layers = least_recomputed_layers(plan, workload, cluster, capacity)
-        return layers > 0 and us + FLOOR_SHARE * 1e6 * layers * recompute_floor(plan, workload, cluster) > bar_us
+        return layers > 0 and _recompute_floor_us(plan, layers, workload, cluster) > bar_us
 
     def build(members: list[int]) -> None:
         """The group's plans, in TableBuilder.order (a deferred plan, offload, reads whether its
@@ -332,8 +331,12 @@ def time_floor_us(layout: Layout, workload: Workload, cluster: Cluster, capacity
     (point.least_recompute over its memory coefficients, timing/floor.py recompute_floor). Most
     layouts that need recompute to fit cost far more than the floor alone says, and their time
     probes are spared where this is above the bar."""
-    plan = layout.plan
     layers = least_recompute(layout, capacity_kib, workload.arch.num_layers)
+    return _recompute_floor_us(layout.plan, layers, workload, cluster)
+
+
+def _recompute_floor_us(plan: Plan, layers: float, workload: Workload, cluster: Cluster) -> float:
+    """µs (× FLOOR_SHARE) of the plan's step floor with `layers` layers recomputed at the least."""
     extra = layers * recompute_floor(plan, workload, cluster) if layers else 0.0
     return FLOOR_SHARE * 1e6 * (step_floor(plan, workload, cluster) + extra)
 
@@ -419,11 +422,10 @@ class Part:
     """One of `parts` shares of a bounded build, run at once in as many processes: the layouts
     of the candidates dealt out (`_dealt`; the plans of a layout, which share most of their
     terms, stay together). A share stops at the first of its groups whose floor is above its
-    bar: over any set of exact layout costs, the
-    bar is no lower than the whole table's (the greatest cost shown only falls as layouts are
-    added), so every layout of the answer is built by its share. Where the processes share
-    memory (`SharedCosts`, inherited from a forked parent), each share also reads the costs the
-    others solved, and stops by the lowest bar."""
+    bar: over any set of exact layout costs, the bar is no lower than the whole table's (the
+    greatest cost shown only falls as layouts are added), so every layout of the answer is built
+    by its share. Where the processes share memory (`SharedCosts`, inherited from a forked
+    parent), each share also reads the costs the others solved, and stops by the lowest bar."""
 
     def __init__(self, index: int, parts: int, layouts: Sequence[tuple], shared: SharedCosts | None = None):
         self.index, self.shared = index, shared
