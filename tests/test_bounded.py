@@ -15,7 +15,13 @@ from planner.cost.cluster import build_cluster
 from planner.cost.inputs import load_inputs
 from planner.cost.memory.estimate import estimate_memory, least_recomputed_layers, memory_floor, state_floor
 from planner.cost.plan import ParallelDims, Plan
-from planner.cost.timing.floor import step_floor
+from planner.cost.timing.floor import (
+    FloorBounds,
+    _keyed_microbatch_floor,
+    _sequence_class,
+    keyed_step_floor,
+    step_floor,
+)
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import engine_workload
 from planner.model import load_architecture
@@ -116,6 +122,40 @@ def _memory_floor_holds(wl, cluster, defaults):
                 assert fewest <= least_recompute(layout, cap, layers), layout.plan
                 recomputing += fewest > 0
     return recomputing
+
+
+def _floor_bounds_hold(wl, cluster, defaults) -> int:
+    """Over every floor key of the candidates: the micro-batch floor per sequence never rises
+    with the micro-batch among keys alike in all else (FloorBounds' premise, which a share's
+    subset of the keys relies on at any largest micro-batch), and FloorBounds.bound ≤ the key's
+    step floor. Returns the keys checked."""
+    with memo.session():
+        plans = candidates(wl, cluster, defaults, {})
+        keys = {key: i for shapes in plans.screening()[1].values() for key, i in shapes.items()}
+        classes: dict[tuple, list[tuple[int, float]]] = {}
+        for key, i in keys.items():
+            floor = _keyed_microbatch_floor(key, lambda i=i: plans[i], wl, cluster)
+            classes.setdefault(_sequence_class(key), []).append((key[8], floor))
+        for per_mbs in classes.values():
+            per_mbs.sort()
+            for (m, f), (m2, f2) in zip(per_mbs, per_mbs[1:]):
+                assert f2 / m2 <= f / m * (1 + 1e-12), (m, f, m2, f2)
+        bounds = FloorBounds(keys.items(), plans.__getitem__, wl, cluster)
+        for key, i in keys.items():
+            assert bounds.bound(key) <= keyed_step_floor(key, lambda i=i: plans[i], wl, cluster), key
+    return len(keys)
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
+def test_the_floor_bounds_are_under_every_step_floor(reference):
+    assert _floor_bounds_hold(*_reference(*reference))
+
+
+def test_the_floor_bounds_of_a_large_mixture_of_experts_in_fp8():
+    """DeepSeek-V3 in fp8 (and bf16) on 256 H100: 62 (tp, cp, ep) classes, the host's launches
+    and the deduplicated all-to-alls of many local experts."""
+    wl, cluster, _ = _reference("megatron", "deepseek-v3", 32, 1024)
+    assert _floor_bounds_hold(wl, cluster, replace(BF16_ADAMW, precision="fp8")) > 1000
 
 
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
@@ -252,6 +292,7 @@ def test_constraints_and_a_job_that_fits_nowhere(tmp_path):
                       lora_rank=16))
 def test_random_jobs_of_every_engine(job):
     _memory_floor_holds(*job)
+    _floor_bounds_hold(*job)
     _same_best(*job)
     _same_plans(*job)
     _same_split(*job)

@@ -44,12 +44,13 @@ import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.memory.estimate import least_recomputed_layers, memory_floor
 from planner.cost.plan import Plan
-from planner.cost.timing.floor import floor_key, keyed_step_floor, recompute_floor, step_floor
+from planner.cost.timing.floor import FloorBounds, floor_key, keyed_step_floor, recompute_floor, step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.search import FAMILIES, family, search
 from planner.search.layouts import Layout, TableBuilder
@@ -186,7 +187,8 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     arrival = itertools.count()  # ties: the first built first
     # A group's plans differ in their micro-batch and offload, the floor reads the first only:
     # it is read of one plan of each shape of the group. Groups that differ in what it does not
-    # read (ZeRO, recompute ...) share their floors.
+    # read (ZeRO, recompute ...) share their floors, and a group's floor is worked out only once
+    # a bound under it (FloorBounds) comes first among the groups left.
     floors: dict[tuple, float] = {}
 
     def floor(key: tuple, i: int) -> float:
@@ -194,8 +196,25 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             floors[key] = keyed_step_floor(key, lambda: plans[i], workload, cluster)
         return floors[key]
 
-    floor_us = {g: FLOOR_SHARE * 1e6 * min(floor(shape, i) for shape, i in shapes[g].items()) for g in groups}
-    order = sorted(groups, key=lambda g: floor_us[g])  # stable: equal floors in candidate order
+    bounds = FloorBounds(((key, i) for g in groups for key, i in shapes[g].items()), plans.__getitem__,
+                         workload, cluster)
+
+    def group_floor_us(g: tuple) -> float:
+        """The least floor of the group's shapes, each worked out in the order of its bound
+        until the bounds left are above the least found."""
+        least = math.inf
+        for bound, key, i in sorted(((bounds.bound(key), key, i) for key, i in shapes[g].items()), key=itemgetter(0)):
+            if bound >= least:
+                break
+            least = min(least, floor(key, i))
+        return FLOOR_SHARE * 1e6 * least
+
+    # The groups by floor, least first, equal floors in candidate order: a heap of (µs, exact,
+    # candidate order, group) whose bounds (exact 0) are replaced by the floor when they come
+    # first. A group comes out exact only when every bound left is above its floor, so the
+    # groups come out in the order of their floors.
+    heap = [(FLOOR_SHARE * 1e6 * min(map(bounds.bound, shapes[g])), 0, n, g) for n, g in enumerate(groups)]
+    heapq.heapify(heap)
     capacity = cluster.capacity / MEMORY_SHARE
     floored: list[list[int]] = []
 
@@ -209,6 +228,8 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         bar_us = bar.value
         if bar_us == math.inf:
             return False
+        if FLOOR_SHARE * 1e6 * bounds.bound(floor_key(plan)) > bar_us:  # under the step floor
+            return True
         if _recompute_floor_us(plan, 0, workload, cluster) > bar_us:
             return True
         layers = least_recomputed_layers(plan, workload, cluster, capacity)
@@ -275,12 +296,19 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
                 part.publish(point.cost, shape)
 
     reached = done = 0
-    for g in order:
+    while heap:
+        us, exact, n, g = heap[0]
+        if not exact:
+            if us > bar.value:  # every group left has its floor above the bar
+                break
+            heapq.heapreplace(heap, (group_floor_us(g), 1, n, g))
+            continue
+        heapq.heappop(heap)
         if part is not None:
             part.read(bar)
-        while pending and pending[0][0] < floor_us[g] and hint.value < floor_us[g] <= bar.value:
+        while pending and pending[0][0] < us and hint.value < us <= bar.value:
             advance()
-        if floor_us[g] > bar.value:
+        if us > bar.value:
             break
         build(groups[g])
         reached += 1
@@ -304,7 +332,7 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     total = sum(map(len, groups.values()))
     if progress is not None and done < total:
         progress(total)  # the rest ruled out by their floors
-    return Built(made, floored, reached == len(order) and not dropped and not unbuilt)
+    return Built(made, floored, reached == len(groups) and not dropped and not unbuilt)
 
 
 def _read_by(plans: Sequence[Plan], held: list[int], i: int, deferred: Callable[[Plan], bool]) -> list[int]:

@@ -13,7 +13,7 @@ of one shape (memoized within a search, planner/cost/memo.py).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
@@ -52,9 +52,62 @@ def keyed_step_floor(key: tuple, plan: Callable[[], Plan], workload: Workload, c
     micro-batch floor (the key less its first four) is not known yet (the search's screening
     reads keys off the candidates' rows: space.Candidates.screening)."""
     pp, vpp, gas, runs = key[:4]
-    microbatch = memo.lookup(_MICROBATCH, (key[4:], workload, cluster),
-                             lambda: _microbatch_floor(plan(), workload, cluster))
-    return step_microbatches(gas, runs, pp, vpp) * microbatch / pp
+    return step_microbatches(gas, runs, pp, vpp) * _keyed_microbatch_floor(key, plan, workload, cluster) / pp
+
+
+def _keyed_microbatch_floor(key: tuple, plan: Callable[[], Plan], workload: Workload, cluster: Cluster) -> float:
+    """`_microbatch_floor` of the plans of floor key `key`, memoized on the key less its first four."""
+    return memo.lookup(_MICROBATCH, (key[4:], workload, cluster), lambda: _microbatch_floor(plan(), workload, cluster))
+
+
+_MBS = 8
+"""The micro-batch's position in a floor key (`shape_floor_key`)."""
+
+
+def _sequence_class(key: tuple) -> tuple:
+    """What a floor key's micro-batch floor reads but the micro-batch: the degrees, sequence
+    parallelism, the precision, the experts' TP and the engine."""
+    return key[4:_MBS] + key[_MBS + 1:]
+
+
+class FloorBounds:
+    """Lower bounds under `keyed_step_floor` for many floor keys, at the price of one micro-batch
+    floor per class of keys alike in all but the micro-batch (`_sequence_class`): the search
+    orders its screening groups by their floors and stops at the first above its bar, so a group
+    needs its exact floor only where a bound says it may come before that (search/bounded.py).
+
+    The micro-batch floor per sequence, f(m)/m, never rises with the micro-batch m: each term
+    `_microbatch_floor` sums is a + b·m with a ≥ 0, or the larger of such terms. A GEMM of F
+    FLOPs at η∞·F/(F + F½) of peak (compute._Rate) takes F/(peak·η∞) + F½/(peak·η∞); a collective
+    α + S/B with its payload S in proportion to the tokens (topology.collective_time: two-level
+    and deduplicated forms alike); the fused attention's rows, the element-wise kernels' bytes
+    and the loss grow with the tokens; the host's launches per layer are a constant that paces
+    a layer only where it is the larger term (a negative remainder never does). So for m ≤ M,
+    f(m) ≥ m·f(M)/M: each class is bounded from the floor at its largest micro-batch among the
+    keys given (tests/test_bounded.py checks f(m)/m on every class of the reference and random
+    jobs)."""
+
+    SHARE = 1 - 1e-12
+    """Of the bound counted: m·(f(M)/M) may round a unit above f(M) where m = M."""
+
+    def __init__(self, keys: Iterable[tuple[tuple, int]], plan: Callable[[int], Plan], workload: Workload,
+                 cluster: Cluster):
+        """`keys`: the floor keys to bound, each with the index of one plan of it, `plan(index)`
+        building that plan where its micro-batch floor is computed."""
+        largest: dict[tuple, tuple[tuple, int]] = {}
+        for key, index in keys:
+            cls = _sequence_class(key)
+            known = largest.get(cls)
+            if known is None or key[_MBS] > known[0][_MBS]:
+                largest[cls] = (key, index)
+        self._per_sequence = {
+            cls: self.SHARE * _keyed_microbatch_floor(key, lambda i=index: plan(i), workload, cluster) / key[_MBS]
+            for cls, (key, index) in largest.items()}
+
+    def bound(self, key: tuple) -> float:
+        """Seconds under `keyed_step_floor` of floor key `key`, whose class was given."""
+        pp, vpp, gas, runs = key[:4]
+        return step_microbatches(gas, runs, pp, vpp) * key[_MBS] * self._per_sequence[_sequence_class(key)] / pp
 
 
 def recompute_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
