@@ -222,16 +222,22 @@ class Candidates(Sequence[Plan]):
             if keep is not None and not keep(layout.base):
                 continue
             keys: dict[tuple, tuple] = {}  # the layout's shapes' floor keys
+            # The layout's groups by their values, each with its plans and its shapes' keys.
+            found: dict[tuple, tuple[list[int], dict[tuple, int]]] = {}
             for i, row in enumerate(layout.rows, start=layout.start):
-                group = (k, pick(row))
-                if group not in groups:
-                    groups[group], shapes[group] = [], {}
-                groups[group].append(i)
+                values = pick(row)
+                entry = found.get(values)
+                if entry is None:
+                    entry = found[values] = ([], {})
+                entry[0].append(i)
                 values = shape(row)
                 key = keys.get(values)
                 if key is None:
                     key = keys[values] = shape_floor_key(layout.base, *values)
-                shapes[group].setdefault(key, i)
+                if key not in entry[1]:
+                    entry[1][key] = i
+            for values, (members, keyed) in found.items():
+                groups[k, values], shapes[k, values] = members, keyed
         return groups, shapes
 
     def layout_plans(self) -> list[Plan]:

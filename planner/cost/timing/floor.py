@@ -103,11 +103,16 @@ class FloorBounds:
         self._per_sequence = {
             cls: self.SHARE * _keyed_microbatch_floor(key, lambda i=index: plan(i), workload, cluster) / key[_MBS]
             for cls, (key, index) in largest.items()}
+        self._bounds: dict[tuple, float] = {}  # by key: the groups of a search share most of theirs
 
     def bound(self, key: tuple) -> float:
         """Seconds under `keyed_step_floor` of floor key `key`, whose class was given."""
-        pp, vpp, gas, runs = key[:4]
-        return step_microbatches(gas, runs, pp, vpp) * key[_MBS] * self._per_sequence[_sequence_class(key)] / pp
+        found = self._bounds.get(key)
+        if found is None:
+            pp, vpp, gas, runs = key[:4]
+            found = self._bounds[key] = (step_microbatches(gas, runs, pp, vpp) * key[_MBS]
+                                         * self._per_sequence[_sequence_class(key)] / pp)
+        return found
 
 
 def recompute_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float:
