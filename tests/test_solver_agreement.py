@@ -75,7 +75,7 @@ AGREEMENT = dict(deadline=None, derandomize=True, suppress_health_check=[HealthC
                                                                         HealthCheck.data_too_large])
 
 
-@settings(max_examples=60, **AGREEMENT)
+@settings(max_examples=30, **AGREEMENT)
 @given(cases())
 def test_cpsat_agrees_with_brute_force(case):
     assert_agreement(case)
