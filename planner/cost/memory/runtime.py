@@ -2,6 +2,8 @@
 and the runtime of the process (CUDA context, GEMM workspaces, NCCL buffers, allocator fragmentation)."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from planner.cost.engine import deferred_sync
 from planner.cost.memory.kernels import Kernels
 from planner.cost.memory.states import MIXED
@@ -169,9 +171,11 @@ def _own_buffers(plan: Plan, workload: Workload, shard: StageShard, weight_b: fl
     return {"zero3_gathered_modules": 2 * gathered * largest_module_params(arch) / tp}
 
 
+@lru_cache(maxsize=64)
 def largest_module_params(arch: Architecture) -> int:
     """Parameters held directly by the largest Hugging Face module (DeepSpeed's `largest layer`):
-    the embedding or lm_head, a projection, or a layer's fused routed experts (3-D parameters)."""
+    the embedding or lm_head, a projection, or a layer's fused routed experts (3-D parameters).
+    Once per architecture: every ZeRO-3 plan of a DeepSpeed search reads it."""
     sizes = [arch.vocab * arch.hidden]
     for i in range(arch.num_layers):
         sizes += [d_in * d_out for d_in, d_out, _ in attention_linears(arch.attention, arch.hidden).values()]
