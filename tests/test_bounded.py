@@ -39,7 +39,7 @@ from planner.search.bounded import (
     layout_keys,
     time_floor_us,
 )
-from planner.search.layouts import KiB
+from planner.search.layouts import KiB, TableBuilder
 from planner.search.point import least_recompute, lower_bound
 from planner.search.runners_up import layout_best
 from planner.search.space import candidate_plans, candidates
@@ -109,6 +109,7 @@ def _memory_floor_holds(wl, cluster, defaults):
     the fewest layers the layout recomputes to fit (point.least_recompute). Returns how many
     layouts the latter says must recompute."""
     layers, cap = wl.arch.num_layers, capacity_kib(cluster)
+    builder = TableBuilder(wl, cluster)
     recomputing = 0
     with memo.session():
         rows = candidate_table(wl, cluster, defaults, {}, "step-time", screen=False)
@@ -117,6 +118,8 @@ def _memory_floor_holds(wl, cluster, defaults):
             least = lower_bound(layout, "memory", layers)
             assert MEMORY_SHARE * state_floor(layout.plan, wl, cluster) / KiB <= least, layout.plan
             assert MEMORY_SHARE * memory_floor(layout.plan, wl, cluster) / KiB <= least, layout.plan
+            first_low = builder.first_low(layout.plan)  # as the search asks for it
+            assert MEMORY_SHARE * memory_floor(layout.plan, wl, cluster, first_low) / KiB <= least, layout.plan
             if not layout.exact:
                 fewest = least_recomputed_layers(layout.plan, wl, cluster, cluster.capacity / MEMORY_SHARE)
                 assert fewest <= least_recompute(layout, cap, layers), layout.plan
@@ -162,6 +165,34 @@ def test_the_floor_bounds_of_a_large_mixture_of_experts_in_fp8():
 def test_the_memory_floor_is_under_every_layouts_least_memory(reference):
     recomputing = _memory_floor_holds(*_reference(*reference))
     assert recomputing  # some layout of every reference must recompute to fit
+
+
+@pytest.mark.slow
+def test_the_memory_floor_is_under_every_layouts_least_memory_of_a_leading_dense_block():
+    """DeepSeek-V3 (three dense layers first, on the first stage) on 256 H100: every layout,
+    the partitioned floor included."""
+    assert _memory_floor_holds(*_reference("megatron", "deepseek-v3", 32, 1024))
+
+
+def test_the_partitioned_floor_counts_whole_middle_stages():
+    """DeepSeek-V3 (61 layers, three dense ones first) on 32 pipeline stages of 2,048 H800: every
+    partition leaves one layer to each middle stage and 31 to the ends, so the fuller end holds
+    16 layers' states, which no GPU holds; the weighted mean of the stages (a fraction of a
+    layer each) puts the plan under the capacity. Under every partition's least memory still
+    (the reference and random jobs above)."""
+    inputs = load_inputs(EXAMPLES.parent / "benchmarks" / "cases" / "h800-256nodes.yaml",
+                         EXAMPLES.parent / "benchmarks" / "cases" / "deepseek-v3-bf16.yaml", "megatron")
+    wl, cluster = inputs.workload, inputs.cluster
+    plan = Plan(parallel=ParallelDims(tp=2, pp=32, dp=32, sp=True), framework="megatron", zero=1,
+                recompute="full", gas=480, first_stage_layers=15, last_stage_layers=16)
+    first_low = TableBuilder(wl, cluster).first_low(plan)
+    assert first_low == 3
+    with memo.session():
+        assert memory_floor(plan, wl, cluster) < cluster.capacity < memory_floor(plan, wl, cluster, first_low)
+        assert memory_floor(plan, wl, cluster, first_low) <= MEMORY_SHARE ** -1 * min(
+            m.memory.total for m in [max(estimate_memory(plan.with_(first_stage_layers=f, last_stage_layers=31 - f),
+                                                         wl, cluster), key=lambda m: m.memory.total)
+                                     for f in range(3, 31)])
 
 
 @pytest.mark.parametrize("engine", ["megatron", "fsdp2"])
