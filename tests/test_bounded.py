@@ -118,8 +118,8 @@ def _memory_floor_holds(wl, cluster, defaults):
             least = lower_bound(layout, "memory", layers)
             assert MEMORY_SHARE * state_floor(layout.plan, wl, cluster) / KiB <= least, layout.plan
             assert MEMORY_SHARE * memory_floor(layout.plan, wl, cluster) / KiB <= least, layout.plan
-            first_low = builder.first_low(layout.plan)  # as the search asks for it
-            assert MEMORY_SHARE * memory_floor(layout.plan, wl, cluster, first_low) / KiB <= least, layout.plan
+            lows = builder.lows(layout.plan)  # as the search asks for it
+            assert MEMORY_SHARE * memory_floor(layout.plan, wl, cluster, lows) / KiB <= least, layout.plan
             if not layout.exact:
                 fewest = least_recomputed_layers(layout.plan, wl, cluster, cluster.capacity / MEMORY_SHARE)
                 assert fewest <= least_recompute(layout, cap, layers), layout.plan
@@ -185,11 +185,11 @@ def test_the_partitioned_floor_counts_whole_middle_stages():
     wl, cluster = inputs.workload, inputs.cluster
     plan = Plan(parallel=ParallelDims(tp=2, pp=32, dp=32, sp=True), framework="megatron", zero=1,
                 recompute="full", gas=480, first_stage_layers=15, last_stage_layers=16)
-    first_low = TableBuilder(wl, cluster).first_low(plan)
-    assert first_low == 3
+    lows = TableBuilder(wl, cluster).lows(plan)
+    assert lows == (3, 1, 1)
     with memo.session():
-        assert memory_floor(plan, wl, cluster) < cluster.capacity < memory_floor(plan, wl, cluster, first_low)
-        assert memory_floor(plan, wl, cluster, first_low) <= MEMORY_SHARE ** -1 * min(
+        assert memory_floor(plan, wl, cluster) < cluster.capacity < memory_floor(plan, wl, cluster, lows)
+        assert memory_floor(plan, wl, cluster, lows) <= MEMORY_SHARE ** -1 * min(
             m.memory.total for m in [max(estimate_memory(plan.with_(first_stage_layers=f, last_stage_layers=31 - f),
                                                          wl, cluster), key=lambda m: m.memory.total)
                                      for f in range(3, 31)])

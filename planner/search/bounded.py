@@ -263,7 +263,7 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
 
     def add(i: int, members: list[int]) -> None:
         plan = plans[i]
-        if not builder.skips(plan) and memory_floor(plan, workload, cluster, builder.first_low(plan)) > capacity:
+        if not builder.skips(plan) and memory_floor(plan, workload, cluster, builder.lows(plan)) > capacity:
             # Screened out as a layout that fits nowhere is, unbuilt (module docstring).
             builder.screen_out(plan)
             if not floored or floored[-1] is not members:

@@ -347,12 +347,13 @@ class TableBuilder:
             return True
         return self.never_built(plan)
 
-    def first_low(self, plan: Plan) -> int | None:
-        """The fewest layers the first stage holds in every partition of the plan's layout (the
-        leading block with it, partition.class_lows), None where the layers are not linear."""
+    def lows(self, plan: Plan) -> tuple[int, int, int] | None:
+        """The fewest layers the (first, middle, last) stages hold in every partition of the
+        plan's layout (the leading block on the first, enough for the chunks: partition.
+        class_lows), None where the layers are not linear."""
         if self.lead is None:
             return None
-        return class_lows(plan.parallel.pp, plan.parallel.vpp, max(1, self.lead))[0]
+        return class_lows(plan.parallel.pp, plan.parallel.vpp, max(1, self.lead))
 
     def never_built(self, plan: Plan) -> bool:
         """Whether `add` builds nothing for the plan whatever was added before it: recompute none

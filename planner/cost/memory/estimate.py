@@ -126,7 +126,8 @@ FORWARD_STATES = ("weights", "fp8_weight_cache", "optimizer_states", "master_wei
 steps, a one-micro-batch step has none until its backward."""
 
 
-def memory_floor(plan: Plan, workload: Workload, cluster: Cluster, first_low: int | None = None) -> float:
+def memory_floor(plan: Plan, workload: Workload, cluster: Cluster,
+                 lows: tuple[int, int, int] | None = None) -> float:
     """Bytes below which no stage partition or recompute count of the plan brings its fullest GPU,
     the activations of its in-flight micro-batches counted with its model states.
 
@@ -148,8 +149,9 @@ def memory_floor(plan: Plan, workload: Workload, cluster: Cluster, first_low: in
     activations, recompute's working set. The runtime's bytes are those at that many live bytes
     (affine in them). Never below `state_floor` (the optimizer step's states, where gradients
     appear in backward), which is all a plan training part of the model (`partial`) gets.
-    With `first_low`, the fewest layers the first stage holds in every partition searched, also
-    never below `_partitioned_floor`, which counts the middle stages' one whole count.
+    With `lows`, the fewest layers the (first, middle, last) stages hold in every partition
+    searched, also never below `_partitioned_floor`, which counts the middle stages' one whole
+    count.
     The search sets a layout aside unbuilt where this is above the GPU's capacity
     (search/bounded.py; tests/test_bounded.py checks it under every layout's least memory)."""
     if workload.partial is not None:
@@ -160,19 +162,23 @@ def memory_floor(plan: Plan, workload: Workload, cluster: Cluster, first_low: in
     weights = stages.weights(kinds)
     held_bytes = sum(count * stages.least_share(weights, sigma, a) for count, sigma, a in kinds)
     held_bytes += stages.ends_share(weights)
-    if first_low is not None:
-        held_bytes = max(held_bytes, _partitioned_floor(plan, stages, least, first_low))
+    if lows is not None:
+        held_bytes = max(held_bytes, _partitioned_floor(plan, stages, least, lows))
     bound = held_bytes + sum(runtime_bytes(plan, workload, cluster.gpu.id, held_bytes).values())
     return max(bound, memo.lookup(_STATE_FLOORS, (_state_key(plan), workload, cluster),
                                   lambda: state_floor(plan, workload, cluster)))
 
 
-def _partitioned_floor(plan: Plan, stages: _WeightedStages, least: Callable[[int], float], first_low: int) -> float:
+def _partitioned_floor(plan: Plan, stages: _WeightedStages, least: Callable[[int], float],
+                       lows: tuple[int, int, int]) -> float:
     """Held bytes below which no partition the search gives the plan brings its fullest stage,
-    where they take one form: p ≥ 3 stages without interleaving, split (f, m, …, m, l), the
-    middle stages one whole count m (partition.partitions; Megatron's flags set the end stages
-    alone), f ≥ `first_low`, and every layer from `first_low` on of one kind K (the stack's
-    leading block, if any, on the first stage). Each stage holds at least F_s of
+    where they take one form: p ≥ 3 stages split (f, m, …, m, l), the middle stages one whole
+    count m (partition.partitions; Megatron's flags set the end stages alone), each class at
+    least its low in `lows` (with interleaving, enough layers for the chunks), and every layer
+    from the first stage's low on of one kind K (the stack's leading block, if any, on the first
+    stage; a stage's layers are contiguous in the memory model, shard.stage_shards). The
+    in-flight micro-batches ι_s fall from stage to stage, interleaved or not, so the second
+    stage is the fullest middle one. Each stage holds at least F_s of
     `memory_floor` for its layers: the first β_0 + the layers before K's + (f − k)·c_0 (k: K's
     first layer), each middle m·c_1 and the last β_l + l·c_l, c_s = σ_K + ι_s·τ·a_K. For each
     whole m, with f + l = L − (p − 2)·m in real numbers, the fuller end stage is least where the
@@ -183,7 +189,8 @@ def _partitioned_floor(plan: Plan, stages: _WeightedStages, least: Callable[[int
     partitions do not take that form."""
     pp = plan.parallel.pp
     layers = stages.layers
-    if pp < 3 or plan.parallel.vpp != 1:
+    first_low, mid_low, last_low = lows
+    if pp < 3:
         return 0.0
     tail = [kind for kind in stages.kinds if kind[0] + kind[1] == layers]  # the kind of the last layers
     if len(tail) != 1 or tail[0][0] > first_low:
@@ -196,10 +203,10 @@ def _partitioned_floor(plan: Plan, stages: _WeightedStages, least: Callable[[int
                                 for first, count, s in stages.kinds if first != k) - k * c_first
     end = stages.ends[-1]
     floor = math.inf
-    for mid in range(1, (layers - first_low - 1) // (pp - 2) + 1):
+    for mid in range(mid_low, (layers - first_low - last_low) // (pp - 2) + 1):
         rest = layers - (pp - 2) * mid
         first = (end + rest * c_last - head) / (c_first + c_last) if c_first + c_last > 0 else first_low
-        first = min(max(first, first_low), rest - 1)
+        first = min(max(first, first_low), rest - last_low)
         floor = min(floor, max(head + first * c_first, end + (rest - first) * c_last, mid * c_mid))
     return floor if floor < math.inf else 0.0
 
