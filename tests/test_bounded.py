@@ -4,6 +4,7 @@ with the other families' bests (solve) are the full table's, to the plan, the st
 memory and the reasons, on the reference cases and on random jobs of every engine."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -31,6 +32,7 @@ from planner.search.bounded import (
     MEMORY_SHARE,
     Part,
     SharedCosts,
+    _Bar,
     _dealt,
     best_plan_search,
     bounded_build,
@@ -354,6 +356,25 @@ def test_a_cut_table_without_plans_falls_back_to_the_whole_table(monkeypatch):
     wl = engine_workload(inputs.workload, "megatron")
     assert built and outcome.result.plans  # searched again, whole
     assert len(outcome.rows) == len(candidate_table(wl, inputs.cluster, inputs.defaults, {}, "step-time"))
+
+
+def test_a_family_bar_is_the_top_or_its_own_best_under_the_bar():
+    """_Bar.of_family: a layout above the `top`-th cost and above its family's best is shown
+    neither among the best nor as its family's best; never above the bar; infinite until `top`
+    layouts are in."""
+    bar = _Bar(top=2, families=2)
+    bar.add(10, (1, 1))
+    assert not bar.ranked and bar.of_family((1, 1)) == math.inf
+    bar.add(12, (1, 2))
+    assert bar.ranked and bar.value == math.inf  # no other family yet
+    assert bar.of_family((1, 1)) == 12 and bar.of_family((1, 2)) == 12  # the top two's
+    assert bar.of_family((2, 1)) == math.inf  # nothing known of it
+    bar.add(20, (2, 1))
+    assert bar.of_family((2, 1)) == 20
+    bar.add(30, (4, 1))
+    assert bar.value == 30 and bar.of_family((8, 1)) == 30  # the bar caps an unknown family
+    bar.add(25, (2, 1))
+    assert bar.of_family((2, 1)) == 20 and bar.value == 30  # a second layout of (2, 1) moves neither
 
 
 def test_shares_are_dealt_whole_classes_where_there_are_many():

@@ -15,7 +15,11 @@ _first_of_cost, table order), the runners-up and the other families are the full
 (tests/test_bounded.py holds the two equal).
 
 A layout built is solved only when that could stop the build at the next group: its bound is
-below the group's floor, and so is the bar the built layouts would set if each cost its bound.
+below the group's floor, and so is the bar the built layouts would set if each cost its bound;
+or while fewer than `top` are solved. From then a family has a bar of its own
+(`_Bar.of_family`): a layout above the `top`-th cost and above a layout of its family solved is
+shown neither among the best nor as its family's best, so a group or a plan whose floor is above
+its family's bar is not built, while the bar itself waits on the families outside the best.
 A plan whose model states and least activations fit nowhere (memory.estimate.memory_floor above
 the capacity: its layout would be untimed) is screened out unbuilt, as TableBuilder screens a
 layout that fits nowhere (its larger micro-batches with it), and built only where nothing fits,
@@ -84,11 +88,26 @@ class _Bar:
         self.top, self.families = top, families
         self._added: list[tuple[int, tuple]] = []  # (cost, family), least cost first
         self._value: float | None = math.inf
+        self._best: dict[tuple, int] = {}  # each family's least cost
 
     def add(self, cost: int, shape: tuple) -> None:
         """A layout's cost, and its family (search.family)."""
         bisect.insort(self._added, (cost, shape), key=lambda a: a[0])
         self._value = None
+        if cost < self._best.get(shape, math.inf):
+            self._best[shape] = cost
+
+    @property
+    def ranked(self) -> bool:
+        """Whether `top` layouts are in: the families' bars (`of_family`) are finite from then."""
+        return len(self._added) >= self.top
+
+    def of_family(self, shape: tuple) -> float:
+        """The greatest cost of a layout of this family the search would show: one above the
+        `top`-th best and above a layout of its family found is neither among the best nor its
+        family's best (every cost shown only falls as layouts are added); never above the bar."""
+        kth = self._added[self.top - 1][0] if len(self._added) >= self.top else math.inf
+        return min(self.value, max(kth, self._best.get(shape, math.inf)))
 
     @property
     def value(self) -> float:
@@ -225,7 +244,7 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         to fit (memory.estimate.least_recomputed_layers: a floor under the count `time_floor_us`
         reads from the layout), is above the bar: the bar only falls, so none of its layouts
         would be timed."""
-        bar_us = bar.value
+        bar_us = bar.of_family(family(plan))
         if bar_us == math.inf:
             return False
         if FLOOR_SHARE * 1e6 * bounds.bound(floor_key(plan)) > bar_us:  # under the step floor
@@ -306,10 +325,13 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         heapq.heappop(heap)
         if part is not None:
             part.read(bar)
-        while pending and pending[0][0] < us and hint.value < us <= bar.value:
+        while pending and pending[0][0] < us and (hint.value < us <= bar.value or not bar.ranked):
             advance()
         if us > bar.value:
             break
+        if us > bar.of_family(family(plans[groups[g][0]])):  # neither among the best nor its family's
+            unbuilt = True
+            continue
         build(groups[g])
         reached += 1
         done += len(groups[g])
