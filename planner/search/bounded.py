@@ -106,7 +106,7 @@ class _Bar:
         """The greatest cost of a layout of this family the search would show: one above the
         `top`-th best and above a layout of its family found is neither among the best nor its
         family's best (every cost shown only falls as layouts are added); never above the bar."""
-        kth = self._added[self.top - 1][0] if len(self._added) >= self.top else math.inf
+        kth = self._added[self.top - 1][0] if self.ranked else math.inf
         return min(self.value, max(kth, self._best.get(shape, math.inf)))
 
     @property
@@ -446,10 +446,10 @@ def layout_keys(plans: Sequence[Plan]) -> list[tuple]:
 def _dealt(layouts: Sequence[tuple], parts: int) -> list[list[tuple]]:
     """The layouts (`layout_key`) of each of `parts` shares. Where they hold at least
     CLASSES_PER_SHARE (tp, cp, ep) classes per share, whole classes, the largest first to the
-    share holding the fewest layouts: a share then computes the step floors of its own classes
-    alone (each micro-batch floor reads those degrees, not the pipeline: timing/floor.py), the
-    largest part of a share's work where a mixture of experts has hundreds of layouts (DeepSeek-V3:
-    62 classes). Else in turn, in candidate order (neighbours differ in the expert degree or the
+    share holding the fewest layouts: a share then computes the floors of its own classes alone
+    (each micro-batch floor reads those degrees, not the pipeline: timing/floor.py) and the
+    layouts of a class share most of their memory and time terms (DeepSeek-V3: 62 classes).
+    Else in turn, in candidate order (neighbours differ in the expert degree or the
     interleaving, so every share holds some of every (tp, pp) family)."""
     classes: dict[tuple, list[tuple]] = {}
     for key in layouts:

@@ -126,7 +126,7 @@ def _microbatch_floor(plan: Plan, workload: Workload, cluster: Cluster) -> float
     """Seconds of one micro-batch summed over every pipeline stage: each layer's forward and
     backward compute (no recompute), the output layer and loss, each layer's TP collectives and,
     unless the engine overlaps them with compute (EngineTraits.ep_overlap), each MoE layer's
-    all-to-alls. Memoized (`keyed_step_floor`) on what it reads: the tensor, context and expert
+    all-to-alls. Memoized (`_keyed_microbatch_floor`) on what it reads: the tensor, context and expert
     degrees and sequence parallelism, the micro-batch, the precision, the experts' TP and the
     engine; not the pipeline (a sum over every layer, whatever the stages hold) nor the
     data-parallel size (the TP group is the innermost, the EP group's placement reads its own
