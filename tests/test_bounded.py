@@ -23,6 +23,7 @@ from planner.cost.timing.floor import (
     keyed_step_floor,
     step_floor,
 )
+from planner.cost.timing.partitioned import partitioned_step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import engine_workload
 from planner.model import load_architecture
@@ -93,11 +94,12 @@ def test_the_time_floor_is_under_every_layouts_best_point(reference):
     wl, cluster, defaults = _reference(*reference)
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), wl.arch.num_layers
     raised = 0
+    builder = TableBuilder(wl, cluster)
     with memo.session():
         rows = candidate_table(wl, cluster, defaults, {}, "step-time")
         for layout in (lay for lay in rows if lay.timed and not lay.exact):
             point = layout_best(layout, {}, cap, host_cap, "step-time", layers)
-            floor_us = time_floor_us(layout, wl, cluster, cap)
+            floor_us = time_floor_us(layout, wl, cluster, cap, builder.lows(layout.plan))
             if point is not None:
                 assert floor_us <= point.cost, layout.plan
             raised += floor_us > FLOOR_SHARE * 1e6 * step_floor(layout.plan, wl, cluster)
@@ -127,6 +129,68 @@ def _memory_floor_holds(wl, cluster, defaults):
                 assert fewest <= least_recompute(layout, cap, layers), layout.plan
                 recomputing += fewest > 0
     return recomputing
+
+
+def _partitioned_floor_holds(wl, cluster, defaults) -> int:
+    """FLOOR_SHARE × the step floor over a layout's partitions, each stage recomputing the fewest
+    layers its memory floor needs at the capacity over MEMORY_SHARE (timing/partitioned.py), ≤
+    the cost of the layout's best point, on every layout of the table that fits somewhere.
+    Returns how many it puts above the step floor
+    with the fewest layers recomputed over the whole pipeline (`time_floor_us` without lows)."""
+    cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), wl.arch.num_layers
+    builder = TableBuilder(wl, cluster)
+    tighter = 0
+    with memo.session():
+        rows = candidate_table(wl, cluster, defaults, {}, "step-time")
+        for layout in (lay for lay in rows if lay.timed and not lay.exact):
+            point = layout_best(layout, {}, cap, host_cap, "step-time", layers)
+            floor_s = partitioned_step_floor(layout.plan, wl, cluster, cluster.capacity / MEMORY_SHARE,
+                                             builder.lows(layout.plan))
+            if point is None:
+                continue
+            assert FLOOR_SHARE * 1e6 * floor_s <= point.cost, layout.plan
+            tighter += FLOOR_SHARE * 1e6 * floor_s > time_floor_us(layout, wl, cluster, cap)
+    return tighter
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
+def test_the_partitioned_floor_is_under_every_layouts_best_point(reference):
+    tighter = _partitioned_floor_holds(*_reference(*reference))
+    assert tighter or reference[0] in ("fsdp2", "deepspeed")  # no pipeline searched there
+
+
+@pytest.mark.slow
+def test_the_partitioned_floor_of_a_large_mixture_of_experts_in_fp8():
+    """DeepSeek-V3 in fp8 and bf16 on 256 H100: the leading dense block on the first stage, the
+    other stages recomputing most of their MoE layers to fit."""
+    wl, cluster, _ = _reference("megatron", "deepseek-v3", 32, 1024)
+    assert _partitioned_floor_holds(wl, cluster, replace(BF16_ADAMW, precision="fp8")) > 1000
+
+
+def test_the_partitioned_floor_counts_each_stages_recompute():
+    """DeepSeek-V3 in fp8 on 2,048 H800 (its benchmark case): TP 1, PP 16, EP 8 at one
+    sequence per micro-batch keeps every layer's activations by the mean of the stages (no
+    layer to recompute), while its second stage, 15 micro-batches in flight, holds at least four
+    MoE layers (61 on 16 stages, three dense ones on the first) and fits only recomputing three:
+    the floor over the partitions is within 5 % of the layout's best point, a third above the
+    step floor."""
+    inputs = load_inputs(EXAMPLES.parent / "benchmarks" / "cases" / "h800-256nodes.yaml",
+                         EXAMPLES.parent / "benchmarks" / "cases" / "deepseek-v3-fp8.yaml", "megatron")
+    wl, cluster = inputs.workload, inputs.cluster
+    plan = Plan(parallel=ParallelDims(tp=1, pp=16, dp=128, ep=8), zero=1, recompute="full", mbs=1, gas=120,
+                precision="fp8", first_stage_layers=3, last_stage_layers=2, fp8_param_gather=True,
+                framework="megatron")
+    builder = TableBuilder(wl, cluster)
+    capacity = cluster.capacity / MEMORY_SHARE
+    with memo.session():
+        assert least_recomputed_layers(plan, wl, cluster, capacity) == 0
+        floor_s = partitioned_step_floor(plan, wl, cluster, capacity, builder.lows(plan))
+        layout = TableBuilder(wl, cluster).add(plan)[0]
+        point = layout_best(layout, {}, capacity_kib(cluster), host_capacity_kib(cluster), "step-time",
+                            wl.arch.num_layers)
+        assert point.recomputed == (3, 3, 2)
+        assert 0.95 * point.cost < 1e6 * floor_s <= point.cost
+        assert floor_s > 1.3 * step_floor(plan, wl, cluster)
 
 
 def _floor_bounds_hold(wl, cluster, defaults) -> int:
@@ -329,6 +393,7 @@ def test_random_jobs_of_every_engine(job):
     _same_best(*job)
     _same_plans(*job)
     _same_split(*job)
+    _partitioned_floor_holds(*job)
 
 
 def test_a_cut_table_without_plans_falls_back_to_the_whole_table(monkeypatch):

@@ -55,6 +55,7 @@ from planner.cost.cluster import Cluster
 from planner.cost.memory.estimate import least_recomputed_layers, memory_floor
 from planner.cost.plan import Plan
 from planner.cost.timing.floor import FloorBounds, floor_key, keyed_step_floor, recompute_floor, step_floor
+from planner.cost.timing.partitioned import partitioned_step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.search import FAMILIES, family, search
 from planner.search.layouts import Layout, TableBuilder
@@ -228,6 +229,28 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             least = min(least, floor(key, i))
         return FLOOR_SHARE * 1e6 * least
 
+    def partitioned_floor_us(g: tuple) -> float:
+        """The least over the group's plans of the larger of their bound and their floor over
+        the partitions (timing/partitioned.py), each worked out unless its bound is above the
+        least found. A plan that fits nowhere (an infinite floor) is screened out with the
+        larger micro-batches of its offload (TableBuilder.skips): those are never built."""
+        members = groups[g]
+        lows = builder.lows(plans[members[0]])
+        least = math.inf
+        unfit: dict[str, int] = {}  # offload -> the least micro-batch that fits nowhere
+        for i in sorted(members, key=lambda i: (plans[i].offload, plans[i].mbs)):
+            plan = plans[i]
+            if plan.mbs > unfit.get(plan.offload, plan.mbs):
+                continue
+            bound = bounds.bound(floor_key(plan))
+            if bound >= least:
+                continue
+            floor_s = partitioned_step_floor(plan, workload, cluster, capacity, lows)
+            if floor_s == math.inf:
+                unfit[plan.offload] = plan.mbs
+            least = min(least, max(bound, floor_s))
+        return FLOOR_SHARE * 1e6 * least
+
     # The groups by floor, least first, equal floors in candidate order: a heap of (µs, exact,
     # candidate order, group) whose bounds (exact 0) are replaced by the floor when they come
     # first. A group comes out exact only when every bound left is above its floor, so the
@@ -250,6 +273,8 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         if FLOOR_SHARE * 1e6 * bounds.bound(floor_key(plan)) > bar_us:  # under the step floor
             return True
         if _recompute_floor_us(plan, 0, workload, cluster) > bar_us:
+            return True
+        if FLOOR_SHARE * 1e6 * partitioned_step_floor(plan, workload, cluster, capacity, builder.lows(plan)) > bar_us:
             return True
         layers = least_recomputed_layers(plan, workload, cluster, capacity)
         return layers > 0 and _recompute_floor_us(plan, layers, workload, cluster) > bar_us
@@ -292,7 +317,7 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         made[i] = builder.add(plan, time=False)
         for j, layout in enumerate(made[i]):
             if builder.untimed(layout):
-                us = time_floor_us(layout, workload, cluster, cap)
+                us = time_floor_us(layout, workload, cluster, cap, builder.lows(plan))
             elif layout.timed:  # an exact point
                 us = lower_bound(layout, "step-time", layers)
             else:  # fits nowhere
@@ -314,21 +339,37 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             if part is not None:
                 part.publish(point.cost, shape)
 
+    def settle() -> bool:
+        """Solves the pending layouts whose bound is not above the bar, least first: whether there
+        were any. Each may lower the bar or raise it (a family it brings among the best is no
+        longer one of the others), so the build stops only once every layout built that could be
+        shown is solved: a layout left costs more than the bar, and changes neither."""
+        if part is not None:
+            part.read(bar)
+        moved = False
+        while pending and pending[0][0] <= bar.value:
+            advance()
+            moved = True
+        return moved
+
     reached = done = 0
     while heap:
         us, exact, n, g = heap[0]
-        if not exact:
-            if us > bar.value:  # every group left has its floor above the bar
-                break
-            heapq.heapreplace(heap, (group_floor_us(g), 1, n, g))
+        if us > bar.value:  # every group left has its floor above the bar
+            if settle():
+                continue
+            break
+        if exact < 2:  # a bound (0) or the least step floor (1) of the group: refined in turn
+            refined = group_floor_us(g) if not exact else max(us, partitioned_floor_us(g))
+            heapq.heapreplace(heap, (refined, exact + 1, n, g))
             continue
-        heapq.heappop(heap)
         if part is not None:
             part.read(bar)
         while pending and pending[0][0] < us and (hint.value < us <= bar.value or not bar.ranked):
             advance()
         if us > bar.value:
-            break
+            continue  # read again at the top
+        heapq.heappop(heap)
         if us > bar.of_family(family(plans[groups[g][0]])):  # neither among the best nor its family's
             unbuilt = True
             continue
@@ -375,14 +416,17 @@ def _read_by(plans: Sequence[Plan], held: list[int], i: int, deferred: Callable[
     return out[::-1]
 
 
-def time_floor_us(layout: Layout, workload: Workload, cluster: Cluster, capacity_kib: int) -> float:
+def time_floor_us(layout: Layout, workload: Workload, cluster: Cluster, capacity_kib: int,
+                  lows: tuple[int, int, int] | None = None) -> float:
     """µs (× FLOOR_SHARE) that no point of an untimed layout that fits somewhere beats: its plan's
     step floor, plus what the fewest layers its stages must recompute to fit add at the least
-    (point.least_recompute over its memory coefficients, timing/floor.py recompute_floor). Most
-    layouts that need recompute to fit cost far more than the floor alone says, and their time
-    probes are spared where this is above the bar."""
+    (point.least_recompute over its memory coefficients, timing/floor.py recompute_floor); with
+    `lows` (TableBuilder.lows), never below the floor over its partitions
+    (timing/partitioned.py). Most layouts that need recompute to fit cost far more than the
+    floor alone says, and their time probes are spared where this is above the bar."""
     layers = least_recompute(layout, capacity_kib, workload.arch.num_layers)
-    return _recompute_floor_us(layout.plan, layers, workload, cluster)
+    partitioned = partitioned_step_floor(layout.plan, workload, cluster, cluster.capacity / MEMORY_SHARE, lows)
+    return max(_recompute_floor_us(layout.plan, layers, workload, cluster), FLOOR_SHARE * 1e6 * partitioned)
 
 
 def _recompute_floor_us(plan: Plan, layers: float, workload: Workload, cluster: Cluster) -> float:

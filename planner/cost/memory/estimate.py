@@ -257,6 +257,117 @@ def least_recomputed_layers(plan: Plan, workload: Workload, cluster: Cluster, ca
 
 
 @dataclass(frozen=True)
+class StageRecompute:
+    """The fewest layers each of a plan's stages 0, 1 and p − 1 must recompute for the bytes
+    `memory_floor` counts on it to fit, as a function of the layers it holds, where the plan's
+    layers are a head block (every layer before the last kind's first: the leading dense block,
+    layer 0) held by the first stage and one kind K after it: the partitions the search gives
+    such a stack (partition.partitions).
+
+    A stage s holding n layers of K (the first also the head) holds at least
+
+        F_s = β_s + [s = 0]·Σ_head (σ_i + ι_s·τ·k_i) + n·(σ_K + ι_s·τ·k_K) − Σ_recomputed ι_s·τ·(k_i − a_i)
+
+    (`memory_floor`'s terms; k_i: the bytes per token layer i saves for backward when it keeps
+    its activations, a_i its checkpoint's where the policy recomputes whole layers), with the
+    runtime's bytes at that many live bytes on it (affine in them). The fewest recomputed layers
+    whose savings, the largest first, bring it under the capacity is what no partition or count
+    of the search's goes under on that stage (tests/test_bounded.py checks the step floor this
+    feeds, timing/partitioned.py, under every layout's best point)."""
+
+    head_first: int
+    """The first layer of kind K: the head's layers on the first stage."""
+    ends: tuple[float, ...]
+    """β of the stages listed (0, 1 and p − 1; 0 and 1 of two; the one): the embedding, nothing,
+    the output layer (one stage: both)."""
+    head: tuple[float, ...]
+    """Each of those stages' bytes of the head, were it on it."""
+    per_layer: tuple[float, ...]
+    """σ_K + ι_s·τ·k_K of each."""
+    head_savings: tuple[tuple[float, int], ...]
+    """(k_i − a_i, layers) of the head's kinds, bytes per token."""
+    saving: float
+    """k_K − a_K, bytes per token."""
+    inflight: tuple[float, ...]
+    """ι_s·τ of each of those stages: the tokens of its in-flight micro-batches."""
+    limit: float
+    """Held bytes at which a stage's bytes with the runtime's reach the capacity."""
+    full: bool
+    """Whether the plan recomputes whole layers (else none can be recomputed)."""
+
+    def least(self, stage: int, layers: int, head: bool) -> float:
+        """The fewest layers the `stage`-th of the stages listed (`ends`) recomputes to fit holding
+        `layers` of kind K, and the head where `head`: inf where recomputing them all does not."""
+        excess = self.ends[stage] + layers * self.per_layer[stage] + (self.head[stage] if head else 0.0) - self.limit
+        if excess <= 0:
+            return 0.0
+        if not self.full:
+            return math.inf
+        inflight = self.inflight[stage]
+        if not head or not self.head_savings:
+            saving = self.saving * inflight
+            if saving <= 0 or excess > layers * saving:
+                return math.inf
+            return float(math.ceil(excess / saving - 1e-9))
+        recomputed = 0
+        savings = [(saving * inflight, count) for saving, count in self.head_savings] + [(self.saving * inflight, layers)]
+        for saving, count in sorted(savings, reverse=True):
+            if saving <= 0 or count <= 0:
+                continue
+            if excess <= count * saving:
+                return float(recomputed + math.ceil(excess / saving - 1e-9))
+            recomputed += count
+            excess -= count * saving
+        return math.inf
+
+    @classmethod
+    def of(cls, plan: Plan, workload: Workload, cluster: Cluster, capacity: float) -> StageRecompute | None:
+        """None where the plan's layers are not a head block and one kind, or where what a stage
+        holds is not its layers' (activation offload, partial fine-tuning)."""
+        if workload.partial is not None or plan.offload_activation_layers:
+            return None
+        held = STEP_STATES if workload.engine.persistent_gradients or plan.gas > 1 else FORWARD_STATES
+        kinds, stage_ends = memo.lookup(_FLOOR_STATES, (_state_key(plan), held, workload, cluster),
+                                        lambda: _floor_states(plan, workload, cluster, held))
+        layers = workload.arch.num_layers
+        tail = [kind for kind in kinds if kind[0] + kind[1] == layers]
+        if len(tail) != 1 or any(first > tail[0][0] for first, _, _ in kinds):
+            return None
+        k, _, sigma = tail[0]
+        head_kinds = [(first, count, s) for first, count, s in kinds if first != k]
+        full = plan.recompute == "full"
+        per_token = memo.lookup(_PER_TOKEN, (activation_key(plan, workload), tokens_per_gpu(plan, workload), workload),
+                                lambda: _kept_and_least(plan, workload, [first for first, _, _ in kinds]))
+        pp = plan.parallel.pp
+        indices = (0,) if pp == 1 else (0, pp - 1) if pp == 2 else (0, 1, pp - 1)
+        tokens = tokens_per_gpu(plan, workload)
+        inflight = tuple(inflight_microbatches(plan, s) * tokens for s in indices)
+        ends = tuple(stage_ends[0] if s == 0 else stage_ends[-1] if s == pp - 1 else 0.0 for s in indices)
+        kept_k, least_k = per_token[k]
+        head = tuple(sum(count * (s + n * per_token[first][0]) for first, count, s in head_kinds) for n in inflight)
+        empty = sum(runtime_bytes(plan, workload, cluster.gpu.id, 0.0).values())
+        per_byte = sum(runtime_bytes(plan, workload, cluster.gpu.id, float(2**30)).values()) - empty
+        return cls(head_first=k, ends=ends, head=head, per_layer=tuple(sigma + n * kept_k for n in inflight),
+                   head_savings=tuple((per_token[first][0] - per_token[first][1], count)
+                                      for first, count, _ in head_kinds),
+                   saving=kept_k - least_k, inflight=inflight,
+                   limit=(capacity - empty) / (1 + per_byte / 2**30), full=full)
+
+
+_PER_TOKEN = memo.new_cache()
+
+
+def _kept_and_least(plan: Plan, workload: Workload, firsts: list[int]) -> dict[int, tuple[float, float]]:
+    """(bytes per token a layer saves keeping its activations, its least: its checkpoint's where
+    the policy recomputes whole layers) of the layers `firsts`, under the plan."""
+    saving = layer_activation_bytes(workload.arch, plan, workload)
+    if plan.recompute != "full":
+        return {i: (saving(i), saving(i)) for i in firsts}
+    keeping = layer_activation_bytes(workload.arch, plan.with_(recompute="none"), workload)
+    return {i: (keeping(i), min(saving(i), keeping(i))) for i in firsts}
+
+
+@dataclass(frozen=True)
 class _WeightedStages:
     """What `memory_floor` and `least_recomputed_layers` weigh the pipeline stages by: each kind
     of layer's (first layer, layers, held state bytes σ on one GPU), the end stages' held

@@ -174,6 +174,20 @@ def least_layer_forward(plan: Plan, workload: Workload, cluster: Cluster) -> flo
     return min(terms.layer(i)[0] for i, _ in memo.lookup(_KIND_COUNTS, workload, terms._kind_counts))
 
 
+def layer_seconds(plan: Plan, workload: Workload, cluster: Cluster, index: int) -> tuple[float, float, float]:
+    """(forward, backward, selective recompute) seconds of one micro-batch through layer `index`
+    under the plan: what `stage_compute` sums for it (timing/partitioned.py)."""
+    t_f, t_b, _, _, t_sel = _layer_terms(plan, workload, cluster, compute_key(plan)).layer(index)
+    return t_f, t_b, t_sel
+
+
+def output_seconds(plan: Plan, workload: Workload, cluster: Cluster) -> float:
+    """Forward and backward seconds of one micro-batch through the output layer and the loss:
+    what `stage_compute` adds on the last stage."""
+    terms = _layer_terms(plan, workload, cluster, compute_key(plan))
+    return terms.output_forward + terms.loss_backward + terms.output_backward
+
+
 def _layer_terms(plan: Plan, workload: Workload, cluster: Cluster, key: Plan) -> _LayerTerms:
     """The plan's `_LayerTerms`, memoized within a search on `_terms_key`."""
     return memo.lookup(_LAYER_TERMS, (_terms_key(key), workload, cluster), lambda: _LayerTerms(plan, workload, cluster))
