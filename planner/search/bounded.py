@@ -54,7 +54,7 @@ from planner.cost import memo
 from planner.cost.cluster import Cluster
 from planner.cost.memory.estimate import least_recomputed_layers, memory_floor
 from planner.cost.plan import Plan
-from planner.cost.timing.floor import FloorBounds, floor_key, keyed_step_floor, recompute_floor, step_floor
+from planner.cost.timing.floor import KEY_MBS, FloorBounds, floor_key, keyed_step_floor, recompute_floor, step_floor
 from planner.cost.timing.partitioned import partitioned_step_floor
 from planner.cost.workload import JobDefaults, Workload
 from planner.search import FAMILIES, family, search
@@ -187,9 +187,13 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     keep = part.keeps if part is not None else None
     if isinstance(plans, Candidates):
         groups, shapes = plans.screening(keep)
+        values = plans.values
     else:
         groups = screening_groups(plans, keep)
         shapes = {g: {floor_key(plans[i]): i for i in members} for g, members in groups.items()}
+
+        def values(i: int, keys: tuple[str, ...]) -> tuple:
+            return tuple(getattr(plans[i], key) for key in keys)
     # A group's plans share their recompute policy: those never built are left out of the order.
     groups = {g: members for g, members in groups.items() if not builder.never_built(plans[members[0]])}
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), workload.arch.num_layers
@@ -234,21 +238,18 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         the partitions (timing/partitioned.py), each worked out unless its bound is above the
         least found. A plan that fits nowhere (an infinite floor) is screened out with the
         larger micro-batches of its offload (TableBuilder.skips): those are never built."""
-        members = groups[g]
-        lows = builder.lows(plans[members[0]])
+        lows = builder.lows(plans[groups[g][0]])
+        bound_of = {key[KEY_MBS]: bounds.bound(key) for key in shapes[g]}  # the group's shapes differ in it
         least = math.inf
         unfit: dict[str, int] = {}  # offload -> the least micro-batch that fits nowhere
-        for i in sorted(members, key=lambda i: (plans[i].offload, plans[i].mbs)):
-            plan = plans[i]
-            if plan.mbs > unfit.get(plan.offload, plan.mbs):
+        for i in groups[g]:  # the micro-batch ascends in candidate order
+            mbs, offload = values(i, ("mbs", "offload"))
+            if mbs > unfit.get(offload, mbs) or bound_of[mbs] >= least:
                 continue
-            bound = bounds.bound(floor_key(plan))
-            if bound >= least:
-                continue
-            floor_s = partitioned_step_floor(plan, workload, cluster, capacity, lows)
+            floor_s = partitioned_step_floor(plans[i], workload, cluster, capacity, lows)
             if floor_s == math.inf:
-                unfit[plan.offload] = plan.mbs
-            least = min(least, max(bound, floor_s))
+                unfit[offload] = mbs
+            least = min(least, max(bound_of[mbs], floor_s))
         return FLOOR_SHARE * 1e6 * least
 
     # The groups by floor, least first, equal floors in candidate order: a heap of (µs, exact,

@@ -240,6 +240,12 @@ class Candidates(Sequence[Plan]):
                 groups[k, values], shapes[k, values] = members, keyed
         return groups, shapes
 
+    def values(self, i: int, keys: tuple[str, ...]) -> tuple:
+        """The execution values `keys` (EXECUTION_KEYS) of the `i`-th candidate, without building it."""
+        k = bisect.bisect_right(self._starts, i) - 1
+        row = self._layouts[k].rows[i - self._starts[k]]
+        return tuple(row[_ROW_KEYS.index(key)] for key in keys)
+
     def layout_plans(self) -> list[Plan]:
         """Each layout's plan (its degrees and partition), in order."""
         return [layout.base for layout in self._layouts]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
@@ -310,15 +311,21 @@ class StageRecompute:
                 return math.inf
             return float(math.ceil(excess / saving - 1e-9))
         recomputed = 0
-        savings = [(saving * inflight, count) for saving, count in self.head_savings] + [(self.saving * inflight, layers)]
-        for saving, count in sorted(savings, reverse=True):
-            if saving <= 0 or count <= 0:
-                continue
+        for saving, count in self.savings:  # the largest first; count -1: the layers of kind K
+            saving *= inflight
+            count = layers if count < 0 else count
+            if saving <= 0:
+                break
             if excess <= count * saving:
                 return float(recomputed + math.ceil(excess / saving - 1e-9))
             recomputed += count
             excess -= count * saving
         return math.inf
+
+    @cached_property
+    def savings(self) -> tuple[tuple[float, int], ...]:
+        """(k_i − a_i, layers) of the head's kinds and (k_K − a_K, −1) of kind K, largest first."""
+        return tuple(sorted(self.head_savings + ((self.saving, -1),), key=lambda s: -s[0]))
 
     @classmethod
     def of(cls, plan: Plan, workload: Workload, cluster: Cluster, capacity: float) -> StageRecompute | None:

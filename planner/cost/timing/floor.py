@@ -60,14 +60,14 @@ def _keyed_microbatch_floor(key: tuple, plan: Callable[[], Plan], workload: Work
     return memo.lookup(_MICROBATCH, (key[4:], workload, cluster), lambda: _microbatch_floor(plan(), workload, cluster))
 
 
-_MBS = 8
+KEY_MBS = 8
 """The micro-batch's position in a floor key (`shape_floor_key`)."""
 
 
 def _sequence_class(key: tuple) -> tuple:
     """What a floor key's micro-batch floor reads but the micro-batch: the degrees, sequence
     parallelism, the precision, the experts' TP and the engine."""
-    return key[4:_MBS] + key[_MBS + 1:]
+    return key[4:KEY_MBS] + key[KEY_MBS + 1:]
 
 
 class FloorBounds:
@@ -98,10 +98,10 @@ class FloorBounds:
         for key, index in keys:
             cls = _sequence_class(key)
             known = largest.get(cls)
-            if known is None or key[_MBS] > known[0][_MBS]:
+            if known is None or key[KEY_MBS] > known[0][KEY_MBS]:
                 largest[cls] = (key, index)
         self._per_sequence = {
-            cls: self.SHARE * _keyed_microbatch_floor(key, lambda i=index: plan(i), workload, cluster) / key[_MBS]
+            cls: self.SHARE * _keyed_microbatch_floor(key, lambda i=index: plan(i), workload, cluster) / key[KEY_MBS]
             for cls, (key, index) in largest.items()}
         self._bounds: dict[tuple, float] = {}  # by key: the groups of a search share most of theirs
 
@@ -110,7 +110,7 @@ class FloorBounds:
         found = self._bounds.get(key)
         if found is None:
             pp, vpp, gas, runs = key[:4]
-            found = self._bounds[key] = (step_microbatches(gas, runs, pp, vpp) * key[_MBS]
+            found = self._bounds[key] = (step_microbatches(gas, runs, pp, vpp) * key[KEY_MBS]
                                          * self._per_sequence[_sequence_class(key)] / pp)
         return found
 

@@ -67,12 +67,14 @@ def _floor(plan: Plan, workload: Workload, cluster: Cluster, capacity: float, lo
         slowest = _ends(stages, layers - head, first_low - head, last_low, last=1)
     else:
         slowest = math.inf
-        for mid in range(mid_low, (layers - first_low - last_low) // (pp - 2) + 1):
-            middle = stages.kind_only(1, mid)
-            if middle >= slowest:  # more layers per middle stage only add to it
+        # The most layers per middle stage first: fewer leave more to the end stages.
+        for mid in range((layers - first_low - last_low) // (pp - 2), mid_low - 1, -1):
+            kind_layers = layers - (pp - 2) * mid - head
+            if stages.ends_least(kind_layers) >= slowest:
                 break
-            rest = layers - (pp - 2) * mid
-            slowest = min(slowest, max(middle, _ends(stages, rest - head, first_low - head, last_low, last=2)))
+            middle = stages.kind_only(1, mid)
+            if middle < slowest:
+                slowest = min(slowest, max(middle, _ends(stages, kind_layers, first_low - head, last_low, last=2)))
     return plan.step_microbatches * slowest
 
 
@@ -134,6 +136,12 @@ class _StageTimes:
 
     def __init__(self, times: _LayerTimes, need: StageRecompute):
         self.need, self.times = need, times
+
+    def ends_least(self, layers: int) -> float:
+        """Under the slower of the first and the last stage sharing `layers` of kind K (the first
+        also the head), whatever the split: their mean without recompute."""
+        times = self.times
+        return (times.head_seconds + layers * times.kind[0] + times.output) / 2
 
     def kind_only(self, stage: int, layers: int, with_output: bool = False) -> float:
         """A stage holding `layers` of kind K alone (`stage`: its index among those listed)."""
