@@ -360,6 +360,10 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             if settle():
                 continue
             break
+        if us > bar.of_family(family(plans[groups[g][0]])):  # neither among the best nor its family's
+            heapq.heappop(heap)
+            unbuilt = True
+            continue
         if exact < 2:  # a bound (0) or the least step floor (1) of the group: refined in turn
             refined = group_floor_us(g) if not exact else max(us, partitioned_floor_us(g))
             heapq.heapreplace(heap, (refined, exact + 1, n, g))
@@ -368,12 +372,9 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             part.read(bar)
         while pending and pending[0][0] < us and (hint.value < us <= bar.value or not bar.ranked):
             advance()
-        if us > bar.value:
+        if us > bar.of_family(family(plans[groups[g][0]])):
             continue  # read again at the top
         heapq.heappop(heap)
-        if us > bar.of_family(family(plans[groups[g][0]])):  # neither among the best nor its family's
-            unbuilt = True
-            continue
         build(groups[g])
         reached += 1
         done += len(groups[g])

@@ -333,6 +333,49 @@ class StageRecompute:
         holds is not its layers' (activation offload, partial fine-tuning)."""
         if workload.partial is not None or plan.offload_activation_layers:
             return None
+        # What the micro-batch leaves alone, once per search: the states, the runtime, the policy.
+        base = memo.lookup(_RECOMPUTE_BASES, (_state_key(plan), plan.recompute, plan.recompute_modules, plan.gas > 1,
+                                              workload, cluster, capacity),
+                           lambda: _RecomputeBase.of(plan, workload, cluster, capacity))
+        if base is None:
+            return None
+        tokens = tokens_per_gpu(plan, workload)
+        per_token = base.per_token.get(tokens)
+        if per_token is None:  # bytes per token may read the tokens (memory.activations)
+            per_token = base.per_token[tokens] = _kept_and_least(plan, workload, base.firsts)
+        inflight = tuple(inflight_microbatches(plan, s) * tokens for s in base.indices)
+        kept_k, least_k = per_token[base.head_first]
+        return cls(head_first=base.head_first, ends=base.ends,
+                   head=tuple(sum(count * (s + n * per_token[first][0]) for first, count, s in base.head_kinds)
+                              for n in inflight),
+                   per_layer=tuple(base.sigma + n * kept_k for n in inflight),
+                   head_savings=tuple((per_token[first][0] - per_token[first][1], count)
+                                      for first, count, _ in base.head_kinds),
+                   saving=kept_k - least_k, inflight=inflight, limit=base.limit, full=base.full)
+
+
+_RECOMPUTE_BASES = memo.new_cache()
+
+
+@dataclass(frozen=True)
+class _RecomputeBase:
+    """What `StageRecompute` reads of a plan but its micro-batch: kind K's first layer and held
+    bytes σ_K, the head's kinds (first layer, layers, σ), the listed stages' indices and ends,
+    the held bytes the capacity leaves, whether whole layers recompute; and the bytes per token
+    of the kinds' first layers by the tokens of a micro-batch, filled as they are asked for."""
+
+    head_first: int
+    sigma: float
+    head_kinds: tuple[tuple[int, int, float], ...]
+    indices: tuple[int, ...]
+    ends: tuple[float, ...]
+    limit: float
+    full: bool
+    firsts: tuple[int, ...]
+    per_token: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, plan: Plan, workload: Workload, cluster: Cluster, capacity: float) -> _RecomputeBase | None:
         held = STEP_STATES if workload.engine.persistent_gradients or plan.gas > 1 else FORWARD_STATES
         kinds, stage_ends = memo.lookup(_FLOOR_STATES, (_state_key(plan), held, workload, cluster),
                                         lambda: _floor_states(plan, workload, cluster, held))
@@ -341,27 +384,15 @@ class StageRecompute:
         if len(tail) != 1 or any(first > tail[0][0] for first, _, _ in kinds):
             return None
         k, _, sigma = tail[0]
-        head_kinds = [(first, count, s) for first, count, s in kinds if first != k]
-        full = plan.recompute == "full"
-        per_token = memo.lookup(_PER_TOKEN, (activation_key(plan, workload), tokens_per_gpu(plan, workload), workload),
-                                lambda: _kept_and_least(plan, workload, [first for first, _, _ in kinds]))
         pp = plan.parallel.pp
         indices = (0,) if pp == 1 else (0, pp - 1) if pp == 2 else (0, 1, pp - 1)
-        tokens = tokens_per_gpu(plan, workload)
-        inflight = tuple(inflight_microbatches(plan, s) * tokens for s in indices)
-        ends = tuple(stage_ends[0] if s == 0 else stage_ends[-1] if s == pp - 1 else 0.0 for s in indices)
-        kept_k, least_k = per_token[k]
-        head = tuple(sum(count * (s + n * per_token[first][0]) for first, count, s in head_kinds) for n in inflight)
         empty = sum(runtime_bytes(plan, workload, cluster.gpu.id, 0.0).values())
         per_byte = sum(runtime_bytes(plan, workload, cluster.gpu.id, float(2**30)).values()) - empty
-        return cls(head_first=k, ends=ends, head=head, per_layer=tuple(sigma + n * kept_k for n in inflight),
-                   head_savings=tuple((per_token[first][0] - per_token[first][1], count)
-                                      for first, count, _ in head_kinds),
-                   saving=kept_k - least_k, inflight=inflight,
-                   limit=(capacity - empty) / (1 + per_byte / 2**30), full=full)
-
-
-_PER_TOKEN = memo.new_cache()
+        return cls(head_first=k, sigma=sigma, head_kinds=tuple(kind for kind in kinds if kind[0] != k),
+                   indices=indices,
+                   ends=tuple(stage_ends[0] if s == 0 else stage_ends[-1] if s == pp - 1 else 0.0 for s in indices),
+                   limit=(capacity - empty) / (1 + per_byte / 2**30), full=plan.recompute == "full",
+                   firsts=tuple(first for first, _, _ in kinds))
 
 
 def _kept_and_least(plan: Plan, workload: Workload, firsts: list[int]) -> dict[int, tuple[float, float]]:
