@@ -11,6 +11,7 @@ The plans admitted are those `plan_problems` and the engine's `problems` pass, i
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from operator import itemgetter
 
@@ -62,24 +63,36 @@ class Admission:
         """The rows of execution values (one value tuple of each group of `options`, in the order
         of their product) that pass every rule with `layout`'s other keys."""
         rows: list[tuple] = [()]
+        seen: list[tuple] = []  # the values each position of a row may hold: its group's admitted ones
+        tail: tuple = ()  # the values of single-valued groups not yet appended to every row
         for names, start, own, joint, values in zip(self.groups, self._starts, self._own, self._joint, options):
             if not rows:
                 break
             for check in own:
                 test = self._test(layout, names, *check)
                 values = [value for value in values if test(value)]
-            if not joint:
-                rows = [row + value for row in rows for value in values]
-                continue
             tests = [self._test(layout, self.names, *check) for check in joint]
-            # Rows that agree on the earlier keys these rules read take the same values.
-            earlier = itemgetter(*sorted({i for _, _, positions, _ in joint for i in positions if i < start}))
-            agreed = list(map(earlier, rows))
-            first = dict(zip(reversed(agreed), reversed(rows)))  # a row of each, to test
-            taken = {key: [value for value in values if all(test(row + value) for test in tests)]
-                     for key, row in first.items()}
-            rows = [row + value for row, key in zip(rows, agreed) for value in taken[key]]
-        return rows
+            if tests and not all(_takes_every_value(test, [i for i in positions if i < start], seen, values)
+                                 for test, (_, _, positions, _) in zip(tests, joint)):
+                if tail:
+                    rows, tail = [row + tail for row in rows], ()
+                # Rows that agree on the earlier keys these rules read take the same values.
+                earlier = itemgetter(*sorted({i for _, _, positions, _ in joint for i in positions if i < start}))
+                agreed = list(map(earlier, rows))
+                first = dict(zip(reversed(agreed), reversed(rows)))  # a row of each, to test
+                taken = {key: [value for value in values if all(test(row + value) for test in tests)]
+                         for key, row in first.items()}
+                rows = [row + value for row, key in zip(rows, agreed) for value in taken[key]]
+            elif len(values) == 1:
+                tail += values[0]
+            else:
+                extended = [tail + value for value in values]
+                rows, tail = [row + value for row in rows for value in extended], ()
+            if values:
+                seen.extend(tuple(dict.fromkeys(column)) for column in zip(*values))
+            else:
+                rows = []
+        return [row + tail for row in rows] if tail else rows
 
     def _test(self, layout: Plan, names: tuple[str, ...], rule: Rule, fixed: tuple[str, ...],
               positions: tuple[int, ...], seen: dict) -> Callable[[tuple], bool]:
@@ -102,3 +115,19 @@ class Admission:
 
 _Check = tuple[Rule, tuple[str, ...], tuple[int, ...], dict]
 """A rule, the keys it reads that the search does not vary, the positions of those it does, its verdicts."""
+
+
+def _takes_every_value(test: Callable[[tuple], bool], reads: list[int], seen: list[tuple],
+                       values: list[tuple]) -> bool:
+    """Whether every value passes the test whatever the earlier positions it reads (`reads`)
+    hold among the values `seen` there: the rows then need no test of it of their own (a row's
+    earlier values are among their product; the other positions hold a value they may hold,
+    which the test does not read)."""
+    template = [column[0] for column in seen]
+    for combination in itertools.product(*(seen[i] for i in reads)):
+        for i, value in zip(reads, combination):
+            template[i] = value
+        row = tuple(template)
+        if not all(test(row + value) for value in values):
+            return False
+    return True
