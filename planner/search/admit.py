@@ -59,9 +59,11 @@ class Admission:
                 return False
         return True
 
-    def rows(self, layout: Plan, options: Sequence[Sequence[tuple]]) -> list[tuple]:
+    def rows(self, layout: Plan, options: Sequence[Sequence[tuple]],
+             admitted: list[list[tuple]] | None = None) -> list[tuple]:
         """The rows of execution values (one value tuple of each group of `options`, in the order
-        of their product) that pass every rule with `layout`'s other keys."""
+        of their product) that pass every rule with `layout`'s other keys. `admitted`: filled with
+        each group's values its own rules pass (every row's values are among their product)."""
         rows: list[tuple] = [()]
         seen: list[tuple] = []  # the values each position of a row may hold: its group's admitted ones
         tail: tuple = ()  # the values of single-valued groups not yet appended to every row
@@ -88,6 +90,8 @@ class Admission:
             else:
                 extended = [tail + value for value in values]
                 rows, tail = [row + value for row in rows for value in extended], ()
+            if admitted is not None:
+                admitted.append(values)
             if values:
                 seen.extend(tuple(dict.fromkeys(column)) for column in zip(*values))
             else:

@@ -185,17 +185,46 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
                    progress: Callable[[int], None] | None) -> Built:
     builder = TableBuilder(workload, cluster, "step-time", screen=True)
     keep = part.keeps if part is not None else None
+    # The screening groups read so far, by key (TableBuilder.group), and each one's plan of each
+    # floor key. A group's plans share their recompute policy: those never built are left out.
+    groups: dict[tuple, list[int]] = {}
+    shapes: dict[tuple, dict[tuple, int]] = {}
+    # The groups by floor, least first, equal floors in candidate order: a heap of (µs, exact,
+    # first plan, group) whose bounds (exact 0) are replaced by the least step floor (1), then the
+    # least floor over the partitions (2), when they come first; a layout's rows are read into
+    # its groups only when a bound under them all (exact -1) comes first (Candidates.layout_
+    # shapes: most layouts of a large search never do). An entry comes out exact only when every
+    # bound left is above it, so the groups come out in the order of their floors.
+    heap: list[tuple[float, int, int, object]] = []
     if isinstance(plans, Candidates):
-        groups, shapes = plans.screening(keep)
         values = plans.values
+        layouts = plans.layout_shapes(keep)
+        bounds = FloorBounds((keyed for _, _, shaped in layouts for keyed in shaped), plans.shape_plan,
+                             workload, cluster)
+        heap.extend((FLOOR_SHARE * 1e6 * min(bounds.bound(key) for key, _ in shaped), -1, first, k)
+                    for k, first, shaped in layouts if shaped)
+        size = sum(plans.layout_size(k) for k, _, _ in layouts)
+        layout_plan = plans.layout_plan
     else:
-        groups = screening_groups(plans, keep)
-        shapes = {g: {floor_key(plans[i]): i for i in members} for g, members in groups.items()}
+        found = screening_groups(plans, keep)
+        found_shapes = {g: {floor_key(plans[i]): i for i in members} for g, members in found.items()}
+        bounds = FloorBounds(((key, i) for g in found for key, i in found_shapes[g].items()), plans.__getitem__,
+                             workload, cluster)
+        size = sum(map(len, found.values()))
 
         def values(i: int, keys: tuple[str, ...]) -> tuple:
             return tuple(getattr(plans[i], key) for key in keys)
-    # A group's plans share their recompute policy: those never built are left out of the order.
-    groups = {g: members for g, members in groups.items() if not builder.never_built(plans[members[0]])}
+
+    def read(found: dict[tuple, list[int]], found_shapes: dict[tuple, dict[tuple, int]]) -> None:
+        """Puts groups in the order, by their bound (exact 0)."""
+        for g, members in found.items():
+            if not builder.never_built(plans[members[0]]):
+                groups[g], shapes[g] = members, found_shapes[g]
+                heapq.heappush(heap, (FLOOR_SHARE * 1e6 * min(map(bounds.bound, shapes[g])), 0, members[0], g))
+
+    if not isinstance(plans, Candidates):
+        read(found, found_shapes)
+    heapq.heapify(heap)
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), workload.arch.num_layers
     made: dict[int, list[Layout]] = {}
     bar = _Bar(top, FAMILIES if other_families else 0)
@@ -219,9 +248,6 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         if key not in floors:
             floors[key] = keyed_step_floor(key, lambda: plans[i], workload, cluster)
         return floors[key]
-
-    bounds = FloorBounds(((key, i) for g in groups for key, i in shapes[g].items()), plans.__getitem__,
-                         workload, cluster)
 
     def group_floor_us(g: tuple) -> float:
         """The least floor of the group's shapes, each worked out in the order of its bound
@@ -252,12 +278,6 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             least = min(least, max(bound_of[mbs], floor_s))
         return FLOOR_SHARE * 1e6 * least
 
-    # The groups by floor, least first, equal floors in candidate order: a heap of (µs, exact,
-    # candidate order, group) whose bounds (exact 0) are replaced by the floor when they come
-    # first. A group comes out exact only when every bound left is above its floor, so the
-    # groups come out in the order of their floors.
-    heap = [(FLOOR_SHARE * 1e6 * min(map(bounds.bound, shapes[g])), 0, n, g) for n, g in enumerate(groups)]
-    heapq.heapify(heap)
     capacity = cluster.capacity / MEMORY_SHARE
     floored: list[list[int]] = []
 
@@ -353,16 +373,20 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             moved = True
         return moved
 
-    reached = done = 0
+    done = 0
     while heap:
         us, exact, n, g = heap[0]
         if us > bar.value:  # every group left has its floor above the bar
             if settle():
                 continue
             break
-        if us > bar.of_family(family(plans[groups[g][0]])):  # neither among the best nor its family's
-            heapq.heappop(heap)
+        if us > bar.of_family(family(layout_plan(g) if exact < 0 else plans[groups[g][0]])):
+            heapq.heappop(heap)  # neither among the best nor its family's
             unbuilt = True
+            continue
+        if exact < 0:  # a layout's rows, read into its groups
+            heapq.heappop(heap)
+            read(*plans.layout_screening(g))
             continue
         if exact < 2:  # a bound (0) or the least step floor (1) of the group: refined in turn
             refined = group_floor_us(g) if not exact else max(us, partitioned_floor_us(g))
@@ -376,7 +400,6 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             continue  # read again at the top
         heapq.heappop(heap)
         build(groups[g])
-        reached += 1
         done += len(groups[g])
         if progress is not None:
             progress(done)
@@ -394,10 +417,9 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
                 dropped = True
     for i in made:
         made[i] = [layout for layout in made[i] if not builder.untimed(layout)]
-    total = sum(map(len, groups.values()))
-    if progress is not None and done < total:
-        progress(total)  # the rest ruled out by their floors
-    return Built(made, floored, reached == len(groups) and not dropped and not unbuilt)
+    if progress is not None and done < size:
+        progress(size)  # the rest ruled out by their floors
+    return Built(made, floored, not heap and not dropped and not unbuilt)
 
 
 def _read_by(plans: Sequence[Plan], held: list[int], i: int, deferred: Callable[[Plan], bool]) -> list[int]:

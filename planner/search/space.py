@@ -148,9 +148,10 @@ def candidates(workload: Workload, cluster: Cluster, defaults: JobDefaults, cons
     for layout in layouts(workload, cluster, defaults, constraints, least_memory=least_memory):
         if not admission.layout_passes(layout.plan):
             continue
-        rows = admission.rows(layout.plan, layout.options)
+        admitted: list[list[tuple]] = []
+        rows = admission.rows(layout.plan, layout.options, admitted)
         if rows:
-            found.append(_LayoutRows(layout.plan, rows, start))
+            found.append(_LayoutRows(layout.plan, rows, start, _shapes(admitted)))
             start += len(rows)
     return Candidates(workload, found)
 
@@ -163,6 +164,16 @@ class _LayoutRows:
     base: Plan
     rows: list[tuple]
     start: int
+    shapes: tuple[tuple, ...] = ()
+    """The (mbs, gas, sp, precision) its rows may take: the product of the values each group's
+    own rules admit (a row's are among them)."""
+
+
+def _shapes(admitted: list[list[tuple]]) -> tuple[tuple, ...]:
+    """The (mbs, gas, sp, precision) of the product of each group's admitted values (EXECUTION_KEYS
+    order, every group's: the layout has rows)."""
+    batches, sps, precisions = (admitted[EXECUTION_KEYS.index(keys)] for keys in (("mbs", "gas"), ("sp",), ("precision",)))
+    return tuple((mbs, gas, sp, precision) for mbs, gas in batches for (sp,) in sps for (precision,) in precisions)
 
 
 _ROW_KEYS = tuple(key for group in EXECUTION_KEYS for key in group)
@@ -217,28 +228,64 @@ class Candidates(Sequence[Plan]):
         (degrees and partition, any of their plans') it keeps."""
         groups: dict[tuple, list[int]] = {}
         shapes: dict[tuple, dict[tuple, int]] = {}
-        pick, shape = itemgetter(*_SCREENED_TOGETHER), itemgetter(*_SHAPE)
         for k, layout in enumerate(self._layouts):
-            if keep is not None and not keep(layout.base):
-                continue
-            keys: dict[tuple, tuple] = {}  # the layout's shapes' floor keys
-            # The layout's groups by their values, each with its plans and its shapes' keys.
-            found: dict[tuple, tuple[list[int], dict[tuple, int]]] = {}
-            for i, row in enumerate(layout.rows, start=layout.start):
-                values = pick(row)
-                entry = found.get(values)
-                if entry is None:
-                    entry = found[values] = ([], {})
-                entry[0].append(i)
-                values = shape(row)
-                key = keys.get(values)
-                if key is None:
-                    key = keys[values] = shape_floor_key(layout.base, *values)
-                if key not in entry[1]:
-                    entry[1][key] = i
-            for values, (members, keyed) in found.items():
-                groups[k, values], shapes[k, values] = members, keyed
+            if keep is None or keep(layout.base):
+                found_groups, found_shapes = self.layout_screening(k)
+                groups.update(found_groups)
+                shapes.update(found_shapes)
         return groups, shapes
+
+    def layout_screening(self, k: int) -> tuple[dict[tuple, list[int]], dict[tuple, dict[tuple, int]]]:
+        """`screening` of the `k`-th layout alone (its groups are keyed (k, values))."""
+        layout = self._layouts[k]
+        pick, shape = itemgetter(*_SCREENED_TOGETHER), itemgetter(*_SHAPE)
+        keys: dict[tuple, tuple] = {}  # the layout's shapes' floor keys
+        # The layout's groups by their values, each with its plans and its shapes' keys.
+        found: dict[tuple, tuple[list[int], dict[tuple, int]]] = {}
+        for i, row in enumerate(layout.rows, start=layout.start):
+            values = pick(row)
+            entry = found.get(values)
+            if entry is None:
+                entry = found[values] = ([], {})
+            entry[0].append(i)
+            values = shape(row)
+            key = keys.get(values)
+            if key is None:
+                key = keys[values] = shape_floor_key(layout.base, *values)
+            if key not in entry[1]:
+                entry[1][key] = i
+        return ({(k, values): members for values, (members, _) in found.items()},
+                {(k, values): keyed for values, (_, keyed) in found.items()})
+
+    def layout_shapes(self, keep: Callable[[Plan], bool] | None = None) -> list[tuple[int, int, list[tuple]]]:
+        """Without reading their rows: of each layout (`keep`: those it keeps), its index, its
+        first plan's and the floor keys its plans may have (timing/floor.py shape_floor_key),
+        each with the (layout, shape) `shape_plan` builds a plan of it from: a superset, the
+        product of the values each group's own rules admit."""
+        out = []
+        for k, layout in enumerate(self._layouts):
+            if keep is None or keep(layout.base):
+                out.append((k, layout.start, [(shape_floor_key(layout.base, *shape), (k, shape))
+                                              for shape in layout.shapes]))
+        return out
+
+    def shape_plan(self, token: tuple[int, tuple]) -> Plan:
+        """A plan of layout k with shape (mbs, gas, sp, precision), `token` (k, shape), its other
+        keys the first row's: what its floor key reads is the shape's (`layout_shapes`)."""
+        k, (mbs, gas, sp, precision) = token
+        layout = self._layouts[k]
+        first = dict(zip(_ROW_KEYS, layout.rows[0]))
+        row = tuple(first[key] if key not in ("mbs", "gas", "sp", "precision") else
+                    {"mbs": mbs, "gas": gas, "sp": sp, "precision": precision}[key] for key in _ROW_KEYS)
+        return self._plan(k, row)
+
+    def layout_plan(self, k: int) -> Plan:
+        """The `k`-th layout's plan (its degrees and partition)."""
+        return self._layouts[k].base
+
+    def layout_size(self, k: int) -> int:
+        """The plans of the `k`-th layout."""
+        return len(self._layouts[k].rows)
 
     def values(self, i: int, keys: tuple[str, ...]) -> tuple:
         """The execution values `keys` (EXECUTION_KEYS) of the `i`-th candidate, without building it."""
