@@ -340,9 +340,10 @@ class StageRecompute:
         if base is None:
             return None
         tokens = tokens_per_gpu(plan, workload)
-        per_token = base.per_token.get(tokens)
-        if per_token is None:  # bytes per token may read the tokens (memory.activations)
-            per_token = base.per_token[tokens] = _kept_and_least(plan, workload, base.firsts)
+        # Bytes per token read neither the states nor the pipeline's other stages: shared by the
+        # plans of one activation key (their tokens too: memory.activations may read them).
+        per_token = memo.lookup(_PER_TOKEN, (activation_key(plan, workload), tokens, base.firsts, workload),
+                                lambda: _kept_and_least(plan, workload, base.firsts))
         inflight = tuple(inflight_microbatches(plan, s) * tokens for s in base.indices)
         kept_k, least_k = per_token[base.head_first]
         return cls(head_first=base.head_first, ends=base.ends,
@@ -361,8 +362,8 @@ _RECOMPUTE_BASES = memo.new_cache()
 class _RecomputeBase:
     """What `StageRecompute` reads of a plan but its micro-batch: kind K's first layer and held
     bytes σ_K, the head's kinds (first layer, layers, σ), the listed stages' indices and ends,
-    the held bytes the capacity leaves, whether whole layers recompute; and the bytes per token
-    of the kinds' first layers by the tokens of a micro-batch, filled as they are asked for."""
+    the held bytes the capacity leaves, whether whole layers recompute, and the kinds' first
+    layers."""
 
     head_first: int
     sigma: float
@@ -372,7 +373,6 @@ class _RecomputeBase:
     limit: float
     full: bool
     firsts: tuple[int, ...]
-    per_token: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, plan: Plan, workload: Workload, cluster: Cluster, capacity: float) -> _RecomputeBase | None:
@@ -386,13 +386,24 @@ class _RecomputeBase:
         k, _, sigma = tail[0]
         pp = plan.parallel.pp
         indices = (0,) if pp == 1 else (0, pp - 1) if pp == 2 else (0, 1, pp - 1)
-        empty = sum(runtime_bytes(plan, workload, cluster.gpu.id, 0.0).values())
-        per_byte = sum(runtime_bytes(plan, workload, cluster.gpu.id, float(2**30)).values()) - empty
+        empty, per_byte = memo.lookup(_RUNTIME, (plan.parallel, plan.expert_tp, workload, cluster.gpu.id),
+                                      lambda: _runtime_line(plan, workload, cluster.gpu.id))
         return cls(head_first=k, sigma=sigma, head_kinds=tuple(kind for kind in kinds if kind[0] != k),
                    indices=indices,
                    ends=tuple(stage_ends[0] if s == 0 else stage_ends[-1] if s == pp - 1 else 0.0 for s in indices),
                    limit=(capacity - empty) / (1 + per_byte / 2**30), full=plan.recompute == "full",
                    firsts=tuple(first for first, _, _ in kinds))
+
+
+_PER_TOKEN = memo.new_cache()
+_RUNTIME = memo.new_cache()
+
+
+def _runtime_line(plan: Plan, workload: Workload, gpu_id: str) -> tuple[float, float]:
+    """The runtime's bytes with no live bytes, and what each GiB of them adds (`runtime_bytes`
+    is affine in them; it reads the plan's degrees and the experts' grid alone)."""
+    empty = sum(runtime_bytes(plan, workload, gpu_id, 0.0).values())
+    return empty, sum(runtime_bytes(plan, workload, gpu_id, float(2**30)).values()) - empty
 
 
 def _kept_and_least(plan: Plan, workload: Workload, firsts: list[int]) -> dict[int, tuple[float, float]]:
