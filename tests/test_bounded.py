@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from conftest import EXAMPLES, small_jobs
@@ -31,9 +32,11 @@ from planner.search import candidate_table, search
 from planner.search.bounded import (
     FLOOR_SHARE,
     MEMORY_SHARE,
+    Built,
     Part,
     SharedCosts,
     _Bar,
+    _covers,
     _dealt,
     best_plan_search,
     bounded_build,
@@ -337,6 +340,27 @@ def test_a_build_dealt_out_in_shares_is_the_full_tables(reference):
     assert together <= alone
 
 
+def test_a_share_stopped_under_the_answers_bar_falls_back_to_the_whole_table():
+    """Where a share left plans out by a bar below that of every cost the shares solved
+    (bounded._covers), the search builds the whole table: the full table's answer still."""
+    wl, cluster, defaults = _reference("megatron", "mixtral-8x7b", 2, 64)
+    plans = candidates(wl, cluster, defaults, {})
+    with memo.session():
+        full = search(wl, cluster, defaults, {}, top=5)
+    built = []
+    for k in range(2):
+        with memo.session():
+            built.append(bounded_build(plans, wl, cluster, {}, top=5, other_families=True,
+                                       part=Part(k, 2, layout_keys(plans))))
+    built[0] = replace(built[0], bar_us=0.0)
+    assert not _covers(built, 5, True)
+    with memo.session():
+        split, _, _ = bounded_result(built, plans, wl, cluster, defaults, {}, top=5, other_families=True,
+                                     time_limit=None, start=0.0)
+    _same_result(split, full)
+    assert split.reasons == full.reasons
+
+
 def _same_result(bounded, full):
     assert bounded.status == full.status
     assert [ev.plan for ev in bounded.plans] == [ev.plan for ev in full.plans]
@@ -440,6 +464,31 @@ def test_a_family_bar_is_the_top_or_its_own_best_under_the_bar():
     assert bar.value == 30 and bar.of_family((8, 1)) == 30  # the bar caps an unknown family
     bar.add(25, (2, 1))
     assert bar.of_family((2, 1)) == 20 and bar.value == 30  # a second layout of (2, 1) moves neither
+
+
+def test_a_cheaper_layout_may_raise_the_bar_and_a_share_stopped_under_it_is_built_again():
+    """The bar of a set of costs bounds no larger set's: a layout under the `top`-th brings its
+    family among those shown, and the families beside them are then the next ones out. So a
+    share that stopped by the bar of the costs it knew may have left out the best of such a
+    family (bounded._covers), and the search then builds the whole table."""
+    bar = _Bar(top=2, families=1)
+    for cost, shape in ((10, (1, 1)), (11, (1, 1)), (12, (2, 1)), (20, (4, 1))):
+        bar.add(cost, shape)
+    assert bar.value == 12  # (2, 1) beside the best
+    bar.add(10.5, (2, 1))
+    assert bar.value == 20  # (2, 1) among the best, (4, 1) beside them
+
+    def built(costs, bar_us):
+        points = [(SimpleNamespace(plan=SimpleNamespace(tp=tp, pp=pp)), SimpleNamespace(cost=cost))
+                  for cost, (tp, pp) in costs]
+        return Built(made={}, floored=[], complete=False, points=points, bar_us=bar_us)
+
+    # Two families beside the best two (search.FAMILIES): (2, 1) and (4, 1), the bar 20.
+    known = built([(10, (1, 1)), (11, (1, 1)), (12, (2, 1)), (20, (4, 1))], bar_us=20)
+    assert _covers([known, built([(30, (8, 1))], bar_us=math.inf)], top=2, other_families=True)
+    cheaper = built([(10.5, (2, 1)), (30, (8, 1))], bar_us=math.inf)  # (8, 1) is now beside them
+    assert not _covers([known, cheaper], top=2, other_families=True)
+    assert _covers([known, cheaper], top=2, other_families=False)  # the best two alone: 10.5 < 20
 
 
 def test_shares_are_dealt_whole_classes_where_there_are_many():

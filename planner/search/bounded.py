@@ -5,14 +5,22 @@ Building a layout (its memory and time at a few probe points, layouts.py) is wha
 spends its time on, while a floor under its step time costs a few sums shared by every plan of
 one shape (planner/cost/timing/floor.py). So the candidate plans are built in screening groups
 (a layout with its micro-batches and offload variants, TableBuilder.group: the plans whose
-screening reads one another's), in the order of their least floor. The build stops at the
-first group whose floor is above the bar (`_Bar`): the greatest cost the search would show from
+screening reads one another's), in the order of their least floor: a bound first (FloorBounds),
+then the least step floor, then the least floor over the partitions the search gives its plans,
+each stage recomputing what its memory needs (timing/partitioned.py), each worked out when the
+one before comes first; a layout's rows are read into its groups only when a bound under them
+all comes first (space.Candidates.layout_shapes). The build stops at the first group whose
+floor is above the bar (`_Bar`): the greatest cost the search would show from
 the layouts solved so far (runners_up.layout_best: each at its own best point, exact), the
 `top`-th best layout's and, where the search also says why the best plans of other (tp, pp)
-families lose, those families' bests. Every layout of the groups left costs at least its floor,
+families lose, those families' bests. Before it stops, every layout built whose bound is not
+above the bar is solved (`settle`). Every layout of the groups left costs at least its floor,
 so none is shown; CP-SAT then solves the table built, and the plans, their ties (cpsat.
 _first_of_cost, table order), the runners-up and the other families are the full table's
-(tests/test_bounded.py holds the two equal).
+(tests/test_bounded.py holds the two equal). The bar may rise as costs come in (a layout under
+the `top`-th brings its family among the best): the least bar a plan was left out by is kept
+(Built.bar_us) and checked against that of every cost solved (`_covers`), the whole table built
+where it is under it.
 
 A layout built is solved only when that could stop the build at the next group: its bound is
 below the group's floor, and so is the bar the built layouts would set if each cost its bound;
@@ -26,10 +34,11 @@ layout that fits nowhere (its larger micro-batches with it), and built only wher
 for the explanation, which reads every layout. A layout that fits somewhere is built untimed
 first (its memory terms alone) and waits among the pending layouts by its time floor
 (`time_floor_us`: the step floor and the forward of the fewest layers it must recompute to
-fit); it is timed when it comes out, and left out where that floor stays above the bar. A
-plan that recomputes whole layers is not even built where its step floor with the fewest
-layers it must recompute, bounded from its memory floor's terms before any probe
-(memory.estimate.least_recomputed_layers), is above the bar (`build`).
+fit, and its floor over the partitions); it is timed when it comes out, and left out where
+that floor stays above the bar. A plan is not even built where its floor over the partitions,
+or its step floor with the fewest layers it must recompute, bounded from its memory floor's
+terms before any probe (memory.estimate.least_recomputed_layers), is above its family's bar
+(`build`).
 Where the plans shown cost little next to most floors (a mixture of experts, a small model on
 many GPUs), a fraction of the table is built; where every plan costs within a few per cent of
 the others, most of it, and the floors cost a few per cent more than the table alone. The plans
@@ -82,8 +91,9 @@ class _Bar:
     layout's and, with `families`, the best of each of the next `families` families outside
     those the `top` best span (search._other_families); infinite while there are fewer. A plan
     costing more than the bar is shown neither among the best nor as another family's best.
-    Families are counted from every layout costing no more than the `top`-th, ties included:
-    more families in, the others' bests can only be worse, so the bar only rises."""
+    Families are counted from every layout costing no more than the `top`-th, ties included.
+    The bar may rise as costs are added: one under the `top`-th brings its family among the
+    best, and the families beside them are then the next ones out (`_covers`)."""
 
     def __init__(self, top: int, families: int):
         self.top, self.families = top, families
@@ -163,6 +173,9 @@ class Built:
     complete: bool
     points: list[tuple[Layout, Point | None]] = field(default_factory=list)
     """The best points of the layouts it solved (runners_up.recall), for the search over them."""
+    bar_us: float = math.inf
+    """The bar it stopped by: it built every layout of its part that could be shown where the
+    answer's bar is no higher (infinite where it left out nothing by the bar)."""
 
 
 def bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
@@ -228,6 +241,15 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), workload.arch.num_layers
     made: dict[int, list[Layout]] = {}
     bar = _Bar(top, FAMILIES if other_families else 0)
+    decided = math.inf  # the least bar a group or plan was left out by (Built.bar_us)
+
+    def by_bar(threshold: float) -> None:
+        """Notes a plan or group left out for a floor above `threshold`: where that was the bar
+        (not its family's own, which only falls), the answer's bar must be no higher."""
+        nonlocal decided
+        if threshold == bar.value:
+            decided = min(decided, threshold)
+
     # The bar the layouts built would set if each cost its lower bound: while it is above the
     # next group's floor, solving them is unlikely to stop the build there, and waits (it only
     # decides when to solve; the stop reads the bar of the costs solved).
@@ -286,19 +308,21 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     def beyond_bar(plan: Plan) -> bool:
         """Whether the plan's step floor, with the forward of the fewest layers it must recompute
         to fit (memory.estimate.least_recomputed_layers: a floor under the count `time_floor_us`
-        reads from the layout), is above the bar: the bar only falls, so none of its layouts
-        would be timed."""
+        reads from the layout), or its floor over the partitions, is above its family's bar:
+        none of its layouts would be timed (where the bar rises after, `_covers` says so)."""
         bar_us = bar.of_family(family(plan))
         if bar_us == math.inf:
             return False
-        if FLOOR_SHARE * 1e6 * bounds.bound(floor_key(plan)) > bar_us:  # under the step floor
-            return True
-        if _recompute_floor_us(plan, 0, workload, cluster) > bar_us:
-            return True
-        if FLOOR_SHARE * 1e6 * partitioned_step_floor(plan, workload, cluster, capacity, builder.lows(plan)) > bar_us:
-            return True
-        layers = least_recomputed_layers(plan, workload, cluster, capacity)
-        return layers > 0 and _recompute_floor_us(plan, layers, workload, cluster) > bar_us
+        beyond = (FLOOR_SHARE * 1e6 * bounds.bound(floor_key(plan)) > bar_us  # under the step floor
+                  or _recompute_floor_us(plan, 0, workload, cluster) > bar_us
+                  or FLOOR_SHARE * 1e6 * partitioned_step_floor(plan, workload, cluster, capacity,
+                                                                builder.lows(plan)) > bar_us)
+        if not beyond:
+            layers = least_recomputed_layers(plan, workload, cluster, capacity)
+            beyond = layers > 0 and _recompute_floor_us(plan, layers, workload, cluster) > bar_us
+        if beyond:
+            by_bar(bar_us)
+        return beyond
 
     def build(members: list[int]) -> None:
         """The group's plans, in TableBuilder.order (a deferred plan, offload, reads whether its
@@ -379,9 +403,12 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         if us > bar.value:  # every group left has its floor above the bar
             if settle():
                 continue
+            by_bar(bar.value)
             break
-        if us > bar.of_family(family(layout_plan(g) if exact < 0 else plans[groups[g][0]])):
+        family_us = bar.of_family(family(layout_plan(g) if exact < 0 else plans[groups[g][0]]))
+        if us > family_us:
             heapq.heappop(heap)  # neither among the best nor its family's
+            by_bar(family_us)
             unbuilt = True
             continue
         if exact < 0:  # a layout's rows, read into its groups
@@ -414,12 +441,13 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             if us <= bar.value:
                 made[i][j] = builder.time(layout)
             else:
+                by_bar(bar.value)
                 dropped = True
     for i in made:
         made[i] = [layout for layout in made[i] if not builder.untimed(layout)]
     if progress is not None and done < size:
         progress(size)  # the rest ruled out by their floors
-    return Built(made, floored, not heap and not dropped and not unbuilt)
+    return Built(made, floored, not heap and not dropped and not unbuilt, bar_us=decided)
 
 
 def _read_by(plans: Sequence[Plan], held: list[int], i: int, deferred: Callable[[Plan], bool]) -> list[int]:
@@ -467,6 +495,11 @@ def bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workload
     Where nothing fits, the plans screened out by their memory floor are built too, for the
     explanation, which reads every layout (each group's layouts depend on its own plans alone, so
     built now they are as the whole table's)."""
+    if not _covers(parts, top, other_families):
+        # A plan or group was left out by a bar under that of every cost solved: it may be one of
+        # the answer's. The whole table then, which leaves out nothing (seen on no job measured).
+        builder = TableBuilder(workload, cluster, "step-time", screen=True)
+        parts = [Built({i: builder.add(plans[i]) for i in builder.order(list(plans))}, [], True)]
     with known_points():
         for built in parts:
             remember(built.points, "step-time")
@@ -497,6 +530,25 @@ def _bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workloa
         result, rows = solved()
         floored = []
     return result, rows, all(built.complete for built in parts) and not floored
+
+
+def _covers(parts: list[Built], top: int, other_families: bool) -> bool:
+    """Whether every part left plans out only by a bar no lower than that of every cost the
+    parts solved.
+
+    The bar of a set of costs is not a bound on a larger set's: a layout costing less than the
+    `top`-th brings its family among those shown, and the families beside them are then the next
+    ones out (`_Bar`). A part that stops by its bar has built every layout costing no more; where
+    that is at least the bar of all the parts' costs, every layout it left costs more than that,
+    changes neither the best nor the families beside them, and the answer is among the layouts
+    built. The same holds within one build, whose bar may rise after it left a plan out (it
+    solves what it built before it stops: `settle`)."""
+    bar = _Bar(top, FAMILIES if other_families else 0)
+    for built in parts:
+        for layout, point in built.points:
+            if point is not None:
+                bar.add(point.cost, family(layout.plan))
+    return all(built.bar_us >= bar.value for built in parts)
 
 
 def layout_key(plan: Plan) -> tuple:
@@ -540,10 +592,11 @@ class Part:
     """One of `parts` shares of a bounded build, run at once in as many processes: the layouts
     of the candidates dealt out (`_dealt`; the plans of a layout, which share most of their
     terms, stay together). A share stops at the first of its groups whose floor is above its
-    bar: over any set of exact layout costs, the bar is no lower than the whole table's (the
-    greatest cost shown only falls as layouts are added), so every layout of the answer is built
-    by its share. Where the processes share memory (`SharedCosts`, inherited from a forked
-    parent), each share also reads the costs the others solved, and stops by the lowest bar."""
+    bar. Where the processes share memory (`SharedCosts`, inherited from a forked parent), each
+    share also reads the costs the others solved, and stops by the lowest bar. A bar may rise as
+    costs come in (a layout under the `top`-th brings its family among the best), so the search
+    over what the shares built checks that each left plans out only by a bar no lower than that
+    of every cost they solved (`_covers`: so far on every job), and else builds the whole table."""
 
     def __init__(self, index: int, parts: int, layouts: Sequence[tuple], shared: SharedCosts | None = None):
         self.index, self.shared = index, shared
