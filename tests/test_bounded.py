@@ -340,9 +340,10 @@ def test_a_build_dealt_out_in_shares_is_the_full_tables(reference):
     assert together <= alone
 
 
-def test_a_share_stopped_under_the_answers_bar_falls_back_to_the_whole_table():
+def test_a_share_stopped_under_the_answers_bar_is_built_again_by_it():
     """Where a share left plans out by a bar below that of every cost the shares solved
-    (bounded._covers), the search builds the whole table: the full table's answer still."""
+    (bounded._covers), the search builds that share again, by that bar at the least: the full
+    table's answer still."""
     wl, cluster, defaults = _reference("megatron", "mixtral-8x7b", 2, 64)
     plans = candidates(wl, cluster, defaults, {})
     with memo.session():
@@ -470,7 +471,7 @@ def test_a_cheaper_layout_may_raise_the_bar_and_a_share_stopped_under_it_is_buil
     """The bar of a set of costs bounds no larger set's: a layout under the `top`-th brings its
     family among those shown, and the families beside them are then the next ones out. So a
     share that stopped by the bar of the costs it knew may have left out the best of such a
-    family (bounded._covers), and the search then builds the whole table."""
+    family (bounded._covers), and the search then builds that share again by the higher bar."""
     bar = _Bar(top=2, families=1)
     for cost, shape in ((10, (1, 1)), (11, (1, 1)), (12, (2, 1)), (20, (4, 1))):
         bar.add(cost, shape)

@@ -19,8 +19,8 @@ so none is shown; CP-SAT then solves the table built, and the plans, their ties 
 _first_of_cost, table order), the runners-up and the other families are the full table's
 (tests/test_bounded.py holds the two equal). The bar may rise as costs come in (a layout under
 the `top`-th brings its family among the best): the least bar a plan was left out by is kept
-(Built.bar_us) and checked against that of every cost solved (`_covers`), the whole table built
-where it is under it.
+(Built.bar_us) and checked against that of every cost solved, a part built again by that bar
+where it is under it (`_covered`).
 
 A layout built is solved only when that could stop the build at the next group: its bound is
 below the group's floor, and so is the bar the built layouts would set if each cost its bound;
@@ -95,8 +95,8 @@ class _Bar:
     The bar may rise as costs are added: one under the `top`-th brings its family among the
     best, and the families beside them are then the next ones out (`_covers`)."""
 
-    def __init__(self, top: int, families: int):
-        self.top, self.families = top, families
+    def __init__(self, top: int, families: int, at_least: float = 0.0):
+        self.top, self.families, self.at_least = top, families, at_least
         self._added: list[tuple[int, tuple]] = []  # (cost, family), least cost first
         self._value: float | None = math.inf
         self._best: dict[tuple, int] = {}  # each family's least cost
@@ -122,8 +122,9 @@ class _Bar:
 
     @property
     def value(self) -> float:
+        """The bar, never under `at_least` (a bar the answer's is known to reach: `_covered`)."""
         if self._value is None:
-            self._value = self._compute()
+            self._value = max(self._compute(), self.at_least)
         return self._value
 
     def _compute(self) -> float:
@@ -174,28 +175,33 @@ class Built:
     points: list[tuple[Layout, Point | None]] = field(default_factory=list)
     """The best points of the layouts it solved (runners_up.recall), for the search over them."""
     bar_us: float = math.inf
-    """The bar it stopped by: it built every layout of its part that could be shown where the
-    answer's bar is no higher (infinite where it left out nothing by the bar)."""
+    """The least bar it left a plan or group out by: it built every layout of its part that
+    could be shown where the answer's bar is no higher (infinite where it left out nothing by
+    the bar)."""
+    share: tuple[int, int] | None = None
+    """(index, parts) of the share of the candidates' layouts it built (`Part`), or None: all."""
 
 
 def bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
                   *, top: int = 1, other_families: bool = False, part: Part | None = None,
-                  progress: Callable[[int], None] | None = None) -> Built:
+                  progress: Callable[[int], None] | None = None, at_least: float = 0.0) -> Built:
     """The layouts of the candidate plans the search's answer can come from (module docstring).
 
     `part`: only the plans of some layouts (`Part`: the parts may read one another's costs for a
     lower bar).
-    `progress(plans done)` after each screening group built, `progress(len(plans))` at the end."""
+    `progress(plans done)` after each screening group built, `progress(len(plans))` at the end.
+    `at_least`: no plan is left out by a bar under it (`_covered`)."""
     with known_points():
         built = _bounded_build(plans, workload, cluster, constraints, top=top, other_families=other_families, part=part,
-                               progress=progress)
+                               progress=progress, at_least=at_least)
+        built.share = (part.index, part.parts) if part is not None else None
         built.points = recall((layout for layouts in built.made.values() for layout in layouts), "step-time")
         return built
 
 
 def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
                    *, top: int, other_families: bool, part: Part | None,
-                   progress: Callable[[int], None] | None) -> Built:
+                   progress: Callable[[int], None] | None, at_least: float = 0.0) -> Built:
     builder = TableBuilder(workload, cluster, "step-time", screen=True)
     keep = part.keeps if part is not None else None
     # The screening groups read so far, by key (TableBuilder.group), and each one's plan of each
@@ -240,7 +246,7 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     heapq.heapify(heap)
     cap, host_cap, layers = capacity_kib(cluster), host_capacity_kib(cluster), workload.arch.num_layers
     made: dict[int, list[Layout]] = {}
-    bar = _Bar(top, FAMILIES if other_families else 0)
+    bar = _Bar(top, FAMILIES if other_families else 0, at_least)
     decided = math.inf  # the least bar a group or plan was left out by (Built.bar_us)
 
     def by_bar(threshold: float) -> None:
@@ -495,11 +501,7 @@ def bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workload
     Where nothing fits, the plans screened out by their memory floor are built too, for the
     explanation, which reads every layout (each group's layouts depend on its own plans alone, so
     built now they are as the whole table's)."""
-    if not _covers(parts, top, other_families):
-        # A plan or group was left out by a bar under that of every cost solved: it may be one of
-        # the answer's. The whole table then, which leaves out nothing (seen on no job measured).
-        builder = TableBuilder(workload, cluster, "step-time", screen=True)
-        parts = [Built({i: builder.add(plans[i]) for i in builder.order(list(plans))}, [], True)]
+    parts = _covered(parts, plans, workload, cluster, constraints, top, other_families)
     with known_points():
         for built in parts:
             remember(built.points, "step-time")
@@ -532,6 +534,36 @@ def _bounded_result(parts: list[Built], plans: Sequence[Plan], workload: Workloa
     return result, rows, all(built.complete for built in parts) and not floored
 
 
+def _covered(parts: list[Built], plans: Sequence[Plan], workload: Workload, cluster: Cluster,
+             constraints: dict[str, Constraint], top: int, other_families: bool) -> list[Built]:
+    """The parts, each built again where it left a plan out by a bar under that of every cost
+    the parts solved (`_covers`: it may have left out a layout of the answer), that bar now its
+    least, until none is under (each build only adds costs, and the bar they set can rise only
+    so often)."""
+    parts = list(parts)
+    while True:
+        bar = _solved_bar(parts, top, other_families)
+        short = [k for k, built in enumerate(parts) if built.bar_us < bar]
+        if not short:
+            return parts
+        keys = layout_keys(plans)
+        for k in short:
+            share = parts[k].share
+            part = Part(share[0], share[1], keys) if share is not None else None
+            parts[k] = bounded_build(plans, workload, cluster, constraints, top=top, other_families=other_families,
+                                     part=part, at_least=bar)
+
+
+def _solved_bar(parts: list[Built], top: int, other_families: bool) -> float:
+    """The bar of every cost the parts solved."""
+    bar = _Bar(top, FAMILIES if other_families else 0)
+    for built in parts:
+        for layout, point in built.points:
+            if point is not None:
+                bar.add(point.cost, family(layout.plan))
+    return bar.value
+
+
 def _covers(parts: list[Built], top: int, other_families: bool) -> bool:
     """Whether every part left plans out only by a bar no lower than that of every cost the
     parts solved.
@@ -543,12 +575,8 @@ def _covers(parts: list[Built], top: int, other_families: bool) -> bool:
     changes neither the best nor the families beside them, and the answer is among the layouts
     built. The same holds within one build, whose bar may rise after it left a plan out (it
     solves what it built before it stops: `settle`)."""
-    bar = _Bar(top, FAMILIES if other_families else 0)
-    for built in parts:
-        for layout, point in built.points:
-            if point is not None:
-                bar.add(point.cost, family(layout.plan))
-    return all(built.bar_us >= bar.value for built in parts)
+    bar = _solved_bar(parts, top, other_families)
+    return all(built.bar_us >= bar for built in parts)
 
 
 def layout_key(plan: Plan) -> tuple:
@@ -596,10 +624,11 @@ class Part:
     share also reads the costs the others solved, and stops by the lowest bar. A bar may rise as
     costs come in (a layout under the `top`-th brings its family among the best), so the search
     over what the shares built checks that each left plans out only by a bar no lower than that
-    of every cost they solved (`_covers`: so far on every job), and else builds the whole table."""
+    of every cost they solved, and builds a share again by that bar where it did not
+    (`_covered`)."""
 
     def __init__(self, index: int, parts: int, layouts: Sequence[tuple], shared: SharedCosts | None = None):
-        self.index, self.shared = index, shared
+        self.index, self.parts, self.shared = index, parts, shared
         self.layouts = frozenset(_dealt(layouts, parts)[index])
         self._read = [0] * parts
 
