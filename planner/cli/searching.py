@@ -94,6 +94,11 @@ def search_job(inputs: Inputs, objective: str, top: int, solver: str, time_limit
               if not whole_table and jobs > 1 and not found.cannot_run and len(found.plans) >= SHARED_PLANS}
     if shared:
         engine_jobs = jobs
+    if engine_jobs > 1 and not whole_table:
+        # The bounded build's modules (numpy with them), loaded once here for the workers to
+        # inherit: each would load them for its builds, and this process for the search over
+        # what they built. Not the solver: a process that has run CP-SAT is not forked.
+        import planner.search.bounded  # noqa: F401
     found: dict[int, EngineOutcome] = {}
     built: dict[int, dict[int, object]] = {i: {} for i in shared}
     try:
