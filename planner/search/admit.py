@@ -98,6 +98,48 @@ class Admission:
                 rows = []
         return [row + tail for row in rows] if tail else rows
 
+    def count(self, layout: Plan, options: Sequence[Sequence[tuple]], admitted: list[list[tuple]]) -> int:
+        """len(`rows`) without making them: the rows' values at the positions the joint rules
+        that do test rows read, each such projection with its rows' number, are all the rules
+        read of them. `admitted`: filled as `rows` fills it."""
+        # First each group's values and joint tests, as `rows` finds them (neither reads the rows).
+        steps = []
+        seen: list[tuple] = []
+        for names, start, own, joint, values in zip(self.groups, self._starts, self._own, self._joint, options):
+            for check in own:
+                test = self._test(layout, names, *check)
+                values = [value for value in values if test(value)]
+            admitted.append(values)
+            if not values:
+                return 0
+            tests = [self._test(layout, self.names, *check) for check in joint]
+            if tests and all(_takes_every_value(test, [i for i in positions if i < start], seen, values)
+                             for test, (_, _, positions, _) in zip(tests, joint)):
+                tests = []
+            steps.append((start, values, tests))
+            seen.extend(tuple(dict.fromkeys(column)) for column in zip(*values))
+        read = sorted({i for (start, _, tests), checks in zip(steps, self._joint) if tests
+                       for _, _, positions, _ in checks for i in positions if i < start})
+        states: dict[tuple, int] = {(): 1}  # the rows' values at the positions read so far: rows
+        at: list[int] = []  # those positions, in order
+        template = [column[0] for column in seen]
+        for (start, values, tests), names in zip(steps, self.groups):
+            kept = [j for j in range(len(names)) if start + j in read]
+            grown: dict[tuple, int] = {}
+            for state, n in states.items():
+                taken = values
+                if tests:
+                    for i, value in zip(at, state):
+                        template[i] = value
+                    row = tuple(template[:start])
+                    taken = [value for value in values if all(test(row + value) for test in tests)]
+                for value in taken:
+                    key = state + tuple(value[j] for j in kept)
+                    grown[key] = grown.get(key, 0) + n
+            states = grown
+            at += [start + j for j in kept]
+        return sum(states.values())
+
     def _test(self, layout: Plan, names: tuple[str, ...], rule: Rule, fixed: tuple[str, ...],
               positions: tuple[int, ...], seen: dict) -> Callable[[tuple], bool]:
         """The rule's verdict on a tuple of values of `names`, looked up by the values it reads

@@ -149,24 +149,39 @@ def candidates(workload: Workload, cluster: Cluster, defaults: JobDefaults, cons
         if not admission.layout_passes(layout.plan):
             continue
         admitted: list[list[tuple]] = []
-        rows = admission.rows(layout.plan, layout.options, admitted)
-        if rows:
-            found.append(_LayoutRows(layout.plan, rows, start, _shapes(admitted)))
-            start += len(rows)
+        count = admission.count(layout.plan, layout.options, admitted)
+        if count:
+            found.append(_LayoutRows(layout.plan, start, count, _shapes(admitted),
+                                     tuple(group[0] for group in admitted), admission, layout.options))
+            start += count
     return Candidates(workload, found)
 
 
 @dataclass
 class _LayoutRows:
     """The admitted rows of execution values of one layout (EXECUTION_KEYS order), the first of
-    them the `start`-th candidate."""
+    them the `start`-th candidate: counted at once, made when first read (a search that builds
+    its table only as far as its answer needs reads the rows of a third of DeepSeek-V3's
+    layouts)."""
 
     base: Plan
-    rows: list[tuple]
     start: int
-    shapes: tuple[tuple, ...] = ()
+    count: int
+    shapes: tuple[tuple, ...]
     """The (mbs, gas, sp, precision) its rows may take: the product of the values each group's
     own rules admit (a row's are among them)."""
+    first: tuple[tuple, ...]
+    """Each group's first admitted value: a plan of any shape with them is a legal plan's twin in
+    all a floor key reads (`Candidates.shape_plan`)."""
+    admission: Admission
+    options: tuple[tuple[tuple, ...], ...]
+    _rows: list[tuple] | None = None
+
+    @property
+    def rows(self) -> list[tuple]:
+        if self._rows is None:
+            self._rows = self.admission.rows(self.base, self.options)
+        return self._rows
 
 
 def _shapes(admitted: list[list[tuple]]) -> tuple[tuple, ...]:
@@ -193,7 +208,7 @@ class Candidates(Sequence[Plan]):
         self.workload = workload
         self._layouts = layouts
         self._starts = [lay.start for lay in layouts]
-        self._count = layouts[-1].start + len(layouts[-1].rows) if layouts else 0
+        self._count = layouts[-1].start + layouts[-1].count if layouts else 0
         self._built: dict[int, Plan] = {}
         self._degrees: dict[tuple[int, bool], ParallelDims] = {}
 
@@ -271,13 +286,12 @@ class Candidates(Sequence[Plan]):
 
     def shape_plan(self, token: tuple[int, tuple]) -> Plan:
         """A plan of layout k with shape (mbs, gas, sp, precision), `token` (k, shape), its other
-        keys the first row's: what its floor key reads is the shape's (`layout_shapes`)."""
+        keys each group's first admitted value: what its floor key reads is the shape's
+        (`layout_shapes`)."""
         k, (mbs, gas, sp, precision) = token
-        layout = self._layouts[k]
-        first = dict(zip(_ROW_KEYS, layout.rows[0]))
-        row = tuple(first[key] if key not in ("mbs", "gas", "sp", "precision") else
-                    {"mbs": mbs, "gas": gas, "sp": sp, "precision": precision}[key] for key in _ROW_KEYS)
-        return self._plan(k, row)
+        first = dict(zip(_ROW_KEYS, (value for group in self._layouts[k].first for value in group)))
+        first.update(mbs=mbs, gas=gas, sp=sp, precision=precision)
+        return self._plan(k, tuple(first[key] for key in _ROW_KEYS))
 
     def layout_plan(self, k: int) -> Plan:
         """The `k`-th layout's plan (its degrees and partition)."""
@@ -285,7 +299,7 @@ class Candidates(Sequence[Plan]):
 
     def layout_size(self, k: int) -> int:
         """The plans of the `k`-th layout."""
-        return len(self._layouts[k].rows)
+        return self._layouts[k].count
 
     def values(self, i: int, keys: tuple[str, ...]) -> tuple:
         """The execution values `keys` (EXECUTION_KEYS) of the `i`-th candidate, without building it."""
