@@ -183,6 +183,11 @@ class _LayoutRows:
             self._rows = self.admission.rows(self.base, self.options)
         return self._rows
 
+    def __getstate__(self) -> dict:
+        """Pickled with its rows, without the admission (an engine's checks may be lambdas): for
+        worker processes that do not inherit it (parallel.py)."""
+        return {**self.__dict__, "_rows": self.rows, "admission": None}
+
 
 def _shapes(admitted: list[list[tuple]]) -> tuple[tuple, ...]:
     """The (mbs, gas, sp, precision) of the product of each group's admitted values (EXECUTION_KEYS
