@@ -156,6 +156,30 @@ def _partitioned_floor_holds(wl, cluster, defaults) -> int:
     return tighter
 
 
+def _offloading_floor_holds(wl, cluster, defaults) -> int:
+    """A candidate that offloads has a floor over the partitions no higher than its twin that does
+    not (the search works out the offloading one alone: bounded.partitioned_floor_us). Returns the
+    pairs checked."""
+    builder = TableBuilder(wl, cluster)
+    capacity = cluster.capacity / MEMORY_SHARE
+    pairs = 0
+    with memo.session():
+        for plan in candidates(wl, cluster, defaults, {}):
+            if plan.offload == "none" or builder.never_built(plan):
+                continue
+            lows = builder.lows(plan)
+            twin = plan.with_(offload="none")
+            assert (partitioned_step_floor(plan, wl, cluster, capacity, lows)
+                    <= partitioned_step_floor(twin, wl, cluster, capacity, lows)), plan
+            pairs += 1
+    return pairs
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
+def test_an_offloading_plans_partitioned_floor_is_no_higher_than_its_twins(reference):
+    assert _offloading_floor_holds(*_reference(*reference))
+
+
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: "-".join(map(str, r[:3])))
 def test_the_partitioned_floor_is_under_every_layouts_best_point(reference):
     tighter = _partitioned_floor_holds(*_reference(*reference))
@@ -419,6 +443,7 @@ def test_random_jobs_of_every_engine(job):
     _same_plans(*job)
     _same_split(*job)
     _partitioned_floor_holds(*job)
+    _offloading_floor_holds(*job)
 
 
 def test_a_cut_table_without_plans_falls_back_to_the_whole_table(monkeypatch):

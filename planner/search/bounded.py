@@ -291,14 +291,19 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
         """The least over the group's plans of the larger of their bound and their floor over
         the partitions (timing/partitioned.py), each worked out unless its bound is above the
         least found. A plan that fits nowhere (an infinite floor) is screened out with the
-        larger micro-batches of its offload (TableBuilder.skips): those are never built."""
+        larger micro-batches of its offload (TableBuilder.skips): those are never built. A plan
+        that offloads holds no more on its GPUs than its twin that does not (memory.estimate
+        `_stage_states`: what it offloads is at 0.0 there), with the same time terms: its floor
+        is no higher, and the twin's is not worked out."""
         lows = builder.lows(plans[groups[g][0]])
         bound_of = {key[KEY_MBS]: bounds.bound(key) for key in shapes[g]}  # the group's shapes differ in it
+        read = [(i, *values(i, ("mbs", "offload"))) for i in groups[g]]
+        offloading = {mbs for _, mbs, offload in read if offload != "none"}
         least = math.inf
         unfit: dict[str, int] = {}  # offload -> the least micro-batch that fits nowhere
-        for i in groups[g]:  # the micro-batch ascends in candidate order
-            mbs, offload = values(i, ("mbs", "offload"))
-            if mbs > unfit.get(offload, mbs) or bound_of[mbs] >= least:
+        for i, mbs, offload in read:  # the micro-batch ascends in candidate order
+            if (mbs > unfit.get(offload, mbs) or bound_of[mbs] >= least
+                    or (offload == "none" and mbs in offloading)):
                 continue
             floor_s = partitioned_step_floor(plans[i], workload, cluster, capacity, lows)
             if floor_s == math.inf:
