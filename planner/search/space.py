@@ -135,12 +135,13 @@ def candidate_plans(workload: Workload, cluster: Cluster, defaults: JobDefaults,
     the smallest micro-batch the constraints allow (and, where gradients are not kept between
     steps, the one-micro-batch step, whose gradients appear only in backward), and the recompute
     policies other than none (recomputing every layer never saves more than recomputing none)."""
-    return iter(candidates(workload, cluster, defaults, constraints, least_memory=least_memory))
+    return iter(candidates(workload, cluster, defaults, constraints, least_memory=least_memory, lazy=False))
 
 
 def candidates(workload: Workload, cluster: Cluster, defaults: JobDefaults, constraints: dict[str, Constraint], *,
-               least_memory: bool = False) -> Candidates:
-    """`candidate_plans`, as a sequence whose plans are built when first read."""
+               least_memory: bool = False, lazy: bool = True) -> Candidates:
+    """`candidate_plans`, as a sequence whose plans are built when first read; `lazy`: each
+    layout's rows made when first read too (a search that reads every plan makes them at once)."""
     engine = PROFILES[workload.engine.name]
     admission = Admission((*DEGREE_RULES, *RULES, *engine.checks), workload, cluster, EXECUTION_KEYS)
     found: list[_LayoutRows] = []
@@ -149,10 +150,11 @@ def candidates(workload: Workload, cluster: Cluster, defaults: JobDefaults, cons
         if not admission.layout_passes(layout.plan):
             continue
         admitted: list[list[tuple]] = []
-        count = admission.count(layout.plan, layout.options, admitted)
+        rows = None if lazy else admission.rows(layout.plan, layout.options, admitted)
+        count = admission.count(layout.plan, layout.options, admitted) if lazy else len(rows)
         if count:
             found.append(_LayoutRows(layout.plan, start, count, _shapes(admitted),
-                                     tuple(group[0] for group in admitted), admission, layout.options))
+                                     tuple(group[0] for group in admitted), admission, layout.options, rows))
             start += count
     return Candidates(workload, found)
 
