@@ -64,18 +64,13 @@ class Admission:
         """The rows of execution values (one value tuple of each group of `options`, in the order
         of their product) that pass every rule with `layout`'s other keys. `admitted`: filled with
         each group's values its own rules pass (every row's values are among their product)."""
+        steps = self._steps(layout, options, admitted)
+        if steps is None:
+            return []
         rows: list[tuple] = [()]
-        seen: list[tuple] = []  # the values each position of a row may hold: its group's admitted ones
         tail: tuple = ()  # the values of single-valued groups not yet appended to every row
-        for names, start, own, joint, values in zip(self.groups, self._starts, self._own, self._joint, options):
-            if not rows:
-                break
-            for check in own:
-                test = self._test(layout, names, *check)
-                values = [value for value in values if test(value)]
-            tests = [self._test(layout, self.names, *check) for check in joint]
-            if tests and not all(_takes_every_value(test, [i for i in positions if i < start], seen, values)
-                                 for test, (_, _, positions, _) in zip(tests, joint)):
+        for (start, values, tests), joint in zip(steps, self._joint):
+            if tests:
                 if tail:
                     rows, tail = [row + tail for row in rows], ()
                 # Rows that agree on the earlier keys these rules read take the same values.
@@ -85,44 +80,27 @@ class Admission:
                 taken = {key: [value for value in values if all(test(row + value) for test in tests)]
                          for key, row in first.items()}
                 rows = [row + value for row, key in zip(rows, agreed) for value in taken[key]]
+                if not rows:
+                    return []
             elif len(values) == 1:
                 tail += values[0]
             else:
                 extended = [tail + value for value in values]
                 rows, tail = [row + value for row in rows for value in extended], ()
-            if admitted is not None:
-                admitted.append(values)
-            if values:
-                seen.extend(tuple(dict.fromkeys(column)) for column in zip(*values))
-            else:
-                rows = []
         return [row + tail for row in rows] if tail else rows
 
     def count(self, layout: Plan, options: Sequence[Sequence[tuple]], admitted: list[list[tuple]]) -> int:
         """len(`rows`) without making them: the rows' values at the positions the joint rules
         that do test rows read, each such projection with its rows' number, are all the rules
         read of them. `admitted`: filled as `rows` fills it."""
-        # First each group's values and joint tests, as `rows` finds them (neither reads the rows).
-        steps = []
-        seen: list[tuple] = []
-        for names, start, own, joint, values in zip(self.groups, self._starts, self._own, self._joint, options):
-            for check in own:
-                test = self._test(layout, names, *check)
-                values = [value for value in values if test(value)]
-            admitted.append(values)
-            if not values:
-                return 0
-            tests = [self._test(layout, self.names, *check) for check in joint]
-            if tests and all(_takes_every_value(test, [i for i in positions if i < start], seen, values)
-                             for test, (_, _, positions, _) in zip(tests, joint)):
-                tests = []
-            steps.append((start, values, tests))
-            seen.extend(tuple(dict.fromkeys(column)) for column in zip(*values))
+        steps = self._steps(layout, options, admitted)
+        if steps is None:
+            return 0
         read = sorted({i for (start, _, tests), checks in zip(steps, self._joint) if tests
                        for _, _, positions, _ in checks for i in positions if i < start})
         states: dict[tuple, int] = {(): 1}  # the rows' values at the positions read so far: rows
         at: list[int] = []  # those positions, in order
-        template = [column[0] for column in seen]
+        template = [value for _, values, _ in steps for value in values[0]]  # a value each position may hold
         for (start, values, tests), names in zip(steps, self.groups):
             kept = [j for j in range(len(names)) if start + j in read]
             grown: dict[tuple, int] = {}
@@ -139,6 +117,30 @@ class Admission:
             states = grown
             at += [start + j for j in kept]
         return sum(states.values())
+
+    def _steps(self, layout: Plan, options: Sequence[Sequence[tuple]], admitted: list[list[tuple]] | None
+               ) -> list[tuple[int, list[tuple], list[Callable[[tuple], bool]]]] | None:
+        """Of each group (neither reads the rows): its first position, the values its own rules
+        pass, and its joint rules' tests, none where each passes every value whatever the earlier
+        positions hold among their admitted values (`_takes_every_value`). None where a group
+        admits no value. `admitted`: filled with the values."""
+        steps = []
+        seen: list[tuple] = []  # the values each position of a row may hold: its group's admitted ones
+        for names, start, own, joint, values in zip(self.groups, self._starts, self._own, self._joint, options):
+            for check in own:
+                test = self._test(layout, names, *check)
+                values = [value for value in values if test(value)]
+            if admitted is not None:
+                admitted.append(values)
+            if not values:
+                return None
+            tests = [self._test(layout, self.names, *check) for check in joint]
+            if tests and all(_takes_every_value(test, [i for i in positions if i < start], seen, values)
+                             for test, (_, _, positions, _) in zip(tests, joint)):
+                tests = []
+            steps.append((start, values, tests))
+            seen.extend(tuple(dict.fromkeys(column)) for column in zip(*values))
+        return steps
 
     def _test(self, layout: Plan, names: tuple[str, ...], rule: Rule, fixed: tuple[str, ...],
               positions: tuple[int, ...], seen: dict) -> Callable[[tuple], bool]:

@@ -241,8 +241,7 @@ def least_recomputed_layers(plan: Plan, workload: Workload, cluster: Cluster, ca
         share = stages.least_share(weights, sigma, kept)
         kept_bytes += count * share
         savings.append((share - stages.least_share(weights, sigma, a), count))
-    empty = sum(runtime_bytes(plan, workload, cluster.gpu.id, 0.0).values())
-    per_byte = sum(runtime_bytes(plan, workload, cluster.gpu.id, float(2**30)).values()) - empty
+    empty, per_byte = _runtime_line(plan, workload, cluster.gpu.id)
     excess = kept_bytes - (capacity - empty) / (1 + per_byte / 2**30)
     if excess <= 0:
         return 0.0
