@@ -25,6 +25,8 @@ layers of its second stage.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import cached_property
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
@@ -54,21 +56,27 @@ def _floor(plan: Plan, workload: Workload, cluster: Cluster, capacity: float, lo
     need = StageRecompute.of(plan, workload, cluster, capacity)
     if need is None or need.head_first > lows[0]:
         return 0.0
-    times = memo.lookup(_TIMES, (floor_key(plan)[4:], plan.recompute, plan.recompute_modules, need.head_first,
-                                 workload, cluster),
-                        lambda: _LayerTimes(plan, workload, cluster, need.head_first))
-    stages = _StageTimes(times, need)
+    # The layers' times are read only where some partition fits (most plans that fit nowhere
+    # are told by the stages' caps alone, `_StageTimes.most`).
     layers, pp = workload.arch.num_layers, plan.parallel.pp
+    stages = _StageTimes(lambda: memo.lookup(_TIMES, (floor_key(plan)[4:], plan.recompute, plan.recompute_modules,
+                                                      need.head_first, workload, cluster),
+                                             lambda: _LayerTimes(plan, workload, cluster, need.head_first)),
+                         need, layers)
     head = need.head_first
     first_low, mid_low, last_low = lows
     if pp == 1:
-        slowest = stages.first(layers - head, with_output=True)
+        slowest = stages.first(layers - head, with_output=True) if stages.most(0) >= layers - head else math.inf
     elif pp == 2:
         slowest = _ends(stages, layers - head, first_low - head, last_low, last=1)
     else:
         slowest = math.inf
-        # The most layers per middle stage first: fewer leave more to the end stages.
-        for mid in range((layers - first_low - last_low) // (pp - 2), mid_low - 1, -1):
+        # Only the middle stages' counts each stage class can hold (`_StageTimes.most`): the
+        # others leave a stage that fits at no recompute count (the most layers per middle stage
+        # first: fewer leave more to the end stages, which hold at most what their caps add up to).
+        ends_most = stages.most(0) + stages.most(2)
+        fewest = max(mid_low, -(-(layers - head - ends_most) // (pp - 2)))
+        for mid in range(min((layers - first_low - last_low) // (pp - 2), stages.most(1)), fewest - 1, -1):
             kind_layers = layers - (pp - 2) * mid - head
             if stages.ends_least(kind_layers) >= slowest:
                 break
@@ -82,8 +90,8 @@ def _ends(stages: _StageTimes, kind_layers: int, first_low: int, last_low: int, 
     """The least over splits of `kind_layers` layers of kind K between the first stage (after the
     head, at least `first_low` of them) and the last (at least `last_low`) of the slower of the
     two: the first's time grows with its share, the last's falls, so the least is where they
-    cross (a bisection)."""
-    lo, hi = first_low, kind_layers - last_low
+    cross (a bisection), among the splits where each holds no more than it can (`most`)."""
+    lo, hi = max(first_low, kind_layers - stages.most(last)), min(kind_layers - last_low, stages.most(0))
     if lo > hi:
         return math.inf
     while lo < hi:  # the fewest layers on the first stage where it is the slower
@@ -134,8 +142,49 @@ class _StageTimes:
     """t_F + t_B floors of one micro-batch on the stages `StageRecompute` lists, by the layers of
     kind K they hold (the first also the head), each recomputing the fewest layers that fit."""
 
-    def __init__(self, times: _LayerTimes, need: StageRecompute):
-        self.need, self.times = need, times
+    def __init__(self, times: Callable[[], _LayerTimes], need: StageRecompute, layers: int):
+        self.need, self.layers, self._times = need, layers, times
+        self._most: dict[int, int] = {}
+
+    @cached_property
+    def times(self) -> _LayerTimes:
+        return self._times()
+
+    def most(self, stage: int) -> int:
+        """The most layers of kind K the `stage`-th stage listed holds at some recompute count
+        (the first also the head), -1 where it holds none: what a stage cannot recompute of
+        each layer only adds up as it holds more (StageRecompute.least is finite up to a count
+        and infinite beyond). Found from StageRecompute.least alone: a bisection, from the
+        count its terms give where the stage holds no head (checked on either side)."""
+        if stage not in self._most:
+            self._most[stage] = self._head_most() if stage == 0 else self._kind_most(stage)
+        return self._most[stage]
+
+    def _fits(self, stage: int, layers: int) -> bool:
+        return self.need.least(stage, layers, head=stage == 0) < math.inf
+
+    def _head_most(self) -> int:
+        lo, hi = -1, self.layers
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._fits(0, mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _kind_most(self, stage: int) -> int:
+        need = self.need
+        room = need.limit - need.ends[stage]
+        # Each layer adds its held bytes, less what recomputing it saves where whole layers are.
+        saving = need.saving * need.inflight[stage] if need.full and need.saving > 0 else 0.0
+        per_layer = need.per_layer[stage] - saving
+        count = self.layers if per_layer <= 0 else max(-1, min(self.layers, math.floor(room / per_layer)))
+        while count < self.layers and self._fits(stage, count + 1):
+            count += 1
+        while count >= 0 and not self._fits(stage, count):
+            count -= 1
+        return count
 
     def ends_least(self, layers: int) -> float:
         """Under the slower of the first and the last stage sharing `layers` of kind K (the first
