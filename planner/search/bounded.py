@@ -9,7 +9,8 @@ screening reads one another's), in the order of their least floor: a bound first
 then the least step floor, then the least floor over the partitions the search gives its plans,
 each stage recomputing what its memory needs (timing/partitioned.py), each worked out when the
 one before comes first; a layout's rows are read into its groups only when a bound under them
-all comes first (space.Candidates.layout_shapes). The build stops at the first group whose
+all comes first (space.Candidates.layout_shapes), and not while something fits where the plans
+holding least of it fit in no partition (space.Candidates.least_memory_plans). The build stops at the first group whose
 floor is above the bar (`_Bar`): the greatest cost the search would show from
 the layouts solved so far (runners_up.layout_best: each at its own best point, exact), the
 `top`-th best layout's and, where the search also says why the best plans of other (tp, pp)
@@ -314,6 +315,14 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     capacity = cluster.capacity / MEMORY_SHARE
     floored: list[list[int]] = []
 
+    def fits_nowhere(k: int) -> bool:
+        """Whether no plan of the `k`-th layout fits in any partition the search gives it: none
+        of the plans that hold no more than any of its plans does (Candidates.least_memory_plans;
+        a floor over the partitions is infinite only where some stage fits at no recompute
+        count, and holding more only adds to each stage's bytes)."""
+        return all(partitioned_step_floor(plan, workload, cluster, capacity, builder.lows(plan)) == math.inf
+                   for plan in plans.least_memory_plans(k))
+
     unbuilt = False  # some plan left unbuilt by its floor before its build (`beyond_bar`)
 
     def beyond_bar(plan: Plan) -> bool:
@@ -424,6 +433,10 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
             continue
         if exact < 0:  # a layout's rows, read into its groups
             heapq.heappop(heap)
+            if us < math.inf and fits_nowhere(g):
+                # Read only if nothing fits (the bar stays infinite): for the explanation.
+                heapq.heappush(heap, (math.inf, -1, n, g))
+                continue
             read(*plans.layout_screening(g))
             continue
         if exact < 2:  # a bound (0) or the least step floor (1) of the group: refined in turn

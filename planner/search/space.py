@@ -154,7 +154,7 @@ def candidates(workload: Workload, cluster: Cluster, defaults: JobDefaults, cons
         count = admission.count(layout.plan, layout.options, admitted) if lazy else len(rows)
         if count:
             found.append(_LayoutRows(layout.plan, start, count, _shapes(admitted),
-                                     tuple(group[0] for group in admitted), admission, layout.options, rows))
+                                     tuple(map(tuple, admitted)), admission, layout.options, rows))
             start += count
     return Candidates(workload, found)
 
@@ -172,9 +172,9 @@ class _LayoutRows:
     shapes: tuple[tuple, ...]
     """The (mbs, gas, sp, precision) its rows may take: the product of the values each group's
     own rules admit (a row's are among them)."""
-    first: tuple[tuple, ...]
-    """Each group's first admitted value: a plan of any shape with them is a legal plan's twin in
-    all a floor key reads (`Candidates.shape_plan`)."""
+    admitted: tuple[tuple[tuple, ...], ...]
+    """The values each group's own rules admit, in order: a plan of any shape with each group's
+    first is a legal plan's twin in all a floor key reads (`Candidates.shape_plan`)."""
     admission: Admission
     options: tuple[tuple[tuple, ...], ...]
     _rows: list[tuple] | None = None
@@ -296,9 +296,34 @@ class Candidates(Sequence[Plan]):
         keys each group's first admitted value: what its floor key reads is the shape's
         (`layout_shapes`)."""
         k, (mbs, gas, sp, precision) = token
-        first = dict(zip(_ROW_KEYS, (value for group in self._layouts[k].first for value in group)))
+        first = dict(zip(_ROW_KEYS, (value for group in self._layouts[k].admitted for value in group[0])))
         first.update(mbs=mbs, gas=gas, sp=sp, precision=precision)
         return self._plan(k, tuple(first[key] for key in _ROW_KEYS))
+
+    def least_memory_plans(self, k: int) -> list[Plan]:
+        """Plans of the `k`-th layout that hold no more on their GPUs than any of its plans of
+        their (quant, precision, optimizer, lora rank): for each such admitted combination, with
+        sequence parallelism where admitted, the most sharded ZeRO stage, the most offloaded
+        states and the most recompute its groups admit, and the least micro-batch, or (where
+        gradients are not kept between steps) the whole step's (`_least_batches`: in-flight
+        activations grow with the micro-batch, gradients appear in backward only without
+        accumulation). Each value is one some row holds, not every combination a legal plan:
+        a bound for the layout's plans, built without reading its rows."""
+        admitted = dict(zip(EXECUTION_KEYS, self._layouts[k].admitted))
+        batches = admitted[("mbs", "gas")]  # the micro-batch ascends (`layouts`)
+        batches = batches[:1] + tuple(b for b in batches[1:] if b[1] == 1 and not self.workload.engine.persistent_gradients)
+        least = {"sp": max(sp for (sp,) in admitted[("sp",)]),
+                 "zero": max(zero for (zero,) in admitted[("zero",)]),
+                 "recompute": max((recompute for (recompute,) in admitted[("recompute",)]),
+                                  key=RECOMPUTE_POLICIES.index),
+                 "offload": max((offload for (offload,) in admitted[("offload",)]), key=OFFLOAD_CHOICES.index)}
+        plans = []
+        for (mbs, gas), (quant,), (precision,), (optimizer,), (rank,) in itertools.product(
+                batches, *(admitted[(key,)] for key in ("quant", "precision", "optimizer", "lora_rank"))):
+            values = {**least, "mbs": mbs, "gas": gas, "quant": quant, "precision": precision, "optimizer": optimizer,
+                      "lora_rank": rank}
+            plans.append(self._plan(k, tuple(values[key] for key in _ROW_KEYS)))
+        return plans
 
     def layout_plan(self, k: int) -> Plan:
         """The `k`-th layout's plan (its degrees and partition)."""
