@@ -5,14 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, replace
-
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING
 
 from planner.cost import memo
 from planner.cost.cluster import Cluster
@@ -39,6 +32,9 @@ from planner.search.stacks import (
 )
 from planner.search.table import build_table, worth_workers
 from planner.spec.job import Constraint
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -316,6 +312,9 @@ class _EngineBars:
         if self.bar is None:
             if time.perf_counter() - self.start < self.DELAY_S:
                 return
+            # Loaded only for a bar drawn: a search answering within the delay, or to a pipe, never needs it.
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=tables.console(stderr=True), transient=True)
             self.bar.start()

@@ -32,6 +32,10 @@ class Admission:
         self._starts = [sum(map(len, groups[:i])) for i in range(len(groups))]
         group_of = {k: i for i, group in enumerate(groups) for k in group}
         self._layout: list[tuple[Rule, tuple[str, ...], dict]] = []
+        # `_steps`' findings by what they read: a group's values its own rules pass, and whether
+        # its joint rules pass every value whatever the earlier positions hold.
+        self._passed: dict[tuple, tuple] = {}
+        self._every: dict[tuple, bool] = {}
         # Per group, the rules whose last key read is in it: those reading no earlier group sort
         # the group's values once per layout (`own`), the others each row (`joint`).
         self._own: list[list[_Check]] = [[] for _ in groups]
@@ -126,18 +130,34 @@ class Admission:
         admits no value. `admitted`: filled with the values."""
         steps = []
         seen: list[tuple] = []  # the values each position of a row may hold: its group's admitted ones
-        for names, start, own, joint, values in zip(self.groups, self._starts, self._own, self._joint, options):
-            for check in own:
-                test = self._test(layout, names, *check)
-                values = [value for value in values if test(value)]
+        for g, (names, start, own, joint, values) in enumerate(zip(self.groups, self._starts, self._own, self._joint,
+                                                                   options)):
+            # What the group's own rules pass reads of the layout only their fixed keys: layouts
+            # alike there (most of a search's) share it.
+            key = (g, tuple(getattr(layout, k) for _, fixed, _, _ in own for k in fixed), values)
+            passed = self._passed.get(key)
+            if passed is None:
+                passed = values
+                for check in own:
+                    test = self._test(layout, names, *check)
+                    passed = [value for value in passed if test(value)]
+                passed = self._passed[key] = tuple(passed)
+            values = list(passed)
             if admitted is not None:
                 admitted.append(values)
             if not values:
                 return None
             tests = [self._test(layout, self.names, *check) for check in joint]
-            if tests and all(_takes_every_value(test, [i for i in positions if i < start], seen, values)
-                             for test, (_, _, positions, _) in zip(tests, joint)):
-                tests = []
+            if tests:
+                key = (g, tuple(getattr(layout, k) for _, fixed, _, _ in joint for k in fixed), passed,
+                       tuple(seen[i] for _, _, positions, _ in joint for i in positions if i < start))
+                every = self._every.get(key)
+                if every is None:
+                    every = self._every[key] = all(
+                        _takes_every_value(test, [i for i in positions if i < start], seen, values)
+                        for test, (_, _, positions, _) in zip(tests, joint))
+                if every:
+                    tests = []
             steps.append((start, values, tests))
             seen.extend(tuple(dict.fromkeys(column)) for column in zip(*values))
         return steps
