@@ -71,9 +71,10 @@ def _floor(plan: Plan, workload: Workload, cluster: Cluster, capacity: float, lo
         slowest = _ends(stages, layers - head, first_low - head, last_low, last=1)
     else:
         slowest = math.inf
-        # Only the middle stages' counts each stage class can hold (`_StageTimes.most`): the
-        # others leave a stage that fits at no recompute count (the most layers per middle stage
-        # first: fewer leave more to the end stages, which hold at most what their caps add up to).
+        # The middle counts from the most a middle stage holds (`_StageTimes.most`) down, the
+        # most first (fewer leave more to the end stages), to the fewest that leave the end
+        # stages no more than theirs add up to: any other count leaves some stage fitting at no
+        # recompute count.
         ends_most = stages.most(0) + stages.most(2)
         fewest = max(mid_low, -(-(layers - head - ends_most) // (pp - 2)))
         for mid in range(min((layers - first_low - last_low) // (pp - 2), stages.most(1)), fewest - 1, -1):
