@@ -9,11 +9,11 @@ screening reads one another's), in the order of their least floor: a bound first
 then the least step floor, then the least floor over the partitions the search gives its plans,
 each stage recomputing what its memory needs (timing/partitioned.py), each worked out when the
 one before comes first; a layout's rows are read into its groups only when a bound under them
-all comes first (space.Candidates.layout_shapes), and not while something fits where the plans
-holding least of it fit in no partition (space.Candidates.least_memory_plans). The build stops at the first group whose
-floor is above the bar (`_Bar`): the greatest cost the search would show from
-the layouts solved so far (runners_up.layout_best: each at its own best point, exact), the
-`top`-th best layout's and, where the search also says why the best plans of other (tp, pp)
+all comes first (space.Candidates.layout_shapes); a layout whose plans holding least (space.
+Candidates.least_memory_plans) fit in no partition is read only where nothing fits. The build
+stops at the first group whose floor is above the bar (`_Bar`): the greatest cost the search
+would show from the layouts solved so far (runners_up.layout_best: each at its own best point,
+exact), the `top`-th best layout's and, where the search also says why the best plans of other (tp, pp)
 families lose, those families' bests. Before it stops, every layout built whose bound is not
 above the bar is solved (`settle`). Every layout of the groups left costs at least its floor,
 so none is shown; CP-SAT then solves the table built, and the plans, their ties (cpsat.
