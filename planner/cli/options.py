@@ -54,10 +54,11 @@ def fail(message: str, as_json: bool, code: int = EXIT_BAD_INPUT) -> None:
         message = f"{message[:MESSAGE_CHARACTERS]}… ({len(message):,} characters)"
     if as_json:
         print(json.dumps({"error": message}))
-    # The message is printed as written: `{sp: [false]}` is YAML, not rich markup.
+    # The message is printed as written: `{sp: [false]}` is YAML, not rich markup; on one line
+    # (soft wrap: a terminal folds it, a log keeps it whole for grep, whatever the path's length).
     line = Text("error:", style="bold red")
     line.append(f" {message}")
-    tables.console(stderr=True).print(line, highlight=False)
+    tables.console(stderr=True).print(line, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
