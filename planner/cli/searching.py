@@ -12,7 +12,6 @@ from planner.cost.cluster import Cluster
 from planner.cost.inputs import Inputs
 from planner.cost.workload import JobDefaults, Workload
 from planner.engines.profiles import ENGINES, engines_for
-from planner.report import tables
 from planner.search import SolveResult
 from planner.search.explain import describe_plan
 from planner.search.layouts import Layout
@@ -314,6 +313,8 @@ class _EngineBars:
                 return
             # Loaded only for a bar drawn: a search answering within the delay, or to a pipe, never needs it.
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            from planner.report import tables
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=tables.console(stderr=True), transient=True)

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.text import Text
 
 from planner.cli.options import (
     EXIT_NO_FIT,
@@ -28,7 +27,6 @@ from planner.cost.evaluate import Evaluation
 from planner.cost.inputs import Inputs, load_inputs
 from planner.engines.profiles import ENGINES, PROFILES
 from planner.report import json as report_json
-from planner.report import tables
 from planner.search.objectives import OBJECTIVES, SOLVERS
 from planner.search.parallel import worker_count
 from planner.spec.errors import InputError
@@ -74,6 +72,11 @@ def solve(
             document["emitted_plan"] = report_json.plan_document(target) if target is not None else None
         emit_json(document)
     else:
+        # The terminal's views (rich) load only for them: a --json answer never needs them.
+        from rich.text import Text
+
+        from planner.report import tables
+
         console = tables.console()
         console.print(tables.solve_view(result, title(inputs), found.explanation, found.engines))
         if target is not None and result.plans and target is not result.plans[0]:
