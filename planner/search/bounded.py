@@ -185,16 +185,19 @@ class Built:
 
 def bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
                   *, top: int = 1, other_families: bool = False, part: Part | None = None,
-                  progress: Callable[[int], None] | None = None, at_least: float = 0.0) -> Built:
+                  progress: Callable[[int], None] | None = None, at_least: float = 0.0,
+                  known: Sequence[tuple[int, tuple]] = ()) -> Built:
     """The layouts of the candidate plans the search's answer can come from (module docstring).
 
     `part`: only the plans of some layouts (`Part`: the parts may read one another's costs for a
     lower bar).
     `progress(plans done)` after each screening group built, `progress(len(plans))` at the end.
-    `at_least`: no plan is left out by a bar under it (`_covered`)."""
+    `at_least`: no plan is left out by a bar under it (`_covered`).
+    `known`: (cost, family) of layouts solved elsewhere for the same table (other parts'), in
+    the bar from the start, as the shares read one another's (`Part.read`)."""
     with known_points():
         built = _bounded_build(plans, workload, cluster, constraints, top=top, other_families=other_families, part=part,
-                               progress=progress, at_least=at_least)
+                               progress=progress, at_least=at_least, known=known)
         built.share = (part.index, part.parts) if part is not None else None
         built.points = recall((layout for layouts in built.made.values() for layout in layouts), "step-time")
         return built
@@ -202,7 +205,8 @@ def bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, c
 
 def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, constraints: dict[str, Constraint],
                    *, top: int, other_families: bool, part: Part | None,
-                   progress: Callable[[int], None] | None, at_least: float = 0.0) -> Built:
+                   progress: Callable[[int], None] | None, at_least: float = 0.0,
+                   known: Sequence[tuple[int, tuple]] = ()) -> Built:
     builder = TableBuilder(workload, cluster, "step-time", screen=True)
     keep = part.keeps if part is not None else None
     # The screening groups read so far, by key (TableBuilder.group), and each one's plan of each
@@ -261,6 +265,9 @@ def _bounded_build(plans: Sequence[Plan], workload: Workload, cluster: Cluster, 
     # next group's floor, solving them is unlikely to stop the build there, and waits (it only
     # decides when to solve; the stop reads the bar of the costs solved).
     hint = _Bar(top, FAMILIES if other_families else 0)
+    for cost, shape in known:
+        bar.add(cost, shape)
+        hint.add(cost, shape)
     # Layouts built, by their own lower bound: each is solved at its best point only once a
     # group's floor could stop the build, and while its bound is below the bar. A layout that
     # fits somewhere goes in untimed, by its time floor (`time_floor_us`), and is timed when
@@ -557,7 +564,8 @@ def _covered(parts: list[Built], plans: Sequence[Plan], workload: Workload, clus
     """The parts, each built again where it left a plan out by a bar under that of every cost
     the parts solved (`_covers`: it may have left out a layout of the answer), that bar now its
     least, until none is under (each build only adds costs, and the bar they set can rise only
-    so often)."""
+    so often). A part built again starts from the costs the others solved (`known`), so it stops
+    by that bar without first solving `top` layouts of its own."""
     parts = list(parts)
     while True:
         bar = _solved_bar(parts, top, other_families)
@@ -568,8 +576,10 @@ def _covered(parts: list[Built], plans: Sequence[Plan], workload: Workload, clus
         for k in short:
             share = parts[k].share
             part = Part(share[0], share[1], keys) if share is not None else None
+            known = [(point.cost, family(layout.plan)) for j, built in enumerate(parts) if j != k
+                     for layout, point in built.points if point is not None]
             parts[k] = bounded_build(plans, workload, cluster, constraints, top=top, other_families=other_families,
-                                     part=part, at_least=bar)
+                                     part=part, at_least=bar, known=known)
 
 
 def _solved_bar(parts: list[Built], top: int, other_families: bool) -> float:
