@@ -260,3 +260,35 @@ def test_a_constraint_on_any_plan_key_is_searched_or_refused_by_name(tmp_path, k
             assert result.exit_code in (0, 1, 2), (engine, shape, result.output)
             if result.exit_code == 2:
                 assert f"constraints.{key}" in result.output
+
+
+def test_the_progress_bar_draws_on_a_terminal_once_its_delay_has_passed(monkeypatch):
+    """A search shows its engines' bars on a terminal only (rich loads then, not for --json or a
+    pipe): evaluating plans, then solving, each bar gone once its engine is done."""
+    import io
+
+    from planner.cli.searching import _EngineBars
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    early = _EngineBars(("megatron",), enabled=True)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not _EngineBars(("megatron",), enabled=True).enabled  # not a terminal: no bar
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bars = _EngineBars(("megatron", "deepspeed"), enabled=True)
+    bars.DELAY_S = 0.0
+    try:
+        bars.update(("megatron", 10, 100))
+        assert bars.bar is not None
+        assert [t.description for t in bars.bar.tasks] == ["evaluating megatron plans"]
+        bars.update(("megatron", None, 100))
+        assert [t.description for t in bars.bar.tasks] == ["solving (megatron)"]
+        bars.done("megatron")
+        assert not bars.bar.tasks
+    finally:
+        bars.close()
+    early.tick()
+    assert early.enabled and early.bar is None  # within its delay: nothing drawn yet
