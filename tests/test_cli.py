@@ -273,8 +273,6 @@ def test_the_progress_bar_draws_on_a_terminal_once_its_delay_has_passed(monkeypa
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr(sys, "stderr", Terminal())
-    early = _EngineBars(("megatron",), enabled=True)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert not _EngineBars(("megatron",), enabled=True).enabled  # not a terminal: no bar
     monkeypatch.setattr(sys, "stderr", Terminal())
@@ -290,5 +288,6 @@ def test_the_progress_bar_draws_on_a_terminal_once_its_delay_has_passed(monkeypa
         assert not bars.bar.tasks
     finally:
         bars.close()
-    early.tick()
-    assert early.enabled and early.bar is None  # within its delay: nothing drawn yet
+    early = _EngineBars(("megatron",), enabled=True)
+    early.update(("megatron", 1, 100))
+    assert early.enabled and early.bar is None  # within its delay (a second): nothing drawn yet
