@@ -310,8 +310,9 @@ class Candidates(Sequence[Plan]):
         accumulation). Each value is one some row holds, not every combination a legal plan:
         a bound for the layout's plans, built without reading its rows."""
         admitted = dict(zip(EXECUTION_KEYS, self._layouts[k].admitted))
-        batches = admitted[("mbs", "gas")]  # the micro-batch ascends (`layouts`)
-        batches = batches[:1] + tuple(b for b in batches[1:] if b[1] == 1 and not self.workload.engine.persistent_gradients)
+        counts = dict(admitted[("mbs", "gas")])  # micro-batch -> its count, the micro-batch ascending
+        mbs, gas = next(iter(counts.items()))
+        batches = [(m, counts[m]) for m in _least_batches(list(counts), mbs * gas, self.workload, {})]
         least = {"sp": max(sp for (sp,) in admitted[("sp",)]),
                  "zero": max(zero for (zero,) in admitted[("zero",)]),
                  "recompute": max((recompute for (recompute,) in admitted[("recompute",)]),
